@@ -1,0 +1,47 @@
+#include "harness/cli.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void print_list(const char *prog, const kb_subcommand *cmds) {
+    printf("Usage: %s COMMAND [OPTIONS]\n\nCommands:\n", prog);
+    for (const kb_subcommand *c = cmds; c->name; c++) printf("  %-10s %s\n", c->name, c->summary);
+    printf("\nRun '%s COMMAND --help' for the options of a command.\n", prog);
+}
+
+int kb_cli_dispatch(const char *prog, const kb_subcommand *cmds, int argc, char **argv, kb_err *err) {
+    if (argc < 2) {
+        print_list(prog, cmds);
+        kb_fail(err, "missing command for %s", prog);
+        return KB_EXIT_USAGE;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        print_list(prog, cmds);
+        return KB_EXIT_OK;
+    }
+    for (const kb_subcommand *c = cmds; c->name; c++)
+        if (!strcmp(argv[1], c->name)) return c->fn(argc - 1, argv + 1, err);
+    kb_fail(err, "unknown command '%s' for %s", argv[1], prog);
+    return KB_EXIT_USAGE;
+}
+
+int kb_cli_parse_int(const char *opt, const char *s, long long min, long long max, long long *out, kb_err *err) {
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || !end || *end || end == s || v < min || v > max)
+        return kb_fail(err, "%s: expected an integer in [%lld, %lld], got '%s'", opt, min, max, s);
+    *out = v;
+    return 0;
+}
+
+int kb_cli_parse_double(const char *opt, const char *s, double *out, kb_err *err) {
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || !end || *end || end == s) return kb_fail(err, "%s: expected a number, got '%s'", opt, s);
+    *out = v;
+    return 0;
+}

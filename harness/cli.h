@@ -1,0 +1,36 @@
+/* Subcommand plumbing for the kindbench CLI.
+ *
+ * Each subcommand is `int cmd(int argc, char **argv, kb_err *err)` with argv[0]
+ * its own name. It returns KB_EXIT_OK, or KB_EXIT_FAIL with err->msg set (main
+ * prints "kindbench: error: <msg>" as one line and exits 1), or KB_EXIT_USAGE
+ * with err->msg set for bad options (exit 2, with a hint to use --help).
+ * Options are parsed with getopt_long (GNU style: --name=value or --name value). */
+#ifndef KB_CLI_H
+#define KB_CLI_H
+
+#include "util/err.h"
+
+enum { KB_EXIT_OK = 0, KB_EXIT_FAIL = 1, KB_EXIT_USAGE = 2 };
+
+typedef int (*kb_cmd_fn)(int argc, char **argv, kb_err *err);
+
+typedef struct {
+    const char *name;
+    kb_cmd_fn fn;
+    const char *summary;
+} kb_subcommand;
+
+/* Runs the subcommand named by argv[1] among cmds, or prints the list for
+ * --help. prog is "kindbench data" etc. for messages. */
+int kb_cli_dispatch(const char *prog, const kb_subcommand *cmds, int argc, char **argv, kb_err *err);
+
+/* Parses a strictly positive/non-negative integer option value with a clear
+ * message ("--resolution: expected a positive integer, got 'x'"). */
+int kb_cli_parse_int(const char *opt, const char *s, long long min, long long max, long long *out, kb_err *err);
+int kb_cli_parse_double(const char *opt, const char *s, double *out, kb_err *err);
+
+/* The subcommands (harness/cmd_*.c). */
+int kb_cmd_data(int argc, char **argv, kb_err *err);
+int kb_cmd_device(int argc, char **argv, kb_err *err);
+
+#endif

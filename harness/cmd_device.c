@@ -1,0 +1,42 @@
+/* `kindbench device`: what this build can compute on. */
+#include <getopt.h>
+#include <stdio.h>
+
+#include "harness/cli.h"
+#include "nn/backend.h"
+
+static void usage(void) {
+    printf("Usage: kindbench device [--help]\n\n"
+           "Prints the CPU thread count the fast CPU path uses ($KINDBENCH_THREADS overrides),\n"
+           "whether this binary has the CUDA backend, and the CUDA GPUs it can see.\n");
+}
+
+int kb_cmd_device(int argc, char **argv, kb_err *err) {
+    static const struct option opts[] = {{"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (c == 'h') {
+            usage();
+            return KB_EXIT_OK;
+        }
+        kb_fail(err, "device: unknown option");
+        return KB_EXIT_USAGE;
+    }
+    kb_ctx ctx;
+    if (kb_ctx_init(&ctx, KB_DEV_CPU, NULL, err)) return KB_EXIT_FAIL;
+    printf("cpu: %d threads\n", ctx.threads);
+    kb_ctx_free(&ctx);
+    if (!kb_cuda_compiled()) {
+        printf("cuda: not compiled in (CPU-only build)\n");
+        return KB_EXIT_OK;
+    }
+    int n = kb_cuda_device_count();
+    printf("cuda: compiled in, %d GPU(s) visible\n", n);
+    for (int i = 0; i < n; i++) {
+        char desc[256];
+        if (kb_cuda_describe(i, desc, sizeof desc, err)) return KB_EXIT_FAIL;
+        printf("  gpu %d: %s\n", i, desc);
+    }
+    return KB_EXIT_OK;
+}

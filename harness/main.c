@@ -1,0 +1,26 @@
+/* kindbench: benchmark and evaluation harness for transfer methods of
+ * diffusion transformers. One binary; see `kindbench --help`. */
+#include <stdio.h>
+#include <string.h>
+
+#include "harness/cli.h"
+
+static const kb_subcommand commands[] = {
+    {"data", kb_cmd_data, "prepare, inspect and summarise dataset caches"},
+    {"device", kb_cmd_device, "show the compute devices this build can use"},
+    {NULL, NULL, NULL},
+};
+
+int main(int argc, char **argv) {
+    if (argc == 2 && !strcmp(argv[1], "--version")) {
+        printf("kindbench 0.1.0\n");
+        return 0;
+    }
+    kb_err err = {{0}};
+    int rc = kb_cli_dispatch("kindbench", commands, argc, argv, &err);
+    if (rc != KB_EXIT_OK) {
+        fprintf(stderr, "kindbench: error: %s\n", err.msg[0] ? err.msg : "failed");
+        if (rc == KB_EXIT_USAGE) fprintf(stderr, "Try 'kindbench --help'.\n");
+    }
+    return rc;
+}

@@ -1,0 +1,115 @@
+#include "nn/backend.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cblas.h>
+
+#include "nn/cuda_backend.h"
+
+static int default_threads(void) {
+    const char *env = getenv("KINDBENCH_THREADS");
+    if (env && atoi(env) > 0) return atoi(env);
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+int kb_ctx_init(kb_ctx *ctx, kb_device dev, const kb_ctx_opts *opts, kb_err *err) {
+    memset(ctx, 0, sizeof *ctx);
+    ctx->device = dev;
+    ctx->threads = (opts && opts->threads > 0) ? opts->threads : default_threads();
+    ctx->cuda_device = opts ? opts->cuda_device : 0;
+    /* A fixed thread count makes OpenBLAS's partitioning, and so its sums, repeatable. */
+    openblas_set_num_threads(ctx->threads);
+    if (dev == KB_DEV_CPU) return 0;
+    if (!kb_cuda_compiled()) return kb_fail(err, "--device cuda: this kindbench was built without CUDA (nvcc not found at configure time)");
+    if (kb_cuda_device_count() <= ctx->cuda_device)
+        return kb_fail(err, "--device cuda: no CUDA GPU %d on this machine (%d found)", ctx->cuda_device, kb_cuda_device_count());
+    return kb_cuda_state_create(ctx->cuda_device, &ctx->cuda, err);
+}
+
+void kb_ctx_free(kb_ctx *ctx) {
+    if (ctx->cuda) kb_cuda_state_destroy(ctx->cuda);
+    ctx->cuda = NULL;
+}
+
+int kb_ctx_sync(kb_ctx *ctx, kb_err *err) { return ctx->device == KB_DEV_CUDA ? kb_cuda_sync(ctx->cuda, err) : 0; }
+
+void *kb_dev_alloc(kb_ctx *ctx, size_t bytes, kb_err *err) {
+    if (ctx->device == KB_DEV_CUDA) return kb_cuda_malloc(ctx->cuda, bytes, err);
+    size_t rounded = (bytes + 255) / 256 * 256;
+    void *p = aligned_alloc(256, rounded ? rounded : 256);
+    if (!p) kb_fail(err, "out of host memory allocating %zu bytes", bytes);
+    return p;
+}
+
+void kb_dev_free(kb_ctx *ctx, void *p) {
+    if (!p) return;
+    if (ctx->device == KB_DEV_CUDA) kb_cuda_free(ctx->cuda, p);
+    else free(p);
+}
+
+int kb_dev_zero(kb_ctx *ctx, void *p, size_t bytes, kb_err *err) {
+    if (ctx->device == KB_DEV_CUDA) return kb_cuda_memset0(ctx->cuda, p, bytes, err);
+    memset(p, 0, bytes);
+    return 0;
+}
+
+int kb_copy_to_dev(kb_ctx *ctx, void *dst, const void *src, size_t bytes, kb_err *err) {
+    if (ctx->device == KB_DEV_CUDA) return kb_cuda_memcpy(ctx->cuda, dst, src, bytes, 0, err);
+    memcpy(dst, src, bytes);
+    return 0;
+}
+
+int kb_copy_to_host(kb_ctx *ctx, void *dst, const void *src, size_t bytes, kb_err *err) {
+    if (ctx->device == KB_DEV_CUDA) return kb_cuda_memcpy(ctx->cuda, dst, src, bytes, 1, err);
+    memcpy(dst, src, bytes);
+    return 0;
+}
+
+int kb_copy_dev(kb_ctx *ctx, void *dst, const void *src, size_t bytes, kb_err *err) {
+    if (ctx->device == KB_DEV_CUDA) return kb_cuda_memcpy(ctx->cuda, dst, src, bytes, 2, err);
+    memmove(dst, src, bytes);
+    return 0;
+}
+
+int kb_arena_init(kb_arena *a, kb_ctx *ctx, size_t cap, kb_err *err) {
+    memset(a, 0, sizeof *a);
+    a->ctx = ctx;
+    a->base = kb_dev_alloc(ctx, cap, err);
+    if (!a->base) return kb_fail_wrap(err, "arena of %zu bytes on %s", cap, kb_device_name(ctx->device));
+    a->cap = cap;
+    return 0;
+}
+
+void kb_arena_free(kb_arena *a) {
+    if (a->base) kb_dev_free(a->ctx, a->base);
+    a->base = NULL;
+    a->cap = a->used = 0;
+}
+
+void *kb_arena_alloc(kb_arena *a, size_t bytes, kb_err *err) {
+    size_t start = (a->used + 255) / 256 * 256;
+    if (start + bytes > a->cap) {
+        kb_fail(err, "arena exhausted: asked for %zu bytes with %zu of %zu in use", bytes, a->used, a->cap);
+        return NULL;
+    }
+    a->used = start + bytes;
+    if (a->used > a->peak) a->peak = a->used;
+    return a->base + start;
+}
+
+size_t kb_arena_mark(const kb_arena *a) { return a->used; }
+
+void kb_arena_reset(kb_arena *a, size_t mark) { a->used = mark < a->used ? mark : a->used; }
+
+int kb_arena_tensor(kb_arena *a, kb_dtype dt, int ndim, const int64_t *shape, kb_tensor *out, kb_err *err) {
+    if (ndim < 0 || ndim > KB_MAX_DIMS) return kb_fail(err, "tensor rank %d outside 0..%d", ndim, KB_MAX_DIMS);
+    *out = kb_tensor_view(NULL, dt, a->ctx->device, ndim, shape);
+    for (int i = 0; i < ndim; i++)
+        if (shape[i] < 0) return kb_fail(err, "negative dimension %lld at axis %d", (long long)shape[i], i);
+    out->data = kb_arena_alloc(a, kb_nbytes(out), err);
+    return out->data ? 0 : -1;
+}

@@ -1,0 +1,70 @@
+/* The compute context: which device ops run on, CPU thread count, and (for
+ * CUDA) the stream and library handles. Everything an op needs beyond its
+ * arguments lives here; there is no global mutable state.
+ *
+ * Memory: kb_dev_alloc/kb_dev_free for persistent buffers (weights, grads),
+ * kb_arena for scratch that is released in bulk (activations of one step). */
+#ifndef KB_BACKEND_H
+#define KB_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nn/tensor.h"
+#include "util/err.h"
+
+typedef struct kb_cuda_state kb_cuda_state; /* opaque; defined in nn/cuda_backend.cu */
+
+typedef struct {
+    kb_device device;
+    int threads;          /* CPU threads for the fast CPU path (fixed => bit-identical reruns) */
+    int cuda_device;      /* CUDA ordinal */
+    kb_cuda_state *cuda;  /* NULL on CPU */
+} kb_ctx;
+
+/* Options for kb_ctx_init; zero means "default". */
+typedef struct {
+    int threads;     /* default: $KINDBENCH_THREADS, else number of online CPUs */
+    int cuda_device; /* default 0 */
+} kb_ctx_opts;
+
+int kb_ctx_init(kb_ctx *ctx, kb_device dev, const kb_ctx_opts *opts, kb_err *err);
+void kb_ctx_free(kb_ctx *ctx);
+/* Waits for queued device work; returns the first asynchronous error, if any. */
+int kb_ctx_sync(kb_ctx *ctx, kb_err *err);
+
+/* 1 if this binary was built with CUDA support. */
+int kb_cuda_compiled(void);
+/* Number of usable CUDA devices (0 when none or not compiled); never fails. */
+int kb_cuda_device_count(void);
+/* One-line description of CUDA device ordinal (name, memory, compute capability). */
+int kb_cuda_describe(int ordinal, char *buf, size_t n, kb_err *err);
+
+/* Device memory (256-byte aligned). On CPU this is aligned host memory. */
+void *kb_dev_alloc(kb_ctx *ctx, size_t bytes, kb_err *err);
+void kb_dev_free(kb_ctx *ctx, void *p);
+int kb_dev_zero(kb_ctx *ctx, void *p, size_t bytes, kb_err *err);
+/* Copies between host memory and ctx's device (plain memcpy on CPU). */
+int kb_copy_to_dev(kb_ctx *ctx, void *dst_dev, const void *src_host, size_t bytes, kb_err *err);
+int kb_copy_to_host(kb_ctx *ctx, void *dst_host, const void *src_dev, size_t bytes, kb_err *err);
+int kb_copy_dev(kb_ctx *ctx, void *dst_dev, const void *src_dev, size_t bytes, kb_err *err);
+
+/* A bump allocator over one device buffer: scratch that is freed in bulk by
+ * resetting to a mark. Allocation failure names the request and the capacity. */
+typedef struct {
+    kb_ctx *ctx;
+    uint8_t *base;
+    size_t cap;
+    size_t used;
+    size_t peak;
+} kb_arena;
+
+int kb_arena_init(kb_arena *a, kb_ctx *ctx, size_t cap, kb_err *err);
+void kb_arena_free(kb_arena *a);
+void *kb_arena_alloc(kb_arena *a, size_t bytes, kb_err *err);
+size_t kb_arena_mark(const kb_arena *a);
+void kb_arena_reset(kb_arena *a, size_t mark);
+/* A tensor allocated from the arena on the arena's device. */
+int kb_arena_tensor(kb_arena *a, kb_dtype dt, int ndim, const int64_t *shape, kb_tensor *out, kb_err *err);
+
+#endif

@@ -1,0 +1,29 @@
+/* Internal interface between nn/backend.c and the CUDA backend
+ * (nn/cuda_backend.cu when built with CUDA, nn/cuda_backend_cudastub.c otherwise). */
+#ifndef KB_CUDA_BACKEND_H
+#define KB_CUDA_BACKEND_H
+
+#include <stddef.h>
+
+#include "nn/backend.h"
+#include "util/err.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+int kb_cuda_state_create(int ordinal, kb_cuda_state **out, kb_err *err);
+void kb_cuda_state_destroy(kb_cuda_state *st);
+int kb_cuda_sync(kb_cuda_state *st, kb_err *err);
+void *kb_cuda_malloc(kb_cuda_state *st, size_t bytes, kb_err *err);
+void kb_cuda_free(kb_cuda_state *st, void *p);
+int kb_cuda_memset0(kb_cuda_state *st, void *p, size_t bytes, kb_err *err);
+/* kind: 0 host->device, 1 device->host, 2 device->device. Synchronous with
+ * respect to the host for kinds 0 and 1. */
+int kb_cuda_memcpy(kb_cuda_state *st, void *dst, const void *src, size_t bytes, int kind, kb_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

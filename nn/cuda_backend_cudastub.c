@@ -1,0 +1,24 @@
+/* CPU-only builds: the CUDA backend entry points, each reporting that this
+ * binary has no CUDA support. */
+#include "nn/cuda_backend.h"
+
+int kb_cuda_compiled(void) { return 0; }
+int kb_cuda_device_count(void) { return 0; }
+int kb_cuda_describe(int ordinal, char *buf, size_t n, kb_err *err) {
+    return kb_fail(err, "cuda device %d: this kindbench was built without CUDA", ordinal);
+}
+int kb_cuda_state_create(int ordinal, kb_cuda_state **out, kb_err *err) {
+    *out = NULL;
+    return kb_fail(err, "cuda device %d: this kindbench was built without CUDA", ordinal);
+}
+void kb_cuda_state_destroy(kb_cuda_state *st) { (void)st; }
+int kb_cuda_sync(kb_cuda_state *st, kb_err *err) { return kb_fail(err, "built without CUDA"); }
+void *kb_cuda_malloc(kb_cuda_state *st, size_t bytes, kb_err *err) {
+    kb_fail(err, "cannot allocate %zu bytes on CUDA: built without CUDA", bytes);
+    return NULL;
+}
+void kb_cuda_free(kb_cuda_state *st, void *p) { (void)st; (void)p; }
+int kb_cuda_memset0(kb_cuda_state *st, void *p, size_t bytes, kb_err *err) { return kb_fail(err, "built without CUDA"); }
+int kb_cuda_memcpy(kb_cuda_state *st, void *dst, const void *src, size_t bytes, int kind, kb_err *err) {
+    return kb_fail(err, "built without CUDA");
+}

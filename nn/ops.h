@@ -1,0 +1,89 @@
+/* Numeric ops shared by the models and the metrics, in llm.c style: explicit
+ * forward and backward functions over raw row-major buffers.
+ *
+ * Every op exists three times:
+ *   kb_<op>_ref   plain single-threaded C loops: the reference (tested against PyTorch)
+ *   kb_<op>_cpu   the fast CPU path (OpenBLAS GEMMs, OpenMP threads), tested against _ref
+ *   kb_<op>_cuda  the CUDA path (cuBLAS/cuBLASLt and our kernels), tested against _ref
+ * and kb_<op>(ctx, ...) dispatches on ctx->device. Pointers must live on the
+ * ctx's device. Sizes are int64_t element counts.
+ *
+ * Conventions:
+ *   - Backward functions ACCUMULATE into their gradient outputs (+=), as llm.c
+ *     does, so that residual branches add up; callers zero gradients first.
+ *   - GEMMs are row-major: C[M,N] = alpha * op(A)[M,K] @ op(B)[K,N] + beta * C,
+ *     op(X) = X or X^T; lda/ldb/ldc are row strides of the stored matrices.
+ *   - Random fills are counter-based (nn/rng.h): element i of (seed, stream)
+ *     has the same bits on every backend and thread count.
+ *   - CPU-only builds provide the _cuda symbols as stubs that report an error
+ *     through the dispatcher; the dispatchers return -1 with err filled in on
+ *     failure (bad sizes, CUDA errors), 0 on success. */
+#ifndef KB_OPS_H
+#define KB_OPS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "nn/backend.h"
+#include "util/err.h"
+
+/* ---- GEMM ---- */
+int kb_gemm(kb_ctx *ctx, bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+            int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc, kb_err *err);
+/* batch independent GEMMs with fixed strides between consecutive matrices. */
+int kb_gemm_batched(kb_ctx *ctx, bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
+                    const float *A, int64_t lda, int64_t strideA, const float *B, int64_t ldb, int64_t strideB,
+                    float beta, float *C, int64_t ldc, int64_t strideC, int64_t batch, kb_err *err);
+
+/* ---- elementwise ---- */
+int kb_add(kb_ctx *ctx, float *out, const float *a, const float *b, int64_t n, kb_err *err);      /* out = a + b */
+int kb_mul(kb_ctx *ctx, float *out, const float *a, const float *b, int64_t n, kb_err *err);      /* out = a * b */
+int kb_axpy(kb_ctx *ctx, float *y, float alpha, const float *x, int64_t n, kb_err *err);          /* y += alpha x */
+int kb_scale(kb_ctx *ctx, float *x, float alpha, int64_t n, kb_err *err);                         /* x *= alpha */
+int kb_fill(kb_ctx *ctx, float *x, float value, int64_t n, kb_err *err);
+/* out[r, c] += bias[c] */
+int kb_add_bias(kb_ctx *ctx, float *out, const float *bias, int64_t rows, int64_t cols, kb_err *err);
+/* out[c] += sum_r in[r, c]   (bias gradient) */
+int kb_sum_rows(kb_ctx *ctx, float *out, const float *in, int64_t rows, int64_t cols, kb_err *err);
+/* sum of all elements, accumulated in double */
+int kb_sum(kb_ctx *ctx, double *out, const float *in, int64_t n, kb_err *err);
+
+/* ---- activations (backward: dinp += f'(inp) * dout) ---- */
+int kb_gelu_tanh_fwd(kb_ctx *ctx, float *out, const float *inp, int64_t n, kb_err *err);
+int kb_gelu_tanh_bwd(kb_ctx *ctx, float *dinp, const float *inp, const float *dout, int64_t n, kb_err *err);
+int kb_silu_fwd(kb_ctx *ctx, float *out, const float *inp, int64_t n, kb_err *err);
+int kb_silu_bwd(kb_ctx *ctx, float *dinp, const float *inp, const float *dout, int64_t n, kb_err *err);
+int kb_relu_fwd(kb_ctx *ctx, float *out, const float *inp, int64_t n, kb_err *err);
+int kb_relu_bwd(kb_ctx *ctx, float *dinp, const float *inp, const float *dout, int64_t n, kb_err *err);
+
+/* ---- LayerNorm over the last dim (cols); weight/bias may be NULL (no affine).
+ * mean/rstd [rows] are saved for backward. dweight/dbias may be NULL. ---- */
+int kb_layernorm_fwd(kb_ctx *ctx, float *out, float *mean, float *rstd, const float *inp, const float *weight,
+                     const float *bias, int64_t rows, int64_t cols, float eps, kb_err *err);
+int kb_layernorm_bwd(kb_ctx *ctx, float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                     const float *weight, const float *mean, const float *rstd, int64_t rows, int64_t cols,
+                     kb_err *err);
+
+/* ---- softmax over the last dim; backward: din += out * (dout - sum(dout*out)) ---- */
+int kb_softmax_fwd(kb_ctx *ctx, float *out, const float *inp, int64_t rows, int64_t cols, kb_err *err);
+int kb_softmax_bwd(kb_ctx *ctx, float *dinp, const float *dout, const float *out, int64_t rows, int64_t cols,
+                   kb_err *err);
+
+/* ---- conversions ---- */
+/* out = in * scale + offset (uint8 images to float) */
+int kb_u8_to_f32(kb_ctx *ctx, float *out, const uint8_t *in, int64_t n, float scale, float offset, kb_err *err);
+/* round-to-nearest-even float -> bfloat16 (bits in uint16), and back */
+int kb_f32_to_bf16(kb_ctx *ctx, uint16_t *out, const float *in, int64_t n, kb_err *err);
+int kb_bf16_to_f32(kb_ctx *ctx, float *out, const uint16_t *in, int64_t n, kb_err *err);
+
+/* ---- random fills (bit-identical on every backend) ---- */
+int kb_rand_uniform(kb_ctx *ctx, float *out, int64_t n, uint64_t seed, uint64_t stream, float lo, float hi,
+                    kb_err *err);
+int kb_rand_normal(kb_ctx *ctx, float *out, int64_t n, uint64_t seed, uint64_t stream, float mean, float std,
+                   kb_err *err);
+
+/* ---- reference and backend-specific entry points (same arguments minus ctx/err
+ * for _ref and _cpu; the _cpu ones take the thread count). Declared in
+ * nn/ops_ref.h, nn/ops_cpu.h and nn/ops_cuda.h. ---- */
+
+#endif

@@ -1,0 +1,114 @@
+#define _POSIX_C_SOURCE 200809L
+#include "util/fileio.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int kb_read_file(const char *path, uint8_t **data, size_t *size, kb_err *err) {
+    *data = NULL;
+    *size = 0;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return kb_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    if (fseeko(fp, 0, SEEK_END) != 0) {
+        fclose(fp);
+        return kb_fail(err, "%s: cannot seek: %s", path, strerror(errno));
+    }
+    off_t len = ftello(fp);
+    rewind(fp);
+    uint8_t *buf = malloc((size_t)len + 1);
+    if (!buf) {
+        fclose(fp);
+        return kb_fail(err, "%s: out of memory reading %lld bytes", path, (long long)len);
+    }
+    size_t got = fread(buf, 1, (size_t)len, fp);
+    int rd_err = ferror(fp);
+    fclose(fp);
+    if (got != (size_t)len || rd_err) {
+        free(buf);
+        return kb_fail(err, "%s: read %zu of %lld bytes", path, got, (long long)len);
+    }
+    buf[len] = 0;
+    *data = buf;
+    *size = (size_t)len;
+    return 0;
+}
+
+int kb_atomic_open(kb_atomic_file *af, const char *path, kb_err *err) {
+    memset(af, 0, sizeof *af);
+    if (snprintf(af->final_path, sizeof af->final_path, "%s", path) >= (int)sizeof af->final_path ||
+        snprintf(af->tmp_path, sizeof af->tmp_path, "%s.tmp.XXXXXX", path) >= (int)sizeof af->tmp_path)
+        return kb_fail(err, "%s: path too long", path);
+    int fd = mkstemp(af->tmp_path);
+    if (fd < 0) return kb_fail(err, "%s: cannot create temp file: %s", af->tmp_path, strerror(errno));
+    af->fp = fdopen(fd, "wb");
+    if (!af->fp) {
+        close(fd);
+        unlink(af->tmp_path);
+        return kb_fail(err, "%s: fdopen failed: %s", af->tmp_path, strerror(errno));
+    }
+    return 0;
+}
+
+int kb_atomic_write(kb_atomic_file *af, const void *buf, size_t n, kb_err *err) {
+    if (n && fwrite(buf, 1, n, af->fp) != n)
+        return kb_fail(err, "%s: write failed: %s", af->final_path, strerror(errno));
+    return 0;
+}
+
+int kb_atomic_commit(kb_atomic_file *af, kb_err *err) {
+    int bad = fflush(af->fp) != 0 || fsync(fileno(af->fp)) != 0;
+    int saved = errno;
+    bad |= fclose(af->fp) != 0;
+    af->fp = NULL;
+    if (bad) {
+        unlink(af->tmp_path);
+        return kb_fail(err, "%s: cannot finish writing: %s", af->final_path, strerror(saved ? saved : errno));
+    }
+    if (rename(af->tmp_path, af->final_path) != 0) {
+        saved = errno;
+        unlink(af->tmp_path);
+        return kb_fail(err, "%s: cannot rename temp file into place: %s", af->final_path, strerror(saved));
+    }
+    return 0;
+}
+
+void kb_atomic_abort(kb_atomic_file *af) {
+    if (af->fp) fclose(af->fp);
+    af->fp = NULL;
+    if (af->tmp_path[0]) unlink(af->tmp_path);
+    af->tmp_path[0] = '\0';
+}
+
+int kb_mkdir_p(const char *path, kb_err *err) {
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) return kb_fail(err, "%s: path too long", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST) return kb_fail(err, "%s: cannot create directory: %s", buf, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(buf, 0777) != 0 && errno != EEXIST) return kb_fail(err, "%s: cannot create directory: %s", buf, strerror(errno));
+    if (!kb_is_dir(buf)) return kb_fail(err, "%s: exists and is not a directory", buf);
+    return 0;
+}
+
+int kb_is_file(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+int kb_is_dir(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+int kb_path_join(char *out, size_t outsz, const char *dir, const char *name, kb_err *err) {
+    size_t dl = strlen(dir);
+    const char *sep = (dl && dir[dl - 1] == '/') ? "" : "/";
+    if (snprintf(out, outsz, "%s%s%s", dir, sep, name) >= (int)outsz) return kb_fail(err, "%s/%s: path too long", dir, name);
+    return 0;
+}

@@ -1,0 +1,45 @@
+/* File helpers: whole-file reads with clear errors, and atomic writes
+ * (temp file in the destination directory + fsync + rename) so that a crash,
+ * a full disk or a bad input never leaves a half-written output behind. */
+#ifndef KB_FILEIO_H
+#define KB_FILEIO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "util/err.h"
+
+/* Reads a whole file into a malloc'd buffer (NUL-terminated for convenience;
+ * *size excludes the NUL). */
+int kb_read_file(const char *path, uint8_t **data, size_t *size, kb_err *err);
+
+/* An output file being written atomically. */
+typedef struct {
+    FILE *fp;
+    char final_path[4096];
+    char tmp_path[4096];
+} kb_atomic_file;
+
+/* Creates "<path>.tmp.XXXXXX" beside path and opens it for writing. */
+int kb_atomic_open(kb_atomic_file *af, const char *path, kb_err *err);
+/* Writes n bytes; fails with a message naming the file on a short write. */
+int kb_atomic_write(kb_atomic_file *af, const void *buf, size_t n, kb_err *err);
+/* Flushes, fsyncs and renames onto the final path. On failure the temp file is
+ * removed and the previous file at path (if any) is untouched. */
+int kb_atomic_commit(kb_atomic_file *af, kb_err *err);
+/* Closes and removes the temp file (safe to call after a failed commit). */
+void kb_atomic_abort(kb_atomic_file *af);
+
+/* Creates a directory and its parents (like mkdir -p). */
+int kb_mkdir_p(const char *path, kb_err *err);
+
+/* 1 if path exists as a regular file, 0 otherwise. */
+int kb_is_file(const char *path);
+/* 1 if path exists as a directory, 0 otherwise. */
+int kb_is_dir(const char *path);
+
+/* Joins a directory and a name into out (size outsz); fails if too long. */
+int kb_path_join(char *out, size_t outsz, const char *dir, const char *name, kb_err *err);
+
+#endif
