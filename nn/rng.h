@@ -142,6 +142,15 @@ KB_HD float kb_rng_normal_at(uint64_t seed, uint64_t stream, uint64_t i) {
     return KB_FMUL(r, (i & 1) ? s : c);
 }
 
+/* The values kb_rand_uniform / kb_rand_normal write: every backend must use
+ * exactly these (same operations, same rounding). */
+KB_HD float kb_rng_uniform_scaled(uint64_t seed, uint64_t stream, uint64_t i, float lo, float hi) {
+    return KB_FMA(kb_rng_uniform_at(seed, stream, i), KB_FSUB(hi, lo), lo);
+}
+KB_HD float kb_rng_normal_scaled(uint64_t seed, uint64_t stream, uint64_t i, float mean, float std) {
+    return KB_FMA(kb_rng_normal_at(seed, stream, i), std, mean);
+}
+
 /* A sequential host-side stream (data order, class splits, dropout draws). */
 typedef struct {
     uint64_t seed;
