@@ -1,0 +1,35 @@
+/* Private helpers shared by the DiT forward and backward passes. */
+#ifndef KB_DIT_INTERNAL_H
+#define KB_DIT_INTERNAL_H
+
+#include "models/dit.h"
+
+#define KB_TRY(call, ...)                                                                                             \
+    do {                                                                                                           \
+        if (call) return kb_fail_wrap(err, __VA_ARGS__);                                                           \
+    } while (0)
+
+/* Per-block views into the activation buffers for batch B. */
+typedef struct {
+    float *x_in, *x_out, *ada, *ln1, *ln1_mean, *ln1_rstd, *mod1, *qkv, *att, *atty, *proj, *mid;
+    float *ln2, *ln2_mean, *ln2_rstd, *mod2, *fc1, *gelu, *fc2;
+} kb_dit_block_view;
+
+static inline kb_dit_block_view kb_dit_view_block(const kb_dit *m, int l, int64_t B) {
+    const kb_dit_acts *a = &m->acts;
+    int64_t d = m->cfg.hidden_size, T = kb_dit_tokens(&m->cfg), BT = B * T, mlp = kb_dit_mlp_hidden(&m->cfg);
+    int64_t H = m->cfg.num_heads;
+    kb_dit_block_view v;
+    v.x_in = a->res + l * BT * d;
+    v.x_out = a->res + (l + 1) * BT * d;
+    v.ada = a->ada + l * B * 6 * d;
+    v.ln1 = a->ln1 + l * BT * d, v.mod1 = a->mod1 + l * BT * d, v.qkv = a->qkv + l * BT * 3 * d;
+    v.att = a->att + l * B * H * T * T, v.atty = a->atty + l * BT * d, v.proj = a->proj + l * BT * d;
+    v.mid = a->mid + l * BT * d, v.ln2 = a->ln2 + l * BT * d, v.mod2 = a->mod2 + l * BT * d;
+    v.fc1 = a->fc1 + l * BT * mlp, v.gelu = a->gelu + l * BT * mlp, v.fc2 = a->fc2 + l * BT * d;
+    v.ln1_mean = a->ln1_mean + l * BT, v.ln1_rstd = a->ln1_rstd + l * BT;
+    v.ln2_mean = a->ln2_mean + l * BT, v.ln2_rstd = a->ln2_rstd + l * BT;
+    return v;
+}
+
+#endif

@@ -1,0 +1,52 @@
+#include "models/linear.h"
+
+#include <stdio.h>
+
+#include "nn/ops.h"
+
+int kb_linear_register(kb_linear *l, kb_params *ps, const char *prefix, int in, int out, int bias, int trainable,
+                       kb_err *err) {
+    char name[128];
+    l->kind = KB_LINEAR_DENSE;
+    l->in = in;
+    l->out = out;
+    snprintf(name, sizeof name, "%s.weight", prefix);
+    l->w = kb_params_add(ps, name, 2, (int64_t[]){out, in}, trainable, err);
+    if (l->w < 0) return -1;
+    l->b = -1;
+    if (!bias) return 0;
+    snprintf(name, sizeof name, "%s.bias", prefix);
+    l->b = kb_params_add(ps, name, 1, (int64_t[]){out}, trainable, err);
+    return l->b < 0 ? -1 : 0;
+}
+
+static int check_dense(const kb_linear *l, const kb_params *ps, const kb_linear_cond *cond, kb_err *err) {
+    if (l->kind != KB_LINEAR_DENSE)
+        return kb_fail(err, "linear %s: form %d is not implemented by kb_linear", ps->items[l->w].name, (int)l->kind);
+    if (cond && cond->gate) return kb_fail(err, "linear %s: the dense form takes no gate", ps->items[l->w].name);
+    return 0;
+}
+
+int kb_linear_fwd(kb_ctx *ctx, const kb_linear *l, const kb_params *ps, const kb_linear_cond *cond, float *y,
+                  const float *x, int64_t rows, kb_err *err) {
+    if (check_dense(l, ps, cond, err)) return -1;
+    if (kb_gemm(ctx, false, true, rows, l->out, l->in, 1.0f, x, l->in, kb_param_data(ps, l->w), l->in, 0.0f, y,
+                l->out, err))
+        return kb_fail_wrap(err, "linear %s", ps->items[l->w].name);
+    if (l->b >= 0) return kb_add_bias(ctx, y, kb_param_data(ps, l->b), rows, l->out, err);
+    return 0;
+}
+
+int kb_linear_bwd(kb_ctx *ctx, const kb_linear *l, kb_params *ps, const kb_linear_cond *cond, float *dx,
+                  const float *dy, const float *x, int64_t rows, kb_err *err) {
+    if (check_dense(l, ps, cond, err)) return -1;
+    const float *W = kb_param_data(ps, l->w);
+    if (dx && kb_gemm(ctx, false, false, rows, l->in, l->out, 1.0f, dy, l->out, W, l->in, 1.0f, dx, l->in, err))
+        return kb_fail_wrap(err, "linear %s backward (input)", ps->items[l->w].name);
+    if (!ps->items[l->w].trainable) return 0;
+    if (kb_gemm(ctx, true, false, l->out, l->in, rows, 1.0f, dy, l->out, x, l->in, 1.0f, kb_param_grad(ps, l->w),
+                l->in, err))
+        return kb_fail_wrap(err, "linear %s backward (weight)", ps->items[l->w].name);
+    if (l->b >= 0) return kb_sum_rows(ctx, kb_param_grad(ps, l->b), dy, rows, l->out, err);
+    return 0;
+}

@@ -1,0 +1,92 @@
+#include "models/optim.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "nn/ops.h"
+#include "nn/ops_optim.h"
+
+kb_optim_config kb_optim_config_default(void) {
+    kb_optim_config c;
+    c.lr = 1e-4;
+    c.beta1 = 0.9;
+    c.beta2 = 0.999;
+    c.eps = 1e-8;
+    c.weight_decay = 0.0;
+    c.clip_norm = 0.0;
+    c.ema_decay = 0.9999;
+    return c;
+}
+
+int kb_optim_init(kb_optim *o, kb_params *params, const kb_optim_config *cfg, kb_err *err) {
+    memset(o, 0, sizeof *o);
+    o->cfg = *cfg;
+    o->params = params;
+    kb_ctx *ctx = params->ctx;
+    size_t bytes = params->total * sizeof(float);
+    o->m = kb_dev_alloc(ctx, bytes, err);
+    o->v = o->m ? kb_dev_alloc(ctx, bytes, err) : NULL;
+    if (!o->v || kb_dev_zero(ctx, o->m, bytes, err) || kb_dev_zero(ctx, o->v, bytes, err)) {
+        kb_optim_free(o);
+        return kb_fail_wrap(err, "AdamW moments for %zu parameters", params->total);
+    }
+    if (cfg->ema_decay <= 0) return 0;
+    o->ema = kb_dev_alloc(ctx, bytes, err);
+    if (!o->ema || kb_copy_dev(ctx, o->ema, params->data, bytes, err)) {
+        kb_optim_free(o);
+        return kb_fail_wrap(err, "EMA copy of %zu parameters", params->total);
+    }
+    return 0;
+}
+
+void kb_optim_free(kb_optim *o) {
+    if (!o->params) return;
+    kb_ctx *ctx = o->params->ctx;
+    kb_dev_free(ctx, o->m);
+    kb_dev_free(ctx, o->v);
+    kb_dev_free(ctx, o->ema);
+    memset(o, 0, sizeof *o);
+}
+
+/* One pass over the whole gradient buffer (one device sync per step): frozen
+ * tensors' gradients are never written, so they stay at the zero they were
+ * allocated and cleared with, and the sum is over the trainable ones. */
+int kb_optim_grad_norm(kb_optim *o, double *norm, kb_err *err) {
+    kb_params *ps = o->params;
+    double total;
+    if (kb_sumsq(ps->ctx, &total, ps->grad, (int64_t)ps->total, err)) return kb_fail_wrap(err, "gradient norm");
+    *norm = sqrt(total);
+    return 0;
+}
+
+/* torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when below 1. */
+static int clip_grads(kb_optim *o, kb_err *err) {
+    kb_params *ps = o->params;
+    double coef = o->cfg.clip_norm / (o->last_grad_norm + 1e-6);
+    if (coef >= 1.0) return 0;
+    for (int i = 0; i < ps->count; i++)
+        if (ps->items[i].trainable && kb_scale(ps->ctx, kb_param_grad(ps, i), (float)coef, (int64_t)ps->items[i].numel, err))
+            return -1;
+    return 0;
+}
+
+int kb_optim_step(kb_optim *o, kb_err *err) {
+    kb_params *ps = o->params;
+    if (!ps->grad) return kb_fail(err, "optimiser step: parameters have no gradients");
+    if (kb_optim_grad_norm(o, &o->last_grad_norm, err)) return -1;
+    if (o->cfg.clip_norm > 0 && clip_grads(o, err)) return -1;
+    o->step++;
+    kb_adamw_scalars s = kb_adamw_make_scalars(o->cfg.lr, o->cfg.beta1, o->cfg.beta2, o->cfg.eps,
+                                               o->cfg.weight_decay, o->step);
+    for (int i = 0; i < ps->count; i++) {
+        const kb_param *p = &ps->items[i];
+        if (!p->trainable) continue;
+        if (kb_adamw_step(ps->ctx, ps->data + p->offset, ps->grad + p->offset, o->m + p->offset, o->v + p->offset,
+                          (int64_t)p->numel, &s, err))
+            return kb_fail_wrap(err, "AdamW on %s", p->name);
+        if (o->ema && kb_ema_update(ps->ctx, o->ema + p->offset, ps->data + p->offset, (int64_t)p->numel,
+                                    o->cfg.ema_decay, err))
+            return kb_fail_wrap(err, "EMA on %s", p->name);
+    }
+    return 0;
+}

@@ -1,0 +1,110 @@
+/* Ops specific to DiT layers (adaLN modulation, gated residuals, patchify,
+ * label-embedding lookup, timestep frequencies). Same scheme as nn/ops.h:
+ * kb_<op>(ctx, ..., err) dispatches on ctx->device to kb_<op>_cpu(threads, ...)
+ * or kb_<op>_cuda(ctx, ..., err); kb_<op>_ref(...) is the plain reference;
+ * backward functions accumulate (+=).
+ *
+ * Layouts: token activations are [B, T, D] row-major. Per-sample conditioning
+ * vectors (shift, scale, gate) are rows of a [B, ld] matrix (the adaLN output
+ * chunked along its columns), so they are passed as a pointer plus the row
+ * stride ld. */
+#ifndef KB_OPS_DIT_H
+#define KB_OPS_DIT_H
+
+#include <stdint.h>
+
+#include "nn/backend.h"
+#include "util/err.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Order of a patch vector's elements. CPQ = (channel, row, col): the flattened
+ * Conv2d weight of DiT's patch embedding. PQC = (row, col, channel): DiT's
+ * final-layer output, undone by unpatchify ('nhwpqc->nchpwq'). */
+typedef enum { KB_PATCH_CPQ = 0, KB_PATCH_PQC = 1 } kb_patch_order;
+
+/* out[b,t,d] = x[b,t,d] * (1 + scale[b,d]) + shift[b,d] */
+int kb_modulate_fwd(kb_ctx *ctx, float *out, const float *x, const float *shift, const float *scale, int64_t ld,
+                    int64_t B, int64_t T, int64_t D, kb_err *err);
+/* dx += dout*(1+scale); dshift[b,d] += sum_t dout; dscale[b,d] += sum_t dout*x */
+int kb_modulate_bwd(kb_ctx *ctx, float *dx, float *dshift, float *dscale, const float *dout, const float *x,
+                    const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D, kb_err *err);
+/* x[b,t,d] += gate[b,d] * y[b,t,d] */
+int kb_gated_add_fwd(kb_ctx *ctx, float *x, const float *gate, const float *y, int64_t ld, int64_t B, int64_t T,
+                     int64_t D, kb_err *err);
+/* dy += gate*dx; dgate[b,d] += sum_t dx*y */
+int kb_gated_add_bwd(kb_ctx *ctx, float *dy, float *dgate, const float *dx, const float *y, const float *gate,
+                     int64_t ld, int64_t B, int64_t T, int64_t D, kb_err *err);
+/* tokens[B, (H/p)*(W/p), C*p*p] from img[B, C, H, W]: a permutation (writes). */
+int kb_patchify(kb_ctx *ctx, float *tokens, const float *img, int64_t B, int64_t C, int64_t H, int64_t W, int64_t p,
+                kb_patch_order order, kb_err *err);
+/* The inverse permutation: img[B, C, H, W] from tokens (writes). */
+int kb_unpatchify(kb_ctx *ctx, float *img, const float *tokens, int64_t B, int64_t C, int64_t H, int64_t W, int64_t p,
+                  kb_patch_order order, kb_err *err);
+/* out[b,:] = table[ids[b],:]; ids must lie in [0, rows). */
+int kb_embedding_fwd(kb_ctx *ctx, float *out, const float *table, const int32_t *ids, int64_t B, int64_t D,
+                     kb_err *err);
+/* dtable[ids[b],:] += dout[b,:], summed in batch order (deterministic). */
+int kb_embedding_bwd(kb_ctx *ctx, float *dtable, const float *dout, const int32_t *ids, int64_t B, int64_t D,
+                     kb_err *err);
+/* out[b,:] = [cos(t_b*f), sin(t_b*f)], f_i = exp(-ln(max_period)*i/h), h = dim/2 (dim even),
+ * in float32 as DiT's TimestepEmbedder.timestep_embedding. */
+int kb_timestep_freq(kb_ctx *ctx, float *out, const float *t, int64_t B, int64_t dim, float max_period, kb_err *err);
+
+void kb_modulate_fwd_ref(float *out, const float *x, const float *shift, const float *scale, int64_t ld, int64_t B,
+                         int64_t T, int64_t D);
+void kb_modulate_bwd_ref(float *dx, float *dshift, float *dscale, const float *dout, const float *x,
+                         const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D);
+void kb_gated_add_fwd_ref(float *x, const float *gate, const float *y, int64_t ld, int64_t B, int64_t T, int64_t D);
+void kb_gated_add_bwd_ref(float *dy, float *dgate, const float *dx, const float *y, const float *gate, int64_t ld,
+                          int64_t B, int64_t T, int64_t D);
+void kb_patchify_ref(float *tokens, const float *img, int64_t B, int64_t C, int64_t H, int64_t W, int64_t p,
+                     kb_patch_order order);
+void kb_unpatchify_ref(float *img, const float *tokens, int64_t B, int64_t C, int64_t H, int64_t W, int64_t p,
+                       kb_patch_order order);
+void kb_embedding_fwd_ref(float *out, const float *table, const int32_t *ids, int64_t B, int64_t D);
+void kb_embedding_bwd_ref(float *dtable, const float *dout, const int32_t *ids, int64_t B, int64_t D);
+void kb_timestep_freq_ref(float *out, const float *t, int64_t B, int64_t dim, float max_period);
+
+void kb_modulate_fwd_cpu(int threads, float *out, const float *x, const float *shift, const float *scale, int64_t ld,
+                         int64_t B, int64_t T, int64_t D);
+void kb_modulate_bwd_cpu(int threads, float *dx, float *dshift, float *dscale, const float *dout, const float *x,
+                         const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D);
+void kb_gated_add_fwd_cpu(int threads, float *x, const float *gate, const float *y, int64_t ld, int64_t B, int64_t T,
+                          int64_t D);
+void kb_gated_add_bwd_cpu(int threads, float *dy, float *dgate, const float *dx, const float *y, const float *gate,
+                          int64_t ld, int64_t B, int64_t T, int64_t D);
+void kb_patchify_cpu(int threads, float *tokens, const float *img, int64_t B, int64_t C, int64_t H, int64_t W,
+                     int64_t p, kb_patch_order order);
+void kb_unpatchify_cpu(int threads, float *img, const float *tokens, int64_t B, int64_t C, int64_t H, int64_t W,
+                       int64_t p, kb_patch_order order);
+void kb_embedding_fwd_cpu(int threads, float *out, const float *table, const int32_t *ids, int64_t B, int64_t D);
+void kb_embedding_bwd_cpu(int threads, float *dtable, const float *dout, const int32_t *ids, int64_t B, int64_t D);
+void kb_timestep_freq_cpu(int threads, float *out, const float *t, int64_t B, int64_t dim, float max_period);
+
+int kb_modulate_fwd_cuda(kb_ctx *ctx, float *out, const float *x, const float *shift, const float *scale, int64_t ld,
+                         int64_t B, int64_t T, int64_t D, kb_err *err);
+int kb_modulate_bwd_cuda(kb_ctx *ctx, float *dx, float *dshift, float *dscale, const float *dout, const float *x,
+                         const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D, kb_err *err);
+int kb_gated_add_fwd_cuda(kb_ctx *ctx, float *x, const float *gate, const float *y, int64_t ld, int64_t B, int64_t T,
+                          int64_t D, kb_err *err);
+int kb_gated_add_bwd_cuda(kb_ctx *ctx, float *dy, float *dgate, const float *dx, const float *y, const float *gate,
+                          int64_t ld, int64_t B, int64_t T, int64_t D, kb_err *err);
+int kb_patchify_cuda(kb_ctx *ctx, float *tokens, const float *img, int64_t B, int64_t C, int64_t H, int64_t W,
+                     int64_t p, kb_patch_order order, kb_err *err);
+int kb_unpatchify_cuda(kb_ctx *ctx, float *img, const float *tokens, int64_t B, int64_t C, int64_t H, int64_t W,
+                       int64_t p, kb_patch_order order, kb_err *err);
+int kb_embedding_fwd_cuda(kb_ctx *ctx, float *out, const float *table, const int32_t *ids, int64_t B, int64_t D,
+                          kb_err *err);
+int kb_embedding_bwd_cuda(kb_ctx *ctx, float *dtable, const float *dout, const int32_t *ids, int64_t B, int64_t D,
+                          kb_err *err);
+int kb_timestep_freq_cuda(kb_ctx *ctx, float *out, const float *t, int64_t B, int64_t dim, float max_period,
+                          kb_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

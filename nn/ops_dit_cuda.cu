@@ -1,0 +1,159 @@
+/* CUDA versions of the DiT ops (nn/ops_dit.h). Reductions over tokens run one
+ * thread per (sample, feature) summing t in ascending order, like the CPU
+ * reference, so results are deterministic; products and sums use explicit
+ * round-to-nearest intrinsics so nvcc does not contract them into FMAs the
+ * reference does not have. */
+#include "nn/cuda_common.cuh"
+
+extern "C" {
+#include "nn/ops_dit.h"
+}
+#include "nn/ops_dit_index.h"
+
+static const int kThreads = 256;
+
+static unsigned int blocks_for(int64_t n) {
+    int64_t b = (n + kThreads - 1) / kThreads;
+    return (unsigned int)(b < 65535 * 16 ? (b > 0 ? b : 1) : 65535 * 16);
+}
+
+#define GRID_STRIDE(i, n) for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
+
+__global__ void modulate_fwd_kernel(float *out, const float *x, const float *shift, const float *scale, int64_t ld,
+                                    int64_t T, int64_t D, int64_t n) {
+    GRID_STRIDE(i, n) {
+        int64_t b = i / (T * D), d = i % D;
+        out[i] = __fadd_rn(__fmul_rn(x[i], __fadd_rn(1.0f, scale[b * ld + d])), shift[b * ld + d]);
+    }
+}
+
+__global__ void modulate_bwd_kernel(float *dx, float *dshift, float *dscale, const float *dout, const float *x,
+                                    const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D) {
+    GRID_STRIDE(j, B * D) {
+        int64_t b = j / D, d = j % D;
+        float one_s = __fadd_rn(1.0f, scale[b * ld + d]), s_shift = 0.0f, s_scale = 0.0f;
+        for (int64_t t = 0; t < T; t++) {
+            int64_t i = (b * T + t) * D + d;
+            dx[i] = __fadd_rn(dx[i], __fmul_rn(dout[i], one_s));
+            s_shift = __fadd_rn(s_shift, dout[i]);
+            s_scale = __fadd_rn(s_scale, __fmul_rn(dout[i], x[i]));
+        }
+        dshift[b * ld + d] = __fadd_rn(dshift[b * ld + d], s_shift);
+        dscale[b * ld + d] = __fadd_rn(dscale[b * ld + d], s_scale);
+    }
+}
+
+__global__ void gated_add_fwd_kernel(float *x, const float *gate, const float *y, int64_t ld, int64_t T, int64_t D,
+                                     int64_t n) {
+    GRID_STRIDE(i, n) {
+        int64_t b = i / (T * D), d = i % D;
+        x[i] = __fadd_rn(x[i], __fmul_rn(gate[b * ld + d], y[i]));
+    }
+}
+
+__global__ void gated_add_bwd_kernel(float *dy, float *dgate, const float *dx, const float *y, const float *gate,
+                                     int64_t ld, int64_t B, int64_t T, int64_t D) {
+    GRID_STRIDE(j, B * D) {
+        int64_t b = j / D, d = j % D;
+        float g = gate[b * ld + d], s = 0.0f;
+        for (int64_t t = 0; t < T; t++) {
+            int64_t i = (b * T + t) * D + d;
+            dy[i] = __fadd_rn(dy[i], __fmul_rn(g, dx[i]));
+            s = __fadd_rn(s, __fmul_rn(dx[i], y[i]));
+        }
+        dgate[b * ld + d] = __fadd_rn(dgate[b * ld + d], s);
+    }
+}
+
+/* One thread per image element; to_tokens selects the direction. */
+__global__ void patch_kernel(float *tokens, float *img, const float *src, int64_t B, int64_t C, int64_t H, int64_t W,
+                             int64_t p, kb_patch_order order, int to_tokens) {
+    GRID_STRIDE(i, B * C * H * W) {
+        int64_t x = i % W, y = (i / W) % H, c = (i / (W * H)) % C, b = i / (W * H * C);
+        int64_t k = kb_patch_token_index(order, C, H, W, p, b, c, y, x);
+        if (to_tokens) tokens[k] = src[i];
+        else img[i] = src[k];
+    }
+}
+
+__global__ void embedding_fwd_kernel(float *out, const float *table, const int32_t *ids, int64_t B, int64_t D) {
+    GRID_STRIDE(i, B * D) out[i] = table[(int64_t)ids[i / D] * D + i % D];
+}
+
+__global__ void embedding_bwd_kernel(float *dtable, const float *dout, const int32_t *ids, int64_t B, int64_t D) {
+    GRID_STRIDE(d, D) {
+        for (int64_t b = 0; b < B; b++) {
+            int64_t k = (int64_t)ids[b] * D + d;
+            dtable[k] = __fadd_rn(dtable[k], dout[b * D + d]);
+        }
+    }
+}
+
+__global__ void timestep_freq_kernel(float *out, const float *t, int64_t B, int64_t half, float neg_log) {
+    GRID_STRIDE(j, B * half) {
+        int64_t b = j / half, i = j % half;
+        float f = expf(__fdiv_rn(__fmul_rn(neg_log, (float)i), (float)half));
+        float arg = __fmul_rn(t[b], f);
+        out[b * 2 * half + i] = cosf(arg);
+        out[b * 2 * half + half + i] = sinf(arg);
+    }
+}
+
+#define LAUNCH(op, kernel, n, ...)                                                                                 \
+    do {                                                                                                           \
+        if ((n) > 0) {                                                                                             \
+            kernel<<<blocks_for(n), kThreads, 0, ctx->cuda->stream>>>(__VA_ARGS__);                                \
+            KB_LAUNCH_CHECK(op, #kernel);                                                                          \
+        }                                                                                                          \
+        return 0;                                                                                                  \
+    } while (0)
+
+extern "C" {
+
+int kb_modulate_fwd_cuda(kb_ctx *ctx, float *out, const float *x, const float *shift, const float *scale, int64_t ld,
+                         int64_t B, int64_t T, int64_t D, kb_err *err) {
+    LAUNCH("kb_modulate_fwd", modulate_fwd_kernel, B * T * D, out, x, shift, scale, ld, T, D, B * T * D);
+}
+
+int kb_modulate_bwd_cuda(kb_ctx *ctx, float *dx, float *dshift, float *dscale, const float *dout, const float *x,
+                         const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D, kb_err *err) {
+    LAUNCH("kb_modulate_bwd", modulate_bwd_kernel, B * D, dx, dshift, dscale, dout, x, scale, ld, B, T, D);
+}
+
+int kb_gated_add_fwd_cuda(kb_ctx *ctx, float *x, const float *gate, const float *y, int64_t ld, int64_t B, int64_t T,
+                          int64_t D, kb_err *err) {
+    LAUNCH("kb_gated_add_fwd", gated_add_fwd_kernel, B * T * D, x, gate, y, ld, T, D, B * T * D);
+}
+
+int kb_gated_add_bwd_cuda(kb_ctx *ctx, float *dy, float *dgate, const float *dx, const float *y, const float *gate,
+                          int64_t ld, int64_t B, int64_t T, int64_t D, kb_err *err) {
+    LAUNCH("kb_gated_add_bwd", gated_add_bwd_kernel, B * D, dy, dgate, dx, y, gate, ld, B, T, D);
+}
+
+int kb_patchify_cuda(kb_ctx *ctx, float *tokens, const float *img, int64_t B, int64_t C, int64_t H, int64_t W,
+                     int64_t p, kb_patch_order order, kb_err *err) {
+    LAUNCH("kb_patchify", patch_kernel, B * C * H * W, tokens, (float *)NULL, img, B, C, H, W, p, order, 1);
+}
+
+int kb_unpatchify_cuda(kb_ctx *ctx, float *img, const float *tokens, int64_t B, int64_t C, int64_t H, int64_t W,
+                       int64_t p, kb_patch_order order, kb_err *err) {
+    LAUNCH("kb_unpatchify", patch_kernel, B * C * H * W, (float *)NULL, img, tokens, B, C, H, W, p, order, 0);
+}
+
+int kb_embedding_fwd_cuda(kb_ctx *ctx, float *out, const float *table, const int32_t *ids, int64_t B, int64_t D,
+                          kb_err *err) {
+    LAUNCH("kb_embedding_fwd", embedding_fwd_kernel, B * D, out, table, ids, B, D);
+}
+
+int kb_embedding_bwd_cuda(kb_ctx *ctx, float *dtable, const float *dout, const int32_t *ids, int64_t B, int64_t D,
+                          kb_err *err) {
+    LAUNCH("kb_embedding_bwd", embedding_bwd_kernel, D, dtable, dout, ids, B, D);
+}
+
+int kb_timestep_freq_cuda(kb_ctx *ctx, float *out, const float *t, int64_t B, int64_t dim, float max_period,
+                          kb_err *err) {
+    float neg_log = (float)(-log((double)max_period));
+    LAUNCH("kb_timestep_freq", timestep_freq_kernel, B * (dim / 2), out, t, B, dim / 2, neg_log);
+}
+
+} /* extern "C" */

@@ -1,0 +1,88 @@
+/* CUDA versions of the optimiser ops (nn/ops_optim.h): one thread per
+ * element with the shared per-element arithmetic, and a two-pass
+ * fixed-order reduction for the squared norm. */
+#include "nn/cuda_common.cuh"
+
+extern "C" {
+#include "nn/ops_optim.h"
+}
+#include "nn/ops_optim_elem.h"
+
+static const int kThreads = 256;
+static const int kSumBlocks = 1024;
+
+#define GRID_STRIDE(i, n) for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
+
+static unsigned int blocks_for(int64_t n) {
+    int64_t b = (n + kThreads - 1) / kThreads;
+    return (unsigned int)(b < 65535 * 16 ? (b > 0 ? b : 1) : 65535 * 16);
+}
+
+__global__ void adamw_kernel(float *p, const float *g, float *m, float *v, int64_t n, kb_adamw_scalars s) {
+    GRID_STRIDE(i, n) kb_adamw_elem(&p[i], g[i], &m[i], &v[i], &s);
+}
+
+__global__ void ema_kernel(float *ema, const float *p, int64_t n, float decay, float one_minus_decay) {
+    GRID_STRIDE(i, n) ema[i] = kb_ema_elem(ema[i], p[i], decay, one_minus_decay);
+}
+
+/* Block-level sum in a fixed tree order (deterministic). */
+__device__ double block_sum(double s) {
+    __shared__ double shm[kThreads];
+    shm[threadIdx.x] = s;
+    __syncthreads();
+    for (int w = kThreads / 2; w > 0; w >>= 1) {
+        if ((int)threadIdx.x < w) shm[threadIdx.x] += shm[threadIdx.x + w];
+        __syncthreads();
+    }
+    return shm[0];
+}
+
+__global__ void sumsq_partial_kernel(double *partial, const float *x, int64_t n) {
+    double s = 0.0;
+    GRID_STRIDE(i, n) s += (double)x[i] * (double)x[i];
+    s = block_sum(s);
+    if (threadIdx.x == 0) partial[blockIdx.x] = s;
+}
+
+__global__ void sumsq_finish_kernel(double *out, const double *partial, int nparts) {
+    double s = 0.0;
+    for (int i = threadIdx.x; i < nparts; i += blockDim.x) s += partial[i];
+    s = block_sum(s);
+    if (threadIdx.x == 0) *out = s;
+}
+
+extern "C" {
+
+int kb_adamw_step_cuda(kb_ctx *ctx, float *p, const float *g, float *m, float *v, int64_t n,
+                       const kb_adamw_scalars *s, kb_err *err) {
+    if (n == 0) return 0;
+    adamw_kernel<<<blocks_for(n), kThreads, 0, ctx->cuda->stream>>>(p, g, m, v, n, *s);
+    KB_LAUNCH_CHECK("kb_adamw_step", "adamw_kernel");
+    return 0;
+}
+
+int kb_ema_update_cuda(kb_ctx *ctx, float *ema, const float *p, int64_t n, double decay, kb_err *err) {
+    if (n == 0) return 0;
+    ema_kernel<<<blocks_for(n), kThreads, 0, ctx->cuda->stream>>>(ema, p, n, (float)decay, (float)(1.0 - decay));
+    KB_LAUNCH_CHECK("kb_ema_update", "ema_kernel");
+    return 0;
+}
+
+int kb_sumsq_cuda(kb_ctx *ctx, double *out, const float *x, int64_t n, kb_err *err) {
+    const char *op = "kb_sumsq";
+    kb_cuda_state *st = ctx->cuda;
+    int nblocks = (int)((n + kThreads - 1) / kThreads);
+    nblocks = nblocks < 1 ? 1 : (nblocks > kSumBlocks ? kSumBlocks : nblocks);
+    double *partial = (double *)kb_cuda_scratch(st, (size_t)(nblocks + 1) * sizeof(double), op, err);
+    if (!partial) return -1;
+    sumsq_partial_kernel<<<nblocks, kThreads, 0, st->stream>>>(partial, x, n);
+    KB_LAUNCH_CHECK(op, "sumsq_partial_kernel");
+    sumsq_finish_kernel<<<1, kThreads, 0, st->stream>>>(partial + nblocks, partial, nblocks);
+    KB_LAUNCH_CHECK(op, "sumsq_finish_kernel");
+    KB_CUDA_CHECK(op, cudaMemcpyAsync(out, partial + nblocks, sizeof(double), cudaMemcpyDeviceToHost, st->stream));
+    KB_CUDA_CHECK(op, cudaStreamSynchronize(st->stream));
+    return 0;
+}
+
+} /* extern "C" */

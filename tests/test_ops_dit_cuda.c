@@ -1,0 +1,142 @@
+/* The CUDA DiT-layer and optimiser ops against their C references.
+ * Skipped (exit 77, "skipped: no GPU") without a CUDA build or a GPU.
+ * Tolerances: every op but timestep_freq is bit-identical (the kernels round
+ * each operation as the reference does and sum tokens in the same order);
+ * timestep_freq uses CUDA's expf/cosf/sinf (<= 2 ulp), and an ulp of
+ * f at t = 999 moves the argument by ~6e-5 rad: |gpu - ref| <= 1e-4.
+ * kb_sumsq: rel 1e-12 (different summation tree). Reruns are bit-identical. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kbtest.h"
+#include "nn/backend.h"
+#include "nn/ops_dit.h"
+#include "nn/ops_optim.h"
+#include "nn/rng.h"
+
+typedef struct {
+    kbt_state st;
+    kb_ctx ctx;
+    kb_err err;
+} env;
+
+static float *host_rand(int64_t n, uint64_t stream) {
+    float *p = malloc((size_t)(n ? n : 1) * 4);
+    for (int64_t i = 0; i < n; i++) p[i] = kb_rng_normal_scaled(3, stream, (uint64_t)i, 0.0f, 1.0f);
+    return p;
+}
+
+static float *to_dev(env *e, const float *h, int64_t n) {
+    float *d = kb_dev_alloc(&e->ctx, (size_t)(n ? n : 1) * 4, &e->err);
+    if (d) kb_copy_to_dev(&e->ctx, d, h, (size_t)n * 4, &e->err);
+    return d;
+}
+
+static void expect_same(env *e, const char *name, float *dev, const float *ref, int64_t n, double atol) {
+    float *h = malloc((size_t)(n ? n : 1) * 4);
+    kb_copy_to_host(&e->ctx, h, dev, (size_t)n * 4, &e->err);
+    if (atol == 0.0) KBT_CHECK(&e->st, !memcmp(h, ref, (size_t)n * 4), name, "GPU result differs from the reference bits");
+    else kbt_close(&e->st, name, h, ref, n, atol, 0.0);
+    free(h);
+}
+
+static void test_modulate_gate(env *e, int64_t B, int64_t T, int64_t D) {
+    int64_t n = B * T * D, ld = 6 * D, nc = B * ld;
+    float *x = host_rand(n, 1), *cond = host_rand(nc, 2), *dout = host_rand(n, 3), *y = host_rand(n, 4);
+    float *o = host_rand(n, 5), *dx = host_rand(n, 6), *dc = host_rand(nc, 7);
+    float *gx = to_dev(e, x, n), *gc = to_dev(e, cond, nc), *gd = to_dev(e, dout, n), *gy = to_dev(e, y, n);
+    float *go = to_dev(e, o, n), *gdx = to_dev(e, dx, n), *gdc = to_dev(e, dc, nc);
+    kb_modulate_fwd_ref(o, x, cond, cond + D, ld, B, T, D);
+    kb_modulate_fwd(&e->ctx, go, gx, gc, gc + D, ld, B, T, D, &e->err);
+    expect_same(e, "modulate_fwd bit-identical", go, o, n, 0.0);
+    kb_modulate_bwd_ref(dx, dc, dc + D, dout, x, cond + D, ld, B, T, D);
+    kb_modulate_bwd(&e->ctx, gdx, gdc, gdc + D, gd, gx, gc + D, ld, B, T, D, &e->err);
+    expect_same(e, "modulate_bwd dx bit-identical", gdx, dx, n, 0.0);
+    expect_same(e, "modulate_bwd dshift/dscale bit-identical", gdc, dc, nc, 0.0);
+    kb_gated_add_fwd_ref(x, cond + 2 * D, y, ld, B, T, D);
+    kb_gated_add_fwd(&e->ctx, gx, gc + 2 * D, gy, ld, B, T, D, &e->err);
+    expect_same(e, "gated_add_fwd bit-identical", gx, x, n, 0.0);
+    kb_gated_add_bwd_ref(dx, dc + 2 * D, dout, y, cond + 2 * D, ld, B, T, D);
+    kb_gated_add_bwd(&e->ctx, gdx, gdc + 2 * D, gd, gy, gc + 2 * D, ld, B, T, D, &e->err);
+    expect_same(e, "gated_add_bwd bit-identical", gdc, dc, nc, 0.0);
+    float *bufs[] = {gx, gc, gd, gy, go, gdx, gdc};
+    for (int i = 0; i < 7; i++) kb_dev_free(&e->ctx, bufs[i]);
+    free(x), free(cond), free(dout), free(y), free(o), free(dx), free(dc);
+}
+
+static void test_patch_embed_freq(env *e) {
+    int64_t B = 2, C = 3, H = 8, W = 8, p = 2, n = B * C * H * W;
+    float *img = host_rand(n, 8), *tok = malloc(n * 4), *back = malloc(n * 4);
+    float *gi = to_dev(e, img, n), *gt = to_dev(e, img, n), *gb = to_dev(e, img, n);
+    for (int order = 0; order < 2; order++) {
+        kb_patchify_ref(tok, img, B, C, H, W, p, (kb_patch_order)order);
+        kb_patchify(&e->ctx, gt, gi, B, C, H, W, p, (kb_patch_order)order, &e->err);
+        expect_same(e, order ? "patchify PQC" : "patchify CPQ", gt, tok, n, 0.0);
+        kb_unpatchify(&e->ctx, gb, gt, B, C, H, W, p, (kb_patch_order)order, &e->err);
+        expect_same(e, "unpatchify inverts", gb, img, n, 0.0);
+    }
+    int64_t V = 6, D = 33, NB = 7;
+    int32_t ids[7] = {5, 0, 5, 1, 2, 5, 3}, *gids = kb_dev_alloc(&e->ctx, sizeof ids, &e->err);
+    kb_copy_to_dev(&e->ctx, gids, ids, sizeof ids, &e->err);
+    float *table = host_rand(V * D, 9), *dout = host_rand(NB * D, 10), *out = malloc(NB * D * 4);
+    float *gtab = to_dev(e, table, V * D), *gdo = to_dev(e, dout, NB * D), *gout = to_dev(e, dout, NB * D);
+    kb_embedding_fwd_ref(out, table, ids, NB, D);
+    kb_embedding_fwd(&e->ctx, gout, gtab, gids, NB, D, &e->err);
+    expect_same(e, "embedding_fwd", gout, out, NB * D, 0.0);
+    kb_embedding_bwd_ref(table, dout, ids, NB, D);
+    kb_embedding_bwd(&e->ctx, gtab, gdo, gids, NB, D, &e->err);
+    expect_same(e, "embedding_bwd bit-identical", gtab, table, V * D, 0.0);
+    float t[4] = {0, 1, 500, 999}, freq[4 * 256], *gtt = to_dev(e, t, 4), *gf = kb_dev_alloc(&e->ctx, sizeof freq, &e->err);
+    kb_timestep_freq_ref(freq, t, 4, 256, 10000.0f);
+    kb_timestep_freq(&e->ctx, gf, gtt, 4, 256, 10000.0f, &e->err);
+    expect_same(e, "timestep_freq (|d| <= 1e-4)", gf, freq, 4 * 256, 1e-4);
+    float *bufs[] = {gi, gt, gb, gtab, gdo, gout, gtt, gf};
+    for (int i = 0; i < 8; i++) kb_dev_free(&e->ctx, bufs[i]);
+    kb_dev_free(&e->ctx, gids);
+    free(img), free(tok), free(back), free(table), free(dout), free(out);
+}
+
+static void test_optim(env *e) {
+    int64_t n = 300007;
+    float *p = host_rand(n, 11), *g = host_rand(n, 12), *m = host_rand(n, 13), *v = host_rand(n, 14);
+    for (int64_t i = 0; i < n; i++) v[i] = fabsf(v[i]);
+    float *gp = to_dev(e, p, n), *gg = to_dev(e, g, n), *gm = to_dev(e, m, n), *gv = to_dev(e, v, n);
+    kb_adamw_scalars s = kb_adamw_make_scalars(1e-3, 0.9, 0.999, 1e-8, 0.01, 7);
+    kb_adamw_step_ref(p, g, m, v, n, &s);
+    kb_adamw_step(&e->ctx, gp, gg, gm, gv, n, &s, &e->err);
+    expect_same(e, "adamw param bit-identical", gp, p, n, 0.0);
+    expect_same(e, "adamw moments bit-identical", gv, v, n, 0.0);
+    kb_ema_update_ref(m, p, n, 0.9999);
+    kb_ema_update(&e->ctx, gm, gp, n, 0.9999, &e->err);
+    expect_same(e, "ema bit-identical", gm, m, n, 0.0);
+    double want, got, again;
+    kb_sumsq_ref(&want, g, n);
+    kb_sumsq(&e->ctx, &got, gg, n, &e->err);
+    kb_sumsq(&e->ctx, &again, gg, n, &e->err);
+    KBT_CHECK(&e->st, fabs(got - want) <= 1e-12 * want && got == again, "sumsq rel 1e-12, rerun identical",
+              "gpu %.17g ref %.17g rerun %.17g", got, want, again);
+    kb_dev_free(&e->ctx, gp), kb_dev_free(&e->ctx, gg), kb_dev_free(&e->ctx, gm), kb_dev_free(&e->ctx, gv);
+    free(p), free(g), free(m), free(v);
+}
+
+int main(void) {
+    if (!kb_cuda_compiled() || kb_cuda_device_count() == 0) {
+        printf("skipped: no GPU (the CUDA DiT and optimiser op tests need a CUDA device)\n");
+        return KBT_SKIP_CODE;
+    }
+    env e;
+    memset(&e, 0, sizeof e);
+    if (kb_ctx_init(&e.ctx, KB_DEV_CUDA, NULL, &e.err)) {
+        printf("FAIL cuda context: %s\n", e.err.msg);
+        return 1;
+    }
+    test_modulate_gate(&e, 3, 17, 13);
+    test_modulate_gate(&e, 4, 256, 384);
+    test_patch_embed_freq(&e);
+    test_optim(&e);
+    KBT_CHECK(&e.st, e.err.msg[0] == 0, "no CUDA errors", "%s", e.err.msg);
+    kb_ctx_free(&e.ctx);
+    return kbt_finish(&e.st);
+}
