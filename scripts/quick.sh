@@ -14,7 +14,7 @@ bash scripts/fetch-sources.sh
 
 prepare() { # name, then prepare options
   local name=$1; shift
-  if [ -f "$OUT/$name.kbd" ] && "$KB" data info --quiet "$OUT/$name.kbd" >/dev/null 2>&1; then
+  if [ -f "$OUT/$name.kbd" ] && "$KB" data info "$OUT/$name.kbd" >/dev/null 2>&1; then
     echo "quick: $OUT/$name.kbd is up to date"
     return
   fi
@@ -23,9 +23,9 @@ prepare() { # name, then prepare options
 }
 
 prepare fashion-mnist --source fashion-mnist --novel-fraction 0.3 --split-seed 0
-prepare emoji-apple --source emoji --style apple --novel-fraction 0.3 --split-seed 0
-prepare emoji-google --source emoji --style google --novel-fraction 0.3 --split-seed 0
-prepare pokemon --source pokemon
+prepare emoji-apple --source emoji --style apple --novel-fraction 0.3 --split-seed 0 --test-fraction 0.1
+prepare emoji-google --source emoji --style google --novel-fraction 0.3 --split-seed 0 --test-fraction 0.1
+prepare pokemon --source pokemon --test-fraction 0.1
 
 echo
 echo "===== kindbench quick: dataset summary ====="

@@ -1,0 +1,127 @@
+#include "datasets/cache.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "datasets/dataset.h"
+
+/* Stands in for the digest while the header is written; same length as the
+ * hex digest so the header does not move when it is filled in. */
+#define SHA_PLACEHOLDER "0000000000000000000000000000000000000000000000000000000000000000"
+
+uint64_t kb_cache_align(uint64_t n) { return (n + KB_DSET_ALIGN - 1) / KB_DSET_ALIGN * KB_DSET_ALIGN; }
+
+cJSON *kb_cache_meta_new(void) {
+    cJSON *meta = cJSON_CreateObject();
+    cJSON_AddStringToObject(meta, "format", "kindbench-dataset");
+    cJSON_AddNumberToObject(meta, "format_version", KB_DSET_FORMAT_VERSION);
+    return meta;
+}
+
+static int write_zeros(kb_atomic_file *af, kb_sha256 *hash, uint64_t n, kb_err *err) {
+    static const uint8_t zeros[KB_DSET_ALIGN] = {0};
+    if (hash) kb_sha256_update(hash, zeros, (size_t)n);
+    return kb_atomic_write(af, zeros, (size_t)n, err);
+}
+
+static int write_hashed(kb_cache_writer *w, const void *buf, size_t n, kb_err *err) {
+    kb_sha256_update(w->hash, buf, n);
+    return kb_atomic_write(&w->af, buf, n, err);
+}
+
+static void add_layout(cJSON *meta, int64_t count, size_t image_bytes) {
+    uint64_t images_offset = kb_cache_align((uint64_t)count * 5);
+    cJSON *p = cJSON_AddObjectToObject(meta, "payload");
+    cJSON_AddStringToObject(p, "layout", "int32le labels[count]; u8 split[count]; zero pad to 64; "
+                                         "u8 images[count][res][res][channels]");
+    cJSON_AddNumberToObject(p, "labels_offset", 0);
+    cJSON_AddNumberToObject(p, "split_offset", (double)count * 4);
+    cJSON_AddNumberToObject(p, "images_offset", (double)images_offset);
+    cJSON_AddNumberToObject(p, "bytes", (double)(images_offset + (uint64_t)count * image_bytes));
+}
+
+/* Magic, JSON length, JSON, padding; records where the digest goes. */
+static int write_header(kb_cache_writer *w, cJSON *meta, kb_err *err) {
+    cJSON_AddStringToObject(meta, "payload_sha256", SHA_PLACEHOLDER);
+    char *json = cJSON_Print(meta);
+    if (!json) return kb_fail(err, "%s: cannot format metadata", w->af.final_path);
+    size_t len = strlen(json);
+    const char *mark = NULL;
+    for (const char *p = strstr(json, "\"" SHA_PLACEHOLDER "\""); p; p = strstr(p + 1, "\"" SHA_PLACEHOLDER "\""))
+        mark = p; /* the last one is ours: it was added last */
+    w->sha_pos = 16 + (long)(mark - json) + 1;
+    uint8_t head[16];
+    memcpy(head, KB_DSET_MAGIC, 8);
+    for (int i = 0; i < 8; i++) head[8 + i] = (uint8_t)((uint64_t)len >> (8 * i));
+    int rc = kb_atomic_write(&w->af, head, 16, err);
+    if (rc == 0) rc = kb_atomic_write(&w->af, json, len, err);
+    if (rc == 0) rc = write_zeros(&w->af, NULL, kb_cache_align(16 + len) - (16 + len), err);
+    free(json);
+    return rc;
+}
+
+static int write_labels_and_split(kb_cache_writer *w, const int32_t *labels, const uint8_t *split, kb_err *err) {
+    uint8_t buf[4096];
+    for (int64_t i = 0; i < w->count;) {
+        size_t n = 0;
+        for (; n + 4 <= sizeof buf && i < w->count; i++, n += 4)
+            for (int b = 0; b < 4; b++) buf[n + b] = (uint8_t)((uint32_t)labels[i] >> (8 * b));
+        if (write_hashed(w, buf, n, err)) return -1;
+    }
+    if (w->count && write_hashed(w, split, (size_t)w->count, err)) return -1;
+    uint64_t used = (uint64_t)w->count * 5;
+    return write_zeros(&w->af, w->hash, kb_cache_align(used) - used, err);
+}
+
+int kb_cache_writer_open(kb_cache_writer *w, const char *path, cJSON *meta, int64_t count, int resolution,
+                         int channels, const int32_t *labels, const uint8_t *split, kb_err *err) {
+    memset(w, 0, sizeof *w);
+    w->count = count;
+    w->image_bytes = (size_t)resolution * resolution * channels;
+    if (kb_atomic_open(&w->af, path, err)) return -1;
+    w->hash = kb_sha256_new();
+    add_layout(meta, count, w->image_bytes);
+    if (write_header(w, meta, err) || write_labels_and_split(w, labels, split, err)) {
+        kb_cache_writer_abort(w);
+        return -1;
+    }
+    return 0;
+}
+
+int kb_cache_writer_add(kb_cache_writer *w, const uint8_t *image, kb_err *err) {
+    if (w->written >= w->count)
+        return kb_fail(err, "%s: more images than the %lld announced", w->af.final_path, (long long)w->count);
+    if (write_hashed(w, image, w->image_bytes, err)) return -1;
+    w->written++;
+    return 0;
+}
+
+int kb_cache_writer_commit(kb_cache_writer *w, kb_err *err) {
+    if (w->written != w->count) {
+        kb_fail(err, "%s: %lld of %lld images written", w->af.final_path, (long long)w->written, (long long)w->count);
+        kb_cache_writer_abort(w);
+        return -1;
+    }
+    uint8_t digest[32];
+    char hex[65];
+    kb_sha256_final(w->hash, digest);
+    w->hash = NULL;
+    kb_sha256_hex(digest, hex);
+    int rc = fseek(w->af.fp, w->sha_pos, SEEK_SET) != 0
+                 ? kb_fail(err, "%s: cannot seek back to fill in the checksum", w->af.final_path)
+                 : kb_atomic_write(&w->af, hex, 64, err);
+    if (rc) {
+        kb_cache_writer_abort(w);
+        return -1;
+    }
+    return kb_atomic_commit(&w->af, err);
+}
+
+void kb_cache_writer_abort(kb_cache_writer *w) {
+    if (w->hash) {
+        uint8_t discard[32];
+        kb_sha256_final(w->hash, discard);
+        w->hash = NULL;
+    }
+    kb_atomic_abort(&w->af);
+}

@@ -1,0 +1,234 @@
+#include "datasets/dataset.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "datasets/cache.h"
+#include "util/sha256.h"
+
+/* Labels are read in place as int32: the format is little-endian. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "kindbench dataset caches are little-endian; add byte swapping for this host"
+#endif
+
+static const char *const split_names[] = {"train", "test"};
+static const char *const role_names[] = {"pretrain", "novel", "unused"};
+
+const char *kb_split_name(kb_split s) { return s == KB_SPLIT_TRAIN || s == KB_SPLIT_TEST ? split_names[s] : "any"; }
+const char *kb_role_name(kb_class_role r) { return r >= 0 && r <= KB_ROLE_UNUSED ? role_names[r] : "any"; }
+
+int kb_role_parse(const char *s) {
+    for (int r = 0; r <= KB_ROLE_UNUSED; r++)
+        if (!strcmp(s, role_names[r])) return r;
+    return -1;
+}
+
+static int map_file(kb_dataset *ds, const char *path, kb_err *err) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return kb_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return kb_fail(err, "%s: not a regular file", path);
+    }
+    if (st.st_size < 16) {
+        close(fd);
+        return kb_fail(err, "%s: truncated cache: %lld bytes, shorter than the 16-byte header", path,
+                       (long long)st.st_size);
+    }
+    void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (map == MAP_FAILED) return kb_fail(err, "%s: cannot map: %s", path, strerror(errno));
+    ds->map = map;
+    ds->map_size = (size_t)st.st_size;
+    return 0;
+}
+
+static int64_t json_int(const cJSON *obj, const char *key, int64_t fallback) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : fallback;
+}
+
+static const char *json_string(const cJSON *obj, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* Magic, metadata length and JSON. */
+static int parse_header(kb_dataset *ds, uint64_t *json_len, kb_err *err) {
+    if (memcmp(ds->map, KB_DSET_MAGIC, 8))
+        return kb_fail(err, "%s: not a kindbench dataset cache (bad magic, expected %s)", ds->path, KB_DSET_MAGIC);
+    uint64_t len = 0;
+    for (int i = 0; i < 8; i++) len |= (uint64_t)ds->map[8 + i] << (8 * i);
+    if (len > ds->map_size - 16)
+        return kb_fail(err, "%s: truncated cache: metadata length %llu exceeds the %zu bytes after the header",
+                       ds->path, (unsigned long long)len, ds->map_size - 16);
+    ds->meta = cJSON_ParseWithLength((const char *)ds->map + 16, (size_t)len);
+    if (!cJSON_IsObject(ds->meta)) return kb_fail(err, "%s: corrupt cache: metadata is not valid JSON", ds->path);
+    *json_len = len;
+    return 0;
+}
+
+static int parse_classes(kb_dataset *ds, kb_err *err) {
+    const cJSON *classes = cJSON_GetObjectItemCaseSensitive(ds->meta, "classes");
+    if (!cJSON_IsArray(classes) || cJSON_GetArraySize(classes) < 1)
+        return kb_fail(err, "%s: corrupt cache: metadata has no \"classes\" list", ds->path);
+    ds->nclasses = cJSON_GetArraySize(classes);
+    ds->class_names = calloc((size_t)ds->nclasses, sizeof(char *));
+    ds->class_role = calloc((size_t)ds->nclasses, sizeof(kb_class_role));
+    if (!ds->class_names || !ds->class_role) return kb_fail(err, "%s: out of memory", ds->path);
+    int c = 0;
+    const cJSON *cls;
+    cJSON_ArrayForEach(cls, classes) {
+        const char *name = json_string(cls, "name"), *role = json_string(cls, "role");
+        int r = role ? kb_role_parse(role) : -1;
+        if (!name || r < 0) return kb_fail(err, "%s: corrupt cache: class %d lacks a name or a known role", ds->path, c);
+        ds->class_names[c] = name;
+        ds->class_role[c++] = (kb_class_role)r;
+    }
+    return 0;
+}
+
+static int parse_meta(kb_dataset *ds, kb_err *err) {
+    int64_t version = json_int(ds->meta, "format_version", -1);
+    if (version != KB_DSET_FORMAT_VERSION)
+        return kb_fail(err, "%s: cache format version %lld, this build reads %d", ds->path, (long long)version,
+                       KB_DSET_FORMAT_VERSION);
+    ds->resolution = (int)json_int(ds->meta, "resolution", -1);
+    ds->channels = (int)json_int(ds->meta, "channels", -1);
+    ds->count = json_int(ds->meta, "count", -1);
+    ds->name = json_string(ds->meta, "name");
+    const char *sha = json_string(ds->meta, "payload_sha256");
+    const cJSON *source = cJSON_GetObjectItemCaseSensitive(ds->meta, "source");
+    ds->source_kind = json_string(source, "kind");
+    if (ds->resolution < 1 || ds->resolution > 65535 || (ds->channels != 1 && ds->channels != 3) || ds->count < 0 ||
+        !ds->name || !ds->source_kind || !sha || strlen(sha) != 64)
+        return kb_fail(err, "%s: corrupt cache: metadata lacks or garbles resolution/channels/count/name/source/"
+                            "payload_sha256", ds->path);
+    memcpy(ds->payload_sha256, sha, 65);
+    return parse_classes(ds, err);
+}
+
+/* Sizes first (a truncated file is the common failure), then the digest. */
+static int check_payload(kb_dataset *ds, uint64_t json_len, kb_err *err) {
+    uint64_t start = kb_cache_align(16 + json_len);
+    uint64_t images_off = kb_cache_align((uint64_t)ds->count * 5);
+    uint64_t need = images_off + (uint64_t)ds->count * kb_dataset_image_bytes(ds);
+    uint64_t have = ds->map_size > start ? ds->map_size - start : 0;
+    if (have != need)
+        return kb_fail(err, "%s: %s cache: header says %lld images of %dx%dx%d (%llu payload bytes), file holds %llu",
+                       ds->path, have < need ? "truncated" : "corrupt", (long long)ds->count, ds->resolution,
+                       ds->resolution, ds->channels, (unsigned long long)need, (unsigned long long)have);
+    const uint8_t *payload = ds->map + start;
+    uint8_t digest[32];
+    char hex[65];
+    kb_sha256 *h = kb_sha256_new();
+    kb_sha256_update(h, payload, (size_t)need);
+    kb_sha256_final(h, digest);
+    kb_sha256_hex(digest, hex);
+    if (strcmp(hex, ds->payload_sha256))
+        return kb_fail(err, "%s: corrupt cache: payload SHA-256 is %s, metadata says %s", ds->path, hex,
+                       ds->payload_sha256);
+    ds->labels = (const int32_t *)payload;
+    ds->split = payload + (size_t)ds->count * 4;
+    ds->images = payload + images_off;
+    return 0;
+}
+
+static int check_labels(const kb_dataset *ds, kb_err *err) {
+    for (int64_t i = 0; i < ds->count; i++) {
+        if (ds->labels[i] < 0 || ds->labels[i] >= ds->nclasses)
+            return kb_fail(err, "%s: corrupt cache: image %lld has label %d, outside 0..%d", ds->path, (long long)i,
+                           ds->labels[i], ds->nclasses - 1);
+        if (ds->split[i] > KB_SPLIT_TEST)
+            return kb_fail(err, "%s: corrupt cache: image %lld has split %u", ds->path, (long long)i, ds->split[i]);
+    }
+    return 0;
+}
+
+int kb_dataset_open(kb_dataset *ds, const char *path, kb_err *err) {
+    memset(ds, 0, sizeof *ds);
+    if (snprintf(ds->path, sizeof ds->path, "%s", path) >= (int)sizeof ds->path)
+        return kb_fail(err, "%s: path too long", path);
+    uint64_t json_len = 0;
+    if (map_file(ds, path, err) || parse_header(ds, &json_len, err) || parse_meta(ds, err) ||
+        check_payload(ds, json_len, err) || check_labels(ds, err)) {
+        kb_dataset_close(ds);
+        return -1;
+    }
+    return 0;
+}
+
+void kb_dataset_close(kb_dataset *ds) {
+    if (ds->map) munmap(ds->map, ds->map_size);
+    cJSON_Delete(ds->meta);
+    free(ds->class_names);
+    free(ds->class_role);
+    memset(ds, 0, sizeof *ds);
+}
+
+size_t kb_dataset_image_bytes(const kb_dataset *ds) { return (size_t)ds->resolution * ds->resolution * ds->channels; }
+
+const uint8_t *kb_dataset_image(const kb_dataset *ds, int64_t i) {
+    return ds->images + (size_t)i * kb_dataset_image_bytes(ds);
+}
+
+int32_t kb_dataset_label(const kb_dataset *ds, int64_t i) { return ds->labels[i]; }
+kb_split kb_dataset_split(const kb_dataset *ds, int64_t i) { return (kb_split)ds->split[i]; }
+kb_class_role kb_dataset_class_role(const kb_dataset *ds, int cls) { return ds->class_role[cls]; }
+
+int kb_dataset_class_index(const kb_dataset *ds, const char *name) {
+    for (int c = 0; c < ds->nclasses; c++)
+        if (!strcmp(ds->class_names[c], name)) return c;
+    return -1;
+}
+
+static int matches(const kb_dataset *ds, int64_t i, kb_class_role role, kb_split split) {
+    return (role == KB_ROLE_ANY || ds->class_role[ds->labels[i]] == role) &&
+           (split == KB_SPLIT_ANY || ds->split[i] == (uint8_t)split);
+}
+
+int kb_dataset_select(const kb_dataset *ds, kb_class_role role, kb_split split, int64_t **out, int64_t *n,
+                      kb_err *err) {
+    *out = NULL;
+    *n = 0;
+    int64_t k = 0;
+    for (int64_t i = 0; i < ds->count; i++) k += matches(ds, i, role, split);
+    if (k == 0) return 0;
+    int64_t *idx = malloc(sizeof(int64_t) * (size_t)k);
+    if (!idx) return kb_fail(err, "%s: out of memory selecting %lld images", ds->path, (long long)k);
+    k = 0;
+    for (int64_t i = 0; i < ds->count; i++)
+        if (matches(ds, i, role, split)) idx[k++] = i;
+    *out = idx;
+    *n = k;
+    return 0;
+}
+
+int kb_dataset_classes_with_role(const kb_dataset *ds, kb_class_role role, int **out, int *n, kb_err *err) {
+    *out = NULL;
+    *n = 0;
+    int k = 0;
+    for (int c = 0; c < ds->nclasses; c++) k += role == KB_ROLE_ANY || ds->class_role[c] == role;
+    if (k == 0) return 0;
+    int *cls = malloc(sizeof(int) * (size_t)k);
+    if (!cls) return kb_fail(err, "%s: out of memory", ds->path);
+    k = 0;
+    for (int c = 0; c < ds->nclasses; c++)
+        if (role == KB_ROLE_ANY || ds->class_role[c] == role) cls[k++] = c;
+    *out = cls;
+    *n = k;
+    return 0;
+}
+
+int64_t kb_dataset_class_count(const kb_dataset *ds, int cls, kb_split split) {
+    int64_t k = 0;
+    for (int64_t i = 0; i < ds->count; i++)
+        k += ds->labels[i] == cls && (split == KB_SPLIT_ANY || ds->split[i] == (uint8_t)split);
+    return k;
+}

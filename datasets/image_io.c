@@ -1,0 +1,373 @@
+#include "datasets/image_io.h"
+
+#include <errno.h>
+#include <setjmp.h>
+#include <stdio.h> /* before jpeglib.h, which uses FILE */
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef KB_HAVE_GIF
+#include <gif_lib.h>
+#endif
+#include <jerror.h>
+#include <jpeglib.h>
+#include <png.h>
+
+#include "util/fileio.h"
+
+/* ---- PNG ------------------------------------------------------------- */
+
+/* libpng reports errors by calling back and longjmp'ing. Everything the
+ * error path needs (the message, the row pointers to free) lives in this heap
+ * object, whose address never changes after setjmp: C11 7.13.2.1 leaves
+ * automatic variables changed after setjmp indeterminate after the jump. */
+typedef struct {
+    char msg[256];
+    png_bytep *rows;
+} png_state;
+
+static void png_error_cb(png_structp png, png_const_charp msg) {
+    png_state *st = png_get_error_ptr(png);
+    snprintf(st->msg, sizeof st->msg, "%s", msg);
+    png_longjmp(png, 1);
+}
+
+/* Warnings (e.g. "iCCP: known incorrect sRGB profile") do not change pixels. */
+static void png_warning_cb(png_structp png, png_const_charp msg) {}
+
+/* The transforms that make any PNG 8-bit grey/GA/RGB/RGBA, as Pillow sees it. */
+static void png_set_8bit_transforms(png_structp png, png_infop info) {
+    int color_type = png_get_color_type(png, info), depth = png_get_bit_depth(png, info);
+    if (color_type == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
+    if (color_type == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
+    if (png_get_valid(png, info, PNG_INFO_tRNS)) png_set_tRNS_to_alpha(png);
+    if (depth == 16) png_set_strip_16(png);
+    png_set_interlace_handling(png);
+    png_read_update_info(png, info);
+}
+
+static int png_decode(FILE *fp, png_structp png, png_infop info, png_state *st, kb_image *img, kb_err *err) {
+    png_init_io(png, fp);
+    png_set_sig_bytes(png, 8);
+    png_read_info(png, info);
+    png_set_8bit_transforms(png, info);
+    int w = (int)png_get_image_width(png, info), h = (int)png_get_image_height(png, info);
+    int ch = png_get_channels(png, info);
+    if (kb_image_alloc(img, w, h, ch, err)) return -1;
+    st->rows = malloc(sizeof(png_bytep) * (size_t)h);
+    if (!st->rows) return kb_fail(err, "out of memory for %d PNG rows", h);
+    for (int y = 0; y < h; y++) st->rows[y] = img->px + (size_t)y * w * ch;
+    png_read_image(png, st->rows);
+    png_read_end(png, NULL);
+    return 0;
+}
+
+static int png_check_signature(FILE *fp, const char *path, kb_err *err) {
+    unsigned char sig[8];
+    if (fread(sig, 1, 8, fp) != 8 || png_sig_cmp(sig, 0, 8))
+        return kb_fail(err, "%s: not a PNG file (bad signature)", path);
+    return 0;
+}
+
+int kb_png_read(const char *path, kb_image *img, kb_err *err) {
+    img->px = NULL;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return kb_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    png_state *st = calloc(1, sizeof *st);
+    if (!st || png_check_signature(fp, path, err)) {
+        if (!st) kb_fail(err, "%s: out of memory", path);
+        free(st);
+        fclose(fp);
+        return -1;
+    }
+    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, st, png_error_cb, png_warning_cb);
+    png_infop info = png ? png_create_info_struct(png) : NULL;
+    int rc = -1;
+    if (!png || !info) {
+        kb_fail(err, "%s: out of memory starting the PNG decoder", path);
+    } else if (setjmp(png_jmpbuf(png))) {
+        kb_image_free(img);
+        kb_fail(err, "%s: corrupt or truncated PNG: %s%s", path, st->msg, feof(fp) ? " (file ends early)" : "");
+    } else {
+        kb_err derr = {{0}};
+        rc = png_decode(fp, png, info, st, img, &derr);
+        if (rc) {
+            kb_image_free(img);
+            kb_fail(err, "%s: %s", path, derr.msg);
+        }
+    }
+    png_destroy_read_struct(png ? &png : NULL, info ? &info : NULL, NULL);
+    free(st->rows);
+    free(st);
+    fclose(fp);
+    return rc;
+}
+
+/* ---- JPEG ------------------------------------------------------------ */
+
+/* As for PNG: the error manager (with the message) sits on the heap so that
+ * nothing the error path reads is an automatic variable changed after setjmp. */
+typedef struct {
+    struct jpeg_error_mgr pub;
+    jmp_buf jump;
+    char msg[JMSG_LENGTH_MAX + 32];
+    struct jpeg_decompress_struct cinfo;
+} jpeg_state;
+
+static void jpeg_error_exit_cb(j_common_ptr cinfo) {
+    jpeg_state *st = (jpeg_state *)cinfo->err;
+    (*cinfo->err->format_message)(cinfo, st->msg);
+    longjmp(st->jump, 1);
+}
+
+/* libjpeg only warns when the data ends early and fills the rest with grey;
+ * Pillow refuses such a file ("image file is truncated"), and so do we.
+ * Other warnings (e.g. extraneous bytes) are ignored, as Pillow does. */
+static void jpeg_emit_message_cb(j_common_ptr cinfo, int level) {
+    jpeg_state *st = (jpeg_state *)cinfo->err;
+    if (level < 0 && cinfo->err->msg_code == JWRN_JPEG_EOF) {
+        snprintf(st->msg, sizeof st->msg, "file ends early");
+        longjmp(st->jump, 1);
+    }
+}
+
+/* Pillow reads CMYK JPEGs as inverted (raw mode "CMYK;I", Adobe's convention:
+ * c = 255 - stored) and converts to RGB with nk = 255 - k,
+ * v = nk - MULDIV255(c, nk), MULDIV255 being a rounded x/255. */
+static void cmyk_to_rgb(kb_image *img) {
+    size_t n = (size_t)img->width * img->height;
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *stored = img->px + i * 4;
+        int nk = stored[3]; /* 255 - k with k = 255 - stored[3] */
+        uint8_t rgb[3];
+        for (int j = 0; j < 3; j++) {
+            int t = (255 - stored[j]) * nk + 128;
+            int v = nk - (((t >> 8) + t) >> 8);
+            rgb[j] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+        }
+        memcpy(img->px + i * 3, rgb, 3);
+    }
+    img->channels = 3;
+}
+
+static int jpeg_decode(struct jpeg_decompress_struct *cinfo, FILE *fp, kb_image *img, kb_err *err) {
+    jpeg_stdio_src(cinfo, fp);
+    jpeg_read_header(cinfo, TRUE);
+    int cmyk = cinfo->jpeg_color_space == JCS_CMYK || cinfo->jpeg_color_space == JCS_YCCK;
+    if (cmyk) cinfo->out_color_space = JCS_CMYK;
+    else if (cinfo->jpeg_color_space != JCS_GRAYSCALE) cinfo->out_color_space = JCS_RGB;
+    jpeg_start_decompress(cinfo);
+    if (kb_image_alloc(img, (int)cinfo->output_width, (int)cinfo->output_height, cinfo->output_components, err))
+        return -1;
+    size_t stride = (size_t)img->width * img->channels;
+    while (cinfo->output_scanline < cinfo->output_height) {
+        JSAMPROW row = img->px + (size_t)cinfo->output_scanline * stride;
+        jpeg_read_scanlines(cinfo, &row, 1);
+    }
+    jpeg_finish_decompress(cinfo);
+    if (cmyk) cmyk_to_rgb(img);
+    return 0;
+}
+
+int kb_jpeg_read(const char *path, kb_image *img, kb_err *err) {
+    img->px = NULL;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return kb_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    jpeg_state *st = calloc(1, sizeof *st);
+    if (!st) {
+        fclose(fp);
+        return kb_fail(err, "%s: out of memory", path);
+    }
+    st->cinfo.err = jpeg_std_error(&st->pub);
+    st->pub.error_exit = jpeg_error_exit_cb;
+    st->pub.emit_message = jpeg_emit_message_cb;
+    int rc = -1;
+    if (setjmp(st->jump)) {
+        kb_image_free(img);
+        kb_fail(err, "%s: corrupt or truncated JPEG: %s", path, st->msg);
+    } else {
+        jpeg_create_decompress(&st->cinfo);
+        kb_err derr = {{0}};
+        rc = jpeg_decode(&st->cinfo, fp, img, &derr);
+        if (rc) {
+            kb_image_free(img);
+            kb_fail(err, "%s: %s", path, derr.msg);
+        }
+    }
+    jpeg_destroy_decompress(&st->cinfo);
+    free(st);
+    fclose(fp);
+    return rc;
+}
+
+/* ---- GIF ------------------------------------------------------------- */
+
+#ifdef KB_HAVE_GIF
+int kb_gif_supported(void) { return 1; }
+
+/* Paints a frame (raster of colour indices) onto an RGBA canvas the size of
+ * the logical screen; pixels it does not cover stay transparent. */
+static void gif_paint(const GifImageDesc *d, const GifByteType *raster, const ColorMapObject *cmap, int transparent,
+                      kb_image *img) {
+    memset(img->px, 0, (size_t)img->width * img->height * 4);
+    for (int y = 0; y < d->Height; y++) {
+        int cy = d->Top + y;
+        if (cy < 0 || cy >= img->height) continue;
+        for (int x = 0; x < d->Width; x++) {
+            int cx = d->Left + x, idx = raster[(size_t)y * d->Width + x];
+            if (cx < 0 || cx >= img->width || idx == transparent) continue;
+            uint8_t *p = img->px + ((size_t)cy * img->width + cx) * 4;
+            /* An index beyond the colour table reads as black, as in Pillow's
+             * zero-padded palette. */
+            if (idx < cmap->ColorCount) {
+                p[0] = cmap->Colors[idx].Red;
+                p[1] = cmap->Colors[idx].Green;
+                p[2] = cmap->Colors[idx].Blue;
+            }
+            p[3] = 255;
+        }
+    }
+}
+
+/* Reads the rows of the current image; interlaced GIFs store them in four
+ * passes (rows 0,8,16.. then 4,12.. then 2,6.. then 1,3..). */
+static int gif_read_raster(GifFileType *gif, GifByteType *raster) {
+    const GifImageDesc *d = &gif->Image;
+    static const int first[4] = {0, 4, 2, 1}, step[4] = {8, 8, 4, 2};
+    for (int pass = 0; pass < (d->Interlace ? 4 : 1); pass++)
+        for (int y = d->Interlace ? first[pass] : 0; y < d->Height; y += d->Interlace ? step[pass] : 1)
+            if (DGifGetLine(gif, raster + (size_t)y * d->Width, d->Width) == GIF_ERROR) return -1;
+    return 0;
+}
+
+/* The image whose descriptor was just read, onto the logical screen. */
+static int gif_read_frame(GifFileType *gif, int transparent, const char *path, kb_image *img, kb_err *err) {
+    const GifImageDesc *d = &gif->Image;
+    const ColorMapObject *cmap = d->ColorMap ? d->ColorMap : gif->SColorMap;
+    if (!cmap) return kb_fail(err, "%s: GIF has no colour table", path);
+    if (d->Width < 1 || d->Height < 1 || d->Width > 65535 || d->Height > 65535)
+        return kb_fail(err, "%s: GIF frame of %dx%d", path, d->Width, d->Height);
+    GifByteType *raster = malloc((size_t)d->Width * d->Height);
+    if (!raster) return kb_fail(err, "%s: out of memory", path);
+    int rc = 0;
+    if (gif_read_raster(gif, raster))
+        rc = kb_fail(err, "%s: corrupt or truncated GIF: %s", path, GifErrorString(gif->Error));
+    else if (kb_image_alloc(img, gif->SWidth, gif->SHeight, 4, err))
+        rc = kb_fail_wrap(err, "%s", path);
+    else
+        gif_paint(d, raster, cmap, transparent, img);
+    free(raster);
+    return rc;
+}
+
+/* Skips to the first image, remembering its transparent index from the
+ * graphics control extension before it. Only that frame is decoded: later
+ * frames of an animation are not used, and decoding them all (DGifSlurp)
+ * would cost most of the time. */
+static int gif_decode_first_frame(GifFileType *gif, const char *path, kb_image *img, kb_err *err) {
+    int transparent = NO_TRANSPARENT_COLOR;
+    GifRecordType type;
+    while (DGifGetRecordType(gif, &type) != GIF_ERROR) {
+        if (type == TERMINATE_RECORD_TYPE) return kb_fail(err, "%s: GIF holds no image", path);
+        if (type == IMAGE_DESC_RECORD_TYPE) {
+            if (DGifGetImageDesc(gif) == GIF_ERROR) break;
+            return gif_read_frame(gif, transparent, path, img, err);
+        }
+        if (type != EXTENSION_RECORD_TYPE) continue;
+        int code;
+        GifByteType *ext;
+        GraphicsControlBlock gcb;
+        if (DGifGetExtension(gif, &code, &ext) == GIF_ERROR) break;
+        if (code == GRAPHICS_EXT_FUNC_CODE && ext && DGifExtensionToGCB(ext[0], ext + 1, &gcb) == GIF_OK)
+            transparent = gcb.TransparentColor;
+        while (ext && DGifGetExtensionNext(gif, &ext) != GIF_ERROR) {
+        }
+        if (ext) break; /* DGifGetExtensionNext failed */
+    }
+    return kb_fail(err, "%s: corrupt or truncated GIF: %s", path, GifErrorString(gif->Error));
+}
+
+int kb_gif_read(const char *path, kb_image *img, kb_err *err) {
+    img->px = NULL;
+    int gerr = 0;
+    GifFileType *gif = DGifOpenFileName(path, &gerr);
+    if (!gif) return kb_fail(err, "%s: cannot open GIF: %s", path, GifErrorString(gerr));
+    int rc = gif_decode_first_frame(gif, path, img, err);
+    if (rc) kb_image_free(img);
+    DGifCloseFile(gif, &gerr);
+    return rc;
+}
+#else
+int kb_gif_supported(void) { return 0; }
+
+int kb_gif_read(const char *path, kb_image *img, kb_err *err) {
+    img->px = NULL;
+    return kb_fail(err, "%s: this kindbench was built without giflib (install libgif-dev and re-run cmake)", path);
+}
+#endif
+
+/* ---- by content ------------------------------------------------------ */
+
+int kb_image_read(const char *path, kb_image *img, kb_err *err) {
+    img->px = NULL;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return kb_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    unsigned char head[8] = {0};
+    size_t n = fread(head, 1, sizeof head, fp);
+    fclose(fp);
+    if (n >= 8 && !png_sig_cmp(head, 0, 8)) return kb_png_read(path, img, err);
+    if (n >= 3 && head[0] == 0xFF && head[1] == 0xD8 && head[2] == 0xFF) return kb_jpeg_read(path, img, err);
+    if (n >= 6 && (!memcmp(head, "GIF87a", 6) || !memcmp(head, "GIF89a", 6))) return kb_gif_read(path, img, err);
+    if (n == 0) return kb_fail(err, "%s: empty file, expected a PNG, JPEG or GIF image", path);
+    return kb_fail(err, "%s: not a PNG, JPEG or GIF image (unrecognised first bytes %02x %02x %02x %02x)", path,
+                   head[0], head[1], head[2], head[3]);
+}
+
+/* ---- PNG writer -------------------------------------------------------- */
+
+static void encode_png_rows(png_structp png, png_infop info, const kb_image *img, png_bytep *rows) {
+    int type = img->channels == 1 ? PNG_COLOR_TYPE_GRAY : PNG_COLOR_TYPE_RGB;
+    png_set_IHDR(png, info, (png_uint_32)img->width, (png_uint_32)img->height, 8, type, PNG_INTERLACE_NONE,
+                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_write_info(png, info);
+    for (int y = 0; y < img->height; y++) rows[y] = img->px + (size_t)y * img->width * img->channels;
+    png_write_image(png, rows);
+    png_write_end(png, NULL);
+}
+
+int kb_png_write(const char *path, const kb_image *img, kb_err *err) {
+    if (img->channels != 1 && img->channels != 3)
+        return kb_fail(err, "%s: PNG writer takes 1 or 3 channels, got %d", path, img->channels);
+    png_state *st = calloc(1, sizeof *st);
+    if (st) st->rows = malloc(sizeof(png_bytep) * (size_t)img->height);
+    if (!st || !st->rows) {
+        if (st) free(st);
+        return kb_fail(err, "%s: out of memory starting the PNG encoder", path);
+    }
+    kb_atomic_file af;
+    if (kb_atomic_open(&af, path, err)) {
+        free(st->rows);
+        free(st);
+        return -1;
+    }
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, st, png_error_cb, png_warning_cb);
+    png_infop info = png ? png_create_info_struct(png) : NULL;
+    int rc = -1;
+    if (!png || !info) {
+        kb_fail(err, "%s: out of memory starting the PNG encoder", path);
+    } else if (setjmp(png_jmpbuf(png))) {
+        kb_fail(err, "%s: PNG encoding failed: %s", path, st->msg);
+    } else {
+        png_init_io(png, af.fp);
+        encode_png_rows(png, info, img, st->rows);
+        rc = 0;
+    }
+    png_destroy_write_struct(png ? &png : NULL, info ? &info : NULL);
+    free(st->rows);
+    free(st);
+    if (rc) {
+        kb_atomic_abort(&af);
+        return -1;
+    }
+    return kb_atomic_commit(&af, err);
+}

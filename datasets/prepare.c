@@ -1,0 +1,196 @@
+#include "datasets/prepare.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "datasets/cache.h"
+#include "datasets/dataset.h"
+#include "datasets/resize.h"
+#include "util/progress.h"
+
+/* Images decoded in parallel per chunk, then written in order. */
+#define PREPARE_CHUNK 256
+
+void kb_prepare_opts_init(kb_prepare_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->background.rgb[0] = o->background.rgb[1] = o->background.rgb[2] = 255;
+    o->pad_square = -1;
+    kb_split_opts_init(&o->split);
+}
+
+int kb_prepare_image(kb_image *img, int channels, const kb_background *bg, int pad_square, int resolution,
+                     kb_err *err) {
+    if (kb_image_flatten(img, channels, bg, err)) return -1;
+    if (pad_square && kb_image_pad_square(img, bg, err)) return -1;
+    return kb_center_crop_arr(img, resolution, err);
+}
+
+/* --name, else the source's hint plus the resolution: "emoji-apple-64". */
+static void default_name(const kb_source *src, const kb_prepare_opts *o, char *out, size_t n) {
+    if (o->name) snprintf(out, n, "%s", o->name);
+    else snprintf(out, n, "%s-%d", src->name_hint, o->resolution);
+}
+
+static void add_source_record(cJSON *meta, kb_source *src) {
+    cJSON *s = cJSON_AddObjectToObject(meta, "source");
+    cJSON_AddStringToObject(s, "kind", src->kind);
+    cJSON_AddStringToObject(s, "path", src->input);
+    if (src->package[0]) {
+        cJSON_AddStringToObject(s, "package", src->package);
+        cJSON_AddStringToObject(s, "package_version", src->package_version);
+    }
+    if (src->style[0]) cJSON_AddStringToObject(s, "style", src->style);
+    cJSON_AddStringToObject(s, "label", src->label_mode);
+    cJSON_AddItemToObject(s, "details", src->details);
+    src->details = NULL; /* now owned by meta */
+}
+
+static void add_classes_record(cJSON *meta, const kb_source *src, const uint8_t *roles, const uint8_t *split) {
+    cJSON *list = cJSON_AddArrayToObject(meta, "classes");
+    for (int c = 0; c < src->nclasses; c++) {
+        int64_t train = 0, test = 0;
+        for (int64_t i = 0; i < src->count; i++)
+            if (src->items[i].label == c) {
+                if (split[i] == KB_SPLIT_TEST) test++;
+                else train++;
+            }
+        cJSON *cls = cJSON_CreateObject();
+        cJSON_AddStringToObject(cls, "name", src->class_names[c]);
+        cJSON_AddStringToObject(cls, "role", kb_role_name((kb_class_role)roles[c]));
+        cJSON_AddNumberToObject(cls, "train", (double)train);
+        cJSON_AddNumberToObject(cls, "test", (double)test);
+        cJSON_AddItemToArray(list, cls);
+    }
+}
+
+static void add_recipe_record(cJSON *meta, const kb_prepare_opts *o, int pad_square) {
+    cJSON *r = cJSON_AddObjectToObject(meta, "resize");
+    cJSON_AddStringToObject(r, "recipe", "adm-center-crop-arr");
+    cJSON_AddStringToObject(r, "steps",
+                            "composite alpha onto background; grey->RGB replicate (except 1-channel caches); "
+                            "pad to square if pad_to_square; while min(w,h) >= 2*res: BOX resize to (w//2, h//2); "
+                            "BICUBIC resize to round-half-even(w*res/min, h*res/min); centre crop res x res at "
+                            "((H-res)//2, (W-res)//2)");
+    cJSON_AddStringToObject(r, "resampler", "Pillow Image.resize, 8-bit fixed point (libImaging/Resample.c)");
+    cJSON_AddBoolToObject(r, "pad_to_square", pad_square);
+    cJSON_AddStringToObject(r, "alpha_composite", "out = (c*a + bg*(255-a) + 127) / 255, integer division");
+    int bg[3] = {o->background.rgb[0], o->background.rgb[1], o->background.rgb[2]};
+    cJSON_AddItemToObject(meta, "background", cJSON_CreateIntArray(bg, 3));
+}
+
+/* One item: decode (errors name the file), then the recipe (errors are
+ * given the file's name here). */
+static int load_and_prepare(const kb_source *src, const kb_prepare_opts *o, int pad, int64_t i, uint8_t *out,
+                            kb_err *err) {
+    kb_image img;
+    if (kb_source_load(src, i, &img, err)) return -1;
+    int rc = kb_prepare_image(&img, src->channels, &o->background, pad, o->resolution, err);
+    if (rc == 0) memcpy(out, img.px, (size_t)img.width * img.height * img.channels);
+    kb_image_free(&img);
+    if (rc && src->items[i].path) return kb_fail_wrap(err, "%s", src->items[i].path);
+    if (rc) return kb_fail_wrap(err, "image %lld", (long long)i);
+    return 0;
+}
+
+/* Items [first, first+n) into out, in parallel. The error reported is the
+ * first failing item's in item order, so it does not depend on timing. */
+static int process_chunk(const kb_source *src, const kb_prepare_opts *o, int pad, int64_t first, int n,
+                         uint8_t *out, kb_err *errs, kb_err *err) {
+    size_t bytes = (size_t)o->resolution * o->resolution * src->channels;
+    int failed[PREPARE_CHUNK] = {0};
+#pragma omp parallel for schedule(dynamic, 4)
+    for (int k = 0; k < n; k++) failed[k] = load_and_prepare(src, o, pad, first + k, out + (size_t)k * bytes, &errs[k]);
+    for (int k = 0; k < n; k++)
+        if (failed[k]) return kb_fail(err, "%s", errs[k].msg);
+    return 0;
+}
+
+static int write_images(const kb_source *src, const kb_prepare_opts *o, int pad, kb_cache_writer *w, kb_err *err) {
+    size_t bytes = (size_t)o->resolution * o->resolution * src->channels;
+    uint8_t *buf = malloc(bytes * PREPARE_CHUNK);
+    kb_err *errs = calloc(PREPARE_CHUNK, sizeof(kb_err));
+    if (!buf || !errs) {
+        free(buf);
+        free(errs);
+        return kb_fail(err, "out of memory for a chunk of %d images", PREPARE_CHUNK);
+    }
+    kb_progress p;
+    kb_progress_start(&p, "decode+resize", src->count, o->quiet);
+    int rc = 0;
+    for (int64_t first = 0; first < src->count && rc == 0; first += PREPARE_CHUNK) {
+        int n = (int)(src->count - first < PREPARE_CHUNK ? src->count - first : PREPARE_CHUNK);
+        rc = process_chunk(src, o, pad, first, n, buf, errs, err);
+        for (int k = 0; k < n && rc == 0; k++) rc = kb_cache_writer_add(w, buf + (size_t)k * bytes, err);
+        kb_progress_update(&p, first + n);
+    }
+    if (rc == 0) kb_progress_finish(&p);
+    else if (!o->quiet && p.is_tty) fprintf(stderr, "\n"); /* end the bar line before the error */
+    free(buf);
+    free(errs);
+    return rc;
+}
+
+static void fill_summary(kb_prepare_summary *s, const kb_source *src, const uint8_t *roles, const uint8_t *split) {
+    s->count = src->count;
+    s->nclasses = src->nclasses;
+    for (int64_t i = 0; i < src->count; i++) s->test += split[i] == KB_SPLIT_TEST;
+    s->train = s->count - s->test;
+    for (int c = 0; c < src->nclasses; c++) {
+        s->pretrain += roles[c] == KB_ROLE_PRETRAIN;
+        s->novel += roles[c] == KB_ROLE_NOVEL;
+        s->unused += roles[c] == KB_ROLE_UNUSED;
+    }
+    const cJSON *ign = cJSON_GetObjectItemCaseSensitive(src->details, "ignored_entries");
+    s->ignored = cJSON_IsNumber(ign) ? (int64_t)ign->valuedouble : 0;
+}
+
+/* Everything after the source is listed: splits, metadata, images, commit. */
+static int build_cache(kb_source *src, const kb_prepare_opts *o, kb_prepare_summary *s, uint8_t *roles,
+                       uint8_t *split, int32_t *labels, kb_err *err) {
+    int pad = o->pad_square >= 0 ? o->pad_square : src->pad_square;
+    cJSON *meta = kb_cache_meta_new();
+    cJSON_AddStringToObject(meta, "name", s->name);
+    cJSON_AddNumberToObject(meta, "resolution", o->resolution);
+    cJSON_AddNumberToObject(meta, "channels", src->channels);
+    cJSON_AddNumberToObject(meta, "count", (double)src->count);
+    int rc = kb_assign_class_roles(src, &o->split, roles, meta, err) ? -1 : 0;
+    if (rc == 0) rc = kb_assign_image_split(src, &o->split, split, meta, err);
+    if (rc == 0) {
+        fill_summary(s, src, roles, split);
+        add_classes_record(meta, src, roles, split);
+        add_recipe_record(meta, o, pad);
+        add_source_record(meta, src);
+        for (int64_t i = 0; i < src->count; i++) labels[i] = src->items[i].label;
+    }
+    kb_cache_writer w;
+    if (rc == 0) rc = kb_cache_writer_open(&w, o->out_path, meta, src->count, o->resolution, src->channels, labels,
+                                           split, err);
+    if (rc == 0 && write_images(src, o, pad, &w, err)) {
+        kb_cache_writer_abort(&w);
+        rc = -1;
+    }
+    if (rc == 0) rc = kb_cache_writer_commit(&w, err);
+    cJSON_Delete(meta);
+    return rc;
+}
+
+int kb_prepare(const kb_prepare_opts *o, kb_prepare_summary *summary, kb_err *err) {
+    memset(summary, 0, sizeof *summary);
+    double t0 = kb_now();
+    if (o->resolution < 1 || o->resolution > KB_MAX_RESOLUTION)
+        return kb_fail(err, "--resolution must be in [1, %d], got %d", KB_MAX_RESOLUTION, o->resolution);
+    if (!o->out_path) return kb_fail(err, "no output path (-o OUT.kbd)");
+    kb_source src;
+    if (kb_source_open(&src, &o->source, err)) return -1;
+    default_name(&src, o, summary->name, sizeof summary->name);
+    uint8_t *roles = malloc((size_t)src.nclasses), *split = malloc((size_t)src.count + 1);
+    int32_t *labels = malloc(sizeof(int32_t) * ((size_t)src.count + 1));
+    int rc = roles && split && labels ? build_cache(&src, o, summary, roles, split, labels, err)
+                                      : kb_fail(err, "out of memory for %lld labels", (long long)src.count);
+    free(roles);
+    free(split);
+    free(labels);
+    kb_source_free(&src);
+    summary->seconds = kb_now() - t0;
+    return rc;
+}

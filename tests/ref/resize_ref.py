@@ -1,0 +1,134 @@
+"""Fixture for test_data_resize_pil: PIL's own outputs that kindbench's C
+resampler and `data prepare --source folder` must reproduce.
+
+Writes into $KB_FIXTURES/data_resize/:
+  resample_cases.txt / .bin   direct Image.resize() cases (L and RGB, BOX and
+                              BICUBIC, up, down, one axis only, identity):
+                              one line "in_w in_h ch out_w out_h filter" per
+                              case; the .bin holds each input then PIL's output
+  folder/<class>/<file>       an ImageFolder with varied files: sizes that
+                              trigger the BOX halving loop, upsampling, odd and
+                              non-square sizes, grey, 16-bit grey, 1-bit,
+                              RGBA, LA, palette with and without tRNS, JPEG
+                              (RGB, grey, CMYK), an upper-case extension, and
+                              a text file that must be ignored
+  manifest.txt                one line per image in cache order: key, allowed
+                              difference (0 for lossless files, 1 for JPEG)
+  expected_<res>.bin          data_ref.prepare() of every image, in cache order
+"""
+import os
+import sys
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import data_ref  # noqa: E402
+
+RESOLUTIONS = (32, 20, 7)
+rng = np.random.default_rng(20240611)
+
+
+def pattern(h, w, c):
+    """Smooth gradients, hard edges (bicubic overshoot and clipping) and noise."""
+    y, x = np.mgrid[0:h, 0:w]
+    chans = []
+    for k in range(c):
+        g = 127 + 100 * np.sin(x / (3.0 + k) + y / (5.0 + 2 * k))
+        g = np.where((x // 7 + y // 5 + k) % 3 == 0, 255, g)
+        g = np.where((x * 3 + y * 2 + 11 * k) % 17 == 0, 0, g)
+        g = g + rng.integers(-20, 21, size=(h, w))
+        chans.append(np.clip(g, 0, 255))
+    return np.stack(chans, axis=2).astype(np.uint8)
+
+
+def resample_cases(out_dir):
+    cases = [  # in_w, in_h, ch, out_w, out_h, filter
+        (37, 23, 3, 64, 11, "bicubic"), (100, 100, 1, 13, 17, "box"), (5, 5, 3, 40, 3, "bicubic"),
+        (200, 3, 1, 7, 3, "bicubic"), (3, 200, 3, 3, 9, "box"), (64, 64, 3, 64, 64, "bicubic"),
+        (301, 157, 3, 150, 78, "box"), (150, 78, 3, 61, 32, "bicubic"), (9, 640, 1, 33, 31, "bicubic"),
+        (1, 1, 3, 5, 4, "bicubic"), (48, 48, 1, 17, 17, "bicubic"),
+    ]
+    filters = {"box": Image.BOX, "bicubic": Image.BICUBIC}
+    with open(os.path.join(out_dir, "resample_cases.txt"), "w") as txt, \
+            open(os.path.join(out_dir, "resample_cases.bin"), "wb") as blob:
+        for iw, ih, ch, ow, oh, f in cases:
+            arr = pattern(ih, iw, ch)
+            im = Image.fromarray(arr[:, :, 0] if ch == 1 else arr)
+            out = np.array(im.resize((ow, oh), resample=filters[f])).reshape(oh, ow, ch)
+            txt.write(f"{iw} {ih} {ch} {ow} {oh} {f}\n")
+            blob.write(arr.tobytes())
+            blob.write(out.tobytes())
+
+
+def save_png16_grey(path, h, w):
+    arr = (pattern(h, w, 1)[:, :, 0].astype(np.uint16) * 257 + rng.integers(0, 256, size=(h, w))).astype(np.uint16)
+    Image.fromarray(arr, mode="I;16").save(path)
+
+
+def alpha_pattern(h, w):
+    y, x = np.mgrid[0:h, 0:w]
+    a = np.clip((x * 255) // max(w - 1, 1) + np.where((y // 6) % 2 == 0, 0, -120), 0, 255)
+    a[:, : w // 5] = 0  # fully transparent strip (colour underneath must not leak)
+    return a.astype(np.uint8)
+
+
+def make_folder(root):
+    """Each entry: relative path -> writer. Returns the keys with their tolerance."""
+    def rgb(name, w, h, **kw):
+        Image.fromarray(pattern(h, w, 3)).save(os.path.join(root, name), **kw)
+
+    os.makedirs(os.path.join(root, "a_rgb"))
+    os.makedirs(os.path.join(root, "b_grey"))
+    os.makedirs(os.path.join(root, "c_alpha"))
+    os.makedirs(os.path.join(root, "d_jpeg"))
+    rgb("a_rgb/big.png", 300, 200)        # BOX halving twice at 32
+    rgb("a_rgb/wide.png", 640, 97)        # very non-square
+    rgb("a_rgb/tiny.png", 17, 23)         # upsampling
+    rgb("a_rgb/odd.png", 33, 33)          # odd square
+    rgb("a_rgb/exact.png", 64, 64)        # halving lands exactly on 32
+    rgb("a_rgb/tall.PNG", 41, 130)        # upper-case extension
+    open(os.path.join(root, "a_rgb", "notes.txt"), "w").write("not an image\n")
+    Image.fromarray(pattern(70, 50, 1)[:, :, 0]).save(os.path.join(root, "b_grey/grey.png"))
+    save_png16_grey(os.path.join(root, "b_grey/grey16.png"), 61, 45)
+    Image.fromarray(pattern(30, 40, 1)[:, :, 0] > 128).save(os.path.join(root, "b_grey/mono.png"))
+    rgba = np.concatenate([pattern(40, 45, 3), alpha_pattern(40, 45)[:, :, None]], axis=2)
+    Image.fromarray(rgba, "RGBA").save(os.path.join(root, "c_alpha/rgba.png"))
+    la = np.concatenate([pattern(52, 37, 1), alpha_pattern(52, 37)[:, :, None]], axis=2)
+    Image.fromarray(la, "LA").save(os.path.join(root, "c_alpha/la.png"))
+    pal = Image.fromarray(pattern(60, 80, 3)).quantize(colors=50)
+    pal.save(os.path.join(root, "c_alpha/palette_trns.png"), transparency=bytes([0, 128, 255] + [255] * 47))
+    small = Image.fromarray(pattern(29, 31, 3)).quantize(colors=12)  # 4-bit palette, no tRNS
+    small.save(os.path.join(root, "c_alpha/palette4.png"))
+    rgb("d_jpeg/photo.jpg", 129, 101, quality=90)
+    Image.fromarray(pattern(65, 77, 1)[:, :, 0]).save(os.path.join(root, "d_jpeg/grey.jpg"), quality=85)
+    Image.fromarray(pattern(40, 50, 3)).convert("CMYK").save(os.path.join(root, "d_jpeg/cmyk.jpg"), quality=92)
+    rgb("d_jpeg/upper.JPEG", 70, 90, quality=75, subsampling=2)
+
+
+def main():
+    out_dir = os.path.join(os.environ.get("KB_FIXTURES", "."), "data_resize")
+    if os.path.isdir(out_dir):
+        import shutil
+        shutil.rmtree(out_dir)
+    os.makedirs(out_dir)
+    resample_cases(out_dir)
+    root = os.path.join(out_dir, "folder")
+    make_folder(root)
+    keys = []
+    for cls in sorted(os.listdir(root)):
+        for name in sorted(os.listdir(os.path.join(root, cls))):
+            if os.path.splitext(name)[1].lower() in (".png", ".jpg", ".jpeg"):
+                keys.append(f"{cls}/{name}")
+    with open(os.path.join(out_dir, "manifest.txt"), "w") as m:
+        for k in keys:
+            m.write(f"{k} {1 if k.lower().endswith(('.jpg', '.jpeg')) else 0}\n")
+    for res in RESOLUTIONS:
+        with open(os.path.join(out_dir, f"expected_{res}.bin"), "wb") as f:
+            for k in keys:
+                f.write(data_ref.prepare(os.path.join(root, k), res).tobytes())
+    print(f"data_resize fixture: {len(keys)} images, resolutions {RESOLUTIONS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Bad input to `kindbench data`: each case must fail with a clear one-line
+# error naming the file and what was wrong, exit non-zero, leave neither OUT
+# nor OUT.tmp.* behind, and keep a pre-existing OUT untouched. Also: corrupt
+# caches given to `data info`, determinism (byte-identical caches), --help.
+# Uses the PNG/JPEG files of the data_resize fixture as valid inputs.
+set -u
+KB="${KINDBENCH:-./kindbench}"
+FX="${KB_FIXTURES:-fixtures}/data_resize/folder"
+W="$PWD/data_badinput.work"
+rm -rf "$W" && mkdir -p "$W" && cd "$W" || exit 1
+passed=0 failed=0
+ok() { echo "ok   $1"; passed=$((passed + 1)); }
+bad() { echo "FAIL $1: $2"; failed=$((failed + 1)); }
+
+# expect_fail NAME PATTERN ARGS...: runs kindbench ARGS with -o out.kbd where
+# out.kbd already holds "precious"; checks exit != 0, one stderr line matching
+# PATTERN, out.kbd unchanged and no out.kbd.tmp.* left.
+expect_fail() {
+  local name="$1" pattern="$2"; shift 2
+  printf precious > out.kbd
+  "$KB" "$@" > stdout.txt 2> stderr.txt
+  local rc=$?
+  local msg; msg="$(grep -v '^Try ' stderr.txt | grep -v '^decode+resize' | tr -d '\r')"
+  if [[ $rc -eq 0 ]]; then bad "$name" "exit status 0"
+  elif [[ $(printf '%s\n' "$msg" | wc -l) -ne 1 ]]; then bad "$name" "expected one error line, got: $msg"
+  elif ! grep -Eq -- "$pattern" <<< "$msg"; then bad "$name" "message '$msg' does not match /$pattern/"
+  elif [[ "$(cat out.kbd)" != precious ]]; then bad "$name" "pre-existing out.kbd was changed"
+  elif compgen -G 'out.kbd.tmp.*' > /dev/null; then bad "$name" "left a temp file: $(ls out.kbd.tmp.*)"
+  else ok "$name (exit $rc): $msg"; fi
+}
+
+[[ -d "$FX" ]] || { echo "FAIL fixture missing: $FX"; echo "0 passed, 1 failed"; exit 1; }
+
+# ---- a good ImageFolder, then broken copies of it
+mkdir -p good/cats good/dogs
+cp "$FX"/a_rgb/big.png "$FX"/a_rgb/tiny.png good/cats/
+cp "$FX"/d_jpeg/photo.jpg "$FX"/c_alpha/rgba.png good/dogs/
+P=(data prepare --source folder --resolution 16 -o out.kbd --quiet)
+
+expect_fail "unknown source name" "unknown source 'imagenet'" data prepare --source imagenet --resolution 16 -o out.kbd
+expect_fail "resolution 0" "--resolution: .*got '0'" "${P[@]}" --input good --resolution 0
+expect_fail "negative resolution" "--resolution: .*got '-3'" "${P[@]}" --input good --resolution -3
+expect_fail "non-numeric resolution" "--resolution: .*got 'abc'" "${P[@]}" --input good --resolution abc
+expect_fail "missing input directory" "missing_dir: no such directory" "${P[@]}" --input missing_dir
+printf 'x' > a_file
+expect_fail "input is a file, not a directory" "a_file: not a directory" "${P[@]}" --input a_file
+
+mkdir -p unreadable/cats && cp "$FX"/a_rgb/odd.png unreadable/cats/
+if [[ $(id -u) -eq 0 ]]; then
+  echo "skipped sub-case: chmod 000 does not stop root from reading; the file-as-directory case above covers it"
+else
+  chmod 000 unreadable/cats
+  expect_fail "unreadable class directory" "cats.*(cannot read directory|Permission denied)" "${P[@]}" --input unreadable
+  chmod 755 unreadable/cats
+fi
+
+mkdir -p empty_class/cats empty_class/dogs && cp "$FX"/a_rgb/odd.png empty_class/cats/ && touch empty_class/dogs/readme.txt
+expect_fail "empty class folder" "dogs.*holds no PNG or JPEG images" "${P[@]}" --input empty_class
+mkdir -p no_classes && cp "$FX"/a_rgb/odd.png no_classes/
+expect_fail "no class folders" "no_classes: no class sub-folders" "${P[@]}" --input no_classes
+
+# Broken images go last, so the cache's temp file is already being written.
+mk_broken() { rm -rf "$1" && cp -r good "$1" && mkdir -p "$1/zz"; }
+mk_broken corrupt_png && { head -c 8 "$FX"/a_rgb/big.png; head -c 3000 /dev/urandom; } > corrupt_png/zz/bad.png
+expect_fail "corrupt PNG" "zz/bad.png: corrupt or truncated PNG" "${P[@]}" --input corrupt_png
+expect_fail "corrupt PNG, progress output on" "zz/bad.png: corrupt or truncated PNG" \
+  data prepare --source folder --resolution 16 -o out.kbd --input corrupt_png
+mk_broken truncated_png && head -c 2000 "$FX"/a_rgb/big.png > truncated_png/zz/cut.png
+expect_fail "truncated PNG" "zz/cut.png: corrupt or truncated PNG" "${P[@]}" --input truncated_png
+mk_broken truncated_jpeg && head -c 1500 "$FX"/d_jpeg/photo.jpg > truncated_jpeg/zz/cut.jpg
+expect_fail "truncated JPEG" "zz/cut.jpg: corrupt or truncated JPEG" "${P[@]}" --input truncated_jpeg
+mk_broken not_image && echo "hello" > not_image/zz/text.png
+expect_fail "text file named .png" "zz/text.png: not a PNG, JPEG or GIF image" "${P[@]}" --input not_image
+mk_broken empty_file && : > empty_file/zz/empty.jpg
+expect_fail "empty image file" "zz/empty.jpg: empty file" "${P[@]}" --input empty_file
+
+# ---- Fashion-MNIST idx files: built here, tiny (3 images of 2x2)
+be32() { printf "\\x$(printf %02x $(($1 >> 24 & 255)))\\x$(printf %02x $(($1 >> 16 & 255)))\\x$(printf %02x $(($1 >> 8 & 255)))\\x$(printf %02x $(($1 & 255)))"; }
+mk_idx() { # dir prefix n_images n_pixel_bytes_written n_labels
+  { be32 2051; be32 "$3"; be32 2; be32 2; head -c "$4" /dev/zero; } | gzip -n > "$1/$2-images-idx3-ubyte.gz"
+  { be32 2049; be32 "$5"; head -c "$5" /dev/zero; } | gzip -n > "$1/$2-labels-idx1-ubyte.gz"
+}
+mkdir -p fm_ok && mk_idx fm_ok train 3 12 3 && mk_idx fm_ok t10k 2 8 2
+if "$KB" data prepare --source fashion-mnist --input fm_ok --resolution 4 -o fm_ok.kbd --quiet > /dev/null 2>&1; then
+  ok "synthetic idx files prepare"; else bad "synthetic idx files prepare" "failed"; fi
+F=(data prepare --source fashion-mnist --resolution 8 -o out.kbd --quiet)
+mkdir -p fm_trunc && mk_idx fm_trunc train 3 7 3 && mk_idx fm_trunc t10k 2 8 2
+expect_fail "truncated idx file" "train-images-idx3-ubyte.gz: truncated idx file: header says 3 images of 2x2, file holds 23 bytes" "${F[@]}" --input fm_trunc
+mkdir -p fm_corrupt && cp fm_ok/* fm_corrupt/ && { head -c 20 fm_ok/t10k-images-idx3-ubyte.gz; head -c 40 /dev/urandom; } > fm_corrupt/t10k-images-idx3-ubyte.gz
+expect_fail "corrupt gzip idx file" "t10k-images-idx3-ubyte.gz: (corrupt gzip|truncated idx|not an idx)" "${F[@]}" --input fm_corrupt
+mkdir -p fm_magic && cp fm_ok/* fm_magic/ && { be32 2049; be32 3; be32 2; be32 2; head -c 12 /dev/zero; } | gzip -n > fm_magic/train-images-idx3-ubyte.gz
+expect_fail "wrong idx magic" "train-images-idx3-ubyte.gz: not an idx image file: magic 0x00000801" "${F[@]}" --input fm_magic
+mkdir -p fm_missing && cp fm_ok/train-* fm_missing/
+expect_fail "missing idx file" "t10k-images-idx3-ubyte.gz: missing idx file" "${F[@]}" --input fm_missing
+mkdir -p fm_count && mk_idx fm_count train 3 12 2 && mk_idx fm_count t10k 2 8 2
+expect_fail "image/label count mismatch" "holds 3 images but .* holds 2 labels" "${F[@]}" --input fm_count
+expect_fail "--test-fraction on fashion-mnist" "own train/test split" "${F[@]}" --input fm_ok --test-fraction 0.1
+
+# ---- emoji / pokemon without their package
+expect_fail "emoji package missing" "nowhere: not a directory" data prepare --source emoji --input nowhere --resolution 8 -o out.kbd
+expect_fail "unknown emoji style" "unknown --style 'windows'" data prepare --source emoji --style windows --resolution 8 -o out.kbd
+expect_fail "pokemon package missing" "nowhere: not a directory" data prepare --source pokemon --input nowhere --resolution 8 -o out.kbd
+
+# ---- class split options
+printf 'cats\nwolves\n' > novel.txt
+expect_fail "unknown class in --novel-classes" "novel.txt:2: unknown class 'wolves'" "${P[@]}" --input good --novel-classes novel.txt
+expect_fail "--novel-fraction out of range" "--novel-fraction: expected a fraction in \[0, 1\]" "${P[@]}" --input good --novel-fraction 1.5
+expect_fail "bad --background" "--background: expected R,G,B" "${P[@]}" --input good --background 1,2
+
+# ---- determinism, then corrupt caches for `data info`
+"$KB" "${P[@]/out.kbd/d1.kbd}" --input good --test-fraction 0.5 --seed 3 --novel-fraction 0.5 > /dev/null 2>&1
+"$KB" "${P[@]/out.kbd/d2.kbd}" --input good --test-fraction 0.5 --seed 3 --novel-fraction 0.5 > /dev/null 2>&1
+if [[ -s d1.kbd ]] && cmp -s d1.kbd d2.kbd; then ok "same source twice gives byte-identical caches"
+else bad "determinism" "d1.kbd and d2.kbd differ or are missing"; fi
+if "$KB" data info d1.kbd > info.txt && grep -q "images:      4 (train 2, test 2)" info.txt &&
+   grep -q "classes:     2 (1 pretrain, 1 novel, 0 unused)" info.txt; then ok "data info summary"
+else bad "data info summary" "$(cat info.txt)"; fi
+if "$KB" data grid d1.kbd -o grid.png --per-class 3 > /dev/null && [[ "$(head -c 4 grid.png | tail -c 3)" == PNG ]]; then
+  ok "data grid writes a PNG"; else bad "data grid" "no PNG"; fi
+size=$(stat -c %s d1.kbd)
+head -c $((size - 100)) d1.kbd > trunc.kbd
+cp d1.kbd flipped.kbd && printf '\x00\x01\x02' | dd of=flipped.kbd bs=1 seek=$((size - 40)) conv=notrunc 2> /dev/null
+printf 'not a cache at all, just text' > text.kbd
+for c in "trunc.kbd:truncated cache" "flipped.kbd:payload SHA-256" "text.kbd:bad magic" "absent.kbd:cannot open"; do
+  f="${c%%:*}" want="${c#*:}"
+  "$KB" data info "$f" > /dev/null 2> err.txt; rc=$?
+  if [[ $rc -ne 0 ]] && grep -q "$f: .*$want" err.txt; then ok "data info $f fails: $(cat err.txt)"
+  else bad "data info $f" "exit $rc, $(cat err.txt)"; fi
+done
+
+for sub in prepare info grid; do
+  if "$KB" data $sub --help | grep -q "^Usage: kindbench data $sub"; then ok "data $sub --help"; else bad "data $sub --help" "no usage"; fi
+done
+
+echo "$passed passed, $failed failed"
+[[ $failed -eq 0 ]]

@@ -1,0 +1,262 @@
+/* The dataset cache and its pieces, without sources on disk: writer/loader
+ * round trip and accessors; the loader refusing corrupt, truncated and foreign
+ * files; no file left after an aborted or short write; class roles from files
+ * (errors name file:line) and from a seed; the keyed test split; grids; PNG
+ * write/read round trip. */
+#include <glob.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "datasets/cache.h"
+#include "datasets/dataset.h"
+#include "datasets/grid.h"
+#include "datasets/image_io.h"
+#include "datasets/split.h"
+#include "tests/kbtest.h"
+#include "util/fileio.h"
+
+#define RES 4
+#define CH 3
+#define COUNT 5
+
+static const char *const class_names[3] = {"cat", "dog", "Ankle boot"};
+
+static int write_small_cache(const char *path, kb_err *err) {
+    static const int32_t labels[COUNT] = {0, 1, 2, 1, 0};
+    static const uint8_t split[COUNT] = {0, 0, 1, 1, 0};
+    static const char *const roles[3] = {"pretrain", "novel", "unused"};
+    cJSON *meta = kb_cache_meta_new();
+    cJSON_AddStringToObject(meta, "name", "tiny");
+    cJSON_AddNumberToObject(meta, "resolution", RES);
+    cJSON_AddNumberToObject(meta, "channels", CH);
+    cJSON_AddNumberToObject(meta, "count", COUNT);
+    cJSON_AddStringToObject(cJSON_AddObjectToObject(meta, "source"), "kind", "test");
+    cJSON *cls = cJSON_AddArrayToObject(meta, "classes");
+    for (int c = 0; c < 3; c++) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "name", class_names[c]);
+        cJSON_AddStringToObject(o, "role", roles[c]);
+        cJSON_AddItemToArray(cls, o);
+    }
+    kb_cache_writer w;
+    int rc = kb_cache_writer_open(&w, path, meta, COUNT, RES, CH, labels, split, err);
+    uint8_t img[RES * RES * CH];
+    for (int i = 0; i < COUNT && rc == 0; i++) {
+        for (int k = 0; k < RES * RES * CH; k++) img[k] = (uint8_t)(i * 40 + k);
+        rc = kb_cache_writer_add(&w, img, err);
+    }
+    if (rc == 0) rc = kb_cache_writer_commit(&w, err);
+    else kb_cache_writer_abort(&w);
+    cJSON_Delete(meta);
+    return rc;
+}
+
+static int no_temp_files(const char *path) {
+    char pattern[512];
+    snprintf(pattern, sizeof pattern, "%s.tmp.*", path);
+    glob_t g;
+    int n = glob(pattern, 0, NULL, &g) == 0 ? (int)g.gl_pathc : 0;
+    globfree(&g);
+    return n == 0;
+}
+
+static void check_roundtrip(kbt_state *st) {
+    kb_err err = {{0}};
+    KBT_CHECK(st, write_small_cache("cache_rt.kbd", &err) == 0, "writer produces a cache", "%s", err.msg);
+    kb_dataset ds;
+    int ok = kb_dataset_open(&ds, "cache_rt.kbd", &err) == 0;
+    KBT_CHECK(st, ok, "loader opens and verifies it", "%s", err.msg);
+    if (!ok) return;
+    KBT_CHECK(st, ds.count == COUNT && ds.resolution == RES && ds.channels == CH && ds.nclasses == 3 &&
+                      !strcmp(ds.name, "tiny") && !strcmp(ds.class_names[2], "Ankle boot"),
+              "header fields", "count %lld res %d ch %d classes %d", (long long)ds.count, ds.resolution, ds.channels,
+              ds.nclasses);
+    KBT_CHECK(st, kb_dataset_label(&ds, 2) == 2 && kb_dataset_split(&ds, 3) == KB_SPLIT_TEST &&
+                      kb_dataset_image(&ds, 3)[5] == 3 * 40 + 5 && kb_dataset_class_role(&ds, 1) == KB_ROLE_NOVEL,
+              "label, split, image and role accessors", "mismatch");
+    KBT_CHECK(st, ((uintptr_t)ds.images % 64) == 0 && ((uintptr_t)ds.labels % 64) == 0,
+              "payload and images are 64-byte aligned", "misaligned");
+    int64_t *idx, n;
+    kb_dataset_select(&ds, KB_ROLE_PRETRAIN, KB_SPLIT_TRAIN, &idx, &n, &err);
+    KBT_CHECK(st, n == 2 && idx[0] == 0 && idx[1] == 4, "select pretrain/train", "n %lld", (long long)n);
+    free(idx);
+    kb_dataset_select(&ds, KB_ROLE_NOVEL, KB_SPLIT_ANY, &idx, &n, &err);
+    KBT_CHECK(st, n == 2 && idx[0] == 1 && idx[1] == 3, "select novel/any", "n %lld", (long long)n);
+    free(idx);
+    int *cls, nc;
+    kb_dataset_classes_with_role(&ds, KB_ROLE_UNUSED, &cls, &nc, &err);
+    KBT_CHECK(st, nc == 1 && cls[0] == 2, "classes with role unused", "n %d", nc);
+    free(cls);
+    KBT_CHECK(st, kb_dataset_class_count(&ds, 1, KB_SPLIT_TEST) == 1 && kb_dataset_class_index(&ds, "dog") == 1,
+              "class counts and lookup", "mismatch");
+    kb_dataset_close(&ds);
+}
+
+/* Writes a damaged copy of cache_rt.kbd and expects open to fail with `want` in the message. */
+static void check_damaged(kbt_state *st, const char *what, long offset, int flip, long truncate_by, const char *want) {
+    uint8_t *data;
+    size_t size;
+    kb_err err = {{0}};
+    kb_read_file("cache_rt.kbd", &data, &size, &err);
+    if (offset < 0) offset += (long)size;
+    if (flip) data[offset] ^= 0x5a;
+    FILE *fp = fopen("cache_bad.kbd", "wb");
+    fwrite(data, 1, size - (size_t)truncate_by, fp);
+    fclose(fp);
+    free(data);
+    kb_dataset ds;
+    int rc = kb_dataset_open(&ds, "cache_bad.kbd", &err);
+    if (rc == 0) kb_dataset_close(&ds);
+    KBT_CHECK(st, rc != 0 && strstr(err.msg, want) && strstr(err.msg, "cache_bad.kbd"), what, "rc %d, message: %s", rc,
+              err.msg);
+}
+
+static void check_failures(kbt_state *st) {
+    check_damaged(st, "flipped image byte -> checksum error", -3, 1, 0, "SHA-256");
+    check_damaged(st, "truncated file -> truncated error", 0, 0, 7, "truncated cache");
+    check_damaged(st, "bad magic -> not a cache", 2, 1, 0, "bad magic");
+    kb_err err = {{0}};
+    kb_dataset ds;
+    int rc = kb_dataset_open(&ds, "no_such_cache.kbd", &err);
+    KBT_CHECK(st, rc != 0 && strstr(err.msg, "no_such_cache.kbd"), "missing file -> error naming it", "%s", err.msg);
+    /* A short write must leave nothing behind and keep an existing file. */
+    FILE *fp = fopen("cache_keep.kbd", "w");
+    fputs("precious", fp);
+    fclose(fp);
+    kb_cache_writer w;
+    cJSON *meta = kb_cache_meta_new();
+    int32_t labels[2] = {0, 0};
+    uint8_t split[2] = {0, 0}, img[RES * RES * CH] = {0};
+    rc = kb_cache_writer_open(&w, "cache_keep.kbd", meta, 2, RES, CH, labels, split, &err);
+    if (rc == 0) rc = kb_cache_writer_add(&w, img, &err);
+    if (rc == 0) rc = kb_cache_writer_commit(&w, &err); /* one image short */
+    uint8_t *kept;
+    size_t size;
+    kb_read_file("cache_keep.kbd", &kept, &size, &err);
+    KBT_CHECK(st, rc != 0 && size == 8 && !memcmp(kept, "precious", 8) && no_temp_files("cache_keep.kbd"),
+              "short write fails, keeps the old file, leaves no temp file", "rc %d size %zu", rc, size);
+    free(kept);
+    cJSON_Delete(meta);
+}
+
+static void make_source(kb_source *src, kb_err *err) {
+    memset(src, 0, sizeof *src);
+    snprintf(src->kind, sizeof src->kind, "test");
+    const char *names[10] = {"c0", "c1", "c2", "c3", "c4", "c5", "c6", "c7", "c8", "Ankle boot"};
+    for (int c = 0; c < 10; c++) kb_source_add_class(src, names[c], err);
+}
+
+static void write_text(const char *path, const char *text) {
+    FILE *fp = fopen(path, "w");
+    fputs(text, fp);
+    fclose(fp);
+}
+
+static void check_class_roles(kbt_state *st) {
+    kb_source src;
+    kb_err err = {{0}};
+    make_source(&src, &err);
+    uint8_t roles[10], again[10];
+    kb_split_opts o;
+    kb_split_opts_init(&o);
+    write_text("classes_novel.txt", "# held out\nc3\n\n  Ankle boot  \n");
+    o.novel_file = "classes_novel.txt";
+    cJSON *meta = cJSON_CreateObject();
+    int rc = kb_assign_class_roles(&src, &o, roles, meta, &err);
+    KBT_CHECK(st, rc == 0 && roles[3] == KB_ROLE_NOVEL && roles[9] == KB_ROLE_NOVEL && roles[0] == KB_ROLE_PRETRAIN,
+              "novel file: listed classes novel, the rest pretrain", "%s", err.msg);
+    write_text("classes_bad.txt", "c1\nc2\nzebra\n");
+    o.novel_file = "classes_bad.txt";
+    rc = kb_assign_class_roles(&src, &o, roles, meta, &err);
+    KBT_CHECK(st, rc != 0 && strstr(err.msg, "classes_bad.txt:3") && strstr(err.msg, "zebra"),
+              "unknown class name -> error naming file:line", "%s", err.msg);
+    write_text("classes_pre.txt", "c1\nc3\n");
+    o.pretrain_file = "classes_pre.txt";
+    o.novel_file = "classes_novel.txt";
+    rc = kb_assign_class_roles(&src, &o, roles, meta, &err);
+    KBT_CHECK(st, rc != 0 && strstr(err.msg, "classes_novel.txt:2"), "class in both files -> error", "%s", err.msg);
+    kb_split_opts_init(&o);
+    o.novel_fraction = 0.3;
+    o.split_seed = 11;
+    kb_assign_class_roles(&src, &o, roles, meta, &err);
+    kb_assign_class_roles(&src, &o, again, meta, &err);
+    int novel = 0, differs = 0;
+    for (int c = 0; c < 10; c++) novel += roles[c] == KB_ROLE_NOVEL;
+    for (uint64_t seed = 12; seed < 20; seed++) {
+        o.split_seed = seed;
+        kb_assign_class_roles(&src, &o, again, meta, &err);
+        differs |= memcmp(roles, again, 10) != 0;
+    }
+    KBT_CHECK(st, novel == 3 && differs, "--novel-fraction 0.3 of 10: 3 novel, seed-dependent", "novel %d", novel);
+    o.split_seed = 11;
+    kb_assign_class_roles(&src, &o, again, meta, &err);
+    KBT_CHECK(st, !memcmp(roles, again, 10), "same seed, same novel classes", "differs");
+    cJSON_Delete(meta);
+    kb_source_free(&src);
+}
+
+/* The test split depends on item keys, not on listing order or neighbours. */
+static void check_image_split(kbt_state *st) {
+    kb_source a, b;
+    kb_err err = {{0}};
+    make_source(&a, &err);
+    make_source(&b, &err);
+    char key[32];
+    for (int i = 0; i < 40; i++) {
+        snprintf(key, sizeof key, "item%02d", i);
+        kb_source_add_item(&a, key, NULL, i % 2, -1, &err);
+        snprintf(key, sizeof key, "item%02d", 39 - i);
+        kb_source_add_item(&b, key, NULL, (39 - i) % 2, -1, &err);
+    }
+    kb_split_opts o;
+    kb_split_opts_init(&o);
+    o.test_fraction = 0.25;
+    o.seed = 5;
+    uint8_t sa[40], sb[40];
+    cJSON *meta = cJSON_CreateObject();
+    kb_assign_image_split(&a, &o, sa, meta, &err);
+    kb_assign_image_split(&b, &o, sb, meta, &err);
+    int n_test = 0, same = 1;
+    for (int i = 0; i < 40; i++) {
+        n_test += sa[i];
+        same &= sa[i] == sb[39 - i];
+    }
+    KBT_CHECK(st, n_test == 10 && same, "--test-fraction 0.25: 5 of 20 per class, keyed by item",
+              "test %d, order-independent %d", n_test, same);
+    cJSON_Delete(meta);
+    kb_source_free(&a);
+    kb_source_free(&b);
+}
+
+static void check_grid_and_png(kbt_state *st) {
+    uint8_t c0[2 * 2 * 3], c1[2 * 2 * 3];
+    memset(c0, 10, sizeof c0);
+    memset(c1, 200, sizeof c1);
+    const uint8_t *cells[4] = {c0, NULL, NULL, c1};
+    kb_image g;
+    kb_err err = {{0}};
+    int rc = kb_grid_compose(cells, 2, 2, 2, 3, 1, 255, &g, &err);
+    KBT_CHECK(st, rc == 0 && g.width == 7 && g.height == 7 && g.px[(1 * 7 + 1) * 3] == 10 &&
+                      g.px[(4 * 7 + 4) * 3] == 200 && g.px[(1 * 7 + 4) * 3] == 255 && g.px[0] == 255,
+              "grid places cells with gaps, empty cells white", "%s", err.msg);
+    rc = kb_png_write("grid_rt.png", &g, &err);
+    kb_image back;
+    int rc2 = kb_png_read("grid_rt.png", &back, &err);
+    KBT_CHECK(st, rc == 0 && rc2 == 0 && back.width == 7 && back.channels == 3 &&
+                      !memcmp(back.px, g.px, (size_t)7 * 7 * 3),
+              "PNG write/read round trip", "%s", err.msg);
+    if (rc2 == 0) kb_image_free(&back);
+    kb_image_free(&g);
+}
+
+int main(void) {
+    kbt_state st = {0, 0};
+    check_roundtrip(&st);
+    check_failures(&st);
+    check_class_roles(&st);
+    check_image_split(&st);
+    check_grid_and_png(&st);
+    return kbt_finish(&st);
+}
