@@ -128,3 +128,15 @@ int kb_dit_config_same_shape(const kb_dit_config *a, const kb_dit_config *b) {
            a->mlp_ratio_x100 == b->mlp_ratio_x100 && a->num_classes == b->num_classes &&
            a->learn_sigma == b->learn_sigma && a->freq_dim == b->freq_dim;
 }
+
+double kb_dit_forward_macs(const kb_dit_config *c) {
+    double d = c->hidden_size, T = kb_dit_tokens(c), mlp = kb_dit_mlp_hidden(c);
+    double kout = (double)c->patch_size * c->patch_size * kb_dit_out_channels(c);
+    double embed = T * kb_dit_patch_dim(c) * d + c->freq_dim * d + d * d;
+    double block = d * 6 * d                  /* adaLN */
+                   + T * d * 3 * d + T * d * d /* qkv, proj */
+                   + 2 * T * T * d             /* scores and values */
+                   + 2 * T * d * mlp;          /* fc1, fc2 */
+    double final = d * 2 * d + T * d * kout;
+    return embed + c->depth * block + final;
+}

@@ -36,6 +36,10 @@ int kb_dit_out_channels(const kb_dit_config *cfg); /* 2C with learned sigma, els
 int kb_dit_mlp_hidden(const kb_dit_config *cfg);
 int kb_dit_patch_dim(const kb_dit_config *cfg);    /* C*p*p */
 
+/* Multiply-accumulates of one forward pass for one sample (DiT's "Gflops"
+ * count: linear layers, patch embedding and attention matmuls). */
+double kb_dit_forward_macs(const kb_dit_config *cfg);
+
 /* Serialises the config as a compact JSON object string (caller frees) and
  * parses it back; used in checkpoint metadata. */
 char *kb_dit_config_to_json(const kb_dit_config *cfg);

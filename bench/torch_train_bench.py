@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""The PyTorch side of bench/bench_train.sh: DiT training steps as
+facebookresearch/DiT's train.py runs them (forward, ADM loss with the VLB
+term, backward, AdamW, EMA update), eager mode, on synthetic data, for the
+same config as `kindbench bench train`. Prints steps_per_sec=<x>."""
+import argparse
+import os
+import sys
+import time
+from collections import OrderedDict
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "ref"))
+import diffusion_ref as dr  # noqa: E402
+from dit_torch import DiT  # noqa: E402
+
+
+@torch.no_grad()
+def update_ema(ema, model, decay=0.9999):
+    ema_params, params = OrderedDict(ema.named_parameters()), OrderedDict(model.named_parameters())
+    for name, p in params.items():
+        ema_params[name].mul_(decay).add_(p.data, alpha=1 - decay)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    for k, v in dict(depth=4, width=128, heads=4, patch=4, image=32, channels=1, classes=10, batch=32, steps=20,
+                     warmup=3, threads=0).items():
+        ap.add_argument(f"--{k}", type=int, default=v)
+    a = ap.parse_args()
+    if a.threads > 0:
+        torch.set_num_threads(a.threads)
+    model = DiT(input_size=a.image, patch_size=a.patch, in_channels=a.channels, hidden_size=a.width, depth=a.depth,
+                num_heads=a.heads, num_classes=a.classes)
+    ema = DiT(input_size=a.image, patch_size=a.patch, in_channels=a.channels, hidden_size=a.width, depth=a.depth,
+              num_heads=a.heads, num_classes=a.classes)
+    ema.load_state_dict(model.state_dict())
+    for p in ema.parameters():
+        p.requires_grad_(False)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0)
+    sched, _, _ = dr.spaced_schedule(1000, "")
+    gen = torch.Generator().manual_seed(0)
+    shape = (a.batch, a.channels, a.image, a.image)
+    t0 = None
+    for k in range(a.warmup + a.steps):
+        if k == a.warmup:
+            t0 = time.perf_counter()
+        x0 = (torch.randint(0, 256, shape, generator=gen).float() / 127.5) - 1
+        noise = torch.randn(shape, generator=gen)
+        t = torch.randint(0, 1000, (a.batch,), generator=gen)
+        y = torch.randint(0, a.classes, (a.batch,), generator=gen)
+        x_t = dr.ext(sched.sqrt_ac, t) * x0 + dr.ext(sched.sqrt_1m_ac, t) * noise
+        out = model(x_t, t, y)
+        _, _, _, total = dr.training_losses(sched, x0, noise, out, t)
+        loss = total.mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        update_ema(ema, model)
+    dt = time.perf_counter() - t0
+    sps = a.steps / dt
+    print(f"pytorch train: {sps:.3f} steps/s, {sps * a.batch:.1f} images/s, {1000 / sps:.1f} ms/step, "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads, last loss {loss.item():.5f}")
+    print(f"steps_per_sec={sps:.6f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,190 @@
+/* `kindbench bench train`: times full DiT training steps (q_sample, forward,
+ * ADM loss, backward, AdamW + EMA) of a stated config on synthetic data and
+ * prints steps/s, images/s and achieved GFLOP/s. bench/bench_train.sh runs it
+ * beside the PyTorch reference of the same config and prints the ratio. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness/cli.h"
+#include "models/diffusion.h"
+#include "models/dit.h"
+#include "models/optim.h"
+#include "nn/rng.h"
+#include "util/progress.h"
+
+typedef struct {
+    kb_dit_config cfg;
+    int batch, steps, warmup, threads;
+    kb_device device;
+} bench_opts;
+
+static void usage(void) {
+    printf("Usage: kindbench bench train [OPTIONS]\n\n"
+           "Times DiT training steps (forward, ADM loss, backward, AdamW, EMA) on synthetic data.\n\n"
+           "  --model NAME      a DiT preset (S/2 ... XL/8), or set the shape below\n"
+           "  --depth N --width N --heads N --patch N   (default 4, 128, 4, 4)\n"
+           "  --image N         input side (default 32)    --channels N  (default 1)\n"
+           "  --classes N       number of classes (default 10)\n"
+           "  --batch N         (default 32)   --steps N (default 20)   --warmup N (default 3)\n"
+           "  --device cpu|cuda (default cpu)  --threads N (default: all cores)\n");
+}
+
+static int parse(int argc, char **argv, bench_opts *o, kb_err *err) {
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'}, {"depth", required_argument, 0, 'd'}, {"width", required_argument, 0, 'w'},
+        {"heads", required_argument, 0, 'H'}, {"patch", required_argument, 0, 'p'}, {"image", required_argument, 0, 'i'},
+        {"channels", required_argument, 0, 'c'}, {"classes", required_argument, 0, 'k'},
+        {"batch", required_argument, 0, 'b'}, {"steps", required_argument, 0, 's'}, {"warmup", required_argument, 0, 'W'},
+        {"device", required_argument, 0, 'D'}, {"threads", required_argument, 0, 't'}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    o->cfg = kb_dit_config_default();
+    o->cfg.depth = 4, o->cfg.hidden_size = 128, o->cfg.num_heads = 4, o->cfg.patch_size = 4;
+    o->cfg.input_size = 32, o->cfg.in_channels = 1, o->cfg.num_classes = 10;
+    o->batch = 32, o->steps = 20, o->warmup = 3, o->threads = 0, o->device = KB_DEV_CPU;
+    int c;
+    long long v;
+    optind = 0;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (c == 'h') {
+            usage();
+            return 1;
+        }
+        if (c == 'm') {
+            if (kb_dit_config_preset(optarg, &o->cfg, err)) return -1;
+            continue;
+        }
+        if (c == 'D') {
+            if (kb_device_parse(optarg, &o->device, err)) return -1;
+            continue;
+        }
+        if (c == '?' ) return kb_fail(err, "bench train: unknown option (see --help)");
+        if (kb_cli_parse_int(argv[optind - 1], optarg, c == 'W' ? 0 : 1, 1 << 20, &v, err)) return -1;
+        switch (c) {
+        case 'd': o->cfg.depth = (int)v; break;
+        case 'w': o->cfg.hidden_size = (int)v; break;
+        case 'H': o->cfg.num_heads = (int)v; break;
+        case 'p': o->cfg.patch_size = (int)v; break;
+        case 'i': o->cfg.input_size = (int)v; break;
+        case 'c': o->cfg.in_channels = (int)v; break;
+        case 'k': o->cfg.num_classes = (int)v; break;
+        case 'b': o->batch = (int)v; break;
+        case 's': o->steps = (int)v; break;
+        case 'W': o->warmup = (int)v; break;
+        case 't': o->threads = (int)v; break;
+        }
+    }
+    return kb_dit_config_validate(&o->cfg, err);
+}
+
+/* Synthetic batch for step k: x0 on ADM's 8-bit grid, noise, t, labels. */
+static void make_batch(const bench_opts *o, int k, float *x0, float *noise, int *t, float *tf, int32_t *y) {
+    int64_t n = (int64_t)o->batch * o->cfg.in_channels * o->cfg.input_size * o->cfg.input_size;
+    for (int64_t i = 0; i < n; i++) {
+        uint64_t idx = (uint64_t)k * (uint64_t)n + (uint64_t)i;
+        x0[i] = (float)(int)(kb_rng_uniform_at(1, 1, idx) * 256.0f) / 127.5f - 1.0f;
+        noise[i] = kb_rng_normal_at(1, 2, idx);
+    }
+    for (int b = 0; b < o->batch; b++) {
+        t[b] = (int)(kb_rng_uniform_at(1, 3, (uint64_t)k * o->batch + b) * 1000.0f);
+        tf[b] = (float)t[b];
+        y[b] = (int32_t)(kb_rng_uniform_at(1, 4, (uint64_t)k * o->batch + b) * o->cfg.num_classes);
+    }
+}
+
+typedef struct {
+    float *x0, *noise, *x_t, *out, *d_out, *tf, *mse, *vb;
+    int *t;
+    int32_t *y;
+    /* device copies (aliases of the host ones on the CPU) */
+    float *x_t_dev, *tf_dev, *out_dev, *d_out_dev;
+    int32_t *y_dev;
+} bench_bufs;
+
+static int train_step(kb_dit *m, kb_optim *opt, const kb_diffusion *diff, bench_bufs *b, int B, float *loss,
+                      kb_err *err) {
+    kb_ctx *ctx = m->ctx;
+    int C = m->cfg.in_channels;
+    int64_t HW = (int64_t)m->cfg.input_size * m->cfg.input_size, n_in = B * C * HW, n_out = n_in * 2;
+    if (kb_diffusion_q_sample(diff, b->x0, b->noise, b->t, B, C, HW, b->x_t, err) ||
+        kb_copy_to_dev(ctx, b->x_t_dev, b->x_t, (size_t)n_in * 4, err) ||
+        kb_copy_to_dev(ctx, b->tf_dev, b->tf, (size_t)B * 4, err) ||
+        kb_copy_to_dev(ctx, b->y_dev, b->y, (size_t)B * 4, err) ||
+        kb_dit_forward(m, b->x_t_dev, b->tf_dev, b->y_dev, B, b->out_dev, err) ||
+        kb_copy_to_host(ctx, b->out, b->out_dev, (size_t)n_out * 4, err) ||
+        kb_diffusion_loss_fwd(diff, b->x0, b->noise, b->x_t, b->t, b->out, B, C, HW, b->mse, b->vb, loss, err) ||
+        kb_diffusion_loss_bwd(diff, b->x0, b->noise, b->x_t, b->t, b->out, B, C, HW, 1.0f, b->d_out, err) ||
+        kb_copy_to_dev(ctx, b->d_out_dev, b->d_out, (size_t)n_out * 4, err) ||
+        kb_params_zero_grad(&m->params, err) || kb_dit_backward(m, b->d_out_dev, b->y_dev, B, err) ||
+        kb_optim_step(opt, err))
+        return -1;
+    return 0;
+}
+
+static int alloc_bufs(kb_ctx *ctx, const bench_opts *o, bench_bufs *b, kb_err *err) {
+    int64_t n = (int64_t)o->batch * o->cfg.in_channels * o->cfg.input_size * o->cfg.input_size, B = o->batch;
+    memset(b, 0, sizeof *b);
+    b->x0 = malloc(n * 4), b->noise = malloc(n * 4), b->x_t = malloc(n * 4), b->out = malloc(2 * n * 4);
+    b->d_out = malloc(2 * n * 4), b->tf = malloc(B * 4), b->mse = malloc(B * 4), b->vb = malloc(B * 4);
+    b->t = malloc(B * sizeof(int)), b->y = malloc(B * 4);
+    if (ctx->device == KB_DEV_CPU) {
+        b->x_t_dev = b->x_t, b->tf_dev = b->tf, b->out_dev = b->out, b->d_out_dev = b->d_out, b->y_dev = b->y;
+        return 0;
+    }
+    b->x_t_dev = kb_dev_alloc(ctx, n * 4, err), b->tf_dev = kb_dev_alloc(ctx, B * 4, err);
+    b->out_dev = kb_dev_alloc(ctx, 2 * n * 4, err), b->d_out_dev = kb_dev_alloc(ctx, 2 * n * 4, err);
+    b->y_dev = kb_dev_alloc(ctx, B * 4, err);
+    return (b->x_t_dev && b->tf_dev && b->out_dev && b->d_out_dev && b->y_dev) ? 0 : -1;
+}
+
+static int run_bench(const bench_opts *o, kb_err *err) {
+    kb_ctx ctx;
+    kb_ctx_opts co = {o->threads, 0};
+    kb_dit m;
+    kb_optim opt;
+    kb_diffusion diff;
+    bench_bufs b;
+    kb_optim_config oc = kb_optim_config_default();
+    if (kb_ctx_init(&ctx, o->device, &co, err) || kb_dit_create(&m, &ctx, &o->cfg, 1, 0, err) ||
+        kb_optim_init(&opt, &m.params, &oc, err) || kb_diffusion_init(&diff, 1000, "", err) ||
+        alloc_bufs(&ctx, o, &b, err))
+        return -1;
+    float loss = 0.0f;
+    double t0 = 0.0;
+    for (int k = 0; k < o->warmup + o->steps; k++) {
+        if (k == o->warmup) {
+            if (kb_ctx_sync(&ctx, err)) return -1;
+            t0 = kb_now();
+        }
+        make_batch(o, k, b.x0, b.noise, b.t, b.tf, b.y);
+        if (train_step(&m, &opt, &diff, &b, o->batch, &loss, err)) return -1;
+    }
+    if (kb_ctx_sync(&ctx, err)) return -1;
+    double dt = kb_now() - t0, sps = o->steps / dt;
+    double flops = 6.0 * kb_dit_forward_macs(&o->cfg) * o->batch;
+    printf("kindbench train: depth %d width %d heads %d patch %d image %d channels %d batch %d, %zu params, %s x%d\n",
+           o->cfg.depth, o->cfg.hidden_size, o->cfg.num_heads, o->cfg.patch_size, o->cfg.input_size,
+           o->cfg.in_channels, o->batch, kb_params_trainable_count(&m.params), kb_device_name(o->device), ctx.threads);
+    printf("kindbench train: %.3f steps/s, %.1f images/s, %.1f ms/step, %.2f GFLOP/s (6 x %.3f GMAC/image), "
+           "last loss %.5f\n", sps, sps * o->batch, 1000.0 / sps, flops * sps / 1e9,
+           kb_dit_forward_macs(&o->cfg) / 1e9, loss);
+    printf("steps_per_sec=%.6f\n", sps);
+    return 0;
+}
+
+int kb_cmd_bench(int argc, char **argv, kb_err *err) {
+    if (argc < 2 || strcmp(argv[1], "train")) {
+        if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+            usage();
+            return KB_EXIT_OK;
+        }
+        kb_fail(err, "bench: expected 'train' (see 'kindbench bench train --help')");
+        return KB_EXIT_USAGE;
+    }
+    bench_opts o;
+    int rc = parse(argc - 1, argv + 1, &o, err);
+    if (rc > 0) return KB_EXIT_OK;
+    if (rc < 0) return KB_EXIT_USAGE;
+    return run_bench(&o, err) ? KB_EXIT_FAIL : KB_EXIT_OK;
+}
