@@ -27,10 +27,15 @@
 #include "nn/backend.h"
 #include "util/err.h"
 
-/* ---- GEMM ---- */
+/* ---- GEMM ----
+ * beta == 0 does not read C (NaN/garbage in C is overwritten, BLAS rule);
+ * K == 0 gives C = beta * C. lda/ldb/ldc are only checked (and A/B/C only
+ * read) when the product touches them. */
 int kb_gemm(kb_ctx *ctx, bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
             int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc, kb_err *err);
-/* batch independent GEMMs with fixed strides between consecutive matrices. */
+/* batch independent GEMMs with fixed strides (elements) between consecutive
+ * matrices. Strides are >= 0; strideA/strideB may be 0 (broadcast), the C
+ * matrices must not overlap (strideC >= (M-1)*ldc + N when batch > 1). */
 int kb_gemm_batched(kb_ctx *ctx, bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
                     const float *A, int64_t lda, int64_t strideA, const float *B, int64_t ldb, int64_t strideB,
                     float beta, float *C, int64_t ldc, int64_t strideC, int64_t batch, kb_err *err);
@@ -56,8 +61,12 @@ int kb_silu_bwd(kb_ctx *ctx, float *dinp, const float *inp, const float *dout, i
 int kb_relu_fwd(kb_ctx *ctx, float *out, const float *inp, int64_t n, kb_err *err);
 int kb_relu_bwd(kb_ctx *ctx, float *dinp, const float *inp, const float *dout, int64_t n, kb_err *err);
 
-/* ---- LayerNorm over the last dim (cols); weight/bias may be NULL (no affine).
- * mean/rstd [rows] are saved for backward. dweight/dbias may be NULL. ---- */
+/* ---- LayerNorm over the last dim (cols); weight/bias may be NULL (no affine),
+ * each independently. Biased variance (divide by cols) as torch.
+ * mean/rstd [rows] are saved for backward (forward: may be NULL when no
+ * backward follows). dinp, dweight, dbias may each be NULL (not wanted);
+ * dweight/dbias accumulate sum_r dout*xhat and sum_r dout, whether or not
+ * weight is NULL. cols == 0 is a no-op. ---- */
 int kb_layernorm_fwd(kb_ctx *ctx, float *out, float *mean, float *rstd, const float *inp, const float *weight,
                      const float *bias, int64_t rows, int64_t cols, float eps, kb_err *err);
 int kb_layernorm_bwd(kb_ctx *ctx, float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
@@ -72,7 +81,10 @@ int kb_softmax_bwd(kb_ctx *ctx, float *dinp, const float *dout, const float *out
 /* ---- conversions ---- */
 /* out = in * scale + offset (uint8 images to float) */
 int kb_u8_to_f32(kb_ctx *ctx, float *out, const uint8_t *in, int64_t n, float scale, float offset, kb_err *err);
-/* round-to-nearest-even float -> bfloat16 (bits in uint16), and back */
+/* round-to-nearest-even float -> bfloat16 (bits in uint16), and back. Inf
+ * stays inf, overflow rounds to inf; NaN -> (bits >> 16) | 0x0040 (quiet,
+ * sign and top payload kept; torch 1.13's CPU conversion gives 0xFFFF for
+ * every NaN, so NaN bits are ours, not torch's; all other values match it). */
 int kb_f32_to_bf16(kb_ctx *ctx, uint16_t *out, const float *in, int64_t n, kb_err *err);
 int kb_bf16_to_f32(kb_ctx *ctx, float *out, const uint16_t *in, int64_t n, kb_err *err);
 

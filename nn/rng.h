@@ -169,8 +169,9 @@ KB_HD uint32_t kb_rng_next_u32(kb_rng *r) {
     return kb_philox_block(r->seed, r->stream, i >> 2).v[i & 3];
 }
 
-/* Uniform integer in [0, n) without modulo bias (rejection). */
+/* Uniform integer in [0, n) without modulo bias (rejection); 0 when n == 0. */
 KB_HD uint32_t kb_rng_below(kb_rng *r, uint32_t n) {
+    if (n == 0) return 0;
     uint32_t limit = (uint32_t)(0x100000000ull - (0x100000000ull % n));
     for (;;) {
         uint32_t x = kb_rng_next_u32(r);
