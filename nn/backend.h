@@ -13,6 +13,10 @@
 #include "nn/tensor.h"
 #include "util/err.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct kb_cuda_state kb_cuda_state; /* opaque; defined in nn/cuda_backend.cu */
 
 typedef struct {
@@ -66,5 +70,9 @@ size_t kb_arena_mark(const kb_arena *a);
 void kb_arena_reset(kb_arena *a, size_t mark);
 /* A tensor allocated from the arena on the arena's device. */
 int kb_arena_tensor(kb_arena *a, kb_dtype dt, int ndim, const int64_t *shape, kb_tensor *out, kb_err *err);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -8,6 +8,10 @@
 
 #include "util/err.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define KB_MAX_DIMS 6
 
 typedef enum { KB_F32 = 0, KB_BF16, KB_F16, KB_F64, KB_I32, KB_I64, KB_U8 } kb_dtype;
@@ -37,5 +41,9 @@ void kb_tensor_describe(const kb_tensor *t, char *buf, size_t n);
 /* Fails with "<what>: expected [..] <dtype>, got [..] <dtype>" on mismatch.
  * A shape entry of -1 matches any size. */
 int kb_tensor_expect(const kb_tensor *t, kb_dtype dt, int ndim, const int64_t *shape, const char *what, kb_err *err);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -7,6 +7,10 @@
 
 #include <stdarg.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct {
     char msg[1024];
 } kb_err;
@@ -20,5 +24,9 @@ int kb_fail_wrap(kb_err *err, const char *fmt, ...) __attribute__((format(printf
 
 /* Clears the message. */
 void kb_err_clear(kb_err *err);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

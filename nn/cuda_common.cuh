@@ -1,0 +1,77 @@
+/* Shared by the CUDA translation units (nn/cuda_backend.cu, nn/ops_cuda.cu):
+ * the definition of kb_cuda_state (opaque to C code), status-checking macros
+ * and the grow-on-demand scratch buffer. Not included from C. */
+#ifndef KB_CUDA_COMMON_CUH
+#define KB_CUDA_COMMON_CUH
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cublasLt.h>
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+/* These C headers have no extern "C" guards of their own. */
+extern "C" {
+#include "nn/backend.h"
+#include "nn/tensor.h"
+#include "util/err.h"
+}
+
+/* Everything the CUDA backend needs beyond an op's arguments; one per kb_ctx.
+ * All work is queued on `stream`; the cuBLAS handle is bound to it. */
+struct kb_cuda_state {
+    int device;                  /* CUDA ordinal */
+    int sm_count;                /* multiprocessors (informational; launch shapes do not depend on it) */
+    char name[256];              /* device name */
+    cudaStream_t stream;         /* the one stream all ops run on */
+    cublasHandle_t cublas;       /* bound to stream, workspace = workspace below */
+    cublasLtHandle_t cublaslt;   /* for fused-epilogue GEMMs (models); same workspace */
+    void *workspace;             /* cuBLAS/cuBLASLt workspace (fixed, so cuBLAS never allocates its own) */
+    size_t workspace_bytes;
+    /* FP32 GEMMs may use TF32 tensor cores (about 10 mantissa bits) when set.
+     * Off by default: results must be comparable with the CPU reference. It is
+     * applied to the cuBLAS handle when the state is created (kb_cuda_apply_math_mode). */
+    int allow_tf32;
+    void *scratch;               /* grow-on-demand scratch for multi-pass reductions */
+    size_t scratch_bytes;
+};
+
+/* Sets the cuBLAS math mode from st->allow_tf32 (CUBLAS_DEFAULT_MATH when 0:
+ * true FP32, no TF32). Returns 0 or -1 with err set. */
+int kb_cuda_apply_math_mode(kb_cuda_state *st, kb_err *err);
+
+/* A device buffer of at least `bytes`, owned by st, valid until the next call.
+ * Growing waits for the stream (the old buffer may still be in use by queued
+ * work). Only one op uses it at a time: ops are serialised on st->stream. */
+void *kb_cuda_scratch(kb_cuda_state *st, size_t bytes, const char *op, kb_err *err);
+
+/* `return`s -1 from the enclosing function with "<op>: <call> failed: <error>". */
+#define KB_CUDA_CHECK(op, call)                                                                                   \
+    do {                                                                                                          \
+        cudaError_t kb_e_ = (call);                                                                               \
+        if (kb_e_ != cudaSuccess) {                                                                               \
+            (void)cudaGetLastError();                                                                             \
+            return kb_fail(err, "%s: %s failed: %s (%s)", (op), #call, cudaGetErrorName(kb_e_),                   \
+                           cudaGetErrorString(kb_e_));                                                            \
+        }                                                                                                         \
+    } while (0)
+
+#define KB_CUBLAS_CHECK(op, call)                                                                                 \
+    do {                                                                                                          \
+        cublasStatus_t kb_s_ = (call);                                                                            \
+        if (kb_s_ != CUBLAS_STATUS_SUCCESS)                                                                       \
+            return kb_fail(err, "%s: %s failed: %s (%d)", (op), #call, cublasGetStatusString(kb_s_), (int)kb_s_); \
+    } while (0)
+
+/* After a kernel launch: reports a bad launch configuration or an earlier
+ * (sticky) asynchronous error, naming the op and the kernel. */
+#define KB_LAUNCH_CHECK(op, kernel_name)                                                                          \
+    do {                                                                                                          \
+        cudaError_t kb_e_ = cudaGetLastError();                                                                   \
+        if (kb_e_ != cudaSuccess)                                                                                 \
+            return kb_fail(err, "%s: launch of %s failed: %s (%s)", (op), (kernel_name), cudaGetErrorName(kb_e_), \
+                           cudaGetErrorString(kb_e_));                                                            \
+    } while (0)
+
+#endif
