@@ -2,7 +2,7 @@
 # Installs what kindbench needs from Debian, idempotently: a second run with
 # everything present does nothing but check. Run as root or with sudo.
 #   build:   gcc, cmake, pkg-config, OpenBLAS (OpenMP build)/LAPACKE, libpng, libjpeg, giflib, libcsv,
-#            FFTW, cJSON, OpenSSL (SHA-256), zlib
+#            FFTW, cJSON, OpenSSL (SHA-256), zlib, libzip (.npz)
 #   run:     gnuplot (plots), Fashion-MNIST (Debian dataset), npm (emoji/Pokemon packages)
 #   tests:   /usr/bin/python3 with Debian's torch, torchvision, numpy, scipy, PIL
 # The CUDA toolkit is not installed here: when /usr/local/cuda/bin/nvcc exists
@@ -11,7 +11,7 @@ set -euo pipefail
 
 PACKAGES=(
   gcc make cmake pkg-config
-  libopenblas-dev libopenblas-openmp-dev liblapacke-dev libpng-dev libjpeg-dev libgif-dev libcsv-dev libfftw3-dev libcjson-dev libssl-dev zlib1g-dev
+  libopenblas-dev libopenblas-openmp-dev liblapacke-dev libpng-dev libjpeg-dev libgif-dev libcsv-dev libfftw3-dev libcjson-dev libssl-dev zlib1g-dev libzip-dev
   gnuplot-nox dataset-fashion-mnist
   python3 python3-torch python3-torchvision python3-numpy python3-scipy python3-pil
 )

@@ -43,6 +43,8 @@ int kb_atomic_open(kb_atomic_file *af, const char *path, kb_err *err) {
         return kb_fail(err, "%s: path too long", path);
     int fd = mkstemp(af->tmp_path);
     if (fd < 0) return kb_fail(err, "%s: cannot create temp file: %s", af->tmp_path, strerror(errno));
+    /* mkstemp creates 0600; outputs are ordinary files others may read. */
+    fchmod(fd, 0644);
     af->fp = fdopen(fd, "wb");
     if (!af->fp) {
         close(fd);

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# `kindbench sample` end to end on the dit_ref fixture's model (8x8 RGB, 5
+# classes): outputs and their layout (numpy reads the npz; PNGs equal arr_0),
+# determinism (same seed -> byte-identical npz; --batch 1 vs 4 -> identical),
+# EMA vs raw weights, and bad inputs: each a one-line error, a non-zero exit
+# and no npz/PNG left behind.
+set -u
+KB=${KINDBENCH:?}
+PY=${KB_PYTHON:-/usr/bin/python3}
+T=$(mktemp -d /tmp/kb_test_sample.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+pass=0 fail=0
+ok() { echo "ok   $1"; pass=$((pass + 1)); }
+bad() { echo "FAIL $1${2:+: $2}"; fail=$((fail + 1)); }
+check() { local name=$1; shift; if "$@"; then ok "$name"; else bad "$name"; fi; }
+
+./sample_mkckpt "$T/ck.safetensors" || { echo "FAIL cannot make a checkpoint"; exit 1; }
+./sample_mkckpt "$T/noema.safetensors" --no-ema || exit 1
+./sample_mkckpt "$T/latent.safetensors" --channels 4 || exit 1
+
+# one thread: these 8x8 models are far too small to gain from more, and a busy
+# 2-core machine makes OpenMP teams wait on each other
+run() { "$KB" sample --ckpt "$T/ck.safetensors" --quiet --threads 1 "$@"; }
+
+# ---- a run and its outputs
+if run --out "$T/a" --classes 0,3 --per-class 3 --steps 10 --seed 5 --batch 4 > "$T/a.log" 2> "$T/a.err"; then
+  ok "sample runs"; else bad "sample runs" "$(cat "$T/a.err")"; fi
+check "wrote npz, grid, json" test -f "$T/a/samples.npz" -a -f "$T/a/grid.png" -a -f "$T/a/sample.json"
+check "6 PNGs named <index>_class<k>.png" test "$(ls "$T/a/png" | tr '\n' ' ')" = \
+  "000000_class0.png 000001_class0.png 000002_class0.png 000003_class3.png 000004_class3.png 000005_class3.png "
+check "no temp files" test -z "$(find "$T/a" -name '*.tmp*')"
+if "$PY" - "$T/a" <<'EOF'
+import json, sys
+import numpy as np
+from PIL import Image
+d = sys.argv[1]
+z = np.load(d + "/samples.npz")
+assert z.files == ["arr_0", "arr_1"], z.files
+x, y = z["arr_0"], z["arr_1"]
+assert x.dtype == np.uint8 and x.shape == (6, 8, 8, 3), (x.dtype, x.shape)
+assert y.dtype == np.int64 and y.tolist() == [0, 0, 0, 3, 3, 3], (y.dtype, y)
+assert len(np.unique(x.reshape(6, -1), axis=0)) == 6, "samples repeat"
+for i in range(6):
+    png = np.asarray(Image.open(f"{d}/png/{i:06d}_class{y[i]}.png"))
+    assert (png == x[i]).all(), f"png {i} differs from arr_0[{i}]"
+g = Image.open(d + "/grid.png")
+assert g.size == (2 + 3 * 10, 2 + 2 * 10), g.size  # 3 columns, 2 rows, 8px cells, 2px gaps
+j = json.load(open(d + "/sample.json"))
+assert j["sampler"] == "ddpm" and j["num_steps"] == 10 and j["cfg_scale"] == 1.5 and j["weights"] == "ema", j
+assert j["classes"] == [0, 3] and j["count"] == 6 and j["seed"] == 5, j
+print("numpy: arr_0 uint8 [6,8,8,3], arr_1 int64 labels; PNGs equal arr_0; grid 2x3; sample.json")
+EOF
+then ok "npz/PNG/grid/json contents (numpy, PIL)"; else bad "npz/PNG/grid/json contents (numpy, PIL)"; fi
+
+# ---- determinism
+run --out "$T/b" --classes 0,3 --per-class 3 --steps 10 --seed 5 --batch 4 --no-png > /dev/null 2>&1
+run --out "$T/c" --classes 0,3 --per-class 3 --steps 10 --seed 5 --batch 1 --no-png > /dev/null 2>&1
+run --out "$T/d" --classes 0,3 --per-class 3 --steps 10 --seed 6 --batch 4 --no-png > /dev/null 2>&1
+check "same seed: byte-identical npz" cmp -s "$T/a/samples.npz" "$T/b/samples.npz"
+check "--batch 1 vs --batch 4: identical npz" cmp -s "$T/a/samples.npz" "$T/c/samples.npz"
+check "another seed: different npz" bash -c "! cmp -s '$T/a/samples.npz' '$T/d/samples.npz'"
+check "--no-png: no png dir" test ! -e "$T/b/png"
+run --out "$T/e" --classes 0,3 --per-class 3 --steps 10 --seed 5 --weights raw --no-png > /dev/null 2>&1
+check "--weights raw differs from ema" bash -c "test -f '$T/e/samples.npz' && ! cmp -s '$T/a/samples.npz' '$T/e/samples.npz'"
+run --out "$T/f" --count 7 --steps ddim5 --sampler ddim --eta 0.5 --cfg-mode all --cfg-scale 4 --clip-denoised \
+  --npz "$T/f.npz" --grid "$T/f-grid.png" --no-png > /dev/null 2>&1
+check "--count 7, ddim, --npz/--grid paths" "$PY" -c "
+import numpy as np; z = np.load('$T/f.npz')
+assert z['arr_0'].shape == (7, 8, 8, 3) and z['arr_1'].tolist() == [0, 1, 2, 3, 4, 0, 1]" 
+check "--grid path written" test -f "$T/f-grid.png" -a ! -e "$T/f/samples.npz"
+
+# ---- bad inputs: one line on stderr, exit status, nothing written
+expect_fail() { # NAME WANT_STATUS NEEDLE ARGS...
+  local name=$1 want=$2 needle=$3; shift 3
+  rm -rf "$T/out"
+  "$KB" sample --quiet "$@" > "$T/o.log" 2> "$T/e.log"
+  local rc=$? first
+  first=$(head -n 1 "$T/e.log")
+  if [ "$rc" -ne "$want" ]; then bad "$name" "exit $rc, wanted $want: $first"; return; fi
+  if ! grep -q -- "$needle" <<< "$first"; then bad "$name" "message '$first' lacks '$needle'"; return; fi
+  if [ -n "$(find "$T/out" \( -name '*.npz' -o -name '*.png' -o -name '*.tmp*' \) 2>/dev/null)" ]; then
+    bad "$name" "left files behind"; return; fi
+  ok "$name -> $first"
+}
+head -c 300 "$T/ck.safetensors" > "$T/trunc.safetensors"
+echo "not a checkpoint" > "$T/foreign.bin"
+expect_fail "missing checkpoint" 1 "nope.safetensors" --ckpt "$T/nope.safetensors" --out "$T/out"
+expect_fail "truncated checkpoint" 1 "trunc.safetensors" --ckpt "$T/trunc.safetensors" --out "$T/out"
+expect_fail "foreign file" 1 "foreign.bin" --ckpt "$T/foreign.bin" --out "$T/out"
+expect_fail "safetensors that is no checkpoint" 1 "not a kindbench checkpoint" \
+  --ckpt "$KB_FIXTURES/dit_ref.safetensors" --out "$T/out"
+expect_fail "class out of range" 1 "class 5 outside \[0, 5)" --ckpt "$T/ck.safetensors" --out "$T/out" --classes 0,5
+expect_fail "class list syntax" 2 "--classes" --ckpt "$T/ck.safetensors" --out "$T/out" --classes 0,x
+expect_fail "--steps 0" 2 "--steps" --ckpt "$T/ck.safetensors" --out "$T/out" --steps 0
+expect_fail "--steps 1" 2 "--steps" --ckpt "$T/ck.safetensors" --out "$T/out" --steps 1
+expect_fail "--steps 1001" 2 "--steps" --ckpt "$T/ck.safetensors" --out "$T/out" --steps 1001
+expect_fail "--steps ddim999" 2 "ddim999" --ckpt "$T/ck.safetensors" --out "$T/out" --steps ddim999
+expect_fail "--steps abc" 2 "abc" --ckpt "$T/ck.safetensors" --out "$T/out" --steps abc
+expect_fail "--count 0" 2 "--count" --ckpt "$T/ck.safetensors" --out "$T/out" --count 0
+expect_fail "--per-class and --count" 2 "not both" --ckpt "$T/ck.safetensors" --out "$T/out" --count 3 --per-class 2
+expect_fail "--cfg-scale 0.5" 2 "--cfg-scale" --ckpt "$T/ck.safetensors" --out "$T/out" --cfg-scale 0.5
+expect_fail "--cfg-mode bad" 2 "--cfg-mode" --ckpt "$T/ck.safetensors" --out "$T/out" --cfg-mode some
+expect_fail "--eta with ddpm" 2 "--eta" --ckpt "$T/ck.safetensors" --out "$T/out" --eta 0.5
+expect_fail "no EMA in checkpoint" 1 "no EMA weights" --ckpt "$T/noema.safetensors" --out "$T/out"
+expect_fail "4-channel (latent) model" 1 "4 channels" --ckpt "$T/latent.safetensors" --out "$T/out"
+touch "$T/afile"
+expect_fail "unwritable output dir" 1 "afile" --ckpt "$T/ck.safetensors" --out "$T/afile/out"
+expect_fail "unwritable --npz" 1 "missing-dir" --ckpt "$T/ck.safetensors" --out "$T/out" --npz "$T/missing-dir/x.npz"
+expect_fail "missing --out" 2 "required" --ckpt "$T/ck.safetensors"
+check "no EMA + --weights raw works" "$KB" sample --quiet --threads 1 --ckpt "$T/noema.safetensors" --weights raw --out "$T/g" --count 2 --steps 5 --no-png
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]

@@ -1,0 +1,348 @@
+/* .npy headers written and parsed by hand (a format, not a codec); the zip
+ * container of .npz through libzip. */
+#include "util/npy.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <zip.h>
+
+#include "util/fileio.h"
+
+/* numpy's ARRAY_ALIGN and GROWTH_AXIS_MAX_DIGITS (numpy/lib/format.py). */
+#define NPY_ALIGN 64
+#define NPY_GROWTH_DIGITS 21
+#define NPY_MAGIC "\x93NUMPY"
+
+static const struct {
+    kb_dtype dt;
+    const char *descr;
+} descrs[] = {{KB_U8, "|u1"}, {KB_I32, "<i4"}, {KB_I64, "<i8"}, {KB_F16, "<f2"}, {KB_F32, "<f4"}, {KB_F64, "<f8"}};
+
+static const char *descr_of(kb_dtype dt) {
+    for (size_t i = 0; i < sizeof descrs / sizeof descrs[0]; i++)
+        if (descrs[i].dt == dt) return descrs[i].descr;
+    return NULL;
+}
+
+kb_npy kb_npy_view(kb_dtype dt, int ndim, const int64_t *shape, const void *data) {
+    kb_npy a;
+    memset(&a, 0, sizeof a);
+    a.dtype = dt;
+    a.ndim = ndim;
+    a.numel = 1;
+    for (int i = 0; i < ndim && i < KB_MAX_DIMS; i++) a.shape[i] = shape[i], a.numel *= shape[i];
+    a.data = (void *)data;
+    return a;
+}
+
+void kb_npy_free(kb_npy *a) {
+    free(a->data);
+    a->data = NULL;
+}
+
+/* ---------------------------------------------------------------- writing */
+
+/* The dict as numpy's _write_array_header builds it (keys sorted, repr
+ * values, a trailing ", "), plus the growth-axis reserve. */
+static int header_dict(const kb_npy *a, char *out, size_t cap, kb_err *err) {
+    const char *descr = descr_of(a->dtype);
+    if (!descr) return kb_fail(err, "npy: dtype %s has no numpy equivalent here", kb_dtype_name(a->dtype));
+    if (a->ndim < 0 || a->ndim > KB_MAX_DIMS) return kb_fail(err, "npy: %d dimensions", a->ndim);
+    char shape[KB_MAX_DIMS * 24 + 8] = "(";
+    for (int i = 0; i < a->ndim; i++) {
+        if (a->shape[i] < 0) return kb_fail(err, "npy: negative dimension %lld", (long long)a->shape[i]);
+        size_t l = strlen(shape);
+        snprintf(shape + l, sizeof shape - l, i ? ", %lld" : "%lld", (long long)a->shape[i]);
+    }
+    strcat(shape, a->ndim == 1 ? ",)" : ")");
+    int len = snprintf(out, cap, "{'descr': '%s', 'fortran_order': False, 'shape': %s, }", descr, shape);
+    if (a->ndim > 0) {
+        char first[24];
+        int spare = NPY_GROWTH_DIGITS - snprintf(first, sizeof first, "%lld", (long long)a->shape[0]);
+        for (int i = 0; i < spare && len + 1 < (int)cap; i++) out[len++] = ' ';
+        out[len] = '\0';
+    }
+    return len + 1 < (int)cap ? 0 : kb_fail(err, "npy: header too long");
+}
+
+int kb_npy_header(const kb_npy *a, char *out, size_t cap, size_t *len, kb_err *err) {
+    char dict[512];
+    if (header_dict(a, dict, sizeof dict, err)) return -1;
+    size_t dl = strlen(dict) + 1; /* + the final '\n' */
+    int v2 = 0;
+    size_t prefix = 10, pad = NPY_ALIGN - (prefix + dl) % NPY_ALIGN;
+    if (dl + pad > 65535) v2 = 1, prefix = 12, pad = NPY_ALIGN - (prefix + dl) % NPY_ALIGN;
+    size_t total = prefix + dl + pad, hlen = dl + pad;
+    if (total > cap) return kb_fail(err, "npy: header of %zu bytes exceeds the buffer", total);
+    memcpy(out, NPY_MAGIC, 6);
+    out[6] = v2 ? 2 : 1, out[7] = 0;
+    for (size_t i = 0; i < prefix - 8; i++) out[8 + i] = (char)((hlen >> (8 * i)) & 0xff);
+    memcpy(out + prefix, dict, dl - 1);
+    memset(out + prefix + dl - 1, ' ', pad);
+    out[total - 1] = '\n';
+    *len = total;
+    return 0;
+}
+
+static size_t npy_data_bytes(const kb_npy *a) { return (size_t)a->numel * kb_dtype_size(a->dtype); }
+
+int kb_npy_write(const char *path, const kb_npy *a, kb_err *err) {
+    char hdr[1024];
+    size_t hl;
+    kb_atomic_file af;
+    if (kb_npy_header(a, hdr, sizeof hdr, &hl, err)) return kb_fail_wrap(err, "%s", path);
+    if (kb_atomic_open(&af, path, err)) return -1;
+    if (kb_atomic_write(&af, hdr, hl, err) || kb_atomic_write(&af, a->data, npy_data_bytes(a), err)) {
+        kb_atomic_abort(&af);
+        return -1;
+    }
+    return kb_atomic_commit(&af, err);
+}
+
+static int zip_fail(kb_err *err, const char *path, const char *what, zip_t *za) {
+    return kb_fail(err, "%s: %s: %s", path, what, za ? zip_strerror(za) : "libzip failed");
+}
+
+/* Adds "<name>.npy" as two fragments (header, borrowed data): no copy of the data. */
+static int npz_add(zip_t *za, const char *path, const kb_npz_entry *e, char *hdr, kb_err *err) {
+    size_t hl;
+    char fname[256];
+    if (!e->name || !e->name[0] || snprintf(fname, sizeof fname, "%s.npy", e->name) >= (int)sizeof fname)
+        return kb_fail(err, "%s: bad array name", path);
+    if (kb_npy_header(&e->array, hdr, 1024, &hl, err)) return kb_fail_wrap(err, "%s: array %s", path, e->name);
+    zip_buffer_fragment_t frags[2] = {{(zip_uint8_t *)hdr, hl}, {(zip_uint8_t *)e->array.data, npy_data_bytes(&e->array)}};
+    zip_source_t *src = zip_source_buffer_fragment(za, frags, frags[1].length ? 2 : 1, 0);
+    if (!src) return zip_fail(err, path, "cannot buffer an entry", za);
+    zip_int64_t idx = zip_file_add(za, fname, src, ZIP_FL_ENC_UTF_8);
+    if (idx < 0) {
+        zip_source_free(src);
+        return zip_fail(err, path, fname, za);
+    }
+    /* stored like np.savez; a fixed DOS time (1980-01-01 00:00) for byte-identical reruns */
+    if (zip_set_file_compression(za, (zip_uint64_t)idx, ZIP_CM_STORE, 0) ||
+        zip_file_set_dostime(za, (zip_uint64_t)idx, 0, (1 << 5) | 1, 0))
+        return zip_fail(err, path, fname, za);
+    return 0;
+}
+
+static int fsync_path(const char *path, kb_err *err) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0 || fsync(fd) != 0) {
+        int e = errno;
+        if (fd >= 0) close(fd);
+        return kb_fail(err, "%s: cannot sync: %s", path, strerror(e));
+    }
+    close(fd);
+    return 0;
+}
+
+/* libzip writes the archive (itself via a temp file) to tmp; tmp is then
+ * synced and renamed onto path, so path only ever holds a whole archive. */
+int kb_npz_write(const char *path, const kb_npz_entry *entries, int n, kb_err *err) {
+    char tmp[4096];
+    if (n < 1) return kb_fail(err, "%s: an npz needs at least one array", path);
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path) >= (int)sizeof tmp) return kb_fail(err, "%s: path too long", path);
+    int fd = mkstemp(tmp);
+    if (fd < 0) return kb_fail(err, "%s: cannot create temp file: %s", tmp, strerror(errno));
+    close(fd);
+    int zerr = 0, rc = 0;
+    zip_t *za = zip_open(tmp, ZIP_TRUNCATE, &zerr);
+    char(*hdrs)[1024] = calloc((size_t)n, 1024);
+    if (!za || !hdrs) rc = kb_fail(err, "%s: cannot start the archive (libzip error %d)", path, zerr);
+    for (int i = 0; !rc && i < n; i++) rc = npz_add(za, path, &entries[i], hdrs[i], err);
+    if (!rc && zip_close(za) != 0) rc = zip_fail(err, path, "cannot write the archive", za);
+    else if (!rc) za = NULL;
+    if (za) zip_discard(za);
+    free(hdrs);
+    if (!rc) rc = fsync_path(tmp, err);
+    if (!rc && rename(tmp, path) != 0) rc = kb_fail(err, "%s: cannot rename temp file into place: %s", path, strerror(errno));
+    if (rc) unlink(tmp);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- reading */
+
+/* The value after 'key': in a dict literal, or NULL. */
+static const char *dict_value(const char *d, const char *key) {
+    char pat[2][32];
+    snprintf(pat[0], sizeof pat[0], "'%s'", key);
+    snprintf(pat[1], sizeof pat[1], "\"%s\"", key);
+    for (int q = 0; q < 2; q++) {
+        const char *p = strstr(d, pat[q]);
+        if (!p) continue;
+        p += strlen(pat[q]);
+        while (*p == ' ') p++;
+        if (*p++ != ':') return NULL;
+        while (*p == ' ') p++;
+        return p;
+    }
+    return NULL;
+}
+
+static int parse_descr(const char *v, const char *what, kb_dtype *dt, kb_err *err) {
+    if (!v || (*v != '\'' && *v != '"')) return kb_fail(err, "%s: npy header has no 'descr' string", what);
+    char s[16] = "";
+    const char *end = strchr(v + 1, *v);
+    if (!end || end - v - 1 >= (long)sizeof s) return kb_fail(err, "%s: npy header has a bad 'descr'", what);
+    memcpy(s, v + 1, (size_t)(end - v - 1));
+    if (!strcmp(s, "<u1")) strcpy(s, "|u1");
+    for (size_t i = 0; i < sizeof descrs / sizeof descrs[0]; i++)
+        if (!strcmp(s, descrs[i].descr)) return *dt = descrs[i].dt, 0;
+    return kb_fail(err, "%s: unsupported npy dtype '%s' (supported: |u1 <i4 <i8 <f2 <f4 <f8, little-endian)", what, s);
+}
+
+static int parse_shape(const char *v, const char *what, kb_npy *a, kb_err *err) {
+    if (!v || *v++ != '(') return kb_fail(err, "%s: npy header has no 'shape' tuple", what);
+    a->ndim = 0, a->numel = 1;
+    for (;;) {
+        while (*v == ' ') v++;
+        if (*v == ')') return 0;
+        char *end;
+        errno = 0;
+        long long d = strtoll(v, &end, 10);
+        if (end == v || errno || d < 0 || a->ndim == KB_MAX_DIMS)
+            return kb_fail(err, "%s: npy shape is not a tuple of at most %d sizes", what, KB_MAX_DIMS);
+        if (d && a->numel > INT64_MAX / d) return kb_fail(err, "%s: npy shape overflows", what);
+        a->shape[a->ndim++] = d, a->numel *= d;
+        v = end;
+        while (*v == ' ') v++;
+        if (*v == ',') v++;
+        else if (*v != ')') return kb_fail(err, "%s: bad npy shape tuple", what);
+    }
+}
+
+/* Header checks; *data_off gets where the data starts. */
+static int parse_header(const uint8_t *buf, size_t n, const char *what, kb_npy *a, size_t *data_off, kb_err *err) {
+    if (n < 10 || memcmp(buf, NPY_MAGIC, 6)) return kb_fail(err, "%s: not an npy array (bad magic)", what);
+    int major = buf[6];
+    if (major < 1 || major > 3) return kb_fail(err, "%s: npy format version %d.%d not supported", what, major, buf[7]);
+    size_t prefix = major == 1 ? 10 : 12;
+    if (n < prefix) return kb_fail(err, "%s: truncated npy header", what);
+    size_t hlen = buf[8] | (size_t)buf[9] << 8;
+    if (major > 1) hlen |= (size_t)buf[10] << 16 | (size_t)buf[11] << 24;
+    if (hlen > n - prefix) return kb_fail(err, "%s: npy header length %zu beyond the data", what, hlen);
+    char *d = malloc(hlen + 1);
+    if (!d) return kb_fail(err, "%s: out of memory", what);
+    memcpy(d, buf + prefix, hlen);
+    d[hlen] = '\0';
+    memset(a, 0, sizeof *a);
+    const char *fo = dict_value(d, "fortran_order");
+    int rc = parse_descr(dict_value(d, "descr"), what, &a->dtype, err) ||
+             parse_shape(dict_value(d, "shape"), what, a, err);
+    if (!rc && (!fo || strncmp(fo, "False", 5)))
+        rc = kb_fail(err, "%s: Fortran-order npy arrays are not supported", what);
+    free(d);
+    *data_off = prefix + hlen;
+    if (!rc && npy_data_bytes(a) != n - *data_off)
+        rc = kb_fail(err, "%s: npy data is %zu bytes, the header's shape and dtype need %zu", what, n - *data_off,
+                     npy_data_bytes(a));
+    return rc ? -1 : 0;
+}
+
+int kb_npy_parse(const uint8_t *buf, size_t n, const char *what, kb_npy *out, kb_err *err) {
+    size_t off;
+    if (parse_header(buf, n, what, out, &off, err)) return -1;
+    out->data = malloc(n - off ? n - off : 1);
+    if (!out->data) return kb_fail(err, "%s: out of memory for %zu bytes", what, n - off);
+    memcpy(out->data, buf + off, n - off);
+    return 0;
+}
+
+/* Parses buf and keeps it as the array's storage (data moved to the front). */
+static int parse_take(uint8_t *buf, size_t n, const char *what, kb_npy *out, kb_err *err) {
+    size_t off;
+    if (parse_header(buf, n, what, out, &off, err)) {
+        free(buf);
+        return -1;
+    }
+    memmove(buf, buf + off, n - off);
+    out->data = buf;
+    return 0;
+}
+
+int kb_npy_read(const char *path, kb_npy *out, kb_err *err) {
+    uint8_t *buf;
+    size_t n;
+    if (kb_read_file(path, &buf, &n, err)) return -1;
+    return parse_take(buf, n, path, out, err);
+}
+
+static zip_t *npz_open(const char *path, kb_err *err) {
+    int code = 0;
+    zip_t *za = zip_open(path, ZIP_RDONLY, &code);
+    if (!za) {
+        zip_error_t ze;
+        zip_error_init_with_code(&ze, code);
+        kb_fail(err, "%s: cannot open as npz: %s", path, code == ZIP_ER_NOENT ? strerror(ENOENT) : zip_error_strerror(&ze));
+        zip_error_fini(&ze);
+    }
+    return za;
+}
+
+/* Reads entry idx wholly into a malloc'd buffer. */
+static int read_entry(zip_t *za, zip_uint64_t idx, const char *what, uint8_t **buf, size_t *n, kb_err *err) {
+    zip_stat_t st;
+    if (zip_stat_index(za, idx, 0, &st) || !(st.valid & ZIP_STAT_SIZE)) return kb_fail(err, "%s: %s", what, zip_strerror(za));
+    zip_file_t *zf = zip_fopen_index(za, idx, 0);
+    *buf = malloc(st.size ? st.size : 1);
+    if (!zf || !*buf) {
+        if (zf) zip_fclose(zf);
+        free(*buf);
+        return kb_fail(err, "%s: cannot read: %s", what, zf ? "out of memory" : zip_strerror(za));
+    }
+    zip_int64_t got = zip_fread(zf, *buf, st.size);
+    int bad = got < 0 || (zip_uint64_t)got != st.size;
+    const char *msg = bad ? zip_file_strerror(zf) : "";
+    if (bad) kb_fail(err, "%s: read %lld of %llu bytes: %s", what, (long long)got, (unsigned long long)st.size, msg);
+    zip_fclose(zf);
+    if (bad) free(*buf);
+    *n = st.size;
+    return bad ? -1 : 0;
+}
+
+int kb_npz_read(const char *path, const char *name, kb_npy *out, kb_err *err) {
+    char fname[256], what[4400];
+    size_t l = strlen(name);
+    snprintf(fname, sizeof fname, "%s%s", name, l > 4 && !strcmp(name + l - 4, ".npy") ? "" : ".npy");
+    snprintf(what, sizeof what, "%s:%s", path, fname);
+    zip_t *za = npz_open(path, err);
+    if (!za) return -1;
+    zip_int64_t idx = zip_name_locate(za, fname, 0);
+    uint8_t *buf = NULL;
+    size_t n = 0;
+    int rc = idx < 0 ? kb_fail(err, "%s: no array '%s' in the npz", path, name) : read_entry(za, (zip_uint64_t)idx, what, &buf, &n, err);
+    zip_discard(za);
+    return rc ? -1 : parse_take(buf, n, what, out, err);
+}
+
+int kb_npz_names(const char *path, char ***names, int *count, kb_err *err) {
+    *names = NULL, *count = 0;
+    zip_t *za = npz_open(path, err);
+    if (!za) return -1;
+    zip_int64_t n = zip_get_num_entries(za, 0);
+    char **out = calloc((size_t)(n > 0 ? n : 1), sizeof *out);
+    int k = 0, oom = !out;
+    for (zip_int64_t i = 0; !oom && i < n; i++) {
+        const char *s = zip_get_name(za, (zip_uint64_t)i, 0);
+        size_t l = s ? strlen(s) : 0;
+        if (l < 4 || strcmp(s + l - 4, ".npy")) continue; /* numpy lists only the .npy members */
+        oom = !(out[k++] = strndup(s, l - 4));
+    }
+    zip_discard(za);
+    if (oom) {
+        kb_npz_names_free(out, k);
+        return kb_fail(err, "%s: out of memory listing the npz", path);
+    }
+    *names = out, *count = k;
+    return 0;
+}
+
+void kb_npz_names_free(char **names, int count) {
+    for (int i = 0; i < count; i++) free(names[i]);
+    free(names);
+}
