@@ -8,6 +8,8 @@
 static const kb_subcommand commands[] = {
     {"data", kb_cmd_data, "prepare, inspect and summarise dataset caches"},
     {"device", kb_cmd_device, "show the compute devices this build can use"},
+    {"bench", kb_cmd_bench, "time training steps (bench/bench_train.sh compares with PyTorch)"},
+    {"sample", kb_cmd_sample, "sample images from a DiT checkpoint (PNGs, grid, ADM-style .npz)"},
     {NULL, NULL, NULL},
 };
 
