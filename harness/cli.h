@@ -33,6 +33,7 @@ int kb_cli_parse_double(const char *opt, const char *s, double *out, kb_err *err
 int kb_cmd_data(int argc, char **argv, kb_err *err);
 int kb_cmd_device(int argc, char **argv, kb_err *err);
 int kb_cmd_bench(int argc, char **argv, kb_err *err);
+int kb_cmd_train(int argc, char **argv, kb_err *err);
 int kb_cmd_sample(int argc, char **argv, kb_err *err);
 
 #endif

@@ -9,6 +9,7 @@ static const kb_subcommand commands[] = {
     {"data", kb_cmd_data, "prepare, inspect and summarise dataset caches"},
     {"device", kb_cmd_device, "show the compute devices this build can use"},
     {"bench", kb_cmd_bench, "time training steps (bench/bench_train.sh compares with PyTorch)"},
+    {"train", kb_cmd_train, "train or resume a class-conditional DiT on a dataset cache"},
     {"sample", kb_cmd_sample, "sample images from a DiT checkpoint (PNGs, grid, ADM-style .npz)"},
     {NULL, NULL, NULL},
 };

@@ -1,0 +1,403 @@
+/* The DiT trainer: set-up (fresh or resumed), the step loop, checkpoints.
+ * One step is exactly tests/test_dit_torch.c's sequence (checked against
+ * PyTorch): q_sample, forward, ADM loss, loss gradient, zero grads,
+ * backward, AdamW + EMA. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "models/train_internal.h"
+#include "nn/ops_optim.h"
+#include "util/fileio.h"
+#include "util/progress.h"
+
+void kb_train_opts_default(kb_train_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->cfg = kb_dit_config_default();
+    o->cfg.depth = o->cfg.hidden_size = o->cfg.num_heads = o->cfg.patch_size = 0;
+    o->optim = kb_optim_config_default();
+    o->batch = 32;
+    o->ckpt_every = 1000;
+    o->log_every = 10;
+    o->device = KB_DEV_CPU;
+    o->classes = KB_ROLE_PRETRAIN;
+    o->split = KB_SPLIT_TRAIN;
+    o->flip = 1;
+}
+
+/* ---- buffers ---- */
+
+static void *host_alloc(size_t bytes, int *bad) {
+    void *p = malloc(bytes ? bytes : 1);
+    *bad |= !p;
+    return p;
+}
+
+static void *dev_alloc(kb_ctx *ctx, void *host, size_t bytes, int *bad, kb_err *err) {
+    if (ctx->device == KB_DEV_CPU) return host; /* the CPU "device" is host memory: no copies */
+    void *p = kb_dev_alloc(ctx, bytes, err);
+    *bad |= !p;
+    return p;
+}
+
+static int bufs_alloc(kb_trainer *tr, kb_err *err) {
+    kb_train_bufs *b = &tr->b;
+    const kb_dit_config *c = &tr->model.cfg;
+    size_t B = (size_t)tr->o->batch, hw = (size_t)c->input_size * (size_t)c->input_size;
+    size_t n = B * (size_t)c->in_channels * hw, n_out = B * (size_t)kb_dit_out_channels(c) * hw;
+    int bad = 0;
+    b->x0 = host_alloc(n * 4, &bad), b->noise = host_alloc(n * 4, &bad), b->x_t = host_alloc(n * 4, &bad);
+    b->out = host_alloc(n_out * 4, &bad), b->d_out = host_alloc(n_out * 4, &bad), b->tf = host_alloc(B * 4, &bad);
+    b->mse = host_alloc(B * 4, &bad), b->vb = host_alloc(B * 4, &bad), b->t = host_alloc(B * sizeof(int), &bad);
+    b->y = host_alloc(B * 4, &bad);
+    if (bad) return kb_fail(err, "out of host memory for a batch of %zu", B);
+    b->x_t_dev = dev_alloc(&tr->ctx, b->x_t, n * 4, &bad, err);
+    b->tf_dev = dev_alloc(&tr->ctx, b->tf, B * 4, &bad, err);
+    b->y_dev = dev_alloc(&tr->ctx, b->y, B * 4, &bad, err);
+    b->out_dev = dev_alloc(&tr->ctx, b->out, n_out * 4, &bad, err);
+    b->d_out_dev = dev_alloc(&tr->ctx, b->d_out, n_out * 4, &bad, err);
+    return bad ? kb_fail_wrap(err, "batch buffers on %s", kb_device_name(tr->ctx.device)) : 0;
+}
+
+static void bufs_free(kb_trainer *tr) {
+    kb_train_bufs *b = &tr->b;
+    if (tr->have_ctx && tr->ctx.device != KB_DEV_CPU) {
+        kb_dev_free(&tr->ctx, b->x_t_dev), kb_dev_free(&tr->ctx, b->tf_dev), kb_dev_free(&tr->ctx, b->y_dev);
+        kb_dev_free(&tr->ctx, b->out_dev), kb_dev_free(&tr->ctx, b->d_out_dev);
+    }
+    free(b->x0), free(b->noise), free(b->x_t), free(b->out), free(b->d_out), free(b->tf), free(b->mse);
+    free(b->vb), free(b->t), free(b->y);
+    memset(b, 0, sizeof *b);
+}
+
+/* ---- one step ---- */
+
+typedef struct {
+    float loss, mse, vb;
+    double grad_norm;
+} step_stats;
+
+/* MSE-only loss for a model without learned sigma (DiT with learn_sigma=False):
+ * loss = mean_b mean_{C,HW} (noise - eps)^2, gradient 2 (eps - noise) / (B C HW). */
+static void mse_loss(const kb_train_bufs *b, int B, int64_t n_per, step_stats *s) {
+    double total = 0.0;
+    for (int i = 0; i < B; i++) {
+        double acc = 0.0;
+        for (int64_t k = 0; k < n_per; k++) {
+            float d = b->noise[i * n_per + k] - b->out[i * n_per + k];
+            acc += (double)(d * d);
+            b->d_out[i * n_per + k] = -2.0f * d / (float)(n_per * B);
+        }
+        b->mse[i] = (float)(acc / (double)n_per), b->vb[i] = 0.0f;
+        total += b->mse[i];
+    }
+    s->loss = (float)(total / B);
+}
+
+static void batch_means(const kb_train_bufs *b, int B, step_stats *s) {
+    double m = 0.0, v = 0.0;
+    for (int i = 0; i < B; i++) m += b->mse[i], v += b->vb[i];
+    s->mse = (float)(m / B), s->vb = (float)(v / B);
+}
+
+/* Copies that are no-ops where the "device" buffer is the host one (CPU). */
+static int to_dev(kb_ctx *ctx, void *dev, const void *host, size_t bytes, kb_err *err) {
+    return dev == host ? 0 : kb_copy_to_dev(ctx, dev, host, bytes, err);
+}
+static int to_host(kb_ctx *ctx, void *host, const void *dev, size_t bytes, kb_err *err) {
+    return dev == host ? 0 : kb_copy_to_host(ctx, host, dev, bytes, err);
+}
+
+/* Forward and loss: the loss functions are host-side, so the model output
+ * is copied to the host and its gradient back (memcpy-free on the CPU; on a
+ * GPU this is the transfer to remove once the loss runs on the device). */
+static int forward_loss(kb_trainer *tr, int64_t step, step_stats *s, kb_err *err) {
+    kb_train_bufs *b = &tr->b;
+    kb_ctx *ctx = &tr->ctx;
+    int B = tr->o->batch, C = tr->model.cfg.in_channels, learn = tr->model.cfg.learn_sigma;
+    int64_t HW = (int64_t)tr->model.cfg.input_size * tr->model.cfg.input_size, n_in = B * C * HW;
+    int64_t n_out = n_in * (learn ? 2 : 1);
+    if (kb_train_data_batch(&tr->data, step, B, b->x0, b->y, b->t, b->noise, err)) return -1;
+    for (int i = 0; i < B; i++) b->tf[i] = (float)b->t[i];
+    if (kb_diffusion_q_sample(&tr->diff, b->x0, b->noise, b->t, B, C, HW, b->x_t, err) ||
+        to_dev(ctx, b->x_t_dev, b->x_t, (size_t)n_in * 4, err) ||
+        to_dev(ctx, b->tf_dev, b->tf, (size_t)B * 4, err) ||
+        to_dev(ctx, b->y_dev, b->y, (size_t)B * 4, err) ||
+        kb_dit_forward(&tr->model, b->x_t_dev, b->tf_dev, b->y_dev, B, b->out_dev, err) ||
+        to_host(ctx, b->out, b->out_dev, (size_t)n_out * 4, err))
+        return -1;
+    if (!learn) mse_loss(b, B, C * HW, s);
+    else if (kb_diffusion_loss_fwd(&tr->diff, b->x0, b->noise, b->x_t, b->t, b->out, B, C, HW, b->mse, b->vb,
+                                   &s->loss, err) ||
+             kb_diffusion_loss_bwd(&tr->diff, b->x0, b->noise, b->x_t, b->t, b->out, B, C, HW, 1.0f, b->d_out, err))
+        return -1;
+    batch_means(b, B, s);
+    return to_dev(ctx, b->d_out_dev, b->d_out, (size_t)n_out * 4, err);
+}
+
+static int diverged(kb_trainer *tr, int64_t step, const char *what, double value, kb_err *err) {
+    char last[4200];
+    if (tr->prev_ckpt[0]) snprintf(last, sizeof last, "the last good checkpoint is %s", tr->prev_ckpt);
+    else snprintf(last, sizeof last, "no checkpoint had been written yet");
+    char v[32] = "NaN";
+    if (!isnan(value)) snprintf(v, sizeof v, "%g", value);
+    return kb_fail(err, "step %lld: %s is %s: training diverged and stopped (lr %g); no checkpoint is written for "
+                        "it; %s", (long long)step, what, v, tr->o->optim.lr, last);
+}
+
+/* One optimiser step; the weights are only touched once loss and gradient
+ * norm are known to be finite, so a divergence never reaches a checkpoint. */
+static int train_step(kb_trainer *tr, step_stats *s, kb_err *err) {
+    int64_t step = tr->opt.step;
+    int B = tr->o->batch;
+    if (forward_loss(tr, step, s, err)) return kb_fail_wrap(err, "step %lld", (long long)step + 1);
+    if (!isfinite(s->loss)) return diverged(tr, step + 1, "the loss", s->loss, err);
+    if (kb_params_zero_grad(&tr->model.params, err) ||
+        kb_dit_backward(&tr->model, tr->b.d_out_dev, tr->b.y_dev, B, err) ||
+        kb_optim_grad_norm(&tr->opt, &s->grad_norm, err))
+        return kb_fail_wrap(err, "step %lld", (long long)step + 1);
+    if (!isfinite(s->grad_norm)) return diverged(tr, step + 1, "the gradient norm", s->grad_norm, err);
+    return kb_optim_step(&tr->opt, err) ? kb_fail_wrap(err, "step %lld", (long long)step + 1) : 0;
+}
+
+/* ---- checkpoints ---- */
+
+/* Refuses to save weights that are not all finite (sum of squares in double
+ * cannot overflow for finite floats). */
+static int check_finite(kb_trainer *tr, kb_err *err) {
+    double w = 0.0, e = 0.0;
+    kb_params *ps = &tr->model.params;
+    if (kb_sumsq(&tr->ctx, &w, ps->data, (int64_t)ps->total, err) ||
+        (tr->opt.ema && kb_sumsq(&tr->ctx, &e, tr->opt.ema, (int64_t)ps->total, err)))
+        return -1;
+    if (isfinite(w) && isfinite(e)) return 0;
+    return diverged(tr, tr->opt.step, isfinite(w) ? "the EMA weights' sum of squares" : "the weights' sum of squares",
+                    isfinite(w) ? e : w, err);
+}
+
+/* DIR/last.safetensors becomes the newest checkpoint: a hard link (a plain
+ * file for any reader) made under a temp name and renamed over, so it is
+ * always a whole checkpoint; a symlink where hard links are not allowed. */
+static int link_last(kb_trainer *tr, const char *ckpt, int64_t step, kb_err *err) {
+    char last[4096], tmp[4200], rel[128];
+    if (kb_path_join(last, sizeof last, tr->o->out_dir, "last.safetensors", err)) return -1;
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", last, (long)getpid());
+    snprintf(rel, sizeof rel, "checkpoints/step-%lld.safetensors", (long long)step);
+    unlink(tmp);
+    if (link(ckpt, tmp) != 0 && symlink(rel, tmp) != 0)
+        return kb_fail(err, "%s: cannot link to %s: %s", last, ckpt, strerror(errno));
+    if (rename(tmp, last) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return kb_fail(err, "%s: cannot rename into place: %s", last, strerror(e));
+    }
+    return 0;
+}
+
+static int save_checkpoint(kb_trainer *tr, kb_err *err) {
+    char path[4096], name[64];
+    int64_t step = tr->opt.step;
+    snprintf(name, sizeof name, "step-%lld.safetensors", (long long)step);
+    if (check_finite(tr, err) || kb_path_join(path, sizeof path, tr->ckpt_dir, name, err)) return -1;
+    char *json = kb_train_json(tr, 1, 0);
+    int rc = kb_checkpoint_save(path, &tr->model, &tr->opt, json, err);
+    free(json);
+    if (rc) {
+        if (tr->prev_ckpt[0])
+            return kb_fail_wrap(err, "step %lld: could not save a checkpoint (the previous checkpoint %s is intact)",
+                                (long long)step, tr->prev_ckpt);
+        return kb_fail_wrap(err, "step %lld: could not save a checkpoint (no earlier one exists)", (long long)step);
+    }
+    if (link_last(tr, path, step, err)) return -1;
+    if (!tr->o->keep_checkpoints && tr->prev_owned && strcmp(tr->prev_ckpt, path)) unlink(tr->prev_ckpt);
+    snprintf(tr->prev_ckpt, sizeof tr->prev_ckpt, "%s", path);
+    tr->prev_owned = 1;
+    return 0;
+}
+
+/* ---- set-up ---- */
+
+/* The image shape comes from the data; a stated or resumed shape must match. */
+static int fit_config(kb_trainer *tr, int resumed, kb_err *err) {
+    kb_train_opts *o = tr->o;
+    const kb_dataset *ds = &tr->ds;
+    int want_r = resumed ? o->cfg.input_size : o->image_size, want_c = resumed ? o->cfg.in_channels : o->channels;
+    const char *who = resumed ? "the checkpoint's model takes" : "the options state";
+    if ((want_r && want_r != ds->resolution) || (want_c && want_c != ds->channels))
+        return kb_fail(err, "%s: images are %dx%d with %d channel(s), but %s %dx%d with %d channel(s)", ds->path,
+                       ds->resolution, ds->resolution, ds->channels, who, want_r ? want_r : ds->resolution,
+                       want_r ? want_r : ds->resolution, want_c ? want_c : ds->channels);
+    o->cfg.input_size = ds->resolution;
+    o->cfg.in_channels = ds->channels;
+    if (resumed && o->cfg.num_classes != tr->data.nclasses)
+        return kb_fail(err, "--resume %s: the checkpoint's model has %d classes, %s selects %d '%s' classes",
+                       o->resume, o->cfg.num_classes, ds->path, tr->data.nclasses, kb_train_classes_name(o->classes));
+    o->cfg.num_classes = tr->data.nclasses;
+    return kb_dit_config_validate(&o->cfg, err);
+}
+
+static int write_train_json(kb_trainer *tr, kb_err *err) {
+    char path[4096];
+    char *json = kb_train_json(tr, 0, 1);
+    kb_atomic_file af;
+    int rc = !json || kb_path_join(path, sizeof path, tr->o->out_dir, "train.json", err) ||
+             kb_atomic_open(&af, path, err);
+    if (!rc && (kb_atomic_write(&af, json, strlen(json), err) || kb_atomic_write(&af, "\n", 1, err))) {
+        kb_atomic_abort(&af);
+        rc = -1;
+    } else if (!rc) rc = kb_atomic_commit(&af, err);
+    free(json);
+    return rc ? -1 : 0;
+}
+
+/* A fresh run must not silently overwrite another run's checkpoints. */
+static int prepare_out(kb_trainer *tr, int resumed, kb_err *err) {
+    char last[4096];
+    if (kb_mkdir_p(tr->o->out_dir, err) || kb_path_join(tr->ckpt_dir, sizeof tr->ckpt_dir, tr->o->out_dir,
+                                                        "checkpoints", err) ||
+        kb_mkdir_p(tr->ckpt_dir, err) || kb_path_join(last, sizeof last, tr->o->out_dir, "last.safetensors", err))
+        return -1;
+    if (!realpath(tr->o->out_dir, tr->out_abs)) snprintf(tr->out_abs, sizeof tr->out_abs, "%s", tr->o->out_dir);
+    if (!resumed && kb_is_file(last))
+        return kb_fail(err, "%s already holds a training run (%s); continue it with --resume %s or choose another "
+                            "--out", tr->o->out_dir, last, last);
+    if (resumed) { /* the checkpoint resumed from is the newest one in this directory, if it lives here */
+        char name[64];
+        snprintf(name, sizeof name, "step-%lld.safetensors", (long long)tr->opt.step);
+        if (kb_path_join(tr->prev_ckpt, sizeof tr->prev_ckpt, tr->ckpt_dir, name, err)) return -1;
+        tr->prev_owned = kb_is_file(tr->prev_ckpt); /* never delete a file outside this run's directory */
+        if (!tr->prev_owned) snprintf(tr->prev_ckpt, sizeof tr->prev_ckpt, "%s", tr->o->resume);
+    }
+    return 0;
+}
+
+static int open_data(kb_trainer *tr, kb_err *err) {
+    kb_train_opts *o = tr->o;
+    if (kb_dataset_open(&tr->ds, o->data_path, err)) return -1;
+    tr->have_ds = 1;
+    if (!realpath(o->data_path, tr->data_abs)) snprintf(tr->data_abs, sizeof tr->data_abs, "%s", o->data_path);
+    return kb_train_data_init(&tr->data, &tr->ds, o->classes, o->split, o->seed, o->flip, o->cfg.class_dropout, err);
+}
+
+static int build(kb_trainer *tr, kb_err *err) {
+    kb_train_opts *o = tr->o;
+    kb_ctx_opts co = {o->threads, 0};
+    if (kb_ctx_init(&tr->ctx, o->device, &co, err)) return -1;
+    tr->have_ctx = 1;
+    if (kb_dit_create(&tr->model, &tr->ctx, &o->cfg, 1, o->seed, err) ||
+        kb_optim_init(&tr->opt, &tr->model.params, &o->optim, err) ||
+        kb_diffusion_init(&tr->diff, 1000, "", err) || bufs_alloc(tr, err))
+        return -1;
+    tr->data.num_timesteps = tr->diff.num_steps;
+    return 0;
+}
+
+static int check_opts(const kb_train_opts *o, kb_err *err) {
+    if (!o->data_path || !o->out_dir) return kb_fail(err, "train: --data and --out are required");
+    if (o->steps <= 0) return kb_fail(err, "train: --steps N is required (N >= 1)");
+    if (o->cfg.depth <= 0 || o->cfg.hidden_size <= 0 || o->cfg.num_heads <= 0 || o->cfg.patch_size <= 0)
+        return kb_fail(err, "train: give --model NAME (e.g. S/4) or all of --depth, --width, --heads, --patch");
+    if (!(o->optim.lr > 0) || !(o->optim.eps > 0) || !(o->optim.beta1 >= 0 && o->optim.beta1 < 1) ||
+        !(o->optim.beta2 >= 0 && o->optim.beta2 < 1) || !(o->optim.weight_decay >= 0) || !(o->optim.ema_decay < 1))
+        return kb_fail(err, "train: optimiser settings out of range (lr %g > 0, eps %g > 0, betas %g %g in [0, 1), "
+                            "weight decay %g >= 0, EMA decay %g < 1)", o->optim.lr, o->optim.eps, o->optim.beta1,
+                       o->optim.beta2, o->optim.weight_decay, o->optim.ema_decay);
+    return 0;
+}
+
+static int setup(kb_trainer *tr, cJSON **resume_json, kb_err *err) {
+    kb_train_opts *o = tr->o;
+    kb_checkpoint_info info = {0};
+    if (o->resume) {
+        if (kb_checkpoint_inspect(o->resume, &info, err))
+            return kb_fail_wrap(err, "--resume %s: not a usable kindbench checkpoint", o->resume);
+        int rc = kb_train_resume_options(o, &info, resume_json, err);
+        kb_checkpoint_info_free(&info);
+        if (rc) return -1;
+    }
+    if (check_opts(o, err) || open_data(tr, err) || fit_config(tr, o->resume != NULL, err) ||
+        (o->resume && kb_train_resume_check_data(tr, *resume_json, err)) || build(tr, err))
+        return -1;
+    if (o->resume && (kb_checkpoint_load(o->resume, &tr->model, &tr->opt, 0, err) ||
+                      kb_train_resume_state(tr, *resume_json, err)))
+        return -1;
+    tr->start_step = tr->opt.step;
+    return prepare_out(tr, o->resume != NULL, err) || write_train_json(tr, err) ||
+           kb_train_csv_open(tr, o->resume != NULL, tr->start_step, err);
+}
+
+/* ---- the loop ---- */
+
+static void show_progress(kb_trainer *tr, kb_progress *p, const step_stats *s) {
+    char extra[96];
+    snprintf(extra, sizeof extra, "step %lld loss %.4f", (long long)tr->opt.step, s->loss);
+    kb_progress_set_extra(p, extra);
+    kb_progress_update(p, tr->opt.step - tr->start_step);
+}
+
+static int after_step(kb_trainer *tr, const step_stats *s, kb_err *err) {
+    int64_t k = tr->opt.step;
+    tr->acc.n++;
+    tr->acc.loss += s->loss, tr->acc.mse += s->mse, tr->acc.vb += s->vb, tr->acc.grad_norm += s->grad_norm;
+    if (k == tr->start_step + 1) tr->first_loss = s->loss;
+    tr->last_loss = s->loss;
+    if (k % tr->o->log_every == 0) {
+        double now = kb_now(), sps = (double)tr->acc.n / (now - tr->t_row > 0 ? now - tr->t_row : 1e-9);
+        tr->t_row = now;
+        if (kb_train_csv_row(tr, k, sps, err)) return -1;
+    }
+    if (k == tr->o->steps || (tr->o->ckpt_every > 0 && k % tr->o->ckpt_every == 0)) return save_checkpoint(tr, err);
+    return 0;
+}
+
+static int loop(kb_trainer *tr, kb_err *err) {
+    kb_train_opts *o = tr->o;
+    kb_progress p;
+    step_stats s = {0};
+    kb_progress_start(&p, "train", o->steps - tr->start_step, o->quiet);
+    double t0 = kb_now();
+    tr->t_row = t0;
+    while (tr->opt.step < o->steps) {
+        if (train_step(tr, &s, err) || after_step(tr, &s, err)) return -1;
+        show_progress(tr, &p, &s);
+    }
+    kb_progress_finish(&p);
+    double dt = kb_now() - t0;
+    if (!o->quiet)
+        printf("trained steps %lld..%lld (batch %d) in %.1f s, %.3f steps/s; loss %.5f at the first step, %.5f at the "
+               "last; checkpoint %s\n", (long long)tr->start_step + 1, (long long)o->steps, o->batch, dt,
+               (double)(o->steps - tr->start_step) / (dt > 0 ? dt : 1e-9), tr->first_loss, tr->last_loss,
+               tr->prev_ckpt);
+    return 0;
+}
+
+static void teardown(kb_trainer *tr) {
+    if (tr->csv) fclose(tr->csv);
+    bufs_free(tr);
+    kb_optim_free(&tr->opt);
+    kb_diffusion_free(&tr->diff);
+    kb_dit_free(&tr->model);
+    kb_train_data_free(&tr->data);
+    if (tr->have_ds) kb_dataset_close(&tr->ds);
+    if (tr->have_ctx) kb_ctx_free(&tr->ctx);
+}
+
+int kb_train_run(kb_train_opts *o, kb_err *err) {
+    kb_trainer tr;
+    memset(&tr, 0, sizeof tr);
+    tr.o = o;
+    cJSON *resume_json = NULL;
+    int rc = setup(&tr, &resume_json, err);
+    if (!rc && o->resume && tr.opt.step >= o->steps) {
+        if (!o->quiet) printf("%s is at step %lld, --steps is %lld: nothing to do\n", o->resume,
+                              (long long)tr.opt.step, (long long)o->steps);
+    } else if (!rc) {
+        rc = loop(&tr, err);
+    }
+    teardown(&tr);
+    cJSON_Delete(resume_json);
+    return rc ? -1 : 0;
+}

@@ -1,0 +1,162 @@
+/* --resume: the options a run continues with come from the checkpoint's
+ * metadata unless given again; what would change the model's shape or its
+ * data is refused, what would only change the trajectory is warned about
+ * (the run then no longer equals an unbroken one). */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "models/train_internal.h"
+
+static const cJSON *item(const cJSON *j, const char *key) { return cJSON_GetObjectItemCaseSensitive(j, key); }
+
+static double num(const cJSON *j, const char *key, double dflt) {
+    const cJSON *v = item(j, key);
+    return cJSON_IsNumber(v) ? v->valuedouble : dflt;
+}
+
+static const char *str(const cJSON *j, const char *key) {
+    const cJSON *v = item(j, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static void warn_differs(const char *ckpt, const char *what, const char *given, const char *recorded) {
+    fprintf(stderr, "kindbench: warning: --resume %s: %s %s differs from the checkpoint's %s; the run will not "
+                    "equal an unbroken one\n", ckpt, what, given, recorded);
+}
+
+/* A shape option given again must agree with the checkpoint. */
+static int check_shape(const kb_train_opts *o, const kb_dit_config *file, kb_err *err) {
+    const kb_dit_config *c = &o->cfg;
+    kb_dit_config want = *file;
+    if (o->set & KB_TSET_DEPTH) want.depth = c->depth;
+    if (o->set & KB_TSET_WIDTH) want.hidden_size = c->hidden_size;
+    if (o->set & KB_TSET_HEADS) want.num_heads = c->num_heads;
+    if (o->set & KB_TSET_PATCH) want.patch_size = c->patch_size;
+    if (o->set & KB_TSET_MLP) want.mlp_ratio_x100 = c->mlp_ratio_x100;
+    if (o->set & KB_TSET_SIGMA) want.learn_sigma = c->learn_sigma;
+    if (kb_dit_config_same_shape(&want, file)) return 0;
+    return kb_fail(err, "--resume %s: checkpoint of another config: it has depth %d, width %d, heads %d, patch %d, "
+                        "mlp ratio %.2f, learn sigma %d; the options ask for depth %d, width %d, heads %d, patch %d, "
+                        "mlp ratio %.2f, learn sigma %d", o->resume, file->depth, file->hidden_size, file->num_heads,
+                   file->patch_size, file->mlp_ratio_x100 / 100.0, file->learn_sigma, want.depth, want.hidden_size,
+                   want.num_heads, want.patch_size, want.mlp_ratio_x100 / 100.0, want.learn_sigma);
+}
+
+/* One optimiser setting: the checkpoint's unless given (then warn if it differs). */
+static void merge_double(const kb_train_opts *o, unsigned bit, const char *name, double *v, double recorded) {
+    if (!(o->set & bit)) {
+        *v = recorded;
+    } else if (*v != recorded) {
+        char a[32], b[32];
+        snprintf(a, sizeof a, "%g", *v), snprintf(b, sizeof b, "%g", recorded);
+        warn_differs(o->resume, name, a, b);
+    }
+}
+
+static void merge_int(const kb_train_opts *o, unsigned bit, const char *name, int64_t *v, double recorded) {
+    if (!(o->set & bit)) {
+        *v = (int64_t)recorded;
+    } else if (name && (double)*v != recorded) {
+        char a[32], b[32];
+        snprintf(a, sizeof a, "%lld", (long long)*v), snprintf(b, sizeof b, "%.0f", recorded);
+        warn_differs(o->resume, name, a, b);
+    }
+}
+
+static void merge_optim(kb_train_opts *o, const kb_optim_config *f) {
+    kb_optim_config *c = &o->optim;
+    merge_double(o, KB_TSET_LR, "--lr", &c->lr, f->lr);
+    merge_double(o, KB_TSET_WD, "--weight-decay", &c->weight_decay, f->weight_decay);
+    merge_double(o, KB_TSET_BETA1, "--beta1", &c->beta1, f->beta1);
+    merge_double(o, KB_TSET_BETA2, "--beta2", &c->beta2, f->beta2);
+    merge_double(o, KB_TSET_EPS, "--eps", &c->eps, f->eps);
+    merge_double(o, KB_TSET_CLIP, "--clip-norm", &c->clip_norm, f->clip_norm);
+    merge_double(o, KB_TSET_EMA, "--ema-decay", &c->ema_decay, f->ema_decay);
+}
+
+/* Run settings: recorded values unless given. */
+static int merge_run(kb_train_opts *o, const cJSON *j, kb_err *err) {
+    int64_t v;
+    merge_int(o, KB_TSET_STEPS, NULL, &o->steps, num(j, "steps", 0));
+    merge_int(o, KB_TSET_LOG, NULL, &o->log_every, num(j, "log_every", 10));
+    merge_int(o, KB_TSET_CKPT, NULL, &o->ckpt_every, num(j, "ckpt_every", 1000));
+    v = o->seed, merge_int(o, KB_TSET_SEED, "--seed", &v, num(j, "seed", 0)), o->seed = (uint64_t)v;
+    v = o->batch, merge_int(o, KB_TSET_BATCH, "--batch", &v, num(j, "batch", 32)), o->batch = (int)v;
+    v = o->threads, merge_int(o, KB_TSET_THREADS, "--threads", &v, num(j, "threads", 0)), o->threads = (int)v;
+    if (!(o->set & KB_TSET_FLIP)) o->flip = cJSON_IsTrue(item(j, "flip"));
+    else if (o->flip != cJSON_IsTrue(item(j, "flip"))) warn_differs(o->resume, "flip", o->flip ? "on" : "off",
+                                                                   o->flip ? "off" : "on");
+    if (!(o->set & KB_TSET_KEEP)) o->keep_checkpoints = cJSON_IsTrue(item(j, "keep_checkpoints"));
+    const cJSON *data = item(j, "data");
+    const char *classes = str(data, "classes"), *split = str(data, "split"), *dev = str(j, "device");
+    if ((!(o->set & KB_TSET_CLASSES) && (!classes || kb_train_classes_parse(classes, &o->classes))) ||
+        (!(o->set & KB_TSET_SPLIT) && (!split || kb_train_split_parse(split, &o->split))))
+        return kb_fail(err, "--resume %s: training metadata lacks data.classes or data.split", o->resume);
+    if (!(o->set & KB_TSET_DEVICE) && dev && kb_device_parse(dev, &o->device, err)) return -1;
+    if ((o->set & KB_TSET_DEVICE) && dev && strcmp(dev, kb_device_name(o->device)))
+        warn_differs(o->resume, "--device", kb_device_name(o->device), dev);
+    if (!(o->set & KB_TSET_DATA)) o->data_path = str(data, "path");
+    if (!(o->set & KB_TSET_OUT)) o->out_dir = str(j, "out");
+    if (!o->data_path || !o->out_dir)
+        return kb_fail(err, "--resume %s: training metadata lacks the data path or output directory", o->resume);
+    return 0;
+}
+
+int kb_train_resume_options(kb_train_opts *o, const kb_checkpoint_info *info, cJSON **train_json, kb_err *err) {
+    *train_json = info->train_json ? cJSON_Parse(info->train_json) : NULL;
+    const char *fmt = *train_json ? str(*train_json, "format") : NULL;
+    if (!fmt || strcmp(fmt, KB_TRAIN_FORMAT))
+        return kb_fail(err, "--resume %s: a model checkpoint without training metadata ('%s'); it cannot be resumed",
+                       o->resume, KB_TRAIN_FORMAT);
+    if (!info->has_optim) return kb_fail(err, "--resume %s: checkpoint has no optimiser state", o->resume);
+    if (check_shape(o, &info->cfg, err)) return -1;
+    float dropout = o->cfg.class_dropout;
+    o->cfg = info->cfg;
+    if (o->set & KB_TSET_DROPOUT) {
+        if (dropout != info->cfg.class_dropout) {
+            char a[32], b[32];
+            snprintf(a, sizeof a, "%g", dropout), snprintf(b, sizeof b, "%g", info->cfg.class_dropout);
+            warn_differs(o->resume, "--class-dropout", a, b);
+        }
+        o->cfg.class_dropout = dropout;
+    }
+    const char *model = str(*train_json, "model");
+    if (!o->model_name[0] && model && strcmp(model, "custom"))
+        snprintf(o->model_name, sizeof o->model_name, "%s", model);
+    merge_optim(o, &info->optim);
+    return merge_run(o, *train_json, err);
+}
+
+static int check_class_map(const kb_trainer *tr, const cJSON *map, kb_err *err) {
+    const kb_train_data *d = &tr->data;
+    int n = cJSON_GetArraySize(map), same = cJSON_IsArray(map) && n == d->nclasses;
+    for (int k = 0; same && k < n; k++)
+        same = (int)num(cJSON_GetArrayItem(map, k), "dataset_class", -1) == d->classes[k];
+    if (same) return 0;
+    return kb_fail(err, "--resume %s: the checkpoint's model classes (%d, data.class_map) are not the %d '%s' "
+                        "classes selected from %s", tr->o->resume, n, d->nclasses,
+                   kb_train_classes_name(tr->o->classes), tr->ds.path);
+}
+
+int kb_train_resume_check_data(const kb_trainer *tr, const cJSON *j, kb_err *err) {
+    const cJSON *data = item(j, "data");
+    const char *sha = str(data, "payload_sha256"), *path = str(data, "path");
+    if (!sha || strcmp(sha, tr->ds.payload_sha256))
+        return kb_fail(err, "--resume %s: dataset %s (payload sha256 %.16s...) is not the one the checkpoint was "
+                            "trained on (%s, sha256 %.16s...)", tr->o->resume, tr->ds.path, tr->ds.payload_sha256,
+                       path ? path : "?", sha ? sha : "?");
+    return check_class_map(tr, item(data, "class_map"), err);
+}
+
+int kb_train_resume_state(kb_trainer *tr, const cJSON *j, kb_err *err) {
+    const cJSON *state = item(j, "state"), *acc = item(state, "log_acc");
+    double step = num(state, "step", -1);
+    if (!cJSON_IsObject(acc) || step != (double)tr->opt.step)
+        return kb_fail(err, "--resume %s: training state (step %.0f) does not match the checkpoint's step %lld",
+                       tr->o->resume, step, (long long)tr->opt.step);
+    tr->acc.n = (int64_t)num(acc, "n", 0);
+    tr->acc.loss = num(acc, "loss", 0), tr->acc.mse = num(acc, "mse", 0);
+    tr->acc.vb = num(acc, "vb", 0), tr->acc.grad_norm = num(acc, "grad_norm", 0);
+    return 0;
+}

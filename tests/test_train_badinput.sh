@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Bad input to `kindbench train`: each case exits non-zero with one clear
+# error line (checked against a pattern). Also: a diverging run (--lr 1e30
+# truly produces a NaN loss) stops naming the step and writes no non-finite
+# checkpoint; a full disk while checkpointing (ulimit -f, SIGXFSZ ignored so
+# write() returns EFBIG) keeps the previous checkpoint intact and says so.
+set -u
+source "$(dirname "$0")/test_train_common.sh"
+workspace train_badinput
+make_cache data.kbd 16 || { bad "make the synthetic cache" "data prepare failed"; finish; exit 1; }
+make_cache data8.kbd 8 || bad "make the 8px cache" "data prepare failed"
+make_cache split.kbd 16 --test-fraction 0.25 || bad "make the split cache" "data prepare failed"
+printf 'disk\n' > novel.txt
+make_cache roles.kbd 16 --novel-classes novel.txt || bad "make the cache with a novel class" "data prepare failed"
+S=(--depth 2 --width 32 --heads 2 --patch 4)
+T=(train --data data.kbd --batch 4 --steps 2 --threads 1 --quiet)
+"$KB" "${T[@]}" "${S[@]}" --out good || bad "a good 2-step run" "exit $?"
+
+# ---- configs that do not fit
+expect_fail "heads do not divide width" "3 heads do not divide width 64" "${T[@]}" --out b --depth 1 --width 64 --heads 3 --patch 4
+expect_fail "image not divisible by patch" "image side 16 is not divisible by patch size 5" "${T[@]}" --out b --depth 1 --width 64 --heads 2 --patch 5
+expect_fail "width not a multiple of 4" "width 66 must be a multiple of 4" "${T[@]}" --out b --depth 1 --width 66 --heads 2 --patch 4
+expect_fail "no model shape" "give --model NAME .* or all of --depth, --width, --heads, --patch" "${T[@]}" --out b --depth 2
+expect_fail "unknown preset" "unknown DiT preset 'Q/4'" "${T[@]}" --out b --model Q/4
+expect_fail "bad --classes" "--classes: expected pretrain, novel or all, got 'some'" "${T[@]}" --out b --model S/4 --classes some
+expect_fail "no novel classes in the cache" "data.kbd: no classes with role 'novel'" "${T[@]}" --out b --model S/4 --classes novel
+expect_fail "missing --steps" "--steps N is required" train --data data.kbd --out b --model S/4
+expect_fail "non-numeric --lr" "--lr: expected a number, got 'fast'" "${T[@]}" --out b --model S/4 --lr fast
+expect_fail "unknown option" "unknown option or missing value: '--bogus'" "${T[@]}" --out b --model S/4 --bogus
+expect_fail "missing dataset" "nothere.kbd: cannot open" train --data nothere.kbd --out b --model S/4 --steps 2
+expect_fail "fresh run into a used --out" "good already holds a training run .*--resume good/last.safetensors" "${T[@]}" "${S[@]}" --out good
+
+# ---- the data does not match a given config
+expect_fail "--image-size differs from the data" "data.kbd: images are 16x16 with 3 channel\(s\), but the options state 32x32" "${T[@]}" "${S[@]}" --out b --image-size 32
+expect_fail "--channels differs from the data" "images are 16x16 with 3 channel\(s\), but the options state 16x16 with 1 channel" "${T[@]}" "${S[@]}" --out b --channels 1
+expect_fail "resume on data of another resolution" "data8.kbd: images are 8x8 .* but the checkpoint's model takes 16x16" train --resume good/last.safetensors --data data8.kbd --out r1 --steps 4 --quiet
+expect_fail "resume on another dataset" "split.kbd .* is not the one the checkpoint was trained on" train --resume good/last.safetensors --data split.kbd --out r2 --steps 4 --quiet
+expect_fail "resume with other classes" "model has 3 classes, .*roles.kbd selects 2 'pretrain' classes" train --resume good/last.safetensors --data roles.kbd --out r3 --steps 4 --quiet
+
+# ---- checkpoints that are not (this run's) checkpoints
+size=$(stat -c %s good/last.safetensors)
+head -c $((size - 100)) good/last.safetensors > cut_data.safetensors
+head -c 5000 good/last.safetensors > cut_header.safetensors
+expect_fail "truncated checkpoint (data cut)" "cut_data.safetensors: not a usable kindbench checkpoint: .*beyond the .*-byte data section" train --resume cut_data.safetensors --steps 4
+expect_fail "truncated checkpoint (header cut)" "cut_header.safetensors: not a usable kindbench checkpoint: .*header length .* is impossible" train --resume cut_header.safetensors --steps 4
+expect_fail "dataset cache as checkpoint" "data.kbd: not a usable kindbench checkpoint" train --resume data.kbd --steps 4
+"$PY" -c "
+import json, struct
+h = json.dumps({'w': {'dtype': 'F32', 'shape': [2], 'data_offsets': [0, 8]}, '__metadata__': {'format': 'pt'}}).encode()
+open('foreign.safetensors', 'wb').write(struct.pack('<Q', len(h)) + h + bytes(8))"
+expect_fail "foreign safetensors as checkpoint" "foreign.safetensors: not a kindbench checkpoint \(format 'pt'" train --resume foreign.safetensors --steps 4
+expect_fail "checkpoint of another config" "checkpoint of another config: it has depth 2, width 32.*ask for depth 3, width 32" train --resume good/last.safetensors --depth 3 --steps 4
+
+# ---- divergence: the NaN step is named, nothing non-finite is saved
+expect_fail "NaN loss stops the run" "step [0-9]+: the loss is (NaN|inf|-inf): training diverged .*last good checkpoint is nan/checkpoints/step-1.safetensors" "${T[@]}" "${S[@]}" --out nan --steps 6 --ckpt-every 1 --lr 1e30
+if "$PY" -c "
+import json, math, struct, sys, array, glob
+for p in glob.glob('nan/checkpoints/*') + ['nan/last.safetensors']:
+    b = open(p, 'rb').read(); n = struct.unpack('<Q', b[:8])[0]
+    a = array.array('f', b[8 + n:])
+    sys.exit(1) if not all(math.isfinite(x) for x in a) else None
+"; then ok "no checkpoint with non-finite values after divergence ($(ls nan/checkpoints | tr '\n' ' '))"
+else bad "checkpoints after divergence" "a checkpoint holds NaN/Inf"; fi
+
+# ---- disk full while checkpointing: step-2 must survive, unchanged
+before=$(sha256sum < good/checkpoints/step-2.safetensors)
+(ulimit -f 400; trap '' XFSZ; exec "$KB" train --resume good/last.safetensors --steps 4 --ckpt-every 1 --quiet) \
+  > stdout.txt 2> stderr.txt
+rc=$?
+msg="$(cat stderr.txt)"
+if [[ $rc -ne 0 ]] && grep -Eq "step 3: could not save a checkpoint \(the previous checkpoint .*good/checkpoints/step-2.safetensors is intact\).*File too large" <<< "$msg" &&
+   [[ "$(sha256sum < good/checkpoints/step-2.safetensors)" == "$before" && "$(sha256sum < good/last.safetensors)" == "$before" ]] &&
+   ! compgen -G 'good/checkpoints/*.tmp.*' > /dev/null && [[ "$(ls good/checkpoints)" == "step-2.safetensors" ]]; then
+  ok "disk full while checkpointing (exit $rc): step-2 and last.safetensors intact, no temp file: $msg"
+else bad "disk full while checkpointing" "exit $rc, $msg, files: $(ls good/checkpoints)"; fi
+
+if "$KB" train --help | grep -q "^Usage: kindbench train"; then ok "train --help"; else bad "train --help" "no usage"; fi
+finish

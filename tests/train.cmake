@@ -1,0 +1,6 @@
+# ---- DiT trainer (`kindbench train`): CLI end-to-end tests on a synthetic
+# 16x16 cache made from PNGs drawn by /usr/bin/python3 (PIL). CPU, one thread.
+kb_sh_test(test_train_resume test_train_resume.sh)
+kb_sh_test(test_train_badinput test_train_badinput.sh)
+kb_sh_test(test_train_learns test_train_learns.sh)
+set_tests_properties(test_train_resume test_train_badinput test_train_learns PROPERTIES LABELS train TIMEOUT 300)
