@@ -33,13 +33,15 @@ typedef struct {
     int ksize;
     int *first;
     int *count;
-    int32_t *taps;
+    int32_t *taps;  /* fixed point, for 8-bit images */
+    double *dtaps;  /* the normalised double taps, for float images ('F' mode) */
 } kb_axis_taps;
 
 static void axis_taps_free(kb_axis_taps *t) {
     free(t->first);
     free(t->count);
     free(t->taps);
+    free(t->dtaps);
 }
 
 static int32_t to_fixed(double k) {
@@ -66,8 +68,12 @@ static void taps_for_output(int i, int in_size, double scale, double filterscale
         ww += w;
     }
     int32_t *k = t->taps + (size_t)i * t->ksize;
-    for (int x = 0; x < t->ksize; x++) k[x] = 0;
-    for (int x = 0; x < xmax; x++) k[x] = to_fixed(ww != 0.0 ? work[x] / ww : work[x]);
+    double *dk = t->dtaps + (size_t)i * t->ksize;
+    for (int x = 0; x < t->ksize; x++) k[x] = 0, dk[x] = 0.0;
+    for (int x = 0; x < xmax; x++) {
+        dk[x] = ww != 0.0 ? work[x] / ww : work[x];
+        k[x] = to_fixed(dk[x]);
+    }
     t->first[i] = xmin;
     t->count[i] = xmax;
 }
@@ -81,8 +87,9 @@ static int axis_taps_make(int in_size, int out_size, const kb_filter_def *f, kb_
     t->first = malloc(sizeof(int) * out_size);
     t->count = malloc(sizeof(int) * out_size);
     t->taps = malloc(sizeof(int32_t) * (size_t)out_size * t->ksize);
+    t->dtaps = malloc(sizeof(double) * (size_t)out_size * t->ksize);
     double *work = malloc(sizeof(double) * t->ksize);
-    if (!t->first || !t->count || !t->taps || !work) {
+    if (!t->first || !t->count || !t->taps || !t->dtaps || !work) {
         free(work);
         axis_taps_free(t);
         return kb_fail(err, "resize: out of memory for %d->%d taps", in_size, out_size);
@@ -191,4 +198,54 @@ int kb_center_crop_arr(kb_image *img, int size, kb_err *err) {
     kb_image_free(img);
     *img = out;
     return 0;
+}
+
+/* ---- float images (Pillow's 'F' mode, ImagingResample*_32bpc) ----
+ * Same taps in double, no fixed point: each output is the double sum of
+ * pixel * tap in tap order, stored as float (rounded), after each pass. */
+
+static void pass_f32(const float *in, int in_w, int in_h, int c, const kb_axis_taps *t, int horizontal, float *out,
+                     int out_w, int out_h) {
+    size_t sx = (size_t)c, sy = (size_t)in_w * c;
+    for (int y = 0; y < out_h; y++)
+        for (int x = 0; x < out_w; x++) {
+            int i = horizontal ? x : y;
+            const double *k = t->dtaps + (size_t)i * t->ksize;
+            size_t step = horizontal ? sx : sy;
+            const float *p = in + (horizontal ? (size_t)y * sy + (size_t)t->first[i] * sx : (size_t)t->first[i] * sy + (size_t)x * sx);
+            for (int ch = 0; ch < c; ch++) {
+                double ss = 0.0;
+                for (int j = 0; j < t->count[i]; j++) ss += (double)p[(size_t)j * step + ch] * k[j];
+                out[((size_t)y * out_w + x) * c + ch] = (float)ss;
+            }
+        }
+    (void)in_h;
+}
+
+static int run_pass_f32(const float *in, int in_w, int in_h, int c, int out_w, int out_h, int horizontal,
+                        const kb_filter_def *f, float *out, kb_err *err) {
+    kb_axis_taps t;
+    if (axis_taps_make(horizontal ? in_w : in_h, horizontal ? out_w : out_h, f, &t, err)) return -1;
+    pass_f32(in, in_w, in_h, c, &t, horizontal, out, out_w, out_h);
+    axis_taps_free(&t);
+    return 0;
+}
+
+int kb_resample_f32(const float *src, int w, int h, int channels, int out_w, int out_h, kb_resample_filter filter,
+                    float *dst, kb_err *err) {
+    if (w < 1 || h < 1 || channels < 1 || out_w < 1 || out_h < 1)
+        return kb_fail(err, "resize: invalid sizes %dx%dx%d -> %dx%d", w, h, channels, out_w, out_h);
+    const kb_filter_def *f = &filter_defs[filter == KB_FILTER_BOX ? 0 : 1];
+    if (out_w == w && out_h == h) {
+        memcpy(dst, src, sizeof(float) * (size_t)w * h * channels);
+        return 0;
+    }
+    if (out_h == h) return run_pass_f32(src, w, h, channels, out_w, out_h, 1, f, dst, err);
+    if (out_w == w) return run_pass_f32(src, w, h, channels, out_w, out_h, 0, f, dst, err);
+    float *tmp = malloc(sizeof(float) * (size_t)out_w * h * channels);
+    if (!tmp) return kb_fail(err, "resize: out of memory for a %dx%d float image", out_w, h);
+    int rc = run_pass_f32(src, w, h, channels, out_w, h, 1, f, tmp, err);
+    if (!rc) rc = run_pass_f32(tmp, out_w, h, channels, out_w, out_h, 0, f, dst, err);
+    free(tmp);
+    return rc;
 }

@@ -24,6 +24,15 @@ typedef enum { KB_FILTER_BOX = 0, KB_FILTER_BICUBIC = 1 } kb_resample_filter;
  * out of out_w x out_h, as Pillow's src.resize((out_w, out_h), filter). */
 int kb_resample(const kb_image *src, int out_w, int out_h, kb_resample_filter filter, kb_image *out, kb_err *err);
 
+/* Float images as Pillow's 'F' mode resizes them (clean-fid resizes each
+ * channel of a uint8 image this way: Image.fromarray(ch.astype(float32),
+ * mode='F').resize(...)): the same taps as kb_resample, kept in double, each
+ * output the double sum of pixel*tap stored as float, after each pass; no
+ * clipping, no rounding to integers. src and dst are interleaved
+ * [h, w, channels] and [out_h, out_w, channels]; channels are independent. */
+int kb_resample_f32(const float *src, int w, int h, int channels, int out_w, int out_h, kb_resample_filter filter,
+                    float *dst, kb_err *err);
+
 /* ADM's center_crop_arr(img, size), as in guided-diffusion and DiT:
  *   while min(w, h) >= 2*size: img = img.resize((w//2, h//2), BOX)
  *   scale = size / min(w, h)

@@ -16,6 +16,9 @@
 #define KB_INCEPTION_LOGITS_DIM 1008  /* pool3 . fc^T, no bias ("logits_unbiased") */
 #define KB_INCEPTION_SHA256 "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
 #define KB_INCEPTION_FILENAME "pt_inception-2015-12-05-6726825d.pth"
+#define KB_INCEPTION_URL \
+    "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth"
+#define KB_INCEPTION_INPUT 299 /* the network's input: [299, 299, 3] float NHWC */
 
 /* How uint8 images become the network's 299x299 input. */
 typedef enum {
@@ -40,11 +43,20 @@ void kb_inception_free(kb_inception *net);
  * with a message naming the file, its SHA-256 and where to get it. */
 int kb_inception_find_weights(const char *explicit_path, char *out, size_t outsz, kb_err *err);
 
-/* Features of n uint8 images [n, H, W, C] (C = 1, 3 or 4; grayscale is
+/* Features of n uint8 images [n, H, W, C] (C = 1, 2, 3 or 4; grey is
  * replicated, alpha dropped, as pytorch-fid converts with PIL .convert('RGB')),
  * in host memory. Any output may be NULL. Host outputs:
  * pool [n, 2048], spatial [n, 2023], logits [n, 1008]. */
 int kb_inception_features(kb_inception *net, const uint8_t *images, int64_t n, int H, int W, int C,
                           kb_preproc_mode mode, float *pool, float *spatial, float *logits, kb_err *err);
+
+/* Pre-processes one uint8 image [H, W, C] (C = 1, 2, 3 or 4) into the
+ * network input out[299, 299, 3] (NHWC, host) as `mode` prescribes. */
+int kb_inception_preprocess(const uint8_t *image, int H, int W, int C, kb_preproc_mode mode, float *out, kb_err *err);
+
+/* Features of n already pre-processed inputs [n, 299, 299, 3] (host), as
+ * kb_inception_features. */
+int kb_inception_forward(kb_inception *net, const float *inputs, int64_t n, float *pool, float *spatial,
+                         float *logits, kb_err *err);
 
 #endif

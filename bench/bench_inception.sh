@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# FID Inception feature-extraction speed: kindbench (bench/bench_inception.c,
+# built as build/tests/bench_inception) against PyTorch running the same topology
+# (bench/torch_inception_bench.py), on the same machine in the same run, on
+# the same N random uint8 images. Prints both images/s and the ratio.
+#   bash bench/bench_inception.sh [--n 64] [--size 256] [--threads T] [--batch B (PyTorch's, default 50)]
+# Weights: the real file when kindbench finds it (KINDBENCH_INCEPTION, the
+# cache directory), else a random-weight file of the same layout written by
+# PyTorch (speed does not depend on the values). kindbench's batch size is
+# $KINDBENCH_INCEPTION_BATCH (default 8 on CPU). Both sides use the same
+# thread count (default: all cores). Timings include pre-processing; the
+# two resizes differ (kindbench: adm's TF1 bilinear, PyTorch: F.interpolate).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BENCH=${BENCH_INCEPTION:-build/tests/bench_inception}
+N=64 SIZE=256 THREADS=$(nproc) BATCH=50
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --n) N=$2; shift 2 ;;
+    --size) SIZE=$2; shift 2 ;;
+    --threads) THREADS=$2; shift 2 ;;
+    --batch) BATCH=$2; shift 2 ;;
+    *) echo "bench_inception.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+[ -x "$BENCH" ] || { echo "bench_inception.sh: $BENCH not built (cmake --build build --target bench_inception)" >&2; exit 1; }
+echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1-3 /proc/loadavg)"
+weights=() tmp=""
+if ! "$BENCH" --n 1 --size 8 >/dev/null 2>&1; then
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  /usr/bin/python3 bench/torch_inception_bench.py --write-weights "$tmp/inception_random.pth"
+  weights=(--weights "$tmp/inception_random.pth" --unverified)
+  echo "== real weights not found: random weights of the same layout"
+fi
+ours=$("$BENCH" "${weights[@]}" --n "$N" --size "$SIZE" --threads "$THREADS")
+echo "$ours" | grep -v '^images_per_sec='
+theirs=$(/usr/bin/python3 bench/torch_inception_bench.py --n "$N" --size "$SIZE" --threads "$THREADS" --batch "$BATCH")
+echo "$theirs" | grep -v '^images_per_sec='
+a=$(echo "$ours" | sed -n 's/^images_per_sec=//p')
+b=$(echo "$theirs" | sed -n 's/^images_per_sec=//p')
+awk -v a="$a" -v b="$b" 'BEGIN { printf "ratio kindbench/pytorch: %.2fx (images/s %.3f vs %.3f)\n", a / b, a, b }'

@@ -1,0 +1,249 @@
+/* The CUDA path of nn/ops_conv.h: cuDNN convolutions on NHWC tensors, and
+ * our own kernels for pooling, the bias + ReLU epilogue and strided copies.
+ *
+ * Math: FP32 by default. cuDNN's CUDNN_DEFAULT_MATH lets Ampere and newer
+ * GPUs use TF32 tensor cores (about 10 mantissa bits), so the convolution
+ * descriptor asks for CUDNN_FMA_MATH (FP32 FMA kernels only) unless the
+ * context allows TF32 (kb_cuda_state.allow_tf32), and the algorithm is the
+ * first of cuDNN's heuristic list that honours that choice (and needs at
+ * most 512 MiB of workspace).
+ *
+ * Strided tensors: cuDNN wants packed NHWC, so an input that is a channel
+ * slice (ldi > c) is first gathered into a packed buffer, and the output goes
+ * to a packed buffer that the epilogue kernel writes (bias, ReLU) into its
+ * channel slice (ldo > k); when both are packed cuDNN reads and writes the
+ * caller's memory and the epilogue runs in place.
+ *
+ * Pooling and global average pooling follow the fast CPU path's arithmetic
+ * (window order, float sums for the window pools; double sums in pixel order
+ * for the global pool, which is the reference's exact arithmetic). */
+#include <math.h>
+#include <stdint.h>
+
+#include <cudnn.h>
+
+#include "nn/cuda_common.cuh"
+
+extern "C" {
+#include "nn/ops_conv.h"
+}
+
+#define KB_CONV_BLOCK 256
+#define KB_CONV_MAX_GRID ((int64_t)1 << 20)
+#define KB_CONV_MAX_ALGOS 16
+#define KB_CONV_MAX_WS ((size_t)512 << 20) /* skip algorithms that want more workspace */
+
+#define KB_CUDNN_CHECK(op, call)                                                                                  \
+    do {                                                                                                          \
+        cudnnStatus_t kb_s_ = (call);                                                                             \
+        if (kb_s_ != CUDNN_STATUS_SUCCESS)                                                                        \
+            return kb_fail(err, "%s: %s failed: %s", (op), #call, cudnnGetErrorString(kb_s_));                    \
+    } while (0)
+
+/* The cuDNN state of one engine (kb_conv_engine.cuda). */
+struct kb_conv_cuda {
+    cudnnHandle_t handle;
+    cudnnTensorDescriptor_t x, y;
+    cudnnFilterDescriptor_t f;
+    cudnnConvolutionDescriptor_t conv;
+    char *buf;        /* device: [cuDNN workspace | packed input | packed output] */
+    size_t buf_bytes;
+    kb_cuda_state *st;
+};
+
+static unsigned grid_for(int64_t n) {
+    int64_t g = (n + KB_CONV_BLOCK - 1) / KB_CONV_BLOCK;
+    if (g > KB_CONV_MAX_GRID) g = KB_CONV_MAX_GRID;
+    return (unsigned)(g > 0 ? g : 1);
+}
+
+#define GRID_STRIDE(i, n) for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
+
+extern "C" int kb_conv_engine_init_cuda(kb_ctx *ctx, kb_conv_engine *e, kb_err *err) {
+    const char *op = "kb_conv_engine_create";
+    if (!ctx->cuda) return kb_fail(err, "%s: not a CUDA context", op);
+    kb_conv_cuda *c = (kb_conv_cuda *)calloc(1, sizeof *c);
+    if (!c) return kb_fail(err, "%s: out of memory", op);
+    e->cuda = c;
+    c->st = ctx->cuda;
+    KB_CUDA_CHECK(op, cudaSetDevice(ctx->cuda->device));
+    KB_CUDNN_CHECK(op, cudnnCreate(&c->handle));
+    KB_CUDNN_CHECK(op, cudnnSetStream(c->handle, ctx->cuda->stream));
+    KB_CUDNN_CHECK(op, cudnnCreateTensorDescriptor(&c->x));
+    KB_CUDNN_CHECK(op, cudnnCreateTensorDescriptor(&c->y));
+    KB_CUDNN_CHECK(op, cudnnCreateFilterDescriptor(&c->f));
+    KB_CUDNN_CHECK(op, cudnnCreateConvolutionDescriptor(&c->conv));
+    return 0;
+}
+
+extern "C" void kb_conv_engine_free_cuda(kb_conv_engine *e) {
+    kb_conv_cuda *c = (kb_conv_cuda *)e->cuda;
+    if (!c) return;
+    if (c->st) cudaStreamSynchronize(c->st->stream);
+    if (c->conv) cudnnDestroyConvolutionDescriptor(c->conv);
+    if (c->f) cudnnDestroyFilterDescriptor(c->f);
+    if (c->y) cudnnDestroyTensorDescriptor(c->y);
+    if (c->x) cudnnDestroyTensorDescriptor(c->x);
+    if (c->handle) cudnnDestroy(c->handle);
+    if (c->buf) cudaFree(c->buf);
+    free(c);
+    e->cuda = NULL;
+}
+
+/* Grows the engine's device buffer; waits for queued work that may use the old one. */
+static int ensure_buf(kb_conv_cuda *c, size_t bytes, kb_err *err) {
+    const char *op = "kb_conv2d";
+    if (bytes <= c->buf_bytes) return 0;
+    KB_CUDA_CHECK(op, cudaStreamSynchronize(c->st->stream));
+    if (c->buf) cudaFree(c->buf);
+    c->buf = NULL;
+    c->buf_bytes = 0;
+    KB_CUDA_CHECK(op, cudaMalloc((void **)&c->buf, bytes));
+    c->buf_bytes = bytes;
+    return 0;
+}
+
+__global__ void gather_pixels_kernel(float *dst, const float *src, int64_t pixels, int64_t c, int64_t ld) {
+    GRID_STRIDE(i, pixels * c) dst[i] = src[(i / c) * ld + i % c];
+}
+
+/* dst[p*ldo + j] = act(src[p*k + j] + bias[j]); src may equal dst when ldo == k. */
+__global__ void bias_act_kernel(float *dst, const float *src, const float *bias, int64_t pixels, int64_t k,
+                                int64_t ldo, int relu) {
+    GRID_STRIDE(i, pixels * k) {
+        int64_t p = i / k, j = i % k;
+        float v = src[i];
+        if (bias) v = __fadd_rn(v, bias[j]);
+        if (relu) v = v > 0.0f ? v : 0.0f;
+        dst[p * ldo + j] = v;
+    }
+}
+
+static size_t align256(size_t b) { return (b + 255) / 256 * 256; }
+
+/* Sets the descriptors for d and picks the algorithm (first heuristic choice
+ * that respects the FP32/TF32 setting). */
+static int plan_conv(kb_conv_cuda *c, const kb_conv2d_desc *d, cudnnConvolutionFwdAlgo_t *algo, size_t *ws_bytes,
+                     kb_err *err) {
+    const char *op = "kb_conv2d";
+    int64_t oh = kb_conv2d_out_h(d), ow = kb_conv2d_out_w(d);
+    if (d->n * d->h * d->w * d->c > INT32_MAX || d->n * oh * ow * d->k > INT32_MAX)
+        return kb_fail(err, "%s: tensor of more than 2^31 elements (n=%lld): use a smaller batch", op, (long long)d->n);
+    KB_CUDNN_CHECK(op, cudnnSetTensor4dDescriptor(c->x, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, (int)d->n, (int)d->c,
+                                                  (int)d->h, (int)d->w));
+    KB_CUDNN_CHECK(op, cudnnSetTensor4dDescriptor(c->y, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, (int)d->n, (int)d->k,
+                                                  (int)oh, (int)ow));
+    KB_CUDNN_CHECK(op, cudnnSetFilter4dDescriptor(c->f, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NHWC, (int)d->k, (int)d->c,
+                                                  d->kh, d->kw));
+    KB_CUDNN_CHECK(op, cudnnSetConvolution2dDescriptor(c->conv, d->ph, d->pw, d->sh, d->sw, 1, 1,
+                                                       CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+    int tf32 = c->st->allow_tf32;
+    KB_CUDNN_CHECK(op, cudnnSetConvolutionMathType(c->conv, tf32 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH));
+    cudnnConvolutionFwdAlgoPerf_t perf[KB_CONV_MAX_ALGOS];
+    int got = 0;
+    KB_CUDNN_CHECK(op, cudnnGetConvolutionForwardAlgorithm_v7(c->handle, c->x, c->f, c->conv, c->y, KB_CONV_MAX_ALGOS,
+                                                              &got, perf));
+    for (int i = 0; i < got; i++) {
+        int tensor_op = perf[i].mathType == CUDNN_TENSOR_OP_MATH ||
+                        perf[i].mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
+        if (perf[i].status != CUDNN_STATUS_SUCCESS || (tensor_op && !tf32) || perf[i].memory > KB_CONV_MAX_WS) continue;
+        KB_CUDNN_CHECK(op, cudnnSetConvolutionMathType(c->conv, perf[i].mathType));
+        *algo = perf[i].algo;
+        *ws_bytes = perf[i].memory;
+        return 0;
+    }
+    return kb_fail(err, "%s: cuDNN offers no %s algorithm for %lldx%lldx%lldx%lld * %dx%d -> %lld channels", op,
+                   tf32 ? "" : "FP32 (non-TF32) ", (long long)d->n, (long long)d->h, (long long)d->w, (long long)d->c,
+                   d->kh, d->kw, (long long)d->k);
+}
+
+extern "C" int kb_conv2d_cuda(kb_ctx *ctx, kb_conv_engine *e, const kb_conv2d_desc *d, float *out, const float *in,
+                              const float *w, const float *bias, kb_err *err) {
+    const char *op = "kb_conv2d";
+    kb_conv_cuda *c = (kb_conv_cuda *)e->cuda;
+    if (!c || !ctx->cuda) return kb_fail(err, "%s: engine has no cuDNN state", op);
+    cudnnConvolutionFwdAlgo_t algo;
+    size_t ws = 0;
+    if (plan_conv(c, d, &algo, &ws, err)) return -1;
+    int64_t oh = kb_conv2d_out_h(d), ow = kb_conv2d_out_w(d);
+    int64_t in_px = d->n * d->h * d->w, out_px = d->n * oh * ow;
+    size_t in_bytes = d->ldi != d->c ? align256((size_t)(in_px * d->c) * 4) : 0;
+    size_t out_bytes = d->ldo != d->k ? align256((size_t)(out_px * d->k) * 4) : 0;
+    if (ensure_buf(c, align256(ws) + in_bytes + out_bytes + 256, err)) return -1;
+    char *p = c->buf;
+    void *wsp = ws ? p : NULL;
+    p += align256(ws);
+    const float *x = in;
+    if (in_bytes) {
+        float *packed = (float *)p;
+        gather_pixels_kernel<<<grid_for(in_px * d->c), KB_CONV_BLOCK, 0, ctx->cuda->stream>>>(packed, in, in_px, d->c, d->ldi);
+        KB_LAUNCH_CHECK(op, "gather_pixels_kernel");
+        x = packed;
+        p += in_bytes;
+    }
+    float *y = out_bytes ? (float *)p : out;
+    const float one = 1.0f, zero = 0.0f;
+    KB_CUDNN_CHECK(op, cudnnConvolutionForward(c->handle, &one, c->x, x, c->f, w, c->conv, algo, wsp, ws, &zero, c->y, y));
+    if (!bias && !d->relu && y == out) return 0;
+    bias_act_kernel<<<grid_for(out_px * d->k), KB_CONV_BLOCK, 0, ctx->cuda->stream>>>(out, y, bias, out_px, d->k,
+                                                                                       d->ldo, d->relu);
+    KB_LAUNCH_CHECK(op, "bias_act_kernel");
+    return 0;
+}
+
+/* ------------------------------------------------------------------ pooling */
+
+/* One thread per output element; mode 0 max, 1 mean over in-image elements. */
+__global__ void pool_kernel(float *out, const float *in, kb_pool2d_desc d, int64_t oh, int64_t ow, int mode) {
+    GRID_STRIDE(i, d.n * oh * ow * d.c) {
+        int64_t ci = i % d.c, px = i / d.c, x = px % ow, y = (px / ow) % oh, b = px / (ow * oh);
+        int64_t y0 = y * d.s - d.p, x0 = x * d.s - d.p;
+        int64_t y1 = y0 + d.k < d.h ? y0 + d.k : d.h, x1 = x0 + d.k < d.w ? x0 + d.k : d.w;
+        if (y0 < 0) y0 = 0;
+        if (x0 < 0) x0 = 0;
+        float acc = in[((b * d.h + y0) * d.w + x0) * d.ldi + ci];
+        for (int64_t iy = y0; iy < y1; iy++)
+            for (int64_t ix = x0; ix < x1; ix++) {
+                if (iy == y0 && ix == x0) continue;
+                float v = in[((b * d.h + iy) * d.w + ix) * d.ldi + ci];
+                acc = mode ? __fadd_rn(acc, v) : (v > acc ? v : acc);
+            }
+        if (mode) acc = __fdiv_rn(acc, (float)((y1 - y0) * (x1 - x0)));
+        out[px * d.ldo + ci] = acc;
+    }
+}
+
+static int pool_cuda(kb_ctx *ctx, const kb_pool2d_desc *d, float *out, const float *in, int mode, const char *op,
+                     kb_err *err) {
+    if (!ctx->cuda) return kb_fail(err, "%s: not a CUDA context", op);
+    int64_t oh = kb_pool2d_out_h(d), ow = kb_pool2d_out_w(d);
+    pool_kernel<<<grid_for(d->n * oh * ow * d->c), KB_CONV_BLOCK, 0, ctx->cuda->stream>>>(out, in, *d, oh, ow, mode);
+    KB_LAUNCH_CHECK(op, "pool_kernel");
+    return 0;
+}
+
+extern "C" int kb_maxpool2d_cuda(kb_ctx *ctx, const kb_pool2d_desc *d, float *out, const float *in, kb_err *err) {
+    return pool_cuda(ctx, d, out, in, 0, "kb_maxpool2d", err);
+}
+
+extern "C" int kb_avgpool2d_cuda(kb_ctx *ctx, const kb_pool2d_desc *d, float *out, const float *in, kb_err *err) {
+    return pool_cuda(ctx, d, out, in, 1, "kb_avgpool2d", err);
+}
+
+__global__ void global_avgpool_kernel(float *out, const float *in, int64_t n, int64_t hw, int64_t c, int64_t ldi) {
+    GRID_STRIDE(i, n * c) {
+        int64_t b = i / c, ci = i % c;
+        double acc = 0.0;
+        for (int64_t p = 0; p < hw; p++) acc += (double)in[(b * hw + p) * ldi + ci];
+        out[i] = (float)(acc / (double)hw);
+    }
+}
+
+extern "C" int kb_global_avgpool_cuda(kb_ctx *ctx, float *out, const float *in, int64_t n, int64_t hw, int64_t c,
+                                      int64_t ldi, kb_err *err) {
+    const char *op = "kb_global_avgpool";
+    if (!ctx->cuda) return kb_fail(err, "%s: not a CUDA context", op);
+    global_avgpool_kernel<<<grid_for(n * c), KB_CONV_BLOCK, 0, ctx->cuda->stream>>>(out, in, n, hw, c, ldi);
+    KB_LAUNCH_CHECK(op, "global_avgpool_kernel");
+    return 0;
+}

@@ -1,0 +1,160 @@
+/* The CUDA path of the FID Inception: cuDNN convolutions (FP32, TF32 off)
+ * and our pooling kernels against the CPU references, then the whole network
+ * on the GPU against the CPU path and PyTorch. Skipped (exit 77, "skipped: no
+ * GPU") without a CUDA build or a visible GPU.
+ *
+ * Tolerances: conv |got - ref| <= 1e-5 * max|ref| + 1e-5 |ref|; pools as the
+ * CPU path (max and global average bit-identical, average rtol 1e-6);
+ * features (adm mode, 2 images): max |gpu - cpu| <= 1e-4 * max |cpu| per
+ * output, and the same bound against PyTorch. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kbtest.h"
+#include "metrics/inception.h"
+#include "nn/backend.h"
+#include "nn/ops_conv.h"
+#include "nn/safetensors.h"
+
+static uint64_t g_rng = 88172645463325252ULL;
+
+static float *rand_host(int64_t n) {
+    float *p = malloc(sizeof(float) * (size_t)n);
+    for (int64_t i = 0; i < n; i++) {
+        g_rng ^= g_rng << 13, g_rng ^= g_rng >> 7, g_rng ^= g_rng << 17;
+        p[i] = (float)((g_rng >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
+    }
+    return p;
+}
+
+static float *to_dev(kb_ctx *ctx, const float *h, int64_t n) {
+    kb_err err;
+    float *d = kb_dev_alloc(ctx, sizeof(float) * (size_t)n, &err);
+    if (d) kb_copy_to_dev(ctx, d, h, sizeof(float) * (size_t)n, &err);
+    return d;
+}
+
+static float *to_host(kb_ctx *ctx, const float *d, int64_t n) {
+    kb_err err;
+    float *h = malloc(sizeof(float) * (size_t)n);
+    kb_copy_to_host(ctx, h, d, sizeof(float) * (size_t)n, &err);
+    return h;
+}
+
+static float max_abs(const float *x, int64_t n) {
+    float m = 0.0f;
+    for (int64_t i = 0; i < n; i++) m = fabsf(x[i]) > m ? fabsf(x[i]) : m;
+    return m;
+}
+
+static void test_conv(kbt_state *st, kb_ctx *gpu, kb_conv_engine *e, const char *name, kb_conv2d_desc d) {
+    int64_t opx = d.n * kb_conv2d_out_h(&d) * kb_conv2d_out_w(&d), taps = (int64_t)d.kh * d.kw * d.c;
+    int64_t nin = d.n * d.h * d.w * d.ldi, nout = opx * d.ldo;
+    float *in = rand_host(nin), *w = rand_host(d.k * taps), *b = rand_host(d.k), *ref = calloc((size_t)nout, 4);
+    kb_conv2d_ref(&d, ref, in, w, b);
+    float *gin = to_dev(gpu, in, nin), *gw = to_dev(gpu, w, d.k * taps), *gb = to_dev(gpu, b, d.k), *gout = to_dev(gpu, ref, nout);
+    kb_err err = {{0}};
+    int rc = kb_conv2d_fwd(gpu, e, &d, gout, gin, gw, gb, &err) || kb_ctx_sync(gpu, &err);
+    KBT_CHECK(st, rc == 0, name, "%s", err.msg);
+    if (!rc) {
+        float *got = to_host(gpu, gout, nout);
+        kbt_close(st, name, got, ref, nout, 1e-5 * max_abs(ref, nout), 1e-5);
+        free(got);
+    }
+    kb_dev_free(gpu, gin), kb_dev_free(gpu, gw), kb_dev_free(gpu, gb), kb_dev_free(gpu, gout);
+    free(in), free(w), free(b), free(ref);
+}
+
+static void test_pools(kbt_state *st, kb_ctx *gpu) {
+    kb_pool2d_desc d = {2, 35, 35, 96, 100, 96, 3, 1, 1};
+    int64_t nin = d.n * d.h * d.w * d.ldi, nout = d.n * kb_pool2d_out_h(&d) * kb_pool2d_out_w(&d) * d.ldo;
+    float *in = rand_host(nin), *ref = calloc((size_t)nout, 4), *gin = to_dev(gpu, in, nin), *gout = to_dev(gpu, ref, nout);
+    kb_err err = {{0}};
+    for (int avg = 0; avg < 2; avg++) {
+        if (avg) kb_avgpool2d_ref(&d, ref, in);
+        else kb_maxpool2d_ref(&d, ref, in);
+        int rc = avg ? kb_avgpool2d_fwd(gpu, &d, gout, gin, &err) : kb_maxpool2d_fwd(gpu, &d, gout, gin, &err);
+        float *got = rc ? NULL : to_host(gpu, gout, nout);
+        KBT_CHECK(st, got != NULL, avg ? "cuda avg pool runs" : "cuda max pool runs", "%s", err.msg);
+        if (got) kbt_close(st, avg ? "cuda avg pool 3x3 s1 p1 (excl. pad)" : "cuda max pool 3x3 s1 p1", got, ref, nout, 0.0, avg ? 1e-6 : 0.0);
+        free(got);
+    }
+    float *g = rand_host(2 * 64 * 2048), *gref = malloc(4 * 2 * 2048), *gg = to_dev(gpu, g, 2 * 64 * 2048), *go = to_dev(gpu, gref, 2 * 2048);
+    kb_global_avgpool_ref(gref, g, 2, 64, 2048, 2048);
+    int rc = kb_global_avgpool_fwd(gpu, go, gg, 2, 64, 2048, 2048, &err);
+    float *got = rc ? NULL : to_host(gpu, go, 2 * 2048);
+    KBT_CHECK(st, got && !memcmp(got, gref, 4 * 2 * 2048), "cuda global avg pool bit-identical", "%s", err.msg);
+    free(got), free(g), free(gref), free(in), free(ref);
+    kb_dev_free(gpu, gg), kb_dev_free(gpu, go), kb_dev_free(gpu, gin), kb_dev_free(gpu, gout);
+}
+
+static const char *fx(const char *name, char *buf, size_t n) {
+    const char *d = getenv("KB_FIXTURES");
+    snprintf(buf, n, "%s/%s", d ? d : ".", name);
+    return buf;
+}
+
+static void test_network(kbt_state *st, kb_ctx *cpu, kb_ctx *gpu) {
+    char path[4096], refp[4096];
+    kb_err err = {{0}};
+    kb_inception *nc = kb_inception_load(cpu, fx("inception_rand_legacy.pth", path, sizeof path), 1, &err);
+    kb_inception *ng = nc ? kb_inception_load(gpu, path, 1, &err) : NULL;
+    kb_st_file *ref = ng ? kb_st_open(fx("inception_ref.safetensors", refp, sizeof refp), &err) : NULL;
+    KBT_CHECK(st, ref != NULL, "load weights on CPU and GPU", "%s", err.msg);
+    const kb_st_tensor *t = ref ? kb_st_find(ref, "img.0") : NULL;
+    uint8_t *img = NULL;
+    if (!t || kb_st_read_alloc(ref, "img.0", KB_U8, &t, (void **)&img, &err)) goto done;
+    int H = (int)t->shape[0], W = (int)t->shape[1], C = (int)t->shape[2];
+    int64_t dims[3] = {KB_INCEPTION_POOL_DIM, KB_INCEPTION_SPATIAL_DIM, KB_INCEPTION_LOGITS_DIM};
+    float *a[3], *b[3];
+    for (int k = 0; k < 3; k++) a[k] = malloc(4 * (size_t)dims[k]), b[k] = malloc(4 * (size_t)dims[k]);
+    int rc = kb_inception_features(nc, img, 1, H, W, C, KB_PREPROC_ADM, a[0], a[1], a[2], &err) ||
+             kb_inception_features(ng, img, 1, H, W, C, KB_PREPROC_ADM, b[0], b[1], b[2], &err);
+    KBT_CHECK(st, rc == 0, "features on CPU and GPU", "%s", err.msg);
+    static const char *names[3] = {"GPU vs CPU pool3", "GPU vs CPU spatial", "GPU vs CPU logits"};
+    static const char *keys[3] = {"adm.pool", "adm.spatial", "adm.logits"};
+    for (int k = 0; k < 3 && !rc; k++) {
+        kbt_close(st, names[k], b[k], a[k], dims[k], 1e-4 * max_abs(a[k], dims[k]), 0.0);
+        float *want = malloc(4 * (size_t)dims[k] * 2);
+        if (!kb_st_read_f32(ref, keys[k], -1, NULL, want, (size_t)dims[k] * 2, &err))
+            kbt_close(st, keys[k], b[k], want, dims[k], 1e-4 * max_abs(want, dims[k]), 0.0);
+        free(want);
+    }
+    for (int k = 0; k < 3; k++) free(a[k]), free(b[k]);
+done:
+    free(img);
+    kb_st_close(ref);
+    kb_inception_free(nc);
+    kb_inception_free(ng);
+}
+
+int main(void) {
+    if (!kb_cuda_compiled() || kb_cuda_device_count() < 1) {
+        printf("skipped: no GPU (%s)\n", kb_cuda_compiled() ? "no visible device" : "built without CUDA");
+        return KBT_SKIP_CODE;
+    }
+    kbt_state st = {0};
+    kb_ctx cpu, gpu;
+    kb_err err = {{0}};
+    if (kb_ctx_init(&cpu, KB_DEV_CPU, NULL, &err) || kb_ctx_init(&gpu, KB_DEV_CUDA, NULL, &err)) {
+        printf("FAIL contexts: %s\n", err.msg);
+        return 1;
+    }
+    kb_conv_engine *e = kb_conv_engine_create(&gpu, 0, &err);
+    KBT_CHECK(&st, e != NULL, "cuDNN engine", "%s", err.msg);
+    if (e) {
+        test_conv(&st, &gpu, e, "cuda conv 1x1 into a slice", (kb_conv2d_desc){2, 35, 35, 192, 200, 64, 1, 1, 1, 1, 0, 0, 256, 1});
+        test_conv(&st, &gpu, e, "cuda conv 3x3 s2 stem", (kb_conv2d_desc){2, 33, 31, 3, 3, 32, 3, 3, 2, 2, 0, 0, 32, 1});
+        test_conv(&st, &gpu, e, "cuda conv 1x7 p(0,3)", (kb_conv2d_desc){2, 17, 17, 160, 160, 160, 1, 7, 1, 1, 0, 3, 160, 1});
+        test_conv(&st, &gpu, e, "cuda conv 3x1 slice in", (kb_conv2d_desc){2, 8, 8, 384, 1344, 384, 3, 1, 1, 1, 1, 0, 384, 0});
+        test_conv(&st, &gpu, e, "cuda conv 5x5 p2", (kb_conv2d_desc){3, 13, 13, 48, 48, 64, 5, 5, 1, 1, 2, 2, 64, 1});
+        kb_conv_engine_free(e);
+    }
+    test_pools(&st, &gpu);
+    test_network(&st, &cpu, &gpu);
+    kb_ctx_free(&gpu);
+    kb_ctx_free(&cpu);
+    return kbt_finish(&st);
+}
