@@ -31,6 +31,7 @@ int kb_cli_parse_double(const char *opt, const char *s, double *out, kb_err *err
 
 /* The subcommands (harness/cmd_*.c). */
 int kb_cmd_data(int argc, char **argv, kb_err *err);
+int kb_cmd_eval(int argc, char **argv, kb_err *err);
 int kb_cmd_device(int argc, char **argv, kb_err *err);
 int kb_cmd_bench(int argc, char **argv, kb_err *err);
 int kb_cmd_train(int argc, char **argv, kb_err *err);

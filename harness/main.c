@@ -11,6 +11,7 @@ static const kb_subcommand commands[] = {
     {"bench", kb_cmd_bench, "time training steps (bench/bench_train.sh compares with PyTorch)"},
     {"train", kb_cmd_train, "train or resume a class-conditional DiT on a dataset cache"},
     {"sample", kb_cmd_sample, "sample images from a DiT checkpoint (PNGs, grid, ADM-style .npz)"},
+    {"eval", kb_cmd_eval, "score samples against a reference: FID, sFID, IS, P/R, D/C, KID, spectral"},
     {NULL, NULL, NULL},
 };
 

@@ -1,0 +1,788 @@
+/* `kindbench eval`: sample quality metrics of a set of samples against a
+ * reference (FID, sFID, IS, precision/recall, density/coverage, KID,
+ * spectral distance), and `kindbench eval stats` to write reference
+ * statistics. See docs/metrics.md. */
+#include <csv.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness/cli.h"
+#include "metrics/eval_input.h"
+#include "metrics/fid.h"
+#include "metrics/inception.h"
+#include "metrics/inception_score.h"
+#include "metrics/kid.h"
+#include "metrics/prdc.h"
+#include "metrics/refstats.h"
+#include "metrics/spectral.h"
+#include "util/fileio.h"
+#include "util/sha256.h"
+
+enum { M_FID = 1, M_SFID = 2, M_IS = 4, M_PR = 8, M_DC = 16, M_KID = 32, M_SPECTRAL = 64 };
+#define M_DEFAULT (M_FID | M_SFID | M_IS | M_PR)
+
+static const struct {
+    const char *name;
+    unsigned bit;
+} metric_names[] = {{"fid", M_FID}, {"sfid", M_SFID}, {"is", M_IS}, {"pr", M_PR},
+                    {"dc", M_DC},   {"kid", M_KID},   {"spectral", M_SPECTRAL}};
+
+typedef struct {
+    unsigned metrics;
+    int metrics_given;
+    kb_preproc_mode mode;
+    const char *csv, *weights, *cache_dir, *featurizer, *out;
+    int allow_unverified, no_cache, quiet, threads, batch, with_features, with_images;
+    kb_device device;
+    kb_is_mode is_mode;
+    kb_input_filter ref_filter, samples_filter;
+    kb_dist_precision pr_precision;
+    int pr_k, dc_k, kid_subsets;
+    long long kid_subset_size;
+    kb_fd_method fd_method;
+} eval_opts;
+
+static void opts_init(eval_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->metrics = M_DEFAULT;
+    o->mode = KB_PREPROC_ADM;
+    o->featurizer = "inception";
+    o->device = KB_DEV_CPU;
+    o->batch = 64;
+    o->is_mode = KB_IS_ADM;
+    kb_input_filter_all(&o->ref_filter);
+    kb_input_filter_all(&o->samples_filter);
+    o->pr_k = 3, o->dc_k = 5, o->kid_subsets = 100, o->kid_subset_size = 1000;
+}
+
+static void usage(void) {
+    printf(
+        "Usage: kindbench eval SAMPLES REFERENCE [options]\n"
+        "       kindbench eval stats INPUT -o OUT.npz [options]\n\n"
+        "Scores SAMPLES against REFERENCE. Each may be an image folder (PNG/JPEG/GIF, searched recursively), an\n"
+        "ADM batch .npz (arr_0 uint8 NHWC, with or without precomputed mu/sigma/mu_s/sigma_s), a pytorch-fid\n"
+        "statistics .npz (mu, sigma), a kindbench statistics .npz, or a .kbd dataset cache. Precomputed\n"
+        "statistics are used as they are (as the ADM evaluator does); images are featurised with the FID\n"
+        "Inception-v3, and a reference's features are cached so that it is featurised once.\n"
+        "`eval stats` writes mu, sigma, mu_s, sigma_s, the spectrum and kb_meta for INPUT (readable by the ADM\n"
+        "evaluator, pytorch-fid and numpy); arr_0 and the features only when asked.\n\n"
+        "Options:\n"
+        "  --metrics LIST          comma-separated: fid,sfid,is,pr,dc,kid,spectral, or all (default\n"
+        "                          fid,sfid,is,pr: those the inputs cannot give are skipped with a note;\n"
+        "                          a metric named explicitly that cannot be computed is an error)\n"
+        "  --mode adm|pytorch-fid|clean   pre-processing (default adm: TF1 bilinear, (x-128)/128)\n"
+        "  --csv FILE              also write the results as CSV (written atomically)\n"
+        "  --inception-weights PATH  the FID Inception weights (default: $KINDBENCH_INCEPTION, then\n"
+        "                          ~/.cache/kindbench/%s)\n"
+        "  --device cpu|cuda       where Inception runs (default cpu); --threads N CPU threads\n"
+        "  --batch N               images decoded and featurised per step (default 64)\n"
+        "  --is-splits adm|fidelity  IS splits: ADM's contiguous 5000-image chunks (default), or\n"
+        "                          torch-fidelity's 10 shuffled splits (mean +- std)\n"
+        "  --ref-split train|test|all, --ref-classes pretrain|novel|unused|all\n"
+        "                          select images of a .kbd REFERENCE (--samples-split/--samples-classes: SAMPLES)\n"
+        "  --pr-k K, --dc-k K      neighbourhoods (default 3 as ADM, 5 as prdc)\n"
+        "  --pr-precision fp32|fp16  distance arithmetic (default fp32; fp16 emulates ADM's GEMM)\n"
+        "  --kid-subsets N, --kid-subset-size N   (default 100 x 1000; clamped to the smaller set)\n"
+        "  --fd-method auto|eigh|cholesky  Frechet distance route (default auto)\n"
+        "  --features-cache DIR    cache directory (default $KINDBENCH_FEATURES_CACHE or\n"
+        "                          ~/.cache/kindbench/features); --no-cache to neither read nor write it\n"
+        "  --with-features         eval stats: also store pool and logits features (P/R, KID, IS later)\n"
+        "  --with-images           eval stats: also store the images as arr_0 (an ADM reference batch)\n"
+        "  --featurizer pixels     TESTS ONLY: 8x8 pixel averages instead of Inception (not FID)\n"
+        "  --quiet                 no progress output\n"
+        "  -h, --help              this text\n",
+        KB_INCEPTION_FILENAME);
+}
+
+/* ------------------------------------------------------------- options */
+
+enum {
+    O_METRICS = 256, O_MODE, O_CSV, O_WEIGHTS, O_DEVICE, O_BATCH, O_IS_SPLITS, O_REF_SPLIT, O_REF_CLASSES,
+    O_SAMP_SPLIT, O_SAMP_CLASSES, O_PR_K, O_DC_K, O_PR_PREC, O_KID_SUBSETS, O_KID_SIZE, O_FD_METHOD, O_CACHE,
+    O_NO_CACHE, O_WITH_FEATURES, O_WITH_IMAGES, O_FEATURIZER, O_QUIET, O_THREADS, O_UNVERIFIED
+};
+
+static int parse_metrics(const char *s, unsigned *out, kb_err *err) {
+    char buf[256];
+    if (snprintf(buf, sizeof buf, "%s", s) >= (int)sizeof buf) return kb_fail(err, "--metrics: list too long");
+    *out = 0;
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        unsigned bit = 0;
+        if (!strcmp(t, "all")) bit = 127;
+        for (size_t i = 0; i < sizeof metric_names / sizeof metric_names[0]; i++)
+            if (!strcmp(t, metric_names[i].name)) bit = metric_names[i].bit;
+        if (!bit) return kb_fail(err, "--metrics: unknown metric '%s' (known: fid, sfid, is, pr, dc, kid, spectral, all)", t);
+        *out |= bit;
+    }
+    return *out ? 0 : kb_fail(err, "--metrics: empty list");
+}
+
+static int parse_split(const char *opt, const char *s, kb_split *out, kb_err *err) {
+    if (!strcmp(s, "train")) return *out = KB_SPLIT_TRAIN, 0;
+    if (!strcmp(s, "test")) return *out = KB_SPLIT_TEST, 0;
+    if (!strcmp(s, "all")) return *out = KB_SPLIT_ANY, 0;
+    return kb_fail(err, "%s: expected train, test or all, got '%s'", opt, s);
+}
+
+static int parse_role(const char *opt, const char *s, kb_class_role *out, kb_err *err) {
+    if (!strcmp(s, "all")) return *out = KB_ROLE_ANY, 0;
+    int r = kb_role_parse(s);
+    if (r < 0) return kb_fail(err, "%s: expected pretrain, novel, unused or all, got '%s'", opt, s);
+    *out = (kb_class_role)r;
+    return 0;
+}
+
+static int parse_choice(const char *opt, const char *s, const char *const *names, int n, int *out, kb_err *err) {
+    for (int i = 0; i < n; i++)
+        if (!strcmp(s, names[i])) return *out = i, 0;
+    return kb_fail(err, "%s: unknown value '%s'", opt, s);
+}
+
+static int int_opt(const char *opt, const char *s, long long lo, long long hi, int *out, kb_err *err) {
+    long long v;
+    if (kb_cli_parse_int(opt, s, lo, hi, &v, err)) return -1;
+    *out = (int)v;
+    return 0;
+}
+
+static int apply_option(int c, const char *a, eval_opts *o, kb_err *err) {
+    static const char *const prec[] = {"fp32", "fp16"}, *const fdm[] = {"auto", "eigh", "cholesky"};
+    int v = 0;
+    switch (c) {
+    case O_METRICS: o->metrics_given = 1; return parse_metrics(a, &o->metrics, err);
+    case O_MODE: return kb_preproc_parse(a, &o->mode, err);
+    case O_CSV: o->csv = a; return 0;
+    case O_WEIGHTS: o->weights = a; return 0;
+    case O_DEVICE: return kb_device_parse(a, &o->device, err);
+    case O_BATCH: return int_opt("--batch", a, 1, 4096, &o->batch, err);
+    case O_THREADS: return int_opt("--threads", a, 1, 1024, &o->threads, err);
+    case O_IS_SPLITS: return kb_is_mode_parse(a, &o->is_mode, err);
+    case O_REF_SPLIT: return parse_split("--ref-split", a, &o->ref_filter.split, err);
+    case O_REF_CLASSES: return parse_role("--ref-classes", a, &o->ref_filter.role, err);
+    case O_SAMP_SPLIT: return parse_split("--samples-split", a, &o->samples_filter.split, err);
+    case O_SAMP_CLASSES: return parse_role("--samples-classes", a, &o->samples_filter.role, err);
+    case O_PR_K: return int_opt("--pr-k", a, 1, 64, &o->pr_k, err);
+    case O_DC_K: return int_opt("--dc-k", a, 1, 64, &o->dc_k, err);
+    case O_PR_PREC: return parse_choice("--pr-precision", a, prec, 2, &v, err) ? -1 : (o->pr_precision = v, 0);
+    case O_FD_METHOD: return parse_choice("--fd-method", a, fdm, 3, &v, err) ? -1 : (o->fd_method = v, 0);
+    case O_KID_SUBSETS: return int_opt("--kid-subsets", a, 1, 100000, &o->kid_subsets, err);
+    case O_KID_SIZE: return kb_cli_parse_int("--kid-subset-size", a, 2, 1LL << 30, &o->kid_subset_size, err);
+    case O_CACHE: o->cache_dir = a; return 0;
+    case O_NO_CACHE: o->no_cache = 1; return 0;
+    case O_WITH_FEATURES: o->with_features = 1; return 0;
+    case O_WITH_IMAGES: o->with_images = 1; return 0;
+    case O_FEATURIZER:
+        if (strcmp(a, "inception") && strcmp(a, "pixels"))
+            return kb_fail(err, "--featurizer: expected inception or pixels, got '%s'", a);
+        o->featurizer = a;
+        return 0;
+    case O_UNVERIFIED: o->allow_unverified = 1; return 0;
+    case O_QUIET: o->quiet = 1; return 0;
+    case 'o': o->out = a; return 0;
+    default: return kb_fail(err, "eval: unknown option");
+    }
+}
+
+/* Parses argv; positional arguments are left in argv[optind..argc). 1 = --help shown. */
+static int parse_opts(int argc, char **argv, eval_opts *o, kb_err *err) {
+    static const struct option lo[] = {
+        {"metrics", 1, 0, O_METRICS}, {"mode", 1, 0, O_MODE}, {"csv", 1, 0, O_CSV},
+        {"inception-weights", 1, 0, O_WEIGHTS}, {"device", 1, 0, O_DEVICE}, {"batch", 1, 0, O_BATCH},
+        {"threads", 1, 0, O_THREADS}, {"is-splits", 1, 0, O_IS_SPLITS}, {"ref-split", 1, 0, O_REF_SPLIT},
+        {"ref-classes", 1, 0, O_REF_CLASSES}, {"samples-split", 1, 0, O_SAMP_SPLIT},
+        {"samples-classes", 1, 0, O_SAMP_CLASSES}, {"pr-k", 1, 0, O_PR_K}, {"dc-k", 1, 0, O_DC_K},
+        {"pr-precision", 1, 0, O_PR_PREC}, {"fd-method", 1, 0, O_FD_METHOD}, {"kid-subsets", 1, 0, O_KID_SUBSETS},
+        {"kid-subset-size", 1, 0, O_KID_SIZE}, {"features-cache", 1, 0, O_CACHE}, {"no-cache", 0, 0, O_NO_CACHE},
+        {"with-features", 0, 0, O_WITH_FEATURES}, {"with-images", 0, 0, O_WITH_IMAGES},
+        {"featurizer", 1, 0, O_FEATURIZER}, {"allow-unverified-weights", 0, 0, O_UNVERIFIED},
+        {"quiet", 0, 0, O_QUIET}, {"output", 1, 0, 'o'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    int c;
+    optind = 0;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "ho:", lo, NULL)) != -1) {
+        if (c == 'h') return usage(), 1;
+        if (c == '?') return kb_fail(err, "eval: unknown option or missing value: '%s'", argv[optind - 1]);
+        if (apply_option(c, optarg, o, err)) return -1;
+    }
+    return 0;
+}
+
+/* --------------------------------------------------------- featurisers */
+
+typedef struct {
+    kb_featurizer fz;
+    kb_ctx *ctx;
+    kb_inception *net;
+    kb_preproc_mode mode;
+    int ready;
+} feat_state;
+
+static int inception_fn(void *user, const uint8_t *rgb, int64_t n, int h, int w, float *pool, float *spatial,
+                        float *logits, kb_err *err) {
+    feat_state *s = user;
+    return kb_inception_features(s->net, rgb, n, h, w, 3, s->mode, pool, spatial, logits, err);
+}
+
+/* Mean of each cell of a g x g grid over image [h, w, 3], /255, into out[g*g*3]. */
+static void cell_means(const uint8_t *img, int h, int w, int g, float *out) {
+    double sum[64 * 3] = {0};
+    int cnt[64] = {0};
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            int c = (int)((int64_t)y * g / h) * g + (int)((int64_t)x * g / w);
+            cnt[c]++;
+            for (int k = 0; k < 3; k++) sum[c * 3 + k] += img[((int64_t)y * w + x) * 3 + k];
+        }
+    for (int c = 0; c < g * g; c++) {
+        int y = (c / g) * h / g, x = (c % g) * w / g; /* an empty cell (image smaller than g) takes its pixel */
+        for (int k = 0; k < 3; k++)
+            out[c * 3 + k] = (float)((cnt[c] ? sum[c * 3 + k] / cnt[c] : img[((int64_t)y * w + x) * 3 + k]) / 255.0);
+    }
+}
+
+/* TESTS ONLY: pool = 8x8x3 cell means, spatial = 4x4x3, logits = 8 * pool[0..16). */
+static int pixels_fn(void *user, const uint8_t *rgb, int64_t n, int h, int w, float *pool, float *spatial,
+                     float *logits, kb_err *err) {
+    for (int64_t i = 0; i < n; i++) {
+        const uint8_t *img = rgb + (size_t)i * h * w * 3;
+        float p[192];
+        cell_means(img, h, w, 8, p);
+        if (pool) memcpy(pool + i * 192, p, sizeof p);
+        if (spatial) cell_means(img, h, w, 4, spatial + i * 48);
+        for (int k = 0; logits && k < 16; k++) logits[i * 16 + k] = 8.0f * p[k];
+    }
+    return 0;
+}
+
+static int setup_inception(feat_state *s, const eval_opts *o, kb_err *err) {
+    char path[4096];
+    if (kb_inception_find_weights(o->weights, path, sizeof path, err)) return -1;
+    if (!(s->net = kb_inception_load(s->ctx, path, o->allow_unverified, err))) return -1;
+    s->fz.fn = inception_fn;
+    s->fz.pool_dim = KB_INCEPTION_POOL_DIM, s->fz.spatial_dim = KB_INCEPTION_SPATIAL_DIM;
+    s->fz.logits_dim = KB_INCEPTION_LOGITS_DIM;
+    snprintf(s->fz.id, sizeof s->fz.id, "inception-2015-12-05");
+    if (!o->allow_unverified) {
+        snprintf(s->fz.weights_sha256, sizeof s->fz.weights_sha256, "%s", KB_INCEPTION_SHA256);
+        return 0;
+    }
+    uint8_t dg[32]; /* unverified weights: the cache key must still name them */
+    if (kb_sha256_file(path, dg, err)) return -1;
+    kb_sha256_hex(dg, s->fz.weights_sha256);
+    return 0;
+}
+
+/* Loads the featuriser on first use (the Inception weights only when images need it). */
+static int featurizer_ready(feat_state *s, const eval_opts *o, kb_err *err) {
+    if (s->ready) return 0;
+    s->mode = o->mode;
+    s->fz.user = s;
+    s->fz.batch = o->batch;
+    snprintf(s->fz.mode, sizeof s->fz.mode, "%s", kb_preproc_name(o->mode));
+    if (!strcmp(o->featurizer, "pixels")) {
+        s->fz.fn = pixels_fn;
+        s->fz.pool_dim = 192, s->fz.spatial_dim = 48, s->fz.logits_dim = 16;
+        snprintf(s->fz.id, sizeof s->fz.id, "pixels");
+        snprintf(s->fz.weights_sha256, sizeof s->fz.weights_sha256, "none");
+    } else if (setup_inception(s, o, err)) {
+        return -1;
+    }
+    s->ready = 1;
+    return 0;
+}
+
+/* ------------------------------------------------------ evaluation sets */
+
+/* Which of the wanted metric bits a set can serve on its own. */
+static unsigned satisfied(const kb_evalset *s) {
+    unsigned ok = 0;
+    if (s->has_pool_stats) ok |= M_FID;
+    if (s->has_spatial_stats) ok |= M_SFID;
+    if (s->feat.pool) ok |= M_PR | M_DC | M_KID;
+    if (s->feat.logits) ok |= M_IS;
+    if (s->spectrum_bins) ok |= M_SPECTRAL;
+    return ok;
+}
+
+/* Statistics written with another mode or featuriser must not be mixed in. */
+static int check_meta(const kb_evalset *s, const feat_state *fs, const eval_opts *o, kb_err *err) {
+    const char *mode = kb_preproc_name(o->mode);
+    if (s->meta.mode[0] && strcmp(s->meta.mode, mode))
+        return kb_fail(err, "%s: its statistics were computed in mode %s, but this evaluation uses --mode %s", s->path,
+                       s->meta.mode, mode);
+    const char *fz = strcmp(o->featurizer, "pixels") ? "inception-2015-12-05" : "pixels";
+    if (s->meta.featurizer[0] && strcmp(s->meta.featurizer, fz))
+        return kb_fail(err, "%s: its features come from featuriser '%s', this evaluation uses '%s'", s->path,
+                       s->meta.featurizer, fz);
+    (void)fs;
+    return 0;
+}
+
+/* Moves the parts dst lacks from src (src is freed after). */
+static void take_missing(kb_evalset *dst, kb_evalset *src) {
+    if (!dst->has_pool_stats && src->has_pool_stats)
+        dst->pool_stats = src->pool_stats, dst->has_pool_stats = 1, memset(&src->pool_stats, 0, sizeof src->pool_stats);
+    if (!dst->has_spatial_stats && src->has_spatial_stats)
+        dst->spatial_stats = src->spatial_stats, dst->has_spatial_stats = 1,
+        memset(&src->spatial_stats, 0, sizeof src->spatial_stats);
+    if ((!dst->feat.pool || !dst->feat.logits) && src->feat.pool) { /* the images' features, whole */
+        kb_features_free(&dst->feat);
+        dst->feat = src->feat;
+        memset(&src->feat, 0, sizeof src->feat);
+    }
+    if (!dst->spectrum_bins && src->spectrum_bins) {
+        dst->spectrum = src->spectrum, dst->spectrum_bins = src->spectrum_bins;
+        dst->spectrum_h = src->spectrum_h, dst->spectrum_w = src->spectrum_w, src->spectrum = NULL;
+    }
+    if (!dst->spectrum_bins) snprintf(dst->spectrum_note, sizeof dst->spectrum_note, "%s", src->spectrum_note);
+    if (!dst->stats_from_file && !dst->meta.mode[0]) dst->meta = src->meta; /* file statistics keep their (unknown) provenance */
+}
+
+/* A cached featurisation of these images, if one exists and matches. */
+static int cache_lookup(const char *path, const kb_stats_meta *want, kb_evalset *out) {
+    kb_err e;
+    if (!kb_is_file(path) || kb_evalset_read_npz(path, 1, out, &e)) return 0;
+    int n = (int)out->meta.count;
+    int ok = kb_stats_meta_same_features(want, &out->meta) && out->feat.pool && out->feat.logits &&
+             out->feat.n == out->meta.count && (n < 2 || (out->has_pool_stats && out->has_spatial_stats));
+    if (!ok) kb_evalset_free(out);
+    return ok;
+}
+
+static void cache_store(const char *dir, const char *path, const kb_evalset *s, int quiet) {
+    kb_err e;
+    if (kb_mkdir_p(dir, &e) || kb_evalset_write_npz(path, s, 1, NULL, &e))
+        fprintf(stderr, "kindbench: warning: features not cached: %s\n", e.msg);
+    else if (!quiet) fprintf(stderr, "cached the features in %s\n", path);
+}
+
+typedef struct {
+    const eval_opts *o;
+    feat_state *fs;
+} eval_env;
+
+/* Featurises the images of path (through the cache when use_cache). */
+static int featurize_images(const eval_env *env, const char *path, const kb_input_filter *filter, int use_cache,
+                            kb_evalset *out, kb_err *err) {
+    kb_image_input in;
+    if (featurizer_ready(env->fs, env->o, err) || kb_image_input_open(path, filter, &in, err)) return -1;
+    kb_stats_meta want;
+    memset(&want, 0, sizeof want);
+    snprintf(want.mode, sizeof want.mode, "%s", env->fs->fz.mode);
+    snprintf(want.featurizer, sizeof want.featurizer, "%s", env->fs->fz.id);
+    snprintf(want.weights_sha256, sizeof want.weights_sha256, "%s", env->fs->fz.weights_sha256);
+    char dir[4096], cpath[4300];
+    int rc = 0, cached = 0;
+    rc = kb_image_input_hash(&in, want.source_sha256, err); /* recorded in kb_meta even without the cache */
+    if (!rc && use_cache) rc = kb_features_cache_dir(env->o->cache_dir, dir, sizeof dir, err) ||
+                               kb_features_cache_path(dir, &want, cpath, sizeof cpath, err);
+    if (!rc && use_cache) want.count = in.count, cached = cache_lookup(cpath, &want, out);
+    if (!rc && cached && !env->o->quiet) fprintf(stderr, "%s: features from the cache (%s)\n", path, cpath);
+    if (!rc && !cached) rc = kb_featurize_input(&in, &env->fs->fz, env->o->quiet, out, err);
+    if (!rc && !cached) snprintf(out->meta.source_sha256, sizeof out->meta.source_sha256, "%s", want.source_sha256);
+    if (!rc && !cached && use_cache) cache_store(dir, cpath, out, env->o->quiet);
+    kb_image_input_close(&in);
+    return rc;
+}
+
+static int is_npz_path(const char *path) {
+    size_t n = strlen(path);
+    return kb_is_file(path) && !(n >= 4 && !strcmp(path + n - 4, ".kbd"));
+}
+
+/* One side of the evaluation: statistics from an npz where it has them,
+ * images featurised for whatever is still wanted. */
+static int load_side(const eval_env *env, const char *path, const char *label, const kb_input_filter *filter,
+                     unsigned want, int use_cache, kb_evalset *out, kb_err *err) {
+    kb_evalset_init(out, label, path);
+    int has_images = 1;
+    if (is_npz_path(path)) {
+        if (kb_evalset_read_npz(path, (want & (M_PR | M_DC | M_KID | M_IS)) != 0, out, err)) return -1;
+        if (check_meta(out, env->fs, env->o, err)) return kb_evalset_free(out), -1;
+        has_images = out->has_images;
+        if (out->has_pool_stats || out->feat.pool) {
+            if (filter->split != KB_SPLIT_ANY || filter->role != KB_ROLE_ANY)
+                return kb_evalset_free(out), kb_fail(err, "%s: split/class filters apply to .kbd caches only", path);
+        }
+    }
+    if (!(want & ~satisfied(out)) || !has_images) return 0;
+    kb_evalset fresh;
+    kb_evalset_init(&fresh, label, path);
+    if (featurize_images(env, path, filter, use_cache, &fresh, err)) return kb_evalset_free(out), -1;
+    take_missing(out, &fresh);
+    kb_evalset_free(&fresh);
+    return 0;
+}
+
+/* ------------------------------------------------------------- results */
+
+typedef struct {
+    char metric[16];
+    double value, std;
+    int has_std;
+    char details[320];
+} result_row;
+
+typedef struct {
+    result_row rows[16];
+    int n;
+    const eval_opts *o;
+    const kb_evalset *samp, *ref;
+    kb_ctx *cpu;
+} results;
+
+static void add_row(results *r, const char *metric, double v, double sd, int has_std, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+static void add_row(results *r, const char *metric, double v, double sd, int has_std, const char *fmt, ...) {
+    result_row *row = &r->rows[r->n++];
+    snprintf(row->metric, sizeof row->metric, "%s", metric);
+    row->value = v, row->std = sd, row->has_std = has_std;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(row->details, sizeof row->details, fmt, ap);
+    va_end(ap);
+    printf("%-10s %14.6f", metric, v);
+    if (has_std) printf(" +- %-10.6f", sd);
+    else printf("    %-10s", "");
+    printf("  [mode %s] %s\n", kb_preproc_name(r->o->mode), row->details);
+    fflush(stdout);
+}
+
+/* Images behind statistics g (or the set when g is NULL); 0: unknown (an ADM/pytorch-fid file). */
+static int64_t count_of(const kb_evalset *s, const kb_gstats *g) {
+    if (g && g->count) return g->count;
+    if (g && s->stats_from_file) return s->meta.count;
+    return s->meta.count ? s->meta.count : s->feat.n;
+}
+
+/* "5000 samples", or "samples statistics from the file" when the count is not known. */
+static const char *count_str(const kb_evalset *s, const kb_gstats *g, char *buf, size_t n) {
+    int64_t c = count_of(s, g);
+    if (c) snprintf(buf, n, "%lld %s", (long long)c, s->label);
+    else snprintf(buf, n, "precomputed %s statistics", s->label);
+    return buf;
+}
+
+static int do_fd(results *r, const char *name, int spatial, kb_err *err) {
+    const kb_gstats *a = spatial ? &r->samp->spatial_stats : &r->samp->pool_stats;
+    const kb_gstats *b = spatial ? &r->ref->spatial_stats : &r->ref->pool_stats;
+    double fd;
+    kb_fd_info info;
+    if (kb_frechet_distance(a, b, r->o->fd_method, &fd, &info, err)) return kb_fail_wrap(err, "%s", name);
+    char ca[64], cb[64];
+    add_row(r, name, fd, 0, 0, "%lld-d %s features, %s vs %s; %s route%s", (long long)a->dim,
+            spatial ? "spatial" : "pool", count_str(r->samp, a, ca, sizeof ca), count_str(r->ref, b, cb, sizeof cb),
+            kb_fd_method_name(info.method), info.eps_retry ? ", eps 1e-6 fallback" : "");
+    return 0;
+}
+
+static int do_is(results *r, kb_err *err) {
+    kb_is_opts io;
+    kb_is_result res;
+    kb_is_opts_default(&io, r->o->is_mode);
+    const kb_features *f = &r->samp->feat;
+    if (kb_inception_score(f->logits, f->n, f->logits_dim, &io, &res, err)) return -1;
+    if (r->o->is_mode == KB_IS_ADM)
+        add_row(r, "IS", res.mean, 0, 0, "samples; adm splits: %d of up to %lld images in file order (last %lld)",
+                res.splits, (long long)io.split_size, (long long)res.last_split);
+    else
+        add_row(r, "IS", res.mean, res.std, 1, "samples; fidelity splits: %d shuffled (RandomState 2020)", res.splits);
+    return 0;
+}
+
+static int check_dims(const results *r, kb_err *err) {
+    if (r->samp->feat.pool_dim != r->ref->feat.pool_dim)
+        return kb_fail(err, "feature dimensions differ: samples %lld-d, reference %lld-d", (long long)r->samp->feat.pool_dim,
+                       (long long)r->ref->feat.pool_dim);
+    return 0;
+}
+
+static int do_prdc(results *r, unsigned which, kb_err *err) {
+    kb_prdc_opts po;
+    kb_prdc_result res;
+    kb_progress pg;
+    kb_prdc_opts_default(&po);
+    po.pr_k = (which & M_PR) ? r->o->pr_k : 0, po.dc_k = (which & M_DC) ? r->o->dc_k : 0;
+    po.precision = r->o->pr_precision;
+    const kb_features *s = &r->samp->feat, *f = &r->ref->feat;
+    if (check_dims(r, err)) return -1;
+    kb_progress_start(&pg, "k-NN distance blocks", kb_prdc_blocks(f->n, s->n, &po), r->o->quiet);
+    po.progress = &pg;
+    int rc = kb_prdc(r->cpu, f->pool, f->n, s->pool, s->n, s->pool_dim, &po, &res, err);
+    kb_progress_finish(&pg);
+    if (rc) return -1;
+    const char *prec = po.precision == KB_DIST_FP16 ? "fp16-emulated" : "fp32";
+    if (which & M_PR) {
+        add_row(r, "precision", res.precision, 0, 0, "k=%d, %s distances, %lld samples vs %lld reference", po.pr_k, prec,
+                (long long)s->n, (long long)f->n);
+        add_row(r, "recall", res.recall, 0, 0, "k=%d, %s distances", po.pr_k, prec);
+    }
+    if (which & M_DC) {
+        add_row(r, "density", res.density, 0, 0, "k=%d (prdc), %lld samples vs %lld reference", po.dc_k, (long long)s->n,
+                (long long)f->n);
+        add_row(r, "coverage", res.coverage, 0, 0, "k=%d (prdc)", po.dc_k);
+    }
+    return 0;
+}
+
+static int do_kid(results *r, kb_err *err) {
+    kb_kid_opts ko;
+    kb_kid_result res;
+    kb_progress pg;
+    kb_kid_opts_default(&ko);
+    ko.subsets = r->o->kid_subsets, ko.subset_size = r->o->kid_subset_size;
+    if (check_dims(r, err)) return -1;
+    kb_progress_start(&pg, "KID subsets", ko.subsets, r->o->quiet);
+    ko.progress = &pg;
+    const kb_features *s = &r->samp->feat, *f = &r->ref->feat;
+    int rc = kb_kid(s->pool, s->n, f->pool, f->n, s->pool_dim, &ko, &res, err);
+    kb_progress_finish(&pg);
+    if (rc) return -1;
+    add_row(r, "KID", res.mean, res.std, 1, "%d subsets of %lld (RandomState 2020), cubic kernel", res.subsets,
+            (long long)res.subset_size);
+    return 0;
+}
+
+static int do_spectral(results *r, kb_err *err) {
+    const kb_evalset *a = r->samp, *b = r->ref;
+    if (a->spectrum_h != b->spectrum_h || a->spectrum_w != b->spectrum_w)
+        return kb_fail(err, "spectral distance: samples are %dx%d but the reference %dx%d (the spectra need one size)",
+                       a->spectrum_w, a->spectrum_h, b->spectrum_w, b->spectrum_h);
+    double d;
+    if (kb_spectral_distance(a->spectrum, a->spectrum_bins, b->spectrum, b->spectrum_bins, &d, err)) return -1;
+    add_row(r, "spectral", d, 0, 0, "mean |log10 power ratio| over %d radial bins, %dx%d luminance", a->spectrum_bins,
+            a->spectrum_w, a->spectrum_h);
+    return 0;
+}
+
+/* What a set lacks for a metric, as a phrase ("" when it has it). */
+static void lack(const kb_evalset *s, unsigned bit, char *out, size_t n) {
+    out[0] = '\0';
+    if (satisfied(s) & bit) return;
+    int64_t cnt = s->feat.n ? s->feat.n : s->meta.count;
+    if ((bit & (M_FID | M_SFID)) && cnt == 1)
+        snprintf(out, n, "%.900s has 1 image: a covariance needs at least 2", s->path);
+    else if (bit & (M_FID | M_SFID))
+        snprintf(out, n, "%.900s has no %s statistics (%s) and no images to compute them from", s->path,
+                 bit == M_FID ? "pool" : "spatial", bit == M_FID ? "mu, sigma" : "mu_s, sigma_s");
+    else if (bit == M_SPECTRAL && s->spectrum_note[0])
+        snprintf(out, n, "%.900s: %.250s", s->path, s->spectrum_note);
+    else if (bit == M_SPECTRAL)
+        snprintf(out, n, "%.900s has no power spectrum (a statistics file without images)", s->path);
+    else
+        snprintf(out, n, "%.900s holds statistics only: %s needs its %s (images in arr_0, or 'pool'/'logits' from "
+                 "`eval stats --with-features`)", s->path, bit == M_IS ? "IS" : "this metric", bit == M_IS ? "logits" : "features");
+}
+
+/* Empty reason when both sides (only the samples for IS) can serve bit. */
+static void unavailable(const results *r, unsigned bit, char *out, size_t n) {
+    lack(r->samp, bit, out, n);
+    if (!out[0] && bit != M_IS) lack(r->ref, bit, out, n);
+}
+
+static int run_metric(results *r, unsigned bit, kb_err *err) {
+    switch (bit) {
+    case M_FID: return do_fd(r, "FID", 0, err);
+    case M_SFID: return do_fd(r, "sFID", 1, err);
+    case M_IS: return do_is(r, err);
+    case M_KID: return do_kid(r, err);
+    case M_SPECTRAL: return do_spectral(r, err);
+    default: return 0;
+    }
+}
+
+static const char *metric_name(unsigned bit) {
+    for (size_t i = 0; i < sizeof metric_names / sizeof metric_names[0]; i++)
+        if (metric_names[i].bit == bit) return metric_names[i].name;
+    return "?";
+}
+
+static int run_all(results *r, kb_err *err) {
+    const unsigned order[] = {M_FID, M_SFID, M_IS, M_PR, M_DC, M_KID, M_SPECTRAL};
+    unsigned knn = 0;
+    char why[1200];
+    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
+        unsigned bit = order[i];
+        if (!(r->o->metrics & bit)) continue;
+        unavailable(r, bit, why, sizeof why);
+        if (why[0] && r->o->metrics_given) return kb_fail(err, "%s: %s", metric_name(bit), why);
+        if (why[0]) {
+            printf("%-10s %14s    %-10s  skipped: %s\n", metric_name(bit), "-", "", why);
+            continue;
+        }
+        if (bit == M_PR) { /* P/R and D/C share one pass over the distances */
+            char dc_why[1200];
+            unavailable(r, M_DC, dc_why, sizeof dc_why);
+            knn = M_PR;
+            if ((r->o->metrics & M_DC) && !dc_why[0]) continue;
+        }
+        if (bit & (M_PR | M_DC)) {
+            if (do_prdc(r, knn | bit, err)) return -1;
+            knn = 0;
+            continue;
+        }
+        if (run_metric(r, bit, err)) return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ CSV */
+
+static int csv_field(kb_atomic_file *af, const char *s, int last, kb_err *err) {
+    size_t n = strlen(s), cap = 2 * n + 3;
+    char *buf = malloc(cap);
+    if (!buf) return kb_fail(err, "out of memory");
+    size_t w = csv_write(buf, cap, s, n); /* quotes the field, doubling inner quotes */
+    int rc = kb_atomic_write(af, buf, w, err) || kb_atomic_write(af, last ? "\n" : ",", 1, err);
+    free(buf);
+    return rc ? -1 : 0;
+}
+
+static int csv_row(kb_atomic_file *af, const char *const *f, int n, kb_err *err) {
+    for (int i = 0; i < n; i++)
+        if (csv_field(af, f[i], i == n - 1, err)) return -1;
+    return 0;
+}
+
+static int write_csv(const results *r, const char *path, kb_err *err) {
+    static const char *const head[] = {"metric", "value", "std", "mode", "featurizer", "samples", "reference",
+                                       "n_samples", "n_reference", "details"};
+    kb_atomic_file af;
+    if (kb_atomic_open(&af, path, err)) return -1;
+    int rc = csv_row(&af, head, 10, err);
+    const char *fz = strcmp(r->o->featurizer, "pixels") ? "inception-2015-12-05" : "pixels";
+    for (int i = 0; !rc && i < r->n; i++) {
+        const result_row *row = &r->rows[i];
+        char v[40], sd[40] = "", ns[24], nr[24];
+        snprintf(v, sizeof v, "%.17g", row->value);
+        if (row->has_std) snprintf(sd, sizeof sd, "%.17g", row->std);
+        int64_t cs = count_of(r->samp, NULL), cr = count_of(r->ref, NULL); /* 0: unknown (statistics file) */
+        snprintf(ns, sizeof ns, cs ? "%lld" : "", (long long)cs);
+        snprintf(nr, sizeof nr, cr ? "%lld" : "", (long long)cr);
+        const char *f[10] = {row->metric, v, sd, kb_preproc_name(r->o->mode), fz, r->samp->path, r->ref->path, ns, nr,
+                             row->details};
+        rc = csv_row(&af, f, 10, err);
+    }
+    if (rc) {
+        kb_atomic_abort(&af);
+        return -1;
+    }
+    return kb_atomic_commit(&af, err);
+}
+
+/* ------------------------------------------------------------ commands */
+
+/* What each side must provide for the chosen metrics. */
+static unsigned side_wants(unsigned metrics, int samples) {
+    unsigned w = metrics & (M_FID | M_SFID | M_PR | M_DC | M_KID | M_SPECTRAL);
+    if (samples) w |= metrics & M_IS;
+    return w;
+}
+
+static void describe_side(const char *label, const kb_evalset *s) {
+    char have[160] = "";
+    const char *parts[5] = {s->has_pool_stats ? "pool statistics" : NULL, s->has_spatial_stats ? "spatial statistics" : NULL,
+                            s->feat.pool ? "features" : NULL, s->feat.logits ? "logits" : NULL,
+                            s->spectrum_bins ? "spectrum" : NULL};
+    for (int i = 0; i < 5; i++)
+        if (parts[i]) snprintf(have + strlen(have), sizeof have - strlen(have), "%s%s", have[0] ? ", " : "", parts[i]);
+    printf("%-10s %s: %s", label, s->path, have[0] ? have : "nothing loaded (not needed)");
+    if (s->feat.n) printf("; %lld image%s featurised", (long long)s->feat.n, s->feat.n == 1 ? "" : "s");
+    if (s->stats_from_file)
+        printf("; statistics from the file (mode %s)", s->meta.mode[0] ? s->meta.mode : "not recorded, assumed to match");
+    printf("\n");
+}
+
+static int contexts(const eval_opts *o, kb_ctx *dev, kb_ctx *cpu, kb_err *err) {
+    kb_ctx_opts co = {o->threads, 0};
+    if (kb_ctx_init(cpu, KB_DEV_CPU, &co, err)) return -1;
+    if (o->device == KB_DEV_CPU) return *dev = *cpu, 0;
+    return kb_ctx_init(dev, o->device, &co, err);
+}
+
+static int evaluate(const eval_opts *o, const char *samp_path, const char *ref_path, kb_err *err) {
+    kb_ctx dev, cpu;
+    if (contexts(o, &dev, &cpu, err)) return -1;
+    feat_state fs;
+    memset(&fs, 0, sizeof fs);
+    fs.ctx = &dev;
+    eval_env env = {o, &fs};
+    kb_evalset samp, ref;
+    kb_evalset_init(&samp, "samples", samp_path), kb_evalset_init(&ref, "reference", ref_path);
+    int rc = load_side(&env, samp_path, "samples", &o->samples_filter, side_wants(o->metrics, 1), 0, &samp, err);
+    if (!rc) rc = load_side(&env, ref_path, "reference", &o->ref_filter, side_wants(o->metrics, 0), !o->no_cache, &ref, err);
+    results r = {.n = 0, .o = o, .samp = &samp, .ref = &ref, .cpu = &cpu};
+    if (!rc) {
+        describe_side("samples:", &samp);
+        describe_side("reference:", &ref);
+        printf("mode %s, featuriser %s\n", kb_preproc_name(o->mode),
+               strcmp(o->featurizer, "pixels") ? "inception-2015-12-05" : "pixels (TEST ONLY: not Inception)");
+        rc = run_all(&r, err);
+    }
+    if (!rc && o->csv) rc = write_csv(&r, o->csv, err);
+    if (!rc && o->csv) printf("wrote %s\n", o->csv);
+    kb_evalset_free(&samp), kb_evalset_free(&ref);
+    if (fs.net) kb_inception_free(fs.net);
+    if (o->device != KB_DEV_CPU) kb_ctx_free(&dev);
+    kb_ctx_free(&cpu);
+    return rc;
+}
+
+/* `eval stats INPUT -o OUT.npz`: statistics (and optionally features and images) of INPUT. */
+static int write_stats(const eval_opts *o, const char *in_path, kb_err *err) {
+    kb_ctx dev, cpu;
+    if (contexts(o, &dev, &cpu, err)) return -1;
+    feat_state fs;
+    memset(&fs, 0, sizeof fs);
+    fs.ctx = &dev;
+    eval_env env = {o, &fs};
+    kb_evalset s;
+    kb_evalset_init(&s, "input", in_path);
+    kb_image_input in;
+    kb_arr0 a0 = {0};
+    uint8_t *px = NULL;
+    int rc = featurize_images(&env, in_path, &o->ref_filter, !o->no_cache, &s, err);
+    if (!rc && !s.has_pool_stats) rc = kb_fail(err, "%s: statistics need at least 2 images", in_path);
+    if (!rc && o->with_images && !(rc = kb_image_input_open(in_path, &o->ref_filter, &in, err))) {
+        a0.n = in.count, a0.c = 3;
+        rc = kb_image_input_pack(&in, &px, &a0.h, &a0.w, err);
+        a0.data = px;
+        kb_image_input_close(&in);
+    }
+    if (!rc) rc = kb_evalset_write_npz(o->out, &s, o->with_features, o->with_images ? &a0 : NULL, err);
+    if (!rc)
+        printf("wrote %s: %lld images, mode %s, featuriser %s; mu/sigma %lld-d, mu_s/sigma_s %lld-d%s%s%s\n", o->out,
+               (long long)s.meta.count, s.meta.mode, s.meta.featurizer, (long long)s.pool_stats.dim,
+               (long long)s.spatial_stats.dim, s.spectrum_bins ? ", spectrum" : "",
+               o->with_features ? ", pool/logits features" : "", o->with_images ? ", arr_0 images" : "");
+    free(px);
+    kb_evalset_free(&s);
+    if (fs.net) kb_inception_free(fs.net);
+    if (o->device != KB_DEV_CPU) kb_ctx_free(&dev);
+    kb_ctx_free(&cpu);
+    return rc;
+}
+
+int kb_cmd_eval(int argc, char **argv, kb_err *err) {
+    eval_opts o;
+    opts_init(&o);
+    int stats = argc > 1 && !strcmp(argv[1], "stats");
+    int rc = parse_opts(argc - stats, argv + stats, &o, err);
+    if (rc) return rc > 0 ? KB_EXIT_OK : KB_EXIT_USAGE;
+    int npos = argc - stats - optind;
+    char **pos = argv + stats + optind;
+    if (stats && (npos != 1 || !o.out)) {
+        kb_fail(err, "eval stats: expected one INPUT and -o OUT.npz");
+        return KB_EXIT_USAGE;
+    }
+    if (!stats && npos != 2) {
+        kb_fail(err, "eval: expected SAMPLES and REFERENCE, got %d argument%s", npos, npos == 1 ? "" : "s");
+        return KB_EXIT_USAGE;
+    }
+    rc = stats ? write_stats(&o, pos[0], err) : evaluate(&o, pos[0], pos[1], err);
+    return rc ? KB_EXIT_FAIL : KB_EXIT_OK;
+}

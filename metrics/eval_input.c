@@ -1,0 +1,403 @@
+/* Image inputs of `kindbench eval` and the featurisation pass (see the header). */
+#include "metrics/eval_input.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "datasets/image_io.h"
+#include "datasets/source.h"
+#include "metrics/spectral.h"
+#include "util/fileio.h"
+#include "util/progress.h"
+#include "util/sha256.h"
+
+#define KB_FOLDER_MAX_DEPTH 32
+
+void kb_input_filter_all(kb_input_filter *f) {
+    f->split = KB_SPLIT_ANY;
+    f->role = KB_ROLE_ANY;
+}
+
+const char *kb_input_kind_name(kb_input_kind k) {
+    switch (k) {
+    case KB_INPUT_FOLDER: return "image folder";
+    case KB_INPUT_NPZ: return "npz arr_0";
+    default: return "dataset cache";
+    }
+}
+
+/* ------------------------------------------------------------- folders */
+
+/* 1: an image we decode, 2: an image format we cannot decode, 0: other. */
+static int image_kind(const char *name) {
+    static const char *ok[] = {"png", "jpg", "jpeg", "gif"};
+    static const char *no[] = {"bmp", "tif", "tiff", "webp", "pgm", "ppm"};
+    const char *dot = strrchr(name, '.');
+    char ext[8] = "";
+    if (!dot || strlen(dot + 1) >= sizeof ext) return 0;
+    for (int i = 0; dot[1 + i]; i++) ext[i] = (char)tolower((unsigned char)dot[1 + i]);
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+        if (!strcmp(ext, ok[i])) return 1;
+    for (size_t i = 0; i < sizeof no / sizeof no[0]; i++)
+        if (!strcmp(ext, no[i])) return 2;
+    return 0;
+}
+
+static int add_file(kb_image_input *in, const char *path, kb_err *err) {
+    if (in->count == in->files_cap) {
+        int64_t cap = in->files_cap ? in->files_cap * 2 : 256;
+        char **g = realloc(in->files, (size_t)cap * sizeof *g);
+        if (!g) return kb_fail(err, "%s: out of memory listing images", in->path);
+        in->files = g, in->files_cap = cap;
+    }
+    if (!(in->files[in->count] = strdup(path))) return kb_fail(err, "%s: out of memory listing images", in->path);
+    in->count++;
+    return 0;
+}
+
+static int scan_dir(kb_image_input *in, const char *dir, int depth, kb_err *err) {
+    if (depth > KB_FOLDER_MAX_DEPTH) return kb_fail(err, "%s: folders nested deeper than %d (a symlink loop?)", dir, KB_FOLDER_MAX_DEPTH);
+    char **names;
+    int n, rc = 0;
+    if (kb_list_dir(dir, &names, &n, err)) return -1;
+    for (int i = 0; !rc && i < n; i++) {
+        char p[4096];
+        if (names[i][0] == '.') continue;
+        if (kb_path_join(p, sizeof p, dir, names[i], err)) rc = -1;
+        else if (kb_is_dir(p)) rc = scan_dir(in, p, depth + 1, err);
+        else if (image_kind(names[i]) == 2)
+            rc = kb_fail(err, "%s: image format not supported (PNG, JPEG and GIF are; convert it or move it out)", p);
+        else if (image_kind(names[i]) == 1) rc = add_file(in, p, err);
+        else in->ignored++;
+    }
+    kb_names_free(names, n);
+    return rc;
+}
+
+/* --------------------------------------------------------- npz and kbd */
+
+static int open_npz(kb_image_input *in, kb_err *err) {
+    if (kb_npz_read(in->path, "arr_0", &in->arr, err)) return -1;
+    kb_npy *a = &in->arr;
+    if (a->dtype != KB_U8 || (a->ndim != 4 && a->ndim != 3))
+        return kb_fail(err, "%s: arr_0 must be uint8 images [N, H, W, C] (an ADM batch), got %s with %d dimensions",
+                       in->path, kb_dtype_name(a->dtype), a->ndim);
+    in->count = a->shape[0], in->h = (int)a->shape[1], in->w = (int)a->shape[2];
+    in->c = a->ndim == 4 ? (int)a->shape[3] : 1;
+    if (in->c < 1 || in->c > 4) return kb_fail(err, "%s: arr_0 has %d channels (expected 1, 3 or 4)", in->path, in->c);
+    if (in->count > 0 && (in->h < 1 || in->w < 1)) return kb_fail(err, "%s: arr_0 images are %dx%d", in->path, in->w, in->h);
+    return 0;
+}
+
+static int open_kbd(kb_image_input *in, kb_err *err) {
+    if (kb_dataset_open(&in->ds, in->path, err)) return -1;
+    in->ds_open = 1;
+    in->h = in->w = in->ds.resolution, in->c = in->ds.channels;
+    return kb_dataset_select(&in->ds, in->filter.role, in->filter.split, &in->index, &in->count, err);
+}
+
+static int has_suffix(const char *s, const char *suf) {
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && !strcmp(s + a - b, suf);
+}
+
+int kb_image_input_open(const char *path, const kb_input_filter *f, kb_image_input *in, kb_err *err) {
+    memset(in, 0, sizeof *in);
+    if (f) in->filter = *f;
+    else kb_input_filter_all(&in->filter);
+    if (snprintf(in->path, sizeof in->path, "%s", path) >= (int)sizeof in->path) return kb_fail(err, "%s: path too long", path);
+    int rc;
+    if (kb_is_dir(path)) in->kind = KB_INPUT_FOLDER, rc = scan_dir(in, path, 0, err);
+    else if (!kb_is_file(path)) return kb_fail(err, "%s: no such file or directory", path);
+    else if (has_suffix(path, ".kbd")) in->kind = KB_INPUT_KBD, rc = open_kbd(in, err);
+    else in->kind = KB_INPUT_NPZ, rc = open_npz(in, err);
+    if (!rc && in->kind != KB_INPUT_KBD && (in->filter.split != KB_SPLIT_ANY || in->filter.role != KB_ROLE_ANY))
+        rc = kb_fail(err, "%s: split and class filters apply to .kbd dataset caches only", path);
+    if (!rc && in->count == 0)
+        rc = kb_fail(err, "%s: no images%s", path,
+                     in->kind == KB_INPUT_FOLDER ? " (PNG, JPEG or GIF files, searched recursively)"
+                     : in->kind == KB_INPUT_KBD  ? " match the split/class filter"
+                                                 : " in arr_0");
+    if (rc) kb_image_input_close(in);
+    return rc;
+}
+
+void kb_image_input_close(kb_image_input *in) {
+    for (int64_t i = 0; i < in->count && in->files; i++) free(in->files[i]);
+    free(in->files);
+    kb_npy_free(&in->arr);
+    if (in->ds_open) kb_dataset_close(&in->ds);
+    free(in->index);
+    memset(in, 0, sizeof *in);
+}
+
+/* ------------------------------------------------------------- loading */
+
+/* Replaces img by its RGB version (PIL convert('RGB'): grey replicated, alpha dropped). */
+static int to_rgb(kb_image *img, kb_err *err) {
+    if (img->channels == 3) return 0;
+    kb_image out;
+    if (kb_image_alloc(&out, img->width, img->height, 3, err)) return -1;
+    int c = img->channels;
+    for (int64_t i = 0; i < (int64_t)img->width * img->height; i++)
+        for (int k = 0; k < 3; k++) out.px[i * 3 + k] = img->px[i * c + (c >= 3 ? k : 0)];
+    kb_image_free(img);
+    *img = out;
+    return 0;
+}
+
+static int load_fixed(const uint8_t *src, int h, int w, int c, kb_image *img, kb_err *err) {
+    if (kb_image_alloc(img, w, h, c, err)) return -1;
+    memcpy(img->px, src, (size_t)h * w * c);
+    return 0;
+}
+
+int kb_image_input_load(const kb_image_input *in, int64_t i, kb_image *img, kb_err *err) {
+    memset(img, 0, sizeof *img);
+    int rc;
+    if (in->kind == KB_INPUT_FOLDER) rc = kb_image_read(in->files[i], img, err);
+    else if (in->kind == KB_INPUT_NPZ)
+        rc = load_fixed((const uint8_t *)in->arr.data + (size_t)i * in->h * in->w * in->c, in->h, in->w, in->c, img, err);
+    else rc = load_fixed(kb_dataset_image(&in->ds, in->index[i]), in->h, in->w, in->c, img, err);
+    if (!rc) rc = to_rgb(img, err);
+    if (rc) kb_image_free(img);
+    return rc;
+}
+
+/* ------------------------------------------------------------- hashing */
+
+static void hash_u64(kb_sha256 *h, uint64_t v) {
+    uint8_t b[8];
+    for (int i = 0; i < 8; i++) b[i] = (uint8_t)(v >> (8 * i));
+    kb_sha256_update(h, b, 8);
+}
+
+static int hash_folder(const kb_image_input *in, kb_sha256 *h, kb_err *err) {
+    size_t root = strlen(in->path);
+    for (int64_t i = 0; i < in->count; i++) {
+        uint8_t *data;
+        size_t n;
+        if (kb_read_file(in->files[i], &data, &n, err)) return -1;
+        const char *rel = in->files[i] + root;
+        kb_sha256_update(h, rel, strlen(rel) + 1);
+        hash_u64(h, n);
+        kb_sha256_update(h, data, n);
+        free(data);
+    }
+    return 0;
+}
+
+int kb_image_input_hash(const kb_image_input *in, char out[65], kb_err *err) {
+    uint8_t dg[32];
+    if (in->kind == KB_INPUT_NPZ) {
+        if (kb_sha256_file(in->path, dg, err)) return -1;
+        kb_sha256_hex(dg, out);
+        return 0;
+    }
+    kb_sha256 *h = kb_sha256_new();
+    if (!h) return kb_fail(err, "%s: cannot start a SHA-256", in->path);
+    int rc = 0;
+    if (in->kind == KB_INPUT_FOLDER) rc = hash_folder(in, h, err);
+    else {
+        char sel[160];
+        snprintf(sel, sizeof sel, "kbd %s split %d role %d", in->ds.payload_sha256, (int)in->filter.split,
+                 (int)in->filter.role);
+        kb_sha256_update(h, sel, strlen(sel));
+    }
+    kb_sha256_final(h, dg); /* also frees h on the error path */
+    if (!rc) kb_sha256_hex(dg, out);
+    return rc;
+}
+
+int kb_image_input_pack(const kb_image_input *in, uint8_t **data, int *h, int *w, kb_err *err) {
+    *data = NULL;
+    uint8_t *out = NULL;
+    for (int64_t i = 0; i < in->count; i++) {
+        kb_image img;
+        if (kb_image_input_load(in, i, &img, err)) return free(out), -1;
+        int ih = img.height, iw = img.width;
+        if (i == 0) {
+            *h = ih, *w = iw;
+            out = malloc((size_t)in->count * (size_t)ih * (size_t)iw * 3);
+        }
+        size_t bytes = (size_t)ih * iw * 3;
+        if (out && ih == *h && iw == *w) memcpy(out + (size_t)i * bytes, img.px, bytes);
+        kb_image_free(&img);
+        if (!out) return kb_fail(err, "%s: out of memory packing %lld images", in->path, (long long)in->count);
+        if (ih != *h || iw != *w)
+            return free(out), kb_fail(err, "%s: image %lld is %dx%d, the first %dx%d: arr_0 needs one size", in->path,
+                                      (long long)i, iw, ih, *w, *h);
+    }
+    *data = out;
+    return 0;
+}
+
+/* --------------------------------------------------------- featurising */
+
+typedef struct {
+    const kb_image_input *in;
+    const kb_featurizer *fz;
+    kb_features *f;
+    float *spatial;  /* [n, spatial_dim] until summarised */
+    uint8_t *buf;    /* one run of same-size images, packed */
+    size_t bufcap;
+    kb_spectrum spec;
+    int spec_state;  /* 0: not started, 1: accumulating, -1: off (spectrum_note says why) */
+    char note[256];
+} fz_pass;
+
+static float *row_of(float *base, int64_t row, int64_t dim) { return base && dim ? base + row * dim : NULL; }
+
+/* Decodes images [first, first+n) in parallel; the first failure (in index order) is reported. */
+static int decode_chunk(const kb_image_input *in, int64_t first, int64_t n, kb_image *imgs, kb_err *err) {
+    kb_err *errs = calloc((size_t)n, sizeof *errs);
+    int *bad = calloc((size_t)n, sizeof *bad);
+    if (!errs || !bad) return free(errs), free(bad), kb_fail(err, "%s: out of memory decoding", in->path);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) bad[i] = kb_image_input_load(in, first + i, &imgs[i], &errs[i]) != 0;
+    int rc = 0;
+    for (int64_t i = 0; i < n && !rc; i++)
+        if (bad[i]) rc = kb_fail(err, "%s", errs[i].msg);
+    free(errs);
+    free(bad);
+    return rc;
+}
+
+static void spectrum_add(fz_pass *p, const kb_image *img, int64_t idx) {
+    kb_err e;
+    if (p->spec_state == 0) {
+        if (kb_spectrum_init(&p->spec, img->height, img->width, &e)) {
+            p->spec_state = -1;
+            snprintf(p->note, sizeof p->note, "%.250s", e.msg);
+            return;
+        }
+        p->spec_state = 1;
+    }
+    if (p->spec_state != 1) return;
+    if (img->height != p->spec.h || img->width != p->spec.w) {
+        snprintf(p->note, sizeof p->note, "image %lld is %dx%d, the first %dx%d: the spectrum needs one size",
+                 (long long)idx, img->width, img->height, p->spec.w, p->spec.h);
+        kb_spectrum_free(&p->spec);
+        p->spec_state = -1;
+        return;
+    }
+    kb_spectrum_add(&p->spec, img->px, img->height, img->width, 3, p->in->path, &e);
+}
+
+/* Featurises imgs[a..b) (same size), rows first+a onwards. */
+static int run_featurizer(fz_pass *p, kb_image *imgs, int64_t a, int64_t b, int64_t first, kb_err *err) {
+    int h = imgs[a].height, w = imgs[a].width;
+    size_t one = (size_t)h * w * 3, need = one * (size_t)(b - a);
+    if (need > p->bufcap) {
+        uint8_t *g = realloc(p->buf, need);
+        if (!g) return kb_fail(err, "%s: out of memory for a batch of %lld %dx%d images", p->in->path, (long long)(b - a), w, h);
+        p->buf = g, p->bufcap = need;
+    }
+    for (int64_t i = a; i < b; i++) memcpy(p->buf + (size_t)(i - a) * one, imgs[i].px, one);
+    const kb_featurizer *fz = p->fz;
+    int64_t r = first + a;
+    if (fz->fn(fz->user, p->buf, b - a, h, w, row_of(p->f->pool, r, fz->pool_dim), row_of(p->spatial, r, fz->spatial_dim),
+               row_of(p->f->logits, r, fz->logits_dim), err))
+        return kb_fail_wrap(err, "%s: images %lld..%lld", p->in->path, (long long)r, (long long)(first + b - 1));
+    return 0;
+}
+
+/* One chunk: decode, spectrum, featurise runs of equal size. */
+static int do_chunk(fz_pass *p, int64_t first, int64_t n, kb_image *imgs, kb_err *err) {
+    int rc = decode_chunk(p->in, first, n, imgs, err);
+    for (int64_t i = 0; !rc && i < n; i++) spectrum_add(p, &imgs[i], first + i);
+    for (int64_t a = 0; !rc && a < n;) {
+        int64_t b = a + 1;
+        while (b < n && imgs[b].height == imgs[a].height && imgs[b].width == imgs[a].width) b++;
+        rc = run_featurizer(p, imgs, a, b, first, err);
+        a = b;
+    }
+    for (int64_t i = 0; i < n; i++) kb_image_free(&imgs[i]);
+    return rc;
+}
+
+static int alloc_outputs(fz_pass *p, int64_t n, kb_err *err) {
+    const kb_featurizer *fz = p->fz;
+    kb_features *f = p->f;
+    f->n = n, f->pool_dim = fz->pool_dim, f->logits_dim = fz->logits_dim;
+    if (fz->pool_dim) f->pool = malloc((size_t)(n * fz->pool_dim) * sizeof(float));
+    if (fz->logits_dim) f->logits = malloc((size_t)(n * fz->logits_dim) * sizeof(float));
+    if (fz->spatial_dim) p->spatial = malloc((size_t)(n * fz->spatial_dim) * sizeof(float));
+    if ((fz->pool_dim && !f->pool) || (fz->logits_dim && !f->logits) || (fz->spatial_dim && !p->spatial))
+        return kb_fail(err, "%s: out of memory for the features of %lld images", p->in->path, (long long)n);
+    return 0;
+}
+
+static int run_pass(fz_pass *p, const char *what, int quiet, kb_err *err) {
+    int64_t n = p->in->count, batch = p->fz->batch > 0 ? p->fz->batch : 64;
+    kb_image *imgs = calloc((size_t)batch, sizeof *imgs);
+    if (!imgs) return kb_fail(err, "out of memory");
+    kb_progress pg;
+    char label[64];
+    snprintf(label, sizeof label, "features of %s", what);
+    kb_progress_start(&pg, label, n, quiet);
+    int rc = 0;
+    for (int64_t first = 0; !rc && first < n; first += batch) {
+        rc = do_chunk(p, first, first + batch < n ? batch : n - first, imgs, err);
+        kb_progress_update(&pg, first + batch < n ? first + batch : n);
+    }
+    kb_progress_finish(&pg); /* ends the bar's line before any error message */
+    free(imgs);
+    return rc;
+}
+
+/* Statistics of the pool and spatial features (n >= 2), spectrum curve. */
+static int summarise(fz_pass *p, kb_evalset *out, kb_err *err) {
+    const kb_featurizer *fz = p->fz;
+    int64_t n = out->feat.n;
+    char what[4200];
+    snprintf(what, sizeof what, "%s (%s)", p->in->path, out->label);
+    if (n >= 2 && fz->pool_dim) {
+        if (kb_gstats_compute(out->feat.pool, n, fz->pool_dim, what, &out->pool_stats, err)) return -1;
+        out->has_pool_stats = 1;
+    }
+    if (n >= 2 && fz->spatial_dim) {
+        if (kb_gstats_compute(p->spatial, n, fz->spatial_dim, what, &out->spatial_stats, err)) return -1;
+        out->has_spatial_stats = 1;
+    }
+    if (p->spec_state == 1) {
+        kb_err e;
+        out->spectrum = malloc((size_t)p->spec.nbins * sizeof(double));
+        if (!out->spectrum) return kb_fail(err, "out of memory");
+        if (kb_spectrum_curve(&p->spec, out->spectrum, p->in->path, &e)) {
+            free(out->spectrum), out->spectrum = NULL;
+            snprintf(out->spectrum_note, sizeof out->spectrum_note, "%.250s", e.msg);
+        } else {
+            out->spectrum_bins = p->spec.nbins, out->spectrum_h = p->spec.h, out->spectrum_w = p->spec.w;
+        }
+    } else {
+        snprintf(out->spectrum_note, sizeof out->spectrum_note, "%s", p->note);
+    }
+    return 0;
+}
+
+static void record_meta(const kb_image_input *in, const kb_featurizer *fz, kb_evalset *out) {
+    kb_stats_meta *m = &out->meta;
+    snprintf(m->mode, sizeof m->mode, "%s", fz->mode);
+    snprintf(m->featurizer, sizeof m->featurizer, "%s", fz->id);
+    snprintf(m->weights_sha256, sizeof m->weights_sha256, "%s", fz->weights_sha256);
+    snprintf(m->source, sizeof m->source, "%.500s", in->path);
+    m->count = in->count;
+}
+
+int kb_featurize_input(const kb_image_input *in, const kb_featurizer *fz, int quiet, kb_evalset *out, kb_err *err) {
+    fz_pass p;
+    memset(&p, 0, sizeof p);
+    p.in = in, p.fz = fz, p.f = &out->feat;
+    int rc = alloc_outputs(&p, in->count, err);
+    if (!rc) rc = run_pass(&p, out->label, quiet, err);
+    if (!rc) rc = summarise(&p, out, err);
+    if (!rc) record_meta(in, fz, out);
+    if (p.spec_state == 1) kb_spectrum_free(&p.spec);
+    free(p.spatial);
+    free(p.buf);
+    if (rc) kb_features_free(&out->feat);
+    return rc;
+}

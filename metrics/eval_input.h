@@ -1,0 +1,91 @@
+/* Image sets as `kindbench eval` takes them, and the pass that turns one
+ * into an evaluation set (metrics/refstats.h): features, statistics and the
+ * power spectrum.
+ *
+ * Inputs:
+ *  - an image folder, read recursively: every *.png, *.jpg, *.jpeg, *.gif
+ *    (any case) below it, depth first, each directory's entries in byte
+ *    order; hidden entries (".name") skipped; other files are ignored and
+ *    counted, except image formats we cannot decode (bmp, tif(f), webp, pgm,
+ *    ppm), which are an error rather than silently dropped images. A flat
+ *    folder (pytorch-fid's layout) and an ImageFolder tree both work.
+ *  - an .npz with arr_0 [N, H, W, C] (or [N, H, W]) uint8: an ADM batch;
+ *  - a .kbd dataset cache, optionally filtered by split and class role.
+ * Each image reaches the featuriser as RGB: grey replicated, alpha dropped,
+ * which is what pytorch-fid's PIL .convert('RGB') does.
+ *
+ * The featuriser is a callback so that the pass is testable without the
+ * Inception weights (`kindbench eval --featurizer pixels`, tests only). */
+#ifndef KB_METRICS_EVAL_INPUT_H
+#define KB_METRICS_EVAL_INPUT_H
+
+#include <stdint.h>
+
+#include "datasets/dataset.h"
+#include "datasets/image.h"
+#include "metrics/refstats.h"
+#include "util/err.h"
+#include "util/npy.h"
+
+typedef enum { KB_INPUT_FOLDER = 0, KB_INPUT_NPZ, KB_INPUT_KBD } kb_input_kind;
+
+typedef struct {
+    kb_split split;     /* .kbd only; KB_SPLIT_ANY: all */
+    kb_class_role role; /* .kbd only; KB_ROLE_ANY: all */
+} kb_input_filter;
+
+typedef struct {
+    kb_input_kind kind;
+    char path[4096];
+    int64_t count;
+    int64_t ignored;       /* folder: files that are not images */
+    char **files;          /* folder: [count] paths */
+    int64_t files_cap;
+    kb_npy arr;            /* npz: arr_0 */
+    int h, w, c;           /* npz and kbd: the fixed image size */
+    kb_dataset ds;         /* kbd */
+    int ds_open;
+    int64_t *index;        /* kbd: selected images */
+    kb_input_filter filter;
+} kb_image_input;
+
+void kb_input_filter_all(kb_input_filter *f);
+/* Opens a folder, an npz (reads arr_0 wholly) or a .kbd (verified). Fails
+ * on an empty set, naming the path. */
+int kb_image_input_open(const char *path, const kb_input_filter *f, kb_image_input *in, kb_err *err);
+void kb_image_input_close(kb_image_input *in);
+const char *kb_input_kind_name(kb_input_kind k);
+
+/* Image i as RGB (3 channels). Thread-safe. */
+int kb_image_input_load(const kb_image_input *in, int64_t i, kb_image *img, kb_err *err);
+
+/* SHA-256 (hex) of what the features depend on: a folder's relative paths
+ * and file bytes in order; an npz file's bytes; a cache's payload checksum
+ * and the filter. */
+int kb_image_input_hash(const kb_image_input *in, char out[65], kb_err *err);
+
+/* All images packed as [count, h, w, 3] uint8 (for arr_0); fails when they
+ * differ in size. *data malloc'd. */
+int kb_image_input_pack(const kb_image_input *in, uint8_t **data, int *h, int *w, kb_err *err);
+
+/* Features of n RGB images [n, h, w, 3]; any output may be NULL. */
+typedef int (*kb_featurize_fn)(void *user, const uint8_t *rgb, int64_t n, int h, int w, float *pool, float *spatial,
+                               float *logits, kb_err *err);
+
+typedef struct {
+    kb_featurize_fn fn;
+    void *user;
+    int64_t pool_dim, spatial_dim, logits_dim;
+    char id[64];             /* recorded as meta.featurizer */
+    char weights_sha256[65]; /* recorded; part of the cache key */
+    char mode[32];           /* preprocessing mode name, recorded */
+    int batch;               /* images per call */
+} kb_featurizer;
+
+/* Featurises every image of in: out->feat gets pool and logits, out gets
+ * pool and spatial statistics (when count >= 2; spatial features are freed
+ * once summarised) and the spectrum (when all images share one size of at
+ * least 2x2), and out->meta the featuriser's identity, count and source. */
+int kb_featurize_input(const kb_image_input *in, const kb_featurizer *fz, int quiet, kb_evalset *out, kb_err *err);
+
+#endif

@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# `kindbench eval` end to end with the test-only "pixels" featuriser (no
+# Inception weights needed): folders (nested, grey/RGBA/LA/JPEG images),
+# ADM-style npz, pytorch-fid statistics, .kbd caches, eval stats, the CSV,
+# the features cache; numbers checked with numpy (tests/ref/metrics_ref.py);
+# then bad input: each must fail with one clear error line, exit non-zero,
+# and leave a pre-existing CSV untouched.
+set -u
+KB="$(realpath "${KINDBENCH:-./kindbench}")"
+PY="${KB_PYTHON:-/usr/bin/python3}"
+REF="${KB_SOURCE_DIR:-$(dirname "$0")/..}/tests/ref/metrics_ref.py"
+W="$PWD/metrics_cli.work"
+rm -rf "$W" && mkdir -p "$W" && cd "$W" || exit 1
+export KINDBENCH_FEATURES_CACHE="$W/cache"
+passed=0 failed=0
+ok() { echo "ok   $1"; passed=$((passed + 1)); }
+bad() { echo "FAIL $1: $2"; failed=$((failed + 1)); }
+E=(--featurizer pixels --quiet)
+
+"$PY" "$REF" cli-setup . || { echo "FAIL setup"; echo "0 passed, 1 failed"; exit 1; }
+
+# run NAME ARGS...: expects exit 0, keeps stdout in out.txt
+run() {
+  local name="$1"; shift
+  if "$KB" "$@" > out.txt 2> err.txt; then ok "$name"; else bad "$name" "exit $?: $(cat err.txt)"; fi
+}
+
+# expect_fail NAME PATTERN ARGS...: exit != 0, one error line matching PATTERN, res.csv unchanged
+expect_fail() {
+  local name="$1" pattern="$2"; shift 2
+  printf precious > res.csv
+  "$KB" "$@" --csv res.csv > stdout.txt 2> stderr.txt
+  local rc=$?
+  local msg; msg="$(grep -v '^Try ' stderr.txt | tr -d '\r')"
+  if [[ $rc -eq 0 ]]; then bad "$name" "exit status 0"
+  elif [[ $(printf '%s\n' "$msg" | wc -l) -ne 1 ]]; then bad "$name" "expected one error line, got: $msg"
+  elif ! grep -Eq -- "$pattern" <<< "$msg"; then bad "$name" "message '$msg' does not match /$pattern/"
+  elif [[ "$(cat res.csv)" != precious ]]; then bad "$name" "pre-existing res.csv was changed"
+  elif compgen -G 'res.csv.tmp.*' > /dev/null; then bad "$name" "left a temp file"
+  else ok "$name (exit $rc): $msg"; fi
+}
+
+# ---- eval stats: features and statistics vs numpy on PIL .convert('RGB') images
+run "eval stats of a mixed folder (grey, RGBA, LA, JPEG, nested)" eval stats mixed -o mixed.npz --with-features "${E[@]}"
+if "$PY" "$REF" cli-check-features mixed.npz mixed; then ok "mixed folder features = numpy on PIL-converted images"
+else bad "mixed folder features" "see above"; fi
+grep -q "12 images" out.txt && ok "readme.txt ignored, 12 images" || bad "image count" "$(cat out.txt)"
+
+# ---- eval: folder vs folder, CSV checked against numpy
+run "eval folder vs folder, all metrics" eval samp ref --metrics all --csv res1.csv "${E[@]}"
+if "$PY" "$REF" cli-check-csv res1.csv samp ref; then ok "FID, sFID, IS, KID from the CSV = numpy"
+else bad "CSV values" "see above"; fi
+missing=""
+for m in FID sFID IS precision recall density coverage KID spectral; do
+  grep -q "^$m .*\[mode adm\]" out.txt || missing="$missing $m"
+done
+[[ -z "$missing" ]] && ok "every result line names the mode" || bad "result lines" "missing or without the mode:$missing"
+[[ -n "$(ls cache/*.npz 2> /dev/null)" ]] && ok "reference features cached" || bad "cache" "no cache file"
+
+# the same reference again comes from the cache, with identical results
+run "eval again (reference from the cache)" eval samp ref --metrics all --csv res2.csv --featurizer pixels
+grep -q "features from the cache" err.txt && ok "cache hit reported" || bad "cache hit" "$(cat err.txt)"
+cmp -s res1.csv res2.csv && ok "cached run gives a byte-identical CSV" || bad "cached CSV" "$(diff res1.csv res2.csv)"
+
+# ADM sample npz (arr_0) = the same images as the folder
+run "eval npz arr_0 vs folder" eval samp.npz ref --metrics fid,is --csv res3.csv "${E[@]}"
+f1=$(grep '^"FID"' res1.csv | cut -d, -f2); f3=$(grep '^"FID"' res3.csv | cut -d, -f2)
+[[ -n "$f1" && "$f1" == "$f3" ]] && ok "npz arr_0 gives the folder's FID ($f1)" || bad "npz FID" "$f1 vs $f3"
+
+# statistics files: ours, pytorch-fid style (mu/sigma only), ADM style (stats + arr_0)
+run "eval stats of the reference" eval stats ref -o ref_stats.npz "${E[@]}"
+"$PY" -c "import numpy as np; f = np.load('ref_stats.npz'); np.savez('ptfid.npz', mu=f['mu'], sigma=f['sigma']); \
+np.savez('adm_ref.npz', arr_0=np.zeros((5, 16, 16, 3), np.uint8) + 9, mu=f['mu'], sigma=f['sigma'], mu_s=f['mu_s'], sigma_s=f['sigma_s'])"
+run "eval vs pytorch-fid statistics" eval samp ptfid.npz --csv res4.csv "${E[@]}"
+f4=$(grep '^"FID"' res4.csv | cut -d, -f2)
+[[ -n "$f1" && "$f1" == "$f4" ]] && ok "pytorch-fid stats give the same FID" || bad "ptfid FID" "$f1 vs $f4"
+grep -q "^sfid .*skipped" out.txt && grep -q "^pr .*skipped" out.txt && ok "defaults the file cannot give are skipped" \
+  || bad "skips" "$(cat out.txt)"
+run "eval vs ADM reference batch (stats + arr_0)" eval samp adm_ref.npz --metrics fid,sfid,pr --csv res5.csv "${E[@]}"
+f5=$(grep '^"FID"' res5.csv | cut -d, -f2)
+[[ -n "$f1" && "$f1" == "$f5" ]] && grep -q '^"precision"' res5.csv && ok "ADM batch: FID from its stats, P/R from its arr_0" \
+  || bad "ADM batch" "$f1 vs $f5"
+
+# .kbd cache with a split filter
+"$KB" data prepare --source folder --input samp --resolution 16 --test-fraction 0.5 -o samp.kbd --quiet > /dev/null 2>&1
+run "eval .kbd reference, --ref-split test" eval samp samp.kbd --ref-split test --metrics fid "${E[@]}"
+grep -q "reference: samp.kbd" out.txt && ok ".kbd reference accepted" || bad ".kbd" "$(cat out.txt)"
+run "eval --is-splits fidelity" eval samp ref --metrics is --is-splits fidelity "${E[@]}"
+grep -q "^IS .*+-.*fidelity splits" out.txt && ok "fidelity IS has mean +- std" || bad "fidelity IS" "$(cat out.txt)"
+
+# ---- bad input
+expect_fail "feature dimensions differ" "dimensions differ \(192 vs 2048\)" eval samp big_stats.npz --metrics fid "${E[@]}"
+mkdir -p corrupt && cp ref/r0*.png corrupt/ && head -c 100 ref/r11.png > corrupt/zz.png
+expect_fail "corrupt PNG" "corrupt/zz.png: corrupt or truncated PNG" eval samp corrupt "${E[@]}"
+expect_fail "empty folder" "empty: no images" eval samp empty "${E[@]}"
+expect_fail "webp in the folder" "pic.webp: image format not supported" eval samp webp "${E[@]}"
+expect_fail "npz without images or statistics" "labels_only.npz: neither statistics" eval samp labels_only.npz "${E[@]}"
+expect_fail "missing path" "nowhere: no such file or directory" eval samp nowhere "${E[@]}"
+expect_fail "one image, FID asked for" "fid: one.*1 image: a covariance needs at least 2" eval one ref --metrics fid "${E[@]}"
+expect_fail "one image, P/R asked for" "k=3 needs at least 4" eval one ref --metrics pr "${E[@]}"
+expect_fail "P/R against mu/sigma only" "pr: ptfid.npz holds statistics only" eval samp ptfid.npz --metrics pr "${E[@]}"
+expect_fail "statistics of another mode" "computed in mode adm, but this evaluation uses --mode clean" \
+  eval samp ref_stats.npz --mode clean "${E[@]}"
+expect_fail "unknown metric" "--metrics: unknown metric 'fdi'" eval samp ref --metrics fdi "${E[@]}"
+expect_fail "one positional argument" "expected SAMPLES and REFERENCE, got 1" eval samp "${E[@]}"
+expect_fail "split filter on a folder" "filters apply to .kbd" eval samp ref --ref-split test "${E[@]}"
+expect_fail "filter selecting nothing" "samp.kbd: no images match" eval samp samp.kbd --ref-classes novel "${E[@]}"
+expect_fail "spectra of images of different sizes" "spectral: mixed: image 1 is 17x22, the first 17x21: the spectrum needs one size" eval samp mixed --metrics spectral "${E[@]}"
+expect_fail "bad --pr-precision" "--pr-precision: unknown value 'fp8'" eval samp ref --pr-precision fp8 "${E[@]}"
+"$PY" -c "import numpy as np; s = np.eye(192); s[0, 0] = np.nan; np.savez('nan.npz', mu=np.zeros(192), sigma=s)"
+expect_fail "NaN in reference statistics" "sigma\[0, 0\] = nan" eval samp nan.npz "${E[@]}"
+mkdir -p ro && chmod 555 ro
+if [[ $(id -u) -ne 0 ]]; then
+  "$KB" eval samp ref --csv ro/x.csv "${E[@]}" > /dev/null 2> stderr.txt && bad "unwritable CSV" "exit 0" \
+    || ok "unwritable CSV directory: $(tail -1 stderr.txt)"
+fi
+chmod 755 ro
+
+echo "$passed passed, $failed failed"
+[[ $failed -eq 0 ]]
