@@ -71,9 +71,15 @@ static int clip_grads(kb_optim *o, kb_err *err) {
 }
 
 int kb_optim_step(kb_optim *o, kb_err *err) {
+    double norm;
+    if (!o->params->grad) return kb_fail(err, "optimiser step: parameters have no gradients");
+    return kb_optim_grad_norm(o, &norm, err) ? -1 : kb_optim_apply(o, norm, err);
+}
+
+int kb_optim_apply(kb_optim *o, double grad_norm, kb_err *err) {
     kb_params *ps = o->params;
     if (!ps->grad) return kb_fail(err, "optimiser step: parameters have no gradients");
-    if (kb_optim_grad_norm(o, &o->last_grad_norm, err)) return -1;
+    o->last_grad_norm = grad_norm;
     if (o->cfg.clip_norm > 0 && clip_grads(o, err)) return -1;
     o->step++;
     kb_adamw_scalars s = kb_adamw_make_scalars(o->cfg.lr, o->cfg.beta1, o->cfg.beta2, o->cfg.eps,

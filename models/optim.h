@@ -40,5 +40,8 @@ int kb_optim_grad_norm(kb_optim *o, double *norm, kb_err *err);
 /* One step: clip (if set), AdamW on every trainable tensor, EMA update. The
  * gradient norm before clipping is left in o->last_grad_norm. */
 int kb_optim_step(kb_optim *o, kb_err *err);
+/* The same with the gradient norm already computed by kb_optim_grad_norm
+ * (callers that check it first, e.g. for divergence, need not pay twice). */
+int kb_optim_apply(kb_optim *o, double grad_norm, kb_err *err);
 
 #endif

@@ -160,7 +160,7 @@ static int train_step(kb_trainer *tr, step_stats *s, kb_err *err) {
         kb_optim_grad_norm(&tr->opt, &s->grad_norm, err))
         return kb_fail_wrap(err, "step %lld", (long long)step + 1);
     if (!isfinite(s->grad_norm)) return diverged(tr, step + 1, "the gradient norm", s->grad_norm, err);
-    return kb_optim_step(&tr->opt, err) ? kb_fail_wrap(err, "step %lld", (long long)step + 1) : 0;
+    return kb_optim_apply(&tr->opt, s->grad_norm, err) ? kb_fail_wrap(err, "step %lld", (long long)step + 1) : 0;
 }
 
 /* ---- checkpoints ---- */
