@@ -29,7 +29,13 @@ def main():
     for k, v in dict(depth=4, width=128, heads=4, patch=4, image=32, channels=1, classes=10, batch=32, steps=20,
                      warmup=3, threads=0).items():
         ap.add_argument(f"--{k}", type=int, default=v)
+    ap.add_argument("--model", default=None, help="a DiT preset, e.g. S/4 (sets depth, width, heads, patch)")
     a = ap.parse_args()
+    if a.model:
+        presets = {"S": (12, 384, 6), "B": (12, 768, 12), "L": (24, 1024, 16), "XL": (28, 1152, 16)}
+        size, patch = a.model.replace("DiT-", "").split("/")
+        a.depth, a.width, a.heads = presets[size]
+        a.patch = int(patch)
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     model = DiT(input_size=a.image, patch_size=a.patch, in_channels=a.channels, hidden_size=a.width, depth=a.depth,
