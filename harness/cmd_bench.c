@@ -11,6 +11,7 @@
 #include "models/diffusion.h"
 #include "models/dit.h"
 #include "models/optim.h"
+#include "models/train_step.h"
 #include "nn/rng.h"
 #include "util/progress.h"
 
@@ -79,7 +80,7 @@ static int parse(int argc, char **argv, bench_opts *o, kb_err *err) {
 }
 
 /* Synthetic batch for step k: x0 on ADM's 8-bit grid, noise, t, labels. */
-static void make_batch(const bench_opts *o, int k, float *x0, float *noise, int *t, float *tf, int32_t *y) {
+static void make_batch(const bench_opts *o, int k, float *x0, float *noise, int *t, int32_t *y) {
     int64_t n = (int64_t)o->batch * o->cfg.in_channels * o->cfg.input_size * o->cfg.input_size;
     for (int64_t i = 0; i < n; i++) {
         uint64_t idx = (uint64_t)k * (uint64_t)n + (uint64_t)i;
@@ -88,54 +89,19 @@ static void make_batch(const bench_opts *o, int k, float *x0, float *noise, int 
     }
     for (int b = 0; b < o->batch; b++) {
         t[b] = (int)(kb_rng_uniform_at(1, 3, (uint64_t)k * o->batch + b) * 1000.0f);
-        tf[b] = (float)t[b];
         y[b] = (int32_t)(kb_rng_uniform_at(1, 4, (uint64_t)k * o->batch + b) * o->cfg.num_classes);
     }
 }
 
-typedef struct {
-    float *x0, *noise, *x_t, *out, *d_out, *tf, *mse, *vb;
-    int *t;
-    int32_t *y;
-    /* device copies (aliases of the host ones on the CPU) */
-    float *x_t_dev, *tf_dev, *out_dev, *d_out_dev;
-    int32_t *y_dev;
-} bench_bufs;
-
-static int train_step(kb_dit *m, kb_optim *opt, const kb_diffusion *diff, bench_bufs *b, int B, float *loss,
+/* The trainer's own step (models/train_step.h) on a synthetic batch. */
+static int train_step(kb_dit *m, kb_optim *opt, const kb_diffusion *diff, kb_train_bufs *b, int B, float *loss,
                       kb_err *err) {
-    kb_ctx *ctx = m->ctx;
-    int C = m->cfg.in_channels;
-    int64_t HW = (int64_t)m->cfg.input_size * m->cfg.input_size, n_in = B * C * HW, n_out = n_in * 2;
-    if (kb_diffusion_q_sample(diff, b->x0, b->noise, b->t, B, C, HW, b->x_t, err) ||
-        kb_copy_to_dev(ctx, b->x_t_dev, b->x_t, (size_t)n_in * 4, err) ||
-        kb_copy_to_dev(ctx, b->tf_dev, b->tf, (size_t)B * 4, err) ||
-        kb_copy_to_dev(ctx, b->y_dev, b->y, (size_t)B * 4, err) ||
-        kb_dit_forward(m, b->x_t_dev, b->tf_dev, b->y_dev, B, b->out_dev, err) ||
-        kb_copy_to_host(ctx, b->out, b->out_dev, (size_t)n_out * 4, err) ||
-        kb_diffusion_loss_fwd(diff, b->x0, b->noise, b->x_t, b->t, b->out, B, C, HW, b->mse, b->vb, loss, err) ||
-        kb_diffusion_loss_bwd(diff, b->x0, b->noise, b->x_t, b->t, b->out, B, C, HW, 1.0f, b->d_out, err) ||
-        kb_copy_to_dev(ctx, b->d_out_dev, b->d_out, (size_t)n_out * 4, err) ||
-        kb_params_zero_grad(&m->params, err) || kb_dit_backward(m, b->d_out_dev, b->y_dev, B, err) ||
-        kb_optim_step(opt, err))
+    kb_step_stats s;
+    if (kb_train_forward_loss(m, diff, b, B, &s, err) || kb_params_zero_grad(&m->params, err) ||
+        kb_dit_backward(m, b->d_out_dev, b->y_dev, B, err) || kb_optim_step(opt, err))
         return -1;
+    *loss = s.loss;
     return 0;
-}
-
-static int alloc_bufs(kb_ctx *ctx, const bench_opts *o, bench_bufs *b, kb_err *err) {
-    int64_t n = (int64_t)o->batch * o->cfg.in_channels * o->cfg.input_size * o->cfg.input_size, B = o->batch;
-    memset(b, 0, sizeof *b);
-    b->x0 = malloc(n * 4), b->noise = malloc(n * 4), b->x_t = malloc(n * 4), b->out = malloc(2 * n * 4);
-    b->d_out = malloc(2 * n * 4), b->tf = malloc(B * 4), b->mse = malloc(B * 4), b->vb = malloc(B * 4);
-    b->t = malloc(B * sizeof(int)), b->y = malloc(B * 4);
-    if (ctx->device == KB_DEV_CPU) {
-        b->x_t_dev = b->x_t, b->tf_dev = b->tf, b->out_dev = b->out, b->d_out_dev = b->d_out, b->y_dev = b->y;
-        return 0;
-    }
-    b->x_t_dev = kb_dev_alloc(ctx, n * 4, err), b->tf_dev = kb_dev_alloc(ctx, B * 4, err);
-    b->out_dev = kb_dev_alloc(ctx, 2 * n * 4, err), b->d_out_dev = kb_dev_alloc(ctx, 2 * n * 4, err);
-    b->y_dev = kb_dev_alloc(ctx, B * 4, err);
-    return (b->x_t_dev && b->tf_dev && b->out_dev && b->d_out_dev && b->y_dev) ? 0 : -1;
 }
 
 static int run_bench(const bench_opts *o, kb_err *err) {
@@ -144,11 +110,11 @@ static int run_bench(const bench_opts *o, kb_err *err) {
     kb_dit m;
     kb_optim opt;
     kb_diffusion diff;
-    bench_bufs b;
+    kb_train_bufs b;
     kb_optim_config oc = kb_optim_config_default();
     if (kb_ctx_init(&ctx, o->device, &co, err) || kb_dit_create(&m, &ctx, &o->cfg, 1, 0, err) ||
         kb_optim_init(&opt, &m.params, &oc, err) || kb_diffusion_init(&diff, 1000, "", err) ||
-        alloc_bufs(&ctx, o, &b, err))
+        kb_train_bufs_alloc(&b, &ctx, &o->cfg, o->batch, err))
         return -1;
     float loss = 0.0f;
     double t0 = 0.0;
@@ -157,7 +123,7 @@ static int run_bench(const bench_opts *o, kb_err *err) {
             if (kb_ctx_sync(&ctx, err)) return -1;
             t0 = kb_now();
         }
-        make_batch(o, k, b.x0, b.noise, b.t, b.tf, b.y);
+        make_batch(o, k, b.x0, b.noise, b.t, b.y);
         if (train_step(&m, &opt, &diff, &b, o->batch, &loss, err)) return -1;
     }
     if (kb_ctx_sync(&ctx, err)) return -1;

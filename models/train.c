@@ -28,114 +28,13 @@ void kb_train_opts_default(kb_train_opts *o) {
     o->flip = 1;
 }
 
-/* ---- buffers ---- */
-
-static void *host_alloc(size_t bytes, int *bad) {
-    void *p = malloc(bytes ? bytes : 1);
-    *bad |= !p;
-    return p;
-}
-
-static void *dev_alloc(kb_ctx *ctx, void *host, size_t bytes, int *bad, kb_err *err) {
-    if (ctx->device == KB_DEV_CPU) return host; /* the CPU "device" is host memory: no copies */
-    void *p = kb_dev_alloc(ctx, bytes, err);
-    *bad |= !p;
-    return p;
-}
-
-static int bufs_alloc(kb_trainer *tr, kb_err *err) {
-    kb_train_bufs *b = &tr->b;
-    const kb_dit_config *c = &tr->model.cfg;
-    size_t B = (size_t)tr->o->batch, hw = (size_t)c->input_size * (size_t)c->input_size;
-    size_t n = B * (size_t)c->in_channels * hw, n_out = B * (size_t)kb_dit_out_channels(c) * hw;
-    int bad = 0;
-    b->x0 = host_alloc(n * 4, &bad), b->noise = host_alloc(n * 4, &bad), b->x_t = host_alloc(n * 4, &bad);
-    b->out = host_alloc(n_out * 4, &bad), b->d_out = host_alloc(n_out * 4, &bad), b->tf = host_alloc(B * 4, &bad);
-    b->mse = host_alloc(B * 4, &bad), b->vb = host_alloc(B * 4, &bad), b->t = host_alloc(B * sizeof(int), &bad);
-    b->y = host_alloc(B * 4, &bad);
-    if (bad) return kb_fail(err, "out of host memory for a batch of %zu", B);
-    b->x_t_dev = dev_alloc(&tr->ctx, b->x_t, n * 4, &bad, err);
-    b->tf_dev = dev_alloc(&tr->ctx, b->tf, B * 4, &bad, err);
-    b->y_dev = dev_alloc(&tr->ctx, b->y, B * 4, &bad, err);
-    b->out_dev = dev_alloc(&tr->ctx, b->out, n_out * 4, &bad, err);
-    b->d_out_dev = dev_alloc(&tr->ctx, b->d_out, n_out * 4, &bad, err);
-    return bad ? kb_fail_wrap(err, "batch buffers on %s", kb_device_name(tr->ctx.device)) : 0;
-}
-
-static void bufs_free(kb_trainer *tr) {
-    kb_train_bufs *b = &tr->b;
-    if (tr->have_ctx && tr->ctx.device != KB_DEV_CPU) {
-        kb_dev_free(&tr->ctx, b->x_t_dev), kb_dev_free(&tr->ctx, b->tf_dev), kb_dev_free(&tr->ctx, b->y_dev);
-        kb_dev_free(&tr->ctx, b->out_dev), kb_dev_free(&tr->ctx, b->d_out_dev);
-    }
-    free(b->x0), free(b->noise), free(b->x_t), free(b->out), free(b->d_out), free(b->tf), free(b->mse);
-    free(b->vb), free(b->t), free(b->y);
-    memset(b, 0, sizeof *b);
-}
-
 /* ---- one step ---- */
 
-typedef struct {
-    float loss, mse, vb;
-    double grad_norm;
-} step_stats;
-
-/* MSE-only loss for a model without learned sigma (DiT with learn_sigma=False):
- * loss = mean_b mean_{C,HW} (noise - eps)^2, gradient 2 (eps - noise) / (B C HW). */
-static void mse_loss(const kb_train_bufs *b, int B, int64_t n_per, step_stats *s) {
-    double total = 0.0;
-    for (int i = 0; i < B; i++) {
-        double acc = 0.0;
-        for (int64_t k = 0; k < n_per; k++) {
-            float d = b->noise[i * n_per + k] - b->out[i * n_per + k];
-            acc += (double)(d * d);
-            b->d_out[i * n_per + k] = -2.0f * d / (float)(n_per * B);
-        }
-        b->mse[i] = (float)(acc / (double)n_per), b->vb[i] = 0.0f;
-        total += b->mse[i];
-    }
-    s->loss = (float)(total / B);
-}
-
-static void batch_means(const kb_train_bufs *b, int B, step_stats *s) {
-    double m = 0.0, v = 0.0;
-    for (int i = 0; i < B; i++) m += b->mse[i], v += b->vb[i];
-    s->mse = (float)(m / B), s->vb = (float)(v / B);
-}
-
-/* Copies that are no-ops where the "device" buffer is the host one (CPU). */
-static int to_dev(kb_ctx *ctx, void *dev, const void *host, size_t bytes, kb_err *err) {
-    return dev == host ? 0 : kb_copy_to_dev(ctx, dev, host, bytes, err);
-}
-static int to_host(kb_ctx *ctx, void *host, const void *dev, size_t bytes, kb_err *err) {
-    return dev == host ? 0 : kb_copy_to_host(ctx, host, dev, bytes, err);
-}
-
-/* Forward and loss: the loss functions are host-side, so the model output
- * is copied to the host and its gradient back (memcpy-free on the CPU; on a
- * GPU this is the transfer to remove once the loss runs on the device). */
-static int forward_loss(kb_trainer *tr, int64_t step, step_stats *s, kb_err *err) {
+/* Draws step `step`'s batch from the dataset, then forward and loss. */
+static int forward_loss(kb_trainer *tr, int64_t step, kb_step_stats *s, kb_err *err) {
     kb_train_bufs *b = &tr->b;
-    kb_ctx *ctx = &tr->ctx;
-    int B = tr->o->batch, C = tr->model.cfg.in_channels, learn = tr->model.cfg.learn_sigma;
-    int64_t HW = (int64_t)tr->model.cfg.input_size * tr->model.cfg.input_size, n_in = B * C * HW;
-    int64_t n_out = n_in * (learn ? 2 : 1);
-    if (kb_train_data_batch(&tr->data, step, B, b->x0, b->y, b->t, b->noise, err)) return -1;
-    for (int i = 0; i < B; i++) b->tf[i] = (float)b->t[i];
-    if (kb_diffusion_q_sample(&tr->diff, b->x0, b->noise, b->t, B, C, HW, b->x_t, err) ||
-        to_dev(ctx, b->x_t_dev, b->x_t, (size_t)n_in * 4, err) ||
-        to_dev(ctx, b->tf_dev, b->tf, (size_t)B * 4, err) ||
-        to_dev(ctx, b->y_dev, b->y, (size_t)B * 4, err) ||
-        kb_dit_forward(&tr->model, b->x_t_dev, b->tf_dev, b->y_dev, B, b->out_dev, err) ||
-        to_host(ctx, b->out, b->out_dev, (size_t)n_out * 4, err))
-        return -1;
-    if (!learn) mse_loss(b, B, C * HW, s);
-    else if (kb_diffusion_loss_fwd(&tr->diff, b->x0, b->noise, b->x_t, b->t, b->out, B, C, HW, b->mse, b->vb,
-                                   &s->loss, err) ||
-             kb_diffusion_loss_bwd(&tr->diff, b->x0, b->noise, b->x_t, b->t, b->out, B, C, HW, 1.0f, b->d_out, err))
-        return -1;
-    batch_means(b, B, s);
-    return to_dev(ctx, b->d_out_dev, b->d_out, (size_t)n_out * 4, err);
+    if (kb_train_data_batch(&tr->data, step, tr->o->batch, b->x0, b->y, b->t, b->noise, err)) return -1;
+    return kb_train_forward_loss(&tr->model, &tr->diff, b, tr->o->batch, s, err);
 }
 
 static int diverged(kb_trainer *tr, int64_t step, const char *what, double value, kb_err *err) {
@@ -150,7 +49,7 @@ static int diverged(kb_trainer *tr, int64_t step, const char *what, double value
 
 /* One optimiser step; the weights are only touched once loss and gradient
  * norm are known to be finite, so a divergence never reaches a checkpoint. */
-static int train_step(kb_trainer *tr, step_stats *s, kb_err *err) {
+static int train_step(kb_trainer *tr, kb_step_stats *s, kb_err *err) {
     int64_t step = tr->opt.step;
     int B = tr->o->batch;
     if (forward_loss(tr, step, s, err)) return kb_fail_wrap(err, "step %lld", (long long)step + 1);
@@ -289,7 +188,8 @@ static int build(kb_trainer *tr, kb_err *err) {
     tr->have_ctx = 1;
     if (kb_dit_create(&tr->model, &tr->ctx, &o->cfg, 1, o->seed, err) ||
         kb_optim_init(&tr->opt, &tr->model.params, &o->optim, err) ||
-        kb_diffusion_init(&tr->diff, 1000, "", err) || bufs_alloc(tr, err))
+        kb_diffusion_init(&tr->diff, 1000, "", err) ||
+        kb_train_bufs_alloc(&tr->b, &tr->ctx, &tr->model.cfg, tr->o->batch, err))
         return -1;
     tr->data.num_timesteps = tr->diff.num_steps;
     return 0;
@@ -331,14 +231,14 @@ static int setup(kb_trainer *tr, cJSON **resume_json, kb_err *err) {
 
 /* ---- the loop ---- */
 
-static void show_progress(kb_trainer *tr, kb_progress *p, const step_stats *s) {
+static void show_progress(kb_trainer *tr, kb_progress *p, const kb_step_stats *s) {
     char extra[96];
     snprintf(extra, sizeof extra, "step %lld loss %.4f", (long long)tr->opt.step, s->loss);
     kb_progress_set_extra(p, extra);
     kb_progress_update(p, tr->opt.step - tr->start_step);
 }
 
-static int after_step(kb_trainer *tr, const step_stats *s, kb_err *err) {
+static int after_step(kb_trainer *tr, const kb_step_stats *s, kb_err *err) {
     int64_t k = tr->opt.step;
     tr->acc.n++;
     tr->acc.loss += s->loss, tr->acc.mse += s->mse, tr->acc.vb += s->vb, tr->acc.grad_norm += s->grad_norm;
@@ -356,7 +256,7 @@ static int after_step(kb_trainer *tr, const step_stats *s, kb_err *err) {
 static int loop(kb_trainer *tr, kb_err *err) {
     kb_train_opts *o = tr->o;
     kb_progress p;
-    step_stats s = {0};
+    kb_step_stats s = {0};
     kb_progress_start(&p, "train", o->steps - tr->start_step, o->quiet);
     double t0 = kb_now();
     tr->t_row = t0;
@@ -376,7 +276,7 @@ static int loop(kb_trainer *tr, kb_err *err) {
 
 static void teardown(kb_trainer *tr) {
     if (tr->csv) fclose(tr->csv);
-    bufs_free(tr);
+    if (tr->have_ctx) kb_train_bufs_free(&tr->b, &tr->ctx);
     kb_optim_free(&tr->opt);
     kb_diffusion_free(&tr->diff);
     kb_dit_free(&tr->model);

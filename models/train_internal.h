@@ -10,6 +10,7 @@
 #include "models/diffusion.h"
 #include "models/dit.h"
 #include "models/train.h"
+#include "models/train_step.h"
 
 #define KB_TRAIN_FORMAT "kindbench-train-1"
 
@@ -19,15 +20,6 @@ typedef struct {
     int64_t n;
     double loss, mse, vb, grad_norm;
 } kb_log_acc;
-
-/* Host batch buffers, and their device copies (aliases on the CPU). */
-typedef struct {
-    float *x0, *noise, *x_t, *out, *d_out, *tf, *mse, *vb;
-    int *t;
-    int32_t *y;
-    float *x_t_dev, *tf_dev, *out_dev, *d_out_dev;
-    int32_t *y_dev;
-} kb_train_bufs;
 
 typedef struct {
     kb_train_opts *o;
