@@ -19,6 +19,8 @@ typedef struct {
     kb_dit_config cfg;
     int batch, steps, warmup, threads;
     kb_device device;
+    kb_matmul_precision precision;
+    double peak_tflops; /* 0: from the GPU's name when known */
 } bench_opts;
 
 static void usage(void) {
@@ -29,7 +31,10 @@ static void usage(void) {
            "  --image N         input side (default 32)    --channels N  (default 1)\n"
            "  --classes N       number of classes (default 10)\n"
            "  --batch N         (default 32)   --steps N (default 20)   --warmup N (default 3)\n"
-           "  --device cpu|cuda (default cpu)  --threads N (default: all cores)\n");
+           "  --device cpu|cuda (default cpu)  --threads N (default: all cores)\n"
+           "  --precision fp32|tf32|bf16  arithmetic of the GEMMs on CUDA (default fp32)\n"
+           "  --peak-tflops X   the device's peak for that arithmetic, for the MFU line (default:\n"
+           "                    the datasheet's dense figure for H100/H200 SXM and A100)\n");
 }
 
 static int parse(int argc, char **argv, bench_opts *o, kb_err *err) {
@@ -38,12 +43,14 @@ static int parse(int argc, char **argv, bench_opts *o, kb_err *err) {
         {"heads", required_argument, 0, 'H'}, {"patch", required_argument, 0, 'p'}, {"image", required_argument, 0, 'i'},
         {"channels", required_argument, 0, 'c'}, {"classes", required_argument, 0, 'k'},
         {"batch", required_argument, 0, 'b'}, {"steps", required_argument, 0, 's'}, {"warmup", required_argument, 0, 'W'},
-        {"device", required_argument, 0, 'D'}, {"threads", required_argument, 0, 't'}, {"help", no_argument, 0, 'h'},
+        {"device", required_argument, 0, 'D'}, {"threads", required_argument, 0, 't'},
+        {"precision", required_argument, 0, 'P'}, {"peak-tflops", required_argument, 0, 'F'}, {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     o->cfg = kb_dit_config_default();
     o->cfg.depth = 4, o->cfg.hidden_size = 128, o->cfg.num_heads = 4, o->cfg.patch_size = 4;
     o->cfg.input_size = 32, o->cfg.in_channels = 1, o->cfg.num_classes = 10;
     o->batch = 32, o->steps = 20, o->warmup = 3, o->threads = 0, o->device = KB_DEV_CPU;
+    o->precision = KB_MATMUL_FP32, o->peak_tflops = 0.0;
     int c;
     long long v;
     optind = 0;
@@ -58,6 +65,17 @@ static int parse(int argc, char **argv, bench_opts *o, kb_err *err) {
         }
         if (c == 'D') {
             if (kb_device_parse(optarg, &o->device, err)) return -1;
+            continue;
+        }
+        if (c == 'P') {
+            if (kb_matmul_precision_parse(optarg, &o->precision, err)) return -1;
+            continue;
+        }
+        if (c == 'F') {
+            char *end;
+            o->peak_tflops = strtod(optarg, &end);
+            if (*end || !(o->peak_tflops > 0))
+                return kb_fail(err, "--peak-tflops: expected a positive number, got '%s'", optarg);
             continue;
         }
         if (c == '?' ) return kb_fail(err, "bench train: unknown option (see --help)");
@@ -104,9 +122,37 @@ static int train_step(kb_dit *m, kb_optim *opt, const kb_diffusion *diff, kb_tra
     return 0;
 }
 
+/* Dense peak TFLOP/s of the GPU for the arithmetic in use, from the vendor's
+ * datasheets (SXM parts); 0 when the GPU is not in the table. */
+static double datasheet_peak_tflops(const char *gpu, kb_matmul_precision p) {
+    static const struct {
+        const char *name;
+        double fp32, tf32, bf16;
+    } table[] = {{"H100", 66.9, 494.7, 989.4}, {"H200", 66.9, 494.7, 989.4}, {"A100", 19.5, 156.0, 312.0}};
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
+        if (strstr(gpu, table[i].name))
+            return p == KB_MATMUL_BF16 ? table[i].bf16 : p == KB_MATMUL_TF32 ? table[i].tf32 : table[i].fp32;
+    return 0.0;
+}
+
+/* Model FLOP utilisation: achieved model FLOP/s over the device's peak. */
+static void print_mfu(const bench_opts *o, const kb_ctx *ctx, double flops_per_s) {
+    if (o->device != KB_DEV_CUDA) return;
+    char gpu[512] = "";
+    kb_err e = {{0}};
+    if (kb_cuda_describe(ctx->cuda_device, gpu, sizeof gpu, &e)) snprintf(gpu, sizeof gpu, "unknown GPU");
+    double peak = o->peak_tflops > 0 ? o->peak_tflops : datasheet_peak_tflops(gpu, o->precision);
+    printf("kindbench train: %s, %s GEMMs\n", gpu, kb_matmul_precision_name(o->precision));
+    if (peak > 0)
+        printf("kindbench train: MFU %.1f%% (%.1f TFLOP/s of %.1f peak %s)\n", 100.0 * flops_per_s / (peak * 1e12),
+               flops_per_s / 1e12, peak, kb_matmul_precision_name(o->precision));
+    else
+        printf("kindbench train: MFU unknown (no peak for this GPU: pass --peak-tflops)\n");
+}
+
 static int run_bench(const bench_opts *o, kb_err *err) {
     kb_ctx ctx;
-    kb_ctx_opts co = {o->threads, 0};
+    kb_ctx_opts co = {.threads = o->threads, .matmul = o->precision};
     kb_dit m;
     kb_optim opt;
     kb_diffusion diff;
@@ -135,6 +181,7 @@ static int run_bench(const bench_opts *o, kb_err *err) {
     printf("kindbench train: %.3f steps/s, %.1f images/s, %.1f ms/step, %.2f GFLOP/s (6 x %.3f GMAC/image), "
            "last loss %.5f\n", sps, sps * o->batch, 1000.0 / sps, flops * sps / 1e9,
            kb_dit_forward_macs(&o->cfg) / 1e9, loss);
+    print_mfu(o, &ctx, flops * sps);
     printf("steps_per_sec=%.6f\n", sps);
     return 0;
 }

@@ -698,7 +698,7 @@ static void describe_side(const char *label, const kb_evalset *s) {
 }
 
 static int contexts(const eval_opts *o, kb_ctx *dev, kb_ctx *cpu, kb_err *err) {
-    kb_ctx_opts co = {o->threads, 0};
+    kb_ctx_opts co = {.threads = o->threads};
     if (kb_ctx_init(cpu, KB_DEV_CPU, &co, err)) return -1;
     if (o->device == KB_DEV_CPU) return *dev = *cpu, 0;
     return kb_ctx_init(dev, o->device, &co, err);

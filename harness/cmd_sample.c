@@ -394,7 +394,7 @@ static int check_request(const sample_opts *o, const kb_checkpoint_info *info, r
 }
 
 static int load_model(const sample_opts *o, const kb_checkpoint_info *info, run_state *r, kb_err *err) {
-    kb_ctx_opts co = {o->threads, 0};
+    kb_ctx_opts co = {.threads = o->threads};
     if (kb_ctx_init(&r->ctx, o->device, &co, err)) return -1;
     r->have_ctx = 1;
     if (kb_dit_create(&r->model, &r->ctx, &info->cfg, 0, 0, err)) return -1;

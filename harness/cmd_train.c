@@ -47,6 +47,7 @@ static void usage(void) {
         "  --resume CKPT         continue from a checkpoint; options not given are taken from it\n"
         "Compute:\n"
         "  --device cpu|cuda     (default cpu)    --threads N   CPU threads (default: all; recorded)\n"
+        "  --precision fp32|tf32|bf16  GEMM arithmetic on CUDA (default fp32; recorded)\n"
         "  --quiet               no progress output\n"
         "  -h, --help            this text\n");
 }
@@ -54,7 +55,7 @@ static void usage(void) {
 enum {
     O_DATA = 256, O_OUT, O_MODEL, O_DEPTH, O_WIDTH, O_HEADS, O_PATCH, O_MLP, O_DROPOUT, O_SIGMA, O_NO_SIGMA,
     O_IMAGE, O_CHANNELS, O_STEPS, O_BATCH, O_LR, O_WD, O_BETA1, O_BETA2, O_EPS, O_CLIP, O_EMA, O_SEED, O_CKPT,
-    O_KEEP, O_LOG, O_RESUME, O_DEVICE, O_THREADS, O_CLASSES, O_SPLIT, O_FLIP, O_NO_FLIP, O_QUIET
+    O_KEEP, O_LOG, O_RESUME, O_DEVICE, O_THREADS, O_CLASSES, O_SPLIT, O_FLIP, O_NO_FLIP, O_QUIET, O_PRECISION
 };
 
 static const struct option long_opts[] = {
@@ -72,6 +73,7 @@ static const struct option long_opts[] = {
     {"seed", required_argument, 0, O_SEED}, {"ckpt-every", required_argument, 0, O_CKPT},
     {"keep-checkpoints", no_argument, 0, O_KEEP}, {"log-every", required_argument, 0, O_LOG},
     {"resume", required_argument, 0, O_RESUME}, {"device", required_argument, 0, O_DEVICE},
+    {"precision", required_argument, 0, O_PRECISION},
     {"threads", required_argument, 0, O_THREADS}, {"classes", required_argument, 0, O_CLASSES},
     {"split", required_argument, 0, O_SPLIT}, {"flip", no_argument, 0, O_FLIP},
     {"no-flip", no_argument, 0, O_NO_FLIP}, {"quiet", no_argument, 0, O_QUIET},
@@ -180,6 +182,7 @@ static int run_option(int c, const char *arg, kb_train_opts *o, kb_err *err) {
     case O_FLIP: case O_NO_FLIP: o->flip = c == O_FLIP, o->set |= KB_TSET_FLIP; return 0;
     case O_QUIET: o->quiet = 1; return 0;
     case O_DEVICE: o->set |= KB_TSET_DEVICE; return kb_device_parse(arg, &o->device, err);
+    case O_PRECISION: o->set |= KB_TSET_PRECISION; return kb_matmul_precision_parse(arg, &o->precision, err);
     case O_CLASSES:
         o->set |= KB_TSET_CLASSES;
         if (!kb_train_classes_parse(arg, &o->classes)) return 0;

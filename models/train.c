@@ -23,6 +23,7 @@ void kb_train_opts_default(kb_train_opts *o) {
     o->ckpt_every = 1000;
     o->log_every = 10;
     o->device = KB_DEV_CPU;
+    o->precision = KB_MATMUL_FP32;
     o->classes = KB_ROLE_PRETRAIN;
     o->split = KB_SPLIT_TRAIN;
     o->flip = 1;
@@ -183,7 +184,7 @@ static int open_data(kb_trainer *tr, kb_err *err) {
 
 static int build(kb_trainer *tr, kb_err *err) {
     kb_train_opts *o = tr->o;
-    kb_ctx_opts co = {o->threads, 0};
+    kb_ctx_opts co = {.threads = o->threads, .matmul = o->precision};
     if (kb_ctx_init(&tr->ctx, o->device, &co, err)) return -1;
     tr->have_ctx = 1;
     if (kb_dit_create(&tr->model, &tr->ctx, &o->cfg, 1, o->seed, err) ||

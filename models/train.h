@@ -22,6 +22,7 @@
 #include "datasets/dataset.h"
 #include "models/dit_config.h"
 #include "models/optim.h"
+#include "nn/backend.h"
 #include "nn/tensor.h"
 #include "util/err.h"
 
@@ -83,7 +84,7 @@ enum {
     KB_TSET_MLP = 1 << 16, KB_TSET_DROPOUT = 1 << 17, KB_TSET_SIGMA = 1 << 18, KB_TSET_LR = 1 << 19,
     KB_TSET_WD = 1 << 20, KB_TSET_BETA1 = 1 << 21, KB_TSET_BETA2 = 1 << 22, KB_TSET_EPS = 1 << 23,
     KB_TSET_CLIP = 1 << 24, KB_TSET_EMA = 1 << 25, KB_TSET_DEVICE = 1 << 26, KB_TSET_IMAGE = 1 << 27,
-    KB_TSET_CHANNELS = 1 << 28,
+    KB_TSET_CHANNELS = 1 << 28, KB_TSET_PRECISION = 1 << 29,
 };
 
 typedef struct {
@@ -101,6 +102,7 @@ typedef struct {
     int keep_checkpoints;    /* 0: delete the previous checkpoint once a newer one is safe */
     int threads;             /* 0: $KINDBENCH_THREADS or all CPUs */
     kb_device device;
+    kb_matmul_precision precision; /* GEMM arithmetic on CUDA (nn/backend.h); fp32 on the CPU */
     kb_class_role classes;   /* KB_ROLE_PRETRAIN (default), KB_ROLE_NOVEL, KB_ROLE_ANY */
     kb_split split;          /* KB_SPLIT_TRAIN (default) */
     int flip;

@@ -90,6 +90,7 @@ char *kb_train_json(const kb_trainer *tr, int with_state, int formatted) {
     cJSON_AddNumberToObject(j, "ckpt_every", (double)o->ckpt_every);
     cJSON_AddBoolToObject(j, "keep_checkpoints", o->keep_checkpoints);
     cJSON_AddStringToObject(j, "device", kb_device_name(o->device));
+    cJSON_AddStringToObject(j, "precision", kb_matmul_precision_name(o->precision));
     cJSON_AddNumberToObject(j, "threads", tr->ctx.threads);
     cJSON_AddStringToObject(j, "out", tr->out_abs);
     cJSON *diff = cJSON_AddObjectToObject(j, "diffusion");

@@ -96,6 +96,11 @@ static int merge_run(kb_train_opts *o, const cJSON *j, kb_err *err) {
     if (!(o->set & KB_TSET_DEVICE) && dev && kb_device_parse(dev, &o->device, err)) return -1;
     if ((o->set & KB_TSET_DEVICE) && dev && strcmp(dev, kb_device_name(o->device)))
         warn_differs(o->resume, "--device", kb_device_name(o->device), dev);
+    const char *prec = str(j, "precision"); /* absent in runs from before --precision: fp32 */
+    if (!(o->set & KB_TSET_PRECISION) && prec && kb_matmul_precision_parse(prec, &o->precision, err))
+        return kb_fail_wrap(err, "--resume %s: training metadata", o->resume);
+    if ((o->set & KB_TSET_PRECISION) && strcmp(prec ? prec : "fp32", kb_matmul_precision_name(o->precision)))
+        warn_differs(o->resume, "--precision", kb_matmul_precision_name(o->precision), prec ? prec : "fp32");
     if (!(o->set & KB_TSET_DATA)) o->data_path = str(data, "path");
     if (!(o->set & KB_TSET_OUT)) o->out_dir = str(j, "out");
     if (!o->data_path || !o->out_dir)

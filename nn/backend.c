@@ -23,11 +23,33 @@ int kb_ctx_init(kb_ctx *ctx, kb_device dev, const kb_ctx_opts *opts, kb_err *err
     ctx->cuda_device = opts ? opts->cuda_device : 0;
     /* A fixed thread count makes OpenBLAS's partitioning, and so its sums, repeatable. */
     openblas_set_num_threads(ctx->threads);
-    if (dev == KB_DEV_CPU) return 0;
+    ctx->matmul = opts ? opts->matmul : KB_MATMUL_FP32;
+    if (dev == KB_DEV_CPU) {
+        if (ctx->matmul != KB_MATMUL_FP32)
+            return kb_fail(err, "--precision %s needs --device cuda: the CPU path computes in fp32 only",
+                           kb_matmul_precision_name(ctx->matmul));
+        return 0;
+    }
     if (!kb_cuda_compiled()) return kb_fail(err, "--device cuda: this kindbench was built without CUDA (nvcc not found at configure time)");
     if (kb_cuda_device_count() <= ctx->cuda_device)
         return kb_fail(err, "--device cuda: no CUDA GPU %d on this machine (%d found)", ctx->cuda_device, kb_cuda_device_count());
-    return kb_cuda_state_create(ctx->cuda_device, &ctx->cuda, err);
+    if (kb_cuda_state_create(ctx->cuda_device, &ctx->cuda, err)) return -1;
+    if (kb_cuda_set_matmul(ctx->cuda, ctx->matmul, err)) {
+        kb_ctx_free(ctx);
+        return -1;
+    }
+    return 0;
+}
+
+const char *kb_matmul_precision_name(kb_matmul_precision p) {
+    return p == KB_MATMUL_BF16 ? "bf16" : p == KB_MATMUL_TF32 ? "tf32" : "fp32";
+}
+
+int kb_matmul_precision_parse(const char *s, kb_matmul_precision *out, kb_err *err) {
+    static const kb_matmul_precision all[] = {KB_MATMUL_FP32, KB_MATMUL_TF32, KB_MATMUL_BF16};
+    for (int i = 0; i < 3; i++)
+        if (s && !strcmp(s, kb_matmul_precision_name(all[i]))) return *out = all[i], 0;
+    return kb_fail(err, "--precision: expected fp32, tf32 or bf16, got '%s'", s ? s : "(none)");
 }
 
 void kb_ctx_free(kb_ctx *ctx) {

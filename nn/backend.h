@@ -19,10 +19,24 @@ extern "C" {
 
 typedef struct kb_cuda_state kb_cuda_state; /* opaque; defined in nn/cuda_backend.cu */
 
+/* Arithmetic of matrix products on CUDA; storage stays fp32 in every mode.
+ *  FP32 (default): true fp32 products, comparable with the CPU reference.
+ *  TF32: tensor cores on TF32 inputs (10-bit mantissas), fp32 accumulation.
+ *  BF16: tensor cores on bf16 inputs (8-bit mantissas), fp32 accumulation:
+ *        cuBLAS's CUBLAS_COMPUTE_32F_FAST_16BF, the arithmetic of PyTorch's
+ *        torch.set_float32_matmul_precision("medium"); cuDNN convolutions use
+ *        TF32 in this mode.
+ * The CPU path computes in fp32 only. */
+typedef enum { KB_MATMUL_FP32 = 0, KB_MATMUL_TF32, KB_MATMUL_BF16 } kb_matmul_precision;
+const char *kb_matmul_precision_name(kb_matmul_precision p);
+/* "fp32" | "tf32" | "bf16". */
+int kb_matmul_precision_parse(const char *s, kb_matmul_precision *out, kb_err *err);
+
 typedef struct {
     kb_device device;
     int threads;          /* CPU threads for the fast CPU path (fixed => bit-identical reruns) */
     int cuda_device;      /* CUDA ordinal */
+    kb_matmul_precision matmul;
     kb_cuda_state *cuda;  /* NULL on CPU */
 } kb_ctx;
 
@@ -30,6 +44,7 @@ typedef struct {
 typedef struct {
     int threads;     /* default: $KINDBENCH_THREADS, else number of online CPUs */
     int cuda_device; /* default 0 */
+    kb_matmul_precision matmul; /* default FP32; anything else needs CUDA */
 } kb_ctx_opts;
 
 int kb_ctx_init(kb_ctx *ctx, kb_device dev, const kb_ctx_opts *opts, kb_err *err);

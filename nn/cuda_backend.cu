@@ -56,10 +56,16 @@ extern "C" int kb_cuda_describe(int ordinal, char *buf, size_t n, kb_err *err) {
 
 int kb_cuda_apply_math_mode(kb_cuda_state *st, kb_err *err) {
     const char *op = "cuda context";
-    /* CUBLAS_DEFAULT_MATH: FP32 GEMMs in FP32 (no TF32, no BF16x9 emulation). */
-    cublasMath_t mode = st->allow_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH;
+    /* CUBLAS_DEFAULT_MATH: FP32 GEMMs in FP32 (no TF32, no BF16x9 emulation).
+     * BF16 GEMMs choose their compute type per call (ops_cuda.cu's gemm_common). */
+    cublasMath_t mode = st->matmul == KB_MATMUL_FP32 ? CUBLAS_DEFAULT_MATH : CUBLAS_TF32_TENSOR_OP_MATH;
     KB_CUBLAS_CHECK(op, cublasSetMathMode(st->cublas, mode));
     return 0;
+}
+
+extern "C" int kb_cuda_set_matmul(kb_cuda_state *st, kb_matmul_precision p, kb_err *err) {
+    st->matmul = p;
+    return kb_cuda_apply_math_mode(st, err);
 }
 
 extern "C" void kb_cuda_state_destroy(kb_cuda_state *st) {
@@ -81,7 +87,7 @@ extern "C" void kb_cuda_state_destroy(kb_cuda_state *st) {
 static int state_init(kb_cuda_state *st, int ordinal, kb_err *err) {
     const char *op = "cuda context";
     st->device = ordinal;
-    st->allow_tf32 = 0;
+    st->matmul = KB_MATMUL_FP32;
     KB_CUDA_CHECK(op, cudaSetDevice(ordinal));
     cudaDeviceProp p;
     KB_CUDA_CHECK(op, cudaGetDeviceProperties(&p, ordinal));

@@ -14,6 +14,8 @@ extern "C" {
 
 int kb_cuda_state_create(int ordinal, kb_cuda_state **out, kb_err *err);
 void kb_cuda_state_destroy(kb_cuda_state *st);
+/* The arithmetic of GEMMs and convolutions from now on (nn/backend.h). */
+int kb_cuda_set_matmul(kb_cuda_state *st, kb_matmul_precision p, kb_err *err);
 int kb_cuda_sync(kb_cuda_state *st, kb_err *err);
 void *kb_cuda_malloc(kb_cuda_state *st, size_t bytes, kb_err *err);
 void kb_cuda_free(kb_cuda_state *st, void *p);

@@ -12,6 +12,10 @@ int kb_cuda_state_create(int ordinal, kb_cuda_state **out, kb_err *err) {
     return kb_fail(err, "cuda device %d: this kindbench was built without CUDA", ordinal);
 }
 void kb_cuda_state_destroy(kb_cuda_state *st) { (void)st; }
+int kb_cuda_set_matmul(kb_cuda_state *st, kb_matmul_precision p, kb_err *err) {
+    (void)st, (void)p;
+    return kb_fail(err, "built without CUDA");
+}
 int kb_cuda_sync(kb_cuda_state *st, kb_err *err) { return kb_fail(err, "built without CUDA"); }
 void *kb_cuda_malloc(kb_cuda_state *st, size_t bytes, kb_err *err) {
     kb_fail(err, "cannot allocate %zu bytes on CUDA: built without CUDA", bytes);

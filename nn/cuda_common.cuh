@@ -29,15 +29,15 @@ struct kb_cuda_state {
     cublasLtHandle_t cublaslt;   /* for fused-epilogue GEMMs (models); same workspace */
     void *workspace;             /* cuBLAS/cuBLASLt workspace (fixed, so cuBLAS never allocates its own) */
     size_t workspace_bytes;
-    /* FP32 GEMMs may use TF32 tensor cores (about 10 mantissa bits) when set.
-     * Off by default: results must be comparable with the CPU reference. It is
-     * applied to the cuBLAS handle when the state is created (kb_cuda_apply_math_mode). */
-    int allow_tf32;
+    /* The arithmetic of GEMMs (nn/backend.h): FP32 by default, so that results
+     * are comparable with the CPU reference. TF32 and BF16 run on tensor
+     * cores; convolutions then use TF32 (kb_cuda_apply_math_mode). */
+    kb_matmul_precision matmul;
     void *scratch;               /* grow-on-demand scratch for multi-pass reductions */
     size_t scratch_bytes;
 };
 
-/* Sets the cuBLAS math mode from st->allow_tf32 (CUBLAS_DEFAULT_MATH when 0:
+/* Sets the cuBLAS math mode from st->matmul (CUBLAS_DEFAULT_MATH for FP32:
  * true FP32, no TF32). Returns 0 or -1 with err set. */
 int kb_cuda_apply_math_mode(kb_cuda_state *st, kb_err *err);
 

@@ -4,7 +4,7 @@
  * Math: FP32 by default. cuDNN's CUDNN_DEFAULT_MATH lets Ampere and newer
  * GPUs use TF32 tensor cores (about 10 mantissa bits), so the convolution
  * descriptor asks for CUDNN_FMA_MATH (FP32 FMA kernels only) unless the
- * context allows TF32 (kb_cuda_state.allow_tf32), and the algorithm is the
+ * context's matmul precision is TF32 or BF16 (kb_cuda_state.matmul), and the algorithm is the
  * first of cuDNN's heuristic list that honours that choice (and needs at
  * most 512 MiB of workspace).
  *
@@ -137,7 +137,7 @@ static int plan_conv(kb_conv_cuda *c, const kb_conv2d_desc *d, cudnnConvolutionF
                                                   d->kh, d->kw));
     KB_CUDNN_CHECK(op, cudnnSetConvolution2dDescriptor(c->conv, d->ph, d->pw, d->sh, d->sw, 1, 1,
                                                        CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
-    int tf32 = c->st->allow_tf32;
+    int tf32 = c->st->matmul != KB_MATMUL_FP32;
     KB_CUDNN_CHECK(op, cudnnSetConvolutionMathType(c->conv, tf32 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH));
     cudnnConvolutionFwdAlgoPerf_t perf[KB_CONV_MAX_ALGOS];
     int got = 0;

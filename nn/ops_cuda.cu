@@ -143,7 +143,21 @@ static int gemm_common(kb_cuda_state *st, const char *op, bool transA, bool tran
     cublasOperation_t opB = transB ? CUBLAS_OP_T : CUBLAS_OP_N;
     cublasStatus_t s;
     const char *call;
-    if (batch == 1 && strideA == 0 && strideB == 0 && strideC == 0) {
+    int single = batch == 1 && strideA == 0 && strideB == 0 && strideC == 0;
+    if (st->matmul == KB_MATMUL_BF16) {
+        /* fp32 in and out, bf16 products on the tensor cores, fp32 accumulation */
+        const cublasComputeType_t ct = CUBLAS_COMPUTE_32F_FAST_16BF;
+        if (single) {
+            call = "cublasGemmEx_64 (bf16 compute)";
+            s = cublasGemmEx_64(st->cublas, opB, opA, N, M, K, &alpha, B, CUDA_R_32F, ldb, A, CUDA_R_32F, lda, &beta,
+                                C, CUDA_R_32F, ldc, ct, CUBLAS_GEMM_DEFAULT);
+        } else {
+            call = "cublasGemmStridedBatchedEx_64 (bf16 compute)";
+            s = cublasGemmStridedBatchedEx_64(st->cublas, opB, opA, N, M, K, &alpha, B, CUDA_R_32F, ldb, strideB, A,
+                                              CUDA_R_32F, lda, strideA, &beta, C, CUDA_R_32F, ldc, strideC, batch, ct,
+                                              CUBLAS_GEMM_DEFAULT);
+        }
+    } else if (single) {
         call = "cublasSgemm_64";
         s = cublasSgemm_64(st->cublas, opB, opA, N, M, K, &alpha, B, ldb, A, lda, &beta, C, ldc);
     } else {

@@ -302,7 +302,7 @@ int main(void) {
     kb_err err = {{0}};
     /* one BLAS thread: on a shared 2-core machine OpenMP threads that wait
      * for a busy core make LAPACK's eigensolvers 10x slower, never faster */
-    kb_ctx_opts co = {1, 0};
+    kb_ctx_opts co = {.threads = 1};
     if (kb_ctx_init(&ctx, KB_DEV_CPU, &co, &err)) {
         printf("FAIL context: %s\n", err.msg);
         return 1;

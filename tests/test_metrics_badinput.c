@@ -233,7 +233,7 @@ int main(void) {
     kbt_state st = {0, 0};
     kb_ctx ctx;
     kb_err err = {{0}};
-    kb_ctx_opts co = {1, 0};
+    kb_ctx_opts co = {.threads = 1};
     if (kb_ctx_init(&ctx, KB_DEV_CPU, &co, &err) || system("rm -rf " TMP " && mkdir -p " TMP) != 0) {
         printf("FAIL setup: %s\n", err.msg);
         return 1;

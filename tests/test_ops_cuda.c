@@ -854,7 +854,7 @@ static void test_context(env *e) {
 
     /* out-of-range ordinals: through kb_ctx_init and the backend directly */
     kb_ctx bad;
-    kb_ctx_opts opts = {0, count};
+    kb_ctx_opts opts = {.cuda_device = count};
     err.msg[0] = 0;
     int rc = kb_ctx_init(&bad, KB_DEV_CUDA, &opts, &err);
     KBT_CHECK(&e->t, rc != 0 && strstr(err.msg, "cuda") && bad.cuda == NULL, "ctx init on gpu ordinal = count fails",
@@ -966,7 +966,7 @@ int main(void) {
         printf("skipped: no GPU (CUDA ops tests need a CUDA device)\n");
         return KBT_SKIP_CODE;
     }
-    kb_ctx_opts opts = {0, 0};
+    kb_ctx_opts opts = {0};
     if (kb_ctx_init(&e.ctx, KB_DEV_CUDA, &opts, &e.err)) die(&e, "kb_ctx_init(cuda:0)");
     test_context(&e);
     test_gemm(&e);

@@ -274,7 +274,7 @@ int main(void) {
     snprintf(path, sizeof path, "%s/sample_ref.safetensors", getenv("KB_FIXTURES") ? getenv("KB_FIXTURES") : ".");
     fixture fx;
     memset(&fx, 0, sizeof fx);
-    kb_ctx_opts co = {1, 0};
+    kb_ctx_opts co = {.threads = 1};
     if (!(fx.f = kb_st_open(path, &err)) || kb_ctx_init(&fx.ctx, KB_DEV_CPU, &co, &err)) {
         printf("FAIL setup: %s\n", err.msg);
         return 1;
