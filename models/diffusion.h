@@ -26,7 +26,13 @@
 
 #include <stdint.h>
 
+#include "models/diffusion_elem.h"
+#include "nn/backend.h"
 #include "util/err.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 typedef struct {
     int num_steps;          /* T of this process (after respacing) */
@@ -68,36 +74,11 @@ int kb_diffusion_init_betas(kb_diffusion *d, const double *betas, int n, const i
 
 void kb_diffusion_free(kb_diffusion *d);
 
-/* The coefficients of step t as the float32 math sees them: each float64
- * schedule entry rounded to float (ADM's _extract_into_tensor). GPU kernels
- * take these per sample to reproduce the CPU numbers. */
-typedef struct {
-    float sqrt_alphas_cumprod, sqrt_one_minus_alphas_cumprod;
-    float sqrt_recip_alphas_cumprod, sqrt_recipm1_alphas_cumprod;
-    float posterior_mean_coef1, posterior_mean_coef2;
-    float min_log; /* posterior_log_variance_clipped[t] */
-    float max_log; /* log(betas[t]) */
-    float alphas_cumprod, alphas_cumprod_prev;
-} kb_diffusion_coefs;
-
 /* Fills c for step t; -1 if t is outside [0, num_steps). */
 int kb_diffusion_coefs_at(const kb_diffusion *d, int t, kb_diffusion_coefs *c, kb_err *err);
 
-/* Element math shared by the loss and the samplers, each a single float32
- * expression in ADM's order (products rounded before the sum; the build has
- * -ffp-contract=off so nothing is fused). */
-static inline float kb_diff_pred_xstart(const kb_diffusion_coefs *k, float x_t, float eps) {
-    return k->sqrt_recip_alphas_cumprod * x_t - k->sqrt_recipm1_alphas_cumprod * eps;
-}
-/* posterior mean coef1 * x0 + coef2 * x_t, for the true x0 or a prediction */
-static inline float kb_diff_posterior_mean(const kb_diffusion_coefs *k, float x0, float x_t) {
-    return k->posterior_mean_coef1 * x0 + k->posterior_mean_coef2 * x_t;
-}
-/* LEARNED_RANGE: frac = (v+1)/2, log var = frac*max_log + (1-frac)*min_log */
-static inline float kb_diff_learned_logvar(const kb_diffusion_coefs *k, float v) {
-    float frac = (v + 1.0f) / 2.0f;
-    return frac * k->max_log + (1.0f - frac) * k->min_log;
-}
+/* The element math (posterior, learned variance, loss terms and their
+ * gradients) is in models/diffusion_elem.h, shared with the CUDA kernels. */
 
 /* ---- training loss (models/diffusion_loss.c) ---- */
 
@@ -124,6 +105,34 @@ int kb_diffusion_loss_fwd(const kb_diffusion *d, const float *x_start, const flo
 int kb_diffusion_loss_bwd(const kb_diffusion *d, const float *x_start, const float *noise, const float *x_t,
                           const int *t, const float *model_out, int B, int C, int64_t HW, float dloss,
                           float *dmodel_out, kb_err *err);
+
+/* ---- the training loss on the context's device ---- */
+
+/* x_t = q_sample(x_start, noise, t) where x_start, noise and x_t live on
+ * ctx's device and t [B] on the host. On the CPU this is
+ * kb_diffusion_q_sample; on CUDA, models/diffusion_cuda.cu. */
+int kb_diffusion_q_sample_dev(kb_ctx *ctx, const kb_diffusion *d, const float *x_start, const float *noise,
+                              const int *t, int B, int C, int64_t HW, float *x_t, kb_err *err);
+
+/* Forward and backward of DiT's loss in one pass, on ctx's device:
+ * model_out [B, oc*C, HW] and dmodel_out (overwritten) on the device, with
+ * oc = 2 for the learned-range model (kb_diffusion_loss_fwd/bwd) and oc = 1
+ * for the MSE-only one (mse = mean (noise - eps)^2, vb = 0, gradient
+ * -2 (noise - eps) / (B C HW) scaled by dloss). t, mse [B], vb [B] and loss
+ * are on the host (mse, vb, loss may be NULL). The CUDA sums run in double in
+ * a fixed order, so results repeat bit for bit; they agree with the CPU's to
+ * rounding (exp/log/tanh differ by an ulp or two). */
+int kb_diffusion_loss_dev(kb_ctx *ctx, const kb_diffusion *d, const float *x_start, const float *noise,
+                          const float *x_t, const int *t, const float *model_out, int learn_sigma, int B, int C,
+                          int64_t HW, float dloss, float *mse, float *vb, float *loss, float *dmodel_out, kb_err *err);
+
+/* The CUDA implementations (stubs that fail in CPU-only builds); coefs [B]
+ * are the per-sample coefficients on the host, checked by the callers above. */
+int kb_diffusion_q_sample_cuda(kb_ctx *ctx, const kb_diffusion_coefs *coefs, const float *x_start, const float *noise,
+                               int B, int64_t n, float *x_t, kb_err *err);
+int kb_diffusion_loss_cuda(kb_ctx *ctx, const kb_diffusion_coefs *coefs, const int *t, const float *x_start,
+                           const float *noise, const float *x_t, const float *model_out, int learn_sigma, int B,
+                           int64_t n, float dloss, float *mse, float *vb, float *dmodel_out, kb_err *err);
 
 /* ---- sampling (models/diffusion_sample.c) ---- */
 
@@ -196,5 +205,9 @@ void kb_sample_init_noise(const kb_sample_opts *opts, float *x, int64_t n);
  * then one DDPM or DDIM step in place. */
 int kb_diffusion_sample_loop(const kb_diffusion *d, kb_model_fn model, void *model_user, const kb_sample_opts *opts,
                              int B, int C, int64_t HW, float *x, kb_err *err);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -19,17 +19,13 @@
  *              with u = k (z + a z^3), k = sqrt(2/pi), a = 0.044715.
  * The float32 operations follow PyTorch autograd's chain for the same
  * expression, so the gradient also agrees where float32 loses digits (the
- * tails of the discretised likelihood, where 1 - tanh^2 underflows). */
+ * tails of the discretised likelihood, where 1 - tanh^2 underflows). The
+ * element math is models/diffusion_elem.h, shared with the CUDA kernels. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "models/diffusion.h"
-
-#define KB_LN2F 0.693147180559945309f
-#define KB_CDF_K 0.797884560802865355f /* sqrt(2/pi), rounded to float as torch does with the numpy scalar */
-#define KB_CDF_A 0.044715f
-#define KB_BIN ((float)(1.0 / 255.0)) /* the Python double 1/255, rounded once */
-#define KB_LOG_FLOOR 1e-12f
 
 static int check_batch(const kb_diffusion *d, const int *t, int B, int C, int64_t HW, kb_err *err) {
     if (B < 1 || C < 1 || HW < 1)
@@ -49,31 +45,9 @@ int kb_diffusion_q_sample(const kb_diffusion *d, const float *x_start, const flo
         kb_diffusion_coefs_at(d, t[b], &k, NULL);
         const float *x0 = x_start + b * n, *ns = noise + b * n;
         float *xt = x_t + b * n;
-        for (int64_t i = 0; i < n; i++) xt[i] = k.sqrt_alphas_cumprod * x0[i] + k.sqrt_one_minus_alphas_cumprod * ns[i];
+        for (int64_t i = 0; i < n; i++) xt[i] = kb_diff_q_sample(&k, x0[i], ns[i]);
     }
     return 0;
-}
-
-/* ADM normal_kl(m1, L1, m2, L2) for one element, in its order of operations. */
-static float normal_kl(float m1, float L1, float m2, float L2) {
-    float dm = m1 - m2;
-    return 0.5f * ((((-1.0f + L2) - L1) + expf(L1 - L2)) + (dm * dm) * expf(-L2));
-}
-
-/* ADM approx_standard_normal_cdf: 0.5 (1 + tanh(k (x + a x^3))). */
-static float approx_cdf(float x) {
-    float x3 = (x * x) * x;
-    return 0.5f * (1.0f + tanhf(KB_CDF_K * (x + KB_CDF_A * x3)));
-}
-
-/* ADM discretized_gaussian_log_likelihood for one element: the probability
- * of x0's 1/255-wide bin (open-ended beyond +-0.999), floored at 1e-12. */
-static float disc_loglik(float x0, float mean, float log_scale) {
-    float c = x0 - mean, inv = expf(-log_scale);
-    float cdf_plus = approx_cdf(inv * (c + KB_BIN)), cdf_min = approx_cdf(inv * (c - KB_BIN));
-    if (x0 < -0.999f) return logf(fmaxf(cdf_plus, KB_LOG_FLOOR));
-    if (x0 > 0.999f) return logf(fmaxf(1.0f - cdf_min, KB_LOG_FLOOR));
-    return logf(fmaxf(cdf_plus - cdf_min, KB_LOG_FLOOR));
 }
 
 /* Sums of one sample's mse and vb (nats, before the mean and the ln 2). */
@@ -81,16 +55,10 @@ static void sample_terms(const kb_diffusion_coefs *k, int t0, const float *x0, c
                          const float *eps, const float *v, int64_t n, double *mse_sum, double *vb_sum) {
     double ms = 0.0, vs = 0.0;
     for (int64_t i = 0; i < n; i++) {
-        float d = ns[i] - eps[i];
-        ms += (double)(d * d);
-        float mean = kb_diff_posterior_mean(k, kb_diff_pred_xstart(k, xt[i], eps[i]), xt[i]);
-        float L2 = kb_diff_learned_logvar(k, v[i]);
-        if (t0) {
-            vs += (double)(-disc_loglik(x0[i], mean, 0.5f * L2));
-        } else {
-            float true_mean = kb_diff_posterior_mean(k, x0[i], xt[i]);
-            vs += (double)normal_kl(true_mean, k->min_log, mean, L2);
-        }
+        float m, vb;
+        kb_diff_loss_terms(k, t0, x0[i], ns[i], xt[i], eps[i], v[i], &m, &vb);
+        ms += (double)m;
+        vs += (double)vb;
     }
     *mse_sum = ms;
     *vb_sum = vs;
@@ -109,63 +77,13 @@ int kb_diffusion_loss_fwd(const kb_diffusion *d, const float *x_start, const flo
         double ms, vs;
         sample_terms(&k, t[b] == 0, x_start + b * n, noise + b * n, x_t + b * n, out, out + n, n, &ms, &vs);
         /* mean_flat gives a float32 mean; the bits division is float32 too */
-        float mse_b = (float)(ms / (double)n), vb_b = (float)(vs / (double)n) / KB_LN2F;
+        float mse_b = (float)(ms / (double)n), vb_b = (float)(vs / (double)n) / KB_DIFF_LN2F;
         if (mse) mse[b] = mse_b;
         if (vb) vb[b] = vb_b;
         total += (double)(mse_b + vb_b);
     }
     if (loss) *loss = (float)(total / (double)B);
     return 0;
-}
-
-/* d(-log p_disc)/dL2 scaled by g, following autograd's float32 chain. */
-static float disc_nll_grad_L2(float g, float x0, float mean, float L2) {
-    float ls = 0.5f * L2, c = x0 - mean, inv = expf(-ls);
-    float zp = inv * (c + KB_BIN), zm = inv * (c - KB_BIN);
-    float up = KB_CDF_K * (zp + KB_CDF_A * ((zp * zp) * zp)), um = KB_CDF_K * (zm + KB_CDF_A * ((zm * zm) * zm));
-    float yp = tanhf(up), ym = tanhf(um);
-    float cdf_plus = 0.5f * (1.0f + yp), cdf_min = 0.5f * (1.0f + ym);
-    float g_logp = -g, g_cp = 0.0f, g_cm = 0.0f;
-    if (x0 < -0.999f) {
-        if (cdf_plus >= KB_LOG_FLOOR) g_cp = g_logp / cdf_plus;
-    } else if (x0 > 0.999f) {
-        float q = 1.0f - cdf_min;
-        if (q >= KB_LOG_FLOOR) g_cm = -(g_logp / q);
-    } else {
-        float delta = cdf_plus - cdf_min;
-        if (delta >= KB_LOG_FLOOR) {
-            g_cp = g_logp / delta;
-            g_cm = -g_cp;
-        }
-    }
-    /* cdf = 0.5 (1 + tanh u): dz = g * 0.5 * (1 - y^2) * k * (1 + a * 3 z^2) */
-    float gwp = ((g_cp * 0.5f) * (1.0f - yp * yp)) * KB_CDF_K;
-    float gwm = ((g_cm * 0.5f) * (1.0f - ym * ym)) * KB_CDF_K;
-    float gzp = gwp + (gwp * KB_CDF_A) * (3.0f * (zp * zp));
-    float gzm = gwm + (gwm * KB_CDF_A) * (3.0f * (zm * zm));
-    float g_inv = gzp * (c + KB_BIN) + gzm * (c - KB_BIN);
-    float g_ls = -(g_inv * inv); /* inv = exp(-ls) */
-    return 0.5f * g_ls;
-}
-
-/* dKL/dL2 scaled by g (the mean is detached, L1 is a constant). */
-static float kl_grad_L2(float g, float m1, float L1, float m2, float L2) {
-    float dm = m1 - m2, gs = 0.5f * g;
-    return gs - gs * expf(L1 - L2) - (gs * (dm * dm)) * expf(-L2);
-}
-
-static void sample_grad(const kb_diffusion_coefs *k, int t0, const float *x0, const float *ns, const float *xt,
-                        const float *eps, const float *v, int64_t n, float g_mse, float g_vb, float *deps,
-                        float *dv) {
-    for (int64_t i = 0; i < n; i++) {
-        deps[i] = g_mse * (2.0f * (eps[i] - ns[i]));
-        float mean = kb_diff_posterior_mean(k, kb_diff_pred_xstart(k, xt[i], eps[i]), xt[i]);
-        float L2 = kb_diff_learned_logvar(k, v[i]);
-        float gL2 = t0 ? disc_nll_grad_L2(g_vb, x0[i], mean, L2)
-                       : kl_grad_L2(g_vb, kb_diff_posterior_mean(k, x0[i], xt[i]), k->min_log, mean, L2);
-        /* L2 = frac max_log + (1-frac) min_log, frac = (v+1)/2 */
-        dv[i] = (gL2 * k->max_log - gL2 * k->min_log) / 2.0f;
-    }
 }
 
 int kb_diffusion_loss_bwd(const kb_diffusion *d, const float *x_start, const float *noise, const float *x_t,
@@ -175,14 +93,91 @@ int kb_diffusion_loss_bwd(const kb_diffusion *d, const float *x_start, const flo
     int64_t n = (int64_t)C * HW;
     /* loss = mean_b(...): g = dloss/B; mean over N; vb also / ln 2 */
     float g = dloss / (float)B;
-    float g_mse = g / (float)n, g_vb = (g / KB_LN2F) / (float)n;
+    float g_mse = g / (float)n, g_vb = (g / KB_DIFF_LN2F) / (float)n;
     for (int b = 0; b < B; b++) {
         kb_diffusion_coefs k;
         kb_diffusion_coefs_at(d, t[b], &k, NULL);
         const float *out = model_out + (int64_t)b * 2 * n;
         float *dout = dmodel_out + (int64_t)b * 2 * n;
-        sample_grad(&k, t[b] == 0, x_start + b * n, noise + b * n, x_t + b * n, out, out + n, n, g_mse, g_vb, dout,
-                    dout + n);
+        int t0 = t[b] == 0;
+        for (int64_t i = 0; i < n; i++)
+            kb_diff_loss_grad(&k, t0, x_start[b * n + i], noise[b * n + i], x_t[b * n + i], out[i], out[n + i], g_mse,
+                              g_vb, &dout[i], &dout[n + i]);
     }
     return 0;
+}
+
+/* ---- the MSE-only loss and the device dispatch ---- */
+
+/* loss = mean_b mean_N (noise - eps)^2 and its gradient, for a model without
+ * learned sigma (model_out [B, C, HW]). */
+static void mse_only(const float *noise, const float *eps, int B, int64_t n, float dloss, float *mse, float *vb,
+                     float *loss, float *deps) {
+    double total = 0.0;
+    float nb = (float)(n * B);
+    for (int b = 0; b < B; b++) {
+        double acc = 0.0;
+        for (int64_t i = b * n; i < (b + 1) * n; i++) {
+            float d = noise[i] - eps[i];
+            acc += (double)(d * d);
+            deps[i] = dloss * kb_diff_mse_grad(noise[i], eps[i], nb);
+        }
+        float m = (float)(acc / (double)n);
+        if (mse) mse[b] = m;
+        if (vb) vb[b] = 0.0f;
+        total += m;
+    }
+    if (loss) *loss = (float)(total / B);
+}
+
+/* Per-sample coefficients on the host, for the CUDA kernels. */
+static kb_diffusion_coefs *coefs_for(const kb_diffusion *d, const int *t, int B, kb_err *err) {
+    kb_diffusion_coefs *k = malloc((size_t)B * sizeof *k);
+    if (!k) {
+        kb_fail(err, "diffusion loss: out of memory for %d coefficient sets", B);
+        return NULL;
+    }
+    for (int b = 0; b < B; b++) kb_diffusion_coefs_at(d, t[b], &k[b], NULL);
+    return k;
+}
+
+int kb_diffusion_q_sample_dev(kb_ctx *ctx, const kb_diffusion *d, const float *x_start, const float *noise,
+                              const int *t, int B, int C, int64_t HW, float *x_t, kb_err *err) {
+    if (ctx->device == KB_DEV_CPU) return kb_diffusion_q_sample(d, x_start, noise, t, B, C, HW, x_t, err);
+    if (check_batch(d, t, B, C, HW, err)) return -1;
+    kb_diffusion_coefs *k = coefs_for(d, t, B, err);
+    int rc = k ? kb_diffusion_q_sample_cuda(ctx, k, x_start, noise, B, (int64_t)C * HW, x_t, err) : -1;
+    free(k);
+    return rc;
+}
+
+int kb_diffusion_loss_dev(kb_ctx *ctx, const kb_diffusion *d, const float *x_start, const float *noise,
+                          const float *x_t, const int *t, const float *model_out, int learn_sigma, int B, int C,
+                          int64_t HW, float dloss, float *mse, float *vb, float *loss, float *dmodel_out, kb_err *err) {
+    if (check_batch(d, t, B, C, HW, err)) return -1;
+    int64_t n = (int64_t)C * HW;
+    if (ctx->device == KB_DEV_CPU) {
+        if (!learn_sigma) return mse_only(noise, model_out, B, n, dloss, mse, vb, loss, dmodel_out), 0;
+        return kb_diffusion_loss_fwd(d, x_start, noise, x_t, t, model_out, B, C, HW, mse, vb, loss, err) ||
+                       kb_diffusion_loss_bwd(d, x_start, noise, x_t, t, model_out, B, C, HW, dloss, dmodel_out, err)
+                   ? -1
+                   : 0;
+    }
+    float *m = malloc((size_t)B * 2 * sizeof(float));
+    kb_diffusion_coefs *k = m ? coefs_for(d, t, B, err) : NULL;
+    int rc = -1;
+    if (!m) kb_fail(err, "diffusion loss: out of memory for %d per-sample terms", B);
+    else if (k) rc = kb_diffusion_loss_cuda(ctx, k, t, x_start, noise, x_t, model_out, learn_sigma, B, n, dloss, m,
+                                            m + B, dmodel_out, err);
+    if (!rc) {
+        /* the same float32 means and double batch mean as the CPU */
+        double total = 0.0;
+        for (int b = 0; b < B; b++) total += (double)(m[b] + m[B + b]);
+        if (mse) memcpy(mse, m, (size_t)B * sizeof(float));
+        if (vb) memcpy(vb, m + B, (size_t)B * sizeof(float));
+        if (loss) *loss = (float)(total / (double)B);
+    }
+    free(m);
+    free(k);
+    return rc;
 }

@@ -28,6 +28,8 @@ int kb_train_bufs_alloc(kb_train_bufs *b, kb_ctx *ctx, const kb_dit_config *c, i
     b->mse = host_alloc(B * 4, &bad), b->vb = host_alloc(B * 4, &bad), b->t = host_alloc(B * sizeof(int), &bad);
     b->y = host_alloc(B * 4, &bad);
     if (bad) return kb_fail(err, "out of host memory for a batch of %zu", B);
+    b->x0_dev = dev_alloc(ctx, b->x0, n * 4, &bad, err);
+    b->noise_dev = dev_alloc(ctx, b->noise, n * 4, &bad, err);
     b->x_t_dev = dev_alloc(ctx, b->x_t, n * 4, &bad, err);
     b->tf_dev = dev_alloc(ctx, b->tf, B * 4, &bad, err);
     b->y_dev = dev_alloc(ctx, b->y, B * 4, &bad, err);
@@ -38,29 +40,13 @@ int kb_train_bufs_alloc(kb_train_bufs *b, kb_ctx *ctx, const kb_dit_config *c, i
 
 void kb_train_bufs_free(kb_train_bufs *b, kb_ctx *ctx) {
     if (ctx->device != KB_DEV_CPU) {
-        kb_dev_free(ctx, b->x_t_dev), kb_dev_free(ctx, b->tf_dev), kb_dev_free(ctx, b->y_dev);
+        kb_dev_free(ctx, b->x0_dev), kb_dev_free(ctx, b->noise_dev), kb_dev_free(ctx, b->x_t_dev);
+        kb_dev_free(ctx, b->tf_dev), kb_dev_free(ctx, b->y_dev);
         kb_dev_free(ctx, b->out_dev), kb_dev_free(ctx, b->d_out_dev);
     }
     free(b->x0), free(b->noise), free(b->x_t), free(b->out), free(b->d_out), free(b->tf), free(b->mse);
     free(b->vb), free(b->t), free(b->y);
     memset(b, 0, sizeof *b);
-}
-
-/* MSE-only loss for a model without learned sigma (DiT with learn_sigma=False):
- * loss = mean_b mean_{C,HW} (noise - eps)^2, gradient 2 (eps - noise) / (B C HW). */
-static void mse_loss(const kb_train_bufs *b, int B, int64_t n_per, kb_step_stats *s) {
-    double total = 0.0;
-    for (int i = 0; i < B; i++) {
-        double acc = 0.0;
-        for (int64_t k = 0; k < n_per; k++) {
-            float d = b->noise[i * n_per + k] - b->out[i * n_per + k];
-            acc += (double)(d * d);
-            b->d_out[i * n_per + k] = -2.0f * d / (float)(n_per * B);
-        }
-        b->mse[i] = (float)(acc / (double)n_per), b->vb[i] = 0.0f;
-        total += b->mse[i];
-    }
-    s->loss = (float)(total / B);
 }
 
 static void batch_means(const kb_train_bufs *b, int B, kb_step_stats *s) {
@@ -80,22 +66,22 @@ static int to_host(kb_ctx *ctx, void *host, const void *dev, size_t bytes, kb_er
 int kb_train_forward_loss(kb_dit *m, const kb_diffusion *diff, kb_train_bufs *b, int B, kb_step_stats *s,
                           kb_err *err) {
     kb_ctx *ctx = m->ctx;
-    int C = m->cfg.in_channels, learn = m->cfg.learn_sigma;
+    int C = m->cfg.in_channels;
     int64_t HW = (int64_t)m->cfg.input_size * m->cfg.input_size, n_in = B * C * HW;
-    int64_t n_out = n_in * (learn ? 2 : 1);
     for (int i = 0; i < B; i++) b->tf[i] = (float)b->t[i];
-    if (kb_diffusion_q_sample(diff, b->x0, b->noise, b->t, B, C, HW, b->x_t, err) ||
-        to_dev(ctx, b->x_t_dev, b->x_t, (size_t)n_in * 4, err) ||
-        to_dev(ctx, b->tf_dev, b->tf, (size_t)B * 4, err) ||
-        to_dev(ctx, b->y_dev, b->y, (size_t)B * 4, err) ||
+    if (to_dev(ctx, b->x0_dev, b->x0, (size_t)n_in * 4, err) ||
+        to_dev(ctx, b->noise_dev, b->noise, (size_t)n_in * 4, err) ||
+        to_dev(ctx, b->tf_dev, b->tf, (size_t)B * 4, err) || to_dev(ctx, b->y_dev, b->y, (size_t)B * 4, err) ||
+        kb_diffusion_q_sample_dev(ctx, diff, b->x0_dev, b->noise_dev, b->t, B, C, HW, b->x_t_dev, err) ||
         kb_dit_forward(m, b->x_t_dev, b->tf_dev, b->y_dev, B, b->out_dev, err) ||
-        to_host(ctx, b->out, b->out_dev, (size_t)n_out * 4, err))
-        return -1;
-    if (!learn) mse_loss(b, B, C * HW, s);
-    else if (kb_diffusion_loss_fwd(diff, b->x0, b->noise, b->x_t, b->t, b->out, B, C, HW, b->mse, b->vb, &s->loss,
-                                   err) ||
-             kb_diffusion_loss_bwd(diff, b->x0, b->noise, b->x_t, b->t, b->out, B, C, HW, 1.0f, b->d_out, err))
+        kb_diffusion_loss_dev(ctx, diff, b->x0_dev, b->noise_dev, b->x_t_dev, b->t, b->out_dev, m->cfg.learn_sigma, B,
+                              C, HW, 1.0f, b->mse, b->vb, &s->loss, b->d_out_dev, err))
         return -1;
     batch_means(b, B, s);
-    return to_dev(ctx, b->d_out_dev, b->d_out, (size_t)n_out * 4, err);
+    return 0;
+}
+
+int kb_train_output_to_host(const kb_dit *m, kb_train_bufs *b, int B, kb_err *err) {
+    int64_t n_out = (int64_t)B * kb_dit_out_channels(&m->cfg) * m->cfg.input_size * m->cfg.input_size;
+    return to_host(m->ctx, b->out, b->out_dev, (size_t)n_out * 4, err);
 }

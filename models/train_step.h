@@ -20,7 +20,7 @@ typedef struct {
     float *x0, *noise, *x_t, *out, *d_out, *tf, *mse, *vb;
     int *t;
     int32_t *y;
-    float *x_t_dev, *tf_dev, *out_dev, *d_out_dev;
+    float *x0_dev, *noise_dev, *x_t_dev, *tf_dev, *out_dev, *d_out_dev;
     int32_t *y_dev;
 } kb_train_bufs;
 
@@ -33,11 +33,14 @@ int kb_train_bufs_alloc(kb_train_bufs *b, kb_ctx *ctx, const kb_dit_config *cfg,
 void kb_train_bufs_free(kb_train_bufs *b, kb_ctx *ctx);
 
 /* From b->x0, b->noise, b->t, b->y (host, B samples): x_t, the model's
- * output, the loss and its gradient, left on the device in b->d_out_dev.
- * The loss functions are host-side, so on a GPU the model output is copied
- * to the host and its gradient back: the transfer to remove once the loss
- * runs on the device. */
+ * output, the loss and its gradient, all on the model's device (the gradient
+ * in b->d_out_dev); only the batch goes to the device and the per-sample
+ * loss terms (b->mse, b->vb) come back. */
 int kb_train_forward_loss(kb_dit *m, const kb_diffusion *diff, kb_train_bufs *b, int B, kb_step_stats *s,
                           kb_err *err);
+
+/* The model output of the last kb_train_forward_loss into b->out (host):
+ * a copy on a GPU, nothing on the CPU where b->out is the output itself. */
+int kb_train_output_to_host(const kb_dit *m, kb_train_bufs *b, int B, kb_err *err);
 
 #endif

@@ -12,7 +12,7 @@
  *   test_dit_torch [cpu|cuda] [fp32|bf16]      (default: cpu fp32)
  *
  * On CUDA the same steps run through the trainer's own step
- * (kb_train_forward_loss: device model, host loss) with the tolerances of
+ * (kb_train_forward_loss: model and loss on the device) with the tolerances of
  * `tolerances_for` below: fp32 within 1e-4 everywhere; bf16 GEMMs (8-bit
  * mantissas) with the wider bounds stated there, the final weights not
  * compared (Adam's sign-like updates turn bf16 gradient noise near zero into
@@ -120,7 +120,9 @@ static int read_batch(fixture *fx, const char *tag, kb_train_bufs *b, kb_err *er
  * backward) the loss gradient and the model's backward. */
 static int run_batch(fixture *fx, kb_train_bufs *b, int backward, float *loss, kb_err *err) {
     kb_step_stats s;
-    if (kb_train_forward_loss(&fx->model, &fx->diff, b, fx->B, &s, err)) return -1;
+    if (kb_train_forward_loss(&fx->model, &fx->diff, b, fx->B, &s, err) ||
+        kb_train_output_to_host(&fx->model, b, fx->B, err))
+        return -1;
     *loss = s.loss;
     if (!backward) return 0;
     return kb_params_zero_grad(&fx->model.params, err) || kb_dit_backward(&fx->model, b->d_out_dev, b->y_dev, fx->B, err);
