@@ -17,7 +17,7 @@
 
 typedef struct {
     kb_dit_config cfg;
-    int batch, steps, warmup, threads;
+    int batch, steps, warmup, threads, pool;
     kb_device device;
     kb_matmul_precision precision;
     double peak_tflops; /* 0: from the GPU's name when known */
@@ -31,6 +31,8 @@ static void usage(void) {
            "  --image N         input side (default 32)    --channels N  (default 1)\n"
            "  --classes N       number of classes (default 10)\n"
            "  --batch N         (default 32)   --steps N (default 20)   --warmup N (default 3)\n"
+           "  --pool N          synthetic batches drawn before timing and cycled (default 4): the\n"
+           "                    timed steps copy a batch to the device, train on it, and nothing else\n"
            "  --device cpu|cuda (default cpu)  --threads N (default: all cores)\n"
            "  --precision fp32|tf32|bf16  arithmetic of the GEMMs on CUDA (default fp32)\n"
            "  --peak-tflops X   the device's peak for that arithmetic, for the MFU line (default:\n"
@@ -43,13 +45,14 @@ static int parse(int argc, char **argv, bench_opts *o, kb_err *err) {
         {"heads", required_argument, 0, 'H'}, {"patch", required_argument, 0, 'p'}, {"image", required_argument, 0, 'i'},
         {"channels", required_argument, 0, 'c'}, {"classes", required_argument, 0, 'k'},
         {"batch", required_argument, 0, 'b'}, {"steps", required_argument, 0, 's'}, {"warmup", required_argument, 0, 'W'},
+        {"pool", required_argument, 0, 'L'},
         {"device", required_argument, 0, 'D'}, {"threads", required_argument, 0, 't'},
         {"precision", required_argument, 0, 'P'}, {"peak-tflops", required_argument, 0, 'F'}, {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     o->cfg = kb_dit_config_default();
     o->cfg.depth = 4, o->cfg.hidden_size = 128, o->cfg.num_heads = 4, o->cfg.patch_size = 4;
     o->cfg.input_size = 32, o->cfg.in_channels = 1, o->cfg.num_classes = 10;
-    o->batch = 32, o->steps = 20, o->warmup = 3, o->threads = 0, o->device = KB_DEV_CPU;
+    o->batch = 32, o->steps = 20, o->warmup = 3, o->threads = 0, o->pool = 4, o->device = KB_DEV_CPU;
     o->precision = KB_MATMUL_FP32, o->peak_tflops = 0.0;
     int c;
     long long v;
@@ -92,12 +95,13 @@ static int parse(int argc, char **argv, bench_opts *o, kb_err *err) {
         case 's': o->steps = (int)v; break;
         case 'W': o->warmup = (int)v; break;
         case 't': o->threads = (int)v; break;
+        case 'L': o->pool = (int)v; break;
         }
     }
     return kb_dit_config_validate(&o->cfg, err);
 }
 
-/* Synthetic batch for step k: x0 on ADM's 8-bit grid, noise, t, labels. */
+/* Synthetic batch k: x0 on ADM's 8-bit grid, noise, t, labels. */
 static void make_batch(const bench_opts *o, int k, float *x0, float *noise, int *t, int32_t *y) {
     int64_t n = (int64_t)o->batch * o->cfg.in_channels * o->cfg.input_size * o->cfg.input_size;
     for (int64_t i = 0; i < n; i++) {
@@ -150,6 +154,35 @@ static void print_mfu(const bench_opts *o, const kb_ctx *ctx, double flops_per_s
         printf("kindbench train: MFU unknown (no peak for this GPU: pass --peak-tflops)\n");
 }
 
+/* o->pool synthetic batches, drawn before the clock starts. */
+typedef struct {
+    int64_t n; /* floats of one batch's x0 (and noise) */
+    float *x0, *noise;
+    int *t;
+    int32_t *y;
+} batch_pool;
+
+static int pool_make(const bench_opts *o, batch_pool *p, kb_err *err) {
+    p->n = (int64_t)o->batch * o->cfg.in_channels * o->cfg.input_size * o->cfg.input_size;
+    size_t k = (size_t)o->pool;
+    p->x0 = malloc(k * (size_t)p->n * 4), p->noise = malloc(k * (size_t)p->n * 4);
+    p->t = malloc(k * (size_t)o->batch * sizeof(int)), p->y = malloc(k * (size_t)o->batch * 4);
+    if (!p->x0 || !p->noise || !p->t || !p->y)
+        return kb_fail(err, "bench train: out of memory for %d batches of %lld values", o->pool, (long long)p->n);
+    for (int j = 0; j < o->pool; j++)
+        make_batch(o, j, p->x0 + j * p->n, p->noise + j * p->n, p->t + j * o->batch, p->y + j * o->batch);
+    return 0;
+}
+
+static void pool_take(const bench_opts *o, const batch_pool *p, int k, kb_train_bufs *b) {
+    int j = k % o->pool;
+    memcpy(b->x0, p->x0 + j * p->n, (size_t)p->n * 4), memcpy(b->noise, p->noise + j * p->n, (size_t)p->n * 4);
+    memcpy(b->t, p->t + j * o->batch, (size_t)o->batch * sizeof(int));
+    memcpy(b->y, p->y + j * o->batch, (size_t)o->batch * 4);
+}
+
+static void pool_free(batch_pool *p) { free(p->x0), free(p->noise), free(p->t), free(p->y); }
+
 static int run_bench(const bench_opts *o, kb_err *err) {
     kb_ctx ctx;
     kb_ctx_opts co = {.threads = o->threads, .matmul = o->precision};
@@ -162,6 +195,8 @@ static int run_bench(const bench_opts *o, kb_err *err) {
         kb_optim_init(&opt, &m.params, &oc, err) || kb_diffusion_init(&diff, 1000, "", err) ||
         kb_train_bufs_alloc(&b, &ctx, &o->cfg, o->batch, err))
         return -1;
+    batch_pool pool = {0};
+    if (pool_make(o, &pool, err)) return pool_free(&pool), -1;
     float loss = 0.0f;
     double t0 = 0.0;
     for (int k = 0; k < o->warmup + o->steps; k++) {
@@ -169,9 +204,10 @@ static int run_bench(const bench_opts *o, kb_err *err) {
             if (kb_ctx_sync(&ctx, err)) return -1;
             t0 = kb_now();
         }
-        make_batch(o, k, b.x0, b.noise, b.t, b.y);
-        if (train_step(&m, &opt, &diff, &b, o->batch, &loss, err)) return -1;
+        pool_take(o, &pool, k, &b);
+        if (train_step(&m, &opt, &diff, &b, o->batch, &loss, err)) return pool_free(&pool), -1;
     }
+    pool_free(&pool);
     if (kb_ctx_sync(&ctx, err)) return -1;
     double dt = kb_now() - t0, sps = o->steps / dt;
     double flops = 6.0 * kb_dit_forward_macs(&o->cfg) * o->batch;
