@@ -5,6 +5,7 @@
  *
  *   bench_inception --weights PATH [--unverified] [--n 64] [--size 256]
  *                   [--threads T] [--device cpu|cuda] [--mode adm|pytorch-fid|clean]
+ *                   [--precision fp32|tf32]   (cuDNN's arithmetic on CUDA; default fp32)
  * The batch size is $KINDBENCH_INCEPTION_BATCH (default 8 on CPU, 64 on CUDA). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,18 +16,19 @@
 #include "util/progress.h"
 
 typedef struct {
-    const char *weights, *device, *mode;
+    const char *weights, *device, *mode, *precision;
     int unverified, n, size, threads;
 } options;
 
 static int parse(int argc, char **argv, options *o) {
-    *o = (options){NULL, "cpu", "adm", 0, 64, 256, 0};
+    *o = (options){NULL, "cpu", "adm", "fp32", 0, 64, 256, 0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--unverified")) o->unverified = 1;
         else if (v && !strcmp(a, "--weights")) o->weights = v, i++;
         else if (v && !strcmp(a, "--device")) o->device = v, i++;
         else if (v && !strcmp(a, "--mode")) o->mode = v, i++;
+        else if (v && !strcmp(a, "--precision")) o->precision = v, i++;
         else if (v && !strcmp(a, "--n")) o->n = atoi(v), i++;
         else if (v && !strcmp(a, "--size")) o->size = atoi(v), i++;
         else if (v && !strcmp(a, "--threads")) o->threads = atoi(v), i++;
@@ -46,6 +48,7 @@ int main(int argc, char **argv) {
     char path[4096];
     kb_ctx_opts copts = {.threads = o.threads};
     if (kb_device_parse(o.device, &dev, &err) || kb_preproc_parse(o.mode, &mode, &err) ||
+        kb_matmul_precision_parse(o.precision, &copts.matmul, &err) ||
         kb_inception_find_weights(o.weights, path, sizeof path, &err) || kb_ctx_init(&ctx, dev, &copts, &err)) {
         fprintf(stderr, "bench_inception: %s\n", err.msg);
         return 1;
@@ -78,8 +81,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_inception: %s\n", err.msg);
         return 1;
     }
-    printf("kindbench: %d images %dx%d, %s mode, %s, %d threads: %.2f s\n", o.n, o.size, o.size, o.mode, o.device,
-           ctx.threads, dt);
+    printf("kindbench: %d images %dx%d, %s mode, %s (%s), %d threads: %.2f s\n", o.n, o.size, o.size, o.mode,
+           o.device, o.precision, ctx.threads, dt);
     printf("images_per_sec=%.4f\n", o.n / dt);
     kb_inception_free(net);
     kb_ctx_free(&ctx);

@@ -120,7 +120,7 @@ def features(net, x):
         logits = pool @ net.fc.weight.T
     h.remove()
     spatial = grab["s"].permute(0, 2, 3, 1)[..., :7].reshape(x.shape[0], -1)
-    return pool.numpy(), spatial.numpy(), logits.numpy()
+    return pool.cpu().numpy(), spatial.cpu().numpy(), logits.cpu().numpy()
 
 
 def randomize(net, gen, calib):
