@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# The GPU checks of kindbench in one run, for a lent GPU machine (see
+# docs/gpu.md): unpacks .devpkg/kb.tar.xz (made here by bench/device_pack.sh),
+# finds the machine's CUDA libraries, builds the PyTorch fixtures with the
+# machine's python3, then
+#   1. the CUDA tests: ops, DiT ops, diffusion loss, the DiT against PyTorch
+#      (fp32 and bf16 GEMMs), the cuDNN Inception against the CPU;
+#   2. the speed comparisons: DiT-B/2 training at 32x32x4 (bf16: kindbench
+#      against torch.autocast bf16 and against a pure-bf16 PyTorch; fp32 too)
+#      and FID Inception features against the pytorch-fid pipeline.
+# Logs go to $OUT (or ./device-out); a summary is printed last.
+#   bash bench/device_check.sh [tests|bench|all]     (default all)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+WHAT=${1:-all}
+OUT=${OUT:-$PWD/device-out}
+mkdir -p "$OUT"
+KB=/tmp/kb
+summary=()
+note() { summary+=("$1"); echo "== $1"; }
+
+[ -f .devpkg/kb.tar.xz ] || { echo "device_check.sh: .devpkg/kb.tar.xz missing (bash bench/device_pack.sh, then carry .devpkg)" >&2; exit 1; }
+rm -rf "$KB" && tar -C /tmp -xJf .devpkg/kb.tar.xz
+# the machine's CUDA runtime, cuBLAS(Lt) and cuDNN: the toolkit's, else the pip wheels beside torch
+cuda_dirs=$(for d in /usr/local/cuda/lib64 /usr/local/cuda/lib /usr/local/cuda/targets/x86_64-linux/lib; do [ -d "$d" ] && echo "$d"; done)
+wheel_dirs=$(python3 - <<'PY' 2>/dev/null
+import glob, os
+try:
+    import nvidia
+    for p in nvidia.__path__:
+        for d in sorted(glob.glob(os.path.join(p, "*", "lib"))):
+            print(d)
+except Exception:
+    pass
+PY
+)
+export LD_LIBRARY_PATH="$KB/lib:$(echo $cuda_dirs $wheel_dirs | tr ' ' ':')${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv,noheader 2>&1 | tee "$OUT/gpu.txt"
+missing=$(for b in "$KB"/bin/*; do ldd "$b" | grep 'not found'; done | sort -u)
+[ -z "$missing" ] || { echo "device_check.sh: unresolved libraries:"; echo "$missing"; echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"; exit 1; }
+"$KB/bin/kindbench" device 2>&1 | tee "$OUT/device.txt"
+
+run_test() { # name, command...
+  local name=$1; shift
+  local t0=$SECONDS
+  "$@" > "$OUT/$name.log" 2>&1
+  local rc=$?
+  note "$(printf '%-26s rc=%d %3ds  %s' "$name" "$rc" $((SECONDS - t0)) "$(tail -n 1 "$OUT/$name.log")")"
+  grep -E '^FAIL' "$OUT/$name.log" | head -n 5
+}
+
+if [ "$WHAT" = tests ] || [ "$WHAT" = all ]; then
+  export KB_FIXTURES=$KB/fixtures
+  mkdir -p "$KB_FIXTURES"
+  export KB_SOURCE_DIR=$PWD
+  { python3 tests/ref/dit_ref.py && python3 tests/ref/inception_ref.py; } > "$OUT/fixtures.log" 2>&1 ||
+    note "fixtures FAILED (see fixtures.log): $(tail -n 2 "$OUT/fixtures.log" | tr '\n' ' ')"
+  run_test ops_cuda "$KB/bin/test_ops_cuda"
+  run_test ops_dit_cuda "$KB/bin/test_ops_dit_cuda"
+  run_test diffusion_cuda "$KB/bin/test_diffusion_cuda"
+  run_test dit_torch_cuda_fp32 "$KB/bin/test_dit_torch" cuda fp32
+  run_test dit_torch_cuda_bf16 "$KB/bin/test_dit_torch" cuda bf16
+  run_test inception_cuda "$KB/bin/test_inception_cuda"
+fi
+
+if [ "$WHAT" = bench ] || [ "$WHAT" = all ]; then
+  export KINDBENCH=$KB/bin/kindbench BENCH_INCEPTION=$KB/bin/bench_inception PYTHON=python3
+  dit=(--model B/2 --image 32 --channels 4 --classes 1000 --batch 256 --steps 20 --warmup 5 --device cuda)
+  bash bench/bench_train.sh "${dit[@]}" --precision bf16 > "$OUT/bench_train_bf16.log" 2>&1
+  note "DiT-B/2 bf16 vs autocast:  $(grep -E '^ratio|^MFU' "$OUT/bench_train_bf16.log" | tr '\n' ' ')"
+  bash bench/bench_train.sh "${dit[@]}" --precision bf16 --torch-precision bf16-pure > "$OUT/bench_train_bf16pure.log" 2>&1
+  note "DiT-B/2 bf16 vs pure bf16: $(grep -E '^ratio|^MFU' "$OUT/bench_train_bf16pure.log" | tr '\n' ' ')"
+  bash bench/bench_train.sh "${dit[@]}" --precision fp32 --steps 10 > "$OUT/bench_train_fp32.log" 2>&1
+  note "DiT-B/2 fp32:              $(grep -E '^ratio' "$OUT/bench_train_fp32.log")"
+  inc=(--n 2000 --size 256 --device cuda)
+  bash bench/bench_inception.sh "${inc[@]}" > "$OUT/bench_inception_fp32.log" 2>&1
+  note "Inception fp32 vs pytorch-fid: $(grep '^ratio' "$OUT/bench_inception_fp32.log")"
+  bash bench/bench_inception.sh "${inc[@]}" --precision tf32 > "$OUT/bench_inception_tf32.log" 2>&1
+  note "Inception tf32 vs pytorch-fid: $(grep '^ratio' "$OUT/bench_inception_tf32.log")"
+fi
+
+echo
+echo "==== summary ($(cut -d, -f1 "$OUT/gpu.txt" 2>/dev/null))"
+printf '%s\n' "${summary[@]}"
