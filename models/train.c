@@ -34,8 +34,13 @@ void kb_train_opts_default(kb_train_opts *o) {
 /* Draws step `step`'s batch from the dataset, then forward and loss. */
 static int forward_loss(kb_trainer *tr, int64_t step, kb_step_stats *s, kb_err *err) {
     kb_train_bufs *b = &tr->b;
-    if (kb_train_data_batch(&tr->data, step, tr->o->batch, b->x0, b->y, b->t, b->noise, err)) return -1;
-    return kb_train_forward_loss(&tr->model, &tr->diff, b, tr->o->batch, s, err);
+    int B = tr->o->batch;
+    int64_t n = (int64_t)B * tr->model.cfg.in_channels * tr->model.cfg.input_size * tr->model.cfg.input_size;
+    if (kb_train_data_batch(&tr->data, step, B, b->x0, b->y, b->t, NULL, err) ||
+        kb_train_data_noise(&tr->data, &tr->ctx, step, n, b->noise_dev, err))
+        return -1;
+    b->noise_on_dev = 1;
+    return kb_train_forward_loss(&tr->model, &tr->diff, b, B, s, err);
 }
 
 static int diverged(kb_trainer *tr, int64_t step, const char *what, double value, kb_err *err) {

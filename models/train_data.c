@@ -2,6 +2,7 @@
  * draw of a step, all pure functions of (seed, step) so that a resumed run
  * sees exactly the batches an unbroken one would. */
 #include "models/train.h"
+#include "nn/ops.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -104,9 +105,16 @@ int kb_train_data_batch(kb_train_data *d, int64_t step, int B, float *x0, int32_
             y[b] = d->nclasses; /* DiT's null class (classifier-free guidance) */
         t[b] = draw_below(d->seed, kb_train_stream(KB_TRAIN_STREAM_T, s), (uint64_t)b, d->num_timesteps);
     }
+    if (!noise) return 0;
     uint64_t ns = kb_train_stream(KB_TRAIN_STREAM_NOISE, s);
     for (int64_t i = 0; i < B * chw; i++) noise[i] = kb_rng_normal_at(d->seed, ns, (uint64_t)i);
     return 0;
+}
+
+int kb_train_data_noise(const kb_train_data *d, kb_ctx *ctx, int64_t step, int64_t n, float *noise_dev, kb_err *err) {
+    /* mean 0, std 1: kb_rand_normal writes fma(z, 1, 0), which is z itself */
+    return kb_rand_normal(ctx, noise_dev, n, d->seed, kb_train_stream(KB_TRAIN_STREAM_NOISE, (uint64_t)step), 0.0f,
+                          1.0f, err);
 }
 
 const char *kb_train_classes_name(kb_class_role r) {

@@ -70,7 +70,7 @@ int kb_train_forward_loss(kb_dit *m, const kb_diffusion *diff, kb_train_bufs *b,
     int64_t HW = (int64_t)m->cfg.input_size * m->cfg.input_size, n_in = B * C * HW;
     for (int i = 0; i < B; i++) b->tf[i] = (float)b->t[i];
     if (to_dev(ctx, b->x0_dev, b->x0, (size_t)n_in * 4, err) ||
-        to_dev(ctx, b->noise_dev, b->noise, (size_t)n_in * 4, err) ||
+        (!b->noise_on_dev && to_dev(ctx, b->noise_dev, b->noise, (size_t)n_in * 4, err)) ||
         to_dev(ctx, b->tf_dev, b->tf, (size_t)B * 4, err) || to_dev(ctx, b->y_dev, b->y, (size_t)B * 4, err) ||
         kb_diffusion_q_sample_dev(ctx, diff, b->x0_dev, b->noise_dev, b->t, B, C, HW, b->x_t_dev, err) ||
         kb_dit_forward(m, b->x_t_dev, b->tf_dev, b->y_dev, B, b->out_dev, err) ||

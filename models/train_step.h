@@ -22,6 +22,7 @@ typedef struct {
     int32_t *y;
     float *x0_dev, *noise_dev, *x_t_dev, *tf_dev, *out_dev, *d_out_dev;
     int32_t *y_dev;
+    int noise_on_dev; /* 1: the caller drew the noise into noise_dev itself (not copied from noise) */
 } kb_train_bufs;
 
 typedef struct {
@@ -32,7 +33,7 @@ typedef struct {
 int kb_train_bufs_alloc(kb_train_bufs *b, kb_ctx *ctx, const kb_dit_config *cfg, int batch, kb_err *err);
 void kb_train_bufs_free(kb_train_bufs *b, kb_ctx *ctx);
 
-/* From b->x0, b->noise, b->t, b->y (host, B samples): x_t, the model's
+/* From b->x0, b->noise (or noise_dev), b->t, b->y (host, B samples): x_t, the model's
  * output, the loss and its gradient, all on the model's device (the gradient
  * in b->d_out_dev); only the batch goes to the device and the per-sample
  * loss terms (b->mse, b->vb) come back. */
