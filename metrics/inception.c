@@ -138,6 +138,8 @@ void kb_inception_free(kb_inception *net) {
     for (int t = 0; net->workers && t < net->nworkers; t++) {
         kb_arena_free(&net->workers[t].arena);
         kb_conv_engine_free(net->workers[t].eng);
+        kb_dev_free(&net->workers[t].ctx, net->workers[t].dev_images);
+        kb_dev_free(&net->workers[t].ctx, net->workers[t].dev_taps);
         free(net->workers[t].host_6d);
     }
     free(net->workers);
@@ -164,6 +166,17 @@ int kb_inception_features(kb_inception *net, const uint8_t *images, int64_t n, i
                           kb_preproc_mode mode, float *pool, float *spatial, float *logits, kb_err *err) {
     const int64_t per = (int64_t)KB_INCEPTION_SIZE * KB_INCEPTION_SIZE * 3, img = (int64_t)H * W * C;
     if (n < 0) return kb_fail(err, "inception: negative image count %lld", (long long)n);
+    if (net->ctx->device == KB_DEV_CUDA && mode != KB_PREPROC_CLEAN && n > 0) {
+        if (kb_inception_check_input(H, W, C, mode, err)) return -1;
+        for (int64_t i = 0; i < n; i += net->batch) {
+            int nb = (int)(n - i < net->batch ? n - i : net->batch);
+            if (kb_incep_forward_images(net, images + i * img, nb, H, W, C, mode, at_row(pool, i, KB_INCEPTION_POOL_DIM),
+                                        at_row(spatial, i, KB_INCEPTION_SPATIAL_DIM),
+                                        at_row(logits, i, KB_INCEPTION_LOGITS_DIM), err))
+                return -1;
+        }
+        return 0;
+    }
     for (int64_t i = 0; i < n; i += net->batch) {
         int nb = (int)(n - i < net->batch ? n - i : net->batch), bad = 0;
         kb_err perr = {{0}};

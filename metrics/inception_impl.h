@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "metrics/inception.h"
+#include "metrics/inception_preproc_elem.h"
 #include "metrics/torch_pickle.h"
 #include "nn/ops_conv.h"
 
@@ -32,6 +33,9 @@ typedef struct {
     kb_arena arena;
     int batch;      /* images per pass of this worker */
     float *host_6d; /* [batch, 17, 17, 768] Mixed_6d output, for the spatial features */
+    uint8_t *dev_images;     /* CUDA: a batch of uint8 images to pre-process on the device (grown on demand) */
+    size_t dev_images_bytes;
+    kb_lerp_tap *dev_taps;   /* CUDA: [2 * 299] resize taps, x then y */
     int failed;
     kb_err err;
 } kb_incep_worker;
@@ -55,6 +59,25 @@ int kb_incep_load_weights(kb_inception *net, const kb_tp_file *f, kb_err *err);
  * host outputs as kb_inception_features (any may be NULL). */
 int kb_incep_forward(kb_inception *net, const float *host_in, int n, float *pool, float *spatial, float *logits,
                      kb_err *err);
+/* CUDA, adm and pytorch-fid modes: n <= net->batch uint8 images [n, H, W, C]
+ * (host) copied to the GPU as they are and pre-processed there
+ * (kb_inception_preprocess_cuda), then the forward pass: a quarter of the
+ * bytes of pre-processed floats cross the bus, and the host does nothing. */
+int kb_incep_forward_images(kb_inception *net, const uint8_t *images, int n, int H, int W, int C,
+                            kb_preproc_mode mode, float *pool, float *spatial, float *logits, kb_err *err);
+
+/* Fails, naming the problem, unless images H x W x C and the mode can be pre-processed. */
+int kb_inception_check_input(int H, int W, int C, kb_preproc_mode mode, kb_err *err);
+/* The taps of the adm (TF1) or pytorch-fid (ATen) resize of an axis of `in`
+ * pixels to 299; -1 for any other mode. */
+int kb_inception_taps(kb_preproc_mode mode, int in, kb_lerp_tap *taps);
+/* The adm or pytorch-fid pre-processing on ctx's GPU: images [n, H, W, C]
+ * uint8 and out [n, 299, 299, 3] on the device, taps [299 x, then 299 y] on
+ * the device. The same bits as kb_inception_preprocess (the arithmetic is
+ * metrics/inception_preproc_elem.h). Stub without CUDA. */
+int kb_inception_preprocess_cuda(kb_ctx *ctx, const uint8_t *images, int n, int H, int W, int C, kb_preproc_mode mode,
+                                 const kb_lerp_tap *taps, float *out, kb_err *err);
+
 /* Bytes of a worker's activation arena for a batch. */
 size_t kb_incep_arena_bytes(int batch);
 

@@ -346,22 +346,72 @@ static int head(kb_incep_worker *wk, act x, int n, float *pool3, float *logits, 
     return kb_copy_to_host(&wk->ctx, logits, l, (size_t)n * KB_INCEPTION_LOGITS_DIM * sizeof(float), err);
 }
 
-/* One pass of n <= wk->batch images through one worker. */
-static int worker_forward(kb_incep_worker *wk, const float *host_in, int n, float *pool3, float *spatial,
-                          float *logits, kb_err *err) {
+static float *rows(float *base, int64_t row, int64_t dim) { return base ? base + row * dim : NULL; }
+
+/* Starts a pass of n <= wk->batch images: the two activation buffers, and
+ * the network input [n, 299, 299, 3] on the worker's device (returned). */
+static float *pass_begin(kb_incep_worker *wk, int n, float *bufs[2], kb_err *err) {
     kb_arena_reset(&wk->arena, 0);
     size_t act_bytes = (size_t)wk->batch * KB_INCEP_MAX_ACT * sizeof(float);
     size_t in_bytes = (size_t)n * KB_INCEPTION_SIZE * KB_INCEPTION_SIZE * 3 * sizeof(float);
-    float *bufs[2] = {kb_arena_alloc(&wk->arena, act_bytes, err), kb_arena_alloc(&wk->arena, act_bytes, err)};
+    bufs[0] = kb_arena_alloc(&wk->arena, act_bytes, err), bufs[1] = kb_arena_alloc(&wk->arena, act_bytes, err);
     float *in = kb_arena_alloc(&wk->arena, in_bytes, err);
-    if (!bufs[0] || !bufs[1] || !in || kb_copy_to_dev(&wk->ctx, in, host_in, in_bytes, err)) return -1;
+    return bufs[0] && bufs[1] ? in : NULL;
+}
+
+/* The network on the input pass_begin returned, outputs to the host. */
+static int pass_run(kb_incep_worker *wk, float *bufs[2], float *in, int n, float *pool3, float *spatial,
+                    float *logits, kb_err *err) {
     act x = {in, n, KB_INCEPTION_SIZE, KB_INCEPTION_SIZE, 3, 3};
     if (trunk(wk, bufs, &x, n, err) || head(wk, x, n, pool3, logits, err)) return -1;
     if (spatial) spatial_from_6d(wk->host_6d, n, spatial);
     return 0;
 }
 
-static float *rows(float *base, int64_t row, int64_t dim) { return base ? base + row * dim : NULL; }
+/* One pass of n <= wk->batch pre-processed images (host) through one worker. */
+static int worker_forward(kb_incep_worker *wk, const float *host_in, int n, float *pool3, float *spatial,
+                          float *logits, kb_err *err) {
+    float *bufs[2], *in = pass_begin(wk, n, bufs, err);
+    size_t in_bytes = (size_t)n * KB_INCEPTION_SIZE * KB_INCEPTION_SIZE * 3 * sizeof(float);
+    if (!in || kb_copy_to_dev(&wk->ctx, in, host_in, in_bytes, err)) return -1;
+    return pass_run(wk, bufs, in, n, pool3, spatial, logits, err);
+}
+
+/* The worker's device buffers for on-device pre-processing: room for `bytes`
+ * of uint8 images (grown on demand) and the taps of this image size. */
+static int device_images_ready(kb_incep_worker *wk, size_t bytes, int H, int W, kb_preproc_mode mode, kb_err *err) {
+    if (bytes > wk->dev_images_bytes) {
+        kb_dev_free(&wk->ctx, wk->dev_images);
+        wk->dev_images_bytes = 0;
+        if (!(wk->dev_images = kb_dev_alloc(&wk->ctx, bytes, err))) return -1;
+        wk->dev_images_bytes = bytes;
+    }
+    if (!wk->dev_taps && !(wk->dev_taps = kb_dev_alloc(&wk->ctx, 2 * KB_INCEPTION_SIZE * sizeof(kb_lerp_tap), err)))
+        return -1;
+    kb_lerp_tap taps[2 * KB_INCEPTION_SIZE];
+    if (kb_inception_taps(mode, W, taps) || kb_inception_taps(mode, H, taps + KB_INCEPTION_SIZE))
+        return kb_fail(err, "inception: mode %s cannot be pre-processed on the device", kb_preproc_name(mode));
+    return kb_copy_to_dev(&wk->ctx, wk->dev_taps, taps, sizeof taps, err);
+}
+
+int kb_incep_forward_images(kb_inception *net, const uint8_t *images, int n, int H, int W, int C,
+                            kb_preproc_mode mode, float *pool3, float *spatial, float *logits, kb_err *err) {
+    kb_incep_worker *wk = &net->workers[0];
+    if (net->nworkers != 1 || wk->ctx.device != KB_DEV_CUDA)
+        return kb_fail(err, "inception: on-device pre-processing needs the CUDA network");
+    size_t img = (size_t)H * W * C;
+    for (int i = 0; i < n; i += wk->batch) {
+        int nb = n - i < wk->batch ? n - i : wk->batch;
+        float *bufs[2], *in = pass_begin(wk, nb, bufs, err);
+        if (!in || device_images_ready(wk, img * (size_t)nb, H, W, mode, err) ||
+            kb_copy_to_dev(&wk->ctx, wk->dev_images, images + i * img, img * (size_t)nb, err) ||
+            kb_inception_preprocess_cuda(&wk->ctx, wk->dev_images, nb, H, W, C, mode, wk->dev_taps, in, err) ||
+            pass_run(wk, bufs, in, nb, rows(pool3, i, KB_INCEPTION_POOL_DIM), rows(spatial, i, KB_INCEPTION_SPATIAL_DIM),
+                     rows(logits, i, KB_INCEPTION_LOGITS_DIM), err))
+            return -1;
+    }
+    return 0;
+}
 
 /* Worker t's images [lo, hi) of n, in passes of at most its batch. */
 static int worker_range(kb_incep_worker *wk, const float *host_in, int lo, int hi, float *pool3, float *spatial,

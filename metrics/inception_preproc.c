@@ -25,6 +25,7 @@
 
 #include "datasets/resize.h"
 #include "metrics/inception_impl.h"
+#include "metrics/inception_preproc_elem.h"
 
 static const char *const kModeNames[] = {"adm", "pytorch-fid", "clean"};
 
@@ -51,12 +52,7 @@ static void to_rgb(const uint8_t *img, int64_t pixels, int C, float *rgb) {
 
 /* ---- adm: TF1 legacy bilinear ---- */
 
-typedef struct {
-    int lo, hi;
-    float frac;
-} lerp_tap;
-
-static void tf1_taps(int in, int out, lerp_tap *t) {
+static void tf1_taps(int in, int out, kb_lerp_tap *t) {
     float scale = (float)in / (float)out; /* TF: in / static_cast<float>(out) */
     for (int o = 0; o < out; o++) {
         float src = (float)o * scale;
@@ -67,20 +63,17 @@ static void tf1_taps(int in, int out, lerp_tap *t) {
     }
 }
 
-static void resize_adm(const float *rgb, int H, int W, float *out, lerp_tap *tx, lerp_tap *ty) {
+static void resize_adm(const float *rgb, int H, int W, float *out, kb_lerp_tap *tx, kb_lerp_tap *ty) {
     const int S = KB_INCEPTION_SIZE;
     tf1_taps(W, S, tx);
     tf1_taps(H, S, ty);
     for (int y = 0; y < S; y++) {
         const float *r0 = rgb + (size_t)ty[y].lo * W * 3, *r1 = rgb + (size_t)ty[y].hi * W * 3;
         for (int x = 0; x < S; x++)
-            for (int ch = 0; ch < 3; ch++) {
-                float a = r0[tx[x].lo * 3 + ch], b = r0[tx[x].hi * 3 + ch];
-                float c = r1[tx[x].lo * 3 + ch], d = r1[tx[x].hi * 3 + ch];
-                float top = a + (b - a) * tx[x].frac, bottom = c + (d - c) * tx[x].frac;
-                float v = top + (bottom - top) * ty[y].frac;
-                out[((size_t)y * S + x) * 3 + ch] = (v - 128.0f) / 128.0f;
-            }
+            for (int ch = 0; ch < 3; ch++)
+                out[((size_t)y * S + x) * 3 + ch] = kb_pp_adm(r0[tx[x].lo * 3 + ch], r0[tx[x].hi * 3 + ch],
+                                                              r1[tx[x].lo * 3 + ch], r1[tx[x].hi * 3 + ch],
+                                                              tx[x].frac, ty[y].frac);
     }
 }
 
@@ -89,7 +82,7 @@ static void resize_adm(const float *rgb, int H, int W, float *out, lerp_tap *tx,
 /* ATen's weights, matched bit for bit against F.interpolate (torch 1.13, CPU):
  * the scale is a float division, the source coordinate is kept in double,
  * the fraction is rounded to float once, and 1 - fraction is taken in float. */
-static void torch_taps(int in, int out, lerp_tap *t) {
+static void torch_taps(int in, int out, kb_lerp_tap *t) {
     double scale = (double)((float)in / (float)out);
     for (int o = 0; o < out; o++) {
         double src = scale * ((double)o + 0.5) - 0.5;
@@ -101,23 +94,25 @@ static void torch_taps(int in, int out, lerp_tap *t) {
     }
 }
 
-static void resize_pytorch_fid(const float *rgb, int H, int W, float *out, lerp_tap *tx, lerp_tap *ty) {
+static void resize_pytorch_fid(const float *rgb, int H, int W, float *out, kb_lerp_tap *tx, kb_lerp_tap *ty) {
     const int S = KB_INCEPTION_SIZE;
     torch_taps(W, S, tx);
     torch_taps(H, S, ty);
     for (int y = 0; y < S; y++) {
         const float *r0 = rgb + (size_t)ty[y].lo * W * 3, *r1 = rgb + (size_t)ty[y].hi * W * 3;
-        float h1 = ty[y].frac, h0 = 1.0f - h1;
-        for (int x = 0; x < S; x++) {
-            float w1 = tx[x].frac, w0 = 1.0f - w1;
-            for (int ch = 0; ch < 3; ch++) {
-                float a = r0[tx[x].lo * 3 + ch] / 255.0f, b = r0[tx[x].hi * 3 + ch] / 255.0f;
-                float c = r1[tx[x].lo * 3 + ch] / 255.0f, d = r1[tx[x].hi * 3 + ch] / 255.0f;
-                float v = h0 * (w0 * a + w1 * b) + h1 * (w0 * c + w1 * d);
-                out[((size_t)y * S + x) * 3 + ch] = 2.0f * v - 1.0f;
-            }
-        }
+        for (int x = 0; x < S; x++)
+            for (int ch = 0; ch < 3; ch++)
+                out[((size_t)y * S + x) * 3 + ch] = kb_pp_torch(r0[tx[x].lo * 3 + ch], r0[tx[x].hi * 3 + ch],
+                                                                r1[tx[x].lo * 3 + ch], r1[tx[x].hi * 3 + ch],
+                                                                tx[x].frac, ty[y].frac);
     }
+}
+
+int kb_inception_taps(kb_preproc_mode mode, int in, kb_lerp_tap *taps) {
+    if (mode == KB_PREPROC_ADM) tf1_taps(in, KB_INCEPTION_SIZE, taps);
+    else if (mode == KB_PREPROC_PYTORCH_FID) torch_taps(in, KB_INCEPTION_SIZE, taps);
+    else return -1;
+    return 0;
 }
 
 /* ---- clean: PIL bicubic on float ---- */
@@ -132,14 +127,19 @@ static int resize_clean(const float *rgb, int H, int W, float *out, kb_err *err)
     return 0;
 }
 
-int kb_inception_preprocess(const uint8_t *image, int H, int W, int C, kb_preproc_mode mode, float *out, kb_err *err) {
+int kb_inception_check_input(int H, int W, int C, kb_preproc_mode mode, kb_err *err) {
     if (H < 1 || W < 1 || H > (1 << 16) || W > (1 << 16) || C < 1 || C > 4)
         return kb_fail(err, "inception pre-processing: image %dx%d with %d channels (need 1-4 channels, sides 1..65536)",
                        H, W, C);
     if (mode != KB_PREPROC_ADM && mode != KB_PREPROC_PYTORCH_FID && mode != KB_PREPROC_CLEAN)
         return kb_fail(err, "inception pre-processing: unknown mode %d", (int)mode);
+    return 0;
+}
+
+int kb_inception_preprocess(const uint8_t *image, int H, int W, int C, kb_preproc_mode mode, float *out, kb_err *err) {
+    if (kb_inception_check_input(H, W, C, mode, err)) return -1;
     float *rgb = malloc(sizeof(float) * (size_t)H * W * 3);
-    lerp_tap *taps = malloc(sizeof(lerp_tap) * 2 * KB_INCEPTION_SIZE);
+    kb_lerp_tap *taps = malloc(sizeof(kb_lerp_tap) * 2 * KB_INCEPTION_SIZE);
     int rc = 0;
     if (!rgb || !taps) rc = kb_fail(err, "inception pre-processing: out of memory for a %dx%d image", W, H);
     else {

@@ -5,8 +5,10 @@
  *
  * Tolerances: conv |got - ref| <= 1e-5 * max|ref| + 1e-5 |ref|; pools as the
  * CPU path (max and global average bit-identical, average rtol 1e-6);
- * features (adm mode, 2 images): max |gpu - cpu| <= 1e-4 * max |cpu| per
- * output, and the same bound against PyTorch. */
+ * pre-processing on the GPU (adm, pytorch-fid; 1-4 channels, up- and
+ * down-sampling) bit-identical to the CPU's; features (adm mode, 2 images,
+ * pre-processed on the GPU): max |gpu - cpu| <= 1e-4 * max |cpu| per output,
+ * and the same bound against PyTorch. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,7 +16,9 @@
 
 #include "kbtest.h"
 #include "metrics/inception.h"
+#include "metrics/inception_impl.h"
 #include "nn/backend.h"
+#include "nn/ops.h"
 #include "nn/ops_conv.h"
 #include "nn/safetensors.h"
 
@@ -90,6 +94,37 @@ static void test_pools(kbt_state *st, kb_ctx *gpu) {
     kb_dev_free(gpu, gg), kb_dev_free(gpu, go), kb_dev_free(gpu, gin), kb_dev_free(gpu, gout);
 }
 
+/* kb_inception_preprocess_cuda against kb_inception_preprocess, bit for bit. */
+static void test_preprocess(kbt_state *st, kb_ctx *gpu, int n, int H, int W, int C, kb_preproc_mode mode) {
+    const int64_t per = (int64_t)KB_INCEPTION_SIZE * KB_INCEPTION_SIZE * 3;
+    size_t img = (size_t)H * W * C;
+    uint8_t *images = malloc(img * (size_t)n);
+    float *want = malloc(sizeof(float) * (size_t)(per * n));
+    for (size_t i = 0; i < img * (size_t)n; i++) {
+        g_rng ^= g_rng << 13, g_rng ^= g_rng >> 7, g_rng ^= g_rng << 17;
+        images[i] = (uint8_t)(g_rng >> 56);
+    }
+    kb_err err = {{0}};
+    kb_lerp_tap taps[2 * KB_INCEPTION_SIZE];
+    int rc = kb_inception_taps(mode, W, taps) || kb_inception_taps(mode, H, taps + KB_INCEPTION_SIZE);
+    for (int b = 0; b < n && !rc; b++) rc = kb_inception_preprocess(images + b * img, H, W, C, mode, want + b * per, &err);
+    uint8_t *gi = kb_dev_alloc(gpu, img * (size_t)n, &err);
+    kb_lerp_tap *gt = kb_dev_alloc(gpu, sizeof taps, &err);
+    float *gout = to_dev(gpu, want, per * n); /* overwritten: every element must be written */
+    float *got = NULL;
+    if (!rc && gi && gt && gout && !kb_copy_to_dev(gpu, gi, images, img * (size_t)n, &err) &&
+        !kb_copy_to_dev(gpu, gt, taps, sizeof taps, &err) && !kb_fill(gpu, gout, NAN, per * n, &err) &&
+        !kb_inception_preprocess_cuda(gpu, gi, n, H, W, C, mode, gt, gout, &err))
+        got = to_host(gpu, gout, per * n);
+    char name[160];
+    snprintf(name, sizeof name, "cuda pre-processing %s, %d images %dx%dx%d, bit-identical", kb_preproc_name(mode), n, H,
+             W, C);
+    KBT_CHECK(st, got && !memcmp(got, want, sizeof(float) * (size_t)(per * n)), name, "%s",
+              got ? "values differ" : err.msg);
+    free(got), free(images), free(want);
+    kb_dev_free(gpu, gi), kb_dev_free(gpu, gt), kb_dev_free(gpu, gout);
+}
+
 static const char *fx(const char *name, char *buf, size_t n) {
     const char *d = getenv("KB_FIXTURES");
     snprintf(buf, n, "%s/%s", d ? d : ".", name);
@@ -153,6 +188,13 @@ int main(void) {
         kb_conv_engine_free(e);
     }
     test_pools(&st, &gpu);
+    for (int m = 0; m < 2; m++) {
+        kb_preproc_mode mode = m ? KB_PREPROC_PYTORCH_FID : KB_PREPROC_ADM;
+        test_preprocess(&st, &gpu, 3, 64, 64, 3, mode);
+        test_preprocess(&st, &gpu, 2, 37, 50, 1, mode);
+        test_preprocess(&st, &gpu, 2, 7, 5, 2, mode);
+        test_preprocess(&st, &gpu, 1, 320, 301, 4, mode);
+    }
     test_network(&st, &cpu, &gpu);
     kb_ctx_free(&gpu);
     kb_ctx_free(&cpu);
