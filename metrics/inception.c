@@ -90,8 +90,6 @@ static int worker_init(kb_inception *net, kb_incep_worker *wk, int batch, kb_err
     wk->ctx = *net->ctx;
     if (wk->ctx.device == KB_DEV_CPU) wk->ctx.threads = 1;
     wk->batch = batch;
-    wk->host_6d = malloc(sizeof(float) * (size_t)batch * 17 * 17 * 768);
-    if (!wk->host_6d) return kb_fail(err, "inception: out of host memory for a batch of %d", batch);
     if (!(wk->eng = kb_conv_engine_create(&wk->ctx, 0, err))) return -1;
     return kb_arena_init(&wk->arena, &wk->ctx, kb_incep_arena_bytes(batch), err);
 }
@@ -140,7 +138,6 @@ void kb_inception_free(kb_inception *net) {
         kb_conv_engine_free(net->workers[t].eng);
         kb_dev_free(&net->workers[t].ctx, net->workers[t].dev_images);
         kb_dev_free(&net->workers[t].ctx, net->workers[t].dev_taps);
-        free(net->workers[t].host_6d);
     }
     free(net->workers);
     free(net->host_in);

@@ -32,7 +32,6 @@ typedef struct {
     kb_conv_engine *eng;
     kb_arena arena;
     int batch;      /* images per pass of this worker */
-    float *host_6d; /* [batch, 17, 17, 768] Mixed_6d output, for the spatial features */
     uint8_t *dev_images;     /* CUDA: a batch of uint8 images to pre-process on the device (grown on demand) */
     size_t dev_images_bytes;
     kb_lerp_tap *dev_taps;   /* CUDA: [2 * 299] resize taps, x then y */

@@ -309,28 +309,31 @@ static int block_e2(kb_incep_worker *wk, int k, act x, act out, kb_err *err) { r
 
 size_t kb_incep_arena_bytes(int batch) {
     size_t per = 2 * KB_INCEP_MAX_ACT + (size_t)KB_INCEPTION_SIZE * KB_INCEPTION_SIZE * 3 + KB_INCEP_MAX_TMP +
-                 KB_INCEPTION_POOL_DIM + KB_INCEPTION_LOGITS_DIM;
+                 KB_INCEPTION_SPATIAL_DIM + KB_INCEPTION_POOL_DIM + KB_INCEPTION_LOGITS_DIM;
     return (size_t)batch * per * sizeof(float) + 16 * 256; /* + alignment of each allocation */
 }
 
-/* Everything up to Mixed_7c; Mixed_6d's output is copied to wk->host_6d on the way. */
-static int trunk(kb_incep_worker *wk, float *bufs[2], act *x, int n, kb_err *err) {
+/* The sFID features: channels [0, 7) of Mixed_6d's output (its branch1x1
+ * after BN+ReLU, TF's mixed_6/conv) packed as [n, 17, 17, 7], which is the
+ * H, W, C order of the 2023 values, gathered on the device by a 1x1 max
+ * pool (a strided copy) so only those bytes reach the host. */
+static int spatial_features(kb_incep_worker *wk, act x, int n, float *spatial, kb_err *err) {
+    float *s = kb_arena_alloc(&wk->arena, (size_t)n * KB_INCEPTION_SPATIAL_DIM * sizeof(float), err);
+    kb_pool2d_desc d = {.n = n, .h = 17, .w = 17, .c = 7, .ldi = x.ld, .ldo = 7, .k = 1, .s = 1, .p = 0};
+    return !s || kb_maxpool2d_fwd(&wk->ctx, &d, s, x.p, err) ||
+           kb_copy_to_host(&wk->ctx, spatial, s, (size_t)n * KB_INCEPTION_SPATIAL_DIM * sizeof(float), err);
+}
+
+/* Everything up to Mixed_7c, taking the spatial features (when wanted) on the way. */
+static int trunk(kb_incep_worker *wk, float *bufs[2], act *x, int n, float *spatial, kb_err *err) {
     if (stem(wk, bufs, x, err) || run_block(wk, bufs, x, block_a, 5, 35, 256, err) ||
         run_block(wk, bufs, x, block_a, 12, 35, 288, err) || run_block(wk, bufs, x, block_a, 19, 35, 288, err) ||
         run_block(wk, bufs, x, block_b, 26, 17, 768, err) || run_block(wk, bufs, x, block_c, 30, 17, 768, err) ||
         run_block(wk, bufs, x, block_c, 40, 17, 768, err) || run_block(wk, bufs, x, block_c, 50, 17, 768, err))
         return -1;
-    /* Mixed_6d's first 192 channels are branch1x1 after BN+ReLU: TF's mixed_6/conv. */
-    if (kb_copy_to_host(&wk->ctx, wk->host_6d, x->p, (size_t)n * 17 * 17 * 768 * sizeof(float), err)) return -1;
+    if (spatial && spatial_features(wk, *x, n, spatial, err)) return -1;
     return run_block(wk, bufs, x, block_c, 60, 17, 768, err) || run_block(wk, bufs, x, block_d, 70, 8, 1280, err) ||
            run_block(wk, bufs, x, block_e1, 76, 8, 2048, err) || run_block(wk, bufs, x, block_e2, 85, 8, 2048, err);
-}
-
-static void spatial_from_6d(const float *m6d, int n, float *spatial) {
-    for (int b = 0; b < n; b++)
-        for (int p = 0; p < 17 * 17; p++)
-            for (int ci = 0; ci < 7; ci++)
-                spatial[(int64_t)b * KB_INCEPTION_SPATIAL_DIM + p * 7 + ci] = m6d[((int64_t)b * 289 + p) * 768 + ci];
 }
 
 /* pool3 = mean over the 8x8 pixels; logits = pool3 . fc^T (no bias). */
@@ -363,9 +366,7 @@ static float *pass_begin(kb_incep_worker *wk, int n, float *bufs[2], kb_err *err
 static int pass_run(kb_incep_worker *wk, float *bufs[2], float *in, int n, float *pool3, float *spatial,
                     float *logits, kb_err *err) {
     act x = {in, n, KB_INCEPTION_SIZE, KB_INCEPTION_SIZE, 3, 3};
-    if (trunk(wk, bufs, &x, n, err) || head(wk, x, n, pool3, logits, err)) return -1;
-    if (spatial) spatial_from_6d(wk->host_6d, n, spatial);
-    return 0;
+    return trunk(wk, bufs, &x, n, spatial, err) || head(wk, x, n, pool3, logits, err) ? -1 : 0;
 }
 
 /* One pass of n <= wk->batch pre-processed images (host) through one worker. */
