@@ -3,7 +3,7 @@
 # docs/gpu.md): unpacks .devpkg/kb.tar.xz (made here by bench/device_pack.sh),
 # finds the machine's CUDA libraries, builds the PyTorch fixtures with the
 # machine's python3, then
-#   1. the CUDA tests: ops, DiT ops, diffusion loss, the DiT against PyTorch
+#   1. the CUDA tests (each under a timeout): ops, DiT ops, diffusion loss, the DiT against PyTorch
 #      (fp32 and bf16 GEMMs), the cuDNN Inception against the CPU;
 #   2. the speed comparisons: DiT-B/2 training at 32x32x4 (bf16: kindbench
 #      against torch.autocast bf16 and against a pure-bf16 PyTorch; fp32 too)
@@ -43,7 +43,7 @@ missing=$(for b in "$KB"/bin/*; do ldd "$b" | grep 'not found'; done | sort -u)
 run_test() { # name, command...
   local name=$1; shift
   local t0=$SECONDS
-  "$@" > "$OUT/$name.log" 2>&1
+  timeout 240 "$@" > "$OUT/$name.log" 2>&1 # a hang costs minutes, not the whole lease
   local rc=$?
   note "$(printf '%-26s rc=%d %3ds  %s' "$name" "$rc" $((SECONDS - t0)) "$(tail -n 1 "$OUT/$name.log")")"
   grep -E '^FAIL' "$OUT/$name.log" | head -n 5
@@ -66,17 +66,17 @@ fi
 if [ "$WHAT" = bench ] || [ "$WHAT" = all ]; then
   export KINDBENCH=$KB/bin/kindbench BENCH_INCEPTION=$KB/bin/bench_inception PYTHON=python3
   dit=(--model B/2 --image 32 --channels 4 --classes 1000 --batch 256 --steps 20 --warmup 5 --device cuda)
-  bash bench/bench_train.sh "${dit[@]}" --precision bf16 > "$OUT/bench_train_bf16.log" 2>&1
-  note "DiT-B/2 bf16 vs autocast:  $(grep -E '^ratio|^MFU' "$OUT/bench_train_bf16.log" | tr '\n' ' ')"
-  bash bench/bench_train.sh "${dit[@]}" --precision bf16 --torch-precision bf16-pure > "$OUT/bench_train_bf16pure.log" 2>&1
-  note "DiT-B/2 bf16 vs pure bf16: $(grep -E '^ratio|^MFU' "$OUT/bench_train_bf16pure.log" | tr '\n' ' ')"
-  bash bench/bench_train.sh "${dit[@]}" --precision fp32 --steps 10 > "$OUT/bench_train_fp32.log" 2>&1
-  note "DiT-B/2 fp32:              $(grep -E '^ratio' "$OUT/bench_train_fp32.log")"
+  bench() { # log name, script, args...
+    local log=$1; shift
+    timeout 300 bash "$@" > "$OUT/$log.log" 2>&1 || echo "(exit $?)" >> "$OUT/$log.log"
+    grep -E '^ratio|^MFU|^\(exit|rror' "$OUT/$log.log" | tr '\n' ' '
+  }
+  note "DiT-B/2 bf16 vs autocast+sdpa:  $(bench bench_train_bf16 bench/bench_train.sh "${dit[@]}" --precision bf16)"
+  note "DiT-B/2 bf16 vs pure bf16+sdpa: $(bench bench_train_bf16pure bench/bench_train.sh "${dit[@]}" --precision bf16 --torch-precision bf16-pure)"
+  note "DiT-B/2 fp32 vs fp32+sdpa:      $(bench bench_train_fp32 bench/bench_train.sh "${dit[@]}" --precision fp32 --steps 10)"
   inc=(--n 2000 --size 256 --device cuda)
-  bash bench/bench_inception.sh "${inc[@]}" > "$OUT/bench_inception_fp32.log" 2>&1
-  note "Inception fp32 vs pytorch-fid: $(grep '^ratio' "$OUT/bench_inception_fp32.log")"
-  bash bench/bench_inception.sh "${inc[@]}" --precision tf32 > "$OUT/bench_inception_tf32.log" 2>&1
-  note "Inception tf32 vs pytorch-fid: $(grep '^ratio' "$OUT/bench_inception_tf32.log")"
+  note "Inception fp32 vs pytorch-fid:  $(bench bench_inception_fp32 bench/bench_inception.sh "${inc[@]}")"
+  note "Inception tf32 vs pytorch-fid:  $(bench bench_inception_tf32 bench/bench_inception.sh "${inc[@]}" --precision tf32)"
 fi
 
 echo

@@ -8,7 +8,10 @@ same config as `kindbench bench train`. Prints steps_per_sec=<x>.
 fp32 (TF32 off), tf32 (TF32 matmuls), bf16 (torch.autocast to bfloat16: the
 usual mixed-precision recipe, fp32 weights and optimiser) or bf16-pure (the
 model, its gradients and AdamW all in bfloat16). Like kindbench, a pool of
---pool batches is drawn before the clock starts and cycled."""
+--pool batches is drawn before the clock starts and cycled. --attention sdpa
+(the default on CUDA) runs attention through F.scaled_dot_product_attention,
+as timm's Attention does today in DiT (fused_attn); plain is the explicit
+softmax(q k^T) v of the reference (the default on the CPU)."""
 import argparse
 import contextlib
 import os
@@ -38,6 +41,7 @@ def main():
         ap.add_argument(f"--{k}", type=int, default=v)
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16", "bf16-pure"])
+    ap.add_argument("--attention", default=None, choices=["plain", "sdpa"])
     ap.add_argument("--model", default=None, help="a DiT preset, e.g. S/4 (sets depth, width, heads, patch)")
     a = ap.parse_args()
     if a.model:
@@ -48,6 +52,19 @@ def main():
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     dev = torch.device(a.device)
+    attention = a.attention or ("sdpa" if a.device == "cuda" else "plain")
+    if attention == "sdpa":
+        import torch.nn.functional as F
+        import dit_torch
+
+        def sdpa_forward(self, x):
+            B, N, C = x.shape
+            qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
+            q, k, v = qkv.unbind(0)
+            x = F.scaled_dot_product_attention(q, k, v)
+            return self.proj(x.transpose(1, 2).reshape(B, N, C))
+
+        dit_torch.Attention.forward = sdpa_forward
     if a.device == "cpu" and a.precision != "fp32":
         sys.exit("torch_train_bench.py: --precision other than fp32 needs --device cuda")
     torch.backends.cuda.matmul.allow_tf32 = a.precision == "tf32"
@@ -103,7 +120,7 @@ def main():
     sps = a.steps / dt
     where = torch.cuda.get_device_name() if a.device == "cuda" else f"{torch.get_num_threads()} threads"
     print(f"pytorch train: {sps:.3f} steps/s, {sps * a.batch:.1f} images/s, {1000 / sps:.1f} ms/step, "
-          f"torch {torch.__version__}, {where}, {a.precision}, last loss {loss.item():.5f}")
+          f"torch {torch.__version__}, {where}, {a.precision}, {attention} attention, last loss {loss.item():.5f}")
     print(f"steps_per_sec={sps:.6f}")
 
 
