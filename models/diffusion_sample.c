@@ -1,7 +1,11 @@
 /* Reverse-process math: DDPM (ADM p_sample) and DDIM (ADM ddim_sample)
  * steps on host buffers, DiT's classifier-free guidance combination, and a
  * loop driver that asks a callback for the model output at each step, so a
- * GPU model can plug in without the sampler knowing where it runs. */
+ * GPU model can plug in without the sampler knowing where it runs.
+ *
+ * The element loops and the Philox noise are OpenMP-parallel over elements:
+ * every value depends on its own inputs and counter only, so results are the
+ * same bits for any thread count. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -28,28 +32,40 @@ static float pred_xstart(const kb_diffusion_coefs *k, float x, float eps, int cl
     return p;
 }
 
+/* Per-sample coefficients of a step, for the element loops below. */
+static kb_diffusion_coefs *step_coefs(const kb_diffusion *d, const int *t, int B, const char *what, kb_err *err) {
+    kb_diffusion_coefs *k = malloc((size_t)B * sizeof *k);
+    if (!k) {
+        kb_fail(err, "%s: out of memory for %d coefficient sets", what, B);
+        return NULL;
+    }
+    for (int b = 0; b < B; b++) kb_diffusion_coefs_at(d, t[b], &k[b], NULL);
+    return k;
+}
+
 int kb_ddpm_step(const kb_diffusion *d, const float *model_out, const float *x_t, const int *t, const float *noise,
                  int clip_denoised, int B, int C, int64_t HW, float *x_prev, float *mean, float *log_variance,
                  float *pred_xstart_out, kb_err *err) {
     if (check_step(d, t, noise, 1, B, C, HW, "ddpm step", err) != 0) return -1;
     int64_t n = (int64_t)C * HW;
-    for (int b = 0; b < B; b++) {
-        kb_diffusion_coefs k;
-        kb_diffusion_coefs_at(d, t[b], &k, NULL);
-        const float *eps = model_out + (int64_t)b * 2 * n, *v = eps + n;
+    kb_diffusion_coefs *ks = step_coefs(d, t, B, "ddpm step", err);
+    if (!ks) return -1;
+#pragma omp parallel for schedule(static) if (B * n >= 65536)
+    for (int64_t j = 0; j < B * n; j++) {
+        int64_t b = j / n, i = j - b * n;
+        const kb_diffusion_coefs *k = &ks[b];
+        const float *eps = model_out + b * 2 * n, *v = eps + n;
         float mask = t[b] != 0 ? 1.0f : 0.0f; /* no noise at the last step */
-        for (int64_t i = 0; i < n; i++) {
-            int64_t j = (int64_t)b * n + i;
-            float x = x_t[j];
-            float p = pred_xstart(&k, x, eps[i], clip_denoised);
-            float m = kb_diff_posterior_mean(&k, p, x);
-            float lv = kb_diff_learned_logvar(&k, v[i]);
-            if (mean) mean[j] = m;
-            if (log_variance) log_variance[j] = lv;
-            if (pred_xstart_out) pred_xstart_out[j] = p;
-            x_prev[j] = mask != 0.0f ? m + (mask * expf(0.5f * lv)) * noise[j] : m;
-        }
+        float x = x_t[j];
+        float p = pred_xstart(k, x, eps[i], clip_denoised);
+        float m = kb_diff_posterior_mean(k, p, x);
+        float lv = kb_diff_learned_logvar(k, v[i]);
+        if (mean) mean[j] = m;
+        if (log_variance) log_variance[j] = lv;
+        if (pred_xstart_out) pred_xstart_out[j] = p;
+        x_prev[j] = mask != 0.0f ? m + (mask * expf(0.5f * lv)) * noise[j] : m;
     }
+    free(ks);
     return 0;
 }
 
@@ -64,26 +80,36 @@ int kb_ddim_step(const kb_diffusion *d, const float *model_out, const float *x_t
                  float *pred_xstart_out, kb_err *err) {
     if (check_step(d, t, noise, eta != 0.0f, B, C, HW, "ddim step", err) != 0) return -1;
     int64_t n = (int64_t)C * HW;
-    for (int b = 0; b < B; b++) {
-        kb_diffusion_coefs k;
-        kb_diffusion_coefs_at(d, t[b], &k, NULL);
-        const float *eps = model_out + (int64_t)b * 2 * n;
-        float sg = ddim_sigma(&k, eta), abp = k.alphas_cumprod_prev;
-        float c_pred = sqrtf(abp), c_eps = sqrtf((1.0f - abp) - sg * sg);
-        float mask_sg = (t[b] != 0 ? 1.0f : 0.0f) * sg; /* no noise at the last step */
-        if (sigma) sigma[b] = sg;
-        for (int64_t i = 0; i < n; i++) {
-            int64_t j = (int64_t)b * n + i;
-            float x = x_t[j];
-            float p = pred_xstart(&k, x, eps[i], clip_denoised);
-            /* eps re-derived from the (possibly clipped) pred_xstart, as ADM */
-            float e = (k.sqrt_recip_alphas_cumprod * x - p) / k.sqrt_recipm1_alphas_cumprod;
-            float m = p * c_pred + c_eps * e;
-            if (mean) mean[j] = m;
-            if (pred_xstart_out) pred_xstart_out[j] = p;
-            x_prev[j] = mask_sg != 0.0f ? m + mask_sg * noise[j] : m;
-        }
+    kb_diffusion_coefs *ks = step_coefs(d, t, B, "ddim step", err);
+    if (!ks) return -1;
+    float *sc = malloc((size_t)B * 3 * sizeof(float)); /* per sample: c_pred, c_eps, masked sigma */
+    if (!sc) {
+        free(ks);
+        return kb_fail(err, "ddim step: out of memory for %d samples", B);
     }
+    for (int b = 0; b < B; b++) {
+        float sg = ddim_sigma(&ks[b], eta), abp = ks[b].alphas_cumprod_prev;
+        sc[3 * b] = sqrtf(abp), sc[3 * b + 1] = sqrtf((1.0f - abp) - sg * sg);
+        sc[3 * b + 2] = (t[b] != 0 ? 1.0f : 0.0f) * sg; /* no noise at the last step */
+        if (sigma) sigma[b] = sg;
+    }
+#pragma omp parallel for schedule(static) if (B * n >= 65536)
+    for (int64_t j = 0; j < B * n; j++) {
+        int64_t b = j / n, i = j - b * n;
+        const kb_diffusion_coefs *k = &ks[b];
+        const float *eps = model_out + b * 2 * n;
+        float c_pred = sc[3 * b], c_eps = sc[3 * b + 1], mask_sg = sc[3 * b + 2];
+        float x = x_t[j];
+        float p = pred_xstart(k, x, eps[i], clip_denoised);
+        /* eps re-derived from the (possibly clipped) pred_xstart, as ADM */
+        float e = (k->sqrt_recip_alphas_cumprod * x - p) / k->sqrt_recipm1_alphas_cumprod;
+        float m = p * c_pred + c_eps * e;
+        if (mean) mean[j] = m;
+        if (pred_xstart_out) pred_xstart_out[j] = p;
+        x_prev[j] = mask_sg != 0.0f ? m + mask_sg * noise[j] : m;
+    }
+    free(sc);
+    free(ks);
     return 0;
 }
 
@@ -109,6 +135,7 @@ int kb_cfg_combine(const float *cond, const float *uncond, float scale, int guid
 }
 
 void kb_sample_init_noise(const kb_sample_opts *opts, float *x, int64_t n) {
+#pragma omp parallel for schedule(static) if (n >= 65536)
     for (int64_t i = 0; i < n; i++) x[i] = kb_rng_normal_at(opts->seed, opts->stream, (uint64_t)i);
 }
 
@@ -116,6 +143,7 @@ void kb_sample_init_noise(const kb_sample_opts *opts, float *x, int64_t n) {
 static int step_noise(const kb_sample_opts *opts, int k, float *noise, int64_t n, kb_err *err) {
     if (opts->noise) return opts->noise(opts->noise_user, k, noise, n, err);
     uint64_t base = (uint64_t)(k + 1) * (uint64_t)n;
+#pragma omp parallel for schedule(static) if (n >= 65536)
     for (int64_t i = 0; i < n; i++) noise[i] = kb_rng_normal_at(opts->seed, opts->stream, base + (uint64_t)i);
     return 0;
 }
