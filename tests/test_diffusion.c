@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <omp.h>
+
 #include "kbtest.h"
 #include "models/diffusion.h"
 
@@ -568,6 +570,33 @@ static void test_loop_philox(kbt_state *s) {
     kb_diffusion_free(&d);
 }
 
+/* The OpenMP element loops and the noise give the same bits at any thread
+ * count: a batch large enough to run in parallel, with 1 and 3 threads. */
+static void test_threads_invariance(kbt_state *s) {
+    kb_err err = {{0}};
+    kb_diffusion d;
+    kb_diffusion_init(&d, 1000, "ddim10", &err);
+    enum { B = 5, C = 4, HW = 32 * 32, N = B * C * HW };
+    int t[B] = {9, 5, 0, 3, 7};
+    static float out[2 * N], x[N], noise[N], res[2][3][N];
+    kb_sample_opts opts = {KB_SAMPLER_DDPM, 0.0f, 0, NULL, NULL, 99, 3};
+    kb_sample_init_noise(&opts, out, 2 * N);
+    for (int r = 0; r < 2; r++) {
+        omp_set_num_threads(r ? 3 : 1);
+        kb_sample_init_noise(&opts, x, N);
+        opts.seed = 100, kb_sample_init_noise(&opts, noise, N), opts.seed = 99;
+        kb_ddpm_step(&d, out, x, t, noise, 1, B, C, HW, res[r][0], NULL, NULL, NULL, &err);
+        kb_ddim_step(&d, out, x, t, noise, 0.5f, 0, B, C, HW, res[r][1], NULL, NULL, NULL, &err);
+        memcpy(res[r][2], x, sizeof x);
+    }
+    omp_set_num_threads(omp_get_num_procs());
+    check_bits(s, "x_T noise: 1 and 3 threads bit-identical", res[1][2], res[0][2], N);
+    check_bits(s, "ddpm step: 1 and 3 threads bit-identical", res[1][0], res[0][0], N);
+    check_bits(s, "ddim step: 1 and 3 threads bit-identical", res[1][1], res[0][1], N);
+    KBT_CHECK(s, err.msg[0] == 0, "steps run", "%s", err.msg);
+    kb_diffusion_free(&d);
+}
+
 int main(void) {
     const char *fxdir = getenv("KB_FIXTURES");
     if (!fxdir) {
@@ -597,5 +626,6 @@ int main(void) {
     test_loop(&s, "loopddpm", "25", KB_SAMPLER_DDPM, 0.0f);
     test_loop(&s, "loopddim", "ddim10", KB_SAMPLER_DDIM, 0.5f);
     test_loop_philox(&s);
+    test_threads_invariance(&s);
     return kbt_finish(&s);
 }
