@@ -77,6 +77,7 @@ if [ "$WHAT" = bench ] || [ "$WHAT" = all ]; then
   inc=(--n 2000 --size 256 --device cuda)
   note "Inception fp32 vs pytorch-fid:  $(bench bench_inception_fp32 bench/bench_inception.sh "${inc[@]}")"
   note "Inception tf32 vs pytorch-fid:  $(bench bench_inception_tf32 bench/bench_inception.sh "${inc[@]}" --precision tf32)"
+  note "  same, batch 256 (ours):       $(KINDBENCH_INCEPTION_BATCH=256 bench bench_inception_tf32_b256 bench/bench_inception.sh "${inc[@]}" --precision tf32)"
 fi
 
 echo
