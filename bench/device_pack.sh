@@ -7,12 +7,12 @@
 # `carry`). The C runtime, libstdc++ and the CUDA libraries (cudart, cuBLAS,
 # cuBLASLt, cuDNN) are the GPU machine's own, found there by
 # bench/device_check.sh. Built here with this machine's CUDA 13.0 for sm_90.
-#   bash bench/device_pack.sh            (builds build/ first if needed)
+#   bash bench/device_pack.sh            (sets up and builds build/ first, as README command 2 does)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${KB_BUILD:-build}
 [ -x /usr/local/cuda/bin/nvcc ] || { echo "device_pack.sh: needs the CUDA toolkit (/usr/local/cuda) to build" >&2; exit 1; }
-bash scripts/build.sh >/dev/null
+bash scripts/setup.sh >/dev/null && bash scripts/build.sh >/dev/null
 bins=(kindbench tests/test_ops_cuda tests/test_ops_dit_cuda tests/test_diffusion_cuda tests/test_dit_torch
       tests/test_inception_cuda tests/bench_inception)
 stage=$(mktemp -d)
