@@ -55,6 +55,7 @@ static void usage(void) {
         "  --npz FILE.npz         npz path (default DIR/samples.npz)\n"
         "  --no-png               no per-sample PNG files\n"
         "  --device cpu|cuda      (default cpu)       --threads N   CPU threads (default: all cores)\n"
+        "  --precision fp32|tf32|bf16   GEMM arithmetic on CUDA (default fp32)\n"
         "  --quiet                no progress output\n"
         "  -h, --help             this text\n");
 }
@@ -62,7 +63,7 @@ static void usage(void) {
 enum {
     OPT_CKPT = 256, OPT_OUT, OPT_CLASSES, OPT_PER_CLASS, OPT_COUNT, OPT_STEPS, OPT_SAMPLER, OPT_ETA, OPT_CFG_SCALE,
     OPT_CFG_MODE, OPT_CLIP, OPT_SEED, OPT_BATCH, OPT_WEIGHTS, OPT_GRID, OPT_NPZ, OPT_NO_PNG, OPT_DEVICE, OPT_THREADS,
-    OPT_QUIET
+    OPT_QUIET, OPT_PRECISION
 };
 
 typedef struct {
@@ -71,6 +72,7 @@ typedef struct {
     kb_sample_cfg s;
     int use_ema, no_png, quiet, threads, eta_given;
     kb_device device;
+    kb_matmul_precision precision;
 } sample_opts;
 
 static int parse_choice(const char *opt, const char *arg, const char *a, const char *b, int *out, kb_err *err) {
@@ -124,6 +126,7 @@ static int apply_option(int c, const char *arg, sample_opts *o, kb_err *err) {
     case OPT_NPZ: o->npz = arg; return 0;
     case OPT_NO_PNG: o->no_png = 1; return 0;
     case OPT_DEVICE: return kb_device_parse(arg, &o->device, err);
+    case OPT_PRECISION: return kb_matmul_precision_parse(arg, &o->precision, err);
     case OPT_THREADS:
         if (kb_cli_parse_int("--threads", arg, 1, 4096, &v, err)) return -1;
         o->threads = (int)v;
@@ -180,6 +183,7 @@ static int parse(int argc, char **argv, sample_opts *o, kb_err *err) {
         {"batch", required_argument, 0, OPT_BATCH},   {"weights", required_argument, 0, OPT_WEIGHTS},
         {"grid", required_argument, 0, OPT_GRID},     {"npz", required_argument, 0, OPT_NPZ},
         {"no-png", no_argument, 0, OPT_NO_PNG},       {"device", required_argument, 0, OPT_DEVICE},
+        {"precision", required_argument, 0, OPT_PRECISION},
         {"threads", required_argument, 0, OPT_THREADS}, {"quiet", no_argument, 0, OPT_QUIET},
         {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
@@ -338,6 +342,7 @@ static cJSON *settings_json(const sample_opts *o, const kb_checkpoint_info *info
     cJSON_AddStringToObject(j, "quantisation", "clamp(127.5*x + 128, 0, 255) truncated to uint8 (DiT sample_ddp.py)");
     cJSON_AddNumberToObject(j, "batch", o->s.batch);
     cJSON_AddStringToObject(j, "device", kb_device_name(o->device));
+    cJSON_AddStringToObject(j, "precision", kb_matmul_precision_name(o->precision));
     free(cfg);
     return j;
 }
@@ -394,7 +399,7 @@ static int check_request(const sample_opts *o, const kb_checkpoint_info *info, r
 }
 
 static int load_model(const sample_opts *o, const kb_checkpoint_info *info, run_state *r, kb_err *err) {
-    kb_ctx_opts co = {.threads = o->threads};
+    kb_ctx_opts co = {.threads = o->threads, .matmul = o->precision};
     if (kb_ctx_init(&r->ctx, o->device, &co, err)) return -1;
     r->have_ctx = 1;
     if (kb_dit_create(&r->model, &r->ctx, &info->cfg, 0, 0, err)) return -1;

@@ -96,6 +96,8 @@ expect_fail "--steps 1" 2 "--steps" --ckpt "$T/ck.safetensors" --out "$T/out" --
 expect_fail "--steps 1001" 2 "--steps" --ckpt "$T/ck.safetensors" --out "$T/out" --steps 1001
 expect_fail "--steps ddim999" 2 "ddim999" --ckpt "$T/ck.safetensors" --out "$T/out" --steps ddim999
 expect_fail "--steps abc" 2 "abc" --ckpt "$T/ck.safetensors" --out "$T/out" --steps abc
+expect_fail "bad --precision" 2 "expected fp32, tf32 or bf16" --ckpt "$T/ck.safetensors" --out "$T/out" --precision fp16
+expect_fail "--precision bf16 on the CPU" 1 "needs --device cuda" --ckpt "$T/ck.safetensors" --out "$T/out" --precision bf16
 expect_fail "--count 0" 2 "--count" --ckpt "$T/ck.safetensors" --out "$T/out" --count 0
 expect_fail "--per-class and --count" 2 "not both" --ckpt "$T/ck.safetensors" --out "$T/out" --count 3 --per-class 2
 expect_fail "--cfg-scale 0.5" 2 "--cfg-scale" --ckpt "$T/ck.safetensors" --out "$T/out" --cfg-scale 0.5
