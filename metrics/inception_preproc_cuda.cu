@@ -10,12 +10,10 @@ extern "C" { /* C headers without guards of their own */
 #include "metrics/inception_impl.h"
 }
 
-static const int kThreads = 256;
-
 __global__ void preprocess_kernel(float *out, const uint8_t *images, int64_t total, int H, int W, int C, int adm,
                                   const kb_lerp_tap *tx, const kb_lerp_tap *ty) {
     const int S = KB_INCEPTION_SIZE;
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+    KB_GRID_STRIDE(i, total) {
         int ch = (int)(i % 3);
         int64_t p = i / 3;
         int x = (int)(p % S), y = (int)((p / S) % S);
@@ -36,9 +34,7 @@ extern "C" int kb_inception_preprocess_cuda(kb_ctx *ctx, const uint8_t *images, 
         return kb_fail(err, "%s: mode %s runs on the host only", op, kb_preproc_name(mode));
     int64_t total = (int64_t)n * KB_INCEPTION_SIZE * KB_INCEPTION_SIZE * 3;
     if (total == 0) return 0;
-    int64_t blocks = (total + kThreads - 1) / kThreads;
-    if (blocks > 65535 * 16) blocks = 65535 * 16;
-    preprocess_kernel<<<(unsigned)blocks, kThreads, 0, ctx->cuda->stream>>>(out, images, total, H, W, C,
+    preprocess_kernel<<<kb_grid_1d(total), KB_CUDA_BLOCK, 0, ctx->cuda->stream>>>(out, images, total, H, W, C,
                                                                            mode == KB_PREPROC_ADM, taps,
                                                                            taps + KB_INCEPTION_SIZE);
     KB_LAUNCH_CHECK(op, "preprocess_kernel");

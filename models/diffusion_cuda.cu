@@ -12,19 +12,11 @@
 #include "models/diffusion.h"
 #include "models/diffusion_elem.h"
 
-static const int kThreads = 256;
-
-#define GRID_STRIDE(i, n) \
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
-
-static unsigned int blocks_for(int64_t n) {
-    int64_t b = (n + kThreads - 1) / kThreads;
-    return (unsigned int)(b < 65535 * 16 ? (b > 0 ? b : 1) : 65535 * 16);
-}
+static const int kThreads = 256; /* the loss kernel's block (its tree sum is sized for it) */
 
 __global__ void q_sample_kernel(float *x_t, const float *x0, const float *noise, const kb_diffusion_coefs *k,
                                 int64_t n, int64_t total) {
-    GRID_STRIDE(i, total) x_t[i] = kb_diff_q_sample(&k[i / n], x0[i], noise[i]);
+    KB_GRID_STRIDE(i, total) x_t[i] = kb_diff_q_sample(&k[i / n], x0[i], noise[i]);
 }
 
 /* Fixed-order tree sum of one double per thread; every thread gets the total. */
@@ -108,7 +100,7 @@ extern "C" int kb_diffusion_q_sample_cuda(kb_ctx *ctx, const kb_diffusion_coefs 
     char *s = upload_coefs(st, op, coefs, NULL, B, 0, err);
     if (!s) return -1;
     int64_t total = (int64_t)B * n;
-    q_sample_kernel<<<blocks_for(total), kThreads, 0, st->stream>>>(x_t, x_start, noise, (const kb_diffusion_coefs *)s,
+    q_sample_kernel<<<kb_grid_1d(total), KB_CUDA_BLOCK, 0, st->stream>>>(x_t, x_start, noise, (const kb_diffusion_coefs *)s,
                                                                     n, total);
     KB_LAUNCH_CHECK(op, "q_sample_kernel");
     return 0;

@@ -46,6 +46,21 @@ int kb_cuda_apply_math_mode(kb_cuda_state *st, kb_err *err);
  * work). Only one op uses it at a time: ops are serialised on st->stream. */
 void *kb_cuda_scratch(kb_cuda_state *st, size_t bytes, const char *op, kb_err *err);
 
+/* Elementwise launches: KB_CUDA_BLOCK threads per block and kb_grid_1d(n)
+ * blocks (at most KB_CUDA_MAX_GRID); the kernels loop grid-stride
+ * (KB_GRID_STRIDE) over the rest, so no result depends on the grid size. */
+#define KB_CUDA_BLOCK 256
+#define KB_CUDA_MAX_GRID ((int64_t)1 << 20)
+
+static inline unsigned kb_grid_1d(int64_t n) {
+    int64_t g = (n + KB_CUDA_BLOCK - 1) / KB_CUDA_BLOCK;
+    if (g > KB_CUDA_MAX_GRID) g = KB_CUDA_MAX_GRID;
+    return (unsigned)(g < 1 ? 1 : g);
+}
+
+#define KB_GRID_STRIDE(i, n) \
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
+
 /* `return`s -1 from the enclosing function with "<op>: <call> failed: <error>". */
 #define KB_CUDA_CHECK(op, call)                                                                                   \
     do {                                                                                                          \

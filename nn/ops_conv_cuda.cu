@@ -28,8 +28,6 @@ extern "C" {
 #include "nn/ops_conv.h"
 }
 
-#define KB_CONV_BLOCK 256
-#define KB_CONV_MAX_GRID ((int64_t)1 << 20)
 #define KB_CONV_MAX_ALGOS 16
 #define KB_CONV_MAX_WS ((size_t)512 << 20) /* skip algorithms that want more workspace */
 
@@ -51,13 +49,6 @@ struct kb_conv_cuda {
     kb_cuda_state *st;
 };
 
-static unsigned grid_for(int64_t n) {
-    int64_t g = (n + KB_CONV_BLOCK - 1) / KB_CONV_BLOCK;
-    if (g > KB_CONV_MAX_GRID) g = KB_CONV_MAX_GRID;
-    return (unsigned)(g > 0 ? g : 1);
-}
-
-#define GRID_STRIDE(i, n) for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
 
 extern "C" int kb_conv_engine_init_cuda(kb_ctx *ctx, kb_conv_engine *e, kb_err *err) {
     const char *op = "kb_conv_engine_create";
@@ -104,13 +95,13 @@ static int ensure_buf(kb_conv_cuda *c, size_t bytes, kb_err *err) {
 }
 
 __global__ void gather_pixels_kernel(float *dst, const float *src, int64_t pixels, int64_t c, int64_t ld) {
-    GRID_STRIDE(i, pixels * c) dst[i] = src[(i / c) * ld + i % c];
+    KB_GRID_STRIDE(i, pixels * c) dst[i] = src[(i / c) * ld + i % c];
 }
 
 /* dst[p*ldo + j] = act(src[p*k + j] + bias[j]); src may equal dst when ldo == k. */
 __global__ void bias_act_kernel(float *dst, const float *src, const float *bias, int64_t pixels, int64_t k,
                                 int64_t ldo, int relu) {
-    GRID_STRIDE(i, pixels * k) {
+    KB_GRID_STRIDE(i, pixels * k) {
         int64_t p = i / k, j = i % k;
         float v = src[i];
         if (bias) v = __fadd_rn(v, bias[j]);
@@ -176,7 +167,7 @@ extern "C" int kb_conv2d_cuda(kb_ctx *ctx, kb_conv_engine *e, const kb_conv2d_de
     const float *x = in;
     if (in_bytes) {
         float *packed = (float *)p;
-        gather_pixels_kernel<<<grid_for(in_px * d->c), KB_CONV_BLOCK, 0, ctx->cuda->stream>>>(packed, in, in_px, d->c, d->ldi);
+        gather_pixels_kernel<<<kb_grid_1d(in_px * d->c), KB_CUDA_BLOCK, 0, ctx->cuda->stream>>>(packed, in, in_px, d->c, d->ldi);
         KB_LAUNCH_CHECK(op, "gather_pixels_kernel");
         x = packed;
         p += in_bytes;
@@ -185,7 +176,7 @@ extern "C" int kb_conv2d_cuda(kb_ctx *ctx, kb_conv_engine *e, const kb_conv2d_de
     const float one = 1.0f, zero = 0.0f;
     KB_CUDNN_CHECK(op, cudnnConvolutionForward(c->handle, &one, c->x, x, c->f, w, c->conv, algo, wsp, ws, &zero, c->y, y));
     if (!bias && !d->relu && y == out) return 0;
-    bias_act_kernel<<<grid_for(out_px * d->k), KB_CONV_BLOCK, 0, ctx->cuda->stream>>>(out, y, bias, out_px, d->k,
+    bias_act_kernel<<<kb_grid_1d(out_px * d->k), KB_CUDA_BLOCK, 0, ctx->cuda->stream>>>(out, y, bias, out_px, d->k,
                                                                                        d->ldo, d->relu);
     KB_LAUNCH_CHECK(op, "bias_act_kernel");
     return 0;
@@ -195,7 +186,7 @@ extern "C" int kb_conv2d_cuda(kb_ctx *ctx, kb_conv_engine *e, const kb_conv2d_de
 
 /* One thread per output element; mode 0 max, 1 mean over in-image elements. */
 __global__ void pool_kernel(float *out, const float *in, kb_pool2d_desc d, int64_t oh, int64_t ow, int mode) {
-    GRID_STRIDE(i, d.n * oh * ow * d.c) {
+    KB_GRID_STRIDE(i, d.n * oh * ow * d.c) {
         int64_t ci = i % d.c, px = i / d.c, x = px % ow, y = (px / ow) % oh, b = px / (ow * oh);
         int64_t y0 = y * d.s - d.p, x0 = x * d.s - d.p;
         int64_t y1 = y0 + d.k < d.h ? y0 + d.k : d.h, x1 = x0 + d.k < d.w ? x0 + d.k : d.w;
@@ -217,7 +208,7 @@ static int pool_cuda(kb_ctx *ctx, const kb_pool2d_desc *d, float *out, const flo
                      kb_err *err) {
     if (!ctx->cuda) return kb_fail(err, "%s: not a CUDA context", op);
     int64_t oh = kb_pool2d_out_h(d), ow = kb_pool2d_out_w(d);
-    pool_kernel<<<grid_for(d->n * oh * ow * d->c), KB_CONV_BLOCK, 0, ctx->cuda->stream>>>(out, in, *d, oh, ow, mode);
+    pool_kernel<<<kb_grid_1d(d->n * oh * ow * d->c), KB_CUDA_BLOCK, 0, ctx->cuda->stream>>>(out, in, *d, oh, ow, mode);
     KB_LAUNCH_CHECK(op, "pool_kernel");
     return 0;
 }
@@ -231,7 +222,7 @@ extern "C" int kb_avgpool2d_cuda(kb_ctx *ctx, const kb_pool2d_desc *d, float *ou
 }
 
 __global__ void global_avgpool_kernel(float *out, const float *in, int64_t n, int64_t hw, int64_t c, int64_t ldi) {
-    GRID_STRIDE(i, n * c) {
+    KB_GRID_STRIDE(i, n * c) {
         int64_t b = i / c, ci = i % c;
         double acc = 0.0;
         for (int64_t p = 0; p < hw; p++) acc += (double)in[(b * hw + p) * ldi + ci];
@@ -243,7 +234,7 @@ extern "C" int kb_global_avgpool_cuda(kb_ctx *ctx, float *out, const float *in, 
                                       int64_t ldi, kb_err *err) {
     const char *op = "kb_global_avgpool";
     if (!ctx->cuda) return kb_fail(err, "%s: not a CUDA context", op);
-    global_avgpool_kernel<<<grid_for(n * c), KB_CONV_BLOCK, 0, ctx->cuda->stream>>>(out, in, n, hw, c, ldi);
+    global_avgpool_kernel<<<kb_grid_1d(n * c), KB_CUDA_BLOCK, 0, ctx->cuda->stream>>>(out, in, n, hw, c, ldi);
     KB_LAUNCH_CHECK(op, "global_avgpool_kernel");
     return 0;
 }

@@ -29,8 +29,6 @@ extern "C" {
 #include "nn/ops_scalar.h"
 #include "nn/rng.h"
 
-#define KB_BLOCK 256                 /* threads per block for elementwise kernels */
-#define KB_MAX_GRID ((int64_t)1 << 20) /* cap on blocks in x; grid-stride loops do the rest */
 #define KB_COLSUM_CHUNK_MIN 256      /* column sums: at least this many rows per chunk */
 #define KB_COLSUM_MAX_CHUNKS 1024    /* ... and at most this many chunks (grid y) */
 #define KB_SUM_MAX_BLOCKS 1024       /* kb_sum: partial sums in the first pass */
@@ -55,12 +53,6 @@ static int op_state(kb_ctx *ctx, const char *op, kb_cuda_state **st, kb_err *err
         if ((x) < 0) return kb_fail(err, "%s: negative size %s = %lld", op, #x, (long long)(x));                  \
     } while (0)
 
-static unsigned grid_1d(int64_t n, int block) {
-    int64_t g = (n + block - 1) / block;
-    if (g > KB_MAX_GRID) g = KB_MAX_GRID;
-    return (unsigned)(g < 1 ? 1 : g);
-}
-
 /* Threads per block for the block-per-row kernels: the smallest of 32, 64,
  * 128, 256 that covers the row (a function of cols only, so the reduction
  * order, and thus the result, is fixed for a given shape). */
@@ -70,10 +62,7 @@ static int row_block(int64_t cols) {
     return b;
 }
 
-static unsigned grid_rows(int64_t rows) { return (unsigned)(rows < KB_MAX_GRID ? rows : KB_MAX_GRID); }
-
-#define KB_GRID_STRIDE(i, n)                                                                                      \
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
+static unsigned grid_rows(int64_t rows) { return (unsigned)(rows < KB_CUDA_MAX_GRID ? rows : KB_CUDA_MAX_GRID); }
 
 /* Warp and block reductions. The xor butterfly leaves the same value in every
  * lane (float + is commutative), and the combination order is fixed by the
@@ -134,7 +123,7 @@ static int gemm_common(kb_cuda_state *st, const char *op, bool transA, bool tran
     KB_NEED_NONNEG(batch);
     if (M == 0 || N == 0 || batch == 0) return 0;
     if (K == 0) {
-        gemm_scale_c_kernel<<<grid_1d(M * N * batch, KB_BLOCK), KB_BLOCK, 0, st->stream>>>(C, M, N, ldc, strideC,
+        gemm_scale_c_kernel<<<kb_grid_1d(M * N * batch), KB_CUDA_BLOCK, 0, st->stream>>>(C, M, N, ldc, strideC,
                                                                                            batch, alpha, beta);
         KB_LAUNCH_CHECK(op, "gemm_scale_c_kernel");
         return 0;
@@ -216,7 +205,7 @@ __global__ void add_bias_kernel(float *out, const float *bias, int64_t rows, int
     do {                                                                                                          \
         KB_NEED_NONNEG(n);                                                                                        \
         if ((n) == 0) return 0;                                                                                   \
-        kernel<<<grid_1d((n), KB_BLOCK), KB_BLOCK, 0, st->stream>>>(__VA_ARGS__);                                 \
+        kernel<<<kb_grid_1d((n)), KB_CUDA_BLOCK, 0, st->stream>>>(__VA_ARGS__);                                   \
         KB_LAUNCH_CHECK(op, #kernel);                                                                             \
         return 0;                                                                                                 \
     } while (0)
@@ -319,7 +308,7 @@ extern "C" int kb_sum_rows_cuda(kb_ctx *ctx, float *out, const float *in, int64_
     colsum_partial_kernel<<<colsum_grid(cols, p.nchunks), dim3(32, 8), 0, st->stream>>>(partial, in, rows, cols,
                                                                                         p.rows_per_chunk);
     KB_LAUNCH_CHECK(op, "colsum_partial_kernel");
-    colsum_finish_kernel<<<grid_1d(cols, KB_BLOCK), KB_BLOCK, 0, st->stream>>>(out, partial, p.nchunks, cols);
+    colsum_finish_kernel<<<kb_grid_1d(cols), KB_CUDA_BLOCK, 0, st->stream>>>(out, partial, p.nchunks, cols);
     KB_LAUNCH_CHECK(op, "colsum_finish_kernel");
     return 0;
 }
@@ -353,16 +342,16 @@ extern "C" int kb_sum_cuda(kb_ctx *ctx, double *out, const float *in, int64_t n,
     cudaPointerAttributes attr;
     KB_CUDA_CHECK(op, cudaPointerGetAttributes(&attr, out));
     int out_on_device = attr.type == cudaMemoryTypeDevice || attr.type == cudaMemoryTypeManaged;
-    int64_t nblocks = (n + KB_BLOCK - 1) / KB_BLOCK;
+    int64_t nblocks = (n + KB_CUDA_BLOCK - 1) / KB_CUDA_BLOCK;
     if (nblocks > KB_SUM_MAX_BLOCKS) nblocks = KB_SUM_MAX_BLOCKS;
     if (nblocks < 1) nblocks = 1;
     double *partial = (double *)kb_cuda_scratch(st, (size_t)(nblocks + 1) * sizeof(double), op, err);
     if (!partial) return -1;
     /* n == 0 still runs: each block writes 0.0, and the total is 0.0 */
-    sum_partial_kernel<<<(unsigned)nblocks, KB_BLOCK, 0, st->stream>>>(partial, in, n);
+    sum_partial_kernel<<<(unsigned)nblocks, KB_CUDA_BLOCK, 0, st->stream>>>(partial, in, n);
     KB_LAUNCH_CHECK(op, "sum_partial_kernel");
     double *dst = out_on_device ? out : partial + nblocks;
-    sum_finish_kernel<<<1, KB_BLOCK, 0, st->stream>>>(dst, partial, nblocks);
+    sum_finish_kernel<<<1, KB_CUDA_BLOCK, 0, st->stream>>>(dst, partial, nblocks);
     KB_LAUNCH_CHECK(op, "sum_finish_kernel");
     if (!out_on_device) {
         KB_CUDA_CHECK(op, cudaMemcpyAsync(out, dst, sizeof(double), cudaMemcpyDeviceToHost, st->stream));
@@ -560,11 +549,11 @@ extern "C" int kb_layernorm_bwd_cuda(kb_ctx *ctx, float *dinp, float *dweight, f
         dweight ? pw : NULL, dbias ? pb : NULL, dout, inp, mean, rstd, rows, cols, p.rows_per_chunk);
     KB_LAUNCH_CHECK(op, "layernorm_bwd_wb_partial_kernel");
     if (dweight) {
-        colsum_finish_kernel<<<grid_1d(cols, KB_BLOCK), KB_BLOCK, 0, st->stream>>>(dweight, pw, p.nchunks, cols);
+        colsum_finish_kernel<<<kb_grid_1d(cols), KB_CUDA_BLOCK, 0, st->stream>>>(dweight, pw, p.nchunks, cols);
         KB_LAUNCH_CHECK(op, "colsum_finish_kernel (dweight)");
     }
     if (dbias) {
-        colsum_finish_kernel<<<grid_1d(cols, KB_BLOCK), KB_BLOCK, 0, st->stream>>>(dbias, pb, p.nchunks, cols);
+        colsum_finish_kernel<<<kb_grid_1d(cols), KB_CUDA_BLOCK, 0, st->stream>>>(dbias, pb, p.nchunks, cols);
         KB_LAUNCH_CHECK(op, "colsum_finish_kernel (dbias)");
     }
     return 0;

@@ -10,18 +10,10 @@ extern "C" {
 }
 #include "nn/ops_dit_index.h"
 
-static const int kThreads = 256;
-
-static unsigned int blocks_for(int64_t n) {
-    int64_t b = (n + kThreads - 1) / kThreads;
-    return (unsigned int)(b < 65535 * 16 ? (b > 0 ? b : 1) : 65535 * 16);
-}
-
-#define GRID_STRIDE(i, n) for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
 
 __global__ void modulate_fwd_kernel(float *out, const float *x, const float *shift, const float *scale, int64_t ld,
                                     int64_t T, int64_t D, int64_t n) {
-    GRID_STRIDE(i, n) {
+    KB_GRID_STRIDE(i, n) {
         int64_t b = i / (T * D), d = i % D;
         out[i] = __fadd_rn(__fmul_rn(x[i], __fadd_rn(1.0f, scale[b * ld + d])), shift[b * ld + d]);
     }
@@ -29,7 +21,7 @@ __global__ void modulate_fwd_kernel(float *out, const float *x, const float *shi
 
 __global__ void modulate_bwd_kernel(float *dx, float *dshift, float *dscale, const float *dout, const float *x,
                                     const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D) {
-    GRID_STRIDE(j, B * D) {
+    KB_GRID_STRIDE(j, B * D) {
         int64_t b = j / D, d = j % D;
         float one_s = __fadd_rn(1.0f, scale[b * ld + d]), s_shift = 0.0f, s_scale = 0.0f;
         for (int64_t t = 0; t < T; t++) {
@@ -45,7 +37,7 @@ __global__ void modulate_bwd_kernel(float *dx, float *dshift, float *dscale, con
 
 __global__ void gated_add_fwd_kernel(float *x, const float *gate, const float *y, int64_t ld, int64_t T, int64_t D,
                                      int64_t n) {
-    GRID_STRIDE(i, n) {
+    KB_GRID_STRIDE(i, n) {
         int64_t b = i / (T * D), d = i % D;
         x[i] = __fadd_rn(x[i], __fmul_rn(gate[b * ld + d], y[i]));
     }
@@ -53,7 +45,7 @@ __global__ void gated_add_fwd_kernel(float *x, const float *gate, const float *y
 
 __global__ void gated_add_bwd_kernel(float *dy, float *dgate, const float *dx, const float *y, const float *gate,
                                      int64_t ld, int64_t B, int64_t T, int64_t D) {
-    GRID_STRIDE(j, B * D) {
+    KB_GRID_STRIDE(j, B * D) {
         int64_t b = j / D, d = j % D;
         float g = gate[b * ld + d], s = 0.0f;
         for (int64_t t = 0; t < T; t++) {
@@ -68,7 +60,7 @@ __global__ void gated_add_bwd_kernel(float *dy, float *dgate, const float *dx, c
 /* One thread per image element; to_tokens selects the direction. */
 __global__ void patch_kernel(float *tokens, float *img, const float *src, int64_t B, int64_t C, int64_t H, int64_t W,
                              int64_t p, kb_patch_order order, int to_tokens) {
-    GRID_STRIDE(i, B * C * H * W) {
+    KB_GRID_STRIDE(i, B * C * H * W) {
         int64_t x = i % W, y = (i / W) % H, c = (i / (W * H)) % C, b = i / (W * H * C);
         int64_t k = kb_patch_token_index(order, C, H, W, p, b, c, y, x);
         if (to_tokens) tokens[k] = src[i];
@@ -77,11 +69,11 @@ __global__ void patch_kernel(float *tokens, float *img, const float *src, int64_
 }
 
 __global__ void embedding_fwd_kernel(float *out, const float *table, const int32_t *ids, int64_t B, int64_t D) {
-    GRID_STRIDE(i, B * D) out[i] = table[(int64_t)ids[i / D] * D + i % D];
+    KB_GRID_STRIDE(i, B * D) out[i] = table[(int64_t)ids[i / D] * D + i % D];
 }
 
 __global__ void embedding_bwd_kernel(float *dtable, const float *dout, const int32_t *ids, int64_t B, int64_t D) {
-    GRID_STRIDE(d, D) {
+    KB_GRID_STRIDE(d, D) {
         for (int64_t b = 0; b < B; b++) {
             int64_t k = (int64_t)ids[b] * D + d;
             dtable[k] = __fadd_rn(dtable[k], dout[b * D + d]);
@@ -90,7 +82,7 @@ __global__ void embedding_bwd_kernel(float *dtable, const float *dout, const int
 }
 
 __global__ void timestep_freq_kernel(float *out, const float *t, int64_t B, int64_t half, float neg_log) {
-    GRID_STRIDE(j, B * half) {
+    KB_GRID_STRIDE(j, B * half) {
         int64_t b = j / half, i = j % half;
         float f = expf(__fdiv_rn(__fmul_rn(neg_log, (float)i), (float)half));
         float arg = __fmul_rn(t[b], f);
@@ -102,7 +94,7 @@ __global__ void timestep_freq_kernel(float *out, const float *t, int64_t B, int6
 #define LAUNCH(op, kernel, n, ...)                                                                                 \
     do {                                                                                                           \
         if ((n) > 0) {                                                                                             \
-            kernel<<<blocks_for(n), kThreads, 0, ctx->cuda->stream>>>(__VA_ARGS__);                                \
+            kernel<<<kb_grid_1d(n), KB_CUDA_BLOCK, 0, ctx->cuda->stream>>>(__VA_ARGS__);                           \
             KB_LAUNCH_CHECK(op, #kernel);                                                                          \
         }                                                                                                          \
         return 0;                                                                                                  \

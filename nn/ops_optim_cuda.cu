@@ -11,19 +11,12 @@ extern "C" {
 static const int kThreads = 256;
 static const int kSumBlocks = 1024;
 
-#define GRID_STRIDE(i, n) for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
-
-static unsigned int blocks_for(int64_t n) {
-    int64_t b = (n + kThreads - 1) / kThreads;
-    return (unsigned int)(b < 65535 * 16 ? (b > 0 ? b : 1) : 65535 * 16);
-}
-
 __global__ void adamw_kernel(float *p, const float *g, float *m, float *v, int64_t n, kb_adamw_scalars s) {
-    GRID_STRIDE(i, n) kb_adamw_elem(&p[i], g[i], &m[i], &v[i], &s);
+    KB_GRID_STRIDE(i, n) kb_adamw_elem(&p[i], g[i], &m[i], &v[i], &s);
 }
 
 __global__ void ema_kernel(float *ema, const float *p, int64_t n, float decay, float one_minus_decay) {
-    GRID_STRIDE(i, n) ema[i] = kb_ema_elem(ema[i], p[i], decay, one_minus_decay);
+    KB_GRID_STRIDE(i, n) ema[i] = kb_ema_elem(ema[i], p[i], decay, one_minus_decay);
 }
 
 /* Block-level sum in a fixed tree order (deterministic). */
@@ -40,7 +33,7 @@ __device__ double block_sum(double s) {
 
 __global__ void sumsq_partial_kernel(double *partial, const float *x, int64_t n) {
     double s = 0.0;
-    GRID_STRIDE(i, n) s += (double)x[i] * (double)x[i];
+    KB_GRID_STRIDE(i, n) s += (double)x[i] * (double)x[i];
     s = block_sum(s);
     if (threadIdx.x == 0) partial[blockIdx.x] = s;
 }
@@ -57,14 +50,14 @@ extern "C" {
 int kb_adamw_step_cuda(kb_ctx *ctx, float *p, const float *g, float *m, float *v, int64_t n,
                        const kb_adamw_scalars *s, kb_err *err) {
     if (n == 0) return 0;
-    adamw_kernel<<<blocks_for(n), kThreads, 0, ctx->cuda->stream>>>(p, g, m, v, n, *s);
+    adamw_kernel<<<kb_grid_1d(n), KB_CUDA_BLOCK, 0, ctx->cuda->stream>>>(p, g, m, v, n, *s);
     KB_LAUNCH_CHECK("kb_adamw_step", "adamw_kernel");
     return 0;
 }
 
 int kb_ema_update_cuda(kb_ctx *ctx, float *ema, const float *p, int64_t n, double decay, kb_err *err) {
     if (n == 0) return 0;
-    ema_kernel<<<blocks_for(n), kThreads, 0, ctx->cuda->stream>>>(ema, p, n, (float)decay, (float)(1.0 - decay));
+    ema_kernel<<<kb_grid_1d(n), KB_CUDA_BLOCK, 0, ctx->cuda->stream>>>(ema, p, n, (float)decay, (float)(1.0 - decay));
     KB_LAUNCH_CHECK("kb_ema_update", "ema_kernel");
     return 0;
 }
