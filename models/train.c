@@ -36,7 +36,7 @@ static int forward_loss(kb_trainer *tr, int64_t step, kb_step_stats *s, kb_err *
     kb_train_bufs *b = &tr->b;
     int B = tr->o->batch;
     int64_t n = (int64_t)B * tr->model.cfg.in_channels * tr->model.cfg.input_size * tr->model.cfg.input_size;
-    if (kb_train_data_batch(&tr->data, step, B, b->x0, b->y, b->t, NULL, err) ||
+    if (kb_train_data_batch(&tr->data, step, B, b->x0, b->y, b->t, err) ||
         kb_train_data_noise(&tr->data, &tr->ctx, step, n, b->noise_dev, err))
         return -1;
     b->noise_on_dev = 1;

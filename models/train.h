@@ -68,14 +68,14 @@ int64_t kb_train_data_item(kb_train_data *d, int64_t g, kb_err *err);
 
 /* The inputs of step `step` (0-based: the step that makes opt->step = step+1):
  * x0 [B, C, H, W] in [-1, 1] (x/127.5 - 1, flipped when drawn), y [B] model
- * class ids with dropped labels set to nclasses, t [B] in [0, 1000), noise
- * [B*C*H*W] (skipped when NULL: see kb_train_data_noise). All host memory. */
-int kb_train_data_batch(kb_train_data *d, int64_t step, int B, float *x0, int32_t *y, int *t, float *noise,
-                        kb_err *err);
+ * class ids with dropped labels set to nclasses, t [B] in [0, 1000). All
+ * host memory; the noise comes from kb_train_data_noise. */
+int kb_train_data_batch(kb_train_data *d, int64_t step, int B, float *x0, int32_t *y, int *t, kb_err *err);
 
-/* The same noise drawn on ctx's device straight into noise_dev [n]: element
- * i is kb_rng_normal_at(seed, noise stream of `step`, i) on every backend, so
- * a GPU run draws the values a CPU run draws, without host work or a copy. */
+/* Step `step`'s Gaussian noise [n], drawn on ctx's device straight into
+ * noise_dev: element i is kb_rng_normal_at(seed, noise stream of `step`, i)
+ * on every backend, so a GPU run draws the values a CPU run draws, without
+ * host work or a copy. */
 int kb_train_data_noise(const kb_train_data *d, kb_ctx *ctx, int64_t step, int64_t n, float *noise_dev, kb_err *err);
 
 /* ---- the trainer (models/train.c) ---- */

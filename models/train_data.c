@@ -88,8 +88,7 @@ static int draw_below(uint64_t seed, uint64_t stream, uint64_t i, int n) {
     return (int)(((uint64_t)u * (uint64_t)n) >> 32);
 }
 
-int kb_train_data_batch(kb_train_data *d, int64_t step, int B, float *x0, int32_t *y, int *t, float *noise,
-                        kb_err *err) {
+int kb_train_data_batch(kb_train_data *d, int64_t step, int B, float *x0, int32_t *y, int *t, kb_err *err) {
     const kb_dataset *ds = d->ds;
     int R = ds->resolution, C = ds->channels;
     int64_t chw = (int64_t)C * R * R;
@@ -105,9 +104,6 @@ int kb_train_data_batch(kb_train_data *d, int64_t step, int B, float *x0, int32_
             y[b] = d->nclasses; /* DiT's null class (classifier-free guidance) */
         t[b] = draw_below(d->seed, kb_train_stream(KB_TRAIN_STREAM_T, s), (uint64_t)b, d->num_timesteps);
     }
-    if (!noise) return 0;
-    uint64_t ns = kb_train_stream(KB_TRAIN_STREAM_NOISE, s);
-    for (int64_t i = 0; i < B * chw; i++) noise[i] = kb_rng_normal_at(d->seed, ns, (uint64_t)i);
     return 0;
 }
 
