@@ -234,3 +234,18 @@ int kb_diffusion_coefs_at(const kb_diffusion *d, int t, kb_diffusion_coefs *c, k
     c->alphas_cumprod_prev = (float)d->alphas_cumprod_prev[t];
     return 0;
 }
+
+kb_diffusion_coefs *kb_diffusion_coefs_batch(const kb_diffusion *d, const int *t, int B, const char *what, kb_err *err) {
+    kb_diffusion_coefs *k = malloc((size_t)(B > 0 ? B : 1) * sizeof *k);
+    if (!k) {
+        kb_fail(err, "%s: out of memory for %d coefficient sets", what, B);
+        return NULL;
+    }
+    for (int b = 0; b < B; b++)
+        if (kb_diffusion_coefs_at(d, t[b], &k[b], err)) {
+            free(k);
+            kb_fail_wrap(err, "%s", what);
+            return NULL;
+        }
+    return k;
+}

@@ -76,6 +76,9 @@ void kb_diffusion_free(kb_diffusion *d);
 
 /* Fills c for step t; -1 if t is outside [0, num_steps). */
 int kb_diffusion_coefs_at(const kb_diffusion *d, int t, kb_diffusion_coefs *c, kb_err *err);
+/* A malloc'ed array of the coefficients of t[0..B) (free() it); NULL with
+ * err set ("<what>: ...") when out of memory or a t is out of range. */
+kb_diffusion_coefs *kb_diffusion_coefs_batch(const kb_diffusion *d, const int *t, int B, const char *what, kb_err *err);
 
 /* The element math (posterior, learned variance, loss terms and their
  * gradients) is in models/diffusion_elem.h, shared with the CUDA kernels. */

@@ -130,22 +130,11 @@ static void mse_only(const float *noise, const float *eps, int B, int64_t n, flo
     if (loss) *loss = (float)(total / B);
 }
 
-/* Per-sample coefficients on the host, for the CUDA kernels. */
-static kb_diffusion_coefs *coefs_for(const kb_diffusion *d, const int *t, int B, kb_err *err) {
-    kb_diffusion_coefs *k = malloc((size_t)B * sizeof *k);
-    if (!k) {
-        kb_fail(err, "diffusion loss: out of memory for %d coefficient sets", B);
-        return NULL;
-    }
-    for (int b = 0; b < B; b++) kb_diffusion_coefs_at(d, t[b], &k[b], NULL);
-    return k;
-}
-
 int kb_diffusion_q_sample_dev(kb_ctx *ctx, const kb_diffusion *d, const float *x_start, const float *noise,
                               const int *t, int B, int C, int64_t HW, float *x_t, kb_err *err) {
     if (ctx->device == KB_DEV_CPU) return kb_diffusion_q_sample(d, x_start, noise, t, B, C, HW, x_t, err);
     if (check_batch(d, t, B, C, HW, err)) return -1;
-    kb_diffusion_coefs *k = coefs_for(d, t, B, err);
+    kb_diffusion_coefs *k = kb_diffusion_coefs_batch(d, t, B, "diffusion loss", err);
     int rc = k ? kb_diffusion_q_sample_cuda(ctx, k, x_start, noise, B, (int64_t)C * HW, x_t, err) : -1;
     free(k);
     return rc;
@@ -164,7 +153,7 @@ int kb_diffusion_loss_dev(kb_ctx *ctx, const kb_diffusion *d, const float *x_sta
                    : 0;
     }
     float *m = malloc((size_t)B * 2 * sizeof(float));
-    kb_diffusion_coefs *k = m ? coefs_for(d, t, B, err) : NULL;
+    kb_diffusion_coefs *k = m ? kb_diffusion_coefs_batch(d, t, B, "diffusion loss", err) : NULL;
     int rc = -1;
     if (!m) kb_fail(err, "diffusion loss: out of memory for %d per-sample terms", B);
     else if (k) rc = kb_diffusion_loss_cuda(ctx, k, t, x_start, noise, x_t, model_out, learn_sigma, B, n, dloss, m,

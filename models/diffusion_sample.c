@@ -32,23 +32,12 @@ static float pred_xstart(const kb_diffusion_coefs *k, float x, float eps, int cl
     return p;
 }
 
-/* Per-sample coefficients of a step, for the element loops below. */
-static kb_diffusion_coefs *step_coefs(const kb_diffusion *d, const int *t, int B, const char *what, kb_err *err) {
-    kb_diffusion_coefs *k = malloc((size_t)B * sizeof *k);
-    if (!k) {
-        kb_fail(err, "%s: out of memory for %d coefficient sets", what, B);
-        return NULL;
-    }
-    for (int b = 0; b < B; b++) kb_diffusion_coefs_at(d, t[b], &k[b], NULL);
-    return k;
-}
-
 int kb_ddpm_step(const kb_diffusion *d, const float *model_out, const float *x_t, const int *t, const float *noise,
                  int clip_denoised, int B, int C, int64_t HW, float *x_prev, float *mean, float *log_variance,
                  float *pred_xstart_out, kb_err *err) {
     if (check_step(d, t, noise, 1, B, C, HW, "ddpm step", err) != 0) return -1;
     int64_t n = (int64_t)C * HW;
-    kb_diffusion_coefs *ks = step_coefs(d, t, B, "ddpm step", err);
+    kb_diffusion_coefs *ks = kb_diffusion_coefs_batch(d, t, B, "ddpm step", err);
     if (!ks) return -1;
 #pragma omp parallel for schedule(static) if (B * n >= 65536)
     for (int64_t j = 0; j < B * n; j++) {
@@ -80,7 +69,7 @@ int kb_ddim_step(const kb_diffusion *d, const float *model_out, const float *x_t
                  float *pred_xstart_out, kb_err *err) {
     if (check_step(d, t, noise, eta != 0.0f, B, C, HW, "ddim step", err) != 0) return -1;
     int64_t n = (int64_t)C * HW;
-    kb_diffusion_coefs *ks = step_coefs(d, t, B, "ddim step", err);
+    kb_diffusion_coefs *ks = kb_diffusion_coefs_batch(d, t, B, "ddim step", err);
     if (!ks) return -1;
     float *sc = malloc((size_t)B * 3 * sizeof(float)); /* per sample: c_pred, c_eps, masked sigma */
     if (!sc) {
