@@ -12,24 +12,9 @@
 #include "models/diffusion.h"
 #include "models/diffusion_elem.h"
 
-static const int kThreads = 256; /* the loss kernel's block (its tree sum is sized for it) */
-
 __global__ void q_sample_kernel(float *x_t, const float *x0, const float *noise, const kb_diffusion_coefs *k,
                                 int64_t n, int64_t total) {
     KB_GRID_STRIDE(i, total) x_t[i] = kb_diff_q_sample(&k[i / n], x0[i], noise[i]);
-}
-
-/* Fixed-order tree sum of one double per thread; every thread gets the total. */
-__device__ double block_sum_all(double s, double *shm) {
-    shm[threadIdx.x] = s;
-    __syncthreads();
-    for (int w = kThreads / 2; w > 0; w >>= 1) {
-        if ((int)threadIdx.x < w) shm[threadIdx.x] += shm[threadIdx.x + w];
-        __syncthreads();
-    }
-    double total = shm[0];
-    __syncthreads(); /* shm is reused by the next call */
-    return total;
 }
 
 /* Block b: sample b's terms and gradient. terms[b] = mse_b, terms[B + b] =
@@ -38,13 +23,12 @@ __device__ double block_sum_all(double s, double *shm) {
 __global__ void loss_kernel(float *terms, float *dout, const kb_diffusion_coefs *coefs, const int *t0s,
                             const float *x0, const float *noise, const float *x_t, const float *out, int learn,
                             int64_t n, float g_mse, float g_vb, float dloss, float nb) {
-    __shared__ double shm[kThreads];
     const int b = blockIdx.x, B = gridDim.x;
     const kb_diffusion_coefs k = coefs[b];
     const int t0 = t0s[b];
     const int64_t in0 = (int64_t)b * n, out0 = in0 * (learn ? 2 : 1);
     double ms = 0.0, vs = 0.0;
-    for (int64_t i = threadIdx.x; i < n; i += kThreads) {
+    for (int64_t i = threadIdx.x; i < n; i += KB_CUDA_BLOCK) {
         float ns = noise[in0 + i], eps = out[out0 + i];
         if (learn) {
             float v = out[out0 + n + i], m, vb;
@@ -58,8 +42,8 @@ __global__ void loss_kernel(float *terms, float *dout, const kb_diffusion_coefs 
             dout[out0 + i] = KB_FMUL(dloss, kb_diff_mse_grad(ns, eps, nb));
         }
     }
-    ms = block_sum_all(ms, shm);
-    vs = block_sum_all(vs, shm);
+    ms = kb_block_sum_tree(ms);
+    vs = kb_block_sum_tree(vs);
     if (threadIdx.x == 0) {
         terms[b] = (float)(ms / (double)n);
         terms[B + b] = learn ? __fdiv_rn((float)(vs / (double)n), KB_DIFF_LN2F) : 0.0f;
@@ -100,8 +84,8 @@ extern "C" int kb_diffusion_q_sample_cuda(kb_ctx *ctx, const kb_diffusion_coefs 
     char *s = upload_coefs(st, op, coefs, NULL, B, 0, err);
     if (!s) return -1;
     int64_t total = (int64_t)B * n;
-    q_sample_kernel<<<kb_grid_1d(total), KB_CUDA_BLOCK, 0, st->stream>>>(x_t, x_start, noise, (const kb_diffusion_coefs *)s,
-                                                                    n, total);
+    q_sample_kernel<<<kb_grid_1d(total), KB_CUDA_BLOCK, 0, st->stream>>>(x_t, x_start, noise,
+                                                                         (const kb_diffusion_coefs *)s, n, total);
     KB_LAUNCH_CHECK(op, "q_sample_kernel");
     return 0;
 }
@@ -118,7 +102,7 @@ extern "C" int kb_diffusion_loss_cuda(kb_ctx *ctx, const kb_diffusion_coefs *coe
     float *terms = (float *)(s + kbytes + fbytes);
     /* the CPU's scalars: g = dloss / B, then / N (and / ln 2 for vb) */
     float g = dloss / (float)B, g_mse = g / (float)n, g_vb = (g / KB_DIFF_LN2F) / (float)n;
-    loss_kernel<<<B, kThreads, 0, st->stream>>>(terms, dmodel_out, (const kb_diffusion_coefs *)s,
+    loss_kernel<<<B, KB_CUDA_BLOCK, 0, st->stream>>>(terms, dmodel_out, (const kb_diffusion_coefs *)s,
                                                 (const int *)(s + kbytes), x_start, noise, x_t, model_out,
                                                 learn_sigma, n, g_mse, g_vb, dloss, (float)(n * B));
     KB_LAUNCH_CHECK(op, "loss_kernel");

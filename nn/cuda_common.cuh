@@ -61,6 +61,22 @@ static inline unsigned kb_grid_1d(int64_t n) {
 #define KB_GRID_STRIDE(i, n) \
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
 
+/* The sum of one double per thread of a KB_CUDA_BLOCK-thread block, in a
+ * fixed tree order (deterministic); every thread gets the total, and the
+ * block may call it again straight away. */
+static __device__ __forceinline__ double kb_block_sum_tree(double s) {
+    __shared__ double shm[KB_CUDA_BLOCK];
+    shm[threadIdx.x] = s;
+    __syncthreads();
+    for (int w = KB_CUDA_BLOCK / 2; w > 0; w >>= 1) {
+        if ((int)threadIdx.x < w) shm[threadIdx.x] += shm[threadIdx.x + w];
+        __syncthreads();
+    }
+    double total = shm[0];
+    __syncthreads(); /* shm is reused by the next call */
+    return total;
+}
+
 /* `return`s -1 from the enclosing function with "<op>: <call> failed: <error>". */
 #define KB_CUDA_CHECK(op, call)                                                                                   \
     do {                                                                                                          \

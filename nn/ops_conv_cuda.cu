@@ -167,7 +167,8 @@ extern "C" int kb_conv2d_cuda(kb_ctx *ctx, kb_conv_engine *e, const kb_conv2d_de
     const float *x = in;
     if (in_bytes) {
         float *packed = (float *)p;
-        gather_pixels_kernel<<<kb_grid_1d(in_px * d->c), KB_CUDA_BLOCK, 0, ctx->cuda->stream>>>(packed, in, in_px, d->c, d->ldi);
+        gather_pixels_kernel<<<kb_grid_1d(in_px * d->c), KB_CUDA_BLOCK, 0, ctx->cuda->stream>>>(packed, in, in_px,
+                                                                                              d->c, d->ldi);
         KB_LAUNCH_CHECK(op, "gather_pixels_kernel");
         x = packed;
         p += in_bytes;

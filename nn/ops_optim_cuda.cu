@@ -8,7 +8,6 @@ extern "C" {
 }
 #include "nn/ops_optim_elem.h"
 
-static const int kThreads = 256;
 static const int kSumBlocks = 1024;
 
 __global__ void adamw_kernel(float *p, const float *g, float *m, float *v, int64_t n, kb_adamw_scalars s) {
@@ -19,29 +18,17 @@ __global__ void ema_kernel(float *ema, const float *p, int64_t n, float decay, f
     KB_GRID_STRIDE(i, n) ema[i] = kb_ema_elem(ema[i], p[i], decay, one_minus_decay);
 }
 
-/* Block-level sum in a fixed tree order (deterministic). */
-__device__ double block_sum(double s) {
-    __shared__ double shm[kThreads];
-    shm[threadIdx.x] = s;
-    __syncthreads();
-    for (int w = kThreads / 2; w > 0; w >>= 1) {
-        if ((int)threadIdx.x < w) shm[threadIdx.x] += shm[threadIdx.x + w];
-        __syncthreads();
-    }
-    return shm[0];
-}
-
 __global__ void sumsq_partial_kernel(double *partial, const float *x, int64_t n) {
     double s = 0.0;
     KB_GRID_STRIDE(i, n) s += (double)x[i] * (double)x[i];
-    s = block_sum(s);
+    s = kb_block_sum_tree(s);
     if (threadIdx.x == 0) partial[blockIdx.x] = s;
 }
 
 __global__ void sumsq_finish_kernel(double *out, const double *partial, int nparts) {
     double s = 0.0;
     for (int i = threadIdx.x; i < nparts; i += blockDim.x) s += partial[i];
-    s = block_sum(s);
+    s = kb_block_sum_tree(s);
     if (threadIdx.x == 0) *out = s;
 }
 
@@ -65,13 +52,13 @@ int kb_ema_update_cuda(kb_ctx *ctx, float *ema, const float *p, int64_t n, doubl
 int kb_sumsq_cuda(kb_ctx *ctx, double *out, const float *x, int64_t n, kb_err *err) {
     const char *op = "kb_sumsq";
     kb_cuda_state *st = ctx->cuda;
-    int nblocks = (int)((n + kThreads - 1) / kThreads);
+    int nblocks = (int)((n + KB_CUDA_BLOCK - 1) / KB_CUDA_BLOCK);
     nblocks = nblocks < 1 ? 1 : (nblocks > kSumBlocks ? kSumBlocks : nblocks);
     double *partial = (double *)kb_cuda_scratch(st, (size_t)(nblocks + 1) * sizeof(double), op, err);
     if (!partial) return -1;
-    sumsq_partial_kernel<<<nblocks, kThreads, 0, st->stream>>>(partial, x, n);
+    sumsq_partial_kernel<<<nblocks, KB_CUDA_BLOCK, 0, st->stream>>>(partial, x, n);
     KB_LAUNCH_CHECK(op, "sumsq_partial_kernel");
-    sumsq_finish_kernel<<<1, kThreads, 0, st->stream>>>(partial + nblocks, partial, nblocks);
+    sumsq_finish_kernel<<<1, KB_CUDA_BLOCK, 0, st->stream>>>(partial + nblocks, partial, nblocks);
     KB_LAUNCH_CHECK(op, "sumsq_finish_kernel");
     KB_CUDA_CHECK(op, cudaMemcpyAsync(out, partial + nblocks, sizeof(double), cudaMemcpyDeviceToHost, st->stream));
     KB_CUDA_CHECK(op, cudaStreamSynchronize(st->stream));
