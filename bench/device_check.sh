@@ -60,6 +60,7 @@ if [ "$WHAT" = tests ] || [ "$WHAT" = all ]; then
   run_test diffusion_cuda "$KB/bin/test_diffusion_cuda"
   run_test dit_torch_cuda_fp32 "$KB/bin/test_dit_torch" cuda fp32
   run_test dit_torch_cuda_bf16 "$KB/bin/test_dit_torch" cuda bf16
+  run_test dit_layout_cuda "$KB/bin/test_dit_layout" cuda
   run_test inception_cuda "$KB/bin/test_inception_cuda"
 fi
 

@@ -150,8 +150,8 @@ static float *carve(carver *cv, size_t n) {
     return p;
 }
 
-static void layout_acts(kb_dit_acts *a, const kb_dit_config *c, size_t B, carver *cv) {
-    size_t d = (size_t)c->hidden_size, T = (size_t)kb_dit_tokens(c), L = (size_t)c->depth;
+static void layout_acts(kb_dit_acts *a, const kb_dit_config *c, size_t B, int backward, carver *cv) {
+    size_t d = (size_t)c->hidden_size, T = (size_t)kb_dit_tokens(c), L = (size_t)a->slots;
     size_t BT = B * T, mlp = (size_t)kb_dit_mlp_hidden(c), H = (size_t)c->num_heads;
     size_t K = (size_t)kb_dit_patch_dim(c), Kout = (size_t)(c->patch_size * c->patch_size) * kb_dit_out_channels(c);
     size_t wide = 3 * d > mlp ? 3 * d : mlp;
@@ -170,22 +170,29 @@ static void layout_acts(kb_dit_acts *a, const kb_dit_config *c, size_t B, carver
     a->ln2_mean = carve(cv, L * BT), a->ln2_rstd = carve(cv, L * BT);
     a->adaf = carve(cv, B * 2 * d), a->lnf = carve(cv, BT * d), a->modf = carve(cv, BT * d);
     a->lnf_mean = carve(cv, BT), a->lnf_rstd = carve(cv, BT), a->out_tokens = carve(cv, BT * Kout);
+    a->d_att = carve(cv, B * H * T * T); /* also the forward's score scratch */
+    if (!backward) return;
     a->d_res = carve(cv, BT * d), a->d_a = carve(cv, BT * wide), a->d_b = carve(cv, BT * wide);
     a->d_ada = carve(cv, B * 6 * d), a->d_c = carve(cv, B * d), a->d_c_silu = carve(cv, B * d);
-    a->d_t = carve(cv, B * d), a->d_att = carve(cv, B * H * T * T), a->d_att2 = carve(cv, B * H * T * T);
+    a->d_t = carve(cv, B * d), a->d_att2 = carve(cv, B * H * T * T);
 }
 
 int kb_dit_reserve(kb_dit *m, int cap, kb_err *err) {
     if (cap <= m->acts.cap) return 0;
     if (m->acts.base) kb_dev_free(m->ctx, m->acts.base);
+    int backward = m->params.grad != NULL;
     memset(&m->acts, 0, sizeof m->acts);
+    m->acts.slots = backward ? m->cfg.depth : 1;
     carver cv = {NULL, 0};
-    layout_acts(&m->acts, &m->cfg, (size_t)cap, &cv);
+    layout_acts(&m->acts, &m->cfg, (size_t)cap, backward, &cv);
     float *base = kb_dev_alloc(m->ctx, cv.used * sizeof(float), err);
-    if (!base) return kb_fail_wrap(err, "DiT activations for batch %d (%.1f MiB)", cap, cv.used * 4.0 / 1048576.0);
+    if (!base)
+        return kb_fail_wrap(err, "DiT activations for batch %d (%.1f MiB, %s)", cap, cv.used * 4.0 / 1048576.0,
+                            backward ? "kept for backward" : "forward only");
     cv = (carver){base, 0};
-    layout_acts(&m->acts, &m->cfg, (size_t)cap, &cv);
+    layout_acts(&m->acts, &m->cfg, (size_t)cap, backward, &cv);
     m->acts.base = base;
+    m->acts.floats = cv.used;
     m->acts.cap = cap;
     return 0;
 }

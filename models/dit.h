@@ -25,20 +25,26 @@ typedef struct {
 } kb_dit_block;
 
 /* Activations of one forward pass kept for backward, and backward scratch;
- * all device buffers carved from one allocation sized for `cap` samples. */
+ * all device buffers carved from one allocation sized for `cap` samples.
+ * A model without gradients can only run forward, so it keeps one slot of
+ * the per-block buffers (reused by every block), two of the residual stream
+ * (ping-pong) and no backward scratch: a depth-fold smaller allocation, which
+ * is what lets sampling run large batches. */
 typedef struct {
     int cap;
+    int slots; /* per-block slots: depth with gradients (kept for backward), 1 without */
     float *base;
+    size_t floats; /* size of the allocation at base */
     /* conditioning, [B, *] */
     float *tfreq, *t_h, *t_hs, *temb, *yemb, *c, *c_silu;
     /* tokens */
     float *patches;    /* [B, T, C p p] */
-    float *res;        /* [(depth + 1), B, T, d]: input of each block, then of the final layer */
-    float *ada;        /* [depth, B, 6d] */
-    float *ln1, *mod1, *qkv, *att, *atty, *proj, *mid, *ln2, *mod2, *fc1, *gelu, *fc2; /* [depth, ...] */
-    float *ln1_mean, *ln1_rstd, *ln2_mean, *ln2_rstd;                                    /* [depth, B T] */
+    float *res;        /* [slots + 1, B, T, d]: input of each block, then of the final layer (kb_dit_res) */
+    float *ada;        /* [slots, B, 6d] */
+    float *ln1, *mod1, *qkv, *att, *atty, *proj, *mid, *ln2, *mod2, *fc1, *gelu, *fc2; /* [slots, ...] */
+    float *ln1_mean, *ln1_rstd, *ln2_mean, *ln2_rstd;                                    /* [slots, B T] */
     float *adaf, *lnf, *lnf_mean, *lnf_rstd, *modf, *out_tokens;
-    /* backward scratch */
+    /* backward scratch (NULL without gradients, but d_att: the forward's attention scores) */
     float *d_res, *d_a, *d_b, *d_ada, *d_c, *d_c_silu, *d_t, *d_att, *d_att2;
 } kb_dit_acts;
 
@@ -63,7 +69,8 @@ typedef struct {
 int kb_dit_create(kb_dit *m, kb_ctx *ctx, const kb_dit_config *cfg, int with_grad, uint64_t seed, kb_err *err);
 void kb_dit_free(kb_dit *m);
 
-/* Allocates activations for up to `cap` samples (reallocates when larger). */
+/* Allocates activations for up to `cap` samples (reallocates when larger);
+ * the layout follows whether the model has gradients (see kb_dit_acts). */
 int kb_dit_reserve(kb_dit *m, int cap, kb_err *err);
 
 /* Forward: x [B, C, H, W], t [B] (float timesteps), y [B] (class ids; the

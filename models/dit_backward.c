@@ -18,7 +18,7 @@ static int final_bwd(kb_dit *m, const float *d_out, int64_t B, kb_err *err) {
     kb_dit_acts *a = &m->acts;
     const kb_dit_config *c = &m->cfg;
     int64_t d = c->hidden_size, T = kb_dit_tokens(c), BT = B * T;
-    float *x = a->res + (int64_t)c->depth * BT * d;
+    float *x = kb_dit_res(m, c->depth, B);
     float *d_tokens = a->d_a, *d_modf = a->d_b, *d_lnf = a->d_a, *d_adaf = a->d_ada;
     KB_TRY(kb_patchify(ctx, d_tokens, d_out, B, kb_dit_out_channels(c), c->input_size, c->input_size, c->patch_size,
                        KB_PATCH_PQC, err), "unpatchify backward");

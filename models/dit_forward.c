@@ -54,7 +54,7 @@ static int final_fwd(kb_dit *m, int64_t B, float *out, kb_err *err) {
     kb_dit_acts *a = &m->acts;
     const kb_dit_config *c = &m->cfg;
     int64_t d = c->hidden_size, T = kb_dit_tokens(c), BT = B * T;
-    float *x = a->res + (int64_t)c->depth * BT * d;
+    float *x = kb_dit_res(m, c->depth, B);
     KB_TRY(kb_linear_fwd(ctx, &m->final_ada, &m->params, NULL, a->adaf, a->c_silu, B, err), "final adaLN");
     KB_TRY(kb_layernorm_fwd(ctx, a->lnf, a->lnf_mean, a->lnf_rstd, x, NULL, NULL, BT, d, 1e-6f, err), "final norm");
     KB_TRY(kb_modulate_fwd(ctx, a->modf, a->lnf, a->adaf, a->adaf + d, 2 * d, B, T, d, err), "final modulate");

@@ -15,13 +15,23 @@ typedef struct {
     float *ln2, *ln2_mean, *ln2_rstd, *mod2, *fc1, *gelu, *fc2;
 } kb_dit_block_view;
 
+/* The residual stream entering block l (l = depth: the final layer): its
+ * own slot when activations are kept for backward, else one of two slots
+ * used in turn. */
+static inline float *kb_dit_res(const kb_dit *m, int l, int64_t B) {
+    int64_t slot = m->acts.slots == m->cfg.depth ? l : l % 2;
+    return m->acts.res + slot * B * kb_dit_tokens(&m->cfg) * m->cfg.hidden_size;
+}
+
+/* Block l's views; without gradients every block shares slot 0. */
 static inline kb_dit_block_view kb_dit_view_block(const kb_dit *m, int l, int64_t B) {
     const kb_dit_acts *a = &m->acts;
     int64_t d = m->cfg.hidden_size, T = kb_dit_tokens(&m->cfg), BT = B * T, mlp = kb_dit_mlp_hidden(&m->cfg);
     int64_t H = m->cfg.num_heads;
     kb_dit_block_view v;
-    v.x_in = a->res + l * BT * d;
-    v.x_out = a->res + (l + 1) * BT * d;
+    v.x_in = kb_dit_res(m, l, B);
+    v.x_out = kb_dit_res(m, l + 1, B);
+    l = a->slots == m->cfg.depth ? l : 0;
     v.ada = a->ada + l * B * 6 * d;
     v.ln1 = a->ln1 + l * BT * d, v.mod1 = a->mod1 + l * BT * d, v.qkv = a->qkv + l * BT * 3 * d;
     v.att = a->att + l * B * H * T * T, v.atty = a->atty + l * BT * d, v.proj = a->proj + l * BT * d;

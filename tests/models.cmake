@@ -11,3 +11,7 @@ foreach(prec fp32 bf16)
   set_tests_properties(test_dit_torch_cuda_${prec} PROPERTIES SKIP_RETURN_CODE 77 ENVIRONMENT "${KB_TEST_ENV}"
                        FIXTURES_REQUIRED dit_ref LABELS cuda)
 endforeach()
+# Forward-only activation layout (models without gradients) vs the one kept for backward.
+kb_c_test(test_dit_layout SOURCES test_dit_layout.c)
+add_test(NAME test_dit_layout_cuda COMMAND test_dit_layout cuda WORKING_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR})
+set_tests_properties(test_dit_layout_cuda PROPERTIES SKIP_RETURN_CODE 77 ENVIRONMENT "${KB_TEST_ENV}" LABELS cuda)
