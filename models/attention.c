@@ -4,52 +4,68 @@
 
 #include "nn/ops.h"
 
-/* Per sample b, the H heads form one strided batch: head h of q starts at
- * column h*hd of the qkv rows (row stride 3d), k at d + h*hd, v at 2d + h*hd. */
+/* A matrix operand of the per-(sample, head) GEMMs: the one of sample b and
+ * head h starts at p + b * per_b + h * per_h, with leading dimension ld. In
+ * qkv [B, T, 3d], head h of q starts at column h*hd (row stride 3d), k at
+ * d + h*hd, v at 2d + h*hd; scores [B, H, T, T] are one T x T matrix each. */
+typedef struct {
+    const float *p;
+    int64_t ld, per_b, per_h;
+} bh_operand;
+
+static bh_operand bh(const float *p, int64_t ld, int64_t per_b, int64_t per_h) {
+    return (bh_operand){p, ld, per_b, per_h};
+}
+
+/* C(b, h) = alpha op(A(b, h)) op(B(b, h)) + beta C(b, h) for every sample and
+ * head, as strided batched GEMMs over the larger of the two counts: on a GPU
+ * that is H launches for a batch of B samples rather than B launches. Every
+ * matrix is the same GEMM whichever way they are grouped. */
+static int gemm_bh(kb_ctx *ctx, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, bh_operand A,
+                   bh_operand Bm, float beta, bh_operand C, int64_t B, int64_t H, kb_err *err) {
+    int by_head = B >= H;
+    int64_t outer = by_head ? H : B, batch = by_head ? B : H;
+    for (int64_t o = 0; o < outer; o++) {
+        int64_t offA = o * (by_head ? A.per_h : A.per_b), offB = o * (by_head ? Bm.per_h : Bm.per_b);
+        int64_t offC = o * (by_head ? C.per_h : C.per_b);
+        if (kb_gemm_batched(ctx, ta, tb, M, N, K, alpha, A.p + offA, A.ld, by_head ? A.per_b : A.per_h, Bm.p + offB,
+                            Bm.ld, by_head ? Bm.per_b : Bm.per_h, beta, (float *)C.p + offC, C.ld,
+                            by_head ? C.per_b : C.per_h, batch, err))
+            return -1;
+    }
+    return 0;
+}
 
 int kb_attention_fwd(kb_ctx *ctx, float *out, float *probs, float *scores, const float *qkv, int64_t B, int64_t T,
                      int64_t d, int64_t H, kb_err *err) {
-    int64_t hd = d / H, TT = T * T;
+    int64_t hd = d / H, TT = T * T, row = T * 3 * d;
     float scale = 1.0f / sqrtf((float)hd);
-    for (int64_t b = 0; b < B; b++) {
-        const float *q = qkv + b * T * 3 * d, *k = q + d;
-        float *s = scores + b * H * TT;
-        if (kb_gemm_batched(ctx, false, true, T, T, hd, scale, q, 3 * d, hd, k, 3 * d, hd, 0.0f, s, T, TT, H, err))
-            return kb_fail_wrap(err, "attention scores");
-    }
+    bh_operand q = bh(qkv, 3 * d, row, hd), k = bh(qkv + d, 3 * d, row, hd), v = bh(qkv + 2 * d, 3 * d, row, hd);
+    if (gemm_bh(ctx, false, true, T, T, hd, scale, q, k, 0.0f, bh(scores, T, H * TT, TT), B, H, err))
+        return kb_fail_wrap(err, "attention scores");
     if (kb_softmax_fwd(ctx, probs, scores, B * H * T, T, err)) return kb_fail_wrap(err, "attention softmax");
-    for (int64_t b = 0; b < B; b++) {
-        const float *v = qkv + b * T * 3 * d + 2 * d;
-        if (kb_gemm_batched(ctx, false, false, T, hd, T, 1.0f, probs + b * H * TT, T, TT, v, 3 * d, hd, 0.0f,
-                            out + b * T * d, d, hd, H, err))
-            return kb_fail_wrap(err, "attention values");
-    }
+    if (gemm_bh(ctx, false, false, T, hd, T, 1.0f, bh(probs, T, H * TT, TT), v, 0.0f, bh(out, d, T * d, hd), B, H, err))
+        return kb_fail_wrap(err, "attention values");
     return 0;
 }
 
 int kb_attention_bwd(kb_ctx *ctx, float *dqkv, float *dprobs, float *dscores, const float *dout, const float *qkv,
                      const float *probs, int64_t B, int64_t T, int64_t d, int64_t H, kb_err *err) {
-    int64_t hd = d / H, TT = T * T;
+    int64_t hd = d / H, TT = T * T, row = T * 3 * d;
     float scale = 1.0f / sqrtf((float)hd);
-    for (int64_t b = 0; b < B; b++) {
-        const float *v = qkv + b * T * 3 * d + 2 * d, *dy = dout + b * T * d, *p = probs + b * H * TT;
-        float *dv = dqkv + b * T * 3 * d + 2 * d;
-        /* dP = dY V^T ; dV = P^T dY */
-        if (kb_gemm_batched(ctx, false, true, T, T, hd, 1.0f, dy, d, hd, v, 3 * d, hd, 0.0f, dprobs + b * H * TT, T,
-                            TT, H, err) ||
-            kb_gemm_batched(ctx, true, false, T, hd, T, 1.0f, p, T, TT, dy, d, hd, 0.0f, dv, 3 * d, hd, H, err))
-            return kb_fail_wrap(err, "attention backward (values)");
-    }
-    if (kb_fill(ctx, dscores, 0.0f, B * H * TT, err) ||
-        kb_softmax_bwd(ctx, dscores, dprobs, probs, B * H * T, T, err))
+    bh_operand q = bh(qkv, 3 * d, row, hd), k = bh(qkv + d, 3 * d, row, hd), v = bh(qkv + 2 * d, 3 * d, row, hd);
+    bh_operand dq = bh(dqkv, 3 * d, row, hd), dk = bh(dqkv + d, 3 * d, row, hd), dv = bh(dqkv + 2 * d, 3 * d, row, hd);
+    bh_operand dy = bh(dout, d, T * d, hd), p = bh(probs, T, H * TT, TT);
+    bh_operand dp = bh(dprobs, T, H * TT, TT), ds = bh(dscores, T, H * TT, TT);
+    /* dP = dY V^T ; dV = P^T dY */
+    if (gemm_bh(ctx, false, true, T, T, hd, 1.0f, dy, v, 0.0f, dp, B, H, err) ||
+        gemm_bh(ctx, true, false, T, hd, T, 1.0f, p, dy, 0.0f, dv, B, H, err))
+        return kb_fail_wrap(err, "attention backward (values)");
+    if (kb_fill(ctx, dscores, 0.0f, B * H * TT, err) || kb_softmax_bwd(ctx, dscores, dprobs, probs, B * H * T, T, err))
         return kb_fail_wrap(err, "attention backward (softmax)");
-    for (int64_t b = 0; b < B; b++) {
-        const float *q = qkv + b * T * 3 * d, *k = q + d, *ds = dscores + b * H * TT;
-        float *dq = dqkv + b * T * 3 * d, *dk = dq + d;
-        /* S = scale Q K^T: dQ = scale dS K ; dK = scale dS^T Q */
-        if (kb_gemm_batched(ctx, false, false, T, hd, T, scale, ds, T, TT, k, 3 * d, hd, 0.0f, dq, 3 * d, hd, H, err) ||
-            kb_gemm_batched(ctx, true, false, T, hd, T, scale, ds, T, TT, q, 3 * d, hd, 0.0f, dk, 3 * d, hd, H, err))
-            return kb_fail_wrap(err, "attention backward (queries, keys)");
-    }
+    /* S = scale Q K^T: dQ = scale dS K ; dK = scale dS^T Q */
+    if (gemm_bh(ctx, false, false, T, hd, T, scale, ds, k, 0.0f, dq, B, H, err) ||
+        gemm_bh(ctx, true, false, T, hd, T, scale, ds, q, 0.0f, dk, B, H, err))
+        return kb_fail_wrap(err, "attention backward (queries, keys)");
     return 0;
 }
