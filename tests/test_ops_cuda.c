@@ -282,6 +282,50 @@ static void test_gemm(env *e) {
     printf("     (%d of %d gemm cases passed)\n", passed, cases);
 }
 
+/* TF32 and BF16 tensor-core GEMMs (kb_cuda_set_matmul), a plain and a
+ * batched case: operands cut to 10 (TF32) or 7 (BF16) stored mantissa bits,
+ * even by truncation, are off by less than 2^-10 (2^-7) each, so
+ * |C - C_fp32| <= 2^-9 (2^-6) of sum_k |a_ik b_kj| with fp32 accumulation.
+ * cuBLAS may also pick an fp32 kernel for a case, which only makes the error
+ * smaller. */
+static void test_gemm_precision(env *e) {
+    static const struct {
+        kb_matmul_precision p;
+        double rtol;
+    } modes[] = {{KB_MATMUL_TF32, 0x1p-9}, {KB_MATMUL_BF16, 0x1p-6}};
+    const int64_t M = 256, N = 192, K = 64, batch = 3;
+    size_t na = (size_t)(batch * M * K), nb = (size_t)(batch * K * N), nc = (size_t)(batch * M * N);
+    float *A = host_uniform((int64_t)na, 70, -2, 2), *B = host_uniform((int64_t)nb, 71, -2, 2);
+    float *absA = xmalloc(na * 4), *absB = xmalloc(nb * 4), *ref = xmalloc(nc * 4), *sc = xmalloc(nc * 4);
+    float *got = xmalloc(nc * 4);
+    double *scale = xmalloc(nc * sizeof(double));
+    for (size_t i = 0; i < na; i++) absA[i] = fabsf(A[i]);
+    for (size_t i = 0; i < nb; i++) absB[i] = fabsf(B[i]);
+    kb_gemm_batched_ref(false, true, M, N, K, 1.0f, A, K, M * K, B, K, K * N, 0.0f, ref, N, M * N, batch);
+    kb_gemm_batched_ref(false, true, M, N, K, 1.0f, absA, K, M * K, absB, K, K * N, 0.0f, sc, N, M * N, batch);
+    for (size_t i = 0; i < nc; i++) scale[i] = sc[i];
+    float *dA = to_dev(e, A, na * 4), *dB = to_dev(e, B, nb * 4), *dC = dalloc(e, nc * 4);
+    for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
+        char name[128];
+        const char *pn = kb_matmul_precision_name(modes[m].p);
+        if (!op_ok(e, kb_cuda_set_matmul(e->ctx.cuda, modes[m].p, &e->err), "kb_cuda_set_matmul")) break;
+        snprintf(name, sizeof name, "gemm %s 256x192x64 (A B^T)", pn);
+        if (op_ok(e, kb_gemm_cuda(&e->ctx, false, true, M, N, K, 1.0f, dA, K, dB, K, 0.0f, dC, N, &e->err), name)) {
+            to_host(e, got, dC, (size_t)(M * N) * 4);
+            check_scaled(e, name, got, ref, scale, M * N, modes[m].rtol);
+        }
+        snprintf(name, sizeof name, "gemm_batched %s 3 x 256x192x64 (A B^T)", pn);
+        if (op_ok(e, kb_gemm_batched_cuda(&e->ctx, false, true, M, N, K, 1.0f, dA, K, M * K, dB, K, K * N, 0.0f, dC, N,
+                                          M * N, batch, &e->err), name)) {
+            to_host(e, got, dC, nc * 4);
+            check_scaled(e, name, got, ref, scale, (int64_t)nc, modes[m].rtol);
+        }
+    }
+    op_ok(e, kb_cuda_set_matmul(e->ctx.cuda, KB_MATMUL_FP32, &e->err), "kb_cuda_set_matmul back to fp32");
+    dfree(e, dA), dfree(e, dB), dfree(e, dC);
+    free(A), free(B), free(absA), free(absB), free(ref), free(sc), free(got), free(scale);
+}
+
 /* -------------------------------------------------------------- elementwise */
 
 static const int64_t sizes[] = {0, 1, 7, 1031, (1 << 20) + 3};
@@ -970,6 +1014,7 @@ int main(void) {
     if (kb_ctx_init(&e.ctx, KB_DEV_CUDA, &opts, &e.err)) die(&e, "kb_ctx_init(cuda:0)");
     test_context(&e);
     test_gemm(&e);
+    test_gemm_precision(&e);
     test_elementwise(&e);
     test_inplace(&e);
     test_bias_and_sum_rows(&e);
