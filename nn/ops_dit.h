@@ -66,6 +66,9 @@ void kb_unpatchify_ref(float *img, const float *tokens, int64_t B, int64_t C, in
                        kb_patch_order order);
 void kb_embedding_fwd_ref(float *out, const float *table, const int32_t *ids, int64_t B, int64_t D);
 void kb_embedding_bwd_ref(float *dtable, const float *dout, const int32_t *ids, int64_t B, int64_t D);
+/* Frequency i of `half` (host code, the C library's expf): the CUDA path takes
+ * this table from the host so both devices use the same frequencies. */
+float kb_timestep_freq_at(int64_t i, int64_t half, float max_period);
 void kb_timestep_freq_ref(float *out, const float *t, int64_t B, int64_t dim, float max_period);
 
 void kb_modulate_fwd_cpu(int threads, float *out, const float *x, const float *shift, const float *scale, int64_t ld,

@@ -81,11 +81,10 @@ __global__ void embedding_bwd_kernel(float *dtable, const float *dout, const int
     }
 }
 
-__global__ void timestep_freq_kernel(float *out, const float *t, int64_t B, int64_t half, float neg_log) {
+__global__ void timestep_freq_kernel(float *out, const float *t, const float *freq, int64_t B, int64_t half) {
     KB_GRID_STRIDE(j, B * half) {
         int64_t b = j / half, i = j % half;
-        float f = expf(__fdiv_rn(__fmul_rn(neg_log, (float)i), (float)half));
-        float arg = __fmul_rn(t[b], f);
+        float arg = __fmul_rn(t[b], freq[i]);
         out[b * 2 * half + i] = cosf(arg);
         out[b * 2 * half + half + i] = sinf(arg);
     }
@@ -142,10 +141,29 @@ int kb_embedding_bwd_cuda(kb_ctx *ctx, float *dtable, const float *dout, const i
     LAUNCH("kb_embedding_bwd", embedding_bwd_kernel, D, dtable, dout, ids, B, D);
 }
 
+/* The frequencies come from the host (kb_timestep_freq_at): the device's
+ * expf is within 2 ulp of the C library's, and at t = 999 one ulp of a
+ * frequency moves cos/sin by up to 6e-5. Only cosf/sinf then differ. */
 int kb_timestep_freq_cuda(kb_ctx *ctx, float *out, const float *t, int64_t B, int64_t dim, float max_period,
                           kb_err *err) {
-    float neg_log = (float)(-log((double)max_period));
-    LAUNCH("kb_timestep_freq", timestep_freq_kernel, B * (dim / 2), out, t, B, dim / 2, neg_log);
+    const char *op = "kb_timestep_freq";
+    kb_cuda_state *st = ctx->cuda;
+    int64_t half = dim / 2;
+    if (B * half == 0) return 0;
+    float *host = (float *)malloc((size_t)half * sizeof(float));
+    if (!host) return kb_fail(err, "%s: out of host memory for %lld frequencies", op, (long long)half);
+    for (int64_t i = 0; i < half; i++) host[i] = kb_timestep_freq_at(i, half, max_period);
+    float *freq = (float *)kb_cuda_scratch(st, (size_t)half * sizeof(float), op, err);
+    cudaError_t e = freq ? cudaMemcpyAsync(freq, host, (size_t)half * sizeof(float), cudaMemcpyHostToDevice, st->stream)
+                         : cudaSuccess;
+    if (freq && e == cudaSuccess) e = cudaStreamSynchronize(st->stream); /* host is freed next */
+    free(host);
+    if (!freq) return -1;
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        return kb_fail(err, "%s: copying %lld frequencies to the GPU failed: %s", op, (long long)half, cudaGetErrorString(e));
+    }
+    LAUNCH(op, timestep_freq_kernel, B * half, out, t, freq, B, half);
 }
 
 } /* extern "C" */

@@ -82,14 +82,17 @@ void kb_embedding_bwd_ref(float *dtable, const float *dout, const int32_t *ids, 
         for (int64_t d = 0; d < D; d++) dtable[(int64_t)ids[b] * D + d] += dout[b * D + d];
 }
 
-void kb_timestep_freq_ref(float *out, const float *t, int64_t B, int64_t dim, float max_period) {
-    int64_t half = dim / 2;
+float kb_timestep_freq_at(int64_t i, int64_t half, float max_period) {
     /* torch: exp(-math.log(max_period) * arange(half, float32) / half), all in float32 */
     float neg_log = (float)(-log((double)max_period));
+    return expf(neg_log * (float)i / (float)half);
+}
+
+void kb_timestep_freq_ref(float *out, const float *t, int64_t B, int64_t dim, float max_period) {
+    int64_t half = dim / 2;
     for (int64_t b = 0; b < B; b++)
         for (int64_t i = 0; i < half; i++) {
-            float f = expf(neg_log * (float)i / (float)half);
-            float arg = t[b] * f;
+            float arg = t[b] * kb_timestep_freq_at(i, half, max_period);
             out[b * dim + i] = cosf(arg);
             out[b * dim + half + i] = sinf(arg);
         }
