@@ -2,7 +2,7 @@
 kb_c_test(test_ops_dit SOURCES test_ops_dit.c)
 kb_py_fixture(dit_ref ref/dit_ref.py)
 kb_c_test(test_dit_torch SOURCES test_dit_torch.c FIXTURES dit_ref)
-kb_c_test(test_ops_dit_cuda SOURCES test_ops_dit_cuda.c)
+kb_c_test(test_ops_dit_cuda SOURCES test_ops_dit_cuda.c LABELS cuda)
 # The same comparison on the GPU, in fp32 and with bf16 GEMMs (tolerances in
 # the test); exit 77 (skipped) without a CUDA build or device.
 foreach(prec fp32 bf16)

@@ -82,7 +82,7 @@ static void test_pools(kbt_state *st, kb_ctx *gpu) {
         int rc = avg ? kb_avgpool2d_fwd(gpu, &d, gout, gin, &err) : kb_maxpool2d_fwd(gpu, &d, gout, gin, &err);
         float *got = rc ? NULL : to_host(gpu, gout, nout);
         KBT_CHECK(st, got != NULL, avg ? "cuda avg pool runs" : "cuda max pool runs", "%s", err.msg);
-        if (got) kbt_close(st, avg ? "cuda avg pool 3x3 s1 p1 (excl. pad)" : "cuda max pool 3x3 s1 p1", got, ref, nout, 0.0, avg ? 1e-6 : 0.0);
+        if (got) kbt_close(st, avg ? "cuda avg pool 3x3 s1 p1 (excl. pad)" : "cuda max pool 3x3 s1 p1", got, ref, nout, avg ? 1e-6 : 0.0, avg ? 1e-6 : 0.0);
         free(got);
     }
     float *g = rand_host(2 * 64 * 2048), *gref = malloc(4 * 2 * 2048), *gg = to_dev(gpu, g, 2 * 64 * 2048), *go = to_dev(gpu, gref, 2 * 2048);
