@@ -135,10 +135,12 @@ static int plan_conv(kb_conv_cuda *c, const kb_conv2d_desc *d, cudnnConvolutionF
     KB_CUDNN_CHECK(op, cudnnGetConvolutionForwardAlgorithm_v7(c->handle, c->x, c->f, c->conv, c->y, KB_CONV_MAX_ALGOS,
                                                               &got, perf));
     for (int i = 0; i < got; i++) {
-        int tensor_op = perf[i].mathType == CUDNN_TENSOR_OP_MATH ||
-                        perf[i].mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
-        if (perf[i].status != CUDNN_STATUS_SUCCESS || (tensor_op && !tf32) || perf[i].memory > KB_CONV_MAX_WS) continue;
-        KB_CUDNN_CHECK(op, cudnnSetConvolutionMathType(c->conv, perf[i].mathType));
+        /* FP32 takes only FMA-math results: CUDNN_DEFAULT_MATH would let
+         * TF32 back in on Ampere and newer (PyTorch asserts the same). */
+        if (perf[i].status != CUDNN_STATUS_SUCCESS || (!tf32 && perf[i].mathType != CUDNN_FMA_MATH) ||
+            perf[i].memory > KB_CONV_MAX_WS)
+            continue;
+        if (tf32) KB_CUDNN_CHECK(op, cudnnSetConvolutionMathType(c->conv, perf[i].mathType));
         *algo = perf[i].algo;
         *ws_bytes = perf[i].memory;
         return 0;
