@@ -51,7 +51,9 @@ __global__ void loss_kernel(float *terms, float *dout, const kb_diffusion_coefs 
 }
 
 /* Copies the per-sample coefficients (and t == 0 flags) into the scratch
- * buffer; returns the device pointers, or NULL with err set. */
+ * buffer and waits for the copies, since the callers free the host arrays
+ * (a copy from pageable memory is not guaranteed to be done on return);
+ * returns the device pointers, or NULL with err set. */
 static char *upload_coefs(kb_cuda_state *st, const char *op, const kb_diffusion_coefs *coefs, const int *t, int B,
                           size_t extra, kb_err *err) {
     size_t kbytes = (size_t)B * sizeof(kb_diffusion_coefs), fbytes = t ? (size_t)B * sizeof(int) : 0;
@@ -66,8 +68,10 @@ static char *upload_coefs(kb_cuda_state *st, const char *op, const kb_diffusion_
         }
         for (int b = 0; b < B; b++) flags[b] = t[b] == 0;
         e = cudaMemcpyAsync(s + kbytes, flags, fbytes, cudaMemcpyHostToDevice, st->stream);
-        if (e == cudaSuccess) e = cudaStreamSynchronize(st->stream); /* flags is freed next */
+        if (e == cudaSuccess) e = cudaStreamSynchronize(st->stream);
         free(flags);
+    } else if (e == cudaSuccess) {
+        e = cudaStreamSynchronize(st->stream);
     }
     if (e != cudaSuccess) {
         (void)cudaGetLastError();
