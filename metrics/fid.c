@@ -19,8 +19,9 @@ const char *kb_fd_method_name(kb_fd_method m) {
     }
 }
 
-/* Scratch of three d x d doubles (on huge pages: their first touch is a
- * measurable part of the run otherwise, see util/bigalloc.h). */
+/* Scratch of d x d doubles (on huge pages: their first touch is a
+ * measurable part of the run otherwise, see util/bigalloc.h): a and m for
+ * every route, t only for the eigh route (allocated there). */
 typedef struct {
     int64_t d;
     double *a, *t, *m, *w;
@@ -36,11 +37,17 @@ static void work_free(fd_work *w) {
 static int work_alloc(fd_work *w, int64_t d, kb_err *err) {
     size_t dd = (size_t)(d * d) * sizeof(double);
     w->d = d;
-    w->a = kb_alloc_huge(dd), w->t = kb_alloc_huge(dd), w->m = kb_alloc_huge(dd);
+    w->a = kb_alloc_huge(dd), w->t = NULL, w->m = kb_alloc_huge(dd);
     w->w = malloc((size_t)d * sizeof(double));
-    if (w->a && w->t && w->m && w->w) return 0;
+    if (w->a && w->m && w->w) return 0;
     work_free(w);
     return kb_fail(err, "Frechet distance: out of memory for %lldx%lld matrices", (long long)d, (long long)d);
+}
+
+/* The lower triangle of the symmetric d x d matrix src into dst (column-major;
+ * the strict upper triangle of dst is left as it is, LAPACK does not read it). */
+static void copy_lower(double *dst, const double *src, int64_t d) {
+    for (int64_t j = 0; j < d; j++) memcpy(dst + j * d + j, src + j * d + j, (size_t)(d - j) * sizeof(double));
 }
 
 /* sum sqrt(max(l, 0)) over the eigenvalues of the symmetric r x r matrix m,
@@ -64,6 +71,8 @@ static int sqrt_trace(double *m, int64_t r, double *w, double *out, int *clamped
  * (their rows and columns of Y^T S2 Y are zero: eigenvalue 0 either way). */
 static int trace_eigh(const double *s1, const double *s2, fd_work *w, double *tr, int *clamped, kb_err *err) {
     int64_t d = w->d, r = 0;
+    if (!w->t && !(w->t = kb_alloc_huge((size_t)(d * d) * sizeof(double))))
+        return kb_fail(err, "Frechet distance: out of memory for a %lldx%lld matrix", (long long)d, (long long)d);
     memcpy(w->a, s1, (size_t)(d * d) * sizeof(double));
     lapack_int info = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'L', (lapack_int)d, w->a, (lapack_int)d, w->w);
     if (info != 0) return kb_fail(err, "Frechet distance: LAPACK dsyevd failed (info %d) on sigma1 (%lldx%lld)", (int)info, (long long)d, (long long)d);
@@ -85,45 +94,20 @@ static int trace_eigh(const double *s1, const double *s2, fd_work *w, double *tr
     return sqrt_trace(w->a, r, w->w, tr, clamped, err);
 }
 
-/* Block width of the triangular products below: dgemm runs near its peak
- * from about 128 columns, and the zeros multiplied in the diagonal blocks
- * cost d * FD_BLOCK^2 flops, a few percent of the d^3 total. */
-enum { FD_BLOCK = 128 };
-
-/* T = S2 L for lower-triangular L, by block columns: T[:, J] = S2[:, J:] L[J:, J]
- * (rows above the block's diagonal are zero in L). All column-major, d x d. */
-static void mul_sym_lower(int64_t d, const double *s2, const double *l, double *t) {
-    for (int64_t j = 0; j < d; j += FD_BLOCK) {
-        int64_t nb = d - j < FD_BLOCK ? d - j : FD_BLOCK;
-        cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, (int)d, (int)nb, (int)(d - j), 1.0, s2 + j * d, (int)d,
-                    l + j * d + j, (int)d, 0.0, t + j * d, (int)d);
-    }
-}
-
-/* The lower triangle (and the diagonal blocks) of M = L^T T, which is
- * symmetric, by block rows: M[I, :I+mb] = L[I:, I]^T T[I:, :I+mb]. A third
- * of the flops of the full product, and dsyevd reads only that triangle. */
-static void mul_lower_t_lower_half(int64_t d, const double *l, const double *t, double *m) {
-    for (int64_t i = 0; i < d; i += FD_BLOCK) {
-        int64_t mb = d - i < FD_BLOCK ? d - i : FD_BLOCK;
-        cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, (int)mb, (int)(i + mb), (int)(d - i), 1.0, l + i * d + i,
-                    (int)d, t + i, (int)d, 0.0, m + i, (int)d);
-    }
-}
-
-/* S1 = L L^T, eigenvalues of L^T S2 L. Returns 1 (no error) when S1 is not
- * positive definite, so that the caller falls back to trace_eigh. The
+/* S1 = L L^T, eigenvalues of L^T S2 L (LAPACK dsygst, itype 2, formed in
+ * place of a copy of S2's lower triangle). Returns 1 (no error) when S1 is
+ * not positive definite, so that the caller falls back to trace_eigh. The
  * symmetric inputs are the same matrices in row- and column-major order, so
  * everything here is column-major with no transposed copies. */
 static int trace_cholesky(const double *s1, const double *s2, fd_work *w, double *tr, int *clamped, kb_err *err) {
     int64_t d = w->d;
-    memcpy(w->a, s1, (size_t)(d * d) * sizeof(double));
+    copy_lower(w->a, s1, d);
     lapack_int info = LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', (lapack_int)d, w->a, (lapack_int)d);
     if (info > 0) return 1;
     if (info < 0) return kb_fail(err, "Frechet distance: LAPACK dpotrf argument %d invalid", (int)-info);
-    for (int64_t j = 1; j < d; j++) memset(w->a + j * d, 0, (size_t)j * sizeof(double)); /* dpotrf leaves the upper part as it was */
-    mul_sym_lower(d, s2, w->a, w->t);
-    mul_lower_t_lower_half(d, w->a, w->t, w->m);
+    copy_lower(w->m, s2, d);
+    info = LAPACKE_dsygst(LAPACK_COL_MAJOR, 2, 'L', (lapack_int)d, w->m, (lapack_int)d, w->a, (lapack_int)d);
+    if (info != 0) return kb_fail(err, "Frechet distance: LAPACK dsygst failed (info %d)", (int)info);
     return sqrt_trace(w->m, d, w->w, tr, clamped, err);
 }
 
