@@ -61,7 +61,7 @@ int kb_attention_bwd(kb_ctx *ctx, float *dqkv, float *dprobs, float *dscores, co
     if (gemm_bh(ctx, false, true, T, T, hd, 1.0f, dy, v, 0.0f, dp, B, H, err) ||
         gemm_bh(ctx, true, false, T, hd, T, 1.0f, p, dy, 0.0f, dv, B, H, err))
         return kb_fail_wrap(err, "attention backward (values)");
-    if (kb_fill(ctx, dscores, 0.0f, B * H * TT, err) || kb_softmax_bwd(ctx, dscores, dprobs, probs, B * H * T, T, err))
+    if (kb_softmax_bwd(ctx, dscores, dprobs, probs, B * H * T, T, err))
         return kb_fail_wrap(err, "attention backward (softmax)");
     /* S = scale Q K^T: dQ = scale dS K ; dK = scale dS^T Q */
     if (gemm_bh(ctx, false, false, T, hd, T, scale, ds, k, 0.0f, dq, B, H, err) ||

@@ -73,7 +73,9 @@ int kb_layernorm_bwd(kb_ctx *ctx, float *dinp, float *dweight, float *dbias, con
                      const float *weight, const float *mean, const float *rstd, int64_t rows, int64_t cols,
                      kb_err *err);
 
-/* ---- softmax over the last dim; backward: din += out * (dout - sum(dout*out)) ---- */
+/* ---- softmax over the last dim; backward: din = out * (dout - sum(dout*out)) ----
+ * Unlike the other backward ops, softmax's writes din instead of adding to
+ * it: its one user (attention) would otherwise zero B*H*T*T scores first. */
 int kb_softmax_fwd(kb_ctx *ctx, float *out, const float *inp, int64_t rows, int64_t cols, kb_err *err);
 int kb_softmax_bwd(kb_ctx *ctx, float *dinp, const float *dout, const float *out, int64_t rows, int64_t cols,
                    kb_err *err);

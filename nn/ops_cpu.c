@@ -430,7 +430,7 @@ void kb_softmax_bwd_cpu(int threads, float *dinp, const float *dout, const float
         for (int64_t c = 0; c < cols; c++) d += (double)dy[c] * (double)y[c];
         float df = (float)d;
 #pragma omp simd
-        for (int64_t c = 0; c < cols; c++) dx[c] = dx[c] + y[c] * (dy[c] - df);
+        for (int64_t c = 0; c < cols; c++) dx[c] = y[c] * (dy[c] - df);
     }
 }
 

@@ -585,7 +585,7 @@ __global__ void softmax_fwd_kernel(float *out, const float *inp, int64_t rows, i
     }
 }
 
-/* dinp = dinp + out * (dout - (float)sum(dout * out)), the sum in double */
+/* dinp = out * (dout - (float)sum(dout * out)), the sum in double */
 __global__ void softmax_bwd_kernel(float *dinp, const float *dout, const float *out, int64_t rows, int64_t cols) {
     __shared__ double shm[32];
     for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
@@ -595,7 +595,7 @@ __global__ void softmax_bwd_kernel(float *dinp, const float *dout, const float *
         for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) d += (double)dy[c] * (double)y[c];
         float df = (float)block_sum_d(d, shm);
         for (int64_t c = threadIdx.x; c < cols; c += blockDim.x)
-            dx[c] = __fadd_rn(dx[c], __fmul_rn(y[c], __fsub_rn(dy[c], df)));
+            dx[c] = __fmul_rn(y[c], __fsub_rn(dy[c], df));
     }
 }
 

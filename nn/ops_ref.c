@@ -212,7 +212,8 @@ void kb_softmax_fwd_ref(float *out, const float *inp, int64_t rows, int64_t cols
     }
 }
 
-/* dinp += out * (dout - sum_c(dout * out)), the dot product in double. */
+/* dinp = out * (dout - sum_c(dout * out)), the dot product in double
+ * (written, not accumulated: see nn/ops.h). */
 void kb_softmax_bwd_ref(float *dinp, const float *dout, const float *out, int64_t rows, int64_t cols) {
     for (int64_t r = 0; r < rows; r++) {
         const float *y = out + r * cols, *dy = dout + r * cols;
@@ -220,7 +221,7 @@ void kb_softmax_bwd_ref(float *dinp, const float *dout, const float *out, int64_
         double d = 0.0;
         for (int64_t c = 0; c < cols; c++) d += (double)dy[c] * (double)y[c];
         float df = (float)d;
-        for (int64_t c = 0; c < cols; c++) dx[c] = dx[c] + y[c] * (dy[c] - df);
+        for (int64_t c = 0; c < cols; c++) dx[c] = y[c] * (dy[c] - df);
     }
 }
 
