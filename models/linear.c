@@ -30,10 +30,9 @@ static int check_dense(const kb_linear *l, const kb_params *ps, const kb_linear_
 int kb_linear_fwd(kb_ctx *ctx, const kb_linear *l, const kb_params *ps, const kb_linear_cond *cond, float *y,
                   const float *x, int64_t rows, kb_err *err) {
     if (check_dense(l, ps, cond, err)) return -1;
-    if (kb_gemm(ctx, false, true, rows, l->out, l->in, 1.0f, x, l->in, kb_param_data(ps, l->w), l->in, 0.0f, y,
-                l->out, err))
+    const float *bias = l->b >= 0 ? kb_param_data(ps, l->b) : NULL;
+    if (kb_gemm_bias(ctx, y, x, kb_param_data(ps, l->w), bias, rows, l->in, l->out, err))
         return kb_fail_wrap(err, "linear %s", ps->items[l->w].name);
-    if (l->b >= 0) return kb_add_bias(ctx, y, kb_param_data(ps, l->b), rows, l->out, err);
     return 0;
 }
 

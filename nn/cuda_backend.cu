@@ -74,6 +74,7 @@ extern "C" void kb_cuda_state_destroy(kb_cuda_state *st) {
     if (cudaGetDevice(&prev) != cudaSuccess) prev = -1;
     (void)cudaSetDevice(st->device);
     if (st->stream) (void)cudaStreamSynchronize(st->stream);
+    kb_lt_cache_free(st->lt);
     if (st->cublaslt) (void)cublasLtDestroy(st->cublaslt);
     if (st->cublas) (void)cublasDestroy(st->cublas);
     if (st->workspace) (void)cudaFree(st->workspace);

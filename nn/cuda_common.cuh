@@ -35,7 +35,11 @@ struct kb_cuda_state {
     kb_matmul_precision matmul;
     void *scratch;               /* grow-on-demand scratch for multi-pass reductions */
     size_t scratch_bytes;
+    struct kb_lt_cache *lt;      /* cuBLASLt plans of kb_gemm_bias (nn/ops_gemm_lt_cuda.cu), made on first use */
 };
+
+/* Frees the plans of kb_gemm_bias (NULL is fine). */
+void kb_lt_cache_free(struct kb_lt_cache *c);
 
 /* Sets the cuBLAS math mode from st->matmul (CUBLAS_DEFAULT_MATH for FP32:
  * true FP32, no TF32). Returns 0 or -1 with err set. */

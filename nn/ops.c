@@ -110,6 +110,16 @@ int kb_gemm_batched(kb_ctx *ctx, bool transA, bool transB, int64_t M, int64_t N,
                                     beta, C, ldc, strideC, batch));
 }
 
+int kb_gemm_bias(kb_ctx *ctx, float *y, const float *x, const float *W, const float *bias, int64_t rows, int64_t in,
+                 int64_t out, kb_err *err) {
+    const char *op = "kb_gemm_bias";
+    if (check_ctx(op, ctx, err) || check_gemm(op, false, true, rows, out, in, x, in, W, in, y, out, err) ||
+        check_ptr(op, "y", y, rows * out, err))
+        return -1;
+    KB_DISPATCH(kb_gemm_bias_cuda(ctx, y, x, W, bias, rows, in, out, err),
+                kb_gemm_bias_cpu(ctx->threads, y, x, W, bias, rows, in, out));
+}
+
 /* ---- elementwise ---- */
 
 static int check_1d(const char *op, int64_t n, const void *p0, const char *n0, const void *p1, const char *n1,

@@ -40,6 +40,13 @@ int kb_gemm_batched(kb_ctx *ctx, bool transA, bool transB, int64_t M, int64_t N,
                     const float *A, int64_t lda, int64_t strideA, const float *B, int64_t ldb, int64_t strideB,
                     float beta, float *C, int64_t ldc, int64_t strideC, int64_t batch, kb_err *err);
 
+/* y[rows, out] = x[rows, in] W[out, in]^T (+ bias[out] when bias is not NULL),
+ * all contiguous: a linear layer's forward (PyTorch's F.linear) as one op, so
+ * that the CUDA path adds the bias in the GEMM's epilogue (cuBLASLt) instead
+ * of a second pass over y. On the CPU it is kb_gemm then kb_add_bias. */
+int kb_gemm_bias(kb_ctx *ctx, float *y, const float *x, const float *W, const float *bias, int64_t rows, int64_t in,
+                 int64_t out, kb_err *err);
+
 /* ---- elementwise ---- */
 int kb_add(kb_ctx *ctx, float *out, const float *a, const float *b, int64_t n, kb_err *err);      /* out = a + b */
 int kb_mul(kb_ctx *ctx, float *out, const float *a, const float *b, int64_t n, kb_err *err);      /* out = a * b */

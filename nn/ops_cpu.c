@@ -156,6 +156,13 @@ void kb_add_bias_cpu(int threads, float *out, const float *bias, int64_t rows, i
     }
 }
 
+void kb_gemm_bias_cpu(int threads, float *y, const float *x, const float *W, const float *bias, int64_t rows, int64_t in,
+                      int64_t out) {
+    if (rows == 0 || out == 0) return;
+    kb_gemm_cpu(threads, false, true, rows, out, in, 1.0f, x, in, W, in, 0.0f, y, out);
+    if (bias) kb_add_bias_cpu(threads, y, bias, rows, out);
+}
+
 /* ------------------------------------------------------------ reductions */
 
 /* Contiguous chunk t of nt over [0, n). Inside a parallel region nt is the

@@ -15,6 +15,8 @@ void kb_axpy_cpu(int threads, float *y, float alpha, const float *x, int64_t n);
 void kb_scale_cpu(int threads, float *x, float alpha, int64_t n);
 void kb_fill_cpu(int threads, float *x, float value, int64_t n);
 void kb_add_bias_cpu(int threads, float *out, const float *bias, int64_t rows, int64_t cols);
+void kb_gemm_bias_cpu(int threads, float *y, const float *x, const float *W, const float *bias, int64_t rows, int64_t in,
+                      int64_t out);
 void kb_sum_rows_cpu(int threads, float *out, const float *in, int64_t rows, int64_t cols);
 void kb_sum_cpu(int threads, double *out, const float *in, int64_t n);
 void kb_gelu_tanh_fwd_cpu(int threads, float *out, const float *inp, int64_t n);

@@ -19,6 +19,9 @@ int kb_gemm_cuda(kb_ctx *ctx, bool transA, bool transB, int64_t M, int64_t N, in
 int kb_gemm_batched_cuda(kb_ctx *ctx, bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
                     const float *A, int64_t lda, int64_t strideA, const float *B, int64_t ldb, int64_t strideB,
                     float beta, float *C, int64_t ldc, int64_t strideC, int64_t batch, kb_err *err);
+/* nn/ops_gemm_lt_cuda.cu: cuBLASLt with the bias in the epilogue. */
+int kb_gemm_bias_cuda(kb_ctx *ctx, float *y, const float *x, const float *W, const float *bias, int64_t rows, int64_t in,
+                      int64_t out, kb_err *err);
 int kb_add_cuda(kb_ctx *ctx, float *out, const float *a, const float *b, int64_t n, kb_err *err);
 int kb_mul_cuda(kb_ctx *ctx, float *out, const float *a, const float *b, int64_t n, kb_err *err);
 int kb_axpy_cuda(kb_ctx *ctx, float *y, float alpha, const float *x, int64_t n, kb_err *err);

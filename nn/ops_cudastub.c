@@ -12,6 +12,10 @@ int kb_gemm_batched_cuda(kb_ctx *ctx, bool transA, bool transB, int64_t M, int64
                          float beta, float *C, int64_t ldc, int64_t strideC, int64_t batch, kb_err *err) {
     return kb_fail(err, "gemm_batched: this kindbench was built without CUDA");
 }
+int kb_gemm_bias_cuda(kb_ctx *ctx, float *y, const float *x, const float *W, const float *bias, int64_t rows, int64_t in,
+                      int64_t out, kb_err *err) {
+    return kb_fail(err, "gemm_bias: this kindbench was built without CUDA");
+}
 int kb_add_cuda(kb_ctx *ctx, float *out, const float *a, const float *b, int64_t n, kb_err *err) {
     return kb_fail(err, "add: this kindbench was built without CUDA");
 }

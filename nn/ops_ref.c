@@ -78,6 +78,11 @@ void kb_add_bias_ref(float *out, const float *bias, int64_t rows, int64_t cols) 
         for (int64_t c = 0; c < cols; c++) out[r * cols + c] = out[r * cols + c] + bias[c];
 }
 
+void kb_gemm_bias_ref(float *y, const float *x, const float *W, const float *bias, int64_t rows, int64_t in, int64_t out) {
+    kb_gemm_ref(false, true, rows, out, in, 1.0f, x, in, W, in, 0.0f, y, out);
+    if (bias) kb_add_bias_ref(y, bias, rows, out);
+}
+
 /* out[c] += (float)(sum over rows in double). */
 void kb_sum_rows_ref(float *out, const float *in, int64_t rows, int64_t cols) {
     for (int64_t c = 0; c < cols; c++) {

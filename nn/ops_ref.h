@@ -16,6 +16,7 @@ void kb_axpy_ref(float *y, float alpha, const float *x, int64_t n);
 void kb_scale_ref(float *x, float alpha, int64_t n);
 void kb_fill_ref(float *x, float value, int64_t n);
 void kb_add_bias_ref(float *out, const float *bias, int64_t rows, int64_t cols);
+void kb_gemm_bias_ref(float *y, const float *x, const float *W, const float *bias, int64_t rows, int64_t in, int64_t out);
 void kb_sum_rows_ref(float *out, const float *in, int64_t rows, int64_t cols);
 void kb_sum_ref(double *out, const float *in, int64_t n);
 void kb_gelu_tanh_fwd_ref(float *out, const float *inp, int64_t n);

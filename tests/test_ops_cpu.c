@@ -248,6 +248,49 @@ static void test_gemm(tctx *t) {
             }
 }
 
+/* kb_gemm_bias (a linear layer's y = x W^T + b): the fast path against the
+ * reference GEMM + bias, with and without a bias, and through the
+ * dispatcher, which must give the fast path's bits. */
+static void test_gemm_bias(tctx *t) {
+    static const int64_t shapes[][3] = {{1, 1, 1}, {0, 4, 3}, {5, 0, 3}, {7, 13, 5}, {300, 257, 129}, {64, 128, 384}};
+    op_stat *s = stat_for(t, "gemm_bias", "|d| <= 1e-5 * (|x||W^T| + |b|)", 1e-5);
+    kb_ctx ctx;
+    kb_err err = {{0}};
+    kb_ctx_opts co = {.threads = 2};
+    if (kb_ctx_init(&ctx, KB_DEV_CPU, &co, &err)) {
+        KBT_CHECK(&t->st, 0, "gemm_bias: cpu context", "%s", err.msg);
+        return;
+    }
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+        for (int with_bias = 0; with_bias < 2; with_bias++) {
+            int64_t rows = shapes[si][0], in = shapes[si][1], out = shapes[si][2];
+            float *x = normals(rows * in, 81, 0, 1), *W = normals(out * in, 82, 0, 1), *b = normals(out, 83, 0, 1);
+            float *ax = fbuf(rows * in), *aW = fbuf(out * in), *ab = fbuf(out), *want = fbuf(rows * out);
+            float *got = fbuf(rows * out), *disp = fbuf(rows * out), *scale_f = fbuf(rows * out);
+            double *scale = malloc((size_t)(rows * out > 0 ? rows * out : 1) * sizeof(double));
+            for (int64_t i = 0; i < rows * in; i++) ax[i] = fabsf(x[i]);
+            for (int64_t i = 0; i < out * in; i++) aW[i] = fabsf(W[i]);
+            for (int64_t i = 0; i < out; i++) ab[i] = fabsf(b[i]);
+            const float *bias = with_bias ? b : NULL;
+            kb_gemm_bias_ref(want, x, W, bias, rows, in, out);
+            kb_gemm_bias_ref(scale_f, ax, aW, with_bias ? ab : NULL, rows, in, out);
+            for (int64_t i = 0; i < rows * out; i++) scale[i] = scale_f[i] > 0 ? scale_f[i] : 1e-30;
+            kb_gemm_bias_cpu(2, got, x, W, bias, rows, in, out);
+            char what[128];
+            snprintf(what, sizeof what, "gemm_bias %lldx%lld -> %lld%s", (long long)rows, (long long)in, (long long)out,
+                     with_bias ? " + bias" : "");
+            check_scaled(t, s, what, got, want, scale, rows * out);
+            int rc = kb_gemm_bias(&ctx, disp, x, W, bias, rows, in, out, &err);
+            snprintf(what, sizeof what, "gemm_bias %lldx%lld -> %lld%s (dispatcher = fast path)", (long long)rows,
+                     (long long)in, (long long)out, with_bias ? " + bias" : "");
+            KBT_CHECK(&t->st, rc == 0, "gemm_bias through the dispatcher runs", "%s", err.msg);
+            if (rc == 0) check_bits(t, "gemm_bias (dispatcher)", what, disp, got, rows * out);
+            free(x), free(W), free(b), free(ax), free(aW), free(ab), free(want), free(got), free(disp), free(scale_f);
+            free(scale);
+        }
+    kb_ctx_free(&ctx);
+}
+
 /* ---- elementwise: bitwise against the reference ---- */
 
 enum { EW_ADD, EW_MUL, EW_AXPY, EW_SCALE, EW_FILL, EW_GELU_F, EW_GELU_B, EW_SILU_F, EW_SILU_B, EW_RELU_F, EW_RELU_B,
@@ -676,6 +719,7 @@ int main(void) {
     test_conversions(t);
     test_rand(t);
     test_gemm(t);
+    test_gemm_bias(t);
     test_nested(t);
     test_dispatch(t);
     printf("\n%-20s %-48s %8s %12s\n", "op", "tolerance", "cases", "worst");

@@ -1,0 +1,174 @@
+/* kb_gemm_bias on CUDA: y = x W^T + bias as one cuBLASLt matmul with the bias
+ * added in the epilogue (CUBLASLT_EPILOGUE_BIAS), instead of a cuBLAS GEMM
+ * followed by a bias kernel that reads and writes y once more. When
+ * cuBLASLt offers no algorithm for a shape (or there is no bias), the op
+ * falls back to exactly that pair (kb_gemm_cuda + kb_add_bias_cuda).
+ *
+ * Layout: row-major y[rows, out] is column-major D (out x rows, ld out);
+ * D = op(A) B with A = W stored column-major as (in x out, ld in) and
+ * op = transpose, B = x as (in x rows, ld in). The bias has one value per row
+ * of D, i.e. per output feature, which is what the epilogue broadcasts.
+ *
+ * Arithmetic follows st->matmul like the cuBLAS path: CUBLAS_COMPUTE_32F
+ * (true FP32), _FAST_TF32 or _FAST_16BF, fp32 storage throughout. Reruns are
+ * bit-identical: the heuristic's choice is cached per shape, and cuBLASLt's
+ * split-K reduction schemes all sum in a fixed order (the in-place one keeps
+ * counters in the workspace to stay sequential).
+ *
+ * Plans (descriptors + algorithm) are cached per (rows, in, out, precision,
+ * alignment) in a small round-robin table owned by the CUDA state, since a
+ * DiT step uses a handful of shapes and the heuristic query costs more than
+ * the small GEMMs it plans. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/cuda_common.cuh"
+
+extern "C" {
+#include "nn/ops_cuda.h"
+}
+
+#define KB_LT_PLANS 16
+
+typedef struct {
+    int used;
+    int64_t rows, in, out;
+    kb_matmul_precision prec;
+    unsigned align;   /* bytes every operand pointer is aligned to (<= 256) */
+    int usable;       /* 0: cuBLASLt offered no algorithm, use the fallback */
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t a, b, d;
+    cublasLtMatmulAlgo_t algo;
+} lt_plan;
+
+struct kb_lt_cache {
+    lt_plan plans[KB_LT_PLANS];
+    int next; /* round-robin victim */
+};
+
+static void plan_release(lt_plan *p) {
+    if (p->desc) (void)cublasLtMatmulDescDestroy(p->desc);
+    if (p->a) (void)cublasLtMatrixLayoutDestroy(p->a);
+    if (p->b) (void)cublasLtMatrixLayoutDestroy(p->b);
+    if (p->d) (void)cublasLtMatrixLayoutDestroy(p->d);
+    memset(p, 0, sizeof *p);
+}
+
+void kb_lt_cache_free(struct kb_lt_cache *c) {
+    if (!c) return;
+    for (int i = 0; i < KB_LT_PLANS; i++) plan_release(&c->plans[i]);
+    free(c);
+}
+
+static unsigned pointer_alignment(const void *p) {
+    uintptr_t v = (uintptr_t)p;
+    unsigned a = 256;
+    while (a > 4 && (v % a)) a /= 2;
+    return a;
+}
+
+static cublasComputeType_t compute_type(kb_matmul_precision p) {
+    if (p == KB_MATMUL_BF16) return CUBLAS_COMPUTE_32F_FAST_16BF;
+    if (p == KB_MATMUL_TF32) return CUBLAS_COMPUTE_32F_FAST_TF32;
+    return CUBLAS_COMPUTE_32F;
+}
+
+#define LT_TRY(call)                                                                                              \
+    do {                                                                                                          \
+        cublasStatus_t s_ = (call);                                                                               \
+        if (s_ != CUBLAS_STATUS_SUCCESS) return s_;                                                               \
+    } while (0)
+
+/* Descriptors, layouts and the heuristic's first algorithm for one shape.
+ * Returns a cuBLAS status; p->usable says whether an algorithm was found. */
+static cublasStatus_t plan_build(kb_cuda_state *st, lt_plan *p) {
+    cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+    LT_TRY(cublasLtMatmulDescCreate(&p->desc, compute_type(p->prec), CUDA_R_32F));
+    LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+    LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+    LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+    LT_TRY(cublasLtMatrixLayoutCreate(&p->a, CUDA_R_32F, (uint64_t)p->in, (uint64_t)p->out, p->in));
+    LT_TRY(cublasLtMatrixLayoutCreate(&p->b, CUDA_R_32F, (uint64_t)p->in, (uint64_t)p->rows, p->in));
+    LT_TRY(cublasLtMatrixLayoutCreate(&p->d, CUDA_R_32F, (uint64_t)p->out, (uint64_t)p->rows, p->out));
+    cublasLtMatmulPreference_t pref;
+    LT_TRY(cublasLtMatmulPreferenceCreate(&pref));
+    uint64_t ws = st->workspace_bytes;
+    uint32_t align = p->align;
+    cublasStatus_t s = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
+    const cublasLtMatmulPreferenceAttributes_t aligns[] = {
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+    for (int i = 0; i < 4 && s == CUBLAS_STATUS_SUCCESS; i++)
+        s = cublasLtMatmulPreferenceSetAttribute(pref, aligns[i], &align, sizeof align);
+    cublasLtMatmulHeuristicResult_t res;
+    int found = 0;
+    if (s == CUBLAS_STATUS_SUCCESS)
+        s = cublasLtMatmulAlgoGetHeuristic(st->cublaslt, p->desc, p->a, p->b, p->d, p->d, pref, 1, &res, &found);
+    (void)cublasLtMatmulPreferenceDestroy(pref);
+    if (s == CUBLAS_STATUS_NOT_SUPPORTED) s = CUBLAS_STATUS_SUCCESS, found = 0; /* no algorithm: fall back */
+    if (s != CUBLAS_STATUS_SUCCESS) return s;
+    p->usable = found > 0 && res.state == CUBLAS_STATUS_SUCCESS;
+    if (p->usable) p->algo = res.algo;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+/* The cached plan for this call, built on first use; NULL with err set. */
+static lt_plan *plan_for(kb_cuda_state *st, const char *op, int64_t rows, int64_t in, int64_t out, unsigned align,
+                         kb_err *err) {
+    if (!st->lt && !(st->lt = (struct kb_lt_cache *)calloc(1, sizeof *st->lt))) {
+        kb_fail(err, "%s: out of host memory for the cuBLASLt plan cache", op);
+        return NULL;
+    }
+    struct kb_lt_cache *c = st->lt;
+    for (int i = 0; i < KB_LT_PLANS; i++) {
+        lt_plan *p = &c->plans[i];
+        if (p->used && p->rows == rows && p->in == in && p->out == out && p->prec == st->matmul && p->align == align)
+            return p;
+    }
+    lt_plan *p = &c->plans[c->next];
+    c->next = (c->next + 1) % KB_LT_PLANS;
+    plan_release(p);
+    p->used = 1, p->rows = rows, p->in = in, p->out = out, p->prec = st->matmul, p->align = align;
+    cublasStatus_t s = plan_build(st, p);
+    if (s != CUBLAS_STATUS_SUCCESS) {
+        plan_release(p);
+        kb_fail(err, "%s: planning the cuBLASLt matmul %lldx%lld -> %lld failed: %s (%d)", op, (long long)rows,
+                (long long)in, (long long)out, cublasGetStatusString(s), (int)s);
+        return NULL;
+    }
+    return p;
+}
+
+extern "C" int kb_gemm_bias_cuda(kb_ctx *ctx, float *y, const float *x, const float *W, const float *bias,
+                                 int64_t rows, int64_t in, int64_t out, kb_err *err) {
+    const char *op = "gemm_bias";
+    if (!ctx || ctx->device != KB_DEV_CUDA || !ctx->cuda)
+        return kb_fail(err, "%s: not a CUDA context (kb_ctx_init with KB_DEV_CUDA first)", op);
+    kb_cuda_state *st = ctx->cuda;
+    if (rows < 0 || in < 0 || out < 0)
+        return kb_fail(err, "%s: negative size rows=%lld in=%lld out=%lld", op, (long long)rows, (long long)in,
+                       (long long)out);
+    if (rows == 0 || out == 0) return 0;
+    lt_plan *p = NULL;
+    if (bias && in > 0) {
+        unsigned align = pointer_alignment(x), a;
+        if ((a = pointer_alignment(W)) < align) align = a;
+        if ((a = pointer_alignment(y)) < align) align = a;
+        if (pointer_alignment(bias) >= 16 && align >= 16 && !(p = plan_for(st, op, rows, in, out, align, err))) return -1;
+    }
+    if (!p || !p->usable) {
+        if (kb_gemm_cuda(ctx, false, true, rows, out, in, 1.0f, x, in, W, in, 0.0f, y, out, err)) return -1;
+        return bias ? kb_add_bias_cuda(ctx, y, bias, rows, out, err) : 0;
+    }
+    const float alpha = 1.0f, beta = 0.0f;
+    KB_CUBLAS_CHECK(op, cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+    cublasStatus_t s = cublasLtMatmul(st->cublaslt, p->desc, &alpha, W, p->a, x, p->b, &beta, y, p->d, y, p->d,
+                                      &p->algo, st->workspace, st->workspace_bytes, st->stream);
+    if (s != CUBLAS_STATUS_SUCCESS)
+        return kb_fail(err, "%s: cublasLtMatmul %lldx%lld -> %lld (%s) failed: %s (%d)", op, (long long)rows,
+                       (long long)in, (long long)out, kb_matmul_precision_name(st->matmul), cublasGetStatusString(s),
+                       (int)s);
+    return 0;
+}
