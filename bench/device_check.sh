@@ -75,6 +75,10 @@ if [ "$WHAT" = bench ] || [ "$WHAT" = all ]; then
   note "DiT-B/2 bf16 vs autocast+sdpa:  $(bench bench_train_bf16 bench/bench_train.sh "${dit[@]}" --precision bf16)"
   note "DiT-B/2 bf16 vs pure bf16+sdpa: $(bench bench_train_bf16pure bench/bench_train.sh "${dit[@]}" --precision bf16 --torch-precision bf16-pure)"
   note "DiT-B/2 fp32 vs fp32+sdpa:      $(bench bench_train_fp32 bench/bench_train.sh "${dit[@]}" --precision fp32 --steps 10)"
+  # the same bf16 run of ours without cuBLASLt's bias epilogue (GEMM, then a bias kernel)
+  KINDBENCH_CUBLASLT=0 timeout 200 "$KINDBENCH" bench train "${dit[@]}" --precision bf16 > "$OUT/bench_train_bf16_nolt.log" 2>&1 ||
+    echo "(exit $?)" >> "$OUT/bench_train_bf16_nolt.log"
+  note "  ours bf16 without the epilogue: $(grep -E 'steps/s|rror|^\(exit' "$OUT/bench_train_bf16_nolt.log" | head -2 | tr '\n' ' ')"
   inc=(--n 2000 --size 256 --device cuda)
   note "Inception fp32 vs pytorch-fid:  $(bench bench_inception_fp32 bench/bench_inception.sh "${inc[@]}")"
   note "Inception tf32 vs pytorch-fid:  $(bench bench_inception_tf32 bench/bench_inception.sh "${inc[@]}" --precision tf32)"

@@ -107,6 +107,8 @@ static int state_init(kb_cuda_state *st, int ordinal, kb_err *err) {
     KB_CUBLAS_CHECK(op, cublasSetAtomicsMode(st->cublas, CUBLAS_ATOMICS_NOT_ALLOWED));
     if (kb_cuda_apply_math_mode(st, err)) return -1;
     KB_CUBLAS_CHECK(op, cublasLtCreate(&st->cublaslt));
+    const char *lt = getenv("KINDBENCH_CUBLASLT");
+    st->lt_off = lt && !strcmp(lt, "0");
     return 0;
 }
 

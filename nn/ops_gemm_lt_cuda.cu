@@ -2,7 +2,8 @@
  * added in the epilogue (CUBLASLT_EPILOGUE_BIAS), instead of a cuBLAS GEMM
  * followed by a bias kernel that reads and writes y once more. When
  * cuBLASLt offers no algorithm for a shape (or there is no bias), the op
- * falls back to exactly that pair (kb_gemm_cuda + kb_add_bias_cuda).
+ * falls back to exactly that pair (kb_gemm_cuda + kb_add_bias_cuda), as it
+ * does everywhere when KINDBENCH_CUBLASLT=0 was set when the context was made.
  *
  * Layout: row-major y[rows, out] is column-major D (out x rows, ld out);
  * D = op(A) B with A = W stored column-major as (in x out, ld in) and
@@ -152,7 +153,7 @@ extern "C" int kb_gemm_bias_cuda(kb_ctx *ctx, float *y, const float *x, const fl
                        (long long)out);
     if (rows == 0 || out == 0) return 0;
     lt_plan *p = NULL;
-    if (bias && in > 0) {
+    if (bias && in > 0 && !st->lt_off) {
         unsigned align = pointer_alignment(x), a;
         if ((a = pointer_alignment(W)) < align) align = a;
         if ((a = pointer_alignment(y)) < align) align = a;
