@@ -83,7 +83,7 @@ static void bench_elementwise(bench *b) {
     EW("axpy (16M)", 12, kb_axpy_cpu(b->threads, b->c, 0.5f, b->a, n));
     EW("gelu_tanh_fwd (16M)", 8, kb_gelu_tanh_fwd_cpu(b->threads, b->c, b->a, n));
     EW("gelu_tanh_fwd ref (16M)", 8, kb_gelu_tanh_fwd_ref(b->c, b->a, n));
-    EW("gelu_tanh_bwd (16M)", 16, kb_gelu_tanh_bwd_cpu(b->threads, b->c, b->a, b->b, n));
+    EW("gelu_tanh_bwd (16M)", 16, kb_gelu_tanh_bwd_cpu(b->threads, b->c, b->a, b->b, n, KB_GRAD_ADD));
     EW("silu_fwd (16M)", 8, kb_silu_fwd_cpu(b->threads, b->c, b->a, n));
     EW("silu_bwd (16M)", 16, kb_silu_bwd_cpu(b->threads, b->c, b->a, b->b, n));
     EW("f32_to_bf16 (16M)", 6, kb_f32_to_bf16_cpu(b->threads, (uint16_t *)b->c, b->a, n));

@@ -2,7 +2,9 @@
  * parameter gradients accumulated into m->params.grad. Scratch buffers:
  * d_res carries the residual-stream gradient from block to block; d_a and d_b
  * hold branch gradients; d_ada the adaLN output gradient of the current block;
- * d_c_silu collects every adaLN's contribution to SiLU(c). */
+ * d_c_silu collects every adaLN's contribution to SiLU(c). A branch gradient's
+ * first writer overwrites its buffer (KB_GRAD_SET), so only the buffers that
+ * really sum several contributions (d_res, d_ada, d_c_silu, ...) are zeroed. */
 #include "models/attention.h"
 #include "models/dit.h"
 #include "models/dit_internal.h"
@@ -23,15 +25,14 @@ static int final_bwd(kb_dit *m, const float *d_out, int64_t B, kb_err *err) {
     KB_TRY(kb_patchify(ctx, d_tokens, d_out, B, kb_dit_out_channels(c), c->input_size, c->input_size, c->patch_size,
                        KB_PATCH_PQC, err), "unpatchify backward");
     KB_TRY(zero(ctx, d_adaf, B * 2 * d, err), "final backward");
-    KB_TRY(kb_linear_bwd(ctx, &m->final_linear, &m->params, NULL, d_modf, KB_DX_OVERWRITE, d_tokens, a->modf, BT, err),
+    KB_TRY(kb_linear_bwd(ctx, &m->final_linear, &m->params, NULL, d_modf, KB_GRAD_SET, d_tokens, a->modf, BT, err),
            "final linear backward");
-    KB_TRY(zero(ctx, d_lnf, BT * d, err), "final backward");
-    KB_TRY(kb_modulate_bwd(ctx, d_lnf, d_adaf, d_adaf + d, d_modf, a->lnf, a->adaf + d, 2 * d, B, T, d, err),
-           "final modulate backward");
+    KB_TRY(kb_modulate_bwd(ctx, d_lnf, d_adaf, d_adaf + d, d_modf, a->lnf, a->adaf + d, 2 * d, B, T, d, KB_GRAD_SET,
+                           err), "final modulate backward");
     KB_TRY(zero(ctx, a->d_res, BT * d, err), "final backward");
     KB_TRY(kb_layernorm_bwd(ctx, a->d_res, NULL, NULL, d_lnf, x, NULL, a->lnf_mean, a->lnf_rstd, BT, d, err),
            "final norm backward");
-    KB_TRY(kb_linear_bwd(ctx, &m->final_ada, &m->params, NULL, a->d_c_silu, KB_DX_ACCUMULATE, d_adaf, a->c_silu, B, err),
+    KB_TRY(kb_linear_bwd(ctx, &m->final_ada, &m->params, NULL, a->d_c_silu, KB_GRAD_ADD, d_adaf, a->c_silu, B, err),
            "final adaLN backward");
     return 0;
 }
@@ -44,18 +45,15 @@ static int block_mlp_bwd(kb_dit *m, int l, const kb_dit_block_view *v, int64_t B
     int64_t d = m->cfg.hidden_size, T = kb_dit_tokens(&m->cfg), BT = B * T, mlp = kb_dit_mlp_hidden(&m->cfg);
     int64_t ld = 6 * d;
     float *d_fc2 = a->d_a, *d_gelu = a->d_b, *d_fc1 = a->d_a, *d_mod2 = a->d_b, *d_ln2 = a->d_a;
-    KB_TRY(zero(ctx, d_fc2, BT * d, err), "block %d", l);
-    KB_TRY(kb_gated_add_bwd(ctx, d_fc2, a->d_ada + 5 * d, a->d_res, v->fc2, v->ada + 5 * d, ld, B, T, d, err),
-           "block %d gate_mlp backward", l);
-    KB_TRY(kb_linear_bwd(ctx, &blk->fc2, &m->params, NULL, d_gelu, KB_DX_OVERWRITE, d_fc2, v->gelu, BT, err),
+    KB_TRY(kb_gated_add_bwd(ctx, d_fc2, a->d_ada + 5 * d, a->d_res, v->fc2, v->ada + 5 * d, ld, B, T, d, KB_GRAD_SET,
+                            err), "block %d gate_mlp backward", l);
+    KB_TRY(kb_linear_bwd(ctx, &blk->fc2, &m->params, NULL, d_gelu, KB_GRAD_SET, d_fc2, v->gelu, BT, err),
            "block %d fc2 backward", l);
-    KB_TRY(zero(ctx, d_fc1, BT * mlp, err), "block %d", l);
-    KB_TRY(kb_gelu_tanh_bwd(ctx, d_fc1, v->fc1, d_gelu, BT * mlp, err), "block %d GELU backward", l);
-    KB_TRY(kb_linear_bwd(ctx, &blk->fc1, &m->params, NULL, d_mod2, KB_DX_OVERWRITE, d_fc1, v->mod2, BT, err),
+    KB_TRY(kb_gelu_tanh_bwd(ctx, d_fc1, v->fc1, d_gelu, BT * mlp, KB_GRAD_SET, err), "block %d GELU backward", l);
+    KB_TRY(kb_linear_bwd(ctx, &blk->fc1, &m->params, NULL, d_mod2, KB_GRAD_SET, d_fc1, v->mod2, BT, err),
            "block %d fc1 backward", l);
-    KB_TRY(zero(ctx, d_ln2, BT * d, err), "block %d", l);
     KB_TRY(kb_modulate_bwd(ctx, d_ln2, a->d_ada + 3 * d, a->d_ada + 4 * d, d_mod2, v->ln2, v->ada + 4 * d, ld, B, T, d,
-                           err), "block %d modulate2 backward", l);
+                           KB_GRAD_SET, err), "block %d modulate2 backward", l);
     KB_TRY(kb_layernorm_bwd(ctx, a->d_res, NULL, NULL, d_ln2, v->mid, NULL, v->ln2_mean, v->ln2_rstd, BT, d, err),
            "block %d norm2 backward", l);
     return 0;
@@ -68,18 +66,16 @@ static int block_attn_bwd(kb_dit *m, int l, const kb_dit_block_view *v, int64_t 
     const kb_dit_block *blk = &m->blocks[l];
     int64_t d = m->cfg.hidden_size, T = kb_dit_tokens(&m->cfg), BT = B * T, ld = 6 * d;
     float *d_proj = a->d_a, *d_atty = a->d_b, *d_qkv = a->d_a, *d_mod1 = a->d_b, *d_ln1 = a->d_a;
-    KB_TRY(zero(ctx, d_proj, BT * d, err), "block %d", l);
-    KB_TRY(kb_gated_add_bwd(ctx, d_proj, a->d_ada + 2 * d, a->d_res, v->proj, v->ada + 2 * d, ld, B, T, d, err),
-           "block %d gate_msa backward", l);
-    KB_TRY(kb_linear_bwd(ctx, &blk->proj, &m->params, NULL, d_atty, KB_DX_OVERWRITE, d_proj, v->atty, BT, err),
+    KB_TRY(kb_gated_add_bwd(ctx, d_proj, a->d_ada + 2 * d, a->d_res, v->proj, v->ada + 2 * d, ld, B, T, d,
+                            KB_GRAD_SET, err), "block %d gate_msa backward", l);
+    KB_TRY(kb_linear_bwd(ctx, &blk->proj, &m->params, NULL, d_atty, KB_GRAD_SET, d_proj, v->atty, BT, err),
            "block %d proj backward", l);
     KB_TRY(kb_attention_bwd(ctx, d_qkv, a->d_att, a->d_att2, d_atty, v->qkv, v->att, B, T, d, m->cfg.num_heads, err),
            "block %d attention backward", l);
-    KB_TRY(kb_linear_bwd(ctx, &blk->qkv, &m->params, NULL, d_mod1, KB_DX_OVERWRITE, d_qkv, v->mod1, BT, err),
+    KB_TRY(kb_linear_bwd(ctx, &blk->qkv, &m->params, NULL, d_mod1, KB_GRAD_SET, d_qkv, v->mod1, BT, err),
            "block %d qkv backward", l);
-    KB_TRY(zero(ctx, d_ln1, BT * d, err), "block %d", l);
-    KB_TRY(kb_modulate_bwd(ctx, d_ln1, a->d_ada, a->d_ada + d, d_mod1, v->ln1, v->ada + d, ld, B, T, d, err),
-           "block %d modulate1 backward", l);
+    KB_TRY(kb_modulate_bwd(ctx, d_ln1, a->d_ada, a->d_ada + d, d_mod1, v->ln1, v->ada + d, ld, B, T, d, KB_GRAD_SET,
+                           err), "block %d modulate1 backward", l);
     KB_TRY(kb_layernorm_bwd(ctx, a->d_res, NULL, NULL, d_ln1, v->x_in, NULL, v->ln1_mean, v->ln1_rstd, BT, d, err),
            "block %d norm1 backward", l);
     return 0;
@@ -90,7 +86,7 @@ static int block_bwd(kb_dit *m, int l, int64_t B, kb_err *err) {
     int64_t d = m->cfg.hidden_size;
     KB_TRY(zero(m->ctx, m->acts.d_ada, B * 6 * d, err), "block %d", l);
     if (block_mlp_bwd(m, l, &v, B, err) || block_attn_bwd(m, l, &v, B, err)) return -1;
-    KB_TRY(kb_linear_bwd(m->ctx, &m->blocks[l].ada, &m->params, NULL, m->acts.d_c_silu, KB_DX_ACCUMULATE, m->acts.d_ada,
+    KB_TRY(kb_linear_bwd(m->ctx, &m->blocks[l].ada, &m->params, NULL, m->acts.d_c_silu, KB_GRAD_ADD, m->acts.d_ada,
                          m->acts.c_silu, B, err), "block %d adaLN backward", l);
     return 0;
 }
@@ -103,12 +99,12 @@ static int conditioning_bwd(kb_dit *m, const int32_t *y, int64_t B, kb_err *err)
     KB_TRY(zero(ctx, a->d_c, B * d, err), "conditioning backward");
     KB_TRY(kb_silu_bwd(ctx, a->d_c, a->c, a->d_c_silu, B * d, err), "SiLU(c) backward");
     KB_TRY(kb_embedding_bwd(ctx, kb_param_grad(&m->params, m->y_table), a->d_c, y, B, d, err), "y_embedder backward");
-    KB_TRY(kb_linear_bwd(ctx, &m->t_mlp2, &m->params, NULL, a->d_t, KB_DX_OVERWRITE, a->d_c, a->t_hs, B, err),
+    KB_TRY(kb_linear_bwd(ctx, &m->t_mlp2, &m->params, NULL, a->d_t, KB_GRAD_SET, a->d_c, a->t_hs, B, err),
            "t_embedder.mlp.2 backward");
     /* d_c_silu is free again: reuse it for dL/dt_h */
     KB_TRY(zero(ctx, a->d_c_silu, B * d, err), "conditioning backward");
     KB_TRY(kb_silu_bwd(ctx, a->d_c_silu, a->t_h, a->d_t, B * d, err), "t_embedder SiLU backward");
-    KB_TRY(kb_linear_bwd(ctx, &m->t_mlp0, &m->params, NULL, NULL, KB_DX_OVERWRITE, a->d_c_silu, a->tfreq, B, err),
+    KB_TRY(kb_linear_bwd(ctx, &m->t_mlp0, &m->params, NULL, NULL, KB_GRAD_SET, a->d_c_silu, a->tfreq, B, err),
            "t_embedder.mlp.0 backward");
     return 0;
 }
@@ -123,7 +119,7 @@ int kb_dit_backward(kb_dit *m, const float *d_out, const int32_t *y, int B, kb_e
     for (int l = c->depth - 1; l >= 0; l--)
         if (block_bwd(m, l, B, err)) return -1;
     /* d_res is dL/d(patch embedding + pos_embed); pos_embed is frozen. */
-    KB_TRY(kb_linear_bwd(m->ctx, &m->x_embed, &m->params, NULL, NULL, KB_DX_OVERWRITE, m->acts.d_res, m->acts.patches, BT, err),
+    KB_TRY(kb_linear_bwd(m->ctx, &m->x_embed, &m->params, NULL, NULL, KB_GRAD_SET, m->acts.d_res, m->acts.patches, BT, err),
            "x_embedder backward");
     return conditioning_bwd(m, y, B, err);
 }

@@ -37,10 +37,10 @@ int kb_linear_fwd(kb_ctx *ctx, const kb_linear *l, const kb_params *ps, const kb
 }
 
 int kb_linear_bwd(kb_ctx *ctx, const kb_linear *l, kb_params *ps, const kb_linear_cond *cond, float *dx,
-                  kb_dx_mode dx_mode, const float *dy, const float *x, int64_t rows, kb_err *err) {
+                  kb_grad_mode dx_mode, const float *dy, const float *x, int64_t rows, kb_err *err) {
     if (check_dense(l, ps, cond, err)) return -1;
     const float *W = kb_param_data(ps, l->w);
-    float beta = dx_mode == KB_DX_OVERWRITE ? 0.0f : 1.0f;
+    float beta = dx_mode == KB_GRAD_SET ? 0.0f : 1.0f;
     if (dx && kb_gemm(ctx, false, false, rows, l->in, l->out, 1.0f, dy, l->out, W, l->in, beta, dx, l->in, err))
         return kb_fail_wrap(err, "linear %s backward (input)", ps->items[l->w].name);
     if (!ps->items[l->w].trainable) return 0;

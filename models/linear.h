@@ -40,14 +40,10 @@ int kb_linear_register(kb_linear *l, kb_params *ps, const char *prefix, int in, 
                        kb_err *err);
 int kb_linear_fwd(kb_ctx *ctx, const kb_linear *l, const kb_params *ps, const kb_linear_cond *cond, float *y,
                   const float *x, int64_t rows, kb_err *err);
-/* What kb_linear_bwd does with dx: add dy W to it (an input read by several
- * layers sums their gradients there) or overwrite it with dy W (the layer is
- * the input's only reader: no zeroing pass first, and the GEMM does not read
- * dx, which on a GPU saves two passes over it). */
-typedef enum { KB_DX_ACCUMULATE = 0, KB_DX_OVERWRITE = 1 } kb_dx_mode;
-
-/* Accumulates dW, db into ps->grad and, when dx is not NULL, dx (+)= dy W. */
+/* Accumulates dW, db into ps->grad and, when dx is not NULL, dx += dy W, or
+ * dx = dy W with dx_mode KB_GRAD_SET (nn/backend.h): then the GEMM runs with
+ * beta 0 and neither needs dx cleared first nor reads it. */
 int kb_linear_bwd(kb_ctx *ctx, const kb_linear *l, kb_params *ps, const kb_linear_cond *cond, float *dx,
-                  kb_dx_mode dx_mode, const float *dy, const float *x, int64_t rows, kb_err *err);
+                  kb_grad_mode dx_mode, const float *dy, const float *x, int64_t rows, kb_err *err);
 
 #endif

@@ -28,6 +28,12 @@ typedef struct kb_cuda_state kb_cuda_state; /* opaque; defined in nn/cuda_backen
  *        TF32 in this mode.
  * The CPU path computes in fp32 only. */
 typedef enum { KB_MATMUL_FP32 = 0, KB_MATMUL_TF32, KB_MATMUL_BF16 } kb_matmul_precision;
+
+/* How a backward op writes an input's gradient: added to it (KB_GRAD_ADD, the
+ * llm.c convention: an input read by several ops sums their gradients there)
+ * or written over it (KB_GRAD_SET: the op is the input's only reader, so the
+ * buffer needs no zeroing first and is not read back, two passes fewer). */
+typedef enum { KB_GRAD_ADD = 0, KB_GRAD_SET = 1 } kb_grad_mode;
 const char *kb_matmul_precision_name(kb_matmul_precision p);
 /* "fp32" | "tf32" | "bf16". */
 int kb_matmul_precision_parse(const char *s, kb_matmul_precision *out, kb_err *err);

@@ -187,10 +187,11 @@ int kb_gelu_tanh_fwd(kb_ctx *ctx, float *out, const float *inp, int64_t n, kb_er
     KB_DISPATCH(kb_gelu_tanh_fwd_cuda(ctx, out, inp, n, err), kb_gelu_tanh_fwd_cpu(ctx->threads, out, inp, n));
 }
 
-int kb_gelu_tanh_bwd(kb_ctx *ctx, float *dinp, const float *inp, const float *dout, int64_t n, kb_err *err) {
+int kb_gelu_tanh_bwd(kb_ctx *ctx, float *dinp, const float *inp, const float *dout, int64_t n, kb_grad_mode mode,
+                     kb_err *err) {
     if (check_1d("kb_gelu_tanh_bwd", n, dinp, "dinp", inp, "inp", dout, "dout", ctx, err)) return -1;
-    KB_DISPATCH(kb_gelu_tanh_bwd_cuda(ctx, dinp, inp, dout, n, err),
-                kb_gelu_tanh_bwd_cpu(ctx->threads, dinp, inp, dout, n));
+    KB_DISPATCH(kb_gelu_tanh_bwd_cuda(ctx, dinp, inp, dout, n, mode, err),
+                kb_gelu_tanh_bwd_cpu(ctx->threads, dinp, inp, dout, n, mode));
 }
 
 int kb_silu_fwd(kb_ctx *ctx, float *out, const float *inp, int64_t n, kb_err *err) {

@@ -62,7 +62,8 @@ int kb_sum(kb_ctx *ctx, double *out, const float *in, int64_t n, kb_err *err);
 
 /* ---- activations (backward: dinp += f'(inp) * dout) ---- */
 int kb_gelu_tanh_fwd(kb_ctx *ctx, float *out, const float *inp, int64_t n, kb_err *err);
-int kb_gelu_tanh_bwd(kb_ctx *ctx, float *dinp, const float *inp, const float *dout, int64_t n, kb_err *err);
+int kb_gelu_tanh_bwd(kb_ctx *ctx, float *dinp, const float *inp, const float *dout, int64_t n, kb_grad_mode mode,
+                     kb_err *err); /* mode KB_GRAD_SET: dinp = f'(inp) * dout */
 int kb_silu_fwd(kb_ctx *ctx, float *out, const float *inp, int64_t n, kb_err *err);
 int kb_silu_bwd(kb_ctx *ctx, float *dinp, const float *inp, const float *dout, int64_t n, kb_err *err);
 int kb_relu_fwd(kb_ctx *ctx, float *out, const float *inp, int64_t n, kb_err *err);

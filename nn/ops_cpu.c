@@ -251,7 +251,12 @@ void kb_gelu_tanh_fwd_cpu(int threads, float *out, const float *inp, int64_t n) 
     for (int64_t i = 0; i < n; i++) out[i] = kb_sc_gelu_tanh(inp[i]);
 }
 
-void kb_gelu_tanh_bwd_cpu(int threads, float *dinp, const float *inp, const float *dout, int64_t n) {
+void kb_gelu_tanh_bwd_cpu(int threads, float *dinp, const float *inp, const float *dout, int64_t n, kb_grad_mode mode) {
+    if (mode == KB_GRAD_SET) {
+#pragma omp parallel for simd num_threads(team(threads, n / 8)) schedule(static)
+        for (int64_t i = 0; i < n; i++) dinp[i] = dout[i] * kb_sc_gelu_tanh_grad(inp[i]);
+        return;
+    }
 #pragma omp parallel for simd num_threads(team(threads, n / 8)) schedule(static)
     for (int64_t i = 0; i < n; i++) dinp[i] = dinp[i] + dout[i] * kb_sc_gelu_tanh_grad(inp[i]);
 }

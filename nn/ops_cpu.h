@@ -7,6 +7,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "nn/backend.h" /* kb_grad_mode */
+
 void kb_gemm_cpu(int threads, bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 void kb_gemm_batched_cpu(int threads, bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda, int64_t strideA, const float *B, int64_t ldb, int64_t strideB, float beta, float *C, int64_t ldc, int64_t strideC, int64_t batch);
 void kb_add_cpu(int threads, float *out, const float *a, const float *b, int64_t n);
@@ -20,7 +22,7 @@ void kb_gemm_bias_cpu(int threads, float *y, const float *x, const float *W, con
 void kb_sum_rows_cpu(int threads, float *out, const float *in, int64_t rows, int64_t cols);
 void kb_sum_cpu(int threads, double *out, const float *in, int64_t n);
 void kb_gelu_tanh_fwd_cpu(int threads, float *out, const float *inp, int64_t n);
-void kb_gelu_tanh_bwd_cpu(int threads, float *dinp, const float *inp, const float *dout, int64_t n);
+void kb_gelu_tanh_bwd_cpu(int threads, float *dinp, const float *inp, const float *dout, int64_t n, kb_grad_mode mode);
 void kb_silu_fwd_cpu(int threads, float *out, const float *inp, int64_t n);
 void kb_silu_bwd_cpu(int threads, float *dinp, const float *inp, const float *dout, int64_t n);
 void kb_relu_fwd_cpu(int threads, float *out, const float *inp, int64_t n);

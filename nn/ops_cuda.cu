@@ -367,8 +367,11 @@ extern "C" int kb_sum_cuda(kb_ctx *ctx, double *out, const float *in, int64_t n,
 __global__ void gelu_tanh_fwd_kernel(float *out, const float *inp, int64_t n) {
     KB_GRID_STRIDE(i, n) out[i] = kb_sc_gelu_tanh(inp[i]);
 }
-__global__ void gelu_tanh_bwd_kernel(float *dinp, const float *inp, const float *dout, int64_t n) {
-    KB_GRID_STRIDE(i, n) dinp[i] = __fadd_rn(dinp[i], __fmul_rn(dout[i], kb_sc_gelu_tanh_grad(inp[i])));
+__global__ void gelu_tanh_bwd_kernel(float *dinp, const float *inp, const float *dout, int64_t n, int set) {
+    KB_GRID_STRIDE(i, n) {
+        float g = __fmul_rn(dout[i], kb_sc_gelu_tanh_grad(inp[i]));
+        dinp[i] = set ? g : __fadd_rn(dinp[i], g);
+    }
 }
 __global__ void silu_fwd_kernel(float *out, const float *inp, int64_t n) {
     KB_GRID_STRIDE(i, n) out[i] = kb_sc_silu(inp[i]);
@@ -388,9 +391,9 @@ extern "C" int kb_gelu_tanh_fwd_cuda(kb_ctx *ctx, float *out, const float *inp, 
     KB_LAUNCH_1D(gelu_tanh_fwd_kernel, n, out, inp, n);
 }
 extern "C" int kb_gelu_tanh_bwd_cuda(kb_ctx *ctx, float *dinp, const float *inp, const float *dout, int64_t n,
-                                     kb_err *err) {
+                                     kb_grad_mode mode, kb_err *err) {
     KB_OP_BEGIN("gelu_tanh_bwd");
-    KB_LAUNCH_1D(gelu_tanh_bwd_kernel, n, dinp, inp, dout, n);
+    KB_LAUNCH_1D(gelu_tanh_bwd_kernel, n, dinp, inp, dout, n, mode == KB_GRAD_SET);
 }
 extern "C" int kb_silu_fwd_cuda(kb_ctx *ctx, float *out, const float *inp, int64_t n, kb_err *err) {
     KB_OP_BEGIN("silu_fwd");

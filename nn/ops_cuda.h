@@ -31,7 +31,8 @@ int kb_add_bias_cuda(kb_ctx *ctx, float *out, const float *bias, int64_t rows, i
 int kb_sum_rows_cuda(kb_ctx *ctx, float *out, const float *in, int64_t rows, int64_t cols, kb_err *err);
 int kb_sum_cuda(kb_ctx *ctx, double *out, const float *in, int64_t n, kb_err *err);
 int kb_gelu_tanh_fwd_cuda(kb_ctx *ctx, float *out, const float *inp, int64_t n, kb_err *err);
-int kb_gelu_tanh_bwd_cuda(kb_ctx *ctx, float *dinp, const float *inp, const float *dout, int64_t n, kb_err *err);
+int kb_gelu_tanh_bwd_cuda(kb_ctx *ctx, float *dinp, const float *inp, const float *dout, int64_t n, kb_grad_mode mode,
+                          kb_err *err);
 int kb_silu_fwd_cuda(kb_ctx *ctx, float *out, const float *inp, int64_t n, kb_err *err);
 int kb_silu_bwd_cuda(kb_ctx *ctx, float *dinp, const float *inp, const float *dout, int64_t n, kb_err *err);
 int kb_relu_fwd_cuda(kb_ctx *ctx, float *out, const float *inp, int64_t n, kb_err *err);

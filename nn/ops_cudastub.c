@@ -43,7 +43,8 @@ int kb_sum_cuda(kb_ctx *ctx, double *out, const float *in, int64_t n, kb_err *er
 int kb_gelu_tanh_fwd_cuda(kb_ctx *ctx, float *out, const float *inp, int64_t n, kb_err *err) {
     return kb_fail(err, "gelu_tanh_fwd: this kindbench was built without CUDA");
 }
-int kb_gelu_tanh_bwd_cuda(kb_ctx *ctx, float *dinp, const float *inp, const float *dout, int64_t n, kb_err *err) {
+int kb_gelu_tanh_bwd_cuda(kb_ctx *ctx, float *dinp, const float *inp, const float *dout, int64_t n, kb_grad_mode mode,
+                          kb_err *err) {
     return kb_fail(err, "gelu_tanh_bwd: this kindbench was built without CUDA");
 }
 int kb_silu_fwd_cuda(kb_ctx *ctx, float *out, const float *inp, int64_t n, kb_err *err) {

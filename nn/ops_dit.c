@@ -33,10 +33,10 @@ int kb_modulate_fwd(kb_ctx *ctx, float *out, const float *x, const float *shift,
 }
 
 int kb_modulate_bwd(kb_ctx *ctx, float *dx, float *dshift, float *dscale, const float *dout, const float *x,
-                    const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D, kb_err *err) {
+                    const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D, kb_grad_mode dx_mode, kb_err *err) {
     if (check_btd("kb_modulate_bwd", ld, B, T, D, err)) return -1;
-    DISPATCH(kb_modulate_bwd_cpu(ctx->threads, dx, dshift, dscale, dout, x, scale, ld, B, T, D),
-             kb_modulate_bwd_cuda(ctx, dx, dshift, dscale, dout, x, scale, ld, B, T, D, err));
+    DISPATCH(kb_modulate_bwd_cpu(ctx->threads, dx, dshift, dscale, dout, x, scale, ld, B, T, D, dx_mode),
+             kb_modulate_bwd_cuda(ctx, dx, dshift, dscale, dout, x, scale, ld, B, T, D, dx_mode, err));
 }
 
 int kb_gated_add_fwd(kb_ctx *ctx, float *x, const float *gate, const float *y, int64_t ld, int64_t B, int64_t T,
@@ -47,10 +47,10 @@ int kb_gated_add_fwd(kb_ctx *ctx, float *x, const float *gate, const float *y, i
 }
 
 int kb_gated_add_bwd(kb_ctx *ctx, float *dy, float *dgate, const float *dx, const float *y, const float *gate,
-                     int64_t ld, int64_t B, int64_t T, int64_t D, kb_err *err) {
+                     int64_t ld, int64_t B, int64_t T, int64_t D, kb_grad_mode dy_mode, kb_err *err) {
     if (check_btd("kb_gated_add_bwd", ld, B, T, D, err)) return -1;
-    DISPATCH(kb_gated_add_bwd_cpu(ctx->threads, dy, dgate, dx, y, gate, ld, B, T, D),
-             kb_gated_add_bwd_cuda(ctx, dy, dgate, dx, y, gate, ld, B, T, D, err));
+    DISPATCH(kb_gated_add_bwd_cpu(ctx->threads, dy, dgate, dx, y, gate, ld, B, T, D, dy_mode),
+             kb_gated_add_bwd_cuda(ctx, dy, dgate, dx, y, gate, ld, B, T, D, dy_mode, err));
 }
 
 int kb_patchify(kb_ctx *ctx, float *tokens, const float *img, int64_t B, int64_t C, int64_t H, int64_t W, int64_t p,

@@ -28,15 +28,16 @@ typedef enum { KB_PATCH_CPQ = 0, KB_PATCH_PQC = 1 } kb_patch_order;
 /* out[b,t,d] = x[b,t,d] * (1 + scale[b,d]) + shift[b,d] */
 int kb_modulate_fwd(kb_ctx *ctx, float *out, const float *x, const float *shift, const float *scale, int64_t ld,
                     int64_t B, int64_t T, int64_t D, kb_err *err);
-/* dx += dout*(1+scale); dshift[b,d] += sum_t dout; dscale[b,d] += sum_t dout*x */
+/* dx += dout*(1+scale) (dx = ... with dx_mode KB_GRAD_SET); dshift[b,d] += sum_t dout;
+ * dscale[b,d] += sum_t dout*x */
 int kb_modulate_bwd(kb_ctx *ctx, float *dx, float *dshift, float *dscale, const float *dout, const float *x,
-                    const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D, kb_err *err);
+                    const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D, kb_grad_mode dx_mode, kb_err *err);
 /* x[b,t,d] += gate[b,d] * y[b,t,d] */
 int kb_gated_add_fwd(kb_ctx *ctx, float *x, const float *gate, const float *y, int64_t ld, int64_t B, int64_t T,
                      int64_t D, kb_err *err);
-/* dy += gate*dx; dgate[b,d] += sum_t dx*y */
+/* dy += gate*dx (dy = ... with dy_mode KB_GRAD_SET); dgate[b,d] += sum_t dx*y */
 int kb_gated_add_bwd(kb_ctx *ctx, float *dy, float *dgate, const float *dx, const float *y, const float *gate,
-                     int64_t ld, int64_t B, int64_t T, int64_t D, kb_err *err);
+                     int64_t ld, int64_t B, int64_t T, int64_t D, kb_grad_mode dy_mode, kb_err *err);
 /* tokens[B, (H/p)*(W/p), C*p*p] from img[B, C, H, W]: a permutation (writes). */
 int kb_patchify(kb_ctx *ctx, float *tokens, const float *img, int64_t B, int64_t C, int64_t H, int64_t W, int64_t p,
                 kb_patch_order order, kb_err *err);
@@ -56,10 +57,10 @@ int kb_timestep_freq(kb_ctx *ctx, float *out, const float *t, int64_t B, int64_t
 void kb_modulate_fwd_ref(float *out, const float *x, const float *shift, const float *scale, int64_t ld, int64_t B,
                          int64_t T, int64_t D);
 void kb_modulate_bwd_ref(float *dx, float *dshift, float *dscale, const float *dout, const float *x,
-                         const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D);
+                         const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D, kb_grad_mode dx_mode);
 void kb_gated_add_fwd_ref(float *x, const float *gate, const float *y, int64_t ld, int64_t B, int64_t T, int64_t D);
 void kb_gated_add_bwd_ref(float *dy, float *dgate, const float *dx, const float *y, const float *gate, int64_t ld,
-                          int64_t B, int64_t T, int64_t D);
+                          int64_t B, int64_t T, int64_t D, kb_grad_mode dy_mode);
 void kb_patchify_ref(float *tokens, const float *img, int64_t B, int64_t C, int64_t H, int64_t W, int64_t p,
                      kb_patch_order order);
 void kb_unpatchify_ref(float *img, const float *tokens, int64_t B, int64_t C, int64_t H, int64_t W, int64_t p,
@@ -74,11 +75,11 @@ void kb_timestep_freq_ref(float *out, const float *t, int64_t B, int64_t dim, fl
 void kb_modulate_fwd_cpu(int threads, float *out, const float *x, const float *shift, const float *scale, int64_t ld,
                          int64_t B, int64_t T, int64_t D);
 void kb_modulate_bwd_cpu(int threads, float *dx, float *dshift, float *dscale, const float *dout, const float *x,
-                         const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D);
+                         const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D, kb_grad_mode dx_mode);
 void kb_gated_add_fwd_cpu(int threads, float *x, const float *gate, const float *y, int64_t ld, int64_t B, int64_t T,
                           int64_t D);
 void kb_gated_add_bwd_cpu(int threads, float *dy, float *dgate, const float *dx, const float *y, const float *gate,
-                          int64_t ld, int64_t B, int64_t T, int64_t D);
+                          int64_t ld, int64_t B, int64_t T, int64_t D, kb_grad_mode dy_mode);
 void kb_patchify_cpu(int threads, float *tokens, const float *img, int64_t B, int64_t C, int64_t H, int64_t W,
                      int64_t p, kb_patch_order order);
 void kb_unpatchify_cpu(int threads, float *img, const float *tokens, int64_t B, int64_t C, int64_t H, int64_t W,
@@ -90,11 +91,12 @@ void kb_timestep_freq_cpu(int threads, float *out, const float *t, int64_t B, in
 int kb_modulate_fwd_cuda(kb_ctx *ctx, float *out, const float *x, const float *shift, const float *scale, int64_t ld,
                          int64_t B, int64_t T, int64_t D, kb_err *err);
 int kb_modulate_bwd_cuda(kb_ctx *ctx, float *dx, float *dshift, float *dscale, const float *dout, const float *x,
-                         const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D, kb_err *err);
+                         const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D, kb_grad_mode dx_mode,
+                         kb_err *err);
 int kb_gated_add_fwd_cuda(kb_ctx *ctx, float *x, const float *gate, const float *y, int64_t ld, int64_t B, int64_t T,
                           int64_t D, kb_err *err);
 int kb_gated_add_bwd_cuda(kb_ctx *ctx, float *dy, float *dgate, const float *dx, const float *y, const float *gate,
-                          int64_t ld, int64_t B, int64_t T, int64_t D, kb_err *err);
+                          int64_t ld, int64_t B, int64_t T, int64_t D, kb_grad_mode dy_mode, kb_err *err);
 int kb_patchify_cuda(kb_ctx *ctx, float *tokens, const float *img, int64_t B, int64_t C, int64_t H, int64_t W,
                      int64_t p, kb_patch_order order, kb_err *err);
 int kb_unpatchify_cuda(kb_ctx *ctx, float *img, const float *tokens, int64_t B, int64_t C, int64_t H, int64_t W,

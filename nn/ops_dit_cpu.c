@@ -22,7 +22,8 @@ void kb_modulate_fwd_cpu(int threads, float *out, const float *x, const float *s
 }
 
 void kb_modulate_bwd_cpu(int threads, float *dx, float *dshift, float *dscale, const float *dout, const float *x,
-                         const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D) {
+                         const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D, kb_grad_mode dx_mode) {
+    int set = dx_mode == KB_GRAD_SET;
 #pragma omp parallel num_threads(threads)
     {
         float *acc = malloc(2 * (size_t)(D ? D : 1) * sizeof(float));
@@ -34,7 +35,8 @@ void kb_modulate_bwd_cpu(int threads, float *dx, float *dshift, float *dscale, c
             for (int64_t t = 0; t < T; t++) {
                 int64_t row = (b * T + t) * D;
                 for (int64_t d = 0; d < D; d++) {
-                    dx[row + d] += dout[row + d] * (1.0f + sc[d]);
+                    float g = dout[row + d] * (1.0f + sc[d]);
+                    dx[row + d] = set ? g : dx[row + d] + g;
                     s_shift[d] += dout[row + d];
                     s_scale[d] += dout[row + d] * x[row + d];
                 }
@@ -60,7 +62,8 @@ void kb_gated_add_fwd_cpu(int threads, float *x, const float *gate, const float 
 }
 
 void kb_gated_add_bwd_cpu(int threads, float *dy, float *dgate, const float *dx, const float *y, const float *gate,
-                          int64_t ld, int64_t B, int64_t T, int64_t D) {
+                          int64_t ld, int64_t B, int64_t T, int64_t D, kb_grad_mode dy_mode) {
+    int set = dy_mode == KB_GRAD_SET;
 #pragma omp parallel num_threads(threads)
     {
         float *acc = malloc((size_t)(D ? D : 1) * sizeof(float));
@@ -71,7 +74,8 @@ void kb_gated_add_bwd_cpu(int threads, float *dy, float *dgate, const float *dx,
             for (int64_t t = 0; t < T; t++) {
                 int64_t row = (b * T + t) * D;
                 for (int64_t d = 0; d < D; d++) {
-                    dy[row + d] += g[d] * dx[row + d];
+                    float v = g[d] * dx[row + d];
+                    dy[row + d] = set ? v : dy[row + d] + v;
                     acc[d] += dx[row + d] * y[row + d];
                 }
             }

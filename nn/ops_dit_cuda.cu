@@ -20,13 +20,14 @@ __global__ void modulate_fwd_kernel(float *out, const float *x, const float *shi
 }
 
 __global__ void modulate_bwd_kernel(float *dx, float *dshift, float *dscale, const float *dout, const float *x,
-                                    const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D) {
+                                    const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D, int set) {
     KB_GRID_STRIDE(j, B * D) {
         int64_t b = j / D, d = j % D;
         float one_s = __fadd_rn(1.0f, scale[b * ld + d]), s_shift = 0.0f, s_scale = 0.0f;
         for (int64_t t = 0; t < T; t++) {
             int64_t i = (b * T + t) * D + d;
-            dx[i] = __fadd_rn(dx[i], __fmul_rn(dout[i], one_s));
+            float g = __fmul_rn(dout[i], one_s);
+            dx[i] = set ? g : __fadd_rn(dx[i], g);
             s_shift = __fadd_rn(s_shift, dout[i]);
             s_scale = __fadd_rn(s_scale, __fmul_rn(dout[i], x[i]));
         }
@@ -44,13 +45,14 @@ __global__ void gated_add_fwd_kernel(float *x, const float *gate, const float *y
 }
 
 __global__ void gated_add_bwd_kernel(float *dy, float *dgate, const float *dx, const float *y, const float *gate,
-                                     int64_t ld, int64_t B, int64_t T, int64_t D) {
+                                     int64_t ld, int64_t B, int64_t T, int64_t D, int set) {
     KB_GRID_STRIDE(j, B * D) {
         int64_t b = j / D, d = j % D;
         float g = gate[b * ld + d], s = 0.0f;
         for (int64_t t = 0; t < T; t++) {
             int64_t i = (b * T + t) * D + d;
-            dy[i] = __fadd_rn(dy[i], __fmul_rn(g, dx[i]));
+            float v = __fmul_rn(g, dx[i]);
+            dy[i] = set ? v : __fadd_rn(dy[i], v);
             s = __fadd_rn(s, __fmul_rn(dx[i], y[i]));
         }
         dgate[b * ld + d] = __fadd_rn(dgate[b * ld + d], s);
@@ -107,8 +109,10 @@ int kb_modulate_fwd_cuda(kb_ctx *ctx, float *out, const float *x, const float *s
 }
 
 int kb_modulate_bwd_cuda(kb_ctx *ctx, float *dx, float *dshift, float *dscale, const float *dout, const float *x,
-                         const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D, kb_err *err) {
-    LAUNCH("kb_modulate_bwd", modulate_bwd_kernel, B * D, dx, dshift, dscale, dout, x, scale, ld, B, T, D);
+                         const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D, kb_grad_mode dx_mode,
+                         kb_err *err) {
+    LAUNCH("kb_modulate_bwd", modulate_bwd_kernel, B * D, dx, dshift, dscale, dout, x, scale, ld, B, T, D,
+           dx_mode == KB_GRAD_SET);
 }
 
 int kb_gated_add_fwd_cuda(kb_ctx *ctx, float *x, const float *gate, const float *y, int64_t ld, int64_t B, int64_t T,
@@ -117,8 +121,8 @@ int kb_gated_add_fwd_cuda(kb_ctx *ctx, float *x, const float *gate, const float 
 }
 
 int kb_gated_add_bwd_cuda(kb_ctx *ctx, float *dy, float *dgate, const float *dx, const float *y, const float *gate,
-                          int64_t ld, int64_t B, int64_t T, int64_t D, kb_err *err) {
-    LAUNCH("kb_gated_add_bwd", gated_add_bwd_kernel, B * D, dy, dgate, dx, y, gate, ld, B, T, D);
+                          int64_t ld, int64_t B, int64_t T, int64_t D, kb_grad_mode dy_mode, kb_err *err) {
+    LAUNCH("kb_gated_add_bwd", gated_add_bwd_kernel, B * D, dy, dgate, dx, y, gate, ld, B, T, D, dy_mode == KB_GRAD_SET);
 }
 
 int kb_patchify_cuda(kb_ctx *ctx, float *tokens, const float *img, int64_t B, int64_t C, int64_t H, int64_t W,

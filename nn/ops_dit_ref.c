@@ -16,13 +16,14 @@ void kb_modulate_fwd_ref(float *out, const float *x, const float *shift, const f
 }
 
 void kb_modulate_bwd_ref(float *dx, float *dshift, float *dscale, const float *dout, const float *x,
-                         const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D) {
+                         const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D, kb_grad_mode dx_mode) {
     for (int64_t b = 0; b < B; b++)
         for (int64_t d = 0; d < D; d++) {
             float s_shift = 0.0f, s_scale = 0.0f;
             for (int64_t t = 0; t < T; t++) {
                 int64_t i = (b * T + t) * D + d;
-                dx[i] += dout[i] * (1.0f + scale[b * ld + d]);
+                float g = dout[i] * (1.0f + scale[b * ld + d]);
+                dx[i] = dx_mode == KB_GRAD_SET ? g : dx[i] + g;
                 s_shift += dout[i];
                 s_scale += dout[i] * x[i];
             }
@@ -41,13 +42,14 @@ void kb_gated_add_fwd_ref(float *x, const float *gate, const float *y, int64_t l
 }
 
 void kb_gated_add_bwd_ref(float *dy, float *dgate, const float *dx, const float *y, const float *gate, int64_t ld,
-                          int64_t B, int64_t T, int64_t D) {
+                          int64_t B, int64_t T, int64_t D, kb_grad_mode dy_mode) {
     for (int64_t b = 0; b < B; b++)
         for (int64_t d = 0; d < D; d++) {
             float s = 0.0f;
             for (int64_t t = 0; t < T; t++) {
                 int64_t i = (b * T + t) * D + d;
-                dy[i] += gate[b * ld + d] * dx[i];
+                float g = gate[b * ld + d] * dx[i];
+                dy[i] = dy_mode == KB_GRAD_SET ? g : dy[i] + g;
                 s += dx[i] * y[i];
             }
             dgate[b * ld + d] += s;

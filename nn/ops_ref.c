@@ -104,8 +104,11 @@ void kb_gelu_tanh_fwd_ref(float *out, const float *inp, int64_t n) {
     for (int64_t i = 0; i < n; i++) out[i] = kb_sc_gelu_tanh(inp[i]);
 }
 
-void kb_gelu_tanh_bwd_ref(float *dinp, const float *inp, const float *dout, int64_t n) {
-    for (int64_t i = 0; i < n; i++) dinp[i] = dinp[i] + dout[i] * kb_sc_gelu_tanh_grad(inp[i]);
+void kb_gelu_tanh_bwd_ref(float *dinp, const float *inp, const float *dout, int64_t n, kb_grad_mode mode) {
+    for (int64_t i = 0; i < n; i++) {
+        float g = dout[i] * kb_sc_gelu_tanh_grad(inp[i]);
+        dinp[i] = mode == KB_GRAD_SET ? g : dinp[i] + g;
+    }
 }
 
 void kb_silu_fwd_ref(float *out, const float *inp, int64_t n) {

@@ -293,10 +293,10 @@ static void test_gemm_bias(tctx *t) {
 
 /* ---- elementwise: bitwise against the reference ---- */
 
-enum { EW_ADD, EW_MUL, EW_AXPY, EW_SCALE, EW_FILL, EW_GELU_F, EW_GELU_B, EW_SILU_F, EW_SILU_B, EW_RELU_F, EW_RELU_B,
-       EW_COUNT };
-static const char *kEwName[] = {"add", "mul", "axpy", "scale", "fill", "gelu_tanh_fwd", "gelu_tanh_bwd", "silu_fwd",
-                                "silu_bwd", "relu_fwd", "relu_bwd"};
+enum { EW_ADD, EW_MUL, EW_AXPY, EW_SCALE, EW_FILL, EW_GELU_F, EW_GELU_B, EW_GELU_BS, EW_SILU_F, EW_SILU_B, EW_RELU_F,
+       EW_RELU_B, EW_COUNT };
+static const char *kEwName[] = {"add",      "mul",      "axpy",     "scale",   "fill",     "gelu_tanh_fwd",
+                                "gelu_tanh_bwd", "gelu_tanh_bwd (set)", "silu_fwd", "silu_bwd", "relu_fwd", "relu_bwd"};
 
 static void run_ew(int op, int threads, float *out, const float *a, const float *b, int64_t n) {
     bool ref = threads == 0;
@@ -307,7 +307,8 @@ static void run_ew(int op, int threads, float *out, const float *a, const float 
     case EW_SCALE: ref ? kb_scale_ref(out, 1.3f, n) : kb_scale_cpu(threads, out, 1.3f, n); break;
     case EW_FILL: ref ? kb_fill_ref(out, -2.5f, n) : kb_fill_cpu(threads, out, -2.5f, n); break;
     case EW_GELU_F: ref ? kb_gelu_tanh_fwd_ref(out, a, n) : kb_gelu_tanh_fwd_cpu(threads, out, a, n); break;
-    case EW_GELU_B: ref ? kb_gelu_tanh_bwd_ref(out, a, b, n) : kb_gelu_tanh_bwd_cpu(threads, out, a, b, n); break;
+    case EW_GELU_B: ref ? kb_gelu_tanh_bwd_ref(out, a, b, n, KB_GRAD_ADD) : kb_gelu_tanh_bwd_cpu(threads, out, a, b, n, KB_GRAD_ADD); break;
+    case EW_GELU_BS: ref ? kb_gelu_tanh_bwd_ref(out, a, b, n, KB_GRAD_SET) : kb_gelu_tanh_bwd_cpu(threads, out, a, b, n, KB_GRAD_SET); break;
     case EW_SILU_F: ref ? kb_silu_fwd_ref(out, a, n) : kb_silu_fwd_cpu(threads, out, a, n); break;
     case EW_SILU_B: ref ? kb_silu_bwd_ref(out, a, b, n) : kb_silu_bwd_cpu(threads, out, a, b, n); break;
     case EW_RELU_F: ref ? kb_relu_fwd_ref(out, a, n) : kb_relu_fwd_cpu(threads, out, a, n); break;

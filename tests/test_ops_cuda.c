@@ -391,6 +391,7 @@ typedef enum {
     EW_FILL,
     EW_GELU_F,
     EW_GELU_B,
+    EW_GELU_BS,
     EW_SILU_F,
     EW_SILU_B,
     EW_RELU_F,
@@ -398,8 +399,8 @@ typedef enum {
     EW_COUNT
 } ew_op;
 static const char *const ew_names[EW_COUNT] = {"add",      "mul",           "axpy",          "scale",
-                                               "fill",     "gelu_tanh_fwd", "gelu_tanh_bwd", "silu_fwd",
-                                               "silu_bwd", "relu_fwd",      "relu_bwd"};
+                                               "fill",     "gelu_tanh_fwd", "gelu_tanh_bwd", "gelu_tanh_bwd (set)",
+                                               "silu_fwd", "silu_bwd",      "relu_fwd",      "relu_bwd"};
 
 /* Runs op on the GPU into dout (which holds `init`); returns the rc. */
 static int ew_run_gpu(env *e, ew_op op, float *dout, const float *da, const float *db, int64_t n) {
@@ -412,7 +413,8 @@ static int ew_run_gpu(env *e, ew_op op, float *dout, const float *da, const floa
     case EW_SCALE: return kb_scale_cuda(c, dout, 1.3f, n, err);
     case EW_FILL: return kb_fill_cuda(c, dout, -2.5f, n, err);
     case EW_GELU_F: return kb_gelu_tanh_fwd_cuda(c, dout, da, n, err);
-    case EW_GELU_B: return kb_gelu_tanh_bwd_cuda(c, dout, da, db, n, err);
+    case EW_GELU_B: return kb_gelu_tanh_bwd_cuda(c, dout, da, db, n, KB_GRAD_ADD, err);
+    case EW_GELU_BS: return kb_gelu_tanh_bwd_cuda(c, dout, da, db, n, KB_GRAD_SET, err);
     case EW_SILU_F: return kb_silu_fwd_cuda(c, dout, da, n, err);
     case EW_SILU_B: return kb_silu_bwd_cuda(c, dout, da, db, n, err);
     case EW_RELU_F: return kb_relu_fwd_cuda(c, dout, da, n, err);
@@ -429,7 +431,8 @@ static void ew_run_ref(ew_op op, float *out, const float *a, const float *b, int
     case EW_SCALE: kb_scale_ref(out, 1.3f, n); break;
     case EW_FILL: kb_fill_ref(out, -2.5f, n); break;
     case EW_GELU_F: kb_gelu_tanh_fwd_ref(out, a, n); break;
-    case EW_GELU_B: kb_gelu_tanh_bwd_ref(out, a, b, n); break;
+    case EW_GELU_B: kb_gelu_tanh_bwd_ref(out, a, b, n, KB_GRAD_ADD); break;
+    case EW_GELU_BS: kb_gelu_tanh_bwd_ref(out, a, b, n, KB_GRAD_SET); break;
     case EW_SILU_F: kb_silu_fwd_ref(out, a, n); break;
     case EW_SILU_B: kb_silu_bwd_ref(out, a, b, n); break;
     case EW_RELU_F: kb_relu_fwd_ref(out, a, n); break;

@@ -27,6 +27,37 @@ static float *copyv(const float *src, int64_t n) {
 
 static int same_bits(const float *a, const float *b, int64_t n) { return memcmp(a, b, (size_t)n * sizeof(float)) == 0; }
 
+/* KB_GRAD_SET: the gradient output's old contents (random here) are written
+ * over, the fast path gives the reference's bits, and the values equal those
+ * of KB_GRAD_ADD into zeros; the per-sample sums still accumulate. */
+static void check_set_mode(kbt_state *st, int threads, int64_t B, int64_t T, int64_t D, const float *x,
+                           const float *cond, const float *dout, const float *y) {
+    int64_t n = B * T * D, ld = 6 * D, nc = B * ld;
+    float *g_r = randv(n, 20), *g_c = randv(n, 21), *g_0 = calloc((size_t)(n ? n : 1), sizeof(float));
+    float *c_r = randv(nc, 22), *c_c = copyv(c_r, nc), *c_0 = copyv(c_r, nc);
+    char name[128];
+    for (int op = 0; op < 2; op++) {
+        if (op == 0) {
+            kb_modulate_bwd_ref(g_r, c_r, c_r + D, dout, x, cond + D, ld, B, T, D, KB_GRAD_SET);
+            kb_modulate_bwd_cpu(threads, g_c, c_c, c_c + D, dout, x, cond + D, ld, B, T, D, KB_GRAD_SET);
+            kb_modulate_bwd_ref(g_0, c_0, c_0 + D, dout, x, cond + D, ld, B, T, D, KB_GRAD_ADD);
+        } else {
+            kb_gated_add_bwd_ref(g_r, c_r + 2 * D, dout, y, cond + 2 * D, ld, B, T, D, KB_GRAD_SET);
+            kb_gated_add_bwd_cpu(threads, g_c, c_c + 2 * D, dout, y, cond + 2 * D, ld, B, T, D, KB_GRAD_SET);
+            kb_gated_add_bwd_ref(g_0, c_0 + 2 * D, dout, y, cond + 2 * D, ld, B, T, D, KB_GRAD_ADD);
+        }
+        int64_t differ = 0;
+        for (int64_t i = 0; i < n; i++) differ += g_r[i] != g_0[i];
+        snprintf(name, sizeof name, "%s KB_GRAD_SET threads=%d: fast path bit-exact, = add into zeros",
+                 op ? "gated_add_bwd" : "modulate_bwd", threads);
+        KBT_CHECK(st, same_bits(g_r, g_c, n) && same_bits(c_r, c_c, nc) && differ == 0 && same_bits(c_r, c_0, nc), name,
+                  "%lld values differ from add-into-zeros, fast path %s", (long long)differ,
+                  same_bits(g_r, g_c, n) && same_bits(c_r, c_c, nc) ? "same" : "differs");
+        memset(g_0, 0, (size_t)n * sizeof(float));
+    }
+    free(g_r), free(g_c), free(g_0), free(c_r), free(c_c), free(c_0);
+}
+
 static void test_modulate_and_gate(kbt_state *st, int threads, int64_t B, int64_t T, int64_t D) {
     int64_t n = B * T * D, ld = 6 * D, nc = B * ld;
     float *x = randv(n, 1), *cond = randv(nc, 2), *dout = randv(n, 3), *y = randv(n, 4);
@@ -39,11 +70,12 @@ static void test_modulate_and_gate(kbt_state *st, int threads, int64_t B, int64_
     KBT_CHECK(st, same_bits(o_ref, o_cpu, n), name, "fast path differs from reference");
 
     float *dx_r = randv(n, 6), *dx_c = copyv(dx_r, n), *dc_r = randv(nc, 7), *dc_c = copyv(dc_r, nc);
-    kb_modulate_bwd_ref(dx_r, dc_r, dc_r + D, dout, x, cond + D, ld, B, T, D);
-    kb_modulate_bwd_cpu(threads, dx_c, dc_c, dc_c + D, dout, x, cond + D, ld, B, T, D);
+    kb_modulate_bwd_ref(dx_r, dc_r, dc_r + D, dout, x, cond + D, ld, B, T, D, KB_GRAD_ADD);
+    kb_modulate_bwd_cpu(threads, dx_c, dc_c, dc_c + D, dout, x, cond + D, ld, B, T, D, KB_GRAD_ADD);
     snprintf(name, sizeof name, "modulate_bwd B=%lld T=%lld D=%lld threads=%d bit-exact", (long long)B, (long long)T,
              (long long)D, threads);
     KBT_CHECK(st, same_bits(dx_r, dx_c, n) && same_bits(dc_r, dc_c, nc), name, "fast path differs from reference");
+    check_set_mode(st, threads, B, T, D, x, cond, dout, y);
 
     float *xr = copyv(x, n), *xc = copyv(x, n);
     kb_gated_add_fwd_ref(xr, cond + 2 * D, y, ld, B, T, D);
@@ -52,8 +84,8 @@ static void test_modulate_and_gate(kbt_state *st, int threads, int64_t B, int64_
     KBT_CHECK(st, same_bits(xr, xc, n), name, "fast path differs from reference");
     float *dy_r = randv(n, 8), *dy_c = copyv(dy_r, n);
     memcpy(dc_c, dc_r, (size_t)nc * sizeof(float));
-    kb_gated_add_bwd_ref(dy_r, dc_r + 2 * D, dout, y, cond + 2 * D, ld, B, T, D);
-    kb_gated_add_bwd_cpu(threads, dy_c, dc_c + 2 * D, dout, y, cond + 2 * D, ld, B, T, D);
+    kb_gated_add_bwd_ref(dy_r, dc_r + 2 * D, dout, y, cond + 2 * D, ld, B, T, D, KB_GRAD_ADD);
+    kb_gated_add_bwd_cpu(threads, dy_c, dc_c + 2 * D, dout, y, cond + 2 * D, ld, B, T, D, KB_GRAD_ADD);
     snprintf(name, sizeof name, "gated_add_bwd threads=%d bit-exact", threads);
     KBT_CHECK(st, same_bits(dy_r, dy_c, n) && same_bits(dc_r, dc_c, nc), name, "fast path differs from reference");
     free(x), free(cond), free(dout), free(y), free(o_ref), free(o_cpu), free(dx_r), free(dx_c), free(dc_r);

@@ -103,7 +103,7 @@ static void test_activations(tctx *t) {
         if (k == 1) kb_silu_fwd_ref(y, x, n);
         if (k == 2) kb_relu_fwd_ref(y, x, n);
         memset(dx, 0, n * sizeof(float));
-        if (k == 0) kb_gelu_tanh_bwd_ref(dx, x, dy, n);
+        if (k == 0) kb_gelu_tanh_bwd_ref(dx, x, dy, n, KB_GRAD_ADD);
         if (k == 1) kb_silu_bwd_ref(dx, x, dy, n);
         if (k == 2) kb_relu_bwd_ref(dx, x, dy, n);
         snprintf(nm, sizeof nm, "%s.y", names[k]);
