@@ -11,6 +11,9 @@
  * Conventions:
  *   - Backward functions ACCUMULATE into their gradient outputs (+=), as llm.c
  *     does, so that residual branches add up; callers zero gradients first.
+ *     Those that take a kb_grad_mode (nn/backend.h) write over their input
+ *     gradient with KB_GRAD_SET instead (no zeroing needed); softmax's
+ *     backward always writes over.
  *   - GEMMs are row-major: C[M,N] = alpha * op(A)[M,K] @ op(B)[K,N] + beta * C,
  *     op(X) = X or X^T; lda/ldb/ldc are row strides of the stored matrices.
  *   - Random fills are counter-based (nn/rng.h): element i of (seed, stream)

@@ -2,7 +2,8 @@
  * label-embedding lookup, timestep frequencies). Same scheme as nn/ops.h:
  * kb_<op>(ctx, ..., err) dispatches on ctx->device to kb_<op>_cpu(threads, ...)
  * or kb_<op>_cuda(ctx, ..., err); kb_<op>_ref(...) is the plain reference;
- * backward functions accumulate (+=).
+ * backward functions accumulate (+=), or write over the input gradient when
+ * given KB_GRAD_SET; per-sample sums (dshift, dscale, dgate) always add.
  *
  * Layouts: token activations are [B, T, D] row-major. Per-sample conditioning
  * vectors (shift, scale, gate) are rows of a [B, ld] matrix (the adaLN output
