@@ -39,11 +39,11 @@ int kb_modulate_bwd(kb_ctx *ctx, float *dx, float *dshift, float *dscale, const 
              kb_modulate_bwd_cuda(ctx, dx, dshift, dscale, dout, x, scale, ld, B, T, D, dx_mode, err));
 }
 
-int kb_gated_add_fwd(kb_ctx *ctx, float *x, const float *gate, const float *y, int64_t ld, int64_t B, int64_t T,
-                     int64_t D, kb_err *err) {
+int kb_gated_add_fwd(kb_ctx *ctx, float *out, const float *x, const float *gate, const float *y, int64_t ld, int64_t B,
+                     int64_t T, int64_t D, kb_err *err) {
     if (check_btd("kb_gated_add_fwd", ld, B, T, D, err)) return -1;
-    DISPATCH(kb_gated_add_fwd_cpu(ctx->threads, x, gate, y, ld, B, T, D),
-             kb_gated_add_fwd_cuda(ctx, x, gate, y, ld, B, T, D, err));
+    DISPATCH(kb_gated_add_fwd_cpu(ctx->threads, out, x, gate, y, ld, B, T, D),
+             kb_gated_add_fwd_cuda(ctx, out, x, gate, y, ld, B, T, D, err));
 }
 
 int kb_gated_add_bwd(kb_ctx *ctx, float *dy, float *dgate, const float *dx, const float *y, const float *gate,

@@ -33,9 +33,9 @@ int kb_modulate_fwd(kb_ctx *ctx, float *out, const float *x, const float *shift,
  * dscale[b,d] += sum_t dout*x */
 int kb_modulate_bwd(kb_ctx *ctx, float *dx, float *dshift, float *dscale, const float *dout, const float *x,
                     const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D, kb_grad_mode dx_mode, kb_err *err);
-/* x[b,t,d] += gate[b,d] * y[b,t,d] */
-int kb_gated_add_fwd(kb_ctx *ctx, float *x, const float *gate, const float *y, int64_t ld, int64_t B, int64_t T,
-                     int64_t D, kb_err *err);
+/* out[b,t,d] = x[b,t,d] + gate[b,d] * y[b,t,d] (the gated residual; out may be x) */
+int kb_gated_add_fwd(kb_ctx *ctx, float *out, const float *x, const float *gate, const float *y, int64_t ld, int64_t B,
+                     int64_t T, int64_t D, kb_err *err);
 /* dy += gate*dx (dy = ... with dy_mode KB_GRAD_SET); dgate[b,d] += sum_t dx*y */
 int kb_gated_add_bwd(kb_ctx *ctx, float *dy, float *dgate, const float *dx, const float *y, const float *gate,
                      int64_t ld, int64_t B, int64_t T, int64_t D, kb_grad_mode dy_mode, kb_err *err);
@@ -59,7 +59,8 @@ void kb_modulate_fwd_ref(float *out, const float *x, const float *shift, const f
                          int64_t T, int64_t D);
 void kb_modulate_bwd_ref(float *dx, float *dshift, float *dscale, const float *dout, const float *x,
                          const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D, kb_grad_mode dx_mode);
-void kb_gated_add_fwd_ref(float *x, const float *gate, const float *y, int64_t ld, int64_t B, int64_t T, int64_t D);
+void kb_gated_add_fwd_ref(float *out, const float *x, const float *gate, const float *y, int64_t ld, int64_t B, int64_t T,
+                          int64_t D);
 void kb_gated_add_bwd_ref(float *dy, float *dgate, const float *dx, const float *y, const float *gate, int64_t ld,
                           int64_t B, int64_t T, int64_t D, kb_grad_mode dy_mode);
 void kb_patchify_ref(float *tokens, const float *img, int64_t B, int64_t C, int64_t H, int64_t W, int64_t p,
@@ -77,8 +78,8 @@ void kb_modulate_fwd_cpu(int threads, float *out, const float *x, const float *s
                          int64_t B, int64_t T, int64_t D);
 void kb_modulate_bwd_cpu(int threads, float *dx, float *dshift, float *dscale, const float *dout, const float *x,
                          const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D, kb_grad_mode dx_mode);
-void kb_gated_add_fwd_cpu(int threads, float *x, const float *gate, const float *y, int64_t ld, int64_t B, int64_t T,
-                          int64_t D);
+void kb_gated_add_fwd_cpu(int threads, float *out, const float *x, const float *gate, const float *y, int64_t ld,
+                          int64_t B, int64_t T, int64_t D);
 void kb_gated_add_bwd_cpu(int threads, float *dy, float *dgate, const float *dx, const float *y, const float *gate,
                           int64_t ld, int64_t B, int64_t T, int64_t D, kb_grad_mode dy_mode);
 void kb_patchify_cpu(int threads, float *tokens, const float *img, int64_t B, int64_t C, int64_t H, int64_t W,
@@ -94,8 +95,8 @@ int kb_modulate_fwd_cuda(kb_ctx *ctx, float *out, const float *x, const float *s
 int kb_modulate_bwd_cuda(kb_ctx *ctx, float *dx, float *dshift, float *dscale, const float *dout, const float *x,
                          const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D, kb_grad_mode dx_mode,
                          kb_err *err);
-int kb_gated_add_fwd_cuda(kb_ctx *ctx, float *x, const float *gate, const float *y, int64_t ld, int64_t B, int64_t T,
-                          int64_t D, kb_err *err);
+int kb_gated_add_fwd_cuda(kb_ctx *ctx, float *out, const float *x, const float *gate, const float *y, int64_t ld,
+                          int64_t B, int64_t T, int64_t D, kb_err *err);
 int kb_gated_add_bwd_cuda(kb_ctx *ctx, float *dy, float *dgate, const float *dx, const float *y, const float *gate,
                           int64_t ld, int64_t B, int64_t T, int64_t D, kb_grad_mode dy_mode, kb_err *err);
 int kb_patchify_cuda(kb_ctx *ctx, float *tokens, const float *img, int64_t B, int64_t C, int64_t H, int64_t W,

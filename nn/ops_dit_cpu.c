@@ -50,14 +50,14 @@ void kb_modulate_bwd_cpu(int threads, float *dx, float *dshift, float *dscale, c
     }
 }
 
-void kb_gated_add_fwd_cpu(int threads, float *x, const float *gate, const float *y, int64_t ld, int64_t B, int64_t T,
-                          int64_t D) {
+void kb_gated_add_fwd_cpu(int threads, float *out, const float *x, const float *gate, const float *y, int64_t ld,
+                          int64_t B, int64_t T, int64_t D) {
 #pragma omp parallel for num_threads(threads) schedule(static) collapse(2)
     for (int64_t b = 0; b < B; b++)
         for (int64_t t = 0; t < T; t++) {
             const float *g = gate + b * ld;
             int64_t row = (b * T + t) * D;
-            for (int64_t d = 0; d < D; d++) x[row + d] += g[d] * y[row + d];
+            for (int64_t d = 0; d < D; d++) out[row + d] = x[row + d] + g[d] * y[row + d];
         }
 }
 

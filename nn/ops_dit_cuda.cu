@@ -36,11 +36,11 @@ __global__ void modulate_bwd_kernel(float *dx, float *dshift, float *dscale, con
     }
 }
 
-__global__ void gated_add_fwd_kernel(float *x, const float *gate, const float *y, int64_t ld, int64_t T, int64_t D,
-                                     int64_t n) {
+__global__ void gated_add_fwd_kernel(float *out, const float *x, const float *gate, const float *y, int64_t ld,
+                                     int64_t T, int64_t D, int64_t n) {
     KB_GRID_STRIDE(i, n) {
         int64_t b = i / (T * D), d = i % D;
-        x[i] = __fadd_rn(x[i], __fmul_rn(gate[b * ld + d], y[i]));
+        out[i] = __fadd_rn(x[i], __fmul_rn(gate[b * ld + d], y[i]));
     }
 }
 
@@ -115,9 +115,9 @@ int kb_modulate_bwd_cuda(kb_ctx *ctx, float *dx, float *dshift, float *dscale, c
            dx_mode == KB_GRAD_SET);
 }
 
-int kb_gated_add_fwd_cuda(kb_ctx *ctx, float *x, const float *gate, const float *y, int64_t ld, int64_t B, int64_t T,
-                          int64_t D, kb_err *err) {
-    LAUNCH("kb_gated_add_fwd", gated_add_fwd_kernel, B * T * D, x, gate, y, ld, T, D, B * T * D);
+int kb_gated_add_fwd_cuda(kb_ctx *ctx, float *out, const float *x, const float *gate, const float *y, int64_t ld,
+                          int64_t B, int64_t T, int64_t D, kb_err *err) {
+    LAUNCH("kb_gated_add_fwd", gated_add_fwd_kernel, B * T * D, out, x, gate, y, ld, T, D, B * T * D);
 }
 
 int kb_gated_add_bwd_cuda(kb_ctx *ctx, float *dy, float *dgate, const float *dx, const float *y, const float *gate,

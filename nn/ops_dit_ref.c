@@ -32,12 +32,13 @@ void kb_modulate_bwd_ref(float *dx, float *dshift, float *dscale, const float *d
         }
 }
 
-void kb_gated_add_fwd_ref(float *x, const float *gate, const float *y, int64_t ld, int64_t B, int64_t T, int64_t D) {
+void kb_gated_add_fwd_ref(float *out, const float *x, const float *gate, const float *y, int64_t ld, int64_t B, int64_t T,
+                          int64_t D) {
     for (int64_t b = 0; b < B; b++)
         for (int64_t t = 0; t < T; t++)
             for (int64_t d = 0; d < D; d++) {
                 int64_t i = (b * T + t) * D + d;
-                x[i] += gate[b * ld + d] * y[i];
+                out[i] = x[i] + gate[b * ld + d] * y[i];
             }
 }
 

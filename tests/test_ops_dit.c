@@ -78,10 +78,13 @@ static void test_modulate_and_gate(kbt_state *st, int threads, int64_t B, int64_
     check_set_mode(st, threads, B, T, D, x, cond, dout, y);
 
     float *xr = copyv(x, n), *xc = copyv(x, n);
-    kb_gated_add_fwd_ref(xr, cond + 2 * D, y, ld, B, T, D);
-    kb_gated_add_fwd_cpu(threads, xc, cond + 2 * D, y, ld, B, T, D);
-    snprintf(name, sizeof name, "gated_add_fwd threads=%d bit-exact", threads);
+    kb_gated_add_fwd_ref(xr, xr, cond + 2 * D, y, ld, B, T, D);
+    kb_gated_add_fwd_cpu(threads, xc, xc, cond + 2 * D, y, ld, B, T, D);
+    snprintf(name, sizeof name, "gated_add_fwd in place threads=%d bit-exact", threads);
     KBT_CHECK(st, same_bits(xr, xc, n), name, "fast path differs from reference");
+    kb_gated_add_fwd_cpu(threads, o_cpu, x, cond + 2 * D, y, ld, B, T, D);
+    snprintf(name, sizeof name, "gated_add_fwd out of place threads=%d = in place on a copy", threads);
+    KBT_CHECK(st, same_bits(xr, o_cpu, n), name, "out-of-place result differs");
     float *dy_r = randv(n, 8), *dy_c = copyv(dy_r, n);
     memcpy(dc_c, dc_r, (size_t)nc * sizeof(float));
     kb_gated_add_bwd_ref(dy_r, dc_r + 2 * D, dout, y, cond + 2 * D, ld, B, T, D, KB_GRAD_ADD);

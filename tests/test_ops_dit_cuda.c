@@ -55,9 +55,12 @@ static void test_modulate_gate(env *e, int64_t B, int64_t T, int64_t D) {
     kb_modulate_bwd(&e->ctx, gdx, gdc, gdc + D, gd, gx, gc + D, ld, B, T, D, KB_GRAD_ADD, &e->err);
     expect_same(e, "modulate_bwd dx bit-identical", gdx, dx, n, 0.0);
     expect_same(e, "modulate_bwd dshift/dscale bit-identical", gdc, dc, nc, 0.0);
-    kb_gated_add_fwd_ref(x, cond + 2 * D, y, ld, B, T, D);
-    kb_gated_add_fwd(&e->ctx, gx, gc + 2 * D, gy, ld, B, T, D, &e->err);
+    kb_gated_add_fwd_ref(x, x, cond + 2 * D, y, ld, B, T, D); /* in place */
+    kb_gated_add_fwd(&e->ctx, gx, gx, gc + 2 * D, gy, ld, B, T, D, &e->err);
     expect_same(e, "gated_add_fwd bit-identical", gx, x, n, 0.0);
+    kb_gated_add_fwd_ref(o, x, cond + 2 * D, y, ld, B, T, D); /* out of place */
+    kb_gated_add_fwd(&e->ctx, go, gx, gc + 2 * D, gy, ld, B, T, D, &e->err);
+    expect_same(e, "gated_add_fwd out of place bit-identical", go, o, n, 0.0);
     kb_gated_add_bwd_ref(dx, dc + 2 * D, dout, y, cond + 2 * D, ld, B, T, D, KB_GRAD_ADD);
     kb_gated_add_bwd(&e->ctx, gdx, gdc + 2 * D, gd, gy, gc + 2 * D, ld, B, T, D, KB_GRAD_ADD, &e->err);
     expect_same(e, "gated_add_bwd dy bit-identical", gdx, dx, n, 0.0);
