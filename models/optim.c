@@ -59,14 +59,28 @@ int kb_optim_grad_norm(kb_optim *o, double *norm, kb_err *err) {
     return 0;
 }
 
+/* The next run of consecutive trainable entries from item *i on, as one span
+ * [*off, *off + *len) of the flat buffers, so that each optimiser op runs once
+ * per run rather than once per tensor. The alignment padding between entries
+ * comes along: it is zero in the parameters, gradients and moments, and
+ * AdamW, EMA and scaling keep zeros zero. Returns 0 when no run is left. */
+static int next_trainable_span(const kb_params *ps, int *i, size_t *off, size_t *len) {
+    while (*i < ps->count && !ps->items[*i].trainable) (*i)++;
+    if (*i >= ps->count) return 0;
+    size_t start = ps->items[*i].offset, end = start;
+    for (; *i < ps->count && ps->items[*i].trainable; (*i)++) end = ps->items[*i].offset + ps->items[*i].numel;
+    *off = start, *len = end - start;
+    return 1;
+}
+
 /* torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when below 1. */
 static int clip_grads(kb_optim *o, kb_err *err) {
     kb_params *ps = o->params;
     double coef = o->cfg.clip_norm / (o->last_grad_norm + 1e-6);
     if (coef >= 1.0) return 0;
-    for (int i = 0; i < ps->count; i++)
-        if (ps->items[i].trainable && kb_scale(ps->ctx, kb_param_grad(ps, i), (float)coef, (int64_t)ps->items[i].numel, err))
-            return -1;
+    size_t off, len;
+    for (int i = 0; next_trainable_span(ps, &i, &off, &len);)
+        if (kb_scale(ps->ctx, ps->grad + off, (float)coef, (int64_t)len, err)) return -1;
     return 0;
 }
 
@@ -84,15 +98,12 @@ int kb_optim_apply(kb_optim *o, double grad_norm, kb_err *err) {
     o->step++;
     kb_adamw_scalars s = kb_adamw_make_scalars(o->cfg.lr, o->cfg.beta1, o->cfg.beta2, o->cfg.eps,
                                                o->cfg.weight_decay, o->step);
-    for (int i = 0; i < ps->count; i++) {
-        const kb_param *p = &ps->items[i];
-        if (!p->trainable) continue;
-        if (kb_adamw_step(ps->ctx, ps->data + p->offset, ps->grad + p->offset, o->m + p->offset, o->v + p->offset,
-                          (int64_t)p->numel, &s, err))
-            return kb_fail_wrap(err, "AdamW on %s", p->name);
-        if (o->ema && kb_ema_update(ps->ctx, o->ema + p->offset, ps->data + p->offset, (int64_t)p->numel,
-                                    o->cfg.ema_decay, err))
-            return kb_fail_wrap(err, "EMA on %s", p->name);
+    size_t off, len;
+    for (int i = 0; next_trainable_span(ps, &i, &off, &len);) {
+        if (kb_adamw_step(ps->ctx, ps->data + off, ps->grad + off, o->m + off, o->v + off, (int64_t)len, &s, err))
+            return kb_fail_wrap(err, "AdamW on %zu parameters from offset %zu", len, off);
+        if (o->ema && kb_ema_update(ps->ctx, o->ema + off, ps->data + off, (int64_t)len, o->cfg.ema_decay, err))
+            return kb_fail_wrap(err, "EMA on %zu parameters from offset %zu", len, off);
     }
     return 0;
 }
