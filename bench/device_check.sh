@@ -75,6 +75,11 @@ if [ "$WHAT" = bench ] || [ "$WHAT" = all ]; then
   note "DiT-B/2 bf16 vs autocast+sdpa:  $(bench bench_train_bf16 bench/bench_train.sh "${dit[@]}" --precision bf16)"
   note "DiT-B/2 bf16 vs pure bf16+sdpa: $(bench bench_train_bf16pure bench/bench_train.sh "${dit[@]}" --precision bf16 --torch-precision bf16-pure)"
   note "DiT-B/2 fp32 vs fp32+sdpa:      $(bench bench_train_fp32 bench/bench_train.sh "${dit[@]}" --precision fp32 --steps 10)"
+  # where our bf16 step's time goes (per-op CUDA event times, after the timed steps)
+  timeout 200 "$KINDBENCH" bench train "${dit[@]}" --precision bf16 --profile > "$OUT/bench_train_bf16_profile.log" 2>&1 ||
+    echo "(exit $?)" >> "$OUT/bench_train_bf16_profile.log"
+  note "  ours bf16, profiled: $(grep -E '^profile: [0-9]+ step|rror|^\(exit' "$OUT/bench_train_bf16_profile.log" | head -2 | tr '\n' ' ')"
+  grep -E '^profile: ' "$OUT/bench_train_bf16_profile.log" | sed -n '3,10p'
   # the same bf16 run of ours without cuBLASLt's bias epilogue (GEMM, then a bias kernel)
   KINDBENCH_CUBLASLT=0 timeout 200 "$KINDBENCH" bench train "${dit[@]}" --precision bf16 > "$OUT/bench_train_bf16_nolt.log" 2>&1 ||
     echo "(exit $?)" >> "$OUT/bench_train_bf16_nolt.log"

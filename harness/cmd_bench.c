@@ -12,12 +12,14 @@
 #include "models/dit.h"
 #include "models/optim.h"
 #include "models/train_step.h"
+#include "nn/profile.h"
 #include "nn/rng.h"
 #include "util/progress.h"
 
 typedef struct {
     kb_dit_config cfg;
     int batch, steps, warmup, threads, pool;
+    int profile; /* --profile: after the timed steps, the same number again with per-op times */
     kb_device device;
     kb_matmul_precision precision;
     double peak_tflops; /* 0: from the GPU's name when known */
@@ -36,7 +38,10 @@ static void usage(void) {
            "  --device cpu|cuda (default cpu)  --threads N (default: all cores)\n"
            "  --precision fp32|tf32|bf16  arithmetic of the GEMMs on CUDA (default fp32)\n"
            "  --peak-tflops X   the device's peak for that arithmetic, for the MFU line (default:\n"
-           "                    the datasheet's dense figure for H100/H200 SXM and A100)\n");
+           "                    the datasheet's dense figure for H100/H200 SXM and A100)\n"
+           "  --profile         then run as many steps again, timing every op (CUDA events on a GPU),\n"
+           "                    and print where a step's time goes (the timed figures above are\n"
+           "                    from the unprofiled steps)\n");
 }
 
 static int parse(int argc, char **argv, bench_opts *o, kb_err *err) {
@@ -47,13 +52,14 @@ static int parse(int argc, char **argv, bench_opts *o, kb_err *err) {
         {"batch", required_argument, 0, 'b'}, {"steps", required_argument, 0, 's'}, {"warmup", required_argument, 0, 'W'},
         {"pool", required_argument, 0, 'L'},
         {"device", required_argument, 0, 'D'}, {"threads", required_argument, 0, 't'},
-        {"precision", required_argument, 0, 'P'}, {"peak-tflops", required_argument, 0, 'F'}, {"help", no_argument, 0, 'h'},
+        {"precision", required_argument, 0, 'P'}, {"peak-tflops", required_argument, 0, 'F'},
+        {"profile", no_argument, 0, 'R'}, {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     o->cfg = kb_dit_config_default();
     o->cfg.depth = 4, o->cfg.hidden_size = 128, o->cfg.num_heads = 4, o->cfg.patch_size = 4;
     o->cfg.input_size = 32, o->cfg.in_channels = 1, o->cfg.num_classes = 10;
     o->batch = 32, o->steps = 20, o->warmup = 3, o->threads = 0, o->pool = 4, o->device = KB_DEV_CPU;
-    o->precision = KB_MATMUL_FP32, o->peak_tflops = 0.0;
+    o->precision = KB_MATMUL_FP32, o->peak_tflops = 0.0, o->profile = 0;
     int c;
     long long v;
     optind = 0;
@@ -61,6 +67,10 @@ static int parse(int argc, char **argv, bench_opts *o, kb_err *err) {
         if (c == 'h') {
             usage();
             return 1;
+        }
+        if (c == 'R') {
+            o->profile = 1;
+            continue;
         }
         if (c == 'm') {
             if (kb_dit_config_preset(optarg, &o->cfg, err)) return -1;
@@ -183,6 +193,20 @@ static void pool_take(const bench_opts *o, const batch_pool *p, int k, kb_train_
 
 static void pool_free(batch_pool *p) { free(p->x0), free(p->noise), free(p->t), free(p->y); }
 
+/* --profile: o->steps more steps with every op timed, then the table. */
+static int profile_steps(const bench_opts *o, kb_ctx *ctx, kb_dit *m, kb_optim *opt, const kb_diffusion *diff,
+                         kb_train_bufs *b, const batch_pool *pool, kb_err *err) {
+    float loss = 0.0f;
+    if (kb_profile_start(ctx, err)) return -1;
+    double t0 = kb_now();
+    for (int k = 0; k < o->steps; k++) {
+        pool_take(o, pool, k, b);
+        if (train_step(m, opt, diff, b, o->batch, &loss, err)) return -1;
+    }
+    if (kb_ctx_sync(ctx, err)) return -1;
+    return kb_profile_report(ctx, stdout, o->steps, kb_now() - t0, err);
+}
+
 static int run_bench(const bench_opts *o, kb_err *err) {
     kb_ctx ctx;
     kb_ctx_opts co = {.threads = o->threads, .matmul = o->precision};
@@ -207,8 +231,7 @@ static int run_bench(const bench_opts *o, kb_err *err) {
         pool_take(o, &pool, k, &b);
         if (train_step(&m, &opt, &diff, &b, o->batch, &loss, err)) return pool_free(&pool), -1;
     }
-    pool_free(&pool);
-    if (kb_ctx_sync(&ctx, err)) return -1;
+    if (kb_ctx_sync(&ctx, err)) return pool_free(&pool), -1;
     double dt = kb_now() - t0, sps = o->steps / dt;
     double flops = 6.0 * kb_dit_forward_macs(&o->cfg) * o->batch;
     printf("kindbench train: depth %d width %d heads %d patch %d image %d channels %d batch %d, %zu params, %s x%d\n",
@@ -218,6 +241,9 @@ static int run_bench(const bench_opts *o, kb_err *err) {
            "last loss %.5f\n", sps, sps * o->batch, 1000.0 / sps, flops * sps / 1e9,
            kb_dit_forward_macs(&o->cfg) / 1e9, loss);
     print_mfu(o, &ctx, flops * sps);
+    int rc = o->profile ? profile_steps(o, &ctx, &m, &opt, &diff, &b, &pool, err) : 0;
+    pool_free(&pool);
+    if (rc) return -1;
     printf("steps_per_sec=%.6f\n", sps);
     return 0;
 }

@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "models/diffusion.h"
+#include "nn/profile.h"
 
 static int check_batch(const kb_diffusion *d, const int *t, int B, int C, int64_t HW, kb_err *err) {
     if (B < 1 || C < 1 || HW < 1)
@@ -130,8 +131,8 @@ static void mse_only(const float *noise, const float *eps, int B, int64_t n, flo
     if (loss) *loss = (float)(total / B);
 }
 
-int kb_diffusion_q_sample_dev(kb_ctx *ctx, const kb_diffusion *d, const float *x_start, const float *noise,
-                              const int *t, int B, int C, int64_t HW, float *x_t, kb_err *err) {
+static int q_sample_dev(kb_ctx *ctx, const kb_diffusion *d, const float *x_start, const float *noise, const int *t,
+                        int B, int C, int64_t HW, float *x_t, kb_err *err) {
     if (ctx->device == KB_DEV_CPU) return kb_diffusion_q_sample(d, x_start, noise, t, B, C, HW, x_t, err);
     if (check_batch(d, t, B, C, HW, err)) return -1;
     kb_diffusion_coefs *k = kb_diffusion_coefs_batch(d, t, B, "diffusion loss", err);
@@ -140,9 +141,9 @@ int kb_diffusion_q_sample_dev(kb_ctx *ctx, const kb_diffusion *d, const float *x
     return rc;
 }
 
-int kb_diffusion_loss_dev(kb_ctx *ctx, const kb_diffusion *d, const float *x_start, const float *noise,
-                          const float *x_t, const int *t, const float *model_out, int learn_sigma, int B, int C,
-                          int64_t HW, float dloss, float *mse, float *vb, float *loss, float *dmodel_out, kb_err *err) {
+static int loss_dev(kb_ctx *ctx, const kb_diffusion *d, const float *x_start, const float *noise, const float *x_t,
+                    const int *t, const float *model_out, int learn_sigma, int B, int C, int64_t HW, float dloss,
+                    float *mse, float *vb, float *loss, float *dmodel_out, kb_err *err) {
     if (check_batch(d, t, B, C, HW, err)) return -1;
     int64_t n = (int64_t)C * HW;
     if (ctx->device == KB_DEV_CPU) {
@@ -169,4 +170,19 @@ int kb_diffusion_loss_dev(kb_ctx *ctx, const kb_diffusion *d, const float *x_sta
     free(m);
     free(k);
     return rc;
+}
+
+/* The two entry points, timed per op when ctx is profiling (nn/profile.h). */
+int kb_diffusion_q_sample_dev(kb_ctx *ctx, const kb_diffusion *d, const float *x_start, const float *noise,
+                              const int *t, int B, int C, int64_t HW, float *x_t, kb_err *err) {
+    kb_prof_mark pm = kb_prof_begin(ctx, __func__);
+    return kb_prof_end(ctx, pm, q_sample_dev(ctx, d, x_start, noise, t, B, C, HW, x_t, err));
+}
+
+int kb_diffusion_loss_dev(kb_ctx *ctx, const kb_diffusion *d, const float *x_start, const float *noise,
+                          const float *x_t, const int *t, const float *model_out, int learn_sigma, int B, int C,
+                          int64_t HW, float dloss, float *mse, float *vb, float *loss, float *dmodel_out, kb_err *err) {
+    kb_prof_mark pm = kb_prof_begin(ctx, __func__);
+    return kb_prof_end(ctx, pm, loss_dev(ctx, d, x_start, noise, x_t, t, model_out, learn_sigma, B, C, HW, dloss, mse,
+                                         vb, loss, dmodel_out, err));
 }

@@ -8,6 +8,7 @@
 #include <cblas.h>
 
 #include "nn/cuda_backend.h"
+#include "nn/profile.h"
 
 static int default_threads(void) {
     const char *env = getenv("KINDBENCH_THREADS");
@@ -53,6 +54,7 @@ int kb_matmul_precision_parse(const char *s, kb_matmul_precision *out, kb_err *e
 }
 
 void kb_ctx_free(kb_ctx *ctx) {
+    kb_profile_free(ctx);
     if (ctx->cuda) kb_cuda_state_destroy(ctx->cuda);
     ctx->cuda = NULL;
 }
@@ -74,9 +76,11 @@ void kb_dev_free(kb_ctx *ctx, void *p) {
 }
 
 int kb_dev_zero(kb_ctx *ctx, void *p, size_t bytes, kb_err *err) {
-    if (ctx->device == KB_DEV_CUDA) return kb_cuda_memset0(ctx->cuda, p, bytes, err);
-    memset(p, 0, bytes);
-    return 0;
+    kb_prof_mark pm = kb_prof_begin(ctx, __func__);
+    int rc = 0;
+    if (ctx->device == KB_DEV_CUDA) rc = kb_cuda_memset0(ctx->cuda, p, bytes, err);
+    else memset(p, 0, bytes);
+    return kb_prof_end(ctx, pm, rc);
 }
 
 int kb_copy_to_dev(kb_ctx *ctx, void *dst, const void *src, size_t bytes, kb_err *err) {
@@ -92,9 +96,11 @@ int kb_copy_to_host(kb_ctx *ctx, void *dst, const void *src, size_t bytes, kb_er
 }
 
 int kb_copy_dev(kb_ctx *ctx, void *dst, const void *src, size_t bytes, kb_err *err) {
-    if (ctx->device == KB_DEV_CUDA) return kb_cuda_memcpy(ctx->cuda, dst, src, bytes, 2, err);
-    memmove(dst, src, bytes);
-    return 0;
+    kb_prof_mark pm = kb_prof_begin(ctx, __func__);
+    int rc = 0;
+    if (ctx->device == KB_DEV_CUDA) rc = kb_cuda_memcpy(ctx->cuda, dst, src, bytes, 2, err);
+    else memmove(dst, src, bytes);
+    return kb_prof_end(ctx, pm, rc);
 }
 
 int kb_arena_init(kb_arena *a, kb_ctx *ctx, size_t cap, kb_err *err) {

@@ -44,6 +44,7 @@ typedef struct {
     int cuda_device;      /* CUDA ordinal */
     kb_matmul_precision matmul;
     kb_cuda_state *cuda;  /* NULL on CPU */
+    struct kb_profile *prof; /* per-op times (nn/profile.h); NULL unless profiling */
 } kb_ctx;
 
 /* Options for kb_ctx_init; zero means "default". */

@@ -8,6 +8,7 @@
 
 #include "nn/ops_cpu.h"
 #include "nn/ops_cuda.h"
+#include "nn/profile.h"
 
 /* ---- argument checks: each returns 0 or fails naming the op ---- */
 
@@ -68,11 +69,14 @@ static int check_gemm(const char *op, bool transA, bool transB, int64_t M, int64
     return 0;
 }
 
+/* Runs the op on ctx's device, timed per op name when ctx is profiling (nn/profile.h). */
 #define KB_DISPATCH(cuda_call, cpu_call)                                                                          \
     do {                                                                                                          \
-        if (ctx->device == KB_DEV_CUDA) return cuda_call;                                                         \
-        cpu_call;                                                                                                 \
-        return 0;                                                                                                 \
+        kb_prof_mark kb_pm_ = kb_prof_begin(ctx, __func__);                                                       \
+        int kb_rc_ = 0;                                                                                           \
+        if (ctx->device == KB_DEV_CUDA) kb_rc_ = (cuda_call);                                                     \
+        else cpu_call;                                                                                            \
+        return kb_prof_end(ctx, kb_pm_, kb_rc_);                                                                  \
     } while (0)
 
 /* ---- GEMM ---- */

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "nn/ops_conv.h"
+#include "nn/profile.h"
 
 #define KB_CONV_DEFAULT_WS ((size_t)64 << 20)
 
@@ -99,27 +100,32 @@ int kb_conv2d_fwd(kb_ctx *ctx, kb_conv_engine *e, const kb_conv2d_desc *d, float
     if (!e || e->device != ctx->device) return kb_fail(err, "%s: engine missing or made for another device", op);
     if (d->n == 0) return 0;
     if (!out || !in || !w) return kb_fail(err, "%s: NULL output, input or weight", op);
-    if (ctx->device == KB_DEV_CUDA) return kb_conv2d_cuda(ctx, e, d, out, in, w, bias, err);
+    kb_prof_mark pm = kb_prof_begin(ctx, __func__);
+    if (ctx->device == KB_DEV_CUDA) return kb_prof_end(ctx, pm, kb_conv2d_cuda(ctx, e, d, out, in, w, bias, err));
     int pointwise = d->kh == 1 && d->kw == 1 && d->sh == 1 && d->sw == 1 && d->ph == 0 && d->pw == 0;
-    if (!pointwise && cpu_workspace(e, d, err)) return -1;
+    if (!pointwise && cpu_workspace(e, d, err)) return kb_prof_end(ctx, pm, -1);
     kb_conv2d_cpu(ctx->threads, d, out, in, w, bias, e->ws, e->ws_floats);
-    return 0;
+    return kb_prof_end(ctx, pm, 0);
 }
 
 int kb_maxpool2d_fwd(kb_ctx *ctx, const kb_pool2d_desc *d, float *out, const float *in, kb_err *err) {
     if (check_ctx("kb_maxpool2d", ctx, err) || kb_pool2d_check(d, err)) return -1;
     if (d->n == 0) return 0;
-    if (ctx->device == KB_DEV_CUDA) return kb_maxpool2d_cuda(ctx, d, out, in, err);
-    kb_maxpool2d_cpu(ctx->threads, d, out, in);
-    return 0;
+    kb_prof_mark pm = kb_prof_begin(ctx, __func__);
+    int rc = 0;
+    if (ctx->device == KB_DEV_CUDA) rc = kb_maxpool2d_cuda(ctx, d, out, in, err);
+    else kb_maxpool2d_cpu(ctx->threads, d, out, in);
+    return kb_prof_end(ctx, pm, rc);
 }
 
 int kb_avgpool2d_fwd(kb_ctx *ctx, const kb_pool2d_desc *d, float *out, const float *in, kb_err *err) {
     if (check_ctx("kb_avgpool2d", ctx, err) || kb_pool2d_check(d, err)) return -1;
     if (d->n == 0) return 0;
-    if (ctx->device == KB_DEV_CUDA) return kb_avgpool2d_cuda(ctx, d, out, in, err);
-    kb_avgpool2d_cpu(ctx->threads, d, out, in);
-    return 0;
+    kb_prof_mark pm = kb_prof_begin(ctx, __func__);
+    int rc = 0;
+    if (ctx->device == KB_DEV_CUDA) rc = kb_avgpool2d_cuda(ctx, d, out, in, err);
+    else kb_avgpool2d_cpu(ctx->threads, d, out, in);
+    return kb_prof_end(ctx, pm, rc);
 }
 
 int kb_global_avgpool_fwd(kb_ctx *ctx, float *out, const float *in, int64_t n, int64_t hw, int64_t c, int64_t ldi,
@@ -130,7 +136,9 @@ int kb_global_avgpool_fwd(kb_ctx *ctx, float *out, const float *in, int64_t n, i
         return kb_fail(err, "%s: bad sizes n=%lld hw=%lld c=%lld ldi=%lld", op, (long long)n, (long long)hw,
                        (long long)c, (long long)ldi);
     if (n == 0) return 0;
-    if (ctx->device == KB_DEV_CUDA) return kb_global_avgpool_cuda(ctx, out, in, n, hw, c, ldi, err);
-    kb_global_avgpool_cpu(ctx->threads, out, in, n, hw, c, ldi);
-    return 0;
+    kb_prof_mark pm = kb_prof_begin(ctx, __func__);
+    int rc = 0;
+    if (ctx->device == KB_DEV_CUDA) rc = kb_global_avgpool_cuda(ctx, out, in, n, hw, c, ldi, err);
+    else kb_global_avgpool_cpu(ctx->threads, out, in, n, hw, c, ldi);
+    return kb_prof_end(ctx, pm, rc);
 }

@@ -1,5 +1,6 @@
 /* Dispatchers of the DiT ops: check sizes once, then run the backend. */
 #include "nn/ops_dit.h"
+#include "nn/profile.h"
 
 static int check_btd(const char *op, int64_t ld, int64_t B, int64_t T, int64_t D, kb_err *err) {
     if (B < 0 || T < 0 || D < 0) return kb_fail(err, "%s: negative size B=%lld T=%lld D=%lld", op, (long long)B, (long long)T, (long long)D);
@@ -18,11 +19,14 @@ static int check_patch(const char *op, int64_t B, int64_t C, int64_t H, int64_t 
     return 0;
 }
 
+/* Runs the op on ctx's device, timed per op name when ctx is profiling (nn/profile.h). */
 #define DISPATCH(cpu_call, cuda_call)                                                                              \
     do {                                                                                                           \
-        if (ctx->device == KB_DEV_CUDA) return cuda_call;                                                          \
-        cpu_call;                                                                                                  \
-        return 0;                                                                                                  \
+        kb_prof_mark kb_pm_ = kb_prof_begin(ctx, __func__);                                                        \
+        int kb_rc_ = 0;                                                                                            \
+        if (ctx->device == KB_DEV_CUDA) kb_rc_ = (cuda_call);                                                      \
+        else cpu_call;                                                                                             \
+        return kb_prof_end(ctx, kb_pm_, kb_rc_);                                                                   \
     } while (0)
 
 int kb_modulate_fwd(kb_ctx *ctx, float *out, const float *x, const float *shift, const float *scale, int64_t ld,

@@ -4,3 +4,6 @@ kb_sh_test(test_train_resume test_train_resume.sh)
 kb_sh_test(test_train_badinput test_train_badinput.sh)
 kb_sh_test(test_train_learns test_train_learns.sh)
 set_tests_properties(test_train_resume test_train_badinput test_train_learns PROPERTIES LABELS train TIMEOUT 300)
+# `kindbench bench train --profile`: the per-op table (nn/profile.h) on the CPU.
+kb_sh_test(test_bench_profile test_bench_profile.sh)
+set_tests_properties(test_bench_profile PROPERTIES LABELS train TIMEOUT 120)
