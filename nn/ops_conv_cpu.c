@@ -27,6 +27,7 @@
 
 #include <omp.h>
 
+#include "nn/cpu_clones.h"
 #include "nn/ops_conv.h"
 #include "nn/ops_cpu.h"
 
@@ -53,7 +54,7 @@ size_t kb_conv2d_ws_floats(const kb_conv2d_desc *d) {
 }
 
 /* The im2col rows of one output row (b, oy): ow rows of kh*kw*c taps. */
-static void im2col_row(const kb_conv2d_desc *d, float *col, const float *in, int64_t b, int64_t oy, int64_t ow) {
+KB_CLONE_INLINE void im2col_row(const kb_conv2d_desc *d, float *col, const float *in, int64_t b, int64_t oy, int64_t ow) {
     int64_t c = d->c, kwc = (int64_t)d->kw * c, taps = (int64_t)d->kh * kwc;
     for (int64_t ox = 0; ox < ow; ox++) {
         int64_t ix0 = ox * d->sw - d->pw;
@@ -80,7 +81,7 @@ static void im2col_row(const kb_conv2d_desc *d, float *col, const float *in, int
 }
 
 /* One pixel's k outputs: o = act(o + bias). */
-static void bias_act_pixel(float *restrict o, const float *restrict bias, int64_t k, int relu) {
+KB_CLONE_INLINE void bias_act_pixel(float *restrict o, const float *restrict bias, int64_t k, int relu) {
     if (bias && relu) {
 #pragma omp simd
         for (int64_t j = 0; j < k; j++) {
@@ -97,14 +98,14 @@ static void bias_act_pixel(float *restrict o, const float *restrict bias, int64_
 }
 
 /* out[p, :k] = act(out[p, :k] + bias) for `pixels` rows of stride ldo. */
-static void bias_act(int threads, float *out, int64_t pixels, int64_t k, int64_t ldo, const float *bias, int relu) {
+KB_CLONE_INLINE void bias_act(int threads, float *out, int64_t pixels, int64_t k, int64_t ldo, const float *bias, int relu) {
     if (!bias && !relu) return;
     int nt = pixels * k < 16384 ? 1 : threads;
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t p = 0; p < pixels; p++) bias_act_pixel(out + p * ldo, bias, k, relu);
 }
 
-static void conv_pointwise(int threads, const kb_conv2d_desc *d, float *out, const float *in, const float *w,
+KB_CLONE_INLINE void conv_pointwise(int threads, const kb_conv2d_desc *d, float *out, const float *in, const float *w,
                            const float *bias) {
     int64_t m = d->n * d->h * d->w;
     for (int64_t p0 = 0; p0 < m; p0 += KB_CONV_CHUNK_PIXELS) {
@@ -115,7 +116,7 @@ static void conv_pointwise(int threads, const kb_conv2d_desc *d, float *out, con
     }
 }
 
-void kb_conv2d_cpu(int threads, const kb_conv2d_desc *d, float *out, const float *in, const float *w,
+KB_SIMD_CLONES void kb_conv2d_cpu(int threads, const kb_conv2d_desc *d, float *out, const float *in, const float *w,
                    const float *bias, float *ws, size_t ws_floats) {
     if (d->n == 0) return;
     if (d->kh == 1 && d->kw == 1 && d->sh == 1 && d->sw == 1 && d->ph == 0 && d->pw == 0) {
@@ -142,7 +143,7 @@ void kb_conv2d_cpu(int threads, const kb_conv2d_desc *d, float *out, const float
 /* ------------------------------------------------------------------ pooling */
 
 /* acc = max(acc, px) (mode 0) or acc + px (mode 1) over c channels. */
-static void pool_accumulate(float *restrict acc, const float *restrict px, int64_t c, int mode) {
+KB_CLONE_INLINE void pool_accumulate(float *restrict acc, const float *restrict px, int64_t c, int mode) {
     if (mode) {
 #pragma omp simd
         for (int64_t ci = 0; ci < c; ci++) acc[ci] += px[ci];
@@ -154,7 +155,7 @@ static void pool_accumulate(float *restrict acc, const float *restrict px, int64
 
 /* One output pixel of max (mode 0) or mean over in-image elements (mode 1),
  * channels in the inner loop so that it vectorises; window in row order. */
-static void pool_pixel(const kb_pool2d_desc *d, float *restrict o, const float *in, int64_t b, int64_t y, int64_t x,
+KB_CLONE_INLINE void pool_pixel(const kb_pool2d_desc *d, float *restrict o, const float *in, int64_t b, int64_t y, int64_t x,
                        int mode) {
     int64_t y0 = y * d->s - d->p, x0 = x * d->s - d->p;
     int64_t y1 = y0 + d->k < d->h ? y0 + d->k : d->h, x1 = x0 + d->k < d->w ? x0 + d->k : d->w;
@@ -172,7 +173,7 @@ static void pool_pixel(const kb_pool2d_desc *d, float *restrict o, const float *
     }
 }
 
-static void pool_cpu(int threads, const kb_pool2d_desc *d, float *out, const float *in, int mode) {
+KB_CLONE_INLINE void pool_cpu(int threads, const kb_pool2d_desc *d, float *out, const float *in, int mode) {
     int64_t oh = kb_pool2d_out_h(d), ow = kb_pool2d_out_w(d), rows = d->n * oh;
     int nt = rows * ow * d->c < 16384 ? 1 : threads;
 #pragma omp parallel for num_threads(nt) schedule(static)
@@ -182,10 +183,10 @@ static void pool_cpu(int threads, const kb_pool2d_desc *d, float *out, const flo
     }
 }
 
-void kb_maxpool2d_cpu(int threads, const kb_pool2d_desc *d, float *out, const float *in) { pool_cpu(threads, d, out, in, 0); }
-void kb_avgpool2d_cpu(int threads, const kb_pool2d_desc *d, float *out, const float *in) { pool_cpu(threads, d, out, in, 1); }
+KB_SIMD_CLONES void kb_maxpool2d_cpu(int threads, const kb_pool2d_desc *d, float *out, const float *in) { pool_cpu(threads, d, out, in, 0); }
+KB_SIMD_CLONES void kb_avgpool2d_cpu(int threads, const kb_pool2d_desc *d, float *out, const float *in) { pool_cpu(threads, d, out, in, 1); }
 
-void kb_global_avgpool_cpu(int threads, float *out, const float *in, int64_t n, int64_t hw, int64_t c, int64_t ldi) {
+KB_SIMD_CLONES void kb_global_avgpool_cpu(int threads, float *out, const float *in, int64_t n, int64_t hw, int64_t c, int64_t ldi) {
     int nt = n * hw * c < 16384 ? 1 : threads;
 #pragma omp parallel num_threads(nt)
     {

@@ -31,6 +31,7 @@
 #include <cblas.h>
 #include <omp.h>
 
+#include "nn/cpu_clones.h"
 #include "nn/ops_ref.h"
 #include "nn/ops_scalar.h"
 #include "nn/rng.h"
@@ -122,22 +123,22 @@ void kb_gemm_batched_cpu(int threads, bool transA, bool transB, int64_t M, int64
  * `omp simd` loops: an output may be the same buffer as an input (in place),
  * but must not partially overlap one. */
 
-void kb_add_cpu(int threads, float *out, const float *a, const float *b, int64_t n) {
+KB_SIMD_CLONES void kb_add_cpu(int threads, float *out, const float *a, const float *b, int64_t n) {
 #pragma omp parallel for simd num_threads(team(threads, n)) schedule(static)
     for (int64_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
-void kb_mul_cpu(int threads, float *out, const float *a, const float *b, int64_t n) {
+KB_SIMD_CLONES void kb_mul_cpu(int threads, float *out, const float *a, const float *b, int64_t n) {
 #pragma omp parallel for simd num_threads(team(threads, n)) schedule(static)
     for (int64_t i = 0; i < n; i++) out[i] = a[i] * b[i];
 }
 
-void kb_axpy_cpu(int threads, float *y, float alpha, const float *x, int64_t n) {
+KB_SIMD_CLONES void kb_axpy_cpu(int threads, float *y, float alpha, const float *x, int64_t n) {
 #pragma omp parallel for simd num_threads(team(threads, n)) schedule(static)
     for (int64_t i = 0; i < n; i++) y[i] = y[i] + alpha * x[i];
 }
 
-void kb_scale_cpu(int threads, float *x, float alpha, int64_t n) {
+KB_SIMD_CLONES void kb_scale_cpu(int threads, float *x, float alpha, int64_t n) {
 #pragma omp parallel for simd num_threads(team(threads, n)) schedule(static)
     for (int64_t i = 0; i < n; i++) x[i] = x[i] * alpha;
 }
@@ -147,7 +148,7 @@ void kb_fill_cpu(int threads, float *x, float value, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] = value;
 }
 
-void kb_add_bias_cpu(int threads, float *out, const float *bias, int64_t rows, int64_t cols) {
+KB_SIMD_CLONES void kb_add_bias_cpu(int threads, float *out, const float *bias, int64_t rows, int64_t cols) {
 #pragma omp parallel for num_threads(team(threads, rows * cols)) schedule(static)
     for (int64_t r = 0; r < rows; r++) {
         float *o = out + r * cols;
@@ -180,7 +181,7 @@ static inline void acc_row(double *acc, const float *row, int64_t cols) {
 /* Column sums when rows are few and columns many: each thread owns a column
  * range and walks all rows over 512-column blocks. Row order as in the
  * reference: bit-identical to it. */
-static void sum_rows_by_cols(int nt, float *out, const float *in, int64_t rows, int64_t cols) {
+KB_CLONE_INLINE void sum_rows_by_cols(int nt, float *out, const float *in, int64_t rows, int64_t cols) {
 #pragma omp parallel num_threads(nt)
     {
         double acc[512];
@@ -196,7 +197,7 @@ static void sum_rows_by_cols(int nt, float *out, const float *in, int64_t rows, 
 
 /* Column sums when rows are many: thread t sums its contiguous chunk of rows
  * into partial[t][cols] (double), then the partials are added in thread order. */
-static void sum_rows_by_rows(int nt, float *out, const float *in, int64_t rows, int64_t cols, double *partial) {
+KB_CLONE_INLINE void sum_rows_by_rows(int nt, float *out, const float *in, int64_t rows, int64_t cols, double *partial) {
 #pragma omp parallel num_threads(nt)
     {
         int t = omp_get_thread_num(), nthr = omp_get_num_threads();
@@ -214,7 +215,7 @@ static void sum_rows_by_rows(int nt, float *out, const float *in, int64_t rows, 
     }
 }
 
-void kb_sum_rows_cpu(int threads, float *out, const float *in, int64_t rows, int64_t cols) {
+KB_SIMD_CLONES void kb_sum_rows_cpu(int threads, float *out, const float *in, int64_t rows, int64_t cols) {
     if (rows == 0 || cols == 0) return;
     int nt = team(threads, rows * cols);
     double *partial = NULL;
@@ -246,12 +247,12 @@ void kb_sum_cpu(int threads, double *out, const float *in, int64_t n) {
 
 /* ----------------------------------------------------------- activations */
 
-void kb_gelu_tanh_fwd_cpu(int threads, float *out, const float *inp, int64_t n) {
+KB_SIMD_CLONES void kb_gelu_tanh_fwd_cpu(int threads, float *out, const float *inp, int64_t n) {
 #pragma omp parallel for simd num_threads(team(threads, n / 8)) schedule(static)
     for (int64_t i = 0; i < n; i++) out[i] = kb_sc_gelu_tanh(inp[i]);
 }
 
-void kb_gelu_tanh_bwd_cpu(int threads, float *dinp, const float *inp, const float *dout, int64_t n, kb_grad_mode mode) {
+KB_SIMD_CLONES void kb_gelu_tanh_bwd_cpu(int threads, float *dinp, const float *inp, const float *dout, int64_t n, kb_grad_mode mode) {
     if (mode == KB_GRAD_SET) {
 #pragma omp parallel for simd num_threads(team(threads, n / 8)) schedule(static)
         for (int64_t i = 0; i < n; i++) dinp[i] = dout[i] * kb_sc_gelu_tanh_grad(inp[i]);
@@ -261,22 +262,22 @@ void kb_gelu_tanh_bwd_cpu(int threads, float *dinp, const float *inp, const floa
     for (int64_t i = 0; i < n; i++) dinp[i] = dinp[i] + dout[i] * kb_sc_gelu_tanh_grad(inp[i]);
 }
 
-void kb_silu_fwd_cpu(int threads, float *out, const float *inp, int64_t n) {
+KB_SIMD_CLONES void kb_silu_fwd_cpu(int threads, float *out, const float *inp, int64_t n) {
 #pragma omp parallel for simd num_threads(team(threads, n / 8)) schedule(static)
     for (int64_t i = 0; i < n; i++) out[i] = kb_sc_silu(inp[i]);
 }
 
-void kb_silu_bwd_cpu(int threads, float *dinp, const float *inp, const float *dout, int64_t n) {
+KB_SIMD_CLONES void kb_silu_bwd_cpu(int threads, float *dinp, const float *inp, const float *dout, int64_t n) {
 #pragma omp parallel for simd num_threads(team(threads, n / 8)) schedule(static)
     for (int64_t i = 0; i < n; i++) dinp[i] = dinp[i] + dout[i] * kb_sc_silu_grad(inp[i]);
 }
 
-void kb_relu_fwd_cpu(int threads, float *out, const float *inp, int64_t n) {
+KB_SIMD_CLONES void kb_relu_fwd_cpu(int threads, float *out, const float *inp, int64_t n) {
 #pragma omp parallel for simd num_threads(team(threads, n)) schedule(static)
     for (int64_t i = 0; i < n; i++) out[i] = kb_sc_relu(inp[i]);
 }
 
-void kb_relu_bwd_cpu(int threads, float *dinp, const float *inp, const float *dout, int64_t n) {
+KB_SIMD_CLONES void kb_relu_bwd_cpu(int threads, float *dinp, const float *inp, const float *dout, int64_t n) {
 #pragma omp parallel for simd num_threads(team(threads, n)) schedule(static)
     for (int64_t i = 0; i < n; i++) {
         float g = dout[i];
@@ -288,7 +289,7 @@ void kb_relu_bwd_cpu(int threads, float *dinp, const float *inp, const float *do
 
 /* One row, same formulas as kb_layernorm_fwd_ref; the sums are SIMD
  * reductions in double. */
-static void layernorm_row(float *o, float *mean, float *rstd, const float *x, const float *weight,
+KB_CLONE_INLINE void layernorm_row(float *o, float *mean, float *rstd, const float *x, const float *weight,
                           const float *bias, int64_t cols, float eps) {
     double s = 0.0, v = 0.0;
 #pragma omp simd reduction(+ : s)
@@ -317,7 +318,7 @@ static void layernorm_row(float *o, float *mean, float *rstd, const float *x, co
     if (rstd) *rstd = rs;
 }
 
-void kb_layernorm_fwd_cpu(int threads, float *out, float *mean, float *rstd, const float *inp, const float *weight,
+KB_SIMD_CLONES void kb_layernorm_fwd_cpu(int threads, float *out, float *mean, float *rstd, const float *inp, const float *weight,
                           const float *bias, int64_t rows, int64_t cols, float eps) {
     if (cols == 0) return;
 #pragma omp parallel for num_threads(team(threads, rows * cols)) schedule(static)
@@ -328,7 +329,7 @@ void kb_layernorm_fwd_cpu(int threads, float *out, float *mean, float *rstd, con
 
 /* Row means of g = weight*dout (dout when weight is NULL) and of g*xhat, in
  * double. Separate loops for the two cases keep them branch-free (vectorised). */
-static void layernorm_bwd_means(double *sg_out, double *sgx_out, const float *dy, const float *x, const float *weight,
+KB_CLONE_INLINE void layernorm_bwd_means(double *sg_out, double *sgx_out, const float *dy, const float *x, const float *weight,
                                 float m, float rs, int64_t cols) {
     double sg = 0.0, sgx = 0.0;
     if (weight) {
@@ -351,7 +352,7 @@ static void layernorm_bwd_means(double *sg_out, double *sgx_out, const float *dy
 
 /* dinp of one row (see kb_layernorm_bwd_ref), and its contribution to the
  * dweight/dbias partials pw/pb (double, may be NULL). */
-static void layernorm_bwd_row(float *dx, double *pw, double *pb, const float *dy, const float *x, const float *weight,
+KB_CLONE_INLINE void layernorm_bwd_row(float *dx, double *pw, double *pb, const float *dy, const float *x, const float *weight,
                               float m, float rs, int64_t cols) {
     if (dx) {
         double sg, sgx;
@@ -375,7 +376,7 @@ static void layernorm_bwd_row(float *dx, double *pw, double *pb, const float *dy
 
 /* Thread t handles a contiguous chunk of rows: dinp directly, dweight/dbias
  * into per-thread double partials that are then added in thread order. */
-void kb_layernorm_bwd_cpu(int threads, float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+KB_SIMD_CLONES void kb_layernorm_bwd_cpu(int threads, float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                           const float *weight, const float *mean, const float *rstd, int64_t rows, int64_t cols) {
     if (rows == 0 || cols == 0) return;
     int nt = team(threads, rows * cols);
@@ -410,7 +411,7 @@ void kb_layernorm_bwd_cpu(int threads, float *dinp, float *dweight, float *dbias
 
 /* --------------------------------------------------------------- softmax */
 
-static void softmax_row(float *o, const float *x, int64_t cols) {
+KB_CLONE_INLINE void softmax_row(float *o, const float *x, int64_t cols) {
     float mx = -INFINITY;
 #pragma omp simd reduction(max : mx)
     for (int64_t c = 0; c < cols; c++) mx = x[c] > mx ? x[c] : mx;
@@ -427,12 +428,12 @@ static void softmax_row(float *o, const float *x, int64_t cols) {
     for (int64_t c = 0; c < cols; c++) o[c] = o[c] * inv;
 }
 
-void kb_softmax_fwd_cpu(int threads, float *out, const float *inp, int64_t rows, int64_t cols) {
+KB_SIMD_CLONES void kb_softmax_fwd_cpu(int threads, float *out, const float *inp, int64_t rows, int64_t cols) {
 #pragma omp parallel for num_threads(team(threads, rows * cols)) schedule(static)
     for (int64_t r = 0; r < rows; r++) softmax_row(out + r * cols, inp + r * cols, cols);
 }
 
-void kb_softmax_bwd_cpu(int threads, float *dinp, const float *dout, const float *out, int64_t rows, int64_t cols) {
+KB_SIMD_CLONES void kb_softmax_bwd_cpu(int threads, float *dinp, const float *dout, const float *out, int64_t rows, int64_t cols) {
 #pragma omp parallel for num_threads(team(threads, rows * cols)) schedule(static)
     for (int64_t r = 0; r < rows; r++) {
         const float *y = out + r * cols, *dy = dout + r * cols;
@@ -448,7 +449,7 @@ void kb_softmax_bwd_cpu(int threads, float *dinp, const float *dout, const float
 
 /* ----------------------------------------------------------- conversions */
 
-void kb_u8_to_f32_cpu(int threads, float *out, const uint8_t *in, int64_t n, float scale, float offset) {
+KB_SIMD_CLONES void kb_u8_to_f32_cpu(int threads, float *out, const uint8_t *in, int64_t n, float scale, float offset) {
 #pragma omp parallel for simd num_threads(team(threads, n)) schedule(static)
     for (int64_t i = 0; i < n; i++) out[i] = kb_sc_u8_to_f32(in[i], scale, offset);
 }

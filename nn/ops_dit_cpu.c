@@ -6,10 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nn/cpu_clones.h"
 #include "nn/ops_dit.h"
 #include "nn/ops_dit_index.h"
 
-void kb_modulate_fwd_cpu(int threads, float *out, const float *x, const float *shift, const float *scale, int64_t ld,
+KB_SIMD_CLONES void kb_modulate_fwd_cpu(int threads, float *out, const float *x, const float *shift, const float *scale, int64_t ld,
                          int64_t B, int64_t T, int64_t D) {
 #pragma omp parallel for num_threads(threads) schedule(static) collapse(2)
     for (int64_t b = 0; b < B; b++)
@@ -21,7 +22,7 @@ void kb_modulate_fwd_cpu(int threads, float *out, const float *x, const float *s
         }
 }
 
-void kb_modulate_bwd_cpu(int threads, float *dx, float *dshift, float *dscale, const float *dout, const float *x,
+KB_SIMD_CLONES void kb_modulate_bwd_cpu(int threads, float *dx, float *dshift, float *dscale, const float *dout, const float *x,
                          const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D, kb_grad_mode dx_mode) {
     int set = dx_mode == KB_GRAD_SET;
 #pragma omp parallel num_threads(threads)
@@ -50,7 +51,7 @@ void kb_modulate_bwd_cpu(int threads, float *dx, float *dshift, float *dscale, c
     }
 }
 
-void kb_gated_add_fwd_cpu(int threads, float *out, const float *x, const float *gate, const float *y, int64_t ld,
+KB_SIMD_CLONES void kb_gated_add_fwd_cpu(int threads, float *out, const float *x, const float *gate, const float *y, int64_t ld,
                           int64_t B, int64_t T, int64_t D) {
 #pragma omp parallel for num_threads(threads) schedule(static) collapse(2)
     for (int64_t b = 0; b < B; b++)
@@ -61,7 +62,7 @@ void kb_gated_add_fwd_cpu(int threads, float *out, const float *x, const float *
         }
 }
 
-void kb_gated_add_bwd_cpu(int threads, float *dy, float *dgate, const float *dx, const float *y, const float *gate,
+KB_SIMD_CLONES void kb_gated_add_bwd_cpu(int threads, float *dy, float *dgate, const float *dx, const float *y, const float *gate,
                           int64_t ld, int64_t B, int64_t T, int64_t D, kb_grad_mode dy_mode) {
     int set = dy_mode == KB_GRAD_SET;
 #pragma omp parallel num_threads(threads)

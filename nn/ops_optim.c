@@ -2,6 +2,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "nn/cpu_clones.h"
 #include "nn/ops_optim.h"
 #include "nn/ops_optim_elem.h"
 #include "nn/profile.h"
@@ -36,13 +37,13 @@ void kb_sumsq_ref(double *out, const float *x, int64_t n) {
     *out = s;
 }
 
-void kb_adamw_step_cpu(int threads, float *p, const float *g, float *m, float *v, int64_t n,
+KB_SIMD_CLONES void kb_adamw_step_cpu(int threads, float *p, const float *g, float *m, float *v, int64_t n,
                        const kb_adamw_scalars *s) {
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t i = 0; i < n; i++) kb_adamw_elem(&p[i], g[i], &m[i], &v[i], s);
 }
 
-void kb_ema_update_cpu(int threads, float *ema, const float *p, int64_t n, double decay) {
+KB_SIMD_CLONES void kb_ema_update_cpu(int threads, float *ema, const float *p, int64_t n, double decay) {
     float dec = (float)decay, omd = (float)(1.0 - decay);
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t i = 0; i < n; i++) ema[i] = kb_ema_elem(ema[i], p[i], dec, omd);
