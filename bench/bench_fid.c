@@ -52,6 +52,8 @@ int main(int argc, char **argv) {
     int64_t d = argc > 1 ? atoll(argv[1]) : 2048, n = 2 * d > 4000 ? 2 * d : 4000;
     int reps = argc > 2 ? atoi(argv[2]) : 5;
     if (d < 2 || reps < 1 || reps > 64) return fprintf(stderr, "usage: bench_fid [dim] [reps <= 64]\n"), 2;
+    printf("OpenBLAS kernels: %s%s\n", openblas_get_corename(),
+           getenv("OPENBLAS_CORETYPE") ? " (set by $OPENBLAS_CORETYPE)" : " (OpenBLAS's choice for this CPU)");
     kb_err err = {{0}};
     kb_gstats a, b;
     float *x1 = features(n, d, 0.1, 1), *x2 = features(n, d, 0.12, 2);

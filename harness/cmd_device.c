@@ -3,11 +3,14 @@
 #include <stdio.h>
 
 #include "harness/cli.h"
+#include <cblas.h>
+
 #include "nn/backend.h"
 
 static void usage(void) {
     printf("Usage: kindbench device [--help]\n\n"
-           "Prints the CPU thread count the fast CPU path uses ($KINDBENCH_THREADS overrides),\n"
+           "Prints the CPU thread count the fast CPU path uses ($KINDBENCH_THREADS overrides) and\n"
+           "OpenBLAS's kernel family (its choice for this CPU unless $OPENBLAS_CORETYPE names one),\n"
            "whether this binary has the CUDA backend, and the CUDA GPUs it can see.\n");
 }
 
@@ -25,7 +28,7 @@ int kb_cmd_device(int argc, char **argv, kb_err *err) {
     }
     kb_ctx ctx;
     if (kb_ctx_init(&ctx, KB_DEV_CPU, NULL, err)) return KB_EXIT_FAIL;
-    printf("cpu: %d threads\n", ctx.threads);
+    printf("cpu: %d threads, OpenBLAS kernels %s\n", ctx.threads, openblas_get_corename());
     kb_ctx_free(&ctx);
     if (!kb_cuda_compiled()) {
         printf("cuda: not compiled in (CPU-only build)\n");
