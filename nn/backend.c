@@ -76,11 +76,7 @@ void kb_dev_free(kb_ctx *ctx, void *p) {
 }
 
 int kb_dev_zero(kb_ctx *ctx, void *p, size_t bytes, kb_err *err) {
-    kb_prof_mark pm = kb_prof_begin(ctx, __func__);
-    int rc = 0;
-    if (ctx->device == KB_DEV_CUDA) rc = kb_cuda_memset0(ctx->cuda, p, bytes, err);
-    else memset(p, 0, bytes);
-    return kb_prof_end(ctx, pm, rc);
+    KB_PROF_DISPATCH(ctx, kb_cuda_memset0(ctx->cuda, p, bytes, err), memset(p, 0, bytes));
 }
 
 int kb_copy_to_dev(kb_ctx *ctx, void *dst, const void *src, size_t bytes, kb_err *err) {
@@ -96,11 +92,7 @@ int kb_copy_to_host(kb_ctx *ctx, void *dst, const void *src, size_t bytes, kb_er
 }
 
 int kb_copy_dev(kb_ctx *ctx, void *dst, const void *src, size_t bytes, kb_err *err) {
-    kb_prof_mark pm = kb_prof_begin(ctx, __func__);
-    int rc = 0;
-    if (ctx->device == KB_DEV_CUDA) rc = kb_cuda_memcpy(ctx->cuda, dst, src, bytes, 2, err);
-    else memmove(dst, src, bytes);
-    return kb_prof_end(ctx, pm, rc);
+    KB_PROF_DISPATCH(ctx, kb_cuda_memcpy(ctx->cuda, dst, src, bytes, 2, err), memmove(dst, src, bytes));
 }
 
 int kb_arena_init(kb_arena *a, kb_ctx *ctx, size_t cap, kb_err *err) {

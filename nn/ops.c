@@ -69,15 +69,7 @@ static int check_gemm(const char *op, bool transA, bool transB, int64_t M, int64
     return 0;
 }
 
-/* Runs the op on ctx's device, timed per op name when ctx is profiling (nn/profile.h). */
-#define KB_DISPATCH(cuda_call, cpu_call)                                                                          \
-    do {                                                                                                          \
-        kb_prof_mark kb_pm_ = kb_prof_begin(ctx, __func__);                                                       \
-        int kb_rc_ = 0;                                                                                           \
-        if (ctx->device == KB_DEV_CUDA) kb_rc_ = (cuda_call);                                                     \
-        else cpu_call;                                                                                            \
-        return kb_prof_end(ctx, kb_pm_, kb_rc_);                                                                  \
-    } while (0)
+#define KB_DISPATCH(cuda_call, cpu_call) KB_PROF_DISPATCH(ctx, cuda_call, cpu_call)
 
 /* ---- GEMM ---- */
 

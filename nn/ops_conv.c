@@ -111,21 +111,13 @@ int kb_conv2d_fwd(kb_ctx *ctx, kb_conv_engine *e, const kb_conv2d_desc *d, float
 int kb_maxpool2d_fwd(kb_ctx *ctx, const kb_pool2d_desc *d, float *out, const float *in, kb_err *err) {
     if (check_ctx("kb_maxpool2d", ctx, err) || kb_pool2d_check(d, err)) return -1;
     if (d->n == 0) return 0;
-    kb_prof_mark pm = kb_prof_begin(ctx, __func__);
-    int rc = 0;
-    if (ctx->device == KB_DEV_CUDA) rc = kb_maxpool2d_cuda(ctx, d, out, in, err);
-    else kb_maxpool2d_cpu(ctx->threads, d, out, in);
-    return kb_prof_end(ctx, pm, rc);
+    KB_PROF_DISPATCH(ctx, kb_maxpool2d_cuda(ctx, d, out, in, err), kb_maxpool2d_cpu(ctx->threads, d, out, in));
 }
 
 int kb_avgpool2d_fwd(kb_ctx *ctx, const kb_pool2d_desc *d, float *out, const float *in, kb_err *err) {
     if (check_ctx("kb_avgpool2d", ctx, err) || kb_pool2d_check(d, err)) return -1;
     if (d->n == 0) return 0;
-    kb_prof_mark pm = kb_prof_begin(ctx, __func__);
-    int rc = 0;
-    if (ctx->device == KB_DEV_CUDA) rc = kb_avgpool2d_cuda(ctx, d, out, in, err);
-    else kb_avgpool2d_cpu(ctx->threads, d, out, in);
-    return kb_prof_end(ctx, pm, rc);
+    KB_PROF_DISPATCH(ctx, kb_avgpool2d_cuda(ctx, d, out, in, err), kb_avgpool2d_cpu(ctx->threads, d, out, in));
 }
 
 int kb_global_avgpool_fwd(kb_ctx *ctx, float *out, const float *in, int64_t n, int64_t hw, int64_t c, int64_t ldi,
@@ -136,9 +128,5 @@ int kb_global_avgpool_fwd(kb_ctx *ctx, float *out, const float *in, int64_t n, i
         return kb_fail(err, "%s: bad sizes n=%lld hw=%lld c=%lld ldi=%lld", op, (long long)n, (long long)hw,
                        (long long)c, (long long)ldi);
     if (n == 0) return 0;
-    kb_prof_mark pm = kb_prof_begin(ctx, __func__);
-    int rc = 0;
-    if (ctx->device == KB_DEV_CUDA) rc = kb_global_avgpool_cuda(ctx, out, in, n, hw, c, ldi, err);
-    else kb_global_avgpool_cpu(ctx->threads, out, in, n, hw, c, ldi);
-    return kb_prof_end(ctx, pm, rc);
+    KB_PROF_DISPATCH(ctx, kb_global_avgpool_cuda(ctx, out, in, n, hw, c, ldi, err), kb_global_avgpool_cpu(ctx->threads, out, in, n, hw, c, ldi));
 }

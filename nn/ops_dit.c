@@ -19,15 +19,7 @@ static int check_patch(const char *op, int64_t B, int64_t C, int64_t H, int64_t 
     return 0;
 }
 
-/* Runs the op on ctx's device, timed per op name when ctx is profiling (nn/profile.h). */
-#define DISPATCH(cpu_call, cuda_call)                                                                              \
-    do {                                                                                                           \
-        kb_prof_mark kb_pm_ = kb_prof_begin(ctx, __func__);                                                        \
-        int kb_rc_ = 0;                                                                                            \
-        if (ctx->device == KB_DEV_CUDA) kb_rc_ = (cuda_call);                                                      \
-        else cpu_call;                                                                                             \
-        return kb_prof_end(ctx, kb_pm_, kb_rc_);                                                                   \
-    } while (0)
+#define DISPATCH(cpu_call, cuda_call) KB_PROF_DISPATCH(ctx, cuda_call, cpu_call)
 
 int kb_modulate_fwd(kb_ctx *ctx, float *out, const float *x, const float *shift, const float *scale, int64_t ld,
                     int64_t B, int64_t T, int64_t D, kb_err *err) {

@@ -76,27 +76,15 @@ static int check_n(const char *op, int64_t n, kb_err *err) {
 int kb_adamw_step(kb_ctx *ctx, float *p, const float *g, float *m, float *v, int64_t n, const kb_adamw_scalars *s,
                   kb_err *err) {
     if (check_n("kb_adamw_step", n, err)) return -1;
-    kb_prof_mark pm = kb_prof_begin(ctx, __func__);
-    int rc = 0;
-    if (ctx->device == KB_DEV_CUDA) rc = kb_adamw_step_cuda(ctx, p, g, m, v, n, s, err);
-    else kb_adamw_step_cpu(ctx->threads, p, g, m, v, n, s);
-    return kb_prof_end(ctx, pm, rc);
+    KB_PROF_DISPATCH(ctx, kb_adamw_step_cuda(ctx, p, g, m, v, n, s, err), kb_adamw_step_cpu(ctx->threads, p, g, m, v, n, s));
 }
 
 int kb_ema_update(kb_ctx *ctx, float *ema, const float *p, int64_t n, double decay, kb_err *err) {
     if (check_n("kb_ema_update", n, err)) return -1;
-    kb_prof_mark pm = kb_prof_begin(ctx, __func__);
-    int rc = 0;
-    if (ctx->device == KB_DEV_CUDA) rc = kb_ema_update_cuda(ctx, ema, p, n, decay, err);
-    else kb_ema_update_cpu(ctx->threads, ema, p, n, decay);
-    return kb_prof_end(ctx, pm, rc);
+    KB_PROF_DISPATCH(ctx, kb_ema_update_cuda(ctx, ema, p, n, decay, err), kb_ema_update_cpu(ctx->threads, ema, p, n, decay));
 }
 
 int kb_sumsq(kb_ctx *ctx, double *out, const float *x, int64_t n, kb_err *err) {
     if (check_n("kb_sumsq", n, err)) return -1;
-    kb_prof_mark pm = kb_prof_begin(ctx, __func__);
-    int rc = 0;
-    if (ctx->device == KB_DEV_CUDA) rc = kb_sumsq_cuda(ctx, out, x, n, err);
-    else kb_sumsq_cpu(ctx->threads, out, x, n);
-    return kb_prof_end(ctx, pm, rc);
+    KB_PROF_DISPATCH(ctx, kb_sumsq_cuda(ctx, out, x, n, err), kb_sumsq_cpu(ctx->threads, out, x, n));
 }

@@ -24,6 +24,18 @@ kb_prof_mark kb_prof_begin(kb_ctx *ctx, const char *op);
 /* Ends the bracket; returns rc unchanged, so a dispatcher can `return kb_prof_end(ctx, m, rc)`. */
 int kb_prof_end(kb_ctx *ctx, kb_prof_mark m, int rc);
 
+/* The body of an op dispatcher: runs cuda_call (an int expression) on a CUDA
+ * context or cpu_call (a statement; the op then succeeded) on the CPU, and
+ * returns the code, the op timed as __func__ when ctx is profiling. */
+#define KB_PROF_DISPATCH(ctx, cuda_call, cpu_call)                                                              \
+    do {                                                                                                        \
+        kb_prof_mark kb_pm_ = kb_prof_begin((ctx), __func__);                                                   \
+        int kb_rc_ = 0;                                                                                         \
+        if ((ctx)->device == KB_DEV_CUDA) kb_rc_ = (cuda_call);                                                 \
+        else cpu_call;                                                                                          \
+        return kb_prof_end((ctx), kb_pm_, kb_rc_);                                                              \
+    } while (0)
+
 /* Turns profiling on for ctx (or clears what it gathered so far). */
 int kb_profile_start(kb_ctx *ctx, kb_err *err);
 /* Waits for the device, then prints one line per op, most time first: calls,
