@@ -60,6 +60,9 @@ if [ "$WHAT" = tests ] || [ "$WHAT" = all ]; then
   run_test diffusion_cuda "$KB/bin/test_diffusion_cuda"
   run_test dit_torch_cuda_fp32 "$KB/bin/test_dit_torch" cuda fp32
   run_test dit_torch_cuda_bf16 "$KB/bin/test_dit_torch" cuda bf16
+  run_test attn_fused_cuda "$KB/bin/test_attn_fused" cuda
+  # the bf16 DiT again with the unfused attention (GEMMs + softmax), to compare the two routes
+  run_test dit_torch_bf16_unfused env KINDBENCH_FUSED_ATTENTION=0 "$KB/bin/test_dit_torch" cuda bf16
   run_test dit_layout_cuda "$KB/bin/test_dit_layout" cuda
   run_test inception_cuda "$KB/bin/test_inception_cuda"
 fi

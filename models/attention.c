@@ -3,6 +3,7 @@
 #include <math.h>
 
 #include "nn/ops.h"
+#include "nn/ops_attn.h"
 
 /* A matrix operand of the per-(sample, head) GEMMs: the one of sample b and
  * head h starts at p + b * per_b + h * per_h, with leading dimension ld. In
@@ -36,8 +37,19 @@ static int gemm_bh(kb_ctx *ctx, bool ta, bool tb, int64_t M, int64_t N, int64_t 
     return 0;
 }
 
-int kb_attention_fwd(kb_ctx *ctx, float *out, float *probs, float *scores, const float *qkv, int64_t B, int64_t T,
-                     int64_t d, int64_t H, kb_err *err) {
+int64_t kb_attention_saved_floats(int fused, int64_t B, int64_t T, int64_t H) {
+    return fused ? B * H * T : B * H * T * T;
+}
+
+int64_t kb_attention_scratch_floats(int fused, int which, int64_t B, int64_t T, int64_t H) {
+    if (fused) return which == 0 ? B * H * T : 0; /* D of the backward */
+    return B * H * T * T;
+}
+
+int kb_attention_fwd(kb_ctx *ctx, int fused, float *out, float *saved, float *scratch, const float *qkv, int64_t B,
+                     int64_t T, int64_t d, int64_t H, kb_err *err) {
+    if (fused) return kb_attn_fused_fwd(ctx, out, saved, qkv, B, T, d, H, err);
+    float *probs = saved, *scores = scratch;
     int64_t hd = d / H, TT = T * T, row = T * 3 * d;
     float scale = 1.0f / sqrtf((float)hd);
     bh_operand q = bh(qkv, 3 * d, row, hd), k = bh(qkv + d, 3 * d, row, hd), v = bh(qkv + 2 * d, 3 * d, row, hd);
@@ -49,8 +61,12 @@ int kb_attention_fwd(kb_ctx *ctx, float *out, float *probs, float *scores, const
     return 0;
 }
 
-int kb_attention_bwd(kb_ctx *ctx, float *dqkv, float *dprobs, float *dscores, const float *dout, const float *qkv,
-                     const float *probs, int64_t B, int64_t T, int64_t d, int64_t H, kb_err *err) {
+int kb_attention_bwd(kb_ctx *ctx, int fused, float *dqkv, float *scratch0, float *scratch1, const float *dout,
+                     const float *out, const float *qkv, const float *saved, int64_t B, int64_t T, int64_t d, int64_t H,
+                     kb_err *err) {
+    if (fused) return kb_attn_fused_bwd(ctx, dqkv, scratch0, dout, out, qkv, saved, B, T, d, H, err);
+    float *dprobs = scratch0, *dscores = scratch1;
+    const float *probs = saved;
     int64_t hd = d / H, TT = T * T, row = T * 3 * d;
     float scale = 1.0f / sqrtf((float)hd);
     bh_operand q = bh(qkv, 3 * d, row, hd), k = bh(qkv + d, 3 * d, row, hd), v = bh(qkv + 2 * d, 3 * d, row, hd);

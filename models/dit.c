@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "models/attention.h"
+#include "nn/ops_attn.h"
 #include "nn/rng.h"
 
 void kb_dit_sincos_pos_embed(float *out, int dim, int grid) {
@@ -151,6 +153,7 @@ static float *carve(carver *cv, size_t n) {
 }
 
 static void layout_acts(kb_dit_acts *a, const kb_dit_config *c, size_t B, int backward, carver *cv) {
+    int fused = a->attn_fused;
     size_t d = (size_t)c->hidden_size, T = (size_t)kb_dit_tokens(c), L = (size_t)a->slots;
     size_t BT = B * T, mlp = (size_t)kb_dit_mlp_hidden(c), H = (size_t)c->num_heads;
     size_t K = (size_t)kb_dit_patch_dim(c), Kout = (size_t)(c->patch_size * c->patch_size) * kb_dit_out_channels(c);
@@ -163,26 +166,30 @@ static void layout_acts(kb_dit_acts *a, const kb_dit_config *c, size_t B, int ba
     a->res = carve(cv, (L + 1) * BT * d);
     a->ada = carve(cv, L * B * 6 * d);
     a->ln1 = carve(cv, L * BT * d), a->mod1 = carve(cv, L * BT * d), a->qkv = carve(cv, L * BT * 3 * d);
-    a->att = carve(cv, L * B * H * T * T), a->atty = carve(cv, L * BT * d), a->proj = carve(cv, L * BT * d);
+    a->att = carve(cv, L * (size_t)kb_attention_saved_floats(fused, B, T, H)), a->atty = carve(cv, L * BT * d), a->proj = carve(cv, L * BT * d);
     a->mid = carve(cv, L * BT * d), a->ln2 = carve(cv, L * BT * d), a->mod2 = carve(cv, L * BT * d);
     a->fc1 = carve(cv, L * BT * mlp), a->gelu = carve(cv, L * BT * mlp), a->fc2 = carve(cv, L * BT * d);
     a->ln1_mean = carve(cv, L * BT), a->ln1_rstd = carve(cv, L * BT);
     a->ln2_mean = carve(cv, L * BT), a->ln2_rstd = carve(cv, L * BT);
     a->adaf = carve(cv, B * 2 * d), a->lnf = carve(cv, BT * d), a->modf = carve(cv, BT * d);
     a->lnf_mean = carve(cv, BT), a->lnf_rstd = carve(cv, BT), a->out_tokens = carve(cv, BT * Kout);
-    a->d_att = carve(cv, B * H * T * T); /* also the forward's score scratch */
+    a->d_att = carve(cv, (size_t)kb_attention_scratch_floats(fused, 0, B, T, H)); /* also the forward's scratch */
     if (!backward) return;
     a->d_res = carve(cv, BT * d), a->d_a = carve(cv, BT * wide), a->d_b = carve(cv, BT * wide);
     a->d_ada = carve(cv, B * 6 * d), a->d_c = carve(cv, B * d), a->d_c_silu = carve(cv, B * d);
-    a->d_t = carve(cv, B * d), a->d_att2 = carve(cv, B * H * T * T);
+    a->d_t = carve(cv, B * d), a->d_att2 = carve(cv, (size_t)kb_attention_scratch_floats(fused, 1, B, T, H));
 }
 
 int kb_dit_reserve(kb_dit *m, int cap, kb_err *err) {
-    if (cap <= m->acts.cap) return 0;
+    /* the attention route follows the context's matmul mode, which may change between calls */
+    int fused = kb_attn_fused_wanted(m->ctx, m->cfg.hidden_size / m->cfg.num_heads);
+    if (cap <= m->acts.cap && fused == m->acts.attn_fused) return 0;
+    if (cap < m->acts.cap) cap = m->acts.cap;
     if (m->acts.base) kb_dev_free(m->ctx, m->acts.base);
     int backward = m->params.grad != NULL;
     memset(&m->acts, 0, sizeof m->acts);
     m->acts.slots = backward ? m->cfg.depth : 1;
+    m->acts.attn_fused = fused;
     carver cv = {NULL, 0};
     layout_acts(&m->acts, &m->cfg, (size_t)cap, backward, &cv);
     float *base = kb_dev_alloc(m->ctx, cv.used * sizeof(float), err);

@@ -33,6 +33,7 @@ typedef struct {
 typedef struct {
     int cap;
     int slots; /* per-block slots: depth with gradients (kept for backward), 1 without */
+    int attn_fused; /* the attention route of this layout (models/attention.h): sizes att, d_att, d_att2 */
     float *base;
     size_t floats; /* size of the allocation at base */
     /* conditioning, [B, *] */
@@ -44,7 +45,7 @@ typedef struct {
     float *ln1, *mod1, *qkv, *att, *atty, *proj, *mid, *ln2, *mod2, *fc1, *gelu, *fc2; /* [slots, ...] */
     float *ln1_mean, *ln1_rstd, *ln2_mean, *ln2_rstd;                                    /* [slots, B T] */
     float *adaf, *lnf, *lnf_mean, *lnf_rstd, *modf, *out_tokens;
-    /* backward scratch (NULL without gradients, but d_att: the forward's attention scores) */
+    /* backward scratch (NULL without gradients, but d_att: the forward's attention scratch) */
     float *d_res, *d_a, *d_b, *d_ada, *d_c, *d_c_silu, *d_t, *d_att, *d_att2;
 } kb_dit_acts;
 

@@ -70,7 +70,8 @@ static int block_attn_bwd(kb_dit *m, int l, const kb_dit_block_view *v, int64_t 
                             KB_GRAD_SET, err), "block %d gate_msa backward", l);
     KB_TRY(kb_linear_bwd(ctx, &blk->proj, &m->params, NULL, d_atty, KB_GRAD_SET, d_proj, v->atty, BT, err),
            "block %d proj backward", l);
-    KB_TRY(kb_attention_bwd(ctx, d_qkv, a->d_att, a->d_att2, d_atty, v->qkv, v->att, B, T, d, m->cfg.num_heads, err),
+    KB_TRY(kb_attention_bwd(ctx, a->attn_fused, d_qkv, a->d_att, a->d_att2, d_atty, v->atty, v->qkv, v->att, B, T, d,
+                            m->cfg.num_heads, err),
            "block %d attention backward", l);
     KB_TRY(kb_linear_bwd(ctx, &blk->qkv, &m->params, NULL, d_mod1, KB_GRAD_SET, d_qkv, v->mod1, BT, err),
            "block %d qkv backward", l);

@@ -34,7 +34,8 @@ static int block_fwd(kb_dit *m, int l, int64_t B, kb_err *err) {
     KB_TRY(kb_layernorm_fwd(ctx, v.ln1, v.ln1_mean, v.ln1_rstd, v.x_in, NULL, NULL, BT, d, 1e-6f, err), "block %d norm1", l);
     KB_TRY(kb_modulate_fwd(ctx, v.mod1, v.ln1, shift_msa, scale_msa, ld, B, T, d, err), "block %d modulate1", l);
     KB_TRY(kb_linear_fwd(ctx, &blk->qkv, &m->params, NULL, v.qkv, v.mod1, BT, err), "block %d qkv", l);
-    KB_TRY(kb_attention_fwd(ctx, v.atty, v.att, m->acts.d_att, v.qkv, B, T, d, m->cfg.num_heads, err), "block %d attn", l);
+    KB_TRY(kb_attention_fwd(ctx, m->acts.attn_fused, v.atty, v.att, m->acts.d_att, v.qkv, B, T, d, m->cfg.num_heads,
+                            err), "block %d attn", l);
     KB_TRY(kb_linear_fwd(ctx, &blk->proj, &m->params, NULL, v.proj, v.atty, BT, err), "block %d proj", l);
     KB_TRY(kb_gated_add_fwd(ctx, v.mid, v.x_in, gate_msa, v.proj, ld, B, T, d, err), "block %d gate_msa", l);
     /* MLP branch */

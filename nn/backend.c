@@ -25,6 +25,9 @@ int kb_ctx_init(kb_ctx *ctx, kb_device dev, const kb_ctx_opts *opts, kb_err *err
     /* A fixed thread count makes OpenBLAS's partitioning, and so its sums, repeatable. */
     openblas_set_num_threads(ctx->threads);
     ctx->matmul = opts ? opts->matmul : KB_MATMUL_FP32;
+    ctx->attention = opts ? opts->attention : KB_ATTN_AUTO;
+    const char *fa = getenv("KINDBENCH_FUSED_ATTENTION");
+    if (ctx->attention == KB_ATTN_AUTO && fa && !strcmp(fa, "0")) ctx->attention = KB_ATTN_UNFUSED;
     if (dev == KB_DEV_CPU) {
         if (ctx->matmul != KB_MATMUL_FP32)
             return kb_fail(err, "--precision %s needs --device cuda: the CPU path computes in fp32 only",

@@ -34,6 +34,13 @@ typedef enum { KB_MATMUL_FP32 = 0, KB_MATMUL_TF32, KB_MATMUL_BF16 } kb_matmul_pr
  * or written over it (KB_GRAD_SET: the op is the input's only reader, so the
  * buffer needs no zeroing first and is not read back, two passes fewer). */
 typedef enum { KB_GRAD_ADD = 0, KB_GRAD_SET = 1 } kb_grad_mode;
+/* Which attention models run (models/attention.h). AUTO: the fused bf16
+ * kernels (nn/ops_attn.h) on CUDA in the BF16 mode, the exact unfused route
+ * otherwise; KINDBENCH_FUSED_ATTENTION=0 in the environment makes AUTO mean
+ * UNFUSED (to compare the two on a GPU). FUSED on the CPU runs the fused
+ * route's plain reference: slow, for tests of the route's arithmetic. */
+typedef enum { KB_ATTN_AUTO = 0, KB_ATTN_UNFUSED, KB_ATTN_FUSED } kb_attention_route;
+
 const char *kb_matmul_precision_name(kb_matmul_precision p);
 /* "fp32" | "tf32" | "bf16". */
 int kb_matmul_precision_parse(const char *s, kb_matmul_precision *out, kb_err *err);
@@ -43,6 +50,7 @@ typedef struct {
     int threads;          /* CPU threads for the fast CPU path (fixed => bit-identical reruns) */
     int cuda_device;      /* CUDA ordinal */
     kb_matmul_precision matmul;
+    kb_attention_route attention;
     kb_cuda_state *cuda;  /* NULL on CPU */
     struct kb_profile *prof; /* per-op times (nn/profile.h); NULL unless profiling */
 } kb_ctx;
@@ -52,6 +60,7 @@ typedef struct {
     int threads;     /* default: $KINDBENCH_THREADS, else number of online CPUs */
     int cuda_device; /* default 0 */
     kb_matmul_precision matmul; /* default FP32; anything else needs CUDA */
+    kb_attention_route attention; /* default AUTO (see kb_attention_route) */
 } kb_ctx_opts;
 
 int kb_ctx_init(kb_ctx *ctx, kb_device dev, const kb_ctx_opts *opts, kb_err *err);

@@ -93,6 +93,7 @@ static int state_init(kb_cuda_state *st, int ordinal, kb_err *err) {
     cudaDeviceProp p;
     KB_CUDA_CHECK(op, cudaGetDeviceProperties(&p, ordinal));
     st->sm_count = p.multiProcessorCount;
+    st->cc_major = p.major;
     snprintf(st->name, sizeof st->name, "%s", p.name);
     /* A blocking stream: it also orders with anything a caller puts on the legacy default stream. */
     KB_CUDA_CHECK(op, cudaStreamCreateWithFlags(&st->stream, cudaStreamDefault));

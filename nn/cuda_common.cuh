@@ -23,6 +23,7 @@ extern "C" {
 struct kb_cuda_state {
     int device;                  /* CUDA ordinal */
     int sm_count;                /* multiprocessors (informational; launch shapes do not depend on it) */
+    int cc_major;                /* compute capability (the fused bf16 attention needs 8 or more) */
     char name[256];              /* device name */
     cudaStream_t stream;         /* the one stream all ops run on */
     cublasHandle_t cublas;       /* bound to stream, workspace = workspace below */

@@ -11,7 +11,16 @@ foreach(prec fp32 bf16)
   set_tests_properties(test_dit_torch_cuda_${prec} PROPERTIES SKIP_RETURN_CODE 77 ENVIRONMENT "${KB_TEST_ENV}"
                        FIXTURES_REQUIRED dit_ref LABELS cuda)
 endforeach()
+# The fused attention route's wiring through the model (its bf16 reference on
+# the CPU, fp32 GEMMs) against PyTorch, with the bf16 tolerances.
+add_test(NAME test_dit_torch_cpu_fused COMMAND test_dit_torch cpu fp32 fused WORKING_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR})
+set_tests_properties(test_dit_torch_cpu_fused PROPERTIES ENVIRONMENT "${KB_TEST_ENV}" FIXTURES_REQUIRED dit_ref)
 # Forward-only activation layout (models without gradients) vs the one kept for backward.
 kb_c_test(test_dit_layout SOURCES test_dit_layout.c)
 add_test(NAME test_dit_layout_cuda COMMAND test_dit_layout cuda WORKING_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR})
 set_tests_properties(test_dit_layout_cuda PROPERTIES SKIP_RETURN_CODE 77 ENVIRONMENT "${KB_TEST_ENV}" LABELS cuda)
+# Fused bf16 attention (the BF16 mode's route on CUDA): its reference against
+# the exact fp32 attention here, the CUDA kernels against both on a GPU.
+kb_c_test(test_attn_fused SOURCES test_attn_fused.c ARGS cpu)
+add_test(NAME test_attn_fused_cuda COMMAND test_attn_fused cuda WORKING_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR})
+set_tests_properties(test_attn_fused_cuda PROPERTIES SKIP_RETURN_CODE 77 ENVIRONMENT "${KB_TEST_ENV}" LABELS cuda)

@@ -3,7 +3,9 @@
  * backward: the same weights and inputs give bit-identical outputs at odd
  * and even depth, the allocation is several times smaller, and a model
  * without gradients refuses backward. Runs on the CPU, or on the GPU with
- * the argument `cuda` (skipped, 77, without one). */
+ * the argument `cuda` (skipped, 77, without one); each with the default
+ * attention route and again with the fused one (nn/ops_attn.h), whose saved
+ * buffers are sized differently. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,7 +61,7 @@ static int forward(kb_dit *m, batch *b, int B, float *host, size_t n, size_t *ac
     return 0;
 }
 
-static void check_depth(kbt_state *st, kb_ctx *ctx, int depth) {
+static void check_depth(kbt_state *st, kb_ctx *ctx, int depth, const char *route) {
     kb_err err = {{0}};
     kb_dit_config c = kb_dit_config_default();
     c.input_size = 8, c.patch_size = 2, c.in_channels = 3, c.hidden_size = 32, c.num_heads = 4, c.depth = depth;
@@ -69,21 +71,21 @@ static void check_depth(kbt_state *st, kb_ctx *ctx, int depth) {
     float *out_keep = malloc(n * sizeof(float)), *out_fwd = malloc(n * sizeof(float));
     kb_dit keep = {0}, fwd = {0};
     batch b = {0};
-    char name[96];
+    char name[160];
     int rc = kb_dit_create(&keep, ctx, &c, 1, 3, &err) || kb_dit_create(&fwd, ctx, &c, 0, 3, &err) ||
              randomise(&keep, 11, &err) || randomise(&fwd, 11, &err) || batch_make(ctx, &c, B, &b, &err) ||
              forward(&keep, &b, B, out_keep, n, &keep_floats, &err) || forward(&fwd, &b, B, out_fwd, n, &fwd_floats, &err);
-    snprintf(name, sizeof name, "depth %d: forward runs in both layouts", depth);
+    snprintf(name, sizeof name, "%s, depth %d: forward runs in both layouts", route, depth);
     KBT_CHECK(st, !rc, name, "%s", err.msg);
     if (!rc) {
-        snprintf(name, sizeof name, "depth %d: forward-only output bit-identical to the kept layout", depth);
+        snprintf(name, sizeof name, "%s, depth %d: forward-only output bit-identical to the kept layout", route, depth);
         KBT_CHECK(st, !memcmp(out_keep, out_fwd, n * sizeof(float)), name, "outputs differ");
-        snprintf(name, sizeof name, "depth %d: forward-only activations smaller", depth);
+        snprintf(name, sizeof name, "%s, depth %d: forward-only activations smaller", route, depth);
         KBT_CHECK(st, depth < 2 || fwd_floats * 2 < keep_floats, name, "%zu floats vs %zu kept", fwd_floats, keep_floats);
         printf("     depth %d: activations %zu floats forward-only, %zu kept for backward\n", depth, fwd_floats,
                keep_floats);
         kb_err e2 = {{0}};
-        snprintf(name, sizeof name, "depth %d: backward refused without gradients", depth);
+        snprintf(name, sizeof name, "%s, depth %d: backward refused without gradients", route, depth);
         KBT_CHECK(st, kb_dit_backward(&fwd, b.out, b.y, B, &e2) != 0 && strstr(e2.msg, "without gradients"), name,
                   "got '%s'", e2.msg);
     }
@@ -98,12 +100,17 @@ int main(int argc, char **argv) {
         printf("skipped: no GPU\n");
         return KBT_SKIP_CODE;
     }
-    kb_err err = {{0}};
-    kb_ctx ctx;
-    if (kb_ctx_init(&ctx, dev, NULL, &err)) return fprintf(stderr, "%s\n", err.msg), 1;
     kbt_state st = {0, 0};
-    for (int depth = 1; depth <= 4; depth++) check_depth(&st, &ctx, depth);
-    kb_ctx_free(&ctx);
+    const kb_attention_route routes[] = {KB_ATTN_AUTO, KB_ATTN_FUSED};
+    const char *names[] = {"default attention", "fused attention"};
+    for (int r = 0; r < 2; r++) {
+        kb_err err = {{0}};
+        kb_ctx ctx;
+        kb_ctx_opts o = {.attention = routes[r]};
+        if (kb_ctx_init(&ctx, dev, &o, &err)) return fprintf(stderr, "%s\n", err.msg), 1;
+        for (int depth = 1; depth <= 4; depth++) check_depth(&st, &ctx, depth, names[r]);
+        kb_ctx_free(&ctx);
+    }
     printf("%d passed, %d failed\n", st.passed, st.failed);
     return st.failed ? 1 : 0;
 }

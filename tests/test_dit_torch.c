@@ -9,14 +9,19 @@
  *     of up to lr; measured up to 0.07 of this bound)
  *   - a second run from the same start is bit-identical.
  *
- *   test_dit_torch [cpu|cuda] [fp32|bf16]      (default: cpu fp32)
+ *   test_dit_torch [cpu|cuda] [fp32|bf16] [auto|unfused|fused]   (default: cpu fp32 auto)
  *
  * On CUDA the same steps run through the trainer's own step
  * (kb_train_forward_loss: model and loss on the device) with the tolerances of
  * `tolerances_for` below: fp32 within 1e-4 everywhere; bf16 GEMMs (8-bit
  * mantissas) with the wider bounds stated there, the final weights not
  * compared (Adam's sign-like updates turn bf16 gradient noise near zero into
- * full-size steps). Without a GPU the CUDA variants exit 77 (skipped). */
+ * full-size steps). Without a GPU the CUDA variants exit 77 (skipped).
+ * The third argument picks the attention route (nn/backend.h): `fused` on
+ * the CPU runs the fused bf16 attention's reference inside fp32 GEMMs, which
+ * checks the route's wiring through the model (saved log-sum-exps, the
+ * backward's use of the attention output) against PyTorch in CI; its
+ * attention arithmetic is bf16, so the bf16 tolerances apply. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +32,7 @@
 #include "models/dit.h"
 #include "models/optim.h"
 #include "models/train_step.h"
+#include "nn/ops_attn.h"
 #include "nn/safetensors.h"
 
 /* Bounds relative to the reference's scale (max |ref| per tensor), except
@@ -35,9 +41,9 @@ typedef struct {
     double out, loss, grad, losses, weights;
 } tolerances;
 
-static tolerances tolerances_for(kb_device dev, kb_matmul_precision p) {
-    if (dev == KB_DEV_CPU) return (tolerances){1e-5, 1e-5, 1e-4, 1e-4, 1e-3};
-    if (p == KB_MATMUL_FP32) return (tolerances){1e-4, 1e-4, 1e-4, 1e-4, 1e-3};
+static tolerances tolerances_for(kb_device dev, kb_matmul_precision p, int bf16_attention) {
+    if (dev == KB_DEV_CPU && !bf16_attention) return (tolerances){1e-5, 1e-5, 1e-4, 1e-4, 1e-3};
+    if (p == KB_MATMUL_FP32 && !bf16_attention) return (tolerances){1e-4, 1e-4, 1e-4, 1e-4, 1e-3};
     /* bf16 products: 2^-9 relative rounding per operand, accumulated over
      * depth-4 residual paths; set before the first GPU run, to be tightened
      * to twice the measured worst case once measured (kbt_close prints it) */
@@ -77,7 +83,7 @@ static int load_params(fixture *fx, const char *prefix, kb_err *err) {
     return kb_copy_to_dev(&fx->ctx, ps->data, fx->host, ps->total * sizeof(float), err);
 }
 
-static int setup(fixture *fx, kb_device dev, kb_matmul_precision prec, kb_err *err) {
+static int setup(fixture *fx, kb_device dev, kb_matmul_precision prec, kb_attention_route route, kb_err *err) {
     char path[4096];
     snprintf(path, sizeof path, "%s/dit_ref.safetensors", getenv("KB_FIXTURES") ? getenv("KB_FIXTURES") : ".");
     memset(fx, 0, sizeof *fx);
@@ -85,11 +91,11 @@ static int setup(fixture *fx, kb_device dev, kb_matmul_precision prec, kb_err *e
     kb_dit_config cfg;
     const char *json = kb_st_meta(fx->f, "config");
     if (!json) return kb_fail(err, "%s: no config metadata", path);
-    kb_ctx_opts co = {.matmul = prec};
-    fx->tol = tolerances_for(dev, prec);
+    kb_ctx_opts co = {.matmul = prec, .attention = route};
     if (kb_dit_config_from_json(json, &cfg, err) || kb_ctx_init(&fx->ctx, dev, &co, err) ||
         kb_dit_create(&fx->model, &fx->ctx, &cfg, 1, 0, err))
         return -1;
+    fx->tol = tolerances_for(dev, prec, kb_attn_fused_wanted(&fx->ctx, cfg.hidden_size / cfg.num_heads));
     if (!(fx->host = malloc(fx->model.params.total * sizeof(float))))
         return kb_fail(err, "out of memory for %zu parameters", fx->model.params.total);
     if (load_params(fx, "param", err) || kb_diffusion_init(&fx->diff, 1000, "", err)) return -1;
@@ -221,18 +227,22 @@ int main(int argc, char **argv) {
     kb_err err = {{0}};
     kb_device dev = KB_DEV_CPU;
     kb_matmul_precision prec = KB_MATMUL_FP32;
-    if ((argc > 1 && kb_device_parse(argv[1], &dev, &err)) || (argc > 2 && kb_matmul_precision_parse(argv[2], &prec, &err)))
-        return fprintf(stderr, "usage: test_dit_torch [cpu|cuda] [fp32|tf32|bf16]: %s\n", err.msg), 2;
+    kb_attention_route route = KB_ATTN_AUTO;
+    if (argc > 3 && strcmp(argv[3], "auto")) route = !strcmp(argv[3], "fused") ? KB_ATTN_FUSED : !strcmp(argv[3], "unfused") ? KB_ATTN_UNFUSED : -1;
+    if ((argc > 1 && kb_device_parse(argv[1], &dev, &err)) || (argc > 2 && kb_matmul_precision_parse(argv[2], &prec, &err)) ||
+        (int)route < 0)
+        return fprintf(stderr, "usage: test_dit_torch [cpu|cuda] [fp32|tf32|bf16] [auto|unfused|fused]: %s\n", err.msg), 2;
     if (dev == KB_DEV_CUDA && kb_cuda_device_count() == 0) {
         printf("skipped: no GPU (the CUDA DiT against PyTorch needs a CUDA build and device)\n");
         return KBT_SKIP_CODE;
     }
-    printf("DiT against PyTorch on %s, %s GEMMs\n", kb_device_name(dev), kb_matmul_precision_name(prec));
     fixture fx;
-    if (setup(&fx, dev, prec, &err)) {
+    if (setup(&fx, dev, prec, route, &err)) {
         KBT_CHECK(&st, 0, "load the PyTorch DiT fixture", "%s", err.msg);
         return kbt_finish(&st);
     }
+    printf("DiT against PyTorch on %s, %s GEMMs, %s attention\n", kb_device_name(dev), kb_matmul_precision_name(prec),
+           kb_attn_fused_wanted(&fx.ctx, fx.model.cfg.hidden_size / fx.model.cfg.num_heads) ? "fused bf16" : "unfused");
     kb_train_bufs b;
     if (kb_train_bufs_alloc(&b, &fx.ctx, &fx.model.cfg, fx.B, &err)) {
         KBT_CHECK(&st, 0, "batch buffers", "%s", err.msg);

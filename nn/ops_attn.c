@@ -1,0 +1,44 @@
+/* Dispatchers of the fused attention (nn/ops_attn.h): check shapes once, then
+ * run the CUDA kernels or, on the CPU, the reference. */
+#include "nn/ops_attn.h"
+
+#include "nn/profile.h"
+
+int kb_attn_fused_wanted(const kb_ctx *ctx, int64_t head_dim) {
+    if (!ctx || head_dim <= 0 || head_dim > KB_ATTN_FUSED_MAX_HEAD_DIM || ctx->attention == KB_ATTN_UNFUSED) return 0;
+    int gpu = ctx->device == KB_DEV_CUDA && kb_attn_fused_cuda_allowed(ctx);
+    if (ctx->attention == KB_ATTN_FUSED) return gpu || ctx->device == KB_DEV_CPU;
+    return gpu && ctx->matmul == KB_MATMUL_BF16;
+}
+
+static int check_shape(const char *op, const kb_ctx *ctx, int64_t B, int64_t T, int64_t d, int64_t H, kb_err *err) {
+    if (!ctx) return kb_fail(err, "%s: ctx is NULL", op);
+    if (B < 0 || T < 0 || d <= 0 || H <= 0)
+        return kb_fail(err, "%s: bad sizes B=%lld T=%lld d=%lld H=%lld", op, (long long)B, (long long)T, (long long)d,
+                       (long long)H);
+    if (d % H)
+        return kb_fail(err, "%s: width d=%lld is not divisible by %lld heads", op, (long long)d, (long long)H);
+    if (d / H > KB_ATTN_FUSED_MAX_HEAD_DIM)
+        return kb_fail(err, "%s: head dimension %lld exceeds the fused kernels' %d", op, (long long)(d / H),
+                       KB_ATTN_FUSED_MAX_HEAD_DIM);
+    /* the kernels' grid is (T/64, H, B) */
+    if (B > 65535 || H > 65535)
+        return kb_fail(err, "%s: B=%lld or H=%lld exceeds 65535", op, (long long)B, (long long)H);
+    return 0;
+}
+
+int kb_attn_fused_fwd(kb_ctx *ctx, float *out, float *lse, const float *qkv, int64_t B, int64_t T, int64_t d,
+                      int64_t H, kb_err *err) {
+    if (check_shape("kb_attn_fused_fwd", ctx, B, T, d, H, err)) return -1;
+    if (B == 0 || T == 0) return 0;
+    KB_PROF_DISPATCH(ctx, kb_attn_fused_fwd_cuda(ctx, out, lse, qkv, B, T, d, H, err),
+                     kb_attn_fused_fwd_ref(out, lse, qkv, B, T, d, H));
+}
+
+int kb_attn_fused_bwd(kb_ctx *ctx, float *dqkv, float *delta, const float *dout, const float *out, const float *qkv,
+                      const float *lse, int64_t B, int64_t T, int64_t d, int64_t H, kb_err *err) {
+    if (check_shape("kb_attn_fused_bwd", ctx, B, T, d, H, err)) return -1;
+    if (B == 0 || T == 0) return 0;
+    KB_PROF_DISPATCH(ctx, kb_attn_fused_bwd_cuda(ctx, dqkv, delta, dout, out, qkv, lse, B, T, d, H, err),
+                     kb_attn_fused_bwd_ref(dqkv, delta, dout, out, qkv, lse, B, T, d, H));
+}

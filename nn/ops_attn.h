@@ -1,0 +1,76 @@
+/* Fused multi-head self-attention with bf16 tensor-core arithmetic, the
+ * attention of the BF16 matmul mode on CUDA (models/attention.c chooses it).
+ *
+ * Same layouts as models/attention.h: qkv [B, T, 3d] holds q, k, v side by
+ * side, head h of each at columns h*hd .. h*hd+hd-1 (hd = d/H); out and dout
+ * are [B, T, d]. Instead of the [B, H, T, T] probabilities of the unfused
+ * route, the forward saves one log-sum-exp per row, lse [B, H, T] (natural
+ * log of sum_j exp(s_ij), s = q k^T / sqrt(hd)), and the backward recomputes
+ * the probabilities from it (FlashAttention-2's scheme), so no T x T matrix is
+ * ever stored: on DiT-B/2 at batch 256 that is 0.8 GB of fp32 scores per
+ * layer, written and read several times per step, that the fused route does
+ * not move.
+ *
+ * Arithmetic (the same in the CUDA kernels and in the reference below):
+ *  - q, k, v and dout are rounded to bf16 (round to nearest even) on load;
+ *  - s = (q . k) * scale with fp32 accumulation; row statistics in fp32;
+ *  - p = exp(s - lse) in fp32, rounded to bf16 for p v and p^T dout;
+ *  - backward: D_i = sum_c dout_ic out_ic (fp32, from the fp32 out),
+ *    dp = dout . v (fp32 accumulation), ds = p (dp - D_i) in fp32, rounded to
+ *    bf16 for dq = scale ds k and dk = scale ds^T q.
+ * Every sum has a fixed order, so reruns are bit-identical.
+ *
+ * kb_attn_fused_* dispatch like every op: the CUDA kernels, or on the CPU the
+ * reference (kb_attn_fused_*_ref), which rounds where the kernels round. */
+#ifndef KB_OPS_ATTN_H
+#define KB_OPS_ATTN_H
+
+#include <stdint.h>
+
+#include "nn/backend.h"
+#include "util/err.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The largest head dimension the fused kernels take (they pad hd up to 32,
+ * 64, 80 or 128 columns in shared memory). */
+#define KB_ATTN_FUSED_MAX_HEAD_DIM 128
+
+/* 1 when models should take the fused route on ctx for heads of head_dim
+ * columns (head_dim <= KB_ATTN_FUSED_MAX_HEAD_DIM): with ctx->attention
+ * AUTO, a CUDA context in the BF16 matmul mode on a GPU of compute
+ * capability 8.0 or newer (on the CPU the unfused route is the exact fp32
+ * one); with FUSED, on any such GPU and on the CPU (the reference). */
+int kb_attn_fused_wanted(const kb_ctx *ctx, int64_t head_dim);
+
+/* out [B, T, d] and lse [B, H, T] from qkv [B, T, 3d]. */
+int kb_attn_fused_fwd(kb_ctx *ctx, float *out, float *lse, const float *qkv, int64_t B, int64_t T, int64_t d,
+                      int64_t H, kb_err *err);
+/* dqkv [B, T, 3d] is written (not accumulated); delta [B, H, T] is scratch
+ * (it receives D). out and lse are the forward's. */
+int kb_attn_fused_bwd(kb_ctx *ctx, float *dqkv, float *delta, const float *dout, const float *out, const float *qkv,
+                      const float *lse, int64_t B, int64_t T, int64_t d, int64_t H, kb_err *err);
+
+/* Plain references (single-threaded, the arithmetic above). */
+void kb_attn_fused_fwd_ref(float *out, float *lse, const float *qkv, int64_t B, int64_t T, int64_t d, int64_t H);
+void kb_attn_fused_bwd_ref(float *dqkv, float *delta, const float *dout, const float *out, const float *qkv,
+                           const float *lse, int64_t B, int64_t T, int64_t d, int64_t H);
+/* float -> bf16 -> float, round to nearest even (NaN and infinities kept). */
+float kb_bf16_round(float x);
+
+/* CUDA kernels (nn/ops_attn_cuda.cu; stubs without CUDA). */
+int kb_attn_fused_fwd_cuda(kb_ctx *ctx, float *out, float *lse, const float *qkv, int64_t B, int64_t T, int64_t d,
+                           int64_t H, kb_err *err);
+int kb_attn_fused_bwd_cuda(kb_ctx *ctx, float *dqkv, float *delta, const float *dout, const float *out,
+                           const float *qkv, const float *lse, int64_t B, int64_t T, int64_t d, int64_t H, kb_err *err);
+/* 1 when the CUDA context's GPU runs the fused kernels (compute capability
+ * >= 8.0); 0 without CUDA. */
+int kb_attn_fused_cuda_allowed(const kb_ctx *ctx);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

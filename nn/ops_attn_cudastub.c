@@ -1,0 +1,17 @@
+/* CPU-only builds: the fused CUDA attention reports that CUDA is not compiled in. */
+#include "nn/ops_attn.h"
+
+int kb_attn_fused_fwd_cuda(kb_ctx *ctx, float *out, float *lse, const float *qkv, int64_t B, int64_t T, int64_t d,
+                           int64_t H, kb_err *err) {
+    return kb_fail(err, "kb_attn_fused_fwd: this kindbench was built without CUDA");
+}
+
+int kb_attn_fused_bwd_cuda(kb_ctx *ctx, float *dqkv, float *delta, const float *dout, const float *out,
+                           const float *qkv, const float *lse, int64_t B, int64_t T, int64_t d, int64_t H,
+                           kb_err *err) {
+    return kb_fail(err, "kb_attn_fused_bwd: this kindbench was built without CUDA");
+}
+
+int kb_attn_fused_cuda_allowed(const kb_ctx *ctx) {
+    return 0;
+}
