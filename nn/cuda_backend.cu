@@ -79,6 +79,7 @@ extern "C" void kb_cuda_state_destroy(kb_cuda_state *st) {
     if (st->cublas) (void)cublasDestroy(st->cublas);
     if (st->workspace) (void)cudaFree(st->workspace);
     if (st->scratch) (void)cudaFree(st->scratch);
+    if (st->tfreq) (void)cudaFree(st->tfreq);
     if (st->stream) (void)cudaStreamDestroy(st->stream);
     if (prev >= 0 && prev != st->device) (void)cudaSetDevice(prev);
     (void)cudaGetLastError();

@@ -37,6 +37,9 @@ struct kb_cuda_state {
     void *scratch;               /* grow-on-demand scratch for multi-pass reductions */
     size_t scratch_bytes;
     struct kb_lt_cache *lt;      /* cuBLASLt plans of kb_gemm_bias (nn/ops_gemm_lt_cuda.cu), made on first use */
+    float *tfreq;                /* the timestep embedding's frequency table on the device (kb_timestep_freq), */
+    int64_t tfreq_half;          /* uploaded on first use and again only when its size or max period changes */
+    float tfreq_period;
     int lt_off;                  /* KINDBENCH_CUBLASLT=0 at context creation: kb_gemm_bias takes the
                                     GEMM + bias kernel path (to compare the two on a GPU) */
 };

@@ -145,28 +145,40 @@ int kb_embedding_bwd_cuda(kb_ctx *ctx, float *dtable, const float *dout, const i
     LAUNCH("kb_embedding_bwd", embedding_bwd_kernel, D, dtable, dout, ids, B, D);
 }
 
-/* The frequencies come from the host (kb_timestep_freq_at): the device's
- * expf is within 2 ulp of the C library's, and at t = 999 one ulp of a
- * frequency moves cos/sin by up to 6e-5. Only cosf/sinf then differ. */
+/* The context's table of the `half` frequencies (from the host,
+ * kb_timestep_freq_at: the device's expf is within 2 ulp of the C library's,
+ * and at t = 999 one ulp of a frequency moves cos/sin by up to 6e-5; only
+ * cosf/sinf then differ). Uploaded once: the copy waits for the stream, which
+ * every forward would otherwise pay. */
+static const float *freq_table(kb_cuda_state *st, int64_t half, float max_period, const char *op, kb_err *err) {
+    if (st->tfreq && st->tfreq_half == half && st->tfreq_period == max_period) return st->tfreq;
+    float *host = (float *)malloc((size_t)half * sizeof(float));
+    if (!host) return kb_fail(err, "%s: out of host memory for %lld frequencies", op, (long long)half), nullptr;
+    for (int64_t i = 0; i < half; i++) host[i] = kb_timestep_freq_at(i, half, max_period);
+    cudaError_t e = cudaStreamSynchronize(st->stream); /* queued work may still read the old table */
+    if (e == cudaSuccess && st->tfreq) e = cudaFree(st->tfreq);
+    st->tfreq = nullptr;
+    if (e == cudaSuccess) e = cudaMalloc(&st->tfreq, (size_t)half * sizeof(float));
+    if (e == cudaSuccess) e = cudaMemcpy(st->tfreq, host, (size_t)half * sizeof(float), cudaMemcpyHostToDevice);
+    free(host);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        if (st->tfreq) (void)cudaFree(st->tfreq);
+        st->tfreq = nullptr;
+        return kb_fail(err, "%s: the table of %lld frequencies on the GPU: %s", op, (long long)half,
+                       cudaGetErrorString(e)), nullptr;
+    }
+    st->tfreq_half = half, st->tfreq_period = max_period;
+    return st->tfreq;
+}
+
 int kb_timestep_freq_cuda(kb_ctx *ctx, float *out, const float *t, int64_t B, int64_t dim, float max_period,
                           kb_err *err) {
     const char *op = "kb_timestep_freq";
-    kb_cuda_state *st = ctx->cuda;
     int64_t half = dim / 2;
     if (B * half == 0) return 0;
-    float *host = (float *)malloc((size_t)half * sizeof(float));
-    if (!host) return kb_fail(err, "%s: out of host memory for %lld frequencies", op, (long long)half);
-    for (int64_t i = 0; i < half; i++) host[i] = kb_timestep_freq_at(i, half, max_period);
-    float *freq = (float *)kb_cuda_scratch(st, (size_t)half * sizeof(float), op, err);
-    cudaError_t e = freq ? cudaMemcpyAsync(freq, host, (size_t)half * sizeof(float), cudaMemcpyHostToDevice, st->stream)
-                         : cudaSuccess;
-    if (freq && e == cudaSuccess) e = cudaStreamSynchronize(st->stream); /* host is freed next */
-    free(host);
+    const float *freq = freq_table(ctx->cuda, half, max_period, op, err);
     if (!freq) return -1;
-    if (e != cudaSuccess) {
-        (void)cudaGetLastError();
-        return kb_fail(err, "%s: copying %lld frequencies to the GPU failed: %s", op, (long long)half, cudaGetErrorString(e));
-    }
     LAUNCH(op, timestep_freq_kernel, B * half, out, t, freq, B, half);
 }
 

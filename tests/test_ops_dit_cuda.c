@@ -105,6 +105,15 @@ static void test_patch_embed_freq(env *e) {
     kb_timestep_freq_ref(freq, t, 4, 256, 10000.0f);
     kb_timestep_freq(&e->ctx, gf, gtt, 4, 256, 10000.0f, &e->err);
     expect_same(e, "timestep_freq (|d| <= 1e-6: the same frequencies, the device's cosf/sinf)", gf, freq, 4 * 256, 1e-6);
+    /* the context keeps the table: a second call reuses it, another size or period replaces it */
+    kb_timestep_freq(&e->ctx, gf, gtt, 4, 256, 10000.0f, &e->err);
+    expect_same(e, "timestep_freq again (cached table)", gf, freq, 4 * 256, 1e-6);
+    kb_timestep_freq_ref(freq, t, 4, 128, 1000.0f);
+    kb_timestep_freq(&e->ctx, gf, gtt, 4, 128, 1000.0f, &e->err);
+    expect_same(e, "timestep_freq with another size and period", gf, freq, 4 * 128, 1e-6);
+    kb_timestep_freq_ref(freq, t, 4, 256, 10000.0f);
+    kb_timestep_freq(&e->ctx, gf, gtt, 4, 256, 10000.0f, &e->err);
+    expect_same(e, "timestep_freq back to the first table", gf, freq, 4 * 256, 1e-6);
     float *bufs[] = {gi, gt, gb, gtab, gdo, gout, gtt, gf};
     for (int i = 0; i < 8; i++) kb_dev_free(&e->ctx, bufs[i]);
     kb_dev_free(&e->ctx, gids);
