@@ -87,6 +87,10 @@ if [ "$WHAT" = bench ] || [ "$WHAT" = all ]; then
   KINDBENCH_CUBLASLT=0 timeout 200 "$KINDBENCH" bench train "${dit[@]}" --precision bf16 > "$OUT/bench_train_bf16_nolt.log" 2>&1 ||
     echo "(exit $?)" >> "$OUT/bench_train_bf16_nolt.log"
   note "  ours bf16 without the epilogue: $(grep -E 'steps/s|rror|^\(exit' "$OUT/bench_train_bf16_nolt.log" | head -2 | tr '\n' ' ')"
+  # and with the unfused attention (batched GEMMs + softmax over [B,H,T,T] fp32 scores)
+  KINDBENCH_FUSED_ATTENTION=0 timeout 200 "$KINDBENCH" bench train "${dit[@]}" --precision bf16 > "$OUT/bench_train_bf16_unfused.log" 2>&1 ||
+    echo "(exit $?)" >> "$OUT/bench_train_bf16_unfused.log"
+  note "  ours bf16, unfused attention: $(grep -E 'steps/s|rror|^\(exit' "$OUT/bench_train_bf16_unfused.log" | head -2 | tr '\n' ' ')"
   inc=(--n 2000 --size 256 --device cuda)
   note "Inception fp32 vs pytorch-fid:  $(bench bench_inception_fp32 bench/bench_inception.sh "${inc[@]}")"
   note "Inception tf32 vs pytorch-fid:  $(bench bench_inception_tf32 bench/bench_inception.sh "${inc[@]}" --precision tf32)"
