@@ -91,6 +91,10 @@ if [ "$WHAT" = bench ] || [ "$WHAT" = all ]; then
   KINDBENCH_FUSED_ATTENTION=0 timeout 200 "$KINDBENCH" bench train "${dit[@]}" --precision bf16 > "$OUT/bench_train_bf16_unfused.log" 2>&1 ||
     echo "(exit $?)" >> "$OUT/bench_train_bf16_unfused.log"
   note "  ours bf16, unfused attention: $(grep -E 'steps/s|rror|^\(exit' "$OUT/bench_train_bf16_unfused.log" | head -2 | tr '\n' ' ')"
+  # and with cuBLASLt's GELU epilogues in the MLP (off by default until measured; test_ops_cuda checks their GELU)
+  KINDBENCH_LT_GELU=1 timeout 200 "$KINDBENCH" bench train "${dit[@]}" --precision bf16 > "$OUT/bench_train_bf16_ltgelu.log" 2>&1 ||
+    echo "(exit $?)" >> "$OUT/bench_train_bf16_ltgelu.log"
+  note "  ours bf16, GELU epilogues:    $(grep -E 'steps/s|rror|^\(exit' "$OUT/bench_train_bf16_ltgelu.log" | head -2 | tr '\n' ' ')"
   inc=(--n 2000 --size 256 --device cuda)
   note "Inception fp32 vs pytorch-fid:  $(bench bench_inception_fp32 bench/bench_inception.sh "${inc[@]}")"
   note "Inception tf32 vs pytorch-fid:  $(bench bench_inception_tf32 bench/bench_inception.sh "${inc[@]}" --precision tf32)"

@@ -42,14 +42,13 @@ static int block_mlp_bwd(kb_dit *m, int l, const kb_dit_block_view *v, int64_t B
     kb_ctx *ctx = m->ctx;
     kb_dit_acts *a = &m->acts;
     const kb_dit_block *blk = &m->blocks[l];
-    int64_t d = m->cfg.hidden_size, T = kb_dit_tokens(&m->cfg), BT = B * T, mlp = kb_dit_mlp_hidden(&m->cfg);
-    int64_t ld = 6 * d;
-    float *d_fc2 = a->d_a, *d_gelu = a->d_b, *d_fc1 = a->d_a, *d_mod2 = a->d_b, *d_ln2 = a->d_a;
+    int64_t d = m->cfg.hidden_size, T = kb_dit_tokens(&m->cfg), BT = B * T, ld = 6 * d;
+    /* each op reads one scratch buffer and writes the other (fc2's backward reads d_fc2 for dW after writing d_fc1) */
+    float *d_fc2 = a->d_a, *d_fc1 = a->d_b, *d_mod2 = a->d_a, *d_ln2 = a->d_b;
     KB_TRY(kb_gated_add_bwd(ctx, d_fc2, a->d_ada + 5 * d, a->d_res, v->fc2, v->ada + 5 * d, ld, B, T, d, KB_GRAD_SET,
                             err), "block %d gate_mlp backward", l);
-    KB_TRY(kb_linear_bwd(ctx, &blk->fc2, &m->params, NULL, d_gelu, KB_GRAD_SET, d_fc2, v->gelu, BT, err),
-           "block %d fc2 backward", l);
-    KB_TRY(kb_gelu_tanh_bwd(ctx, d_fc1, v->fc1, d_gelu, BT * mlp, KB_GRAD_SET, err), "block %d GELU backward", l);
+    KB_TRY(kb_linear_bwd_dgelu(ctx, &blk->fc2, &m->params, NULL, d_fc1, v->fc1, d_fc2, v->gelu, BT, err),
+           "block %d fc2 and GELU backward", l);
     KB_TRY(kb_linear_bwd(ctx, &blk->fc1, &m->params, NULL, d_mod2, KB_GRAD_SET, d_fc1, v->mod2, BT, err),
            "block %d fc1 backward", l);
     KB_TRY(kb_modulate_bwd(ctx, d_ln2, a->d_ada + 3 * d, a->d_ada + 4 * d, d_mod2, v->ln2, v->ada + 4 * d, ld, B, T, d,

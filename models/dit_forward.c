@@ -41,8 +41,7 @@ static int block_fwd(kb_dit *m, int l, int64_t B, kb_err *err) {
     /* MLP branch */
     KB_TRY(kb_layernorm_fwd(ctx, v.ln2, v.ln2_mean, v.ln2_rstd, v.mid, NULL, NULL, BT, d, 1e-6f, err), "block %d norm2", l);
     KB_TRY(kb_modulate_fwd(ctx, v.mod2, v.ln2, shift_mlp, scale_mlp, ld, B, T, d, err), "block %d modulate2", l);
-    KB_TRY(kb_linear_fwd(ctx, &blk->fc1, &m->params, NULL, v.fc1, v.mod2, BT, err), "block %d fc1", l);
-    KB_TRY(kb_gelu_tanh_fwd(ctx, v.gelu, v.fc1, BT * kb_dit_mlp_hidden(&m->cfg), err), "block %d GELU", l);
+    KB_TRY(kb_linear_fwd_gelu(ctx, &blk->fc1, &m->params, NULL, v.fc1, v.gelu, v.mod2, BT, err), "block %d fc1+GELU", l);
     KB_TRY(kb_linear_fwd(ctx, &blk->fc2, &m->params, NULL, v.fc2, v.gelu, BT, err), "block %d fc2", l);
     KB_TRY(kb_gated_add_fwd(ctx, v.x_out, v.mid, gate_mlp, v.fc2, ld, B, T, d, err), "block %d gate_mlp", l);
     return 0;

@@ -36,17 +36,40 @@ int kb_linear_fwd(kb_ctx *ctx, const kb_linear *l, const kb_params *ps, const kb
     return 0;
 }
 
-int kb_linear_bwd(kb_ctx *ctx, const kb_linear *l, kb_params *ps, const kb_linear_cond *cond, float *dx,
-                  kb_grad_mode dx_mode, const float *dy, const float *x, int64_t rows, kb_err *err) {
+int kb_linear_fwd_gelu(kb_ctx *ctx, const kb_linear *l, const kb_params *ps, const kb_linear_cond *cond, float *pre,
+                       float *act, const float *x, int64_t rows, kb_err *err) {
+    if (check_dense(l, ps, cond, err)) return -1;
+    const float *bias = l->b >= 0 ? kb_param_data(ps, l->b) : NULL;
+    if (kb_gemm_bias_gelu(ctx, act, pre, x, kb_param_data(ps, l->w), bias, rows, l->in, l->out, err))
+        return kb_fail_wrap(err, "linear %s with GELU", ps->items[l->w].name);
+    return 0;
+}
+
+/* dW, db of l, and (dx != NULL) dx written as dy W, or as (dy W) * gelu'(pre) with pre != NULL. */
+static int linear_bwd(kb_ctx *ctx, const kb_linear *l, kb_params *ps, const kb_linear_cond *cond, float *dx,
+                      kb_grad_mode dx_mode, const float *pre, const float *dy, const float *x, int64_t rows,
+                      kb_err *err) {
     if (check_dense(l, ps, cond, err)) return -1;
     const float *W = kb_param_data(ps, l->w);
     float beta = dx_mode == KB_GRAD_SET ? 0.0f : 1.0f;
-    if (dx && kb_gemm(ctx, false, false, rows, l->in, l->out, 1.0f, dy, l->out, W, l->in, beta, dx, l->in, err))
-        return kb_fail_wrap(err, "linear %s backward (input)", ps->items[l->w].name);
+    int rc = !dx ? 0
+             : pre ? kb_gemm_dgelu(ctx, dx, dy, W, pre, rows, l->in, l->out, err)
+                   : kb_gemm(ctx, false, false, rows, l->in, l->out, 1.0f, dy, l->out, W, l->in, beta, dx, l->in, err);
+    if (rc) return kb_fail_wrap(err, "linear %s backward (input)", ps->items[l->w].name);
     if (!ps->items[l->w].trainable) return 0;
     if (kb_gemm(ctx, true, false, l->out, l->in, rows, 1.0f, dy, l->out, x, l->in, 1.0f, kb_param_grad(ps, l->w),
                 l->in, err))
         return kb_fail_wrap(err, "linear %s backward (weight)", ps->items[l->w].name);
     if (l->b >= 0) return kb_sum_rows(ctx, kb_param_grad(ps, l->b), dy, rows, l->out, err);
     return 0;
+}
+
+int kb_linear_bwd(kb_ctx *ctx, const kb_linear *l, kb_params *ps, const kb_linear_cond *cond, float *dx,
+                  kb_grad_mode dx_mode, const float *dy, const float *x, int64_t rows, kb_err *err) {
+    return linear_bwd(ctx, l, ps, cond, dx, dx_mode, NULL, dy, x, rows, err);
+}
+
+int kb_linear_bwd_dgelu(kb_ctx *ctx, const kb_linear *l, kb_params *ps, const kb_linear_cond *cond, float *dpre,
+                        const float *pre, const float *dy, const float *x, int64_t rows, kb_err *err) {
+    return linear_bwd(ctx, l, ps, cond, dpre, KB_GRAD_SET, pre, dy, x, rows, err);
 }

@@ -45,5 +45,13 @@ int kb_linear_fwd(kb_ctx *ctx, const kb_linear *l, const kb_params *ps, const kb
  * beta 0 and neither needs dx cleared first nor reads it. */
 int kb_linear_bwd(kb_ctx *ctx, const kb_linear *l, kb_params *ps, const kb_linear_cond *cond, float *dx,
                   kb_grad_mode dx_mode, const float *dy, const float *x, int64_t rows, kb_err *err);
+/* An MLP's hidden layer: pre = x W^T + b and act = gelu_tanh(pre) (one
+ * cuBLASLt matmul where nn/ops.h's kb_gemm_bias_gelu fuses them). */
+int kb_linear_fwd_gelu(kb_ctx *ctx, const kb_linear *l, const kb_params *ps, const kb_linear_cond *cond, float *pre,
+                       float *act, const float *x, int64_t rows, kb_err *err);
+/* kb_linear_bwd of the layer after that GELU, with its input gradient carried
+ * through the GELU: dpre = (dy W) * gelu_tanh'(pre), written over dpre. */
+int kb_linear_bwd_dgelu(kb_ctx *ctx, const kb_linear *l, kb_params *ps, const kb_linear_cond *cond, float *dpre,
+                        const float *pre, const float *dy, const float *x, int64_t rows, kb_err *err);
 
 #endif

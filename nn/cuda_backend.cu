@@ -95,6 +95,7 @@ static int state_init(kb_cuda_state *st, int ordinal, kb_err *err) {
     KB_CUDA_CHECK(op, cudaGetDeviceProperties(&p, ordinal));
     st->sm_count = p.multiProcessorCount;
     st->cc_major = p.major;
+    st->smem_optin = p.sharedMemPerBlockOptin;
     snprintf(st->name, sizeof st->name, "%s", p.name);
     /* A blocking stream: it also orders with anything a caller puts on the legacy default stream. */
     KB_CUDA_CHECK(op, cudaStreamCreateWithFlags(&st->stream, cudaStreamDefault));
@@ -111,6 +112,8 @@ static int state_init(kb_cuda_state *st, int ordinal, kb_err *err) {
     KB_CUBLAS_CHECK(op, cublasLtCreate(&st->cublaslt));
     const char *lt = getenv("KINDBENCH_CUBLASLT");
     st->lt_off = lt && !strcmp(lt, "0");
+    const char *lg = getenv("KINDBENCH_LT_GELU");
+    st->lt_gelu = lg && !strcmp(lg, "1");
     return 0;
 }
 

@@ -24,6 +24,7 @@ struct kb_cuda_state {
     int device;                  /* CUDA ordinal */
     int sm_count;                /* multiprocessors (informational; launch shapes do not depend on it) */
     int cc_major;                /* compute capability (the fused bf16 attention needs 8 or more) */
+    size_t smem_optin;           /* shared memory a block may opt in to (the fused attention's kernels) */
     char name[256];              /* device name */
     cudaStream_t stream;         /* the one stream all ops run on */
     cublasHandle_t cublas;       /* bound to stream, workspace = workspace below */
@@ -40,6 +41,8 @@ struct kb_cuda_state {
     float *tfreq;                /* the timestep embedding's frequency table on the device (kb_timestep_freq), */
     int64_t tfreq_half;          /* uploaded on first use and again only when its size or max period changes */
     float tfreq_period;
+    int lt_gelu;                 /* KINDBENCH_LT_GELU=1 at context creation: the BF16 mode's MLP uses cuBLASLt's
+                                    GELU epilogues (kb_gemm_bias_gelu, kb_gemm_dgelu); off by default */
     int lt_off;                  /* KINDBENCH_CUBLASLT=0 at context creation: kb_gemm_bias takes the
                                     GEMM + bias kernel path (to compare the two on a GPU) */
 };

@@ -116,6 +116,38 @@ int kb_gemm_bias(kb_ctx *ctx, float *y, const float *x, const float *W, const fl
                 kb_gemm_bias_cpu(ctx->threads, y, x, W, bias, rows, in, out));
 }
 
+static void gemm_bias_gelu_cpu(int threads, float *act, float *pre, const float *x, const float *W, const float *bias,
+                               int64_t rows, int64_t in, int64_t out) {
+    kb_gemm_bias_cpu(threads, pre, x, W, bias, rows, in, out);
+    kb_gelu_tanh_fwd_cpu(threads, act, pre, rows * out);
+}
+
+static void gemm_dgelu_cpu(int threads, float *dpre, const float *dy, const float *W, const float *pre, int64_t rows,
+                           int64_t in, int64_t out) {
+    kb_gemm_cpu(threads, false, false, rows, in, out, 1.0f, dy, out, W, in, 0.0f, dpre, in);
+    kb_gelu_tanh_bwd_cpu(threads, dpre, pre, dpre, rows * in, KB_GRAD_SET); /* elementwise: in place is exact */
+}
+
+int kb_gemm_bias_gelu(kb_ctx *ctx, float *act, float *pre, const float *x, const float *W, const float *bias,
+                      int64_t rows, int64_t in, int64_t out, kb_err *err) {
+    const char *op = "kb_gemm_bias_gelu";
+    if (check_ctx(op, ctx, err) || check_gemm(op, false, true, rows, out, in, x, in, W, in, pre, out, err) ||
+        check_ptr(op, "pre", pre, rows * out, err) || check_ptr(op, "act", act, rows * out, err))
+        return -1;
+    KB_DISPATCH(kb_gemm_bias_gelu_cuda(ctx, act, pre, x, W, bias, rows, in, out, err),
+                gemm_bias_gelu_cpu(ctx->threads, act, pre, x, W, bias, rows, in, out));
+}
+
+int kb_gemm_dgelu(kb_ctx *ctx, float *dpre, const float *dy, const float *W, const float *pre, int64_t rows,
+                  int64_t in, int64_t out, kb_err *err) {
+    const char *op = "kb_gemm_dgelu";
+    if (check_ctx(op, ctx, err) || check_gemm(op, false, false, rows, in, out, dy, out, W, in, dpre, in, err) ||
+        check_ptr(op, "pre", pre, rows * in, err))
+        return -1;
+    KB_DISPATCH(kb_gemm_dgelu_cuda(ctx, dpre, dy, W, pre, rows, in, out, err),
+                gemm_dgelu_cpu(ctx->threads, dpre, dy, W, pre, rows, in, out));
+}
+
 /* ---- elementwise ---- */
 
 static int check_1d(const char *op, int64_t n, const void *p0, const char *n0, const void *p1, const char *n1,

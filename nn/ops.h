@@ -49,6 +49,17 @@ int kb_gemm_batched(kb_ctx *ctx, bool transA, bool transB, int64_t M, int64_t N,
  * of a second pass over y. On the CPU it is kb_gemm then kb_add_bias. */
 int kb_gemm_bias(kb_ctx *ctx, float *y, const float *x, const float *W, const float *bias, int64_t rows, int64_t in,
                  int64_t out, kb_err *err);
+/* An MLP's first layer and its GELU: pre = x W^T + bias ([rows, out]) and
+ * act = gelu_tanh(pre). kb_gemm_bias then kb_gelu_tanh_fwd, bit for bit,
+ * except on CUDA with the cuBLASLt GELU epilogue switched on (BF16 mode and
+ * KINDBENCH_LT_GELU=1, see nn/ops_gemm_lt_cuda.cu): one matmul writes both. */
+int kb_gemm_bias_gelu(kb_ctx *ctx, float *act, float *pre, const float *x, const float *W, const float *bias,
+                      int64_t rows, int64_t in, int64_t out, kb_err *err);
+/* The matching backward through the next layer's input: dpre[rows, in] =
+ * (dy[rows, out] W[out, in]) * gelu_tanh'(pre[rows, in]), written over dpre.
+ * kb_gemm (beta 0) then kb_gelu_tanh_bwd in place, or the DGELU epilogue. */
+int kb_gemm_dgelu(kb_ctx *ctx, float *dpre, const float *dy, const float *W, const float *pre, int64_t rows,
+                  int64_t in, int64_t out, kb_err *err);
 
 /* ---- elementwise ---- */
 int kb_add(kb_ctx *ctx, float *out, const float *a, const float *b, int64_t n, kb_err *err);      /* out = a + b */

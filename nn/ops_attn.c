@@ -6,7 +6,7 @@
 
 int kb_attn_fused_wanted(const kb_ctx *ctx, int64_t head_dim) {
     if (!ctx || head_dim <= 0 || head_dim > KB_ATTN_FUSED_MAX_HEAD_DIM || ctx->attention == KB_ATTN_UNFUSED) return 0;
-    int gpu = ctx->device == KB_DEV_CUDA && kb_attn_fused_cuda_allowed(ctx);
+    int gpu = ctx->device == KB_DEV_CUDA && kb_attn_fused_cuda_allowed(ctx, head_dim);
     if (ctx->attention == KB_ATTN_FUSED) return gpu || ctx->device == KB_DEV_CPU;
     return gpu && ctx->matmul == KB_MATMUL_BF16;
 }

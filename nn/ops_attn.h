@@ -65,9 +65,10 @@ int kb_attn_fused_fwd_cuda(kb_ctx *ctx, float *out, float *lse, const float *qkv
                            int64_t H, kb_err *err);
 int kb_attn_fused_bwd_cuda(kb_ctx *ctx, float *dqkv, float *delta, const float *dout, const float *out,
                            const float *qkv, const float *lse, int64_t B, int64_t T, int64_t d, int64_t H, kb_err *err);
-/* 1 when the CUDA context's GPU runs the fused kernels (compute capability
- * >= 8.0); 0 without CUDA. */
-int kb_attn_fused_cuda_allowed(const kb_ctx *ctx);
+/* 1 when the CUDA context's GPU runs the fused kernels for heads of head_dim
+ * columns (compute capability >= 8.0 and enough shared memory per block for
+ * the padded head dimension); 0 without CUDA. */
+int kb_attn_fused_cuda_allowed(const kb_ctx *ctx, int64_t head_dim);
 
 #ifdef __cplusplus
 }

@@ -114,7 +114,7 @@ __device__ void warp_store_rows(float *buf, acc_frag (&acc)[HD / 16], float mul,
     constexpr int ldo = geom<HD>::ldo;
 #pragma unroll
     for (int j = 0; j < HD / 16; j++) {
-        for (int i = 0; i < acc[j].num_elements; i++) acc[j].x[i] *= mul;
+        for (int i = 0; i < acc[j].num_elements; i++) acc[j].x[i] = __fmul_rn(acc[j].x[i], mul);
         wm::store_matrix_sync(buf + j * 16, acc[j], ldo, wm::mem_row_major);
     }
     __syncwarp();
@@ -162,18 +162,18 @@ __global__ void __launch_bounds__(kThreads) attn_fwd_kernel(attn_args a) {
         __syncwarp();
         float mx = -INFINITY, sum = 0.0f;
         for (int c = c0; c < c0 + 32; c++)
-            if (k0 + c < T) mx = fmaxf(mx, S[r * g::ldo + c] * a.scale);
+            if (k0 + c < T) mx = fmaxf(mx, __fmul_rn(S[r * g::ldo + c], a.scale));
         mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, 1));
         float m_new = fmaxf(m, mx);
         for (int c = c0; c < c0 + 32; c++)
-            if (k0 + c < T) sum += expf(S[r * g::ldo + c] * a.scale - m_new);
+            if (k0 + c < T) sum = __fadd_rn(sum, expf(__fsub_rn(__fmul_rn(S[r * g::ldo + c], a.scale), m_new)));
         float other = __shfl_xor_sync(kFull, sum, 1);
-        sum = lane % 2 ? other + sum : sum + other; /* left half plus right half, as the reference */
-        l = l * expf(m - m_new) + sum;
+        sum = lane % 2 ? __fadd_rn(other, sum) : __fadd_rn(sum, other); /* left half plus right half, as the reference */
+        l = __fadd_rn(__fmul_rn(l, expf(m - m_new)), sum);
         m = m_new;
         __syncwarp();
     }
-    float lse = m + logf(l);
+    float lse = __fadd_rn(m, logf(l));
     int q = q0 + warp * 16 + r;
     if (lane % 2 == 0 && q < T) a.lse[((int64_t)b * a.H + h) * T + q] = lse;
 
@@ -187,13 +187,15 @@ __global__ void __launch_bounds__(kThreads) attn_fwd_kernel(attn_args a) {
         warp_scores<HD>(S, Qw, Ks);
         __syncwarp();
         for (int c = c0; c < c0 + 32; c++) {
-            float p = k0 + c < T ? expf(S[r * g::ldo + c] * a.scale - lse) : 0.0f;
+            float p = k0 + c < T ? expf(__fsub_rn(__fmul_rn(S[r * g::ldo + c], a.scale), lse)) : 0.0f;
             P[r * kLdP + c] = __float2bfloat16_rn(p);
         }
         __syncwarp();
         warp_accumulate<HD>(o, P, Vs);
     }
     warp_store_rows<HD>(S, o, 1.0f, a.res + (int64_t)b * T * d + h * a.hd, d, q0 + warp * 16, T, a.hd);
+#else
+    __trap(); /* built for a GPU without bf16 tensor cores: kb_attn_fused_cuda_allowed refuses those */
 #endif
 }
 
@@ -249,8 +251,8 @@ __global__ void __launch_bounds__(kThreads) attn_dkv_kernel(attn_args a) {
         __syncwarp();
         for (int c = c0; c < c0 + 32; c++) {
             bool ok = key < T && q0 + c < T;
-            float p = ok ? expf(S[r * g::ldo + c] * a.scale - lse_s[c]) : 0.0f;
-            float ds = p * (dP[r * g::ldo + c] - D_s[c]);
+            float p = ok ? expf(__fsub_rn(__fmul_rn(S[r * g::ldo + c], a.scale), lse_s[c])) : 0.0f;
+            float ds = __fmul_rn(p, __fsub_rn(dP[r * g::ldo + c], D_s[c]));
             P[r * kLdP + c] = __float2bfloat16_rn(p);
             dS[r * kLdP + c] = __float2bfloat16_rn(ds);
         }
@@ -261,6 +263,8 @@ __global__ void __launch_bounds__(kThreads) attn_dkv_kernel(attn_args a) {
     float *dkv = a.res + (int64_t)b * T * 3 * d + h * a.hd;
     warp_store_rows<HD>(S, dk, a.scale, dkv + d, 3 * d, k0 + warp * 16, T, a.hd);
     warp_store_rows<HD>(S, dv, 1.0f, dkv + 2 * d, 3 * d, k0 + warp * 16, T, a.hd);
+#else
+    __trap(); /* built for a GPU without bf16 tensor cores: kb_attn_fused_cuda_allowed refuses those */
 #endif
 }
 
@@ -296,13 +300,15 @@ __global__ void __launch_bounds__(kThreads) attn_dq_kernel(attn_args a) {
         __syncwarp();
         for (int c = c0; c < c0 + 32; c++) {
             bool ok = q < T && k0 + c < T;
-            float p = ok ? expf(S[r * g::ldo + c] * a.scale - lse) : 0.0f;
-            dS[r * kLdP + c] = __float2bfloat16_rn(p * (dP[r * g::ldo + c] - D));
+            float p = ok ? expf(__fsub_rn(__fmul_rn(S[r * g::ldo + c], a.scale), lse)) : 0.0f;
+            dS[r * kLdP + c] = __float2bfloat16_rn(__fmul_rn(p, __fsub_rn(dP[r * g::ldo + c], D)));
         }
         __syncwarp();
         warp_accumulate<HD>(dq, dS, Ks);
     }
     warp_store_rows<HD>(S, dq, a.scale, a.res + (int64_t)b * T * 3 * d + h * a.hd, 3 * d, q0 + warp * 16, T, a.hd);
+#else
+    __trap(); /* built for a GPU without bf16 tensor cores: kb_attn_fused_cuda_allowed refuses those */
 #endif
 }
 
@@ -345,11 +351,22 @@ attn_args make_args(const float *qkv, int64_t T, int64_t d, int64_t H) {
     return a;
 }
 
-int state_of(kb_ctx *ctx, const char *op, kb_cuda_state **st, kb_err *err) {
+/* Bytes of shared memory the largest of the kernels for head_dim needs. */
+size_t smem_needed(int64_t head_dim) {
+    switch (padded_hd((int)head_dim)) {
+    case 32: return dkv_smem<32>();
+    case 64: return dkv_smem<64>();
+    case 80: return dkv_smem<80>();
+    default: return dkv_smem<128>();
+    }
+}
+
+int state_of(kb_ctx *ctx, const char *op, int64_t d, int64_t H, kb_cuda_state **st, kb_err *err) {
     if (!ctx || ctx->device != KB_DEV_CUDA || !ctx->cuda)
         return kb_fail(err, "%s: not a CUDA context (kb_ctx_init with KB_DEV_CUDA first)", op);
-    if (!kb_attn_fused_cuda_allowed(ctx))
-        return kb_fail(err, "%s: needs a GPU of compute capability 8.0 or newer (bf16 tensor cores)", op);
+    if (!kb_attn_fused_cuda_allowed(ctx, d / H))
+        return kb_fail(err, "%s: head dimension %lld needs a GPU of compute capability 8.0 or newer (bf16 tensor "
+                            "cores) with %zu bytes of shared memory per block", op, (long long)(d / H), smem_needed(d / H));
     *st = ctx->cuda;
     return 0;
 }
@@ -359,7 +376,7 @@ int state_of(kb_ctx *ctx, const char *op, kb_cuda_state **st, kb_err *err) {
 extern "C" int kb_attn_fused_fwd_cuda(kb_ctx *ctx, float *out, float *lse, const float *qkv, int64_t B, int64_t T,
                                       int64_t d, int64_t H, kb_err *err) {
     kb_cuda_state *st;
-    if (state_of(ctx, "kb_attn_fused_fwd", &st, err)) return -1;
+    if (state_of(ctx, "kb_attn_fused_fwd", d, H, &st, err)) return -1;
     if ((int64_t)T * 3 * d > INT32_MAX) return kb_fail(err, "kb_attn_fused_fwd: T=%lld x 3d=%lld too large", (long long)T, (long long)(3 * d));
     attn_args a = make_args(qkv, T, d, H);
     a.res = out, a.lse = lse;
@@ -375,7 +392,7 @@ extern "C" int kb_attn_fused_bwd_cuda(kb_ctx *ctx, float *dqkv, float *delta, co
                                       const float *qkv, const float *lse, int64_t B, int64_t T, int64_t d, int64_t H,
                                       kb_err *err) {
     kb_cuda_state *st;
-    if (state_of(ctx, "kb_attn_fused_bwd", &st, err)) return -1;
+    if (state_of(ctx, "kb_attn_fused_bwd", d, H, &st, err)) return -1;
     if ((int64_t)T * 3 * d > INT32_MAX) return kb_fail(err, "kb_attn_fused_bwd: T=%lld x 3d=%lld too large", (long long)T, (long long)(3 * d));
     attn_args a = make_args(qkv, T, d, H);
     a.dout = dout, a.out = out, a.res = dqkv, a.lse = (float *)lse, a.delta = delta;
@@ -390,6 +407,9 @@ extern "C" int kb_attn_fused_bwd_cuda(kb_ctx *ctx, float *dqkv, float *delta, co
     }
 }
 
-extern "C" int kb_attn_fused_cuda_allowed(const kb_ctx *ctx) {
-    return ctx && ctx->device == KB_DEV_CUDA && ctx->cuda && ctx->cuda->cc_major >= 8;
+extern "C" int kb_attn_fused_cuda_allowed(const kb_ctx *ctx, int64_t head_dim) {
+    /* bf16 tensor cores, and the shared memory a block may opt in to (227 KiB on
+     * H100/H200, 99 KiB on some 8.x parts: too little there for head_dim > 64) */
+    return ctx && ctx->device == KB_DEV_CUDA && ctx->cuda && ctx->cuda->cc_major >= 8 && head_dim > 0 &&
+           head_dim <= KB_ATTN_FUSED_MAX_HEAD_DIM && smem_needed(head_dim) <= ctx->cuda->smem_optin;
 }

@@ -12,6 +12,6 @@ int kb_attn_fused_bwd_cuda(kb_ctx *ctx, float *dqkv, float *delta, const float *
     return kb_fail(err, "kb_attn_fused_bwd: this kindbench was built without CUDA");
 }
 
-int kb_attn_fused_cuda_allowed(const kb_ctx *ctx) {
+int kb_attn_fused_cuda_allowed(const kb_ctx *ctx, int64_t head_dim) {
     return 0;
 }

@@ -22,6 +22,10 @@ int kb_gemm_batched_cuda(kb_ctx *ctx, bool transA, bool transB, int64_t M, int64
 /* nn/ops_gemm_lt_cuda.cu: cuBLASLt with the bias in the epilogue. */
 int kb_gemm_bias_cuda(kb_ctx *ctx, float *y, const float *x, const float *W, const float *bias, int64_t rows, int64_t in,
                       int64_t out, kb_err *err);
+int kb_gemm_bias_gelu_cuda(kb_ctx *ctx, float *act, float *pre, const float *x, const float *W, const float *bias,
+                           int64_t rows, int64_t in, int64_t out, kb_err *err);
+int kb_gemm_dgelu_cuda(kb_ctx *ctx, float *dpre, const float *dy, const float *W, const float *pre, int64_t rows,
+                       int64_t in, int64_t out, kb_err *err);
 int kb_add_cuda(kb_ctx *ctx, float *out, const float *a, const float *b, int64_t n, kb_err *err);
 int kb_mul_cuda(kb_ctx *ctx, float *out, const float *a, const float *b, int64_t n, kb_err *err);
 int kb_axpy_cuda(kb_ctx *ctx, float *y, float alpha, const float *x, int64_t n, kb_err *err);

@@ -16,6 +16,14 @@ int kb_gemm_bias_cuda(kb_ctx *ctx, float *y, const float *x, const float *W, con
                       int64_t out, kb_err *err) {
     return kb_fail(err, "gemm_bias: this kindbench was built without CUDA");
 }
+int kb_gemm_bias_gelu_cuda(kb_ctx *ctx, float *act, float *pre, const float *x, const float *W, const float *bias,
+                           int64_t rows, int64_t in, int64_t out, kb_err *err) {
+    return kb_fail(err, "gemm_bias_gelu: this kindbench was built without CUDA");
+}
+int kb_gemm_dgelu_cuda(kb_ctx *ctx, float *dpre, const float *dy, const float *W, const float *pre, int64_t rows,
+                       int64_t in, int64_t out, kb_err *err) {
+    return kb_fail(err, "gemm_dgelu: this kindbench was built without CUDA");
+}
 int kb_add_cuda(kb_ctx *ctx, float *out, const float *a, const float *b, int64_t n, kb_err *err) {
     return kb_fail(err, "add: this kindbench was built without CUDA");
 }

@@ -32,8 +32,14 @@ extern "C" {
 
 #define KB_LT_PLANS 16
 
+/* The epilogues kindbench uses. LT_GELU_AUX_BIAS: D = gelu(op(A) B + bias),
+ * with the pre-activation written to the aux matrix; LT_DGELU: D = (A B) *
+ * gelu'(aux), the backward through that GELU, A not transposed. */
+typedef enum { LT_BIAS = 0, LT_GELU_AUX_BIAS, LT_DGELU } lt_epi;
+
 typedef struct {
     int used;
+    lt_epi epi;
     int64_t rows, in, out;
     kb_matmul_precision prec;
     unsigned align;   /* bytes every operand pointer is aligned to (<= 256) */
@@ -84,15 +90,25 @@ static cublasComputeType_t compute_type(kb_matmul_precision p) {
 /* Descriptors, layouts and the heuristic's first algorithm for one shape.
  * Returns a cuBLAS status; p->usable says whether an algorithm was found. */
 static cublasStatus_t plan_build(kb_cuda_state *st, lt_plan *p) {
-    cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-    cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+    /* forward: D (out x rows) = W^T-as-stored (in x out, transposed) x (in x rows);
+     * DGELU: D (in x rows) = W (in x out) dy (out x rows) */
+    int dgelu = p->epi == LT_DGELU;
+    cublasOperation_t ta = dgelu ? CUBLAS_OP_N : CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    cublasLtEpilogue_t epi = p->epi == LT_BIAS            ? CUBLASLT_EPILOGUE_BIAS
+                             : p->epi == LT_GELU_AUX_BIAS ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS
+                                                          : CUBLASLT_EPILOGUE_DGELU;
+    int64_t k = dgelu ? p->out : p->in, drows = dgelu ? p->in : p->out;
     LT_TRY(cublasLtMatmulDescCreate(&p->desc, compute_type(p->prec), CUDA_R_32F));
     LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
     LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
     LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+    if (p->epi != LT_BIAS) { /* the aux matrix (pre-activation) has D's shape */
+        int64_t ld = drows;
+        LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ld, sizeof ld));
+    }
     LT_TRY(cublasLtMatrixLayoutCreate(&p->a, CUDA_R_32F, (uint64_t)p->in, (uint64_t)p->out, p->in));
-    LT_TRY(cublasLtMatrixLayoutCreate(&p->b, CUDA_R_32F, (uint64_t)p->in, (uint64_t)p->rows, p->in));
-    LT_TRY(cublasLtMatrixLayoutCreate(&p->d, CUDA_R_32F, (uint64_t)p->out, (uint64_t)p->rows, p->out));
+    LT_TRY(cublasLtMatrixLayoutCreate(&p->b, CUDA_R_32F, (uint64_t)k, (uint64_t)p->rows, k));
+    LT_TRY(cublasLtMatrixLayoutCreate(&p->d, CUDA_R_32F, (uint64_t)drows, (uint64_t)p->rows, drows));
     cublasLtMatmulPreference_t pref;
     LT_TRY(cublasLtMatmulPreferenceCreate(&pref));
     uint64_t ws = st->workspace_bytes;
@@ -116,8 +132,8 @@ static cublasStatus_t plan_build(kb_cuda_state *st, lt_plan *p) {
 }
 
 /* The cached plan for this call, built on first use; NULL with err set. */
-static lt_plan *plan_for(kb_cuda_state *st, const char *op, int64_t rows, int64_t in, int64_t out, unsigned align,
-                         kb_err *err) {
+static lt_plan *plan_for(kb_cuda_state *st, const char *op, lt_epi epi, int64_t rows, int64_t in, int64_t out,
+                         unsigned align, kb_err *err) {
     if (!st->lt && !(st->lt = (struct kb_lt_cache *)calloc(1, sizeof *st->lt))) {
         kb_fail(err, "%s: out of host memory for the cuBLASLt plan cache", op);
         return NULL;
@@ -125,13 +141,14 @@ static lt_plan *plan_for(kb_cuda_state *st, const char *op, int64_t rows, int64_
     struct kb_lt_cache *c = st->lt;
     for (int i = 0; i < KB_LT_PLANS; i++) {
         lt_plan *p = &c->plans[i];
-        if (p->used && p->rows == rows && p->in == in && p->out == out && p->prec == st->matmul && p->align == align)
+        if (p->used && p->epi == epi && p->rows == rows && p->in == in && p->out == out && p->prec == st->matmul &&
+            p->align == align)
             return p;
     }
     lt_plan *p = &c->plans[c->next];
     c->next = (c->next + 1) % KB_LT_PLANS;
     plan_release(p);
-    p->used = 1, p->rows = rows, p->in = in, p->out = out, p->prec = st->matmul, p->align = align;
+    p->used = 1, p->epi = epi, p->rows = rows, p->in = in, p->out = out, p->prec = st->matmul, p->align = align;
     cublasStatus_t s = plan_build(st, p);
     if (s != CUBLAS_STATUS_SUCCESS) {
         plan_release(p);
@@ -157,7 +174,8 @@ extern "C" int kb_gemm_bias_cuda(kb_ctx *ctx, float *y, const float *x, const fl
         unsigned align = pointer_alignment(x), a;
         if ((a = pointer_alignment(W)) < align) align = a;
         if ((a = pointer_alignment(y)) < align) align = a;
-        if (pointer_alignment(bias) >= 16 && align >= 16 && !(p = plan_for(st, op, rows, in, out, align, err))) return -1;
+        if (pointer_alignment(bias) >= 16 && align >= 16 && !(p = plan_for(st, op, LT_BIAS, rows, in, out, align, err)))
+            return -1;
     }
     if (!p || !p->usable) {
         if (kb_gemm_cuda(ctx, false, true, rows, out, in, 1.0f, x, in, W, in, 0.0f, y, out, err)) return -1;
@@ -172,4 +190,82 @@ extern "C" int kb_gemm_bias_cuda(kb_ctx *ctx, float *y, const float *x, const fl
                        (long long)in, (long long)out, kb_matmul_precision_name(st->matmul), cublasGetStatusString(s),
                        (int)s);
     return 0;
+}
+
+/* ---- the GELU epilogues (nn/ops.h: kb_gemm_bias_gelu, kb_gemm_dgelu) ----
+ * Only in the BF16 mode, and only with KINDBENCH_LT_GELU=1 until a GPU run
+ * has measured them (test_ops_cuda: the epilogue's GELU against our
+ * gelu_tanh on the same pre-activations; bench_train with and without).
+ * Otherwise, and where cuBLASLt offers no algorithm, the ops are the two
+ * passes they replace. */
+
+static int lt_gelu_on(const kb_cuda_state *st) {
+    return st->lt_gelu && !st->lt_off && st->matmul == KB_MATMUL_BF16;
+}
+
+static unsigned min_alignment(const void *const *ptrs, int n) {
+    unsigned align = 256;
+    for (int i = 0; i < n; i++) {
+        unsigned a = pointer_alignment(ptrs[i]);
+        if (a < align) align = a;
+    }
+    return align;
+}
+
+/* D = epilogue(op(A) B) with the plan's shapes; aux and bias may be NULL. */
+static int lt_run(kb_cuda_state *st, const char *op, lt_plan *p, float *D, const float *A, const float *B,
+                  const float *bias, const float *aux, kb_err *err) {
+    const float alpha = 1.0f, beta = 0.0f;
+    if (bias) KB_CUBLAS_CHECK(op, cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+    if (aux) KB_CUBLAS_CHECK(op, cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof aux));
+    cublasStatus_t s = cublasLtMatmul(st->cublaslt, p->desc, &alpha, A, p->a, B, p->b, &beta, D, p->d, D, p->d,
+                                      &p->algo, st->workspace, st->workspace_bytes, st->stream);
+    if (s != CUBLAS_STATUS_SUCCESS)
+        return kb_fail(err, "%s: cublasLtMatmul %lldx%lld -> %lld (%s) failed: %s (%d)", op, (long long)p->rows,
+                       (long long)p->in, (long long)p->out, kb_matmul_precision_name(st->matmul),
+                       cublasGetStatusString(s), (int)s);
+    return 0;
+}
+
+extern "C" int kb_gemm_bias_gelu_cuda(kb_ctx *ctx, float *act, float *pre, const float *x, const float *W,
+                                      const float *bias, int64_t rows, int64_t in, int64_t out, kb_err *err) {
+    const char *op = "gemm_bias_gelu";
+    if (!ctx || ctx->device != KB_DEV_CUDA || !ctx->cuda)
+        return kb_fail(err, "%s: not a CUDA context (kb_ctx_init with KB_DEV_CUDA first)", op);
+    kb_cuda_state *st = ctx->cuda;
+    if (rows == 0 || out == 0) return 0;
+    lt_plan *p = NULL;
+    /* the aux matrix's leading dimension must be a multiple of 8 */
+    if (lt_gelu_on(st) && bias && in > 0 && out % 8 == 0) {
+        const void *ptrs[] = {x, W, act, pre};
+        unsigned align = min_alignment(ptrs, 4);
+        if (pointer_alignment(bias) >= 16 && align >= 16 &&
+            !(p = plan_for(st, op, LT_GELU_AUX_BIAS, rows, in, out, align, err)))
+            return -1;
+    }
+    if (!p || !p->usable) {
+        if (kb_gemm_bias_cuda(ctx, pre, x, W, bias, rows, in, out, err)) return -1;
+        return kb_gelu_tanh_fwd_cuda(ctx, act, pre, rows * out, err);
+    }
+    return lt_run(st, op, p, act, W, x, bias, pre, err);
+}
+
+extern "C" int kb_gemm_dgelu_cuda(kb_ctx *ctx, float *dpre, const float *dy, const float *W, const float *pre,
+                                  int64_t rows, int64_t in, int64_t out, kb_err *err) {
+    const char *op = "gemm_dgelu";
+    if (!ctx || ctx->device != KB_DEV_CUDA || !ctx->cuda)
+        return kb_fail(err, "%s: not a CUDA context (kb_ctx_init with KB_DEV_CUDA first)", op);
+    kb_cuda_state *st = ctx->cuda;
+    if (rows == 0 || in == 0) return 0;
+    lt_plan *p = NULL;
+    if (lt_gelu_on(st) && out > 0 && in % 8 == 0) {
+        const void *ptrs[] = {dy, W, dpre, pre};
+        unsigned align = min_alignment(ptrs, 4);
+        if (align >= 16 && !(p = plan_for(st, op, LT_DGELU, rows, in, out, align, err))) return -1;
+    }
+    if (!p || !p->usable) {
+        if (kb_gemm_cuda(ctx, false, false, rows, in, out, 1.0f, dy, out, W, in, 0.0f, dpre, in, err)) return -1;
+        return kb_gelu_tanh_bwd_cuda(ctx, dpre, pre, dpre, rows * in, KB_GRAD_SET, err); /* elementwise, in place */
+    }
+    return lt_run(st, op, p, dpre, W, dy, NULL, pre, err);
 }
