@@ -64,6 +64,12 @@ if [ "$WHAT" = tests ] || [ "$WHAT" = all ]; then
   # the bf16 DiT again with the unfused attention (GEMMs + softmax), to compare the two routes
   run_test dit_torch_bf16_unfused env KINDBENCH_FUSED_ATTENTION=0 "$KB/bin/test_dit_torch" cuda bf16
   run_test dit_layout_cuda "$KB/bin/test_dit_layout" cuda
+  # kindbench train on the GPU: same seed twice, and 5 steps + --resume = 10 steps, bit for bit
+  for mode in fp32 bf16; do
+    mkdir -p "/tmp/kbresume_$mode"
+    run_test "train_resume_cuda_$mode" env -C "/tmp/kbresume_$mode" KINDBENCH="$KB/bin/kindbench" KB_PYTHON=python3 \
+      KB_TRAIN_DEVICE_ARGS="--device cuda --precision $mode" bash "$PWD/tests/test_train_resume.sh"
+  done
   run_test inception_cuda "$KB/bin/test_inception_cuda"
 fi
 
