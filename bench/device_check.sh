@@ -64,6 +64,8 @@ if [ "$WHAT" = tests ] || [ "$WHAT" = all ]; then
   # the bf16 DiT again with the unfused attention (GEMMs + softmax), to compare the two routes
   run_test dit_torch_bf16_unfused env KINDBENCH_FUSED_ATTENTION=0 "$KB/bin/test_dit_torch" cuda bf16
   run_test dit_layout_cuda "$KB/bin/test_dit_layout" cuda
+  run_test sample_cuda env KINDBENCH="$KB/bin/kindbench" KB_PYTHON=python3 KB_MKCKPT="$KB/bin/sample_mkckpt" \
+    bash "$PWD/tests/test_sample_cuda.sh"
   # kindbench train on the GPU: same seed twice, and 5 steps + --resume = 10 steps, bit for bit
   for mode in fp32 bf16; do
     mkdir -p "/tmp/kbresume_$mode"
