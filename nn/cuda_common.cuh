@@ -43,6 +43,7 @@ struct kb_cuda_state {
     float tfreq_period;
     int lt_gelu;                 /* KINDBENCH_LT_GELU=1 at context creation: the BF16 mode's MLP uses cuBLASLt's
                                     GELU epilogues (kb_gemm_bias_gelu, kb_gemm_dgelu); off by default */
+    long long lt_gelu_calls;     /* matmuls that ran with a GELU epilogue (kb_gemm_gelu_fused_calls) */
     int lt_off;                  /* KINDBENCH_CUBLASLT=0 at context creation: kb_gemm_bias takes the
                                     GEMM + bias kernel path (to compare the two on a GPU) */
 };

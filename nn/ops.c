@@ -128,12 +128,20 @@ static void gemm_dgelu_cpu(int threads, float *dpre, const float *dy, const floa
     kb_gelu_tanh_bwd_cpu(threads, dpre, pre, dpre, rows * in, KB_GRAD_SET); /* elementwise: in place is exact */
 }
 
+/* 1 when the float ranges [a, a+na) and [b, b+nb) share memory. */
+static int overlap(const float *a, int64_t na, const float *b, int64_t nb) {
+    return na > 0 && nb > 0 && a < b + nb && b < a + na;
+}
+
 int kb_gemm_bias_gelu(kb_ctx *ctx, float *act, float *pre, const float *x, const float *W, const float *bias,
                       int64_t rows, int64_t in, int64_t out, kb_err *err) {
     const char *op = "kb_gemm_bias_gelu";
     if (check_ctx(op, ctx, err) || check_gemm(op, false, true, rows, out, in, x, in, W, in, pre, out, err) ||
         check_ptr(op, "pre", pre, rows * out, err) || check_ptr(op, "act", act, rows * out, err))
         return -1;
+    if (overlap(act, rows * out, pre, rows * out) || overlap(pre, rows * out, x, rows * in) ||
+        overlap(act, rows * out, x, rows * in))
+        return kb_fail(err, "%s: act, pre and x must not overlap (pre is kept for the backward)", op);
     KB_DISPATCH(kb_gemm_bias_gelu_cuda(ctx, act, pre, x, W, bias, rows, in, out, err),
                 gemm_bias_gelu_cpu(ctx->threads, act, pre, x, W, bias, rows, in, out));
 }
@@ -144,6 +152,9 @@ int kb_gemm_dgelu(kb_ctx *ctx, float *dpre, const float *dy, const float *W, con
     if (check_ctx(op, ctx, err) || check_gemm(op, false, false, rows, in, out, dy, out, W, in, dpre, in, err) ||
         check_ptr(op, "pre", pre, rows * in, err))
         return -1;
+    if (overlap(dpre, rows * in, pre, rows * in) || overlap(dpre, rows * in, dy, rows * out) ||
+        overlap(dpre, rows * in, W, out * in))
+        return kb_fail(err, "%s: dpre must not overlap pre, dy or W (the GEMM writes dpre before GELU' reads pre)", op);
     KB_DISPATCH(kb_gemm_dgelu_cuda(ctx, dpre, dy, W, pre, rows, in, out, err),
                 gemm_dgelu_cpu(ctx->threads, dpre, dy, W, pre, rows, in, out));
 }

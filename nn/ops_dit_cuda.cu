@@ -156,10 +156,15 @@ static const float *freq_table(kb_cuda_state *st, int64_t half, float max_period
     if (!host) return kb_fail(err, "%s: out of host memory for %lld frequencies", op, (long long)half), nullptr;
     for (int64_t i = 0; i < half; i++) host[i] = kb_timestep_freq_at(i, half, max_period);
     cudaError_t e = cudaStreamSynchronize(st->stream); /* queued work may still read the old table */
-    if (e == cudaSuccess && st->tfreq) e = cudaFree(st->tfreq);
+    if (st->tfreq) {
+        cudaError_t f = cudaFree(st->tfreq);
+        if (e == cudaSuccess) e = f;
+    }
     st->tfreq = nullptr;
     if (e == cudaSuccess) e = cudaMalloc(&st->tfreq, (size_t)half * sizeof(float));
-    if (e == cudaSuccess) e = cudaMemcpy(st->tfreq, host, (size_t)half * sizeof(float), cudaMemcpyHostToDevice);
+    if (e == cudaSuccess)
+        e = cudaMemcpyAsync(st->tfreq, host, (size_t)half * sizeof(float), cudaMemcpyHostToDevice, st->stream);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(st->stream); /* host is freed next */
     free(host);
     if (e != cudaSuccess) {
         (void)cudaGetLastError();

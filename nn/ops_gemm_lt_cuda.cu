@@ -102,9 +102,16 @@ static cublasStatus_t plan_build(kb_cuda_state *st, lt_plan *p) {
     LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
     LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
     LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+    /* The heuristic reads the bias and aux pointers' values for their alignment
+     * (cublasLt.h): stand-ins aligned as the plan's key says, the real ones per call. */
+    const void *stand_in = (const void *)(uintptr_t)p->align;
+    if (p->epi != LT_DGELU)
+        LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &stand_in, sizeof stand_in));
     if (p->epi != LT_BIAS) { /* the aux matrix (pre-activation) has D's shape */
         int64_t ld = drows;
         LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ld, sizeof ld));
+        LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &stand_in,
+                                              sizeof stand_in));
     }
     LT_TRY(cublasLtMatrixLayoutCreate(&p->a, CUDA_R_32F, (uint64_t)p->in, (uint64_t)p->out, p->in));
     LT_TRY(cublasLtMatrixLayoutCreate(&p->b, CUDA_R_32F, (uint64_t)k, (uint64_t)p->rows, k));
@@ -150,6 +157,14 @@ static lt_plan *plan_for(kb_cuda_state *st, const char *op, lt_epi epi, int64_t 
     plan_release(p);
     p->used = 1, p->epi = epi, p->rows = rows, p->in = in, p->out = out, p->prec = st->matmul, p->align = align;
     cublasStatus_t s = plan_build(st, p);
+    if (s != CUBLAS_STATUS_SUCCESS && epi != LT_BIAS) {
+        /* the GELU epilogues are an opt-in experiment: a combination cuBLASLt refuses
+         * (status other than NOT_SUPPORTED) means the two passes, not an error */
+        plan_release(p);
+        p->used = 1, p->epi = epi, p->rows = rows, p->in = in, p->out = out, p->prec = st->matmul, p->align = align;
+        p->usable = 0;
+        return p;
+    }
     if (s != CUBLAS_STATUS_SUCCESS) {
         plan_release(p);
         kb_fail(err, "%s: planning the cuBLASLt matmul %lldx%lld -> %lld failed: %s (%d)", op, (long long)rows,
@@ -174,8 +189,8 @@ extern "C" int kb_gemm_bias_cuda(kb_ctx *ctx, float *y, const float *x, const fl
         unsigned align = pointer_alignment(x), a;
         if ((a = pointer_alignment(W)) < align) align = a;
         if ((a = pointer_alignment(y)) < align) align = a;
-        if (pointer_alignment(bias) >= 16 && align >= 16 && !(p = plan_for(st, op, LT_BIAS, rows, in, out, align, err)))
-            return -1;
+        if ((a = pointer_alignment(bias)) < align) align = a;
+        if (align >= 16 && !(p = plan_for(st, op, LT_BIAS, rows, in, out, align, err))) return -1;
     }
     if (!p || !p->usable) {
         if (kb_gemm_cuda(ctx, false, true, rows, out, in, 1.0f, x, in, W, in, 0.0f, y, out, err)) return -1;
@@ -237,16 +252,15 @@ extern "C" int kb_gemm_bias_gelu_cuda(kb_ctx *ctx, float *act, float *pre, const
     lt_plan *p = NULL;
     /* the aux matrix's leading dimension must be a multiple of 8 */
     if (lt_gelu_on(st) && bias && in > 0 && out % 8 == 0) {
-        const void *ptrs[] = {x, W, act, pre};
-        unsigned align = min_alignment(ptrs, 4);
-        if (pointer_alignment(bias) >= 16 && align >= 16 &&
-            !(p = plan_for(st, op, LT_GELU_AUX_BIAS, rows, in, out, align, err)))
-            return -1;
+        const void *ptrs[] = {x, W, act, pre, bias};
+        unsigned align = min_alignment(ptrs, 5);
+        if (align >= 16 && !(p = plan_for(st, op, LT_GELU_AUX_BIAS, rows, in, out, align, err))) return -1;
     }
     if (!p || !p->usable) {
         if (kb_gemm_bias_cuda(ctx, pre, x, W, bias, rows, in, out, err)) return -1;
         return kb_gelu_tanh_fwd_cuda(ctx, act, pre, rows * out, err);
     }
+    st->lt_gelu_calls++;
     return lt_run(st, op, p, act, W, x, bias, pre, err);
 }
 
@@ -267,5 +281,10 @@ extern "C" int kb_gemm_dgelu_cuda(kb_ctx *ctx, float *dpre, const float *dy, con
         if (kb_gemm_cuda(ctx, false, false, rows, in, out, 1.0f, dy, out, W, in, 0.0f, dpre, in, err)) return -1;
         return kb_gelu_tanh_bwd_cuda(ctx, dpre, pre, dpre, rows * in, KB_GRAD_SET, err); /* elementwise, in place */
     }
+    st->lt_gelu_calls++;
     return lt_run(st, op, p, dpre, W, dy, NULL, pre, err);
+}
+
+extern "C" long long kb_gemm_gelu_fused_calls(const kb_ctx *ctx) {
+    return ctx && ctx->device == KB_DEV_CUDA && ctx->cuda ? ctx->cuda->lt_gelu_calls : 0;
 }
