@@ -63,6 +63,7 @@ if [ "$WHAT" = tests ] || [ "$WHAT" = all ]; then
   run_test attn_fused_cuda "$KB/bin/test_attn_fused" cuda
   # the bf16 DiT again with the unfused attention (GEMMs + softmax), to compare the two routes
   run_test dit_torch_bf16_unfused env KINDBENCH_FUSED_ATTENTION=0 "$KB/bin/test_dit_torch" cuda bf16
+  run_test dit_torch_bf16_staged env KINDBENCH_BF16_OPERANDS=1 KINDBENCH_LT_GELU=1 "$KB/bin/test_dit_torch" cuda bf16
   run_test dit_layout_cuda "$KB/bin/test_dit_layout" cuda
   run_test sample_cuda env KINDBENCH="$KB/bin/kindbench" KB_PYTHON=python3 KB_MKCKPT="$KB/bin/sample_mkckpt" \
     bash "$PWD/tests/test_sample_cuda.sh"
@@ -103,6 +104,10 @@ if [ "$WHAT" = bench ] || [ "$WHAT" = all ]; then
   KINDBENCH_LT_GELU=1 timeout 200 "$KINDBENCH" bench train "${dit[@]}" --precision bf16 > "$OUT/bench_train_bf16_ltgelu.log" 2>&1 ||
     echo "(exit $?)" >> "$OUT/bench_train_bf16_ltgelu.log"
   note "  ours bf16, GELU epilogues:    $(grep -E 'steps/s|rror|^\(exit' "$OUT/bench_train_bf16_ltgelu.log" | head -2 | tr '\n' ' ')"
+  # and with the GEMMs on staged bf16 operands (native bf16 x bf16 products) instead of cuBLAS's fp32-input _FAST_16BF
+  KINDBENCH_BF16_OPERANDS=1 timeout 200 "$KINDBENCH" bench train "${dit[@]}" --precision bf16 > "$OUT/bench_train_bf16_staged.log" 2>&1 ||
+    echo "(exit $?)" >> "$OUT/bench_train_bf16_staged.log"
+  note "  ours bf16, staged operands:   $(grep -E 'steps/s|rror|^\(exit' "$OUT/bench_train_bf16_staged.log" | head -2 | tr '\n' ' ')"
   inc=(--n 2000 --size 256 --device cuda)
   note "Inception fp32 vs pytorch-fid:  $(bench bench_inception_fp32 bench/bench_inception.sh "${inc[@]}")"
   note "Inception tf32 vs pytorch-fid:  $(bench bench_inception_tf32 bench/bench_inception.sh "${inc[@]}" --precision tf32)"

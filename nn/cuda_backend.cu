@@ -114,6 +114,8 @@ static int state_init(kb_cuda_state *st, int ordinal, kb_err *err) {
     st->lt_off = lt && !strcmp(lt, "0");
     const char *lg = getenv("KINDBENCH_LT_GELU");
     st->lt_gelu = lg && !strcmp(lg, "1");
+    const char *bo = getenv("KINDBENCH_BF16_OPERANDS");
+    st->bf16_operands = bo && !strcmp(bo, "1");
     return 0;
 }
 
@@ -217,4 +219,12 @@ void *kb_cuda_scratch(kb_cuda_state *st, size_t bytes, const char *op, kb_err *e
     }
     st->scratch_bytes = want;
     return st->scratch;
+}
+
+extern "C" void kb_cuda_set_bf16_operands(kb_cuda_state *st, int on) {
+    if (st) st->bf16_operands = on != 0;
+}
+
+extern "C" long long kb_cuda_bf16_staged_calls(const kb_cuda_state *st) {
+    return st ? st->bf16_staged_calls : 0;
 }

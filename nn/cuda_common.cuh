@@ -44,6 +44,11 @@ struct kb_cuda_state {
     int lt_gelu;                 /* KINDBENCH_LT_GELU=1 at context creation: the BF16 mode's MLP uses cuBLASLt's
                                     GELU epilogues (kb_gemm_bias_gelu, kb_gemm_dgelu); off by default */
     long long lt_gelu_calls;     /* matmuls that ran with a GELU epilogue (kb_gemm_gelu_fused_calls) */
+    int bf16_operands;           /* KINDBENCH_BF16_OPERANDS=1 at context creation (or kb_cuda_set_bf16_operands):
+                                    the BF16 mode's GEMMs convert their fp32 operands to bf16 in scratch
+                                    and run as native bf16 x bf16 -> fp32 products (kb_cuda_stage_bf16)
+                                    instead of cuBLAS's fp32-input _FAST_16BF; off by default until measured */
+    long long bf16_staged_calls; /* GEMMs that ran on staged bf16 operands */
     int lt_off;                  /* KINDBENCH_CUBLASLT=0 at context creation: kb_gemm_bias takes the
                                     GEMM + bias kernel path (to compare the two on a GPU) */
 };
@@ -59,6 +64,16 @@ int kb_cuda_apply_math_mode(kb_cuda_state *st, kb_err *err);
  * Growing waits for the stream (the old buffer may still be in use by queued
  * work). Only one op uses it at a time: ops are serialised on st->stream. */
 void *kb_cuda_scratch(kb_cuda_state *st, size_t bytes, const char *op, kb_err *err);
+
+/* Converts a[0..na) and b[0..nb) (fp32, device) to bf16 (round to nearest
+ * even) in st's scratch buffer and points *a16, *b16 at the copies (256-byte
+ * aligned; valid until the next use of the scratch). Queued on st->stream. */
+int kb_cuda_stage_bf16(kb_cuda_state *st, const char *op, const float *a, int64_t na, const float *b, int64_t nb,
+                       void **a16, void **b16, kb_err *err);
+/* 1 when st's GEMMs stage bf16 operands (the BF16 mode with bf16_operands on). */
+static inline int kb_cuda_bf16_staging(const kb_cuda_state *st) {
+    return st->bf16_operands && st->matmul == KB_MATMUL_BF16;
+}
 
 /* Elementwise launches: KB_CUDA_BLOCK threads per block and kb_grid_1d(n)
  * blocks (at most KB_CUDA_MAX_GRID); the kernels loop grid-stride

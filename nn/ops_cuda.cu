@@ -23,6 +23,8 @@
 
 #include "nn/cuda_common.cuh"
 
+#include <cuda_bf16.h>
+
 extern "C" {
 #include "nn/ops_cuda.h"
 }
@@ -110,6 +112,48 @@ __global__ void gemm_scale_c_kernel(float *C, int64_t M, int64_t N, int64_t ldc,
     }
 }
 
+__global__ void to_bf16_kernel(__nv_bfloat16 *out, const float *in, int64_t n) {
+    KB_GRID_STRIDE(i, n) out[i] = __float2bfloat16_rn(in[i]);
+}
+
+int kb_cuda_stage_bf16(kb_cuda_state *st, const char *op, const float *a, int64_t na, const float *b, int64_t nb,
+                       void **a16, void **b16, kb_err *err) {
+    size_t abytes = ((size_t)na * sizeof(__nv_bfloat16) + 255) & ~(size_t)255;
+    unsigned char *buf = (unsigned char *)kb_cuda_scratch(st, abytes + (size_t)nb * sizeof(__nv_bfloat16) + 256, op, err);
+    if (!buf) return -1;
+    *a16 = buf, *b16 = buf + abytes;
+    if (na > 0) to_bf16_kernel<<<kb_grid_1d(na), KB_CUDA_BLOCK, 0, st->stream>>>((__nv_bfloat16 *)*a16, a, na);
+    KB_LAUNCH_CHECK(op, "to_bf16_kernel");
+    if (nb > 0) to_bf16_kernel<<<kb_grid_1d(nb), KB_CUDA_BLOCK, 0, st->stream>>>((__nv_bfloat16 *)*b16, b, nb);
+    KB_LAUNCH_CHECK(op, "to_bf16_kernel");
+    st->bf16_staged_calls++;
+    return 0;
+}
+
+/* Elements from the first to the last one a row-major operand of rows x cols
+ * (ld apart), batch times stride apart, touches: what staging converts. */
+static int64_t operand_span(int64_t rows, int64_t cols, int64_t ld, int64_t stride, int64_t batch) {
+    return (batch - 1) * stride + (rows - 1) * ld + cols;
+}
+
+/* The BF16 mode's GEMM on staged bf16 copies of A and B (same leading
+ * dimensions and strides), bf16 x bf16 products with fp32 accumulation. */
+static cublasStatus_t gemm_staged_bf16(kb_cuda_state *st, const char *op, bool transA, bool transB, int64_t M,
+                                       int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                                       int64_t strideA, const float *B, int64_t ldb, int64_t strideB, float beta,
+                                       float *C, int64_t ldc, int64_t strideC, int64_t batch, int *staged,
+                                       kb_err *err) {
+    void *A16, *B16;
+    int64_t spanA = operand_span(transA ? K : M, transA ? M : K, lda, strideA, batch);
+    int64_t spanB = operand_span(transB ? N : K, transB ? K : N, ldb, strideB, batch);
+    *staged = kb_cuda_stage_bf16(st, op, A, spanA, B, spanB, &A16, &B16, err) == 0;
+    if (!*staged) return CUBLAS_STATUS_SUCCESS; /* err is set */
+    cublasOperation_t opA = transA ? CUBLAS_OP_T : CUBLAS_OP_N, opB = transB ? CUBLAS_OP_T : CUBLAS_OP_N;
+    return cublasGemmStridedBatchedEx_64(st->cublas, opB, opA, N, M, K, &alpha, B16, CUDA_R_16BF, ldb, strideB, A16,
+                                         CUDA_R_16BF, lda, strideA, &beta, C, CUDA_R_32F, ldc, strideC, batch,
+                                         CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+}
+
 /* Row-major C = alpha op(A) op(B) + beta C is column-major C^T = alpha op(B)^T op(A)^T + beta C^T:
  * cuBLAS sees the row-major buffers as their transposes, so we pass B first, with the same
  * transpose flags, and swap M and N. */
@@ -133,7 +177,13 @@ static int gemm_common(kb_cuda_state *st, const char *op, bool transA, bool tran
     cublasStatus_t s;
     const char *call;
     int single = batch == 1 && strideA == 0 && strideB == 0 && strideC == 0;
-    if (st->matmul == KB_MATMUL_BF16) {
+    if (kb_cuda_bf16_staging(st)) {
+        int staged = 0;
+        call = "cublasGemmStridedBatchedEx_64 (staged bf16 operands)";
+        s = gemm_staged_bf16(st, op, transA, transB, M, N, K, alpha, A, lda, strideA, B, ldb, strideB, beta, C, ldc,
+                             strideC, batch, &staged, err);
+        if (!staged) return -1;
+    } else if (st->matmul == KB_MATMUL_BF16) {
         /* fp32 in and out, bf16 products on the tensor cores, fp32 accumulation */
         const cublasComputeType_t ct = CUBLAS_COMPUTE_32F_FAST_16BF;
         if (single) {

@@ -40,6 +40,7 @@ typedef enum { LT_BIAS = 0, LT_GELU_AUX_BIAS, LT_DGELU } lt_epi;
 typedef struct {
     int used;
     lt_epi epi;
+    int ops16; /* A and B are staged bf16 copies (kb_cuda_bf16_staging): native bf16 products */
     int64_t rows, in, out;
     kb_matmul_precision prec;
     unsigned align;   /* bytes every operand pointer is aligned to (<= 256) */
@@ -98,7 +99,8 @@ static cublasStatus_t plan_build(kb_cuda_state *st, lt_plan *p) {
                              : p->epi == LT_GELU_AUX_BIAS ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS
                                                           : CUBLASLT_EPILOGUE_DGELU;
     int64_t k = dgelu ? p->out : p->in, drows = dgelu ? p->in : p->out;
-    LT_TRY(cublasLtMatmulDescCreate(&p->desc, compute_type(p->prec), CUDA_R_32F));
+    cudaDataType_t ab = p->ops16 ? CUDA_R_16BF : CUDA_R_32F;
+    LT_TRY(cublasLtMatmulDescCreate(&p->desc, p->ops16 ? CUBLAS_COMPUTE_32F : compute_type(p->prec), CUDA_R_32F));
     LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
     LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
     LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
@@ -113,8 +115,8 @@ static cublasStatus_t plan_build(kb_cuda_state *st, lt_plan *p) {
         LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &stand_in,
                                               sizeof stand_in));
     }
-    LT_TRY(cublasLtMatrixLayoutCreate(&p->a, CUDA_R_32F, (uint64_t)p->in, (uint64_t)p->out, p->in));
-    LT_TRY(cublasLtMatrixLayoutCreate(&p->b, CUDA_R_32F, (uint64_t)k, (uint64_t)p->rows, k));
+    LT_TRY(cublasLtMatrixLayoutCreate(&p->a, ab, (uint64_t)p->in, (uint64_t)p->out, p->in));
+    LT_TRY(cublasLtMatrixLayoutCreate(&p->b, ab, (uint64_t)k, (uint64_t)p->rows, k));
     LT_TRY(cublasLtMatrixLayoutCreate(&p->d, CUDA_R_32F, (uint64_t)drows, (uint64_t)p->rows, drows));
     cublasLtMatmulPreference_t pref;
     LT_TRY(cublasLtMatmulPreferenceCreate(&pref));
@@ -148,21 +150,23 @@ static lt_plan *plan_for(kb_cuda_state *st, const char *op, lt_epi epi, int64_t 
     struct kb_lt_cache *c = st->lt;
     for (int i = 0; i < KB_LT_PLANS; i++) {
         lt_plan *p = &c->plans[i];
-        if (p->used && p->epi == epi && p->rows == rows && p->in == in && p->out == out && p->prec == st->matmul &&
-            p->align == align)
+        if (p->used && p->epi == epi && p->ops16 == kb_cuda_bf16_staging(st) && p->rows == rows && p->in == in &&
+            p->out == out && p->prec == st->matmul && p->align == align)
             return p;
     }
     lt_plan *p = &c->plans[c->next];
     c->next = (c->next + 1) % KB_LT_PLANS;
     plan_release(p);
-    p->used = 1, p->epi = epi, p->rows = rows, p->in = in, p->out = out, p->prec = st->matmul, p->align = align;
+    p->used = 1, p->epi = epi, p->ops16 = kb_cuda_bf16_staging(st), p->rows = rows, p->in = in, p->out = out;
+    p->prec = st->matmul, p->align = align;
     cublasStatus_t s = plan_build(st, p);
-    if (s != CUBLAS_STATUS_SUCCESS && epi != LT_BIAS) {
-        /* the GELU epilogues are an opt-in experiment: a combination cuBLASLt refuses
-         * (status other than NOT_SUPPORTED) means the two passes, not an error */
+    if (s != CUBLAS_STATUS_SUCCESS && (epi != LT_BIAS || kb_cuda_bf16_staging(st))) {
+        /* the GELU epilogues and staged bf16 operands are opt-in experiments: a
+         * combination cuBLASLt refuses (status other than NOT_SUPPORTED) means the
+         * unfused passes, not an error */
         plan_release(p);
-        p->used = 1, p->epi = epi, p->rows = rows, p->in = in, p->out = out, p->prec = st->matmul, p->align = align;
-        p->usable = 0;
+        p->used = 1, p->epi = epi, p->ops16 = kb_cuda_bf16_staging(st), p->rows = rows, p->in = in, p->out = out;
+        p->prec = st->matmul, p->align = align, p->usable = 0;
         return p;
     }
     if (s != CUBLAS_STATUS_SUCCESS) {
@@ -172,6 +176,34 @@ static lt_plan *plan_for(kb_cuda_state *st, const char *op, lt_epi epi, int64_t 
         return NULL;
     }
     return p;
+}
+
+/* D = epilogue(op(A) B) with the plan's shapes; aux and bias may be NULL. */
+static int lt_run(kb_cuda_state *st, const char *op, lt_plan *p, float *D, const void *A, const void *B,
+                  const float *bias, const float *aux, kb_err *err) {
+    const float alpha = 1.0f, beta = 0.0f;
+    if (bias) KB_CUBLAS_CHECK(op, cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+    if (aux) KB_CUBLAS_CHECK(op, cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof aux));
+    cublasStatus_t s = cublasLtMatmul(st->cublaslt, p->desc, &alpha, A, p->a, B, p->b, &beta, D, p->d, D, p->d,
+                                      &p->algo, st->workspace, st->workspace_bytes, st->stream);
+    if (s != CUBLAS_STATUS_SUCCESS)
+        return kb_fail(err, "%s: cublasLtMatmul %lldx%lld -> %lld (%s) failed: %s (%d)", op, (long long)p->rows,
+                       (long long)p->in, (long long)p->out, kb_matmul_precision_name(st->matmul),
+                       cublasGetStatusString(s), (int)s);
+    return 0;
+}
+
+/* Runs plan p with A = W (nW floats) and B = X (nX floats), on staged bf16
+ * copies of both when the plan was made for them. */
+static int lt_exec(kb_cuda_state *st, const char *op, lt_plan *p, float *D, const float *W, int64_t nW, const float *X,
+                   int64_t nX, const float *bias, const float *aux, kb_err *err) {
+    const void *A = W, *B = X;
+    if (p->ops16) {
+        void *a16, *b16;
+        if (kb_cuda_stage_bf16(st, op, W, nW, X, nX, &a16, &b16, err)) return -1;
+        A = a16, B = b16;
+    }
+    return lt_run(st, op, p, D, A, B, bias, aux, err);
 }
 
 extern "C" int kb_gemm_bias_cuda(kb_ctx *ctx, float *y, const float *x, const float *W, const float *bias,
@@ -196,15 +228,7 @@ extern "C" int kb_gemm_bias_cuda(kb_ctx *ctx, float *y, const float *x, const fl
         if (kb_gemm_cuda(ctx, false, true, rows, out, in, 1.0f, x, in, W, in, 0.0f, y, out, err)) return -1;
         return bias ? kb_add_bias_cuda(ctx, y, bias, rows, out, err) : 0;
     }
-    const float alpha = 1.0f, beta = 0.0f;
-    KB_CUBLAS_CHECK(op, cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
-    cublasStatus_t s = cublasLtMatmul(st->cublaslt, p->desc, &alpha, W, p->a, x, p->b, &beta, y, p->d, y, p->d,
-                                      &p->algo, st->workspace, st->workspace_bytes, st->stream);
-    if (s != CUBLAS_STATUS_SUCCESS)
-        return kb_fail(err, "%s: cublasLtMatmul %lldx%lld -> %lld (%s) failed: %s (%d)", op, (long long)rows,
-                       (long long)in, (long long)out, kb_matmul_precision_name(st->matmul), cublasGetStatusString(s),
-                       (int)s);
-    return 0;
+    return lt_exec(st, op, p, y, W, out * in, x, rows * in, bias, NULL, err);
 }
 
 /* ---- the GELU epilogues (nn/ops.h: kb_gemm_bias_gelu, kb_gemm_dgelu) ----
@@ -227,21 +251,6 @@ static unsigned min_alignment(const void *const *ptrs, int n) {
     return align;
 }
 
-/* D = epilogue(op(A) B) with the plan's shapes; aux and bias may be NULL. */
-static int lt_run(kb_cuda_state *st, const char *op, lt_plan *p, float *D, const float *A, const float *B,
-                  const float *bias, const float *aux, kb_err *err) {
-    const float alpha = 1.0f, beta = 0.0f;
-    if (bias) KB_CUBLAS_CHECK(op, cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
-    if (aux) KB_CUBLAS_CHECK(op, cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof aux));
-    cublasStatus_t s = cublasLtMatmul(st->cublaslt, p->desc, &alpha, A, p->a, B, p->b, &beta, D, p->d, D, p->d,
-                                      &p->algo, st->workspace, st->workspace_bytes, st->stream);
-    if (s != CUBLAS_STATUS_SUCCESS)
-        return kb_fail(err, "%s: cublasLtMatmul %lldx%lld -> %lld (%s) failed: %s (%d)", op, (long long)p->rows,
-                       (long long)p->in, (long long)p->out, kb_matmul_precision_name(st->matmul),
-                       cublasGetStatusString(s), (int)s);
-    return 0;
-}
-
 extern "C" int kb_gemm_bias_gelu_cuda(kb_ctx *ctx, float *act, float *pre, const float *x, const float *W,
                                       const float *bias, int64_t rows, int64_t in, int64_t out, kb_err *err) {
     const char *op = "gemm_bias_gelu";
@@ -261,7 +270,7 @@ extern "C" int kb_gemm_bias_gelu_cuda(kb_ctx *ctx, float *act, float *pre, const
         return kb_gelu_tanh_fwd_cuda(ctx, act, pre, rows * out, err);
     }
     st->lt_gelu_calls++;
-    return lt_run(st, op, p, act, W, x, bias, pre, err);
+    return lt_exec(st, op, p, act, W, out * in, x, rows * in, bias, pre, err);
 }
 
 extern "C" int kb_gemm_dgelu_cuda(kb_ctx *ctx, float *dpre, const float *dy, const float *W, const float *pre,
@@ -282,7 +291,7 @@ extern "C" int kb_gemm_dgelu_cuda(kb_ctx *ctx, float *dpre, const float *dy, con
         return kb_gelu_tanh_bwd_cuda(ctx, dpre, pre, dpre, rows * in, KB_GRAD_SET, err); /* elementwise, in place */
     }
     st->lt_gelu_calls++;
-    return lt_run(st, op, p, dpre, W, dy, NULL, pre, err);
+    return lt_exec(st, op, p, dpre, W, out * in, dy, rows * out, NULL, pre, err);
 }
 
 extern "C" long long kb_gemm_gelu_fused_calls(const kb_ctx *ctx) {

@@ -35,6 +35,7 @@
 
 typedef struct {
     kbt_state t;
+    const char *tag; /* prefix of the GEMM checks' names ("" or "staged bf16: ") */
     kb_ctx ctx;
     kb_err err;
 } env;
@@ -309,12 +310,12 @@ static void test_gemm_precision(env *e) {
         char name[128];
         const char *pn = kb_matmul_precision_name(modes[m].p);
         if (!op_ok(e, kb_cuda_set_matmul(e->ctx.cuda, modes[m].p, &e->err), "kb_cuda_set_matmul")) break;
-        snprintf(name, sizeof name, "gemm %s 256x192x64 (A B^T)", pn);
+        snprintf(name, sizeof name, "%sgemm %s 256x192x64 (A B^T)", e->tag, pn);
         if (op_ok(e, kb_gemm_cuda(&e->ctx, false, true, M, N, K, 1.0f, dA, K, dB, K, 0.0f, dC, N, &e->err), name)) {
             to_host(e, got, dC, (size_t)(M * N) * 4);
             check_scaled(e, name, got, ref, scale, M * N, modes[m].rtol);
         }
-        snprintf(name, sizeof name, "gemm_batched %s 3 x 256x192x64 (A B^T)", pn);
+        snprintf(name, sizeof name, "%sgemm_batched %s 3 x 256x192x64 (A B^T)", e->tag, pn);
         if (op_ok(e, kb_gemm_batched_cuda(&e->ctx, false, true, M, N, K, 1.0f, dA, K, M * K, dB, K, K * N, 0.0f, dC, N,
                                           M * N, batch, &e->err), name)) {
             to_host(e, got, dC, nc * 4);
@@ -358,7 +359,7 @@ static void test_gemm_bias(env *e) {
                 float *db = to_dev(e, b, (size_t)(out + 1) * 4), *dy = dalloc(e, ny * 4);
                 const float *dbias = variant == 0 ? NULL : variant == 2 ? db + 1 : db;
                 char name[160];
-                snprintf(name, sizeof name, "gemm_bias %s %lldx%lld -> %lld%s", kb_matmul_precision_name(modes[m].p),
+                snprintf(name, sizeof name, "%sgemm_bias %s %lldx%lld -> %lld%s", e->tag, kb_matmul_precision_name(modes[m].p),
                          (long long)rows, (long long)in, (long long)out,
                          variant == 0 ? "" : variant == 1 ? " + bias" : " + bias (4-byte aligned)");
                 if (op_ok(e, kb_gemm_bias_cuda(&e->ctx, dy, dx, dW, dbias, rows, in, out, &e->err), name)) {
@@ -1176,6 +1177,7 @@ static void test_error_paths(env *e, int have_gpu) {
 
 int main(void) {
     static env e; /* zeroed */
+    e.tag = "";
     int compiled = kb_cuda_compiled();
     int count = kb_cuda_device_count();
     printf("cuda compiled: %s, %d GPU(s) visible\n", compiled ? "yes" : "no", count);
@@ -1192,6 +1194,17 @@ int main(void) {
     test_gemm_precision(&e);
     test_gemm_bias(&e);
     test_gemm_gelu(&e);
+    /* the GEMM checks again with staged bf16 operands (KINDBENCH_BF16_OPERANDS=1): the BF16 cases
+     * then run as native bf16 x bf16 products of copies made by our conversion kernel */
+    kb_cuda_set_bf16_operands(e.ctx.cuda, 1);
+    e.tag = "staged bf16: ";
+    long long staged0 = kb_cuda_bf16_staged_calls(e.ctx.cuda);
+    test_gemm_precision(&e);
+    test_gemm_bias(&e);
+    KBT_CHECK(&e.t, kb_cuda_bf16_staged_calls(e.ctx.cuda) > staged0, "staged bf16 operands were used",
+              "no GEMM staged its operands");
+    kb_cuda_set_bf16_operands(e.ctx.cuda, 0);
+    e.tag = "";
     test_elementwise(&e);
     test_inplace(&e);
     test_bias_and_sum_rows(&e);
