@@ -92,22 +92,22 @@ if [ "$WHAT" = bench ] || [ "$WHAT" = all ]; then
     echo "(exit $?)" >> "$OUT/bench_train_bf16_profile.log"
   note "  ours bf16, profiled: $(grep -E '^profile: [0-9]+ step|rror|^\(exit' "$OUT/bench_train_bf16_profile.log" | head -2 | tr '\n' ' ')"
   grep -E '^profile: ' "$OUT/bench_train_bf16_profile.log" | sed -n '3,10p'
-  # the same bf16 run of ours without cuBLASLt's bias epilogue (GEMM, then a bias kernel)
-  KINDBENCH_CUBLASLT=0 timeout 200 "$KINDBENCH" bench train "${dit[@]}" --precision bf16 > "$OUT/bench_train_bf16_nolt.log" 2>&1 ||
-    echo "(exit $?)" >> "$OUT/bench_train_bf16_nolt.log"
-  note "  ours bf16 without the epilogue: $(grep -E 'steps/s|rror|^\(exit' "$OUT/bench_train_bf16_nolt.log" | head -2 | tr '\n' ' ')"
-  # and with the unfused attention (batched GEMMs + softmax over [B,H,T,T] fp32 scores)
-  KINDBENCH_FUSED_ATTENTION=0 timeout 200 "$KINDBENCH" bench train "${dit[@]}" --precision bf16 > "$OUT/bench_train_bf16_unfused.log" 2>&1 ||
-    echo "(exit $?)" >> "$OUT/bench_train_bf16_unfused.log"
-  note "  ours bf16, unfused attention: $(grep -E 'steps/s|rror|^\(exit' "$OUT/bench_train_bf16_unfused.log" | head -2 | tr '\n' ' ')"
-  # and with cuBLASLt's GELU epilogues in the MLP (off by default until measured; test_ops_cuda checks their GELU)
-  KINDBENCH_LT_GELU=1 timeout 200 "$KINDBENCH" bench train "${dit[@]}" --precision bf16 > "$OUT/bench_train_bf16_ltgelu.log" 2>&1 ||
-    echo "(exit $?)" >> "$OUT/bench_train_bf16_ltgelu.log"
-  note "  ours bf16, GELU epilogues:    $(grep -E 'steps/s|rror|^\(exit' "$OUT/bench_train_bf16_ltgelu.log" | head -2 | tr '\n' ' ')"
-  # and with the GEMMs on staged bf16 operands (native bf16 x bf16 products) instead of cuBLAS's fp32-input _FAST_16BF
-  KINDBENCH_BF16_OPERANDS=1 timeout 200 "$KINDBENCH" bench train "${dit[@]}" --precision bf16 > "$OUT/bench_train_bf16_staged.log" 2>&1 ||
-    echo "(exit $?)" >> "$OUT/bench_train_bf16_staged.log"
-  note "  ours bf16, staged operands:   $(grep -E 'steps/s|rror|^\(exit' "$OUT/bench_train_bf16_staged.log" | head -2 | tr '\n' ' ')"
+  # our bf16 step again under one switch each (log name, label, VAR=value): where each fusion pays
+  ours_with() {
+    local log=$1 label=$2; shift 2
+    env "$@" timeout 200 "$KINDBENCH" bench train "${dit[@]}" --precision bf16 > "$OUT/$log.log" 2>&1 ||
+      echo "(exit $?)" >> "$OUT/$log.log"
+    note "  ours bf16, $label $(grep -E 'steps/s|rror|^\(exit' "$OUT/$log.log" | head -2 | tr '\n' ' ')"
+  }
+  # no cuBLASLt bias epilogue (GEMM, then a bias kernel)
+  ours_with bench_train_bf16_nolt "no bias epilogue:   " KINDBENCH_CUBLASLT=0
+  # the unfused attention (batched GEMMs + softmax over [B,H,T,T] fp32 scores)
+  ours_with bench_train_bf16_unfused "unfused attention:  " KINDBENCH_FUSED_ATTENTION=0
+  # cuBLASLt's GELU epilogues in the MLP (off by default until measured; test_ops_cuda checks their GELU)
+  ours_with bench_train_bf16_ltgelu "GELU epilogues:     " KINDBENCH_LT_GELU=1
+  # GEMMs on staged bf16 operands (native bf16 x bf16 products) instead of cuBLAS's fp32-input _FAST_16BF
+  ours_with bench_train_bf16_staged "staged operands:    " KINDBENCH_BF16_OPERANDS=1
+  ours_with bench_train_bf16_both "staged + GELU epil.:" KINDBENCH_BF16_OPERANDS=1 KINDBENCH_LT_GELU=1
   inc=(--n 2000 --size 256 --device cuda)
   note "Inception fp32 vs pytorch-fid:  $(bench bench_inception_fp32 bench/bench_inception.sh "${inc[@]}")"
   note "Inception tf32 vs pytorch-fid:  $(bench bench_inception_tf32 bench/bench_inception.sh "${inc[@]}" --precision tf32)"

@@ -166,7 +166,8 @@ static void layout_acts(kb_dit_acts *a, const kb_dit_config *c, size_t B, int ba
     a->res = carve(cv, (L + 1) * BT * d);
     a->ada = carve(cv, L * B * 6 * d);
     a->ln1 = carve(cv, L * BT * d), a->mod1 = carve(cv, L * BT * d), a->qkv = carve(cv, L * BT * 3 * d);
-    a->att = carve(cv, L * (size_t)kb_attention_saved_floats(fused, B, T, H)), a->atty = carve(cv, L * BT * d), a->proj = carve(cv, L * BT * d);
+    a->att = carve(cv, L * (size_t)kb_attention_saved_floats(fused, B, T, H));
+    a->atty = carve(cv, L * BT * d), a->proj = carve(cv, L * BT * d);
     a->mid = carve(cv, L * BT * d), a->ln2 = carve(cv, L * BT * d), a->mod2 = carve(cv, L * BT * d);
     a->fc1 = carve(cv, L * BT * mlp), a->gelu = carve(cv, L * BT * mlp), a->fc2 = carve(cv, L * BT * d);
     a->ln1_mean = carve(cv, L * BT), a->ln1_rstd = carve(cv, L * BT);

@@ -35,7 +35,8 @@ static inline kb_dit_block_view kb_dit_view_block(const kb_dit *m, int l, int64_
     l = a->slots == m->cfg.depth ? l : 0;
     v.ada = a->ada + l * B * 6 * d;
     v.ln1 = a->ln1 + l * BT * d, v.mod1 = a->mod1 + l * BT * d, v.qkv = a->qkv + l * BT * 3 * d;
-    v.att = a->att + l * kb_attention_saved_floats(a->attn_fused, B, T, H), v.atty = a->atty + l * BT * d, v.proj = a->proj + l * BT * d;
+    v.att = a->att + l * kb_attention_saved_floats(a->attn_fused, B, T, H);
+    v.atty = a->atty + l * BT * d, v.proj = a->proj + l * BT * d;
     v.mid = a->mid + l * BT * d, v.ln2 = a->ln2 + l * BT * d, v.mod2 = a->mod2 + l * BT * d;
     v.fc1 = a->fc1 + l * BT * mlp, v.gelu = a->gelu + l * BT * mlp, v.fc2 = a->fc2 + l * BT * d;
     v.ln1_mean = a->ln1_mean + l * BT, v.ln1_rstd = a->ln1_rstd + l * BT;

@@ -318,7 +318,9 @@ template <int HD> constexpr size_t fwd_smem() { return 3 * geom<HD>::tile + geom
 template <int HD> constexpr size_t dkv_smem() {
     return 4 * geom<HD>::tile + 2 * geom<HD>::rows_f32 + 2 * geom<HD>::warp_f32 + 2 * geom<HD>::warp_bf16;
 }
-template <int HD> constexpr size_t dq_smem() { return 4 * geom<HD>::tile + 2 * geom<HD>::warp_f32 + geom<HD>::warp_bf16; }
+template <int HD> constexpr size_t dq_smem() {
+    return 4 * geom<HD>::tile + 2 * geom<HD>::warp_f32 + geom<HD>::warp_bf16;
+}
 
 /* Opts the kernel in to `bytes` of dynamic shared memory (over 48 KiB needs
  * it), then launches it on a (T/64, H, B) grid. */
@@ -366,7 +368,8 @@ int state_of(kb_ctx *ctx, const char *op, int64_t d, int64_t H, kb_cuda_state **
         return kb_fail(err, "%s: not a CUDA context (kb_ctx_init with KB_DEV_CUDA first)", op);
     if (!kb_attn_fused_cuda_allowed(ctx, d / H))
         return kb_fail(err, "%s: head dimension %lld needs a GPU of compute capability 8.0 or newer (bf16 tensor "
-                            "cores) with %zu bytes of shared memory per block", op, (long long)(d / H), smem_needed(d / H));
+                            "cores) with %zu bytes of shared memory per block",
+                       op, (long long)(d / H), smem_needed(d / H));
     *st = ctx->cuda;
     return 0;
 }
@@ -377,7 +380,8 @@ extern "C" int kb_attn_fused_fwd_cuda(kb_ctx *ctx, float *out, float *lse, const
                                       int64_t d, int64_t H, kb_err *err) {
     kb_cuda_state *st;
     if (state_of(ctx, "kb_attn_fused_fwd", d, H, &st, err)) return -1;
-    if ((int64_t)T * 3 * d > INT32_MAX) return kb_fail(err, "kb_attn_fused_fwd: T=%lld x 3d=%lld too large", (long long)T, (long long)(3 * d));
+    if ((int64_t)T * 3 * d > INT32_MAX)
+        return kb_fail(err, "kb_attn_fused_fwd: T=%lld x 3d=%lld too large", (long long)T, (long long)(3 * d));
     attn_args a = make_args(qkv, T, d, H);
     a.res = out, a.lse = lse;
     switch (padded_hd(a.hd)) {
@@ -393,7 +397,8 @@ extern "C" int kb_attn_fused_bwd_cuda(kb_ctx *ctx, float *dqkv, float *delta, co
                                       kb_err *err) {
     kb_cuda_state *st;
     if (state_of(ctx, "kb_attn_fused_bwd", d, H, &st, err)) return -1;
-    if ((int64_t)T * 3 * d > INT32_MAX) return kb_fail(err, "kb_attn_fused_bwd: T=%lld x 3d=%lld too large", (long long)T, (long long)(3 * d));
+    if ((int64_t)T * 3 * d > INT32_MAX)
+        return kb_fail(err, "kb_attn_fused_bwd: T=%lld x 3d=%lld too large", (long long)T, (long long)(3 * d));
     attn_args a = make_args(qkv, T, d, H);
     a.dout = dout, a.out = out, a.res = dqkv, a.lse = (float *)lse, a.delta = delta;
     attn_delta_kernel<<<kb_grid_1d(B * H * T), KB_CUDA_BLOCK, 0, st->stream>>>(a, B);

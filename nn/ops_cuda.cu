@@ -119,7 +119,8 @@ __global__ void to_bf16_kernel(__nv_bfloat16 *out, const float *in, int64_t n) {
 int kb_cuda_stage_bf16(kb_cuda_state *st, const char *op, const float *a, int64_t na, const float *b, int64_t nb,
                        void **a16, void **b16, kb_err *err) {
     size_t abytes = ((size_t)na * sizeof(__nv_bfloat16) + 255) & ~(size_t)255;
-    unsigned char *buf = (unsigned char *)kb_cuda_scratch(st, abytes + (size_t)nb * sizeof(__nv_bfloat16) + 256, op, err);
+    size_t bytes = abytes + (size_t)nb * sizeof(__nv_bfloat16) + 256;
+    unsigned char *buf = (unsigned char *)kb_cuda_scratch(st, bytes, op, err);
     if (!buf) return -1;
     *a16 = buf, *b16 = buf + abytes;
     if (na > 0) to_bf16_kernel<<<kb_grid_1d(na), KB_CUDA_BLOCK, 0, st->stream>>>((__nv_bfloat16 *)*a16, a, na);

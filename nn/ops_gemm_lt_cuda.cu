@@ -182,8 +182,11 @@ static lt_plan *plan_for(kb_cuda_state *st, const char *op, lt_epi epi, int64_t 
 static int lt_run(kb_cuda_state *st, const char *op, lt_plan *p, float *D, const void *A, const void *B,
                   const float *bias, const float *aux, kb_err *err) {
     const float alpha = 1.0f, beta = 0.0f;
-    if (bias) KB_CUBLAS_CHECK(op, cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
-    if (aux) KB_CUBLAS_CHECK(op, cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof aux));
+    if (bias)
+        KB_CUBLAS_CHECK(op, cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+    if (aux)
+        KB_CUBLAS_CHECK(op, cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux,
+                                                           sizeof aux));
     cublasStatus_t s = cublasLtMatmul(st->cublaslt, p->desc, &alpha, A, p->a, B, p->b, &beta, D, p->d, D, p->d,
                                       &p->algo, st->workspace, st->workspace_bytes, st->stream);
     if (s != CUBLAS_STATUS_SUCCESS)

@@ -228,9 +228,12 @@ int main(int argc, char **argv) {
     kb_device dev = KB_DEV_CPU;
     kb_matmul_precision prec = KB_MATMUL_FP32;
     kb_attention_route route = KB_ATTN_AUTO;
-    if (argc > 3 && strcmp(argv[3], "auto")) route = !strcmp(argv[3], "fused") ? KB_ATTN_FUSED : !strcmp(argv[3], "unfused") ? KB_ATTN_UNFUSED : -1;
-    if ((argc > 1 && kb_device_parse(argv[1], &dev, &err)) || (argc > 2 && kb_matmul_precision_parse(argv[2], &prec, &err)) ||
-        (int)route < 0)
+    int bad_route = 0;
+    if (argc > 3 && !strcmp(argv[3], "fused")) route = KB_ATTN_FUSED;
+    else if (argc > 3 && !strcmp(argv[3], "unfused")) route = KB_ATTN_UNFUSED;
+    else if (argc > 3 && strcmp(argv[3], "auto")) bad_route = 1;
+    if ((argc > 1 && kb_device_parse(argv[1], &dev, &err)) ||
+        (argc > 2 && kb_matmul_precision_parse(argv[2], &prec, &err)) || bad_route)
         return fprintf(stderr, "usage: test_dit_torch [cpu|cuda] [fp32|tf32|bf16] [auto|unfused|fused]: %s\n", err.msg), 2;
     if (dev == KB_DEV_CUDA && kb_cuda_device_count() == 0) {
         printf("skipped: no GPU (the CUDA DiT against PyTorch needs a CUDA build and device)\n");
