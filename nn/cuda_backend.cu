@@ -221,10 +221,12 @@ void *kb_cuda_scratch(kb_cuda_state *st, size_t bytes, const char *op, kb_err *e
     return st->scratch;
 }
 
-extern "C" void kb_cuda_set_bf16_operands(kb_cuda_state *st, int on) {
+extern "C" int kb_cuda_set_bf16_operands(kb_cuda_state *st, int on) {
+    int was = st ? st->bf16_operands : 0;
     if (st) st->bf16_operands = on != 0;
+    return was;
 }
 
-extern "C" long long kb_cuda_bf16_staged_calls(const kb_cuda_state *st) {
-    return st ? st->bf16_staged_calls : 0;
+extern "C" long long kb_cuda_bf16_staged_calls(const kb_cuda_state *st, int lt_only) {
+    return !st ? 0 : lt_only ? st->bf16_lt_calls : st->bf16_staged_calls;
 }

@@ -18,10 +18,11 @@ void kb_cuda_state_destroy(kb_cuda_state *st);
 int kb_cuda_set_matmul(kb_cuda_state *st, kb_matmul_precision p, kb_err *err);
 int kb_cuda_sync(kb_cuda_state *st, kb_err *err);
 /* The BF16 mode's GEMMs on staged bf16 operands (KINDBENCH_BF16_OPERANDS=1 at
- * context creation sets it too), and how many GEMMs ran that way: for tests
- * and benchmarks comparing it with cuBLAS's fp32-input bf16 arithmetic. */
-void kb_cuda_set_bf16_operands(kb_cuda_state *st, int on);
-long long kb_cuda_bf16_staged_calls(const kb_cuda_state *st);
+ * context creation sets it too; returns the previous setting), and how many
+ * GEMMs were launched that way (lt_only: the cuBLASLt ones): for tests and
+ * benchmarks comparing it with cuBLAS's fp32-input bf16 arithmetic. */
+int kb_cuda_set_bf16_operands(kb_cuda_state *st, int on);
+long long kb_cuda_bf16_staged_calls(const kb_cuda_state *st, int lt_only);
 void *kb_cuda_malloc(kb_cuda_state *st, size_t bytes, kb_err *err);
 void kb_cuda_free(kb_cuda_state *st, void *p);
 int kb_cuda_memset0(kb_cuda_state *st, void *p, size_t bytes, kb_err *err);

@@ -26,10 +26,11 @@ int kb_cuda_memset0(kb_cuda_state *st, void *p, size_t bytes, kb_err *err) { ret
 int kb_cuda_memcpy(kb_cuda_state *st, void *dst, const void *src, size_t bytes, int kind, kb_err *err) {
     return kb_fail(err, "built without CUDA");
 }
-void kb_cuda_set_bf16_operands(kb_cuda_state *st, int on) {
+int kb_cuda_set_bf16_operands(kb_cuda_state *st, int on) {
     (void)st, (void)on;
+    return 0;
 }
-long long kb_cuda_bf16_staged_calls(const kb_cuda_state *st) {
-    (void)st;
+long long kb_cuda_bf16_staged_calls(const kb_cuda_state *st, int lt_only) {
+    (void)st, (void)lt_only;
     return 0;
 }

@@ -48,7 +48,8 @@ struct kb_cuda_state {
                                     the BF16 mode's GEMMs convert their fp32 operands to bf16 in scratch
                                     and run as native bf16 x bf16 -> fp32 products (kb_cuda_stage_bf16)
                                     instead of cuBLAS's fp32-input _FAST_16BF; off by default until measured */
-    long long bf16_staged_calls; /* GEMMs that ran on staged bf16 operands */
+    long long bf16_staged_calls; /* GEMMs (cuBLAS or cuBLASLt) launched on staged bf16 operands */
+    long long bf16_lt_calls;     /* of which cuBLASLt matmuls (bias or GELU epilogues) */
     int lt_off;                  /* KINDBENCH_CUBLASLT=0 at context creation: kb_gemm_bias takes the
                                     GEMM + bias kernel path (to compare the two on a GPU) */
 };
@@ -65,10 +66,19 @@ int kb_cuda_apply_math_mode(kb_cuda_state *st, kb_err *err);
  * work). Only one op uses it at a time: ops are serialised on st->stream. */
 void *kb_cuda_scratch(kb_cuda_state *st, size_t bytes, const char *op, kb_err *err);
 
-/* Converts a[0..na) and b[0..nb) (fp32, device) to bf16 (round to nearest
- * even) in st's scratch buffer and points *a16, *b16 at the copies (256-byte
- * aligned; valid until the next use of the scratch). Queued on st->stream. */
-int kb_cuda_stage_bf16(kb_cuda_state *st, const char *op, const float *a, int64_t na, const float *b, int64_t nb,
+/* A row-major fp32 operand on the device: batch matrices of rows x cols, rows
+ * ld apart, matrices stride apart (stride 0: every batch entry is the same). */
+typedef struct {
+    const float *p;
+    int64_t rows, cols, ld, stride, batch;
+} kb_stage_operand;
+
+/* Packed bf16 copies (round to nearest even) of a and b in st's scratch
+ * buffer: rows x cols per matrix with leading dimension cols, matrices
+ * rows*cols apart (one matrix when the stride is 0). *a16 and *b16 are
+ * 256-byte aligned and valid until the next use of the scratch; the
+ * conversions are queued on st->stream. */
+int kb_cuda_stage_bf16(kb_cuda_state *st, const char *op, const kb_stage_operand *a, const kb_stage_operand *b,
                        void **a16, void **b16, kb_err *err);
 /* 1 when st's GEMMs stage bf16 operands (the BF16 mode with bf16_operands on). */
 static inline int kb_cuda_bf16_staging(const kb_cuda_state *st) {

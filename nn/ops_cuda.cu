@@ -112,47 +112,59 @@ __global__ void gemm_scale_c_kernel(float *C, int64_t M, int64_t N, int64_t ldc,
     }
 }
 
-__global__ void to_bf16_kernel(__nv_bfloat16 *out, const float *in, int64_t n) {
-    KB_GRID_STRIDE(i, n) out[i] = __float2bfloat16_rn(in[i]);
+/* out (packed: batch x rows x cols) = bf16 of a strided operand (rows x cols per matrix, ld apart, stride apart). */
+__global__ void pack_bf16_kernel(__nv_bfloat16 *out, const float *in, int64_t rows, int64_t cols, int64_t ld,
+                                 int64_t stride, int64_t n) {
+    int64_t per = rows * cols;
+    KB_GRID_STRIDE(i, n) {
+        int64_t b = i / per, rem = i - b * per, r = rem / cols, c = rem - r * cols;
+        out[i] = __float2bfloat16_rn(in[b * stride + r * ld + c]);
+    }
 }
 
-int kb_cuda_stage_bf16(kb_cuda_state *st, const char *op, const float *a, int64_t na, const float *b, int64_t nb,
+/* Elements of an operand's packed copy: one matrix when all share it (stride 0). */
+static int64_t packed_count(const kb_stage_operand *o) {
+    return (o->stride ? o->batch : 1) * o->rows * o->cols;
+}
+
+int kb_cuda_stage_bf16(kb_cuda_state *st, const char *op, const kb_stage_operand *a, const kb_stage_operand *b,
                        void **a16, void **b16, kb_err *err) {
+    int64_t na = packed_count(a), nb = packed_count(b);
     size_t abytes = ((size_t)na * sizeof(__nv_bfloat16) + 255) & ~(size_t)255;
-    size_t bytes = abytes + (size_t)nb * sizeof(__nv_bfloat16) + 256;
-    unsigned char *buf = (unsigned char *)kb_cuda_scratch(st, bytes, op, err);
+    unsigned char *buf = (unsigned char *)kb_cuda_scratch(st, abytes + (size_t)nb * sizeof(__nv_bfloat16), op, err);
     if (!buf) return -1;
     *a16 = buf, *b16 = buf + abytes;
-    if (na > 0) to_bf16_kernel<<<kb_grid_1d(na), KB_CUDA_BLOCK, 0, st->stream>>>((__nv_bfloat16 *)*a16, a, na);
-    KB_LAUNCH_CHECK(op, "to_bf16_kernel");
-    if (nb > 0) to_bf16_kernel<<<kb_grid_1d(nb), KB_CUDA_BLOCK, 0, st->stream>>>((__nv_bfloat16 *)*b16, b, nb);
-    KB_LAUNCH_CHECK(op, "to_bf16_kernel");
-    st->bf16_staged_calls++;
+    const kb_stage_operand *ops[2] = {a, b};
+    void *outs[2] = {*a16, *b16};
+    for (int k = 0; k < 2; k++) {
+        int64_t n = packed_count(ops[k]);
+        if (n == 0) continue;
+        pack_bf16_kernel<<<kb_grid_1d(n), KB_CUDA_BLOCK, 0, st->stream>>>(
+            (__nv_bfloat16 *)outs[k], ops[k]->p, ops[k]->rows, ops[k]->cols, ops[k]->ld, ops[k]->stride, n);
+        KB_LAUNCH_CHECK(op, "pack_bf16_kernel");
+    }
     return 0;
 }
 
-/* Elements from the first to the last one a row-major operand of rows x cols
- * (ld apart), batch times stride apart, touches: what staging converts. */
-static int64_t operand_span(int64_t rows, int64_t cols, int64_t ld, int64_t stride, int64_t batch) {
-    return (batch - 1) * stride + (rows - 1) * ld + cols;
-}
-
-/* The BF16 mode's GEMM on staged bf16 copies of A and B (same leading
- * dimensions and strides), bf16 x bf16 products with fp32 accumulation. */
+/* The BF16 mode's GEMM on packed bf16 copies of A and B (leading dimension =
+ * columns, stride = one matrix or 0), bf16 x bf16 products, fp32 accumulation. */
 static cublasStatus_t gemm_staged_bf16(kb_cuda_state *st, const char *op, bool transA, bool transB, int64_t M,
                                        int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                                        int64_t strideA, const float *B, int64_t ldb, int64_t strideB, float beta,
                                        float *C, int64_t ldc, int64_t strideC, int64_t batch, int *staged,
                                        kb_err *err) {
     void *A16, *B16;
-    int64_t spanA = operand_span(transA ? K : M, transA ? M : K, lda, strideA, batch);
-    int64_t spanB = operand_span(transB ? N : K, transB ? K : N, ldb, strideB, batch);
-    *staged = kb_cuda_stage_bf16(st, op, A, spanA, B, spanB, &A16, &B16, err) == 0;
+    kb_stage_operand a = {A, transA ? K : M, transA ? M : K, lda, strideA, batch};
+    kb_stage_operand b = {B, transB ? N : K, transB ? K : N, ldb, strideB, batch};
+    *staged = kb_cuda_stage_bf16(st, op, &a, &b, &A16, &B16, err) == 0;
     if (!*staged) return CUBLAS_STATUS_SUCCESS; /* err is set */
+    int64_t sa = strideA ? a.rows * a.cols : 0, sb = strideB ? b.rows * b.cols : 0;
     cublasOperation_t opA = transA ? CUBLAS_OP_T : CUBLAS_OP_N, opB = transB ? CUBLAS_OP_T : CUBLAS_OP_N;
-    return cublasGemmStridedBatchedEx_64(st->cublas, opB, opA, N, M, K, &alpha, B16, CUDA_R_16BF, ldb, strideB, A16,
-                                         CUDA_R_16BF, lda, strideA, &beta, C, CUDA_R_32F, ldc, strideC, batch,
-                                         CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    cublasStatus_t s = cublasGemmStridedBatchedEx_64(st->cublas, opB, opA, N, M, K, &alpha, B16, CUDA_R_16BF, b.cols,
+                                                     sb, A16, CUDA_R_16BF, a.cols, sa, &beta, C, CUDA_R_32F, ldc,
+                                                     strideC, batch, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    if (s == CUBLAS_STATUS_SUCCESS) st->bf16_staged_calls++;
+    return s;
 }
 
 /* Row-major C = alpha op(A) op(B) + beta C is column-major C^T = alpha op(B)^T op(A)^T + beta C^T:

@@ -126,8 +126,9 @@ static cublasStatus_t plan_build(kb_cuda_state *st, lt_plan *p) {
     const cublasLtMatmulPreferenceAttributes_t aligns[] = {
         CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
         CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+    uint32_t staged = 256; /* the staged bf16 copies of A and B (kb_cuda_stage_bf16) */
     for (int i = 0; i < 4 && s == CUBLAS_STATUS_SUCCESS; i++)
-        s = cublasLtMatmulPreferenceSetAttribute(pref, aligns[i], &align, sizeof align);
+        s = cublasLtMatmulPreferenceSetAttribute(pref, aligns[i], p->ops16 && i < 2 ? &staged : &align, sizeof align);
     cublasLtMatmulHeuristicResult_t res;
     int found = 0;
     if (s == CUBLAS_STATUS_SUCCESS)
@@ -178,6 +179,15 @@ static lt_plan *plan_for(kb_cuda_state *st, const char *op, lt_epi epi, int64_t 
     return p;
 }
 
+static unsigned min_alignment(const void *const *ptrs, int n) {
+    unsigned align = 256;
+    for (int i = 0; i < n; i++) {
+        unsigned a = pointer_alignment(ptrs[i]);
+        if (a < align) align = a;
+    }
+    return align;
+}
+
 /* D = epilogue(op(A) B) with the plan's shapes; aux and bias may be NULL. */
 static int lt_run(kb_cuda_state *st, const char *op, lt_plan *p, float *D, const void *A, const void *B,
                   const float *bias, const float *aux, kb_err *err) {
@@ -201,12 +211,15 @@ static int lt_run(kb_cuda_state *st, const char *op, lt_plan *p, float *D, const
 static int lt_exec(kb_cuda_state *st, const char *op, lt_plan *p, float *D, const float *W, int64_t nW, const float *X,
                    int64_t nX, const float *bias, const float *aux, kb_err *err) {
     const void *A = W, *B = X;
-    if (p->ops16) {
+    if (p->ops16) { /* both contiguous: one matrix each, packed as they are */
         void *a16, *b16;
-        if (kb_cuda_stage_bf16(st, op, W, nW, X, nX, &a16, &b16, err)) return -1;
+        kb_stage_operand wa = {W, 1, nW, nW, 0, 1}, xb = {X, 1, nX, nX, 0, 1};
+        if (kb_cuda_stage_bf16(st, op, &wa, &xb, &a16, &b16, err)) return -1;
         A = a16, B = b16;
     }
-    return lt_run(st, op, p, D, A, B, bias, aux, err);
+    if (lt_run(st, op, p, D, A, B, bias, aux, err)) return -1;
+    if (p->ops16) st->bf16_staged_calls++, st->bf16_lt_calls++;
+    return 0;
 }
 
 extern "C" int kb_gemm_bias_cuda(kb_ctx *ctx, float *y, const float *x, const float *W, const float *bias,
@@ -221,10 +234,9 @@ extern "C" int kb_gemm_bias_cuda(kb_ctx *ctx, float *y, const float *x, const fl
     if (rows == 0 || out == 0) return 0;
     lt_plan *p = NULL;
     if (bias && in > 0 && !st->lt_off) {
-        unsigned align = pointer_alignment(x), a;
-        if ((a = pointer_alignment(W)) < align) align = a;
-        if ((a = pointer_alignment(y)) < align) align = a;
-        if ((a = pointer_alignment(bias)) < align) align = a;
+        /* staged operands are 256-byte aligned copies: then only y and bias count */
+        const void *ptrs[] = {y, bias, x, W};
+        unsigned align = min_alignment(ptrs, kb_cuda_bf16_staging(st) ? 2 : 4);
         if (align >= 16 && !(p = plan_for(st, op, LT_BIAS, rows, in, out, align, err))) return -1;
     }
     if (!p || !p->usable) {
@@ -245,15 +257,6 @@ static int lt_gelu_on(const kb_cuda_state *st) {
     return st->lt_gelu && !st->lt_off && st->matmul == KB_MATMUL_BF16;
 }
 
-static unsigned min_alignment(const void *const *ptrs, int n) {
-    unsigned align = 256;
-    for (int i = 0; i < n; i++) {
-        unsigned a = pointer_alignment(ptrs[i]);
-        if (a < align) align = a;
-    }
-    return align;
-}
-
 extern "C" int kb_gemm_bias_gelu_cuda(kb_ctx *ctx, float *act, float *pre, const float *x, const float *W,
                                       const float *bias, int64_t rows, int64_t in, int64_t out, kb_err *err) {
     const char *op = "gemm_bias_gelu";
@@ -264,8 +267,8 @@ extern "C" int kb_gemm_bias_gelu_cuda(kb_ctx *ctx, float *act, float *pre, const
     lt_plan *p = NULL;
     /* the aux matrix's leading dimension must be a multiple of 8 */
     if (lt_gelu_on(st) && bias && in > 0 && out % 8 == 0) {
-        const void *ptrs[] = {x, W, act, pre, bias};
-        unsigned align = min_alignment(ptrs, 5);
+        const void *ptrs[] = {act, pre, bias, x, W};
+        unsigned align = min_alignment(ptrs, kb_cuda_bf16_staging(st) ? 3 : 5);
         if (align >= 16 && !(p = plan_for(st, op, LT_GELU_AUX_BIAS, rows, in, out, align, err))) return -1;
     }
     if (!p || !p->usable) {
@@ -285,8 +288,8 @@ extern "C" int kb_gemm_dgelu_cuda(kb_ctx *ctx, float *dpre, const float *dy, con
     if (rows == 0 || in == 0) return 0;
     lt_plan *p = NULL;
     if (lt_gelu_on(st) && out > 0 && in % 8 == 0) {
-        const void *ptrs[] = {dy, W, dpre, pre};
-        unsigned align = min_alignment(ptrs, 4);
+        const void *ptrs[] = {dpre, pre, dy, W};
+        unsigned align = min_alignment(ptrs, kb_cuda_bf16_staging(st) ? 2 : 4);
         if (align >= 16 && !(p = plan_for(st, op, LT_DGELU, rows, in, out, align, err))) return -1;
     }
     if (!p || !p->usable) {

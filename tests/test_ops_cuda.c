@@ -309,6 +309,7 @@ static void test_gemm_precision(env *e) {
     for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
         char name[128];
         const char *pn = kb_matmul_precision_name(modes[m].p);
+        if (e->tag[0] && modes[m].p != KB_MATMUL_BF16) continue; /* staging only changes the BF16 mode */
         if (!op_ok(e, kb_cuda_set_matmul(e->ctx.cuda, modes[m].p, &e->err), "kb_cuda_set_matmul")) break;
         snprintf(name, sizeof name, "%sgemm %s 256x192x64 (A B^T)", e->tag, pn);
         if (op_ok(e, kb_gemm_cuda(&e->ctx, false, true, M, N, K, 1.0f, dA, K, dB, K, 0.0f, dC, N, &e->err), name)) {
@@ -338,6 +339,7 @@ static void test_gemm_bias(env *e) {
         double rtol;
     } modes[] = {{KB_MATMUL_FP32, 1e-5}, {KB_MATMUL_TF32, 0x1p-9}, {KB_MATMUL_BF16, 0x1p-6}};
     for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
+        if (e->tag[0] && modes[m].p != KB_MATMUL_BF16) continue; /* staging only changes the BF16 mode */
         if (!op_ok(e, kb_cuda_set_matmul(e->ctx.cuda, modes[m].p, &e->err), "kb_cuda_set_matmul")) return;
         for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
             for (int variant = 0; variant < 3; variant++) { /* no bias, bias, bias at an odd address */
@@ -422,7 +424,14 @@ static void gelu_form(const float *act, const float *pre, size_t n, double *to_t
     }
 }
 
-static void test_gemm_gelu(env *e) {
+/* e->tag + name in buf (the checks' names in the staged rerun) */
+static const char *nm(const env *e, char *buf, const char *name) {
+    snprintf(buf, 160, "%s%s", e->tag, name);
+    return buf;
+}
+
+static void test_gemm_gelu(env *e, int staged) {
+    char nmbuf[7][160];
     const int64_t rows = 1024, in = 256, out = 512, k2 = 384;
     size_t nx = (size_t)(rows * in), nw = (size_t)(out * in), ny = (size_t)(rows * out);
     size_t ndy = (size_t)(rows * k2), nw2 = (size_t)(k2 * out);
@@ -442,6 +451,7 @@ static void test_gemm_gelu(env *e) {
     else unsetenv("KINDBENCH_LT_GELU");
     free(old);
     if (!op_ok(e, made ? 0 : -1, "context with KINDBENCH_LT_GELU=1")) goto done;
+    kb_cuda_set_bf16_operands(lt.cuda, staged);
     if (!op_ok(e, kb_cuda_set_matmul(e->ctx.cuda, KB_MATMUL_BF16, &e->err), "kb_cuda_set_matmul bf16")) goto done_lt;
     kb_ctx *cx[2] = {&lt, &e->ctx};
     float *outs[2][3] = {{pre_lt, act_lt, dpre_lt}, {pre_pl, act_pl, dpre_pl}};
@@ -461,9 +471,9 @@ static void test_gemm_gelu(env *e) {
                 op_ok(e, kb_ctx_sync(cx[c], &e->err), "rerun")) {
                 float *again = xmalloc(ny * 4);
                 to_host(e, again, dact, ny * 4);
-                check_bits(e, "gemm_bias_gelu, epilogues allowed: rerun bit-identical", again, act_lt, ny * 4, 4);
+                check_bits(e, nm(e, nmbuf[0], "gemm_bias_gelu, epilogues allowed: rerun bit-identical"), again, act_lt, ny * 4, 4);
                 to_host(e, again, dd, ny * 4);
-                check_bits(e, "gemm_dgelu, epilogues allowed: rerun bit-identical", again, dpre_lt, ny * 4, 4);
+                check_bits(e, nm(e, nmbuf[1], "gemm_dgelu, epilogues allowed: rerun bit-identical"), again, dpre_lt, ny * 4, 4);
                 free(again);
             }
         }
@@ -471,24 +481,24 @@ static void test_gemm_gelu(env *e) {
         for (int i = 0; i < 8; i++) dfree(e, bufs[i]); /* one device, one address space: either context frees */
     }
     long long fused = kb_gemm_gelu_fused_calls(&lt), plain = kb_gemm_gelu_fused_calls(&e->ctx);
-    KBT_CHECK(&e->t, plain == 0, "no GELU epilogue without KINDBENCH_LT_GELU=1", "%lld fused calls", plain);
-    printf("     GELU epilogues: %lld of 4 calls fused%s\n", fused,
+    KBT_CHECK(&e->t, plain == 0, nm(e, nmbuf[2], "no GELU epilogue without KINDBENCH_LT_GELU=1"), "%lld fused calls", plain);
+    printf("     %sGELU epilogues: %lld of 4 calls fused%s\n", e->tag, fused,
            fused ? "" : " (cuBLASLt offered no algorithm: the comparisons below are of two two-pass runs)");
     if (ran[0] && ran[1]) {
         kb_gelu_tanh_fwd_ref(act_ref, pre_lt, (int64_t)ny); /* our GELU of the epilogue's own pre-activations */
-        kbt_close(&e->t, "gemm_bias_gelu pre-activation vs two passes (|d| <= 1e-4 max|pre|)", pre_lt, pre_pl,
+        kbt_close(&e->t, nm(e, nmbuf[3], "gemm_bias_gelu pre-activation vs two passes (|d| <= 1e-4 max|pre|)"), pre_lt, pre_pl,
                   (int64_t)ny, 1e-4 * max_abs_f(pre_pl, ny), 0.0);
         double worst, tt, te;
         size_t cnt;
         int bad = gelu_close(act_lt, act_ref, pre_lt, ny, &worst);
-        KBT_CHECK(&e->t, bad == 0, "gemm_bias_gelu: GELU vs gelu_tanh of its pre-activation (|d| <= 2e-4 + 3e-4|x|)",
+        KBT_CHECK(&e->t, bad == 0, nm(e, nmbuf[4], "gemm_bias_gelu: GELU vs gelu_tanh of its pre-activation (|d| <= 2e-4 + 3e-4|x|)"),
                   "%d elements outside, worst |d| %.3g", bad, worst);
         printf("     worst |GELU - gelu_tanh| %.3g\n", worst);
         gelu_form(act_lt, pre_lt, ny, &tt, &te, &cnt);
-        KBT_CHECK(&e->t, cnt > 100 && tt < 0.5 * te, "gemm_bias_gelu: the tanh form of GELU, not the erf one",
+        KBT_CHECK(&e->t, cnt > 100 && tt < 0.5 * te, nm(e, nmbuf[5], "gemm_bias_gelu: the tanh form of GELU, not the erf one"),
                   "over %zu values with |x| in [1.5, 3.5]: mean distance %.3g to tanh form, %.3g to erf form", cnt,
                   cnt ? tt / cnt : 0.0, cnt ? te / cnt : 0.0);
-        kbt_close(&e->t, "gemm_dgelu vs two passes (|d| <= 1e-3 max|dpre|)", dpre_lt, dpre_pl, (int64_t)ny,
+        kbt_close(&e->t, nm(e, nmbuf[6], "gemm_dgelu vs two passes (|d| <= 1e-3 max|dpre|)"), dpre_lt, dpre_pl, (int64_t)ny,
                   1e-3 * max_abs_f(dpre_pl, ny), 0.0);
     }
     op_ok(e, kb_cuda_set_matmul(e->ctx.cuda, KB_MATMUL_FP32, &e->err), "kb_cuda_set_matmul back to fp32");
@@ -1193,17 +1203,20 @@ int main(void) {
     test_gemm(&e);
     test_gemm_precision(&e);
     test_gemm_bias(&e);
-    test_gemm_gelu(&e);
-    /* the GEMM checks again with staged bf16 operands (KINDBENCH_BF16_OPERANDS=1): the BF16 cases
-     * then run as native bf16 x bf16 products of copies made by our conversion kernel */
-    kb_cuda_set_bf16_operands(e.ctx.cuda, 1);
+    test_gemm_gelu(&e, 0);
+    /* the BF16 GEMM checks again with staged bf16 operands (KINDBENCH_BF16_OPERANDS=1): native
+     * bf16 x bf16 products of packed copies made by our conversion kernel, in cuBLAS and cuBLASLt */
+    int was = kb_cuda_set_bf16_operands(e.ctx.cuda, 1);
     e.tag = "staged bf16: ";
-    long long staged0 = kb_cuda_bf16_staged_calls(e.ctx.cuda);
+    long long staged0 = kb_cuda_bf16_staged_calls(e.ctx.cuda, 0), lt0 = kb_cuda_bf16_staged_calls(e.ctx.cuda, 1);
     test_gemm_precision(&e);
     test_gemm_bias(&e);
-    KBT_CHECK(&e.t, kb_cuda_bf16_staged_calls(e.ctx.cuda) > staged0, "staged bf16 operands were used",
+    test_gemm_gelu(&e, 1);
+    KBT_CHECK(&e.t, kb_cuda_bf16_staged_calls(e.ctx.cuda, 0) > staged0, "staged bf16 operands were used",
               "no GEMM staged its operands");
-    kb_cuda_set_bf16_operands(e.ctx.cuda, 0);
+    printf("     staged bf16: %lld cuBLASLt matmuls on staged operands%s\n", kb_cuda_bf16_staged_calls(e.ctx.cuda, 1) - lt0,
+           kb_cuda_bf16_staged_calls(e.ctx.cuda, 1) > lt0 ? "" : " (cuBLASLt refused them: its bf16 path not exercised)");
+    kb_cuda_set_bf16_operands(e.ctx.cuda, was);
     e.tag = "";
     test_elementwise(&e);
     test_inplace(&e);
