@@ -54,6 +54,15 @@ struct kb_cuda_state {
                                     GEMM + bias kernel path (to compare the two on a GPU) */
 };
 
+/* The CUDA state of ctx, or -1 with "<op>: not a CUDA context" when ctx is
+ * not a CUDA context: the first check of every CUDA entry point. */
+static inline int kb_cuda_op_state(kb_ctx *ctx, const char *op, kb_cuda_state **st, kb_err *err) {
+    if (!ctx || ctx->device != KB_DEV_CUDA || !ctx->cuda)
+        return kb_fail(err, "%s: not a CUDA context (kb_ctx_init with KB_DEV_CUDA first)", op);
+    *st = ctx->cuda;
+    return 0;
+}
+
 /* Frees the plans of kb_gemm_bias (NULL is fine). */
 void kb_lt_cache_free(struct kb_lt_cache *c);
 

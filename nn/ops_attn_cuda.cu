@@ -364,13 +364,11 @@ size_t smem_needed(int64_t head_dim) {
 }
 
 int state_of(kb_ctx *ctx, const char *op, int64_t d, int64_t H, kb_cuda_state **st, kb_err *err) {
-    if (!ctx || ctx->device != KB_DEV_CUDA || !ctx->cuda)
-        return kb_fail(err, "%s: not a CUDA context (kb_ctx_init with KB_DEV_CUDA first)", op);
+    if (kb_cuda_op_state(ctx, op, st, err)) return -1;
     if (!kb_attn_fused_cuda_allowed(ctx, d / H))
         return kb_fail(err, "%s: head dimension %lld needs a GPU of compute capability 8.0 or newer (bf16 tensor "
                             "cores) with %zu bytes of shared memory per block",
                        op, (long long)(d / H), smem_needed(d / H));
-    *st = ctx->cuda;
     return 0;
 }
 

@@ -52,14 +52,15 @@ struct kb_conv_cuda {
 
 extern "C" int kb_conv_engine_init_cuda(kb_ctx *ctx, kb_conv_engine *e, kb_err *err) {
     const char *op = "kb_conv_engine_create";
-    if (!ctx->cuda) return kb_fail(err, "%s: not a CUDA context", op);
+    kb_cuda_state *st;
+    if (kb_cuda_op_state(ctx, op, &st, err)) return -1;
     kb_conv_cuda *c = (kb_conv_cuda *)calloc(1, sizeof *c);
     if (!c) return kb_fail(err, "%s: out of memory", op);
     e->cuda = c;
-    c->st = ctx->cuda;
-    KB_CUDA_CHECK(op, cudaSetDevice(ctx->cuda->device));
+    c->st = st;
+    KB_CUDA_CHECK(op, cudaSetDevice(st->device));
     KB_CUDNN_CHECK(op, cudnnCreate(&c->handle));
-    KB_CUDNN_CHECK(op, cudnnSetStream(c->handle, ctx->cuda->stream));
+    KB_CUDNN_CHECK(op, cudnnSetStream(c->handle, st->stream));
     KB_CUDNN_CHECK(op, cudnnCreateTensorDescriptor(&c->x));
     KB_CUDNN_CHECK(op, cudnnCreateTensorDescriptor(&c->y));
     KB_CUDNN_CHECK(op, cudnnCreateFilterDescriptor(&c->f));
@@ -209,9 +210,10 @@ __global__ void pool_kernel(float *out, const float *in, kb_pool2d_desc d, int64
 
 static int pool_cuda(kb_ctx *ctx, const kb_pool2d_desc *d, float *out, const float *in, int mode, const char *op,
                      kb_err *err) {
-    if (!ctx->cuda) return kb_fail(err, "%s: not a CUDA context", op);
+    kb_cuda_state *st;
+    if (kb_cuda_op_state(ctx, op, &st, err)) return -1;
     int64_t oh = kb_pool2d_out_h(d), ow = kb_pool2d_out_w(d);
-    pool_kernel<<<kb_grid_1d(d->n * oh * ow * d->c), KB_CUDA_BLOCK, 0, ctx->cuda->stream>>>(out, in, *d, oh, ow, mode);
+    pool_kernel<<<kb_grid_1d(d->n * oh * ow * d->c), KB_CUDA_BLOCK, 0, st->stream>>>(out, in, *d, oh, ow, mode);
     KB_LAUNCH_CHECK(op, "pool_kernel");
     return 0;
 }
@@ -236,8 +238,9 @@ __global__ void global_avgpool_kernel(float *out, const float *in, int64_t n, in
 extern "C" int kb_global_avgpool_cuda(kb_ctx *ctx, float *out, const float *in, int64_t n, int64_t hw, int64_t c,
                                       int64_t ldi, kb_err *err) {
     const char *op = "kb_global_avgpool";
-    if (!ctx->cuda) return kb_fail(err, "%s: not a CUDA context", op);
-    global_avgpool_kernel<<<kb_grid_1d(n * c), KB_CUDA_BLOCK, 0, ctx->cuda->stream>>>(out, in, n, hw, c, ldi);
+    kb_cuda_state *st;
+    if (kb_cuda_op_state(ctx, op, &st, err)) return -1;
+    global_avgpool_kernel<<<kb_grid_1d(n * c), KB_CUDA_BLOCK, 0, st->stream>>>(out, in, n, hw, c, ldi);
     KB_LAUNCH_CHECK(op, "global_avgpool_kernel");
     return 0;
 }

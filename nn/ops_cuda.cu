@@ -37,18 +37,11 @@ extern "C" {
 
 /* ------------------------------------------------------------------ helpers */
 
-static int op_state(kb_ctx *ctx, const char *op, kb_cuda_state **st, kb_err *err) {
-    if (!ctx || ctx->device != KB_DEV_CUDA || !ctx->cuda)
-        return kb_fail(err, "%s: not a CUDA context (kb_ctx_init with KB_DEV_CUDA first)", op);
-    *st = ctx->cuda;
-    return 0;
-}
-
 /* Common prologue: the state, and a negative-size check. */
 #define KB_OP_BEGIN(opname)                                                                                       \
     const char *op = (opname);                                                                                    \
     kb_cuda_state *st = NULL;                                                                                     \
-    if (op_state(ctx, op, &st, err)) return -1
+    if (kb_cuda_op_state(ctx, op, &st, err)) return -1
 
 #define KB_NEED_NONNEG(x)                                                                                         \
     do {                                                                                                          \

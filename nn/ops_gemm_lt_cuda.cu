@@ -225,9 +225,8 @@ static int lt_exec(kb_cuda_state *st, const char *op, lt_plan *p, float *D, cons
 extern "C" int kb_gemm_bias_cuda(kb_ctx *ctx, float *y, const float *x, const float *W, const float *bias,
                                  int64_t rows, int64_t in, int64_t out, kb_err *err) {
     const char *op = "gemm_bias";
-    if (!ctx || ctx->device != KB_DEV_CUDA || !ctx->cuda)
-        return kb_fail(err, "%s: not a CUDA context (kb_ctx_init with KB_DEV_CUDA first)", op);
-    kb_cuda_state *st = ctx->cuda;
+    kb_cuda_state *st;
+    if (kb_cuda_op_state(ctx, op, &st, err)) return -1;
     if (rows < 0 || in < 0 || out < 0)
         return kb_fail(err, "%s: negative size rows=%lld in=%lld out=%lld", op, (long long)rows, (long long)in,
                        (long long)out);
@@ -260,9 +259,8 @@ static int lt_gelu_on(const kb_cuda_state *st) {
 extern "C" int kb_gemm_bias_gelu_cuda(kb_ctx *ctx, float *act, float *pre, const float *x, const float *W,
                                       const float *bias, int64_t rows, int64_t in, int64_t out, kb_err *err) {
     const char *op = "gemm_bias_gelu";
-    if (!ctx || ctx->device != KB_DEV_CUDA || !ctx->cuda)
-        return kb_fail(err, "%s: not a CUDA context (kb_ctx_init with KB_DEV_CUDA first)", op);
-    kb_cuda_state *st = ctx->cuda;
+    kb_cuda_state *st;
+    if (kb_cuda_op_state(ctx, op, &st, err)) return -1;
     if (rows == 0 || out == 0) return 0;
     lt_plan *p = NULL;
     /* the aux matrix's leading dimension must be a multiple of 8 */
@@ -282,9 +280,8 @@ extern "C" int kb_gemm_bias_gelu_cuda(kb_ctx *ctx, float *act, float *pre, const
 extern "C" int kb_gemm_dgelu_cuda(kb_ctx *ctx, float *dpre, const float *dy, const float *W, const float *pre,
                                   int64_t rows, int64_t in, int64_t out, kb_err *err) {
     const char *op = "gemm_dgelu";
-    if (!ctx || ctx->device != KB_DEV_CUDA || !ctx->cuda)
-        return kb_fail(err, "%s: not a CUDA context (kb_ctx_init with KB_DEV_CUDA first)", op);
-    kb_cuda_state *st = ctx->cuda;
+    kb_cuda_state *st;
+    if (kb_cuda_op_state(ctx, op, &st, err)) return -1;
     if (rows == 0 || in == 0) return 0;
     lt_plan *p = NULL;
     if (lt_gelu_on(st) && out > 0 && in % 8 == 0) {
