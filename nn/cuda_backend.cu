@@ -227,6 +227,7 @@ extern "C" int kb_cuda_set_bf16_operands(kb_cuda_state *st, int on) {
     return was;
 }
 
-extern "C" long long kb_cuda_bf16_staged_calls(const kb_cuda_state *st, int lt_only) {
-    return !st ? 0 : lt_only ? st->bf16_lt_calls : st->bf16_staged_calls;
+extern "C" kb_cuda_gemm_counts kb_cuda_gemm_counts_of(const kb_cuda_state *st) {
+    kb_cuda_gemm_counts none = {0, 0, 0};
+    return st ? st->counts : none;
 }

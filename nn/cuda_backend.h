@@ -18,11 +18,17 @@ void kb_cuda_state_destroy(kb_cuda_state *st);
 int kb_cuda_set_matmul(kb_cuda_state *st, kb_matmul_precision p, kb_err *err);
 int kb_cuda_sync(kb_cuda_state *st, kb_err *err);
 /* The BF16 mode's GEMMs on staged bf16 operands (KINDBENCH_BF16_OPERANDS=1 at
- * context creation sets it too; returns the previous setting), and how many
- * GEMMs were launched that way (lt_only: the cuBLASLt ones): for tests and
- * benchmarks comparing it with cuBLAS's fp32-input bf16 arithmetic. */
+ * context creation sets it too); returns the previous setting. */
 int kb_cuda_set_bf16_operands(kb_cuda_state *st, int on);
-long long kb_cuda_bf16_staged_calls(const kb_cuda_state *st, int lt_only);
+/* How many GEMMs a context launched on its experimental paths, so that tests
+ * tell them from the fallbacks they replace where cuBLASLt refuses them. */
+typedef struct {
+    long long gelu_epilogue;   /* cuBLASLt matmuls with a GELU epilogue (kb_gemm_bias_gelu, kb_gemm_dgelu) */
+    long long bf16_staged;     /* GEMMs (cuBLAS or cuBLASLt) on staged bf16 operands */
+    long long bf16_staged_lt;  /* of which cuBLASLt matmuls */
+} kb_cuda_gemm_counts;
+/* All zero without CUDA. */
+kb_cuda_gemm_counts kb_cuda_gemm_counts_of(const kb_cuda_state *st);
 void *kb_cuda_malloc(kb_cuda_state *st, size_t bytes, kb_err *err);
 void kb_cuda_free(kb_cuda_state *st, void *p);
 int kb_cuda_memset0(kb_cuda_state *st, void *p, size_t bytes, kb_err *err);

@@ -30,7 +30,8 @@ int kb_cuda_set_bf16_operands(kb_cuda_state *st, int on) {
     (void)st, (void)on;
     return 0;
 }
-long long kb_cuda_bf16_staged_calls(const kb_cuda_state *st, int lt_only) {
-    (void)st, (void)lt_only;
-    return 0;
+kb_cuda_gemm_counts kb_cuda_gemm_counts_of(const kb_cuda_state *st) {
+    (void)st;
+    kb_cuda_gemm_counts none = {0, 0, 0};
+    return none;
 }

@@ -14,6 +14,7 @@
 /* These C headers have no extern "C" guards of their own. */
 extern "C" {
 #include "nn/backend.h"
+#include "nn/cuda_backend.h"
 #include "nn/tensor.h"
 #include "util/err.h"
 }
@@ -43,13 +44,11 @@ struct kb_cuda_state {
     float tfreq_period;
     int lt_gelu;                 /* KINDBENCH_LT_GELU=1 at context creation: the BF16 mode's MLP uses cuBLASLt's
                                     GELU epilogues (kb_gemm_bias_gelu, kb_gemm_dgelu); off by default */
-    long long lt_gelu_calls;     /* matmuls that ran with a GELU epilogue (kb_gemm_gelu_fused_calls) */
     int bf16_operands;           /* KINDBENCH_BF16_OPERANDS=1 at context creation (or kb_cuda_set_bf16_operands):
                                     the BF16 mode's GEMMs convert their fp32 operands to bf16 in scratch
                                     and run as native bf16 x bf16 -> fp32 products (kb_cuda_stage_bf16)
                                     instead of cuBLAS's fp32-input _FAST_16BF; off by default until measured */
-    long long bf16_staged_calls; /* GEMMs (cuBLAS or cuBLASLt) launched on staged bf16 operands */
-    long long bf16_lt_calls;     /* of which cuBLASLt matmuls (bias or GELU epilogues) */
+    kb_cuda_gemm_counts counts;  /* GEMMs launched on the experimental paths (kb_cuda_gemm_counts_of) */
     int lt_off;                  /* KINDBENCH_CUBLASLT=0 at context creation: kb_gemm_bias takes the
                                     GEMM + bias kernel path (to compare the two on a GPU) */
 };

@@ -156,7 +156,7 @@ static cublasStatus_t gemm_staged_bf16(kb_cuda_state *st, const char *op, bool t
     cublasStatus_t s = cublasGemmStridedBatchedEx_64(st->cublas, opB, opA, N, M, K, &alpha, B16, CUDA_R_16BF, b.cols,
                                                      sb, A16, CUDA_R_16BF, a.cols, sa, &beta, C, CUDA_R_32F, ldc,
                                                      strideC, batch, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-    if (s == CUBLAS_STATUS_SUCCESS) st->bf16_staged_calls++;
+    if (s == CUBLAS_STATUS_SUCCESS) st->counts.bf16_staged++;
     return s;
 }
 

@@ -26,10 +26,6 @@ int kb_gemm_bias_gelu_cuda(kb_ctx *ctx, float *act, float *pre, const float *x, 
                            int64_t rows, int64_t in, int64_t out, kb_err *err);
 int kb_gemm_dgelu_cuda(kb_ctx *ctx, float *dpre, const float *dy, const float *W, const float *pre, int64_t rows,
                        int64_t in, int64_t out, kb_err *err);
-/* How many of ctx's kb_gemm_bias_gelu / kb_gemm_dgelu calls ran as one matmul
- * with cuBLASLt's GELU epilogue (0 without CUDA): tests tell the fused path
- * from the two-pass fallback with it. */
-long long kb_gemm_gelu_fused_calls(const kb_ctx *ctx);
 int kb_add_cuda(kb_ctx *ctx, float *out, const float *a, const float *b, int64_t n, kb_err *err);
 int kb_mul_cuda(kb_ctx *ctx, float *out, const float *a, const float *b, int64_t n, kb_err *err);
 int kb_axpy_cuda(kb_ctx *ctx, float *y, float alpha, const float *x, int64_t n, kb_err *err);

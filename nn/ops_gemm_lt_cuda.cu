@@ -218,7 +218,8 @@ static int lt_exec(kb_cuda_state *st, const char *op, lt_plan *p, float *D, cons
         A = a16, B = b16;
     }
     if (lt_run(st, op, p, D, A, B, bias, aux, err)) return -1;
-    if (p->ops16) st->bf16_staged_calls++, st->bf16_lt_calls++;
+    if (p->ops16) st->counts.bf16_staged++, st->counts.bf16_staged_lt++;
+    if (p->epi != LT_BIAS) st->counts.gelu_epilogue++;
     return 0;
 }
 
@@ -273,7 +274,6 @@ extern "C" int kb_gemm_bias_gelu_cuda(kb_ctx *ctx, float *act, float *pre, const
         if (kb_gemm_bias_cuda(ctx, pre, x, W, bias, rows, in, out, err)) return -1;
         return kb_gelu_tanh_fwd_cuda(ctx, act, pre, rows * out, err);
     }
-    st->lt_gelu_calls++;
     return lt_exec(st, op, p, act, W, out * in, x, rows * in, bias, pre, err);
 }
 
@@ -293,10 +293,5 @@ extern "C" int kb_gemm_dgelu_cuda(kb_ctx *ctx, float *dpre, const float *dy, con
         if (kb_gemm_cuda(ctx, false, false, rows, in, out, 1.0f, dy, out, W, in, 0.0f, dpre, in, err)) return -1;
         return kb_gelu_tanh_bwd_cuda(ctx, dpre, pre, dpre, rows * in, KB_GRAD_SET, err); /* elementwise, in place */
     }
-    st->lt_gelu_calls++;
     return lt_exec(st, op, p, dpre, W, out * in, dy, rows * out, NULL, pre, err);
-}
-
-extern "C" long long kb_gemm_gelu_fused_calls(const kb_ctx *ctx) {
-    return ctx && ctx->device == KB_DEV_CUDA && ctx->cuda ? ctx->cuda->lt_gelu_calls : 0;
 }

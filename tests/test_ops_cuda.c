@@ -390,7 +390,7 @@ static float max_abs_f(const float *p, size_t n) {
 /* kb_gemm_bias_gelu / kb_gemm_dgelu in the BF16 mode with cuBLASLt's GELU
  * epilogues (a context made with KINDBENCH_LT_GELU=1) against the same ops
  * in a context without them (GEMM, then our gelu_tanh kernels). Whether the
- * epilogues ran is counted (kb_gemm_gelu_fused_calls); where cuBLASLt offers
+ * epilogues ran is counted (kb_cuda_gemm_counts_of); where cuBLASLt offers
  * no such algorithm the comparisons below are of two equal two-pass runs and
  * are reported as not exercised. Checks:
  *  - pre-activations: the same bf16 products summed in another order,
@@ -480,7 +480,8 @@ static void test_gemm_gelu(env *e, int staged) {
         float *bufs[] = {dx, dW, db, ddy, dW2, dpre, dact, dd};
         for (int i = 0; i < 8; i++) dfree(e, bufs[i]); /* one device, one address space: either context frees */
     }
-    long long fused = kb_gemm_gelu_fused_calls(&lt), plain = kb_gemm_gelu_fused_calls(&e->ctx);
+    long long fused = kb_cuda_gemm_counts_of(lt.cuda).gelu_epilogue;
+    long long plain = kb_cuda_gemm_counts_of(e->ctx.cuda).gelu_epilogue;
     KBT_CHECK(&e->t, plain == 0, nm(e, nmbuf[2], "no GELU epilogue without KINDBENCH_LT_GELU=1"), "%lld fused calls", plain);
     printf("     %sGELU epilogues: %lld of 4 calls fused%s\n", e->tag, fused,
            fused ? "" : " (cuBLASLt offered no algorithm: the comparisons below are of two two-pass runs)");
@@ -1208,14 +1209,15 @@ int main(void) {
      * bf16 x bf16 products of packed copies made by our conversion kernel, in cuBLAS and cuBLASLt */
     int was = kb_cuda_set_bf16_operands(e.ctx.cuda, 1);
     e.tag = "staged bf16: ";
-    long long staged0 = kb_cuda_bf16_staged_calls(e.ctx.cuda, 0), lt0 = kb_cuda_bf16_staged_calls(e.ctx.cuda, 1);
+    kb_cuda_gemm_counts c0 = kb_cuda_gemm_counts_of(e.ctx.cuda);
     test_gemm_precision(&e);
     test_gemm_bias(&e);
     test_gemm_gelu(&e, 1);
-    KBT_CHECK(&e.t, kb_cuda_bf16_staged_calls(e.ctx.cuda, 0) > staged0, "staged bf16 operands were used",
+    kb_cuda_gemm_counts c1 = kb_cuda_gemm_counts_of(e.ctx.cuda);
+    KBT_CHECK(&e.t, c1.bf16_staged > c0.bf16_staged, "staged bf16 operands were used",
               "no GEMM staged its operands");
-    printf("     staged bf16: %lld cuBLASLt matmuls on staged operands%s\n", kb_cuda_bf16_staged_calls(e.ctx.cuda, 1) - lt0,
-           kb_cuda_bf16_staged_calls(e.ctx.cuda, 1) > lt0 ? "" : " (cuBLASLt refused them: its bf16 path not exercised)");
+    printf("     staged bf16: %lld cuBLASLt matmuls on staged operands%s\n", c1.bf16_staged_lt - c0.bf16_staged_lt,
+           c1.bf16_staged_lt > c0.bf16_staged_lt ? "" : " (cuBLASLt refused them: its bf16 path not exercised)");
     kb_cuda_set_bf16_operands(e.ctx.cuda, was);
     e.tag = "";
     test_elementwise(&e);
