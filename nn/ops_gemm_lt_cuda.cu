@@ -11,15 +11,18 @@
  * of D, i.e. per output feature, which is what the epilogue broadcasts.
  *
  * Arithmetic follows st->matmul like the cuBLAS path: CUBLAS_COMPUTE_32F
- * (true FP32), _FAST_TF32 or _FAST_16BF, fp32 storage throughout. Reruns are
- * bit-identical: the heuristic's choice is cached per shape, and cuBLASLt's
- * split-K reduction schemes all sum in a fixed order (the in-place one keeps
- * counters in the workspace to stay sequential).
+ * (true FP32), _FAST_TF32 or _FAST_16BF on fp32 operands, or, with staged
+ * operands (kb_cuda_bf16_staging), CUBLAS_COMPUTE_32F on bf16 copies of W and
+ * x; D, bias and aux are fp32 throughout. Reruns are bit-identical: the
+ * heuristic's choice is cached per shape, and cuBLASLt's split-K reduction
+ * schemes all sum in a fixed order (the in-place one keeps counters in the
+ * workspace to stay sequential).
  *
- * Plans (descriptors + algorithm) are cached per (rows, in, out, precision,
- * alignment) in a small round-robin table owned by the CUDA state, since a
- * DiT step uses a handful of shapes and the heuristic query costs more than
- * the small GEMMs it plans. */
+ * The same file carries the MLP's GELU epilogues (kb_gemm_bias_gelu,
+ * kb_gemm_dgelu; below). Plans (descriptors + algorithm) are cached per
+ * (epilogue, staged operands, rows, in, out, precision, alignment) in a small
+ * round-robin table owned by the CUDA state, since a DiT step uses a handful
+ * of shapes and the heuristic query costs more than the small GEMMs it plans. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
