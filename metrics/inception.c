@@ -144,16 +144,14 @@ void kb_inception_free(kb_inception *net) {
     free(net);
 }
 
-static float *at_row(float *base, int64_t row, int64_t dim) { return base ? base + row * dim : NULL; }
-
 int kb_inception_forward(kb_inception *net, const float *inputs, int64_t n, float *pool, float *spatial,
                          float *logits, kb_err *err) {
     const int64_t per = (int64_t)KB_INCEPTION_SIZE * KB_INCEPTION_SIZE * 3;
     for (int64_t i = 0; i < n; i += net->batch) {
         int nb = (int)(n - i < net->batch ? n - i : net->batch);
-        if (kb_incep_forward(net, inputs + i * per, nb, at_row(pool, i, KB_INCEPTION_POOL_DIM),
-                             at_row(spatial, i, KB_INCEPTION_SPATIAL_DIM), at_row(logits, i, KB_INCEPTION_LOGITS_DIM),
-                             err))
+        if (kb_incep_forward(net, inputs + i * per, nb, kb_incep_rows(pool, i, KB_INCEPTION_POOL_DIM),
+                             kb_incep_rows(spatial, i, KB_INCEPTION_SPATIAL_DIM),
+                             kb_incep_rows(logits, i, KB_INCEPTION_LOGITS_DIM), err))
             return -1;
     }
     return 0;
@@ -165,14 +163,7 @@ int kb_inception_features(kb_inception *net, const uint8_t *images, int64_t n, i
     if (n < 0) return kb_fail(err, "inception: negative image count %lld", (long long)n);
     if (net->ctx->device == KB_DEV_CUDA && mode != KB_PREPROC_CLEAN && n > 0) {
         if (kb_inception_check_input(H, W, C, mode, err)) return -1;
-        for (int64_t i = 0; i < n; i += net->batch) {
-            int nb = (int)(n - i < net->batch ? n - i : net->batch);
-            if (kb_incep_forward_images(net, images + i * img, nb, H, W, C, mode, at_row(pool, i, KB_INCEPTION_POOL_DIM),
-                                        at_row(spatial, i, KB_INCEPTION_SPATIAL_DIM),
-                                        at_row(logits, i, KB_INCEPTION_LOGITS_DIM), err))
-                return -1;
-        }
-        return 0;
+        return kb_incep_forward_images(net, images, n, H, W, C, mode, pool, spatial, logits, err);
     }
     for (int64_t i = 0; i < n; i += net->batch) {
         int nb = (int)(n - i < net->batch ? n - i : net->batch), bad = 0;
@@ -191,9 +182,9 @@ int kb_inception_features(kb_inception *net, const uint8_t *images, int64_t n, i
             if (err) *err = perr;
             return kb_fail_wrap(err, "image %lld", (long long)i);
         }
-        if (kb_incep_forward(net, net->host_in, nb, at_row(pool, i, KB_INCEPTION_POOL_DIM),
-                             at_row(spatial, i, KB_INCEPTION_SPATIAL_DIM), at_row(logits, i, KB_INCEPTION_LOGITS_DIM),
-                             err))
+        if (kb_incep_forward(net, net->host_in, nb, kb_incep_rows(pool, i, KB_INCEPTION_POOL_DIM),
+                             kb_incep_rows(spatial, i, KB_INCEPTION_SPATIAL_DIM),
+                             kb_incep_rows(logits, i, KB_INCEPTION_LOGITS_DIM), err))
             return -1;
     }
     return 0;

@@ -58,12 +58,15 @@ int kb_incep_load_weights(kb_inception *net, const kb_tp_file *f, kb_err *err);
  * host outputs as kb_inception_features (any may be NULL). */
 int kb_incep_forward(kb_inception *net, const float *host_in, int n, float *pool, float *spatial, float *logits,
                      kb_err *err);
-/* CUDA, adm and pytorch-fid modes: n <= net->batch uint8 images [n, H, W, C]
- * (host) copied to the GPU as they are and pre-processed there
+/* CUDA, adm and pytorch-fid modes: n uint8 images [n, H, W, C] (host), in
+ * passes of the batch, copied to the GPU as they are and pre-processed there
  * (kb_inception_preprocess_cuda), then the forward pass: a quarter of the
  * bytes of pre-processed floats cross the bus, and the host does nothing. */
-int kb_incep_forward_images(kb_inception *net, const uint8_t *images, int n, int H, int W, int C,
+int kb_incep_forward_images(kb_inception *net, const uint8_t *images, int64_t n, int H, int W, int C,
                             kb_preproc_mode mode, float *pool, float *spatial, float *logits, kb_err *err);
+
+/* Row `row` of a [rows, dim] output, or NULL for an output not wanted. */
+static inline float *kb_incep_rows(float *base, int64_t row, int64_t dim) { return base ? base + row * dim : NULL; }
 
 /* Fails, naming the problem, unless images H x W x C and the mode can be pre-processed. */
 int kb_inception_check_input(int H, int W, int C, kb_preproc_mode mode, kb_err *err);

@@ -349,8 +349,6 @@ static int head(kb_incep_worker *wk, act x, int n, float *pool3, float *logits, 
     return kb_copy_to_host(&wk->ctx, logits, l, (size_t)n * KB_INCEPTION_LOGITS_DIM * sizeof(float), err);
 }
 
-static float *rows(float *base, int64_t row, int64_t dim) { return base ? base + row * dim : NULL; }
-
 /* Starts a pass of n <= wk->batch images: the two activation buffers, and
  * the network input [n, 299, 299, 3] on the worker's device (returned). */
 static float *pass_begin(kb_incep_worker *wk, int n, float *bufs[2], kb_err *err) {
@@ -379,7 +377,8 @@ static int worker_forward(kb_incep_worker *wk, const float *host_in, int n, floa
 }
 
 /* The worker's device buffers for on-device pre-processing: room for `bytes`
- * of uint8 images (grown on demand) and the taps of this image size. */
+ * of uint8 images (grown on demand) and the taps of this image size and mode
+ * (the same for every pass of one call, so uploaded once per call). */
 static int device_images_ready(kb_incep_worker *wk, size_t bytes, int H, int W, kb_preproc_mode mode, kb_err *err) {
     if (bytes > wk->dev_images_bytes) {
         kb_dev_free(&wk->ctx, wk->dev_images);
@@ -395,20 +394,22 @@ static int device_images_ready(kb_incep_worker *wk, size_t bytes, int H, int W, 
     return kb_copy_to_dev(&wk->ctx, wk->dev_taps, taps, sizeof taps, err);
 }
 
-int kb_incep_forward_images(kb_inception *net, const uint8_t *images, int n, int H, int W, int C,
+int kb_incep_forward_images(kb_inception *net, const uint8_t *images, int64_t n, int H, int W, int C,
                             kb_preproc_mode mode, float *pool3, float *spatial, float *logits, kb_err *err) {
     kb_incep_worker *wk = &net->workers[0];
     if (net->nworkers != 1 || wk->ctx.device != KB_DEV_CUDA)
         return kb_fail(err, "inception: on-device pre-processing needs the CUDA network");
+    if (n <= 0) return 0;
     size_t img = (size_t)H * W * C;
-    for (int i = 0; i < n; i += wk->batch) {
-        int nb = n - i < wk->batch ? n - i : wk->batch;
+    if (device_images_ready(wk, img * (size_t)(n < wk->batch ? n : wk->batch), H, W, mode, err)) return -1;
+    for (int64_t i = 0; i < n; i += wk->batch) {
+        int nb = (int)(n - i < wk->batch ? n - i : wk->batch);
         float *bufs[2], *in = pass_begin(wk, nb, bufs, err);
-        if (!in || device_images_ready(wk, img * (size_t)nb, H, W, mode, err) ||
-            kb_copy_to_dev(&wk->ctx, wk->dev_images, images + i * img, img * (size_t)nb, err) ||
+        if (!in || kb_copy_to_dev(&wk->ctx, wk->dev_images, images + i * img, img * (size_t)nb, err) ||
             kb_inception_preprocess_cuda(&wk->ctx, wk->dev_images, nb, H, W, C, mode, wk->dev_taps, in, err) ||
-            pass_run(wk, bufs, in, nb, rows(pool3, i, KB_INCEPTION_POOL_DIM), rows(spatial, i, KB_INCEPTION_SPATIAL_DIM),
-                     rows(logits, i, KB_INCEPTION_LOGITS_DIM), err))
+            pass_run(wk, bufs, in, nb, kb_incep_rows(pool3, i, KB_INCEPTION_POOL_DIM),
+                     kb_incep_rows(spatial, i, KB_INCEPTION_SPATIAL_DIM),
+                     kb_incep_rows(logits, i, KB_INCEPTION_LOGITS_DIM), err))
             return -1;
     }
     return 0;
@@ -420,8 +421,9 @@ static int worker_range(kb_incep_worker *wk, const float *host_in, int lo, int h
     const int64_t per = (int64_t)KB_INCEPTION_SIZE * KB_INCEPTION_SIZE * 3;
     for (int i = lo; i < hi; i += wk->batch) {
         int nb = hi - i < wk->batch ? hi - i : wk->batch;
-        if (worker_forward(wk, host_in + i * per, nb, rows(pool3, i, KB_INCEPTION_POOL_DIM),
-                           rows(spatial, i, KB_INCEPTION_SPATIAL_DIM), rows(logits, i, KB_INCEPTION_LOGITS_DIM), err))
+        if (worker_forward(wk, host_in + i * per, nb, kb_incep_rows(pool3, i, KB_INCEPTION_POOL_DIM),
+                           kb_incep_rows(spatial, i, KB_INCEPTION_SPATIAL_DIM),
+                           kb_incep_rows(logits, i, KB_INCEPTION_LOGITS_DIM), err))
             return -1;
     }
     return 0;
