@@ -59,6 +59,14 @@ static inline int kbt_close(kbt_state *s, const char *name, const float *a, cons
     return bad == 0;
 }
 
+/* The largest |x[i]| (0 for none; NaNs are skipped): the scale tolerances
+ * relative to a whole tensor are taken of. */
+static inline float kbt_max_abs(const float *x, int64_t n) {
+    float m = 0.0f;
+    for (int64_t i = 0; i < n; i++) m = fabsf(x[i]) > m ? fabsf(x[i]) : m;
+    return m;
+}
+
 /* Prints "N passed, N failed" and returns the process exit code. */
 static inline int kbt_finish(kbt_state *s) {
     printf("%d passed, %d failed\n", s->passed, s->failed);

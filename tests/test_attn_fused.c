@@ -51,19 +51,13 @@ static float *rand_buf(int64_t n, uint64_t stream, float sd) {
     return p;
 }
 
-static float max_abs(const float *p, int64_t n) {
-    float m = 0.0f;
-    for (int64_t i = 0; i < n; i++) m = fmaxf(m, fabsf(p[i]));
-    return m;
-}
-
 /* got against want within tol of want's largest magnitude. */
 static void close_scaled(kbt_state *st, const char *what, const shape *s, const float *got, const float *want,
                          int64_t n, double tol) {
     char name[160];
     snprintf(name, sizeof name, "%s B=%lld T=%lld d=%lld H=%lld (tol %.0e of max %.3g)", what, (long long)s->B,
-             (long long)s->T, (long long)s->d, (long long)s->H, tol, max_abs(want, n));
-    kbt_close(st, name, got, want, n, tol * max_abs(want, n), 0.0);
+             (long long)s->T, (long long)s->d, (long long)s->H, tol, kbt_max_abs(want, n));
+    kbt_close(st, name, got, want, n, tol * kbt_max_abs(want, n), 0.0);
 }
 
 static int problem_init(problem *p, shape s, kb_ctx *cpu, kb_err *err) {

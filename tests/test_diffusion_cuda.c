@@ -38,12 +38,6 @@ static void make_batch(batch *h) {
         for (int64_t i = 0; i < C * HW; i++) h->out[(b * 2 + 1) * C * HW + i] = tanhf(h->out[(b * 2 + 1) * C * HW + i]);
 }
 
-static float max_abs(const float *x, int64_t n) {
-    float m = 0.0f;
-    for (int64_t i = 0; i < n; i++) m = fabsf(x[i]) > m ? fabsf(x[i]) : m;
-    return m;
-}
-
 /* q_sample and the loss on ctx, from host inputs; results to *r (host). */
 static int run(kb_ctx *ctx, const kb_diffusion *d, const batch *in, int learn, batch *r, kb_err *err) {
     size_t n = (size_t)B * C * HW * 4, no = n * (learn ? 2 : 1);
@@ -79,7 +73,7 @@ static void compare(kbt_state *st, kb_ctx *cpu, kb_ctx *gpu, const kb_diffusion 
     snprintf(label, sizeof label, "%s: loss (rel 1e-5)", what);
     kbt_close(st, label, &got.loss, &want.loss, 1, 0.0, 1e-5);
     snprintf(label, sizeof label, "%s: d model_out (1e-5 of max |ref|)", what);
-    kbt_close(st, label, got.dout, want.dout, no, 1e-5 * max_abs(want.dout, no), 0.0);
+    kbt_close(st, label, got.dout, want.dout, no, 1e-5 * kbt_max_abs(want.dout, no), 0.0);
     snprintf(label, sizeof label, "%s: second GPU run bit-identical", what);
     KBT_CHECK(st, !memcmp(got.dout, again.dout, (size_t)no * 4) && !memcmp(got.mse, again.mse, sizeof got.mse) &&
                       !memcmp(got.vb, again.vb, sizeof got.vb),

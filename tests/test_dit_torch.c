@@ -60,12 +60,6 @@ typedef struct {
     float *host; /* host scratch of one parameter vector */
 } fixture;
 
-static float max_abs(const float *x, int64_t n) {
-    float m = 0.0f;
-    for (int64_t i = 0; i < n; i++) m = fabsf(x[i]) > m ? fabsf(x[i]) : m;
-    return m;
-}
-
 /* Parameters (or their gradients) to the host, as one vector in the params' layout. */
 static int params_to_host(fixture *fx, const float *dev, float *host, kb_err *err) {
     return kb_copy_to_host(&fx->ctx, host, dev, fx->model.params.total * sizeof(float), err);
@@ -142,7 +136,7 @@ static void check_tensor(kbt_state *st, fixture *fx, const char *name, const flo
     } else {
         char label[200];
         snprintf(label, sizeof label, "%s (|d| <= %.0e max|ref|)", name, rel);
-        kbt_close(st, label, got, want, n, rel * max_abs(want, n) + 1e-30, 0.0);
+        kbt_close(st, label, got, want, n, rel * kbt_max_abs(want, n) + 1e-30, 0.0);
     }
     free(want);
 }

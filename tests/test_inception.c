@@ -34,15 +34,9 @@ static const char *fx(const char *name) {
     return g_path;
 }
 
-static float max_abs(const float *x, int64_t n) {
-    float m = 0.0f;
-    for (int64_t i = 0; i < n; i++) m = fabsf(x[i]) > m ? fabsf(x[i]) : m;
-    return m;
-}
-
 /* max |got - ref| <= tol * max |ref| */
 static void close_rel_max(kbt_state *st, const char *name, const float *got, const float *ref, int64_t n, double tol) {
-    kbt_close(st, name, got, ref, n, tol * max_abs(ref, n), 0.0);
+    kbt_close(st, name, got, ref, n, tol * kbt_max_abs(ref, n), 0.0);
 }
 
 static float *read_f32(kb_st_file *f, const char *name, int64_t *count) {

@@ -47,12 +47,6 @@ static float *to_host(kb_ctx *ctx, const float *d, int64_t n) {
     return h;
 }
 
-static float max_abs(const float *x, int64_t n) {
-    float m = 0.0f;
-    for (int64_t i = 0; i < n; i++) m = fabsf(x[i]) > m ? fabsf(x[i]) : m;
-    return m;
-}
-
 static void test_conv(kbt_state *st, kb_ctx *gpu, kb_conv_engine *e, const char *name, kb_conv2d_desc d) {
     int64_t opx = d.n * kb_conv2d_out_h(&d) * kb_conv2d_out_w(&d), taps = (int64_t)d.kh * d.kw * d.c;
     int64_t nin = d.n * d.h * d.w * d.ldi, nout = opx * d.ldo;
@@ -64,7 +58,7 @@ static void test_conv(kbt_state *st, kb_ctx *gpu, kb_conv_engine *e, const char 
     KBT_CHECK(st, rc == 0, name, "%s", err.msg);
     if (!rc) {
         float *got = to_host(gpu, gout, nout);
-        kbt_close(st, name, got, ref, nout, 1e-5 * max_abs(ref, nout), 1e-5);
+        kbt_close(st, name, got, ref, nout, 1e-5 * kbt_max_abs(ref, nout), 1e-5);
         free(got);
     }
     kb_dev_free(gpu, gin), kb_dev_free(gpu, gw), kb_dev_free(gpu, gb), kb_dev_free(gpu, gout);
@@ -151,10 +145,10 @@ static void test_network(kbt_state *st, kb_ctx *cpu, kb_ctx *gpu) {
     static const char *names[3] = {"GPU vs CPU pool3", "GPU vs CPU spatial", "GPU vs CPU logits"};
     static const char *keys[3] = {"adm.pool", "adm.spatial", "adm.logits"};
     for (int k = 0; k < 3 && !rc; k++) {
-        kbt_close(st, names[k], b[k], a[k], dims[k], 1e-4 * max_abs(a[k], dims[k]), 0.0);
+        kbt_close(st, names[k], b[k], a[k], dims[k], 1e-4 * kbt_max_abs(a[k], dims[k]), 0.0);
         float *want = malloc(4 * (size_t)dims[k] * 2);
         if (!kb_st_read_f32(ref, keys[k], -1, NULL, want, (size_t)dims[k] * 2, &err))
-            kbt_close(st, keys[k], b[k], want, dims[k], 1e-4 * max_abs(want, dims[k]), 0.0);
+            kbt_close(st, keys[k], b[k], want, dims[k], 1e-4 * kbt_max_abs(want, dims[k]), 0.0);
         free(want);
     }
     for (int k = 0; k < 3; k++) free(a[k]), free(b[k]);

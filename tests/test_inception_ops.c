@@ -34,12 +34,6 @@ static float *rand_buf(int64_t n) {
     return p;
 }
 
-static float max_abs(const float *x, int64_t n) {
-    float m = 0.0f;
-    for (int64_t i = 0; i < n; i++) m = fabsf(x[i]) > m ? fabsf(x[i]) : m;
-    return m;
-}
-
 /* Output buffer pre-filled with a sentinel so untouched channels can be checked. */
 static float *sentinel_buf(int64_t n) {
     float *p = malloc(sizeof(float) * (size_t)n);
@@ -60,7 +54,7 @@ static void compare_slice(kbt_state *st, const char *name, const float *got, con
     float *a = malloc(sizeof(float) * (size_t)(pixels * k)), *b = malloc(sizeof(float) * (size_t)(pixels * k));
     for (int64_t p = 0; p < pixels; p++)
         for (int64_t j = 0; j < k; j++) a[p * k + j] = got[p * ldo + c0 + j], b[p * k + j] = ref[p * ldo + c0 + j];
-    if (atol < 0.0) atol = -atol * max_abs(b, pixels * k); /* relative to the largest reference value */
+    if (atol < 0.0) atol = -atol * kbt_max_abs(b, pixels * k); /* relative to the largest reference value */
     if (atol == 0.0 && rtol == 0.0)
         KBT_CHECK(st, !memcmp(a, b, sizeof(float) * (size_t)(pixels * k)), name, "not bit-identical to the reference");
     else kbt_close(st, name, a, b, pixels * k, atol, rtol);

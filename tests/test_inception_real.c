@@ -13,12 +13,6 @@
 #include "nn/safetensors.h"
 #include "util/fileio.h"
 
-static float max_abs(const float *x, int64_t n) {
-    float m = 0.0f;
-    for (int64_t i = 0; i < n; i++) m = fabsf(x[i]) > m ? fabsf(x[i]) : m;
-    return m;
-}
-
 int main(void) {
     char path[4096], refp[4096], imgp[4096];
     const char *src = getenv("KB_SOURCE_DIR"), *fxd = getenv("KB_FIXTURES");
@@ -52,7 +46,7 @@ int main(void) {
         for (int k = 0; k < 3 && !rc; k++) {
             float *want = malloc(sizeof(float) * 2 * dims[k]);
             if (!kb_st_read_f32(ref, names[k], -1, NULL, want, (size_t)(2 * dims[k]), &err))
-                kbt_close(&st, names[k], got[k], want + i * dims[k], dims[k], 1e-4 * max_abs(want + i * dims[k], dims[k]), 0.0);
+                kbt_close(&st, names[k], got[k], want + i * dims[k], dims[k], 1e-4 * kbt_max_abs(want + i * dims[k], dims[k]), 0.0);
             free(want);
         }
         free(img);

@@ -381,12 +381,6 @@ static void test_gemm_bias(env *e) {
     op_ok(e, kb_cuda_set_matmul(e->ctx.cuda, KB_MATMUL_FP32, &e->err), "kb_cuda_set_matmul back to fp32");
 }
 
-static float max_abs_f(const float *p, size_t n) {
-    float m = 0.0f;
-    for (size_t i = 0; i < n; i++) m = fabsf(p[i]) > m ? fabsf(p[i]) : m;
-    return m;
-}
-
 /* kb_gemm_bias_gelu / kb_gemm_dgelu in the BF16 mode with cuBLASLt's GELU
  * epilogues (a context made with KINDBENCH_LT_GELU=1) against the same ops
  * in a context without them (GEMM, then our gelu_tanh kernels). Whether the
@@ -488,7 +482,7 @@ static void test_gemm_gelu(env *e, int staged) {
     if (ran[0] && ran[1]) {
         kb_gelu_tanh_fwd_ref(act_ref, pre_lt, (int64_t)ny); /* our GELU of the epilogue's own pre-activations */
         kbt_close(&e->t, nm(e, nmbuf[3], "gemm_bias_gelu pre-activation vs two passes (|d| <= 1e-4 max|pre|)"), pre_lt, pre_pl,
-                  (int64_t)ny, 1e-4 * max_abs_f(pre_pl, ny), 0.0);
+                  (int64_t)ny, 1e-4 * kbt_max_abs(pre_pl, (int64_t)ny), 0.0);
         double worst, tt, te;
         size_t cnt;
         int bad = gelu_close(act_lt, act_ref, pre_lt, ny, &worst);
@@ -500,7 +494,7 @@ static void test_gemm_gelu(env *e, int staged) {
                   "over %zu values with |x| in [1.5, 3.5]: mean distance %.3g to tanh form, %.3g to erf form", cnt,
                   cnt ? tt / cnt : 0.0, cnt ? te / cnt : 0.0);
         kbt_close(&e->t, nm(e, nmbuf[6], "gemm_dgelu vs two passes (|d| <= 1e-3 max|dpre|)"), dpre_lt, dpre_pl, (int64_t)ny,
-                  1e-3 * max_abs_f(dpre_pl, ny), 0.0);
+                  1e-3 * kbt_max_abs(dpre_pl, (int64_t)ny), 0.0);
     }
     op_ok(e, kb_cuda_set_matmul(e->ctx.cuda, KB_MATMUL_FP32, &e->err), "kb_cuda_set_matmul back to fp32");
 done_lt:

@@ -84,12 +84,6 @@ static int collect_fn(void *user, int64_t first, int B, const int32_t *labels, c
     return 0;
 }
 
-static float max_abs(const float *x, int64_t n) {
-    float m = 0.0f;
-    for (int64_t i = 0; i < n; i++) m = fabsf(x[i]) > m ? fabsf(x[i]) : m;
-    return m;
-}
-
 static float *read_alloc(kb_st_file *f, const char *tag, const char *what, int64_t *n, kb_err *err) {
     char name[128];
     snprintf(name, sizeof name, "%s.%s", tag, what);
@@ -143,8 +137,8 @@ static float *run_case(kbt_state *st, fixture *fx, const cJSON *c, int64_t *coun
         free(got), got = NULL;
     } else {
         char label[160];
-        snprintf(label, sizeof label, "%s x0 vs torch (|d| <= %.0e max|ref| = %.3g)", tag, REL_TOL, max_abs(ref, n_ref));
-        kbt_close(st, label, got, ref, n_ref, REL_TOL * max_abs(ref, n_ref), 0.0);
+        snprintf(label, sizeof label, "%s x0 vs torch (|d| <= %.0e max|ref| = %.3g)", tag, REL_TOL, kbt_max_abs(ref, n_ref));
+        kbt_close(st, label, got, ref, n_ref, REL_TOL * kbt_max_abs(ref, n_ref), 0.0);
     }
     *count = n_ref;
     kb_diffusion_free(&d);
@@ -234,7 +228,7 @@ static void check_batching(kbt_state *st, fixture *fx) {
         collect col = {outs[i] = calloc((size_t)n, sizeof(float)), per};
         if (kb_sample_run(m, &d, &s, y, 5, collect_fn, &col, NULL, &err)) KBT_CHECK(st, 0, "batching run", "%s", err.msg);
     }
-    double scale = max_abs(outs[0], n), d2 = max_diff(outs[0], outs[1], n), d3 = max_diff(outs[0], outs[2], n);
+    double scale = kbt_max_abs(outs[0], n), d2 = max_diff(outs[0], outs[1], n), d3 = max_diff(outs[0], outs[2], n);
     KBT_CHECK(st, d2 <= 1e-5 * scale && d3 <= 1e-5 * scale, "batch 1, 2, 3 agree (|d| <= 1e-5 max|x|)",
               "max |d| %.3g, %.3g of max |x| %.3g", d2, d3, scale);
     printf("     measured: batch 2 vs 1 max |d| %.3g, batch 3 vs 1 %.3g (max |x| %.3g)\n", d2, d3, scale);
