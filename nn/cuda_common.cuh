@@ -124,6 +124,37 @@ static __device__ __forceinline__ double kb_block_sum_tree(double s) {
     return total;
 }
 
+/* Threads per block for the block-per-row kernels: the smallest of 32, 64,
+ * 128, 256 that covers the row (a function of cols only, so the reduction
+ * order, and thus the result, is fixed for a given shape). */
+static inline int kb_row_block(int64_t cols) {
+    int b = 32;
+    while (b < 256 && b < cols) b *= 2;
+    return b;
+}
+
+static inline unsigned kb_grid_rows(int64_t rows) {
+    return (unsigned)(rows < KB_CUDA_MAX_GRID ? rows : KB_CUDA_MAX_GRID);
+}
+
+/* Warp and block sums in double. The xor butterfly leaves the same value in
+ * every lane (+ is commutative), and the combination order is fixed by the
+ * block size, so results are deterministic. blockDim.x must be a multiple of
+ * 32 (at most 1024); `shm` holds 32 values. Every thread gets the result. */
+static __device__ __forceinline__ double kb_warp_sum_d(double v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+static __device__ __forceinline__ double kb_block_sum_d(double v, double *shm) {
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+    v = kb_warp_sum_d(v);
+    __syncthreads(); /* shm may still be read by a previous reduction */
+    if (lane == 0) shm[warp] = v;
+    __syncthreads();
+    return kb_warp_sum_d(lane < nwarps ? shm[lane] : 0.0);
+}
+
 /* `return`s -1 from the enclosing function with "<op>: <call> failed: <error>". */
 #define KB_CUDA_CHECK(op, call)                                                                                   \
     do {                                                                                                          \

@@ -48,25 +48,8 @@ extern "C" {
         if ((x) < 0) return kb_fail(err, "%s: negative size %s = %lld", op, #x, (long long)(x));                  \
     } while (0)
 
-/* Threads per block for the block-per-row kernels: the smallest of 32, 64,
- * 128, 256 that covers the row (a function of cols only, so the reduction
- * order, and thus the result, is fixed for a given shape). */
-static int row_block(int64_t cols) {
-    int b = 32;
-    while (b < 256 && b < cols) b *= 2;
-    return b;
-}
-
-static unsigned grid_rows(int64_t rows) { return (unsigned)(rows < KB_CUDA_MAX_GRID ? rows : KB_CUDA_MAX_GRID); }
-
-/* Warp and block reductions. The xor butterfly leaves the same value in every
- * lane (float + is commutative), and the combination order is fixed by the
- * block size, so results are deterministic. blockDim.x must be a multiple of
- * 32 (at most 1024); `shm` holds 32 values. Every thread gets the result. */
-__device__ __forceinline__ double warp_sum_d(double v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
+/* Warp and block max (sums: kb_block_sum_d in nn/cuda_common.cuh). blockDim.x
+ * must be a multiple of 32; `shm` holds 32 values; every thread gets the result. */
 __device__ __forceinline__ float warp_max(float v) {
     for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
@@ -80,15 +63,6 @@ __device__ float block_max(float v, float *shm) {
     __syncthreads();
     return warp_max(lane < nwarps ? shm[lane] : -INFINITY);
 }
-__device__ double block_sum_d(double v, double *shm) {
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
-    v = warp_sum_d(v);
-    __syncthreads();
-    if (lane == 0) shm[warp] = v;
-    __syncthreads();
-    return warp_sum_d(lane < nwarps ? shm[lane] : 0.0);
-}
-
 /* --------------------------------------------------------------------- GEMM */
 
 /* The K == 0 case of GEMM, where op(A) @ op(B) is an empty sum, as the
@@ -378,7 +352,7 @@ __global__ void sum_partial_kernel(double *partial, const float *in, int64_t n) 
     __shared__ double shm[32];
     double s = 0.0;
     KB_GRID_STRIDE(i, n) s += (double)in[i];
-    s = block_sum_d(s, shm);
+    s = kb_block_sum_d(s, shm);
     if (threadIdx.x == 0) partial[blockIdx.x] = s;
 }
 
@@ -386,7 +360,7 @@ __global__ void sum_finish_kernel(double *out, const double *partial, int64_t np
     __shared__ double shm[32];
     double s = 0.0;
     for (int64_t i = threadIdx.x; i < nparts; i += blockDim.x) s += partial[i];
-    s = block_sum_d(s, shm);
+    s = kb_block_sum_d(s, shm);
     if (threadIdx.x == 0) *out = s;
 }
 
@@ -485,13 +459,13 @@ __global__ void layernorm_fwd_kernel(float *out, float *mean, float *rstd, const
         float *o = out + r * cols;
         double s = 0.0;
         for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) s += (double)x[c];
-        double mu = block_sum_d(s, shm) / (double)cols;
+        double mu = kb_block_sum_d(s, shm) / (double)cols;
         double v = 0.0;
         for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
             double d = (double)x[c] - mu;
             v = __dadd_rn(v, __dmul_rn(d, d));
         }
-        v = block_sum_d(v, shm);
+        v = kb_block_sum_d(v, shm);
         float m = (float)mu;
         float rs = (float)(1.0 / sqrt(v / (double)cols + (double)eps));
         for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
@@ -514,7 +488,7 @@ extern "C" int kb_layernorm_fwd_cuda(kb_ctx *ctx, float *out, float *mean, float
     KB_NEED_NONNEG(rows);
     KB_NEED_NONNEG(cols);
     if (rows == 0 || cols == 0) return 0;
-    layernorm_fwd_kernel<<<grid_rows(rows), row_block(cols), 0, st->stream>>>(out, mean, rstd, inp, weight, bias,
+    layernorm_fwd_kernel<<<kb_grid_rows(rows), kb_row_block(cols), 0, st->stream>>>(out, mean, rstd, inp, weight, bias,
                                                                               rows, cols, eps);
     KB_LAUNCH_CHECK(op, "layernorm_fwd_kernel");
     return 0;
@@ -538,8 +512,8 @@ __global__ void layernorm_bwd_dinp_kernel(float *dinp, const float *dout, const 
             sg += (double)g;
             sgx += (double)g * (double)xhat; /* exact product: an FMA here rounds the same */
         }
-        float g_mean = (float)(block_sum_d(sg, shm) / (double)cols);
-        float gx_mean = (float)(block_sum_d(sgx, shm) / (double)cols);
+        float g_mean = (float)(kb_block_sum_d(sg, shm) / (double)cols);
+        float gx_mean = (float)(kb_block_sum_d(sgx, shm) / (double)cols);
         for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
             float g = weight ? __fmul_rn(weight[c], dy[c]) : dy[c];
             float xhat = __fmul_rn(__fsub_rn(x[c], m), rs);
@@ -594,7 +568,7 @@ extern "C" int kb_layernorm_bwd_cuda(kb_ctx *ctx, float *dinp, float *dweight, f
     KB_NEED_NONNEG(cols);
     if (rows == 0 || cols == 0) return 0;
     if (dinp) {
-        layernorm_bwd_dinp_kernel<<<grid_rows(rows), row_block(cols), 0, st->stream>>>(dinp, dout, inp, weight,
+        layernorm_bwd_dinp_kernel<<<kb_grid_rows(rows), kb_row_block(cols), 0, st->stream>>>(dinp, dout, inp, weight,
                                                                                        mean, rstd, rows, cols);
         KB_LAUNCH_CHECK(op, "layernorm_bwd_dinp_kernel");
     }
@@ -639,7 +613,7 @@ __global__ void softmax_fwd_kernel(float *out, const float *inp, int64_t rows, i
             o[c] = e;
             s += (double)e;
         }
-        float inv = (float)(1.0 / block_sum_d(s, shm_d));
+        float inv = (float)(1.0 / kb_block_sum_d(s, shm_d));
         for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) o[c] = __fmul_rn(o[c], inv);
     }
 }
@@ -652,7 +626,7 @@ __global__ void softmax_bwd_kernel(float *dinp, const float *dout, const float *
         float *dx = dinp + r * cols;
         double d = 0.0;
         for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) d += (double)dy[c] * (double)y[c];
-        float df = (float)block_sum_d(d, shm);
+        float df = (float)kb_block_sum_d(d, shm);
         for (int64_t c = threadIdx.x; c < cols; c += blockDim.x)
             dx[c] = __fmul_rn(y[c], __fsub_rn(dy[c], df));
     }
@@ -664,7 +638,7 @@ extern "C" int kb_softmax_fwd_cuda(kb_ctx *ctx, float *out, const float *inp, in
     KB_NEED_NONNEG(rows);
     KB_NEED_NONNEG(cols);
     if (rows == 0 || cols == 0) return 0;
-    softmax_fwd_kernel<<<grid_rows(rows), row_block(cols), 0, st->stream>>>(out, inp, rows, cols);
+    softmax_fwd_kernel<<<kb_grid_rows(rows), kb_row_block(cols), 0, st->stream>>>(out, inp, rows, cols);
     KB_LAUNCH_CHECK(op, "softmax_fwd_kernel");
     return 0;
 }
@@ -675,7 +649,7 @@ extern "C" int kb_softmax_bwd_cuda(kb_ctx *ctx, float *dinp, const float *dout, 
     KB_NEED_NONNEG(rows);
     KB_NEED_NONNEG(cols);
     if (rows == 0 || cols == 0) return 0;
-    softmax_bwd_kernel<<<grid_rows(rows), row_block(cols), 0, st->stream>>>(dinp, dout, out, rows, cols);
+    softmax_bwd_kernel<<<kb_grid_rows(rows), kb_row_block(cols), 0, st->stream>>>(dinp, dout, out, rows, cols);
     KB_LAUNCH_CHECK(op, "softmax_bwd_kernel");
     return 0;
 }
