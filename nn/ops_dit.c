@@ -35,6 +35,22 @@ int kb_modulate_bwd(kb_ctx *ctx, float *dx, float *dshift, float *dscale, const 
              kb_modulate_bwd_cuda(ctx, dx, dshift, dscale, dout, x, scale, ld, B, T, D, dx_mode, err));
 }
 
+int kb_ln_modulate_fwd(kb_ctx *ctx, float *out, float *mean, float *rstd, const float *x, const float *shift,
+                       const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D, float eps, kb_err *err) {
+    if (check_btd("kb_ln_modulate_fwd", ld, B, T, D, err)) return -1;
+    if (!mean || !rstd) return kb_fail(err, "kb_ln_modulate_fwd: mean and rstd are required (the backward reads them)");
+    DISPATCH(kb_ln_modulate_fwd_cpu(ctx->threads, out, mean, rstd, x, shift, scale, ld, B, T, D, eps),
+             kb_ln_modulate_fwd_cuda(ctx, out, mean, rstd, x, shift, scale, ld, B, T, D, eps, err));
+}
+
+int kb_ln_modulate_bwd(kb_ctx *ctx, float *dx, float *dshift, float *dscale, const float *dout, const float *x,
+                       const float *mean, const float *rstd, const float *scale, int64_t ld, int64_t B, int64_t T,
+                       int64_t D, kb_err *err) {
+    if (check_btd("kb_ln_modulate_bwd", ld, B, T, D, err)) return -1;
+    DISPATCH(kb_ln_modulate_bwd_cpu(ctx->threads, dx, dshift, dscale, dout, x, mean, rstd, scale, ld, B, T, D),
+             kb_ln_modulate_bwd_cuda(ctx, dx, dshift, dscale, dout, x, mean, rstd, scale, ld, B, T, D, err));
+}
+
 int kb_gated_add_fwd(kb_ctx *ctx, float *out, const float *x, const float *gate, const float *y, int64_t ld, int64_t B,
                      int64_t T, int64_t D, kb_err *err) {
     if (check_btd("kb_gated_add_fwd", ld, B, T, D, err)) return -1;

@@ -33,6 +33,21 @@ int kb_modulate_fwd(kb_ctx *ctx, float *out, const float *x, const float *shift,
  * dscale[b,d] += sum_t dout*x */
 int kb_modulate_bwd(kb_ctx *ctx, float *dx, float *dshift, float *dscale, const float *dout, const float *x,
                     const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D, kb_grad_mode dx_mode, kb_err *err);
+/* LayerNorm without affine (eps) fused with the adaLN modulation:
+ *   out[b,t,:] = LN(x[b,t,:]) * (1 + scale[b,:]) + shift[b,:]
+ * with the row statistics written to mean/rstd [B*T] for the backward. It is
+ * kb_layernorm_fwd followed by kb_modulate_fwd, bit for bit on each backend,
+ * in one pass over memory and without keeping LN(x). */
+int kb_ln_modulate_fwd(kb_ctx *ctx, float *out, float *mean, float *rstd, const float *x, const float *shift,
+                       const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D, float eps, kb_err *err);
+/* Its backward, with xhat = (x - mean) * rstd recomputed and g = dout*(1+scale):
+ *   dx += LayerNorm backward of g (accumulates, as kb_layernorm_bwd),
+ *   dshift[b,:] += sum_t dout,  dscale[b,:] += sum_t dout * xhat.
+ * dx equals kb_modulate_bwd then kb_layernorm_bwd bit for bit; the sums over t
+ * are the same on the CPU and grouped in chunks of rows on the GPU. */
+int kb_ln_modulate_bwd(kb_ctx *ctx, float *dx, float *dshift, float *dscale, const float *dout, const float *x,
+                       const float *mean, const float *rstd, const float *scale, int64_t ld, int64_t B, int64_t T,
+                       int64_t D, kb_err *err);
 /* out[b,t,d] = x[b,t,d] + gate[b,d] * y[b,t,d] (the gated residual; out may be x) */
 int kb_gated_add_fwd(kb_ctx *ctx, float *out, const float *x, const float *gate, const float *y, int64_t ld, int64_t B,
                      int64_t T, int64_t D, kb_err *err);
@@ -59,6 +74,10 @@ void kb_modulate_fwd_ref(float *out, const float *x, const float *shift, const f
                          int64_t T, int64_t D);
 void kb_modulate_bwd_ref(float *dx, float *dshift, float *dscale, const float *dout, const float *x,
                          const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D, kb_grad_mode dx_mode);
+void kb_ln_modulate_fwd_ref(float *out, float *mean, float *rstd, const float *x, const float *shift, const float *scale,
+                            int64_t ld, int64_t B, int64_t T, int64_t D, float eps);
+void kb_ln_modulate_bwd_ref(float *dx, float *dshift, float *dscale, const float *dout, const float *x, const float *mean,
+                            const float *rstd, const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D);
 void kb_gated_add_fwd_ref(float *out, const float *x, const float *gate, const float *y, int64_t ld, int64_t B, int64_t T,
                           int64_t D);
 void kb_gated_add_bwd_ref(float *dy, float *dgate, const float *dx, const float *y, const float *gate, int64_t ld,
@@ -78,6 +97,11 @@ void kb_modulate_fwd_cpu(int threads, float *out, const float *x, const float *s
                          int64_t B, int64_t T, int64_t D);
 void kb_modulate_bwd_cpu(int threads, float *dx, float *dshift, float *dscale, const float *dout, const float *x,
                          const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D, kb_grad_mode dx_mode);
+void kb_ln_modulate_fwd_cpu(int threads, float *out, float *mean, float *rstd, const float *x, const float *shift,
+                            const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D, float eps);
+void kb_ln_modulate_bwd_cpu(int threads, float *dx, float *dshift, float *dscale, const float *dout, const float *x,
+                            const float *mean, const float *rstd, const float *scale, int64_t ld, int64_t B, int64_t T,
+                            int64_t D);
 void kb_gated_add_fwd_cpu(int threads, float *out, const float *x, const float *gate, const float *y, int64_t ld,
                           int64_t B, int64_t T, int64_t D);
 void kb_gated_add_bwd_cpu(int threads, float *dy, float *dgate, const float *dx, const float *y, const float *gate,
@@ -95,6 +119,11 @@ int kb_modulate_fwd_cuda(kb_ctx *ctx, float *out, const float *x, const float *s
 int kb_modulate_bwd_cuda(kb_ctx *ctx, float *dx, float *dshift, float *dscale, const float *dout, const float *x,
                          const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D, kb_grad_mode dx_mode,
                          kb_err *err);
+int kb_ln_modulate_fwd_cuda(kb_ctx *ctx, float *out, float *mean, float *rstd, const float *x, const float *shift,
+                            const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D, float eps, kb_err *err);
+int kb_ln_modulate_bwd_cuda(kb_ctx *ctx, float *dx, float *dshift, float *dscale, const float *dout, const float *x,
+                            const float *mean, const float *rstd, const float *scale, int64_t ld, int64_t B, int64_t T,
+                            int64_t D, kb_err *err);
 int kb_gated_add_fwd_cuda(kb_ctx *ctx, float *out, const float *x, const float *gate, const float *y, int64_t ld,
                           int64_t B, int64_t T, int64_t D, kb_err *err);
 int kb_gated_add_bwd_cuda(kb_ctx *ctx, float *dy, float *dgate, const float *dx, const float *y, const float *gate,

@@ -1,12 +1,17 @@
 /* Fast CPU versions of the DiT ops: OpenMP over independent rows, inner loops
  * over the contiguous feature dim. Every reduction sums in the same order as
  * the reference (t ascending, b ascending), so results equal the reference
- * bit for bit whatever the thread count. */
+ * bit for bit whatever the thread count; the one exception is the LayerNorm
+ * row statistics of the fused LayerNorm + modulation, which are the SIMD
+ * sums of kb_layernorm_*_cpu (nn/cpu_rows.h), equal to those bit for bit. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <omp.h>
+
 #include "nn/cpu_clones.h"
+#include "nn/cpu_rows.h"
 #include "nn/ops_dit.h"
 #include "nn/ops_dit_index.h"
 
@@ -49,6 +54,66 @@ KB_SIMD_CLONES void kb_modulate_bwd_cpu(int threads, float *dx, float *dshift, f
         }
         free(acc);
     }
+}
+
+/* One row at a time: LayerNorm by nn/cpu_rows.h's row kernel (the one of
+ * kb_layernorm_fwd_cpu), then the modulation in place while the row is in
+ * cache: kb_layernorm_fwd_cpu then kb_modulate_fwd_cpu, bit for bit. */
+KB_SIMD_CLONES void kb_ln_modulate_fwd_cpu(int threads, float *out, float *mean, float *rstd, const float *x,
+                                           const float *shift, const float *scale, int64_t ld, int64_t B, int64_t T,
+                                           int64_t D, float eps) {
+    if (D == 0) return;
+#pragma omp parallel for num_threads(threads) schedule(static) collapse(2)
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t t = 0; t < T; t++) {
+            int64_t r = b * T + t;
+            const float *sh = shift + b * ld, *sc = scale + b * ld;
+            float *o = out + r * D;
+            layernorm_row(o, mean + r, rstd + r, x + r * D, NULL, NULL, D, eps);
+            for (int64_t d = 0; d < D; d++) o[d] = o[d] * (1.0f + sc[d]) + sh[d];
+        }
+}
+
+/* Per sample (one thread each): for every row, g = dout*(1+scale) into a row
+ * buffer, the shift/scale sums over t in the order of kb_modulate_bwd_cpu,
+ * then kb_layernorm_bwd_cpu's row kernel on g. Bit for bit the two separate
+ * ops, without writing g (or reading LN(x)) through memory. */
+KB_SIMD_CLONES void kb_ln_modulate_bwd_cpu(int threads, float *dx, float *dshift, float *dscale, const float *dout,
+                                           const float *x, const float *mean, const float *rstd, const float *scale,
+                                           int64_t ld, int64_t B, int64_t T, int64_t D) {
+    if (D == 0 || B == 0) return;
+    int nt = threads < 1 ? 1 : threads > B ? (int)B : threads;
+    float *bufs = malloc((size_t)nt * 3 * (size_t)D * sizeof(float));
+    if (!bufs) { /* out of memory: the reference needs none (same sums up to SIMD order) */
+        kb_ln_modulate_bwd_ref(dx, dshift, dscale, dout, x, mean, rstd, scale, ld, B, T, D);
+        return;
+    }
+#pragma omp parallel num_threads(nt)
+    {
+        float *acc = bufs + (size_t)omp_get_thread_num() * 3 * (size_t)D;
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < B; b++) {
+            float *s_shift = acc, *s_scale = acc + D, *g = acc + 2 * D;
+            memset(acc, 0, 2 * (size_t)D * sizeof(float));
+            const float *sc = scale + b * ld;
+            for (int64_t t = 0; t < T; t++) {
+                int64_t r = b * T + t;
+                const float *dy = dout + r * D, *xr = x + r * D;
+                float m = mean[r], rs = rstd[r];
+                for (int64_t d = 0; d < D; d++) {
+                    g[d] = dy[d] * (1.0f + sc[d]);
+                    s_shift[d] += dy[d];
+                    s_scale[d] += dy[d] * ((xr[d] - m) * rs);
+                }
+                layernorm_bwd_row(dx + r * D, NULL, NULL, g, xr, NULL, m, rs, D);
+            }
+            for (int64_t d = 0; d < D; d++) {
+                dshift[b * ld + d] += s_shift[d];
+                dscale[b * ld + d] += s_scale[d];
+            }
+        }
+    }
+    free(bufs);
 }
 
 KB_SIMD_CLONES void kb_gated_add_fwd_cpu(int threads, float *out, const float *x, const float *gate, const float *y, int64_t ld,

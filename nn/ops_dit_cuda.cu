@@ -92,6 +92,99 @@ __global__ void timestep_freq_kernel(float *out, const float *t, const float *fr
     }
 }
 
+/* LayerNorm (no affine) fused with the modulation, one block per row: the
+ * statements of layernorm_fwd_kernel (nn/ops_cuda.cu) and modulate_fwd_kernel
+ * in one pass, so the output has their bits. */
+__global__ void ln_modulate_fwd_kernel(float *out, float *mean, float *rstd, const float *inp, const float *shift,
+                                       const float *scale, int64_t ld, int64_t T, int64_t rows, int64_t cols,
+                                       float eps) {
+    __shared__ double shm[32];
+    for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+        const float *x = inp + r * cols, *sh = shift + (r / T) * ld, *sc = scale + (r / T) * ld;
+        float *o = out + r * cols;
+        double s = 0.0;
+        for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) s += (double)x[c];
+        double mu = kb_block_sum_d(s, shm) / (double)cols;
+        double v = 0.0;
+        for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+            double d = (double)x[c] - mu;
+            v = __dadd_rn(v, __dmul_rn(d, d));
+        }
+        v = kb_block_sum_d(v, shm);
+        float m = (float)mu;
+        float rs = (float)(1.0 / sqrt(v / (double)cols + (double)eps));
+        for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+            float y = __fmul_rn(__fsub_rn(x[c], m), rs);
+            o[c] = __fadd_rn(__fmul_rn(y, __fadd_rn(1.0f, sc[c])), sh[c]);
+        }
+        if (threadIdx.x == 0) mean[r] = m, rstd[r] = rs;
+    }
+}
+
+/* Tokens per block of the fused backward: a constant, so the grouping of the
+ * sums over t (and thus the result) is the same on every GPU. */
+#define KB_LNMOD_ROWS 16
+
+/* Backward, one block per (sample, chunk of KB_LNMOD_ROWS tokens). Per row:
+ * g = dout*(1+scale) and xhat recomputed, the statements of
+ * layernorm_bwd_dinp_kernel on g (so dx has the bits of modulate_bwd then
+ * layernorm_bwd); meanwhile every thread sums dout and dout*xhat over the
+ * chunk's rows for its own columns (shared memory, 2*D floats: no other
+ * thread touches them, so no barrier), written to part[chunk][2][D]. */
+__global__ void ln_modulate_bwd_kernel(float *dx, float *part, const float *dout, const float *x, const float *mean,
+                                       const float *rstd, const float *scale, int64_t ld, int64_t B, int64_t T,
+                                       int64_t D, int64_t nch) {
+    extern __shared__ float colsum[];
+    __shared__ double shm[32];
+    for (int64_t blk = blockIdx.x; blk < B * nch; blk += gridDim.x) {
+        int64_t b = blk / nch, t0 = (blk % nch) * KB_LNMOD_ROWS;
+        int64_t t1 = t0 + KB_LNMOD_ROWS < T ? t0 + KB_LNMOD_ROWS : T;
+        const float *sc = scale + b * ld;
+        for (int64_t c = threadIdx.x; c < D; c += blockDim.x) colsum[c] = 0.0f, colsum[D + c] = 0.0f;
+        for (int64_t t = t0; t < t1; t++) {
+            int64_t r = b * T + t;
+            const float *xr = x + r * D, *dy = dout + r * D;
+            float *dxr = dx + r * D;
+            float m = mean[r], rs = rstd[r];
+            double sg = 0.0, sgx = 0.0;
+            for (int64_t c = threadIdx.x; c < D; c += blockDim.x) {
+                float g = __fmul_rn(dy[c], __fadd_rn(1.0f, sc[c]));
+                float xhat = __fmul_rn(__fsub_rn(xr[c], m), rs);
+                sg += (double)g;
+                sgx += (double)g * (double)xhat; /* exact product: an FMA here rounds the same */
+            }
+            float g_mean = (float)(kb_block_sum_d(sg, shm) / (double)D);
+            float gx_mean = (float)(kb_block_sum_d(sgx, shm) / (double)D);
+            for (int64_t c = threadIdx.x; c < D; c += blockDim.x) {
+                float g = __fmul_rn(dy[c], __fadd_rn(1.0f, sc[c]));
+                float xhat = __fmul_rn(__fsub_rn(xr[c], m), rs);
+                float d = __fmul_rn(__fsub_rn(__fsub_rn(g, g_mean), __fmul_rn(xhat, gx_mean)), rs);
+                dxr[c] = __fadd_rn(dxr[c], d);
+                colsum[c] = __fadd_rn(colsum[c], dy[c]);
+                colsum[D + c] = __fadd_rn(colsum[D + c], __fmul_rn(dy[c], xhat));
+            }
+        }
+        float *p = part + blk * 2 * D;
+        for (int64_t c = threadIdx.x; c < D; c += blockDim.x) p[c] = colsum[c], p[D + c] = colsum[D + c];
+    }
+}
+
+/* dshift/dscale[b, d] += the chunks' partial sums, in chunk order. */
+__global__ void ln_modulate_bwd_finish_kernel(float *dshift, float *dscale, const float *part, int64_t ld, int64_t B,
+                                              int64_t D, int64_t nch) {
+    KB_GRID_STRIDE(j, B * D) {
+        int64_t b = j / D, d = j % D;
+        float s_shift = 0.0f, s_scale = 0.0f;
+        for (int64_t ch = 0; ch < nch; ch++) {
+            const float *p = part + (b * nch + ch) * 2 * D;
+            s_shift = __fadd_rn(s_shift, p[d]);
+            s_scale = __fadd_rn(s_scale, p[D + d]);
+        }
+        dshift[b * ld + d] = __fadd_rn(dshift[b * ld + d], s_shift);
+        dscale[b * ld + d] = __fadd_rn(dscale[b * ld + d], s_scale);
+    }
+}
+
 #define LAUNCH(op, kernel, n, ...)                                                                                 \
     do {                                                                                                           \
         if ((n) > 0) {                                                                                             \
@@ -113,6 +206,41 @@ int kb_modulate_bwd_cuda(kb_ctx *ctx, float *dx, float *dshift, float *dscale, c
                          kb_err *err) {
     LAUNCH("kb_modulate_bwd", modulate_bwd_kernel, B * D, dx, dshift, dscale, dout, x, scale, ld, B, T, D,
            dx_mode == KB_GRAD_SET);
+}
+
+int kb_ln_modulate_fwd_cuda(kb_ctx *ctx, float *out, float *mean, float *rstd, const float *x, const float *shift,
+                            const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D, float eps, kb_err *err) {
+    const char *op = "kb_ln_modulate_fwd";
+    kb_cuda_state *st = NULL;
+    if (kb_cuda_op_state(ctx, op, &st, err)) return -1;
+    if (B * T == 0 || D == 0) return 0;
+    ln_modulate_fwd_kernel<<<kb_grid_rows(B * T), kb_row_block(D), 0, st->stream>>>(out, mean, rstd, x, shift, scale,
+                                                                                    ld, T, B * T, D, eps);
+    KB_LAUNCH_CHECK(op, "ln_modulate_fwd_kernel");
+    return 0;
+}
+
+int kb_ln_modulate_bwd_cuda(kb_ctx *ctx, float *dx, float *dshift, float *dscale, const float *dout, const float *x,
+                            const float *mean, const float *rstd, const float *scale, int64_t ld, int64_t B, int64_t T,
+                            int64_t D, kb_err *err) {
+    const char *op = "kb_ln_modulate_bwd";
+    kb_cuda_state *st = NULL;
+    if (kb_cuda_op_state(ctx, op, &st, err)) return -1;
+    if (B * T == 0 || D == 0) return 0;
+    size_t smem = 2 * (size_t)D * sizeof(float);
+    if (smem > 48 * 1024)
+        return kb_fail(err, "%s: width %lld needs %zu bytes of shared memory per block (at most 49152: width <= 6144)",
+                       op, (long long)D, smem);
+    int64_t nch = (T + KB_LNMOD_ROWS - 1) / KB_LNMOD_ROWS;
+    float *part = (float *)kb_cuda_scratch(st, (size_t)(B * nch) * smem, op, err);
+    if (!part) return -1;
+    ln_modulate_bwd_kernel<<<kb_grid_rows(B * nch), kb_row_block(D), smem, st->stream>>>(dx, part, dout, x, mean, rstd,
+                                                                                        scale, ld, B, T, D, nch);
+    KB_LAUNCH_CHECK(op, "ln_modulate_bwd_kernel");
+    ln_modulate_bwd_finish_kernel<<<kb_grid_1d(B * D), KB_CUDA_BLOCK, 0, st->stream>>>(dshift, dscale, part, ld, B, D,
+                                                                                       nch);
+    KB_LAUNCH_CHECK(op, "ln_modulate_bwd_finish_kernel");
+    return 0;
 }
 
 int kb_gated_add_fwd_cuda(kb_ctx *ctx, float *out, const float *x, const float *gate, const float *y, int64_t ld,

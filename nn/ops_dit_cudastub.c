@@ -8,6 +8,12 @@ int kb_modulate_fwd_cuda(kb_ctx *ctx, float *out, const float *x, const float *s
 int kb_modulate_bwd_cuda(kb_ctx *ctx, float *dx, float *dshift, float *dscale, const float *dout, const float *x,
                          const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D, kb_grad_mode dx_mode,
                          kb_err *err) { NO_CUDA("kb_modulate_bwd"); }
+int kb_ln_modulate_fwd_cuda(kb_ctx *ctx, float *out, float *mean, float *rstd, const float *x, const float *shift,
+                            const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D, float eps,
+                            kb_err *err) { NO_CUDA("kb_ln_modulate_fwd"); }
+int kb_ln_modulate_bwd_cuda(kb_ctx *ctx, float *dx, float *dshift, float *dscale, const float *dout, const float *x,
+                            const float *mean, const float *rstd, const float *scale, int64_t ld, int64_t B, int64_t T,
+                            int64_t D, kb_err *err) { NO_CUDA("kb_ln_modulate_bwd"); }
 int kb_gated_add_fwd_cuda(kb_ctx *ctx, float *out, const float *x, const float *gate, const float *y, int64_t ld,
                           int64_t B, int64_t T, int64_t D, kb_err *err) { NO_CUDA("kb_gated_add_fwd"); }
 int kb_gated_add_bwd_cuda(kb_ctx *ctx, float *dy, float *dgate, const float *dx, const float *y, const float *gate,

@@ -4,6 +4,7 @@
 
 #include "nn/ops_dit.h"
 #include "nn/ops_dit_index.h"
+#include "nn/ops_ref.h"
 
 void kb_modulate_fwd_ref(float *out, const float *x, const float *shift, const float *scale, int64_t ld, int64_t B,
                          int64_t T, int64_t D) {
@@ -26,6 +27,45 @@ void kb_modulate_bwd_ref(float *dx, float *dshift, float *dscale, const float *d
                 dx[i] = dx_mode == KB_GRAD_SET ? g : dx[i] + g;
                 s_shift += dout[i];
                 s_scale += dout[i] * x[i];
+            }
+            dshift[b * ld + d] += s_shift;
+            dscale[b * ld + d] += s_scale;
+        }
+}
+
+/* kb_layernorm_fwd_ref, then kb_modulate_fwd_ref in place. */
+void kb_ln_modulate_fwd_ref(float *out, float *mean, float *rstd, const float *x, const float *shift, const float *scale,
+                            int64_t ld, int64_t B, int64_t T, int64_t D, float eps) {
+    kb_layernorm_fwd_ref(out, mean, rstd, x, NULL, NULL, B * T, D, eps);
+    kb_modulate_fwd_ref(out, out, shift, scale, ld, B, T, D);
+}
+
+/* The formulas of kb_modulate_bwd_ref and kb_layernorm_bwd_ref with the
+ * LayerNorm output xhat = (x - mean) * rstd recomputed instead of read. */
+void kb_ln_modulate_bwd_ref(float *dx, float *dshift, float *dscale, const float *dout, const float *x, const float *mean,
+                            const float *rstd, const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D) {
+    for (int64_t r = 0; D > 0 && r < B * T; r++) {
+        const float *xr = x + r * D, *dy = dout + r * D, *sc = scale + (r / T) * ld;
+        float m = mean[r], rs = rstd[r];
+        double sg = 0.0, sgx = 0.0;
+        for (int64_t d = 0; d < D; d++) {
+            float g = dy[d] * (1.0f + sc[d]), xhat = (xr[d] - m) * rs;
+            sg += (double)g;
+            sgx += (double)g * (double)xhat;
+        }
+        float g_mean = (float)(sg / (double)D), gx_mean = (float)(sgx / (double)D);
+        for (int64_t d = 0; d < D; d++) {
+            float g = dy[d] * (1.0f + sc[d]), xhat = (xr[d] - m) * rs;
+            dx[r * D + d] = dx[r * D + d] + (g - g_mean - xhat * gx_mean) * rs;
+        }
+    }
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t d = 0; d < D; d++) {
+            float s_shift = 0.0f, s_scale = 0.0f;
+            for (int64_t t = 0; t < T; t++) {
+                int64_t r = b * T + t, i = r * D + d;
+                s_shift += dout[i];
+                s_scale += dout[i] * ((x[i] - mean[r]) * rstd[r]);
             }
             dshift[b * ld + d] += s_shift;
             dscale[b * ld + d] += s_scale;

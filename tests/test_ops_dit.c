@@ -1,6 +1,8 @@
 /* DiT-layer and optimiser ops: the fast CPU path (1, 2 and 3 threads) against
  * the plain reference. These ops sum in the reference's order, so the
- * comparison is bit-exact. Known values are checked too (patchify orders,
+ * comparison is bit-exact; LayerNorm fused with modulation (whose row sums
+ * are SIMD, as kb_layernorm_*_cpu's) is bit-exact against the separate fast
+ * ops and within rounding of the reference. Known values are checked too (patchify orders,
  * timestep frequencies, AdamW's first step). The CUDA path is checked in
  * test_ops_dit_cuda. */
 #include <math.h>
@@ -9,7 +11,9 @@
 
 #include "kbtest.h"
 #include "nn/backend.h"
+#include "nn/ops_cpu.h"
 #include "nn/ops_dit.h"
+#include "nn/ops_ref.h"
 #include "nn/ops_optim.h"
 #include "nn/rng.h"
 
@@ -93,6 +97,60 @@ static void test_modulate_and_gate(kbt_state *st, int threads, int64_t B, int64_
     KBT_CHECK(st, same_bits(dy_r, dy_c, n) && same_bits(dc_r, dc_c, nc), name, "fast path differs from reference");
     free(x), free(cond), free(dout), free(y), free(o_ref), free(o_cpu), free(dx_r), free(dx_c), free(dc_r);
     free(dc_c), free(xr), free(xc), free(dy_r), free(dy_c);
+}
+
+/* LayerNorm fused with modulation: the fused reference equals the two
+ * references in sequence bit for bit, the fused fast path equals the two fast
+ * ops in sequence bit for bit (it runs their row kernels), and the fast path
+ * is within float rounding of the reference (SIMD sums). */
+static void test_ln_modulate(kbt_state *st, int threads, int64_t B, int64_t T, int64_t D) {
+    int64_t n = B * T * D, ld = 6 * D, nc = B * ld, rows = B * T;
+    float *x = randv(n, 31), *cond = randv(nc, 32), *dout = randv(n, 33);
+    for (int64_t i = 0; i < n; i++) x[i] = 3.0f * x[i] + 0.5f; /* rows with a mean and a spread to take out */
+    float *ln = malloc((size_t)n * sizeof(float)), *o_pair = malloc((size_t)n * sizeof(float));
+    float *o_ref = malloc((size_t)n * sizeof(float)), *o_cpu = malloc((size_t)n * sizeof(float));
+    float *st_pair = malloc(2 * (size_t)rows * sizeof(float)), *st_ref = malloc(2 * (size_t)rows * sizeof(float));
+    float *st_cpu = malloc(2 * (size_t)rows * sizeof(float));
+    char name[160];
+    /* forward */
+    kb_layernorm_fwd_ref(ln, st_pair, st_pair + rows, x, NULL, NULL, rows, D, 1e-6f);
+    kb_modulate_fwd_ref(o_pair, ln, cond, cond + D, ld, B, T, D);
+    kb_ln_modulate_fwd_ref(o_ref, st_ref, st_ref + rows, x, cond, cond + D, ld, B, T, D, 1e-6f);
+    snprintf(name, sizeof name, "ln_modulate_fwd_ref B=%lld T=%lld D=%lld = layernorm then modulate (bits)", (long long)B,
+             (long long)T, (long long)D);
+    KBT_CHECK(st, same_bits(o_ref, o_pair, n) && same_bits(st_ref, st_pair, 2 * rows), name, "differs");
+    kb_layernorm_fwd_cpu(threads, ln, st_pair, st_pair + rows, x, NULL, NULL, rows, D, 1e-6f);
+    kb_modulate_fwd_cpu(threads, o_pair, ln, cond, cond + D, ld, B, T, D);
+    kb_ln_modulate_fwd_cpu(threads, o_cpu, st_cpu, st_cpu + rows, x, cond, cond + D, ld, B, T, D, 1e-6f);
+    snprintf(name, sizeof name, "ln_modulate_fwd_cpu threads=%d = the two fast ops (bits)", threads);
+    KBT_CHECK(st, same_bits(o_cpu, o_pair, n) && same_bits(st_cpu, st_pair, 2 * rows), name, "differs");
+    snprintf(name, sizeof name, "ln_modulate_fwd_cpu threads=%d vs reference", threads);
+    kbt_close(st, name, o_cpu, o_ref, n, 1e-6 * kbt_max_abs(o_ref, n), 1e-6);
+    /* backward, accumulating into random dx and per-sample sums; ln is the fast path's LN(x) */
+    float *g = malloc((size_t)n * sizeof(float)), *dx_pair = randv(n, 34), *dx_ref = copyv(dx_pair, n);
+    float *dx_cpu = copyv(dx_pair, n), *dc_pair = randv(nc, 35), *dc_ref = copyv(dc_pair, nc), *dc_cpu = copyv(dc_pair, nc);
+    float *dx_rpair = copyv(dx_pair, n), *dc_rpair = copyv(dc_pair, nc);
+    kb_modulate_bwd_cpu(threads, g, dc_pair, dc_pair + D, dout, ln, cond + D, ld, B, T, D, KB_GRAD_SET);
+    kb_layernorm_bwd_cpu(threads, dx_pair, NULL, NULL, g, x, NULL, st_pair, st_pair + rows, rows, D);
+    kb_ln_modulate_bwd_cpu(threads, dx_cpu, dc_cpu, dc_cpu + D, dout, x, st_cpu, st_cpu + rows, cond + D, ld, B, T, D);
+    snprintf(name, sizeof name, "ln_modulate_bwd_cpu threads=%d = the two fast ops (bits)", threads);
+    KBT_CHECK(st, same_bits(dx_cpu, dx_pair, n) && same_bits(dc_cpu, dc_pair, nc), name, "dx %s, dshift/dscale %s",
+              same_bits(dx_cpu, dx_pair, n) ? "same" : "differ", same_bits(dc_cpu, dc_pair, nc) ? "same" : "differ");
+    kb_ln_modulate_fwd_ref(o_ref, st_ref, st_ref + rows, x, cond, cond + D, ld, B, T, D, 1e-6f);
+    kb_layernorm_fwd_ref(ln, NULL, NULL, x, NULL, NULL, rows, D, 1e-6f);
+    kb_modulate_bwd_ref(g, dc_rpair, dc_rpair + D, dout, ln, cond + D, ld, B, T, D, KB_GRAD_SET);
+    kb_layernorm_bwd_ref(dx_rpair, NULL, NULL, g, x, NULL, st_ref, st_ref + rows, rows, D);
+    kb_ln_modulate_bwd_ref(dx_ref, dc_ref, dc_ref + D, dout, x, st_ref, st_ref + rows, cond + D, ld, B, T, D);
+    snprintf(name, sizeof name, "ln_modulate_bwd_ref B=%lld T=%lld D=%lld = modulate then layernorm backward (bits)",
+             (long long)B, (long long)T, (long long)D);
+    KBT_CHECK(st, same_bits(dx_ref, dx_rpair, n) && same_bits(dc_ref, dc_rpair, nc), name, "differs");
+    snprintf(name, sizeof name, "ln_modulate_bwd_cpu threads=%d vs reference: dx", threads);
+    kbt_close(st, name, dx_cpu, dx_ref, n, 1e-5 * kbt_max_abs(dx_ref, n), 1e-5);
+    snprintf(name, sizeof name, "ln_modulate_bwd_cpu threads=%d vs reference: dshift, dscale", threads);
+    kbt_close(st, name, dc_cpu, dc_ref, nc, 1e-5 * kbt_max_abs(dc_ref, nc), 1e-5);
+    free(x), free(cond), free(dout), free(ln), free(o_pair), free(o_ref), free(o_cpu), free(st_pair), free(st_ref);
+    free(st_cpu), free(g), free(dx_pair), free(dx_ref), free(dx_cpu), free(dc_pair), free(dc_ref), free(dc_cpu);
+    free(dx_rpair), free(dc_rpair);
 }
 
 /* Known layout: for a 1x2x4x4 image with p = 2, token 1 (top-right patch)
@@ -184,6 +242,9 @@ int main(void) {
         test_modulate_and_gate(&st, threads, 3, 17, 13);
         test_modulate_and_gate(&st, threads, 1, 1, 1);
         test_modulate_and_gate(&st, threads, 5, 64, 96);
+        test_ln_modulate(&st, threads, 3, 17, 13);
+        test_ln_modulate(&st, threads, 1, 1, 1);
+        test_ln_modulate(&st, threads, 5, 64, 96);
         test_embedding_and_freq(&st, threads);
         test_optim(&st, threads);
     }

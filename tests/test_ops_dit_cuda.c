@@ -4,7 +4,11 @@
  * each operation as the reference does and sum tokens in the same order);
  * timestep_freq uses CUDA's expf/cosf/sinf (<= 2 ulp), and an ulp of
  * f at t = 999 moves the argument by ~6e-5 rad: |gpu - ref| <= 1e-4.
- * kb_sumsq: rel 1e-12 (different summation tree). Reruns are bit-identical. */
+ * kb_sumsq: rel 1e-12 (different summation tree). LayerNorm fused with
+ * modulation: the GPU's own LayerNorm and modulate kernels in sequence give
+ * its output and dx bit for bit; against the reference (double sums in
+ * another order) within 1e-6 of scale, and its dshift/dscale (summed over
+ * tokens in chunks of 16) within 1e-5 of scale. Reruns are bit-identical. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +16,7 @@
 
 #include "kbtest.h"
 #include "nn/backend.h"
+#include "nn/ops.h"
 #include "nn/ops_dit.h"
 #include "nn/ops_optim.h"
 #include "nn/rng.h"
@@ -77,6 +82,61 @@ static void test_modulate_gate(env *e, int64_t B, int64_t T, int64_t D) {
     float *bufs[] = {gx, gc, gd, gy, go, gdx, gdc};
     for (int i = 0; i < 7; i++) kb_dev_free(&e->ctx, bufs[i]);
     free(x), free(cond), free(dout), free(y), free(o), free(dx), free(dc);
+}
+
+static float *host_copy(env *e, const float *dev, int64_t n) {
+    float *h = malloc((size_t)(n ? n : 1) * 4);
+    kb_copy_to_host(&e->ctx, h, dev, (size_t)n * 4, &e->err);
+    return h;
+}
+
+/* LayerNorm + modulation, fused, against the GPU's two separate ops and the
+ * fused reference; T not a multiple of the 16-token chunks, widths over 256
+ * (several columns per thread). */
+static void test_ln_modulate(env *e, int64_t B, int64_t T, int64_t D) {
+    int64_t n = B * T * D, ld = 6 * D, nc = B * ld, rows = B * T;
+    float *x = host_rand(n, 11), *cond = host_rand(nc, 12), *dout = host_rand(n, 13), *dx = host_rand(n, 14);
+    float *dc = host_rand(nc, 15), *o = malloc((size_t)n * 4), *stats = malloc(2 * (size_t)rows * 4);
+    for (int64_t i = 0; i < n; i++) x[i] = 3.0f * x[i] + 0.5f;
+    float *gx = to_dev(e, x, n), *gc = to_dev(e, cond, nc), *gd = to_dev(e, dout, n);
+    float *go = to_dev(e, x, n), *gp = to_dev(e, x, n), *gs = to_dev(e, x, 2 * rows), *gsp = to_dev(e, x, 2 * rows);
+    float *gdx = to_dev(e, dx, n), *gdxp = to_dev(e, dx, n), *gdc = to_dev(e, dc, nc), *gdcp = to_dev(e, dc, nc);
+    float *gg = to_dev(e, x, n);
+    char name[160];
+    kb_ln_modulate_fwd_ref(o, stats, stats + rows, x, cond, cond + D, ld, B, T, D, 1e-6f);
+    kb_ln_modulate_fwd(&e->ctx, go, gs, gs + rows, gx, gc, gc + D, ld, B, T, D, 1e-6f, &e->err);
+    kb_layernorm_fwd(&e->ctx, gp, gsp, gsp + rows, gx, NULL, NULL, rows, D, 1e-6f, &e->err);
+    kb_modulate_fwd(&e->ctx, gp, gp, gc, gc + D, ld, B, T, D, &e->err);
+    float *h_o = host_copy(e, go, n), *h_s = host_copy(e, gs, 2 * rows);
+    snprintf(name, sizeof name, "ln_modulate_fwd B=%lld T=%lld D=%lld = GPU layernorm then modulate (bits)", (long long)B,
+             (long long)T, (long long)D);
+    expect_same(e, name, gp, h_o, n, 0.0);
+    expect_same(e, "ln_modulate_fwd statistics = GPU layernorm's (bits)", gsp, h_s, 2 * rows, 0.0);
+    expect_same(e, "ln_modulate_fwd vs reference (1e-6 of scale)", go, o, n, 1e-6 * kbt_max_abs(o, n));
+    /* backward: the GPU pair is modulate_bwd into g, then layernorm_bwd of g accumulating into dx */
+    kb_ln_modulate_bwd_ref(dx, dc, dc + D, dout, x, stats, stats + rows, cond + D, ld, B, T, D);
+    kb_ln_modulate_bwd(&e->ctx, gdx, gdc, gdc + D, gd, gx, gs, gs + rows, gc + D, ld, B, T, D, &e->err);
+    kb_layernorm_fwd(&e->ctx, gp, NULL, NULL, gx, NULL, NULL, rows, D, 1e-6f, &e->err); /* LN(x) for the pair */
+    kb_modulate_bwd(&e->ctx, gg, gdcp, gdcp + D, gd, gp, gc + D, ld, B, T, D, KB_GRAD_SET, &e->err);
+    kb_layernorm_bwd(&e->ctx, gdxp, NULL, NULL, gg, gx, NULL, gsp, gsp + rows, rows, D, &e->err);
+    float *h_dx = host_copy(e, gdx, n), *h_dc = host_copy(e, gdc, nc);
+    expect_same(e, "ln_modulate_bwd dx = GPU modulate_bwd then layernorm_bwd (bits)", gdxp, h_dx, n, 0.0);
+    expect_same(e, "ln_modulate_bwd dx vs reference (1e-6 of scale)", gdx, dx, n, 1e-6 * kbt_max_abs(dx, n));
+    expect_same(e, "ln_modulate_bwd dshift/dscale vs reference (1e-5 of scale)", gdc, dc, nc, 1e-5 * kbt_max_abs(dc, nc));
+    /* two more runs, each adding to the first run's results, give the same bits */
+    for (int run = 0; run < 2; run++) {
+        float *rdx = run ? gdxp : gdx, *rdc = run ? gdcp : gdc;
+        kb_copy_to_dev(&e->ctx, rdx, h_dx, (size_t)n * 4, &e->err);
+        kb_copy_to_dev(&e->ctx, rdc, h_dc, (size_t)nc * 4, &e->err);
+        kb_ln_modulate_bwd(&e->ctx, rdx, rdc, rdc + D, gd, gx, gs, gs + rows, gc + D, ld, B, T, D, &e->err);
+    }
+    float *h_dx2 = host_copy(e, gdx, n), *h_dc2 = host_copy(e, gdc, nc);
+    expect_same(e, "ln_modulate_bwd rerun dx bit-identical", gdxp, h_dx2, n, 0.0);
+    expect_same(e, "ln_modulate_bwd rerun dshift/dscale bit-identical", gdcp, h_dc2, nc, 0.0);
+    float *bufs[] = {gx, gc, gd, go, gp, gs, gsp, gdx, gdxp, gdc, gdcp, gg};
+    for (int i = 0; i < 12; i++) kb_dev_free(&e->ctx, bufs[i]);
+    free(x), free(cond), free(dout), free(dx), free(dc), free(o), free(stats), free(h_o), free(h_s), free(h_dx);
+    free(h_dc), free(h_dx2), free(h_dc2);
 }
 
 static void test_patch_embed_freq(env *e) {
@@ -156,6 +216,9 @@ int main(void) {
     }
     test_modulate_gate(&e, 3, 17, 13);
     test_modulate_gate(&e, 4, 256, 384);
+    test_ln_modulate(&e, 3, 17, 13);
+    test_ln_modulate(&e, 4, 256, 384);
+    test_ln_modulate(&e, 2, 40, 1152);
     test_patch_embed_freq(&e);
     test_optim(&e);
     KBT_CHECK(&e.st, e.err.msg[0] == 0, "no CUDA errors", "%s", e.err.msg);
