@@ -165,14 +165,14 @@ static void layout_acts(kb_dit_acts *a, const kb_dit_config *c, size_t B, int ba
     a->patches = carve(cv, BT * K);
     a->res = carve(cv, (L + 1) * BT * d);
     a->ada = carve(cv, L * B * 6 * d);
-    a->ln1 = carve(cv, L * BT * d), a->mod1 = carve(cv, L * BT * d), a->qkv = carve(cv, L * BT * 3 * d);
+    a->mod1 = carve(cv, L * BT * d), a->qkv = carve(cv, L * BT * 3 * d);
     a->att = carve(cv, L * (size_t)kb_attention_saved_floats(fused, B, T, H));
     a->atty = carve(cv, L * BT * d), a->proj = carve(cv, L * BT * d);
-    a->mid = carve(cv, L * BT * d), a->ln2 = carve(cv, L * BT * d), a->mod2 = carve(cv, L * BT * d);
+    a->mid = carve(cv, L * BT * d), a->mod2 = carve(cv, L * BT * d);
     a->fc1 = carve(cv, L * BT * mlp), a->gelu = carve(cv, L * BT * mlp), a->fc2 = carve(cv, L * BT * d);
     a->ln1_mean = carve(cv, L * BT), a->ln1_rstd = carve(cv, L * BT);
     a->ln2_mean = carve(cv, L * BT), a->ln2_rstd = carve(cv, L * BT);
-    a->adaf = carve(cv, B * 2 * d), a->lnf = carve(cv, BT * d), a->modf = carve(cv, BT * d);
+    a->adaf = carve(cv, B * 2 * d), a->modf = carve(cv, BT * d);
     a->lnf_mean = carve(cv, BT), a->lnf_rstd = carve(cv, BT), a->out_tokens = carve(cv, BT * Kout);
     a->d_att = carve(cv, (size_t)kb_attention_scratch_floats(fused, 0, B, T, H)); /* also the forward's scratch */
     if (!backward) return;

@@ -42,9 +42,9 @@ typedef struct {
     float *patches;    /* [B, T, C p p] */
     float *res;        /* [slots + 1, B, T, d]: input of each block, then of the final layer (kb_dit_res) */
     float *ada;        /* [slots, B, 6d] */
-    float *ln1, *mod1, *qkv, *att, *atty, *proj, *mid, *ln2, *mod2, *fc1, *gelu, *fc2; /* [slots, ...] */
+    float *mod1, *qkv, *att, *atty, *proj, *mid, *mod2, *fc1, *gelu, *fc2;             /* [slots, ...] */
     float *ln1_mean, *ln1_rstd, *ln2_mean, *ln2_rstd;                                    /* [slots, B T] */
-    float *adaf, *lnf, *lnf_mean, *lnf_rstd, *modf, *out_tokens;
+    float *adaf, *lnf_mean, *lnf_rstd, *modf, *out_tokens;
     /* backward scratch (NULL without gradients, but d_att: the forward's attention scratch) */
     float *d_res, *d_a, *d_b, *d_ada, *d_c, *d_c_silu, *d_t, *d_att, *d_att2;
 } kb_dit_acts;

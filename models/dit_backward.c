@@ -21,17 +21,15 @@ static int final_bwd(kb_dit *m, const float *d_out, int64_t B, kb_err *err) {
     const kb_dit_config *c = &m->cfg;
     int64_t d = c->hidden_size, T = kb_dit_tokens(c), BT = B * T;
     float *x = kb_dit_res(m, c->depth, B);
-    float *d_tokens = a->d_a, *d_modf = a->d_b, *d_lnf = a->d_a, *d_adaf = a->d_ada;
+    float *d_tokens = a->d_a, *d_modf = a->d_b, *d_adaf = a->d_ada;
     KB_TRY(kb_patchify(ctx, d_tokens, d_out, B, kb_dit_out_channels(c), c->input_size, c->input_size, c->patch_size,
                        KB_PATCH_PQC, err), "unpatchify backward");
     KB_TRY(zero(ctx, d_adaf, B * 2 * d, err), "final backward");
     KB_TRY(kb_linear_bwd(ctx, &m->final_linear, &m->params, NULL, d_modf, KB_GRAD_SET, d_tokens, a->modf, BT, err),
            "final linear backward");
-    KB_TRY(kb_modulate_bwd(ctx, d_lnf, d_adaf, d_adaf + d, d_modf, a->lnf, a->adaf + d, 2 * d, B, T, d, KB_GRAD_SET,
-                           err), "final modulate backward");
     KB_TRY(zero(ctx, a->d_res, BT * d, err), "final backward");
-    KB_TRY(kb_layernorm_bwd(ctx, a->d_res, NULL, NULL, d_lnf, x, NULL, a->lnf_mean, a->lnf_rstd, BT, d, err),
-           "final norm backward");
+    KB_TRY(kb_ln_modulate_bwd(ctx, a->d_res, d_adaf, d_adaf + d, d_modf, x, a->lnf_mean, a->lnf_rstd, a->adaf + d, 2 * d,
+                              B, T, d, err), "final norm and modulate backward");
     KB_TRY(kb_linear_bwd(ctx, &m->final_ada, &m->params, NULL, a->d_c_silu, KB_GRAD_ADD, d_adaf, a->c_silu, B, err),
            "final adaLN backward");
     return 0;
@@ -44,17 +42,15 @@ static int block_mlp_bwd(kb_dit *m, int l, const kb_dit_block_view *v, int64_t B
     const kb_dit_block *blk = &m->blocks[l];
     int64_t d = m->cfg.hidden_size, T = kb_dit_tokens(&m->cfg), BT = B * T, ld = 6 * d;
     /* each op reads one scratch buffer and writes the other (fc2's backward reads d_fc2 for dW after writing d_fc1) */
-    float *d_fc2 = a->d_a, *d_fc1 = a->d_b, *d_mod2 = a->d_a, *d_ln2 = a->d_b;
+    float *d_fc2 = a->d_a, *d_fc1 = a->d_b, *d_mod2 = a->d_a;
     KB_TRY(kb_gated_add_bwd(ctx, d_fc2, a->d_ada + 5 * d, a->d_res, v->fc2, v->ada + 5 * d, ld, B, T, d, KB_GRAD_SET,
                             err), "block %d gate_mlp backward", l);
     KB_TRY(kb_linear_bwd_dgelu(ctx, &blk->fc2, &m->params, NULL, d_fc1, v->fc1, d_fc2, v->gelu, BT, err),
            "block %d fc2 and GELU backward", l);
     KB_TRY(kb_linear_bwd(ctx, &blk->fc1, &m->params, NULL, d_mod2, KB_GRAD_SET, d_fc1, v->mod2, BT, err),
            "block %d fc1 backward", l);
-    KB_TRY(kb_modulate_bwd(ctx, d_ln2, a->d_ada + 3 * d, a->d_ada + 4 * d, d_mod2, v->ln2, v->ada + 4 * d, ld, B, T, d,
-                           KB_GRAD_SET, err), "block %d modulate2 backward", l);
-    KB_TRY(kb_layernorm_bwd(ctx, a->d_res, NULL, NULL, d_ln2, v->mid, NULL, v->ln2_mean, v->ln2_rstd, BT, d, err),
-           "block %d norm2 backward", l);
+    KB_TRY(kb_ln_modulate_bwd(ctx, a->d_res, a->d_ada + 3 * d, a->d_ada + 4 * d, d_mod2, v->mid, v->ln2_mean,
+                              v->ln2_rstd, v->ada + 4 * d, ld, B, T, d, err), "block %d norm2 and modulate2 backward", l);
     return 0;
 }
 
@@ -64,7 +60,7 @@ static int block_attn_bwd(kb_dit *m, int l, const kb_dit_block_view *v, int64_t 
     kb_dit_acts *a = &m->acts;
     const kb_dit_block *blk = &m->blocks[l];
     int64_t d = m->cfg.hidden_size, T = kb_dit_tokens(&m->cfg), BT = B * T, ld = 6 * d;
-    float *d_proj = a->d_a, *d_atty = a->d_b, *d_qkv = a->d_a, *d_mod1 = a->d_b, *d_ln1 = a->d_a;
+    float *d_proj = a->d_a, *d_atty = a->d_b, *d_qkv = a->d_a, *d_mod1 = a->d_b;
     KB_TRY(kb_gated_add_bwd(ctx, d_proj, a->d_ada + 2 * d, a->d_res, v->proj, v->ada + 2 * d, ld, B, T, d,
                             KB_GRAD_SET, err), "block %d gate_msa backward", l);
     KB_TRY(kb_linear_bwd(ctx, &blk->proj, &m->params, NULL, d_atty, KB_GRAD_SET, d_proj, v->atty, BT, err),
@@ -74,10 +70,8 @@ static int block_attn_bwd(kb_dit *m, int l, const kb_dit_block_view *v, int64_t 
            "block %d attention backward", l);
     KB_TRY(kb_linear_bwd(ctx, &blk->qkv, &m->params, NULL, d_mod1, KB_GRAD_SET, d_qkv, v->mod1, BT, err),
            "block %d qkv backward", l);
-    KB_TRY(kb_modulate_bwd(ctx, d_ln1, a->d_ada, a->d_ada + d, d_mod1, v->ln1, v->ada + d, ld, B, T, d, KB_GRAD_SET,
-                           err), "block %d modulate1 backward", l);
-    KB_TRY(kb_layernorm_bwd(ctx, a->d_res, NULL, NULL, d_ln1, v->x_in, NULL, v->ln1_mean, v->ln1_rstd, BT, d, err),
-           "block %d norm1 backward", l);
+    KB_TRY(kb_ln_modulate_bwd(ctx, a->d_res, a->d_ada, a->d_ada + d, d_mod1, v->x_in, v->ln1_mean, v->ln1_rstd,
+                              v->ada + d, ld, B, T, d, err), "block %d norm1 and modulate1 backward", l);
     return 0;
 }
 

@@ -31,16 +31,16 @@ static int block_fwd(kb_dit *m, int l, int64_t B, kb_err *err) {
     float *shift_mlp = v.ada + 3 * d, *scale_mlp = v.ada + 4 * d, *gate_mlp = v.ada + 5 * d;
     KB_TRY(kb_linear_fwd(ctx, &blk->ada, &m->params, NULL, v.ada, m->acts.c_silu, B, err), "block %d adaLN", l);
     /* attention branch */
-    KB_TRY(kb_layernorm_fwd(ctx, v.ln1, v.ln1_mean, v.ln1_rstd, v.x_in, NULL, NULL, BT, d, 1e-6f, err), "block %d norm1", l);
-    KB_TRY(kb_modulate_fwd(ctx, v.mod1, v.ln1, shift_msa, scale_msa, ld, B, T, d, err), "block %d modulate1", l);
+    KB_TRY(kb_ln_modulate_fwd(ctx, v.mod1, v.ln1_mean, v.ln1_rstd, v.x_in, shift_msa, scale_msa, ld, B, T, d, 1e-6f, err),
+           "block %d norm1 and modulate1", l);
     KB_TRY(kb_linear_fwd(ctx, &blk->qkv, &m->params, NULL, v.qkv, v.mod1, BT, err), "block %d qkv", l);
     KB_TRY(kb_attention_fwd(ctx, m->acts.attn_fused, v.atty, v.att, m->acts.d_att, v.qkv, B, T, d, m->cfg.num_heads,
                             err), "block %d attn", l);
     KB_TRY(kb_linear_fwd(ctx, &blk->proj, &m->params, NULL, v.proj, v.atty, BT, err), "block %d proj", l);
     KB_TRY(kb_gated_add_fwd(ctx, v.mid, v.x_in, gate_msa, v.proj, ld, B, T, d, err), "block %d gate_msa", l);
     /* MLP branch */
-    KB_TRY(kb_layernorm_fwd(ctx, v.ln2, v.ln2_mean, v.ln2_rstd, v.mid, NULL, NULL, BT, d, 1e-6f, err), "block %d norm2", l);
-    KB_TRY(kb_modulate_fwd(ctx, v.mod2, v.ln2, shift_mlp, scale_mlp, ld, B, T, d, err), "block %d modulate2", l);
+    KB_TRY(kb_ln_modulate_fwd(ctx, v.mod2, v.ln2_mean, v.ln2_rstd, v.mid, shift_mlp, scale_mlp, ld, B, T, d, 1e-6f, err),
+           "block %d norm2 and modulate2", l);
     KB_TRY(kb_linear_fwd_gelu(ctx, &blk->fc1, &m->params, NULL, v.fc1, v.gelu, v.mod2, BT, err), "block %d fc1+GELU", l);
     KB_TRY(kb_linear_fwd(ctx, &blk->fc2, &m->params, NULL, v.fc2, v.gelu, BT, err), "block %d fc2", l);
     KB_TRY(kb_gated_add_fwd(ctx, v.x_out, v.mid, gate_mlp, v.fc2, ld, B, T, d, err), "block %d gate_mlp", l);
@@ -54,8 +54,8 @@ static int final_fwd(kb_dit *m, int64_t B, float *out, kb_err *err) {
     int64_t d = c->hidden_size, T = kb_dit_tokens(c), BT = B * T;
     float *x = kb_dit_res(m, c->depth, B);
     KB_TRY(kb_linear_fwd(ctx, &m->final_ada, &m->params, NULL, a->adaf, a->c_silu, B, err), "final adaLN");
-    KB_TRY(kb_layernorm_fwd(ctx, a->lnf, a->lnf_mean, a->lnf_rstd, x, NULL, NULL, BT, d, 1e-6f, err), "final norm");
-    KB_TRY(kb_modulate_fwd(ctx, a->modf, a->lnf, a->adaf, a->adaf + d, 2 * d, B, T, d, err), "final modulate");
+    KB_TRY(kb_ln_modulate_fwd(ctx, a->modf, a->lnf_mean, a->lnf_rstd, x, a->adaf, a->adaf + d, 2 * d, B, T, d, 1e-6f, err),
+           "final norm and modulate");
     KB_TRY(kb_linear_fwd(ctx, &m->final_linear, &m->params, NULL, a->out_tokens, a->modf, BT, err), "final linear");
     KB_TRY(kb_unpatchify(ctx, out, a->out_tokens, B, kb_dit_out_channels(c), c->input_size, c->input_size, c->patch_size,
                       KB_PATCH_PQC, err), "unpatchify");

@@ -12,8 +12,8 @@
 
 /* Per-block views into the activation buffers for batch B. */
 typedef struct {
-    float *x_in, *x_out, *ada, *ln1, *ln1_mean, *ln1_rstd, *mod1, *qkv, *att, *atty, *proj, *mid;
-    float *ln2, *ln2_mean, *ln2_rstd, *mod2, *fc1, *gelu, *fc2;
+    float *x_in, *x_out, *ada, *ln1_mean, *ln1_rstd, *mod1, *qkv, *att, *atty, *proj, *mid;
+    float *ln2_mean, *ln2_rstd, *mod2, *fc1, *gelu, *fc2;
 } kb_dit_block_view;
 
 /* The residual stream entering block l (l = depth: the final layer): its
@@ -34,10 +34,10 @@ static inline kb_dit_block_view kb_dit_view_block(const kb_dit *m, int l, int64_
     v.x_out = kb_dit_res(m, l + 1, B);
     l = a->slots == m->cfg.depth ? l : 0;
     v.ada = a->ada + l * B * 6 * d;
-    v.ln1 = a->ln1 + l * BT * d, v.mod1 = a->mod1 + l * BT * d, v.qkv = a->qkv + l * BT * 3 * d;
+    v.mod1 = a->mod1 + l * BT * d, v.qkv = a->qkv + l * BT * 3 * d;
     v.att = a->att + l * kb_attention_saved_floats(a->attn_fused, B, T, H);
     v.atty = a->atty + l * BT * d, v.proj = a->proj + l * BT * d;
-    v.mid = a->mid + l * BT * d, v.ln2 = a->ln2 + l * BT * d, v.mod2 = a->mod2 + l * BT * d;
+    v.mid = a->mid + l * BT * d, v.mod2 = a->mod2 + l * BT * d;
     v.fc1 = a->fc1 + l * BT * mlp, v.gelu = a->gelu + l * BT * mlp, v.fc2 = a->fc2 + l * BT * d;
     v.ln1_mean = a->ln1_mean + l * BT, v.ln1_rstd = a->ln1_rstd + l * BT;
     v.ln2_mean = a->ln2_mean + l * BT, v.ln2_rstd = a->ln2_rstd + l * BT;

@@ -3,7 +3,7 @@
 # again with every op timed and prints one line per op. Checks, on the CPU
 # with a tiny config: the run succeeds, the timed line still comes first, the
 # table names the ops a DiT step must run (linear layers, attention GEMMs,
-# softmax, LayerNorm, the MLP's linear+GELU, the loss, AdamW), counts them per
+# softmax, LayerNorm with modulation, the MLP's linear+GELU, the loss, AdamW), counts them per
 # step as the model implies (depth 2: 4 biased linears per block without GELU
 # + 5 outside = 13 per step over 3 steps; fc1 is kb_gemm_bias_gelu, once per
 # block), and the op time does not exceed the wall time.
@@ -19,7 +19,7 @@ first=$(grep -n '^kindbench train: .* steps/s' "$out" | head -1 | cut -d: -f1)
 prof=$(grep -n '^profile: ' "$out" | head -1 | cut -d: -f1)
 if [[ -n "$first" && -n "$prof" && $first -lt $prof ]]; then ok "timed figures before the profile"
 else bad "timed figures before the profile" "$(head -n 5 "$out")"; fi
-for op in kb_gemm_bias kb_gemm kb_gemm_batched kb_softmax_fwd kb_softmax_bwd kb_layernorm_fwd kb_gemm_bias_gelu kb_gemm_dgelu \
+for op in kb_gemm_bias kb_gemm kb_gemm_batched kb_softmax_fwd kb_softmax_bwd kb_ln_modulate_fwd kb_ln_modulate_bwd kb_gemm_bias_gelu kb_gemm_dgelu \
           kb_diffusion_loss_dev kb_adamw_step; do
   if grep -q "^profile: $op " "$out"; then ok "profile lists $op"; else bad "profile lists $op" "missing"; fi
 done
