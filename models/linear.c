@@ -57,10 +57,9 @@ static int linear_bwd(kb_ctx *ctx, const kb_linear *l, kb_params *ps, const kb_l
                    : kb_gemm(ctx, false, false, rows, l->in, l->out, 1.0f, dy, l->out, W, l->in, beta, dx, l->in, err);
     if (rc) return kb_fail_wrap(err, "linear %s backward (input)", ps->items[l->w].name);
     if (!ps->items[l->w].trainable) return 0;
-    if (kb_gemm(ctx, true, false, l->out, l->in, rows, 1.0f, dy, l->out, x, l->in, 1.0f, kb_param_grad(ps, l->w),
-                l->in, err))
-        return kb_fail_wrap(err, "linear %s backward (weight)", ps->items[l->w].name);
-    if (l->b >= 0) return kb_sum_rows(ctx, kb_param_grad(ps, l->b), dy, rows, l->out, err);
+    float *db = l->b >= 0 ? kb_param_grad(ps, l->b) : NULL;
+    if (kb_gemm_wgrad(ctx, kb_param_grad(ps, l->w), db, dy, x, rows, l->in, l->out, err))
+        return kb_fail_wrap(err, "linear %s backward (weight%s)", ps->items[l->w].name, db ? " and bias" : "");
     return 0;
 }
 

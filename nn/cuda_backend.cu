@@ -80,6 +80,7 @@ extern "C" void kb_cuda_state_destroy(kb_cuda_state *st) {
     if (st->workspace) (void)cudaFree(st->workspace);
     if (st->scratch) (void)cudaFree(st->scratch);
     if (st->tfreq) (void)cudaFree(st->tfreq);
+    if (st->bgrad) (void)cudaFree(st->bgrad);
     if (st->stream) (void)cudaStreamDestroy(st->stream);
     if (prev >= 0 && prev != st->device) (void)cudaSetDevice(prev);
     (void)cudaGetLastError();
@@ -116,6 +117,8 @@ static int state_init(kb_cuda_state *st, int ordinal, kb_err *err) {
     st->lt_gelu = lg && !strcmp(lg, "1");
     const char *bo = getenv("KINDBENCH_BF16_OPERANDS");
     st->bf16_operands = bo && !strcmp(bo, "1");
+    const char *bg = getenv("KINDBENCH_LT_BGRAD");
+    st->lt_bgrad = bg && !strcmp(bg, "1");
     return 0;
 }
 

@@ -26,6 +26,7 @@ typedef struct {
     long long gelu_epilogue;   /* cuBLASLt matmuls with a GELU epilogue (kb_gemm_bias_gelu, kb_gemm_dgelu) */
     long long bf16_staged;     /* GEMMs (cuBLAS or cuBLASLt) on staged bf16 operands */
     long long bf16_staged_lt;  /* of which cuBLASLt matmuls */
+    long long bgrad_epilogue;  /* cuBLASLt matmuls with the bias-gradient epilogue (kb_gemm_wgrad) */
 } kb_cuda_gemm_counts;
 /* All zero without CUDA. */
 kb_cuda_gemm_counts kb_cuda_gemm_counts_of(const kb_cuda_state *st);

@@ -48,6 +48,11 @@ struct kb_cuda_state {
                                     the BF16 mode's GEMMs convert their fp32 operands to bf16 in scratch
                                     and run as native bf16 x bf16 -> fp32 products (kb_cuda_stage_bf16)
                                     instead of cuBLAS's fp32-input _FAST_16BF; off by default until measured */
+    int lt_bgrad;                /* KINDBENCH_LT_BGRAD=1 at context creation: the BF16 mode's weight gradients
+                                    (kb_gemm_wgrad) sum the bias gradient in cuBLASLt's BGRADB epilogue; off by
+                                    default until measured */
+    float *bgrad;                /* that epilogue's output (it writes, kb_gemm_wgrad adds), grown on demand */
+    int64_t bgrad_n;
     kb_cuda_gemm_counts counts;  /* GEMMs launched on the experimental paths (kb_cuda_gemm_counts_of) */
     int lt_off;                  /* KINDBENCH_CUBLASLT=0 at context creation: kb_gemm_bias takes the
                                     GEMM + bias kernel path (to compare the two on a GPU) */

@@ -159,6 +159,25 @@ int kb_gemm_dgelu(kb_ctx *ctx, float *dpre, const float *dy, const float *W, con
                 gemm_dgelu_cpu(ctx->threads, dpre, dy, W, pre, rows, in, out));
 }
 
+static void gemm_wgrad_cpu(int threads, float *dW, float *db, const float *dy, const float *x, int64_t rows,
+                           int64_t in, int64_t out) {
+    kb_gemm_cpu(threads, true, false, out, in, rows, 1.0f, dy, out, x, in, 1.0f, dW, in);
+    if (db) kb_sum_rows_cpu(threads, db, dy, rows, out);
+}
+
+int kb_gemm_wgrad(kb_ctx *ctx, float *dW, float *db, const float *dy, const float *x, int64_t rows, int64_t in,
+                  int64_t out, kb_err *err) {
+    const char *op = "kb_gemm_wgrad";
+    if (check_ctx(op, ctx, err) || check_gemm(op, true, false, out, in, rows, dy, out, x, in, dW, in, err) ||
+        (db && check_ptr(op, "dy", dy, rows * out, err)))
+        return -1;
+    if (overlap(dW, out * in, dy, rows * out) || overlap(dW, out * in, x, rows * in) ||
+        (db && (overlap(db, out, dy, rows * out) || overlap(db, out, x, rows * in) || overlap(db, out, dW, out * in))))
+        return kb_fail(err, "%s: dW and db must not overlap each other, dy or x", op);
+    KB_DISPATCH(kb_gemm_wgrad_cuda(ctx, dW, db, dy, x, rows, in, out, err),
+                gemm_wgrad_cpu(ctx->threads, dW, db, dy, x, rows, in, out));
+}
+
 /* ---- elementwise ---- */
 
 static int check_1d(const char *op, int64_t n, const void *p0, const char *n0, const void *p1, const char *n1,

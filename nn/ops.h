@@ -60,6 +60,14 @@ int kb_gemm_bias_gelu(kb_ctx *ctx, float *act, float *pre, const float *x, const
  * kb_gemm (beta 0) then kb_gelu_tanh_bwd in place, or the DGELU epilogue. */
 int kb_gemm_dgelu(kb_ctx *ctx, float *dpre, const float *dy, const float *W, const float *pre, int64_t rows,
                   int64_t in, int64_t out, kb_err *err);
+/* A linear layer's parameter gradients: dW[out, in] += dy[rows, out]^T x[rows, in]
+ * and, when db is not NULL, db[out] += sum_r dy[r, :]. kb_gemm (beta 1) then
+ * kb_sum_rows, bit for bit, except on CUDA with cuBLASLt's bias-gradient
+ * epilogue switched on (BF16 mode and KINDBENCH_LT_BGRAD=1, see
+ * nn/ops_gemm_lt_cuda.cu): the matmul sums dy's rows while it reads them for
+ * dW, instead of a second pass over dy. */
+int kb_gemm_wgrad(kb_ctx *ctx, float *dW, float *db, const float *dy, const float *x, int64_t rows, int64_t in,
+                  int64_t out, kb_err *err);
 
 /* ---- elementwise ---- */
 int kb_add(kb_ctx *ctx, float *out, const float *a, const float *b, int64_t n, kb_err *err);      /* out = a + b */

@@ -26,6 +26,8 @@ int kb_gemm_bias_gelu_cuda(kb_ctx *ctx, float *act, float *pre, const float *x, 
                            int64_t rows, int64_t in, int64_t out, kb_err *err);
 int kb_gemm_dgelu_cuda(kb_ctx *ctx, float *dpre, const float *dy, const float *W, const float *pre, int64_t rows,
                        int64_t in, int64_t out, kb_err *err);
+int kb_gemm_wgrad_cuda(kb_ctx *ctx, float *dW, float *db, const float *dy, const float *x, int64_t rows, int64_t in,
+                       int64_t out, kb_err *err);
 int kb_add_cuda(kb_ctx *ctx, float *out, const float *a, const float *b, int64_t n, kb_err *err);
 int kb_mul_cuda(kb_ctx *ctx, float *out, const float *a, const float *b, int64_t n, kb_err *err);
 int kb_axpy_cuda(kb_ctx *ctx, float *y, float alpha, const float *x, int64_t n, kb_err *err);

@@ -24,6 +24,10 @@ int kb_gemm_dgelu_cuda(kb_ctx *ctx, float *dpre, const float *dy, const float *W
                        int64_t in, int64_t out, kb_err *err) {
     return kb_fail(err, "gemm_dgelu: this kindbench was built without CUDA");
 }
+int kb_gemm_wgrad_cuda(kb_ctx *ctx, float *dW, float *db, const float *dy, const float *x, int64_t rows, int64_t in,
+                       int64_t out, kb_err *err) {
+    return kb_fail(err, "gemm_wgrad: this kindbench was built without CUDA");
+}
 int kb_add_cuda(kb_ctx *ctx, float *out, const float *a, const float *b, int64_t n, kb_err *err) {
     return kb_fail(err, "add: this kindbench was built without CUDA");
 }

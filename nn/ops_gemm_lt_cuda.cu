@@ -19,7 +19,8 @@
  * workspace to stay sequential).
  *
  * The same file carries the MLP's GELU epilogues (kb_gemm_bias_gelu,
- * kb_gemm_dgelu; below). Plans (descriptors + algorithm) are cached per
+ * kb_gemm_dgelu) and the weight gradient with the bias gradient in its
+ * epilogue (kb_gemm_wgrad; below). Plans (descriptors + algorithm) are cached per
  * (epilogue, staged operands, rows, in, out, precision, alignment) in a small
  * round-robin table owned by the CUDA state, since a DiT step uses a handful
  * of shapes and the heuristic query costs more than the small GEMMs it plans. */
@@ -37,8 +38,10 @@ extern "C" {
 
 /* The epilogues kindbench uses. LT_GELU_AUX_BIAS: D = gelu(op(A) B + bias),
  * with the pre-activation written to the aux matrix; LT_DGELU: D = (A B) *
- * gelu'(aux), the backward through that GELU, A not transposed. */
-typedef enum { LT_BIAS = 0, LT_GELU_AUX_BIAS, LT_DGELU } lt_epi;
+ * gelu'(aux), the backward through that GELU, A not transposed; LT_BGRADB:
+ * D += A op(B) with A = x, B = dy transposed (a weight gradient, beta 1), and
+ * the sums of B over the k (rows) dimension written to the bias pointer. */
+typedef enum { LT_BIAS = 0, LT_GELU_AUX_BIAS, LT_DGELU, LT_BGRADB } lt_epi;
 
 typedef struct {
     int used;
@@ -95,13 +98,18 @@ static cublasComputeType_t compute_type(kb_matmul_precision p) {
  * Returns a cuBLAS status; p->usable says whether an algorithm was found. */
 static cublasStatus_t plan_build(kb_cuda_state *st, lt_plan *p) {
     /* forward: D (out x rows) = W^T-as-stored (in x out, transposed) x (in x rows);
-     * DGELU: D (in x rows) = W (in x out) dy (out x rows) */
-    int dgelu = p->epi == LT_DGELU;
-    cublasOperation_t ta = dgelu ? CUBLAS_OP_N : CUBLAS_OP_T, tb = CUBLAS_OP_N;
+     * DGELU: D (in x rows) = W (in x out) dy (out x rows);
+     * BGRADB: D (in x out) += x (in x rows) dy^T (dy stored out x rows, transposed) */
+    int dgelu = p->epi == LT_DGELU, wgrad = p->epi == LT_BGRADB;
+    cublasOperation_t ta = dgelu || wgrad ? CUBLAS_OP_N : CUBLAS_OP_T, tb = wgrad ? CUBLAS_OP_T : CUBLAS_OP_N;
     cublasLtEpilogue_t epi = p->epi == LT_BIAS            ? CUBLASLT_EPILOGUE_BIAS
                              : p->epi == LT_GELU_AUX_BIAS ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS
-                                                          : CUBLASLT_EPILOGUE_DGELU;
+                             : p->epi == LT_DGELU         ? CUBLASLT_EPILOGUE_DGELU
+                                                          : CUBLASLT_EPILOGUE_BGRADB;
     int64_t k = dgelu ? p->out : p->in, drows = dgelu ? p->in : p->out;
+    /* A, B and D as (rows, cols, ld) of their column-major layouts */
+    int64_t a_r = p->in, a_c = wgrad ? p->rows : p->out, b_r = wgrad ? p->out : k, b_c = p->rows;
+    int64_t d_r = wgrad ? p->in : drows, d_c = wgrad ? p->out : p->rows;
     cudaDataType_t ab = p->ops16 ? CUDA_R_16BF : CUDA_R_32F;
     LT_TRY(cublasLtMatmulDescCreate(&p->desc, p->ops16 ? CUBLAS_COMPUTE_32F : compute_type(p->prec), CUDA_R_32F));
     LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
@@ -110,17 +118,17 @@ static cublasStatus_t plan_build(kb_cuda_state *st, lt_plan *p) {
     /* The heuristic reads the bias and aux pointers' values for their alignment
      * (cublasLt.h): stand-ins aligned as the plan's key says, the real ones per call. */
     const void *stand_in = (const void *)(uintptr_t)p->align;
-    if (p->epi != LT_DGELU)
+    if (p->epi != LT_DGELU) /* for BGRADB the bias pointer is the output (an fp32 buffer of ours, 256-aligned) */
         LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &stand_in, sizeof stand_in));
-    if (p->epi != LT_BIAS) { /* the aux matrix (pre-activation) has D's shape */
+    if (p->epi == LT_GELU_AUX_BIAS || p->epi == LT_DGELU) { /* the aux matrix (pre-activation) has D's shape */
         int64_t ld = drows;
         LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ld, sizeof ld));
         LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &stand_in,
                                               sizeof stand_in));
     }
-    LT_TRY(cublasLtMatrixLayoutCreate(&p->a, ab, (uint64_t)p->in, (uint64_t)p->out, p->in));
-    LT_TRY(cublasLtMatrixLayoutCreate(&p->b, ab, (uint64_t)k, (uint64_t)p->rows, k));
-    LT_TRY(cublasLtMatrixLayoutCreate(&p->d, CUDA_R_32F, (uint64_t)drows, (uint64_t)p->rows, drows));
+    LT_TRY(cublasLtMatrixLayoutCreate(&p->a, ab, (uint64_t)a_r, (uint64_t)a_c, a_r));
+    LT_TRY(cublasLtMatrixLayoutCreate(&p->b, ab, (uint64_t)b_r, (uint64_t)b_c, b_r));
+    LT_TRY(cublasLtMatrixLayoutCreate(&p->d, CUDA_R_32F, (uint64_t)d_r, (uint64_t)d_c, d_r));
     cublasLtMatmulPreference_t pref;
     LT_TRY(cublasLtMatmulPreferenceCreate(&pref));
     uint64_t ws = st->workspace_bytes;
@@ -191,10 +199,11 @@ static unsigned min_alignment(const void *const *ptrs, int n) {
     return align;
 }
 
-/* D = epilogue(op(A) B) with the plan's shapes; aux and bias may be NULL. */
+/* D = epilogue(op(A) op(B)) (+ D for the weight gradient) with the plan's
+ * shapes; aux and bias may be NULL. */
 static int lt_run(kb_cuda_state *st, const char *op, lt_plan *p, float *D, const void *A, const void *B,
                   const float *bias, const float *aux, kb_err *err) {
-    const float alpha = 1.0f, beta = 0.0f;
+    const float alpha = 1.0f, beta = p->epi == LT_BGRADB ? 1.0f : 0.0f;
     if (bias)
         KB_CUBLAS_CHECK(op, cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
     if (aux)
@@ -209,20 +218,22 @@ static int lt_run(kb_cuda_state *st, const char *op, lt_plan *p, float *D, const
     return 0;
 }
 
-/* Runs plan p with A = W (nW floats) and B = X (nX floats), on staged bf16
- * copies of both when the plan was made for them. */
-static int lt_exec(kb_cuda_state *st, const char *op, lt_plan *p, float *D, const float *W, int64_t nW, const float *X,
-                   int64_t nX, const float *bias, const float *aux, kb_err *err) {
-    const void *A = W, *B = X;
+/* Runs plan p on the operands A (nA floats: W, or x for the weight gradient)
+ * and B (nB floats: x, or dy), on staged bf16 copies of both when the plan
+ * was made for them. */
+static int lt_exec(kb_cuda_state *st, const char *op, lt_plan *p, float *D, const float *A, int64_t nA, const float *B,
+                   int64_t nB, const float *bias, const float *aux, kb_err *err) {
+    const void *a = A, *b = B;
     if (p->ops16) { /* both contiguous: one matrix each, packed as they are */
         void *a16, *b16;
-        kb_stage_operand wa = {W, 1, nW, nW, 0, 1}, xb = {X, 1, nX, nX, 0, 1};
-        if (kb_cuda_stage_bf16(st, op, &wa, &xb, &a16, &b16, err)) return -1;
-        A = a16, B = b16;
+        kb_stage_operand sa = {A, 1, nA, nA, 0, 1}, sb = {B, 1, nB, nB, 0, 1};
+        if (kb_cuda_stage_bf16(st, op, &sa, &sb, &a16, &b16, err)) return -1;
+        a = a16, b = b16;
     }
-    if (lt_run(st, op, p, D, A, B, bias, aux, err)) return -1;
+    if (lt_run(st, op, p, D, a, b, bias, aux, err)) return -1;
     if (p->ops16) st->counts.bf16_staged++, st->counts.bf16_staged_lt++;
-    if (p->epi != LT_BIAS) st->counts.gelu_epilogue++;
+    if (p->epi == LT_GELU_AUX_BIAS || p->epi == LT_DGELU) st->counts.gelu_epilogue++;
+    if (p->epi == LT_BGRADB) st->counts.bgrad_epilogue++;
     return 0;
 }
 
@@ -297,4 +308,51 @@ extern "C" int kb_gemm_dgelu_cuda(kb_ctx *ctx, float *dpre, const float *dy, con
         return kb_gelu_tanh_bwd_cuda(ctx, dpre, pre, dpre, rows * in, KB_GRAD_SET, err); /* elementwise, in place */
     }
     return lt_exec(st, op, p, dpre, W, out * in, dy, rows * out, NULL, pre, err);
+}
+
+/* ---- the weight gradient with the bias gradient in its epilogue
+ * (nn/ops.h: kb_gemm_wgrad) ----
+ * Only in the BF16 mode and with KINDBENCH_LT_BGRAD=1 until a GPU run has
+ * measured it (test_ops_cuda against kb_gemm + kb_sum_rows; bench_train with
+ * and without). The epilogue writes the sums over dy's rows to a buffer of
+ * the context's, and a small kernel adds them to db (gradients accumulate). */
+
+static float *bgrad_buffer(kb_cuda_state *st, int64_t n, const char *op, kb_err *err) {
+    if (st->bgrad && st->bgrad_n >= n) return st->bgrad;
+    cudaError_t e = cudaStreamSynchronize(st->stream); /* queued work may still use the old buffer */
+    if (e == cudaSuccess && st->bgrad) e = cudaFree(st->bgrad);
+    st->bgrad = NULL, st->bgrad_n = 0;
+    if (e == cudaSuccess) e = cudaMalloc(&st->bgrad, (size_t)n * sizeof(float));
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        st->bgrad = NULL;
+        return kb_fail(err, "%s: %lld floats for the bias gradient: %s", op, (long long)n, cudaGetErrorString(e)), nullptr;
+    }
+    st->bgrad_n = n;
+    return st->bgrad;
+}
+
+extern "C" int kb_gemm_wgrad_cuda(kb_ctx *ctx, float *dW, float *db, const float *dy, const float *x, int64_t rows,
+                                  int64_t in, int64_t out, kb_err *err) {
+    const char *op = "gemm_wgrad";
+    kb_cuda_state *st;
+    if (kb_cuda_op_state(ctx, op, &st, err)) return -1;
+    if (rows < 0 || in < 0 || out < 0)
+        return kb_fail(err, "%s: negative size rows=%lld in=%lld out=%lld", op, (long long)rows, (long long)in,
+                       (long long)out);
+    if (rows == 0 || out == 0) return 0;
+    lt_plan *p = NULL;
+    float *sums = NULL;
+    if (db && in > 0 && st->lt_bgrad && !st->lt_off && st->matmul == KB_MATMUL_BF16) {
+        if (!(sums = bgrad_buffer(st, out, op, err))) return -1;
+        const void *ptrs[] = {dW, sums, x, dy};
+        unsigned align = min_alignment(ptrs, kb_cuda_bf16_staging(st) ? 2 : 4);
+        if (align >= 16 && !(p = plan_for(st, op, LT_BGRADB, rows, in, out, align, err))) return -1;
+    }
+    if (!p || !p->usable) {
+        if (kb_gemm_cuda(ctx, true, false, out, in, rows, 1.0f, dy, out, x, in, 1.0f, dW, in, err)) return -1;
+        return db ? kb_sum_rows_cuda(ctx, db, dy, rows, out, err) : 0;
+    }
+    if (lt_exec(st, op, p, dW, x, rows * in, dy, rows * out, sums, NULL, err)) return -1;
+    return kb_axpy_cuda(ctx, db, 1.0f, sums, out, err); /* db += sums, exactly (1 * s is s) */
 }

@@ -291,6 +291,44 @@ static void test_gemm_bias(tctx *t) {
     kb_ctx_free(&ctx);
 }
 
+/* kb_gemm_wgrad on the CPU is kb_gemm (dW += dy^T x) then kb_sum_rows (db += column sums of dy), bit for bit:
+ * both outputs accumulate into random starting values; db may be NULL; empty shapes. */
+static void test_gemm_wgrad(tctx *t) {
+    static const int64_t shapes[][3] = {{1, 1, 1}, {0, 4, 3}, {5, 0, 3}, {7, 13, 5}, {300, 257, 129}};
+    kb_ctx ctx;
+    kb_err err = {{0}};
+    kb_ctx_opts co = {.threads = 2};
+    if (kb_ctx_init(&ctx, KB_DEV_CPU, &co, &err)) {
+        KBT_CHECK(&t->st, 0, "gemm_wgrad: cpu context", "%s", err.msg);
+        return;
+    }
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+        for (int with_bias = 0; with_bias < 2; with_bias++) {
+            int64_t rows = shapes[si][0], in = shapes[si][1], out = shapes[si][2];
+            float *dy = normals(rows * out, 91, 0, 1), *x = normals(rows * in, 92, 0, 1);
+            float *dW = normals(out * in, 93, 0, 1), *db = normals(out, 94, 0, 1);
+            float *dW2 = fbuf(out * in), *db2 = fbuf(out);
+            memcpy(dW2, dW, (size_t)(out * in) * sizeof(float)), memcpy(db2, db, (size_t)out * sizeof(float));
+            kb_gemm_cpu(2, true, false, out, in, rows, 1.0f, dy, out, x, in, 1.0f, dW2, in);
+            if (with_bias) kb_sum_rows_cpu(2, db2, dy, rows, out);
+            int rc = kb_gemm_wgrad(&ctx, dW, with_bias ? db : NULL, dy, x, rows, in, out, &err);
+            char what[128];
+            snprintf(what, sizeof what, "gemm_wgrad rows=%lld in=%lld out=%lld%s", (long long)rows, (long long)in,
+                     (long long)out, with_bias ? " + db" : "");
+            KBT_CHECK(&t->st, rc == 0, "gemm_wgrad through the dispatcher runs", "%s: %s", what, err.msg);
+            if (rc == 0) {
+                check_bits(t, "gemm_wgrad = gemm + sum_rows", what, dW, dW2, out * in);
+                check_bits(t, "gemm_wgrad = gemm + sum_rows", what, db, db2, out);
+            }
+            free(dy), free(x), free(dW), free(db), free(dW2), free(db2);
+        }
+    float *p = fbuf(64);
+    KBT_CHECK(&t->st, kb_gemm_wgrad(&ctx, p, p + 4, p + 16, p + 32, 2, 4, 2, &err) != 0,
+              "gemm_wgrad refuses db overlapping dW", "accepted");
+    free(p);
+    kb_ctx_free(&ctx);
+}
+
 /* ---- elementwise: bitwise against the reference ---- */
 
 enum { EW_ADD, EW_MUL, EW_AXPY, EW_SCALE, EW_FILL, EW_GELU_F, EW_GELU_B, EW_GELU_BS, EW_SILU_F, EW_SILU_B, EW_RELU_F,
@@ -721,6 +759,7 @@ int main(void) {
     test_rand(t);
     test_gemm(t);
     test_gemm_bias(t);
+    test_gemm_wgrad(t);
     test_nested(t);
     test_dispatch(t);
     printf("\n%-20s %-48s %8s %12s\n", "op", "tolerance", "cases", "worst");

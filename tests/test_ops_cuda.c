@@ -504,6 +504,101 @@ done:
     free(x), free(W), free(b), free(dy), free(W2);
 }
 
+/* kb_gemm_wgrad (dW += dy^T x, db += column sums of dy). FP32 mode: against
+ * the reference (GEMM and sum_rows tolerances above). BF16 mode, a context
+ * made with KINDBENCH_LT_BGRAD=1 (cuBLASLt's BGRADB epilogue) against one
+ * without it (kb_gemm + kb_sum_rows), both accumulating into the same start:
+ *  - dW: the same bf16 products summed in another order, |d| <= 1e-4 max|dW|;
+ *  - db: per column |d| <= 2^-8 sum_r |dy| + 1e-6 (the epilogue may sum the
+ *    bf16 copies of dy it multiplies);
+ *  - reruns bit-identical; the epilogue never runs without the switch.
+ * Where cuBLASLt offers no such algorithm the comparison is of two equal
+ * two-pass runs and is reported as not exercised. */
+static void test_gemm_wgrad(env *e, int staged) {
+    char nmbuf[6][160];
+    const int64_t rows = 2048, in = 384, out = 256;
+    size_t ndy = (size_t)(rows * out), nx = (size_t)(rows * in), nw = (size_t)(out * in);
+    float *dy = host_uniform((int64_t)ndy, 101, -1, 1), *x = host_uniform((int64_t)nx, 102, -1, 1);
+    float *w0 = host_uniform((int64_t)nw, 103, -0.5f, 0.5f), *b0 = host_uniform(out, 104, -0.5f, 0.5f);
+    float *hW[3], *hb[3];
+    for (int i = 0; i < 3; i++) hW[i] = xmalloc(nw * 4), hb[i] = xmalloc((size_t)out * 4);
+    float *ddy = to_dev(e, dy, ndy * 4), *dx = to_dev(e, x, nx * 4);
+    float *dW = to_dev(e, w0, nw * 4), *db = to_dev(e, b0, (size_t)out * 4);
+    if (!staged) { /* FP32 against the reference */
+        memcpy(hW[2], w0, nw * 4), memcpy(hb[2], b0, (size_t)out * 4);
+        kb_gemm_ref(true, false, out, in, rows, 1.0f, dy, out, x, in, 1.0f, hW[2], in);
+        kb_sum_rows_ref(hb[2], dy, rows, out);
+        if (op_ok(e, kb_gemm_wgrad(&e->ctx, dW, db, ddy, dx, rows, in, out, &e->err), "gemm_wgrad fp32")) {
+            to_host(e, hW[0], dW, nw * 4), to_host(e, hb[0], db, (size_t)out * 4);
+            /* |x| <= 1 and |start| <= 0.5: every element's sum_r |dy||x| + |start| is at most the
+             * largest column sum of |dy| plus 0.5 */
+            double scale = 0;
+            for (int64_t c = 0; c < out; c++) {
+                double s = 0;
+                for (int64_t r = 0; r < rows; r++) s += fabs(dy[r * out + c]);
+                if (s > scale) scale = s;
+            }
+            kbt_close(&e->t, "gemm_wgrad fp32 dW vs reference (|d| <= 1e-5 (max_c sum_r|dy| + 0.5))", hW[0], hW[2],
+                      (int64_t)nw, 1e-5 * (scale + 0.5), 0.0);
+            kbt_close(&e->t, "gemm_wgrad fp32 db vs reference (the same)", hb[0], hb[2], out, 1e-5 * (scale + 0.5), 0.0);
+        }
+    }
+    char *old = getenv("KINDBENCH_LT_BGRAD") ? strdup(getenv("KINDBENCH_LT_BGRAD")) : NULL;
+    kb_ctx lt;
+    kb_ctx_opts o = {.matmul = KB_MATMUL_BF16};
+    setenv("KINDBENCH_LT_BGRAD", "1", 1);
+    int made = kb_ctx_init(&lt, KB_DEV_CUDA, &o, &e->err) == 0;
+    if (old) setenv("KINDBENCH_LT_BGRAD", old, 1);
+    else unsetenv("KINDBENCH_LT_BGRAD");
+    free(old);
+    if (!op_ok(e, made ? 0 : -1, "context with KINDBENCH_LT_BGRAD=1")) goto done;
+    kb_cuda_set_bf16_operands(lt.cuda, staged);
+    if (!op_ok(e, kb_cuda_set_matmul(e->ctx.cuda, KB_MATMUL_BF16, &e->err), "kb_cuda_set_matmul bf16")) goto done_lt;
+    kb_ctx *cx[2] = {&lt, &e->ctx};
+    int ran = 1;
+    for (int c = 0; c < 2 && ran; c++)
+        for (int run = 0; run < (c == 0 ? 2 : 1) && ran; run++) { /* the epilogue context twice: reruns */
+            kb_copy_to_dev(&e->ctx, dW, w0, nw * 4, &e->err), kb_copy_to_dev(&e->ctx, db, b0, (size_t)out * 4, &e->err);
+            ran = op_ok(e, kb_gemm_wgrad(cx[c], dW, db, ddy, dx, rows, in, out, &e->err),
+                        c ? "gemm_wgrad bf16, two passes" : "gemm_wgrad bf16, epilogue allowed") &&
+                  op_ok(e, kb_ctx_sync(cx[c], &e->err), "sync");
+            if (!ran) break;
+            int slot = c == 0 && run == 1 ? 2 : c;
+            to_host(e, hW[slot], dW, nw * 4), to_host(e, hb[slot], db, (size_t)out * 4);
+        }
+    if (ran) {
+        check_bits(e, nm(e, nmbuf[0], "gemm_wgrad, epilogue allowed: rerun dW bit-identical"), hW[2], hW[0], nw * 4, 4);
+        check_bits(e, nm(e, nmbuf[1], "gemm_wgrad, epilogue allowed: rerun db bit-identical"), hb[2], hb[0],
+                   (size_t)out * 4, 4);
+        kbt_close(&e->t, nm(e, nmbuf[2], "gemm_wgrad dW vs two passes (|d| <= 1e-4 max|dW|)"), hW[0], hW[1],
+                  (int64_t)nw, 1e-4 * kbt_max_abs(hW[1], (int64_t)nw), 0.0);
+        int bad = 0;
+        double worst = 0;
+        for (int64_t c = 0; c < out; c++) {
+            double s = 0;
+            for (int64_t r = 0; r < rows; r++) s += fabs(dy[r * out + c]);
+            double d = fabs((double)hb[0][c] - hb[1][c]), tol = s / 256.0 + 1e-6;
+            if (!(d <= tol)) bad++;
+            if (d / tol > worst) worst = d / tol;
+        }
+        KBT_CHECK(&e->t, bad == 0, nm(e, nmbuf[3], "gemm_wgrad db vs two passes (|d| <= 2^-8 sum_r|dy| per column)"),
+                  "%d columns outside (worst %.2g of tolerance)", bad, worst);
+    }
+    long long fused = kb_cuda_gemm_counts_of(lt.cuda).bgrad_epilogue;
+    long long plain = kb_cuda_gemm_counts_of(e->ctx.cuda).bgrad_epilogue;
+    KBT_CHECK(&e->t, plain == 0, nm(e, nmbuf[4], "no bias-gradient epilogue without KINDBENCH_LT_BGRAD=1"),
+              "%lld epilogue calls", plain);
+    printf("     %sbias-gradient epilogue: %lld of 2 calls%s\n", e->tag, fused,
+           fused ? "" : " (cuBLASLt offered no algorithm: the comparisons above are of two two-pass runs)");
+    op_ok(e, kb_cuda_set_matmul(e->ctx.cuda, KB_MATMUL_FP32, &e->err), "kb_cuda_set_matmul back to fp32");
+done_lt:
+    kb_ctx_free(&lt);
+done:
+    dfree(e, ddy), dfree(e, dx), dfree(e, dW), dfree(e, db);
+    for (int i = 0; i < 3; i++) free(hW[i]), free(hb[i]);
+    free(dy), free(x), free(w0), free(b0);
+}
+
 /* -------------------------------------------------------------- elementwise */
 
 static const int64_t sizes[] = {0, 1, 7, 1031, (1 << 20) + 3};
@@ -1199,6 +1294,7 @@ int main(void) {
     test_gemm_precision(&e);
     test_gemm_bias(&e);
     test_gemm_gelu(&e, 0);
+    test_gemm_wgrad(&e, 0);
     /* the BF16 GEMM checks again with staged bf16 operands (KINDBENCH_BF16_OPERANDS=1): native
      * bf16 x bf16 products of packed copies made by our conversion kernel, in cuBLAS and cuBLASLt */
     int was = kb_cuda_set_bf16_operands(e.ctx.cuda, 1);
@@ -1207,6 +1303,7 @@ int main(void) {
     test_gemm_precision(&e);
     test_gemm_bias(&e);
     test_gemm_gelu(&e, 1);
+    test_gemm_wgrad(&e, 1);
     kb_cuda_gemm_counts c1 = kb_cuda_gemm_counts_of(e.ctx.cuda);
     KBT_CHECK(&e.t, c1.bf16_staged > c0.bf16_staged, "staged bf16 operands were used",
               "no GEMM staged its operands");
