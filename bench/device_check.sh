@@ -63,7 +63,8 @@ if [ "$WHAT" = tests ] || [ "$WHAT" = all ]; then
   run_test attn_fused_cuda "$KB/bin/test_attn_fused" cuda
   # the bf16 DiT again with the unfused attention (GEMMs + softmax), to compare the two routes
   run_test dit_torch_bf16_unfused env KINDBENCH_FUSED_ATTENTION=0 "$KB/bin/test_dit_torch" cuda bf16
-  run_test dit_torch_bf16_staged env KINDBENCH_BF16_OPERANDS=1 KINDBENCH_LT_GELU=1 "$KB/bin/test_dit_torch" cuda bf16
+  run_test dit_torch_bf16_staged env KINDBENCH_BF16_OPERANDS=1 KINDBENCH_LT_GELU=1 KINDBENCH_LT_BGRAD=1 \
+    "$KB/bin/test_dit_torch" cuda bf16
   run_test dit_layout_cuda "$KB/bin/test_dit_layout" cuda
   run_test sample_cuda env KINDBENCH="$KB/bin/kindbench" KB_PYTHON=python3 KB_MKCKPT="$KB/bin/sample_mkckpt" \
     bash "$PWD/tests/test_sample_cuda.sh"
@@ -73,6 +74,11 @@ if [ "$WHAT" = tests ] || [ "$WHAT" = all ]; then
     run_test "train_resume_cuda_$mode" env -C "/tmp/kbresume_$mode" KINDBENCH="$KB/bin/kindbench" KB_PYTHON=python3 \
       KB_TRAIN_DEVICE_ARGS="--device cuda --precision $mode" bash "$PWD/tests/test_train_resume.sh"
   done
+  # the same with the experimental cuBLASLt epilogues on: are they deterministic too (a condition for making them default)?
+  mkdir -p /tmp/kbresume_epis
+  run_test train_resume_cuda_bf16_epilogues env -C /tmp/kbresume_epis KINDBENCH_LT_GELU=1 KINDBENCH_LT_BGRAD=1 \
+    KINDBENCH="$KB/bin/kindbench" KB_PYTHON=python3 KB_TRAIN_DEVICE_ARGS="--device cuda --precision bf16" \
+    bash "$PWD/tests/test_train_resume.sh"
   run_test inception_cuda "$KB/bin/test_inception_cuda"
 fi
 
@@ -108,6 +114,9 @@ if [ "$WHAT" = bench ] || [ "$WHAT" = all ]; then
   # GEMMs on staged bf16 operands (native bf16 x bf16 products) instead of cuBLAS's fp32-input _FAST_16BF
   ours_with bench_train_bf16_staged "staged operands:    " KINDBENCH_BF16_OPERANDS=1
   ours_with bench_train_bf16_both "staged + GELU epil.:" KINDBENCH_BF16_OPERANDS=1 KINDBENCH_LT_GELU=1
+  # the bias gradients in the weight-gradient matmuls' epilogue instead of a pass over dy (kb_gemm_wgrad)
+  ours_with bench_train_bf16_bgrad "bias-grad epilogue: " KINDBENCH_LT_BGRAD=1
+  ours_with bench_train_bf16_epis "GELU + bias-grad:   " KINDBENCH_LT_GELU=1 KINDBENCH_LT_BGRAD=1
   inc=(--n 2000 --size 256 --device cuda)
   note "Inception fp32 vs pytorch-fid:  $(bench bench_inception_fp32 bench/bench_inception.sh "${inc[@]}")"
   note "Inception tf32 vs pytorch-fid:  $(bench bench_inception_tf32 bench/bench_inception.sh "${inc[@]}" --precision tf32)"
