@@ -61,6 +61,7 @@ if [ "$WHAT" = tests ] || [ "$WHAT" = all ]; then
   run_test dit_torch_cuda_fp32 "$KB/bin/test_dit_torch" cuda fp32
   run_test dit_torch_cuda_bf16 "$KB/bin/test_dit_torch" cuda bf16
   run_test attn_fused_cuda "$KB/bin/test_attn_fused" cuda
+  run_test ops_x16_cuda "$KB/bin/test_ops_x16" cuda
   # the bf16 DiT again with the unfused attention (GEMMs + softmax), to compare the two routes
   run_test dit_torch_bf16_unfused env KINDBENCH_FUSED_ATTENTION=0 "$KB/bin/test_dit_torch" cuda bf16
   run_test dit_torch_bf16_staged env KINDBENCH_BF16_OPERANDS=1 KINDBENCH_LT_GELU=1 KINDBENCH_LT_BGRAD=1 \

@@ -2,6 +2,8 @@
  * binary has no CUDA support. */
 #include "nn/cuda_backend.h"
 
+#include <string.h>
+
 int kb_cuda_compiled(void) { return 0; }
 int kb_cuda_device_count(void) { return 0; }
 int kb_cuda_describe(int ordinal, char *buf, size_t n, kb_err *err) {
@@ -32,6 +34,7 @@ int kb_cuda_set_bf16_operands(kb_cuda_state *st, int on) {
 }
 kb_cuda_gemm_counts kb_cuda_gemm_counts_of(const kb_cuda_state *st) {
     (void)st;
-    kb_cuda_gemm_counts none = {0, 0, 0};
+    kb_cuda_gemm_counts none;
+    memset(&none, 0, sizeof none);
     return none;
 }

@@ -93,6 +93,17 @@ typedef struct {
  * conversions are queued on st->stream. */
 int kb_cuda_stage_bf16(kb_cuda_state *st, const char *op, const kb_stage_operand *a, const kb_stage_operand *b,
                        void **a16, void **b16, kb_err *err);
+/* One packed bf16 copy of n contiguous floats (kb_cuda_stage_bf16 with one operand). */
+int kb_cuda_stage1_bf16(kb_cuda_state *st, const char *op, const float *p, int64_t n, void **p16, kb_err *err);
+/* Row-major C = alpha op(A) op(B) + beta C with A and B bf16 (device bits of
+ * uint16_t buffers), C fp32: cublasGemmEx, CUBLAS_COMPUTE_32F (bf16 x bf16
+ * products, fp32 accumulation). K == 0 gives C = beta C. */
+int kb_cuda_gemm16(kb_cuda_state *st, const char *op, bool transA, bool transB, int64_t M, int64_t N, int64_t K,
+                   float alpha, const void *A16, int64_t lda, const void *B16, int64_t ldb, float beta, float *C,
+                   int64_t ldc, kb_err *err);
+/* out[c] += sum_r in16[r, c] over bf16 values (kb_sum_rows's scheme and order). */
+int kb_cuda_sum_rows_bf16(kb_cuda_state *st, const char *op, float *out, const uint16_t *in16, int64_t rows,
+                          int64_t cols, kb_err *err);
 /* 1 when st's GEMMs stage bf16 operands (the BF16 mode with bf16_operands on). */
 static inline int kb_cuda_bf16_staging(const kb_cuda_state *st) {
     return st->bf16_operands && st->matmul == KB_MATMUL_BF16;

@@ -69,6 +69,31 @@ int kb_gemm_dgelu(kb_ctx *ctx, float *dpre, const float *dy, const float *W, con
 int kb_gemm_wgrad(kb_ctx *ctx, float *dW, float *db, const float *dy, const float *x, int64_t rows, int64_t in,
                   int64_t out, kb_err *err);
 
+/* ---- the same linear-layer products on activations stored as bf16 ----
+ * A bf16 activation is a uint16_t buffer holding the round-to-nearest-even
+ * bf16 of each value (kb_f32_to_bf16's bits); weights, biases, pre-activations
+ * and weight gradients stay fp32. Each op says which of its operands are bf16
+ * (uint16_t *); the fp32 weight is converted to a bf16 copy per call. On the
+ * GPU the products are native bf16 x bf16 -> fp32 (cuBLAS/cuBLASLt); on the
+ * CPU the bf16 operands are widened to fp32 (exactly) and the fp32 ops above
+ * run, so both compute the same products of the same bf16 values, summed in
+ * different orders. They are what a model uses when ctx->act_bf16 is set. */
+/* y = x16 W^T (+ bias) */
+int kb_gemm_bias_x16(kb_ctx *ctx, float *y, const uint16_t *x16, const float *W, const float *bias, int64_t rows,
+                     int64_t in, int64_t out, kb_err *err);
+/* pre = x16 W^T + bias (fp32, kept for the backward), act16 = bf16(gelu_tanh(pre)) */
+int kb_gemm_bias_gelu_x16(kb_ctx *ctx, uint16_t *act16, float *pre, const uint16_t *x16, const float *W,
+                          const float *bias, int64_t rows, int64_t in, int64_t out, kb_err *err);
+/* dx[rows, in] = dy16[rows, out] W[out, in] (KB_GRAD_SET) or dx += that (KB_GRAD_ADD) */
+int kb_gemm_dx_x16(kb_ctx *ctx, float *dx, kb_grad_mode mode, const uint16_t *dy16, const float *W, int64_t rows,
+                   int64_t in, int64_t out, kb_err *err);
+/* dpre16 = bf16((dy16 W) * gelu_tanh'(pre)); tmp [rows, in] fp32 is scratch (the product) */
+int kb_gemm_dgelu_x16(kb_ctx *ctx, uint16_t *dpre16, float *tmp, const uint16_t *dy16, const float *W,
+                      const float *pre, int64_t rows, int64_t in, int64_t out, kb_err *err);
+/* dW += dy16^T x16, db += column sums of dy16 (db may be NULL) */
+int kb_gemm_wgrad_x16(kb_ctx *ctx, float *dW, float *db, const uint16_t *dy16, const uint16_t *x16, int64_t rows,
+                      int64_t in, int64_t out, kb_err *err);
+
 /* ---- elementwise ---- */
 int kb_add(kb_ctx *ctx, float *out, const float *a, const float *b, int64_t n, kb_err *err);      /* out = a + b */
 int kb_mul(kb_ctx *ctx, float *out, const float *a, const float *b, int64_t n, kb_err *err);      /* out = a * b */

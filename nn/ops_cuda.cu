@@ -113,6 +113,12 @@ int kb_cuda_stage_bf16(kb_cuda_state *st, const char *op, const kb_stage_operand
     return 0;
 }
 
+int kb_cuda_stage1_bf16(kb_cuda_state *st, const char *op, const float *p, int64_t n, void **p16, kb_err *err) {
+    kb_stage_operand a = {p, 1, n, n, 0, 1}, none = {p, 1, 0, 0, 0, 1};
+    void *unused;
+    return kb_cuda_stage_bf16(st, op, &a, &none, p16, &unused, err);
+}
+
 /* The BF16 mode's GEMM on packed bf16 copies of A and B (leading dimension =
  * columns, stride = one matrix or 0), bf16 x bf16 products, fp32 accumulation. */
 static cublasStatus_t gemm_staged_bf16(kb_cuda_state *st, const char *op, bool transA, bool transB, int64_t M,
@@ -190,6 +196,27 @@ static int gemm_common(kb_cuda_state *st, const char *op, bool transA, bool tran
                        "ldc=%lld batch=%lld",
                        op, call, cublasGetStatusString(s), (int)s, (long long)M, (long long)N, (long long)K,
                        (int)transA, (int)transB, (long long)lda, (long long)ldb, (long long)ldc, (long long)batch);
+    return 0;
+}
+
+int kb_cuda_gemm16(kb_cuda_state *st, const char *op, bool transA, bool transB, int64_t M, int64_t N, int64_t K,
+                   float alpha, const void *A16, int64_t lda, const void *B16, int64_t ldb, float beta, float *C,
+                   int64_t ldc, kb_err *err) {
+    if (M == 0 || N == 0) return 0;
+    if (K == 0) {
+        gemm_scale_c_kernel<<<kb_grid_1d(M * N), KB_CUDA_BLOCK, 0, st->stream>>>(C, M, N, ldc, 0, 1, alpha, beta);
+        KB_LAUNCH_CHECK(op, "gemm_scale_c_kernel");
+        return 0;
+    }
+    cublasOperation_t opA = transA ? CUBLAS_OP_T : CUBLAS_OP_N, opB = transB ? CUBLAS_OP_T : CUBLAS_OP_N;
+    /* row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: B first (see gemm_common) */
+    cublasStatus_t s = cublasGemmEx_64(st->cublas, opB, opA, N, M, K, &alpha, B16, CUDA_R_16BF, ldb, A16, CUDA_R_16BF,
+                                       lda, &beta, C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    if (s != CUBLAS_STATUS_SUCCESS)
+        return kb_fail(err, "%s: cublasGemmEx_64 (bf16 operands) failed: %s (%d) for M=%lld N=%lld K=%lld transA=%d "
+                            "transB=%d lda=%lld ldb=%lld ldc=%lld",
+                       op, cublasGetStatusString(s), (int)s, (long long)M, (long long)N, (long long)K, (int)transA,
+                       (int)transB, (long long)lda, (long long)ldb, (long long)ldc);
     return 0;
 }
 
@@ -295,8 +322,13 @@ static dim3 colsum_grid(int64_t cols, int64_t nchunks) {
     return dim3((unsigned)tiles, (unsigned)nchunks, 1);
 }
 
-/* partial[chunk * cols + c] = sum over the chunk's rows of in[r, c] */
-__global__ void colsum_partial_kernel(double *partial, const float *in, int64_t rows, int64_t cols,
+/* An element as float: fp32 as it is, bf16 (uint16_t bits) widened exactly. */
+__device__ __forceinline__ float kb_elem_f32(float v) { return v; }
+__device__ __forceinline__ float kb_elem_f32(uint16_t h) { return kb_sc_bf16_to_f32(h); }
+
+/* partial[chunk * cols + c] = sum over the chunk's rows of in[r, c] (T: float or bf16 bits) */
+template <typename T>
+__global__ void colsum_partial_kernel(double *partial, const T *in, int64_t rows, int64_t cols,
                                       int64_t rows_per_chunk) {
     __shared__ double acc[8][33];
     int tx = threadIdx.x, ty = threadIdx.y;
@@ -306,7 +338,7 @@ __global__ void colsum_partial_kernel(double *partial, const float *in, int64_t 
         int64_t c = c0 + tx;
         double s = 0.0;
         if (c < cols)
-            for (int64_t r = r0 + ty; r < r1; r += 8) s += (double)in[r * cols + c];
+            for (int64_t r = r0 + ty; r < r1; r += 8) s += (double)kb_elem_f32(in[r * cols + c]);
         acc[ty][tx] = s;
         __syncthreads();
         if (ty == 0 && c < cols) {
@@ -327,20 +359,33 @@ __global__ void colsum_finish_kernel(float *out, const double *partial, int64_t 
     }
 }
 
-extern "C" int kb_sum_rows_cuda(kb_ctx *ctx, float *out, const float *in, int64_t rows, int64_t cols, kb_err *err) {
-    KB_OP_BEGIN("sum_rows");
-    KB_NEED_NONNEG(rows);
-    KB_NEED_NONNEG(cols);
+/* kb_sum_rows for fp32 or bf16 rows: the partial pass, then the ordered finish. */
+template <typename T>
+static int sum_rows_any(kb_cuda_state *st, const char *op, float *out, const T *in, int64_t rows, int64_t cols,
+                        kb_err *err) {
     if (rows == 0 || cols == 0) return 0; /* adds 0.0f: out is unchanged (up to the sign of a zero) */
     colsum_plan p = colsum_plan_for(rows);
     double *partial = (double *)kb_cuda_scratch(st, (size_t)(p.nchunks * cols) * sizeof(double), op, err);
     if (!partial) return -1;
-    colsum_partial_kernel<<<colsum_grid(cols, p.nchunks), dim3(32, 8), 0, st->stream>>>(partial, in, rows, cols,
-                                                                                        p.rows_per_chunk);
+    colsum_partial_kernel<T><<<colsum_grid(cols, p.nchunks), dim3(32, 8), 0, st->stream>>>(partial, in, rows, cols,
+                                                                                           p.rows_per_chunk);
     KB_LAUNCH_CHECK(op, "colsum_partial_kernel");
     colsum_finish_kernel<<<kb_grid_1d(cols), KB_CUDA_BLOCK, 0, st->stream>>>(out, partial, p.nchunks, cols);
     KB_LAUNCH_CHECK(op, "colsum_finish_kernel");
     return 0;
+}
+
+extern "C" int kb_sum_rows_cuda(kb_ctx *ctx, float *out, const float *in, int64_t rows, int64_t cols, kb_err *err) {
+    KB_OP_BEGIN("sum_rows");
+    KB_NEED_NONNEG(rows);
+    KB_NEED_NONNEG(cols);
+    return sum_rows_any(st, op, out, in, rows, cols, err);
+}
+
+int kb_cuda_sum_rows_bf16(kb_cuda_state *st, const char *op, float *out, const uint16_t *in16, int64_t rows,
+                          int64_t cols, kb_err *err) {
+    if (rows < 0 || cols < 0) return kb_fail(err, "%s: negative size rows=%lld cols=%lld", op, (long long)rows, (long long)cols);
+    return sum_rows_any(st, op, out, in16, rows, cols, err);
 }
 
 /* ------------------------------------------------------------ sum in double

@@ -46,7 +46,8 @@ typedef enum { LT_BIAS = 0, LT_GELU_AUX_BIAS, LT_DGELU, LT_BGRADB } lt_epi;
 typedef struct {
     int used;
     lt_epi epi;
-    int ops16; /* A and B are staged bf16 copies (kb_cuda_bf16_staging): native bf16 products */
+    int ops16; /* A and B are bf16: staged copies (kb_cuda_bf16_staging), or B a bf16 activation: native bf16 products */
+    int b16;   /* B is a bf16 activation of the caller's (kb_gemm_bias_x16): aligned as `align` says, not staged */
     int64_t rows, in, out;
     kb_matmul_precision prec;
     unsigned align;   /* bytes every operand pointer is aligned to (<= 256) */
@@ -138,8 +139,10 @@ static cublasStatus_t plan_build(kb_cuda_state *st, lt_plan *p) {
         CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
         CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
     uint32_t staged = 256; /* the staged bf16 copies of A and B (kb_cuda_stage_bf16) */
-    for (int i = 0; i < 4 && s == CUBLAS_STATUS_SUCCESS; i++)
-        s = cublasLtMatmulPreferenceSetAttribute(pref, aligns[i], p->ops16 && i < 2 ? &staged : &align, sizeof align);
+    for (int i = 0; i < 4 && s == CUBLAS_STATUS_SUCCESS; i++) {
+        int is_staged = p->ops16 && (i == 0 || (i == 1 && !p->b16));
+        s = cublasLtMatmulPreferenceSetAttribute(pref, aligns[i], is_staged ? &staged : &align, sizeof align);
+    }
     cublasLtMatmulHeuristicResult_t res;
     int found = 0;
     if (s == CUBLAS_STATUS_SUCCESS)
@@ -152,9 +155,10 @@ static cublasStatus_t plan_build(kb_cuda_state *st, lt_plan *p) {
     return CUBLAS_STATUS_SUCCESS;
 }
 
-/* The cached plan for this call, built on first use; NULL with err set. */
-static lt_plan *plan_for(kb_cuda_state *st, const char *op, lt_epi epi, int64_t rows, int64_t in, int64_t out,
-                         unsigned align, kb_err *err) {
+/* The cached plan for this call, built on first use; NULL with err set.
+ * ops16: bf16 operands (staged copies, or with b16 a bf16 activation as B). */
+static lt_plan *plan_for(kb_cuda_state *st, const char *op, lt_epi epi, int ops16, int b16, int64_t rows, int64_t in,
+                         int64_t out, unsigned align, kb_err *err) {
     if (!st->lt && !(st->lt = (struct kb_lt_cache *)calloc(1, sizeof *st->lt))) {
         kb_fail(err, "%s: out of host memory for the cuBLASLt plan cache", op);
         return NULL;
@@ -162,22 +166,22 @@ static lt_plan *plan_for(kb_cuda_state *st, const char *op, lt_epi epi, int64_t 
     struct kb_lt_cache *c = st->lt;
     for (int i = 0; i < KB_LT_PLANS; i++) {
         lt_plan *p = &c->plans[i];
-        if (p->used && p->epi == epi && p->ops16 == kb_cuda_bf16_staging(st) && p->rows == rows && p->in == in &&
+        if (p->used && p->epi == epi && p->ops16 == ops16 && p->b16 == b16 && p->rows == rows && p->in == in &&
             p->out == out && p->prec == st->matmul && p->align == align)
             return p;
     }
     lt_plan *p = &c->plans[c->next];
     c->next = (c->next + 1) % KB_LT_PLANS;
     plan_release(p);
-    p->used = 1, p->epi = epi, p->ops16 = kb_cuda_bf16_staging(st), p->rows = rows, p->in = in, p->out = out;
+    p->used = 1, p->epi = epi, p->ops16 = ops16, p->b16 = b16, p->rows = rows, p->in = in, p->out = out;
     p->prec = st->matmul, p->align = align;
     cublasStatus_t s = plan_build(st, p);
-    if (s != CUBLAS_STATUS_SUCCESS && (epi != LT_BIAS || kb_cuda_bf16_staging(st))) {
-        /* the GELU epilogues and staged bf16 operands are opt-in experiments: a
+    if (s != CUBLAS_STATUS_SUCCESS && (epi != LT_BIAS || ops16)) {
+        /* the epilogues other than the bias and bf16 operands are newer paths: a
          * combination cuBLASLt refuses (status other than NOT_SUPPORTED) means the
          * unfused passes, not an error */
         plan_release(p);
-        p->used = 1, p->epi = epi, p->ops16 = kb_cuda_bf16_staging(st), p->rows = rows, p->in = in, p->out = out;
+        p->used = 1, p->epi = epi, p->ops16 = ops16, p->b16 = b16, p->rows = rows, p->in = in, p->out = out;
         p->prec = st->matmul, p->align = align, p->usable = 0;
         return p;
     }
@@ -219,19 +223,21 @@ static int lt_run(kb_cuda_state *st, const char *op, lt_plan *p, float *D, const
 }
 
 /* Runs plan p on the operands A (nA floats: W, or x for the weight gradient)
- * and B (nB floats: x, or dy), on staged bf16 copies of both when the plan
- * was made for them. */
-static int lt_exec(kb_cuda_state *st, const char *op, lt_plan *p, float *D, const float *A, int64_t nA, const float *B,
+ * and B (nB elements: x, or dy; bf16 when the plan's b16 is set), on staged
+ * bf16 copies of the fp32 ones when the plan was made for bf16 operands. */
+static int lt_exec(kb_cuda_state *st, const char *op, lt_plan *p, float *D, const float *A, int64_t nA, const void *B,
                    int64_t nB, const float *bias, const float *aux, kb_err *err) {
     const void *a = A, *b = B;
-    if (p->ops16) { /* both contiguous: one matrix each, packed as they are */
+    if (p->ops16) { /* contiguous: one matrix each, packed as they are */
         void *a16, *b16;
-        kb_stage_operand sa = {A, 1, nA, nA, 0, 1}, sb = {B, 1, nB, nB, 0, 1};
+        kb_stage_operand sa = {A, 1, nA, nA, 0, 1}, sb = {(const float *)B, 1, p->b16 ? 0 : nB, nB, 0, 1};
         if (kb_cuda_stage_bf16(st, op, &sa, &sb, &a16, &b16, err)) return -1;
-        a = a16, b = b16;
+        a = a16;
+        if (!p->b16) b = b16;
     }
     if (lt_run(st, op, p, D, a, b, bias, aux, err)) return -1;
-    if (p->ops16) st->counts.bf16_staged++, st->counts.bf16_staged_lt++;
+    if (p->ops16 && !p->b16) st->counts.bf16_staged++, st->counts.bf16_staged_lt++;
+    if (p->b16) st->counts.bf16_acts++;
     if (p->epi == LT_GELU_AUX_BIAS || p->epi == LT_DGELU) st->counts.gelu_epilogue++;
     if (p->epi == LT_BGRADB) st->counts.bgrad_epilogue++;
     return 0;
@@ -251,7 +257,7 @@ extern "C" int kb_gemm_bias_cuda(kb_ctx *ctx, float *y, const float *x, const fl
         /* staged operands are 256-byte aligned copies: then only y and bias count */
         const void *ptrs[] = {y, bias, x, W};
         unsigned align = min_alignment(ptrs, kb_cuda_bf16_staging(st) ? 2 : 4);
-        if (align >= 16 && !(p = plan_for(st, op, LT_BIAS, rows, in, out, align, err))) return -1;
+        if (align >= 16 && !(p = plan_for(st, op, LT_BIAS, kb_cuda_bf16_staging(st), 0, rows, in, out, align, err))) return -1;
     }
     if (!p || !p->usable) {
         if (kb_gemm_cuda(ctx, false, true, rows, out, in, 1.0f, x, in, W, in, 0.0f, y, out, err)) return -1;
@@ -282,7 +288,7 @@ extern "C" int kb_gemm_bias_gelu_cuda(kb_ctx *ctx, float *act, float *pre, const
     if (lt_gelu_on(st) && bias && in > 0 && out % 8 == 0) {
         const void *ptrs[] = {act, pre, bias, x, W};
         unsigned align = min_alignment(ptrs, kb_cuda_bf16_staging(st) ? 3 : 5);
-        if (align >= 16 && !(p = plan_for(st, op, LT_GELU_AUX_BIAS, rows, in, out, align, err))) return -1;
+        if (align >= 16 && !(p = plan_for(st, op, LT_GELU_AUX_BIAS, kb_cuda_bf16_staging(st), 0, rows, in, out, align, err))) return -1;
     }
     if (!p || !p->usable) {
         if (kb_gemm_bias_cuda(ctx, pre, x, W, bias, rows, in, out, err)) return -1;
@@ -301,7 +307,7 @@ extern "C" int kb_gemm_dgelu_cuda(kb_ctx *ctx, float *dpre, const float *dy, con
     if (lt_gelu_on(st) && out > 0 && in % 8 == 0) {
         const void *ptrs[] = {dpre, pre, dy, W};
         unsigned align = min_alignment(ptrs, kb_cuda_bf16_staging(st) ? 2 : 4);
-        if (align >= 16 && !(p = plan_for(st, op, LT_DGELU, rows, in, out, align, err))) return -1;
+        if (align >= 16 && !(p = plan_for(st, op, LT_DGELU, kb_cuda_bf16_staging(st), 0, rows, in, out, align, err))) return -1;
     }
     if (!p || !p->usable) {
         if (kb_gemm_cuda(ctx, false, false, rows, in, out, 1.0f, dy, out, W, in, 0.0f, dpre, in, err)) return -1;
@@ -347,7 +353,7 @@ extern "C" int kb_gemm_wgrad_cuda(kb_ctx *ctx, float *dW, float *db, const float
         if (!(sums = bgrad_buffer(st, out, op, err))) return -1;
         const void *ptrs[] = {dW, sums, x, dy};
         unsigned align = min_alignment(ptrs, kb_cuda_bf16_staging(st) ? 2 : 4);
-        if (align >= 16 && !(p = plan_for(st, op, LT_BGRADB, rows, in, out, align, err))) return -1;
+        if (align >= 16 && !(p = plan_for(st, op, LT_BGRADB, kb_cuda_bf16_staging(st), 0, rows, in, out, align, err))) return -1;
     }
     if (!p || !p->usable) {
         if (kb_gemm_cuda(ctx, true, false, out, in, rows, 1.0f, dy, out, x, in, 1.0f, dW, in, err)) return -1;
@@ -355,4 +361,28 @@ extern "C" int kb_gemm_wgrad_cuda(kb_ctx *ctx, float *dW, float *db, const float
     }
     if (lt_exec(st, op, p, dW, x, rows * in, dy, rows * out, sums, NULL, err)) return -1;
     return kb_axpy_cuda(ctx, db, 1.0f, sums, out, err); /* db += sums, exactly (1 * s is s) */
+}
+
+/* ---- a bf16 activation as the input (nn/ops.h: kb_gemm_bias_x16) ----
+ * y = x16 W^T + bias: one cuBLASLt matmul on a staged bf16 copy of W and x16
+ * as it is (native bf16 products, fp32 accumulation and output, the bias in
+ * the epilogue); without a bias, or where cuBLASLt offers no algorithm,
+ * cublasGemmEx on the same operands and then the bias kernel. */
+extern "C" int kb_gemm_bias_x16_cuda(kb_ctx *ctx, float *y, const uint16_t *x16, const float *W, const float *bias,
+                                     int64_t rows, int64_t in, int64_t out, kb_err *err) {
+    const char *op = "gemm_bias_x16";
+    kb_cuda_state *st;
+    if (kb_cuda_op_state(ctx, op, &st, err)) return -1;
+    if (rows == 0 || out == 0) return 0;
+    lt_plan *p = NULL;
+    if (bias && in > 0 && !st->lt_off) {
+        const void *ptrs[] = {y, bias, x16};
+        unsigned align = min_alignment(ptrs, 3);
+        if (align >= 16 && !(p = plan_for(st, op, LT_BIAS, 1, 1, rows, in, out, align, err))) return -1;
+    }
+    if (p && p->usable) return lt_exec(st, op, p, y, W, out * in, x16, rows * in, bias, NULL, err);
+    void *W16 = NULL;
+    if (in > 0 && kb_cuda_stage1_bf16(st, op, W, out * in, &W16, err)) return -1;
+    if (kb_cuda_gemm16(st, op, false, true, rows, out, in, 1.0f, x16, in, W16, in, 0.0f, y, out, err)) return -1;
+    return bias ? kb_add_bias_cuda(ctx, y, bias, rows, out, err) : 0;
 }

@@ -24,3 +24,7 @@ set_tests_properties(test_dit_layout_cuda PROPERTIES SKIP_RETURN_CODE 77 ENVIRON
 kb_c_test(test_attn_fused SOURCES test_attn_fused.c ARGS cpu)
 add_test(NAME test_attn_fused_cuda COMMAND test_attn_fused cuda WORKING_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR})
 set_tests_properties(test_attn_fused_cuda PROPERTIES SKIP_RETURN_CODE 77 ENVIRONMENT "${KB_TEST_ENV}" LABELS cuda)
+# linear-layer products on bf16 activations (nn/ops.h "*_x16"): CPU path in CI, CUDA on a GPU
+kb_c_test(test_ops_x16 SOURCES test_ops_x16.c ARGS cpu)
+add_test(NAME test_ops_x16_cuda COMMAND test_ops_x16 cuda WORKING_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR})
+set_tests_properties(test_ops_x16_cuda PROPERTIES SKIP_RETURN_CODE 77 ENVIRONMENT "${KB_TEST_ENV}" LABELS cuda)

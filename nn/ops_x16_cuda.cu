@@ -1,0 +1,75 @@
+/* CUDA paths of the linear-layer products on bf16 activations (nn/ops.h,
+ * "*_x16"; kb_gemm_bias_x16_cuda, which uses the cuBLASLt plans, is in
+ * nn/ops_gemm_lt_cuda.cu). The bf16 operands go straight into cuBLAS's
+ * bf16 x bf16 -> fp32 GEMMs; the fp32 weight is converted into a bf16 copy
+ * in the context's scratch per call (kb_cuda_stage1_bf16: a weight is small
+ * beside the activations it multiplies). Elementwise results are rounded to
+ * bf16 by nn/ops_scalar.h's kb_sc_f32_to_bf16, the CPU path's own function,
+ * applied to the same fp32 values the fp32 kernels compute. */
+#include "nn/cuda_common.cuh"
+
+extern "C" {
+#include "nn/ops_cuda.h"
+}
+#include "nn/ops_scalar.h"
+
+/* act16 = bf16(gelu_tanh(pre)) */
+__global__ void gelu_tanh_bf16_kernel(uint16_t *act16, const float *pre, int64_t n) {
+    KB_GRID_STRIDE(i, n) act16[i] = kb_sc_f32_to_bf16(kb_sc_gelu_tanh(pre[i]));
+}
+
+/* dpre16 = bf16(g * gelu_tanh'(pre)), the product as gelu_tanh_bwd_kernel forms it */
+__global__ void dgelu_tanh_bf16_kernel(uint16_t *dpre16, const float *g, const float *pre, int64_t n) {
+    KB_GRID_STRIDE(i, n) dpre16[i] = kb_sc_f32_to_bf16(__fmul_rn(g[i], kb_sc_gelu_tanh_grad(pre[i])));
+}
+
+#define KB_X16_BEGIN(opname)                                                                                      \
+    const char *op = (opname);                                                                                    \
+    kb_cuda_state *st = NULL;                                                                                     \
+    if (kb_cuda_op_state(ctx, op, &st, err)) return -1
+
+extern "C" int kb_gemm_bias_gelu_x16_cuda(kb_ctx *ctx, uint16_t *act16, float *pre, const uint16_t *x16,
+                                          const float *W, const float *bias, int64_t rows, int64_t in, int64_t out,
+                                          kb_err *err) {
+    KB_X16_BEGIN("gemm_bias_gelu_x16");
+    if (kb_gemm_bias_x16_cuda(ctx, pre, x16, W, bias, rows, in, out, err)) return -1;
+    int64_t n = rows * out;
+    if (n == 0) return 0;
+    gelu_tanh_bf16_kernel<<<kb_grid_1d(n), KB_CUDA_BLOCK, 0, st->stream>>>(act16, pre, n);
+    KB_LAUNCH_CHECK(op, "gelu_tanh_bf16_kernel");
+    return 0;
+}
+
+/* dx = dy16 W (+ dx): row-major [rows, out] x [out, in] on a bf16 copy of W. */
+static int dx_x16(kb_cuda_state *st, const char *op, float *dx, float beta, const uint16_t *dy16, const float *W,
+                  int64_t rows, int64_t in, int64_t out, kb_err *err) {
+    if (rows == 0 || in == 0) return 0;
+    void *W16 = NULL;
+    if (out > 0 && kb_cuda_stage1_bf16(st, op, W, out * in, &W16, err)) return -1;
+    return kb_cuda_gemm16(st, op, false, false, rows, in, out, 1.0f, dy16, out, W16, in, beta, dx, in, err);
+}
+
+extern "C" int kb_gemm_dx_x16_cuda(kb_ctx *ctx, float *dx, kb_grad_mode mode, const uint16_t *dy16, const float *W,
+                                   int64_t rows, int64_t in, int64_t out, kb_err *err) {
+    KB_X16_BEGIN("gemm_dx_x16");
+    return dx_x16(st, op, dx, mode == KB_GRAD_SET ? 0.0f : 1.0f, dy16, W, rows, in, out, err);
+}
+
+extern "C" int kb_gemm_dgelu_x16_cuda(kb_ctx *ctx, uint16_t *dpre16, float *tmp, const uint16_t *dy16, const float *W,
+                                      const float *pre, int64_t rows, int64_t in, int64_t out, kb_err *err) {
+    KB_X16_BEGIN("gemm_dgelu_x16");
+    if (dx_x16(st, op, tmp, 0.0f, dy16, W, rows, in, out, err)) return -1;
+    int64_t n = rows * in;
+    if (n == 0) return 0;
+    dgelu_tanh_bf16_kernel<<<kb_grid_1d(n), KB_CUDA_BLOCK, 0, st->stream>>>(dpre16, tmp, pre, n);
+    KB_LAUNCH_CHECK(op, "dgelu_tanh_bf16_kernel");
+    return 0;
+}
+
+/* dW[out, in] += dy16^T x16 (both operands bf16 as they are), then db. */
+extern "C" int kb_gemm_wgrad_x16_cuda(kb_ctx *ctx, float *dW, float *db, const uint16_t *dy16, const uint16_t *x16,
+                                      int64_t rows, int64_t in, int64_t out, kb_err *err) {
+    KB_X16_BEGIN("gemm_wgrad_x16");
+    if (kb_cuda_gemm16(st, op, true, false, out, in, rows, 1.0f, dy16, out, x16, in, 1.0f, dW, in, err)) return -1;
+    return db ? kb_cuda_sum_rows_bf16(st, op, db, dy16, rows, out, err) : 0;
+}
