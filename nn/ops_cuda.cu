@@ -384,7 +384,8 @@ extern "C" int kb_sum_rows_cuda(kb_ctx *ctx, float *out, const float *in, int64_
 
 int kb_cuda_sum_rows_bf16(kb_cuda_state *st, const char *op, float *out, const uint16_t *in16, int64_t rows,
                           int64_t cols, kb_err *err) {
-    if (rows < 0 || cols < 0) return kb_fail(err, "%s: negative size rows=%lld cols=%lld", op, (long long)rows, (long long)cols);
+    if (rows < 0 || cols < 0)
+        return kb_fail(err, "%s: negative size rows=%lld cols=%lld", op, (long long)rows, (long long)cols);
     return sum_rows_any(st, op, out, in16, rows, cols, err);
 }
 

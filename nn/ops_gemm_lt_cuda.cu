@@ -34,7 +34,10 @@ extern "C" {
 #include "nn/ops_cuda.h"
 }
 
-#define KB_LT_PLANS 16
+/* Plans kept: a DiT step uses about 10 forward (bias) and 10 weight-gradient
+ * shapes, plus the GELU and bf16-activation ones; round-robin replacement
+ * must not evict a step's plans before the next step reuses them. */
+#define KB_LT_PLANS 64
 
 /* The epilogues kindbench uses. LT_GELU_AUX_BIAS: D = gelu(op(A) B + bias),
  * with the pre-activation written to the aux matrix; LT_DGELU: D = (A B) *
@@ -46,7 +49,7 @@ typedef enum { LT_BIAS = 0, LT_GELU_AUX_BIAS, LT_DGELU, LT_BGRADB } lt_epi;
 typedef struct {
     int used;
     lt_epi epi;
-    int ops16; /* A and B are bf16: staged copies (kb_cuda_bf16_staging), or B a bf16 activation: native bf16 products */
+    int ops16; /* A and B bf16 (native bf16 products): staged copies (kb_cuda_bf16_staging), or B an activation */
     int b16;   /* B is a bf16 activation of the caller's (kb_gemm_bias_x16): aligned as `align` says, not staged */
     int64_t rows, in, out;
     kb_matmul_precision prec;
@@ -257,7 +260,8 @@ extern "C" int kb_gemm_bias_cuda(kb_ctx *ctx, float *y, const float *x, const fl
         /* staged operands are 256-byte aligned copies: then only y and bias count */
         const void *ptrs[] = {y, bias, x, W};
         unsigned align = min_alignment(ptrs, kb_cuda_bf16_staging(st) ? 2 : 4);
-        if (align >= 16 && !(p = plan_for(st, op, LT_BIAS, kb_cuda_bf16_staging(st), 0, rows, in, out, align, err))) return -1;
+        if (align >= 16 && !(p = plan_for(st, op, LT_BIAS, kb_cuda_bf16_staging(st), 0, rows, in, out, align, err)))
+            return -1;
     }
     if (!p || !p->usable) {
         if (kb_gemm_cuda(ctx, false, true, rows, out, in, 1.0f, x, in, W, in, 0.0f, y, out, err)) return -1;
@@ -288,7 +292,9 @@ extern "C" int kb_gemm_bias_gelu_cuda(kb_ctx *ctx, float *act, float *pre, const
     if (lt_gelu_on(st) && bias && in > 0 && out % 8 == 0) {
         const void *ptrs[] = {act, pre, bias, x, W};
         unsigned align = min_alignment(ptrs, kb_cuda_bf16_staging(st) ? 3 : 5);
-        if (align >= 16 && !(p = plan_for(st, op, LT_GELU_AUX_BIAS, kb_cuda_bf16_staging(st), 0, rows, in, out, align, err))) return -1;
+        if (align >= 16 &&
+            !(p = plan_for(st, op, LT_GELU_AUX_BIAS, kb_cuda_bf16_staging(st), 0, rows, in, out, align, err)))
+            return -1;
     }
     if (!p || !p->usable) {
         if (kb_gemm_bias_cuda(ctx, pre, x, W, bias, rows, in, out, err)) return -1;
@@ -307,7 +313,8 @@ extern "C" int kb_gemm_dgelu_cuda(kb_ctx *ctx, float *dpre, const float *dy, con
     if (lt_gelu_on(st) && out > 0 && in % 8 == 0) {
         const void *ptrs[] = {dpre, pre, dy, W};
         unsigned align = min_alignment(ptrs, kb_cuda_bf16_staging(st) ? 2 : 4);
-        if (align >= 16 && !(p = plan_for(st, op, LT_DGELU, kb_cuda_bf16_staging(st), 0, rows, in, out, align, err))) return -1;
+        if (align >= 16 && !(p = plan_for(st, op, LT_DGELU, kb_cuda_bf16_staging(st), 0, rows, in, out, align, err)))
+            return -1;
     }
     if (!p || !p->usable) {
         if (kb_gemm_cuda(ctx, false, false, rows, in, out, 1.0f, dy, out, W, in, 0.0f, dpre, in, err)) return -1;
@@ -323,16 +330,21 @@ extern "C" int kb_gemm_dgelu_cuda(kb_ctx *ctx, float *dpre, const float *dy, con
  * and without). The epilogue writes the sums over dy's rows to a buffer of
  * the context's, and a small kernel adds them to db (gradients accumulate). */
 
+/* The epilogue's output buffer, of at least n floats (cudaMalloc: 256-byte
+ * aligned); NULL with err set on failure. */
 static float *bgrad_buffer(kb_cuda_state *st, int64_t n, const char *op, kb_err *err) {
     if (st->bgrad && st->bgrad_n >= n) return st->bgrad;
-    cudaError_t e = cudaStreamSynchronize(st->stream); /* queued work may still use the old buffer */
-    if (e == cudaSuccess && st->bgrad) e = cudaFree(st->bgrad);
-    st->bgrad = NULL, st->bgrad_n = 0;
+    cudaError_t e = cudaSuccess;
+    if (st->bgrad) { /* queued work may still use the old buffer */
+        e = cudaStreamSynchronize(st->stream);
+        if (e == cudaSuccess) (void)cudaFree(st->bgrad), st->bgrad = NULL, st->bgrad_n = 0;
+    }
     if (e == cudaSuccess) e = cudaMalloc(&st->bgrad, (size_t)n * sizeof(float));
-    if (e != cudaSuccess) {
+    if (e != cudaSuccess) { /* the old buffer, if any, stays the context's (freed with it) */
         (void)cudaGetLastError();
-        st->bgrad = NULL;
-        return kb_fail(err, "%s: %lld floats for the bias gradient: %s", op, (long long)n, cudaGetErrorString(e)), nullptr;
+        if (st->bgrad_n == 0) st->bgrad = NULL;
+        kb_fail(err, "%s: %lld floats for the bias gradient: %s", op, (long long)n, cudaGetErrorString(e));
+        return nullptr;
     }
     st->bgrad_n = n;
     return st->bgrad;
@@ -350,12 +362,14 @@ extern "C" int kb_gemm_wgrad_cuda(kb_ctx *ctx, float *dW, float *db, const float
     lt_plan *p = NULL;
     float *sums = NULL;
     if (db && in > 0 && st->lt_bgrad && !st->lt_off && st->matmul == KB_MATMUL_BF16) {
-        if (!(sums = bgrad_buffer(st, out, op, err))) return -1;
-        const void *ptrs[] = {dW, sums, x, dy};
-        unsigned align = min_alignment(ptrs, kb_cuda_bf16_staging(st) ? 2 : 4);
-        if (align >= 16 && !(p = plan_for(st, op, LT_BGRADB, kb_cuda_bf16_staging(st), 0, rows, in, out, align, err))) return -1;
+        /* the sums' buffer is the context's (256-byte aligned): only dW, x and dy count */
+        const void *ptrs[] = {dW, x, dy};
+        int staged = kb_cuda_bf16_staging(st);
+        unsigned align = min_alignment(ptrs, staged ? 1 : 3);
+        if (align >= 16 && !(p = plan_for(st, op, LT_BGRADB, staged, 0, rows, in, out, align, err))) return -1;
+        if (p && p->usable && !(sums = bgrad_buffer(st, out, op, err))) return -1;
     }
-    if (!p || !p->usable) {
+    if (!sums) {
         if (kb_gemm_cuda(ctx, true, false, out, in, rows, 1.0f, dy, out, x, in, 1.0f, dW, in, err)) return -1;
         return db ? kb_sum_rows_cuda(ctx, db, dy, rows, out, err) : 0;
     }

@@ -129,8 +129,9 @@ int kb_gemm_dgelu_x16(kb_ctx *ctx, uint16_t *dpre16, float *tmp, const uint16_t 
         need(op, "dy16", dy16, in > 0 ? rows * out : 0, err) || need(op, "W", W, rows > 0 ? out * in : 0, err))
         return -1;
     int64_t n = rows * in;
-    if (overlap(tmp, n * 4, dpre16, n * 2) || overlap(tmp, n * 4, pre, n * 4) || overlap(tmp, n * 4, dy16, rows * out * 2) ||
-        overlap(dpre16, n * 2, pre, n * 4) || overlap(dpre16, n * 2, dy16, rows * out * 2))
+    int64_t ndy = rows * out * 2;
+    if (overlap(tmp, n * 4, dpre16, n * 2) || overlap(tmp, n * 4, pre, n * 4) || overlap(tmp, n * 4, dy16, ndy) ||
+        overlap(dpre16, n * 2, pre, n * 4) || overlap(dpre16, n * 2, dy16, ndy))
         return kb_fail(err, "%s: dpre16, tmp, pre and dy16 must not overlap", op);
     KB_DISPATCH(kb_gemm_dgelu_x16_cuda(ctx, dpre16, tmp, dy16, W, pre, rows, in, out, err),
                 kb_rc_ = gemm_dgelu_x16_cpu(ctx->threads, dpre16, tmp, dy16, W, pre, rows, in, out, err));

@@ -68,7 +68,8 @@ typedef struct {
 
 static dref ref_matmul(int64_t M, int64_t N, int64_t K, const float *A, int64_t sam, int64_t sak, const float *B,
                        int64_t sbk, int64_t sbn) {
-    dref r = {calloc((size_t)(M * N > 0 ? M * N : 1), sizeof(double)), calloc((size_t)(M * N > 0 ? M * N : 1), sizeof(double))};
+    size_t n = (size_t)(M * N > 0 ? M * N : 1);
+    dref r = {calloc(n, sizeof(double)), calloc(n, sizeof(double))};
     for (int64_t m = 0; m < M; m++)
         for (int64_t n = 0; n < N; n++) {
             double s = 0, a = 0;
@@ -95,8 +96,8 @@ static void check_near(env *e, const char *name, const float *got, dref want, co
         if (!(d <= tol)) bad++;
         if (d / tol > worst) worst = d / tol, worst_i = i;
     }
-    KBT_CHECK(&e->st, bad == 0, name, "%lld of %lld outside 1e-5 of scale; worst [%lld] %.3g of tolerance", (long long)bad,
-              (long long)(rows * cols), (long long)worst_i, worst);
+    KBT_CHECK(&e->st, bad == 0, name, "%lld of %lld outside 1e-5 of scale; worst [%lld] %.3g of tolerance",
+              (long long)bad, (long long)(rows * cols), (long long)worst_i, worst);
     if (bad == 0) printf("     worst %.2g of tolerance\n", worst);
 }
 
