@@ -51,6 +51,21 @@ int kb_ln_modulate_bwd(kb_ctx *ctx, float *dx, float *dshift, float *dscale, con
              kb_ln_modulate_bwd_cuda(ctx, dx, dshift, dscale, dout, x, mean, rstd, scale, ld, B, T, D, err));
 }
 
+int kb_ln_modulate_fwd_x16(kb_ctx *ctx, uint16_t *out16, float *mean, float *rstd, const float *x, const float *shift,
+                           const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D, float eps, kb_err *err) {
+    if (check_btd("kb_ln_modulate_fwd_x16", ld, B, T, D, err)) return -1;
+    if (!mean || !rstd) return kb_fail(err, "kb_ln_modulate_fwd_x16: mean and rstd are required (the backward reads them)");
+    DISPATCH(kb_rc_ = kb_ln_modulate_fwd_x16_cpu(ctx->threads, out16, mean, rstd, x, shift, scale, ld, B, T, D, eps, err),
+             kb_ln_modulate_fwd_x16_cuda(ctx, out16, mean, rstd, x, shift, scale, ld, B, T, D, eps, err));
+}
+
+int kb_gated_add_bwd_x16(kb_ctx *ctx, uint16_t *dy16, float *dgate, const float *dx, const float *y, const float *gate,
+                         int64_t ld, int64_t B, int64_t T, int64_t D, kb_err *err) {
+    if (check_btd("kb_gated_add_bwd_x16", ld, B, T, D, err)) return -1;
+    DISPATCH(kb_rc_ = kb_gated_add_bwd_x16_cpu(ctx->threads, dy16, dgate, dx, y, gate, ld, B, T, D, err),
+             kb_gated_add_bwd_x16_cuda(ctx, dy16, dgate, dx, y, gate, ld, B, T, D, err));
+}
+
 int kb_gated_add_fwd(kb_ctx *ctx, float *out, const float *x, const float *gate, const float *y, int64_t ld, int64_t B,
                      int64_t T, int64_t D, kb_err *err) {
     if (check_btd("kb_gated_add_fwd", ld, B, T, D, err)) return -1;

@@ -48,6 +48,15 @@ int kb_ln_modulate_fwd(kb_ctx *ctx, float *out, float *mean, float *rstd, const 
 int kb_ln_modulate_bwd(kb_ctx *ctx, float *dx, float *dshift, float *dscale, const float *dout, const float *x,
                        const float *mean, const float *rstd, const float *scale, int64_t ld, int64_t B, int64_t T,
                        int64_t D, kb_err *err);
+/* The two ops that produce a linear layer's input, with that input stored as
+ * bf16 (uint16_t bits of the round-to-nearest-even value, nn/ops.h "*_x16"):
+ * out16 = bf16(kb_ln_modulate_fwd's out), bit for bit, mean/rstd as it;
+ * dy16 = bf16(gate * dx) (kb_gated_add_bwd with KB_GRAD_SET, rounded), dgate
+ * as it, bit for bit. */
+int kb_ln_modulate_fwd_x16(kb_ctx *ctx, uint16_t *out16, float *mean, float *rstd, const float *x, const float *shift,
+                           const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D, float eps, kb_err *err);
+int kb_gated_add_bwd_x16(kb_ctx *ctx, uint16_t *dy16, float *dgate, const float *dx, const float *y, const float *gate,
+                         int64_t ld, int64_t B, int64_t T, int64_t D, kb_err *err);
 /* out[b,t,d] = x[b,t,d] + gate[b,d] * y[b,t,d] (the gated residual; out may be x) */
 int kb_gated_add_fwd(kb_ctx *ctx, float *out, const float *x, const float *gate, const float *y, int64_t ld, int64_t B,
                      int64_t T, int64_t D, kb_err *err);
@@ -102,6 +111,12 @@ void kb_ln_modulate_fwd_cpu(int threads, float *out, float *mean, float *rstd, c
 void kb_ln_modulate_bwd_cpu(int threads, float *dx, float *dshift, float *dscale, const float *dout, const float *x,
                             const float *mean, const float *rstd, const float *scale, int64_t ld, int64_t B, int64_t T,
                             int64_t D);
+/* (these two need per-thread row buffers: -1 with err set when out of memory) */
+int kb_ln_modulate_fwd_x16_cpu(int threads, uint16_t *out16, float *mean, float *rstd, const float *x,
+                               const float *shift, const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D,
+                               float eps, kb_err *err);
+int kb_gated_add_bwd_x16_cpu(int threads, uint16_t *dy16, float *dgate, const float *dx, const float *y,
+                             const float *gate, int64_t ld, int64_t B, int64_t T, int64_t D, kb_err *err);
 void kb_gated_add_fwd_cpu(int threads, float *out, const float *x, const float *gate, const float *y, int64_t ld,
                           int64_t B, int64_t T, int64_t D);
 void kb_gated_add_bwd_cpu(int threads, float *dy, float *dgate, const float *dx, const float *y, const float *gate,
@@ -124,6 +139,11 @@ int kb_ln_modulate_fwd_cuda(kb_ctx *ctx, float *out, float *mean, float *rstd, c
 int kb_ln_modulate_bwd_cuda(kb_ctx *ctx, float *dx, float *dshift, float *dscale, const float *dout, const float *x,
                             const float *mean, const float *rstd, const float *scale, int64_t ld, int64_t B, int64_t T,
                             int64_t D, kb_err *err);
+int kb_ln_modulate_fwd_x16_cuda(kb_ctx *ctx, uint16_t *out16, float *mean, float *rstd, const float *x,
+                                const float *shift, const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D,
+                                float eps, kb_err *err);
+int kb_gated_add_bwd_x16_cuda(kb_ctx *ctx, uint16_t *dy16, float *dgate, const float *dx, const float *y,
+                              const float *gate, int64_t ld, int64_t B, int64_t T, int64_t D, kb_err *err);
 int kb_gated_add_fwd_cuda(kb_ctx *ctx, float *out, const float *x, const float *gate, const float *y, int64_t ld,
                           int64_t B, int64_t T, int64_t D, kb_err *err);
 int kb_gated_add_bwd_cuda(kb_ctx *ctx, float *dy, float *dgate, const float *dx, const float *y, const float *gate,

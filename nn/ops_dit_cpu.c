@@ -14,6 +14,7 @@
 #include "nn/cpu_rows.h"
 #include "nn/ops_dit.h"
 #include "nn/ops_dit_index.h"
+#include "nn/ops_scalar.h"
 
 KB_SIMD_CLONES void kb_modulate_fwd_cpu(int threads, float *out, const float *x, const float *shift, const float *scale, int64_t ld,
                          int64_t B, int64_t T, int64_t D) {
@@ -114,6 +115,65 @@ KB_SIMD_CLONES void kb_ln_modulate_bwd_cpu(int threads, float *dx, float *dshift
         }
     }
     free(bufs);
+}
+
+/* Per-thread buffers of n floats each for a team of `threads` (at most `work`). */
+static float *team_buffers(int threads, int64_t work, int64_t n, int *nt, const char *op, kb_err *err) {
+    *nt = threads < 1 ? 1 : (int64_t)threads > work ? (int)(work > 0 ? work : 1) : threads;
+    float *p = malloc((size_t)*nt * (size_t)(n > 0 ? n : 1) * sizeof(float));
+    if (!p) kb_fail(err, "%s: out of memory for %d row buffers of %lld floats", op, *nt, (long long)n);
+    return p;
+}
+
+/* kb_ln_modulate_fwd_cpu's rows into a row buffer, rounded to bf16 on the way out. */
+KB_SIMD_CLONES int kb_ln_modulate_fwd_x16_cpu(int threads, uint16_t *out16, float *mean, float *rstd, const float *x,
+                                              const float *shift, const float *scale, int64_t ld, int64_t B,
+                                              int64_t T, int64_t D, float eps, kb_err *err) {
+    if (D == 0 || B * T == 0) return 0;
+    int nt;
+    float *bufs = team_buffers(threads, B * T, D, &nt, "kb_ln_modulate_fwd_x16", err);
+    if (!bufs) return -1;
+#pragma omp parallel num_threads(nt)
+    {
+        float *o = bufs + (size_t)omp_get_thread_num() * (size_t)D;
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < B * T; r++) {
+            const float *sh = shift + (r / T) * ld, *sc = scale + (r / T) * ld;
+            layernorm_row(o, mean + r, rstd + r, x + r * D, NULL, NULL, D, eps);
+            for (int64_t d = 0; d < D; d++) out16[r * D + d] = kb_sc_f32_to_bf16(o[d] * (1.0f + sc[d]) + sh[d]);
+        }
+    }
+    free(bufs);
+    return 0;
+}
+
+/* kb_gated_add_bwd_cpu with KB_GRAD_SET, dy rounded to bf16; dgate from the fp32 terms as there. */
+KB_SIMD_CLONES int kb_gated_add_bwd_x16_cpu(int threads, uint16_t *dy16, float *dgate, const float *dx, const float *y,
+                                            const float *gate, int64_t ld, int64_t B, int64_t T, int64_t D,
+                                            kb_err *err) {
+    if (D == 0 || B == 0) return 0;
+    int nt;
+    float *bufs = team_buffers(threads, B, D, &nt, "kb_gated_add_bwd_x16", err);
+    if (!bufs) return -1;
+#pragma omp parallel num_threads(nt)
+    {
+        float *acc = bufs + (size_t)omp_get_thread_num() * (size_t)D;
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < B; b++) {
+            memset(acc, 0, (size_t)D * sizeof(float));
+            const float *g = gate + b * ld;
+            for (int64_t t = 0; t < T; t++) {
+                int64_t row = (b * T + t) * D;
+                for (int64_t d = 0; d < D; d++) {
+                    dy16[row + d] = kb_sc_f32_to_bf16(g[d] * dx[row + d]);
+                    acc[d] += dx[row + d] * y[row + d];
+                }
+            }
+            for (int64_t d = 0; d < D; d++) dgate[b * ld + d] += acc[d];
+        }
+    }
+    free(bufs);
+    return 0;
 }
 
 KB_SIMD_CLONES void kb_gated_add_fwd_cpu(int threads, float *out, const float *x, const float *gate, const float *y, int64_t ld,

@@ -10,6 +10,11 @@ extern "C" {
 #include "nn/ops_dit.h"
 }
 #include "nn/ops_dit_index.h"
+#include "nn/ops_scalar.h"
+
+/* An output element: fp32 as it is, or the bf16 bits of its round to nearest even. */
+__device__ __forceinline__ void kb_store_elem(float *p, float v) { *p = v; }
+__device__ __forceinline__ void kb_store_elem(uint16_t *p, float v) { *p = kb_sc_f32_to_bf16(v); }
 
 
 __global__ void modulate_fwd_kernel(float *out, const float *x, const float *shift, const float *scale, int64_t ld,
@@ -42,6 +47,21 @@ __global__ void gated_add_fwd_kernel(float *out, const float *x, const float *ga
     KB_GRID_STRIDE(i, n) {
         int64_t b = i / (T * D), d = i % D;
         out[i] = __fadd_rn(x[i], __fmul_rn(gate[b * ld + d], y[i]));
+    }
+}
+
+/* gated_add_bwd_kernel with KB_GRAD_SET, dy stored as bf16 */
+__global__ void gated_add_bwd_x16_kernel(uint16_t *dy16, float *dgate, const float *dx, const float *y,
+                                         const float *gate, int64_t ld, int64_t B, int64_t T, int64_t D) {
+    KB_GRID_STRIDE(j, B * D) {
+        int64_t b = j / D, d = j % D;
+        float g = gate[b * ld + d], s = 0.0f;
+        for (int64_t t = 0; t < T; t++) {
+            int64_t i = (b * T + t) * D + d;
+            dy16[i] = kb_sc_f32_to_bf16(__fmul_rn(g, dx[i]));
+            s = __fadd_rn(s, __fmul_rn(dx[i], y[i]));
+        }
+        dgate[b * ld + d] = __fadd_rn(dgate[b * ld + d], s);
     }
 }
 
@@ -96,13 +116,14 @@ __global__ void timestep_freq_kernel(float *out, const float *t, const float *fr
 /* LayerNorm (no affine) fused with the modulation, one block per row: the
  * statements of layernorm_fwd_kernel (nn/ops_cuda.cu) and modulate_fwd_kernel
  * in one pass, so the output has their bits. */
-__global__ void ln_modulate_fwd_kernel(float *out, float *mean, float *rstd, const float *inp, const float *shift,
+template <typename O>
+__global__ void ln_modulate_fwd_kernel(O *out, float *mean, float *rstd, const float *inp, const float *shift,
                                        const float *scale, int64_t ld, int64_t T, int64_t rows, int64_t cols,
                                        float eps) {
     __shared__ double shm[32];
     for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
         const float *x = inp + r * cols, *sh = shift + (r / T) * ld, *sc = scale + (r / T) * ld;
-        float *o = out + r * cols;
+        O *o = out + r * cols;
         double s = 0.0;
         for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) s += (double)x[c];
         double mu = kb_block_sum_d(s, shm) / (double)cols;
@@ -116,7 +137,7 @@ __global__ void ln_modulate_fwd_kernel(float *out, float *mean, float *rstd, con
         float rs = (float)(1.0 / sqrt(v / (double)cols + (double)eps));
         for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
             float y = __fmul_rn(__fsub_rn(x[c], m), rs);
-            o[c] = __fadd_rn(__fmul_rn(y, __fadd_rn(1.0f, sc[c])), sh[c]);
+            kb_store_elem(o + c, __fadd_rn(__fmul_rn(y, __fadd_rn(1.0f, sc[c])), sh[c]));
         }
         if (threadIdx.x == 0) mean[r] = m, rstd[r] = rs;
     }
@@ -215,9 +236,34 @@ int kb_ln_modulate_fwd_cuda(kb_ctx *ctx, float *out, float *mean, float *rstd, c
     kb_cuda_state *st = NULL;
     if (kb_cuda_op_state(ctx, op, &st, err)) return -1;
     if (B * T == 0 || D == 0) return 0;
-    ln_modulate_fwd_kernel<<<kb_grid_rows(B * T), kb_row_block(D), 0, st->stream>>>(out, mean, rstd, x, shift, scale,
-                                                                                    ld, T, B * T, D, eps);
+    ln_modulate_fwd_kernel<float><<<kb_grid_rows(B * T), kb_row_block(D), 0, st->stream>>>(
+        out, mean, rstd, x, shift, scale, ld, T, B * T, D, eps);
     KB_LAUNCH_CHECK(op, "ln_modulate_fwd_kernel");
+    return 0;
+}
+
+int kb_ln_modulate_fwd_x16_cuda(kb_ctx *ctx, uint16_t *out16, float *mean, float *rstd, const float *x,
+                                const float *shift, const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D,
+                                float eps, kb_err *err) {
+    const char *op = "kb_ln_modulate_fwd_x16";
+    kb_cuda_state *st = NULL;
+    if (kb_cuda_op_state(ctx, op, &st, err)) return -1;
+    if (B * T == 0 || D == 0) return 0;
+    ln_modulate_fwd_kernel<uint16_t><<<kb_grid_rows(B * T), kb_row_block(D), 0, st->stream>>>(
+        out16, mean, rstd, x, shift, scale, ld, T, B * T, D, eps);
+    KB_LAUNCH_CHECK(op, "ln_modulate_fwd_kernel (bf16 out)");
+    return 0;
+}
+
+int kb_gated_add_bwd_x16_cuda(kb_ctx *ctx, uint16_t *dy16, float *dgate, const float *dx, const float *y,
+                              const float *gate, int64_t ld, int64_t B, int64_t T, int64_t D, kb_err *err) {
+    const char *op = "kb_gated_add_bwd_x16";
+    kb_cuda_state *st = NULL;
+    if (kb_cuda_op_state(ctx, op, &st, err)) return -1;
+    if (B * D == 0) return 0;
+    gated_add_bwd_x16_kernel<<<kb_grid_1d(B * D), KB_CUDA_BLOCK, 0, st->stream>>>(dy16, dgate, dx, y, gate, ld, B, T,
+                                                                                   D);
+    KB_LAUNCH_CHECK(op, "gated_add_bwd_x16_kernel");
     return 0;
 }
 

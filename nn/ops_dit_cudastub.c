@@ -14,6 +14,12 @@ int kb_ln_modulate_fwd_cuda(kb_ctx *ctx, float *out, float *mean, float *rstd, c
 int kb_ln_modulate_bwd_cuda(kb_ctx *ctx, float *dx, float *dshift, float *dscale, const float *dout, const float *x,
                             const float *mean, const float *rstd, const float *scale, int64_t ld, int64_t B, int64_t T,
                             int64_t D, kb_err *err) { NO_CUDA("kb_ln_modulate_bwd"); }
+int kb_ln_modulate_fwd_x16_cuda(kb_ctx *ctx, uint16_t *out16, float *mean, float *rstd, const float *x,
+                                const float *shift, const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D,
+                                float eps, kb_err *err) { NO_CUDA("kb_ln_modulate_fwd_x16"); }
+int kb_gated_add_bwd_x16_cuda(kb_ctx *ctx, uint16_t *dy16, float *dgate, const float *dx, const float *y,
+                              const float *gate, int64_t ld, int64_t B, int64_t T, int64_t D,
+                              kb_err *err) { NO_CUDA("kb_gated_add_bwd_x16"); }
 int kb_gated_add_fwd_cuda(kb_ctx *ctx, float *out, const float *x, const float *gate, const float *y, int64_t ld,
                           int64_t B, int64_t T, int64_t D, kb_err *err) { NO_CUDA("kb_gated_add_fwd"); }
 int kb_gated_add_bwd_cuda(kb_ctx *ctx, float *dy, float *dgate, const float *dx, const float *y, const float *gate,

@@ -15,6 +15,7 @@
 #include "nn/ops_dit.h"
 #include "nn/ops_ref.h"
 #include "nn/ops_optim.h"
+#include "nn/ops_scalar.h"
 #include "nn/rng.h"
 
 static float *randv(int64_t n, uint64_t stream) {
@@ -153,6 +154,34 @@ static void test_ln_modulate(kbt_state *st, int threads, int64_t B, int64_t T, i
     free(dx_rpair), free(dc_rpair);
 }
 
+/* The bf16-output forms: the fp32 op's results rounded to bf16, bit for bit,
+ * and its other outputs (statistics, dgate) unchanged. */
+static void test_x16_forms(kbt_state *st, int threads, int64_t B, int64_t T, int64_t D) {
+    int64_t n = B * T * D, ld = 6 * D, nc = B * ld, rows = B * T;
+    float *x = randv(n, 41), *cond = randv(nc, 42), *dx = randv(n, 43), *y = randv(n, 44);
+    float *o = malloc((size_t)(n ? n : 1) * sizeof(float)), *s1 = malloc(2 * (size_t)(rows ? rows : 1) * sizeof(float));
+    float *s2 = malloc(2 * (size_t)(rows ? rows : 1) * sizeof(float)), *dyf = malloc((size_t)(n ? n : 1) * sizeof(float));
+    uint16_t *o16 = malloc((size_t)(n ? n : 1) * 2), *dy16 = malloc((size_t)(n ? n : 1) * 2);
+    uint16_t *want = malloc((size_t)(n ? n : 1) * 2);
+    float *dc1 = randv(nc, 45), *dc2 = copyv(dc1, nc);
+    kb_err err = {{0}};
+    char name[128];
+    kb_ln_modulate_fwd_cpu(threads, o, s1, s1 + rows, x, cond, cond + D, ld, B, T, D, 1e-6f);
+    int rc = kb_ln_modulate_fwd_x16_cpu(threads, o16, s2, s2 + rows, x, cond, cond + D, ld, B, T, D, 1e-6f, &err);
+    for (int64_t i = 0; i < n; i++) want[i] = kb_sc_f32_to_bf16(o[i]);
+    snprintf(name, sizeof name, "ln_modulate_fwd_x16 threads=%d = bf16(ln_modulate_fwd) (bits)", threads);
+    KBT_CHECK(st, rc == 0 && !memcmp(o16, want, (size_t)n * 2) && same_bits(s1, s2, 2 * rows), name, "rc %d %s", rc,
+              err.msg);
+    kb_gated_add_bwd_cpu(threads, dyf, dc1, dx, y, cond + 2 * D, ld, B, T, D, KB_GRAD_SET);
+    rc = kb_gated_add_bwd_x16_cpu(threads, dy16, dc2, dx, y, cond + 2 * D, ld, B, T, D, &err);
+    for (int64_t i = 0; i < n; i++) want[i] = kb_sc_f32_to_bf16(dyf[i]);
+    snprintf(name, sizeof name, "gated_add_bwd_x16 threads=%d = bf16(gated_add_bwd) (bits), dgate the same", threads);
+    KBT_CHECK(st, rc == 0 && !memcmp(dy16, want, (size_t)n * 2) && same_bits(dc1, dc2, nc), name, "rc %d %s", rc,
+              err.msg);
+    free(x), free(cond), free(dx), free(y), free(o), free(s1), free(s2), free(dyf), free(o16), free(dy16), free(want);
+    free(dc1), free(dc2);
+}
+
 /* Known layout: for a 1x2x4x4 image with p = 2, token 1 (top-right patch)
  * holds pixels (c, y, x) = (c, 0..1, 2..3) in CPQ or PQC order. */
 static void test_patch_layout(kbt_state *st) {
@@ -245,6 +274,8 @@ int main(void) {
         test_ln_modulate(&st, threads, 3, 17, 13);
         test_ln_modulate(&st, threads, 1, 1, 1);
         test_ln_modulate(&st, threads, 5, 64, 96);
+        test_x16_forms(&st, threads, 3, 17, 13);
+        test_x16_forms(&st, threads, 5, 64, 96);
         test_embedding_and_freq(&st, threads);
         test_optim(&st, threads);
     }

@@ -19,6 +19,7 @@
 #include "nn/ops.h"
 #include "nn/ops_dit.h"
 #include "nn/ops_optim.h"
+#include "nn/ops_scalar.h"
 #include "nn/rng.h"
 
 typedef struct {
@@ -84,6 +85,30 @@ static void test_modulate_gate(env *e, int64_t B, int64_t T, int64_t D) {
     free(x), free(cond), free(dout), free(y), free(o), free(dx), free(dc);
 }
 
+/* gated_add_bwd_x16 on the GPU: bf16 of the fp32 op's dy (KB_GRAD_SET), dgate bit for bit. */
+static void test_gated_x16(env *e, int64_t B, int64_t T, int64_t D) {
+    int64_t n = B * T * D, ld = 6 * D, nc = B * ld;
+    float *dx = host_rand(n, 21), *y = host_rand(n, 22), *cond = host_rand(nc, 23), *dc0 = host_rand(nc, 24);
+    float *gdx = to_dev(e, dx, n), *gy = to_dev(e, y, n), *gc = to_dev(e, cond, nc), *gdc = to_dev(e, dc0, nc);
+    float *gdy = to_dev(e, dx, n), *dy = malloc((size_t)n * 4), *dc1 = malloc((size_t)nc * 4);
+    uint16_t *gdy16 = kb_dev_alloc(&e->ctx, (size_t)n * 2, &e->err), *dy16 = malloc((size_t)n * 2);
+    uint16_t *want = malloc((size_t)n * 2);
+    kb_gated_add_bwd(&e->ctx, gdy, gdc, gdx, gy, gc + 2 * D, ld, B, T, D, KB_GRAD_SET, &e->err);
+    kb_copy_to_host(&e->ctx, dy, gdy, (size_t)n * 4, &e->err);
+    kb_copy_to_host(&e->ctx, dc1, gdc, (size_t)nc * 4, &e->err);
+    kb_copy_to_dev(&e->ctx, gdc, dc0, (size_t)nc * 4, &e->err);
+    kb_gated_add_bwd_x16(&e->ctx, gdy16, gdc, gdx, gy, gc + 2 * D, ld, B, T, D, &e->err);
+    kb_copy_to_host(&e->ctx, dy16, gdy16, (size_t)n * 2, &e->err);
+    for (int64_t i = 0; i < n; i++) want[i] = kb_sc_f32_to_bf16(dy[i]);
+    KBT_CHECK(&e->st, !memcmp(dy16, want, (size_t)n * 2), "gated_add_bwd_x16 dy16 = bf16(gated_add_bwd dy) (bits)",
+              "differs");
+    expect_same(e, "gated_add_bwd_x16 dgate = gated_add_bwd's (bits)", gdc, dc1, nc, 0.0);
+    float *bufs[] = {gdx, gy, gc, gdc, gdy};
+    for (int i = 0; i < 5; i++) kb_dev_free(&e->ctx, bufs[i]);
+    kb_dev_free(&e->ctx, gdy16);
+    free(dx), free(y), free(cond), free(dc0), free(dy), free(dc1), free(dy16), free(want);
+}
+
 static float *host_copy(env *e, const float *dev, int64_t n) {
     float *h = malloc((size_t)(n ? n : 1) * 4);
     kb_copy_to_host(&e->ctx, h, dev, (size_t)n * 4, &e->err);
@@ -123,6 +148,16 @@ static void test_ln_modulate(env *e, int64_t B, int64_t T, int64_t D) {
     expect_same(e, "ln_modulate_bwd dx = GPU modulate_bwd then layernorm_bwd (bits)", gdxp, h_dx, n, 0.0);
     expect_same(e, "ln_modulate_bwd dx vs reference (1e-6 of scale)", gdx, dx, n, 1e-6 * kbt_max_abs(dx, n));
     expect_same(e, "ln_modulate_bwd dshift/dscale vs reference (1e-5 of scale)", gdc, dc, nc, 1e-5 * kbt_max_abs(dc, nc));
+    /* the bf16-output form: bf16 of the fp32 op's output, statistics the same */
+    uint16_t *go16 = kb_dev_alloc(&e->ctx, (size_t)n * 2, &e->err);
+    kb_ln_modulate_fwd_x16(&e->ctx, go16, gsp, gsp + rows, gx, gc, gc + D, ld, B, T, D, 1e-6f, &e->err);
+    uint16_t *h16 = malloc((size_t)n * 2), *want16 = malloc((size_t)n * 2);
+    kb_copy_to_host(&e->ctx, h16, go16, (size_t)n * 2, &e->err);
+    for (int64_t i = 0; i < n; i++) want16[i] = kb_sc_f32_to_bf16(h_o[i]);
+    KBT_CHECK(&e->st, !memcmp(h16, want16, (size_t)n * 2), "ln_modulate_fwd_x16 = bf16(ln_modulate_fwd) (bits)",
+              "differs");
+    expect_same(e, "ln_modulate_fwd_x16 statistics (bits)", gsp, h_s, 2 * rows, 0.0);
+    kb_dev_free(&e->ctx, go16), free(h16), free(want16);
     /* two more runs, each adding to the first run's results, give the same bits */
     for (int run = 0; run < 2; run++) {
         float *rdx = run ? gdxp : gdx, *rdc = run ? gdcp : gdc;
@@ -216,6 +251,8 @@ int main(void) {
     }
     test_modulate_gate(&e, 3, 17, 13);
     test_modulate_gate(&e, 4, 256, 384);
+    test_gated_x16(&e, 3, 17, 13);
+    test_gated_x16(&e, 4, 256, 384);
     test_ln_modulate(&e, 3, 17, 13);
     test_ln_modulate(&e, 4, 256, 384);
     test_ln_modulate(&e, 2, 40, 1152);
