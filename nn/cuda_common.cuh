@@ -11,6 +11,8 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include "nn/ops_scalar.h"
+
 /* These C headers have no extern "C" guards of their own. */
 extern "C" {
 #include "nn/backend.h"
@@ -170,6 +172,11 @@ static __device__ __forceinline__ double kb_block_sum_d(double v, double *shm) {
     __syncthreads();
     return kb_warp_sum_d(lane < nwarps ? shm[lane] : 0.0);
 }
+
+/* An output element: fp32 as it is, or (a bf16 activation, uint16_t bits) the
+ * round to nearest even of it by nn/ops_scalar.h, the CPU path's function. */
+static __device__ __forceinline__ void kb_store_elem(float *p, float v) { *p = v; }
+static __device__ __forceinline__ void kb_store_elem(uint16_t *p, float v) { *p = kb_sc_f32_to_bf16(v); }
 
 /* `return`s -1 from the enclosing function with "<op>: <call> failed: <error>". */
 #define KB_CUDA_CHECK(op, call)                                                                                   \

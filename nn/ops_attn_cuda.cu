@@ -107,9 +107,10 @@ template <int HD> __device__ void zero_acc(acc_frag (&acc)[HD / 16]) {
 }
 
 /* A warp's 16 x hd result, times mul, to rows row0.. (< T) of dst (row_stride
- * floats apart), through the warp's fp32 buffer buf. */
-template <int HD>
-__device__ void warp_store_rows(float *buf, acc_frag (&acc)[HD / 16], float mul, float *dst, int64_t row_stride,
+ * elements apart; fp32, or bf16 bits rounded by kb_store_elem), through the
+ * warp's fp32 buffer buf. */
+template <int HD, typename O>
+__device__ void warp_store_rows(float *buf, acc_frag (&acc)[HD / 16], float mul, O *dst, int64_t row_stride,
                                 int row0, int T, int hd) {
     constexpr int ldo = geom<HD>::ldo;
 #pragma unroll
@@ -120,7 +121,7 @@ __device__ void warp_store_rows(float *buf, acc_frag (&acc)[HD / 16], float mul,
     __syncwarp();
     for (int i = threadIdx.x % 32; i < 16 * hd; i += 32) {
         int r = i / hd, c = i % hd, t = row0 + r;
-        if (t < T) dst[(int64_t)t * row_stride + c] = buf[r * ldo + c];
+        if (t < T) kb_store_elem(dst + (int64_t)t * row_stride + c, buf[r * ldo + c]);
     }
     __syncwarp();
 }
@@ -129,7 +130,9 @@ struct attn_args {
     const float *qkv;  /* [B, T, 3d] */
     const float *dout; /* [B, T, d] */
     const float *out;  /* [B, T, d] */
+    const uint16_t *out16; /* the same as bf16 (kb_attn_fused_bwd_x16): read instead of out when set */
     float *res;        /* out (forward) or dqkv (backward) */
+    uint16_t *res16;   /* the same as bf16 (the *_x16 entry points): written instead of res when set */
     float *lse;        /* [B, H, T]: written by the forward, read by the backward */
     float *delta;      /* [B, H, T]: D, written by attn_delta_kernel */
     int T, d, H, hd;
@@ -193,7 +196,9 @@ __global__ void __launch_bounds__(kThreads) attn_fwd_kernel(attn_args a) {
         __syncwarp();
         warp_accumulate<HD>(o, P, Vs);
     }
-    warp_store_rows<HD>(S, o, 1.0f, a.res + (int64_t)b * T * d + h * a.hd, d, q0 + warp * 16, T, a.hd);
+    int64_t at = (int64_t)b * T * d + h * a.hd;
+    if (a.res16) warp_store_rows<HD>(S, o, 1.0f, a.res16 + at, d, q0 + warp * 16, T, a.hd);
+    else warp_store_rows<HD>(S, o, 1.0f, a.res + at, d, q0 + warp * 16, T, a.hd);
 #else
     __trap(); /* built for a GPU without bf16 tensor cores: kb_attn_fused_cuda_allowed refuses those */
 #endif
@@ -208,7 +213,10 @@ __global__ void attn_delta_kernel(attn_args a, int64_t B) {
         int64_t q = i % a.T, h = (i / a.T) % a.H, b = i / ((int64_t)a.T * a.H);
         int64_t at = (b * a.T + q) * a.d + h * a.hd;
         float s = 0.0f;
-        for (int c = 0; c < a.hd; c++) s = __fadd_rn(s, __fmul_rn(a.dout[at + c], a.out[at + c]));
+        for (int c = 0; c < a.hd; c++) {
+            float o = a.out16 ? kb_sc_bf16_to_f32(a.out16[at + c]) : a.out[at + c];
+            s = __fadd_rn(s, __fmul_rn(a.dout[at + c], o));
+        }
         a.delta[i] = s;
     }
 }
@@ -260,9 +268,14 @@ __global__ void __launch_bounds__(kThreads) attn_dkv_kernel(attn_args a) {
         warp_accumulate<HD>(dv, P, dOs);
         warp_accumulate<HD>(dk, dS, Qs);
     }
-    float *dkv = a.res + (int64_t)b * T * 3 * d + h * a.hd;
-    warp_store_rows<HD>(S, dk, a.scale, dkv + d, 3 * d, k0 + warp * 16, T, a.hd);
-    warp_store_rows<HD>(S, dv, 1.0f, dkv + 2 * d, 3 * d, k0 + warp * 16, T, a.hd);
+    int64_t at = (int64_t)b * T * 3 * d + h * a.hd;
+    if (a.res16) {
+        warp_store_rows<HD>(S, dk, a.scale, a.res16 + at + d, 3 * d, k0 + warp * 16, T, a.hd);
+        warp_store_rows<HD>(S, dv, 1.0f, a.res16 + at + 2 * d, 3 * d, k0 + warp * 16, T, a.hd);
+    } else {
+        warp_store_rows<HD>(S, dk, a.scale, a.res + at + d, 3 * d, k0 + warp * 16, T, a.hd);
+        warp_store_rows<HD>(S, dv, 1.0f, a.res + at + 2 * d, 3 * d, k0 + warp * 16, T, a.hd);
+    }
 #else
     __trap(); /* built for a GPU without bf16 tensor cores: kb_attn_fused_cuda_allowed refuses those */
 #endif
@@ -306,7 +319,9 @@ __global__ void __launch_bounds__(kThreads) attn_dq_kernel(attn_args a) {
         __syncwarp();
         warp_accumulate<HD>(dq, dS, Ks);
     }
-    warp_store_rows<HD>(S, dq, a.scale, a.res + (int64_t)b * T * 3 * d + h * a.hd, 3 * d, q0 + warp * 16, T, a.hd);
+    int64_t at = (int64_t)b * T * 3 * d + h * a.hd;
+    if (a.res16) warp_store_rows<HD>(S, dq, a.scale, a.res16 + at, 3 * d, q0 + warp * 16, T, a.hd);
+    else warp_store_rows<HD>(S, dq, a.scale, a.res + at, 3 * d, q0 + warp * 16, T, a.hd);
 #else
     __trap(); /* built for a GPU without bf16 tensor cores: kb_attn_fused_cuda_allowed refuses those */
 #endif
@@ -374,14 +389,16 @@ int state_of(kb_ctx *ctx, const char *op, int64_t d, int64_t H, kb_cuda_state **
 
 } // namespace
 
-extern "C" int kb_attn_fused_fwd_cuda(kb_ctx *ctx, float *out, float *lse, const float *qkv, int64_t B, int64_t T,
-                                      int64_t d, int64_t H, kb_err *err) {
+namespace {
+
+int fwd_any(kb_ctx *ctx, const char *op, float *out, uint16_t *out16, float *lse, const float *qkv, int64_t B,
+            int64_t T, int64_t d, int64_t H, kb_err *err) {
     kb_cuda_state *st;
-    if (state_of(ctx, "kb_attn_fused_fwd", d, H, &st, err)) return -1;
+    if (state_of(ctx, op, d, H, &st, err)) return -1;
     if ((int64_t)T * 3 * d > INT32_MAX)
-        return kb_fail(err, "kb_attn_fused_fwd: T=%lld x 3d=%lld too large", (long long)T, (long long)(3 * d));
+        return kb_fail(err, "%s: T=%lld x 3d=%lld too large", op, (long long)T, (long long)(3 * d));
     attn_args a = make_args(qkv, T, d, H);
-    a.res = out, a.lse = lse;
+    a.res = out, a.res16 = out16, a.lse = lse;
     switch (padded_hd(a.hd)) {
     case 32: return fwd_hd<32>(st, a, B, err);
     case 64: return fwd_hd<64>(st, a, B, err);
@@ -390,17 +407,17 @@ extern "C" int kb_attn_fused_fwd_cuda(kb_ctx *ctx, float *out, float *lse, const
     }
 }
 
-extern "C" int kb_attn_fused_bwd_cuda(kb_ctx *ctx, float *dqkv, float *delta, const float *dout, const float *out,
-                                      const float *qkv, const float *lse, int64_t B, int64_t T, int64_t d, int64_t H,
-                                      kb_err *err) {
+int bwd_any(kb_ctx *ctx, const char *op, float *dqkv, uint16_t *dqkv16, float *delta, const float *dout,
+            const float *out, const uint16_t *out16, const float *qkv, const float *lse, int64_t B, int64_t T,
+            int64_t d, int64_t H, kb_err *err) {
     kb_cuda_state *st;
-    if (state_of(ctx, "kb_attn_fused_bwd", d, H, &st, err)) return -1;
+    if (state_of(ctx, op, d, H, &st, err)) return -1;
     if ((int64_t)T * 3 * d > INT32_MAX)
-        return kb_fail(err, "kb_attn_fused_bwd: T=%lld x 3d=%lld too large", (long long)T, (long long)(3 * d));
+        return kb_fail(err, "%s: T=%lld x 3d=%lld too large", op, (long long)T, (long long)(3 * d));
     attn_args a = make_args(qkv, T, d, H);
-    a.dout = dout, a.out = out, a.res = dqkv, a.lse = (float *)lse, a.delta = delta;
+    a.dout = dout, a.out = out, a.out16 = out16, a.res = dqkv, a.res16 = dqkv16, a.lse = (float *)lse;
+    a.delta = delta;
     attn_delta_kernel<<<kb_grid_1d(B * H * T), KB_CUDA_BLOCK, 0, st->stream>>>(a, B);
-    const char *op = "kb_attn_fused_bwd";
     KB_LAUNCH_CHECK(op, "attn_delta_kernel");
     switch (padded_hd(a.hd)) {
     case 32: return bwd_hd<32>(st, a, B, err);
@@ -408,6 +425,30 @@ extern "C" int kb_attn_fused_bwd_cuda(kb_ctx *ctx, float *dqkv, float *delta, co
     case 80: return bwd_hd<80>(st, a, B, err);
     default: return bwd_hd<128>(st, a, B, err);
     }
+}
+
+} // namespace
+
+extern "C" int kb_attn_fused_fwd_cuda(kb_ctx *ctx, float *out, float *lse, const float *qkv, int64_t B, int64_t T,
+                                      int64_t d, int64_t H, kb_err *err) {
+    return fwd_any(ctx, "kb_attn_fused_fwd", out, NULL, lse, qkv, B, T, d, H, err);
+}
+
+extern "C" int kb_attn_fused_fwd_x16_cuda(kb_ctx *ctx, uint16_t *out16, float *lse, const float *qkv, int64_t B,
+                                          int64_t T, int64_t d, int64_t H, kb_err *err) {
+    return fwd_any(ctx, "kb_attn_fused_fwd_x16", NULL, out16, lse, qkv, B, T, d, H, err);
+}
+
+extern "C" int kb_attn_fused_bwd_cuda(kb_ctx *ctx, float *dqkv, float *delta, const float *dout, const float *out,
+                                      const float *qkv, const float *lse, int64_t B, int64_t T, int64_t d, int64_t H,
+                                      kb_err *err) {
+    return bwd_any(ctx, "kb_attn_fused_bwd", dqkv, NULL, delta, dout, out, NULL, qkv, lse, B, T, d, H, err);
+}
+
+extern "C" int kb_attn_fused_bwd_x16_cuda(kb_ctx *ctx, uint16_t *dqkv16, float *delta, const float *dout,
+                                          const uint16_t *out16, const float *qkv, const float *lse, int64_t B,
+                                          int64_t T, int64_t d, int64_t H, kb_err *err) {
+    return bwd_any(ctx, "kb_attn_fused_bwd_x16", NULL, dqkv16, delta, dout, NULL, out16, qkv, lse, B, T, d, H, err);
 }
 
 extern "C" int kb_attn_fused_cuda_allowed(const kb_ctx *ctx, int64_t head_dim) {

@@ -12,10 +12,6 @@ extern "C" {
 #include "nn/ops_dit_index.h"
 #include "nn/ops_scalar.h"
 
-/* An output element: fp32 as it is, or the bf16 bits of its round to nearest even. */
-__device__ __forceinline__ void kb_store_elem(float *p, float v) { *p = v; }
-__device__ __forceinline__ void kb_store_elem(uint16_t *p, float v) { *p = kb_sc_f32_to_bf16(v); }
-
 
 __global__ void modulate_fwd_kernel(float *out, const float *x, const float *shift, const float *scale, int64_t ld,
                                     int64_t T, int64_t D, int64_t n) {

@@ -17,7 +17,10 @@
  *    tensor-core fp32 sums differs (and expf's last ulp), which can tip the
  *    odd value over a bf16 rounding boundary: 4e-3 of the largest magnitude,
  *    lse 1e-4 absolute. Every kernel writes every element it owns (the device
- *    buffers start as NaN), and reruns on the GPU are bit-identical. */
+ *    buffers start as NaN), and reruns on the GPU are bit-identical.
+ *  - the bf16-storage entry points (*_x16), on each device: bf16 of the fp32
+ *    entry points' out and dqkv, bit for bit, lse and D unchanged, the
+ *    backward given the fp32 entry point's out widened from out16. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +30,7 @@
 #include "models/attention.h"
 #include "nn/backend.h"
 #include "nn/ops_attn.h"
+#include "nn/ops_scalar.h"
 #include "nn/rng.h"
 
 typedef struct {
@@ -106,6 +110,62 @@ static void exact_lse(float *lse, const problem *p) {
             }
 }
 
+static void *dev_bytes(kb_ctx *g, const void *h, size_t bytes, kb_err *err) {
+    void *d = kb_dev_alloc(g, bytes, err);
+    if (d && h) kb_copy_to_dev(g, d, h, bytes, err);
+    return d;
+}
+
+static void *host_bytes(kb_ctx *g, const void *d, size_t bytes, kb_err *err) {
+    void *h = malloc(bytes);
+    kb_copy_to_host(g, h, d, bytes, err);
+    return h;
+}
+
+/* The *_x16 entry points on ctx g against its fp32 ones (see the header). */
+static void check_x16(kbt_state *st, kb_ctx *g, const problem *p, kb_err *err) {
+    const shape *s = &p->s;
+    size_t no = (size_t)p->n_out, nq = (size_t)p->n_qkv, nr = (size_t)p->n_rows;
+    float *qkv = dev_bytes(g, p->qkv, nq * 4, err), *dout = dev_bytes(g, p->dout, no * 4, err);
+    float *out = dev_bytes(g, NULL, no * 4, err), *lse = dev_bytes(g, NULL, nr * 4, err);
+    float *lse2 = dev_bytes(g, NULL, nr * 4, err), *dqkv = dev_bytes(g, NULL, nq * 4, err);
+    float *delta = dev_bytes(g, NULL, nr * 4, err), *delta2 = dev_bytes(g, NULL, nr * 4, err);
+    uint16_t *out16 = dev_bytes(g, NULL, no * 2, err), *dqkv16 = dev_bytes(g, NULL, nq * 2, err);
+    char name[160];
+    snprintf(name, sizeof name, "%s x16 forms B=%lld T=%lld d=%lld H=%lld run", g->device == KB_DEV_CUDA ? "cuda" : "cpu",
+             (long long)s->B, (long long)s->T, (long long)s->d, (long long)s->H);
+    int rc = kb_attn_fused_fwd(g, out, lse, qkv, s->B, s->T, s->d, s->H, err) ||
+             kb_attn_fused_fwd_x16(g, out16, lse2, qkv, s->B, s->T, s->d, s->H, err);
+    float *h_out = rc ? NULL : host_bytes(g, out, no * 4, err);
+    uint16_t *h_out16 = rc ? NULL : host_bytes(g, out16, no * 2, err);
+    if (!rc) { /* the fp32 backward gets the bf16 output, widened */
+        float *w = malloc(no * 4);
+        for (size_t i = 0; i < no; i++) w[i] = kb_sc_bf16_to_f32(h_out16[i]);
+        kb_copy_to_dev(g, out, w, no * 4, err);
+        free(w);
+        rc = kb_attn_fused_bwd(g, dqkv, delta, dout, out, qkv, lse, s->B, s->T, s->d, s->H, err) ||
+             kb_attn_fused_bwd_x16(g, dqkv16, delta2, dout, out16, qkv, lse, s->B, s->T, s->d, s->H, err);
+    }
+    KBT_CHECK(st, rc == 0, name, "%s", err->msg);
+    if (!rc) {
+        float *a = host_bytes(g, lse, nr * 4, err), *b = host_bytes(g, lse2, nr * 4, err);
+        float *c = host_bytes(g, delta, nr * 4, err), *d = host_bytes(g, delta2, nr * 4, err);
+        float *h_dqkv = host_bytes(g, dqkv, nq * 4, err);
+        uint16_t *h_dqkv16 = host_bytes(g, dqkv16, nq * 2, err), *want = malloc(nq * 2);
+        int fwd_ok = 1, bwd_ok = 1;
+        for (size_t i = 0; i < no; i++) fwd_ok &= h_out16[i] == kb_sc_f32_to_bf16(h_out[i]);
+        for (size_t i = 0; i < nq; i++) want[i] = kb_sc_f32_to_bf16(h_dqkv[i]);
+        bwd_ok = !memcmp(want, h_dqkv16, nq * 2);
+        KBT_CHECK(st, fwd_ok && !memcmp(a, b, nr * 4), "fwd_x16: out16 = bf16(out), lse the same (bits)", "differ");
+        KBT_CHECK(st, bwd_ok && !memcmp(c, d, nr * 4), "bwd_x16: dqkv16 = bf16(dqkv) given out16, D the same (bits)",
+                  "differ");
+        free(a), free(b), free(c), free(d), free(h_dqkv), free(h_dqkv16), free(want);
+    }
+    free(h_out), free(h_out16);
+    void *bufs[] = {qkv, dout, out, lse, lse2, dqkv, delta, delta2, out16, dqkv16};
+    for (int i = 0; i < 10; i++) kb_dev_free(g, bufs[i]);
+}
+
 static int run_cpu(void) {
     kbt_state st = {0, 0};
     kb_ctx cpu;
@@ -123,6 +183,7 @@ static int run_cpu(void) {
         close_scaled(&st, "bf16 reference out vs fp32", &p.s, p.out, p.out32, p.n_out, 1e-2);
         close_scaled(&st, "bf16 reference lse vs double", &p.s, p.lse, lse, p.n_rows, 4e-3);
         close_scaled(&st, "bf16 reference dqkv vs fp32", &p.s, p.dqkv, p.dqkv32, p.n_qkv, 2e-2);
+        check_x16(&st, &cpu, &p, &err);
         free(lse);
         problem_free(&p);
     }
@@ -209,7 +270,7 @@ static int run_cuda(void) {
             continue;
         }
         if (problem_init(&p, kShapes[i], &cpu, &err)) KBT_CHECK(&st, 0, "reference runs", "%s", err.msg);
-        else cuda_shape(&st, &g, &p, &err);
+        else cuda_shape(&st, &g, &p, &err), check_x16(&st, &g, &p, &err);
         problem_free(&p);
     }
     KBT_CHECK(&st, err.msg[0] == 0, "no CUDA errors", "%s", err.msg);
