@@ -66,6 +66,8 @@ if [ "$WHAT" = tests ] || [ "$WHAT" = all ]; then
   run_test dit_torch_bf16_unfused env KINDBENCH_FUSED_ATTENTION=0 "$KB/bin/test_dit_torch" cuda bf16
   run_test dit_torch_bf16_staged env KINDBENCH_BF16_OPERANDS=1 KINDBENCH_LT_GELU=1 KINDBENCH_LT_BGRAD=1 \
     "$KB/bin/test_dit_torch" cuda bf16
+  # the DiT with bf16 activations (nn/ops.h *_x16) against PyTorch, with the bf16 tolerances
+  run_test dit_torch_bf16_acts "$KB/bin/test_dit_torch" cuda bf16 fused bf16acts
   run_test dit_layout_cuda "$KB/bin/test_dit_layout" cuda
   run_test sample_cuda env KINDBENCH="$KB/bin/kindbench" KB_PYTHON=python3 KB_MKCKPT="$KB/bin/sample_mkckpt" \
     bash "$PWD/tests/test_sample_cuda.sh"
@@ -75,6 +77,11 @@ if [ "$WHAT" = tests ] || [ "$WHAT" = all ]; then
     run_test "train_resume_cuda_$mode" env -C "/tmp/kbresume_$mode" KINDBENCH="$KB/bin/kindbench" KB_PYTHON=python3 \
       KB_TRAIN_DEVICE_ARGS="--device cuda --precision $mode" bash "$PWD/tests/test_train_resume.sh"
   done
+  # the same with bf16 activations: deterministic too?
+  mkdir -p /tmp/kbresume_acts
+  run_test train_resume_cuda_bf16_acts env -C /tmp/kbresume_acts KINDBENCH_BF16_ACTS=1 \
+    KINDBENCH="$KB/bin/kindbench" KB_PYTHON=python3 KB_TRAIN_DEVICE_ARGS="--device cuda --precision bf16" \
+    bash "$PWD/tests/test_train_resume.sh"
   # the same with the experimental cuBLASLt epilogues on: are they deterministic too (a condition for making them default)?
   mkdir -p /tmp/kbresume_epis
   run_test train_resume_cuda_bf16_epilogues env -C /tmp/kbresume_epis KINDBENCH_LT_GELU=1 KINDBENCH_LT_BGRAD=1 \
@@ -118,6 +125,8 @@ if [ "$WHAT" = bench ] || [ "$WHAT" = all ]; then
   # the bias gradients in the weight-gradient matmuls' epilogue instead of a pass over dy (kb_gemm_wgrad)
   ours_with bench_train_bf16_bgrad "bias-grad epilogue: " KINDBENCH_LT_BGRAD=1
   ours_with bench_train_bf16_epis "GELU + bias-grad:   " KINDBENCH_LT_GELU=1 KINDBENCH_LT_BGRAD=1
+  # bf16 activations around the linear layers: native bf16 GEMMs with no fp32 pass over their operands
+  ours_with bench_train_bf16_acts "bf16 activations:   " KINDBENCH_BF16_ACTS=1
   inc=(--n 2000 --size 256 --device cuda)
   note "Inception fp32 vs pytorch-fid:  $(bench bench_inception_fp32 bench/bench_inception.sh "${inc[@]}")"
   note "Inception tf32 vs pytorch-fid:  $(bench bench_inception_tf32 bench/bench_inception.sh "${inc[@]}" --precision tf32)"

@@ -240,8 +240,9 @@ static int run_bench(const bench_opts *o, kb_err *err) {
     printf("kindbench train: %.3f steps/s, %.1f images/s, %.1f ms/step, %.2f GFLOP/s (6 x %.3f GMAC/image), "
            "last loss %.5f\n", sps, sps * o->batch, 1000.0 / sps, flops * sps / 1e9,
            kb_dit_forward_macs(&o->cfg) / 1e9, loss);
-    printf("kindbench train: attention %s\n",
-           m.acts.attn_fused ? "fused bf16 kernels (nn/ops_attn.h)" : "unfused (batched GEMMs + softmax, T x T scores kept)");
+    printf("kindbench train: attention %s; activations %s\n",
+           m.acts.attn_fused ? "fused bf16 kernels (nn/ops_attn.h)" : "unfused (batched GEMMs + softmax, T x T scores kept)",
+           m.acts.bf16 ? "bf16 around the linear layers (KINDBENCH_BF16_ACTS)" : "fp32");
     print_mfu(o, &ctx, flops * sps);
     int rc = o->profile ? profile_steps(o, &ctx, &m, &opt, &diff, &b, &pool, err) : 0;
     pool_free(&pool);

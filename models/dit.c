@@ -154,6 +154,7 @@ static float *carve(carver *cv, size_t n) {
 
 static void layout_acts(kb_dit_acts *a, const kb_dit_config *c, size_t B, int backward, carver *cv) {
     int fused = a->attn_fused;
+    size_t act = a->bf16 ? 2 : 1; /* values per float of the tensors that may be bf16 */
     size_t d = (size_t)c->hidden_size, T = (size_t)kb_dit_tokens(c), L = (size_t)a->slots;
     size_t BT = B * T, mlp = (size_t)kb_dit_mlp_hidden(c), H = (size_t)c->num_heads;
     size_t K = (size_t)kb_dit_patch_dim(c), Kout = (size_t)(c->patch_size * c->patch_size) * kb_dit_out_channels(c);
@@ -165,11 +166,12 @@ static void layout_acts(kb_dit_acts *a, const kb_dit_config *c, size_t B, int ba
     a->patches = carve(cv, BT * K);
     a->res = carve(cv, (L + 1) * BT * d);
     a->ada = carve(cv, L * B * 6 * d);
-    a->mod1 = carve(cv, L * BT * d), a->qkv = carve(cv, L * BT * 3 * d);
+    a->mod1 = carve(cv, (L * BT * d + act - 1) / act), a->qkv = carve(cv, L * BT * 3 * d);
     a->att = carve(cv, L * (size_t)kb_attention_saved_floats(fused, B, T, H));
-    a->atty = carve(cv, L * BT * d), a->proj = carve(cv, L * BT * d);
-    a->mid = carve(cv, L * BT * d), a->mod2 = carve(cv, L * BT * d);
-    a->fc1 = carve(cv, L * BT * mlp), a->gelu = carve(cv, L * BT * mlp), a->fc2 = carve(cv, L * BT * d);
+    a->atty = carve(cv, (L * BT * d + act - 1) / act), a->proj = carve(cv, L * BT * d);
+    a->mid = carve(cv, L * BT * d), a->mod2 = carve(cv, (L * BT * d + act - 1) / act);
+    a->fc1 = carve(cv, L * BT * mlp), a->gelu = carve(cv, (L * BT * mlp + act - 1) / act);
+    a->fc2 = carve(cv, L * BT * d);
     a->ln1_mean = carve(cv, L * BT), a->ln1_rstd = carve(cv, L * BT);
     a->ln2_mean = carve(cv, L * BT), a->ln2_rstd = carve(cv, L * BT);
     a->adaf = carve(cv, B * 2 * d), a->modf = carve(cv, BT * d);
@@ -184,13 +186,15 @@ static void layout_acts(kb_dit_acts *a, const kb_dit_config *c, size_t B, int ba
 int kb_dit_reserve(kb_dit *m, int cap, kb_err *err) {
     /* the attention route follows the context's matmul mode, which may change between calls */
     int fused = kb_attn_fused_wanted(m->ctx, m->cfg.hidden_size / m->cfg.num_heads);
-    if (cap <= m->acts.cap && fused == m->acts.attn_fused) return 0;
+    int bf16 = kb_act_bf16_wanted(m->ctx, fused);
+    if (cap <= m->acts.cap && fused == m->acts.attn_fused && bf16 == m->acts.bf16) return 0;
     if (cap < m->acts.cap) cap = m->acts.cap;
     if (m->acts.base) kb_dev_free(m->ctx, m->acts.base);
     int backward = m->params.grad != NULL;
     memset(&m->acts, 0, sizeof m->acts);
     m->acts.slots = backward ? m->cfg.depth : 1;
     m->acts.attn_fused = fused;
+    m->acts.bf16 = bf16;
     carver cv = {NULL, 0};
     layout_acts(&m->acts, &m->cfg, (size_t)cap, backward, &cv);
     float *base = kb_dev_alloc(m->ctx, cv.used * sizeof(float), err);

@@ -34,6 +34,8 @@ typedef struct {
     int cap;
     int slots; /* per-block slots: depth with gradients (kept for backward), 1 without */
     int attn_fused; /* the attention route of this layout (models/attention.h): sizes att, d_att, d_att2 */
+    int bf16;       /* bf16 activations (kb_act_bf16_wanted): mod1, atty, mod2 and gelu hold uint16_t bits, at half
+                       size, and the backward's linear-layer gradients are bf16 too (models/dit_internal.h) */
     float *base;
     size_t floats; /* size of the allocation at base */
     /* conditioning, [B, *] */
@@ -43,6 +45,7 @@ typedef struct {
     float *res;        /* [slots + 1, B, T, d]: input of each block, then of the final layer (kb_dit_res) */
     float *ada;        /* [slots, B, 6d] */
     float *mod1, *qkv, *att, *atty, *proj, *mid, *mod2, *fc1, *gelu, *fc2;             /* [slots, ...] */
+                                                                                         /* (see bf16 above) */
     float *ln1_mean, *ln1_rstd, *ln2_mean, *ln2_rstd;                                    /* [slots, B T] */
     float *adaf, *lnf_mean, *lnf_rstd, *modf, *out_tokens;
     /* backward scratch (NULL without gradients, but d_att: the forward's attention scratch) */

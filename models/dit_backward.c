@@ -9,6 +9,7 @@
 #include "models/dit.h"
 #include "models/dit_internal.h"
 #include "nn/ops.h"
+#include "nn/ops_attn.h"
 #include "nn/ops_dit.h"
 
 static int zero(kb_ctx *ctx, float *p, int64_t n, kb_err *err) {
@@ -75,11 +76,57 @@ static int block_attn_bwd(kb_dit *m, int l, const kb_dit_block_view *v, int64_t 
     return 0;
 }
 
+/* The two halves with bf16 activations (acts.bf16): the gradients flowing
+ * into the linear layers (d_fc2, d_fc1, d_proj, d_qkv) are bf16 in d_a (d_fc1
+ * in its second half, while d_fc2 is still read), their input gradients fp32
+ * in d_b (also the GELU backward's fp32 product). */
+static int block_mlp_bwd_x16(kb_dit *m, int l, const kb_dit_block_view *v, int64_t B, kb_err *err) {
+    kb_ctx *ctx = m->ctx;
+    kb_dit_acts *a = &m->acts;
+    const kb_dit_block *blk = &m->blocks[l];
+    int64_t d = m->cfg.hidden_size, T = kb_dit_tokens(&m->cfg), BT = B * T, ld = 6 * d;
+    int64_t wide = kb_dit_mlp_hidden(&m->cfg) > 3 * d ? kb_dit_mlp_hidden(&m->cfg) : 3 * d;
+    uint16_t *d_fc2 = (uint16_t *)a->d_a, *d_fc1 = (uint16_t *)a->d_a + BT * wide;
+    float *tmp = a->d_b, *d_mod2 = a->d_b;
+    KB_TRY(kb_gated_add_bwd_x16(ctx, d_fc2, a->d_ada + 5 * d, a->d_res, v->fc2, v->ada + 5 * d, ld, B, T, d, err),
+           "block %d gate_mlp backward", l);
+    KB_TRY(kb_linear_bwd_dgelu_x16(ctx, &blk->fc2, &m->params, NULL, d_fc1, tmp, v->fc1, d_fc2, v->gelu16, BT, err),
+           "block %d fc2 and GELU backward", l);
+    KB_TRY(kb_linear_bwd_x16(ctx, &blk->fc1, &m->params, NULL, d_mod2, KB_GRAD_SET, d_fc1, v->mod2_16, BT, err),
+           "block %d fc1 backward", l);
+    KB_TRY(kb_ln_modulate_bwd(ctx, a->d_res, a->d_ada + 3 * d, a->d_ada + 4 * d, d_mod2, v->mid, v->ln2_mean,
+                              v->ln2_rstd, v->ada + 4 * d, ld, B, T, d, err), "block %d norm2 and modulate2 backward", l);
+    return 0;
+}
+
+static int block_attn_bwd_x16(kb_dit *m, int l, const kb_dit_block_view *v, int64_t B, kb_err *err) {
+    kb_ctx *ctx = m->ctx;
+    kb_dit_acts *a = &m->acts;
+    const kb_dit_block *blk = &m->blocks[l];
+    int64_t d = m->cfg.hidden_size, T = kb_dit_tokens(&m->cfg), BT = B * T, ld = 6 * d, H = m->cfg.num_heads;
+    uint16_t *d_proj = (uint16_t *)a->d_a, *d_qkv = (uint16_t *)a->d_a;
+    float *d_atty = a->d_b, *d_mod1 = a->d_b;
+    KB_TRY(kb_gated_add_bwd_x16(ctx, d_proj, a->d_ada + 2 * d, a->d_res, v->proj, v->ada + 2 * d, ld, B, T, d, err),
+           "block %d gate_msa backward", l);
+    KB_TRY(kb_linear_bwd_x16(ctx, &blk->proj, &m->params, NULL, d_atty, KB_GRAD_SET, d_proj, v->atty16, BT, err),
+           "block %d proj backward", l);
+    /* d_proj is read by then: d_qkv takes its place */
+    KB_TRY(kb_attn_fused_bwd_x16(ctx, d_qkv, a->d_att, d_atty, v->atty16, v->qkv, v->att, B, T, d, H, err),
+           "block %d attention backward", l);
+    KB_TRY(kb_linear_bwd_x16(ctx, &blk->qkv, &m->params, NULL, d_mod1, KB_GRAD_SET, d_qkv, v->mod1_16, BT, err),
+           "block %d qkv backward", l);
+    KB_TRY(kb_ln_modulate_bwd(ctx, a->d_res, a->d_ada, a->d_ada + d, d_mod1, v->x_in, v->ln1_mean, v->ln1_rstd,
+                              v->ada + d, ld, B, T, d, err), "block %d norm1 and modulate1 backward", l);
+    return 0;
+}
+
 static int block_bwd(kb_dit *m, int l, int64_t B, kb_err *err) {
     kb_dit_block_view v = kb_dit_view_block(m, l, B);
     int64_t d = m->cfg.hidden_size;
     KB_TRY(zero(m->ctx, m->acts.d_ada, B * 6 * d, err), "block %d", l);
-    if (block_mlp_bwd(m, l, &v, B, err) || block_attn_bwd(m, l, &v, B, err)) return -1;
+    if (m->acts.bf16 ? block_mlp_bwd_x16(m, l, &v, B, err) || block_attn_bwd_x16(m, l, &v, B, err)
+                     : block_mlp_bwd(m, l, &v, B, err) || block_attn_bwd(m, l, &v, B, err))
+        return -1;
     KB_TRY(kb_linear_bwd(m->ctx, &m->blocks[l].ada, &m->params, NULL, m->acts.d_c_silu, KB_GRAD_ADD, m->acts.d_ada,
                          m->acts.c_silu, B, err), "block %d adaLN backward", l);
     return 0;

@@ -6,6 +6,7 @@
 #include "models/dit.h"
 #include "models/dit_internal.h"
 #include "nn/ops.h"
+#include "nn/ops_attn.h"
 #include "nn/ops_dit.h"
 
 static int conditioning_fwd(kb_dit *m, const float *t, const int32_t *y, int64_t B, kb_err *err) {
@@ -22,6 +23,28 @@ static int conditioning_fwd(kb_dit *m, const float *t, const int32_t *y, int64_t
     return 0;
 }
 
+/* block_fwd's attention and MLP halves with bf16 activations: the linear
+ * layers' inputs mod1, atty, mod2 and gelu are written and read as bf16. */
+static int block_fwd_x16(kb_dit *m, int l, const kb_dit_block_view *v, int64_t B, kb_err *err) {
+    kb_ctx *ctx = m->ctx;
+    const kb_dit_block *blk = &m->blocks[l];
+    int64_t d = m->cfg.hidden_size, T = kb_dit_tokens(&m->cfg), BT = B * T, ld = 6 * d, H = m->cfg.num_heads;
+    const float *ada = v->ada;
+    KB_TRY(kb_ln_modulate_fwd_x16(ctx, v->mod1_16, v->ln1_mean, v->ln1_rstd, v->x_in, ada, ada + d, ld, B, T, d, 1e-6f,
+                                  err), "block %d norm1 and modulate1", l);
+    KB_TRY(kb_linear_fwd_x16(ctx, &blk->qkv, &m->params, NULL, v->qkv, v->mod1_16, BT, err), "block %d qkv", l);
+    KB_TRY(kb_attn_fused_fwd_x16(ctx, v->atty16, v->att, v->qkv, B, T, d, H, err), "block %d attn", l);
+    KB_TRY(kb_linear_fwd_x16(ctx, &blk->proj, &m->params, NULL, v->proj, v->atty16, BT, err), "block %d proj", l);
+    KB_TRY(kb_gated_add_fwd(ctx, v->mid, v->x_in, ada + 2 * d, v->proj, ld, B, T, d, err), "block %d gate_msa", l);
+    KB_TRY(kb_ln_modulate_fwd_x16(ctx, v->mod2_16, v->ln2_mean, v->ln2_rstd, v->mid, ada + 3 * d, ada + 4 * d, ld, B, T,
+                                  d, 1e-6f, err), "block %d norm2 and modulate2", l);
+    KB_TRY(kb_linear_fwd_gelu_x16(ctx, &blk->fc1, &m->params, NULL, v->fc1, v->gelu16, v->mod2_16, BT, err),
+           "block %d fc1+GELU", l);
+    KB_TRY(kb_linear_fwd_x16(ctx, &blk->fc2, &m->params, NULL, v->fc2, v->gelu16, BT, err), "block %d fc2", l);
+    KB_TRY(kb_gated_add_fwd(ctx, v->x_out, v->mid, ada + 5 * d, v->fc2, ld, B, T, d, err), "block %d gate_mlp", l);
+    return 0;
+}
+
 static int block_fwd(kb_dit *m, int l, int64_t B, kb_err *err) {
     kb_ctx *ctx = m->ctx;
     const kb_dit_block *blk = &m->blocks[l];
@@ -30,6 +53,7 @@ static int block_fwd(kb_dit *m, int l, int64_t B, kb_err *err) {
     float *shift_msa = v.ada, *scale_msa = v.ada + d, *gate_msa = v.ada + 2 * d;
     float *shift_mlp = v.ada + 3 * d, *scale_mlp = v.ada + 4 * d, *gate_mlp = v.ada + 5 * d;
     KB_TRY(kb_linear_fwd(ctx, &blk->ada, &m->params, NULL, v.ada, m->acts.c_silu, B, err), "block %d adaLN", l);
+    if (m->acts.bf16) return block_fwd_x16(m, l, &v, B, err);
     /* attention branch */
     KB_TRY(kb_ln_modulate_fwd(ctx, v.mod1, v.ln1_mean, v.ln1_rstd, v.x_in, shift_msa, scale_msa, ld, B, T, d, 1e-6f, err),
            "block %d norm1 and modulate1", l);

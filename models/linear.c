@@ -72,3 +72,51 @@ int kb_linear_bwd_dgelu(kb_ctx *ctx, const kb_linear *l, kb_params *ps, const kb
                         const float *pre, const float *dy, const float *x, int64_t rows, kb_err *err) {
     return linear_bwd(ctx, l, ps, cond, dpre, KB_GRAD_SET, pre, dy, x, rows, err);
 }
+
+/* ---- bf16 activations ---- */
+
+int kb_linear_fwd_x16(kb_ctx *ctx, const kb_linear *l, const kb_params *ps, const kb_linear_cond *cond, float *y,
+                      const uint16_t *x16, int64_t rows, kb_err *err) {
+    if (check_dense(l, ps, cond, err)) return -1;
+    const float *bias = l->b >= 0 ? kb_param_data(ps, l->b) : NULL;
+    if (kb_gemm_bias_x16(ctx, y, x16, kb_param_data(ps, l->w), bias, rows, l->in, l->out, err))
+        return kb_fail_wrap(err, "linear %s (bf16 input)", ps->items[l->w].name);
+    return 0;
+}
+
+int kb_linear_fwd_gelu_x16(kb_ctx *ctx, const kb_linear *l, const kb_params *ps, const kb_linear_cond *cond,
+                           float *pre, uint16_t *act16, const uint16_t *x16, int64_t rows, kb_err *err) {
+    if (check_dense(l, ps, cond, err)) return -1;
+    const float *bias = l->b >= 0 ? kb_param_data(ps, l->b) : NULL;
+    if (kb_gemm_bias_gelu_x16(ctx, act16, pre, x16, kb_param_data(ps, l->w), bias, rows, l->in, l->out, err))
+        return kb_fail_wrap(err, "linear %s with GELU (bf16 input and output)", ps->items[l->w].name);
+    return 0;
+}
+
+/* dW, db from dy16 and x16, after the input's gradient (which the caller computed). */
+static int linear_wgrad_x16(kb_ctx *ctx, const kb_linear *l, kb_params *ps, const uint16_t *dy16, const uint16_t *x16,
+                            int64_t rows, kb_err *err) {
+    if (!ps->items[l->w].trainable) return 0;
+    float *db = l->b >= 0 ? kb_param_grad(ps, l->b) : NULL;
+    if (kb_gemm_wgrad_x16(ctx, kb_param_grad(ps, l->w), db, dy16, x16, rows, l->in, l->out, err))
+        return kb_fail_wrap(err, "linear %s backward (weight%s, bf16 operands)", ps->items[l->w].name,
+                            db ? " and bias" : "");
+    return 0;
+}
+
+int kb_linear_bwd_x16(kb_ctx *ctx, const kb_linear *l, kb_params *ps, const kb_linear_cond *cond, float *dx,
+                      kb_grad_mode dx_mode, const uint16_t *dy16, const uint16_t *x16, int64_t rows, kb_err *err) {
+    if (check_dense(l, ps, cond, err)) return -1;
+    if (dx && kb_gemm_dx_x16(ctx, dx, dx_mode, dy16, kb_param_data(ps, l->w), rows, l->in, l->out, err))
+        return kb_fail_wrap(err, "linear %s backward (input, bf16 gradient)", ps->items[l->w].name);
+    return linear_wgrad_x16(ctx, l, ps, dy16, x16, rows, err);
+}
+
+int kb_linear_bwd_dgelu_x16(kb_ctx *ctx, const kb_linear *l, kb_params *ps, const kb_linear_cond *cond,
+                            uint16_t *dpre16, float *tmp, const float *pre, const uint16_t *dy16, const uint16_t *x16,
+                            int64_t rows, kb_err *err) {
+    if (check_dense(l, ps, cond, err)) return -1;
+    if (kb_gemm_dgelu_x16(ctx, dpre16, tmp, dy16, kb_param_data(ps, l->w), pre, rows, l->in, l->out, err))
+        return kb_fail_wrap(err, "linear %s backward through GELU (bf16 gradients)", ps->items[l->w].name);
+    return linear_wgrad_x16(ctx, l, ps, dy16, x16, rows, err);
+}

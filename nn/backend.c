@@ -28,6 +28,12 @@ int kb_ctx_init(kb_ctx *ctx, kb_device dev, const kb_ctx_opts *opts, kb_err *err
     ctx->attention = opts ? opts->attention : KB_ATTN_AUTO;
     const char *fa = getenv("KINDBENCH_FUSED_ATTENTION");
     if (ctx->attention == KB_ATTN_AUTO && fa && !strcmp(fa, "0")) ctx->attention = KB_ATTN_UNFUSED;
+    ctx->activations = opts ? opts->activations : KB_ACTS_AUTO;
+    if (ctx->activations == KB_ACTS_AUTO) {
+        const char *ba = getenv("KINDBENCH_BF16_ACTS");
+        int on = ba && !strcmp(ba, "1") && dev == KB_DEV_CUDA && ctx->matmul == KB_MATMUL_BF16;
+        ctx->activations = on ? KB_ACTS_BF16 : KB_ACTS_F32;
+    }
     if (dev == KB_DEV_CPU) {
         if (ctx->matmul != KB_MATMUL_FP32)
             return kb_fail(err, "--precision %s needs --device cuda: the CPU path computes in fp32 only",
@@ -43,6 +49,10 @@ int kb_ctx_init(kb_ctx *ctx, kb_device dev, const kb_ctx_opts *opts, kb_err *err
         return -1;
     }
     return 0;
+}
+
+int kb_act_bf16_wanted(const kb_ctx *ctx, int attn_fused) {
+    return ctx && ctx->activations == KB_ACTS_BF16 && attn_fused;
 }
 
 const char *kb_matmul_precision_name(kb_matmul_precision p) {

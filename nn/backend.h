@@ -41,6 +41,17 @@ typedef enum { KB_GRAD_ADD = 0, KB_GRAD_SET = 1 } kb_grad_mode;
  * route's plain reference: slow, for tests of the route's arithmetic. */
 typedef enum { KB_ATTN_AUTO = 0, KB_ATTN_UNFUSED, KB_ATTN_FUSED } kb_attention_route;
 
+/* How models store the activations around their linear layers (models/dit.c).
+ * F32: fp32 throughout. BF16: the inputs of the attention and MLP linear
+ * layers (and the output gradients flowing back into them) are stored as
+ * bf16 and go into native bf16 GEMMs (nn/ops.h "*_x16"); the residual stream,
+ * statistics, pre-activations, weights and the optimiser stay fp32; it needs
+ * the fused attention route. AUTO (the default): F32, or BF16 when
+ * KINDBENCH_BF16_ACTS=1 is set as a CUDA context in the BF16 mode is made
+ * (off by default until measured on a GPU). BF16 on the CPU runs the same
+ * wiring with fp32 arithmetic on the bf16 values: for tests. */
+typedef enum { KB_ACTS_AUTO = 0, KB_ACTS_F32, KB_ACTS_BF16 } kb_act_storage;
+
 const char *kb_matmul_precision_name(kb_matmul_precision p);
 /* "fp32" | "tf32" | "bf16". */
 int kb_matmul_precision_parse(const char *s, kb_matmul_precision *out, kb_err *err);
@@ -51,6 +62,7 @@ typedef struct {
     int cuda_device;      /* CUDA ordinal */
     kb_matmul_precision matmul;
     kb_attention_route attention;
+    kb_act_storage activations; /* F32 or BF16 (AUTO is resolved by kb_ctx_init) */
     kb_cuda_state *cuda;  /* NULL on CPU */
     struct kb_profile *prof; /* per-op times (nn/profile.h); NULL unless profiling */
 } kb_ctx;
@@ -61,9 +73,13 @@ typedef struct {
     int cuda_device; /* default 0 */
     kb_matmul_precision matmul; /* default FP32; anything else needs CUDA */
     kb_attention_route attention; /* default AUTO (see kb_attention_route) */
+    kb_act_storage activations;   /* default AUTO (see kb_act_storage) */
 } kb_ctx_opts;
 
 int kb_ctx_init(kb_ctx *ctx, kb_device dev, const kb_ctx_opts *opts, kb_err *err);
+/* 1 when models on ctx store bf16 activations, given whether their attention
+ * takes the fused route (the only one with bf16 inputs and outputs). */
+int kb_act_bf16_wanted(const kb_ctx *ctx, int attn_fused);
 void kb_ctx_free(kb_ctx *ctx);
 /* Waits for queued device work; returns the first asynchronous error, if any. */
 int kb_ctx_sync(kb_ctx *ctx, kb_err *err);

@@ -77,7 +77,7 @@ int kb_gemm_wgrad(kb_ctx *ctx, float *dW, float *db, const float *dy, const floa
  * GPU the products are native bf16 x bf16 -> fp32 (cuBLAS/cuBLASLt); on the
  * CPU the bf16 operands are widened to fp32 (exactly) and the fp32 ops above
  * run, so both compute the same products of the same bf16 values, summed in
- * different orders. They are what a model uses when ctx->act_bf16 is set. */
+ * different orders. They are what a model uses when kb_act_bf16_wanted. */
 /* y = x16 W^T (+ bias) */
 int kb_gemm_bias_x16(kb_ctx *ctx, float *y, const uint16_t *x16, const float *W, const float *bias, int64_t rows,
                      int64_t in, int64_t out, kb_err *err);

@@ -28,3 +28,7 @@ set_tests_properties(test_attn_fused_cuda PROPERTIES SKIP_RETURN_CODE 77 ENVIRON
 kb_c_test(test_ops_x16 SOURCES test_ops_x16.c ARGS cpu)
 add_test(NAME test_ops_x16_cuda COMMAND test_ops_x16 cuda WORKING_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR})
 set_tests_properties(test_ops_x16_cuda PROPERTIES SKIP_RETURN_CODE 77 ENVIRONMENT "${KB_TEST_ENV}" LABELS cuda)
+# the DiT wired for bf16 activations (fused attention route), on the CPU, against PyTorch
+add_test(NAME test_dit_torch_cpu_bf16acts COMMAND test_dit_torch cpu fp32 fused bf16acts
+         WORKING_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR})
+set_tests_properties(test_dit_torch_cpu_bf16acts PROPERTIES ENVIRONMENT "${KB_TEST_ENV}" FIXTURES_REQUIRED dit_ref)

@@ -4,8 +4,9 @@
  * and even depth, the allocation is several times smaller, and a model
  * without gradients refuses backward. Runs on the CPU, or on the GPU with
  * the argument `cuda` (skipped, 77, without one); each with the default
- * attention route and again with the fused one (nn/ops_attn.h), whose saved
- * buffers are sized differently. */
+ * attention route, again with the fused one (nn/ops_attn.h), whose saved
+ * buffers are sized differently, and with the fused one and bf16 activations
+ * (half-size slots for four tensors per block). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,12 +102,13 @@ int main(int argc, char **argv) {
         return KBT_SKIP_CODE;
     }
     kbt_state st = {0, 0};
-    const kb_attention_route routes[] = {KB_ATTN_AUTO, KB_ATTN_FUSED};
-    const char *names[] = {"default attention", "fused attention"};
-    for (int r = 0; r < 2; r++) {
+    const kb_attention_route routes[] = {KB_ATTN_AUTO, KB_ATTN_FUSED, KB_ATTN_FUSED};
+    const kb_act_storage acts[] = {KB_ACTS_AUTO, KB_ACTS_F32, KB_ACTS_BF16};
+    const char *names[] = {"default attention", "fused attention", "fused attention, bf16 activations"};
+    for (int r = 0; r < 3; r++) {
         kb_err err = {{0}};
         kb_ctx ctx;
-        kb_ctx_opts o = {.attention = routes[r]};
+        kb_ctx_opts o = {.attention = routes[r], .activations = acts[r]};
         if (kb_ctx_init(&ctx, dev, &o, &err)) return fprintf(stderr, "%s\n", err.msg), 1;
         for (int depth = 1; depth <= 4; depth++) check_depth(&st, &ctx, depth, names[r]);
         kb_ctx_free(&ctx);

@@ -9,7 +9,8 @@
  *     of up to lr; measured up to 0.07 of this bound)
  *   - a second run from the same start is bit-identical.
  *
- *   test_dit_torch [cpu|cuda] [fp32|bf16] [auto|unfused|fused]   (default: cpu fp32 auto)
+ *   test_dit_torch [cpu|cuda] [fp32|bf16] [auto|unfused|fused] [f32acts|bf16acts]
+ *                                                   (default: cpu fp32 auto, activations as the context decides)
  *
  * On CUDA the same steps run through the trainer's own step
  * (kb_train_forward_loss: model and loss on the device) with the tolerances of
@@ -21,7 +22,11 @@
  * the CPU runs the fused bf16 attention's reference inside fp32 GEMMs, which
  * checks the route's wiring through the model (saved log-sum-exps, the
  * backward's use of the attention output) against PyTorch in CI; its
- * attention arithmetic is bf16, so the bf16 tolerances apply. */
+ * attention arithmetic is bf16, so the bf16 tolerances apply. The fourth
+ * picks the activation storage (nn/backend.h kb_act_storage): `bf16acts`
+ * with `fused` on the CPU checks the model's wiring for bf16 activations
+ * (which tensors are bf16, where each is rounded, the bf16 gradient buffers
+ * of the backward) against PyTorch in CI, with the bf16 tolerances. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,7 +82,8 @@ static int load_params(fixture *fx, const char *prefix, kb_err *err) {
     return kb_copy_to_dev(&fx->ctx, ps->data, fx->host, ps->total * sizeof(float), err);
 }
 
-static int setup(fixture *fx, kb_device dev, kb_matmul_precision prec, kb_attention_route route, kb_err *err) {
+static int setup(fixture *fx, kb_device dev, kb_matmul_precision prec, kb_attention_route route, kb_act_storage acts,
+                 kb_err *err) {
     char path[4096];
     snprintf(path, sizeof path, "%s/dit_ref.safetensors", getenv("KB_FIXTURES") ? getenv("KB_FIXTURES") : ".");
     memset(fx, 0, sizeof *fx);
@@ -85,7 +91,7 @@ static int setup(fixture *fx, kb_device dev, kb_matmul_precision prec, kb_attent
     kb_dit_config cfg;
     const char *json = kb_st_meta(fx->f, "config");
     if (!json) return kb_fail(err, "%s: no config metadata", path);
-    kb_ctx_opts co = {.matmul = prec, .attention = route};
+    kb_ctx_opts co = {.matmul = prec, .attention = route, .activations = acts};
     if (kb_dit_config_from_json(json, &cfg, err) || kb_ctx_init(&fx->ctx, dev, &co, err) ||
         kb_dit_create(&fx->model, &fx->ctx, &cfg, 1, 0, err))
         return -1;
@@ -226,20 +232,27 @@ int main(int argc, char **argv) {
     if (argc > 3 && !strcmp(argv[3], "fused")) route = KB_ATTN_FUSED;
     else if (argc > 3 && !strcmp(argv[3], "unfused")) route = KB_ATTN_UNFUSED;
     else if (argc > 3 && strcmp(argv[3], "auto")) bad_route = 1;
+    kb_act_storage acts = KB_ACTS_AUTO;
+    if (argc > 4 && !strcmp(argv[4], "bf16acts")) acts = KB_ACTS_BF16;
+    else if (argc > 4 && !strcmp(argv[4], "f32acts")) acts = KB_ACTS_F32;
+    else if (argc > 4) bad_route = 1;
     if ((argc > 1 && kb_device_parse(argv[1], &dev, &err)) ||
         (argc > 2 && kb_matmul_precision_parse(argv[2], &prec, &err)) || bad_route)
-        return fprintf(stderr, "usage: test_dit_torch [cpu|cuda] [fp32|tf32|bf16] [auto|unfused|fused]: %s\n", err.msg), 2;
+        return fprintf(stderr, "usage: test_dit_torch [cpu|cuda] [fp32|tf32|bf16] [auto|unfused|fused] [f32acts|bf16acts]: "
+                               "%s\n", err.msg), 2;
     if (dev == KB_DEV_CUDA && kb_cuda_device_count() == 0) {
         printf("skipped: no GPU (the CUDA DiT against PyTorch needs a CUDA build and device)\n");
         return KBT_SKIP_CODE;
     }
     fixture fx;
-    if (setup(&fx, dev, prec, route, &err)) {
+    if (setup(&fx, dev, prec, route, acts, &err)) {
         KBT_CHECK(&st, 0, "load the PyTorch DiT fixture", "%s", err.msg);
         return kbt_finish(&st);
     }
-    printf("DiT against PyTorch on %s, %s GEMMs, %s attention\n", kb_device_name(dev), kb_matmul_precision_name(prec),
-           kb_attn_fused_wanted(&fx.ctx, fx.model.cfg.hidden_size / fx.model.cfg.num_heads) ? "fused bf16" : "unfused");
+    int fused = kb_attn_fused_wanted(&fx.ctx, fx.model.cfg.hidden_size / fx.model.cfg.num_heads);
+    printf("DiT against PyTorch on %s, %s GEMMs, %s attention, %s activations\n", kb_device_name(dev),
+           kb_matmul_precision_name(prec), fused ? "fused bf16" : "unfused",
+           kb_act_bf16_wanted(&fx.ctx, fused) ? "bf16" : "fp32");
     kb_train_bufs b;
     if (kb_train_bufs_alloc(&b, &fx.ctx, &fx.model.cfg, fx.B, &err)) {
         KBT_CHECK(&st, 0, "batch buffers", "%s", err.msg);
