@@ -8,16 +8,21 @@
 #   2. the speed comparisons: DiT-B/2 training at 32x32x4 (bf16: kindbench
 #      against torch.autocast bf16 and against a pure-bf16 PyTorch; fp32 too)
 #      and FID Inception features against the pytorch-fid pipeline.
-# Logs go to $OUT (or ./device-out); a summary is printed last.
-#   bash bench/device_check.sh [tests|bench|all]     (default all)
+# Logs go to $OUT (or ./device-out); a summary is printed last and kept in
+# $OUT/summary.txt. Items run most important first while the call's time
+# budget lasts (KB_DEVICE_BUDGET seconds, default 330; see have_time).
+#   bash bench/device_check.sh [tests|bench|all]     (default all; run tests and bench as two calls)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 WHAT=${1:-all}
 OUT=${OUT:-$PWD/device-out}
 mkdir -p "$OUT"
+rm -f "$OUT/summary.txt"
 KB=/tmp/kb
 summary=()
-note() { summary+=("$1"); echo "== $1"; }
+# every line of the summary is also appended to $OUT/summary.txt as it comes, so that a call cut
+# short by the device tool's limit still brings back what it measured
+note() { summary+=("$1"); echo "== $1"; echo "$1" >> "$OUT/summary.txt"; }
 
 [ -f .devpkg/kb.tar.xz ] || { echo "device_check.sh: .devpkg/kb.tar.xz missing (bash bench/device_pack.sh, then carry .devpkg)" >&2; exit 1; }
 rm -rf "$KB" && tar -C /tmp -xJf .devpkg/kb.tar.xz
@@ -40,8 +45,20 @@ missing=$(for b in "$KB"/bin/*; do ldd "$b" | grep 'not found'; done | sort -u)
 [ -z "$missing" ] || { echo "device_check.sh: unresolved libraries:"; echo "$missing"; echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"; exit 1; }
 "$KB/bin/kindbench" device 2>&1 | tee "$OUT/device.txt"
 
+# The device tool runs one command for at most 600 s and lends about 15 minutes in all: items (most
+# important first) start only while this call's budget lasts; each has its own timeout (200-300 s),
+# so the default leaves room for the last one to finish inside 600 s.
+T_START=$SECONDS
+BUDGET=${KB_DEVICE_BUDGET:-330}
+have_time() { # what
+  (( SECONDS - T_START < BUDGET )) && return 0
+  note "not run, this call's ${BUDGET} s are spent (KB_DEVICE_BUDGET): $1"
+  return 1
+}
+
 run_test() { # name, command...
   local name=$1; shift
+  have_time "$name" || return 0
   local t0=$SECONDS
   timeout 240 "$@" > "$OUT/$name.log" 2>&1 # a hang costs minutes, not the whole lease
   local rc=$?
@@ -61,6 +78,7 @@ if [ "$WHAT" = tests ] || [ "$WHAT" = all ]; then
   run_test dit_torch_cuda_fp32 "$KB/bin/test_dit_torch" cuda fp32
   run_test dit_torch_cuda_bf16 "$KB/bin/test_dit_torch" cuda bf16
   run_test attn_fused_cuda "$KB/bin/test_attn_fused" cuda
+  run_test inception_cuda "$KB/bin/test_inception_cuda"
   run_test ops_x16_cuda "$KB/bin/test_ops_x16" cuda
   # the bf16 DiT again with the unfused attention (GEMMs + softmax), to compare the two routes
   run_test dit_torch_bf16_unfused env KINDBENCH_FUSED_ATTENTION=0 "$KB/bin/test_dit_torch" cuda bf16
@@ -87,50 +105,59 @@ if [ "$WHAT" = tests ] || [ "$WHAT" = all ]; then
   run_test train_resume_cuda_bf16_epilogues env -C /tmp/kbresume_epis KINDBENCH_LT_GELU=1 KINDBENCH_LT_BGRAD=1 \
     KINDBENCH="$KB/bin/kindbench" KB_PYTHON=python3 KB_TRAIN_DEVICE_ARGS="--device cuda --precision bf16" \
     bash "$PWD/tests/test_train_resume.sh"
-  run_test inception_cuda "$KB/bin/test_inception_cuda"
 fi
 
 if [ "$WHAT" = bench ] || [ "$WHAT" = all ]; then
   export KINDBENCH=$KB/bin/kindbench BENCH_INCEPTION=$KB/bin/bench_inception PYTHON=python3
   dit=(--model B/2 --image 32 --channels 4 --classes 1000 --batch 256 --steps 20 --warmup 5 --device cuda)
-  bench() { # log name, script, args...
+  inc=(--n 2000 --size 256 --device cuda)
+  bench() { # log name, script, args... (prints the ratio lines; the caller notes them)
     local log=$1; shift
+    have_time "$log" > /dev/null || { echo "(not run: time budget)"; return 0; }
+    local t0=$SECONDS
     timeout 300 bash "$@" > "$OUT/$log.log" 2>&1 || echo "(exit $?)" >> "$OUT/$log.log"
-    grep -E '^ratio|^MFU|^\(exit|rror' "$OUT/$log.log" | tr '\n' ' '
+    echo "$(grep -E '^ratio|^MFU|^\(exit|rror' "$OUT/$log.log" | tr '\n' ' ') [$((SECONDS - t0)) s]"
   }
-  note "DiT-B/2 bf16 vs autocast+sdpa:  $(bench bench_train_bf16 bench/bench_train.sh "${dit[@]}" --precision bf16)"
-  note "DiT-B/2 bf16 vs pure bf16+sdpa: $(bench bench_train_bf16pure bench/bench_train.sh "${dit[@]}" --precision bf16 --torch-precision bf16-pure)"
-  note "DiT-B/2 fp32 vs fp32+sdpa:      $(bench bench_train_fp32 bench/bench_train.sh "${dit[@]}" --precision fp32 --steps 10)"
-  # where our bf16 step's time goes (per-op CUDA event times, after the timed steps)
-  timeout 200 "$KINDBENCH" bench train "${dit[@]}" --precision bf16 --profile > "$OUT/bench_train_bf16_profile.log" 2>&1 ||
-    echo "(exit $?)" >> "$OUT/bench_train_bf16_profile.log"
-  note "  ours bf16, profiled: $(grep -E '^profile: [0-9]+ step|rror|^\(exit' "$OUT/bench_train_bf16_profile.log" | head -2 | tr '\n' ' ')"
-  grep -E '^profile: ' "$OUT/bench_train_bf16_profile.log" | sed -n '3,10p'
-  # our bf16 step again under one switch each (log name, label, VAR=value): where each fusion pays
+  # our bf16 step under switches (log name, label, VAR=value...): where each fusion pays
   ours_with() {
     local log=$1 label=$2; shift 2
+    have_time "$log" || return 0
     env "$@" timeout 200 "$KINDBENCH" bench train "${dit[@]}" --precision bf16 > "$OUT/$log.log" 2>&1 ||
       echo "(exit $?)" >> "$OUT/$log.log"
     note "  ours bf16, $label $(grep -E 'steps/s|rror|^\(exit' "$OUT/$log.log" | head -2 | tr '\n' ' ')"
   }
-  # no cuBLASLt bias epilogue (GEMM, then a bias kernel)
-  ours_with bench_train_bf16_nolt "no bias epilogue:   " KINDBENCH_CUBLASLT=0
-  # the unfused attention (batched GEMMs + softmax over [B,H,T,T] fp32 scores)
-  ours_with bench_train_bf16_unfused "unfused attention:  " KINDBENCH_FUSED_ATTENTION=0
-  # cuBLASLt's GELU epilogues in the MLP (off by default until measured; test_ops_cuda checks their GELU)
-  ours_with bench_train_bf16_ltgelu "GELU epilogues:     " KINDBENCH_LT_GELU=1
+  profiled() { # log name, VAR=value...: per-op CUDA event times after the timed steps
+    local log=$1; shift
+    have_time "$log" || return 0
+    env "$@" timeout 200 "$KINDBENCH" bench train "${dit[@]}" --precision bf16 --profile > "$OUT/$log.log" 2>&1 ||
+      echo "(exit $?)" >> "$OUT/$log.log"
+    note "  $log: $(grep -E '^profile: [0-9]+ step|rror|^\(exit' "$OUT/$log.log" | head -2 | tr '\n' ' ')"
+    grep -E '^profile: ' "$OUT/$log.log" | sed -n '3,10p'
+  }
+  # 1. the issues' two ratios: DiT-B/2 bf16 against PyTorch eager autocast (defaults, then bf16 activations),
+  #    FID Inception features against pytorch-fid
+  note "DiT-B/2 bf16 vs autocast+sdpa:  $(bench bench_train_bf16 bench/bench_train.sh "${dit[@]}" --precision bf16)"
+  note "  same, bf16 activations:       $(KINDBENCH_BF16_ACTS=1 bench bench_train_bf16_acts bench/bench_train.sh "${dit[@]}" --precision bf16)"
+  note "Inception tf32 vs pytorch-fid:  $(bench bench_inception_tf32 bench/bench_inception.sh "${inc[@]}" --precision tf32)"
+  # 2. where the time goes, and what each switch buys
+  profiled bench_train_bf16_profile
+  profiled bench_train_bf16_acts_profile KINDBENCH_BF16_ACTS=1
+  # the bias and weight-gradient epilogues, the GELU epilogues (off by default until measured; test_ops_cuda checks them)
+  ours_with bench_train_bf16_epis "GELU + bias-grad:   " KINDBENCH_LT_GELU=1 KINDBENCH_LT_BGRAD=1
   # GEMMs on staged bf16 operands (native bf16 x bf16 products) instead of cuBLAS's fp32-input _FAST_16BF
   ours_with bench_train_bf16_staged "staged operands:    " KINDBENCH_BF16_OPERANDS=1
-  ours_with bench_train_bf16_both "staged + GELU epil.:" KINDBENCH_BF16_OPERANDS=1 KINDBENCH_LT_GELU=1
-  # the bias gradients in the weight-gradient matmuls' epilogue instead of a pass over dy (kb_gemm_wgrad)
+  # the unfused attention (batched GEMMs + softmax over [B,H,T,T] fp32 scores)
+  ours_with bench_train_bf16_unfused "unfused attention:  " KINDBENCH_FUSED_ATTENTION=0
+  ours_with bench_train_bf16_ltgelu "GELU epilogues:     " KINDBENCH_LT_GELU=1
   ours_with bench_train_bf16_bgrad "bias-grad epilogue: " KINDBENCH_LT_BGRAD=1
-  ours_with bench_train_bf16_epis "GELU + bias-grad:   " KINDBENCH_LT_GELU=1 KINDBENCH_LT_BGRAD=1
-  # bf16 activations around the linear layers: native bf16 GEMMs with no fp32 pass over their operands
-  ours_with bench_train_bf16_acts "bf16 activations:   " KINDBENCH_BF16_ACTS=1
-  inc=(--n 2000 --size 256 --device cuda)
+  ours_with bench_train_bf16_both "staged + GELU epil.:" KINDBENCH_BF16_OPERANDS=1 KINDBENCH_LT_GELU=1
+  # no cuBLASLt bias epilogue (GEMM, then a bias kernel)
+  ours_with bench_train_bf16_nolt "no bias epilogue:   " KINDBENCH_CUBLASLT=0
+  # 3. the other comparisons
+  note "DiT-B/2 bf16 vs pure bf16+sdpa: $(bench bench_train_bf16pure bench/bench_train.sh "${dit[@]}" --precision bf16 --torch-precision bf16-pure)"
+  note "DiT-B/2 fp32 vs fp32+sdpa:      $(bench bench_train_fp32 bench/bench_train.sh "${dit[@]}" --precision fp32 --steps 10)"
   note "Inception fp32 vs pytorch-fid:  $(bench bench_inception_fp32 bench/bench_inception.sh "${inc[@]}")"
-  note "Inception tf32 vs pytorch-fid:  $(bench bench_inception_tf32 bench/bench_inception.sh "${inc[@]}" --precision tf32)"
-  note "  same, batch 256 (ours):       $(KINDBENCH_INCEPTION_BATCH=256 bench bench_inception_tf32_b256 bench/bench_inception.sh "${inc[@]}" --precision tf32)"
+  note "  tf32, batch 256 (ours):       $(KINDBENCH_INCEPTION_BATCH=256 bench bench_inception_tf32_b256 bench/bench_inception.sh "${inc[@]}" --precision tf32)"
 fi
 
 echo
