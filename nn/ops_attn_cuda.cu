@@ -349,13 +349,13 @@ int launch(kb_cuda_state *st, const char *op, const char *name, K kernel, size_t
     return 0;
 }
 
-template <int HD> int fwd_hd(kb_cuda_state *st, const attn_args &a, int64_t B, kb_err *err) {
-    return launch(st, "kb_attn_fused_fwd", "attn_fwd_kernel", attn_fwd_kernel<HD>, fwd_smem<HD>(), a, B, err);
+template <int HD> int fwd_hd(kb_cuda_state *st, const char *op, const attn_args &a, int64_t B, kb_err *err) {
+    return launch(st, op, "attn_fwd_kernel", attn_fwd_kernel<HD>, fwd_smem<HD>(), a, B, err);
 }
 
-template <int HD> int bwd_hd(kb_cuda_state *st, const attn_args &a, int64_t B, kb_err *err) {
-    if (launch(st, "kb_attn_fused_bwd", "attn_dkv_kernel", attn_dkv_kernel<HD>, dkv_smem<HD>(), a, B, err)) return -1;
-    return launch(st, "kb_attn_fused_bwd", "attn_dq_kernel", attn_dq_kernel<HD>, dq_smem<HD>(), a, B, err);
+template <int HD> int bwd_hd(kb_cuda_state *st, const char *op, const attn_args &a, int64_t B, kb_err *err) {
+    if (launch(st, op, "attn_dkv_kernel", attn_dkv_kernel<HD>, dkv_smem<HD>(), a, B, err)) return -1;
+    return launch(st, op, "attn_dq_kernel", attn_dq_kernel<HD>, dq_smem<HD>(), a, B, err);
 }
 
 /* The padded head dimension the kernels are instantiated for. */
@@ -400,10 +400,10 @@ int fwd_any(kb_ctx *ctx, const char *op, float *out, uint16_t *out16, float *lse
     attn_args a = make_args(qkv, T, d, H);
     a.res = out, a.res16 = out16, a.lse = lse;
     switch (padded_hd(a.hd)) {
-    case 32: return fwd_hd<32>(st, a, B, err);
-    case 64: return fwd_hd<64>(st, a, B, err);
-    case 80: return fwd_hd<80>(st, a, B, err);
-    default: return fwd_hd<128>(st, a, B, err);
+    case 32: return fwd_hd<32>(st, op, a, B, err);
+    case 64: return fwd_hd<64>(st, op, a, B, err);
+    case 80: return fwd_hd<80>(st, op, a, B, err);
+    default: return fwd_hd<128>(st, op, a, B, err);
     }
 }
 
@@ -420,10 +420,10 @@ int bwd_any(kb_ctx *ctx, const char *op, float *dqkv, uint16_t *dqkv16, float *d
     attn_delta_kernel<<<kb_grid_1d(B * H * T), KB_CUDA_BLOCK, 0, st->stream>>>(a, B);
     KB_LAUNCH_CHECK(op, "attn_delta_kernel");
     switch (padded_hd(a.hd)) {
-    case 32: return bwd_hd<32>(st, a, B, err);
-    case 64: return bwd_hd<64>(st, a, B, err);
-    case 80: return bwd_hd<80>(st, a, B, err);
-    default: return bwd_hd<128>(st, a, B, err);
+    case 32: return bwd_hd<32>(st, op, a, B, err);
+    case 64: return bwd_hd<64>(st, op, a, B, err);
+    case 80: return bwd_hd<80>(st, op, a, B, err);
+    default: return bwd_hd<128>(st, op, a, B, err);
     }
 }
 

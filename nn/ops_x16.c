@@ -61,7 +61,9 @@ int kb_gemm_bias_x16(kb_ctx *ctx, float *y, const uint16_t *x16, const float *W,
     if (check_sizes(op, ctx, rows, in, out, err) || need(op, "y", y, rows * out, err) ||
         need(op, "x16", x16, in > 0 && out > 0 ? rows * in : 0, err) || need(op, "W", W, rows > 0 ? out * in : 0, err))
         return -1;
-    if (overlap(y, rows * out * 4, x16, rows * in * 2)) return kb_fail(err, "%s: y and x16 overlap", op);
+    if (overlap(y, rows * out * 4, x16, rows * in * 2) || overlap(y, rows * out * 4, W, out * in * 4) ||
+        (bias && overlap(y, rows * out * 4, bias, out * 4)))
+        return kb_fail(err, "%s: y must not overlap x16, W or bias", op);
     KB_DISPATCH(kb_gemm_bias_x16_cuda(ctx, y, x16, W, bias, rows, in, out, err),
                 kb_rc_ = gemm_bias_x16_cpu(ctx->threads, y, x16, W, bias, rows, in, out, err));
 }
@@ -84,9 +86,10 @@ int kb_gemm_bias_gelu_x16(kb_ctx *ctx, uint16_t *act16, float *pre, const uint16
         need(op, "act16", act16, rows * out, err) || need(op, "x16", x16, in > 0 && out > 0 ? rows * in : 0, err) ||
         need(op, "W", W, rows > 0 ? out * in : 0, err))
         return -1;
-    if (overlap(act16, rows * out * 2, pre, rows * out * 4) || overlap(pre, rows * out * 4, x16, rows * in * 2) ||
-        overlap(act16, rows * out * 2, x16, rows * in * 2))
-        return kb_fail(err, "%s: act16, pre and x16 must not overlap (pre is kept for the backward)", op);
+    int64_t na = rows * out * 2, np = rows * out * 4, nw = out * in * 4, nb = bias ? out * 4 : 0;
+    if (overlap(act16, na, pre, np) || overlap(pre, np, x16, rows * in * 2) || overlap(act16, na, x16, rows * in * 2) ||
+        overlap(act16, na, W, nw) || overlap(pre, np, W, nw) || overlap(act16, na, bias, nb) || overlap(pre, np, bias, nb))
+        return kb_fail(err, "%s: act16 and pre must not overlap each other, x16, W or bias (pre is kept)", op);
     KB_DISPATCH(kb_gemm_bias_gelu_x16_cuda(ctx, act16, pre, x16, W, bias, rows, in, out, err),
                 kb_rc_ = gemm_bias_gelu_x16_cpu(ctx->threads, act16, pre, x16, W, bias, rows, in, out, err));
 }
@@ -130,9 +133,11 @@ int kb_gemm_dgelu_x16(kb_ctx *ctx, uint16_t *dpre16, float *tmp, const uint16_t 
         return -1;
     int64_t n = rows * in;
     int64_t ndy = rows * out * 2;
+    int64_t nw = out * in * 4;
     if (overlap(tmp, n * 4, dpre16, n * 2) || overlap(tmp, n * 4, pre, n * 4) || overlap(tmp, n * 4, dy16, ndy) ||
-        overlap(dpre16, n * 2, pre, n * 4) || overlap(dpre16, n * 2, dy16, ndy))
-        return kb_fail(err, "%s: dpre16, tmp, pre and dy16 must not overlap", op);
+        overlap(dpre16, n * 2, pre, n * 4) || overlap(dpre16, n * 2, dy16, ndy) || overlap(tmp, n * 4, W, nw) ||
+        overlap(dpre16, n * 2, W, nw))
+        return kb_fail(err, "%s: dpre16, tmp, pre, dy16 and W must not overlap", op);
     KB_DISPATCH(kb_gemm_dgelu_x16_cuda(ctx, dpre16, tmp, dy16, W, pre, rows, in, out, err),
                 kb_rc_ = gemm_dgelu_x16_cpu(ctx->threads, dpre16, tmp, dy16, W, pre, rows, in, out, err));
 }

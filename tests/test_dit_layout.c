@@ -62,7 +62,8 @@ static int forward(kb_dit *m, batch *b, int B, float *host, size_t n, size_t *ac
     return 0;
 }
 
-static void check_depth(kbt_state *st, kb_ctx *ctx, int depth, const char *route) {
+/* Returns the kept layout's size in floats (0 when the models could not run). */
+static size_t check_depth(kbt_state *st, kb_ctx *ctx, int depth, const char *route, int want_bf16) {
     kb_err err = {{0}};
     kb_dit_config c = kb_dit_config_default();
     c.input_size = 8, c.patch_size = 2, c.in_channels = 3, c.hidden_size = 32, c.num_heads = 4, c.depth = depth;
@@ -86,6 +87,9 @@ static void check_depth(kbt_state *st, kb_ctx *ctx, int depth, const char *route
         printf("     depth %d: activations %zu floats forward-only, %zu kept for backward\n", depth, fwd_floats,
                keep_floats);
         kb_err e2 = {{0}};
+        snprintf(name, sizeof name, "%s, depth %d: bf16 activations %s", route, depth, want_bf16 ? "on" : "off");
+        KBT_CHECK(st, keep.acts.bf16 == want_bf16 && fwd.acts.bf16 == want_bf16, name, "acts.bf16 = %d / %d",
+                  keep.acts.bf16, fwd.acts.bf16);
         snprintf(name, sizeof name, "%s, depth %d: backward refused without gradients", route, depth);
         KBT_CHECK(st, kb_dit_backward(&fwd, b.out, b.y, B, &e2) != 0 && strstr(e2.msg, "without gradients"), name,
                   "got '%s'", e2.msg);
@@ -93,6 +97,7 @@ static void check_depth(kbt_state *st, kb_ctx *ctx, int depth, const char *route
     batch_free(ctx, &b);
     kb_dit_free(&keep), kb_dit_free(&fwd);
     free(out_keep), free(out_fwd);
+    return rc ? 0 : keep_floats;
 }
 
 int main(int argc, char **argv) {
@@ -105,14 +110,18 @@ int main(int argc, char **argv) {
     const kb_attention_route routes[] = {KB_ATTN_AUTO, KB_ATTN_FUSED, KB_ATTN_FUSED};
     const kb_act_storage acts[] = {KB_ACTS_AUTO, KB_ACTS_F32, KB_ACTS_BF16};
     const char *names[] = {"default attention", "fused attention", "fused attention, bf16 activations"};
+    size_t kept[3][5] = {{0}};
     for (int r = 0; r < 3; r++) {
         kb_err err = {{0}};
         kb_ctx ctx;
         kb_ctx_opts o = {.attention = routes[r], .activations = acts[r]};
         if (kb_ctx_init(&ctx, dev, &o, &err)) return fprintf(stderr, "%s\n", err.msg), 1;
-        for (int depth = 1; depth <= 4; depth++) check_depth(&st, &ctx, depth, names[r]);
+        for (int depth = 1; depth <= 4; depth++) kept[r][depth] = check_depth(&st, &ctx, depth, names[r], r == 2);
         kb_ctx_free(&ctx);
     }
+    for (int depth = 1; depth <= 4; depth++) /* four tensors per block at half size */
+        KBT_CHECK(&st, kept[2][depth] && kept[2][depth] < kept[1][depth], "bf16 activations: a smaller kept layout",
+                  "depth %d: %zu floats against %zu with fp32 activations", depth, kept[2][depth], kept[1][depth]);
     printf("%d passed, %d failed\n", st.passed, st.failed);
     return st.failed ? 1 : 0;
 }

@@ -250,6 +250,8 @@ int main(int argc, char **argv) {
         return kbt_finish(&st);
     }
     int fused = kb_attn_fused_wanted(&fx.ctx, fx.model.cfg.hidden_size / fx.model.cfg.num_heads);
+    if (acts == KB_ACTS_BF16 && !kb_act_bf16_wanted(&fx.ctx, fused))
+        return fprintf(stderr, "test_dit_torch: bf16acts needs the fused attention route (third argument fused)\n"), 2;
     printf("DiT against PyTorch on %s, %s GEMMs, %s attention, %s activations\n", kb_device_name(dev),
            kb_matmul_precision_name(prec), fused ? "fused bf16" : "unfused",
            kb_act_bf16_wanted(&fx.ctx, fused) ? "bf16" : "fp32");

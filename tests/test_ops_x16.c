@@ -68,8 +68,8 @@ typedef struct {
 
 static dref ref_matmul(int64_t M, int64_t N, int64_t K, const float *A, int64_t sam, int64_t sak, const float *B,
                        int64_t sbk, int64_t sbn) {
-    size_t n = (size_t)(M * N > 0 ? M * N : 1);
-    dref r = {calloc(n, sizeof(double)), calloc(n, sizeof(double))};
+    size_t cells = (size_t)(M * N > 0 ? M * N : 1);
+    dref r = {calloc(cells, sizeof(double)), calloc(cells, sizeof(double))};
     for (int64_t m = 0; m < M; m++)
         for (int64_t n = 0; n < N; n++) {
             double s = 0, a = 0;
@@ -125,6 +125,17 @@ static void test_shape(env *e, int64_t rows, int64_t in, int64_t out) {
         check_near(e, name, y, fy, NULL, b, rows, out);
         free(y);
     } else KBT_CHECK(&e->st, 0, name, "%s", e->err.msg);
+    /* no bias and x16 at an odd address (2-byte aligned): on the GPU the cuBLAS path, not cuBLASLt's */
+    uint16_t *gx_odd = dev(e, NULL, (size_t)(nx + 1) * 2);
+    if (gx_odd && nx) kb_copy_to_dev(&e->ctx, gx_odd + 1, x16, (size_t)nx * 2, &e->err);
+    snprintf(name, sizeof name, "gemm_bias_x16 %lldx%lld -> %lld, no bias, x16 2-byte aligned", (long long)rows,
+             (long long)in, (long long)out);
+    if (!kb_gemm_bias_x16(&e->ctx, gy, gx_odd + 1, gW, NULL, rows, in, out, &e->err)) {
+        float *y = host(e, gy, (size_t)ny * 4);
+        check_near(e, name, y, fy, NULL, NULL, rows, out);
+        free(y);
+    } else KBT_CHECK(&e->st, 0, name, "%s", e->err.msg);
+    kb_dev_free(&e->ctx, gx_odd);
     snprintf(name, sizeof name, "gemm_bias_gelu_x16 %lldx%lld -> %lld", (long long)rows, (long long)in, (long long)out);
     if (!kb_gemm_bias_gelu_x16(&e->ctx, gact, gy, gx, gW, gb, rows, in, out, &e->err)) {
         float *pre = host(e, gy, (size_t)ny * 4);
