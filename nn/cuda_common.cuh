@@ -173,6 +173,25 @@ static __device__ __forceinline__ double kb_block_sum_d(double v, double *shm) {
     return kb_warp_sum_d(lane < nwarps ? shm[lane] : 0.0);
 }
 
+/* LayerNorm statistics of one row, by a whole block (blockDim.x threads, a
+ * multiple of 32): two passes in double (mean, then the mean of squared
+ * deviations), m = (float)mean, rs = (float)(1 / sqrt(var + eps)). Shared by
+ * every LayerNorm kernel so that fused forms give the plain one's bits. */
+static __device__ __forceinline__ void kb_row_stats(const float *x, int64_t cols, float eps, double *shm, float *m,
+                                                    float *rs) {
+    double s = 0.0;
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) s += (double)x[c];
+    double mu = kb_block_sum_d(s, shm) / (double)cols;
+    double v = 0.0;
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+        double d = (double)x[c] - mu;
+        v = __dadd_rn(v, __dmul_rn(d, d));
+    }
+    v = kb_block_sum_d(v, shm);
+    *m = (float)mu;
+    *rs = (float)(1.0 / sqrt(v / (double)cols + (double)eps));
+}
+
 /* An output element: fp32 as it is, or (a bf16 activation, uint16_t bits) the
  * round to nearest even of it by nn/ops_scalar.h, the CPU path's function. */
 static __device__ __forceinline__ void kb_store_elem(float *p, float v) { *p = v; }

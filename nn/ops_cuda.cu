@@ -503,17 +503,8 @@ __global__ void layernorm_fwd_kernel(float *out, float *mean, float *rstd, const
     for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
         const float *x = inp + r * cols;
         float *o = out + r * cols;
-        double s = 0.0;
-        for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) s += (double)x[c];
-        double mu = kb_block_sum_d(s, shm) / (double)cols;
-        double v = 0.0;
-        for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
-            double d = (double)x[c] - mu;
-            v = __dadd_rn(v, __dmul_rn(d, d));
-        }
-        v = kb_block_sum_d(v, shm);
-        float m = (float)mu;
-        float rs = (float)(1.0 / sqrt(v / (double)cols + (double)eps));
+        float m, rs;
+        kb_row_stats(x, cols, eps, shm, &m, &rs);
         for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
             float y = __fmul_rn(__fsub_rn(x[c], m), rs);
             if (weight) y = __fmul_rn(y, weight[c]);

@@ -147,35 +147,6 @@ KB_SIMD_CLONES int kb_ln_modulate_fwd_x16_cpu(int threads, uint16_t *out16, floa
     return 0;
 }
 
-/* kb_gated_add_bwd_cpu with KB_GRAD_SET, dy rounded to bf16; dgate from the fp32 terms as there. */
-KB_SIMD_CLONES int kb_gated_add_bwd_x16_cpu(int threads, uint16_t *dy16, float *dgate, const float *dx, const float *y,
-                                            const float *gate, int64_t ld, int64_t B, int64_t T, int64_t D,
-                                            kb_err *err) {
-    if (D == 0 || B == 0) return 0;
-    int nt;
-    float *bufs = team_buffers(threads, B, D, &nt, "kb_gated_add_bwd_x16", err);
-    if (!bufs) return -1;
-#pragma omp parallel num_threads(nt)
-    {
-        float *acc = bufs + (size_t)omp_get_thread_num() * (size_t)D;
-#pragma omp for schedule(static)
-        for (int64_t b = 0; b < B; b++) {
-            memset(acc, 0, (size_t)D * sizeof(float));
-            const float *g = gate + b * ld;
-            for (int64_t t = 0; t < T; t++) {
-                int64_t row = (b * T + t) * D;
-                for (int64_t d = 0; d < D; d++) {
-                    dy16[row + d] = kb_sc_f32_to_bf16(g[d] * dx[row + d]);
-                    acc[d] += dx[row + d] * y[row + d];
-                }
-            }
-            for (int64_t d = 0; d < D; d++) dgate[b * ld + d] += acc[d];
-        }
-    }
-    free(bufs);
-    return 0;
-}
-
 KB_SIMD_CLONES void kb_gated_add_fwd_cpu(int threads, float *out, const float *x, const float *gate, const float *y, int64_t ld,
                           int64_t B, int64_t T, int64_t D) {
 #pragma omp parallel for num_threads(threads) schedule(static) collapse(2)
@@ -187,28 +158,57 @@ KB_SIMD_CLONES void kb_gated_add_fwd_cpu(int threads, float *out, const float *x
         }
 }
 
+/* One sample of the gated residual's backward: dy = gate * dx (into dy as
+ * dy_mode says, or rounded into dy16 when that is set), dgate += sum_t dx * y
+ * in t order through the row acc. */
+KB_CLONE_INLINE void gated_add_bwd_sample(float *dy, uint16_t *dy16, int set, float *dgate, const float *dx,
+                                          const float *y, const float *g, int64_t T, int64_t D, float *acc) {
+    memset(acc, 0, (size_t)D * sizeof(float));
+    for (int64_t t = 0; t < T; t++) {
+        int64_t row = t * D;
+        for (int64_t d = 0; d < D; d++) {
+            float v = g[d] * dx[row + d];
+            if (dy16) dy16[row + d] = kb_sc_f32_to_bf16(v);
+            else dy[row + d] = set ? v : dy[row + d] + v;
+            acc[d] += dx[row + d] * y[row + d];
+        }
+    }
+    for (int64_t d = 0; d < D; d++) dgate[d] += acc[d];
+}
+
+/* Per sample (one thread each), through per-thread row buffers; -1 with err
+ * set when those cannot be had. */
+KB_CLONE_INLINE int gated_add_bwd_any(int threads, float *dy, uint16_t *dy16, int set, float *dgate, const float *dx,
+                                     const float *y, const float *gate, int64_t ld, int64_t B, int64_t T, int64_t D,
+                                     kb_err *err) {
+    if (D == 0 || B == 0) return 0;
+    int nt;
+    float *bufs = team_buffers(threads, B, D, &nt, dy16 ? "kb_gated_add_bwd_x16" : "kb_gated_add_bwd", err);
+    if (!bufs) return -1;
+#pragma omp parallel num_threads(nt)
+    {
+        float *acc = bufs + (size_t)omp_get_thread_num() * (size_t)D;
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < B; b++)
+            gated_add_bwd_sample(dy ? dy + b * T * D : NULL, dy16 ? dy16 + b * T * D : NULL, set, dgate + b * ld,
+                                 dx + b * T * D, y + b * T * D, gate + b * ld, T, D, acc);
+    }
+    free(bufs);
+    return 0;
+}
+
 KB_SIMD_CLONES void kb_gated_add_bwd_cpu(int threads, float *dy, float *dgate, const float *dx, const float *y, const float *gate,
                           int64_t ld, int64_t B, int64_t T, int64_t D, kb_grad_mode dy_mode) {
-    int set = dy_mode == KB_GRAD_SET;
-#pragma omp parallel num_threads(threads)
-    {
-        float *acc = malloc((size_t)(D ? D : 1) * sizeof(float));
-#pragma omp for schedule(static)
-        for (int64_t b = 0; b < B; b++) {
-            memset(acc, 0, (size_t)D * sizeof(float));
-            const float *g = gate + b * ld;
-            for (int64_t t = 0; t < T; t++) {
-                int64_t row = (b * T + t) * D;
-                for (int64_t d = 0; d < D; d++) {
-                    float v = g[d] * dx[row + d];
-                    dy[row + d] = set ? v : dy[row + d] + v;
-                    acc[d] += dx[row + d] * y[row + d];
-                }
-            }
-            for (int64_t d = 0; d < D; d++) dgate[b * ld + d] += acc[d];
-        }
-        free(acc);
-    }
+    kb_err err = {{0}};
+    if (gated_add_bwd_any(threads, dy, NULL, dy_mode == KB_GRAD_SET, dgate, dx, y, gate, ld, B, T, D, &err))
+        kb_gated_add_bwd_ref(dy, dgate, dx, y, gate, ld, B, T, D, dy_mode); /* out of memory: the same sums, slowly */
+}
+
+/* kb_gated_add_bwd_cpu with KB_GRAD_SET, dy rounded to bf16; dgate from the fp32 terms as there. */
+KB_SIMD_CLONES int kb_gated_add_bwd_x16_cpu(int threads, uint16_t *dy16, float *dgate, const float *dx, const float *y,
+                                            const float *gate, int64_t ld, int64_t B, int64_t T, int64_t D,
+                                            kb_err *err) {
+    return gated_add_bwd_any(threads, NULL, dy16, 1, dgate, dx, y, gate, ld, B, T, D, err);
 }
 
 void kb_patchify_cpu(int threads, float *tokens, const float *img, int64_t B, int64_t C, int64_t H, int64_t W,

@@ -110,8 +110,8 @@ __global__ void timestep_freq_kernel(float *out, const float *t, const float *fr
 }
 
 /* LayerNorm (no affine) fused with the modulation, one block per row: the
- * statements of layernorm_fwd_kernel (nn/ops_cuda.cu) and modulate_fwd_kernel
- * in one pass, so the output has their bits. */
+ * statistics of layernorm_fwd_kernel (nn/ops_cuda.cu; kb_row_stats) and the
+ * statements of modulate_fwd_kernel in one pass, so the output has their bits. */
 template <typename O>
 __global__ void ln_modulate_fwd_kernel(O *out, float *mean, float *rstd, const float *inp, const float *shift,
                                        const float *scale, int64_t ld, int64_t T, int64_t rows, int64_t cols,
@@ -120,17 +120,8 @@ __global__ void ln_modulate_fwd_kernel(O *out, float *mean, float *rstd, const f
     for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
         const float *x = inp + r * cols, *sh = shift + (r / T) * ld, *sc = scale + (r / T) * ld;
         O *o = out + r * cols;
-        double s = 0.0;
-        for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) s += (double)x[c];
-        double mu = kb_block_sum_d(s, shm) / (double)cols;
-        double v = 0.0;
-        for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
-            double d = (double)x[c] - mu;
-            v = __dadd_rn(v, __dmul_rn(d, d));
-        }
-        v = kb_block_sum_d(v, shm);
-        float m = (float)mu;
-        float rs = (float)(1.0 / sqrt(v / (double)cols + (double)eps));
+        float m, rs;
+        kb_row_stats(x, cols, eps, shm, &m, &rs);
         for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
             float y = __fmul_rn(__fsub_rn(x[c], m), rs);
             kb_store_elem(o + c, __fadd_rn(__fmul_rn(y, __fadd_rn(1.0f, sc[c])), sh[c]));
