@@ -16,6 +16,14 @@
 #include "nn/ops_dit_index.h"
 #include "nn/ops_scalar.h"
 
+/* Per-thread buffers of n floats each for a team of `threads` (at most `work`). */
+static float *team_buffers(int threads, int64_t work, int64_t n, int *nt, const char *op, kb_err *err) {
+    *nt = threads < 1 ? 1 : (int64_t)threads > work ? (int)(work > 0 ? work : 1) : threads;
+    float *p = malloc((size_t)*nt * (size_t)(n > 0 ? n : 1) * sizeof(float));
+    if (!p) kb_fail(err, "%s: out of memory for %d row buffers of %lld floats", op, *nt, (long long)n);
+    return p;
+}
+
 KB_SIMD_CLONES void kb_modulate_fwd_cpu(int threads, float *out, const float *x, const float *shift, const float *scale, int64_t ld,
                          int64_t B, int64_t T, int64_t D) {
 #pragma omp parallel for num_threads(threads) schedule(static) collapse(2)
@@ -30,10 +38,17 @@ KB_SIMD_CLONES void kb_modulate_fwd_cpu(int threads, float *out, const float *x,
 
 KB_SIMD_CLONES void kb_modulate_bwd_cpu(int threads, float *dx, float *dshift, float *dscale, const float *dout, const float *x,
                          const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D, kb_grad_mode dx_mode) {
-    int set = dx_mode == KB_GRAD_SET;
-#pragma omp parallel num_threads(threads)
+    int set = dx_mode == KB_GRAD_SET, nt;
+    if (B == 0 || D == 0) return;
+    kb_err err = {{0}};
+    float *bufs = team_buffers(threads, B, 2 * D, &nt, "kb_modulate_bwd", &err);
+    if (!bufs) { /* out of memory: the reference needs none and sums in the same order */
+        kb_modulate_bwd_ref(dx, dshift, dscale, dout, x, scale, ld, B, T, D, dx_mode);
+        return;
+    }
+#pragma omp parallel num_threads(nt)
     {
-        float *acc = malloc(2 * (size_t)(D ? D : 1) * sizeof(float));
+        float *acc = bufs + (size_t)omp_get_thread_num() * 2 * (size_t)D;
 #pragma omp for schedule(static)
         for (int64_t b = 0; b < B; b++) {
             float *s_shift = acc, *s_scale = acc + D;
@@ -53,8 +68,8 @@ KB_SIMD_CLONES void kb_modulate_bwd_cpu(int threads, float *dx, float *dshift, f
                 dscale[b * ld + d] += s_scale[d];
             }
         }
-        free(acc);
     }
+    free(bufs);
 }
 
 /* One row at a time: LayerNorm by nn/cpu_rows.h's row kernel (the one of
@@ -83,8 +98,9 @@ KB_SIMD_CLONES void kb_ln_modulate_bwd_cpu(int threads, float *dx, float *dshift
                                            const float *x, const float *mean, const float *rstd, const float *scale,
                                            int64_t ld, int64_t B, int64_t T, int64_t D) {
     if (D == 0 || B == 0) return;
-    int nt = threads < 1 ? 1 : threads > B ? (int)B : threads;
-    float *bufs = malloc((size_t)nt * 3 * (size_t)D * sizeof(float));
+    int nt;
+    kb_err err = {{0}};
+    float *bufs = team_buffers(threads, B, 3 * D, &nt, "kb_ln_modulate_bwd", &err);
     if (!bufs) { /* out of memory: the reference needs none (same sums up to SIMD order) */
         kb_ln_modulate_bwd_ref(dx, dshift, dscale, dout, x, mean, rstd, scale, ld, B, T, D);
         return;
@@ -115,14 +131,6 @@ KB_SIMD_CLONES void kb_ln_modulate_bwd_cpu(int threads, float *dx, float *dshift
         }
     }
     free(bufs);
-}
-
-/* Per-thread buffers of n floats each for a team of `threads` (at most `work`). */
-static float *team_buffers(int threads, int64_t work, int64_t n, int *nt, const char *op, kb_err *err) {
-    *nt = threads < 1 ? 1 : (int64_t)threads > work ? (int)(work > 0 ? work : 1) : threads;
-    float *p = malloc((size_t)*nt * (size_t)(n > 0 ? n : 1) * sizeof(float));
-    if (!p) kb_fail(err, "%s: out of memory for %d row buffers of %lld floats", op, *nt, (long long)n);
-    return p;
 }
 
 /* kb_ln_modulate_fwd_cpu's rows into a row buffer, rounded to bf16 on the way out. */
