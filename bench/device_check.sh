@@ -80,12 +80,14 @@ if [ "$WHAT" = tests ] || [ "$WHAT" = all ]; then
   run_test attn_fused_cuda "$KB/bin/test_attn_fused" cuda
   run_test inception_cuda "$KB/bin/test_inception_cuda"
   run_test ops_x16_cuda "$KB/bin/test_ops_x16" cuda
+  run_test ops_x16_cuda_ltgelu env KINDBENCH_LT_GELU=1 "$KB/bin/test_ops_x16" cuda
   # the bf16 DiT again with the unfused attention (GEMMs + softmax), to compare the two routes
   run_test dit_torch_bf16_unfused env KINDBENCH_FUSED_ATTENTION=0 "$KB/bin/test_dit_torch" cuda bf16
   run_test dit_torch_bf16_staged env KINDBENCH_BF16_OPERANDS=1 KINDBENCH_LT_GELU=1 KINDBENCH_LT_BGRAD=1 \
     "$KB/bin/test_dit_torch" cuda bf16
   # the DiT with bf16 activations (nn/ops.h *_x16) against PyTorch, with the bf16 tolerances
   run_test dit_torch_bf16_acts "$KB/bin/test_dit_torch" cuda bf16 fused bf16acts
+  run_test dit_torch_bf16_acts_ltgelu env KINDBENCH_LT_GELU=1 "$KB/bin/test_dit_torch" cuda bf16 fused bf16acts
   run_test dit_layout_cuda "$KB/bin/test_dit_layout" cuda
   run_test sample_cuda env KINDBENCH="$KB/bin/kindbench" KB_PYTHON=python3 KB_MKCKPT="$KB/bin/sample_mkckpt" \
     bash "$PWD/tests/test_sample_cuda.sh"
@@ -140,6 +142,7 @@ if [ "$WHAT" = bench ] || [ "$WHAT" = all ]; then
   note "  same, bf16 activations:       $(KINDBENCH_BF16_ACTS=1 bench bench_train_bf16_acts bench/bench_train.sh "${dit[@]}" --precision bf16)"
   note "Inception tf32 vs pytorch-fid:  $(bench bench_inception_tf32 bench/bench_inception.sh "${inc[@]}" --precision tf32)"
   # 2. where the time goes, and what each switch buys
+  ours_with bench_train_bf16_acts_ltgelu "bf16 acts + GELU epil.:" KINDBENCH_BF16_ACTS=1 KINDBENCH_LT_GELU=1
   profiled bench_train_bf16_profile
   profiled bench_train_bf16_acts_profile KINDBENCH_BF16_ACTS=1
   # the bias and weight-gradient epilogues, the GELU epilogues (off by default until measured; test_ops_cuda checks them)

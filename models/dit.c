@@ -170,7 +170,7 @@ static void layout_acts(kb_dit_acts *a, const kb_dit_config *c, size_t B, int ba
     a->att = carve(cv, L * (size_t)kb_attention_saved_floats(fused, B, T, H));
     a->atty = carve(cv, (L * BT * d + act - 1) / act), a->proj = carve(cv, L * BT * d);
     a->mid = carve(cv, L * BT * d), a->mod2 = carve(cv, (L * BT * d + act - 1) / act);
-    a->fc1 = carve(cv, L * BT * mlp), a->gelu = carve(cv, (L * BT * mlp + act - 1) / act);
+    a->fc1 = carve(cv, (L * BT * mlp + act - 1) / act), a->gelu = carve(cv, (L * BT * mlp + act - 1) / act);
     a->fc2 = carve(cv, L * BT * d);
     a->ln1_mean = carve(cv, L * BT), a->ln1_rstd = carve(cv, L * BT);
     a->ln2_mean = carve(cv, L * BT), a->ln2_rstd = carve(cv, L * BT);

@@ -79,7 +79,7 @@ static int block_attn_bwd(kb_dit *m, int l, const kb_dit_block_view *v, int64_t 
 /* The two halves with bf16 activations (acts.bf16): the gradients flowing
  * into the linear layers (d_fc2, d_fc1, d_proj, d_qkv) are bf16 in d_a (d_fc1
  * in its second half, while d_fc2 is still read), their input gradients fp32
- * in d_b (also the GELU backward's fp32 product). */
+ * in d_b. */
 static int block_mlp_bwd_x16(kb_dit *m, int l, const kb_dit_block_view *v, int64_t B, kb_err *err) {
     kb_ctx *ctx = m->ctx;
     kb_dit_acts *a = &m->acts;
@@ -87,10 +87,10 @@ static int block_mlp_bwd_x16(kb_dit *m, int l, const kb_dit_block_view *v, int64
     int64_t d = m->cfg.hidden_size, T = kb_dit_tokens(&m->cfg), BT = B * T, ld = 6 * d;
     int64_t wide = kb_dit_mlp_hidden(&m->cfg) > 3 * d ? kb_dit_mlp_hidden(&m->cfg) : 3 * d;
     uint16_t *d_fc2 = (uint16_t *)a->d_a, *d_fc1 = (uint16_t *)a->d_a + BT * wide;
-    float *tmp = a->d_b, *d_mod2 = a->d_b;
+    float *d_mod2 = a->d_b;
     KB_TRY(kb_gated_add_bwd_x16(ctx, d_fc2, a->d_ada + 5 * d, a->d_res, v->fc2, v->ada + 5 * d, ld, B, T, d, err),
            "block %d gate_mlp backward", l);
-    KB_TRY(kb_linear_bwd_dgelu_x16(ctx, &blk->fc2, &m->params, NULL, d_fc1, tmp, v->fc1, d_fc2, v->gelu16, BT, err),
+    KB_TRY(kb_linear_bwd_dgelu_x16(ctx, &blk->fc2, &m->params, NULL, d_fc1, v->fc1_16, d_fc2, v->gelu16, BT, err),
            "block %d fc2 and GELU backward", l);
     KB_TRY(kb_linear_bwd_x16(ctx, &blk->fc1, &m->params, NULL, d_mod2, KB_GRAD_SET, d_fc1, v->mod2_16, BT, err),
            "block %d fc1 backward", l);

@@ -24,7 +24,8 @@ static int conditioning_fwd(kb_dit *m, const float *t, const int32_t *y, int64_t
 }
 
 /* block_fwd's attention and MLP halves with bf16 activations: the linear
- * layers' inputs mod1, atty, mod2 and gelu are written and read as bf16. */
+ * layers' inputs mod1, atty, mod2 and gelu, and the GELU's input fc1, are
+ * written and read as bf16. */
 static int block_fwd_x16(kb_dit *m, int l, const kb_dit_block_view *v, int64_t B, kb_err *err) {
     kb_ctx *ctx = m->ctx;
     const kb_dit_block *blk = &m->blocks[l];
@@ -38,7 +39,7 @@ static int block_fwd_x16(kb_dit *m, int l, const kb_dit_block_view *v, int64_t B
     KB_TRY(kb_gated_add_fwd(ctx, v->mid, v->x_in, ada + 2 * d, v->proj, ld, B, T, d, err), "block %d gate_msa", l);
     KB_TRY(kb_ln_modulate_fwd_x16(ctx, v->mod2_16, v->ln2_mean, v->ln2_rstd, v->mid, ada + 3 * d, ada + 4 * d, ld, B, T,
                                   d, 1e-6f, err), "block %d norm2 and modulate2", l);
-    KB_TRY(kb_linear_fwd_gelu_x16(ctx, &blk->fc1, &m->params, NULL, v->fc1, v->gelu16, v->mod2_16, BT, err),
+    KB_TRY(kb_linear_fwd_gelu_x16(ctx, &blk->fc1, &m->params, NULL, v->fc1_16, v->gelu16, v->mod2_16, BT, err),
            "block %d fc1+GELU", l);
     KB_TRY(kb_linear_fwd_x16(ctx, &blk->fc2, &m->params, NULL, v->fc2, v->gelu16, BT, err), "block %d fc2", l);
     KB_TRY(kb_gated_add_fwd(ctx, v->x_out, v->mid, ada + 5 * d, v->fc2, ld, B, T, d, err), "block %d gate_mlp", l);

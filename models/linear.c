@@ -85,10 +85,10 @@ int kb_linear_fwd_x16(kb_ctx *ctx, const kb_linear *l, const kb_params *ps, cons
 }
 
 int kb_linear_fwd_gelu_x16(kb_ctx *ctx, const kb_linear *l, const kb_params *ps, const kb_linear_cond *cond,
-                           float *pre, uint16_t *act16, const uint16_t *x16, int64_t rows, kb_err *err) {
+                           uint16_t *pre16, uint16_t *act16, const uint16_t *x16, int64_t rows, kb_err *err) {
     if (check_dense(l, ps, cond, err)) return -1;
     const float *bias = l->b >= 0 ? kb_param_data(ps, l->b) : NULL;
-    if (kb_gemm_bias_gelu_x16(ctx, act16, pre, x16, kb_param_data(ps, l->w), bias, rows, l->in, l->out, err))
+    if (kb_gemm_bias_gelu_x16(ctx, act16, pre16, x16, kb_param_data(ps, l->w), bias, rows, l->in, l->out, err))
         return kb_fail_wrap(err, "linear %s with GELU (bf16 input and output)", ps->items[l->w].name);
     return 0;
 }
@@ -113,10 +113,10 @@ int kb_linear_bwd_x16(kb_ctx *ctx, const kb_linear *l, kb_params *ps, const kb_l
 }
 
 int kb_linear_bwd_dgelu_x16(kb_ctx *ctx, const kb_linear *l, kb_params *ps, const kb_linear_cond *cond,
-                            uint16_t *dpre16, float *tmp, const float *pre, const uint16_t *dy16, const uint16_t *x16,
+                            uint16_t *dpre16, const uint16_t *pre16, const uint16_t *dy16, const uint16_t *x16,
                             int64_t rows, kb_err *err) {
     if (check_dense(l, ps, cond, err)) return -1;
-    if (kb_gemm_dgelu_x16(ctx, dpre16, tmp, dy16, kb_param_data(ps, l->w), pre, rows, l->in, l->out, err))
+    if (kb_gemm_dgelu_x16(ctx, dpre16, dy16, kb_param_data(ps, l->w), pre16, rows, l->in, l->out, err))
         return kb_fail_wrap(err, "linear %s backward through GELU (bf16 gradients)", ps->items[l->w].name);
     return linear_wgrad_x16(ctx, l, ps, dy16, x16, rows, err);
 }

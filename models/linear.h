@@ -55,18 +55,17 @@ int kb_linear_bwd_dgelu(kb_ctx *ctx, const kb_linear *l, kb_params *ps, const kb
                         const float *pre, const float *dy, const float *x, int64_t rows, kb_err *err);
 
 /* The same layer on bf16 activations (nn/ops.h "*_x16": uint16_t bits of
- * bf16 values, weights and gradients fp32): the input x16, the GELU output
- * act16 and, backward, the output gradient dy16 and the GELU's input
- * gradient dpre16 are bf16; y, pre and dx are fp32. tmp [rows, in] is fp32
- * scratch of the GELU's backward. */
+ * bf16 values, weights and gradients fp32): the input x16, the GELU's input
+ * pre16 and output act16 and, backward, the output gradient dy16 and the
+ * GELU's input gradient dpre16 are bf16; y and dx are fp32. */
 int kb_linear_fwd_x16(kb_ctx *ctx, const kb_linear *l, const kb_params *ps, const kb_linear_cond *cond, float *y,
                       const uint16_t *x16, int64_t rows, kb_err *err);
 int kb_linear_fwd_gelu_x16(kb_ctx *ctx, const kb_linear *l, const kb_params *ps, const kb_linear_cond *cond,
-                           float *pre, uint16_t *act16, const uint16_t *x16, int64_t rows, kb_err *err);
+                           uint16_t *pre16, uint16_t *act16, const uint16_t *x16, int64_t rows, kb_err *err);
 int kb_linear_bwd_x16(kb_ctx *ctx, const kb_linear *l, kb_params *ps, const kb_linear_cond *cond, float *dx,
                       kb_grad_mode dx_mode, const uint16_t *dy16, const uint16_t *x16, int64_t rows, kb_err *err);
 int kb_linear_bwd_dgelu_x16(kb_ctx *ctx, const kb_linear *l, kb_params *ps, const kb_linear_cond *cond,
-                            uint16_t *dpre16, float *tmp, const float *pre, const uint16_t *dy16, const uint16_t *x16,
+                            uint16_t *dpre16, const uint16_t *pre16, const uint16_t *dy16, const uint16_t *x16,
                             int64_t rows, kb_err *err);
 
 #endif

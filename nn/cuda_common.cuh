@@ -103,6 +103,13 @@ int kb_cuda_stage1_bf16(kb_cuda_state *st, const char *op, const float *p, int64
 int kb_cuda_gemm16(kb_cuda_state *st, const char *op, bool transA, bool transB, int64_t M, int64_t N, int64_t K,
                    float alpha, const void *A16, int64_t lda, const void *B16, int64_t ldb, float beta, float *C,
                    int64_t ldc, kb_err *err);
+/* The bf16-activation MLP's cuBLASLt GELU epilogues (nn/ops_gemm_lt_cuda.cu):
+ * 0 with *done = 1 when the matmul ran, *done = 0 when there is no usable
+ * plan (switched off, alignment, or refused), -1 on an error. */
+int kb_lt_gelu_x16(kb_cuda_state *st, const char *op, uint16_t *act16, uint16_t *pre16, const uint16_t *x16,
+                   const float *W, const float *bias, int64_t rows, int64_t in, int64_t out, int *done, kb_err *err);
+int kb_lt_dgelu_x16(kb_cuda_state *st, const char *op, uint16_t *dpre16, const uint16_t *dy16, const float *W,
+                    const uint16_t *pre16, int64_t rows, int64_t in, int64_t out, int *done, kb_err *err);
 /* out[c] += sum_r in16[r, c] over bf16 values (kb_sum_rows's scheme and order). */
 int kb_cuda_sum_rows_bf16(kb_cuda_state *st, const char *op, float *out, const uint16_t *in16, int64_t rows,
                           int64_t cols, kb_err *err);

@@ -81,15 +81,17 @@ int kb_gemm_wgrad(kb_ctx *ctx, float *dW, float *db, const float *dy, const floa
 /* y = x16 W^T (+ bias) */
 int kb_gemm_bias_x16(kb_ctx *ctx, float *y, const uint16_t *x16, const float *W, const float *bias, int64_t rows,
                      int64_t in, int64_t out, kb_err *err);
-/* pre = x16 W^T + bias (fp32, kept for the backward), act16 = bf16(gelu_tanh(pre)) */
-int kb_gemm_bias_gelu_x16(kb_ctx *ctx, uint16_t *act16, float *pre, const uint16_t *x16, const float *W,
+/* With p = x16 W^T + bias (fp32): pre16 = bf16(p), kept for the backward, and
+ * act16 = bf16(gelu_tanh(p)) (as torch.autocast keeps the MLP's hidden
+ * pre-activation in bf16). */
+int kb_gemm_bias_gelu_x16(kb_ctx *ctx, uint16_t *act16, uint16_t *pre16, const uint16_t *x16, const float *W,
                           const float *bias, int64_t rows, int64_t in, int64_t out, kb_err *err);
 /* dx[rows, in] = dy16[rows, out] W[out, in] (KB_GRAD_SET) or dx += that (KB_GRAD_ADD) */
 int kb_gemm_dx_x16(kb_ctx *ctx, float *dx, kb_grad_mode mode, const uint16_t *dy16, const float *W, int64_t rows,
                    int64_t in, int64_t out, kb_err *err);
-/* dpre16 = bf16((dy16 W) * gelu_tanh'(pre)); tmp [rows, in] fp32 is scratch (the product) */
-int kb_gemm_dgelu_x16(kb_ctx *ctx, uint16_t *dpre16, float *tmp, const uint16_t *dy16, const float *W,
-                      const float *pre, int64_t rows, int64_t in, int64_t out, kb_err *err);
+/* dpre16 = bf16((dy16 W) * gelu_tanh'(pre16)), the product in fp32 */
+int kb_gemm_dgelu_x16(kb_ctx *ctx, uint16_t *dpre16, const uint16_t *dy16, const float *W, const uint16_t *pre16,
+                      int64_t rows, int64_t in, int64_t out, kb_err *err);
 /* dW += dy16^T x16, db += column sums of dy16 (db may be NULL) */
 int kb_gemm_wgrad_x16(kb_ctx *ctx, float *dW, float *db, const uint16_t *dy16, const uint16_t *x16, int64_t rows,
                       int64_t in, int64_t out, kb_err *err);

@@ -31,12 +31,12 @@ int kb_gemm_wgrad_cuda(kb_ctx *ctx, float *dW, float *db, const float *dy, const
 /* bf16 activations (nn/ops.h "*_x16"; kb_gemm_bias_x16_cuda in nn/ops_gemm_lt_cuda.cu, the rest in nn/ops_x16_cuda.cu) */
 int kb_gemm_bias_x16_cuda(kb_ctx *ctx, float *y, const uint16_t *x16, const float *W, const float *bias, int64_t rows,
                           int64_t in, int64_t out, kb_err *err);
-int kb_gemm_bias_gelu_x16_cuda(kb_ctx *ctx, uint16_t *act16, float *pre, const uint16_t *x16, const float *W,
+int kb_gemm_bias_gelu_x16_cuda(kb_ctx *ctx, uint16_t *act16, uint16_t *pre16, const uint16_t *x16, const float *W,
                                const float *bias, int64_t rows, int64_t in, int64_t out, kb_err *err);
 int kb_gemm_dx_x16_cuda(kb_ctx *ctx, float *dx, kb_grad_mode mode, const uint16_t *dy16, const float *W, int64_t rows,
                         int64_t in, int64_t out, kb_err *err);
-int kb_gemm_dgelu_x16_cuda(kb_ctx *ctx, uint16_t *dpre16, float *tmp, const uint16_t *dy16, const float *W,
-                           const float *pre, int64_t rows, int64_t in, int64_t out, kb_err *err);
+int kb_gemm_dgelu_x16_cuda(kb_ctx *ctx, uint16_t *dpre16, const uint16_t *dy16, const float *W, const uint16_t *pre16,
+                           int64_t rows, int64_t in, int64_t out, kb_err *err);
 int kb_gemm_wgrad_x16_cuda(kb_ctx *ctx, float *dW, float *db, const uint16_t *dy16, const uint16_t *x16, int64_t rows,
                            int64_t in, int64_t out, kb_err *err);
 int kb_add_cuda(kb_ctx *ctx, float *out, const float *a, const float *b, int64_t n, kb_err *err);

@@ -51,6 +51,7 @@ typedef struct {
     lt_epi epi;
     int ops16; /* A and B bf16 (native bf16 products): staged copies (kb_cuda_bf16_staging), or B an activation */
     int b16;   /* B is a bf16 activation of the caller's (kb_gemm_bias_x16): aligned as `align` says, not staged */
+    int d16;   /* D (and the GELU epilogues' aux) bf16: the bf16-activation MLP (kb_lt_gelu_x16, kb_lt_dgelu_x16) */
     int64_t rows, in, out;
     kb_matmul_precision prec;
     unsigned align;   /* bytes every operand pointer is aligned to (<= 256) */
@@ -132,7 +133,11 @@ static cublasStatus_t plan_build(kb_cuda_state *st, lt_plan *p) {
     }
     LT_TRY(cublasLtMatrixLayoutCreate(&p->a, ab, (uint64_t)a_r, (uint64_t)a_c, a_r));
     LT_TRY(cublasLtMatrixLayoutCreate(&p->b, ab, (uint64_t)b_r, (uint64_t)b_c, b_r));
-    LT_TRY(cublasLtMatrixLayoutCreate(&p->d, CUDA_R_32F, (uint64_t)d_r, (uint64_t)d_c, d_r));
+    LT_TRY(cublasLtMatrixLayoutCreate(&p->d, p->d16 ? CUDA_R_16BF : CUDA_R_32F, (uint64_t)d_r, (uint64_t)d_c, d_r));
+    if (p->d16 && p->epi != LT_DGELU) { /* our bias stays fp32 (its default type is D's); the aux is D's type, bf16 */
+        cudaDataType_t bt = CUDA_R_32F;
+        LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt));
+    }
     cublasLtMatmulPreference_t pref;
     LT_TRY(cublasLtMatmulPreferenceCreate(&pref));
     uint64_t ws = st->workspace_bytes;
@@ -160,8 +165,8 @@ static cublasStatus_t plan_build(kb_cuda_state *st, lt_plan *p) {
 
 /* The cached plan for this call, built on first use; NULL with err set.
  * ops16: bf16 operands (staged copies, or with b16 a bf16 activation as B). */
-static lt_plan *plan_for(kb_cuda_state *st, const char *op, lt_epi epi, int ops16, int b16, int64_t rows, int64_t in,
-                         int64_t out, unsigned align, kb_err *err) {
+static lt_plan *plan_for(kb_cuda_state *st, const char *op, lt_epi epi, int ops16, int b16, int d16, int64_t rows,
+                         int64_t in, int64_t out, unsigned align, kb_err *err) {
     if (!st->lt && !(st->lt = (struct kb_lt_cache *)calloc(1, sizeof *st->lt))) {
         kb_fail(err, "%s: out of host memory for the cuBLASLt plan cache", op);
         return NULL;
@@ -169,14 +174,14 @@ static lt_plan *plan_for(kb_cuda_state *st, const char *op, lt_epi epi, int ops1
     struct kb_lt_cache *c = st->lt;
     for (int i = 0; i < KB_LT_PLANS; i++) {
         lt_plan *p = &c->plans[i];
-        if (p->used && p->epi == epi && p->ops16 == ops16 && p->b16 == b16 && p->rows == rows && p->in == in &&
-            p->out == out && p->prec == st->matmul && p->align == align)
+        if (p->used && p->epi == epi && p->ops16 == ops16 && p->b16 == b16 && p->d16 == d16 && p->rows == rows &&
+            p->in == in && p->out == out && p->prec == st->matmul && p->align == align)
             return p;
     }
     lt_plan *p = &c->plans[c->next];
     c->next = (c->next + 1) % KB_LT_PLANS;
     plan_release(p);
-    p->used = 1, p->epi = epi, p->ops16 = ops16, p->b16 = b16, p->rows = rows, p->in = in, p->out = out;
+    p->used = 1, p->epi = epi, p->ops16 = ops16, p->b16 = b16, p->d16 = d16, p->rows = rows, p->in = in, p->out = out;
     p->prec = st->matmul, p->align = align;
     cublasStatus_t s = plan_build(st, p);
     if (s != CUBLAS_STATUS_SUCCESS && (epi != LT_BIAS || ops16)) {
@@ -184,7 +189,8 @@ static lt_plan *plan_for(kb_cuda_state *st, const char *op, lt_epi epi, int ops1
          * combination cuBLASLt refuses (status other than NOT_SUPPORTED) means the
          * unfused passes, not an error */
         plan_release(p);
-        p->used = 1, p->epi = epi, p->ops16 = ops16, p->b16 = b16, p->rows = rows, p->in = in, p->out = out;
+        p->used = 1, p->epi = epi, p->ops16 = ops16, p->b16 = b16, p->d16 = d16, p->rows = rows, p->in = in;
+        p->out = out;
         p->prec = st->matmul, p->align = align, p->usable = 0;
         return p;
     }
@@ -208,8 +214,8 @@ static unsigned min_alignment(const void *const *ptrs, int n) {
 
 /* D = epilogue(op(A) op(B)) (+ D for the weight gradient) with the plan's
  * shapes; aux and bias may be NULL. */
-static int lt_run(kb_cuda_state *st, const char *op, lt_plan *p, float *D, const void *A, const void *B,
-                  const float *bias, const float *aux, kb_err *err) {
+static int lt_run(kb_cuda_state *st, const char *op, lt_plan *p, void *D, const void *A, const void *B,
+                  const float *bias, const void *aux, kb_err *err) {
     const float alpha = 1.0f, beta = p->epi == LT_BGRADB ? 1.0f : 0.0f;
     if (bias)
         KB_CUBLAS_CHECK(op, cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
@@ -228,8 +234,8 @@ static int lt_run(kb_cuda_state *st, const char *op, lt_plan *p, float *D, const
 /* Runs plan p on the operands A (nA floats: W, or x for the weight gradient)
  * and B (nB elements: x, or dy; bf16 when the plan's b16 is set), on staged
  * bf16 copies of the fp32 ones when the plan was made for bf16 operands. */
-static int lt_exec(kb_cuda_state *st, const char *op, lt_plan *p, float *D, const float *A, int64_t nA, const void *B,
-                   int64_t nB, const float *bias, const float *aux, kb_err *err) {
+static int lt_exec(kb_cuda_state *st, const char *op, lt_plan *p, void *D, const float *A, int64_t nA, const void *B,
+                   int64_t nB, const float *bias, const void *aux, kb_err *err) {
     const void *a = A, *b = B;
     if (p->ops16) { /* contiguous: one matrix each, packed as they are */
         void *a16, *b16;
@@ -260,7 +266,7 @@ extern "C" int kb_gemm_bias_cuda(kb_ctx *ctx, float *y, const float *x, const fl
         /* staged operands are 256-byte aligned copies: then only y and bias count */
         const void *ptrs[] = {y, bias, x, W};
         unsigned align = min_alignment(ptrs, kb_cuda_bf16_staging(st) ? 2 : 4);
-        if (align >= 16 && !(p = plan_for(st, op, LT_BIAS, kb_cuda_bf16_staging(st), 0, rows, in, out, align, err)))
+        if (align >= 16 && !(p = plan_for(st, op, LT_BIAS, kb_cuda_bf16_staging(st), 0, 0, rows, in, out, align, err)))
             return -1;
     }
     if (!p || !p->usable) {
@@ -293,7 +299,7 @@ extern "C" int kb_gemm_bias_gelu_cuda(kb_ctx *ctx, float *act, float *pre, const
         const void *ptrs[] = {act, pre, bias, x, W};
         unsigned align = min_alignment(ptrs, kb_cuda_bf16_staging(st) ? 3 : 5);
         if (align >= 16 &&
-            !(p = plan_for(st, op, LT_GELU_AUX_BIAS, kb_cuda_bf16_staging(st), 0, rows, in, out, align, err)))
+            !(p = plan_for(st, op, LT_GELU_AUX_BIAS, kb_cuda_bf16_staging(st), 0, 0, rows, in, out, align, err)))
             return -1;
     }
     if (!p || !p->usable) {
@@ -313,7 +319,7 @@ extern "C" int kb_gemm_dgelu_cuda(kb_ctx *ctx, float *dpre, const float *dy, con
     if (lt_gelu_on(st) && out > 0 && in % 8 == 0) {
         const void *ptrs[] = {dpre, pre, dy, W};
         unsigned align = min_alignment(ptrs, kb_cuda_bf16_staging(st) ? 2 : 4);
-        if (align >= 16 && !(p = plan_for(st, op, LT_DGELU, kb_cuda_bf16_staging(st), 0, rows, in, out, align, err)))
+        if (align >= 16 && !(p = plan_for(st, op, LT_DGELU, kb_cuda_bf16_staging(st), 0, 0, rows, in, out, align, err)))
             return -1;
     }
     if (!p || !p->usable) {
@@ -366,7 +372,7 @@ extern "C" int kb_gemm_wgrad_cuda(kb_ctx *ctx, float *dW, float *db, const float
         const void *ptrs[] = {dW, x, dy};
         int staged = kb_cuda_bf16_staging(st);
         unsigned align = min_alignment(ptrs, staged ? 1 : 3);
-        if (align >= 16 && !(p = plan_for(st, op, LT_BGRADB, staged, 0, rows, in, out, align, err))) return -1;
+        if (align >= 16 && !(p = plan_for(st, op, LT_BGRADB, staged, 0, 0, rows, in, out, align, err))) return -1;
         if (p && p->usable && !(sums = bgrad_buffer(st, out, op, err))) return -1;
     }
     if (!sums) {
@@ -392,11 +398,46 @@ extern "C" int kb_gemm_bias_x16_cuda(kb_ctx *ctx, float *y, const uint16_t *x16,
     if (bias && in > 0 && !st->lt_off) {
         const void *ptrs[] = {y, bias, x16};
         unsigned align = min_alignment(ptrs, 3);
-        if (align >= 16 && !(p = plan_for(st, op, LT_BIAS, 1, 1, rows, in, out, align, err))) return -1;
+        if (align >= 16 && !(p = plan_for(st, op, LT_BIAS, 1, 1, 0, rows, in, out, align, err))) return -1;
     }
     if (p && p->usable) return lt_exec(st, op, p, y, W, out * in, x16, rows * in, bias, NULL, err);
     void *W16 = NULL;
     if (in > 0 && kb_cuda_stage1_bf16(st, op, W, out * in, &W16, err)) return -1;
     if (kb_cuda_gemm16(st, op, false, true, rows, out, in, 1.0f, x16, in, W16, in, 0.0f, y, out, err)) return -1;
     return bias ? kb_add_bias_cuda(ctx, y, bias, rows, out, err) : 0;
+}
+
+/* ---- the GELU epilogues on bf16 activations (asked by nn/ops_x16_cuda.cu) ----
+ * With KINDBENCH_LT_GELU=1 (as for the fp32-activation MLP): act16 and pre16
+ * (the aux matrix, D's type) straight from the matmul, and the backward's
+ * dpre16 from the DGELU epilogue reading pre16. *done = 0 where there is no
+ * usable plan (the caller then runs its GEMM and kernel). */
+int kb_lt_gelu_x16(kb_cuda_state *st, const char *op, uint16_t *act16, uint16_t *pre16, const uint16_t *x16,
+                   const float *W, const float *bias, int64_t rows, int64_t in, int64_t out, int *done, kb_err *err) {
+    *done = 0;
+    if (!lt_gelu_on(st) || !bias || in == 0 || out % 8) return 0;
+    const void *ptrs[] = {act16, pre16, bias, x16};
+    unsigned align = min_alignment(ptrs, 4);
+    if (align < 16) return 0;
+    lt_plan *p = plan_for(st, op, LT_GELU_AUX_BIAS, 1, 1, 1, rows, in, out, align, err);
+    if (!p) return -1;
+    if (!p->usable) return 0;
+    if (lt_exec(st, op, p, act16, W, out * in, x16, rows * in, bias, pre16, err)) return -1;
+    *done = 1;
+    return 0;
+}
+
+int kb_lt_dgelu_x16(kb_cuda_state *st, const char *op, uint16_t *dpre16, const uint16_t *dy16, const float *W,
+                    const uint16_t *pre16, int64_t rows, int64_t in, int64_t out, int *done, kb_err *err) {
+    *done = 0;
+    if (!lt_gelu_on(st) || out == 0 || in % 8) return 0;
+    const void *ptrs[] = {dpre16, pre16, dy16};
+    unsigned align = min_alignment(ptrs, 3);
+    if (align < 16) return 0;
+    lt_plan *p = plan_for(st, op, LT_DGELU, 1, 1, 1, rows, in, out, align, err);
+    if (!p) return -1;
+    if (!p->usable) return 0;
+    if (lt_exec(st, op, p, dpre16, W, out * in, dy16, rows * out, NULL, pre16, err)) return -1;
+    *done = 1;
+    return 0;
 }

@@ -68,30 +68,36 @@ int kb_gemm_bias_x16(kb_ctx *ctx, float *y, const uint16_t *x16, const float *W,
                 kb_rc_ = gemm_bias_x16_cpu(ctx->threads, y, x16, W, bias, rows, in, out, err));
 }
 
-static int gemm_bias_gelu_x16_cpu(int threads, uint16_t *act16, float *pre, const uint16_t *x16, const float *W,
+static int gemm_bias_gelu_x16_cpu(int threads, uint16_t *act16, uint16_t *pre16, const uint16_t *x16, const float *W,
                                   const float *bias, int64_t rows, int64_t in, int64_t out, kb_err *err) {
-    if (gemm_bias_x16_cpu(threads, pre, x16, W, bias, rows, in, out, err)) return -1;
-    float *act = malloc((size_t)(rows * out > 0 ? rows * out : 1) * sizeof(float));
-    if (!act) return kb_fail(err, "kb_gemm_bias_gelu_x16: out of memory for %lld activations", (long long)(rows * out));
-    kb_gelu_tanh_fwd_cpu(threads, act, pre, rows * out);
-    kb_f32_to_bf16_cpu(threads, act16, act, rows * out);
-    free(act);
+    int64_t n = rows * out;
+    float *p = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    if (!p) return kb_fail(err, "kb_gemm_bias_gelu_x16: out of memory for %lld pre-activations", (long long)n);
+    if (gemm_bias_x16_cpu(threads, p, x16, W, bias, rows, in, out, err)) return free(p), -1;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t i = 0; i < n; i++) {
+        pre16[i] = kb_sc_f32_to_bf16(p[i]);
+        act16[i] = kb_sc_f32_to_bf16(kb_sc_gelu_tanh(p[i]));
+    }
+    free(p);
     return 0;
 }
 
-int kb_gemm_bias_gelu_x16(kb_ctx *ctx, uint16_t *act16, float *pre, const uint16_t *x16, const float *W,
+int kb_gemm_bias_gelu_x16(kb_ctx *ctx, uint16_t *act16, uint16_t *pre16, const uint16_t *x16, const float *W,
                           const float *bias, int64_t rows, int64_t in, int64_t out, kb_err *err) {
     const char *op = "kb_gemm_bias_gelu_x16";
-    if (check_sizes(op, ctx, rows, in, out, err) || need(op, "pre", pre, rows * out, err) ||
+    if (check_sizes(op, ctx, rows, in, out, err) || need(op, "pre16", pre16, rows * out, err) ||
         need(op, "act16", act16, rows * out, err) || need(op, "x16", x16, in > 0 && out > 0 ? rows * in : 0, err) ||
         need(op, "W", W, rows > 0 ? out * in : 0, err))
         return -1;
-    int64_t na = rows * out * 2, np = rows * out * 4, nw = out * in * 4, nb = bias ? out * 4 : 0;
-    if (overlap(act16, na, pre, np) || overlap(pre, np, x16, rows * in * 2) || overlap(act16, na, x16, rows * in * 2) ||
-        overlap(act16, na, W, nw) || overlap(pre, np, W, nw) || overlap(act16, na, bias, nb) || overlap(pre, np, bias, nb))
-        return kb_fail(err, "%s: act16 and pre must not overlap each other, x16, W or bias (pre is kept)", op);
-    KB_DISPATCH(kb_gemm_bias_gelu_x16_cuda(ctx, act16, pre, x16, W, bias, rows, in, out, err),
-                kb_rc_ = gemm_bias_gelu_x16_cpu(ctx->threads, act16, pre, x16, W, bias, rows, in, out, err));
+    int64_t na = rows * out * 2, nw = out * in * 4, nb = bias ? out * 4 : 0;
+    int64_t nx = rows * in * 2;
+    if (overlap(act16, na, pre16, na) || overlap(pre16, na, x16, nx) || overlap(act16, na, x16, nx) ||
+        overlap(act16, na, W, nw) || overlap(pre16, na, W, nw) || overlap(act16, na, bias, nb) ||
+        overlap(pre16, na, bias, nb))
+        return kb_fail(err, "%s: act16 and pre16 must not overlap each other, x16, W or bias (pre16 is kept)", op);
+    KB_DISPATCH(kb_gemm_bias_gelu_x16_cuda(ctx, act16, pre16, x16, W, bias, rows, in, out, err),
+                kb_rc_ = gemm_bias_gelu_x16_cpu(ctx->threads, act16, pre16, x16, W, bias, rows, in, out, err));
 }
 
 static int gemm_dx_x16_cpu(int threads, float *dx, kb_grad_mode mode, const uint16_t *dy16, const float *W,
@@ -115,31 +121,32 @@ int kb_gemm_dx_x16(kb_ctx *ctx, float *dx, kb_grad_mode mode, const uint16_t *dy
                 kb_rc_ = gemm_dx_x16_cpu(ctx->threads, dx, mode, dy16, W, rows, in, out, err));
 }
 
-static int gemm_dgelu_x16_cpu(int threads, uint16_t *dpre16, float *tmp, const uint16_t *dy16, const float *W,
-                              const float *pre, int64_t rows, int64_t in, int64_t out, kb_err *err) {
-    if (gemm_dx_x16_cpu(threads, tmp, KB_GRAD_SET, dy16, W, rows, in, out, err)) return -1;
-    /* the product of kb_gelu_tanh_bwd (KB_GRAD_SET), rounded; tmp keeps the GEMM's product */
+static int gemm_dgelu_x16_cpu(int threads, uint16_t *dpre16, const uint16_t *dy16, const float *W,
+                              const uint16_t *pre16, int64_t rows, int64_t in, int64_t out, kb_err *err) {
+    int64_t n = rows * in;
+    float *g = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    if (!g) return kb_fail(err, "kb_gemm_dgelu_x16: out of memory for %lld products", (long long)n);
+    if (gemm_dx_x16_cpu(threads, g, KB_GRAD_SET, dy16, W, rows, in, out, err)) return free(g), -1;
+    /* the product of kb_gelu_tanh_bwd (KB_GRAD_SET) at the bf16 pre-activation, rounded */
 #pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t i = 0; i < rows * in; i++) dpre16[i] = kb_sc_f32_to_bf16(tmp[i] * kb_sc_gelu_tanh_grad(pre[i]));
+    for (int64_t i = 0; i < n; i++)
+        dpre16[i] = kb_sc_f32_to_bf16(g[i] * kb_sc_gelu_tanh_grad(kb_sc_bf16_to_f32(pre16[i])));
+    free(g);
     return 0;
 }
 
-int kb_gemm_dgelu_x16(kb_ctx *ctx, uint16_t *dpre16, float *tmp, const uint16_t *dy16, const float *W,
-                      const float *pre, int64_t rows, int64_t in, int64_t out, kb_err *err) {
+int kb_gemm_dgelu_x16(kb_ctx *ctx, uint16_t *dpre16, const uint16_t *dy16, const float *W, const uint16_t *pre16,
+                      int64_t rows, int64_t in, int64_t out, kb_err *err) {
     const char *op = "kb_gemm_dgelu_x16";
     if (check_sizes(op, ctx, rows, in, out, err) || need(op, "dpre16", dpre16, rows * in, err) ||
-        need(op, "tmp", tmp, rows * in, err) || need(op, "pre", pre, rows * in, err) ||
-        need(op, "dy16", dy16, in > 0 ? rows * out : 0, err) || need(op, "W", W, rows > 0 ? out * in : 0, err))
+        need(op, "pre16", pre16, rows * in, err) || need(op, "dy16", dy16, in > 0 ? rows * out : 0, err) ||
+        need(op, "W", W, rows > 0 ? out * in : 0, err))
         return -1;
-    int64_t n = rows * in;
-    int64_t ndy = rows * out * 2;
-    int64_t nw = out * in * 4;
-    if (overlap(tmp, n * 4, dpre16, n * 2) || overlap(tmp, n * 4, pre, n * 4) || overlap(tmp, n * 4, dy16, ndy) ||
-        overlap(dpre16, n * 2, pre, n * 4) || overlap(dpre16, n * 2, dy16, ndy) || overlap(tmp, n * 4, W, nw) ||
-        overlap(dpre16, n * 2, W, nw))
-        return kb_fail(err, "%s: dpre16, tmp, pre, dy16 and W must not overlap", op);
-    KB_DISPATCH(kb_gemm_dgelu_x16_cuda(ctx, dpre16, tmp, dy16, W, pre, rows, in, out, err),
-                kb_rc_ = gemm_dgelu_x16_cpu(ctx->threads, dpre16, tmp, dy16, W, pre, rows, in, out, err));
+    int64_t n = rows * in * 2;
+    if (overlap(dpre16, n, pre16, n) || overlap(dpre16, n, dy16, rows * out * 2) || overlap(dpre16, n, W, out * in * 4))
+        return kb_fail(err, "%s: dpre16 must not overlap pre16, dy16 or W", op);
+    KB_DISPATCH(kb_gemm_dgelu_x16_cuda(ctx, dpre16, dy16, W, pre16, rows, in, out, err),
+                kb_rc_ = gemm_dgelu_x16_cpu(ctx->threads, dpre16, dy16, W, pre16, rows, in, out, err));
 }
 
 static int gemm_wgrad_x16_cpu(int threads, float *dW, float *db, const uint16_t *dy16, const uint16_t *x16,

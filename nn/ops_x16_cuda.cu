@@ -13,14 +13,40 @@ extern "C" {
 }
 #include "nn/ops_scalar.h"
 
-/* act16 = bf16(gelu_tanh(pre)) */
-__global__ void gelu_tanh_bf16_kernel(uint16_t *act16, const float *pre, int64_t n) {
-    KB_GRID_STRIDE(i, n) act16[i] = kb_sc_f32_to_bf16(kb_sc_gelu_tanh(pre[i]));
+/* p = prod + bias (per column of out): pre16 = bf16(p), act16 = bf16(gelu_tanh(p)) */
+__global__ void gelu_split_bf16_kernel(uint16_t *act16, uint16_t *pre16, const float *prod, const float *bias,
+                                       int64_t out, int64_t n) {
+    KB_GRID_STRIDE(i, n) {
+        float p = bias ? __fadd_rn(prod[i], bias[i % out]) : prod[i];
+        pre16[i] = kb_sc_f32_to_bf16(p);
+        act16[i] = kb_sc_f32_to_bf16(kb_sc_gelu_tanh(p));
+    }
 }
 
-/* dpre16 = bf16(g * gelu_tanh'(pre)), the product as gelu_tanh_bwd_kernel forms it */
-__global__ void dgelu_tanh_bf16_kernel(uint16_t *dpre16, const float *g, const float *pre, int64_t n) {
-    KB_GRID_STRIDE(i, n) dpre16[i] = kb_sc_f32_to_bf16(__fmul_rn(g[i], kb_sc_gelu_tanh_grad(pre[i])));
+/* dpre16 = bf16(g * gelu_tanh'(pre16)), the product as gelu_tanh_bwd_kernel forms it */
+__global__ void dgelu_tanh_bf16_kernel(uint16_t *dpre16, const float *g, const uint16_t *pre16, int64_t n) {
+    KB_GRID_STRIDE(i, n) {
+        dpre16[i] = kb_sc_f32_to_bf16(__fmul_rn(g[i], kb_sc_gelu_tanh_grad(kb_sc_bf16_to_f32(pre16[i]))));
+    }
+}
+
+__global__ void to_bf16_kernel(uint16_t *o, const float *in, int64_t n) {
+    KB_GRID_STRIDE(i, n) o[i] = kb_sc_f32_to_bf16(in[i]);
+}
+
+/* W's bf16 copy and an fp32 buffer of nprod values, from one scratch request
+ * (a second request could move the memory of the first). */
+static int scratch_w16_prod(kb_cuda_state *st, const char *op, const float *W, int64_t nw, int64_t nprod, void **W16,
+                            float **prod, kb_err *err) {
+    size_t wbytes = ((size_t)nw * 2 + 255) & ~(size_t)255;
+    unsigned char *buf = (unsigned char *)kb_cuda_scratch(st, wbytes + (size_t)nprod * sizeof(float), op, err);
+    if (!buf) return -1;
+    *W16 = buf, *prod = (float *)(buf + wbytes);
+    if (nw > 0) {
+        to_bf16_kernel<<<kb_grid_1d(nw), KB_CUDA_BLOCK, 0, st->stream>>>((uint16_t *)buf, W, nw);
+        KB_LAUNCH_CHECK(op, "to_bf16_kernel");
+    }
+    return 0;
 }
 
 #define KB_X16_BEGIN(opname)                                                                                      \
@@ -28,15 +54,25 @@ __global__ void dgelu_tanh_bf16_kernel(uint16_t *dpre16, const float *g, const f
     kb_cuda_state *st = NULL;                                                                                     \
     if (kb_cuda_op_state(ctx, op, &st, err)) return -1
 
-extern "C" int kb_gemm_bias_gelu_x16_cuda(kb_ctx *ctx, uint16_t *act16, float *pre, const uint16_t *x16,
+/* With cuBLASLt's GELU epilogue where it has a plan (nn/ops_gemm_lt_cuda.cu:
+ * bf16 pre-activation and activation from the matmul itself), else the GEMM
+ * into scratch and one kernel for both outputs. */
+extern "C" int kb_gemm_bias_gelu_x16_cuda(kb_ctx *ctx, uint16_t *act16, uint16_t *pre16, const uint16_t *x16,
                                           const float *W, const float *bias, int64_t rows, int64_t in, int64_t out,
                                           kb_err *err) {
     KB_X16_BEGIN("gemm_bias_gelu_x16");
-    if (kb_gemm_bias_x16_cuda(ctx, pre, x16, W, bias, rows, in, out, err)) return -1;
     int64_t n = rows * out;
     if (n == 0) return 0;
-    gelu_tanh_bf16_kernel<<<kb_grid_1d(n), KB_CUDA_BLOCK, 0, st->stream>>>(act16, pre, n);
-    KB_LAUNCH_CHECK(op, "gelu_tanh_bf16_kernel");
+    int done = 0;
+    if (kb_lt_gelu_x16(st, op, act16, pre16, x16, W, bias, rows, in, out, &done, err)) return -1;
+    if (done) return 0;
+    void *W16;
+    float *prod;
+    if (scratch_w16_prod(st, op, W, in > 0 ? out * in : 0, n, &W16, &prod, err) ||
+        kb_cuda_gemm16(st, op, false, true, rows, out, in, 1.0f, x16, in, W16, in, 0.0f, prod, out, err))
+        return -1;
+    gelu_split_bf16_kernel<<<kb_grid_1d(n), KB_CUDA_BLOCK, 0, st->stream>>>(act16, pre16, prod, bias, out, n);
+    KB_LAUNCH_CHECK(op, "gelu_split_bf16_kernel");
     return 0;
 }
 
@@ -55,13 +91,22 @@ extern "C" int kb_gemm_dx_x16_cuda(kb_ctx *ctx, float *dx, kb_grad_mode mode, co
     return dx_x16(st, op, dx, mode == KB_GRAD_SET ? 0.0f : 1.0f, dy16, W, rows, in, out, err);
 }
 
-extern "C" int kb_gemm_dgelu_x16_cuda(kb_ctx *ctx, uint16_t *dpre16, float *tmp, const uint16_t *dy16, const float *W,
-                                      const float *pre, int64_t rows, int64_t in, int64_t out, kb_err *err) {
+/* With cuBLASLt's DGELU epilogue where it has a plan, else the GEMM into
+ * scratch and the GELU' kernel. */
+extern "C" int kb_gemm_dgelu_x16_cuda(kb_ctx *ctx, uint16_t *dpre16, const uint16_t *dy16, const float *W,
+                                      const uint16_t *pre16, int64_t rows, int64_t in, int64_t out, kb_err *err) {
     KB_X16_BEGIN("gemm_dgelu_x16");
-    if (dx_x16(st, op, tmp, 0.0f, dy16, W, rows, in, out, err)) return -1;
     int64_t n = rows * in;
     if (n == 0) return 0;
-    dgelu_tanh_bf16_kernel<<<kb_grid_1d(n), KB_CUDA_BLOCK, 0, st->stream>>>(dpre16, tmp, pre, n);
+    int done = 0;
+    if (kb_lt_dgelu_x16(st, op, dpre16, dy16, W, pre16, rows, in, out, &done, err)) return -1;
+    if (done) return 0;
+    void *W16;
+    float *prod;
+    if (scratch_w16_prod(st, op, W, out > 0 ? out * in : 0, n, &W16, &prod, err) ||
+        kb_cuda_gemm16(st, op, false, false, rows, in, out, 1.0f, dy16, out, W16, in, 0.0f, prod, in, err))
+        return -1;
+    dgelu_tanh_bf16_kernel<<<kb_grid_1d(n), KB_CUDA_BLOCK, 0, st->stream>>>(dpre16, prod, pre16, n);
     KB_LAUNCH_CHECK(op, "dgelu_tanh_bf16_kernel");
     return 0;
 }
