@@ -82,8 +82,8 @@ int kb_gemm_wgrad(kb_ctx *ctx, float *dW, float *db, const float *dy, const floa
 int kb_gemm_bias_x16(kb_ctx *ctx, float *y, const uint16_t *x16, const float *W, const float *bias, int64_t rows,
                      int64_t in, int64_t out, kb_err *err);
 /* With p = x16 W^T + bias (fp32): pre16 = bf16(p), kept for the backward, and
- * act16 = bf16(gelu_tanh(p)) (as torch.autocast keeps the MLP's hidden
- * pre-activation in bf16). */
+ * act16 = bf16(gelu_tanh(p)) (the pre-activation stored as bf16, as
+ * torch.autocast stores it; the GELU here is of the fp32 value). */
 int kb_gemm_bias_gelu_x16(kb_ctx *ctx, uint16_t *act16, uint16_t *pre16, const uint16_t *x16, const float *W,
                           const float *bias, int64_t rows, int64_t in, int64_t out, kb_err *err);
 /* dx[rows, in] = dy16[rows, out] W[out, in] (KB_GRAD_SET) or dx += that (KB_GRAD_ADD) */

@@ -213,7 +213,8 @@ static unsigned min_alignment(const void *const *ptrs, int n) {
 }
 
 /* D = epilogue(op(A) op(B)) (+ D for the weight gradient) with the plan's
- * shapes; aux and bias may be NULL. */
+ * shapes; aux and bias may be NULL. 0 when it ran; 1 when cuBLASLt refused
+ * a bf16-output plan at run time (then marked unusable; nothing written). */
 static int lt_run(kb_cuda_state *st, const char *op, lt_plan *p, void *D, const void *A, const void *B,
                   const float *bias, const void *aux, kb_err *err) {
     const float alpha = 1.0f, beta = p->epi == LT_BGRADB ? 1.0f : 0.0f;
@@ -224,6 +225,11 @@ static int lt_run(kb_cuda_state *st, const char *op, lt_plan *p, void *D, const 
                                                            sizeof aux));
     cublasStatus_t s = cublasLtMatmul(st->cublaslt, p->desc, &alpha, A, p->a, B, p->b, &beta, D, p->d, D, p->d,
                                       &p->algo, st->workspace, st->workspace_bytes, st->stream);
+    int refused = s == CUBLAS_STATUS_NOT_SUPPORTED || s == CUBLAS_STATUS_INVALID_VALUE;
+    if (p->d16 && refused) {
+        p->usable = 0; /* the bf16-output epilogues (fp32 bias with bf16 D is not documented): the caller's fallback */
+        return 1;
+    }
     if (s != CUBLAS_STATUS_SUCCESS)
         return kb_fail(err, "%s: cublasLtMatmul %lldx%lld -> %lld (%s) failed: %s (%d)", op, (long long)p->rows,
                        (long long)p->in, (long long)p->out, kb_matmul_precision_name(st->matmul),
@@ -233,7 +239,8 @@ static int lt_run(kb_cuda_state *st, const char *op, lt_plan *p, void *D, const 
 
 /* Runs plan p on the operands A (nA floats: W, or x for the weight gradient)
  * and B (nB elements: x, or dy; bf16 when the plan's b16 is set), on staged
- * bf16 copies of the fp32 ones when the plan was made for bf16 operands. */
+ * bf16 copies of the fp32 ones when the plan was made for bf16 operands.
+ * Returns lt_run's 0, 1 (refused, see there) or -1. */
 static int lt_exec(kb_cuda_state *st, const char *op, lt_plan *p, void *D, const float *A, int64_t nA, const void *B,
                    int64_t nB, const float *bias, const void *aux, kb_err *err) {
     const void *a = A, *b = B;
@@ -244,7 +251,8 @@ static int lt_exec(kb_cuda_state *st, const char *op, lt_plan *p, void *D, const
         a = a16;
         if (!p->b16) b = b16;
     }
-    if (lt_run(st, op, p, D, a, b, bias, aux, err)) return -1;
+    int rc = lt_run(st, op, p, D, a, b, bias, aux, err);
+    if (rc) return rc;
     if (p->ops16 && !p->b16) st->counts.bf16_staged++, st->counts.bf16_staged_lt++;
     if (p->b16) st->counts.bf16_acts++;
     if (p->epi == LT_GELU_AUX_BIAS || p->epi == LT_DGELU) st->counts.gelu_epilogue++;
@@ -422,9 +430,9 @@ int kb_lt_gelu_x16(kb_cuda_state *st, const char *op, uint16_t *act16, uint16_t 
     lt_plan *p = plan_for(st, op, LT_GELU_AUX_BIAS, 1, 1, 1, rows, in, out, align, err);
     if (!p) return -1;
     if (!p->usable) return 0;
-    if (lt_exec(st, op, p, act16, W, out * in, x16, rows * in, bias, pre16, err)) return -1;
-    *done = 1;
-    return 0;
+    int rc = lt_exec(st, op, p, act16, W, out * in, x16, rows * in, bias, pre16, err);
+    *done = rc == 0;
+    return rc < 0 ? -1 : 0;
 }
 
 int kb_lt_dgelu_x16(kb_cuda_state *st, const char *op, uint16_t *dpre16, const uint16_t *dy16, const float *W,
@@ -437,7 +445,7 @@ int kb_lt_dgelu_x16(kb_cuda_state *st, const char *op, uint16_t *dpre16, const u
     lt_plan *p = plan_for(st, op, LT_DGELU, 1, 1, 1, rows, in, out, align, err);
     if (!p) return -1;
     if (!p->usable) return 0;
-    if (lt_exec(st, op, p, dpre16, W, out * in, dy16, rows * out, NULL, pre16, err)) return -1;
-    *done = 1;
-    return 0;
+    int rc = lt_exec(st, op, p, dpre16, W, out * in, dy16, rows * out, NULL, pre16, err);
+    *done = rc == 0;
+    return rc < 0 ? -1 : 0;
 }

@@ -2,10 +2,11 @@
  * "*_x16"; kb_gemm_bias_x16_cuda, which uses the cuBLASLt plans, is in
  * nn/ops_gemm_lt_cuda.cu). The bf16 operands go straight into cuBLAS's
  * bf16 x bf16 -> fp32 GEMMs; the fp32 weight is converted into a bf16 copy
- * in the context's scratch per call (kb_cuda_stage1_bf16: a weight is small
- * beside the activations it multiplies). Elementwise results are rounded to
- * bf16 by nn/ops_scalar.h's kb_sc_f32_to_bf16, the CPU path's own function,
- * applied to the same fp32 values the fp32 kernels compute. */
+ * in the context's scratch per call (a weight is small beside the
+ * activations it multiplies). Our kernels round to bf16 with nn/ops_scalar.h's
+ * kb_sc_f32_to_bf16, the CPU path's own function, applied to the same fp32
+ * values the fp32 kernels compute; where cuBLASLt's GELU epilogues run
+ * (KINDBENCH_LT_GELU=1), the matmul computes and rounds the GELU itself. */
 #include "nn/cuda_common.cuh"
 
 extern "C" {
