@@ -166,7 +166,7 @@ static void layout_acts(kb_dit_acts *a, const kb_dit_config *c, size_t B, int ba
     a->patches = carve(cv, BT * K);
     a->res = carve(cv, (L + 1) * BT * d);
     a->ada = carve(cv, L * B * 6 * d);
-    a->mod1 = carve(cv, (L * BT * d + act - 1) / act), a->qkv = carve(cv, L * BT * 3 * d);
+    a->mod1 = carve(cv, (L * BT * d + act - 1) / act), a->qkv = carve(cv, (L * BT * 3 * d + act - 1) / act);
     a->att = carve(cv, L * (size_t)kb_attention_saved_floats(fused, B, T, H));
     a->atty = carve(cv, (L * BT * d + act - 1) / act), a->proj = carve(cv, L * BT * d);
     a->mid = carve(cv, L * BT * d), a->mod2 = carve(cv, (L * BT * d + act - 1) / act);

@@ -111,7 +111,7 @@ static int block_attn_bwd_x16(kb_dit *m, int l, const kb_dit_block_view *v, int6
     KB_TRY(kb_linear_bwd_x16(ctx, &blk->proj, &m->params, NULL, d_atty, KB_GRAD_SET, d_proj, v->atty16, BT, err),
            "block %d proj backward", l);
     /* d_proj is read by then: d_qkv takes its place */
-    KB_TRY(kb_attn_fused_bwd_x16(ctx, d_qkv, a->d_att, d_atty, v->atty16, v->qkv, v->att, B, T, d, H, err),
+    KB_TRY(kb_attn_fused_bwd_x16(ctx, d_qkv, a->d_att, d_atty, v->atty16, v->qkv16, v->att, B, T, d, H, err),
            "block %d attention backward", l);
     KB_TRY(kb_linear_bwd_x16(ctx, &blk->qkv, &m->params, NULL, d_mod1, KB_GRAD_SET, d_qkv, v->mod1_16, BT, err),
            "block %d qkv backward", l);

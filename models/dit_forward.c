@@ -24,8 +24,8 @@ static int conditioning_fwd(kb_dit *m, const float *t, const int32_t *y, int64_t
 }
 
 /* block_fwd's attention and MLP halves with bf16 activations: the linear
- * layers' inputs mod1, atty, mod2 and gelu, and the GELU's input fc1, are
- * written and read as bf16. */
+ * layers' inputs mod1, atty, mod2 and gelu, the attention's input qkv and the
+ * GELU's input fc1 are written and read as bf16. */
 static int block_fwd_x16(kb_dit *m, int l, const kb_dit_block_view *v, int64_t B, kb_err *err) {
     kb_ctx *ctx = m->ctx;
     const kb_dit_block *blk = &m->blocks[l];
@@ -33,8 +33,8 @@ static int block_fwd_x16(kb_dit *m, int l, const kb_dit_block_view *v, int64_t B
     const float *ada = v->ada;
     KB_TRY(kb_ln_modulate_fwd_x16(ctx, v->mod1_16, v->ln1_mean, v->ln1_rstd, v->x_in, ada, ada + d, ld, B, T, d, 1e-6f,
                                   err), "block %d norm1 and modulate1", l);
-    KB_TRY(kb_linear_fwd_x16(ctx, &blk->qkv, &m->params, NULL, v->qkv, v->mod1_16, BT, err), "block %d qkv", l);
-    KB_TRY(kb_attn_fused_fwd_x16(ctx, v->atty16, v->att, v->qkv, B, T, d, H, err), "block %d attn", l);
+    KB_TRY(kb_linear_fwd_x16_y16(ctx, &blk->qkv, &m->params, NULL, v->qkv16, v->mod1_16, BT, err), "block %d qkv", l);
+    KB_TRY(kb_attn_fused_fwd_x16(ctx, v->atty16, v->att, v->qkv16, B, T, d, H, err), "block %d attn", l);
     KB_TRY(kb_linear_fwd_x16(ctx, &blk->proj, &m->params, NULL, v->proj, v->atty16, BT, err), "block %d proj", l);
     KB_TRY(kb_gated_add_fwd(ctx, v->mid, v->x_in, ada + 2 * d, v->proj, ld, B, T, d, err), "block %d gate_msa", l);
     KB_TRY(kb_ln_modulate_fwd_x16(ctx, v->mod2_16, v->ln2_mean, v->ln2_rstd, v->mid, ada + 3 * d, ada + 4 * d, ld, B, T,

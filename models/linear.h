@@ -60,6 +60,9 @@ int kb_linear_bwd_dgelu(kb_ctx *ctx, const kb_linear *l, kb_params *ps, const kb
  * GELU's input gradient dpre16 are bf16; y and dx are fp32. */
 int kb_linear_fwd_x16(kb_ctx *ctx, const kb_linear *l, const kb_params *ps, const kb_linear_cond *cond, float *y,
                       const uint16_t *x16, int64_t rows, kb_err *err);
+/* y16 = bf16 of kb_linear_fwd_x16's y (for a consumer that rounds y to bf16 anyway) */
+int kb_linear_fwd_x16_y16(kb_ctx *ctx, const kb_linear *l, const kb_params *ps, const kb_linear_cond *cond,
+                          uint16_t *y16, const uint16_t *x16, int64_t rows, kb_err *err);
 int kb_linear_fwd_gelu_x16(kb_ctx *ctx, const kb_linear *l, const kb_params *ps, const kb_linear_cond *cond,
                            uint16_t *pre16, uint16_t *act16, const uint16_t *x16, int64_t rows, kb_err *err);
 int kb_linear_bwd_x16(kb_ctx *ctx, const kb_linear *l, kb_params *ps, const kb_linear_cond *cond, float *dx,

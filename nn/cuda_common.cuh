@@ -103,9 +103,12 @@ int kb_cuda_stage1_bf16(kb_cuda_state *st, const char *op, const float *p, int64
 int kb_cuda_gemm16(kb_cuda_state *st, const char *op, bool transA, bool transB, int64_t M, int64_t N, int64_t K,
                    float alpha, const void *A16, int64_t lda, const void *B16, int64_t ldb, float beta, float *C,
                    int64_t ldc, kb_err *err);
-/* The bf16-activation MLP's cuBLASLt GELU epilogues (nn/ops_gemm_lt_cuda.cu):
+/* The bf16-activation matmuls with a bf16 D in cuBLASLt (nn/ops_gemm_lt_cuda.cu:
+ * the qkv linear with its bias epilogue, the MLP's GELU epilogues):
  * 0 with *done = 1 when the matmul ran, *done = 0 when there is no usable
  * plan (switched off, alignment, or refused), -1 on an error. */
+int kb_lt_bias_x16_y16(kb_cuda_state *st, const char *op, uint16_t *y16, const uint16_t *x16, const float *W,
+                       const float *bias, int64_t rows, int64_t in, int64_t out, int *done, kb_err *err);
 int kb_lt_gelu_x16(kb_cuda_state *st, const char *op, uint16_t *act16, uint16_t *pre16, const uint16_t *x16,
                    const float *W, const float *bias, int64_t rows, int64_t in, int64_t out, int *done, kb_err *err);
 int kb_lt_dgelu_x16(kb_cuda_state *st, const char *op, uint16_t *dpre16, const uint16_t *dy16, const float *W,
@@ -198,6 +201,10 @@ static __device__ __forceinline__ void kb_row_stats(const float *x, int64_t cols
     *m = (float)mu;
     *rs = (float)(1.0 / sqrt(v / (double)cols + (double)eps));
 }
+
+/* An input element as float: fp32 as it is, bf16 (uint16_t bits) widened exactly. */
+static __device__ __forceinline__ float kb_elem_f32(float v) { return v; }
+static __device__ __forceinline__ float kb_elem_f32(uint16_t h) { return kb_sc_bf16_to_f32(h); }
 
 /* An output element: fp32 as it is, or (a bf16 activation, uint16_t bits) the
  * round to nearest even of it by nn/ops_scalar.h, the CPU path's function. */

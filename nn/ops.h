@@ -81,6 +81,10 @@ int kb_gemm_wgrad(kb_ctx *ctx, float *dW, float *db, const float *dy, const floa
 /* y = x16 W^T (+ bias) */
 int kb_gemm_bias_x16(kb_ctx *ctx, float *y, const uint16_t *x16, const float *W, const float *bias, int64_t rows,
                      int64_t in, int64_t out, kb_err *err);
+/* y16 = bf16(x16 W^T + bias): the output stored as bf16 too (for a consumer
+ * that rounds it to bf16 anyway, as the fused attention does its qkv) */
+int kb_gemm_bias_x16_y16(kb_ctx *ctx, uint16_t *y16, const uint16_t *x16, const float *W, const float *bias,
+                         int64_t rows, int64_t in, int64_t out, kb_err *err);
 /* With p = x16 W^T + bias (fp32): pre16 = bf16(p), kept for the backward, and
  * act16 = bf16(gelu_tanh(p)) (the pre-activation stored as bf16, as
  * torch.autocast stores it; the GELU here is of the fp32 value). */

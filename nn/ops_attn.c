@@ -46,46 +46,55 @@ int kb_attn_fused_bwd(kb_ctx *ctx, float *dqkv, float *delta, const float *dout,
                      kb_attn_fused_bwd_ref(dqkv, delta, dout, out, qkv, lse, B, T, d, H));
 }
 
-/* The reference on fp32 copies: out16 widened in, the result rounded out. */
-static int fwd_x16_cpu(uint16_t *out16, float *lse, const float *qkv, int64_t B, int64_t T, int64_t d, int64_t H,
+/* fp32 copies of n bf16 values; NULL when out of memory. */
+static float *widen16(const uint16_t *h, int64_t n) {
+    float *f = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    for (int64_t i = 0; f && i < n; i++) f[i] = kb_sc_bf16_to_f32(h[i]);
+    return f;
+}
+
+/* The reference on fp32 copies: qkv16 (and out16) widened in, the results rounded out. */
+static int fwd_x16_cpu(uint16_t *out16, float *lse, const uint16_t *qkv16, int64_t B, int64_t T, int64_t d, int64_t H,
                        kb_err *err) {
     int64_t n = B * T * d;
-    float *out = malloc((size_t)n * sizeof(float));
-    if (!out) return kb_fail(err, "kb_attn_fused_fwd_x16: out of memory for %lld outputs", (long long)n);
+    float *out = malloc((size_t)n * sizeof(float)), *qkv = widen16(qkv16, 3 * n);
+    if (!out || !qkv) {
+        free(out), free(qkv);
+        return kb_fail(err, "kb_attn_fused_fwd_x16: out of memory for fp32 copies of %lld values", (long long)(4 * n));
+    }
     kb_attn_fused_fwd_ref(out, lse, qkv, B, T, d, H);
     for (int64_t i = 0; i < n; i++) out16[i] = kb_sc_f32_to_bf16(out[i]);
-    free(out);
+    free(out), free(qkv);
     return 0;
 }
 
-static int bwd_x16_cpu(uint16_t *dqkv16, float *delta, const float *dout, const uint16_t *out16, const float *qkv,
+static int bwd_x16_cpu(uint16_t *dqkv16, float *delta, const float *dout, const uint16_t *out16, const uint16_t *qkv16,
                        const float *lse, int64_t B, int64_t T, int64_t d, int64_t H, kb_err *err) {
     int64_t n = B * T * d;
-    float *out = malloc((size_t)n * sizeof(float)), *dqkv = malloc((size_t)(3 * n) * sizeof(float));
-    if (!out || !dqkv) {
-        free(out), free(dqkv);
-        return kb_fail(err, "kb_attn_fused_bwd_x16: out of memory for fp32 copies of %lld values", (long long)(4 * n));
+    float *out = widen16(out16, n), *qkv = widen16(qkv16, 3 * n), *dqkv = malloc((size_t)(3 * n) * sizeof(float));
+    if (!out || !qkv || !dqkv) {
+        free(out), free(qkv), free(dqkv);
+        return kb_fail(err, "kb_attn_fused_bwd_x16: out of memory for fp32 copies of %lld values", (long long)(7 * n));
     }
-    for (int64_t i = 0; i < n; i++) out[i] = kb_sc_bf16_to_f32(out16[i]);
     kb_attn_fused_bwd_ref(dqkv, delta, dout, out, qkv, lse, B, T, d, H);
     for (int64_t i = 0; i < 3 * n; i++) dqkv16[i] = kb_sc_f32_to_bf16(dqkv[i]);
-    free(out), free(dqkv);
+    free(out), free(qkv), free(dqkv);
     return 0;
 }
 
-int kb_attn_fused_fwd_x16(kb_ctx *ctx, uint16_t *out16, float *lse, const float *qkv, int64_t B, int64_t T, int64_t d,
-                          int64_t H, kb_err *err) {
+int kb_attn_fused_fwd_x16(kb_ctx *ctx, uint16_t *out16, float *lse, const uint16_t *qkv16, int64_t B, int64_t T,
+                          int64_t d, int64_t H, kb_err *err) {
     if (check_shape("kb_attn_fused_fwd_x16", ctx, B, T, d, H, err)) return -1;
     if (B == 0 || T == 0) return 0;
-    KB_PROF_DISPATCH(ctx, kb_attn_fused_fwd_x16_cuda(ctx, out16, lse, qkv, B, T, d, H, err),
-                     kb_rc_ = fwd_x16_cpu(out16, lse, qkv, B, T, d, H, err));
+    KB_PROF_DISPATCH(ctx, kb_attn_fused_fwd_x16_cuda(ctx, out16, lse, qkv16, B, T, d, H, err),
+                     kb_rc_ = fwd_x16_cpu(out16, lse, qkv16, B, T, d, H, err));
 }
 
 int kb_attn_fused_bwd_x16(kb_ctx *ctx, uint16_t *dqkv16, float *delta, const float *dout, const uint16_t *out16,
-                          const float *qkv, const float *lse, int64_t B, int64_t T, int64_t d, int64_t H,
+                          const uint16_t *qkv16, const float *lse, int64_t B, int64_t T, int64_t d, int64_t H,
                           kb_err *err) {
     if (check_shape("kb_attn_fused_bwd_x16", ctx, B, T, d, H, err)) return -1;
     if (B == 0 || T == 0) return 0;
-    KB_PROF_DISPATCH(ctx, kb_attn_fused_bwd_x16_cuda(ctx, dqkv16, delta, dout, out16, qkv, lse, B, T, d, H, err),
-                     kb_rc_ = bwd_x16_cpu(dqkv16, delta, dout, out16, qkv, lse, B, T, d, H, err));
+    KB_PROF_DISPATCH(ctx, kb_attn_fused_bwd_x16_cuda(ctx, dqkv16, delta, dout, out16, qkv16, lse, B, T, d, H, err),
+                     kb_rc_ = bwd_x16_cpu(dqkv16, delta, dout, out16, qkv16, lse, B, T, d, H, err));
 }

@@ -53,15 +53,16 @@ int kb_attn_fused_fwd(kb_ctx *ctx, float *out, float *lse, const float *qkv, int
 int kb_attn_fused_bwd(kb_ctx *ctx, float *dqkv, float *delta, const float *dout, const float *out, const float *qkv,
                       const float *lse, int64_t B, int64_t T, int64_t d, int64_t H, kb_err *err);
 
-/* The same with the tensors a linear layer reads or writes next to the
- * attention stored as bf16 (uint16_t bits, nn/ops.h "*_x16"): out16 =
- * bf16(out) of kb_attn_fused_fwd, bit for bit; the backward reads out16 for D
- * (D_i = sum_c dout_ic * out16_ic, the bf16 values widened) and writes dqkv16 =
- * bf16 of the dqkv it computes. On the CPU: the reference on fp32 copies. */
-int kb_attn_fused_fwd_x16(kb_ctx *ctx, uint16_t *out16, float *lse, const float *qkv, int64_t B, int64_t T, int64_t d,
-                          int64_t H, kb_err *err);
+/* The same with the tensors the linear layers around the attention read or
+ * write stored as bf16 (uint16_t bits, nn/ops.h "*_x16"): qkv16 in, out16 =
+ * bf16(out) and dqkv16 = bf16(dqkv) out. Given qkv16 = bf16(qkv) they equal
+ * bf16 of kb_attn_fused_fwd/bwd's results bit for bit (q, k, v are rounded to
+ * bf16 on load anyway), except that the backward forms D from out16 (D_i =
+ * sum_c dout_ic * out16_ic, widened). On the CPU: the reference on fp32 copies. */
+int kb_attn_fused_fwd_x16(kb_ctx *ctx, uint16_t *out16, float *lse, const uint16_t *qkv16, int64_t B, int64_t T,
+                          int64_t d, int64_t H, kb_err *err);
 int kb_attn_fused_bwd_x16(kb_ctx *ctx, uint16_t *dqkv16, float *delta, const float *dout, const uint16_t *out16,
-                          const float *qkv, const float *lse, int64_t B, int64_t T, int64_t d, int64_t H,
+                          const uint16_t *qkv16, const float *lse, int64_t B, int64_t T, int64_t d, int64_t H,
                           kb_err *err);
 
 /* Plain references (single-threaded, the arithmetic above). */
@@ -76,10 +77,10 @@ int kb_attn_fused_fwd_cuda(kb_ctx *ctx, float *out, float *lse, const float *qkv
                            int64_t H, kb_err *err);
 int kb_attn_fused_bwd_cuda(kb_ctx *ctx, float *dqkv, float *delta, const float *dout, const float *out,
                            const float *qkv, const float *lse, int64_t B, int64_t T, int64_t d, int64_t H, kb_err *err);
-int kb_attn_fused_fwd_x16_cuda(kb_ctx *ctx, uint16_t *out16, float *lse, const float *qkv, int64_t B, int64_t T,
+int kb_attn_fused_fwd_x16_cuda(kb_ctx *ctx, uint16_t *out16, float *lse, const uint16_t *qkv16, int64_t B, int64_t T,
                                int64_t d, int64_t H, kb_err *err);
 int kb_attn_fused_bwd_x16_cuda(kb_ctx *ctx, uint16_t *dqkv16, float *delta, const float *dout, const uint16_t *out16,
-                               const float *qkv, const float *lse, int64_t B, int64_t T, int64_t d, int64_t H,
+                               const uint16_t *qkv16, const float *lse, int64_t B, int64_t T, int64_t d, int64_t H,
                                kb_err *err);
 /* 1 when the CUDA context's GPU runs the fused kernels for heads of head_dim
  * columns (compute capability >= 8.0 and enough shared memory per block for

@@ -52,12 +52,13 @@ template <int HD> struct geom {
 };
 
 /* Rows row0 .. row0+63 of one head (columns col .. col+hd-1 of rows of
- * row_stride floats) into a bf16 [64][ldh] tile, zero past T and hd. */
-template <int HD>
-__device__ void load_tile(bf16 *dst, const float *src, int64_t row_stride, int row0, int T, int hd) {
+ * row_stride elements, fp32 or bf16 bits) into a bf16 [64][ldh] tile, zero
+ * past T and hd (a bf16 source keeps its values: widened, then rounded). */
+template <int HD, typename S>
+__device__ void load_tile(bf16 *dst, const S *src, int64_t row_stride, int row0, int T, int hd) {
     for (int i = threadIdx.x; i < kTile * HD; i += kThreads) {
         int r = i / HD, c = i % HD, t = row0 + r;
-        float v = (t < T && c < hd) ? src[(int64_t)t * row_stride + c] : 0.0f;
+        float v = (t < T && c < hd) ? kb_elem_f32(src[(int64_t)t * row_stride + c]) : 0.0f;
         dst[r * geom<HD>::ldh + c] = __float2bfloat16_rn(v);
     }
 }
@@ -128,6 +129,7 @@ __device__ void warp_store_rows(float *buf, acc_frag (&acc)[HD / 16], float mul,
 
 struct attn_args {
     const float *qkv;  /* [B, T, 3d] */
+    const uint16_t *qkv16; /* the same as bf16 (the *_x16 entry points): read instead of qkv when set */
     const float *dout; /* [B, T, d] */
     const float *out;  /* [B, T, d] */
     const uint16_t *out16; /* the same as bf16 (kb_attn_fused_bwd_x16): read instead of out when set */
@@ -139,9 +141,14 @@ struct attn_args {
     float scale;
 };
 
+/* The qkv input as the kernels read it: fp32, or bf16 bits (qkv16). */
+template <typename Q> __device__ const Q *qkv_of(const attn_args &a);
+template <> __device__ const float *qkv_of<float>(const attn_args &a) { return a.qkv; }
+template <> __device__ const uint16_t *qkv_of<uint16_t>(const attn_args &a) { return a.qkv16; }
+
 /* ---------------------------------------------------------------- forward */
 
-template <int HD>
+template <int HD, typename Q>
 __global__ void __launch_bounds__(kThreads) attn_fwd_kernel(attn_args a) {
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
     extern __shared__ __align__(128) unsigned char smem[];
@@ -151,7 +158,7 @@ __global__ void __launch_bounds__(kThreads) attn_fwd_kernel(attn_args a) {
     float *S = (float *)(smem + 3 * g::tile) + warp * 16 * g::ldo;
     bf16 *P = (bf16 *)(smem + 3 * g::tile + g::warp_f32) + warp * 16 * kLdP;
     int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * kTile, T = a.T, d = a.d;
-    const float *base = a.qkv + (int64_t)b * T * 3 * d + h * a.hd;
+    const Q *base = qkv_of<Q>(a) + (int64_t)b * T * 3 * d + h * a.hd;
     const bf16 *Qw = Qs + warp * 16 * g::ldh;
     int r = lane / 2, c0 = (lane % 2) * 32; /* this lane's row of the warp's 16, and half of a tile's 64 columns */
 
@@ -222,7 +229,7 @@ __global__ void attn_delta_kernel(attn_args a, int64_t B) {
 }
 
 /* One block per 64 keys: dv = sum over queries of p^T dout, dk = scale sum ds^T q. */
-template <int HD>
+template <int HD, typename Q>
 __global__ void __launch_bounds__(kThreads) attn_dkv_kernel(attn_args a) {
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
     extern __shared__ __align__(128) unsigned char smem[];
@@ -236,7 +243,8 @@ __global__ void __launch_bounds__(kThreads) attn_dkv_kernel(attn_args a) {
     bf16 *P = (bf16 *)(w0 + 2 * g::warp_f32) + warp * 16 * kLdP;
     bf16 *dS = (bf16 *)(w0 + 2 * g::warp_f32 + g::warp_bf16) + warp * 16 * kLdP;
     int b = blockIdx.z, h = blockIdx.y, k0 = blockIdx.x * kTile, T = a.T, d = a.d;
-    const float *base = a.qkv + (int64_t)b * T * 3 * d + h * a.hd, *gout = a.dout + (int64_t)b * T * d + h * a.hd;
+    const Q *base = qkv_of<Q>(a) + (int64_t)b * T * 3 * d + h * a.hd;
+    const float *gout = a.dout + (int64_t)b * T * d + h * a.hd;
     const float *lse = a.lse + ((int64_t)b * a.H + h) * T, *delta = a.delta + ((int64_t)b * a.H + h) * T;
     int r = lane / 2, c0 = (lane % 2) * 32, key = k0 + warp * 16 + r;
 
@@ -282,7 +290,7 @@ __global__ void __launch_bounds__(kThreads) attn_dkv_kernel(attn_args a) {
 }
 
 /* One block per 64 queries: dq = scale sum over keys of ds k. */
-template <int HD>
+template <int HD, typename Q>
 __global__ void __launch_bounds__(kThreads) attn_dq_kernel(attn_args a) {
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
     extern __shared__ __align__(128) unsigned char smem[];
@@ -294,7 +302,8 @@ __global__ void __launch_bounds__(kThreads) attn_dq_kernel(attn_args a) {
     float *S = (float *)w0 + warp * 16 * g::ldo, *dP = (float *)(w0 + g::warp_f32) + warp * 16 * g::ldo;
     bf16 *dS = (bf16 *)(w0 + 2 * g::warp_f32) + warp * 16 * kLdP;
     int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * kTile, T = a.T, d = a.d;
-    const float *base = a.qkv + (int64_t)b * T * 3 * d + h * a.hd, *gout = a.dout + (int64_t)b * T * d + h * a.hd;
+    const Q *base = qkv_of<Q>(a) + (int64_t)b * T * 3 * d + h * a.hd;
+    const float *gout = a.dout + (int64_t)b * T * d + h * a.hd;
     int r = lane / 2, c0 = (lane % 2) * 32, q = q0 + warp * 16 + r;
     int64_t row = ((int64_t)b * a.H + h) * T + q;
     float lse = q < T ? a.lse[row] : 0.0f, D = q < T ? a.delta[row] : 0.0f;
@@ -350,12 +359,18 @@ int launch(kb_cuda_state *st, const char *op, const char *name, K kernel, size_t
 }
 
 template <int HD> int fwd_hd(kb_cuda_state *st, const char *op, const attn_args &a, int64_t B, kb_err *err) {
-    return launch(st, op, "attn_fwd_kernel", attn_fwd_kernel<HD>, fwd_smem<HD>(), a, B, err);
+    if (a.qkv16) return launch(st, op, "attn_fwd_kernel", attn_fwd_kernel<HD, uint16_t>, fwd_smem<HD>(), a, B, err);
+    return launch(st, op, "attn_fwd_kernel", attn_fwd_kernel<HD, float>, fwd_smem<HD>(), a, B, err);
+}
+
+template <int HD, typename Q> int bwd_hd_q(kb_cuda_state *st, const char *op, const attn_args &a, int64_t B,
+                                           kb_err *err) {
+    if (launch(st, op, "attn_dkv_kernel", attn_dkv_kernel<HD, Q>, dkv_smem<HD>(), a, B, err)) return -1;
+    return launch(st, op, "attn_dq_kernel", attn_dq_kernel<HD, Q>, dq_smem<HD>(), a, B, err);
 }
 
 template <int HD> int bwd_hd(kb_cuda_state *st, const char *op, const attn_args &a, int64_t B, kb_err *err) {
-    if (launch(st, op, "attn_dkv_kernel", attn_dkv_kernel<HD>, dkv_smem<HD>(), a, B, err)) return -1;
-    return launch(st, op, "attn_dq_kernel", attn_dq_kernel<HD>, dq_smem<HD>(), a, B, err);
+    return a.qkv16 ? bwd_hd_q<HD, uint16_t>(st, op, a, B, err) : bwd_hd_q<HD, float>(st, op, a, B, err);
 }
 
 /* The padded head dimension the kernels are instantiated for. */
@@ -391,14 +406,14 @@ int state_of(kb_ctx *ctx, const char *op, int64_t d, int64_t H, kb_cuda_state **
 
 namespace {
 
-int fwd_any(kb_ctx *ctx, const char *op, float *out, uint16_t *out16, float *lse, const float *qkv, int64_t B,
-            int64_t T, int64_t d, int64_t H, kb_err *err) {
+int fwd_any(kb_ctx *ctx, const char *op, float *out, uint16_t *out16, float *lse, const float *qkv,
+            const uint16_t *qkv16, int64_t B, int64_t T, int64_t d, int64_t H, kb_err *err) {
     kb_cuda_state *st;
     if (state_of(ctx, op, d, H, &st, err)) return -1;
     if ((int64_t)T * 3 * d > INT32_MAX)
         return kb_fail(err, "%s: T=%lld x 3d=%lld too large", op, (long long)T, (long long)(3 * d));
     attn_args a = make_args(qkv, T, d, H);
-    a.res = out, a.res16 = out16, a.lse = lse;
+    a.qkv16 = qkv16, a.res = out, a.res16 = out16, a.lse = lse;
     switch (padded_hd(a.hd)) {
     case 32: return fwd_hd<32>(st, op, a, B, err);
     case 64: return fwd_hd<64>(st, op, a, B, err);
@@ -408,14 +423,15 @@ int fwd_any(kb_ctx *ctx, const char *op, float *out, uint16_t *out16, float *lse
 }
 
 int bwd_any(kb_ctx *ctx, const char *op, float *dqkv, uint16_t *dqkv16, float *delta, const float *dout,
-            const float *out, const uint16_t *out16, const float *qkv, const float *lse, int64_t B, int64_t T,
-            int64_t d, int64_t H, kb_err *err) {
+            const float *out, const uint16_t *out16, const float *qkv, const uint16_t *qkv16, const float *lse,
+            int64_t B, int64_t T, int64_t d, int64_t H, kb_err *err) {
     kb_cuda_state *st;
     if (state_of(ctx, op, d, H, &st, err)) return -1;
     if ((int64_t)T * 3 * d > INT32_MAX)
         return kb_fail(err, "%s: T=%lld x 3d=%lld too large", op, (long long)T, (long long)(3 * d));
     attn_args a = make_args(qkv, T, d, H);
-    a.dout = dout, a.out = out, a.out16 = out16, a.res = dqkv, a.res16 = dqkv16, a.lse = (float *)lse;
+    a.dout = dout, a.out = out, a.out16 = out16, a.qkv16 = qkv16, a.res = dqkv, a.res16 = dqkv16;
+    a.lse = (float *)lse;
     a.delta = delta;
     attn_delta_kernel<<<kb_grid_1d(B * H * T), KB_CUDA_BLOCK, 0, st->stream>>>(a, B);
     KB_LAUNCH_CHECK(op, "attn_delta_kernel");
@@ -431,24 +447,25 @@ int bwd_any(kb_ctx *ctx, const char *op, float *dqkv, uint16_t *dqkv16, float *d
 
 extern "C" int kb_attn_fused_fwd_cuda(kb_ctx *ctx, float *out, float *lse, const float *qkv, int64_t B, int64_t T,
                                       int64_t d, int64_t H, kb_err *err) {
-    return fwd_any(ctx, "kb_attn_fused_fwd", out, NULL, lse, qkv, B, T, d, H, err);
+    return fwd_any(ctx, "kb_attn_fused_fwd", out, NULL, lse, qkv, NULL, B, T, d, H, err);
 }
 
-extern "C" int kb_attn_fused_fwd_x16_cuda(kb_ctx *ctx, uint16_t *out16, float *lse, const float *qkv, int64_t B,
+extern "C" int kb_attn_fused_fwd_x16_cuda(kb_ctx *ctx, uint16_t *out16, float *lse, const uint16_t *qkv16, int64_t B,
                                           int64_t T, int64_t d, int64_t H, kb_err *err) {
-    return fwd_any(ctx, "kb_attn_fused_fwd_x16", NULL, out16, lse, qkv, B, T, d, H, err);
+    return fwd_any(ctx, "kb_attn_fused_fwd_x16", NULL, out16, lse, NULL, qkv16, B, T, d, H, err);
 }
 
 extern "C" int kb_attn_fused_bwd_cuda(kb_ctx *ctx, float *dqkv, float *delta, const float *dout, const float *out,
                                       const float *qkv, const float *lse, int64_t B, int64_t T, int64_t d, int64_t H,
                                       kb_err *err) {
-    return bwd_any(ctx, "kb_attn_fused_bwd", dqkv, NULL, delta, dout, out, NULL, qkv, lse, B, T, d, H, err);
+    return bwd_any(ctx, "kb_attn_fused_bwd", dqkv, NULL, delta, dout, out, NULL, qkv, NULL, lse, B, T, d, H, err);
 }
 
 extern "C" int kb_attn_fused_bwd_x16_cuda(kb_ctx *ctx, uint16_t *dqkv16, float *delta, const float *dout,
-                                          const uint16_t *out16, const float *qkv, const float *lse, int64_t B,
+                                          const uint16_t *out16, const uint16_t *qkv16, const float *lse, int64_t B,
                                           int64_t T, int64_t d, int64_t H, kb_err *err) {
-    return bwd_any(ctx, "kb_attn_fused_bwd_x16", NULL, dqkv16, delta, dout, NULL, out16, qkv, lse, B, T, d, H, err);
+    return bwd_any(ctx, "kb_attn_fused_bwd_x16", NULL, dqkv16, delta, dout, NULL, out16, NULL, qkv16, lse, B, T, d,
+                   H, err);
 }
 
 extern "C" int kb_attn_fused_cuda_allowed(const kb_ctx *ctx, int64_t head_dim) {

@@ -322,10 +322,6 @@ static dim3 colsum_grid(int64_t cols, int64_t nchunks) {
     return dim3((unsigned)tiles, (unsigned)nchunks, 1);
 }
 
-/* An element as float: fp32 as it is, bf16 (uint16_t bits) widened exactly. */
-__device__ __forceinline__ float kb_elem_f32(float v) { return v; }
-__device__ __forceinline__ float kb_elem_f32(uint16_t h) { return kb_sc_bf16_to_f32(h); }
-
 /* partial[chunk * cols + c] = sum over the chunk's rows of in[r, c] (T: float or bf16 bits) */
 template <typename T>
 __global__ void colsum_partial_kernel(double *partial, const T *in, int64_t rows, int64_t cols,

@@ -31,6 +31,8 @@ int kb_gemm_wgrad_cuda(kb_ctx *ctx, float *dW, float *db, const float *dy, const
 /* bf16 activations (nn/ops.h "*_x16"; kb_gemm_bias_x16_cuda in nn/ops_gemm_lt_cuda.cu, the rest in nn/ops_x16_cuda.cu) */
 int kb_gemm_bias_x16_cuda(kb_ctx *ctx, float *y, const uint16_t *x16, const float *W, const float *bias, int64_t rows,
                           int64_t in, int64_t out, kb_err *err);
+int kb_gemm_bias_x16_y16_cuda(kb_ctx *ctx, uint16_t *y16, const uint16_t *x16, const float *W, const float *bias,
+                              int64_t rows, int64_t in, int64_t out, kb_err *err);
 int kb_gemm_bias_gelu_x16_cuda(kb_ctx *ctx, uint16_t *act16, uint16_t *pre16, const uint16_t *x16, const float *W,
                                const float *bias, int64_t rows, int64_t in, int64_t out, kb_err *err);
 int kb_gemm_dx_x16_cuda(kb_ctx *ctx, float *dx, kb_grad_mode mode, const uint16_t *dy16, const float *W, int64_t rows,

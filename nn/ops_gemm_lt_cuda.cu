@@ -449,3 +449,20 @@ int kb_lt_dgelu_x16(kb_cuda_state *st, const char *op, uint16_t *dpre16, const u
     *done = rc == 0;
     return rc < 0 ? -1 : 0;
 }
+
+/* y16 = bf16(x16 W^T + bias) in one matmul (bias epilogue, bf16 D), the
+ * bf16-activation qkv; *done = 0 where there is no usable plan. */
+int kb_lt_bias_x16_y16(kb_cuda_state *st, const char *op, uint16_t *y16, const uint16_t *x16, const float *W,
+                       const float *bias, int64_t rows, int64_t in, int64_t out, int *done, kb_err *err) {
+    *done = 0;
+    if (st->lt_off || !bias || in == 0) return 0;
+    const void *ptrs[] = {y16, bias, x16};
+    unsigned align = min_alignment(ptrs, 3);
+    if (align < 16) return 0;
+    lt_plan *p = plan_for(st, op, LT_BIAS, 1, 1, 1, rows, in, out, align, err);
+    if (!p) return -1;
+    if (!p->usable) return 0;
+    int rc = lt_exec(st, op, p, y16, W, out * in, x16, rows * in, bias, NULL, err);
+    *done = rc == 0;
+    return rc < 0 ? -1 : 0;
+}

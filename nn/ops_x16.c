@@ -68,6 +68,31 @@ int kb_gemm_bias_x16(kb_ctx *ctx, float *y, const uint16_t *x16, const float *W,
                 kb_rc_ = gemm_bias_x16_cpu(ctx->threads, y, x16, W, bias, rows, in, out, err));
 }
 
+static int gemm_bias_x16_y16_cpu(int threads, uint16_t *y16, const uint16_t *x16, const float *W, const float *bias,
+                                 int64_t rows, int64_t in, int64_t out, kb_err *err) {
+    int64_t n = rows * out;
+    float *y = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    if (!y) return kb_fail(err, "kb_gemm_bias_x16_y16: out of memory for %lld outputs", (long long)n);
+    if (gemm_bias_x16_cpu(threads, y, x16, W, bias, rows, in, out, err)) return free(y), -1;
+    kb_f32_to_bf16_cpu(threads, y16, y, n);
+    free(y);
+    return 0;
+}
+
+int kb_gemm_bias_x16_y16(kb_ctx *ctx, uint16_t *y16, const uint16_t *x16, const float *W, const float *bias,
+                         int64_t rows, int64_t in, int64_t out, kb_err *err) {
+    const char *op = "kb_gemm_bias_x16_y16";
+    if (check_sizes(op, ctx, rows, in, out, err) || need(op, "y16", y16, rows * out, err) ||
+        need(op, "x16", x16, in > 0 && out > 0 ? rows * in : 0, err) || need(op, "W", W, rows > 0 ? out * in : 0, err))
+        return -1;
+    int64_t ny = rows * out * 2;
+    if (overlap(y16, ny, x16, rows * in * 2) || overlap(y16, ny, W, out * in * 4) ||
+        (bias && overlap(y16, ny, bias, out * 4)))
+        return kb_fail(err, "%s: y16 must not overlap x16, W or bias", op);
+    KB_DISPATCH(kb_gemm_bias_x16_y16_cuda(ctx, y16, x16, W, bias, rows, in, out, err),
+                kb_rc_ = gemm_bias_x16_y16_cpu(ctx->threads, y16, x16, W, bias, rows, in, out, err));
+}
+
 static int gemm_bias_gelu_x16_cpu(int threads, uint16_t *act16, uint16_t *pre16, const uint16_t *x16, const float *W,
                                   const float *bias, int64_t rows, int64_t in, int64_t out, kb_err *err) {
     int64_t n = rows * out;

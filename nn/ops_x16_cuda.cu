@@ -24,6 +24,11 @@ __global__ void gelu_split_bf16_kernel(uint16_t *act16, uint16_t *pre16, const f
     }
 }
 
+/* y16 = bf16(prod + bias) */
+__global__ void bias_bf16_kernel(uint16_t *y16, const float *prod, const float *bias, int64_t out, int64_t n) {
+    KB_GRID_STRIDE(i, n) y16[i] = kb_sc_f32_to_bf16(bias ? __fadd_rn(prod[i], bias[i % out]) : prod[i]);
+}
+
 /* dpre16 = bf16(g * gelu_tanh'(pre16)), the product as gelu_tanh_bwd_kernel forms it */
 __global__ void dgelu_tanh_bf16_kernel(uint16_t *dpre16, const float *g, const uint16_t *pre16, int64_t n) {
     KB_GRID_STRIDE(i, n) {
@@ -54,6 +59,26 @@ static int scratch_w16_prod(kb_cuda_state *st, const char *op, const float *W, i
     const char *op = (opname);                                                                                    \
     kb_cuda_state *st = NULL;                                                                                     \
     if (kb_cuda_op_state(ctx, op, &st, err)) return -1
+
+/* One cuBLASLt matmul with the bias in the epilogue and a bf16 D where it has
+ * a plan (nn/ops_gemm_lt_cuda.cu), else the GEMM into scratch and one kernel. */
+extern "C" int kb_gemm_bias_x16_y16_cuda(kb_ctx *ctx, uint16_t *y16, const uint16_t *x16, const float *W,
+                                         const float *bias, int64_t rows, int64_t in, int64_t out, kb_err *err) {
+    KB_X16_BEGIN("gemm_bias_x16_y16");
+    int64_t n = rows * out;
+    if (n == 0) return 0;
+    int done = 0;
+    if (kb_lt_bias_x16_y16(st, op, y16, x16, W, bias, rows, in, out, &done, err)) return -1;
+    if (done) return 0;
+    void *W16;
+    float *prod;
+    if (scratch_w16_prod(st, op, W, in > 0 ? out * in : 0, n, &W16, &prod, err) ||
+        kb_cuda_gemm16(st, op, false, true, rows, out, in, 1.0f, x16, in, W16, in, 0.0f, prod, out, err))
+        return -1;
+    bias_bf16_kernel<<<kb_grid_1d(n), KB_CUDA_BLOCK, 0, st->stream>>>(y16, prod, bias, out, n);
+    KB_LAUNCH_CHECK(op, "bias_bf16_kernel");
+    return 0;
+}
 
 /* With cuBLASLt's GELU epilogue where it has a plan (nn/ops_gemm_lt_cuda.cu:
  * bf16 pre-activation and activation from the matmul itself), else the GEMM

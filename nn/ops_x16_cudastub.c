@@ -5,6 +5,8 @@
 
 int kb_gemm_bias_x16_cuda(kb_ctx *ctx, float *y, const uint16_t *x16, const float *W, const float *bias, int64_t rows,
                           int64_t in, int64_t out, kb_err *err) { NO_CUDA("gemm_bias_x16"); }
+int kb_gemm_bias_x16_y16_cuda(kb_ctx *ctx, uint16_t *y16, const uint16_t *x16, const float *W, const float *bias,
+                              int64_t rows, int64_t in, int64_t out, kb_err *err) { NO_CUDA("gemm_bias_x16_y16"); }
 int kb_gemm_bias_gelu_x16_cuda(kb_ctx *ctx, uint16_t *act16, uint16_t *pre16, const uint16_t *x16, const float *W,
                                const float *bias, int64_t rows, int64_t in, int64_t out,
                                kb_err *err) { NO_CUDA("gemm_bias_gelu_x16"); }

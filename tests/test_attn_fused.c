@@ -18,9 +18,9 @@
  *    odd value over a bf16 rounding boundary: 4e-3 of the largest magnitude,
  *    lse 1e-4 absolute. Every kernel writes every element it owns (the device
  *    buffers start as NaN), and reruns on the GPU are bit-identical.
- *  - the bf16-storage entry points (*_x16), on each device: bf16 of the fp32
- *    entry points' out and dqkv, bit for bit, lse and D unchanged, the
- *    backward given the fp32 entry point's out widened from out16. */
+ *  - the bf16-storage entry points (*_x16), on each device, given qkv16 =
+ *    bf16(qkv): bf16 of the fp32 entry points' out and dqkv, bit for bit, lse
+ *    and D unchanged (the fp32 backward given out widened from out16). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,11 +131,15 @@ static void check_x16(kbt_state *st, kb_ctx *g, const problem *p, kb_err *err) {
     float *lse2 = dev_bytes(g, NULL, nr * 4, err), *dqkv = dev_bytes(g, NULL, nq * 4, err);
     float *delta = dev_bytes(g, NULL, nr * 4, err), *delta2 = dev_bytes(g, NULL, nr * 4, err);
     uint16_t *out16 = dev_bytes(g, NULL, no * 2, err), *dqkv16 = dev_bytes(g, NULL, nq * 2, err);
+    uint16_t *h_qkv16 = malloc(nq * 2); /* the x16 forms read qkv as bf16: the values the kernels round to on load */
+    for (size_t i = 0; i < nq; i++) h_qkv16[i] = kb_sc_f32_to_bf16(p->qkv[i]);
+    uint16_t *qkv16 = dev_bytes(g, h_qkv16, nq * 2, err);
+    free(h_qkv16);
     char name[160];
     snprintf(name, sizeof name, "%s x16 forms B=%lld T=%lld d=%lld H=%lld run", g->device == KB_DEV_CUDA ? "cuda" : "cpu",
              (long long)s->B, (long long)s->T, (long long)s->d, (long long)s->H);
     int rc = kb_attn_fused_fwd(g, out, lse, qkv, s->B, s->T, s->d, s->H, err) ||
-             kb_attn_fused_fwd_x16(g, out16, lse2, qkv, s->B, s->T, s->d, s->H, err);
+             kb_attn_fused_fwd_x16(g, out16, lse2, qkv16, s->B, s->T, s->d, s->H, err);
     float *h_out = rc ? NULL : host_bytes(g, out, no * 4, err);
     uint16_t *h_out16 = rc ? NULL : host_bytes(g, out16, no * 2, err);
     if (!rc) { /* the fp32 backward gets the bf16 output, widened */
@@ -144,7 +148,7 @@ static void check_x16(kbt_state *st, kb_ctx *g, const problem *p, kb_err *err) {
         kb_copy_to_dev(g, out, w, no * 4, err);
         free(w);
         rc = kb_attn_fused_bwd(g, dqkv, delta, dout, out, qkv, lse, s->B, s->T, s->d, s->H, err) ||
-             kb_attn_fused_bwd_x16(g, dqkv16, delta2, dout, out16, qkv, lse, s->B, s->T, s->d, s->H, err);
+             kb_attn_fused_bwd_x16(g, dqkv16, delta2, dout, out16, qkv16, lse, s->B, s->T, s->d, s->H, err);
     }
     KBT_CHECK(st, rc == 0, name, "%s", err->msg);
     if (!rc) {
@@ -162,8 +166,8 @@ static void check_x16(kbt_state *st, kb_ctx *g, const problem *p, kb_err *err) {
         free(a), free(b), free(c), free(d), free(h_dqkv), free(h_dqkv16), free(want);
     }
     free(h_out), free(h_out16);
-    void *bufs[] = {qkv, dout, out, lse, lse2, dqkv, delta, delta2, out16, dqkv16};
-    for (int i = 0; i < 10; i++) kb_dev_free(g, bufs[i]);
+    void *bufs[] = {qkv, dout, out, lse, lse2, dqkv, delta, delta2, out16, dqkv16, qkv16};
+    for (int i = 0; i < 11; i++) kb_dev_free(g, bufs[i]);
 }
 
 static int run_cpu(void) {
