@@ -43,10 +43,10 @@ typedef enum { KB_ATTN_AUTO = 0, KB_ATTN_UNFUSED, KB_ATTN_FUSED } kb_attention_r
 
 /* How models store the activations around their linear layers (models/dit.c).
  * F32: fp32 throughout. BF16: the inputs of the attention and MLP linear
- * layers (and the output gradients flowing back into them) are stored as
- * bf16 and go into native bf16 GEMMs (nn/ops.h "*_x16"); the residual stream,
- * statistics, pre-activations, weights and the optimiser stay fp32; it needs
- * the fused attention route. AUTO (the default): F32, or BF16 when
+ * layers, qkv, the MLP's pre-activation and the output gradients flowing back
+ * into those layers are stored as bf16 and go into native bf16 GEMMs (nn/ops.h
+ * "*_x16"); the residual stream, statistics, weights and the optimiser stay
+ * fp32; it needs the fused attention route. AUTO (the default): F32, or BF16 when
  * KINDBENCH_BF16_ACTS=1 is set as a CUDA context in the BF16 mode is made
  * (off by default until measured on a GPU). BF16 on the CPU runs the same
  * wiring with fp32 arithmetic on the bf16 values: for tests. */

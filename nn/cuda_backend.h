@@ -27,7 +27,7 @@ typedef struct {
     long long bf16_staged;     /* GEMMs (cuBLAS or cuBLASLt) on staged bf16 operands */
     long long bf16_staged_lt;  /* of which cuBLASLt matmuls */
     long long bgrad_epilogue;  /* cuBLASLt matmuls with the bias-gradient epilogue (kb_gemm_wgrad) */
-    long long bf16_acts;       /* cuBLASLt matmuls on a bf16 activation (kb_gemm_bias_x16) */
+    long long bf16_acts;       /* cuBLASLt matmuls on a bf16 activation (the *_x16 ops' bias and GELU plans) */
 } kb_cuda_gemm_counts;
 /* All zero without CUDA. */
 kb_cuda_gemm_counts kb_cuda_gemm_counts_of(const kb_cuda_state *st);

@@ -86,6 +86,7 @@ int kb_attn_fused_fwd_x16(kb_ctx *ctx, uint16_t *out16, float *lse, const uint16
                           int64_t d, int64_t H, kb_err *err) {
     if (check_shape("kb_attn_fused_fwd_x16", ctx, B, T, d, H, err)) return -1;
     if (B == 0 || T == 0) return 0;
+    if (!out16 || !lse || !qkv16) return kb_fail(err, "kb_attn_fused_fwd_x16: out16, lse and qkv16 are required");
     KB_PROF_DISPATCH(ctx, kb_attn_fused_fwd_x16_cuda(ctx, out16, lse, qkv16, B, T, d, H, err),
                      kb_rc_ = fwd_x16_cpu(out16, lse, qkv16, B, T, d, H, err));
 }
@@ -95,6 +96,8 @@ int kb_attn_fused_bwd_x16(kb_ctx *ctx, uint16_t *dqkv16, float *delta, const flo
                           kb_err *err) {
     if (check_shape("kb_attn_fused_bwd_x16", ctx, B, T, d, H, err)) return -1;
     if (B == 0 || T == 0) return 0;
+    if (!dqkv16 || !delta || !dout || !out16 || !qkv16 || !lse)
+        return kb_fail(err, "kb_attn_fused_bwd_x16: every buffer is required");
     KB_PROF_DISPATCH(ctx, kb_attn_fused_bwd_x16_cuda(ctx, dqkv16, delta, dout, out16, qkv16, lse, B, T, d, H, err),
                      kb_rc_ = bwd_x16_cpu(dqkv16, delta, dout, out16, qkv16, lse, B, T, d, H, err));
 }

@@ -6,7 +6,7 @@
  * the argument `cuda` (skipped, 77, without one); each with the default
  * attention route, again with the fused one (nn/ops_attn.h), whose saved
  * buffers are sized differently, and with the fused one and bf16 activations
- * (half-size slots for four tensors per block). */
+ * (half-size slots for six tensors per block). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,7 +119,7 @@ int main(int argc, char **argv) {
         for (int depth = 1; depth <= 4; depth++) kept[r][depth] = check_depth(&st, &ctx, depth, names[r], r == 2);
         kb_ctx_free(&ctx);
     }
-    for (int depth = 1; depth <= 4; depth++) /* four tensors per block at half size */
+    for (int depth = 1; depth <= 4; depth++) /* six tensors per block at half size */
         KBT_CHECK(&st, kept[2][depth] && kept[2][depth] < kept[1][depth], "bf16 activations: a smaller kept layout",
                   "depth %d: %zu floats against %zu with fp32 activations", depth, kept[2][depth], kept[1][depth]);
     printf("%d passed, %d failed\n", st.passed, st.failed);

@@ -142,9 +142,26 @@ static void test_shape(env *e, int64_t rows, int64_t in, int64_t out) {
         }
         KBT_CHECK(&e->st, bad == 0, name, "%lld of %lld outside the bf16 rounding of the reference", (long long)bad,
                   (long long)ny);
+        kb_gemm_bias_x16_y16(&e->ctx, gy16, gx, gW, gb, rows, in, out, &e->err); /* rerun */
+        uint16_t *again = host(e, gy16, (size_t)ny * 2);
+        check_bits(e, "gemm_bias_x16_y16 rerun bit-identical", again, y16, (size_t)ny * 2);
+        free(y16), free(again);
+    } else KBT_CHECK(&e->st, 0, name, "%s", e->err.msg);
+    /* without a bias, x16 2-byte aligned: on the GPU the GEMM + kernel path */
+    uint16_t *gx_odd16 = dev(e, NULL, (size_t)(nx + 1) * 2);
+    if (gx_odd16 && nx) kb_copy_to_dev(&e->ctx, gx_odd16 + 1, x16, (size_t)nx * 2, &e->err);
+    snprintf(name, sizeof name, "gemm_bias_x16_y16 %lldx%lld -> %lld, no bias, x16 2-byte aligned", (long long)rows,
+             (long long)in, (long long)out);
+    if (!kb_gemm_bias_x16_y16(&e->ctx, gy16, gx_odd16 + 1, gW, NULL, rows, in, out, &e->err)) {
+        uint16_t *y16 = host(e, gy16, (size_t)ny * 2);
+        int64_t bad = 0;
+        for (int64_t i = 0; i < ny; i++)
+            bad += !(fabs(kb_sc_bf16_to_f32(y16[i]) - fy.v[i]) <= 1e-5 * fy.scale[i] + 0x1p-8 * fabs(fy.v[i]));
+        KBT_CHECK(&e->st, bad == 0, name, "%lld of %lld outside the bf16 rounding of the reference", (long long)bad,
+                  (long long)ny);
         free(y16);
     } else KBT_CHECK(&e->st, 0, name, "%s", e->err.msg);
-    kb_dev_free(&e->ctx, gy16);
+    kb_dev_free(&e->ctx, gx_odd16), kb_dev_free(&e->ctx, gy16);
     /* no bias and x16 at an odd address (2-byte aligned): on the GPU the cuBLAS path, not cuBLASLt's */
     uint16_t *gx_odd = dev(e, NULL, (size_t)(nx + 1) * 2);
     if (gx_odd && nx) kb_copy_to_dev(&e->ctx, gx_odd + 1, x16, (size_t)nx * 2, &e->err);
