@@ -202,6 +202,30 @@ static __device__ __forceinline__ void kb_row_stats(const float *x, int64_t cols
     *rs = (float)(1.0 / sqrt(v / (double)cols + (double)eps));
 }
 
+/* LayerNorm backward of one row, by a whole block: with g_c = g_at(c) and
+ * xhat_c = (x_c - m) * rs, the row means of g and g * xhat in double (tree
+ * order), rounded to float, then dx_c += ((g_c - mean g) - xhat_c mean(g xhat))
+ * * rs; visit(c, xhat_c) runs after each column's update (the fused
+ * modulation's backward sums its columns there). Shared by every LayerNorm
+ * backward kernel, so that fused forms give the plain one's bits. */
+template <typename G, typename V>
+static __device__ __forceinline__ void kb_ln_bwd_row(float *dx, const float *x, float m, float rs, int64_t cols,
+                                                     double *shm, G g_at, V visit) {
+    double sg = 0.0, sgx = 0.0;
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+        float g = g_at(c), xhat = __fmul_rn(__fsub_rn(x[c], m), rs);
+        sg += (double)g;
+        sgx += (double)g * (double)xhat; /* exact product: an FMA here rounds the same */
+    }
+    float g_mean = (float)(kb_block_sum_d(sg, shm) / (double)cols);
+    float gx_mean = (float)(kb_block_sum_d(sgx, shm) / (double)cols);
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+        float g = g_at(c), xhat = __fmul_rn(__fsub_rn(x[c], m), rs);
+        dx[c] = __fadd_rn(dx[c], __fmul_rn(__fsub_rn(__fsub_rn(g, g_mean), __fmul_rn(xhat, gx_mean)), rs));
+        visit(c, xhat);
+    }
+}
+
 /* An input element as float: fp32 as it is, bf16 (uint16_t bits) widened exactly. */
 static __device__ __forceinline__ float kb_elem_f32(float v) { return v; }
 static __device__ __forceinline__ float kb_elem_f32(uint16_t h) { return kb_sc_bf16_to_f32(h); }

@@ -535,24 +535,9 @@ __global__ void layernorm_bwd_dinp_kernel(float *dinp, const float *dout, const 
                                           const float *mean, const float *rstd, int64_t rows, int64_t cols) {
     __shared__ double shm[32];
     for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
-        const float *x = inp + r * cols, *dy = dout + r * cols;
-        float *dx = dinp + r * cols;
-        float m = mean[r], rs = rstd[r];
-        double sg = 0.0, sgx = 0.0;
-        for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
-            float g = weight ? __fmul_rn(weight[c], dy[c]) : dy[c];
-            float xhat = __fmul_rn(__fsub_rn(x[c], m), rs);
-            sg += (double)g;
-            sgx += (double)g * (double)xhat; /* exact product: an FMA here rounds the same */
-        }
-        float g_mean = (float)(kb_block_sum_d(sg, shm) / (double)cols);
-        float gx_mean = (float)(kb_block_sum_d(sgx, shm) / (double)cols);
-        for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
-            float g = weight ? __fmul_rn(weight[c], dy[c]) : dy[c];
-            float xhat = __fmul_rn(__fsub_rn(x[c], m), rs);
-            float d = __fmul_rn(__fsub_rn(__fsub_rn(g, g_mean), __fmul_rn(xhat, gx_mean)), rs);
-            dx[c] = __fadd_rn(dx[c], d);
-        }
+        const float *dy = dout + r * cols;
+        kb_ln_bwd_row(dinp + r * cols, inp + r * cols, mean[r], rstd[r], cols, shm,
+                      [&](int64_t c) { return weight ? __fmul_rn(weight[c], dy[c]) : dy[c]; }, [](int64_t, float) {});
     }
 }
 

@@ -135,8 +135,8 @@ __global__ void ln_modulate_fwd_kernel(O *out, float *mean, float *rstd, const f
 #define KB_LNMOD_ROWS 16
 
 /* Backward, one block per (sample, chunk of KB_LNMOD_ROWS tokens). Per row:
- * g = dout*(1+scale) and xhat recomputed, the statements of
- * layernorm_bwd_dinp_kernel on g (so dx has the bits of modulate_bwd then
+ * g = dout*(1+scale) and xhat recomputed, layernorm_bwd_dinp_kernel's row
+ * (kb_ln_bwd_row) on g (so dx has the bits of modulate_bwd then
  * layernorm_bwd); meanwhile every thread sums dout and dout*xhat over the
  * chunk's rows for its own columns (shared memory, 2*D floats: no other
  * thread touches them, so no barrier), written to part[chunk][2][D]. */
@@ -152,26 +152,13 @@ __global__ void ln_modulate_bwd_kernel(float *dx, float *part, const float *dout
         for (int64_t c = threadIdx.x; c < D; c += blockDim.x) colsum[c] = 0.0f, colsum[D + c] = 0.0f;
         for (int64_t t = t0; t < t1; t++) {
             int64_t r = b * T + t;
-            const float *xr = x + r * D, *dy = dout + r * D;
-            float *dxr = dx + r * D;
-            float m = mean[r], rs = rstd[r];
-            double sg = 0.0, sgx = 0.0;
-            for (int64_t c = threadIdx.x; c < D; c += blockDim.x) {
-                float g = __fmul_rn(dy[c], __fadd_rn(1.0f, sc[c]));
-                float xhat = __fmul_rn(__fsub_rn(xr[c], m), rs);
-                sg += (double)g;
-                sgx += (double)g * (double)xhat; /* exact product: an FMA here rounds the same */
-            }
-            float g_mean = (float)(kb_block_sum_d(sg, shm) / (double)D);
-            float gx_mean = (float)(kb_block_sum_d(sgx, shm) / (double)D);
-            for (int64_t c = threadIdx.x; c < D; c += blockDim.x) {
-                float g = __fmul_rn(dy[c], __fadd_rn(1.0f, sc[c]));
-                float xhat = __fmul_rn(__fsub_rn(xr[c], m), rs);
-                float d = __fmul_rn(__fsub_rn(__fsub_rn(g, g_mean), __fmul_rn(xhat, gx_mean)), rs);
-                dxr[c] = __fadd_rn(dxr[c], d);
-                colsum[c] = __fadd_rn(colsum[c], dy[c]);
-                colsum[D + c] = __fadd_rn(colsum[D + c], __fmul_rn(dy[c], xhat));
-            }
+            const float *dy = dout + r * D;
+            kb_ln_bwd_row(dx + r * D, x + r * D, mean[r], rstd[r], D, shm,
+                          [&](int64_t c) { return __fmul_rn(dy[c], __fadd_rn(1.0f, sc[c])); },
+                          [&](int64_t c, float xhat) {
+                              colsum[c] = __fadd_rn(colsum[c], dy[c]);
+                              colsum[D + c] = __fadd_rn(colsum[D + c], __fmul_rn(dy[c], xhat));
+                          });
         }
         float *p = part + blk * 2 * D;
         for (int64_t c = threadIdx.x; c < D; c += blockDim.x) p[c] = colsum[c], p[D + c] = colsum[D + c];
