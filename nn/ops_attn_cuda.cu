@@ -141,6 +141,15 @@ struct attn_args {
     float scale;
 };
 
+/* A warp's result to the kernel's output at element offset `at`: res16
+ * (bf16) when the entry point asked for it, res otherwise. */
+template <int HD>
+__device__ void store_result(float *buf, acc_frag (&acc)[HD / 16], float mul, const attn_args &a, int64_t at,
+                             int64_t row_stride, int row0, int T) {
+    if (a.res16) warp_store_rows<HD>(buf, acc, mul, a.res16 + at, row_stride, row0, T, a.hd);
+    else warp_store_rows<HD>(buf, acc, mul, a.res + at, row_stride, row0, T, a.hd);
+}
+
 /* The qkv input as the kernels read it: fp32, or bf16 bits (qkv16). */
 template <typename Q> __device__ const Q *qkv_of(const attn_args &a);
 template <> __device__ const float *qkv_of<float>(const attn_args &a) { return a.qkv; }
@@ -203,9 +212,7 @@ __global__ void __launch_bounds__(kThreads) attn_fwd_kernel(attn_args a) {
         __syncwarp();
         warp_accumulate<HD>(o, P, Vs);
     }
-    int64_t at = (int64_t)b * T * d + h * a.hd;
-    if (a.res16) warp_store_rows<HD>(S, o, 1.0f, a.res16 + at, d, q0 + warp * 16, T, a.hd);
-    else warp_store_rows<HD>(S, o, 1.0f, a.res + at, d, q0 + warp * 16, T, a.hd);
+    store_result<HD>(S, o, 1.0f, a, (int64_t)b * T * d + h * a.hd, d, q0 + warp * 16, T);
 #else
     __trap(); /* built for a GPU without bf16 tensor cores: kb_attn_fused_cuda_allowed refuses those */
 #endif
@@ -277,13 +284,8 @@ __global__ void __launch_bounds__(kThreads) attn_dkv_kernel(attn_args a) {
         warp_accumulate<HD>(dk, dS, Qs);
     }
     int64_t at = (int64_t)b * T * 3 * d + h * a.hd;
-    if (a.res16) {
-        warp_store_rows<HD>(S, dk, a.scale, a.res16 + at + d, 3 * d, k0 + warp * 16, T, a.hd);
-        warp_store_rows<HD>(S, dv, 1.0f, a.res16 + at + 2 * d, 3 * d, k0 + warp * 16, T, a.hd);
-    } else {
-        warp_store_rows<HD>(S, dk, a.scale, a.res + at + d, 3 * d, k0 + warp * 16, T, a.hd);
-        warp_store_rows<HD>(S, dv, 1.0f, a.res + at + 2 * d, 3 * d, k0 + warp * 16, T, a.hd);
-    }
+    store_result<HD>(S, dk, a.scale, a, at + d, 3 * d, k0 + warp * 16, T);
+    store_result<HD>(S, dv, 1.0f, a, at + 2 * d, 3 * d, k0 + warp * 16, T);
 #else
     __trap(); /* built for a GPU without bf16 tensor cores: kb_attn_fused_cuda_allowed refuses those */
 #endif
@@ -328,9 +330,7 @@ __global__ void __launch_bounds__(kThreads) attn_dq_kernel(attn_args a) {
         __syncwarp();
         warp_accumulate<HD>(dq, dS, Ks);
     }
-    int64_t at = (int64_t)b * T * 3 * d + h * a.hd;
-    if (a.res16) warp_store_rows<HD>(S, dq, a.scale, a.res16 + at, 3 * d, q0 + warp * 16, T, a.hd);
-    else warp_store_rows<HD>(S, dq, a.scale, a.res + at, 3 * d, q0 + warp * 16, T, a.hd);
+    store_result<HD>(S, dq, a.scale, a, (int64_t)b * T * 3 * d + h * a.hd, 3 * d, q0 + warp * 16, T);
 #else
     __trap(); /* built for a GPU without bf16 tensor cores: kb_attn_fused_cuda_allowed refuses those */
 #endif
