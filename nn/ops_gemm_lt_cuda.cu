@@ -420,19 +420,29 @@ extern "C" int kb_gemm_bias_x16_cuda(kb_ctx *ctx, float *y, const uint16_t *x16,
  * (the aux matrix, D's type) straight from the matmul, and the backward's
  * dpre16 from the DGELU epilogue reading pre16. *done = 0 where there is no
  * usable plan (the caller then runs its GEMM and kernel). */
+/* The shared body of the three bf16-output entry points below: the plan for
+ * (epi, bf16 operands, caller's bf16 B, bf16 D) at the pointers' alignment,
+ * run on W (A, staged) and B16 (nB values). *done = 1 when the matmul ran. */
+static int lt_try_d16(kb_cuda_state *st, const char *op, lt_epi epi, const void *const *ptrs, int nptrs, void *D,
+                      const float *W, const uint16_t *B16, int64_t nB, const float *bias, const void *aux, int64_t rows,
+                      int64_t in, int64_t out, int *done, kb_err *err) {
+    unsigned align = min_alignment(ptrs, nptrs);
+    if (align < 16) return 0;
+    lt_plan *p = plan_for(st, op, epi, 1, 1, 1, rows, in, out, align, err);
+    if (!p) return -1;
+    if (!p->usable) return 0;
+    int rc = lt_exec(st, op, p, D, W, out * in, B16, nB, bias, aux, err);
+    *done = rc == 0;
+    return rc < 0 ? -1 : 0;
+}
+
 int kb_lt_gelu_x16(kb_cuda_state *st, const char *op, uint16_t *act16, uint16_t *pre16, const uint16_t *x16,
                    const float *W, const float *bias, int64_t rows, int64_t in, int64_t out, int *done, kb_err *err) {
     *done = 0;
     if (!lt_gelu_on(st) || !bias || in == 0 || out % 8) return 0;
     const void *ptrs[] = {act16, pre16, bias, x16};
-    unsigned align = min_alignment(ptrs, 4);
-    if (align < 16) return 0;
-    lt_plan *p = plan_for(st, op, LT_GELU_AUX_BIAS, 1, 1, 1, rows, in, out, align, err);
-    if (!p) return -1;
-    if (!p->usable) return 0;
-    int rc = lt_exec(st, op, p, act16, W, out * in, x16, rows * in, bias, pre16, err);
-    *done = rc == 0;
-    return rc < 0 ? -1 : 0;
+    return lt_try_d16(st, op, LT_GELU_AUX_BIAS, ptrs, 4, act16, W, x16, rows * in, bias, pre16, rows, in, out, done,
+                      err);
 }
 
 int kb_lt_dgelu_x16(kb_cuda_state *st, const char *op, uint16_t *dpre16, const uint16_t *dy16, const float *W,
@@ -440,14 +450,7 @@ int kb_lt_dgelu_x16(kb_cuda_state *st, const char *op, uint16_t *dpre16, const u
     *done = 0;
     if (!lt_gelu_on(st) || out == 0 || in % 8) return 0;
     const void *ptrs[] = {dpre16, pre16, dy16};
-    unsigned align = min_alignment(ptrs, 3);
-    if (align < 16) return 0;
-    lt_plan *p = plan_for(st, op, LT_DGELU, 1, 1, 1, rows, in, out, align, err);
-    if (!p) return -1;
-    if (!p->usable) return 0;
-    int rc = lt_exec(st, op, p, dpre16, W, out * in, dy16, rows * out, NULL, pre16, err);
-    *done = rc == 0;
-    return rc < 0 ? -1 : 0;
+    return lt_try_d16(st, op, LT_DGELU, ptrs, 3, dpre16, W, dy16, rows * out, NULL, pre16, rows, in, out, done, err);
 }
 
 /* y16 = bf16(x16 W^T + bias) in one matmul (bias epilogue, bf16 D), the
@@ -457,12 +460,5 @@ int kb_lt_bias_x16_y16(kb_cuda_state *st, const char *op, uint16_t *y16, const u
     *done = 0;
     if (st->lt_off || !bias || in == 0) return 0;
     const void *ptrs[] = {y16, bias, x16};
-    unsigned align = min_alignment(ptrs, 3);
-    if (align < 16) return 0;
-    lt_plan *p = plan_for(st, op, LT_BIAS, 1, 1, 1, rows, in, out, align, err);
-    if (!p) return -1;
-    if (!p->usable) return 0;
-    int rc = lt_exec(st, op, p, y16, W, out * in, x16, rows * in, bias, NULL, err);
-    *done = rc == 0;
-    return rc < 0 ? -1 : 0;
+    return lt_try_d16(st, op, LT_BIAS, ptrs, 3, y16, W, x16, rows * in, bias, NULL, rows, in, out, done, err);
 }

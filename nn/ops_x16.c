@@ -68,13 +68,28 @@ int kb_gemm_bias_x16(kb_ctx *ctx, float *y, const uint16_t *x16, const float *W,
                 kb_rc_ = gemm_bias_x16_cpu(ctx->threads, y, x16, W, bias, rows, in, out, err));
 }
 
+static int gemm_dx_x16_cpu(int threads, float *dx, kb_grad_mode mode, const uint16_t *dy16, const float *W,
+                           int64_t rows, int64_t in, int64_t out, kb_err *err);
+
+/* The layer's fp32 product in a new buffer (the caller frees it; NULL with
+ * err set on failure): forward, x16 W^T + bias [rows, out]; backward through
+ * the input, dy16 W [rows, in]. */
+static float *product_temp(int threads, int forward, const uint16_t *a16, const float *W, const float *bias,
+                           int64_t rows, int64_t in, int64_t out, const char *op, kb_err *err) {
+    int64_t n = rows * (forward ? out : in);
+    float *p = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    if (!p) return kb_fail(err, "%s: out of memory for %lld products", op, (long long)n), NULL;
+    int rc = forward ? gemm_bias_x16_cpu(threads, p, a16, W, bias, rows, in, out, err)
+                     : gemm_dx_x16_cpu(threads, p, KB_GRAD_SET, a16, W, rows, in, out, err);
+    if (rc) free(p), p = NULL;
+    return p;
+}
+
 static int gemm_bias_x16_y16_cpu(int threads, uint16_t *y16, const uint16_t *x16, const float *W, const float *bias,
                                  int64_t rows, int64_t in, int64_t out, kb_err *err) {
-    int64_t n = rows * out;
-    float *y = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
-    if (!y) return kb_fail(err, "kb_gemm_bias_x16_y16: out of memory for %lld outputs", (long long)n);
-    if (gemm_bias_x16_cpu(threads, y, x16, W, bias, rows, in, out, err)) return free(y), -1;
-    kb_f32_to_bf16_cpu(threads, y16, y, n);
+    float *y = product_temp(threads, 1, x16, W, bias, rows, in, out, "kb_gemm_bias_x16_y16", err);
+    if (!y) return -1;
+    kb_f32_to_bf16_cpu(threads, y16, y, rows * out);
     free(y);
     return 0;
 }
@@ -96,9 +111,8 @@ int kb_gemm_bias_x16_y16(kb_ctx *ctx, uint16_t *y16, const uint16_t *x16, const 
 static int gemm_bias_gelu_x16_cpu(int threads, uint16_t *act16, uint16_t *pre16, const uint16_t *x16, const float *W,
                                   const float *bias, int64_t rows, int64_t in, int64_t out, kb_err *err) {
     int64_t n = rows * out;
-    float *p = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
-    if (!p) return kb_fail(err, "kb_gemm_bias_gelu_x16: out of memory for %lld pre-activations", (long long)n);
-    if (gemm_bias_x16_cpu(threads, p, x16, W, bias, rows, in, out, err)) return free(p), -1;
+    float *p = product_temp(threads, 1, x16, W, bias, rows, in, out, "kb_gemm_bias_gelu_x16", err);
+    if (!p) return -1;
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t i = 0; i < n; i++) {
         pre16[i] = kb_sc_f32_to_bf16(p[i]);
@@ -149,9 +163,8 @@ int kb_gemm_dx_x16(kb_ctx *ctx, float *dx, kb_grad_mode mode, const uint16_t *dy
 static int gemm_dgelu_x16_cpu(int threads, uint16_t *dpre16, const uint16_t *dy16, const float *W,
                               const uint16_t *pre16, int64_t rows, int64_t in, int64_t out, kb_err *err) {
     int64_t n = rows * in;
-    float *g = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
-    if (!g) return kb_fail(err, "kb_gemm_dgelu_x16: out of memory for %lld products", (long long)n);
-    if (gemm_dx_x16_cpu(threads, g, KB_GRAD_SET, dy16, W, rows, in, out, err)) return free(g), -1;
+    float *g = product_temp(threads, 0, dy16, W, NULL, rows, in, out, "kb_gemm_dgelu_x16", err);
+    if (!g) return -1;
     /* the product of kb_gelu_tanh_bwd (KB_GRAD_SET) at the bf16 pre-activation, rounded */
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t i = 0; i < n; i++)

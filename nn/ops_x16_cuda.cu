@@ -55,6 +55,17 @@ static int scratch_w16_prod(kb_cuda_state *st, const char *op, const float *W, i
     return 0;
 }
 
+/* The layer's product into fp32 scratch, with W's bf16 copy from the same
+ * request: forward, prod [rows, out] = a16 [rows, in] W^T; backward (through
+ * the layer's input), prod [rows, in] = a16 [rows, out] W. */
+static int product_in_scratch(kb_cuda_state *st, const char *op, bool forward, const uint16_t *a16, const float *W,
+                              int64_t rows, int64_t in, int64_t out, float **prod, kb_err *err) {
+    int64_t N = forward ? out : in, K = forward ? in : out;
+    void *W16;
+    if (scratch_w16_prod(st, op, W, K > 0 ? out * in : 0, rows * N, &W16, prod, err)) return -1;
+    return kb_cuda_gemm16(st, op, false, forward, rows, N, K, 1.0f, a16, K, W16, in, 0.0f, *prod, N, err);
+}
+
 #define KB_X16_BEGIN(opname)                                                                                      \
     const char *op = (opname);                                                                                    \
     kb_cuda_state *st = NULL;                                                                                     \
@@ -70,11 +81,8 @@ extern "C" int kb_gemm_bias_x16_y16_cuda(kb_ctx *ctx, uint16_t *y16, const uint1
     int done = 0;
     if (kb_lt_bias_x16_y16(st, op, y16, x16, W, bias, rows, in, out, &done, err)) return -1;
     if (done) return 0;
-    void *W16;
     float *prod;
-    if (scratch_w16_prod(st, op, W, in > 0 ? out * in : 0, n, &W16, &prod, err) ||
-        kb_cuda_gemm16(st, op, false, true, rows, out, in, 1.0f, x16, in, W16, in, 0.0f, prod, out, err))
-        return -1;
+    if (product_in_scratch(st, op, true, x16, W, rows, in, out, &prod, err)) return -1;
     bias_bf16_kernel<<<kb_grid_1d(n), KB_CUDA_BLOCK, 0, st->stream>>>(y16, prod, bias, out, n);
     KB_LAUNCH_CHECK(op, "bias_bf16_kernel");
     return 0;
@@ -92,11 +100,8 @@ extern "C" int kb_gemm_bias_gelu_x16_cuda(kb_ctx *ctx, uint16_t *act16, uint16_t
     int done = 0;
     if (kb_lt_gelu_x16(st, op, act16, pre16, x16, W, bias, rows, in, out, &done, err)) return -1;
     if (done) return 0;
-    void *W16;
     float *prod;
-    if (scratch_w16_prod(st, op, W, in > 0 ? out * in : 0, n, &W16, &prod, err) ||
-        kb_cuda_gemm16(st, op, false, true, rows, out, in, 1.0f, x16, in, W16, in, 0.0f, prod, out, err))
-        return -1;
+    if (product_in_scratch(st, op, true, x16, W, rows, in, out, &prod, err)) return -1;
     gelu_split_bf16_kernel<<<kb_grid_1d(n), KB_CUDA_BLOCK, 0, st->stream>>>(act16, pre16, prod, bias, out, n);
     KB_LAUNCH_CHECK(op, "gelu_split_bf16_kernel");
     return 0;
@@ -127,11 +132,8 @@ extern "C" int kb_gemm_dgelu_x16_cuda(kb_ctx *ctx, uint16_t *dpre16, const uint1
     int done = 0;
     if (kb_lt_dgelu_x16(st, op, dpre16, dy16, W, pre16, rows, in, out, &done, err)) return -1;
     if (done) return 0;
-    void *W16;
     float *prod;
-    if (scratch_w16_prod(st, op, W, out > 0 ? out * in : 0, n, &W16, &prod, err) ||
-        kb_cuda_gemm16(st, op, false, false, rows, in, out, 1.0f, dy16, out, W16, in, 0.0f, prod, in, err))
-        return -1;
+    if (product_in_scratch(st, op, false, dy16, W, rows, in, out, &prod, err)) return -1;
     dgelu_tanh_bf16_kernel<<<kb_grid_1d(n), KB_CUDA_BLOCK, 0, st->stream>>>(dpre16, prod, pre16, n);
     KB_LAUNCH_CHECK(op, "dgelu_tanh_bf16_kernel");
     return 0;
