@@ -78,15 +78,15 @@ static int block_attn_bwd(kb_dit *m, int l, const kb_dit_block_view *v, int64_t 
 
 /* The two halves with bf16 activations (acts.bf16): the gradients flowing
  * into the linear layers (d_fc2, d_fc1, d_proj, d_qkv) are bf16 in d_a (d_fc1
- * in its second half, while d_fc2 is still read), their input gradients fp32
+ * right after d_fc2, which is still read), their input gradients fp32
  * in d_b. */
 static int block_mlp_bwd_x16(kb_dit *m, int l, const kb_dit_block_view *v, int64_t B, kb_err *err) {
     kb_ctx *ctx = m->ctx;
     kb_dit_acts *a = &m->acts;
     const kb_dit_block *blk = &m->blocks[l];
     int64_t d = m->cfg.hidden_size, T = kb_dit_tokens(&m->cfg), BT = B * T, ld = 6 * d;
-    int64_t wide = kb_dit_mlp_hidden(&m->cfg) > 3 * d ? kb_dit_mlp_hidden(&m->cfg) : 3 * d;
-    uint16_t *d_fc2 = (uint16_t *)a->d_a, *d_fc1 = (uint16_t *)a->d_a + BT * wide;
+    /* d_a holds 2 B T wide bf16 values (wide >= mlp hidden and >= 3d): room for d_fc2 and, after it, d_fc1 */
+    uint16_t *d_fc2 = (uint16_t *)a->d_a, *d_fc1 = (uint16_t *)a->d_a + BT * d;
     float *d_mod2 = a->d_b;
     KB_TRY(kb_gated_add_bwd_x16(ctx, d_fc2, a->d_ada + 5 * d, a->d_res, v->fc2, v->ada + 5 * d, ld, B, T, d, err),
            "block %d gate_mlp backward", l);
