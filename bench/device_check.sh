@@ -72,41 +72,9 @@ if [ "$WHAT" = tests ] || [ "$WHAT" = all ]; then
   export KB_SOURCE_DIR=$PWD
   { python3 tests/ref/dit_ref.py && python3 tests/ref/inception_ref.py; } > "$OUT/fixtures.log" 2>&1 ||
     note "fixtures FAILED (see fixtures.log): $(tail -n 2 "$OUT/fixtures.log" | tr '\n' ' ')"
-  run_test ops_cuda "$KB/bin/test_ops_cuda"
-  run_test ops_dit_cuda "$KB/bin/test_ops_dit_cuda"
-  run_test diffusion_cuda "$KB/bin/test_diffusion_cuda"
-  run_test dit_torch_cuda_fp32 "$KB/bin/test_dit_torch" cuda fp32
-  run_test dit_torch_cuda_bf16 "$KB/bin/test_dit_torch" cuda bf16
-  run_test attn_fused_cuda "$KB/bin/test_attn_fused" cuda
-  run_test inception_cuda "$KB/bin/test_inception_cuda"
-  run_test ops_x16_cuda "$KB/bin/test_ops_x16" cuda
-  run_test ops_x16_cuda_ltgelu env KINDBENCH_LT_GELU=1 "$KB/bin/test_ops_x16" cuda
-  # the bf16 DiT again with the unfused attention (GEMMs + softmax), to compare the two routes
-  run_test dit_torch_bf16_unfused env KINDBENCH_FUSED_ATTENTION=0 "$KB/bin/test_dit_torch" cuda bf16
-  run_test dit_torch_bf16_staged env KINDBENCH_BF16_OPERANDS=1 KINDBENCH_LT_GELU=1 KINDBENCH_LT_BGRAD=1 \
-    "$KB/bin/test_dit_torch" cuda bf16
-  # the DiT with bf16 activations (nn/ops.h *_x16) against PyTorch, with the bf16 tolerances
-  run_test dit_torch_bf16_acts "$KB/bin/test_dit_torch" cuda bf16 fused bf16acts
-  run_test dit_torch_bf16_acts_ltgelu env KINDBENCH_LT_GELU=1 "$KB/bin/test_dit_torch" cuda bf16 fused bf16acts
-  run_test dit_layout_cuda "$KB/bin/test_dit_layout" cuda
-  run_test sample_cuda env KINDBENCH="$KB/bin/kindbench" KB_PYTHON=python3 KB_MKCKPT="$KB/bin/sample_mkckpt" \
-    bash "$PWD/tests/test_sample_cuda.sh"
-  # kindbench train on the GPU: same seed twice, and 5 steps + --resume = 10 steps, bit for bit
-  for mode in fp32 bf16; do
-    mkdir -p "/tmp/kbresume_$mode"
-    run_test "train_resume_cuda_$mode" env -C "/tmp/kbresume_$mode" KINDBENCH="$KB/bin/kindbench" KB_PYTHON=python3 \
-      KB_TRAIN_DEVICE_ARGS="--device cuda --precision $mode" bash "$PWD/tests/test_train_resume.sh"
-  done
-  # the same with bf16 activations: deterministic too?
-  mkdir -p /tmp/kbresume_acts
-  run_test train_resume_cuda_bf16_acts env -C /tmp/kbresume_acts KINDBENCH_BF16_ACTS=1 \
-    KINDBENCH="$KB/bin/kindbench" KB_PYTHON=python3 KB_TRAIN_DEVICE_ARGS="--device cuda --precision bf16" \
-    bash "$PWD/tests/test_train_resume.sh"
-  # the same with the experimental cuBLASLt epilogues on: are they deterministic too (a condition for making them default)?
-  mkdir -p /tmp/kbresume_epis
-  run_test train_resume_cuda_bf16_epilogues env -C /tmp/kbresume_epis KINDBENCH_LT_GELU=1 KINDBENCH_LT_BGRAD=1 \
-    KINDBENCH="$KB/bin/kindbench" KB_PYTHON=python3 KB_TRAIN_DEVICE_ARGS="--device cuda --precision bf16" \
-    bash "$PWD/tests/test_train_resume.sh"
+  KB_BIN=$KB/bin KB_WORK=/tmp/kbwork KB_PY=python3
+  source tests/cuda_checks.sh
+  kb_cuda_checks
 fi
 
 if [ "$WHAT" = bench ] || [ "$WHAT" = all ]; then
