@@ -1,0 +1,45 @@
+# KB_CUDA_EMU=ON (see tests/cuda_emu/kb_cuda_emu.h): kbcore with its .cu files
+# rewritten (rewrite_launches.pl) and compiled as C++ for the CPU, linked with
+# the emulator instead of the CUDA libraries. Needs the CUDA headers only.
+enable_language(CXX)
+find_path(KB_EMU_CUDA_INCLUDE cuda_runtime.h HINTS /usr/local/cuda/include REQUIRED)
+find_path(KB_EMU_CUDNN_INCLUDE cudnn.h HINTS ${KB_EMU_CUDA_INCLUDE} /usr/local/cuda/include REQUIRED)
+find_program(KB_PERL perl REQUIRED)
+set(KB_EMU_DIR ${CMAKE_SOURCE_DIR}/tests/cuda_emu)
+set(KB_EMU_GEN ${CMAKE_BINARY_DIR}/cuda_emu)
+set(KB_EMU_SOURCES)
+foreach(cu ${KB_CU_SOURCES})
+  file(RELATIVE_PATH rel ${CMAKE_SOURCE_DIR} ${cu})
+  set(out ${KB_EMU_GEN}/${rel}.cpp)
+  get_filename_component(outdir ${out} DIRECTORY)
+  add_custom_command(OUTPUT ${out}
+    COMMAND ${CMAKE_COMMAND} -E make_directory ${outdir}
+    COMMAND ${KB_PERL} ${KB_EMU_DIR}/rewrite_launches.pl ${cu} ${out}
+    DEPENDS ${cu} ${KB_EMU_DIR}/rewrite_launches.pl
+    COMMENT "CUDA emulator: ${rel}")
+  list(APPEND KB_EMU_SOURCES ${out})
+endforeach()
+set_source_files_properties(${KB_EMU_SOURCES} PROPERTIES
+  COMPILE_OPTIONS "-include;${KB_EMU_DIR}/kb_cuda_emu.h"
+  OBJECT_DEPENDS ${KB_EMU_DIR}/kb_cuda_emu.h)
+set(KB_EMU_RUNTIME ${KB_EMU_DIR}/emu_core.cpp ${KB_EMU_DIR}/emu_cudart.cpp ${KB_EMU_DIR}/emu_cublas.cpp
+  ${KB_EMU_DIR}/emu_cudnn.cpp)
+add_library(kbcore STATIC ${KB_C_SOURCES} ${KB_EMU_SOURCES} ${KB_EMU_RUNTIME})
+target_compile_definitions(kbcore PUBLIC KB_HAVE_CUDA=1 KB_CUDA_EMU=1)
+target_include_directories(kbcore PRIVATE ${KB_EMU_CUDA_INCLUDE} ${KB_EMU_CUDNN_INCLUDE} ${KB_EMU_DIR})
+target_compile_options(kbcore PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-std=c++17 -O2 -g -ffp-contract=off
+  -Wno-attributes -Wno-unused-parameter>)
+target_link_libraries(kbcore PUBLIC stdc++)
+message(STATUS "kindbench: CUDA backend on the CPU emulator (tests/cuda_emu; no GPU code is built)")
+
+# The emulator's own test (tests/cuda_emu/test_cuda_emu.cu), rewritten like the library's .cu files.
+add_custom_command(OUTPUT ${KB_EMU_GEN}/test_cuda_emu.cu.cpp
+  COMMAND ${KB_PERL} ${KB_EMU_DIR}/rewrite_launches.pl ${KB_EMU_DIR}/test_cuda_emu.cu ${KB_EMU_GEN}/test_cuda_emu.cu.cpp
+  DEPENDS ${KB_EMU_DIR}/test_cuda_emu.cu ${KB_EMU_DIR}/rewrite_launches.pl
+  COMMENT "CUDA emulator: tests/cuda_emu/test_cuda_emu.cu")
+set_source_files_properties(${KB_EMU_GEN}/test_cuda_emu.cu.cpp PROPERTIES
+  COMPILE_OPTIONS "-include;${KB_EMU_DIR}/kb_cuda_emu.h" OBJECT_DEPENDS ${KB_EMU_DIR}/kb_cuda_emu.h)
+add_executable(test_cuda_emu ${KB_EMU_GEN}/test_cuda_emu.cu.cpp)
+target_include_directories(test_cuda_emu PRIVATE ${KB_EMU_CUDA_INCLUDE} ${KB_EMU_DIR})
+target_compile_options(test_cuda_emu PRIVATE -std=c++17 -O2 -ffp-contract=off -Wno-attributes)
+target_link_libraries(test_cuda_emu PRIVATE kbcore)

@@ -1,0 +1,269 @@
+/* The emulator's kernel execution (see kb_cuda_emu.h): blocks one after
+ * another, each thread of a block a fiber that runs until it waits at a
+ * barrier or a warp collective or returns. The scheduler runs one warp at a
+ * time as far as it can go (lanes in order, collectives released as they
+ * complete), then the next, and releases __syncthreads when every live
+ * thread waits at it: the most skew between warps and lanes that the
+ * barriers allow, so that a missing barrier reads stale data. The device is process-wide state, as a GPU is; launches
+ * are serialised by a mutex. */
+#include "emu_internal.h"
+
+#include <sys/mman.h>
+
+#include <cstdio>
+#include <algorithm>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+/* kb_emu_switch(&save, to): saves the callee-saved registers and the stack
+ * pointer into *save and resumes the context whose stack pointer is `to`
+ * (no signal mask: glibc's swapcontext makes a system call per switch,
+ * which made the emulator ten times slower). x86-64 System V only. */
+#if !defined(__x86_64__)
+#error "the CUDA emulator's fiber switch is written for x86-64"
+#endif
+extern "C" void kb_emu_switch(void **save, void *to);
+asm(R"(
+    .text
+    .globl kb_emu_switch
+    .type kb_emu_switch, @function
+kb_emu_switch:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+    .size kb_emu_switch, .-kb_emu_switch
+)");
+
+namespace kb_emu {
+namespace {
+
+enum fiber_state { READY, WAIT_BLOCK, WAIT_WARP, DONE };
+
+struct fiber {
+    void *sp; /* saved stack pointer while not running */
+    thread_state ts;
+    fiber_state state;
+    unsigned mask;    /* WAIT_WARP: the lanes of the collective */
+    const char *what; /* WAIT_WARP: which collective */
+};
+
+constexpr size_t kStack = 256 * 1024;
+constexpr int kMaxThreads = 1024;
+
+struct block_run {
+    const config *cfg;
+    void (*body)(void *);
+    void *arg;
+    std::vector<fiber> fibers;
+    int nthreads = 0;
+    fiber *cur = nullptr;
+    void *sched_sp = nullptr; /* the scheduler's, while a fiber runs */
+    unsigned char slots[kMaxThreads / 32][32 * 16];
+    void *dyn = nullptr;
+};
+
+std::mutex g_launch_mutex;
+block_run *g_run = nullptr;         /* the block being run, during a launch */
+unsigned char *g_stacks = nullptr;  /* kMaxThreads stacks, mapped once */
+std::map<const void *, int> g_smem_optin; /* cudaFuncSetAttribute(MaxDynamicSharedMemorySize) */
+
+[[noreturn]] void fail(const std::string &msg) {
+    std::fprintf(stderr, "kindbench CUDA emulator: %s\n", msg.c_str());
+    std::abort();
+}
+
+std::string where() {
+    if (!g_run || !g_run->cur) return "outside a kernel";
+    const thread_state &t = g_run->cur->ts;
+    char buf[256];
+    std::snprintf(buf, sizeof buf, "kernel %s, block (%u,%u,%u), thread (%u,%u,%u)", g_run->cfg->name, t.bid.x, t.bid.y,
+                  t.bid.z, t.tid.x, t.tid.y, t.tid.z);
+    return buf;
+}
+
+/* A fiber's first frame: runs the thread, then hands back for good. */
+[[noreturn]] void fiber_entry() {
+    block_run *r = g_run;
+    r->body(r->arg);
+    r->cur->state = DONE;
+    kb_emu_switch(&r->cur->sp, r->sched_sp);
+    std::abort(); /* a finished fiber is never resumed */
+}
+
+/* A fresh stack that kb_emu_switch "returns" into fiber_entry from: six
+ * zeroed callee-saved registers, then fiber_entry's address, then a fake
+ * return address, so that fiber_entry starts with the ABI's alignment. */
+void *fresh_stack(unsigned char *base) {
+    uintptr_t top = ((uintptr_t)(base + kStack)) & ~(uintptr_t)15;
+    void **sp = (void **)top;
+    *--sp = nullptr;                   /* fiber_entry's return address: none */
+    *--sp = (void *)&fiber_entry;      /* where kb_emu_switch's ret goes */
+    for (int i = 0; i < 6; i++) *--sp = nullptr;
+    return sp;
+}
+
+/* The running fiber gives the CPU back to the scheduler. */
+void yield_to_scheduler() {
+    kb_emu_switch(&g_run->cur->sp, g_run->sched_sp);
+}
+
+int linear_tid(const thread_state &t) { return (int)(t.tid.x + t.bdim.x * (t.tid.y + t.bdim.y * t.tid.z)); }
+
+/* Releases warp w when all the lanes in its collective's mask wait at it. */
+bool release_warp(block_run &r, int w) {
+    fiber *first = nullptr;
+    for (int l = 0; l < 32 && w * 32 + l < r.nthreads; l++)
+        if (r.fibers[w * 32 + l].state == WAIT_WARP) { first = &r.fibers[w * 32 + l]; break; }
+    if (!first) return false;
+    for (int l = 0; l < 32; l++) {
+        if (!(first->mask >> l & 1u)) continue;
+        if (w * 32 + l >= r.nthreads)
+            fail(where() + ": a warp collective names lane " + std::to_string(l) + ", which the block lacks");
+        fiber &f = r.fibers[w * 32 + l];
+        if (f.state == DONE) fail(where() + ": warp collective " + first->what + " waits for a lane that has returned");
+        if (f.state != WAIT_WARP) return false;
+        if (f.mask != first->mask || (f.what != first->what && std::strcmp(f.what, first->what) != 0)) {
+            r.cur = &f;
+            fail(where() + ": diverged warp: this lane is at " + f.what + ", another at " + first->what);
+        }
+    }
+    for (int l = 0; l < 32; l++)
+        if (first->mask >> l & 1u) r.fibers[w * 32 + l].state = READY;
+    return true;
+}
+
+/* Runs warp w's lanes, in lane order, each until it waits or returns, and
+ * its collectives as they complete, until every lane waits at the block
+ * barrier (or has returned, or is stuck). Warps thus run ahead of one
+ * another as far as a GPU may let them: a missing __syncthreads shows. */
+void run_warp(block_run &r, int w) {
+    int end = std::min(r.nthreads, w * 32 + 32);
+    for (bool ran = true; ran;) {
+        ran = false;
+        for (int i = w * 32; i < end; i++) {
+            if (r.fibers[i].state != READY) continue;
+            r.cur = &r.fibers[i];
+            kb_emu_switch(&r.sched_sp, r.cur->sp);
+            ran = true;
+        }
+        r.cur = nullptr;
+        ran = release_warp(r, w) || ran;
+    }
+}
+
+void run_block(block_run &r, uint3 bid) {
+    const config &c = *r.cfg;
+    for (int i = 0; i < r.nthreads; i++) {
+        fiber &f = r.fibers[i];
+        f.ts.bid = bid;
+        f.ts.bdim = c.block;
+        f.ts.gdim = c.grid;
+        f.ts.tid = uint3{(unsigned)(i % c.block.x), (unsigned)(i / c.block.x % c.block.y),
+                         (unsigned)(i / (c.block.x * c.block.y))};
+        f.state = READY;
+        f.sp = fresh_stack(g_stacks + (size_t)i * kStack);
+    }
+    int nwarps = (r.nthreads + 31) / 32;
+    for (;;) {
+        for (int w = 0; w < nwarps; w++) run_warp(r, w);
+        int live = 0, at_block = 0;
+        for (int i = 0; i < r.nthreads; i++) {
+            live += r.fibers[i].state != DONE;
+            at_block += r.fibers[i].state == WAIT_BLOCK;
+        }
+        if (live == 0) return;
+        if (at_block < live) {
+            for (int i = 0; i < r.nthreads; i++)
+                if (r.fibers[i].state == WAIT_WARP) { r.cur = &r.fibers[i]; break; }
+            fail(where() + ": deadlock: some threads wait at __syncthreads, others at " +
+                 (r.cur ? r.cur->what : "a warp collective"));
+        }
+        for (int i = 0; i < r.nthreads; i++) /* returned threads count as arrived (sm_70 and later) */
+            if (r.fibers[i].state == WAIT_BLOCK) r.fibers[i].state = READY;
+    }
+}
+
+} // namespace
+
+thread_state *current() {
+    if (!g_run || !g_run->cur) fail("threadIdx, blockIdx or a barrier used outside a kernel");
+    return &g_run->cur->ts;
+}
+
+void *dynamic_smem() {
+    current();
+    return g_run->dyn;
+}
+
+void sync_block() {
+    current()->tid; /* inside a kernel */
+    g_run->cur->state = WAIT_BLOCK;
+    yield_to_scheduler();
+}
+
+unsigned lane_id() { return (unsigned)linear_tid(*current()) & 31u; }
+
+unsigned char *warp_slots() { return g_run->slots[linear_tid(*current()) / 32]; }
+
+void sync_warp(unsigned mask, const char *what) {
+    if (!(mask >> lane_id() & 1u)) fail(where() + ": " + what + " with a mask that leaves out the calling lane");
+    g_run->cur->state = WAIT_WARP;
+    g_run->cur->mask = mask;
+    g_run->cur->what = what;
+    yield_to_scheduler();
+}
+
+void trap(const char *what) { fail(where() + ": " + what); }
+
+void set_smem_optin(const void *kernel, int bytes) {
+    std::lock_guard<std::mutex> lock(g_launch_mutex);
+    g_smem_optin[kernel] = bytes;
+}
+
+void run_grid(const config &c, const void *kernel, void (*body)(void *), void *arg) {
+    std::lock_guard<std::mutex> lock(g_launch_mutex);
+    const emu_limits &lim = limits();
+    long long threads = (long long)c.block.x * c.block.y * c.block.z;
+    if (threads < 1 || threads > lim.max_threads || c.block.z > 64 || c.grid.x < 1 || c.grid.y < 1 || c.grid.z < 1 ||
+        c.grid.y > 65535 || c.grid.z > 65535)
+        return set_launch_error(cudaErrorInvalidConfiguration, c.name);
+    auto opt = g_smem_optin.find(kernel);
+    size_t allowed = opt == g_smem_optin.end() ? lim.smem_default : (size_t)opt->second;
+    if (c.smem > allowed) return set_launch_error(cudaErrorInvalidValue, c.name);
+    if (!g_stacks) {
+        void *p = mmap(nullptr, kStack * kMaxThreads, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                       -1, 0);
+        if (p == MAP_FAILED) fail(std::string(c.name) + ": no memory for the fibers' stacks");
+        g_stacks = (unsigned char *)p;
+    }
+    block_run r;
+    r.cfg = &c, r.body = body, r.arg = arg;
+    r.nthreads = (int)threads;
+    r.fibers.resize((size_t)threads);
+    /* exactly the launch's bytes, so that tools like ASan see overruns */
+    if (c.smem && posix_memalign(&r.dyn, 128, c.smem)) fail(std::string(c.name) + ": no memory for shared memory");
+    g_run = &r;
+    for (unsigned z = 0; z < c.grid.z; z++)
+        for (unsigned y = 0; y < c.grid.y; y++)
+            for (unsigned x = 0; x < c.grid.x; x++) run_block(r, uint3{x, y, z});
+    g_run = nullptr;
+    std::free(r.dyn);
+    count_launch();
+}
+
+} // namespace kb_emu

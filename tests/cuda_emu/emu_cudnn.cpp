@@ -1,0 +1,171 @@
+/* The cuDNN calls of kindbench's convolutions (nn/ops_conv_cuda.cu) on the
+ * CPU (see kb_cuda_emu.h): NHWC fp32 cross-correlation with NHWC (KRSC)
+ * filters, as im2col and OpenBLAS's sgemm, operands rounded to TF32 when
+ * the descriptor's math type allows tensor cores. */
+#include "emu_internal.h"
+
+#include <cudnn.h>
+
+#include <cblas.h>
+
+#include <vector>
+
+struct cudnnContext {
+    int unused;
+};
+struct cudnnTensorStruct {
+    cudnnTensorFormat_t format;
+    cudnnDataType_t type;
+    int n, c, h, w;
+};
+struct cudnnFilterStruct {
+    cudnnTensorFormat_t format;
+    cudnnDataType_t type;
+    int k, c, h, w;
+};
+struct cudnnConvolutionStruct {
+    int ph, pw, sh, sw, dh, dw;
+    cudnnConvolutionMode_t mode;
+    cudnnMathType_t math;
+};
+
+namespace {
+float tf32(float v) {
+    uint32_t u;
+    std::memcpy(&u, &v, 4);
+    if ((u & 0x7f800000u) != 0x7f800000u) u = (u + 0xfffu + ((u >> 13) & 1u)) & ~0x1fffu;
+    std::memcpy(&v, &u, 4);
+    return v;
+}
+
+bool supported(const cudnnTensorStruct *x, const cudnnFilterStruct *f, const cudnnConvolutionStruct *cv,
+               const cudnnTensorStruct *y) {
+    return x->format == CUDNN_TENSOR_NHWC && y->format == CUDNN_TENSOR_NHWC && f->format == CUDNN_TENSOR_NHWC &&
+           x->type == CUDNN_DATA_FLOAT && y->type == CUDNN_DATA_FLOAT && f->type == CUDNN_DATA_FLOAT && cv->dh == 1 &&
+           cv->dw == 1 && f->c == x->c && f->k == y->c && x->n == y->n &&
+           y->h == (x->h + 2 * cv->ph - f->h) / cv->sh + 1 && y->w == (x->w + 2 * cv->pw - f->w) / cv->sw + 1;
+}
+} // namespace
+
+extern "C" {
+
+cudnnStatus_t cudnnCreate(cudnnHandle_t *h) {
+    *h = new cudnnContext{0};
+    return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnDestroy(cudnnHandle_t h) {
+    delete h;
+    return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnSetStream(cudnnHandle_t, cudaStream_t) { return CUDNN_STATUS_SUCCESS; }
+const char *cudnnGetErrorString(cudnnStatus_t s) {
+    return s == CUDNN_STATUS_SUCCESS ? "CUDNN_STATUS_SUCCESS" : s == CUDNN_STATUS_BAD_PARAM ? "CUDNN_STATUS_BAD_PARAM"
+                                                                                              : "CUDNN_STATUS_NOT_SUPPORTED";
+}
+
+cudnnStatus_t cudnnCreateTensorDescriptor(cudnnTensorDescriptor_t *d) {
+    *d = new cudnnTensorStruct();
+    return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnDestroyTensorDescriptor(cudnnTensorDescriptor_t d) {
+    delete d;
+    return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnSetTensor4dDescriptor(cudnnTensorDescriptor_t d, cudnnTensorFormat_t f, cudnnDataType_t t, int n,
+                                         int c, int h, int w) {
+    if (n < 1 || c < 1 || h < 1 || w < 1) return CUDNN_STATUS_BAD_PARAM;
+    *d = cudnnTensorStruct{f, t, n, c, h, w};
+    return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnCreateFilterDescriptor(cudnnFilterDescriptor_t *d) {
+    *d = new cudnnFilterStruct();
+    return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnDestroyFilterDescriptor(cudnnFilterDescriptor_t d) {
+    delete d;
+    return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnSetFilter4dDescriptor(cudnnFilterDescriptor_t d, cudnnDataType_t t, cudnnTensorFormat_t f, int k,
+                                         int c, int h, int w) {
+    if (k < 1 || c < 1 || h < 1 || w < 1) return CUDNN_STATUS_BAD_PARAM;
+    *d = cudnnFilterStruct{f, t, k, c, h, w};
+    return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnCreateConvolutionDescriptor(cudnnConvolutionDescriptor_t *d) {
+    *d = new cudnnConvolutionStruct{0, 0, 1, 1, 1, 1, CUDNN_CROSS_CORRELATION, CUDNN_DEFAULT_MATH};
+    return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnDestroyConvolutionDescriptor(cudnnConvolutionDescriptor_t d) {
+    delete d;
+    return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnSetConvolution2dDescriptor(cudnnConvolutionDescriptor_t d, int ph, int pw, int sh, int sw, int dh,
+                                              int dw, cudnnConvolutionMode_t mode, cudnnDataType_t) {
+    if (ph < 0 || pw < 0 || sh < 1 || sw < 1 || dh < 1 || dw < 1) return CUDNN_STATUS_BAD_PARAM;
+    cudnnMathType_t math = d->math;
+    *d = cudnnConvolutionStruct{ph, pw, sh, sw, dh, dw, mode, math};
+    return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnSetConvolutionMathType(cudnnConvolutionDescriptor_t d, cudnnMathType_t m) {
+    d->math = m;
+    return CUDNN_STATUS_SUCCESS;
+}
+
+/* One algorithm, in the descriptor's math type. */
+cudnnStatus_t cudnnGetConvolutionForwardAlgorithm_v7(cudnnHandle_t, const cudnnTensorDescriptor_t x,
+                                                     const cudnnFilterDescriptor_t f,
+                                                     const cudnnConvolutionDescriptor_t cv,
+                                                     const cudnnTensorDescriptor_t y, const int requested, int *got,
+                                                     cudnnConvolutionFwdAlgoPerf_t *perf) {
+    *got = 0;
+    if (requested < 1) return CUDNN_STATUS_BAD_PARAM;
+    if (!supported(x, f, cv, y)) return CUDNN_STATUS_NOT_SUPPORTED;
+    std::memset(perf, 0, sizeof *perf);
+    perf[0].algo = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
+    perf[0].status = CUDNN_STATUS_SUCCESS;
+    perf[0].mathType = cv->math == CUDNN_TENSOR_OP_MATH ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH;
+    *got = 1;
+    return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t, const void *alpha, const cudnnTensorDescriptor_t xd, const void *xv,
+                                      const cudnnFilterDescriptor_t fd, const void *wv,
+                                      const cudnnConvolutionDescriptor_t cv, cudnnConvolutionFwdAlgo_t, void *, size_t,
+                                      const void *beta, const cudnnTensorDescriptor_t yd, void *yv) {
+    if (!supported(xd, fd, cv, yd)) return CUDNN_STATUS_NOT_SUPPORTED;
+    const float *x = (const float *)xv, *w = (const float *)wv;
+    float *y = (float *)yv, a = *(const float *)alpha, b = *(const float *)beta;
+    int C = xd->c, H = xd->h, W = xd->w, K = fd->k, R = fd->h, S = fd->w, OH = yd->h, OW = yd->w;
+    size_t xs = (size_t)xd->n * H * W * C, ws = (size_t)K * R * S * C, ys = (size_t)yd->n * OH * OW * K;
+    if (!kb_emu::is_device_range(x, xs * 4) || !kb_emu::is_device_range(w, ws * 4) ||
+        !kb_emu::is_device_range(y, ys * 4))
+        return CUDNN_STATUS_BAD_PARAM;
+    bool round = cv->math == CUDNN_TENSOR_OP_MATH || cv->math == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
+    std::vector<float> wf(w, w + ws), col((size_t)OH * OW * R * S * C), out((size_t)OH * OW * K);
+    if (round)
+        for (float &v : wf) v = tf32(v);
+    for (int n = 0; n < xd->n; n++) {
+        const float *xn = x + (size_t)n * H * W * C;
+        for (int oh = 0; oh < OH; oh++)
+            for (int ow = 0; ow < OW; ow++)
+                for (int r = 0; r < R; r++)
+                    for (int s = 0; s < S; s++) {
+                        int ih = oh * cv->sh - cv->ph + r, iw = ow * cv->sw - cv->pw + s;
+                        float *dst = &col[(((size_t)oh * OW + ow) * R * S + (size_t)r * S + s) * C];
+                        bool in = ih >= 0 && ih < H && iw >= 0 && iw < W;
+                        for (int c = 0; c < C; c++) {
+                            float v = in ? xn[((size_t)ih * W + iw) * C + c] : 0.0f;
+                            dst[c] = round ? tf32(v) : v;
+                        }
+                    }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OH * OW, K, R * S * C, 1.0f, col.data(), R * S * C,
+                    wf.data(), R * S * C, 0.0f, out.data(), K);
+        float *yn = y + (size_t)n * OH * OW * K;
+        for (size_t i = 0; i < out.size(); i++) yn[i] = a * out[i] + (b != 0.0f ? b * yn[i] : 0.0f);
+    }
+    return CUDNN_STATUS_SUCCESS;
+}
+
+} // extern "C"

@@ -1,0 +1,253 @@
+/* A CUDA emulator for tests: kindbench's own .cu files, compiled as C++ for
+ * the CPU, with every CUDA thread a fiber (tests/cuda_emu/emu_core.cpp) and
+ * the runtime, cuBLAS, cuBLASLt and cuDNN calls served by CPU stand-ins
+ * (emu_cudart.cpp, emu_cublas.cpp, emu_cudnn.cpp). Force-included (-include)
+ * into each .cu after tests/cuda_emu/rewrite_launches.pl has turned its
+ * `k<<<grid, block, smem, stream>>>(args)` launches into
+ * `(kb_emu::launch(grid, block, smem, stream, "k") % k)(args)`.
+ *
+ * What it checks, beyond the numbers: block and warp barriers are real
+ * (a thread runs until it waits, threads of a block run in turn), so a
+ * missing __syncthreads/__syncwarp shows as wrong results; a warp collective
+ * (shuffle, WMMA) that not all of its lanes reach, or a barrier mismatch, is
+ * reported as a deadlock or divergence and aborts with the kernel's name;
+ * launch limits (threads per block, dynamic shared memory over 48 KiB
+ * without cudaFuncSetAttribute) fail as on a GPU. What it does not check:
+ * speed, the hardware's exact rounding of tensor-core sums, memory-model
+ * subtleties beyond barrier order. The build: cmake -DKB_CUDA_EMU=ON
+ * (tests/cuda_emu/README.md). */
+#ifndef KB_CUDA_EMU_H
+#define KB_CUDA_EMU_H
+
+/* Block-shared variables: blocks run one at a time, so a function's static
+ * storage is exactly one block's shared memory. Defined before the CUDA
+ * headers, which then keep it. */
+#define __shared__ static
+#define __launch_bounds__(...)
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <tuple>
+#include <utility>
+
+namespace kb_emu {
+
+struct thread_state {
+    uint3 tid, bid;
+    dim3 bdim, gdim;
+};
+
+/* The running CUDA thread (fails loudly outside a kernel). */
+thread_state *current();
+/* The launch's dynamic shared memory (extern __shared__ arrays). */
+void *dynamic_smem();
+void sync_block();
+/* A warp collective: every lane of mask must reach one with the same `what`. */
+void sync_warp(unsigned mask, const char *what);
+unsigned lane_id();
+/* 32 slots of 16 bytes, the current warp's exchange area for shuffles. */
+unsigned char *warp_slots();
+[[noreturn]] void trap(const char *what);
+
+struct config {
+    dim3 grid, block;
+    size_t smem;
+    cudaStream_t stream;
+    const char *name;
+};
+
+/* Runs body(arg) as every thread of the grid; launch errors are kept for
+ * cudaGetLastError as on a GPU. */
+void run_grid(const config &c, const void *kernel, void (*body)(void *), void *arg);
+
+template <class... P> struct kernel_launch {
+    config c;
+    void (*k)(P...);
+    template <class... A> void operator()(A &&...a) const {
+        struct pack {
+            void (*k)(P...);
+            std::tuple<P...> args; /* the parameters, converted as a launch converts them */
+        } p{k, std::tuple<P...>(std::forward<A>(a)...)};
+        run_grid(c, (const void *)k,
+                 [](void *v) {
+                     pack *q = (pack *)v;
+                     std::tuple<P...> mine = q->args; /* each thread its own copy, as kernel parameters are */
+                     std::apply(q->k, mine);
+                 },
+                 &p);
+    }
+};
+
+inline config launch(dim3 grid, dim3 block, size_t smem, cudaStream_t stream, const char *name) {
+    return config{grid, block, smem, stream, name};
+}
+inline config launch(dim3 grid, dim3 block, const char *name) { return config{grid, block, 0, 0, name}; }
+inline config launch(dim3 grid, dim3 block, size_t smem, const char *name) { return config{grid, block, smem, 0, name}; }
+
+template <class... P> kernel_launch<P...> operator%(const config &c, void (*k)(P...)) { return kernel_launch<P...>{c, k}; }
+
+/* Shuffle: every lane deposits v, then reads lane src's. */
+template <class T> T shuffle_from(unsigned mask, T v, unsigned src, const char *what) {
+    static_assert(sizeof(T) <= 16, "shuffle of a value wider than 16 bytes");
+    unsigned char *slots = warp_slots();
+    std::memcpy(slots + 16 * lane_id(), &v, sizeof v);
+    sync_warp(mask, what);
+    T r;
+    std::memcpy(&r, slots + 16 * (src & 31), sizeof r);
+    sync_warp(mask, what); /* nobody overwrites a slot before every lane has read */
+    return r;
+}
+
+} // namespace kb_emu
+
+/* The runtime's C++ overload (cuda_runtime.h declares it for nvcc only). */
+template <class T> static inline cudaError_t cudaFuncSetAttribute(T *f, cudaFuncAttribute attr, int value) {
+    return cudaFuncSetAttribute((const void *)f, attr, value);
+}
+
+#define threadIdx (kb_emu::current()->tid)
+#define blockIdx (kb_emu::current()->bid)
+#define blockDim (kb_emu::current()->bdim)
+#define gridDim (kb_emu::current()->gdim)
+#define warpSize 32
+
+static inline void __syncthreads() { kb_emu::sync_block(); }
+static inline void __syncwarp(unsigned mask = 0xffffffffu) { kb_emu::sync_warp(mask, "__syncwarp"); }
+[[noreturn]] static inline void __trap() { kb_emu::trap("__trap() in a kernel"); }
+
+template <class T> static inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
+    unsigned me = kb_emu::lane_id(), src = me ^ (unsigned)lane_mask;
+    if (width < 32 && (src / width) != (me / width)) src = me;
+    return kb_emu::shuffle_from(mask, v, src, "__shfl_xor_sync");
+}
+template <class T> static inline T __shfl_sync(unsigned mask, T v, int src_lane, int width = 32) {
+    unsigned me = kb_emu::lane_id(), base = me - me % (unsigned)width;
+    return kb_emu::shuffle_from(mask, v, base + (unsigned)src_lane % (unsigned)width, "__shfl_sync");
+}
+template <class T> static inline T __shfl_down_sync(unsigned mask, T v, unsigned delta, int width = 32) {
+    unsigned me = kb_emu::lane_id(), src = me + delta;
+    if (src / width != me / width) src = me;
+    return kb_emu::shuffle_from(mask, v, src, "__shfl_down_sync");
+}
+
+/* Correctly rounded single and double arithmetic: the emulated .cu files are
+ * compiled with -ffp-contract=off, so these are exact IEEE operations. */
+static inline float __fadd_rn(float a, float b) { return a + b; }
+static inline float __fsub_rn(float a, float b) { return a - b; }
+static inline float __fmul_rn(float a, float b) { return a * b; }
+static inline float __fdiv_rn(float a, float b) { return a / b; }
+static inline float __fsqrt_rn(float a) { return std::sqrt(a); }
+static inline float __fmaf_rn(float a, float b, float c) { return std::fma(a, b, c); }
+static inline float __frcp_rn(float a) { return 1.0f / a; }
+static inline double __dadd_rn(double a, double b) { return a + b; }
+static inline double __dsub_rn(double a, double b) { return a - b; }
+static inline double __dmul_rn(double a, double b) { return a * b; }
+static inline double __ddiv_rn(double a, double b) { return a / b; }
+static inline double __fma_rn(double a, double b, double c) { return std::fma(a, b, c); }
+static inline float __fdividef(float a, float b) { return a / b; }
+static inline float rsqrtf(float a) { return 1.0f / std::sqrt(a); }
+static inline double rsqrt(double a) { return 1.0 / std::sqrt(a); }
+static inline float __saturatef(float a) { return a < 0.0f ? 0.0f : a > 1.0f ? 1.0f : a; }
+static inline unsigned __float_as_uint(float a) { unsigned u; std::memcpy(&u, &a, 4); return u; }
+static inline float __uint_as_float(unsigned u) { float a; std::memcpy(&a, &u, 4); return a; }
+static inline int __float_as_int(float a) { int u; std::memcpy(&u, &a, 4); return u; }
+static inline float __int_as_float(int u) { float a; std::memcpy(&a, &u, 4); return a; }
+template <class T> static inline T __ldg(const T *p) { return *p; }
+/* Device code's integer min/max overloads (host code has std::min/max). */
+static inline int min(int a, int b) { return a < b ? a : b; }
+static inline int max(int a, int b) { return a > b ? a : b; }
+static inline long long min(long long a, long long b) { return a < b ? a : b; }
+static inline long long max(long long a, long long b) { return a > b ? a : b; }
+static inline long min(long a, long b) { return a < b ? a : b; }
+static inline long max(long a, long b) { return a > b ? a : b; }
+static inline unsigned min(unsigned a, unsigned b) { return a < b ? a : b; }
+static inline unsigned max(unsigned a, unsigned b) { return a > b ? a : b; }
+
+/* ---- WMMA (nvcuda::wmma), warp-wide 16x16x16 products ----
+ * Every lane's fragment holds the whole matrix (elementwise loops over
+ * num_elements therefore touch all of it, as the real API's uniform ops
+ * do). Loads read at the lane's own turn and then wait for the warp (a
+ * missing __syncwarp before a load of data other lanes wrote is seen);
+ * stores wait first, then each lane writes its share (every 32nd element:
+ * a missing __syncwarp before other lanes read the result is seen). */
+namespace nvcuda {
+namespace wmma {
+struct matrix_a {};
+struct matrix_b {};
+struct accumulator {};
+struct row_major {};
+struct col_major {};
+enum layout_t { mem_row_major, mem_col_major };
+
+template <class Use, int M, int N, int K> struct frag_shape;
+template <int M, int N, int K> struct frag_shape<matrix_a, M, N, K> { enum { rows = M, cols = K }; };
+template <int M, int N, int K> struct frag_shape<matrix_b, M, N, K> { enum { rows = K, cols = N }; };
+template <int M, int N, int K> struct frag_shape<accumulator, M, N, K> { enum { rows = M, cols = N }; };
+
+template <class Use, int M, int N, int K, class T, class Layout = void> struct fragment {
+    enum { rows = frag_shape<Use, M, N, K>::rows, cols = frag_shape<Use, M, N, K>::cols, num_elements = rows * cols };
+    T x[rows * cols];
+};
+
+template <class Use, int M, int N, int K, class T, class L>
+static inline void fill_fragment(fragment<Use, M, N, K, T, L> &f, T v) {
+    for (int i = 0; i < f.num_elements; i++) f.x[i] = v;
+}
+
+template <class L> struct layout_is_col { enum { value = 0 }; };
+template <> struct layout_is_col<col_major> { enum { value = 1 }; };
+
+template <class Use, int M, int N, int K, class T, class L>
+static inline void load_matrix_sync(fragment<Use, M, N, K, T, L> &f, const T *p, unsigned ldm) {
+    typedef fragment<Use, M, N, K, T, L> F;
+    for (int r = 0; r < F::rows; r++)
+        for (int c = 0; c < F::cols; c++) f.x[r * F::cols + c] = layout_is_col<L>::value ? p[c * ldm + r] : p[r * ldm + c];
+    kb_emu::sync_warp(0xffffffffu, "wmma::load_matrix_sync");
+}
+
+template <int M, int N, int K>
+static inline void load_matrix_sync(fragment<accumulator, M, N, K, float, void> &f, const float *p, unsigned ldm,
+                                    layout_t layout) {
+    for (int r = 0; r < M; r++)
+        for (int c = 0; c < N; c++) f.x[r * N + c] = layout == mem_col_major ? p[c * ldm + r] : p[r * ldm + c];
+    kb_emu::sync_warp(0xffffffffu, "wmma::load_matrix_sync");
+}
+
+template <int M, int N, int K>
+static inline void store_matrix_sync(float *p, const fragment<accumulator, M, N, K, float, void> &f, unsigned ldm,
+                                     layout_t layout) {
+    kb_emu::sync_warp(0xffffffffu, "wmma::store_matrix_sync");
+    for (unsigned i = kb_emu::lane_id(); i < (unsigned)(M * N); i += 32) {
+        unsigned r = i / N, c = i % N;
+        p[layout == mem_col_major ? c * ldm + r : r * ldm + c] = f.x[i];
+    }
+}
+
+static inline float wmma_value(float v) { return v; }
+static inline float wmma_value(__nv_bfloat16 v) { return __bfloat162float(v); }
+static inline float wmma_value(__half v) { return __half2float(v); }
+
+/* d = a b + c: products exact (bf16/fp16 inputs), summed in double, then
+ * rounded once; the tensor cores' order differs in the last bits. */
+template <int M, int N, int K, class TA, class LA, class TB, class LB>
+static inline void mma_sync(fragment<accumulator, M, N, K, float, void> &d, const fragment<matrix_a, M, N, K, TA, LA> &a,
+                            const fragment<matrix_b, M, N, K, TB, LB> &b,
+                            const fragment<accumulator, M, N, K, float, void> &c) {
+    kb_emu::sync_warp(0xffffffffu, "wmma::mma_sync");
+    float out[M * N];
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            double s = 0.0;
+            for (int k = 0; k < K; k++) s += (double)wmma_value(a.x[i * K + k]) * (double)wmma_value(b.x[k * N + j]);
+            out[i * N + j] = (float)(s + (double)c.x[i * N + j]);
+        }
+    std::memcpy(d.x, out, sizeof out);
+}
+} // namespace wmma
+} // namespace nvcuda
+
+#endif

@@ -1,0 +1,25 @@
+#!/usr/bin/perl
+# The emulator's view of a .cu file (tests/cuda_emu/kb_cuda_emu.h): each
+# `kernel<<<grid, block[, smem[, stream]]>>>(` becomes
+# `(kb_emu::launch(grid, block[, smem[, stream]], "kernel") % kernel)(`, and
+# `extern __shared__ [__align__(n)] T name[];` a pointer to the launch's
+# dynamic shared memory. Usage: rewrite_launches.pl IN.cu OUT.cpp
+use strict;
+use warnings;
+my ($in, $out) = @ARGV;
+open(my $fh, '<', $in) or die "rewrite_launches: $in: $!\n";
+local $/;
+my $src = <$fh>;
+close $fh;
+# inside a macro definition (a line continued with a backslash) the kernel is
+# a macro parameter: its name is stringised (#kernel) rather than quoted
+$src =~ s{\b([A-Za-z_]\w*(?:<[^<>;()]*>)?)<<<(.*?)>>>(?=([^\n]*))}
+         {my ($k, $cfg, $rest) = ($1, $2, $3); my $name = ($rest =~ /\\\s*$/) ? "#$k" : "\"$k\"";
+          "(kb_emu::launch($cfg, $name) % $k)"}ge;
+my $count = () = $src =~ /<<</g;
+die "rewrite_launches: $in: a launch left unrewritten\n" if $count;
+$src =~ s{extern\s+__shared__\s+(?:__align__\(\d+\)\s+)?([A-Za-z_][\w ]*?)\s+(\w+)\[\];}
+         {$1 *$2 = ($1 *)kb_emu::dynamic_smem();}g;
+open(my $oh, '>', $out) or die "rewrite_launches: $out: $!\n";
+print $oh "#line 1 \"$in\"\n", $src;
+close $oh;

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The CUDA checks (tests/cuda_checks.sh, the list a GPU machine runs) on the
+# CPU emulator (tests/cuda_emu/kb_cuda_emu.h): builds $KB_EMU_BUILD (default
+# build-emu) with -DKB_CUDA_EMU=ON, makes the PyTorch fixtures with Debian's
+# torch, runs every check, prints a summary; exit status 1 if any failed.
+# What passing here shows: the CUDA code's logic (indexing, barriers, warp
+# collectives, launch limits, library call arguments) against the CPU
+# reference and PyTorch. What it cannot show: GPU speed, or bugs that only
+# the hardware's memory model or tensor-core rounding would expose.
+#   bash tests/cuda_emu/run_checks.sh [NAME_REGEX]     (only the checks whose names match)
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+B=${KB_EMU_BUILD:-build-emu}
+ONLY=${1:-.}
+export KB_PY=${KB_PYTHON:-/usr/bin/python3}
+cmake -S . -B "$B" -DKB_CUDA_EMU=ON > "$B.configure.log" 2>&1 || { cat "$B.configure.log"; exit 1; }
+cmake --build "$B" -j "$(nproc)" > "$B.build.log" 2>&1 || { tail -n 40 "$B.build.log"; exit 1; }
+KB_BIN=$PWD/$B/emu-bin KB_WORK=$PWD/$B/emu-work
+rm -rf "$KB_BIN" "$KB_WORK" && mkdir -p "$KB_BIN" "$KB_WORK"
+ln -s "$PWD/$B/kindbench" "$KB_BIN/kindbench"
+for t in "$PWD/$B"/tests/*; do [[ -f $t && -x $t ]] && ln -s "$t" "$KB_BIN/"; done
+export KB_FIXTURES=$PWD/$B/tests/fixtures KB_SOURCE_DIR=$PWD
+mkdir -p "$KB_FIXTURES"
+{ "$KB_PY" tests/ref/dit_ref.py && "$KB_PY" tests/ref/inception_ref.py; } > "$KB_WORK/fixtures.log" 2>&1 ||
+  { echo "run_checks.sh: fixtures failed:"; tail -n 5 "$KB_WORK/fixtures.log"; exit 1; }
+
+failed=() ran=0
+run_test() { # name, command...
+  local name=$1; shift
+  [[ $name =~ $ONLY ]] || return 0
+  local t0=$SECONDS rc
+  timeout 1200 "$@" > "$KB_WORK/$name.log" 2>&1
+  rc=$?
+  ran=$((ran + 1))
+  printf '%-34s rc=%d %4ds  %s\n' "$name" "$rc" $((SECONDS - t0)) "$(tail -n 1 "$KB_WORK/$name.log")"
+  if [[ $rc != 0 ]]; then
+    failed+=("$name")
+    grep -E '^FAIL|emulator' "$KB_WORK/$name.log" | head -n 5
+  fi
+}
+echo "== CUDA checks on the CPU emulator ($B; logs in $KB_WORK)"
+# first the emulator itself: barriers, collectives, WMMA, launch limits, aborts
+run_test cuda_emu_self "$PWD/$B/test_cuda_emu"
+source tests/cuda_checks.sh
+kb_cuda_checks
+echo "== $ran checks, ${#failed[@]} failed${failed:+: ${failed[*]}}"
+[[ ${#failed[@]} == 0 && $ran -gt 0 ]]

@@ -1,0 +1,219 @@
+/* The CUDA emulator's own test (built only with -DKB_CUDA_EMU=ON): what it
+ * must show for the CUDA checks run on it to mean anything. Barriers and
+ * warp collectives behave as on a GPU, and a kernel that lacks one reads
+ * stale data here (the emulator runs warps and lanes as far apart as the
+ * barriers allow); WMMA products and shuffles give the right values; launch
+ * limits fail as on a GPU; a diverged warp or a deadlock aborts with the
+ * kernel's name. */
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <mma.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+
+namespace wm = nvcuda::wmma;
+
+static int g_pass = 0, g_fail = 0;
+static void check(bool ok, const char *what) {
+    printf("%s %s\n", ok ? "ok  " : "FAIL", what);
+    (ok ? g_pass : g_fail)++;
+}
+
+/* out[block] = sum of in[block*256 .. +256) by a shared-memory tree; with
+ * `barriers` 0 the tree has no __syncthreads. */
+__global__ void block_sum(float *out, const float *in, int barriers) {
+    __shared__ float s[256];
+    int t = threadIdx.x;
+    s[t] = in[blockIdx.x * 256 + t];
+    if (barriers) __syncthreads();
+    for (int w = 128; w > 0; w >>= 1) {
+        if (t < w) s[t] += s[t + w];
+        if (barriers) __syncthreads();
+    }
+    if (t == 0) out[blockIdx.x] = s[0];
+}
+
+/* Each lane writes its value to shared memory; every lane then sums all 32
+ * (with or without __syncwarp in between), and the butterfly sum too. */
+__global__ void warp_sums(float *out, float *shfl_out, int barrier, int base) {
+    __shared__ float s[32];
+    unsigned lane = threadIdx.x;
+    s[lane] = (float)(lane + 1 + base); /* base: other values than the last launch left */
+    if (barrier) __syncwarp();
+    float t = 0.0f;
+    for (int i = 0; i < 32; i++) t += s[i];
+    out[lane] = t;
+    float v = (float)(lane + 1 + base);
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    shfl_out[lane] = v;
+}
+
+/* C (16x16 fp32, row-major) = A (row-major bf16) B (col-major bf16) through WMMA. */
+__global__ void wmma_product(float *C, const __nv_bfloat16 *A, const __nv_bfloat16 *B) {
+    wm::fragment<wm::matrix_a, 16, 16, 16, __nv_bfloat16, wm::row_major> a;
+    wm::fragment<wm::matrix_b, 16, 16, 16, __nv_bfloat16, wm::col_major> b;
+    wm::fragment<wm::accumulator, 16, 16, 16, float> c;
+    wm::fill_fragment(c, 0.0f);
+    wm::load_matrix_sync(a, A, 16);
+    wm::load_matrix_sync(b, B, 16);
+    wm::mma_sync(c, a, b, c);
+    wm::store_matrix_sync(C, c, 16, wm::mem_row_major);
+}
+
+__global__ void touch(float *p) { p[threadIdx.x] = 1.0f; }
+
+__global__ void touch_smem(float *p) {
+    extern __shared__ float dyn[];
+    dyn[threadIdx.x] = (float)threadIdx.x;
+    __syncthreads();
+    p[threadIdx.x] = dyn[255 - threadIdx.x];
+}
+
+/* Lane 0 skips a warp collective that the others reach. */
+__global__ void diverged(float *p) {
+    float v = p[threadIdx.x];
+    if (threadIdx.x != 0) v = __shfl_xor_sync(0xffffffffu, v, 1);
+    p[threadIdx.x] = v;
+}
+
+/* Warp 1 is split: half of it waits at __syncthreads, half at __syncwarp. */
+__global__ void deadlock(float *p) {
+    if (threadIdx.x < 48) __syncthreads();
+    else __syncwarp();
+    p[threadIdx.x] = 0.0f;
+}
+
+static void test_block_barriers() {
+    float h[512], *in, *out, r[2];
+    for (int i = 0; i < 512; i++) h[i] = (float)(i % 7);
+    cudaMalloc((void **)&in, sizeof h);
+    cudaMalloc((void **)&out, sizeof r);
+    cudaMemcpy(in, h, sizeof h, cudaMemcpyHostToDevice);
+    float want0 = 0, want1 = 0;
+    for (int i = 0; i < 256; i++) want0 += h[i], want1 += h[256 + i];
+    block_sum<<<2, 256>>>(out, in, 1);
+    cudaMemcpy(r, out, sizeof r, cudaMemcpyDeviceToHost);
+    check(r[0] == want0 && r[1] == want1, "block tree sum with __syncthreads is right");
+    block_sum<<<2, 256>>>(out, in, 0);
+    cudaMemcpy(r, out, sizeof r, cudaMemcpyDeviceToHost);
+    check(r[0] != want0 || r[1] != want1, "the same tree without __syncthreads reads stale data");
+    cudaFree(in);
+    cudaFree(out);
+}
+
+static void test_warp_barriers() {
+    float *out, *sh, h[32], hs[32];
+    cudaMalloc((void **)&out, sizeof h);
+    cudaMalloc((void **)&sh, sizeof hs);
+    warp_sums<<<1, 32>>>(out, sh, 1, 0);
+    cudaMemcpy(h, out, sizeof h, cudaMemcpyDeviceToHost);
+    cudaMemcpy(hs, sh, sizeof hs, cudaMemcpyDeviceToHost);
+    int right = 0, shfl_right = 0;
+    for (int i = 0; i < 32; i++) right += h[i] == 528.0f, shfl_right += hs[i] == 528.0f;
+    check(right == 32, "lanes' shared-memory writes seen after __syncwarp");
+    check(shfl_right == 32, "__shfl_xor_sync butterfly sum in every lane");
+    warp_sums<<<1, 32>>>(out, sh, 0, 100);
+    cudaMemcpy(h, out, sizeof h, cudaMemcpyDeviceToHost);
+    right = 0;
+    for (int i = 0; i < 32; i++) right += h[i] == 528.0f + 3200.0f;
+    check(right < 32, "without __syncwarp some lanes read stale shared memory");
+    cudaFree(out);
+    cudaFree(sh);
+}
+
+static void test_wmma() {
+    __nv_bfloat16 ha[256], hb[256];
+    float ref[256], got[256];
+    for (int i = 0; i < 256; i++) {
+        ha[i] = __float2bfloat16_rn((float)((i * 37) % 19 - 9) / 8.0f);
+        hb[i] = __float2bfloat16_rn((float)((i * 11) % 23 - 11) / 4.0f);
+    }
+    for (int r = 0; r < 16; r++)
+        for (int c = 0; c < 16; c++) {
+            double s = 0;
+            for (int k = 0; k < 16; k++) s += (double)__bfloat162float(ha[r * 16 + k]) * __bfloat162float(hb[c * 16 + k]);
+            ref[r * 16 + c] = (float)s;
+        }
+    __nv_bfloat16 *a, *b;
+    float *c;
+    cudaMalloc((void **)&a, sizeof ha);
+    cudaMalloc((void **)&b, sizeof hb);
+    cudaMalloc((void **)&c, sizeof got);
+    cudaMemcpy(a, ha, sizeof ha, cudaMemcpyHostToDevice);
+    cudaMemcpy(b, hb, sizeof hb, cudaMemcpyHostToDevice);
+    wmma_product<<<1, 32>>>(c, a, b);
+    cudaMemcpy(got, c, sizeof got, cudaMemcpyDeviceToHost);
+    bool same = true;
+    for (int i = 0; i < 256; i++) same = same && got[i] == ref[i]; /* small integers over 8 and 4: exact */
+    check(same, "WMMA 16x16x16 bf16 product (A row-major, B col-major) equals the exact product");
+    cudaFree(a);
+    cudaFree(b);
+    cudaFree(c);
+}
+
+static void test_launch_limits() {
+    float *p, h[256];
+    cudaMalloc((void **)&p, 2048 * sizeof(float));
+    (void)cudaGetLastError();
+    touch<<<1, 1025>>>(p);
+    check(cudaGetLastError() == cudaErrorInvalidConfiguration, "1025 threads per block: invalid configuration");
+    touch_smem<<<1, 256, 64 * 1024>>>(p);
+    check(cudaGetLastError() == cudaErrorInvalidValue, "64 KiB of dynamic shared memory without the opt-in: refused");
+    check(cudaFuncSetAttribute(touch_smem, cudaFuncAttributeMaxDynamicSharedMemorySize, 64 * 1024) == cudaSuccess,
+          "opt in to 64 KiB");
+    touch_smem<<<1, 256, 64 * 1024>>>(p);
+    cudaError_t e = cudaGetLastError();
+    cudaMemcpy(h, p, sizeof h, cudaMemcpyDeviceToHost);
+    check(e == cudaSuccess && h[0] == 255.0f && h[255] == 0.0f, "with the opt-in it runs (dynamic shared memory)");
+    cudaPointerAttributes at;
+    cudaPointerGetAttributes(&at, p + 100);
+    check(at.type == cudaMemoryTypeDevice, "cudaPointerGetAttributes: inside a cudaMalloc block is device memory");
+    cudaPointerGetAttributes(&at, h);
+    check(at.type != cudaMemoryTypeDevice, "cudaPointerGetAttributes: a host array is not");
+    cudaFree(p);
+}
+
+/* Runs kernel k in a child process: it must abort, saying `expect`. */
+static void expect_abort(void (*launch)(float *), const char *expect, const char *what) {
+    int fds[2];
+    if (pipe(fds)) return check(false, what);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], 2);
+        float *p;
+        cudaMalloc((void **)&p, 64 * sizeof(float));
+        launch(p);
+        _exit(0);
+    }
+    close(fds[1]);
+    char buf[4096] = {0};
+    size_t n = 0;
+    ssize_t k;
+    while (n < sizeof buf - 1 && (k = read(fds[0], buf + n, sizeof buf - 1 - n)) > 0) n += (size_t)k;
+    close(fds[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    bool aborted = WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT;
+    check(aborted && strstr(buf, expect) != NULL, what);
+    if (!aborted || !strstr(buf, expect)) fprintf(stderr, "     child said: %s\n", buf);
+}
+
+static void launch_diverged(float *p) { diverged<<<1, 32>>>(p); }
+static void launch_deadlock(float *p) { deadlock<<<1, 64>>>(p); }
+
+int main(void) {
+    test_block_barriers();
+    test_warp_barriers();
+    test_wmma();
+    test_launch_limits();
+    expect_abort(launch_diverged, "waits for a lane that has returned", "a collective that lane 0 skips aborts");
+    expect_abort(launch_deadlock, "deadlock", "__syncthreads against __syncwarp aborts as a deadlock");
+    printf("%d passed, %d failed\n", g_pass, g_fail);
+    return g_fail ? 1 : 0;
+}
