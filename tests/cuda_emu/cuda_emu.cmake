@@ -43,3 +43,11 @@ add_executable(test_cuda_emu ${KB_EMU_GEN}/test_cuda_emu.cu.cpp)
 target_include_directories(test_cuda_emu PRIVATE ${KB_EMU_CUDA_INCLUDE} ${KB_EMU_DIR})
 target_compile_options(test_cuda_emu PRIVATE -std=c++17 -O2 -ffp-contract=off -Wno-attributes)
 target_link_libraries(test_cuda_emu PRIVATE kbcore)
+
+# KB_EMU_ASAN=ON: everything with AddressSanitizer, so that a kernel reading or
+# writing past a cudaMalloc'd buffer (allocated to its exact size) aborts.
+option(KB_EMU_ASAN "With KB_CUDA_EMU: build with AddressSanitizer" OFF)
+if(KB_EMU_ASAN)
+  target_compile_options(kbcore PUBLIC -fsanitize=address -fno-omit-frame-pointer)
+  target_link_options(kbcore PUBLIC -fsanitize=address)
+endif()

@@ -10,6 +10,14 @@
 
 #include <sys/mman.h>
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#define KB_EMU_ASAN 1
+#else
+#define KB_EMU_ASAN 0
+#endif
+
 #include <cstdio>
 #include <algorithm>
 #include <cstdlib>
@@ -55,7 +63,9 @@ namespace {
 enum fiber_state { READY, WAIT_BLOCK, WAIT_WARP, DONE };
 
 struct fiber {
-    void *sp; /* saved stack pointer while not running */
+    void *sp;              /* saved stack pointer while not running */
+    unsigned char *stack;  /* its stack's lowest byte (kStack bytes) */
+    void *asan_fake;       /* AddressSanitizer's fake stack while switched out */
     thread_state ts;
     fiber_state state;
     unsigned mask;    /* WAIT_WARP: the lanes of the collective */
@@ -73,6 +83,9 @@ struct block_run {
     int nthreads = 0;
     fiber *cur = nullptr;
     void *sched_sp = nullptr; /* the scheduler's, while a fiber runs */
+    void *sched_fake = nullptr;             /* AddressSanitizer: the scheduler's fake stack, */
+    const void *sched_bottom = nullptr;     /* and its stack, learnt from the first switch */
+    size_t sched_size = 0;
     unsigned char slots[kMaxThreads / 32][32 * 16];
     void *dyn = nullptr;
 };
@@ -81,6 +94,12 @@ std::mutex g_launch_mutex;
 block_run *g_run = nullptr;         /* the block being run, during a launch */
 unsigned char *g_stacks = nullptr;  /* kMaxThreads stacks, mapped once */
 std::map<const void *, int> g_smem_optin; /* cudaFuncSetAttribute(MaxDynamicSharedMemorySize) */
+/* KB_EMU_ORDER=reverse: warps and lanes run last first, for the missing
+ * barriers that the usual order happens to hide. */
+const bool g_reverse = [] {
+    const char *o = std::getenv("KB_EMU_ORDER");
+    return o && std::strcmp(o, "reverse") == 0;
+}();
 
 [[noreturn]] void fail(const std::string &msg) {
     std::fprintf(stderr, "kindbench CUDA emulator: %s\n", msg.c_str());
@@ -96,12 +115,45 @@ std::string where() {
     return buf;
 }
 
+/* Stack switches, told to AddressSanitizer when it is on (it must know
+ * which stack is current, or it reports the fibers' frames as overflows). */
+void into_fiber(block_run &r, fiber &f) {
+#if KB_EMU_ASAN
+    __sanitizer_start_switch_fiber(&r.sched_fake, f.stack, kStack);
+#endif
+    kb_emu_switch(&r.sched_sp, f.sp);
+#if KB_EMU_ASAN
+    __sanitizer_finish_switch_fiber(r.sched_fake, nullptr, nullptr);
+#endif
+}
+
+/* In a fiber, once it runs: where the scheduler's stack is (for ASan). */
+void arrived_in_fiber(block_run &r, fiber &f) {
+#if KB_EMU_ASAN
+    __sanitizer_finish_switch_fiber(f.asan_fake, &r.sched_bottom, &r.sched_size);
+#else
+    (void)r, (void)f;
+#endif
+}
+
+/* The running fiber gives the CPU back to the scheduler (for good when done). */
+void out_of_fiber(block_run &r, fiber &f, bool done) {
+#if KB_EMU_ASAN
+    __sanitizer_start_switch_fiber(done ? nullptr : &f.asan_fake, r.sched_bottom, r.sched_size);
+#else
+    (void)done;
+#endif
+    kb_emu_switch(&f.sp, r.sched_sp);
+    arrived_in_fiber(r, f);
+}
+
 /* A fiber's first frame: runs the thread, then hands back for good. */
 [[noreturn]] void fiber_entry() {
     block_run *r = g_run;
+    arrived_in_fiber(*r, *r->cur);
     r->body(r->arg);
     r->cur->state = DONE;
-    kb_emu_switch(&r->cur->sp, r->sched_sp);
+    out_of_fiber(*r, *r->cur, true);
     std::abort(); /* a finished fiber is never resumed */
 }
 
@@ -109,6 +161,9 @@ std::string where() {
  * zeroed callee-saved registers, then fiber_entry's address, then a fake
  * return address, so that fiber_entry starts with the ABI's alignment. */
 void *fresh_stack(unsigned char *base) {
+#if KB_EMU_ASAN
+    __asan_unpoison_memory_region(base, kStack); /* redzones of frames a finished fiber never popped */
+#endif
     uintptr_t top = ((uintptr_t)(base + kStack)) & ~(uintptr_t)15;
     void **sp = (void **)top;
     *--sp = nullptr;                   /* fiber_entry's return address: none */
@@ -117,10 +172,7 @@ void *fresh_stack(unsigned char *base) {
     return sp;
 }
 
-/* The running fiber gives the CPU back to the scheduler. */
-void yield_to_scheduler() {
-    kb_emu_switch(&g_run->cur->sp, g_run->sched_sp);
-}
+void yield_to_scheduler() { out_of_fiber(*g_run, *g_run->cur, false); }
 
 int linear_tid(const thread_state &t) { return (int)(t.tid.x + t.bdim.x * (t.tid.y + t.bdim.y * t.tid.z)); }
 
@@ -152,13 +204,14 @@ bool release_warp(block_run &r, int w) {
  * barrier (or has returned, or is stuck). Warps thus run ahead of one
  * another as far as a GPU may let them: a missing __syncthreads shows. */
 void run_warp(block_run &r, int w) {
-    int end = std::min(r.nthreads, w * 32 + 32);
+    int begin = w * 32, n = std::min(r.nthreads, begin + 32) - begin;
     for (bool ran = true; ran;) {
         ran = false;
-        for (int i = w * 32; i < end; i++) {
+        for (int j = 0; j < n; j++) {
+            int i = begin + (g_reverse ? n - 1 - j : j);
             if (r.fibers[i].state != READY) continue;
             r.cur = &r.fibers[i];
-            kb_emu_switch(&r.sched_sp, r.cur->sp);
+            into_fiber(r, *r.cur);
             ran = true;
         }
         r.cur = nullptr;
@@ -176,11 +229,13 @@ void run_block(block_run &r, uint3 bid) {
         f.ts.tid = uint3{(unsigned)(i % c.block.x), (unsigned)(i / c.block.x % c.block.y),
                          (unsigned)(i / (c.block.x * c.block.y))};
         f.state = READY;
-        f.sp = fresh_stack(g_stacks + (size_t)i * kStack);
+        f.stack = g_stacks + (size_t)i * kStack;
+        f.sp = fresh_stack(f.stack);
+        f.asan_fake = nullptr;
     }
     int nwarps = (r.nthreads + 31) / 32;
     for (;;) {
-        for (int w = 0; w < nwarps; w++) run_warp(r, w);
+        for (int w = 0; w < nwarps; w++) run_warp(r, g_reverse ? nwarps - 1 - w : w);
         int live = 0, at_block = 0;
         for (int i = 0; i < r.nthreads; i++) {
             live += r.fibers[i].state != DONE;

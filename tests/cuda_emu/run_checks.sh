@@ -7,13 +7,18 @@
 # collectives, launch limits, library call arguments) against the CPU
 # reference and PyTorch. What it cannot show: GPU speed, or bugs that only
 # the hardware's memory model or tensor-core rounding would expose.
+# With KB_EMU_ASAN=1 everything is built with AddressSanitizer (build-emu-asan):
+# a kernel that reads or writes past a device buffer aborts.
 #   bash tests/cuda_emu/run_checks.sh [NAME_REGEX]     (only the checks whose names match)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-B=${KB_EMU_BUILD:-build-emu}
+ASAN=${KB_EMU_ASAN:-0}
+B=${KB_EMU_BUILD:-build-emu$([[ $ASAN == 1 ]] && echo -asan)}
 ONLY=${1:-.}
 export KB_PY=${KB_PYTHON:-/usr/bin/python3}
-cmake -S . -B "$B" -DKB_CUDA_EMU=ON > "$B.configure.log" 2>&1 || { cat "$B.configure.log"; exit 1; }
+[[ $ASAN == 1 ]] && export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=1:allocator_may_return_null=1}
+cmake -S . -B "$B" -DKB_CUDA_EMU=ON -DKB_EMU_ASAN=$([[ $ASAN == 1 ]] && echo ON || echo OFF) > "$B.configure.log" 2>&1 ||
+  { cat "$B.configure.log"; exit 1; }
 cmake --build "$B" -j "$(nproc)" > "$B.build.log" 2>&1 || { tail -n 40 "$B.build.log"; exit 1; }
 KB_BIN=$PWD/$B/emu-bin KB_WORK=$PWD/$B/emu-work
 rm -rf "$KB_BIN" "$KB_WORK" && mkdir -p "$KB_BIN" "$KB_WORK"

@@ -25,22 +25,33 @@ static void check(bool ok, const char *what) {
     (ok ? g_pass : g_fail)++;
 }
 
-/* out[block] = sum of in[block*256 .. +256) by a shared-memory tree; with
- * `barriers` 0 the tree has no __syncthreads. */
-__global__ void block_sum(float *out, const float *in, int barriers) {
+/* out[block] = sum of in[block*256 .. +256) by a shared-memory tree. */
+__global__ void block_sum(float *out, const float *in) {
     __shared__ float s[256];
     int t = threadIdx.x;
     s[t] = in[blockIdx.x * 256 + t];
-    if (barriers) __syncthreads();
+    __syncthreads();
     for (int w = 128; w > 0; w >>= 1) {
         if (t < w) s[t] += s[t + w];
-        if (barriers) __syncthreads();
+        __syncthreads();
     }
     if (t == 0) out[blockIdx.x] = s[0];
 }
 
+/* out[t] = s[t-1] + s[t+1] after every thread wrote s[t] = in[t] (+ base),
+ * with or without the __syncthreads between: one neighbour is not written
+ * yet whichever order the threads run in. */
+__global__ void neighbours(float *out, const float *in, int barrier, float base) {
+    __shared__ float s[256];
+    int t = threadIdx.x;
+    s[t] = in[t] + base;
+    if (barrier) __syncthreads();
+    out[t] = (t > 0 ? s[t - 1] : 0.0f) + (t < 255 ? s[t + 1] : 0.0f);
+}
+
 /* Each lane writes its value to shared memory; every lane then sums all 32
- * (with or without __syncwarp in between), and the butterfly sum too. */
+ * (with or without __syncwarp in between: in either lane order some lane
+ * reads before another wrote), and the butterfly sum too. */
 __global__ void warp_sums(float *out, float *shfl_out, int barrier, int base) {
     __shared__ float s[32];
     unsigned lane = threadIdx.x;
@@ -97,12 +108,22 @@ static void test_block_barriers() {
     cudaMemcpy(in, h, sizeof h, cudaMemcpyHostToDevice);
     float want0 = 0, want1 = 0;
     for (int i = 0; i < 256; i++) want0 += h[i], want1 += h[256 + i];
-    block_sum<<<2, 256>>>(out, in, 1);
+    block_sum<<<2, 256>>>(out, in);
     cudaMemcpy(r, out, sizeof r, cudaMemcpyDeviceToHost);
     check(r[0] == want0 && r[1] == want1, "block tree sum with __syncthreads is right");
-    block_sum<<<2, 256>>>(out, in, 0);
-    cudaMemcpy(r, out, sizeof r, cudaMemcpyDeviceToHost);
-    check(r[0] != want0 || r[1] != want1, "the same tree without __syncthreads reads stale data");
+    float *nb, hn[256];
+    cudaMalloc((void **)&nb, sizeof hn);
+    neighbours<<<1, 256>>>(nb, in, 1, 0.0f);
+    cudaMemcpy(hn, nb, sizeof hn, cudaMemcpyDeviceToHost);
+    int right = 0;
+    for (int t = 0; t < 256; t++) right += hn[t] == (t > 0 ? h[t - 1] : 0.0f) + (t < 255 ? h[t + 1] : 0.0f);
+    check(right == 256, "neighbours' shared-memory writes seen after __syncthreads");
+    neighbours<<<1, 256>>>(nb, in, 0, 1000.0f); /* other values than the last launch left */
+    cudaMemcpy(hn, nb, sizeof hn, cudaMemcpyDeviceToHost);
+    right = 0;
+    for (int t = 0; t < 256; t++) right += hn[t] == (t > 0 ? h[t - 1] + 1000.0f : 0.0f) + (t < 255 ? h[t + 1] + 1000.0f : 0.0f);
+    check(right < 256, "without __syncthreads some threads read a neighbour's stale value");
+    cudaFree(nb);
     cudaFree(in);
     cudaFree(out);
 }
