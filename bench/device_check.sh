@@ -111,6 +111,8 @@ if [ "$WHAT" = bench ] || [ "$WHAT" = all ]; then
   note "Inception tf32 vs pytorch-fid:  $(bench bench_inception_tf32 bench/bench_inception.sh "${inc[@]}" --precision tf32)"
   # 2. where the time goes, and what each switch buys
   ours_with bench_train_bf16_acts_ltgelu "bf16 acts + GELU epil.:" KINDBENCH_BF16_ACTS=1 KINDBENCH_LT_GELU=1
+  ours_with bench_train_bf16_acts_epis "bf16 acts + GELU + bias-grad:" KINDBENCH_BF16_ACTS=1 KINDBENCH_LT_GELU=1 \
+    KINDBENCH_LT_BGRAD=1
   profiled bench_train_bf16_profile
   profiled bench_train_bf16_acts_profile KINDBENCH_BF16_ACTS=1
   # the bias and weight-gradient epilogues, the GELU epilogues (off by default until measured; test_ops_cuda checks them)

@@ -113,6 +113,11 @@ int kb_lt_gelu_x16(kb_cuda_state *st, const char *op, uint16_t *act16, uint16_t 
                    const float *W, const float *bias, int64_t rows, int64_t in, int64_t out, int *done, kb_err *err);
 int kb_lt_dgelu_x16(kb_cuda_state *st, const char *op, uint16_t *dpre16, const uint16_t *dy16, const float *W,
                     const uint16_t *pre16, int64_t rows, int64_t in, int64_t out, int *done, kb_err *err);
+/* dW += dy16^T x16 and db += the sums of dy16's rows in one cuBLASLt matmul
+ * (BGRADB epilogue), in the BF16 mode with KINDBENCH_LT_BGRAD=1; *done = 0
+ * when it did not run (off, alignment, no plan): the caller's fallback. */
+int kb_lt_wgrad_x16(kb_ctx *ctx, const char *op, float *dW, float *db, const uint16_t *dy16, const uint16_t *x16,
+                    int64_t rows, int64_t in, int64_t out, int *done, kb_err *err);
 /* out[c] += sum_r in16[r, c] over bf16 values (kb_sum_rows's scheme and order). */
 int kb_cuda_sum_rows_bf16(kb_cuda_state *st, const char *op, float *out, const uint16_t *in16, int64_t rows,
                           int64_t cols, kb_err *err);

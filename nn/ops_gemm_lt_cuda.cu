@@ -50,6 +50,7 @@ typedef struct {
     int used;
     lt_epi epi;
     int ops16; /* A and B bf16 (native bf16 products): staged copies (kb_cuda_bf16_staging), or B an activation */
+    int a16;   /* A is a bf16 activation of the caller's (kb_gemm_wgrad_x16's x16): aligned as `align` says, not staged */
     int b16;   /* B is a bf16 activation of the caller's (kb_gemm_bias_x16): aligned as `align` says, not staged */
     int d16;   /* D (and the GELU epilogues' aux) bf16: the bf16-activation MLP (kb_lt_gelu_x16, kb_lt_dgelu_x16) */
     int64_t rows, in, out;
@@ -148,7 +149,7 @@ static cublasStatus_t plan_build(kb_cuda_state *st, lt_plan *p) {
         CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
     uint32_t staged = 256; /* the staged bf16 copies of A and B (kb_cuda_stage_bf16) */
     for (int i = 0; i < 4 && s == CUBLAS_STATUS_SUCCESS; i++) {
-        int is_staged = p->ops16 && (i == 0 || (i == 1 && !p->b16));
+        int is_staged = p->ops16 && ((i == 0 && !p->a16) || (i == 1 && !p->b16));
         s = cublasLtMatmulPreferenceSetAttribute(pref, aligns[i], is_staged ? &staged : &align, sizeof align);
     }
     cublasLtMatmulHeuristicResult_t res;
@@ -165,8 +166,8 @@ static cublasStatus_t plan_build(kb_cuda_state *st, lt_plan *p) {
 
 /* The cached plan for this call, built on first use; NULL with err set.
  * ops16: bf16 operands (staged copies, or with b16 a bf16 activation as B). */
-static lt_plan *plan_for(kb_cuda_state *st, const char *op, lt_epi epi, int ops16, int b16, int d16, int64_t rows,
-                         int64_t in, int64_t out, unsigned align, kb_err *err) {
+static lt_plan *plan_for(kb_cuda_state *st, const char *op, lt_epi epi, int ops16, int a16, int b16, int d16,
+                         int64_t rows, int64_t in, int64_t out, unsigned align, kb_err *err) {
     if (!st->lt && !(st->lt = (struct kb_lt_cache *)calloc(1, sizeof *st->lt))) {
         kb_fail(err, "%s: out of host memory for the cuBLASLt plan cache", op);
         return NULL;
@@ -174,24 +175,24 @@ static lt_plan *plan_for(kb_cuda_state *st, const char *op, lt_epi epi, int ops1
     struct kb_lt_cache *c = st->lt;
     for (int i = 0; i < KB_LT_PLANS; i++) {
         lt_plan *p = &c->plans[i];
-        if (p->used && p->epi == epi && p->ops16 == ops16 && p->b16 == b16 && p->d16 == d16 && p->rows == rows &&
+        if (p->used && p->epi == epi && p->ops16 == ops16 && p->a16 == a16 && p->b16 == b16 && p->d16 == d16 &&
+            p->rows == rows &&
             p->in == in && p->out == out && p->prec == st->matmul && p->align == align)
             return p;
     }
     lt_plan *p = &c->plans[c->next];
     c->next = (c->next + 1) % KB_LT_PLANS;
     plan_release(p);
-    p->used = 1, p->epi = epi, p->ops16 = ops16, p->b16 = b16, p->d16 = d16, p->rows = rows, p->in = in, p->out = out;
-    p->prec = st->matmul, p->align = align;
+    p->used = 1, p->epi = epi, p->ops16 = ops16, p->a16 = a16, p->b16 = b16, p->d16 = d16, p->rows = rows, p->in = in;
+    p->out = out, p->prec = st->matmul, p->align = align;
     cublasStatus_t s = plan_build(st, p);
     if (s != CUBLAS_STATUS_SUCCESS && (epi != LT_BIAS || ops16)) {
         /* the epilogues other than the bias and bf16 operands are newer paths: a
          * combination cuBLASLt refuses (status other than NOT_SUPPORTED) means the
          * unfused passes, not an error */
         plan_release(p);
-        p->used = 1, p->epi = epi, p->ops16 = ops16, p->b16 = b16, p->d16 = d16, p->rows = rows, p->in = in;
-        p->out = out;
-        p->prec = st->matmul, p->align = align, p->usable = 0;
+        p->used = 1, p->epi = epi, p->ops16 = ops16, p->a16 = a16, p->b16 = b16, p->d16 = d16, p->rows = rows;
+        p->in = in, p->out = out, p->prec = st->matmul, p->align = align, p->usable = 0;
         return p;
     }
     if (s != CUBLAS_STATUS_SUCCESS) {
@@ -237,24 +238,26 @@ static int lt_run(kb_cuda_state *st, const char *op, lt_plan *p, void *D, const 
     return 0;
 }
 
-/* Runs plan p on the operands A (nA floats: W, or x for the weight gradient)
- * and B (nB elements: x, or dy; bf16 when the plan's b16 is set), on staged
- * bf16 copies of the fp32 ones when the plan was made for bf16 operands.
- * Returns lt_run's 0, 1 (refused, see there) or -1. */
-static int lt_exec(kb_cuda_state *st, const char *op, lt_plan *p, void *D, const float *A, int64_t nA, const void *B,
+/* Runs plan p on the operands A (nA elements: W, or x for the weight
+ * gradient; bf16 when the plan's a16 is set) and B (nB elements: x, or dy;
+ * bf16 when its b16 is set), on staged bf16 copies of the fp32 ones when the
+ * plan was made for bf16 operands. Returns lt_run's 0, 1 (refused, see
+ * there) or -1. */
+static int lt_exec(kb_cuda_state *st, const char *op, lt_plan *p, void *D, const void *A, int64_t nA, const void *B,
                    int64_t nB, const float *bias, const void *aux, kb_err *err) {
     const void *a = A, *b = B;
-    if (p->ops16) { /* contiguous: one matrix each, packed as they are */
+    if (p->ops16 && !(p->a16 && p->b16)) { /* contiguous: one matrix each, packed as they are */
         void *a16, *b16;
-        kb_stage_operand sa = {A, 1, nA, nA, 0, 1}, sb = {(const float *)B, 1, p->b16 ? 0 : nB, nB, 0, 1};
+        kb_stage_operand sa = {(const float *)A, 1, p->a16 ? 0 : nA, nA, 0, 1};
+        kb_stage_operand sb = {(const float *)B, 1, p->b16 ? 0 : nB, nB, 0, 1};
         if (kb_cuda_stage_bf16(st, op, &sa, &sb, &a16, &b16, err)) return -1;
-        a = a16;
+        if (!p->a16) a = a16;
         if (!p->b16) b = b16;
     }
     int rc = lt_run(st, op, p, D, a, b, bias, aux, err);
     if (rc) return rc;
-    if (p->ops16 && !p->b16) st->counts.bf16_staged++, st->counts.bf16_staged_lt++;
-    if (p->b16) st->counts.bf16_acts++;
+    if (p->ops16 && !p->a16 && !p->b16) st->counts.bf16_staged++, st->counts.bf16_staged_lt++;
+    if (p->a16 || p->b16) st->counts.bf16_acts++;
     if (p->epi == LT_GELU_AUX_BIAS || p->epi == LT_DGELU) st->counts.gelu_epilogue++;
     if (p->epi == LT_BGRADB) st->counts.bgrad_epilogue++;
     return 0;
@@ -274,7 +277,7 @@ extern "C" int kb_gemm_bias_cuda(kb_ctx *ctx, float *y, const float *x, const fl
         /* staged operands are 256-byte aligned copies: then only y and bias count */
         const void *ptrs[] = {y, bias, x, W};
         unsigned align = min_alignment(ptrs, kb_cuda_bf16_staging(st) ? 2 : 4);
-        if (align >= 16 && !(p = plan_for(st, op, LT_BIAS, kb_cuda_bf16_staging(st), 0, 0, rows, in, out, align, err)))
+        if (align >= 16 && !(p = plan_for(st, op, LT_BIAS, kb_cuda_bf16_staging(st), 0, 0, 0, rows, in, out, align, err)))
             return -1;
     }
     if (!p || !p->usable) {
@@ -307,7 +310,7 @@ extern "C" int kb_gemm_bias_gelu_cuda(kb_ctx *ctx, float *act, float *pre, const
         const void *ptrs[] = {act, pre, bias, x, W};
         unsigned align = min_alignment(ptrs, kb_cuda_bf16_staging(st) ? 3 : 5);
         if (align >= 16 &&
-            !(p = plan_for(st, op, LT_GELU_AUX_BIAS, kb_cuda_bf16_staging(st), 0, 0, rows, in, out, align, err)))
+            !(p = plan_for(st, op, LT_GELU_AUX_BIAS, kb_cuda_bf16_staging(st), 0, 0, 0, rows, in, out, align, err)))
             return -1;
     }
     if (!p || !p->usable) {
@@ -327,7 +330,7 @@ extern "C" int kb_gemm_dgelu_cuda(kb_ctx *ctx, float *dpre, const float *dy, con
     if (lt_gelu_on(st) && out > 0 && in % 8 == 0) {
         const void *ptrs[] = {dpre, pre, dy, W};
         unsigned align = min_alignment(ptrs, kb_cuda_bf16_staging(st) ? 2 : 4);
-        if (align >= 16 && !(p = plan_for(st, op, LT_DGELU, kb_cuda_bf16_staging(st), 0, 0, rows, in, out, align, err)))
+        if (align >= 16 && !(p = plan_for(st, op, LT_DGELU, kb_cuda_bf16_staging(st), 0, 0, 0, rows, in, out, align, err)))
             return -1;
     }
     if (!p || !p->usable) {
@@ -380,7 +383,7 @@ extern "C" int kb_gemm_wgrad_cuda(kb_ctx *ctx, float *dW, float *db, const float
         const void *ptrs[] = {dW, x, dy};
         int staged = kb_cuda_bf16_staging(st);
         unsigned align = min_alignment(ptrs, staged ? 1 : 3);
-        if (align >= 16 && !(p = plan_for(st, op, LT_BGRADB, staged, 0, 0, rows, in, out, align, err))) return -1;
+        if (align >= 16 && !(p = plan_for(st, op, LT_BGRADB, staged, 0, 0, 0, rows, in, out, align, err))) return -1;
         if (p && p->usable && !(sums = bgrad_buffer(st, out, op, err))) return -1;
     }
     if (!sums) {
@@ -388,6 +391,28 @@ extern "C" int kb_gemm_wgrad_cuda(kb_ctx *ctx, float *dW, float *db, const float
         return db ? kb_sum_rows_cuda(ctx, db, dy, rows, out, err) : 0;
     }
     if (lt_exec(st, op, p, dW, x, rows * in, dy, rows * out, sums, NULL, err)) return -1;
+    return kb_axpy_cuda(ctx, db, 1.0f, sums, out, err); /* db += sums, exactly (1 * s is s) */
+}
+
+/* The bf16-activation weight gradient with the bias gradient in the BGRADB
+ * epilogue (kb_gemm_wgrad_x16 with KINDBENCH_LT_BGRAD=1): dW += dy16^T x16
+ * on both operands as stored, the sums of dy16's rows into the context's
+ * buffer, then db += sums. *done = 0 where the epilogue is off or has no
+ * usable plan (the caller then runs its GEMM and bias-gradient kernel). */
+int kb_lt_wgrad_x16(kb_ctx *ctx, const char *op, float *dW, float *db, const uint16_t *dy16, const uint16_t *x16,
+                    int64_t rows, int64_t in, int64_t out, int *done, kb_err *err) {
+    kb_cuda_state *st = ctx->cuda;
+    *done = 0;
+    if (!db || in == 0 || rows == 0 || !st->lt_bgrad || st->lt_off || st->matmul != KB_MATMUL_BF16) return 0;
+    const void *ptrs[] = {dW, x16, dy16};
+    unsigned align = min_alignment(ptrs, 3);
+    if (align < 16) return 0;
+    lt_plan *p = plan_for(st, op, LT_BGRADB, 1, 1, 1, 0, rows, in, out, align, err);
+    if (!p) return -1;
+    if (!p->usable) return 0;
+    float *sums = bgrad_buffer(st, out, op, err);
+    if (!sums || lt_exec(st, op, p, dW, x16, rows * in, dy16, rows * out, sums, NULL, err)) return -1;
+    *done = 1;
     return kb_axpy_cuda(ctx, db, 1.0f, sums, out, err); /* db += sums, exactly (1 * s is s) */
 }
 
@@ -406,7 +431,7 @@ extern "C" int kb_gemm_bias_x16_cuda(kb_ctx *ctx, float *y, const uint16_t *x16,
     if (bias && in > 0 && !st->lt_off) {
         const void *ptrs[] = {y, bias, x16};
         unsigned align = min_alignment(ptrs, 3);
-        if (align >= 16 && !(p = plan_for(st, op, LT_BIAS, 1, 1, 0, rows, in, out, align, err))) return -1;
+        if (align >= 16 && !(p = plan_for(st, op, LT_BIAS, 1, 0, 1, 0, rows, in, out, align, err))) return -1;
     }
     if (p && p->usable) return lt_exec(st, op, p, y, W, out * in, x16, rows * in, bias, NULL, err);
     void *W16 = NULL;
@@ -428,7 +453,7 @@ static int lt_try_d16(kb_cuda_state *st, const char *op, lt_epi epi, const void 
                       int64_t in, int64_t out, int *done, kb_err *err) {
     unsigned align = min_alignment(ptrs, nptrs);
     if (align < 16) return 0;
-    lt_plan *p = plan_for(st, op, epi, 1, 1, 1, rows, in, out, align, err);
+    lt_plan *p = plan_for(st, op, epi, 1, 0, 1, 1, rows, in, out, align, err);
     if (!p) return -1;
     if (!p->usable) return 0;
     int rc = lt_exec(st, op, p, D, W, out * in, B16, nB, bias, aux, err);

@@ -139,10 +139,14 @@ extern "C" int kb_gemm_dgelu_x16_cuda(kb_ctx *ctx, uint16_t *dpre16, const uint1
     return 0;
 }
 
-/* dW[out, in] += dy16^T x16 (both operands bf16 as they are), then db. */
+/* dW[out, in] += dy16^T x16 (both operands bf16 as they are), then db:
+ * one cuBLASLt matmul with the BGRADB epilogue when that is on. */
 extern "C" int kb_gemm_wgrad_x16_cuda(kb_ctx *ctx, float *dW, float *db, const uint16_t *dy16, const uint16_t *x16,
                                       int64_t rows, int64_t in, int64_t out, kb_err *err) {
     KB_X16_BEGIN("gemm_wgrad_x16");
+    int done = 0;
+    if (kb_lt_wgrad_x16(ctx, op, dW, db, dy16, x16, rows, in, out, &done, err)) return -1;
+    if (done) return 0;
     if (kb_cuda_gemm16(st, op, true, false, out, in, rows, 1.0f, dy16, out, x16, in, 1.0f, dW, in, err)) return -1;
     return db ? kb_cuda_sum_rows_bf16(st, op, db, dy16, rows, out, err) : 0;
 }

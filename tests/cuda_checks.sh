@@ -17,13 +17,15 @@ kb_cuda_checks() {
   run_test inception_cuda "$KB_BIN/test_inception_cuda"
   run_test ops_x16_cuda "$KB_BIN/test_ops_x16" cuda
   run_test ops_x16_cuda_ltgelu env KINDBENCH_LT_GELU=1 "$KB_BIN/test_ops_x16" cuda
+  run_test ops_x16_cuda_ltbgrad env KINDBENCH_LT_BGRAD=1 "$KB_BIN/test_ops_x16" cuda
   # the bf16 DiT again with the unfused attention (GEMMs + softmax), to compare the two routes
   run_test dit_torch_bf16_unfused env KINDBENCH_FUSED_ATTENTION=0 "$KB_BIN/test_dit_torch" cuda bf16
   run_test dit_torch_bf16_staged env KINDBENCH_BF16_OPERANDS=1 KINDBENCH_LT_GELU=1 KINDBENCH_LT_BGRAD=1 \
     "$KB_BIN/test_dit_torch" cuda bf16
   # the DiT with bf16 activations (nn/ops.h *_x16) against PyTorch, with the bf16 tolerances
   run_test dit_torch_bf16_acts "$KB_BIN/test_dit_torch" cuda bf16 fused bf16acts
-  run_test dit_torch_bf16_acts_ltgelu env KINDBENCH_LT_GELU=1 "$KB_BIN/test_dit_torch" cuda bf16 fused bf16acts
+  run_test dit_torch_bf16_acts_epilogues env KINDBENCH_LT_GELU=1 KINDBENCH_LT_BGRAD=1 \
+    "$KB_BIN/test_dit_torch" cuda bf16 fused bf16acts
   run_test dit_layout_cuda "$KB_BIN/test_dit_layout" cuda
   run_test sample_cuda env KINDBENCH="$KB_BIN/kindbench" KB_PYTHON="$KB_PY" KB_MKCKPT="$KB_BIN/sample_mkckpt" \
     bash "$KB_SOURCE_DIR/tests/test_sample_cuda.sh"
@@ -37,9 +39,11 @@ kb_cuda_checks() {
     run_test "train_resume_cuda_$mode" env -C "$KB_WORK/resume_$mode" \
       KB_TRAIN_DEVICE_ARGS="--device cuda --precision $mode" "${resume[@]}"
   done
-  mkdir -p "$KB_WORK/resume_acts" "$KB_WORK/resume_epis"
+  mkdir -p "$KB_WORK/resume_acts" "$KB_WORK/resume_epis" "$KB_WORK/resume_acts_epis"
   run_test train_resume_cuda_bf16_acts env -C "$KB_WORK/resume_acts" KINDBENCH_BF16_ACTS=1 \
     KB_TRAIN_DEVICE_ARGS="--device cuda --precision bf16" "${resume[@]}"
   run_test train_resume_cuda_bf16_epilogues env -C "$KB_WORK/resume_epis" KINDBENCH_LT_GELU=1 KINDBENCH_LT_BGRAD=1 \
     KB_TRAIN_DEVICE_ARGS="--device cuda --precision bf16" "${resume[@]}"
+  run_test train_resume_cuda_bf16_acts_epilogues env -C "$KB_WORK/resume_acts_epis" KINDBENCH_BF16_ACTS=1 \
+    KINDBENCH_LT_GELU=1 KINDBENCH_LT_BGRAD=1 KB_TRAIN_DEVICE_ARGS="--device cuda --precision bf16" "${resume[@]}"
 }

@@ -33,7 +33,8 @@ typedef struct {
     kb_ctx ctx;
     kb_err err;
     int cuda;
-    int lt; /* CUDA with KINDBENCH_LT_GELU=1: cuBLASLt's GELU epilogues may run */
+    int lt;    /* CUDA with KINDBENCH_LT_GELU=1: cuBLASLt's GELU epilogues may run */
+    int bgrad; /* CUDA with KINDBENCH_LT_BGRAD=1: the weight gradients' BGRADB epilogue may run */
 } env;
 
 static float *uniform(int64_t n, uint64_t stream, float lo, float hi) {
@@ -260,7 +261,9 @@ int main(int argc, char **argv) {
     /* on the GPU the BF16 mode, where the GELU epilogues may run (the x16 products are bf16 in any mode) */
     kb_ctx_opts o = {.threads = 2, .matmul = e.cuda ? KB_MATMUL_BF16 : KB_MATMUL_FP32};
     const char *lg = getenv("KINDBENCH_LT_GELU");
+    const char *lb = getenv("KINDBENCH_LT_BGRAD");
     e.lt = e.cuda && lg && !strcmp(lg, "1");
+    e.bgrad = e.cuda && lb && !strcmp(lb, "1");
     if (kb_ctx_init(&e.ctx, e.cuda ? KB_DEV_CUDA : KB_DEV_CPU, &o, &e.err)) {
         printf("FAIL context: %s\n", e.err.msg);
         return 1;
@@ -277,6 +280,11 @@ int main(int argc, char **argv) {
                : c.gelu_epilogue ? "" : " (cuBLASLt refused them: the epilogue paths were NOT exercised)");
         KBT_CHECK(&e.st, e.lt || c.gelu_epilogue == 0, "no GELU epilogue without KINDBENCH_LT_GELU=1", "%lld ran",
                   c.gelu_epilogue);
+        printf("     weight gradients with the BGRADB epilogue: %lld%s\n", c.bgrad_epilogue,
+               !e.bgrad ? " (KINDBENCH_LT_BGRAD unset: none expected)"
+               : c.bgrad_epilogue ? "" : " (cuBLASLt refused it: the epilogue path was NOT exercised)");
+        KBT_CHECK(&e.st, e.bgrad || c.bgrad_epilogue == 0, "no BGRADB epilogue without KINDBENCH_LT_BGRAD=1",
+                  "%lld ran", c.bgrad_epilogue);
     }
     kb_ctx_free(&e.ctx);
     return kbt_finish(&e.st);
