@@ -19,7 +19,8 @@
 #define KB_HD static inline
 #endif
 
-#if defined(__CUDA_ARCH__)
+/* device code (and the CPU emulator's, tests/cuda_emu, which contracts a*b+c as nvcc does) */
+#if defined(__CUDA_ARCH__) || defined(KB_EMU_DEVICE)
 #define KB_FMUL(a, b) __fmul_rn((a), (b))
 #define KB_FADD(a, b) __fadd_rn((a), (b))
 #define KB_FSUB(a, b) __fsub_rn((a), (b))

@@ -19,17 +19,21 @@ foreach(cu ${KB_CU_SOURCES})
     COMMENT "CUDA emulator: ${rel}")
   list(APPEND KB_EMU_SOURCES ${out})
 endforeach()
+# -mfma -ffp-contract=fast: a*b+c contracted as nvcc contracts device code by default (--fmad=true), so
+# that a kernel's plain expression the CPU reference rounds differently shows here too
 set_source_files_properties(${KB_EMU_SOURCES} PROPERTIES
-  COMPILE_OPTIONS "-include;${KB_EMU_DIR}/kb_cuda_emu.h"
+  COMPILE_OPTIONS "-include;${KB_EMU_DIR}/kb_cuda_emu.h;-mfma;-ffp-contract=fast"
   OBJECT_DEPENDS ${KB_EMU_DIR}/kb_cuda_emu.h)
 set(KB_EMU_RUNTIME ${KB_EMU_DIR}/emu_core.cpp ${KB_EMU_DIR}/emu_cudart.cpp ${KB_EMU_DIR}/emu_cublas.cpp
   ${KB_EMU_DIR}/emu_cudnn.cpp)
 add_library(kbcore STATIC ${KB_C_SOURCES} ${KB_EMU_SOURCES} ${KB_EMU_RUNTIME})
 target_compile_definitions(kbcore PUBLIC KB_HAVE_CUDA=1 KB_CUDA_EMU=1)
 target_include_directories(kbcore PRIVATE ${KB_EMU_CUDA_INCLUDE} ${KB_EMU_CUDNN_INCLUDE} ${KB_EMU_DIR})
-target_compile_options(kbcore PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-std=c++17 -O2 -g -ffp-contract=off
+target_compile_options(kbcore PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-std=c++17 -O2 -g
   -Wno-attributes -Wno-unused-parameter>)
 target_link_libraries(kbcore PUBLIC stdc++)
+# the fiber switch's hand-made `ret` is not shadow-stack compatible
+set_source_files_properties(${KB_EMU_DIR}/emu_core.cpp PROPERTIES COMPILE_OPTIONS "-fcf-protection=none")
 message(STATUS "kindbench: CUDA backend on the CPU emulator (tests/cuda_emu; no GPU code is built)")
 
 # The emulator's own test (tests/cuda_emu/test_cuda_emu.cu), rewritten like the library's .cu files.

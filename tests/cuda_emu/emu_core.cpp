@@ -73,6 +73,8 @@ struct fiber {
 };
 
 constexpr size_t kStack = 256 * 1024;
+constexpr size_t kGuard = 4096;          /* a PROT_NONE page below each stack: an overflow faults */
+constexpr size_t kAsanTop = 16 * 1024;   /* ASan: the part of a reused stack to unpoison */
 constexpr int kMaxThreads = 1024;
 
 struct block_run {
@@ -162,7 +164,8 @@ void out_of_fiber(block_run &r, fiber &f, bool done) {
  * return address, so that fiber_entry starts with the ABI's alignment. */
 void *fresh_stack(unsigned char *base) {
 #if KB_EMU_ASAN
-    __asan_unpoison_memory_region(base, kStack); /* redzones of frames a finished fiber never popped */
+    /* redzones of the frames a finished fiber never popped (fiber_entry's, out_of_fiber's), near the top */
+    __asan_unpoison_memory_region(base + kStack - kAsanTop, kAsanTop);
 #endif
     uintptr_t top = ((uintptr_t)(base + kStack)) & ~(uintptr_t)15;
     void **sp = (void **)top;
@@ -185,9 +188,12 @@ bool release_warp(block_run &r, int w) {
     for (int l = 0; l < 32; l++) {
         if (!(first->mask >> l & 1u)) continue;
         if (w * 32 + l >= r.nthreads)
-            fail(where() + ": a warp collective names lane " + std::to_string(l) + ", which the block lacks");
+            r.cur = first, fail(where() + ": a warp collective names lane " + std::to_string(l) + ", which the block lacks");
         fiber &f = r.fibers[w * 32 + l];
-        if (f.state == DONE) fail(where() + ": warp collective " + first->what + " waits for a lane that has returned");
+        if (f.state == DONE) {
+            r.cur = first;
+            fail(where() + ": warp collective " + first->what + " waits for a lane that has returned");
+        }
         if (f.state != WAIT_WARP) return false;
         if (f.mask != first->mask || (f.what != first->what && std::strcmp(f.what, first->what) != 0)) {
             r.cur = &f;
@@ -221,6 +227,7 @@ void run_warp(block_run &r, int w) {
 
 void run_block(block_run &r, uint3 bid) {
     const config &c = *r.cfg;
+    if (r.dyn) std::memset(r.dyn, 0xff, c.smem); /* uninitialised shared memory reads as NaN, not as zeros */
     for (int i = 0; i < r.nthreads; i++) {
         fiber &f = r.fibers[i];
         f.ts.bid = bid;
@@ -229,7 +236,7 @@ void run_block(block_run &r, uint3 bid) {
         f.ts.tid = uint3{(unsigned)(i % c.block.x), (unsigned)(i / c.block.x % c.block.y),
                          (unsigned)(i / (c.block.x * c.block.y))};
         f.state = READY;
-        f.stack = g_stacks + (size_t)i * kStack;
+        f.stack = g_stacks + (size_t)i * (kStack + kGuard) + kGuard;
         f.sp = fresh_stack(f.stack);
         f.asan_fake = nullptr;
     }
@@ -285,6 +292,12 @@ void sync_warp(unsigned mask, const char *what) {
 
 void trap(const char *what) { fail(where() + ": " + what); }
 
+void check_kernel_pointer(const config &c, int index, const void *p) {
+    if (p && !is_device_range(p, 1))
+        fail(std::string("kernel ") + c.name + ": argument " + std::to_string(index) + " (" +
+             std::to_string((uintptr_t)p) + ") is a pointer outside device memory (a host pointer?)");
+}
+
 void set_smem_optin(const void *kernel, int bytes) {
     std::lock_guard<std::mutex> lock(g_launch_mutex);
     g_smem_optin[kernel] = bytes;
@@ -301,9 +314,12 @@ void run_grid(const config &c, const void *kernel, void (*body)(void *), void *a
     size_t allowed = opt == g_smem_optin.end() ? lim.smem_default : (size_t)opt->second;
     if (c.smem > allowed) return set_launch_error(cudaErrorInvalidValue, c.name);
     if (!g_stacks) {
-        void *p = mmap(nullptr, kStack * kMaxThreads, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                       -1, 0);
+        size_t span = (kStack + kGuard) * kMaxThreads;
+        void *p = mmap(nullptr, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (p == MAP_FAILED) fail(std::string(c.name) + ": no memory for the fibers' stacks");
+        for (int i = 0; i < kMaxThreads; i++) /* each stack's guard page lies below it */
+            if (mprotect((unsigned char *)p + i * (kStack + kGuard), kGuard, PROT_NONE))
+                fail(std::string(c.name) + ": cannot protect the fibers' guard pages");
         g_stacks = (unsigned char *)p;
     }
     block_run r;

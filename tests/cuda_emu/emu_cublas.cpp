@@ -137,6 +137,13 @@ cublasStatus_t gemm(cublasHandle_t h, const char *api, cublasOperation_t ta, cub
     int64_t ar = tA ? k : m, ac = tA ? m : k, br = tB ? n : k, bc = tB ? k : n;
     if (lda < (ar > 1 ? ar : 1) || ldb < (br > 1 ? br : 1) || ldc < m) return CUBLAS_STATUS_INVALID_VALUE;
     rounding rnd = rounding_of(compute, h->math, at);
+    int64_t asc = sc < 0 ? -sc : sc; /* outputs apart whole, or interleaved column blocks (heads of a row) */
+    bool disjoint = asc >= ldc * (n - 1) + m || (asc >= m && ldc >= asc * batch);
+    if (batch > 1 && !disjoint) { /* on a GPU the batches would race */
+        std::fprintf(stderr, "kindbench CUDA emulator: %s: the %lld outputs overlap (strideC %lld)\n", api,
+                     (long long)batch, (long long)sc);
+        std::abort();
+    }
     for (int64_t i = 0; i < batch; i++) {
         const char *pa = (const char *)A + (size_t)(i * sa) * type_bytes(at);
         const char *pb = (const char *)B + (size_t)(i * sb) * type_bytes(bt);
@@ -375,7 +382,7 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t desc, con
     int64_t bias_n = x.epilogue == CUBLASLT_EPILOGUE_BGRADB ? n : m;
     if (needs_bias) check_device(api, "bias", x.bias, bias_n, 1, bias_n, bias_t);
     if (needs_aux) {
-        if (x.aux_ld < m) return CUBLAS_STATUS_INVALID_VALUE;
+        if (x.aux_ld < m || x.aux_ld % 8) return CUBLAS_STATUS_INVALID_VALUE; /* cublasLt.h: GELU aux ld */
         check_device(api, "aux", x.aux, m, n, x.aux_ld, aux_t);
     }
     if (x.epilogue == CUBLASLT_EPILOGUE_BGRADB) /* the sums of op(B) over k, one per column of D */

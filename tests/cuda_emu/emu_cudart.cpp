@@ -65,6 +65,7 @@ cudaError_t cudaMalloc(void **p, size_t bytes) {
     if (!p) return cudaErrorInvalidValue;
     /* cudaMalloc's alignment (256 bytes), but exactly the bytes asked for */
     if (posix_memalign(p, 256, bytes ? bytes : 1)) return *p = nullptr, cudaErrorMemoryAllocation;
+    std::memset(*p, 0xff, bytes); /* uninitialised device memory reads as NaN, not as zeros */
     std::lock_guard<std::mutex> lock(g_mem_mutex);
     g_allocs[(const char *)*p] = bytes ? bytes : 1;
     return cudaSuccess;

@@ -41,7 +41,8 @@ float tf32(float v) {
 bool supported(const cudnnTensorStruct *x, const cudnnFilterStruct *f, const cudnnConvolutionStruct *cv,
                const cudnnTensorStruct *y) {
     return x->format == CUDNN_TENSOR_NHWC && y->format == CUDNN_TENSOR_NHWC && f->format == CUDNN_TENSOR_NHWC &&
-           x->type == CUDNN_DATA_FLOAT && y->type == CUDNN_DATA_FLOAT && f->type == CUDNN_DATA_FLOAT && cv->dh == 1 &&
+           x->type == CUDNN_DATA_FLOAT && y->type == CUDNN_DATA_FLOAT && f->type == CUDNN_DATA_FLOAT &&
+           cv->mode == CUDNN_CROSS_CORRELATION && cv->dh == 1 &&
            cv->dw == 1 && f->c == x->c && f->k == y->c && x->n == y->n &&
            y->h == (x->h + 2 * cv->ph - f->h) / cv->sh + 1 && y->w == (x->w + 2 * cv->pw - f->w) / cv->sw + 1;
 }

@@ -32,6 +32,7 @@
 #include <cstdint>
 #include <cstring>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 
 namespace kb_emu {
@@ -63,7 +64,13 @@ struct config {
 /* Runs body(arg) as every thread of the grid; launch errors are kept for
  * cudaGetLastError as on a GPU. */
 void run_grid(const config &c, const void *kernel, void (*body)(void *), void *arg);
+/* Aborts unless p is null or points into a cudaMalloc'd block (a kernel
+ * given a host pointer would fault on a GPU). */
+void check_kernel_pointer(const config &c, int index, const void *p);
 
+template <class T> void check_argument(const config &c, int index, const T &v) {
+    if constexpr (std::is_pointer<T>::value) check_kernel_pointer(c, index, (const void *)v);
+}
 template <class... P> struct kernel_launch {
     config c;
     void (*k)(P...);
@@ -72,6 +79,8 @@ template <class... P> struct kernel_launch {
             void (*k)(P...);
             std::tuple<P...> args; /* the parameters, converted as a launch converts them */
         } p{k, std::tuple<P...>(std::forward<A>(a)...)};
+        int index = 0;
+        std::apply([&](const auto &...v) { (check_argument(c, index++, v), ...); }, p.args);
         run_grid(c, (const void *)k,
                  [](void *v) {
                      pack *q = (pack *)v;
@@ -99,6 +108,7 @@ template <class T> T shuffle_from(unsigned mask, T v, unsigned src, const char *
     T r;
     std::memcpy(&r, slots + 16 * (src & 31), sizeof r);
     sync_warp(mask, what); /* nobody overwrites a slot before every lane has read */
+    std::memset(slots + 16 * lane_id(), 0xff, 16); /* a later read of a lane outside the mask gets NaN bits */
     return r;
 }
 
@@ -121,7 +131,7 @@ static inline void __syncwarp(unsigned mask = 0xffffffffu) { kb_emu::sync_warp(m
 
 template <class T> static inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
     unsigned me = kb_emu::lane_id(), src = me ^ (unsigned)lane_mask;
-    if (width < 32 && (src / width) != (me / width)) src = me;
+    if (src / (unsigned)width > me / (unsigned)width) src = me; /* a later group: the caller's own value (CUDA) */
     return kb_emu::shuffle_from(mask, v, src, "__shfl_xor_sync");
 }
 template <class T> static inline T __shfl_sync(unsigned mask, T v, int src_lane, int width = 32) {
@@ -130,23 +140,27 @@ template <class T> static inline T __shfl_sync(unsigned mask, T v, int src_lane,
 }
 template <class T> static inline T __shfl_down_sync(unsigned mask, T v, unsigned delta, int width = 32) {
     unsigned me = kb_emu::lane_id(), src = me + delta;
-    if (src / width != me / width) src = me;
+    if (src / (unsigned)width != me / (unsigned)width) src = me;
     return kb_emu::shuffle_from(mask, v, src, "__shfl_down_sync");
 }
 
-/* Correctly rounded single and double arithmetic: the emulated .cu files are
- * compiled with -ffp-contract=off, so these are exact IEEE operations. */
-static inline float __fadd_rn(float a, float b) { return a + b; }
-static inline float __fsub_rn(float a, float b) { return a - b; }
-static inline float __fmul_rn(float a, float b) { return a * b; }
-static inline float __fdiv_rn(float a, float b) { return a / b; }
+/* Correctly rounded single and double arithmetic. The emulated .cu files are
+ * compiled as nvcc compiles device code, contracting a*b+c into FMAs
+ * (-mfma -ffp-contract=fast, cuda_emu.cmake); these intrinsics never are, as
+ * on a GPU: the empty asm statements keep GCC from fusing them. */
+#define KB_EMU_DEVICE 1
+#define KB_EMU_OPAQUE(x) __asm__("" : "+x"(x))
+static inline float __fadd_rn(float a, float b) { KB_EMU_OPAQUE(a); KB_EMU_OPAQUE(b); float r = a + b; KB_EMU_OPAQUE(r); return r; }
+static inline float __fsub_rn(float a, float b) { KB_EMU_OPAQUE(a); KB_EMU_OPAQUE(b); float r = a - b; KB_EMU_OPAQUE(r); return r; }
+static inline float __fmul_rn(float a, float b) { KB_EMU_OPAQUE(a); KB_EMU_OPAQUE(b); float r = a * b; KB_EMU_OPAQUE(r); return r; }
+static inline float __fdiv_rn(float a, float b) { KB_EMU_OPAQUE(a); KB_EMU_OPAQUE(b); float r = a / b; KB_EMU_OPAQUE(r); return r; }
 static inline float __fsqrt_rn(float a) { return std::sqrt(a); }
 static inline float __fmaf_rn(float a, float b, float c) { return std::fma(a, b, c); }
-static inline float __frcp_rn(float a) { return 1.0f / a; }
-static inline double __dadd_rn(double a, double b) { return a + b; }
-static inline double __dsub_rn(double a, double b) { return a - b; }
-static inline double __dmul_rn(double a, double b) { return a * b; }
-static inline double __ddiv_rn(double a, double b) { return a / b; }
+static inline float __frcp_rn(float a) { KB_EMU_OPAQUE(a); float r = 1.0f / a; KB_EMU_OPAQUE(r); return r; }
+static inline double __dadd_rn(double a, double b) { KB_EMU_OPAQUE(a); KB_EMU_OPAQUE(b); double r = a + b; KB_EMU_OPAQUE(r); return r; }
+static inline double __dsub_rn(double a, double b) { KB_EMU_OPAQUE(a); KB_EMU_OPAQUE(b); double r = a - b; KB_EMU_OPAQUE(r); return r; }
+static inline double __dmul_rn(double a, double b) { KB_EMU_OPAQUE(a); KB_EMU_OPAQUE(b); double r = a * b; KB_EMU_OPAQUE(r); return r; }
+static inline double __ddiv_rn(double a, double b) { KB_EMU_OPAQUE(a); KB_EMU_OPAQUE(b); double r = a / b; KB_EMU_OPAQUE(r); return r; }
 static inline double __fma_rn(double a, double b, double c) { return std::fma(a, b, c); }
 static inline float __fdividef(float a, float b) { return a / b; }
 static inline float rsqrtf(float a) { return 1.0f / std::sqrt(a); }
@@ -170,7 +184,9 @@ static inline unsigned max(unsigned a, unsigned b) { return a > b ? a : b; }
 /* ---- WMMA (nvcuda::wmma), warp-wide 16x16x16 products ----
  * Every lane's fragment holds the whole matrix (elementwise loops over
  * num_elements therefore touch all of it, as the real API's uniform ops
- * do). Loads read at the lane's own turn and then wait for the warp (a
+ * do; code that assumed which lane holds which element, or summed x[]
+ * across lanes, would behave differently on a GPU: the API leaves that
+ * unspecified and kindbench does neither). Loads read at the lane's own turn and then wait for the warp (a
  * missing __syncwarp before a load of data other lanes wrote is seen);
  * stores wait first, then each lane writes its share (every 32nd element:
  * a missing __syncwarp before other lanes read the result is seen). */
@@ -201,9 +217,15 @@ static inline void fill_fragment(fragment<Use, M, N, K, T, L> &f, T v) {
 template <class L> struct layout_is_col { enum { value = 0 }; };
 template <> struct layout_is_col<col_major> { enum { value = 1 }; };
 
+/* The API's rules: a 256-bit aligned pointer, ldm a multiple of 16 bytes. */
+template <class T> static inline void check_wmma_pointer(const T *p, unsigned ldm, const char *what) {
+    if ((uintptr_t)p % 32 || (ldm * sizeof(T)) % 16) kb_emu::trap(what);
+}
+
 template <class Use, int M, int N, int K, class T, class L>
 static inline void load_matrix_sync(fragment<Use, M, N, K, T, L> &f, const T *p, unsigned ldm) {
     typedef fragment<Use, M, N, K, T, L> F;
+    check_wmma_pointer(p, ldm, "wmma::load_matrix_sync: pointer not 32-byte aligned or ldm not a multiple of 16 bytes");
     for (int r = 0; r < F::rows; r++)
         for (int c = 0; c < F::cols; c++) f.x[r * F::cols + c] = layout_is_col<L>::value ? p[c * ldm + r] : p[r * ldm + c];
     kb_emu::sync_warp(0xffffffffu, "wmma::load_matrix_sync");
@@ -212,6 +234,7 @@ static inline void load_matrix_sync(fragment<Use, M, N, K, T, L> &f, const T *p,
 template <int M, int N, int K>
 static inline void load_matrix_sync(fragment<accumulator, M, N, K, float, void> &f, const float *p, unsigned ldm,
                                     layout_t layout) {
+    check_wmma_pointer(p, ldm, "wmma::load_matrix_sync: pointer not 32-byte aligned or ldm not a multiple of 16 bytes");
     for (int r = 0; r < M; r++)
         for (int c = 0; c < N; c++) f.x[r * N + c] = layout == mem_col_major ? p[c * ldm + r] : p[r * ldm + c];
     kb_emu::sync_warp(0xffffffffu, "wmma::load_matrix_sync");
@@ -220,6 +243,7 @@ static inline void load_matrix_sync(fragment<accumulator, M, N, K, float, void> 
 template <int M, int N, int K>
 static inline void store_matrix_sync(float *p, const fragment<accumulator, M, N, K, float, void> &f, unsigned ldm,
                                      layout_t layout) {
+    check_wmma_pointer(p, ldm, "wmma::store_matrix_sync: pointer not 32-byte aligned or ldm not a multiple of 16 bytes");
     kb_emu::sync_warp(0xffffffffu, "wmma::store_matrix_sync");
     for (unsigned i = kb_emu::lane_id(); i < (unsigned)(M * N); i += 32) {
         unsigned r = i / N, c = i % N;
