@@ -335,7 +335,8 @@ cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t, 
 }
 
 /* One "algorithm" for every shape whose epilogue the emulator knows;
- * KB_EMU_LT=0 offers none (kindbench then takes its unfused paths). */
+ * KB_EMU_LT=0 offers none (kindbench then takes its unfused paths), and
+ * KB_EMU_LT=refuse-bf16-d makes cublasLtMatmul refuse a bf16 D (below). */
 cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t h, cublasLtMatmulDesc_t d, cublasLtMatrixLayout_t a,
                                               cublasLtMatrixLayout_t b, cublasLtMatrixLayout_t c,
                                               cublasLtMatrixLayout_t dl, cublasLtMatmulPreference_t, int requested,
@@ -365,6 +366,10 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t desc, con
         (int64_t)(tB ? lb.rows : lb.cols) != n || lc.rows != ld.rows || lc.cols != ld.cols)
         return CUBLAS_STATUS_INVALID_VALUE;
     if (!epilogue_known(x.epilogue)) return CUBLAS_STATUS_NOT_SUPPORTED;
+    /* KB_EMU_LT=refuse-bf16-d: refuse at run time what the heuristic offered for a bf16 D (kindbench
+     * sets an fp32 bias there, which cublasLt.h does not document): its fallback then runs */
+    const char *lt = std::getenv("KB_EMU_LT");
+    if (lt && !std::strcmp(lt, "refuse-bf16-d") && ld.type == CUDA_R_16BF) return CUBLAS_STATUS_NOT_SUPPORTED;
     const char *api = "cublasLtMatmul";
     float al_v = *(const float *)alpha, be_v = *(const float *)beta;
     check_device(api, "A", A, (int64_t)la.rows, (int64_t)la.cols, la.ld, la.type);

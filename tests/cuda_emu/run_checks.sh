@@ -48,5 +48,9 @@ echo "== CUDA checks on the CPU emulator ($B; logs in $KB_WORK)"
 run_test cuda_emu_self "$PWD/$B/test_cuda_emu"
 source tests/cuda_checks.sh
 kb_cuda_checks
+# the emulator only: the fallbacks where cuBLASLt offers no algorithm, or refuses a bf16 D at run time
+run_test emu_lt_none env KB_EMU_LT=0 KINDBENCH_LT_GELU=1 KINDBENCH_LT_BGRAD=1 "$KB_BIN/test_ops_x16" cuda
+run_test emu_lt_refuse_bf16_d env KB_EMU_LT=refuse-bf16-d KINDBENCH_LT_GELU=1 "$KB_BIN/test_dit_torch" cuda bf16 fused \
+  bf16acts
 echo "== $ran checks, ${#failed[@]} failed${failed:+: ${failed[*]}}"
 [[ ${#failed[@]} == 0 && $ran -gt 0 ]]
