@@ -367,6 +367,27 @@ static float *bgrad_buffer(kb_cuda_state *st, int64_t n, const char *op, kb_err 
     return st->bgrad;
 }
 
+static int lt_bgrad_on(const kb_cuda_state *st) {
+    return st->lt_bgrad && !st->lt_off && st->matmul == KB_MATMUL_BF16;
+}
+
+/* dW += x^T dy (as the plan's operand flags say: ops16 bf16 operands, acts16
+ * both the caller's bf16 activations) with dy's row sums in the BGRADB
+ * epilogue, then db += sums. *done = 0 where there is no usable plan. */
+static int lt_wgrad_bgrad(kb_ctx *ctx, const char *op, float *dW, float *db, const void *x, const void *dy, int ops16,
+                          int acts16, unsigned align, int64_t rows, int64_t in, int64_t out, int *done, kb_err *err) {
+    kb_cuda_state *st = ctx->cuda;
+    *done = 0;
+    if (align < 16) return 0;
+    lt_plan *p = plan_for(st, op, LT_BGRADB, ops16, acts16, acts16, 0, rows, in, out, align, err);
+    if (!p) return -1;
+    if (!p->usable) return 0;
+    float *sums = bgrad_buffer(st, out, op, err);
+    if (!sums || lt_exec(st, op, p, dW, x, rows * in, dy, rows * out, sums, NULL, err)) return -1;
+    *done = 1;
+    return kb_axpy_cuda(ctx, db, 1.0f, sums, out, err); /* db += sums, exactly (1 * s is s) */
+}
+
 extern "C" int kb_gemm_wgrad_cuda(kb_ctx *ctx, float *dW, float *db, const float *dy, const float *x, int64_t rows,
                                   int64_t in, int64_t out, kb_err *err) {
     const char *op = "gemm_wgrad";
@@ -376,44 +397,29 @@ extern "C" int kb_gemm_wgrad_cuda(kb_ctx *ctx, float *dW, float *db, const float
         return kb_fail(err, "%s: negative size rows=%lld in=%lld out=%lld", op, (long long)rows, (long long)in,
                        (long long)out);
     if (rows == 0 || out == 0) return 0;
-    lt_plan *p = NULL;
-    float *sums = NULL;
-    if (db && in > 0 && st->lt_bgrad && !st->lt_off && st->matmul == KB_MATMUL_BF16) {
+    int done = 0;
+    if (db && in > 0 && lt_bgrad_on(st)) {
         /* the sums' buffer is the context's (256-byte aligned): only dW, x and dy count */
         const void *ptrs[] = {dW, x, dy};
         int staged = kb_cuda_bf16_staging(st);
         unsigned align = min_alignment(ptrs, staged ? 1 : 3);
-        if (align >= 16 && !(p = plan_for(st, op, LT_BGRADB, staged, 0, 0, 0, rows, in, out, align, err))) return -1;
-        if (p && p->usable && !(sums = bgrad_buffer(st, out, op, err))) return -1;
+        if (lt_wgrad_bgrad(ctx, op, dW, db, x, dy, staged, 0, align, rows, in, out, &done, err)) return -1;
     }
-    if (!sums) {
-        if (kb_gemm_cuda(ctx, true, false, out, in, rows, 1.0f, dy, out, x, in, 1.0f, dW, in, err)) return -1;
-        return db ? kb_sum_rows_cuda(ctx, db, dy, rows, out, err) : 0;
-    }
-    if (lt_exec(st, op, p, dW, x, rows * in, dy, rows * out, sums, NULL, err)) return -1;
-    return kb_axpy_cuda(ctx, db, 1.0f, sums, out, err); /* db += sums, exactly (1 * s is s) */
+    if (done) return 0;
+    if (kb_gemm_cuda(ctx, true, false, out, in, rows, 1.0f, dy, out, x, in, 1.0f, dW, in, err)) return -1;
+    return db ? kb_sum_rows_cuda(ctx, db, dy, rows, out, err) : 0;
 }
 
 /* The bf16-activation weight gradient with the bias gradient in the BGRADB
  * epilogue (kb_gemm_wgrad_x16 with KINDBENCH_LT_BGRAD=1): dW += dy16^T x16
- * on both operands as stored, the sums of dy16's rows into the context's
- * buffer, then db += sums. *done = 0 where the epilogue is off or has no
+ * on both operands as stored. *done = 0 where the epilogue is off or has no
  * usable plan (the caller then runs its GEMM and bias-gradient kernel). */
 int kb_lt_wgrad_x16(kb_ctx *ctx, const char *op, float *dW, float *db, const uint16_t *dy16, const uint16_t *x16,
                     int64_t rows, int64_t in, int64_t out, int *done, kb_err *err) {
-    kb_cuda_state *st = ctx->cuda;
     *done = 0;
-    if (!db || in == 0 || rows == 0 || !st->lt_bgrad || st->lt_off || st->matmul != KB_MATMUL_BF16) return 0;
+    if (!db || in == 0 || rows == 0 || !lt_bgrad_on(ctx->cuda)) return 0;
     const void *ptrs[] = {dW, x16, dy16};
-    unsigned align = min_alignment(ptrs, 3);
-    if (align < 16) return 0;
-    lt_plan *p = plan_for(st, op, LT_BGRADB, 1, 1, 1, 0, rows, in, out, align, err);
-    if (!p) return -1;
-    if (!p->usable) return 0;
-    float *sums = bgrad_buffer(st, out, op, err);
-    if (!sums || lt_exec(st, op, p, dW, x16, rows * in, dy16, rows * out, sums, NULL, err)) return -1;
-    *done = 1;
-    return kb_axpy_cuda(ctx, db, 1.0f, sums, out, err); /* db += sums, exactly (1 * s is s) */
+    return lt_wgrad_bgrad(ctx, op, dW, db, x16, dy16, 1, 1, min_alignment(ptrs, 3), rows, in, out, done, err);
 }
 
 /* ---- a bf16 activation as the input (nn/ops.h: kb_gemm_bias_x16) ----

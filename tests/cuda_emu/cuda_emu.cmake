@@ -7,8 +7,11 @@ find_path(KB_EMU_CUDNN_INCLUDE cudnn.h HINTS ${KB_EMU_CUDA_INCLUDE} /usr/local/c
 find_program(KB_PERL perl REQUIRED)
 set(KB_EMU_DIR ${CMAKE_SOURCE_DIR}/tests/cuda_emu)
 set(KB_EMU_GEN ${CMAKE_BINARY_DIR}/cuda_emu)
-set(KB_EMU_SOURCES)
-foreach(cu ${KB_CU_SOURCES})
+# kb_emu_rewrite(CU OUT_VAR): the emulator's view of one .cu file (rewrite_launches.pl), compiled with
+# kb_cuda_emu.h force-included and -mfma -ffp-contract=fast: a*b+c contracted as nvcc contracts device
+# code by default (--fmad=true), so that a kernel's plain expression the CPU reference rounds
+# differently shows here too. OUT_VAR gets the generated file's path.
+function(kb_emu_rewrite cu out_var)
   file(RELATIVE_PATH rel ${CMAKE_SOURCE_DIR} ${cu})
   set(out ${KB_EMU_GEN}/${rel}.cpp)
   get_filename_component(outdir ${out} DIRECTORY)
@@ -17,13 +20,16 @@ foreach(cu ${KB_CU_SOURCES})
     COMMAND ${KB_PERL} ${KB_EMU_DIR}/rewrite_launches.pl ${cu} ${out}
     DEPENDS ${cu} ${KB_EMU_DIR}/rewrite_launches.pl
     COMMENT "CUDA emulator: ${rel}")
+  set_source_files_properties(${out} PROPERTIES
+    COMPILE_OPTIONS "-include;${KB_EMU_DIR}/kb_cuda_emu.h;-mfma;-ffp-contract=fast"
+    OBJECT_DEPENDS ${KB_EMU_DIR}/kb_cuda_emu.h)
+  set(${out_var} ${out} PARENT_SCOPE)
+endfunction()
+set(KB_EMU_SOURCES)
+foreach(cu ${KB_CU_SOURCES})
+  kb_emu_rewrite(${cu} out)
   list(APPEND KB_EMU_SOURCES ${out})
 endforeach()
-# -mfma -ffp-contract=fast: a*b+c contracted as nvcc contracts device code by default (--fmad=true), so
-# that a kernel's plain expression the CPU reference rounds differently shows here too
-set_source_files_properties(${KB_EMU_SOURCES} PROPERTIES
-  COMPILE_OPTIONS "-include;${KB_EMU_DIR}/kb_cuda_emu.h;-mfma;-ffp-contract=fast"
-  OBJECT_DEPENDS ${KB_EMU_DIR}/kb_cuda_emu.h)
 set(KB_EMU_RUNTIME ${KB_EMU_DIR}/emu_core.cpp ${KB_EMU_DIR}/emu_cudart.cpp ${KB_EMU_DIR}/emu_cublas.cpp
   ${KB_EMU_DIR}/emu_cudnn.cpp)
 add_library(kbcore STATIC ${KB_C_SOURCES} ${KB_EMU_SOURCES} ${KB_EMU_RUNTIME})
@@ -37,15 +43,10 @@ set_source_files_properties(${KB_EMU_DIR}/emu_core.cpp PROPERTIES COMPILE_OPTION
 message(STATUS "kindbench: CUDA backend on the CPU emulator (tests/cuda_emu; no GPU code is built)")
 
 # The emulator's own test (tests/cuda_emu/test_cuda_emu.cu), rewritten like the library's .cu files.
-add_custom_command(OUTPUT ${KB_EMU_GEN}/test_cuda_emu.cu.cpp
-  COMMAND ${KB_PERL} ${KB_EMU_DIR}/rewrite_launches.pl ${KB_EMU_DIR}/test_cuda_emu.cu ${KB_EMU_GEN}/test_cuda_emu.cu.cpp
-  DEPENDS ${KB_EMU_DIR}/test_cuda_emu.cu ${KB_EMU_DIR}/rewrite_launches.pl
-  COMMENT "CUDA emulator: tests/cuda_emu/test_cuda_emu.cu")
-set_source_files_properties(${KB_EMU_GEN}/test_cuda_emu.cu.cpp PROPERTIES
-  COMPILE_OPTIONS "-include;${KB_EMU_DIR}/kb_cuda_emu.h" OBJECT_DEPENDS ${KB_EMU_DIR}/kb_cuda_emu.h)
-add_executable(test_cuda_emu ${KB_EMU_GEN}/test_cuda_emu.cu.cpp)
+kb_emu_rewrite(${KB_EMU_DIR}/test_cuda_emu.cu test_src)
+add_executable(test_cuda_emu ${test_src})
 target_include_directories(test_cuda_emu PRIVATE ${KB_EMU_CUDA_INCLUDE} ${KB_EMU_DIR})
-target_compile_options(test_cuda_emu PRIVATE -std=c++17 -O2 -ffp-contract=off -Wno-attributes)
+target_compile_options(test_cuda_emu PRIVATE -std=c++17 -O2 -Wno-attributes)
 target_link_libraries(test_cuda_emu PRIVATE kbcore)
 
 # KB_EMU_ASAN=ON: everything with AddressSanitizer, so that a kernel reading or
