@@ -14,7 +14,11 @@
  * Arithmetic (the same in the CUDA kernels and in the reference below):
  *  - q, k, v and dout are rounded to bf16 (round to nearest even) on load;
  *  - s = (q . k) * scale with fp32 accumulation; row statistics in fp32;
- *  - p = exp(s - lse) in fp32, rounded to bf16 for p v and p^T dout;
+ *  - forward, one pass over tiles of 64 keys per row (FlashAttention-2):
+ *    m = running max, p = exp(s - m) in fp32, l = l exp(m_old - m) + sum p
+ *    (each tile's sum in a fixed order), o = o exp(m_old - m) + bf16(p) v;
+ *    out = o / l, lse = m + log l;
+ *  - backward: p = exp(s - lse) in fp32, rounded to bf16 for p^T dout;
  *  - backward: D_i = sum_c dout_ic out_ic (fp32, from the fp32 out),
  *    dp = dout . v (fp32 accumulation), ds = p (dp - D_i) in fp32, rounded to
  *    bf16 for dq = scale ds k and dk = scale ds^T q.
@@ -86,6 +90,15 @@ int kb_attn_fused_bwd_x16_cuda(kb_ctx *ctx, uint16_t *dqkv16, float *delta, cons
  * columns (compute capability >= 8.0 and enough shared memory per block for
  * the padded head dimension); 0 without CUDA. */
 int kb_attn_fused_cuda_allowed(const kb_ctx *ctx, int64_t head_dim);
+
+/* For tests: d (128 floats of device memory) = A B, 16 x 8 row-major, by one
+ * mma.sync through the fragment layouts nn/mma_bf16.cuh assumes, with
+ * A(r, k) and B(k, n) (16 x 16, 16 x 8; small integers and halves, exact in
+ * bf16 and in any summation order) these formulas. A GPU that disagrees
+ * with them would make every fused attention result wrong. */
+#define KB_MMA_PROBE_A(r, k) ((float)(((r) * 5 + (k) * 3) % 11 - 5))
+#define KB_MMA_PROBE_B(k, n) (0.5f * (float)(((k) * 7 + (n) * 2) % 9 - 4))
+int kb_attn_mma_probe(kb_ctx *ctx, float *d, kb_err *err);
 
 #ifdef __cplusplus
 }

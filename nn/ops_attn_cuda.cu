@@ -1,27 +1,29 @@
 /* Fused bf16 attention on tensor cores (nn/ops_attn.h), FlashAttention-2's
- * scheme written with the portable WMMA API (16x16x16 bf16 products, fp32
- * accumulators). The arithmetic is the reference's (nn/ops_attn_ref.c).
+ * scheme with warp-level mma.sync products (nn/mma_bf16.cuh: m16n8k16, bf16
+ * in, fp32 accumulators) whose fragments stay in registers. The arithmetic is
+ * the reference's (nn/ops_attn_ref.c).
  *
  * Blocks of 4 warps own 64 rows (queries, or keys in the dk/dv kernel); each
- * warp owns 16 of them and walks the other side in tiles of 64. Everything a
- * warp reads of the other side is staged in shared memory as bf16, padded to
- * HD columns (32, 64, 80 or 128: the head dimension rounded up; the padding
- * is zero, so it adds nothing to any dot product) and to rows beyond T (zero
- * too; those keys are masked out of every softmax, those queries never
- * written). Score tiles go through per-warp fp32 shared buffers, where two
- * lanes per row apply the softmax arithmetic.
+ * warp owns 16 of them and walks the other side in tiles of 64, staged in
+ * shared memory as bf16 pairs (32-bit words, one mma register each), padded
+ * to HD columns (32, 64, 80 or 128: the head dimension rounded up; the
+ * padding is zero, so it adds nothing to any dot product) and to rows beyond
+ * T (zero too; those keys are masked out of every softmax, those queries
+ * never written). A tile that is a product's B operand along the rows it was
+ * read by (v in p v, q in ds^T q, ...) is stored transposed.
  *
- *   forward: pass 1 row max and sum over key tiles (online), lse = m + log l;
- *            pass 2 p = exp(s - lse), o += p v. Two score products per tile
- *            instead of one, for no rescaling of the output accumulators
- *            (WMMA does not expose which lane holds which row).
+ *   forward: one pass over the key tiles; scores, running row max and sum
+ *            (exp of scores less the running max), and the output
+ *            accumulators (rescaled when the max grows) all in registers:
+ *            two adjacent 16 x 8 score tiles, rounded to bf16, are the A
+ *            fragment of p v. out = o / l, lse = m + log l.
  *   backward: D = rowsum(dout * out); one kernel per key block for dk, dv
  *            (accumulated in registers over all query tiles), one per query
- *            block for dq: no atomics, so every sum has a fixed order. */
+ *            block for dq: no atomics, so every sum has a fixed order. Both
+ *            take the other side's 64 rows 32 at a time (fewer live
+ *            registers). */
 #include "nn/cuda_common.cuh"
-
-#include <cuda_bf16.h>
-#include <mma.h>
+#include "nn/mma_bf16.cuh"
 
 extern "C" {
 #include "nn/ops_attn.h"
@@ -29,103 +31,184 @@ extern "C" {
 
 namespace {
 
-using bf16 = __nv_bfloat16;
-namespace wm = nvcuda::wmma;
-typedef wm::fragment<wm::accumulator, 16, 16, 16, float> acc_frag;
-
-constexpr int kTile = 64;             /* rows per block and per tile of the other side */
-constexpr int kWarps = kTile / 16;    /* 16 rows per warp */
+constexpr int kTile = 64;          /* rows per block and per tile of the other side */
+constexpr int kWarps = kTile / 16; /* 16 rows per warp */
 constexpr int kThreads = 32 * kWarps;
-constexpr int kLdP = kTile + 8;       /* bf16 per-warp 16 x 64 tiles (ldm a multiple of 8) */
+constexpr int kHalf = kTile / 2;   /* the backward's sub-tile of the other side */
 constexpr unsigned kFull = 0xffffffffu;
 
-/* Shared-memory geometry for a padded head dimension HD. Every buffer's size
- * is a multiple of 128 bytes, so buffers laid end to end keep WMMA's 32-byte
- * alignment; so does every 16-row, 16-column fragment origin inside them. */
+/* Shared-memory geometry for a padded head dimension HD, in 32-bit words
+ * (two bf16 each): a rows tile is [64][HD] row-major, word (r, c / 2); a
+ * cols tile is its transpose [HD][64], word (c, r / 2). The 4 spare words per
+ * row make the fragment reads (8 rows g x 4 words t per load) fall in 32
+ * different banks. */
 template <int HD> struct geom {
-    static constexpr int ldh = HD + 8;                            /* bf16 [64][HD] tiles */
-    static constexpr int ldo = (HD > kTile ? HD : kTile) + 4;     /* fp32 per-warp [16][max(HD, 64)] */
-    static constexpr size_t tile = size_t(kTile) * ldh * sizeof(bf16);
-    static constexpr size_t warp_f32 = size_t(kWarps) * 16 * ldo * sizeof(float);
-    static constexpr size_t warp_bf16 = size_t(kWarps) * 16 * kLdP * sizeof(bf16);
-    static constexpr size_t rows_f32 = size_t(kTile) * sizeof(float);
+    static constexpr int ldr = HD / 2 + 4;
+    static constexpr int ldc = kTile / 2 + 4;
+    static constexpr size_t rows = size_t(kTile) * ldr * 4;
+    static constexpr size_t cols = size_t(HD) * ldc * 4;
+    static constexpr size_t vec = size_t(kTile) * 4; /* 64 floats (the dk/dv kernel's lse and D) */
 };
 
-/* Rows row0 .. row0+63 of one head (columns col .. col+hd-1 of rows of
- * row_stride elements, fp32 or bf16 bits) into a bf16 [64][ldh] tile, zero
- * past T and hd (a bf16 source keeps its values: widened, then rounded). */
+__device__ __forceinline__ int lane_g() { return (threadIdx.x % 32) / 4; }
+__device__ __forceinline__ int lane_t() { return threadIdx.x % 4; }
+
+/* Rows row0 .. row0+63 of one head (columns 0 .. hd-1 of rows `stride`
+ * elements apart; fp32 or bf16 bits) into a rows tile, zero past T and hd
+ * (a bf16 source keeps its values: widened, then rounded). */
 template <int HD, typename S>
-__device__ void load_tile(bf16 *dst, const S *src, int64_t row_stride, int row0, int T, int hd) {
-    for (int i = threadIdx.x; i < kTile * HD; i += kThreads) {
-        int r = i / HD, c = i % HD, t = row0 + r;
-        float v = (t < T && c < hd) ? kb_elem_f32(src[(int64_t)t * row_stride + c]) : 0.0f;
-        dst[r * geom<HD>::ldh + c] = __float2bfloat16_rn(v);
+__device__ void load_rows(uint32_t *dst, const S *src, int64_t stride, int row0, int T, int hd) {
+    for (int i = threadIdx.x; i < kTile * HD / 2; i += kThreads) {
+        int r = i / (HD / 2), c = 2 * (i % (HD / 2)), t = row0 + r;
+        float lo = t < T && c < hd ? kb_elem_f32(src[(int64_t)t * stride + c]) : 0.0f;
+        float hi = t < T && c + 1 < hd ? kb_elem_f32(src[(int64_t)t * stride + c + 1]) : 0.0f;
+        dst[r * geom<HD>::ldr + c / 2] = kb_pack_bf16x2(lo, hi);
     }
 }
 
-/* S (16 x 64 fp32, ld ldo) = A Bt^T: A is 16 rows of a bf16 tile, Bt a whole
- * 64-row bf16 tile (both [rows][HD], ld ldh). */
-template <int HD>
-__device__ void warp_scores(float *S, const bf16 *A, const bf16 *Bt) {
-    constexpr int ldh = geom<HD>::ldh;
+/* The same rows into a cols tile (transposed). Consecutive threads read
+ * consecutive columns, so the global reads coalesce. */
+template <int HD, typename S>
+__device__ void load_cols(uint32_t *dst, const S *src, int64_t stride, int row0, int T, int hd) {
+    for (int i = threadIdx.x; i < kTile * HD / 2; i += kThreads) {
+        int c = i % HD, r = 2 * (i / HD), t = row0 + r;
+        float lo = t < T && c < hd ? kb_elem_f32(src[(int64_t)t * stride + c]) : 0.0f;
+        float hi = t + 1 < T && c < hd ? kb_elem_f32(src[(int64_t)(t + 1) * stride + c]) : 0.0f;
+        dst[c * geom<HD>::ldc + r / 2] = kb_pack_bf16x2(lo, hi);
+    }
+}
+
+/* The A fragment of rows row0 .. row0+15, columns k0 .. k0+15 of a
+ * row-major words tile with ld words per row. */
+__device__ __forceinline__ void frag_a(uint32_t (&a)[4], const uint32_t *tile, int ld, int row0, int k0) {
+    const uint32_t *p = tile + (row0 + lane_g()) * ld + k0 / 2 + lane_t();
+    a[0] = p[0], a[1] = p[8 * ld], a[2] = p[4], a[3] = p[8 * ld + 4];
+}
+
+/* The B fragment of k = k0 .. k0+15, n = n0 .. n0+7 from a words tile that
+ * holds B transposed ([n][k], ld words per n). */
+__device__ __forceinline__ void frag_b(uint32_t (&b)[2], const uint32_t *tile, int ld, int n0, int k0) {
+    const uint32_t *p = tile + (n0 + lane_g()) * ld + k0 / 2 + lane_t();
+    b[0] = p[0], b[1] = p[4];
+}
+
+/* s (16 x 8N, as N fragments) = A B^T over the HD columns: A rows a0 .. a0+15
+ * of one rows tile, B rows b0 .. b0+8N-1 of another. */
+template <int HD, int N>
+__device__ void warp_scores(float (&s)[N][4], const uint32_t *A, int a0, const uint32_t *B, int b0) {
+    constexpr int ld = geom<HD>::ldr;
 #pragma unroll
-    for (int j = 0; j < kTile / 16; j++) {
-        acc_frag acc;
-        wm::fill_fragment(acc, 0.0f);
+    for (int j = 0; j < N; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
 #pragma unroll
-        for (int k = 0; k < HD / 16; k++) {
-            wm::fragment<wm::matrix_a, 16, 16, 16, bf16, wm::row_major> a;
-            wm::fragment<wm::matrix_b, 16, 16, 16, bf16, wm::col_major> b; /* (k, n) at Bt[n][k] */
-            wm::load_matrix_sync(a, A + k * 16, ldh);
-            wm::load_matrix_sync(b, Bt + j * 16 * ldh + k * 16, ldh);
-            wm::mma_sync(acc, a, b, acc);
+    for (int k = 0; k < HD; k += 16) {
+        uint32_t a[4];
+        frag_a(a, A, ld, a0, k);
+#pragma unroll
+        for (int j = 0; j < N; j++) {
+            uint32_t b[2];
+            frag_b(b, B, ld, b0 + 8 * j, k);
+            kb_mma_bf16_16816(s[j], a, b);
         }
-        wm::store_matrix_sync(S + j * 16, acc, geom<HD>::ldo, wm::mem_row_major);
     }
 }
 
-/* acc (16 x HD as HD/16 fragments) += P M: P a warp's 16 x 64 bf16 tile (ld
- * kLdP), M a whole 64-row bf16 tile ([64][HD], ld ldh). */
-template <int HD>
-__device__ void warp_accumulate(acc_frag (&acc)[HD / 16], const bf16 *P, const bf16 *M) {
-    constexpr int ldh = geom<HD>::ldh;
+/* acc (16 x HD, HD/8 fragments) += P M: P 16 x 8N as N fp32 fragments,
+ * rounded to bf16 here (two adjacent fragments are one A fragment), M rows
+ * m0 .. m0+8N-1 of a cols tile (M^T stored). */
+template <int HD, int N>
+__device__ void warp_accumulate(float (&acc)[HD / 8][4], const float (&p)[N][4], const uint32_t *Mt, int m0) {
 #pragma unroll
-    for (int k = 0; k < kTile / 16; k++) {
-        wm::fragment<wm::matrix_a, 16, 16, 16, bf16, wm::row_major> a;
-        wm::load_matrix_sync(a, P + k * 16, kLdP);
+    for (int j = 0; j < N; j += 2) {
+        uint32_t a[4] = {kb_pack_bf16x2(p[j][0], p[j][1]), kb_pack_bf16x2(p[j][2], p[j][3]),
+                         kb_pack_bf16x2(p[j + 1][0], p[j + 1][1]), kb_pack_bf16x2(p[j + 1][2], p[j + 1][3])};
 #pragma unroll
-        for (int j = 0; j < HD / 16; j++) {
-            wm::fragment<wm::matrix_b, 16, 16, 16, bf16, wm::row_major> b;
-            wm::load_matrix_sync(b, M + k * 16 * ldh + j * 16, ldh);
-            wm::mma_sync(acc[j], a, b, acc[j]);
+        for (int n = 0; n < HD / 8; n++) {
+            uint32_t b[2];
+            frag_b(b, Mt, geom<HD>::ldc, 8 * n, m0 + 8 * j);
+            kb_mma_bf16_16816(acc[n], a, b);
         }
     }
 }
 
-template <int HD> __device__ void zero_acc(acc_frag (&acc)[HD / 16]) {
+template <int HD> __device__ void zero_acc(float (&acc)[HD / 8][4]) {
 #pragma unroll
-    for (int j = 0; j < HD / 16; j++) wm::fill_fragment(acc[j], 0.0f);
+    for (int n = 0; n < HD / 8; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
 }
 
-/* A warp's 16 x hd result, times mul, to rows row0.. (< T) of dst (row_stride
- * elements apart; fp32, or bf16 bits rounded by kb_store_elem), through the
- * warp's fp32 buffer buf. */
+/* A warp's 16 x hd result (rows row0 + g and row0 + g + 8 of this lane),
+ * times mul, to the rows < T of dst (`stride` elements apart; fp32, or bf16
+ * bits rounded by kb_store_elem). */
 template <int HD, typename O>
-__device__ void warp_store_rows(float *buf, acc_frag (&acc)[HD / 16], float mul, O *dst, int64_t row_stride,
-                                int row0, int T, int hd) {
-    constexpr int ldo = geom<HD>::ldo;
+__device__ void store_rows(const float (&acc)[HD / 8][4], float mul, O *dst, int64_t stride, int row0, int T, int hd) {
 #pragma unroll
-    for (int j = 0; j < HD / 16; j++) {
-        for (int i = 0; i < acc[j].num_elements; i++) acc[j].x[i] = __fmul_rn(acc[j].x[i], mul);
-        wm::store_matrix_sync(buf + j * 16, acc[j], ldo, wm::mem_row_major);
-    }
-    __syncwarp();
-    for (int i = threadIdx.x % 32; i < 16 * hd; i += 32) {
-        int r = i / hd, c = i % hd, t = row0 + r;
-        if (t < T) kb_store_elem(dst + (int64_t)t * row_stride + c, buf[r * ldo + c]);
-    }
-    __syncwarp();
+    for (int n = 0; n < HD / 8; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            int r = row0 + lane_g() + 8 * (e / 2), c = 8 * n + 2 * lane_t() + e % 2;
+            if (r < T && c < hd) kb_store_elem(dst + (int64_t)r * stride + c, __fmul_rn(acc[n][e], mul));
+        }
 }
+
+/* Max and sum over the 4 lanes (t) that hold one row; (a + b) + (c + d) in
+ * every lane, so all four get the same bits. */
+__device__ __forceinline__ float quad_max(float v) {
+    v = fmaxf(v, __shfl_xor_sync(kFull, v, 1));
+    return fmaxf(v, __shfl_xor_sync(kFull, v, 2));
+}
+__device__ __forceinline__ float quad_sum(float v) {
+    v = __fadd_rn(v, __shfl_xor_sync(kFull, v, 1));
+    return __fadd_rn(v, __shfl_xor_sync(kFull, v, 2));
+}
+
+/* The forward's running softmax of this lane's two rows (g, g + 8). */
+struct online_softmax {
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+
+    /* s: one tile's raw scores (key k0 + 8j + 2t + e%2, row g + 8(e/2)) in,
+     * exp(s * scale - m) out with m the new running max; l and o are rescaled
+     * to it. Each lane sums its columns in order (j, then e), then the four
+     * lanes of a row as quad_sum does: the reference's order. */
+    template <int N, int NO> __device__ void tile(float (&s)[N][4], float (&o)[NO][4], int k0, int T, float scale) {
+        float mx[2] = {-INFINITY, -INFINITY}, sum[2] = {0.0f, 0.0f}, alpha[2];
+#pragma unroll
+        for (int j = 0; j < N; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                bool key_ok = k0 + 8 * j + 2 * lane_t() + e % 2 < T;
+                s[j][e] = key_ok ? __fmul_rn(s[j][e], scale) : -INFINITY;
+                mx[e / 2] = fmaxf(mx[e / 2], s[j][e]);
+            }
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+            float m_new = fmaxf(m[i], quad_max(mx[i]));
+            alpha[i] = expf(__fsub_rn(m[i], m_new));
+            m[i] = m_new;
+        }
+#pragma unroll
+        for (int j = 0; j < N; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                s[j][e] = expf(__fsub_rn(s[j][e], m[e / 2]));
+                sum[e / 2] = __fadd_rn(sum[e / 2], s[j][e]);
+            }
+#pragma unroll
+        for (int i = 0; i < 2; i++) l[i] = __fadd_rn(__fmul_rn(l[i], alpha[i]), quad_sum(sum[i]));
+#pragma unroll
+        for (int n = 0; n < NO; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) o[n][e] = __fmul_rn(o[n][e], alpha[e / 2]);
+    }
+
+    /* o / l, and the rows' log-sum-exp m + log l. */
+    template <int NO> __device__ void finish(float (&o)[NO][4], float (&lse)[2]) {
+#pragma unroll
+        for (int i = 0; i < 2; i++) lse[i] = __fadd_rn(m[i], logf(l[i]));
+#pragma unroll
+        for (int n = 0; n < NO; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) o[n][e] = __fdiv_rn(o[n][e], l[e / 2]);
+    }
+};
 
 struct attn_args {
     const float *qkv;  /* [B, T, 3d] */
@@ -144,10 +227,10 @@ struct attn_args {
 /* A warp's result to the kernel's output at element offset `at`: res16
  * (bf16) when the entry point asked for it, res otherwise. */
 template <int HD>
-__device__ void store_result(float *buf, acc_frag (&acc)[HD / 16], float mul, const attn_args &a, int64_t at,
-                             int64_t row_stride, int row0, int T) {
-    if (a.res16) warp_store_rows<HD>(buf, acc, mul, a.res16 + at, row_stride, row0, T, a.hd);
-    else warp_store_rows<HD>(buf, acc, mul, a.res + at, row_stride, row0, T, a.hd);
+__device__ void store_result(const float (&acc)[HD / 8][4], float mul, const attn_args &a, int64_t at,
+                             int64_t stride, int row0) {
+    if (a.res16) store_rows<HD>(acc, mul, a.res16 + at, stride, row0, a.T, a.hd);
+    else store_rows<HD>(acc, mul, a.res + at, stride, row0, a.T, a.hd);
 }
 
 /* The qkv input as the kernels read it: fp32, or bf16 bits (qkv16). */
@@ -162,57 +245,31 @@ __global__ void __launch_bounds__(kThreads) attn_fwd_kernel(attn_args a) {
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
     extern __shared__ __align__(128) unsigned char smem[];
     using g = geom<HD>;
-    bf16 *Qs = (bf16 *)smem, *Ks = (bf16 *)(smem + g::tile), *Vs = (bf16 *)(smem + 2 * g::tile);
-    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    float *S = (float *)(smem + 3 * g::tile) + warp * 16 * g::ldo;
-    bf16 *P = (bf16 *)(smem + 3 * g::tile + g::warp_f32) + warp * 16 * kLdP;
-    int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * kTile, T = a.T, d = a.d;
+    uint32_t *Qs = (uint32_t *)smem, *Ks = (uint32_t *)(smem + g::rows), *Vt = (uint32_t *)(smem + 2 * g::rows);
+    int warp = threadIdx.x / 32, b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * kTile, T = a.T, d = a.d;
     const Q *base = qkv_of<Q>(a) + (int64_t)b * T * 3 * d + h * a.hd;
-    const bf16 *Qw = Qs + warp * 16 * g::ldh;
-    int r = lane / 2, c0 = (lane % 2) * 32; /* this lane's row of the warp's 16, and half of a tile's 64 columns */
 
-    load_tile<HD>(Qs, base, 3 * d, q0, T, a.hd);
-    float m = -INFINITY, l = 0.0f;
-    for (int k0 = 0; k0 < T; k0 += kTile) { /* pass 1: row max and sum */
-        __syncthreads();
-        load_tile<HD>(Ks, base + d, 3 * d, k0, T, a.hd);
-        __syncthreads();
-        warp_scores<HD>(S, Qw, Ks);
-        __syncwarp();
-        float mx = -INFINITY, sum = 0.0f;
-        for (int c = c0; c < c0 + 32; c++)
-            if (k0 + c < T) mx = fmaxf(mx, __fmul_rn(S[r * g::ldo + c], a.scale));
-        mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, 1));
-        float m_new = fmaxf(m, mx);
-        for (int c = c0; c < c0 + 32; c++)
-            if (k0 + c < T) sum = __fadd_rn(sum, expf(__fsub_rn(__fmul_rn(S[r * g::ldo + c], a.scale), m_new)));
-        float other = __shfl_xor_sync(kFull, sum, 1);
-        sum = lane % 2 ? __fadd_rn(other, sum) : __fadd_rn(sum, other); /* left half plus right half, as the reference */
-        l = __fadd_rn(__fmul_rn(l, expf(m - m_new)), sum);
-        m = m_new;
-        __syncwarp();
-    }
-    float lse = __fadd_rn(m, logf(l));
-    int q = q0 + warp * 16 + r;
-    if (lane % 2 == 0 && q < T) a.lse[((int64_t)b * a.H + h) * T + q] = lse;
-
-    acc_frag o[HD / 16];
+    load_rows<HD>(Qs, base, 3 * d, q0, T, a.hd);
+    online_softmax sm;
+    float o[HD / 8][4];
     zero_acc<HD>(o);
-    for (int k0 = 0; k0 < T; k0 += kTile) { /* pass 2: o += exp(s - lse) v */
+    for (int k0 = 0; k0 < T; k0 += kTile) {
+        __syncthreads(); /* Qs written; the last tile's readers done */
+        load_rows<HD>(Ks, base + d, 3 * d, k0, T, a.hd);
+        load_cols<HD>(Vt, base + 2 * d, 3 * d, k0, T, a.hd);
         __syncthreads();
-        load_tile<HD>(Ks, base + d, 3 * d, k0, T, a.hd);
-        load_tile<HD>(Vs, base + 2 * d, 3 * d, k0, T, a.hd);
-        __syncthreads();
-        warp_scores<HD>(S, Qw, Ks);
-        __syncwarp();
-        for (int c = c0; c < c0 + 32; c++) {
-            float p = k0 + c < T ? expf(__fsub_rn(__fmul_rn(S[r * g::ldo + c], a.scale), lse)) : 0.0f;
-            P[r * kLdP + c] = __float2bfloat16_rn(p);
-        }
-        __syncwarp();
-        warp_accumulate<HD>(o, P, Vs);
+        float s[kTile / 8][4];
+        warp_scores<HD, kTile / 8>(s, Qs, warp * 16, Ks, 0);
+        sm.tile(s, o, k0, T, a.scale);
+        warp_accumulate<HD, kTile / 8>(o, s, Vt, 0);
     }
-    store_result<HD>(S, o, 1.0f, a, (int64_t)b * T * d + h * a.hd, d, q0 + warp * 16, T);
+    float lse[2];
+    sm.finish(o, lse);
+    for (int i = 0; i < 2; i++) {
+        int q = q0 + warp * 16 + lane_g() + 8 * i;
+        if (lane_t() == 0 && q < T) a.lse[((int64_t)b * a.H + h) * T + q] = lse[i];
+    }
+    store_result<HD>(o, 1.0f, a, (int64_t)b * T * d + h * a.hd, d, q0 + warp * 16);
 #else
     __trap(); /* built for a GPU without bf16 tensor cores: kb_attn_fused_cuda_allowed refuses those */
 #endif
@@ -235,57 +292,65 @@ __global__ void attn_delta_kernel(attn_args a, int64_t B) {
     }
 }
 
-/* One block per 64 keys: dv = sum over queries of p^T dout, dk = scale sum ds^T q. */
+/* p = exp(s * scale - lse) where `ok`, else 0; ds = p (dp - D): s and dp in,
+ * p and ds out, in place. */
+__device__ __forceinline__ void probs_and_ds(float &s, float &dp, bool ok, float scale, float lse, float D) {
+    float p = ok ? expf(__fsub_rn(__fmul_rn(s, scale), lse)) : 0.0f;
+    dp = __fmul_rn(p, __fsub_rn(dp, D));
+    s = p;
+}
+
+/* One block per 64 keys: dv = sum over queries of p^T dout, dk = scale sum ds^T q.
+ * Three blocks per multiprocessor up to HD 80: ptxas then fits it in 168
+ * registers without spilling (190 unbounded at HD 64, two blocks per SM). */
 template <int HD, typename Q>
-__global__ void __launch_bounds__(kThreads) attn_dkv_kernel(attn_args a) {
+__global__ void __launch_bounds__(kThreads, HD <= 80 ? 3 : 1) attn_dkv_kernel(attn_args a) {
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
     extern __shared__ __align__(128) unsigned char smem[];
     using g = geom<HD>;
-    bf16 *Ks = (bf16 *)smem, *Vs = (bf16 *)(smem + g::tile), *Qs = (bf16 *)(smem + 2 * g::tile);
-    bf16 *dOs = (bf16 *)(smem + 3 * g::tile);
-    float *lse_s = (float *)(smem + 4 * g::tile), *D_s = (float *)(smem + 4 * g::tile + g::rows_f32);
-    unsigned char *w0 = smem + 4 * g::tile + 2 * g::rows_f32;
-    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    float *S = (float *)w0 + warp * 16 * g::ldo, *dP = (float *)(w0 + g::warp_f32) + warp * 16 * g::ldo;
-    bf16 *P = (bf16 *)(w0 + 2 * g::warp_f32) + warp * 16 * kLdP;
-    bf16 *dS = (bf16 *)(w0 + 2 * g::warp_f32 + g::warp_bf16) + warp * 16 * kLdP;
-    int b = blockIdx.z, h = blockIdx.y, k0 = blockIdx.x * kTile, T = a.T, d = a.d;
+    uint32_t *Ks = (uint32_t *)smem, *Vs = (uint32_t *)(smem + g::rows), *Qs = (uint32_t *)(smem + 2 * g::rows);
+    uint32_t *dOs = (uint32_t *)(smem + 3 * g::rows), *Qt = (uint32_t *)(smem + 4 * g::rows);
+    uint32_t *dOt = (uint32_t *)(smem + 4 * g::rows + g::cols);
+    float *lse_s = (float *)(smem + 4 * g::rows + 2 * g::cols), *D_s = lse_s + kTile;
+    int warp = threadIdx.x / 32, b = blockIdx.z, h = blockIdx.y, k0 = blockIdx.x * kTile, T = a.T, d = a.d;
     const Q *base = qkv_of<Q>(a) + (int64_t)b * T * 3 * d + h * a.hd;
     const float *gout = a.dout + (int64_t)b * T * d + h * a.hd;
     const float *lse = a.lse + ((int64_t)b * a.H + h) * T, *delta = a.delta + ((int64_t)b * a.H + h) * T;
-    int r = lane / 2, c0 = (lane % 2) * 32, key = k0 + warp * 16 + r;
 
-    load_tile<HD>(Ks, base + d, 3 * d, k0, T, a.hd);
-    load_tile<HD>(Vs, base + 2 * d, 3 * d, k0, T, a.hd);
-    acc_frag dk[HD / 16], dv[HD / 16];
+    load_rows<HD>(Ks, base + d, 3 * d, k0, T, a.hd);
+    load_rows<HD>(Vs, base + 2 * d, 3 * d, k0, T, a.hd);
+    float dk[HD / 8][4], dv[HD / 8][4];
     zero_acc<HD>(dk);
     zero_acc<HD>(dv);
     for (int q0 = 0; q0 < T; q0 += kTile) {
         __syncthreads();
-        load_tile<HD>(Qs, base, 3 * d, q0, T, a.hd);
-        load_tile<HD>(dOs, gout, d, q0, T, a.hd);
+        load_rows<HD>(Qs, base, 3 * d, q0, T, a.hd);
+        load_rows<HD>(dOs, gout, d, q0, T, a.hd);
+        load_cols<HD>(Qt, base, 3 * d, q0, T, a.hd);
+        load_cols<HD>(dOt, gout, d, q0, T, a.hd);
         for (int i = threadIdx.x; i < kTile; i += kThreads) {
             lse_s[i] = q0 + i < T ? lse[q0 + i] : 0.0f;
             D_s[i] = q0 + i < T ? delta[q0 + i] : 0.0f;
         }
         __syncthreads();
-        warp_scores<HD>(S, Ks + warp * 16 * g::ldh, Qs);   /* s^T: 16 keys x 64 queries */
-        warp_scores<HD>(dP, Vs + warp * 16 * g::ldh, dOs); /* dp^T = v dout^T */
-        __syncwarp();
-        for (int c = c0; c < c0 + 32; c++) {
-            bool ok = key < T && q0 + c < T;
-            float p = ok ? expf(__fsub_rn(__fmul_rn(S[r * g::ldo + c], a.scale), lse_s[c])) : 0.0f;
-            float ds = __fmul_rn(p, __fsub_rn(dP[r * g::ldo + c], D_s[c]));
-            P[r * kLdP + c] = __float2bfloat16_rn(p);
-            dS[r * kLdP + c] = __float2bfloat16_rn(ds);
+        for (int half = 0; half < kTile; half += kHalf) {
+            float p[kHalf / 8][4], ds[kHalf / 8][4];
+            warp_scores<HD, kHalf / 8>(p, Ks, warp * 16, Qs, half);   /* s^T: 16 keys x 32 queries */
+            warp_scores<HD, kHalf / 8>(ds, Vs, warp * 16, dOs, half); /* dp^T = v dout^T */
+#pragma unroll
+            for (int j = 0; j < kHalf / 8; j++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    int key = k0 + warp * 16 + lane_g() + 8 * (e / 2), qi = half + 8 * j + 2 * lane_t() + e % 2;
+                    probs_and_ds(p[j][e], ds[j][e], key < T && q0 + qi < T, a.scale, lse_s[qi], D_s[qi]);
+                }
+            warp_accumulate<HD, kHalf / 8>(dv, p, dOt, half);
+            warp_accumulate<HD, kHalf / 8>(dk, ds, Qt, half);
         }
-        __syncwarp();
-        warp_accumulate<HD>(dv, P, dOs);
-        warp_accumulate<HD>(dk, dS, Qs);
     }
     int64_t at = (int64_t)b * T * 3 * d + h * a.hd;
-    store_result<HD>(S, dk, a.scale, a, at + d, 3 * d, k0 + warp * 16, T);
-    store_result<HD>(S, dv, 1.0f, a, at + 2 * d, 3 * d, k0 + warp * 16, T);
+    store_result<HD>(dk, a.scale, a, at + d, 3 * d, k0 + warp * 16);
+    store_result<HD>(dv, 1.0f, a, at + 2 * d, 3 * d, k0 + warp * 16);
 #else
     __trap(); /* built for a GPU without bf16 tensor cores: kb_attn_fused_cuda_allowed refuses those */
 #endif
@@ -297,40 +362,43 @@ __global__ void __launch_bounds__(kThreads) attn_dq_kernel(attn_args a) {
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
     extern __shared__ __align__(128) unsigned char smem[];
     using g = geom<HD>;
-    bf16 *Qs = (bf16 *)smem, *dOs = (bf16 *)(smem + g::tile), *Ks = (bf16 *)(smem + 2 * g::tile);
-    bf16 *Vs = (bf16 *)(smem + 3 * g::tile);
-    unsigned char *w0 = smem + 4 * g::tile;
-    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    float *S = (float *)w0 + warp * 16 * g::ldo, *dP = (float *)(w0 + g::warp_f32) + warp * 16 * g::ldo;
-    bf16 *dS = (bf16 *)(w0 + 2 * g::warp_f32) + warp * 16 * kLdP;
-    int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * kTile, T = a.T, d = a.d;
+    uint32_t *Qs = (uint32_t *)smem, *dOs = (uint32_t *)(smem + g::rows), *Ks = (uint32_t *)(smem + 2 * g::rows);
+    uint32_t *Vs = (uint32_t *)(smem + 3 * g::rows), *Kt = (uint32_t *)(smem + 4 * g::rows);
+    int warp = threadIdx.x / 32, b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * kTile, T = a.T, d = a.d;
     const Q *base = qkv_of<Q>(a) + (int64_t)b * T * 3 * d + h * a.hd;
     const float *gout = a.dout + (int64_t)b * T * d + h * a.hd;
-    int r = lane / 2, c0 = (lane % 2) * 32, q = q0 + warp * 16 + r;
-    int64_t row = ((int64_t)b * a.H + h) * T + q;
-    float lse = q < T ? a.lse[row] : 0.0f, D = q < T ? a.delta[row] : 0.0f;
+    float lse[2], D[2];
+    for (int i = 0; i < 2; i++) {
+        int q = q0 + warp * 16 + lane_g() + 8 * i;
+        int64_t row = ((int64_t)b * a.H + h) * T + q;
+        lse[i] = q < T ? a.lse[row] : 0.0f, D[i] = q < T ? a.delta[row] : 0.0f;
+    }
 
-    load_tile<HD>(Qs, base, 3 * d, q0, T, a.hd);
-    load_tile<HD>(dOs, gout, d, q0, T, a.hd);
-    acc_frag dq[HD / 16];
+    load_rows<HD>(Qs, base, 3 * d, q0, T, a.hd);
+    load_rows<HD>(dOs, gout, d, q0, T, a.hd);
+    float dq[HD / 8][4];
     zero_acc<HD>(dq);
     for (int k0 = 0; k0 < T; k0 += kTile) {
         __syncthreads();
-        load_tile<HD>(Ks, base + d, 3 * d, k0, T, a.hd);
-        load_tile<HD>(Vs, base + 2 * d, 3 * d, k0, T, a.hd);
+        load_rows<HD>(Ks, base + d, 3 * d, k0, T, a.hd);
+        load_rows<HD>(Vs, base + 2 * d, 3 * d, k0, T, a.hd);
+        load_cols<HD>(Kt, base + d, 3 * d, k0, T, a.hd);
         __syncthreads();
-        warp_scores<HD>(S, Qs + warp * 16 * g::ldh, Ks);   /* s: 16 queries x 64 keys */
-        warp_scores<HD>(dP, dOs + warp * 16 * g::ldh, Vs); /* dp = dout v^T */
-        __syncwarp();
-        for (int c = c0; c < c0 + 32; c++) {
-            bool ok = q < T && k0 + c < T;
-            float p = ok ? expf(__fsub_rn(__fmul_rn(S[r * g::ldo + c], a.scale), lse)) : 0.0f;
-            dS[r * kLdP + c] = __float2bfloat16_rn(__fmul_rn(p, __fsub_rn(dP[r * g::ldo + c], D)));
+        for (int half = 0; half < kTile; half += kHalf) {
+            float p[kHalf / 8][4], ds[kHalf / 8][4];
+            warp_scores<HD, kHalf / 8>(p, Qs, warp * 16, Ks, half);   /* s: 16 queries x 32 keys */
+            warp_scores<HD, kHalf / 8>(ds, dOs, warp * 16, Vs, half); /* dp = dout v^T */
+#pragma unroll
+            for (int j = 0; j < kHalf / 8; j++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    int q = q0 + warp * 16 + lane_g() + 8 * (e / 2), key = k0 + half + 8 * j + 2 * lane_t() + e % 2;
+                    probs_and_ds(p[j][e], ds[j][e], q < T && key < T, a.scale, lse[e / 2], D[e / 2]);
+                }
+            warp_accumulate<HD, kHalf / 8>(dq, ds, Kt, half);
         }
-        __syncwarp();
-        warp_accumulate<HD>(dq, dS, Ks);
     }
-    store_result<HD>(S, dq, a.scale, a, (int64_t)b * T * 3 * d + h * a.hd, 3 * d, q0 + warp * 16, T);
+    store_result<HD>(dq, a.scale, a, (int64_t)b * T * 3 * d + h * a.hd, 3 * d, q0 + warp * 16);
 #else
     __trap(); /* built for a GPU without bf16 tensor cores: kb_attn_fused_cuda_allowed refuses those */
 #endif
@@ -338,14 +406,9 @@ __global__ void __launch_bounds__(kThreads) attn_dq_kernel(attn_args a) {
 
 /* ---------------------------------------------------------------- launches */
 
-template <int HD> constexpr size_t fwd_smem() { return 3 * geom<HD>::tile + geom<HD>::warp_f32 + geom<HD>::warp_bf16; }
-template <int HD> constexpr size_t dkv_smem() {
-    return 4 * geom<HD>::tile + 2 * geom<HD>::rows_f32 + 2 * geom<HD>::warp_f32 + 2 * geom<HD>::warp_bf16;
-}
-template <int HD> constexpr size_t dq_smem() {
-    return 4 * geom<HD>::tile + 2 * geom<HD>::warp_f32 + geom<HD>::warp_bf16;
-}
-
+template <int HD> constexpr size_t fwd_smem() { return 2 * geom<HD>::rows + geom<HD>::cols; }
+template <int HD> constexpr size_t dkv_smem() { return 4 * geom<HD>::rows + 2 * geom<HD>::cols + 2 * geom<HD>::vec; }
+template <int HD> constexpr size_t dq_smem() { return 4 * geom<HD>::rows + geom<HD>::cols; }
 /* Opts the kernel in to `bytes` of dynamic shared memory (over 48 KiB needs
  * it), then launches it on a (T/64, H, B) grid. */
 template <typename K>
@@ -473,4 +536,42 @@ extern "C" int kb_attn_fused_cuda_allowed(const kb_ctx *ctx, int64_t head_dim) {
      * H100/H200, 99 KiB on some 8.x parts: too little there for head_dim > 64) */
     return ctx && ctx->device == KB_DEV_CUDA && ctx->cuda && ctx->cuda->cc_major >= 8 && head_dim > 0 &&
            head_dim <= KB_ATTN_FUSED_MAX_HEAD_DIM && smem_needed(head_dim) <= ctx->cuda->smem_optin;
+}
+
+/* ------------------------------------------------------ the layout probe */
+
+namespace {
+
+/* One warp: A and B of ops_attn.h's probe formulas, loaded into mma
+ * fragments by the layouts nn/mma_bf16.cuh documents; D = A B stored by them. */
+__global__ void mma_probe_kernel(float *dst) {
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+    int g = lane_g(), t = lane_t();
+    uint32_t a[4], b[2];
+    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int i = 0; i < 4; i++) {
+        int r = g + 8 * (i % 2), k = 2 * t + 8 * (i / 2);
+        a[i] = kb_pack_bf16x2(KB_MMA_PROBE_A(r, k), KB_MMA_PROBE_A(r, k + 1));
+    }
+    for (int i = 0; i < 2; i++) {
+        int k = 2 * t + 8 * i;
+        b[i] = kb_pack_bf16x2(KB_MMA_PROBE_B(k, g), KB_MMA_PROBE_B(k + 1, g));
+    }
+    kb_mma_bf16_16816(acc, a, b);
+    for (int i = 0; i < 4; i++) dst[(g + 8 * (i / 2)) * 8 + 2 * t + i % 2] = acc[i];
+#else
+    __trap();
+#endif
+}
+
+} // namespace
+
+extern "C" int kb_attn_mma_probe(kb_ctx *ctx, float *d, kb_err *err) {
+    const char *op = "kb_attn_mma_probe";
+    kb_cuda_state *st;
+    if (kb_cuda_op_state(ctx, op, &st, err)) return -1;
+    if (st->cc_major < 8) return kb_fail(err, "%s: needs compute capability 8.0 or newer", op);
+    mma_probe_kernel<<<1, 32, 0, st->stream>>>(d);
+    KB_LAUNCH_CHECK(op, "mma_probe_kernel");
+    return 0;
 }

@@ -26,3 +26,7 @@ int kb_attn_fused_bwd_x16_cuda(kb_ctx *ctx, uint16_t *dqkv16, float *delta, cons
 int kb_attn_fused_cuda_allowed(const kb_ctx *ctx, int64_t head_dim) {
     return 0;
 }
+
+int kb_attn_mma_probe(kb_ctx *ctx, float *d, kb_err *err) {
+    return kb_fail(err, "kb_attn_mma_probe: this kindbench was built without CUDA");
+}

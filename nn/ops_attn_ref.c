@@ -34,19 +34,31 @@ static float dot(const float *a, const float *b, int64_t n) {
     return s;
 }
 
-/* log sum_j exp(s_j) over tiles of 64 keys, each tile's sum taken as the
- * kernels take it (two halves of 32, left plus right), then merged online. */
-static float row_lse(const float *s, int64_t T) {
-    float m = -INFINITY, l = 0.0f;
+/* One row's forward over tiles of 64 keys as the kernels run it
+ * (FlashAttention-2's online softmax): s the row's scaled scores, v the
+ * head's bf16 values [T][hd]; o (hd) gets out, the return value is lse. Each
+ * tile's sum is taken in the kernels' order: a lane t of the four that hold
+ * a row sums columns 8j + 2t and 8j + 2t + 1 for j = 0..7 in turn, and the
+ * row's sum is (lane 0 + lane 1) + (lane 2 + lane 3). */
+static float row_forward(float *o, const float *s, const float *v, int64_t T, int64_t hd) {
+    float m = -INFINITY, l = 0.0f, p[TILE];
+    for (int64_t c = 0; c < hd; c++) o[c] = 0.0f;
     for (int64_t k0 = 0; k0 < T; k0 += TILE) {
         int64_t n = T - k0 < TILE ? T - k0 : TILE;
-        float mx = -INFINITY;
+        float mx = -INFINITY, part[4] = {0.0f, 0.0f, 0.0f, 0.0f};
         for (int64_t j = 0; j < n; j++) mx = fmaxf(mx, s[k0 + j]);
-        float m_new = fmaxf(m, mx), half[2] = {0.0f, 0.0f};
-        for (int64_t j = 0; j < n; j++) half[j >= TILE / 2] += expf(s[k0 + j] - m_new);
-        l = l * expf(m - m_new) + (half[0] + half[1]);
+        float m_new = fmaxf(m, mx), alpha = expf(m - m_new);
         m = m_new;
+        for (int64_t j = 0; j < TILE; j++) p[j] = j < n ? expf(s[k0 + j] - m) : 0.0f;
+        for (int64_t j = 0; j < TILE; j++) part[(j % 8) / 2] += p[j]; /* j ascending: each lane's order */
+        l = l * alpha + ((part[0] + part[1]) + (part[2] + part[3]));
+        for (int64_t c = 0; c < hd; c++) o[c] *= alpha;
+        for (int64_t j = 0; j < n; j++) {
+            float pb = kb_bf16_round(p[j]);
+            for (int64_t c = 0; c < hd; c++) o[c] += pb * v[(k0 + j) * hd + c];
+        }
     }
+    for (int64_t c = 0; c < hd; c++) o[c] /= l;
     return m + logf(l);
 }
 
@@ -81,14 +93,7 @@ void kb_attn_fused_fwd_ref(float *out, float *lse, const float *qkv, int64_t B, 
             load_head(&hb, qkv, b, h, T, d, hd);
             for (int64_t i = 0; i < T; i++) {
                 for (int64_t j = 0; j < T; j++) hb.s[j] = dot(hb.q + i * hd, hb.k + j * hd, hd) * scale;
-                float l = row_lse(hb.s, T);
-                lse[(b * H + h) * T + i] = l;
-                float *o = out + (b * T + i) * d + h * hd;
-                for (int64_t c = 0; c < hd; c++) o[c] = 0.0f;
-                for (int64_t j = 0; j < T; j++) {
-                    float p = kb_bf16_round(expf(hb.s[j] - l));
-                    for (int64_t c = 0; c < hd; c++) o[c] += p * hb.v[j * hd + c];
-                }
+                lse[(b * H + h) * T + i] = row_forward(out + (b * T + i) * d + h * hd, hb.s, hb.v, T, hd);
             }
         }
     bufs_free(&hb);

@@ -248,6 +248,30 @@ done:
     for (int i = 0; i < 6; i++) kb_dev_free(g, bufs[i]);
 }
 
+/* One mma.sync through the fragment layouts the kernels assume, against the
+ * exact product (small integers and halves: every order of summation gives
+ * the same fp32 value). If the GPU disagrees, the kernels are wrong. */
+static void check_mma_layout(kbt_state *st, kb_ctx *g, kb_err *err) {
+    float *d = nan_dev(g, 128, err), *got = NULL;
+    if (d && kb_attn_mma_probe(g, d, err) == 0 && (got = to_host(g, d, 128, err))) {
+        int bad = 0;
+        for (int r = 0; r < 16; r++)
+            for (int n = 0; n < 8; n++) {
+                double want = 0.0;
+                for (int k = 0; k < 16; k++) want += (double)KB_MMA_PROBE_A(r, k) * KB_MMA_PROBE_B(k, n);
+                if (got[r * 8 + n] != (float)want) {
+                    if (bad++ < 4) printf("     mma probe D[%d][%d] = %g, want %g\n", r, n, got[r * 8 + n], want);
+                }
+            }
+        KBT_CHECK(st, bad == 0, "mma.sync m16n8k16 fragment layouts as nn/mma_bf16.cuh assumes",
+                  "%d of 128 elements differ", bad);
+    } else {
+        KBT_CHECK(st, 0, "mma layout probe runs", "%s", err->msg);
+    }
+    free(got);
+    kb_dev_free(g, d);
+}
+
 static int run_cuda(void) {
     if (!kb_cuda_compiled() || kb_cuda_device_count() == 0) {
         printf("skipped: no GPU (the fused attention kernels need a CUDA device)\n");
@@ -266,6 +290,7 @@ static int run_cuda(void) {
     }
     KBT_CHECK(&st, kb_attn_fused_wanted(&g, 64) && !kb_attn_fused_wanted(&g, 129), "fused route for hd 64, not 129",
               "kb_attn_fused_wanted disagrees");
+    check_mma_layout(&st, &g, &err);
     for (size_t i = 0; i < sizeof kShapes / sizeof kShapes[0]; i++) {
         problem p;
         if (!kb_attn_fused_cuda_allowed(&g, kShapes[i].d / kShapes[i].H)) {

@@ -112,6 +112,59 @@ template <class T> T shuffle_from(unsigned mask, T v, unsigned src, const char *
     return r;
 }
 
+/* Every lane's n bytes (mine) into all[32][n], lane order, through the
+ * warp's 16-byte slots: a collective like a shuffle, in rounds of 16 bytes. */
+inline void gather_warp(unsigned mask, const void *mine, size_t n, unsigned char *all, const char *what) {
+    unsigned char *slots = warp_slots();
+    for (size_t at = 0; at < n; at += 16) {
+        size_t len = n - at < 16 ? n - at : 16;
+        std::memcpy(slots + 16 * lane_id(), (const unsigned char *)mine + at, len);
+        sync_warp(mask, what);
+        for (unsigned l = 0; l < 32; l++) std::memcpy(all + l * n + at, slots + 16 * l, len);
+        sync_warp(mask, what);
+        std::memset(slots + 16 * lane_id(), 0xff, 16);
+    }
+}
+
+inline float bf16_bits_to_float(uint32_t h) {
+    uint32_t u = (h & 0xffffu) << 16;
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+}
+
+/* mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32, d = a b + c, with the
+ * PTX ISA's fragment layouts (lane = 4 g + t): A (16x16) a0 (g, 2t..2t+1),
+ * a1 (g+8, 2t..), a2 (g, 2t+8..), a3 (g+8, 2t+8..); B (16x8) b0 (k 2t..2t+1,
+ * n g), b1 (k 2t+8.., n g); C/D (16x8) c0 c1 (g, 2t and 2t+1), c2 c3 (g+8,
+ * ...). A 32-bit register holds two bf16, the lower k (or n) in its low half.
+ * Products exact, summed in double, rounded once (the tensor cores' order
+ * and rounding of the sum differ in the last bits). */
+inline void mma_m16n8k16_bf16(float d[4], const uint32_t a[4], const uint32_t b[2], const float c[4]) {
+    struct frag {
+        uint32_t a[4], b[2];
+        float c[4];
+    } mine, all[32];
+    std::memcpy(mine.a, a, sizeof mine.a), std::memcpy(mine.b, b, sizeof mine.b), std::memcpy(mine.c, c, sizeof mine.c);
+    gather_warp(0xffffffffu, &mine, sizeof mine, (unsigned char *)all, "mma.sync m16n8k16");
+    auto A = [&](int r, int k) {
+        uint32_t w = all[(r % 8) * 4 + (k % 8) / 2].a[(r / 8) + 2 * (k / 8)];
+        return bf16_bits_to_float(k % 2 ? w >> 16 : w);
+    };
+    auto B = [&](int k, int n) {
+        uint32_t w = all[n * 4 + (k % 8) / 2].b[k / 8];
+        return bf16_bits_to_float(k % 2 ? w >> 16 : w);
+    };
+    auto C = [&](int r, int n) { return all[(r % 8) * 4 + n / 2].c[2 * (r / 8) + n % 2]; };
+    unsigned g = lane_id() / 4, t = lane_id() % 4;
+    for (int i = 0; i < 4; i++) {
+        int r = (int)g + 8 * (i / 2), n = 2 * (int)t + i % 2;
+        double s = 0.0;
+        for (int k = 0; k < 16; k++) s += (double)A(r, k) * (double)B(k, n);
+        d[i] = (float)(s + (double)C(r, n));
+    }
+}
+
 } // namespace kb_emu
 
 /* The runtime's C++ overload (cuda_runtime.h declares it for nvcc only). */
