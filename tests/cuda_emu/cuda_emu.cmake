@@ -11,9 +11,14 @@ set(KB_EMU_GEN ${CMAKE_BINARY_DIR}/cuda_emu)
 # kb_cuda_emu.h force-included and -mfma -ffp-contract=fast: a*b+c contracted as nvcc contracts device
 # code by default (--fmad=true), so that a kernel's plain expression the CPU reference rounds
 # differently shows here too. OUT_VAR gets the generated file's path.
+# A .cuh header is rewritten to ${KB_EMU_GEN}/REL (no .cpp), found first on kbcore's include path.
 function(kb_emu_rewrite cu out_var)
   file(RELATIVE_PATH rel ${CMAKE_SOURCE_DIR} ${cu})
-  set(out ${KB_EMU_GEN}/${rel}.cpp)
+  if(cu MATCHES "\\.cuh$")
+    set(out ${KB_EMU_GEN}/${rel})
+  else()
+    set(out ${KB_EMU_GEN}/${rel}.cpp)
+  endif()
   get_filename_component(outdir ${out} DIRECTORY)
   add_custom_command(OUTPUT ${out}
     COMMAND ${CMAKE_COMMAND} -E make_directory ${outdir}
@@ -26,7 +31,9 @@ function(kb_emu_rewrite cu out_var)
   set(${out_var} ${out} PARENT_SCOPE)
 endfunction()
 set(KB_EMU_SOURCES)
-foreach(cu ${KB_CU_SOURCES})
+file(GLOB KB_CUH_HEADERS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/nn/*.cuh ${CMAKE_SOURCE_DIR}/models/*.cuh
+  ${CMAKE_SOURCE_DIR}/metrics/*.cuh)
+foreach(cu ${KB_CU_SOURCES} ${KB_CUH_HEADERS})
   kb_emu_rewrite(${cu} out)
   list(APPEND KB_EMU_SOURCES ${out})
 endforeach()
@@ -34,6 +41,7 @@ set(KB_EMU_RUNTIME ${KB_EMU_DIR}/emu_core.cpp ${KB_EMU_DIR}/emu_cudart.cpp ${KB_
   ${KB_EMU_DIR}/emu_cudnn.cpp)
 add_library(kbcore STATIC ${KB_C_SOURCES} ${KB_EMU_SOURCES} ${KB_EMU_RUNTIME})
 target_compile_definitions(kbcore PUBLIC KB_HAVE_CUDA=1 KB_CUDA_EMU=1)
+target_include_directories(kbcore BEFORE PRIVATE ${KB_EMU_GEN}) # the rewritten .cuh headers before the originals
 target_include_directories(kbcore PRIVATE ${KB_EMU_CUDA_INCLUDE} ${KB_EMU_CUDNN_INCLUDE} ${KB_EMU_DIR})
 target_compile_options(kbcore PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-std=c++17 -O2 -g
   -Wno-attributes -Wno-unused-parameter>)

@@ -90,6 +90,7 @@ struct block_run {
     size_t sched_size = 0;
     unsigned char slots[kMaxThreads / 32][32 * 16];
     void *dyn = nullptr;
+    std::vector<std::pair<void *, size_t>> statics; /* static __shared__ arrays this block has reached */
 };
 
 std::mutex g_launch_mutex;
@@ -228,6 +229,7 @@ void run_warp(block_run &r, int w) {
 void run_block(block_run &r, uint3 bid) {
     const config &c = *r.cfg;
     if (r.dyn) std::memset(r.dyn, 0xff, c.smem); /* uninitialised shared memory reads as NaN, not as zeros */
+    r.statics.clear();                           /* and so do static arrays (shared_static) */
     for (int i = 0; i < r.nthreads; i++) {
         fiber &f = r.fibers[i];
         f.ts.bid = bid;
@@ -276,6 +278,23 @@ void sync_block() {
     current()->tid; /* inside a kernel */
     g_run->cur->state = WAIT_BLOCK;
     yield_to_scheduler();
+}
+
+void shared_static(void *p, size_t bytes) {
+    current();
+    size_t total = bytes;
+    for (const auto &s : g_run->statics) {
+        if (s.first == p) return;
+        total += s.second;
+    }
+    /* the first thread of the block to reach the declaration: none has used it yet */
+    if (total > limits().smem_default)
+        fail(where() + ": static __shared__ arrays of " + std::to_string(total) + " bytes (over 48 KiB)");
+    if (total + g_run->cfg->smem > limits().smem_optin_max)
+        fail(where() + ": static and dynamic shared memory together over the device's " +
+             std::to_string(limits().smem_optin_max) + " bytes");
+    std::memset(p, 0xff, bytes);
+    g_run->statics.emplace_back(p, bytes);
 }
 
 unsigned lane_id() { return (unsigned)linear_tid(*current()) & 31u; }

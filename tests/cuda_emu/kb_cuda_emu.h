@@ -9,7 +9,7 @@
  * What it checks, beyond the numbers: block and warp barriers are real
  * (a thread runs until it waits, threads of a block run in turn), so a
  * missing __syncthreads/__syncwarp shows as wrong results; a warp collective
- * (shuffle, WMMA) that not all of its lanes reach, or a barrier mismatch, is
+ * (shuffle, mma.sync) that not all of its lanes reach, or a barrier mismatch, is
  * reported as a deadlock or divergence and aborts with the kernel's name;
  * launch limits (threads per block, dynamic shared memory over 48 KiB
  * without cudaFuncSetAttribute) fail as on a GPU. What it does not check:
@@ -20,8 +20,9 @@
 #define KB_CUDA_EMU_H
 
 /* Block-shared variables: blocks run one at a time, so a function's static
- * storage is exactly one block's shared memory. Defined before the CUDA
- * headers, which then keep it. */
+ * storage is exactly one block's shared memory (refilled with NaN bits for
+ * each block: kb_emu::shared_static). Defined before the CUDA headers, which
+ * then keep it. */
 #define __shared__ static
 #define __launch_bounds__(...)
 
@@ -46,6 +47,10 @@ struct thread_state {
 thread_state *current();
 /* The launch's dynamic shared memory (extern __shared__ arrays). */
 void *dynamic_smem();
+/* A static __shared__ array's declaration reached (rewrite_launches.pl adds
+ * the call): the block's first thread there fills it with NaN bits, as a new
+ * block's shared memory holds garbage on a GPU, not the last block's values. */
+void shared_static(void *p, size_t bytes);
 void sync_block();
 /* A warp collective: every lane of mask must reach one with the same `what`. */
 void sync_warp(unsigned mask, const char *what);
@@ -233,98 +238,5 @@ static inline long min(long a, long b) { return a < b ? a : b; }
 static inline long max(long a, long b) { return a > b ? a : b; }
 static inline unsigned min(unsigned a, unsigned b) { return a < b ? a : b; }
 static inline unsigned max(unsigned a, unsigned b) { return a > b ? a : b; }
-
-/* ---- WMMA (nvcuda::wmma), warp-wide 16x16x16 products ----
- * Every lane's fragment holds the whole matrix (elementwise loops over
- * num_elements therefore touch all of it, as the real API's uniform ops
- * do; code that assumed which lane holds which element, or summed x[]
- * across lanes, would behave differently on a GPU: the API leaves that
- * unspecified and kindbench does neither). Loads read at the lane's own turn and then wait for the warp (a
- * missing __syncwarp before a load of data other lanes wrote is seen);
- * stores wait first, then each lane writes its share (every 32nd element:
- * a missing __syncwarp before other lanes read the result is seen). */
-namespace nvcuda {
-namespace wmma {
-struct matrix_a {};
-struct matrix_b {};
-struct accumulator {};
-struct row_major {};
-struct col_major {};
-enum layout_t { mem_row_major, mem_col_major };
-
-template <class Use, int M, int N, int K> struct frag_shape;
-template <int M, int N, int K> struct frag_shape<matrix_a, M, N, K> { enum { rows = M, cols = K }; };
-template <int M, int N, int K> struct frag_shape<matrix_b, M, N, K> { enum { rows = K, cols = N }; };
-template <int M, int N, int K> struct frag_shape<accumulator, M, N, K> { enum { rows = M, cols = N }; };
-
-template <class Use, int M, int N, int K, class T, class Layout = void> struct fragment {
-    enum { rows = frag_shape<Use, M, N, K>::rows, cols = frag_shape<Use, M, N, K>::cols, num_elements = rows * cols };
-    T x[rows * cols];
-};
-
-template <class Use, int M, int N, int K, class T, class L>
-static inline void fill_fragment(fragment<Use, M, N, K, T, L> &f, T v) {
-    for (int i = 0; i < f.num_elements; i++) f.x[i] = v;
-}
-
-template <class L> struct layout_is_col { enum { value = 0 }; };
-template <> struct layout_is_col<col_major> { enum { value = 1 }; };
-
-/* The API's rules: a 256-bit aligned pointer, ldm a multiple of 16 bytes. */
-template <class T> static inline void check_wmma_pointer(const T *p, unsigned ldm, const char *what) {
-    if ((uintptr_t)p % 32 || (ldm * sizeof(T)) % 16) kb_emu::trap(what);
-}
-
-template <class Use, int M, int N, int K, class T, class L>
-static inline void load_matrix_sync(fragment<Use, M, N, K, T, L> &f, const T *p, unsigned ldm) {
-    typedef fragment<Use, M, N, K, T, L> F;
-    check_wmma_pointer(p, ldm, "wmma::load_matrix_sync: pointer not 32-byte aligned or ldm not a multiple of 16 bytes");
-    for (int r = 0; r < F::rows; r++)
-        for (int c = 0; c < F::cols; c++) f.x[r * F::cols + c] = layout_is_col<L>::value ? p[c * ldm + r] : p[r * ldm + c];
-    kb_emu::sync_warp(0xffffffffu, "wmma::load_matrix_sync");
-}
-
-template <int M, int N, int K>
-static inline void load_matrix_sync(fragment<accumulator, M, N, K, float, void> &f, const float *p, unsigned ldm,
-                                    layout_t layout) {
-    check_wmma_pointer(p, ldm, "wmma::load_matrix_sync: pointer not 32-byte aligned or ldm not a multiple of 16 bytes");
-    for (int r = 0; r < M; r++)
-        for (int c = 0; c < N; c++) f.x[r * N + c] = layout == mem_col_major ? p[c * ldm + r] : p[r * ldm + c];
-    kb_emu::sync_warp(0xffffffffu, "wmma::load_matrix_sync");
-}
-
-template <int M, int N, int K>
-static inline void store_matrix_sync(float *p, const fragment<accumulator, M, N, K, float, void> &f, unsigned ldm,
-                                     layout_t layout) {
-    check_wmma_pointer(p, ldm, "wmma::store_matrix_sync: pointer not 32-byte aligned or ldm not a multiple of 16 bytes");
-    kb_emu::sync_warp(0xffffffffu, "wmma::store_matrix_sync");
-    for (unsigned i = kb_emu::lane_id(); i < (unsigned)(M * N); i += 32) {
-        unsigned r = i / N, c = i % N;
-        p[layout == mem_col_major ? c * ldm + r : r * ldm + c] = f.x[i];
-    }
-}
-
-static inline float wmma_value(float v) { return v; }
-static inline float wmma_value(__nv_bfloat16 v) { return __bfloat162float(v); }
-static inline float wmma_value(__half v) { return __half2float(v); }
-
-/* d = a b + c: products exact (bf16/fp16 inputs), summed in double, then
- * rounded once; the tensor cores' order differs in the last bits. */
-template <int M, int N, int K, class TA, class LA, class TB, class LB>
-static inline void mma_sync(fragment<accumulator, M, N, K, float, void> &d, const fragment<matrix_a, M, N, K, TA, LA> &a,
-                            const fragment<matrix_b, M, N, K, TB, LB> &b,
-                            const fragment<accumulator, M, N, K, float, void> &c) {
-    kb_emu::sync_warp(0xffffffffu, "wmma::mma_sync");
-    float out[M * N];
-    for (int i = 0; i < M; i++)
-        for (int j = 0; j < N; j++) {
-            double s = 0.0;
-            for (int k = 0; k < K; k++) s += (double)wmma_value(a.x[i * K + k]) * (double)wmma_value(b.x[k * N + j]);
-            out[i * N + j] = (float)(s + (double)c.x[i * N + j]);
-        }
-    std::memcpy(d.x, out, sizeof out);
-}
-} // namespace wmma
-} // namespace nvcuda
 
 #endif

@@ -3,7 +3,10 @@
 # `kernel<<<grid, block[, smem[, stream]]>>>(` becomes
 # `(kb_emu::launch(grid, block[, smem[, stream]], "kernel") % kernel)(`, and
 # `extern __shared__ [__align__(n)] T name[];` a pointer to the launch's
-# dynamic shared memory. Usage: rewrite_launches.pl IN.cu OUT.cpp
+# dynamic shared memory, and `__shared__ T name[N]...;` is followed by
+# `kb_emu::shared_static(name, sizeof name);` (NaN bits for each new block).
+# .cuh headers are rewritten too (cuda_emu.cmake puts the rewritten copies
+# first on the include path). Usage: rewrite_launches.pl IN OUT
 use strict;
 use warnings;
 my ($in, $out) = @ARGV;
@@ -20,6 +23,8 @@ my $count = () = $src =~ /<<</g;
 die "rewrite_launches: $in: a launch left unrewritten\n" if $count;
 $src =~ s{extern\s+__shared__\s+(?:__align__\(\d+\)\s+)?([A-Za-z_][\w ]*?)\s+(\w+)\[\];}
          {$1 *$2 = ($1 *)kb_emu::dynamic_smem();}g;
+$src =~ s{\b__shared__\s+((?:__align__\(\d+\)\s+)?[A-Za-z_][\w: ]*?)\s+(\w+)((?:\[[^\]\n]+\])+)\s*;}
+         {__shared__ $1 $2$3; kb_emu::shared_static($2, sizeof $2);}g;
 open(my $oh, '>', $out) or die "rewrite_launches: $out: $!\n";
 print $oh "#line 1 \"$in\"\n", $src;
 close $oh;

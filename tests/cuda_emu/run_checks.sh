@@ -44,7 +44,7 @@ run_test() { # name, command...
   fi
 }
 echo "== CUDA checks on the CPU emulator ($B; logs in $KB_WORK)"
-# first the emulator itself: barriers, collectives, WMMA, launch limits, aborts
+# first the emulator itself: barriers, collectives, mma.sync, static shared memory, launch limits, aborts
 run_test cuda_emu_self "$PWD/$B/test_cuda_emu"
 source tests/cuda_checks.sh
 kb_cuda_checks

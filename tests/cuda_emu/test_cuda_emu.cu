@@ -2,12 +2,11 @@
  * must show for the CUDA checks run on it to mean anything. Barriers and
  * warp collectives behave as on a GPU, and a kernel that lacks one reads
  * stale data here (the emulator runs warps and lanes as far apart as the
- * barriers allow); WMMA products and shuffles give the right values; launch
+ * barriers allow); mma.sync products and shuffles give the right values; launch
  * limits fail as on a GPU; a diverged warp or a deadlock aborts with the
  * kernel's name. */
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
-#include <mma.h>
 
 #include <signal.h>
 #include <stdio.h>
@@ -16,8 +15,6 @@
 #include <unistd.h>
 
 #include <cmath>
-
-namespace wm = nvcuda::wmma;
 
 static int g_pass = 0, g_fail = 0;
 static void check(bool ok, const char *what) {
@@ -65,19 +62,29 @@ __global__ void warp_sums(float *out, float *shfl_out, int barrier, int base) {
     shfl_out[lane] = v;
 }
 
-/* C (16x16 fp32, row-major) = A (row-major bf16) B (col-major bf16) through WMMA. */
-__global__ void wmma_product(float *C, const __nv_bfloat16 *A, const __nv_bfloat16 *B) {
-    wm::fragment<wm::matrix_a, 16, 16, 16, __nv_bfloat16, wm::row_major> a;
-    wm::fragment<wm::matrix_b, 16, 16, 16, __nv_bfloat16, wm::col_major> b;
-    wm::fragment<wm::accumulator, 16, 16, 16, float> c;
-    wm::fill_fragment(c, 0.0f);
-    wm::load_matrix_sync(a, A, 16);
-    wm::load_matrix_sync(b, B, 16);
-    wm::mma_sync(c, a, b, c);
-    wm::store_matrix_sync(C, c, 16, wm::mem_row_major);
+/* D (16 x 8 fp32, row-major) = A (16 x 16, row-major bf16 bits) B (given as
+ * its transpose Bt [8][16]) through one mma.sync m16n8k16, each lane loading
+ * its fragments by the PTX ISA's layouts (lane = 4 g + t; see nn/mma_bf16.cuh). */
+__global__ void mma_product(float *D, const uint16_t *A, const uint16_t *Bt) {
+    unsigned g = threadIdx.x / 4, t = threadIdx.x % 4;
+    auto pair = [](const uint16_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 16; };
+    uint32_t a[4] = {pair(A + g * 16 + 2 * t), pair(A + (g + 8) * 16 + 2 * t), pair(A + g * 16 + 2 * t + 8),
+                     pair(A + (g + 8) * 16 + 2 * t + 8)};
+    uint32_t b[2] = {pair(Bt + g * 16 + 2 * t), pair(Bt + g * 16 + 2 * t + 8)};
+    float c[4] = {0.5f, 0.5f, 0.5f, 0.5f}, d[4];
+    kb_emu::mma_m16n8k16_bf16(d, a, b, c);
+    for (int i = 0; i < 4; i++) D[(g + 8 * (i / 2)) * 8 + 2 * t + i % 2] = d[i];
 }
 
 __global__ void touch(float *p) { p[threadIdx.x] = 1.0f; }
+
+/* Only block 0 fills its static shared array; block 1 reads its own. */
+__global__ void static_smem(float *out) {
+    __shared__ float s[32];
+    if (blockIdx.x == 0) s[threadIdx.x] = 1.0f;
+    __syncthreads();
+    out[blockIdx.x * 32 + threadIdx.x] = s[threadIdx.x];
+}
 
 __global__ void touch_smem(float *p) {
     extern __shared__ float dyn[];
@@ -148,34 +155,54 @@ static void test_warp_barriers() {
     cudaFree(sh);
 }
 
-static void test_wmma() {
-    __nv_bfloat16 ha[256], hb[256];
-    float ref[256], got[256];
-    for (int i = 0; i < 256; i++) {
-        ha[i] = __float2bfloat16_rn((float)((i * 37) % 19 - 9) / 8.0f);
-        hb[i] = __float2bfloat16_rn((float)((i * 11) % 23 - 11) / 4.0f);
-    }
+static void test_static_smem() {
+    float *d, h[64];
+    cudaMalloc((void **)&d, sizeof h);
+    static_smem<<<2, 32>>>(d);
+    cudaMemcpy(h, d, sizeof h, cudaMemcpyDeviceToHost);
+    bool first = true, second = true;
+    for (int i = 0; i < 32; i++) first = first && h[i] == 1.0f, second = second && std::isnan(h[32 + i]);
+    check(first && second, "a static __shared__ array starts as NaN bits in every block, not as the last block left it");
+    cudaFree(d);
+}
+
+static uint16_t bf16_bits(float f) { /* small exact values only */
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return (uint16_t)(u >> 16);
+}
+
+static void test_mma() {
+    uint16_t ha[256], hbt[128];
+    float ref[128], got[128];
+    for (int i = 0; i < 256; i++) ha[i] = bf16_bits((float)((i * 37) % 19 - 9) / 8.0f);
+    for (int i = 0; i < 128; i++) hbt[i] = bf16_bits((float)((i * 11) % 23 - 11) / 4.0f);
     for (int r = 0; r < 16; r++)
-        for (int c = 0; c < 16; c++) {
-            double s = 0;
-            for (int k = 0; k < 16; k++) s += (double)__bfloat162float(ha[r * 16 + k]) * __bfloat162float(hb[c * 16 + k]);
-            ref[r * 16 + c] = (float)s;
+        for (int n = 0; n < 8; n++) {
+            double s = 0.5;
+            for (int k = 0; k < 16; k++) {
+                uint32_t ua = (uint32_t)ha[r * 16 + k] << 16, ub = (uint32_t)hbt[n * 16 + k] << 16;
+                float fa, fb;
+                memcpy(&fa, &ua, 4), memcpy(&fb, &ub, 4);
+                s += (double)fa * fb;
+            }
+            ref[r * 8 + n] = (float)s;
         }
-    __nv_bfloat16 *a, *b;
-    float *c;
+    uint16_t *a, *bt;
+    float *d;
     cudaMalloc((void **)&a, sizeof ha);
-    cudaMalloc((void **)&b, sizeof hb);
-    cudaMalloc((void **)&c, sizeof got);
+    cudaMalloc((void **)&bt, sizeof hbt);
+    cudaMalloc((void **)&d, sizeof got);
     cudaMemcpy(a, ha, sizeof ha, cudaMemcpyHostToDevice);
-    cudaMemcpy(b, hb, sizeof hb, cudaMemcpyHostToDevice);
-    wmma_product<<<1, 32>>>(c, a, b);
-    cudaMemcpy(got, c, sizeof got, cudaMemcpyDeviceToHost);
+    cudaMemcpy(bt, hbt, sizeof hbt, cudaMemcpyHostToDevice);
+    mma_product<<<1, 32>>>(d, a, bt);
+    cudaMemcpy(got, d, sizeof got, cudaMemcpyDeviceToHost);
     bool same = true;
-    for (int i = 0; i < 256; i++) same = same && got[i] == ref[i]; /* small integers over 8 and 4: exact */
-    check(same, "WMMA 16x16x16 bf16 product (A row-major, B col-major) equals the exact product");
+    for (int i = 0; i < 128; i++) same = same && got[i] == ref[i]; /* small multiples of 1/32: exact */
+    check(same, "mma.sync m16n8k16 bf16 (PTX fragment layouts) equals the exact product plus C");
     cudaFree(a);
-    cudaFree(b);
-    cudaFree(c);
+    cudaFree(bt);
+    cudaFree(d);
 }
 
 static void test_launch_limits() {
@@ -231,7 +258,8 @@ static void launch_deadlock(float *p) { deadlock<<<1, 64>>>(p); }
 int main(void) {
     test_block_barriers();
     test_warp_barriers();
-    test_wmma();
+    test_mma();
+    test_static_smem();
     test_launch_limits();
     expect_abort(launch_diverged, "waits for a lane that has returned", "a collective that lane 0 skips aborts");
     expect_abort(launch_deadlock, "deadlock", "__syncthreads against __syncwarp aborts as a deadlock");
