@@ -78,7 +78,7 @@ if [ "$WHAT" = tests ] || [ "$WHAT" = all ]; then
 fi
 
 if [ "$WHAT" = bench ] || [ "$WHAT" = all ]; then
-  export KINDBENCH=$KB/bin/kindbench BENCH_INCEPTION=$KB/bin/bench_inception PYTHON=python3
+  export KINDBENCH=$KB/bin/kindbench BENCH_INCEPTION=$KB/bin/bench_inception BENCH_ATTN=$KB/bin/bench_attn PYTHON=python3
   dit=(--model B/2 --image 32 --channels 4 --classes 1000 --batch 256 --steps 20 --warmup 5 --device cuda)
   inc=(--n 2000 --size 256 --device cuda)
   bench() { # log name, script, args... (prints the ratio lines; the caller notes them)
@@ -109,7 +109,8 @@ if [ "$WHAT" = bench ] || [ "$WHAT" = all ]; then
   note "DiT-B/2 bf16 vs autocast+sdpa:  $(bench bench_train_bf16 bench/bench_train.sh "${dit[@]}" --precision bf16)"
   note "  same, bf16 activations:       $(KINDBENCH_BF16_ACTS=1 bench bench_train_bf16_acts bench/bench_train.sh "${dit[@]}" --precision bf16)"
   note "Inception tf32 vs pytorch-fid:  $(bench bench_inception_tf32 bench/bench_inception.sh "${inc[@]}" --precision tf32)"
-  # 2. where the time goes, and what each switch buys
+  # 2. where the time goes, and what each switch buys; first the fused attention alone against PyTorch's SDPA
+  note "fused attention vs SDPA (B/2):  $(bench bench_attn bench/bench_attn.sh)"
   ours_with bench_train_bf16_acts_ltgelu "bf16 acts + GELU epil.:" KINDBENCH_BF16_ACTS=1 KINDBENCH_LT_GELU=1
   ours_with bench_train_bf16_acts_epis "bf16 acts + GELU + bias-grad:" KINDBENCH_BF16_ACTS=1 KINDBENCH_LT_GELU=1 \
     KINDBENCH_LT_BGRAD=1

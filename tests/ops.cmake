@@ -17,3 +17,6 @@ kb_c_test(test_tensor SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_tensor.c)
 # Op micro-benchmark (not a test): build/bench_ops [threads]
 add_executable(bench_ops ${CMAKE_CURRENT_LIST_DIR}/../bench/bench_ops.c)
 target_link_libraries(bench_ops PRIVATE kbcore)
+# Fused attention timing (not a test): bench/bench_attn.sh runs it beside PyTorch's SDPA on a GPU.
+add_executable(bench_attn ${CMAKE_CURRENT_LIST_DIR}/../bench/bench_attn.c)
+target_link_libraries(bench_attn PRIVATE kbcore)
