@@ -73,6 +73,21 @@ int kb_gated_add_fwd(kb_ctx *ctx, float *out, const float *x, const float *gate,
              kb_gated_add_fwd_cuda(ctx, out, x, gate, y, ld, B, T, D, err));
 }
 
+int kb_gated_add_ln_modulate_fwd(kb_ctx *ctx, float *res, float *out, uint16_t *out16, float *mean, float *rstd,
+                                 const float *x, const float *gate, const float *y, int64_t gate_ld,
+                                 const float *shift, const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D,
+                                 float eps, kb_err *err) {
+    const char *op = "kb_gated_add_ln_modulate_fwd";
+    if (check_btd(op, ld, B, T, D, err)) return -1;
+    if (gate_ld < D) return kb_fail(err, "%s: gate row stride %lld < D=%lld", op, (long long)gate_ld, (long long)D);
+    if (!mean || !rstd) return kb_fail(err, "%s: mean and rstd are required (the backward reads them)", op);
+    if (!out == !out16) return kb_fail(err, "%s: give exactly one of out (fp32) and out16 (bf16)", op);
+    DISPATCH(kb_rc_ = kb_gated_add_ln_modulate_fwd_cpu(ctx->threads, res, out, out16, mean, rstd, x, gate, y, gate_ld,
+                                                       shift, scale, ld, B, T, D, eps, err),
+             kb_gated_add_ln_modulate_fwd_cuda(ctx, res, out, out16, mean, rstd, x, gate, y, gate_ld, shift, scale, ld,
+                                               B, T, D, eps, err));
+}
+
 int kb_gated_add_bwd(kb_ctx *ctx, float *dy, float *dgate, const float *dx, const float *y, const float *gate,
                      int64_t ld, int64_t B, int64_t T, int64_t D, kb_grad_mode dy_mode, kb_err *err) {
     if (check_btd("kb_gated_add_bwd", ld, B, T, D, err)) return -1;

@@ -60,6 +60,18 @@ int kb_gated_add_bwd_x16(kb_ctx *ctx, uint16_t *dy16, float *dgate, const float 
 /* out[b,t,d] = x[b,t,d] + gate[b,d] * y[b,t,d] (the gated residual; out may be x) */
 int kb_gated_add_fwd(kb_ctx *ctx, float *out, const float *x, const float *gate, const float *y, int64_t ld, int64_t B,
                      int64_t T, int64_t D, kb_err *err);
+/* The gated residual and the LayerNorm + modulation that reads it, in one
+ * pass (the DiT's gate_msa residual and norm2; gate_mlp and the next block's
+ * norm1 or the final layer's norm):
+ *   res = x + gate * y  (kb_gated_add_fwd, gate rows gate_ld apart; res may be x),
+ *   out (fp32) or out16 (bf16; exactly one of them) = LN(res) * (1 + scale) + shift
+ *   with mean/rstd, as kb_ln_modulate_fwd or kb_ln_modulate_fwd_x16 on res.
+ * Bit for bit the two ops in sequence on each backend, reading res back
+ * while it is in cache instead of from memory. */
+int kb_gated_add_ln_modulate_fwd(kb_ctx *ctx, float *res, float *out, uint16_t *out16, float *mean, float *rstd,
+                                 const float *x, const float *gate, const float *y, int64_t gate_ld,
+                                 const float *shift, const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D,
+                                 float eps, kb_err *err);
 /* dy += gate*dx (dy = ... with dy_mode KB_GRAD_SET); dgate[b,d] += sum_t dx*y */
 int kb_gated_add_bwd(kb_ctx *ctx, float *dy, float *dgate, const float *dx, const float *y, const float *gate,
                      int64_t ld, int64_t B, int64_t T, int64_t D, kb_grad_mode dy_mode, kb_err *err);
@@ -91,6 +103,10 @@ void kb_gated_add_fwd_ref(float *out, const float *x, const float *gate, const f
                           int64_t D);
 void kb_gated_add_bwd_ref(float *dy, float *dgate, const float *dx, const float *y, const float *gate, int64_t ld,
                           int64_t B, int64_t T, int64_t D, kb_grad_mode dy_mode);
+/* (the fp32 output only; the bf16 form is its rounding) */
+void kb_gated_add_ln_modulate_fwd_ref(float *res, float *out, float *mean, float *rstd, const float *x, const float *gate,
+                                      const float *y, int64_t gate_ld, const float *shift, const float *scale,
+                                      int64_t ld, int64_t B, int64_t T, int64_t D, float eps);
 void kb_patchify_ref(float *tokens, const float *img, int64_t B, int64_t C, int64_t H, int64_t W, int64_t p,
                      kb_patch_order order);
 void kb_unpatchify_ref(float *img, const float *tokens, int64_t B, int64_t C, int64_t H, int64_t W, int64_t p,
@@ -119,6 +135,11 @@ int kb_gated_add_bwd_x16_cpu(int threads, uint16_t *dy16, float *dgate, const fl
                              const float *gate, int64_t ld, int64_t B, int64_t T, int64_t D, kb_err *err);
 void kb_gated_add_fwd_cpu(int threads, float *out, const float *x, const float *gate, const float *y, int64_t ld,
                           int64_t B, int64_t T, int64_t D);
+/* (a row buffer per thread with out16: -1 with err set when out of memory) */
+int kb_gated_add_ln_modulate_fwd_cpu(int threads, float *res, float *out, uint16_t *out16, float *mean, float *rstd,
+                                     const float *x, const float *gate, const float *y, int64_t gate_ld,
+                                     const float *shift, const float *scale, int64_t ld, int64_t B, int64_t T,
+                                     int64_t D, float eps, kb_err *err);
 void kb_gated_add_bwd_cpu(int threads, float *dy, float *dgate, const float *dx, const float *y, const float *gate,
                           int64_t ld, int64_t B, int64_t T, int64_t D, kb_grad_mode dy_mode);
 void kb_patchify_cpu(int threads, float *tokens, const float *img, int64_t B, int64_t C, int64_t H, int64_t W,
@@ -146,6 +167,10 @@ int kb_gated_add_bwd_x16_cuda(kb_ctx *ctx, uint16_t *dy16, float *dgate, const f
                               const float *gate, int64_t ld, int64_t B, int64_t T, int64_t D, kb_err *err);
 int kb_gated_add_fwd_cuda(kb_ctx *ctx, float *out, const float *x, const float *gate, const float *y, int64_t ld,
                           int64_t B, int64_t T, int64_t D, kb_err *err);
+int kb_gated_add_ln_modulate_fwd_cuda(kb_ctx *ctx, float *res, float *out, uint16_t *out16, float *mean, float *rstd,
+                                      const float *x, const float *gate, const float *y, int64_t gate_ld,
+                                      const float *shift, const float *scale, int64_t ld, int64_t B, int64_t T,
+                                      int64_t D, float eps, kb_err *err);
 int kb_gated_add_bwd_cuda(kb_ctx *ctx, float *dy, float *dgate, const float *dx, const float *y, const float *gate,
                           int64_t ld, int64_t B, int64_t T, int64_t D, kb_grad_mode dy_mode, kb_err *err);
 int kb_patchify_cuda(kb_ctx *ctx, float *tokens, const float *img, int64_t B, int64_t C, int64_t H, int64_t W,

@@ -166,6 +166,37 @@ KB_SIMD_CLONES void kb_gated_add_fwd_cpu(int threads, float *out, const float *x
         }
 }
 
+/* Per row: kb_gated_add_fwd_cpu's statement into res, then
+ * kb_ln_modulate_fwd_cpu's (or its bf16 form's) row on it while it is in
+ * cache: the two ops in sequence, bit for bit. */
+KB_SIMD_CLONES int kb_gated_add_ln_modulate_fwd_cpu(int threads, float *res, float *out, uint16_t *out16, float *mean,
+                                                    float *rstd, const float *x, const float *gate, const float *y,
+                                                    int64_t gate_ld, const float *shift, const float *scale,
+                                                    int64_t ld, int64_t B, int64_t T, int64_t D, float eps,
+                                                    kb_err *err) {
+    if (D == 0 || B * T == 0) return 0;
+    int nt = threads < 1 ? 1 : threads;
+    float *bufs = out16 ? team_buffers(threads, B * T, D, &nt, "kb_gated_add_ln_modulate_fwd", err) : NULL;
+    if (out16 && !bufs) return -1;
+#pragma omp parallel num_threads(nt)
+    {
+        float *buf = bufs ? bufs + (size_t)omp_get_thread_num() * (size_t)D : NULL;
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < B * T; r++) {
+            const float *g = gate + (r / T) * gate_ld, *sh = shift + (r / T) * ld, *sc = scale + (r / T) * ld;
+            float *xr = res + r * D, *o = buf ? buf : out + r * D;
+            for (int64_t d = 0; d < D; d++) xr[d] = x[r * D + d] + g[d] * y[r * D + d];
+            layernorm_row(o, mean + r, rstd + r, xr, NULL, NULL, D, eps);
+            if (buf)
+                for (int64_t d = 0; d < D; d++) out16[r * D + d] = kb_sc_f32_to_bf16(o[d] * (1.0f + sc[d]) + sh[d]);
+            else
+                for (int64_t d = 0; d < D; d++) o[d] = o[d] * (1.0f + sc[d]) + sh[d];
+        }
+    }
+    free(bufs);
+    return 0;
+}
+
 /* One sample of the gated residual's backward: dy = gate * dx (into dy as
  * dy_mode says, or rounded into dy16 when that is set), dgate += sum_t dx * y
  * in t order through the row acc. */

@@ -109,24 +109,49 @@ __global__ void timestep_freq_kernel(float *out, const float *t, const float *fr
     }
 }
 
-/* LayerNorm (no affine) fused with the modulation, one block per row: the
- * statistics of layernorm_fwd_kernel (nn/ops_cuda.cu; kb_row_stats) and the
- * statements of modulate_fwd_kernel in one pass, so the output has their bits. */
+/* LayerNorm (no affine) fused with the modulation of one row x, by the whole
+ * block: the statistics of layernorm_fwd_kernel (nn/ops_cuda.cu;
+ * kb_row_stats) and the statements of modulate_fwd_kernel in one pass, so the
+ * output has their bits. Each thread reads only the columns c = threadIdx.x
+ * + k blockDim.x of x, so a caller's own writes to those are seen. */
+template <typename O>
+__device__ void ln_modulate_row(O *o, float *mean, float *rstd, const float *x, const float *sh, const float *sc,
+                                int64_t cols, float eps, double *shm) {
+    float m, rs;
+    kb_row_stats(x, cols, eps, shm, &m, &rs);
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+        float y = __fmul_rn(__fsub_rn(x[c], m), rs);
+        kb_store_elem(o + c, __fadd_rn(__fmul_rn(y, __fadd_rn(1.0f, sc[c])), sh[c]));
+    }
+    if (threadIdx.x == 0) *mean = m, *rstd = rs;
+}
+
+/* One block per row. */
 template <typename O>
 __global__ void ln_modulate_fwd_kernel(O *out, float *mean, float *rstd, const float *inp, const float *shift,
                                        const float *scale, int64_t ld, int64_t T, int64_t rows, int64_t cols,
                                        float eps) {
     __shared__ double shm[32];
+    for (int64_t r = blockIdx.x; r < rows; r += gridDim.x)
+        ln_modulate_row(out + r * cols, mean + r, rstd + r, inp + r * cols, shift + (r / T) * ld, scale + (r / T) * ld,
+                        cols, eps, shm);
+}
+
+/* gated_add_fwd_kernel's statement for one row into res (each thread its own
+ * columns), then ln_modulate_row on it. */
+template <typename O>
+__global__ void gated_add_ln_modulate_fwd_kernel(float *res, O *out, float *mean, float *rstd, const float *x,
+                                                 const float *gate, const float *y, int64_t gate_ld,
+                                                 const float *shift, const float *scale, int64_t ld, int64_t T,
+                                                 int64_t rows, int64_t cols, float eps) {
+    __shared__ double shm[32];
     for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
-        const float *x = inp + r * cols, *sh = shift + (r / T) * ld, *sc = scale + (r / T) * ld;
-        O *o = out + r * cols;
-        float m, rs;
-        kb_row_stats(x, cols, eps, shm, &m, &rs);
-        for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
-            float y = __fmul_rn(__fsub_rn(x[c], m), rs);
-            kb_store_elem(o + c, __fadd_rn(__fmul_rn(y, __fadd_rn(1.0f, sc[c])), sh[c]));
-        }
-        if (threadIdx.x == 0) mean[r] = m, rstd[r] = rs;
+        const float *g = gate + (r / T) * gate_ld;
+        float *xr = res + r * cols;
+        for (int64_t c = threadIdx.x; c < cols; c += blockDim.x)
+            xr[c] = __fadd_rn(x[r * cols + c], __fmul_rn(g[c], y[r * cols + c]));
+        ln_modulate_row(out + r * cols, mean + r, rstd + r, xr, shift + (r / T) * ld, scale + (r / T) * ld, cols, eps,
+                        shm);
     }
 }
 
@@ -226,6 +251,24 @@ int kb_ln_modulate_fwd_x16_cuda(kb_ctx *ctx, uint16_t *out16, float *mean, float
     ln_modulate_fwd_kernel<uint16_t><<<kb_grid_rows(B * T), kb_row_block(D), 0, st->stream>>>(
         out16, mean, rstd, x, shift, scale, ld, T, B * T, D, eps);
     KB_LAUNCH_CHECK(op, "ln_modulate_fwd_kernel (bf16 out)");
+    return 0;
+}
+
+int kb_gated_add_ln_modulate_fwd_cuda(kb_ctx *ctx, float *res, float *out, uint16_t *out16, float *mean, float *rstd,
+                                      const float *x, const float *gate, const float *y, int64_t gate_ld,
+                                      const float *shift, const float *scale, int64_t ld, int64_t B, int64_t T,
+                                      int64_t D, float eps, kb_err *err) {
+    const char *op = "kb_gated_add_ln_modulate_fwd";
+    kb_cuda_state *st;
+    if (kb_cuda_op_state(ctx, op, &st, err)) return -1;
+    if (B * T == 0 || D == 0) return 0;
+    if (out16)
+        gated_add_ln_modulate_fwd_kernel<uint16_t><<<kb_grid_rows(B * T), kb_row_block(D), 0, st->stream>>>(
+            res, out16, mean, rstd, x, gate, y, gate_ld, shift, scale, ld, T, B * T, D, eps);
+    else
+        gated_add_ln_modulate_fwd_kernel<float><<<kb_grid_rows(B * T), kb_row_block(D), 0, st->stream>>>(
+            res, out, mean, rstd, x, gate, y, gate_ld, shift, scale, ld, T, B * T, D, eps);
+    KB_LAUNCH_CHECK(op, "gated_add_ln_modulate_fwd_kernel");
     return 0;
 }
 

@@ -35,3 +35,8 @@ int kb_embedding_bwd_cuda(kb_ctx *ctx, float *dtable, const float *dout, const i
                           kb_err *err) { NO_CUDA("kb_embedding_bwd"); }
 int kb_timestep_freq_cuda(kb_ctx *ctx, float *out, const float *t, int64_t B, int64_t dim, float max_period,
                           kb_err *err) { NO_CUDA("kb_timestep_freq"); }
+
+int kb_gated_add_ln_modulate_fwd_cuda(kb_ctx *ctx, float *res, float *out, uint16_t *out16, float *mean, float *rstd,
+                                      const float *x, const float *gate, const float *y, int64_t gate_ld,
+                                      const float *shift, const float *scale, int64_t ld, int64_t B, int64_t T,
+                                      int64_t D, float eps, kb_err *err) { NO_CUDA("kb_gated_add_ln_modulate_fwd"); }

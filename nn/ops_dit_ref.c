@@ -40,6 +40,14 @@ void kb_ln_modulate_fwd_ref(float *out, float *mean, float *rstd, const float *x
     kb_modulate_fwd_ref(out, out, shift, scale, ld, B, T, D);
 }
 
+/* kb_gated_add_fwd_ref, then kb_ln_modulate_fwd_ref on its result. */
+void kb_gated_add_ln_modulate_fwd_ref(float *res, float *out, float *mean, float *rstd, const float *x, const float *gate,
+                                      const float *y, int64_t gate_ld, const float *shift, const float *scale,
+                                      int64_t ld, int64_t B, int64_t T, int64_t D, float eps) {
+    kb_gated_add_fwd_ref(res, x, gate, y, gate_ld, B, T, D);
+    kb_ln_modulate_fwd_ref(out, mean, rstd, res, shift, scale, ld, B, T, D, eps);
+}
+
 /* The formulas of kb_modulate_bwd_ref and kb_layernorm_bwd_ref with the
  * LayerNorm output xhat = (x - mean) * rstd recomputed instead of read. */
 void kb_ln_modulate_bwd_ref(float *dx, float *dshift, float *dscale, const float *dout, const float *x, const float *mean,

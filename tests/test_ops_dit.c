@@ -182,6 +182,66 @@ static void test_x16_forms(kbt_state *st, int threads, int64_t B, int64_t T, int
     free(dc1), free(dc2);
 }
 
+/* The gated residual fused with the LayerNorm + modulation that follows it:
+ * bit for bit the two fast ops in sequence (res, out, statistics), in place
+ * too, its bf16 form their rounded output, and within rounding of the fused
+ * reference. The gate and the modulation come from buffers of different
+ * strides, as in the DiT's last block (gate_mlp, then the final layer's norm). */
+static void test_gated_ln_modulate(kbt_state *st, int threads, int64_t B, int64_t T, int64_t D) {
+    int64_t n = B * T * D, rows = B * T, gl = 6 * D, ml = 2 * D;
+    float *x = randv(n, 51), *y = randv(n, 52), *gcond = randv(B * gl, 53), *mcond = randv(B * ml, 54);
+    float *res_p = malloc((size_t)n * 4), *o_p = malloc((size_t)n * 4), *s_p = malloc(2 * (size_t)rows * 4);
+    float *res_f = malloc((size_t)n * 4), *o_f = malloc((size_t)n * 4), *s_f = malloc(2 * (size_t)rows * 4);
+    float *res_r = malloc((size_t)n * 4), *o_r = malloc((size_t)n * 4), *s_r = malloc(2 * (size_t)rows * 4);
+    float *res_in = copyv(x, n);
+    uint16_t *o16 = malloc((size_t)n * 2), *want16 = malloc((size_t)n * 2);
+    kb_err err = {{0}};
+    char name[160];
+    const float *gate = gcond + 5 * D, *shift = mcond, *scale = mcond + D;
+    kb_gated_add_fwd_cpu(threads, res_p, x, gate, y, gl, B, T, D);
+    kb_ln_modulate_fwd_cpu(threads, o_p, s_p, s_p + rows, res_p, shift, scale, ml, B, T, D, 1e-6f);
+    int rc = kb_gated_add_ln_modulate_fwd_cpu(threads, res_f, o_f, NULL, s_f, s_f + rows, x, gate, y, gl, shift, scale,
+                                              ml, B, T, D, 1e-6f, &err);
+    snprintf(name, sizeof name, "gated_add_ln_modulate_fwd_cpu B=%lld T=%lld D=%lld threads=%d = the two fast ops (bits)",
+             (long long)B, (long long)T, (long long)D, threads);
+    KBT_CHECK(st, rc == 0 && same_bits(res_f, res_p, n) && same_bits(o_f, o_p, n) && same_bits(s_f, s_p, 2 * rows),
+              name, "rc %d res %s out %s", rc, same_bits(res_f, res_p, n) ? "same" : "differs",
+              same_bits(o_f, o_p, n) ? "same" : "differs");
+    rc = kb_gated_add_ln_modulate_fwd_cpu(threads, res_in, NULL, o16, s_f, s_f + rows, res_in, gate, y, gl, shift, scale,
+                                          ml, B, T, D, 1e-6f, &err);
+    for (int64_t i = 0; i < n; i++) want16[i] = kb_sc_f32_to_bf16(o_p[i]);
+    snprintf(name, sizeof name, "gated_add_ln_modulate_fwd_cpu threads=%d in place, bf16 out = bf16 of the two ops (bits)",
+             threads);
+    KBT_CHECK(st, rc == 0 && same_bits(res_in, res_p, n) && !memcmp(o16, want16, (size_t)n * 2) &&
+                      same_bits(s_f, s_p, 2 * rows), name, "rc %d %s", rc, err.msg);
+    kb_gated_add_ln_modulate_fwd_ref(res_r, o_r, s_r, s_r + rows, x, gate, y, gl, shift, scale, ml, B, T, D, 1e-6f);
+    snprintf(name, sizeof name, "gated_add_ln_modulate_fwd_cpu threads=%d vs reference", threads);
+    KBT_CHECK(st, same_bits(res_r, res_p, n), name, "res differs from the reference's");
+    kbt_close(st, name, o_p, o_r, n, 1e-6 * kbt_max_abs(o_r, n), 1e-6);
+    free(x), free(y), free(gcond), free(mcond), free(res_p), free(o_p), free(s_p), free(res_f), free(o_f), free(s_f);
+    free(res_r), free(o_r), free(s_r), free(res_in), free(o16), free(want16);
+}
+
+/* The dispatcher refuses both outputs or neither. */
+static void test_gated_ln_modulate_args(kbt_state *st) {
+    kb_ctx ctx;
+    kb_err err = {{0}};
+    float v[8] = {0}, s[2];
+    uint16_t h[8];
+    if (kb_ctx_init(&ctx, KB_DEV_CPU, NULL, &err)) {
+        KBT_CHECK(st, 0, "CPU context", "%s", err.msg);
+        return;
+    }
+    int both = kb_gated_add_ln_modulate_fwd(&ctx, v, v, h, s, s + 1, v, v, v, 8, v, v, 8, 1, 1, 8, 1e-6f, &err);
+    KBT_CHECK(st, both == -1 && strstr(err.msg, "exactly one"), "gated_add_ln_modulate_fwd: both outputs refused",
+              "rc %d: %s", both, err.msg);
+    err.msg[0] = 0;
+    int none = kb_gated_add_ln_modulate_fwd(&ctx, v, NULL, NULL, s, s + 1, v, v, v, 8, v, v, 8, 1, 1, 8, 1e-6f, &err);
+    KBT_CHECK(st, none == -1 && strstr(err.msg, "exactly one"), "gated_add_ln_modulate_fwd: no output refused",
+              "rc %d: %s", none, err.msg);
+    kb_ctx_free(&ctx);
+}
+
 /* Known layout: for a 1x2x4x4 image with p = 2, token 1 (top-right patch)
  * holds pixels (c, y, x) = (c, 0..1, 2..3) in CPQ or PQC order. */
 static void test_patch_layout(kbt_state *st) {
@@ -267,6 +327,7 @@ int main(void) {
     kbt_state st = {0, 0};
     test_patch_layout(&st);
     test_adamw_first_step(&st);
+    test_gated_ln_modulate_args(&st);
     for (int threads = 1; threads <= 3; threads++) {
         test_modulate_and_gate(&st, threads, 3, 17, 13);
         test_modulate_and_gate(&st, threads, 1, 1, 1);
@@ -274,6 +335,8 @@ int main(void) {
         test_ln_modulate(&st, threads, 3, 17, 13);
         test_ln_modulate(&st, threads, 1, 1, 1);
         test_ln_modulate(&st, threads, 5, 64, 96);
+        test_gated_ln_modulate(&st, threads, 3, 17, 13);
+        test_gated_ln_modulate(&st, threads, 5, 64, 96);
         test_x16_forms(&st, threads, 3, 17, 13);
         test_x16_forms(&st, threads, 5, 64, 96);
         test_embedding_and_freq(&st, threads);

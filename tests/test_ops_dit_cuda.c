@@ -174,6 +174,42 @@ static void test_ln_modulate(env *e, int64_t B, int64_t T, int64_t D) {
     free(h_dc), free(h_dx2), free(h_dc2);
 }
 
+/* The gated residual fused with the following LayerNorm + modulation: the
+ * GPU's gated_add then ln_modulate (fp32 and bf16 out) bit for bit, in place
+ * too; the gate and the modulation rows of different strides. */
+static void test_gated_ln_modulate(env *e, int64_t B, int64_t T, int64_t D) {
+    int64_t n = B * T * D, rows = B * T, gl = 6 * D, ml = 2 * D;
+    float *x = host_rand(n, 21), *y = host_rand(n, 22), *gcond = host_rand(B * gl, 23), *mcond = host_rand(B * ml, 24);
+    float *gx = to_dev(e, x, n), *gy = to_dev(e, y, n), *gg = to_dev(e, gcond, B * gl), *gm = to_dev(e, mcond, B * ml);
+    float *res_p = to_dev(e, x, n), *o_p = to_dev(e, x, n), *s_p = to_dev(e, x, 2 * rows);
+    float *res_f = to_dev(e, x, n), *o_f = to_dev(e, x, n), *s_f = to_dev(e, x, 2 * rows), *res_in = to_dev(e, x, n);
+    uint16_t *o16 = kb_dev_alloc(&e->ctx, (size_t)n * 2, &e->err), *h16 = malloc((size_t)n * 2);
+    uint16_t *want16 = malloc((size_t)n * 2);
+    const float *gate = gg + 5 * D, *shift = gm, *scale = gm + D;
+    char name[160];
+    kb_gated_add_fwd(&e->ctx, res_p, gx, gate, gy, gl, B, T, D, &e->err);
+    kb_ln_modulate_fwd(&e->ctx, o_p, s_p, s_p + rows, res_p, shift, scale, ml, B, T, D, 1e-6f, &e->err);
+    kb_gated_add_ln_modulate_fwd(&e->ctx, res_f, o_f, NULL, s_f, s_f + rows, gx, gate, gy, gl, shift, scale, ml, B, T, D,
+                                 1e-6f, &e->err);
+    float *h_res = host_copy(e, res_p, n), *h_o = host_copy(e, o_p, n), *h_s = host_copy(e, s_p, 2 * rows);
+    snprintf(name, sizeof name, "gated_add_ln_modulate_fwd B=%lld T=%lld D=%lld = GPU gated_add then ln_modulate (bits)",
+             (long long)B, (long long)T, (long long)D);
+    expect_same(e, name, o_f, h_o, n, 0.0);
+    expect_same(e, "gated_add_ln_modulate_fwd residual (bits)", res_f, h_res, n, 0.0);
+    expect_same(e, "gated_add_ln_modulate_fwd statistics (bits)", s_f, h_s, 2 * rows, 0.0);
+    kb_gated_add_ln_modulate_fwd(&e->ctx, res_in, NULL, o16, s_f, s_f + rows, res_in, gate, gy, gl, shift, scale, ml, B,
+                                 T, D, 1e-6f, &e->err);
+    kb_copy_to_host(&e->ctx, h16, o16, (size_t)n * 2, &e->err);
+    for (int64_t i = 0; i < n; i++) want16[i] = kb_sc_f32_to_bf16(h_o[i]);
+    KBT_CHECK(&e->st, !memcmp(h16, want16, (size_t)n * 2),
+              "gated_add_ln_modulate_fwd in place, bf16 out = bf16 of the pair's (bits)", "differs");
+    expect_same(e, "gated_add_ln_modulate_fwd in place: residual (bits)", res_in, h_res, n, 0.0);
+    float *bufs[] = {gx, gy, gg, gm, res_p, o_p, s_p, res_f, o_f, s_f, res_in};
+    for (int i = 0; i < 11; i++) kb_dev_free(&e->ctx, bufs[i]);
+    kb_dev_free(&e->ctx, o16);
+    free(x), free(y), free(gcond), free(mcond), free(h16), free(want16), free(h_res), free(h_o), free(h_s);
+}
+
 static void test_patch_embed_freq(env *e) {
     int64_t B = 2, C = 3, H = 8, W = 8, p = 2, n = B * C * H * W;
     float *img = host_rand(n, 8), *tok = malloc(n * 4), *back = malloc(n * 4);
@@ -254,6 +290,8 @@ int main(void) {
     test_gated_x16(&e, 3, 17, 13);
     test_gated_x16(&e, 4, 256, 384);
     test_ln_modulate(&e, 3, 17, 13);
+    test_gated_ln_modulate(&e, 3, 17, 13);
+    test_gated_ln_modulate(&e, 2, 256, 768);
     test_ln_modulate(&e, 4, 256, 384);
     test_ln_modulate(&e, 2, 40, 1152);
     test_patch_embed_freq(&e);
