@@ -165,7 +165,7 @@ static void layout_acts(kb_dit_acts *a, const kb_dit_config *c, size_t B, int ba
     a->yemb = carve(cv, B * d), a->c = carve(cv, B * d), a->c_silu = carve(cv, B * d);
     a->patches = carve(cv, BT * K);
     a->res = carve(cv, (L + 1) * BT * d);
-    a->ada = carve(cv, L * B * 6 * d);
+    a->ada = carve(cv, (L < 2 ? 2 : L) * B * 6 * d); /* kb_dit_view_block: at least two slots */
     a->mod1 = carve(cv, (L * BT * d + act - 1) / act), a->qkv = carve(cv, (L * BT * 3 * d + act - 1) / act);
     a->att = carve(cv, L * (size_t)kb_attention_saved_floats(fused, B, T, H));
     a->atty = carve(cv, (L * BT * d + act - 1) / act), a->proj = carve(cv, L * BT * d);

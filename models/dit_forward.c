@@ -23,64 +23,106 @@ static int conditioning_fwd(kb_dit *m, const float *t, const int32_t *y, int64_t
     return 0;
 }
 
-/* block_fwd's attention and MLP halves with bf16 activations: the linear
- * layers' inputs mod1, atty, mod2 and gelu, the attention's input qkv and the
- * GELU's input fc1 are written and read as bf16. */
-static int block_fwd_x16(kb_dit *m, int l, const kb_dit_block_view *v, int64_t B, kb_err *err) {
+/* Block l's adaLN modulation: Linear(SiLU(c)) -> shift, scale, gate of
+ * attention and MLP, [B, 6d] in its view's ada. */
+static int ada_fwd(kb_dit *m, int l, int64_t B, kb_err *err) {
+    kb_dit_block_view v = kb_dit_view_block(m, l, B);
+    KB_TRY(kb_linear_fwd(m->ctx, &m->blocks[l].ada, &m->params, NULL, v.ada, m->acts.c_silu, B, err), "block %d adaLN",
+           l);
+    return 0;
+}
+
+/* Block 0's norm1 and modulation of the embedded tokens; every later block's
+ * comes fused with the previous block's MLP residual (block_end_fwd). */
+static int first_norm_fwd(kb_dit *m, int64_t B, kb_err *err) {
+    kb_dit_block_view v = kb_dit_view_block(m, 0, B);
+    int64_t d = m->cfg.hidden_size, T = kb_dit_tokens(&m->cfg), ld = 6 * d;
+    if (m->acts.bf16)
+        KB_TRY(kb_ln_modulate_fwd_x16(m->ctx, v.mod1_16, v.ln1_mean, v.ln1_rstd, v.x_in, v.ada, v.ada + d, ld, B, T, d,
+                                      1e-6f, err), "block 0 norm1 and modulate1");
+    else
+        KB_TRY(kb_ln_modulate_fwd(m->ctx, v.mod1, v.ln1_mean, v.ln1_rstd, v.x_in, v.ada, v.ada + d, ld, B, T, d, 1e-6f,
+                                  err), "block 0 norm1 and modulate1");
+    return 0;
+}
+
+/* Block l's attention branch from its modulated input (mod1) to the gated
+ * residual, fused with norm2 and its modulation: mid, mod2. bf16 activations
+ * (acts.bf16): the linear layers' inputs, qkv and the attention output are
+ * written and read as bf16. */
+static int attention_half_fwd(kb_dit *m, int l, const kb_dit_block_view *v, int64_t B, kb_err *err) {
     kb_ctx *ctx = m->ctx;
     const kb_dit_block *blk = &m->blocks[l];
     int64_t d = m->cfg.hidden_size, T = kb_dit_tokens(&m->cfg), BT = B * T, ld = 6 * d, H = m->cfg.num_heads;
     const float *ada = v->ada;
-    KB_TRY(kb_ln_modulate_fwd_x16(ctx, v->mod1_16, v->ln1_mean, v->ln1_rstd, v->x_in, ada, ada + d, ld, B, T, d, 1e-6f,
-                                  err), "block %d norm1 and modulate1", l);
-    KB_TRY(kb_linear_fwd_x16_y16(ctx, &blk->qkv, &m->params, NULL, v->qkv16, v->mod1_16, BT, err), "block %d qkv", l);
-    KB_TRY(kb_attn_fused_fwd_x16(ctx, v->atty16, v->att, v->qkv16, B, T, d, H, err), "block %d attn", l);
-    KB_TRY(kb_linear_fwd_x16(ctx, &blk->proj, &m->params, NULL, v->proj, v->atty16, BT, err), "block %d proj", l);
-    KB_TRY(kb_gated_add_fwd(ctx, v->mid, v->x_in, ada + 2 * d, v->proj, ld, B, T, d, err), "block %d gate_msa", l);
-    KB_TRY(kb_ln_modulate_fwd_x16(ctx, v->mod2_16, v->ln2_mean, v->ln2_rstd, v->mid, ada + 3 * d, ada + 4 * d, ld, B, T,
-                                  d, 1e-6f, err), "block %d norm2 and modulate2", l);
-    KB_TRY(kb_linear_fwd_gelu_x16(ctx, &blk->fc1, &m->params, NULL, v->fc1_16, v->gelu16, v->mod2_16, BT, err),
-           "block %d fc1+GELU", l);
-    KB_TRY(kb_linear_fwd_x16(ctx, &blk->fc2, &m->params, NULL, v->fc2, v->gelu16, BT, err), "block %d fc2", l);
-    KB_TRY(kb_gated_add_fwd(ctx, v->x_out, v->mid, ada + 5 * d, v->fc2, ld, B, T, d, err), "block %d gate_mlp", l);
+    if (m->acts.bf16) {
+        KB_TRY(kb_linear_fwd_x16_y16(ctx, &blk->qkv, &m->params, NULL, v->qkv16, v->mod1_16, BT, err), "block %d qkv", l);
+        KB_TRY(kb_attn_fused_fwd_x16(ctx, v->atty16, v->att, v->qkv16, B, T, d, H, err), "block %d attn", l);
+        KB_TRY(kb_linear_fwd_x16(ctx, &blk->proj, &m->params, NULL, v->proj, v->atty16, BT, err), "block %d proj", l);
+    } else {
+        KB_TRY(kb_linear_fwd(ctx, &blk->qkv, &m->params, NULL, v->qkv, v->mod1, BT, err), "block %d qkv", l);
+        KB_TRY(kb_attention_fwd(ctx, m->acts.attn_fused, v->atty, v->att, m->acts.d_att, v->qkv, B, T, d, H, err),
+               "block %d attn", l);
+        KB_TRY(kb_linear_fwd(ctx, &blk->proj, &m->params, NULL, v->proj, v->atty, BT, err), "block %d proj", l);
+    }
+    KB_TRY(kb_gated_add_ln_modulate_fwd(ctx, v->mid, v->mod2, v->mod2_16, v->ln2_mean, v->ln2_rstd, v->x_in,
+                                        ada + 2 * d, v->proj, ld, ada + 3 * d, ada + 4 * d, ld, B, T, d, 1e-6f, err),
+           "block %d gate_msa, norm2 and modulate2", l);
+    return 0;
+}
+
+/* Block l's MLP from mod2 to fc2 (GELU-tanh in between). */
+static int mlp_fwd(kb_dit *m, int l, const kb_dit_block_view *v, int64_t B, kb_err *err) {
+    kb_ctx *ctx = m->ctx;
+    const kb_dit_block *blk = &m->blocks[l];
+    int64_t BT = B * kb_dit_tokens(&m->cfg);
+    if (m->acts.bf16) {
+        KB_TRY(kb_linear_fwd_gelu_x16(ctx, &blk->fc1, &m->params, NULL, v->fc1_16, v->gelu16, v->mod2_16, BT, err),
+               "block %d fc1+GELU", l);
+        KB_TRY(kb_linear_fwd_x16(ctx, &blk->fc2, &m->params, NULL, v->fc2, v->gelu16, BT, err), "block %d fc2", l);
+    } else {
+        KB_TRY(kb_linear_fwd_gelu(ctx, &blk->fc1, &m->params, NULL, v->fc1, v->gelu, v->mod2, BT, err),
+               "block %d fc1+GELU", l);
+        KB_TRY(kb_linear_fwd(ctx, &blk->fc2, &m->params, NULL, v->fc2, v->gelu, BT, err), "block %d fc2", l);
+    }
+    return 0;
+}
+
+/* Block l's MLP residual x_out = mid + gate_mlp * fc2, fused with the norm
+ * that reads it: block l+1's norm1 and modulation (its adaLN computed first;
+ * the two blocks' ada slots differ, kb_dit_view_block), or after the last
+ * block the final layer's (fp32 out, as the final linear reads it). */
+static int block_end_fwd(kb_dit *m, int l, const kb_dit_block_view *v, int64_t B, kb_err *err) {
+    kb_dit_acts *a = &m->acts;
+    int64_t d = m->cfg.hidden_size, T = kb_dit_tokens(&m->cfg), ld = 6 * d;
+    const float *gate = v->ada + 5 * d;
+    if (l + 1 == m->cfg.depth) {
+        KB_TRY(kb_linear_fwd(m->ctx, &m->final_ada, &m->params, NULL, a->adaf, a->c_silu, B, err), "final adaLN");
+        KB_TRY(kb_gated_add_ln_modulate_fwd(m->ctx, v->x_out, a->modf, NULL, a->lnf_mean, a->lnf_rstd, v->mid, gate,
+                                            v->fc2, ld, a->adaf, a->adaf + d, 2 * d, B, T, d, 1e-6f, err),
+               "block %d gate_mlp, final norm and modulate", l);
+        return 0;
+    }
+    if (ada_fwd(m, l + 1, B, err)) return -1;
+    kb_dit_block_view w = kb_dit_view_block(m, l + 1, B);
+    KB_TRY(kb_gated_add_ln_modulate_fwd(m->ctx, v->x_out, w.mod1, w.mod1_16, w.ln1_mean, w.ln1_rstd, v->mid, gate,
+                                        v->fc2, ld, w.ada, w.ada + d, ld, B, T, d, 1e-6f, err),
+           "block %d gate_mlp, block %d norm1 and modulate1", l, l + 1);
     return 0;
 }
 
 static int block_fwd(kb_dit *m, int l, int64_t B, kb_err *err) {
-    kb_ctx *ctx = m->ctx;
-    const kb_dit_block *blk = &m->blocks[l];
     kb_dit_block_view v = kb_dit_view_block(m, l, B);
-    int64_t d = m->cfg.hidden_size, T = kb_dit_tokens(&m->cfg), BT = B * T, ld = 6 * d;
-    float *shift_msa = v.ada, *scale_msa = v.ada + d, *gate_msa = v.ada + 2 * d;
-    float *shift_mlp = v.ada + 3 * d, *scale_mlp = v.ada + 4 * d, *gate_mlp = v.ada + 5 * d;
-    KB_TRY(kb_linear_fwd(ctx, &blk->ada, &m->params, NULL, v.ada, m->acts.c_silu, B, err), "block %d adaLN", l);
-    if (m->acts.bf16) return block_fwd_x16(m, l, &v, B, err);
-    /* attention branch */
-    KB_TRY(kb_ln_modulate_fwd(ctx, v.mod1, v.ln1_mean, v.ln1_rstd, v.x_in, shift_msa, scale_msa, ld, B, T, d, 1e-6f, err),
-           "block %d norm1 and modulate1", l);
-    KB_TRY(kb_linear_fwd(ctx, &blk->qkv, &m->params, NULL, v.qkv, v.mod1, BT, err), "block %d qkv", l);
-    KB_TRY(kb_attention_fwd(ctx, m->acts.attn_fused, v.atty, v.att, m->acts.d_att, v.qkv, B, T, d, m->cfg.num_heads,
-                            err), "block %d attn", l);
-    KB_TRY(kb_linear_fwd(ctx, &blk->proj, &m->params, NULL, v.proj, v.atty, BT, err), "block %d proj", l);
-    KB_TRY(kb_gated_add_fwd(ctx, v.mid, v.x_in, gate_msa, v.proj, ld, B, T, d, err), "block %d gate_msa", l);
-    /* MLP branch */
-    KB_TRY(kb_ln_modulate_fwd(ctx, v.mod2, v.ln2_mean, v.ln2_rstd, v.mid, shift_mlp, scale_mlp, ld, B, T, d, 1e-6f, err),
-           "block %d norm2 and modulate2", l);
-    KB_TRY(kb_linear_fwd_gelu(ctx, &blk->fc1, &m->params, NULL, v.fc1, v.gelu, v.mod2, BT, err), "block %d fc1+GELU", l);
-    KB_TRY(kb_linear_fwd(ctx, &blk->fc2, &m->params, NULL, v.fc2, v.gelu, BT, err), "block %d fc2", l);
-    KB_TRY(kb_gated_add_fwd(ctx, v.x_out, v.mid, gate_mlp, v.fc2, ld, B, T, d, err), "block %d gate_mlp", l);
-    return 0;
+    if (attention_half_fwd(m, l, &v, B, err) || mlp_fwd(m, l, &v, B, err)) return -1;
+    return block_end_fwd(m, l, &v, B, err);
 }
 
+/* The final layer from its modulated input (block_end_fwd made it). */
 static int final_fwd(kb_dit *m, int64_t B, float *out, kb_err *err) {
     kb_ctx *ctx = m->ctx;
     kb_dit_acts *a = &m->acts;
     const kb_dit_config *c = &m->cfg;
-    int64_t d = c->hidden_size, T = kb_dit_tokens(c), BT = B * T;
-    float *x = kb_dit_res(m, c->depth, B);
-    KB_TRY(kb_linear_fwd(ctx, &m->final_ada, &m->params, NULL, a->adaf, a->c_silu, B, err), "final adaLN");
-    KB_TRY(kb_ln_modulate_fwd(ctx, a->modf, a->lnf_mean, a->lnf_rstd, x, a->adaf, a->adaf + d, 2 * d, B, T, d, 1e-6f, err),
-           "final norm and modulate");
+    int64_t BT = B * kb_dit_tokens(c);
     KB_TRY(kb_linear_fwd(ctx, &m->final_linear, &m->params, NULL, a->out_tokens, a->modf, BT, err), "final linear");
     KB_TRY(kb_unpatchify(ctx, out, a->out_tokens, B, kb_dit_out_channels(c), c->input_size, c->input_size, c->patch_size,
                       KB_PATCH_PQC, err), "unpatchify");
@@ -98,7 +140,7 @@ int kb_dit_forward(kb_dit *m, const float *x, const float *t, const int32_t *y, 
                     err), "patchify");
     KB_TRY(kb_linear_fwd(ctx, &m->x_embed, &m->params, NULL, a->res, a->patches, BT, err), "x_embedder");
     KB_TRY(kb_add_bias(ctx, a->res, kb_param_data(&m->params, m->pos_embed), B, T * d, err), "pos_embed");
-    if (conditioning_fwd(m, t, y, B, err)) return -1;
+    if (conditioning_fwd(m, t, y, B, err) || ada_fwd(m, 0, B, err) || first_norm_fwd(m, B, err)) return -1;
     for (int l = 0; l < c->depth; l++)
         if (block_fwd(m, l, B, err)) return -1;
     return final_fwd(m, B, out, err);

@@ -26,7 +26,7 @@ static inline float *kb_dit_res(const kb_dit *m, int l, int64_t B) {
     return m->acts.res + slot * B * kb_dit_tokens(&m->cfg) * m->cfg.hidden_size;
 }
 
-/* Block l's views; without gradients every block shares slot 0. */
+/* Block l's views; without gradients every block shares slot 0 (ada: two). */
 static inline kb_dit_block_view kb_dit_view_block(const kb_dit *m, int l, int64_t B) {
     const kb_dit_acts *a = &m->acts;
     int64_t d = m->cfg.hidden_size, T = kb_dit_tokens(&m->cfg), BT = B * T, mlp = kb_dit_mlp_hidden(&m->cfg);
@@ -34,8 +34,10 @@ static inline kb_dit_block_view kb_dit_view_block(const kb_dit *m, int l, int64_
     kb_dit_block_view v;
     v.x_in = kb_dit_res(m, l, B);
     v.x_out = kb_dit_res(m, l + 1, B);
+    /* adaLN outputs: two slots in turn without gradients, as the forward
+     * computes block l+1's before it is done with block l's gate */
+    v.ada = a->ada + (a->slots == m->cfg.depth ? l : l % 2) * B * 6 * d;
     l = a->slots == m->cfg.depth ? l : 0;
-    v.ada = a->ada + l * B * 6 * d;
     v.att = a->att + l * kb_attention_saved_floats(a->attn_fused, B, T, H);
     v.proj = a->proj + l * BT * d, v.mid = a->mid + l * BT * d;
     v.fc2 = a->fc2 + l * BT * d;
