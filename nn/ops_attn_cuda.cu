@@ -112,6 +112,22 @@ __device__ void warp_scores(float (&s)[N][4], const uint32_t *A, int a0, const u
     }
 }
 
+/* The same with A's fragments already in registers (the forward's q, read
+ * once instead of once per key tile), a[k] for columns 16k .. 16k+15. */
+template <int HD, int N>
+__device__ void warp_scores(float (&s)[N][4], const uint32_t (&a)[HD / 16][4], const uint32_t *B, int b0) {
+#pragma unroll
+    for (int j = 0; j < N; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+#pragma unroll
+    for (int k = 0; k < HD / 16; k++)
+#pragma unroll
+        for (int j = 0; j < N; j++) {
+            uint32_t b[2];
+            frag_b(b, B, geom<HD>::ldr, b0 + 8 * j, 16 * k);
+            kb_mma_bf16_16816(s[j], a[k], b);
+        }
+}
+
 /* acc (16 x HD, HD/8 fragments) += P M: P 16 x 8N as N fp32 fragments,
  * rounded to bf16 here (two adjacent fragments are one A fragment), M rows
  * m0 .. m0+8N-1 of a cols tile (M^T stored). */
@@ -250,16 +266,20 @@ __global__ void __launch_bounds__(kThreads) attn_fwd_kernel(attn_args a) {
     const Q *base = qkv_of<Q>(a) + (int64_t)b * T * 3 * d + h * a.hd;
 
     load_rows<HD>(Qs, base, 3 * d, q0, T, a.hd);
+    __syncthreads();
+    uint32_t qa[HD / 16][4]; /* the warp's 16 queries as A fragments, for every key tile */
+#pragma unroll
+    for (int k = 0; k < HD / 16; k++) frag_a(qa[k], Qs, g::ldr, warp * 16, 16 * k);
     online_softmax sm;
     float o[HD / 8][4];
     zero_acc<HD>(o);
     for (int k0 = 0; k0 < T; k0 += kTile) {
-        __syncthreads(); /* Qs written; the last tile's readers done */
+        __syncthreads(); /* the last tile's readers done */
         load_rows<HD>(Ks, base + d, 3 * d, k0, T, a.hd);
         load_cols<HD>(Vt, base + 2 * d, 3 * d, k0, T, a.hd);
         __syncthreads();
         float s[kTile / 8][4];
-        warp_scores<HD, kTile / 8>(s, Qs, warp * 16, Ks, 0);
+        warp_scores<HD, kTile / 8>(s, qa, Ks, 0);
         sm.tile(s, o, k0, T, a.scale);
         warp_accumulate<HD, kTile / 8>(o, s, Vt, 0);
     }
@@ -277,17 +297,43 @@ __global__ void __launch_bounds__(kThreads) attn_fwd_kernel(attn_args a) {
 
 /* --------------------------------------------------------------- backward */
 
-/* D[b, h, i] = sum_c dout * out over head h's columns of row i, in column order. */
-__global__ void attn_delta_kernel(attn_args a, int64_t B) {
+/* s += dout[c] out[c] for 4 columns, in order; out fp32 or bf16 bits. */
+__device__ __forceinline__ float dot4(float s, float4 g, float4 o) {
+    s = __fadd_rn(s, __fmul_rn(g.x, o.x)), s = __fadd_rn(s, __fmul_rn(g.y, o.y));
+    s = __fadd_rn(s, __fmul_rn(g.z, o.z));
+    return __fadd_rn(s, __fmul_rn(g.w, o.w));
+}
+/* A vector load (the caller checked the alignment; the emulator checks it again). */
+template <class V, class T> __device__ __forceinline__ V load_vec(const T *p) {
+#ifdef KB_EMU_DEVICE
+    if ((uintptr_t)p % sizeof(V)) kb_emu::trap("misaligned vector load (a GPU faults)");
+    V v;
+    memcpy(&v, p, sizeof v);
+    return v;
+#else
+    return *reinterpret_cast<const V *>(p);
+#endif
+}
+__device__ __forceinline__ float4 widen4(const float *p) { return load_vec<float4>(p); }
+__device__ __forceinline__ float4 widen4(const uint16_t *p) {
+    uint2 w = load_vec<uint2>(p); /* four bf16, the first in the low half of w.x */
+    return make_float4(kb_sc_bf16_to_f32((uint16_t)(w.x & 0xffffu)), kb_sc_bf16_to_f32((uint16_t)(w.x >> 16)),
+                       kb_sc_bf16_to_f32((uint16_t)(w.y & 0xffffu)), kb_sc_bf16_to_f32((uint16_t)(w.y >> 16)));
+}
+
+/* D[b, h, i] = sum_c dout * out over head h's columns of row i, in column
+ * order. With hd and d multiples of 4 (every row start 16-byte aligned for
+ * dout, 8 for a bf16 out) four columns per load, the same sum. */
+template <typename O> __global__ void attn_delta_kernel(attn_args a, const O *out, int64_t B, int vec4) {
     int64_t n = B * a.H * a.T;
     KB_GRID_STRIDE(i, n) {
         int64_t q = i % a.T, h = (i / a.T) % a.H, b = i / ((int64_t)a.T * a.H);
         int64_t at = (b * a.T + q) * a.d + h * a.hd;
         float s = 0.0f;
-        for (int c = 0; c < a.hd; c++) {
-            float o = a.out16 ? kb_sc_bf16_to_f32(a.out16[at + c]) : a.out[at + c];
-            s = __fadd_rn(s, __fmul_rn(a.dout[at + c], o));
-        }
+        int c = 0;
+        if (vec4)
+            for (; c < a.hd; c += 4) s = dot4(s, widen4(a.dout + at + c), widen4(out + at + c));
+        for (; c < a.hd; c++) s = __fadd_rn(s, __fmul_rn(a.dout[at + c], kb_elem_f32(out[at + c])));
         a.delta[i] = s;
     }
 }
@@ -496,7 +542,11 @@ int bwd_any(kb_ctx *ctx, const char *op, float *dqkv, uint16_t *dqkv16, float *d
     a.dout = dout, a.out = out, a.out16 = out16, a.qkv16 = qkv16, a.res = dqkv, a.res16 = dqkv16;
     a.lse = (float *)lse;
     a.delta = delta;
-    attn_delta_kernel<<<kb_grid_1d(B * H * T), KB_CUDA_BLOCK, 0, st->stream>>>(a, B);
+    /* four columns per load where every row start is aligned for it */
+    int vec4 = a.hd % 4 == 0 && a.d % 4 == 0 && (uintptr_t)dout % 16 == 0 &&
+               (out16 ? (uintptr_t)out16 % 8 == 0 : (uintptr_t)out % 16 == 0);
+    if (out16) attn_delta_kernel<uint16_t><<<kb_grid_1d(B * H * T), KB_CUDA_BLOCK, 0, st->stream>>>(a, out16, B, vec4);
+    else attn_delta_kernel<float><<<kb_grid_1d(B * H * T), KB_CUDA_BLOCK, 0, st->stream>>>(a, out, B, vec4);
     KB_LAUNCH_CHECK(op, "attn_delta_kernel");
     switch (padded_hd(a.hd)) {
     case 32: return bwd_hd<32>(st, op, a, B, err);
@@ -533,7 +583,7 @@ extern "C" int kb_attn_fused_bwd_x16_cuda(kb_ctx *ctx, uint16_t *dqkv16, float *
 
 extern "C" int kb_attn_fused_cuda_allowed(const kb_ctx *ctx, int64_t head_dim) {
     /* bf16 tensor cores, and the shared memory a block may opt in to (227 KiB on
-     * H100/H200, 99 KiB on some 8.x parts: too little there for head_dim > 64) */
+     * H100/H200, 99 KiB on some 8.x parts: too little there for head_dim > 80) */
     return ctx && ctx->device == KB_DEV_CUDA && ctx->cuda && ctx->cuda->cc_major >= 8 && head_dim > 0 &&
            head_dim <= KB_ATTN_FUSED_MAX_HEAD_DIM && smem_needed(head_dim) <= ctx->cuda->smem_optin;
 }
