@@ -15,10 +15,7 @@ while [ $# -gt 0 ]; do
     *) echo "bench_attn.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
-if [ -z "${PYTHON:-}" ]; then # the interpreter with torch: Debian's here, the image's python3 on a GPU machine
-  PYTHON=python3
-  /usr/bin/python3 -c 'import torch' 2>/dev/null && PYTHON=/usr/bin/python3
-fi
+source bench/torch_python.sh # PYTHON: the interpreter with torch
 [ -x "$BENCH" ] || { echo "bench_attn.sh: $BENCH not built (cmake --build build --target bench_attn)" >&2; exit 1; }
 ours=$("$BENCH" --device cuda "${args[@]}")
 echo "$ours" | grep -v '_ms='

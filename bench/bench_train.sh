@@ -30,10 +30,7 @@ while [ $# -gt 0 ]; do
   ours+=("$1"); theirs+=("$1"); shift
 done
 [ -n "$torch_prec" ] && theirs+=(--precision "$torch_prec")
-if [ -z "${PYTHON:-}" ]; then
-  PYTHON=python3
-  /usr/bin/python3 -c 'import torch' 2>/dev/null && PYTHON=/usr/bin/python3
-fi
+source bench/torch_python.sh # PYTHON: the interpreter with torch
 echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1-3 /proc/loadavg)"
 out_kb=$("$KB" bench train --threads "$THREADS" "${ours[@]}")
 echo "$out_kb" | grep -v '^steps_per_sec='
