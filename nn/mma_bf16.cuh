@@ -11,11 +11,13 @@
  *   C, D (16 x 8, fp32):    c0 c1 (row g, cols 2t, 2t+1), c2 c3 (row g+8, ...)
  * So a B fragment is two words of a row-major [n][k] array (K in Q K^T), and
  * two horizontally adjacent C tiles, packed to bf16, are one A fragment (the
- * probabilities of P V): what FlashAttention-2 relies on.
+ * probabilities of P V): what FlashAttention-2 relies on. ldmatrix loads A
+ * and B fragments from shared memory four registers at a time, and with
+ * .trans the B fragments of a row-major [k][n] array (V in P V).
  *
- * Under the CPU emulator (tests/cuda_emu) the product is its warp collective
- * with the same layouts; kb_mma_layout_probe (nn/ops_attn_cuda.cu) lets a GPU
- * run check them against the hardware. */
+ * Under the CPU emulator (tests/cuda_emu) the product and the loads are its
+ * warp collectives with the same layouts; kb_attn_mma_probe
+ * (nn/ops_attn_cuda.cu) lets a GPU run check them against the hardware. */
 #ifndef KB_MMA_BF16_CUH
 #define KB_MMA_BF16_CUH
 
@@ -35,6 +37,32 @@ static __device__ __forceinline__ void kb_mma_bf16_16816(float (&d)[4], const ui
                  "{%8, %9}, {%0, %1, %2, %3};\n"
                  : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#endif
+}
+
+/* ldmatrix.sync.aligned.m8n8.x4[.trans].shared.b16: four 8 x 8 matrices of
+ * 16-bit values from shared memory; lane l gives the address of row l % 8 of
+ * matrix l / 8 (16 bytes, 16-byte aligned). r[i] gets matrix i's (row l/4,
+ * columns 2(l%4) and 2(l%4)+1), exactly an mma fragment register; with
+ * .trans its (rows 2(l%4) and 2(l%4)+1, column l/4), the fragment register
+ * of the transposed matrix. The first value is in the low half. */
+static __device__ __forceinline__ void kb_ldmatrix_x4(uint32_t (&r)[4], const void *row) {
+#ifdef KB_EMU_DEVICE
+    kb_emu::ldmatrix_x4(r, row, false);
+#else
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"((unsigned)__cvta_generic_to_shared(row)));
+#endif
+}
+
+static __device__ __forceinline__ void kb_ldmatrix_x4_trans(uint32_t (&r)[4], const void *row) {
+#ifdef KB_EMU_DEVICE
+    kb_emu::ldmatrix_x4(r, row, true);
+#else
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"((unsigned)__cvta_generic_to_shared(row)));
 #endif
 }
 

@@ -91,11 +91,13 @@ int kb_attn_fused_bwd_x16_cuda(kb_ctx *ctx, uint16_t *dqkv16, float *delta, cons
  * the padded head dimension); 0 without CUDA. */
 int kb_attn_fused_cuda_allowed(const kb_ctx *ctx, int64_t head_dim);
 
-/* For tests: d (128 floats of device memory) = A B, 16 x 8 row-major, by one
- * mma.sync through the fragment layouts nn/mma_bf16.cuh assumes, with
- * A(r, k) and B(k, n) (16 x 16, 16 x 8; small integers and halves, exact in
- * bf16 and in any summation order) these formulas. A GPU that disagrees
- * with them would make every fused attention result wrong. */
+/* For tests: d (768 floats of device memory) gets A B (16 x 16, row-major)
+ * three times, by mma.sync through the fragment layouts nn/mma_bf16.cuh
+ * assumes: fragments built in registers, then loaded by ldmatrix from A and
+ * B^T, then by ldmatrix.trans from B, as the kernels load them. A(r, k) and
+ * B(k, n) are these formulas (small integers and halves: exact in bf16 and
+ * in any summation order). A GPU that disagrees with them would make every
+ * fused attention result wrong. */
 #define KB_MMA_PROBE_A(r, k) ((float)(((r) * 5 + (k) * 3) % 11 - 5))
 #define KB_MMA_PROBE_B(k, n) (0.5f * (float)(((k) * 7 + (n) * 2) % 9 - 4))
 int kb_attn_mma_probe(kb_ctx *ctx, float *d, kb_err *err);

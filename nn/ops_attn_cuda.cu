@@ -5,12 +5,14 @@
  *
  * Blocks of 4 warps own 64 rows (queries, or keys in the dk/dv kernel); each
  * warp owns 16 of them and walks the other side in tiles of 64, staged in
- * shared memory as bf16 pairs (32-bit words, one mma register each), padded
- * to HD columns (32, 64, 80 or 128: the head dimension rounded up; the
- * padding is zero, so it adds nothing to any dot product) and to rows beyond
- * T (zero too; those keys are masked out of every softmax, those queries
- * never written). A tile that is a product's B operand along the rows it was
- * read by (v in p v, q in ds^T q, ...) is stored transposed.
+ * shared memory as bf16 pairs (32-bit words), row-major, padded to HD
+ * columns (32, 64, 80 or 128: the head dimension rounded up; the padding is
+ * zero, so it adds nothing to any dot product) and to rows beyond T (zero
+ * too; those keys are masked out of every softmax, those queries never
+ * written). Fragments come out of the tiles by ldmatrix, four registers per
+ * instruction; a tile that is a product's B operand along its rows (v in
+ * p v, q in ds^T q, ...) by ldmatrix.trans, so every tile is read from global
+ * memory once.
  *
  *   forward: one pass over the key tiles; scores, running row max and sum
  *            (exp of scores less the running max), and the output
@@ -38,15 +40,12 @@ constexpr int kHalf = kTile / 2;   /* the backward's sub-tile of the other side 
 constexpr unsigned kFull = 0xffffffffu;
 
 /* Shared-memory geometry for a padded head dimension HD, in 32-bit words
- * (two bf16 each): a rows tile is [64][HD] row-major, word (r, c / 2); a
- * cols tile is its transpose [HD][64], word (c, r / 2). The 4 spare words per
- * row make the fragment reads (8 rows g x 4 words t per load) fall in 32
- * different banks. */
+ * (two bf16 each): a rows tile is [64][HD] row-major, word (r, c / 2). The 4
+ * spare words per row keep every row 16-byte aligned (ldmatrix) and make
+ * the 8 rows one ldmatrix phase reads fall in 32 different banks. */
 template <int HD> struct geom {
     static constexpr int ldr = HD / 2 + 4;
-    static constexpr int ldc = kTile / 2 + 4;
     static constexpr size_t rows = size_t(kTile) * ldr * 4;
-    static constexpr size_t cols = size_t(HD) * ldc * 4;
     static constexpr size_t vec = size_t(kTile) * 4; /* 64 floats (the dk/dv kernel's lse and D) */
 };
 
@@ -66,30 +65,35 @@ __device__ void load_rows(uint32_t *dst, const S *src, int64_t stride, int row0,
     }
 }
 
-/* The same rows into a cols tile (transposed). Consecutive threads read
- * consecutive columns, so the global reads coalesce. */
-template <int HD, typename S>
-__device__ void load_cols(uint32_t *dst, const S *src, int64_t stride, int row0, int T, int hd) {
-    for (int i = threadIdx.x; i < kTile * HD / 2; i += kThreads) {
-        int c = i % HD, r = 2 * (i / HD), t = row0 + r;
-        float lo = t < T && c < hd ? kb_elem_f32(src[(int64_t)t * stride + c]) : 0.0f;
-        float hi = t + 1 < T && c < hd ? kb_elem_f32(src[(int64_t)(t + 1) * stride + c]) : 0.0f;
-        dst[c * geom<HD>::ldc + r / 2] = kb_pack_bf16x2(lo, hi);
-    }
-}
-
-/* The A fragment of rows row0 .. row0+15, columns k0 .. k0+15 of a
- * row-major words tile with ld words per row. */
+/* The A fragment of rows row0 .. row0+15, columns k0 .. k0+15 of a rows
+ * tile with ld words per row: lane l names row l%8 + 8((l/8)%2), column
+ * k0 + 8(l/16), so the four matrices are a0 .. a3. */
 __device__ __forceinline__ void frag_a(uint32_t (&a)[4], const uint32_t *tile, int ld, int row0, int k0) {
-    const uint32_t *p = tile + (row0 + lane_g()) * ld + k0 / 2 + lane_t();
-    a[0] = p[0], a[1] = p[8 * ld], a[2] = p[4], a[3] = p[8 * ld + 4];
+    int l = threadIdx.x % 32;
+    kb_ldmatrix_x4(a, tile + (row0 + l % 8 + 8 * (l / 8 % 2)) * ld + (k0 + 8 * (l / 16)) / 2);
 }
 
-/* The B fragment of k = k0 .. k0+15, n = n0 .. n0+7 from a words tile that
- * holds B transposed ([n][k], ld words per n). */
-__device__ __forceinline__ void frag_b(uint32_t (&b)[2], const uint32_t *tile, int ld, int n0, int k0) {
-    const uint32_t *p = tile + (n0 + lane_g()) * ld + k0 / 2 + lane_t();
-    b[0] = p[0], b[1] = p[4];
+/* The B fragments of n = n0 .. n0+7 (b[0], b[1]) and n0+8 .. n0+15 (b[2],
+ * b[3]), k = k0 .. k0+15, from a tile that holds B transposed ([n][k], ld
+ * words per n: K in q k^T). */
+__device__ __forceinline__ void frag_b2(uint32_t (&b)[4], const uint32_t *tile, int ld, int n0, int k0) {
+    int l = threadIdx.x % 32;
+    kb_ldmatrix_x4(b, tile + (n0 + l % 8 + 8 * (l / 16)) * ld + (k0 + 8 * (l / 8 % 2)) / 2);
+}
+
+/* The same for B stored as it is ([k][n]: V in p v), rows k0 .. k0+15 and
+ * columns n0 .. n0+15 of a rows tile, by ldmatrix.trans. */
+__device__ __forceinline__ void frag_b2_trans(uint32_t (&b)[4], const uint32_t *tile, int ld, int k0, int n0) {
+    int l = threadIdx.x % 32;
+    kb_ldmatrix_x4_trans(b, tile + (k0 + l % 8 + 8 * (l / 8 % 2)) * ld + (n0 + 8 * (l / 16)) / 2);
+}
+
+/* s[j], s[j+1] += a times the two B fragments in b. */
+__device__ __forceinline__ void mma_pair(float (&s0)[4], float (&s1)[4], const uint32_t (&a)[4],
+                                         const uint32_t (&b)[4]) {
+    const uint32_t lo[2] = {b[0], b[1]}, hi[2] = {b[2], b[3]};
+    kb_mma_bf16_16816(s0, a, lo);
+    kb_mma_bf16_16816(s1, a, hi);
 }
 
 /* s (16 x 8N, as N fragments) = A B^T over the HD columns: A rows a0 .. a0+15
@@ -104,10 +108,10 @@ __device__ void warp_scores(float (&s)[N][4], const uint32_t *A, int a0, const u
         uint32_t a[4];
         frag_a(a, A, ld, a0, k);
 #pragma unroll
-        for (int j = 0; j < N; j++) {
-            uint32_t b[2];
-            frag_b(b, B, ld, b0 + 8 * j, k);
-            kb_mma_bf16_16816(s[j], a, b);
+        for (int j = 0; j < N; j += 2) {
+            uint32_t b[4];
+            frag_b2(b, B, ld, b0 + 8 * j, k);
+            mma_pair(s[j], s[j + 1], a, b);
         }
     }
 }
@@ -121,27 +125,27 @@ __device__ void warp_scores(float (&s)[N][4], const uint32_t (&a)[HD / 16][4], c
 #pragma unroll
     for (int k = 0; k < HD / 16; k++)
 #pragma unroll
-        for (int j = 0; j < N; j++) {
-            uint32_t b[2];
-            frag_b(b, B, geom<HD>::ldr, b0 + 8 * j, 16 * k);
-            kb_mma_bf16_16816(s[j], a[k], b);
+        for (int j = 0; j < N; j += 2) {
+            uint32_t b[4];
+            frag_b2(b, B, geom<HD>::ldr, b0 + 8 * j, 16 * k);
+            mma_pair(s[j], s[j + 1], a[k], b);
         }
 }
 
 /* acc (16 x HD, HD/8 fragments) += P M: P 16 x 8N as N fp32 fragments,
  * rounded to bf16 here (two adjacent fragments are one A fragment), M rows
- * m0 .. m0+8N-1 of a cols tile (M^T stored). */
+ * m0 .. m0+8N-1 of a rows tile. */
 template <int HD, int N>
-__device__ void warp_accumulate(float (&acc)[HD / 8][4], const float (&p)[N][4], const uint32_t *Mt, int m0) {
+__device__ void warp_accumulate(float (&acc)[HD / 8][4], const float (&p)[N][4], const uint32_t *M, int m0) {
 #pragma unroll
     for (int j = 0; j < N; j += 2) {
         uint32_t a[4] = {kb_pack_bf16x2(p[j][0], p[j][1]), kb_pack_bf16x2(p[j][2], p[j][3]),
                          kb_pack_bf16x2(p[j + 1][0], p[j + 1][1]), kb_pack_bf16x2(p[j + 1][2], p[j + 1][3])};
 #pragma unroll
-        for (int n = 0; n < HD / 8; n++) {
-            uint32_t b[2];
-            frag_b(b, Mt, geom<HD>::ldc, 8 * n, m0 + 8 * j);
-            kb_mma_bf16_16816(acc[n], a, b);
+        for (int n = 0; n < HD / 8; n += 2) {
+            uint32_t b[4];
+            frag_b2_trans(b, M, geom<HD>::ldr, m0 + 8 * j, 8 * n);
+            mma_pair(acc[n], acc[n + 1], a, b);
         }
     }
 }
@@ -261,7 +265,7 @@ __global__ void __launch_bounds__(kThreads) attn_fwd_kernel(attn_args a) {
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
     extern __shared__ __align__(128) unsigned char smem[];
     using g = geom<HD>;
-    uint32_t *Qs = (uint32_t *)smem, *Ks = (uint32_t *)(smem + g::rows), *Vt = (uint32_t *)(smem + 2 * g::rows);
+    uint32_t *Qs = (uint32_t *)smem, *Ks = (uint32_t *)(smem + g::rows), *Vs = (uint32_t *)(smem + 2 * g::rows);
     int warp = threadIdx.x / 32, b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * kTile, T = a.T, d = a.d;
     const Q *base = qkv_of<Q>(a) + (int64_t)b * T * 3 * d + h * a.hd;
 
@@ -276,12 +280,12 @@ __global__ void __launch_bounds__(kThreads) attn_fwd_kernel(attn_args a) {
     for (int k0 = 0; k0 < T; k0 += kTile) {
         __syncthreads(); /* the last tile's readers done */
         load_rows<HD>(Ks, base + d, 3 * d, k0, T, a.hd);
-        load_cols<HD>(Vt, base + 2 * d, 3 * d, k0, T, a.hd);
+        load_rows<HD>(Vs, base + 2 * d, 3 * d, k0, T, a.hd);
         __syncthreads();
         float s[kTile / 8][4];
         warp_scores<HD, kTile / 8>(s, qa, Ks, 0);
         sm.tile(s, o, k0, T, a.scale);
-        warp_accumulate<HD, kTile / 8>(o, s, Vt, 0);
+        warp_accumulate<HD, kTile / 8>(o, s, Vs, 0);
     }
     float lse[2];
     sm.finish(o, lse);
@@ -355,9 +359,8 @@ __global__ void __launch_bounds__(kThreads, HD <= 80 ? 3 : 1) attn_dkv_kernel(at
     extern __shared__ __align__(128) unsigned char smem[];
     using g = geom<HD>;
     uint32_t *Ks = (uint32_t *)smem, *Vs = (uint32_t *)(smem + g::rows), *Qs = (uint32_t *)(smem + 2 * g::rows);
-    uint32_t *dOs = (uint32_t *)(smem + 3 * g::rows), *Qt = (uint32_t *)(smem + 4 * g::rows);
-    uint32_t *dOt = (uint32_t *)(smem + 4 * g::rows + g::cols);
-    float *lse_s = (float *)(smem + 4 * g::rows + 2 * g::cols), *D_s = lse_s + kTile;
+    uint32_t *dOs = (uint32_t *)(smem + 3 * g::rows);
+    float *lse_s = (float *)(smem + 4 * g::rows), *D_s = lse_s + kTile;
     int warp = threadIdx.x / 32, b = blockIdx.z, h = blockIdx.y, k0 = blockIdx.x * kTile, T = a.T, d = a.d;
     const Q *base = qkv_of<Q>(a) + (int64_t)b * T * 3 * d + h * a.hd;
     const float *gout = a.dout + (int64_t)b * T * d + h * a.hd;
@@ -372,8 +375,6 @@ __global__ void __launch_bounds__(kThreads, HD <= 80 ? 3 : 1) attn_dkv_kernel(at
         __syncthreads();
         load_rows<HD>(Qs, base, 3 * d, q0, T, a.hd);
         load_rows<HD>(dOs, gout, d, q0, T, a.hd);
-        load_cols<HD>(Qt, base, 3 * d, q0, T, a.hd);
-        load_cols<HD>(dOt, gout, d, q0, T, a.hd);
         for (int i = threadIdx.x; i < kTile; i += kThreads) {
             lse_s[i] = q0 + i < T ? lse[q0 + i] : 0.0f;
             D_s[i] = q0 + i < T ? delta[q0 + i] : 0.0f;
@@ -390,8 +391,8 @@ __global__ void __launch_bounds__(kThreads, HD <= 80 ? 3 : 1) attn_dkv_kernel(at
                     int key = k0 + warp * 16 + lane_g() + 8 * (e / 2), qi = half + 8 * j + 2 * lane_t() + e % 2;
                     probs_and_ds(p[j][e], ds[j][e], key < T && q0 + qi < T, a.scale, lse_s[qi], D_s[qi]);
                 }
-            warp_accumulate<HD, kHalf / 8>(dv, p, dOt, half);
-            warp_accumulate<HD, kHalf / 8>(dk, ds, Qt, half);
+            warp_accumulate<HD, kHalf / 8>(dv, p, dOs, half);
+            warp_accumulate<HD, kHalf / 8>(dk, ds, Qs, half);
         }
     }
     int64_t at = (int64_t)b * T * 3 * d + h * a.hd;
@@ -409,7 +410,7 @@ __global__ void __launch_bounds__(kThreads) attn_dq_kernel(attn_args a) {
     extern __shared__ __align__(128) unsigned char smem[];
     using g = geom<HD>;
     uint32_t *Qs = (uint32_t *)smem, *dOs = (uint32_t *)(smem + g::rows), *Ks = (uint32_t *)(smem + 2 * g::rows);
-    uint32_t *Vs = (uint32_t *)(smem + 3 * g::rows), *Kt = (uint32_t *)(smem + 4 * g::rows);
+    uint32_t *Vs = (uint32_t *)(smem + 3 * g::rows);
     int warp = threadIdx.x / 32, b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * kTile, T = a.T, d = a.d;
     const Q *base = qkv_of<Q>(a) + (int64_t)b * T * 3 * d + h * a.hd;
     const float *gout = a.dout + (int64_t)b * T * d + h * a.hd;
@@ -428,7 +429,6 @@ __global__ void __launch_bounds__(kThreads) attn_dq_kernel(attn_args a) {
         __syncthreads();
         load_rows<HD>(Ks, base + d, 3 * d, k0, T, a.hd);
         load_rows<HD>(Vs, base + 2 * d, 3 * d, k0, T, a.hd);
-        load_cols<HD>(Kt, base + d, 3 * d, k0, T, a.hd);
         __syncthreads();
         for (int half = 0; half < kTile; half += kHalf) {
             float p[kHalf / 8][4], ds[kHalf / 8][4];
@@ -441,7 +441,7 @@ __global__ void __launch_bounds__(kThreads) attn_dq_kernel(attn_args a) {
                     int q = q0 + warp * 16 + lane_g() + 8 * (e / 2), key = k0 + half + 8 * j + 2 * lane_t() + e % 2;
                     probs_and_ds(p[j][e], ds[j][e], q < T && key < T, a.scale, lse[e / 2], D[e / 2]);
                 }
-            warp_accumulate<HD, kHalf / 8>(dq, ds, Kt, half);
+            warp_accumulate<HD, kHalf / 8>(dq, ds, Ks, half);
         }
     }
     store_result<HD>(dq, a.scale, a, (int64_t)b * T * 3 * d + h * a.hd, 3 * d, q0 + warp * 16);
@@ -452,9 +452,9 @@ __global__ void __launch_bounds__(kThreads) attn_dq_kernel(attn_args a) {
 
 /* ---------------------------------------------------------------- launches */
 
-template <int HD> constexpr size_t fwd_smem() { return 2 * geom<HD>::rows + geom<HD>::cols; }
-template <int HD> constexpr size_t dkv_smem() { return 4 * geom<HD>::rows + 2 * geom<HD>::cols + 2 * geom<HD>::vec; }
-template <int HD> constexpr size_t dq_smem() { return 4 * geom<HD>::rows + geom<HD>::cols; }
+template <int HD> constexpr size_t fwd_smem() { return 3 * geom<HD>::rows; }
+template <int HD> constexpr size_t dkv_smem() { return 4 * geom<HD>::rows + 2 * geom<HD>::vec; }
+template <int HD> constexpr size_t dq_smem() { return 4 * geom<HD>::rows; }
 /* Opts the kernel in to `bytes` of dynamic shared memory (over 48 KiB needs
  * it), then launches it on a (T/64, H, B) grid. */
 template <typename K>
@@ -592,23 +592,45 @@ extern "C" int kb_attn_fused_cuda_allowed(const kb_ctx *ctx, int64_t head_dim) {
 
 namespace {
 
-/* One warp: A and B of ops_attn.h's probe formulas, loaded into mma
- * fragments by the layouts nn/mma_bf16.cuh documents; D = A B stored by them. */
+/* One warp: D = A B (16 x 16) for ops_attn.h's probe formulas three ways,
+ * into dst[v][16][16]: v = 0 with fragments built in registers by the
+ * layouts nn/mma_bf16.cuh documents, v = 1 loaded by the kernels' frag_a and
+ * frag_b2 (ldmatrix) from A and B^T in shared memory, v = 2 by frag_a and
+ * frag_b2_trans (ldmatrix.trans) from B as it is. */
 __global__ void mma_probe_kernel(float *dst) {
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+    constexpr int ld = 12; /* words per row: 16 bf16 and 8 spare, rows 16-byte aligned */
+    __shared__ __align__(16) uint32_t As[16 * ld];
+    __shared__ __align__(16) uint32_t Bt[16 * ld];
+    __shared__ __align__(16) uint32_t Bk[16 * ld];
     int g = lane_g(), t = lane_t();
-    uint32_t a[4], b[2];
-    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int i = threadIdx.x; i < 16 * 8; i += 32) {
+        int r = i / 8, c = 2 * (i % 8);
+        As[r * ld + c / 2] = kb_pack_bf16x2(KB_MMA_PROBE_A(r, c), KB_MMA_PROBE_A(r, c + 1));
+        Bt[r * ld + c / 2] = kb_pack_bf16x2(KB_MMA_PROBE_B(c, r), KB_MMA_PROBE_B(c + 1, r)); /* row n, columns k */
+        Bk[r * ld + c / 2] = kb_pack_bf16x2(KB_MMA_PROBE_B(r, c), KB_MMA_PROBE_B(r, c + 1)); /* row k, columns n */
+    }
+    __syncwarp();
+    float d[3][2][4] = {};
+    uint32_t a[4], b[4];
     for (int i = 0; i < 4; i++) {
         int r = g + 8 * (i % 2), k = 2 * t + 8 * (i / 2);
         a[i] = kb_pack_bf16x2(KB_MMA_PROBE_A(r, k), KB_MMA_PROBE_A(r, k + 1));
     }
-    for (int i = 0; i < 2; i++) {
-        int k = 2 * t + 8 * i;
-        b[i] = kb_pack_bf16x2(KB_MMA_PROBE_B(k, g), KB_MMA_PROBE_B(k + 1, g));
+    for (int j = 0; j < 2; j++) {
+        int n = 8 * j + g;
+        uint32_t bj[2] = {kb_pack_bf16x2(KB_MMA_PROBE_B(2 * t, n), KB_MMA_PROBE_B(2 * t + 1, n)),
+                          kb_pack_bf16x2(KB_MMA_PROBE_B(2 * t + 8, n), KB_MMA_PROBE_B(2 * t + 9, n))};
+        kb_mma_bf16_16816(d[0][j], a, bj);
     }
-    kb_mma_bf16_16816(acc, a, b);
-    for (int i = 0; i < 4; i++) dst[(g + 8 * (i / 2)) * 8 + 2 * t + i % 2] = acc[i];
+    frag_a(a, As, ld, 0, 0);
+    frag_b2(b, Bt, ld, 0, 0);
+    mma_pair(d[1][0], d[1][1], a, b);
+    frag_b2_trans(b, Bk, ld, 0, 0);
+    mma_pair(d[2][0], d[2][1], a, b);
+    for (int v = 0; v < 3; v++)
+        for (int j = 0; j < 2; j++)
+            for (int e = 0; e < 4; e++) dst[v * 256 + (g + 8 * (e / 2)) * 16 + 8 * j + 2 * t + e % 2] = d[v][j][e];
 #else
     __trap();
 #endif

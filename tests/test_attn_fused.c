@@ -254,19 +254,21 @@ done:
  * exact product (small integers and halves: every order of summation gives
  * the same fp32 value). If the GPU disagrees, the kernels are wrong. */
 static void check_mma_layout(kbt_state *st, kb_ctx *g, kb_err *err) {
-    float *d = nan_dev(g, 128, err), *got = NULL;
-    if (d && kb_attn_mma_probe(g, d, err) == 0 && (got = to_host(g, d, 128, err))) {
-        int bad = 0;
-        for (int r = 0; r < 16; r++)
-            for (int n = 0; n < 8; n++) {
-                double want = 0.0;
-                for (int k = 0; k < 16; k++) want += (double)KB_MMA_PROBE_A(r, k) * KB_MMA_PROBE_B(k, n);
-                if (got[r * 8 + n] != (float)want) {
-                    if (bad++ < 4) printf("     mma probe D[%d][%d] = %g, want %g\n", r, n, got[r * 8 + n], want);
+    static const char *how[3] = {"mma.sync m16n8k16 with fragments built by the PTX layouts",
+                                 "the same with A and B^T loaded by ldmatrix", "the same with B loaded by ldmatrix.trans"};
+    float *d = nan_dev(g, 768, err), *got = NULL;
+    if (d && kb_attn_mma_probe(g, d, err) == 0 && (got = to_host(g, d, 768, err))) {
+        for (int v = 0; v < 3; v++) {
+            int bad = 0;
+            for (int r = 0; r < 16; r++)
+                for (int n = 0; n < 16; n++) {
+                    double want = 0.0;
+                    for (int k = 0; k < 16; k++) want += (double)KB_MMA_PROBE_A(r, k) * KB_MMA_PROBE_B(k, n);
+                    float have = got[v * 256 + r * 16 + n];
+                    if (have != (float)want && bad++ < 4) printf("     %s: D[%d][%d] = %g, want %g\n", how[v], r, n, have, want);
                 }
-            }
-        KBT_CHECK(st, bad == 0, "mma.sync m16n8k16 fragment layouts as nn/mma_bf16.cuh assumes",
-                  "%d of 128 elements differ", bad);
+            KBT_CHECK(st, bad == 0, how[v], "%d of 256 elements differ from the exact product", bad);
+        }
     } else {
         KBT_CHECK(st, 0, "mma layout probe runs", "%s", err->msg);
     }

@@ -280,6 +280,15 @@ void sync_block() {
     yield_to_scheduler();
 }
 
+bool in_shared(const void *p, size_t bytes) {
+    current();
+    const unsigned char *q = (const unsigned char *)p, *dyn = (const unsigned char *)g_run->dyn;
+    if (dyn && q >= dyn && q + bytes <= dyn + g_run->cfg->smem) return true;
+    for (const auto &s : g_run->statics)
+        if (q >= (const unsigned char *)s.first && q + bytes <= (const unsigned char *)s.first + s.second) return true;
+    return false;
+}
+
 void shared_static(void *p, size_t bytes) {
     current();
     size_t total = bytes;

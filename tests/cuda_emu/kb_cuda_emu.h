@@ -51,6 +51,9 @@ void *dynamic_smem();
  * the call): the block's first thread there fills it with NaN bits, as a new
  * block's shared memory holds garbage on a GPU, not the last block's values. */
 void shared_static(void *p, size_t bytes);
+/* 1 when p .. p+bytes lies in the block's shared memory (dynamic, or a
+ * static array already reached). */
+bool in_shared(const void *p, size_t bytes);
 void sync_block();
 /* A warp collective: every lane of mask must reach one with the same `what`. */
 void sync_warp(unsigned mask, const char *what);
@@ -168,6 +171,36 @@ inline void mma_m16n8k16_bf16(float d[4], const uint32_t a[4], const uint32_t b[
         for (int k = 0; k < 16; k++) s += (double)A(r, k) * (double)B(k, n);
         d[i] = (float)(s + (double)C(r, n));
     }
+}
+
+/* ldmatrix.sync.aligned.m8n8.x4[.trans].shared.b16: lane l names row l % 8
+ * of 8 x 8 matrix l / 8 (16 bytes of shared memory, 16-byte aligned); r[i]
+ * gets matrix i's (row l/4, columns 2(l%4) and 2(l%4)+1), or with .trans its
+ * (rows 2(l%4) and 2(l%4)+1, column l/4), the first in the low half. Memory
+ * is read when the whole warp has arrived, as the instruction reads it. */
+inline void ldmatrix_x4(uint32_t r[4], const void *row, bool trans) {
+    const char *what = trans ? "ldmatrix.trans" : "ldmatrix";
+    if ((uintptr_t)row % 16 || !in_shared(row, 16))
+        trap("ldmatrix: a row address not 16-byte aligned or not in shared memory");
+    unsigned char *slots = warp_slots();
+    unsigned l = lane_id();
+    std::memcpy(slots + 16 * l, &row, sizeof row);
+    sync_warp(0xffffffffu, what);
+    /* every lane reads before any leaves the collective: no lane's later
+     * store can reach another's load */
+    auto at = [&](int m, int rr, int c) {
+        const unsigned char *p;
+        uint16_t v;
+        std::memcpy(&p, slots + 16 * (8 * m + rr), sizeof p);
+        std::memcpy(&v, p + 2 * c, 2);
+        return (uint32_t)v;
+    };
+    for (int i = 0; i < 4; i++) {
+        int a = trans ? (int)(2 * (l % 4)) : (int)(l / 4), b = trans ? (int)(l / 4) : (int)(2 * (l % 4));
+        r[i] = trans ? at(i, a, b) | at(i, a + 1, b) << 16 : at(i, a, b) | at(i, a, b + 1) << 16;
+    }
+    sync_warp(0xffffffffu, what);
+    std::memset(slots + 16 * l, 0xff, 16);
 }
 
 } // namespace kb_emu
