@@ -168,10 +168,10 @@ static void layout_acts(kb_dit_acts *a, const kb_dit_config *c, size_t B, int ba
     a->ada = carve(cv, (L < 2 ? 2 : L) * B * 6 * d); /* kb_dit_view_block: at least two slots */
     a->mod1 = carve(cv, (L * BT * d + act - 1) / act), a->qkv = carve(cv, (L * BT * 3 * d + act - 1) / act);
     a->att = carve(cv, L * (size_t)kb_attention_saved_floats(fused, B, T, H));
-    a->atty = carve(cv, (L * BT * d + act - 1) / act), a->proj = carve(cv, L * BT * d);
+    a->atty = carve(cv, (L * BT * d + act - 1) / act), a->proj = carve(cv, (L * BT * d + act - 1) / act);
     a->mid = carve(cv, L * BT * d), a->mod2 = carve(cv, (L * BT * d + act - 1) / act);
     a->fc1 = carve(cv, (L * BT * mlp + act - 1) / act), a->gelu = carve(cv, (L * BT * mlp + act - 1) / act);
-    a->fc2 = carve(cv, L * BT * d);
+    a->fc2 = carve(cv, (L * BT * d + act - 1) / act);
     a->ln1_mean = carve(cv, L * BT), a->ln1_rstd = carve(cv, L * BT);
     a->ln2_mean = carve(cv, L * BT), a->ln2_rstd = carve(cv, L * BT);
     a->adaf = carve(cv, B * 2 * d), a->modf = carve(cv, BT * d);

@@ -34,9 +34,9 @@ typedef struct {
     int cap;
     int slots; /* per-block slots: depth with gradients (kept for backward), 1 without */
     int attn_fused; /* the attention route of this layout (models/attention.h): sizes att, d_att, d_att2 */
-    int bf16;       /* bf16 activations (kb_act_bf16_wanted): mod1, qkv, atty, mod2, fc1 and gelu hold uint16_t
-                       bits, at half size, and the backward's linear-layer gradients are bf16 too
-                       (models/dit_internal.h) */
+    int bf16;       /* bf16 activations (kb_act_bf16_wanted): mod1, qkv, atty, proj, mod2, fc1, gelu and fc2
+                       hold uint16_t bits, at half size, and the backward's linear-layer gradients are bf16
+                       too (models/dit_internal.h) */
     float *base;
     size_t floats; /* size of the allocation at base */
     /* conditioning, [B, *] */

@@ -88,7 +88,8 @@ static int block_mlp_bwd_x16(kb_dit *m, int l, const kb_dit_block_view *v, int64
     /* d_a holds 2 B T wide bf16 values (wide >= mlp hidden and >= 3d): room for d_fc2 and, after it, d_fc1 */
     uint16_t *d_fc2 = (uint16_t *)a->d_a, *d_fc1 = (uint16_t *)a->d_a + BT * d;
     float *d_mod2 = a->d_b;
-    KB_TRY(kb_gated_add_bwd_x16(ctx, d_fc2, a->d_ada + 5 * d, a->d_res, v->fc2, v->ada + 5 * d, ld, B, T, d, err),
+    KB_TRY(kb_gated_add_bwd_x16(ctx, d_fc2, a->d_ada + 5 * d, a->d_res, NULL, v->fc2_16, v->ada + 5 * d, ld, B, T, d,
+                                err),
            "block %d gate_mlp backward", l);
     KB_TRY(kb_linear_bwd_dgelu_x16(ctx, &blk->fc2, &m->params, NULL, d_fc1, v->fc1_16, d_fc2, v->gelu16, BT, err),
            "block %d fc2 and GELU backward", l);
@@ -106,7 +107,8 @@ static int block_attn_bwd_x16(kb_dit *m, int l, const kb_dit_block_view *v, int6
     int64_t d = m->cfg.hidden_size, T = kb_dit_tokens(&m->cfg), BT = B * T, ld = 6 * d, H = m->cfg.num_heads;
     uint16_t *d_proj = (uint16_t *)a->d_a, *d_qkv = (uint16_t *)a->d_a;
     float *d_atty = a->d_b, *d_mod1 = a->d_b;
-    KB_TRY(kb_gated_add_bwd_x16(ctx, d_proj, a->d_ada + 2 * d, a->d_res, v->proj, v->ada + 2 * d, ld, B, T, d, err),
+    KB_TRY(kb_gated_add_bwd_x16(ctx, d_proj, a->d_ada + 2 * d, a->d_res, NULL, v->proj16, v->ada + 2 * d, ld, B, T, d,
+                                err),
            "block %d gate_msa backward", l);
     KB_TRY(kb_linear_bwd_x16(ctx, &blk->proj, &m->params, NULL, d_atty, KB_GRAD_SET, d_proj, v->atty16, BT, err),
            "block %d proj backward", l);

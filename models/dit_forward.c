@@ -58,7 +58,8 @@ static int attention_half_fwd(kb_dit *m, int l, const kb_dit_block_view *v, int6
     if (m->acts.bf16) {
         KB_TRY(kb_linear_fwd_x16_y16(ctx, &blk->qkv, &m->params, NULL, v->qkv16, v->mod1_16, BT, err), "block %d qkv", l);
         KB_TRY(kb_attn_fused_fwd_x16(ctx, v->atty16, v->att, v->qkv16, B, T, d, H, err), "block %d attn", l);
-        KB_TRY(kb_linear_fwd_x16(ctx, &blk->proj, &m->params, NULL, v->proj, v->atty16, BT, err), "block %d proj", l);
+        KB_TRY(kb_linear_fwd_x16_y16(ctx, &blk->proj, &m->params, NULL, v->proj16, v->atty16, BT, err), "block %d proj",
+               l);
     } else {
         KB_TRY(kb_linear_fwd(ctx, &blk->qkv, &m->params, NULL, v->qkv, v->mod1, BT, err), "block %d qkv", l);
         KB_TRY(kb_attention_fwd(ctx, m->acts.attn_fused, v->atty, v->att, m->acts.d_att, v->qkv, B, T, d, H, err),
@@ -66,7 +67,8 @@ static int attention_half_fwd(kb_dit *m, int l, const kb_dit_block_view *v, int6
         KB_TRY(kb_linear_fwd(ctx, &blk->proj, &m->params, NULL, v->proj, v->atty, BT, err), "block %d proj", l);
     }
     KB_TRY(kb_gated_add_ln_modulate_fwd(ctx, v->mid, v->mod2, v->mod2_16, v->ln2_mean, v->ln2_rstd, v->x_in,
-                                        ada + 2 * d, v->proj, ld, ada + 3 * d, ada + 4 * d, ld, B, T, d, 1e-6f, err),
+                                        ada + 2 * d, v->proj, v->proj16, ld, ada + 3 * d, ada + 4 * d, ld, B, T, d,
+                                        1e-6f, err),
            "block %d gate_msa, norm2 and modulate2", l);
     return 0;
 }
@@ -79,7 +81,8 @@ static int mlp_fwd(kb_dit *m, int l, const kb_dit_block_view *v, int64_t B, kb_e
     if (m->acts.bf16) {
         KB_TRY(kb_linear_fwd_gelu_x16(ctx, &blk->fc1, &m->params, NULL, v->fc1_16, v->gelu16, v->mod2_16, BT, err),
                "block %d fc1+GELU", l);
-        KB_TRY(kb_linear_fwd_x16(ctx, &blk->fc2, &m->params, NULL, v->fc2, v->gelu16, BT, err), "block %d fc2", l);
+        KB_TRY(kb_linear_fwd_x16_y16(ctx, &blk->fc2, &m->params, NULL, v->fc2_16, v->gelu16, BT, err), "block %d fc2",
+               l);
     } else {
         KB_TRY(kb_linear_fwd_gelu(ctx, &blk->fc1, &m->params, NULL, v->fc1, v->gelu, v->mod2, BT, err),
                "block %d fc1+GELU", l);
@@ -99,14 +102,14 @@ static int block_end_fwd(kb_dit *m, int l, const kb_dit_block_view *v, int64_t B
     if (l + 1 == m->cfg.depth) {
         KB_TRY(kb_linear_fwd(m->ctx, &m->final_ada, &m->params, NULL, a->adaf, a->c_silu, B, err), "final adaLN");
         KB_TRY(kb_gated_add_ln_modulate_fwd(m->ctx, v->x_out, a->modf, NULL, a->lnf_mean, a->lnf_rstd, v->mid, gate,
-                                            v->fc2, ld, a->adaf, a->adaf + d, 2 * d, B, T, d, 1e-6f, err),
+                                            v->fc2, v->fc2_16, ld, a->adaf, a->adaf + d, 2 * d, B, T, d, 1e-6f, err),
                "block %d gate_mlp, final norm and modulate", l);
         return 0;
     }
     if (ada_fwd(m, l + 1, B, err)) return -1;
     kb_dit_block_view w = kb_dit_view_block(m, l + 1, B);
     KB_TRY(kb_gated_add_ln_modulate_fwd(m->ctx, v->x_out, w.mod1, w.mod1_16, w.ln1_mean, w.ln1_rstd, v->mid, gate,
-                                        v->fc2, ld, w.ada, w.ada + d, ld, B, T, d, 1e-6f, err),
+                                        v->fc2, v->fc2_16, ld, w.ada, w.ada + d, ld, B, T, d, 1e-6f, err),
            "block %d gate_mlp, block %d norm1 and modulate1", l, l + 1);
     return 0;
 }

@@ -59,11 +59,13 @@ int kb_ln_modulate_fwd_x16(kb_ctx *ctx, uint16_t *out16, float *mean, float *rst
              kb_ln_modulate_fwd_x16_cuda(ctx, out16, mean, rstd, x, shift, scale, ld, B, T, D, eps, err));
 }
 
-int kb_gated_add_bwd_x16(kb_ctx *ctx, uint16_t *dy16, float *dgate, const float *dx, const float *y, const float *gate,
-                         int64_t ld, int64_t B, int64_t T, int64_t D, kb_err *err) {
+int kb_gated_add_bwd_x16(kb_ctx *ctx, uint16_t *dy16, float *dgate, const float *dx, const float *y,
+                         const uint16_t *y16, const float *gate, int64_t ld, int64_t B, int64_t T, int64_t D,
+                         kb_err *err) {
     if (check_btd("kb_gated_add_bwd_x16", ld, B, T, D, err)) return -1;
-    DISPATCH(kb_rc_ = kb_gated_add_bwd_x16_cpu(ctx->threads, dy16, dgate, dx, y, gate, ld, B, T, D, err),
-             kb_gated_add_bwd_x16_cuda(ctx, dy16, dgate, dx, y, gate, ld, B, T, D, err));
+    if (!y == !y16) return kb_fail(err, "kb_gated_add_bwd_x16: give exactly one of y (fp32) and y16 (bf16)");
+    DISPATCH(kb_rc_ = kb_gated_add_bwd_x16_cpu(ctx->threads, dy16, dgate, dx, y, y16, gate, ld, B, T, D, err),
+             kb_gated_add_bwd_x16_cuda(ctx, dy16, dgate, dx, y, y16, gate, ld, B, T, D, err));
 }
 
 int kb_gated_add_fwd(kb_ctx *ctx, float *out, const float *x, const float *gate, const float *y, int64_t ld, int64_t B,
@@ -74,18 +76,19 @@ int kb_gated_add_fwd(kb_ctx *ctx, float *out, const float *x, const float *gate,
 }
 
 int kb_gated_add_ln_modulate_fwd(kb_ctx *ctx, float *res, float *out, uint16_t *out16, float *mean, float *rstd,
-                                 const float *x, const float *gate, const float *y, int64_t gate_ld,
-                                 const float *shift, const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D,
-                                 float eps, kb_err *err) {
+                                 const float *x, const float *gate, const float *y, const uint16_t *y16,
+                                 int64_t gate_ld, const float *shift, const float *scale, int64_t ld, int64_t B,
+                                 int64_t T, int64_t D, float eps, kb_err *err) {
     const char *op = "kb_gated_add_ln_modulate_fwd";
     if (check_btd(op, ld, B, T, D, err)) return -1;
     if (gate_ld < D) return kb_fail(err, "%s: gate row stride %lld < D=%lld", op, (long long)gate_ld, (long long)D);
     if (!mean || !rstd) return kb_fail(err, "%s: mean and rstd are required (the backward reads them)", op);
     if (!out == !out16) return kb_fail(err, "%s: give exactly one of out (fp32) and out16 (bf16)", op);
-    DISPATCH(kb_rc_ = kb_gated_add_ln_modulate_fwd_cpu(ctx->threads, res, out, out16, mean, rstd, x, gate, y, gate_ld,
-                                                       shift, scale, ld, B, T, D, eps, err),
-             kb_gated_add_ln_modulate_fwd_cuda(ctx, res, out, out16, mean, rstd, x, gate, y, gate_ld, shift, scale, ld,
-                                               B, T, D, eps, err));
+    if (!y == !y16) return kb_fail(err, "%s: give exactly one of y (fp32) and y16 (bf16)", op);
+    DISPATCH(kb_rc_ = kb_gated_add_ln_modulate_fwd_cpu(ctx->threads, res, out, out16, mean, rstd, x, gate, y, y16,
+                                                       gate_ld, shift, scale, ld, B, T, D, eps, err),
+             kb_gated_add_ln_modulate_fwd_cuda(ctx, res, out, out16, mean, rstd, x, gate, y, y16, gate_ld, shift, scale,
+                                               ld, B, T, D, eps, err));
 }
 
 int kb_gated_add_bwd(kb_ctx *ctx, float *dy, float *dgate, const float *dx, const float *y, const float *gate,

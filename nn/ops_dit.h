@@ -52,25 +52,28 @@ int kb_ln_modulate_bwd(kb_ctx *ctx, float *dx, float *dshift, float *dscale, con
  * bf16 (uint16_t bits of the round-to-nearest-even value, nn/ops.h "*_x16"):
  * out16 = bf16(kb_ln_modulate_fwd's out), bit for bit, mean/rstd as it;
  * dy16 = bf16(gate * dx) (kb_gated_add_bwd with KB_GRAD_SET, rounded), dgate
- * as it, bit for bit. */
+ * as it, bit for bit; y is fp32 or (y16, exactly one of them) the bf16
+ * output of the linear layer, read widened. */
 int kb_ln_modulate_fwd_x16(kb_ctx *ctx, uint16_t *out16, float *mean, float *rstd, const float *x, const float *shift,
                            const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D, float eps, kb_err *err);
-int kb_gated_add_bwd_x16(kb_ctx *ctx, uint16_t *dy16, float *dgate, const float *dx, const float *y, const float *gate,
-                         int64_t ld, int64_t B, int64_t T, int64_t D, kb_err *err);
+int kb_gated_add_bwd_x16(kb_ctx *ctx, uint16_t *dy16, float *dgate, const float *dx, const float *y,
+                         const uint16_t *y16, const float *gate, int64_t ld, int64_t B, int64_t T, int64_t D,
+                         kb_err *err);
 /* out[b,t,d] = x[b,t,d] + gate[b,d] * y[b,t,d] (the gated residual; out may be x) */
 int kb_gated_add_fwd(kb_ctx *ctx, float *out, const float *x, const float *gate, const float *y, int64_t ld, int64_t B,
                      int64_t T, int64_t D, kb_err *err);
 /* The gated residual and the LayerNorm + modulation that reads it, in one
  * pass (the DiT's gate_msa residual and norm2; gate_mlp and the next block's
  * norm1 or the final layer's norm):
- *   res = x + gate * y  (kb_gated_add_fwd, gate rows gate_ld apart; res may be x),
+ *   res = x + gate * y  (kb_gated_add_fwd, gate rows gate_ld apart; res may be x;
+ *                        y fp32, or y16: bf16 bits read widened, exactly one),
  *   out (fp32) or out16 (bf16; exactly one of them) = LN(res) * (1 + scale) + shift
  *   with mean/rstd, as kb_ln_modulate_fwd or kb_ln_modulate_fwd_x16 on res.
  * Bit for bit the two ops in sequence on each backend, reading res back
  * while it is in cache instead of from memory. */
 int kb_gated_add_ln_modulate_fwd(kb_ctx *ctx, float *res, float *out, uint16_t *out16, float *mean, float *rstd,
-                                 const float *x, const float *gate, const float *y, int64_t gate_ld,
-                                 const float *shift, const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D,
+                                 const float *x, const float *gate, const float *y, const uint16_t *y16,
+                                 int64_t gate_ld, const float *shift, const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D,
                                  float eps, kb_err *err);
 /* dy += gate*dx (dy = ... with dy_mode KB_GRAD_SET); dgate[b,d] += sum_t dx*y */
 int kb_gated_add_bwd(kb_ctx *ctx, float *dy, float *dgate, const float *dx, const float *y, const float *gate,
@@ -132,12 +135,13 @@ int kb_ln_modulate_fwd_x16_cpu(int threads, uint16_t *out16, float *mean, float 
                                const float *shift, const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D,
                                float eps, kb_err *err);
 int kb_gated_add_bwd_x16_cpu(int threads, uint16_t *dy16, float *dgate, const float *dx, const float *y,
-                             const float *gate, int64_t ld, int64_t B, int64_t T, int64_t D, kb_err *err);
+                             const uint16_t *y16, const float *gate, int64_t ld, int64_t B, int64_t T, int64_t D, kb_err *err);
 void kb_gated_add_fwd_cpu(int threads, float *out, const float *x, const float *gate, const float *y, int64_t ld,
                           int64_t B, int64_t T, int64_t D);
 /* (a row buffer per thread with out16: -1 with err set when out of memory) */
 int kb_gated_add_ln_modulate_fwd_cpu(int threads, float *res, float *out, uint16_t *out16, float *mean, float *rstd,
-                                     const float *x, const float *gate, const float *y, int64_t gate_ld,
+                                     const float *x, const float *gate, const float *y, const uint16_t *y16,
+                                     int64_t gate_ld,
                                      const float *shift, const float *scale, int64_t ld, int64_t B, int64_t T,
                                      int64_t D, float eps, kb_err *err);
 void kb_gated_add_bwd_cpu(int threads, float *dy, float *dgate, const float *dx, const float *y, const float *gate,
@@ -164,11 +168,12 @@ int kb_ln_modulate_fwd_x16_cuda(kb_ctx *ctx, uint16_t *out16, float *mean, float
                                 const float *shift, const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D,
                                 float eps, kb_err *err);
 int kb_gated_add_bwd_x16_cuda(kb_ctx *ctx, uint16_t *dy16, float *dgate, const float *dx, const float *y,
-                              const float *gate, int64_t ld, int64_t B, int64_t T, int64_t D, kb_err *err);
+                              const uint16_t *y16, const float *gate, int64_t ld, int64_t B, int64_t T, int64_t D, kb_err *err);
 int kb_gated_add_fwd_cuda(kb_ctx *ctx, float *out, const float *x, const float *gate, const float *y, int64_t ld,
                           int64_t B, int64_t T, int64_t D, kb_err *err);
 int kb_gated_add_ln_modulate_fwd_cuda(kb_ctx *ctx, float *res, float *out, uint16_t *out16, float *mean, float *rstd,
-                                      const float *x, const float *gate, const float *y, int64_t gate_ld,
+                                      const float *x, const float *gate, const float *y, const uint16_t *y16,
+                                      int64_t gate_ld,
                                       const float *shift, const float *scale, int64_t ld, int64_t B, int64_t T,
                                       int64_t D, float eps, kb_err *err);
 int kb_gated_add_bwd_cuda(kb_ctx *ctx, float *dy, float *dgate, const float *dx, const float *y, const float *gate,

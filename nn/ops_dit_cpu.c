@@ -171,9 +171,9 @@ KB_SIMD_CLONES void kb_gated_add_fwd_cpu(int threads, float *out, const float *x
  * cache: the two ops in sequence, bit for bit. */
 KB_SIMD_CLONES int kb_gated_add_ln_modulate_fwd_cpu(int threads, float *res, float *out, uint16_t *out16, float *mean,
                                                     float *rstd, const float *x, const float *gate, const float *y,
-                                                    int64_t gate_ld, const float *shift, const float *scale,
-                                                    int64_t ld, int64_t B, int64_t T, int64_t D, float eps,
-                                                    kb_err *err) {
+                                                    const uint16_t *y16, int64_t gate_ld, const float *shift,
+                                                    const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D,
+                                                    float eps, kb_err *err) {
     if (D == 0 || B * T == 0) return 0;
     int nt = threads < 1 ? 1 : threads;
     float *bufs = out16 ? team_buffers(threads, B * T, D, &nt, "kb_gated_add_ln_modulate_fwd", err) : NULL;
@@ -185,7 +185,10 @@ KB_SIMD_CLONES int kb_gated_add_ln_modulate_fwd_cpu(int threads, float *res, flo
         for (int64_t r = 0; r < B * T; r++) {
             const float *g = gate + (r / T) * gate_ld, *sh = shift + (r / T) * ld, *sc = scale + (r / T) * ld;
             float *xr = res + r * D, *o = buf ? buf : out + r * D;
-            for (int64_t d = 0; d < D; d++) xr[d] = x[r * D + d] + g[d] * y[r * D + d];
+            if (y16)
+                for (int64_t d = 0; d < D; d++) xr[d] = x[r * D + d] + g[d] * kb_sc_bf16_to_f32(y16[r * D + d]);
+            else
+                for (int64_t d = 0; d < D; d++) xr[d] = x[r * D + d] + g[d] * y[r * D + d];
             layernorm_row(o, mean + r, rstd + r, xr, NULL, NULL, D, eps);
             if (buf)
                 for (int64_t d = 0; d < D; d++) out16[r * D + d] = kb_sc_f32_to_bf16(o[d] * (1.0f + sc[d]) + sh[d]);
@@ -199,9 +202,10 @@ KB_SIMD_CLONES int kb_gated_add_ln_modulate_fwd_cpu(int threads, float *res, flo
 
 /* One sample of the gated residual's backward: dy = gate * dx (into dy as
  * dy_mode says, or rounded into dy16 when that is set), dgate += sum_t dx * y
- * in t order through the row acc. */
+ * in t order through the row acc (y fp32, or y16 widened). */
 KB_CLONE_INLINE void gated_add_bwd_sample(float *dy, uint16_t *dy16, int set, float *dgate, const float *dx,
-                                          const float *y, const float *g, int64_t T, int64_t D, float *acc) {
+                                          const float *y, const uint16_t *y16, const float *g, int64_t T, int64_t D,
+                                          float *acc) {
     memset(acc, 0, (size_t)D * sizeof(float));
     for (int64_t t = 0; t < T; t++) {
         int64_t row = t * D;
@@ -209,8 +213,11 @@ KB_CLONE_INLINE void gated_add_bwd_sample(float *dy, uint16_t *dy16, int set, fl
             float v = g[d] * dx[row + d];
             if (dy16) dy16[row + d] = kb_sc_f32_to_bf16(v);
             else dy[row + d] = set ? v : dy[row + d] + v;
-            acc[d] += dx[row + d] * y[row + d];
         }
+        if (y16)
+            for (int64_t d = 0; d < D; d++) acc[d] += dx[row + d] * kb_sc_bf16_to_f32(y16[row + d]);
+        else
+            for (int64_t d = 0; d < D; d++) acc[d] += dx[row + d] * y[row + d];
     }
     for (int64_t d = 0; d < D; d++) dgate[d] += acc[d];
 }
@@ -218,8 +225,8 @@ KB_CLONE_INLINE void gated_add_bwd_sample(float *dy, uint16_t *dy16, int set, fl
 /* Per sample (one thread each), through per-thread row buffers; -1 with err
  * set when those cannot be had. */
 KB_CLONE_INLINE int gated_add_bwd_any(int threads, float *dy, uint16_t *dy16, int set, float *dgate, const float *dx,
-                                     const float *y, const float *gate, int64_t ld, int64_t B, int64_t T, int64_t D,
-                                     kb_err *err) {
+                                     const float *y, const uint16_t *y16, const float *gate, int64_t ld, int64_t B,
+                                     int64_t T, int64_t D, kb_err *err) {
     if (D == 0 || B == 0) return 0;
     int nt;
     float *bufs = team_buffers(threads, B, D, &nt, dy16 ? "kb_gated_add_bwd_x16" : "kb_gated_add_bwd", err);
@@ -230,7 +237,8 @@ KB_CLONE_INLINE int gated_add_bwd_any(int threads, float *dy, uint16_t *dy16, in
 #pragma omp for schedule(static)
         for (int64_t b = 0; b < B; b++)
             gated_add_bwd_sample(dy ? dy + b * T * D : NULL, dy16 ? dy16 + b * T * D : NULL, set, dgate + b * ld,
-                                 dx + b * T * D, y + b * T * D, gate + b * ld, T, D, acc);
+                                 dx + b * T * D, y ? y + b * T * D : NULL, y16 ? y16 + b * T * D : NULL,
+                                 gate + b * ld, T, D, acc);
     }
     free(bufs);
     return 0;
@@ -239,15 +247,15 @@ KB_CLONE_INLINE int gated_add_bwd_any(int threads, float *dy, uint16_t *dy16, in
 KB_SIMD_CLONES void kb_gated_add_bwd_cpu(int threads, float *dy, float *dgate, const float *dx, const float *y, const float *gate,
                           int64_t ld, int64_t B, int64_t T, int64_t D, kb_grad_mode dy_mode) {
     kb_err err = {{0}};
-    if (gated_add_bwd_any(threads, dy, NULL, dy_mode == KB_GRAD_SET, dgate, dx, y, gate, ld, B, T, D, &err))
+    if (gated_add_bwd_any(threads, dy, NULL, dy_mode == KB_GRAD_SET, dgate, dx, y, NULL, gate, ld, B, T, D, &err))
         kb_gated_add_bwd_ref(dy, dgate, dx, y, gate, ld, B, T, D, dy_mode); /* out of memory: the same sums, slowly */
 }
 
 /* kb_gated_add_bwd_cpu with KB_GRAD_SET, dy rounded to bf16; dgate from the fp32 terms as there. */
 KB_SIMD_CLONES int kb_gated_add_bwd_x16_cpu(int threads, uint16_t *dy16, float *dgate, const float *dx, const float *y,
-                                            const float *gate, int64_t ld, int64_t B, int64_t T, int64_t D,
-                                            kb_err *err) {
-    return gated_add_bwd_any(threads, NULL, dy16, 1, dgate, dx, y, gate, ld, B, T, D, err);
+                                            const uint16_t *y16, const float *gate, int64_t ld, int64_t B, int64_t T,
+                                            int64_t D, kb_err *err) {
+    return gated_add_bwd_any(threads, NULL, dy16, 1, dgate, dx, y, y16, gate, ld, B, T, D, err);
 }
 
 void kb_patchify_cpu(int threads, float *tokens, const float *img, int64_t B, int64_t C, int64_t H, int64_t W,

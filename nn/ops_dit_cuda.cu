@@ -46,8 +46,9 @@ __global__ void gated_add_fwd_kernel(float *out, const float *x, const float *ga
     }
 }
 
-/* gated_add_bwd_kernel with KB_GRAD_SET, dy stored as bf16 */
-__global__ void gated_add_bwd_x16_kernel(uint16_t *dy16, float *dgate, const float *dx, const float *y,
+/* gated_add_bwd_kernel with KB_GRAD_SET, dy stored as bf16; y fp32 or bf16 bits (Y). */
+template <typename Y>
+__global__ void gated_add_bwd_x16_kernel(uint16_t *dy16, float *dgate, const float *dx, const Y *y,
                                          const float *gate, int64_t ld, int64_t B, int64_t T, int64_t D) {
     KB_GRID_STRIDE(j, B * D) {
         int64_t b = j / D, d = j % D;
@@ -55,7 +56,7 @@ __global__ void gated_add_bwd_x16_kernel(uint16_t *dy16, float *dgate, const flo
         for (int64_t t = 0; t < T; t++) {
             int64_t i = (b * T + t) * D + d;
             dy16[i] = kb_sc_f32_to_bf16(__fmul_rn(g, dx[i]));
-            s = __fadd_rn(s, __fmul_rn(dx[i], y[i]));
+            s = __fadd_rn(s, __fmul_rn(dx[i], kb_elem_f32(y[i])));
         }
         dgate[b * ld + d] = __fadd_rn(dgate[b * ld + d], s);
     }
@@ -138,10 +139,10 @@ __global__ void ln_modulate_fwd_kernel(O *out, float *mean, float *rstd, const f
 }
 
 /* gated_add_fwd_kernel's statement for one row into res (each thread its own
- * columns), then ln_modulate_row on it. */
-template <typename O>
+ * columns; y fp32 or bf16 bits, Y), then ln_modulate_row on it. */
+template <typename O, typename Y>
 __global__ void gated_add_ln_modulate_fwd_kernel(float *res, O *out, float *mean, float *rstd, const float *x,
-                                                 const float *gate, const float *y, int64_t gate_ld,
+                                                 const float *gate, const Y *y, int64_t gate_ld,
                                                  const float *shift, const float *scale, int64_t ld, int64_t T,
                                                  int64_t rows, int64_t cols, float eps) {
     __shared__ double shm[32];
@@ -149,7 +150,7 @@ __global__ void gated_add_ln_modulate_fwd_kernel(float *res, O *out, float *mean
         const float *g = gate + (r / T) * gate_ld;
         float *xr = res + r * cols;
         for (int64_t c = threadIdx.x; c < cols; c += blockDim.x)
-            xr[c] = __fadd_rn(x[r * cols + c], __fmul_rn(g[c], y[r * cols + c]));
+            xr[c] = __fadd_rn(x[r * cols + c], __fmul_rn(g[c], kb_elem_f32(y[r * cols + c])));
         ln_modulate_row(out + r * cols, mean + r, rstd + r, xr, shift + (r / T) * ld, scale + (r / T) * ld, cols, eps,
                         shm);
     }
@@ -215,6 +216,16 @@ __global__ void ln_modulate_bwd_finish_kernel(float *dshift, float *dscale, cons
         return 0;                                                                                                  \
     } while (0)
 
+/* The launch of one instantiation (output type O, y type Y). */
+template <typename O, typename Y>
+static void gated_add_ln_modulate_launch(kb_cuda_state *st, float *res, O *out, float *mean, float *rstd,
+                                         const float *x, const float *gate, const Y *y, int64_t gate_ld,
+                                         const float *shift, const float *scale, int64_t ld, int64_t B, int64_t T,
+                                         int64_t D, float eps) {
+    gated_add_ln_modulate_fwd_kernel<O, Y><<<kb_grid_rows(B * T), kb_row_block(D), 0, st->stream>>>(
+        res, out, mean, rstd, x, gate, y, gate_ld, shift, scale, ld, T, B * T, D, eps);
+}
+
 extern "C" {
 
 int kb_modulate_fwd_cuda(kb_ctx *ctx, float *out, const float *x, const float *shift, const float *scale, int64_t ld,
@@ -255,31 +266,38 @@ int kb_ln_modulate_fwd_x16_cuda(kb_ctx *ctx, uint16_t *out16, float *mean, float
 }
 
 int kb_gated_add_ln_modulate_fwd_cuda(kb_ctx *ctx, float *res, float *out, uint16_t *out16, float *mean, float *rstd,
-                                      const float *x, const float *gate, const float *y, int64_t gate_ld,
-                                      const float *shift, const float *scale, int64_t ld, int64_t B, int64_t T,
-                                      int64_t D, float eps, kb_err *err) {
+                                      const float *x, const float *gate, const float *y, const uint16_t *y16,
+                                      int64_t gate_ld, const float *shift, const float *scale, int64_t ld, int64_t B,
+                                      int64_t T, int64_t D, float eps, kb_err *err) {
     const char *op = "kb_gated_add_ln_modulate_fwd";
     kb_cuda_state *st;
     if (kb_cuda_op_state(ctx, op, &st, err)) return -1;
     if (B * T == 0 || D == 0) return 0;
-    if (out16)
-        gated_add_ln_modulate_fwd_kernel<uint16_t><<<kb_grid_rows(B * T), kb_row_block(D), 0, st->stream>>>(
-            res, out16, mean, rstd, x, gate, y, gate_ld, shift, scale, ld, T, B * T, D, eps);
+    if (out16 && y16)
+        gated_add_ln_modulate_launch(st, res, out16, mean, rstd, x, gate, y16, gate_ld, shift, scale, ld, B, T, D, eps);
+    else if (out16)
+        gated_add_ln_modulate_launch(st, res, out16, mean, rstd, x, gate, y, gate_ld, shift, scale, ld, B, T, D, eps);
+    else if (y16)
+        gated_add_ln_modulate_launch(st, res, out, mean, rstd, x, gate, y16, gate_ld, shift, scale, ld, B, T, D, eps);
     else
-        gated_add_ln_modulate_fwd_kernel<float><<<kb_grid_rows(B * T), kb_row_block(D), 0, st->stream>>>(
-            res, out, mean, rstd, x, gate, y, gate_ld, shift, scale, ld, T, B * T, D, eps);
+        gated_add_ln_modulate_launch(st, res, out, mean, rstd, x, gate, y, gate_ld, shift, scale, ld, B, T, D, eps);
     KB_LAUNCH_CHECK(op, "gated_add_ln_modulate_fwd_kernel");
     return 0;
 }
 
 int kb_gated_add_bwd_x16_cuda(kb_ctx *ctx, uint16_t *dy16, float *dgate, const float *dx, const float *y,
-                              const float *gate, int64_t ld, int64_t B, int64_t T, int64_t D, kb_err *err) {
+                              const uint16_t *y16, const float *gate, int64_t ld, int64_t B, int64_t T, int64_t D,
+                              kb_err *err) {
     const char *op = "kb_gated_add_bwd_x16";
-    kb_cuda_state *st = NULL;
+    kb_cuda_state *st;
     if (kb_cuda_op_state(ctx, op, &st, err)) return -1;
     if (B * D == 0) return 0;
-    gated_add_bwd_x16_kernel<<<kb_grid_1d(B * D), KB_CUDA_BLOCK, 0, st->stream>>>(dy16, dgate, dx, y, gate, ld, B, T,
-                                                                                   D);
+    if (y16)
+        gated_add_bwd_x16_kernel<uint16_t><<<kb_grid_1d(B * D), KB_CUDA_BLOCK, 0, st->stream>>>(dy16, dgate, dx, y16,
+                                                                                              gate, ld, B, T, D);
+    else
+        gated_add_bwd_x16_kernel<float><<<kb_grid_1d(B * D), KB_CUDA_BLOCK, 0, st->stream>>>(dy16, dgate, dx, y, gate,
+                                                                                           ld, B, T, D);
     KB_LAUNCH_CHECK(op, "gated_add_bwd_x16_kernel");
     return 0;
 }

@@ -18,7 +18,7 @@ int kb_ln_modulate_fwd_x16_cuda(kb_ctx *ctx, uint16_t *out16, float *mean, float
                                 const float *shift, const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D,
                                 float eps, kb_err *err) { NO_CUDA("kb_ln_modulate_fwd_x16"); }
 int kb_gated_add_bwd_x16_cuda(kb_ctx *ctx, uint16_t *dy16, float *dgate, const float *dx, const float *y,
-                              const float *gate, int64_t ld, int64_t B, int64_t T, int64_t D,
+                              const uint16_t *y16, const float *gate, int64_t ld, int64_t B, int64_t T, int64_t D,
                               kb_err *err) { NO_CUDA("kb_gated_add_bwd_x16"); }
 int kb_gated_add_fwd_cuda(kb_ctx *ctx, float *out, const float *x, const float *gate, const float *y, int64_t ld,
                           int64_t B, int64_t T, int64_t D, kb_err *err) { NO_CUDA("kb_gated_add_fwd"); }
@@ -37,6 +37,7 @@ int kb_timestep_freq_cuda(kb_ctx *ctx, float *out, const float *t, int64_t B, in
                           kb_err *err) { NO_CUDA("kb_timestep_freq"); }
 
 int kb_gated_add_ln_modulate_fwd_cuda(kb_ctx *ctx, float *res, float *out, uint16_t *out16, float *mean, float *rstd,
-                                      const float *x, const float *gate, const float *y, int64_t gate_ld,
-                                      const float *shift, const float *scale, int64_t ld, int64_t B, int64_t T,
-                                      int64_t D, float eps, kb_err *err) { NO_CUDA("kb_gated_add_ln_modulate_fwd"); }
+                                      const float *x, const float *gate, const float *y, const uint16_t *y16,
+                                      int64_t gate_ld, const float *shift, const float *scale, int64_t ld, int64_t B,
+                                      int64_t T, int64_t D, float eps,
+                                      kb_err *err) { NO_CUDA("kb_gated_add_ln_modulate_fwd"); }

@@ -173,11 +173,21 @@ static void test_x16_forms(kbt_state *st, int threads, int64_t B, int64_t T, int
     KBT_CHECK(st, rc == 0 && !memcmp(o16, want, (size_t)n * 2) && same_bits(s1, s2, 2 * rows), name, "rc %d %s", rc,
               err.msg);
     kb_gated_add_bwd_cpu(threads, dyf, dc1, dx, y, cond + 2 * D, ld, B, T, D, KB_GRAD_SET);
-    rc = kb_gated_add_bwd_x16_cpu(threads, dy16, dc2, dx, y, cond + 2 * D, ld, B, T, D, &err);
+    rc = kb_gated_add_bwd_x16_cpu(threads, dy16, dc2, dx, y, NULL, cond + 2 * D, ld, B, T, D, &err);
     for (int64_t i = 0; i < n; i++) want[i] = kb_sc_f32_to_bf16(dyf[i]);
     snprintf(name, sizeof name, "gated_add_bwd_x16 threads=%d = bf16(gated_add_bwd) (bits), dgate the same", threads);
     KBT_CHECK(st, rc == 0 && !memcmp(dy16, want, (size_t)n * 2) && same_bits(dc1, dc2, nc), name, "rc %d %s", rc,
               err.msg);
+    /* y as bf16 bits (y16) = y as the same values widened */
+    uint16_t *y16 = malloc((size_t)(n ? n : 1) * 2);
+    for (int64_t i = 0; i < n; i++) y16[i] = kb_sc_f32_to_bf16(y[i]), y[i] = kb_sc_bf16_to_f32(y16[i]);
+    memcpy(dc2, dc1, (size_t)nc * 4);
+    rc = kb_gated_add_bwd_x16_cpu(threads, want, dc1, dx, y, NULL, cond + 2 * D, ld, B, T, D, &err);
+    rc |= kb_gated_add_bwd_x16_cpu(threads, dy16, dc2, dx, NULL, y16, cond + 2 * D, ld, B, T, D, &err);
+    snprintf(name, sizeof name, "gated_add_bwd_x16 threads=%d: y16 = y widened (bits)", threads);
+    KBT_CHECK(st, rc == 0 && !memcmp(dy16, want, (size_t)n * 2) && same_bits(dc1, dc2, nc), name, "rc %d %s", rc,
+              err.msg);
+    free(y16);
     free(x), free(cond), free(dx), free(y), free(o), free(s1), free(s2), free(dyf), free(o16), free(dy16), free(want);
     free(dc1), free(dc2);
 }
@@ -200,14 +210,16 @@ static void test_gated_ln_modulate(kbt_state *st, int threads, int64_t B, int64_
     const float *gate = gcond + 5 * D, *shift = mcond, *scale = mcond + D;
     kb_gated_add_fwd_cpu(threads, res_p, x, gate, y, gl, B, T, D);
     kb_ln_modulate_fwd_cpu(threads, o_p, s_p, s_p + rows, res_p, shift, scale, ml, B, T, D, 1e-6f);
-    int rc = kb_gated_add_ln_modulate_fwd_cpu(threads, res_f, o_f, NULL, s_f, s_f + rows, x, gate, y, gl, shift, scale,
+    int rc = kb_gated_add_ln_modulate_fwd_cpu(threads, res_f, o_f, NULL, s_f, s_f + rows, x, gate, y, NULL, gl, shift,
+                                              scale,
                                               ml, B, T, D, 1e-6f, &err);
     snprintf(name, sizeof name, "gated_add_ln_modulate_fwd_cpu B=%lld T=%lld D=%lld threads=%d = the two fast ops (bits)",
              (long long)B, (long long)T, (long long)D, threads);
     KBT_CHECK(st, rc == 0 && same_bits(res_f, res_p, n) && same_bits(o_f, o_p, n) && same_bits(s_f, s_p, 2 * rows),
               name, "rc %d res %s out %s", rc, same_bits(res_f, res_p, n) ? "same" : "differs",
               same_bits(o_f, o_p, n) ? "same" : "differs");
-    rc = kb_gated_add_ln_modulate_fwd_cpu(threads, res_in, NULL, o16, s_f, s_f + rows, res_in, gate, y, gl, shift, scale,
+    rc = kb_gated_add_ln_modulate_fwd_cpu(threads, res_in, NULL, o16, s_f, s_f + rows, res_in, gate, y, NULL, gl, shift,
+                                          scale,
                                           ml, B, T, D, 1e-6f, &err);
     for (int64_t i = 0; i < n; i++) want16[i] = kb_sc_f32_to_bf16(o_p[i]);
     snprintf(name, sizeof name, "gated_add_ln_modulate_fwd_cpu threads=%d in place, bf16 out = bf16 of the two ops (bits)",
@@ -218,6 +230,17 @@ static void test_gated_ln_modulate(kbt_state *st, int threads, int64_t B, int64_
     snprintf(name, sizeof name, "gated_add_ln_modulate_fwd_cpu threads=%d vs reference", threads);
     KBT_CHECK(st, same_bits(res_r, res_p, n), name, "res differs from the reference's");
     kbt_close(st, name, o_p, o_r, n, 1e-6 * kbt_max_abs(o_r, n), 1e-6);
+    /* y as bf16 bits (y16) = y as the same values widened */
+    uint16_t *y16 = malloc((size_t)n * 2);
+    for (int64_t i = 0; i < n; i++) y16[i] = kb_sc_f32_to_bf16(y[i]), y[i] = kb_sc_bf16_to_f32(y16[i]);
+    rc = kb_gated_add_ln_modulate_fwd_cpu(threads, res_p, o_p, NULL, s_p, s_p + rows, x, gate, y, NULL, gl, shift, scale,
+                                          ml, B, T, D, 1e-6f, &err);
+    rc |= kb_gated_add_ln_modulate_fwd_cpu(threads, res_f, o_f, NULL, s_f, s_f + rows, x, gate, NULL, y16, gl, shift,
+                                           scale, ml, B, T, D, 1e-6f, &err);
+    snprintf(name, sizeof name, "gated_add_ln_modulate_fwd_cpu threads=%d: y16 = y widened (bits)", threads);
+    KBT_CHECK(st, rc == 0 && same_bits(res_f, res_p, n) && same_bits(o_f, o_p, n) && same_bits(s_f, s_p, 2 * rows),
+              name, "rc %d %s", rc, err.msg);
+    free(y16);
     free(x), free(y), free(gcond), free(mcond), free(res_p), free(o_p), free(s_p), free(res_f), free(o_f), free(s_f);
     free(res_r), free(o_r), free(s_r), free(res_in), free(o16), free(want16);
 }
@@ -232,13 +255,22 @@ static void test_gated_ln_modulate_args(kbt_state *st) {
         KBT_CHECK(st, 0, "CPU context", "%s", err.msg);
         return;
     }
-    int both = kb_gated_add_ln_modulate_fwd(&ctx, v, v, h, s, s + 1, v, v, v, 8, v, v, 8, 1, 1, 8, 1e-6f, &err);
+    int both = kb_gated_add_ln_modulate_fwd(&ctx, v, v, h, s, s + 1, v, v, v, NULL, 8, v, v, 8, 1, 1, 8, 1e-6f, &err);
     KBT_CHECK(st, both == -1 && strstr(err.msg, "exactly one"), "gated_add_ln_modulate_fwd: both outputs refused",
               "rc %d: %s", both, err.msg);
     err.msg[0] = 0;
-    int none = kb_gated_add_ln_modulate_fwd(&ctx, v, NULL, NULL, s, s + 1, v, v, v, 8, v, v, 8, 1, 1, 8, 1e-6f, &err);
+    int none = kb_gated_add_ln_modulate_fwd(&ctx, v, NULL, NULL, s, s + 1, v, v, v, NULL, 8, v, v, 8, 1, 1, 8, 1e-6f,
+                                            &err);
     KBT_CHECK(st, none == -1 && strstr(err.msg, "exactly one"), "gated_add_ln_modulate_fwd: no output refused",
               "rc %d: %s", none, err.msg);
+    err.msg[0] = 0;
+    int ys = kb_gated_add_ln_modulate_fwd(&ctx, v, v, NULL, s, s + 1, v, v, v, h, 8, v, v, 8, 1, 1, 8, 1e-6f, &err);
+    KBT_CHECK(st, ys == -1 && strstr(err.msg, "y16"), "gated_add_ln_modulate_fwd: both y and y16 refused", "rc %d: %s",
+              ys, err.msg);
+    err.msg[0] = 0;
+    ys = kb_gated_add_bwd_x16(&ctx, h, v, v, NULL, NULL, v, 8, 1, 1, 8, &err);
+    KBT_CHECK(st, ys == -1 && strstr(err.msg, "y16"), "gated_add_bwd_x16: neither y nor y16 refused", "rc %d: %s", ys,
+              err.msg);
     kb_ctx_free(&ctx);
 }
 

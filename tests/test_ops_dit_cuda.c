@@ -97,12 +97,27 @@ static void test_gated_x16(env *e, int64_t B, int64_t T, int64_t D) {
     kb_copy_to_host(&e->ctx, dy, gdy, (size_t)n * 4, &e->err);
     kb_copy_to_host(&e->ctx, dc1, gdc, (size_t)nc * 4, &e->err);
     kb_copy_to_dev(&e->ctx, gdc, dc0, (size_t)nc * 4, &e->err);
-    kb_gated_add_bwd_x16(&e->ctx, gdy16, gdc, gdx, gy, gc + 2 * D, ld, B, T, D, &e->err);
+    kb_gated_add_bwd_x16(&e->ctx, gdy16, gdc, gdx, gy, NULL, gc + 2 * D, ld, B, T, D, &e->err);
     kb_copy_to_host(&e->ctx, dy16, gdy16, (size_t)n * 2, &e->err);
     for (int64_t i = 0; i < n; i++) want[i] = kb_sc_f32_to_bf16(dy[i]);
     KBT_CHECK(&e->st, !memcmp(dy16, want, (size_t)n * 2), "gated_add_bwd_x16 dy16 = bf16(gated_add_bwd dy) (bits)",
               "differs");
     expect_same(e, "gated_add_bwd_x16 dgate = gated_add_bwd's (bits)", gdc, dc1, nc, 0.0);
+    /* y as bf16 bits (y16) = y as the same values widened, dgate from the same start */
+    uint16_t *y16 = malloc((size_t)n * 2), *gy16 = kb_dev_alloc(&e->ctx, (size_t)n * 2, &e->err);
+    for (int64_t i = 0; i < n; i++) y16[i] = kb_sc_f32_to_bf16(y[i]), y[i] = kb_sc_bf16_to_f32(y16[i]);
+    kb_copy_to_dev(&e->ctx, gy16, y16, (size_t)n * 2, &e->err);
+    kb_copy_to_dev(&e->ctx, gy, y, (size_t)n * 4, &e->err);
+    kb_copy_to_dev(&e->ctx, gdc, dc0, (size_t)nc * 4, &e->err);
+    kb_gated_add_bwd_x16(&e->ctx, gdy16, gdc, gdx, gy, NULL, gc + 2 * D, ld, B, T, D, &e->err);
+    kb_copy_to_host(&e->ctx, want, gdy16, (size_t)n * 2, &e->err);
+    kb_copy_to_host(&e->ctx, dc1, gdc, (size_t)nc * 4, &e->err);
+    kb_copy_to_dev(&e->ctx, gdc, dc0, (size_t)nc * 4, &e->err);
+    kb_gated_add_bwd_x16(&e->ctx, gdy16, gdc, gdx, NULL, gy16, gc + 2 * D, ld, B, T, D, &e->err);
+    kb_copy_to_host(&e->ctx, dy16, gdy16, (size_t)n * 2, &e->err);
+    KBT_CHECK(&e->st, !memcmp(dy16, want, (size_t)n * 2), "gated_add_bwd_x16: y16 = y widened, dy16 (bits)", "differs");
+    expect_same(e, "gated_add_bwd_x16: y16 = y widened, dgate (bits)", gdc, dc1, nc, 0.0);
+    kb_dev_free(&e->ctx, gy16), free(y16);
     float *bufs[] = {gdx, gy, gc, gdc, gdy};
     for (int i = 0; i < 5; i++) kb_dev_free(&e->ctx, bufs[i]);
     kb_dev_free(&e->ctx, gdy16);
@@ -189,21 +204,34 @@ static void test_gated_ln_modulate(env *e, int64_t B, int64_t T, int64_t D) {
     char name[160];
     kb_gated_add_fwd(&e->ctx, res_p, gx, gate, gy, gl, B, T, D, &e->err);
     kb_ln_modulate_fwd(&e->ctx, o_p, s_p, s_p + rows, res_p, shift, scale, ml, B, T, D, 1e-6f, &e->err);
-    kb_gated_add_ln_modulate_fwd(&e->ctx, res_f, o_f, NULL, s_f, s_f + rows, gx, gate, gy, gl, shift, scale, ml, B, T, D,
-                                 1e-6f, &e->err);
+    kb_gated_add_ln_modulate_fwd(&e->ctx, res_f, o_f, NULL, s_f, s_f + rows, gx, gate, gy, NULL, gl, shift, scale, ml, B,
+                                 T, D, 1e-6f, &e->err);
     float *h_res = host_copy(e, res_p, n), *h_o = host_copy(e, o_p, n), *h_s = host_copy(e, s_p, 2 * rows);
     snprintf(name, sizeof name, "gated_add_ln_modulate_fwd B=%lld T=%lld D=%lld = GPU gated_add then ln_modulate (bits)",
              (long long)B, (long long)T, (long long)D);
     expect_same(e, name, o_f, h_o, n, 0.0);
     expect_same(e, "gated_add_ln_modulate_fwd residual (bits)", res_f, h_res, n, 0.0);
     expect_same(e, "gated_add_ln_modulate_fwd statistics (bits)", s_f, h_s, 2 * rows, 0.0);
-    kb_gated_add_ln_modulate_fwd(&e->ctx, res_in, NULL, o16, s_f, s_f + rows, res_in, gate, gy, gl, shift, scale, ml, B,
-                                 T, D, 1e-6f, &e->err);
+    kb_gated_add_ln_modulate_fwd(&e->ctx, res_in, NULL, o16, s_f, s_f + rows, res_in, gate, gy, NULL, gl, shift, scale,
+                                 ml, B, T, D, 1e-6f, &e->err);
     kb_copy_to_host(&e->ctx, h16, o16, (size_t)n * 2, &e->err);
     for (int64_t i = 0; i < n; i++) want16[i] = kb_sc_f32_to_bf16(h_o[i]);
     KBT_CHECK(&e->st, !memcmp(h16, want16, (size_t)n * 2),
               "gated_add_ln_modulate_fwd in place, bf16 out = bf16 of the pair's (bits)", "differs");
     expect_same(e, "gated_add_ln_modulate_fwd in place: residual (bits)", res_in, h_res, n, 0.0);
+    /* y as bf16 bits (y16) = y as the same values widened */
+    uint16_t *y16 = malloc((size_t)n * 2), *gy16 = kb_dev_alloc(&e->ctx, (size_t)n * 2, &e->err);
+    for (int64_t i = 0; i < n; i++) y16[i] = kb_sc_f32_to_bf16(y[i]), y[i] = kb_sc_bf16_to_f32(y16[i]);
+    kb_copy_to_dev(&e->ctx, gy16, y16, (size_t)n * 2, &e->err);
+    kb_copy_to_dev(&e->ctx, gy, y, (size_t)n * 4, &e->err);
+    kb_gated_add_ln_modulate_fwd(&e->ctx, res_p, o_p, NULL, s_p, s_p + rows, gx, gate, gy, NULL, gl, shift, scale, ml, B,
+                                 T, D, 1e-6f, &e->err);
+    kb_gated_add_ln_modulate_fwd(&e->ctx, res_f, o_f, NULL, s_f, s_f + rows, gx, gate, NULL, gy16, gl, shift, scale, ml,
+                                 B, T, D, 1e-6f, &e->err);
+    float *h_o2 = host_copy(e, o_p, n), *h_res2 = host_copy(e, res_p, n);
+    expect_same(e, "gated_add_ln_modulate_fwd: y16 = y widened, out (bits)", o_f, h_o2, n, 0.0);
+    expect_same(e, "gated_add_ln_modulate_fwd: y16 = y widened, residual (bits)", res_f, h_res2, n, 0.0);
+    kb_dev_free(&e->ctx, gy16), free(y16), free(h_o2), free(h_res2);
     float *bufs[] = {gx, gy, gg, gm, res_p, o_p, s_p, res_f, o_f, s_f, res_in};
     for (int i = 0; i < 11; i++) kb_dev_free(&e->ctx, bufs[i]);
     kb_dev_free(&e->ctx, o16);
