@@ -111,6 +111,7 @@ if [ "$WHAT" = bench ] || [ "$WHAT" = all ]; then
   note "Inception tf32 vs pytorch-fid:  $(bench bench_inception_tf32 bench/bench_inception.sh "${inc[@]}" --precision tf32)"
   # 2. where the time goes, and what each switch buys; first the fused attention alone against PyTorch's SDPA
   note "fused attention vs SDPA (B/2):  $(bench bench_attn bench/bench_attn.sh)"
+  note "  same, fp32 qkv in, fp32 out:  $(bench bench_attn_fp32io bench/bench_attn.sh --fp32-io)"
   ours_with bench_train_bf16_acts_ltgelu "bf16 acts + GELU epil.:" KINDBENCH_BF16_ACTS=1 KINDBENCH_LT_GELU=1
   ours_with bench_train_bf16_acts_epis "bf16 acts + GELU + bias-grad:" KINDBENCH_BF16_ACTS=1 KINDBENCH_LT_GELU=1 \
     KINDBENCH_LT_BGRAD=1
