@@ -72,9 +72,20 @@ KB_SIMD_CLONES void kb_modulate_bwd_cpu(int threads, float *dx, float *dshift, f
     free(bufs);
 }
 
-/* One row at a time: LayerNorm by nn/cpu_rows.h's row kernel (the one of
- * kb_layernorm_fwd_cpu), then the modulation in place while the row is in
- * cache: kb_layernorm_fwd_cpu then kb_modulate_fwd_cpu, bit for bit. */
+/* One row: LayerNorm by nn/cpu_rows.h's row kernel (the one of
+ * kb_layernorm_fwd_cpu) into o, then the modulation while the row is in
+ * cache, in place in o or rounded to bf16 into o16 when that is set:
+ * kb_layernorm_fwd_cpu then kb_modulate_fwd_cpu, bit for bit. */
+KB_CLONE_INLINE void ln_modulate_row(float *o, uint16_t *o16, float *mean, float *rstd, const float *x,
+                                     const float *sh, const float *sc, int64_t D, float eps) {
+    layernorm_row(o, mean, rstd, x, NULL, NULL, D, eps);
+    if (o16)
+        for (int64_t d = 0; d < D; d++) o16[d] = kb_sc_f32_to_bf16(o[d] * (1.0f + sc[d]) + sh[d]);
+    else
+        for (int64_t d = 0; d < D; d++) o[d] = o[d] * (1.0f + sc[d]) + sh[d];
+}
+
+/* One row at a time (ln_modulate_row). */
 KB_SIMD_CLONES void kb_ln_modulate_fwd_cpu(int threads, float *out, float *mean, float *rstd, const float *x,
                                            const float *shift, const float *scale, int64_t ld, int64_t B, int64_t T,
                                            int64_t D, float eps) {
@@ -83,10 +94,7 @@ KB_SIMD_CLONES void kb_ln_modulate_fwd_cpu(int threads, float *out, float *mean,
     for (int64_t b = 0; b < B; b++)
         for (int64_t t = 0; t < T; t++) {
             int64_t r = b * T + t;
-            const float *sh = shift + b * ld, *sc = scale + b * ld;
-            float *o = out + r * D;
-            layernorm_row(o, mean + r, rstd + r, x + r * D, NULL, NULL, D, eps);
-            for (int64_t d = 0; d < D; d++) o[d] = o[d] * (1.0f + sc[d]) + sh[d];
+            ln_modulate_row(out + r * D, NULL, mean + r, rstd + r, x + r * D, shift + b * ld, scale + b * ld, D, eps);
         }
 }
 
@@ -133,7 +141,7 @@ KB_SIMD_CLONES void kb_ln_modulate_bwd_cpu(int threads, float *dx, float *dshift
     free(bufs);
 }
 
-/* kb_ln_modulate_fwd_cpu's rows into a row buffer, rounded to bf16 on the way out. */
+/* ln_modulate_row through a row buffer, rounded to bf16 on the way out. */
 KB_SIMD_CLONES int kb_ln_modulate_fwd_x16_cpu(int threads, uint16_t *out16, float *mean, float *rstd, const float *x,
                                               const float *shift, const float *scale, int64_t ld, int64_t B,
                                               int64_t T, int64_t D, float eps, kb_err *err) {
@@ -145,11 +153,9 @@ KB_SIMD_CLONES int kb_ln_modulate_fwd_x16_cpu(int threads, uint16_t *out16, floa
     {
         float *o = bufs + (size_t)omp_get_thread_num() * (size_t)D;
 #pragma omp for schedule(static)
-        for (int64_t r = 0; r < B * T; r++) {
-            const float *sh = shift + (r / T) * ld, *sc = scale + (r / T) * ld;
-            layernorm_row(o, mean + r, rstd + r, x + r * D, NULL, NULL, D, eps);
-            for (int64_t d = 0; d < D; d++) out16[r * D + d] = kb_sc_f32_to_bf16(o[d] * (1.0f + sc[d]) + sh[d]);
-        }
+        for (int64_t r = 0; r < B * T; r++)
+            ln_modulate_row(o, out16 + r * D, mean + r, rstd + r, x + r * D, shift + (r / T) * ld, scale + (r / T) * ld,
+                            D, eps);
     }
     free(bufs);
     return 0;
@@ -166,9 +172,8 @@ KB_SIMD_CLONES void kb_gated_add_fwd_cpu(int threads, float *out, const float *x
         }
 }
 
-/* Per row: kb_gated_add_fwd_cpu's statement into res, then
- * kb_ln_modulate_fwd_cpu's (or its bf16 form's) row on it while it is in
- * cache: the two ops in sequence, bit for bit. */
+/* Per row: kb_gated_add_fwd_cpu's statement into res, then ln_modulate_row
+ * on it while it is in cache: the two ops in sequence, bit for bit. */
 KB_SIMD_CLONES int kb_gated_add_ln_modulate_fwd_cpu(int threads, float *res, float *out, uint16_t *out16, float *mean,
                                                     float *rstd, const float *x, const float *gate, const float *y,
                                                     const uint16_t *y16, int64_t gate_ld, const float *shift,
@@ -183,17 +188,14 @@ KB_SIMD_CLONES int kb_gated_add_ln_modulate_fwd_cpu(int threads, float *res, flo
         float *buf = bufs ? bufs + (size_t)omp_get_thread_num() * (size_t)D : NULL;
 #pragma omp for schedule(static)
         for (int64_t r = 0; r < B * T; r++) {
-            const float *g = gate + (r / T) * gate_ld, *sh = shift + (r / T) * ld, *sc = scale + (r / T) * ld;
-            float *xr = res + r * D, *o = buf ? buf : out + r * D;
+            const float *g = gate + (r / T) * gate_ld;
+            float *xr = res + r * D;
             if (y16)
                 for (int64_t d = 0; d < D; d++) xr[d] = x[r * D + d] + g[d] * kb_sc_bf16_to_f32(y16[r * D + d]);
             else
                 for (int64_t d = 0; d < D; d++) xr[d] = x[r * D + d] + g[d] * y[r * D + d];
-            layernorm_row(o, mean + r, rstd + r, xr, NULL, NULL, D, eps);
-            if (buf)
-                for (int64_t d = 0; d < D; d++) out16[r * D + d] = kb_sc_f32_to_bf16(o[d] * (1.0f + sc[d]) + sh[d]);
-            else
-                for (int64_t d = 0; d < D; d++) o[d] = o[d] * (1.0f + sc[d]) + sh[d];
+            ln_modulate_row(buf ? buf : out + r * D, buf ? out16 + r * D : NULL, mean + r, rstd + r, xr,
+                            shift + (r / T) * ld, scale + (r / T) * ld, D, eps);
         }
     }
     free(bufs);
