@@ -96,23 +96,34 @@ __device__ __forceinline__ void mma_pair(float (&s0)[4], float (&s1)[4], const u
     kb_mma_bf16_16816(s1, a, hi);
 }
 
+template <int N> __device__ void zero_frags(float (&f)[N][4]) {
+#pragma unroll
+    for (int j = 0; j < N; j++) f[j][0] = f[j][1] = f[j][2] = f[j][3] = 0.0f;
+}
+
+/* s (16 x 8N, N fragments) += a B^T over columns k .. k+15: a the A fragment
+ * of those columns, B rows b0 .. b0+8N-1 of a rows tile. */
+template <int HD, int N>
+__device__ void scores_step(float (&s)[N][4], const uint32_t (&a)[4], const uint32_t *B, int b0, int k) {
+#pragma unroll
+    for (int j = 0; j < N; j += 2) {
+        uint32_t b[4];
+        frag_b2(b, B, geom<HD>::ldr, b0 + 8 * j, k);
+        mma_pair(s[j], s[j + 1], a, b);
+    }
+}
+
 /* s (16 x 8N, as N fragments) = A B^T over the HD columns: A rows a0 .. a0+15
- * of one rows tile, B rows b0 .. b0+8N-1 of another. */
+ * of one rows tile (its fragments read per 16 columns: fewer live
+ * registers), B rows b0 .. b0+8N-1 of another. */
 template <int HD, int N>
 __device__ void warp_scores(float (&s)[N][4], const uint32_t *A, int a0, const uint32_t *B, int b0) {
-    constexpr int ld = geom<HD>::ldr;
-#pragma unroll
-    for (int j = 0; j < N; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+    zero_frags(s);
 #pragma unroll
     for (int k = 0; k < HD; k += 16) {
         uint32_t a[4];
-        frag_a(a, A, ld, a0, k);
-#pragma unroll
-        for (int j = 0; j < N; j += 2) {
-            uint32_t b[4];
-            frag_b2(b, B, ld, b0 + 8 * j, k);
-            mma_pair(s[j], s[j + 1], a, b);
-        }
+        frag_a(a, A, geom<HD>::ldr, a0, k);
+        scores_step<HD>(s, a, B, b0, k);
     }
 }
 
@@ -120,16 +131,9 @@ __device__ void warp_scores(float (&s)[N][4], const uint32_t *A, int a0, const u
  * once instead of once per key tile), a[k] for columns 16k .. 16k+15. */
 template <int HD, int N>
 __device__ void warp_scores(float (&s)[N][4], const uint32_t (&a)[HD / 16][4], const uint32_t *B, int b0) {
+    zero_frags(s);
 #pragma unroll
-    for (int j = 0; j < N; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
-#pragma unroll
-    for (int k = 0; k < HD / 16; k++)
-#pragma unroll
-        for (int j = 0; j < N; j += 2) {
-            uint32_t b[4];
-            frag_b2(b, B, geom<HD>::ldr, b0 + 8 * j, 16 * k);
-            mma_pair(s[j], s[j + 1], a[k], b);
-        }
+    for (int k = 0; k < HD / 16; k++) scores_step<HD>(s, a[k], B, b0, 16 * k);
 }
 
 /* acc (16 x HD, HD/8 fragments) += P M: P 16 x 8N as N fp32 fragments,
@@ -148,11 +152,6 @@ __device__ void warp_accumulate(float (&acc)[HD / 8][4], const float (&p)[N][4],
             mma_pair(acc[n], acc[n + 1], a, b);
         }
     }
-}
-
-template <int HD> __device__ void zero_acc(float (&acc)[HD / 8][4]) {
-#pragma unroll
-    for (int n = 0; n < HD / 8; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
 }
 
 /* A warp's 16 x hd result (rows row0 + g and row0 + g + 8 of this lane),
@@ -276,7 +275,7 @@ __global__ void __launch_bounds__(kThreads) attn_fwd_kernel(attn_args a) {
     for (int k = 0; k < HD / 16; k++) frag_a(qa[k], Qs, g::ldr, warp * 16, 16 * k);
     online_softmax sm;
     float o[HD / 8][4];
-    zero_acc<HD>(o);
+    zero_frags(o);
     for (int k0 = 0; k0 < T; k0 += kTile) {
         __syncthreads(); /* the last tile's readers done */
         load_rows<HD>(Ks, base + d, 3 * d, k0, T, a.hd);
@@ -369,8 +368,8 @@ __global__ void __launch_bounds__(kThreads, HD <= 80 ? 3 : 1) attn_dkv_kernel(at
     load_rows<HD>(Ks, base + d, 3 * d, k0, T, a.hd);
     load_rows<HD>(Vs, base + 2 * d, 3 * d, k0, T, a.hd);
     float dk[HD / 8][4], dv[HD / 8][4];
-    zero_acc<HD>(dk);
-    zero_acc<HD>(dv);
+    zero_frags(dk);
+    zero_frags(dv);
     for (int q0 = 0; q0 < T; q0 += kTile) {
         __syncthreads();
         load_rows<HD>(Qs, base, 3 * d, q0, T, a.hd);
@@ -424,7 +423,7 @@ __global__ void __launch_bounds__(kThreads) attn_dq_kernel(attn_args a) {
     load_rows<HD>(Qs, base, 3 * d, q0, T, a.hd);
     load_rows<HD>(dOs, gout, d, q0, T, a.hd);
     float dq[HD / 8][4];
-    zero_acc<HD>(dq);
+    zero_frags(dq);
     for (int k0 = 0; k0 < T; k0 += kTile) {
         __syncthreads();
         load_rows<HD>(Ks, base + d, 3 * d, k0, T, a.hd);
