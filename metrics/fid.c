@@ -165,10 +165,10 @@ int kb_frechet_distance(const kb_gstats *a, const kb_gstats *b, kb_fd_method met
         return kb_fail(err, "Frechet distance: feature dimensions differ (%lld vs %lld): statistics from different "
                             "feature extractors or layers cannot be compared",
                        (long long)a->dim, (long long)b->dim);
+    double t0 = kb_now(); /* the checks are part of what a caller waits for */
     if (kb_gstats_check(a, "Frechet distance: first statistics", err) ||
         kb_gstats_check(b, "Frechet distance: second statistics", err))
         return -1;
-    double t0 = kb_now();
     fd_work w;
     if (work_alloc(&w, a->dim, err)) return -1;
     int rc = fd_once(a, a->sigma, b->sigma, b, method, &w, fd, info, err);

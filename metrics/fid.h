@@ -38,7 +38,7 @@ typedef struct {
     int clamped;         /* eigenvalues < 0 that were clamped to 0 (both decompositions) */
     double mean_term;    /* |mu1 - mu2|^2 */
     double trace1, trace2, trace_sqrt;
-    double seconds;
+    double seconds;      /* the whole call, the input checks included */
 } kb_fd_info;
 
 const char *kb_fd_method_name(kb_fd_method m);

@@ -60,6 +60,34 @@ static void test_stats_fid(kbt_state *st) {
     free(x), free(y);
 }
 
+/* Covariance checks past the first 64 x 64 tile (kb_gstats_check walks tiles
+ * across threads, then names the first bad entry in row-major order). */
+static void test_sigma_check_tiles(kbt_state *st) {
+    enum { D = 200 };
+    kb_err err = {{0}};
+    kb_gstats s;
+    if (kb_gstats_alloc(&s, D, &err)) {
+        KBT_CHECK(st, 0, "sigma check: alloc", "%s", err.msg);
+        return;
+    }
+    for (int64_t i = 0; i < D; i++) {
+        s.mu[i] = 0.0;
+        for (int64_t j = 0; j <= i; j++) s.sigma[i * D + j] = s.sigma[j * D + i] = i == j ? 2.0 : 0.01 * (double)((i + 3 * j) % 7);
+    }
+    KBT_CHECK(st, kb_gstats_check(&s, "s", &err) == 0, "sigma check: symmetric 200-d passes", "%s", err.msg);
+    s.sigma[70 * D + 150] = NAN; /* upper triangle: named by its lower mirror */
+    s.sigma[190 * D + 10] += 1.0; /* a later row: not the first */
+    expect_fail(st, "sigma check: NaN above the diagonal, 3rd tile row", kb_gstats_check(&s, "s", &err), &err,
+                "s: sigma[150, 70] is not finite");
+    s.sigma[70 * D + 150] = s.sigma[150 * D + 70];
+    expect_fail(st, "sigma check: asymmetry in the last tile row", kb_gstats_check(&s, "s", &err), &err,
+                "s: sigma is not symmetric (sigma[190, 10] = ");
+    s.sigma[190 * D + 10] -= 1.0;
+    s.sigma[10 * D + 190] += 1e-9; /* within 1e-6 of the largest variance */
+    KBT_CHECK(st, kb_gstats_check(&s, "s", &err) == 0, "sigma check: rounding-size asymmetry passes", "%s", err.msg);
+    kb_gstats_free(&s);
+}
+
 static void test_is(kbt_state *st) {
     kb_err err = {{0}};
     kb_is_opts o;
@@ -239,6 +267,7 @@ int main(void) {
         return 1;
     }
     test_stats_fid(&st);
+    test_sigma_check_tiles(&st);
     test_is(&st);
     test_prdc_kid(&st, &ctx);
     test_spectral(&st);
