@@ -108,7 +108,7 @@ int main(int argc, char **argv) {
     buffers b = {0};
     b.elem = o.fp32_io ? 4 : 2;
     b.qkv = random_dev(&ctx, n_qkv, b.elem, 0x9E3779B97F4A7C15ULL, &err);
-    b.dout = random_dev(&ctx, n_out, 4, 0xD1B54A32D192ED03ULL, &err); /* dout is fp32 in both forms */
+    b.dout = random_dev(&ctx, n_out, b.elem, 0xD1B54A32D192ED03ULL, &err); /* as the DiT passes it: bf16 with bf16 io */
     b.out = b.qkv && b.dout ? kb_dev_alloc(&ctx, (size_t)n_out * b.elem, &err) : NULL;
     b.dqkv = b.out ? kb_dev_alloc(&ctx, (size_t)n_qkv * b.elem, &err) : NULL;
     b.lse = b.dqkv ? kb_dev_alloc(&ctx, (size_t)n_rows * 4, &err) : NULL;

@@ -78,8 +78,10 @@ static int block_attn_bwd(kb_dit *m, int l, const kb_dit_block_view *v, int64_t 
 
 /* The two halves with bf16 activations (acts.bf16): the gradients flowing
  * into the linear layers (d_fc2, d_fc1, d_proj, d_qkv) are bf16 in d_a (d_fc1
- * right after d_fc2, which is still read), their input gradients fp32
- * in d_b. */
+ * right after d_fc2, which is still read); the linear layers' input
+ * gradients (d_mod2, d_atty, d_mod1: read by the LayerNorm + modulation and
+ * attention backwards, which round dout to bf16 for the tensor cores or, the
+ * LayerNorm, widen it) bf16 in d_b, as PyTorch's autocast keeps them. */
 static int block_mlp_bwd_x16(kb_dit *m, int l, const kb_dit_block_view *v, int64_t B, kb_err *err) {
     kb_ctx *ctx = m->ctx;
     kb_dit_acts *a = &m->acts;
@@ -87,16 +89,17 @@ static int block_mlp_bwd_x16(kb_dit *m, int l, const kb_dit_block_view *v, int64
     int64_t d = m->cfg.hidden_size, T = kb_dit_tokens(&m->cfg), BT = B * T, ld = 6 * d;
     /* d_a holds 2 B T wide bf16 values (wide >= mlp hidden and >= 3d): room for d_fc2 and, after it, d_fc1 */
     uint16_t *d_fc2 = (uint16_t *)a->d_a, *d_fc1 = (uint16_t *)a->d_a + BT * d;
-    float *d_mod2 = a->d_b;
+    uint16_t *d_mod2 = (uint16_t *)a->d_b;
     KB_TRY(kb_gated_add_bwd_x16(ctx, d_fc2, a->d_ada + 5 * d, a->d_res, NULL, v->fc2_16, v->ada + 5 * d, ld, B, T, d,
                                 err),
            "block %d gate_mlp backward", l);
     KB_TRY(kb_linear_bwd_dgelu_x16(ctx, &blk->fc2, &m->params, NULL, d_fc1, v->fc1_16, d_fc2, v->gelu16, BT, err),
            "block %d fc2 and GELU backward", l);
-    KB_TRY(kb_linear_bwd_x16(ctx, &blk->fc1, &m->params, NULL, d_mod2, KB_GRAD_SET, d_fc1, v->mod2_16, BT, err),
+    KB_TRY(kb_linear_bwd_x16_dx16(ctx, &blk->fc1, &m->params, NULL, d_mod2, d_fc1, v->mod2_16, BT, err),
            "block %d fc1 backward", l);
-    KB_TRY(kb_ln_modulate_bwd(ctx, a->d_res, a->d_ada + 3 * d, a->d_ada + 4 * d, d_mod2, v->mid, v->ln2_mean,
-                              v->ln2_rstd, v->ada + 4 * d, ld, B, T, d, err), "block %d norm2 and modulate2 backward", l);
+    KB_TRY(kb_ln_modulate_bwd_x16(ctx, a->d_res, a->d_ada + 3 * d, a->d_ada + 4 * d, d_mod2, v->mid, v->ln2_mean,
+                                  v->ln2_rstd, v->ada + 4 * d, ld, B, T, d, err),
+           "block %d norm2 and modulate2 backward", l);
     return 0;
 }
 
@@ -106,19 +109,20 @@ static int block_attn_bwd_x16(kb_dit *m, int l, const kb_dit_block_view *v, int6
     const kb_dit_block *blk = &m->blocks[l];
     int64_t d = m->cfg.hidden_size, T = kb_dit_tokens(&m->cfg), BT = B * T, ld = 6 * d, H = m->cfg.num_heads;
     uint16_t *d_proj = (uint16_t *)a->d_a, *d_qkv = (uint16_t *)a->d_a;
-    float *d_atty = a->d_b, *d_mod1 = a->d_b;
+    uint16_t *d_atty = (uint16_t *)a->d_b, *d_mod1 = (uint16_t *)a->d_b;
     KB_TRY(kb_gated_add_bwd_x16(ctx, d_proj, a->d_ada + 2 * d, a->d_res, NULL, v->proj16, v->ada + 2 * d, ld, B, T, d,
                                 err),
            "block %d gate_msa backward", l);
-    KB_TRY(kb_linear_bwd_x16(ctx, &blk->proj, &m->params, NULL, d_atty, KB_GRAD_SET, d_proj, v->atty16, BT, err),
+    KB_TRY(kb_linear_bwd_x16_dx16(ctx, &blk->proj, &m->params, NULL, d_atty, d_proj, v->atty16, BT, err),
            "block %d proj backward", l);
     /* d_proj is read by then: d_qkv takes its place */
     KB_TRY(kb_attn_fused_bwd_x16(ctx, d_qkv, a->d_att, d_atty, v->atty16, v->qkv16, v->att, B, T, d, H, err),
            "block %d attention backward", l);
-    KB_TRY(kb_linear_bwd_x16(ctx, &blk->qkv, &m->params, NULL, d_mod1, KB_GRAD_SET, d_qkv, v->mod1_16, BT, err),
+    KB_TRY(kb_linear_bwd_x16_dx16(ctx, &blk->qkv, &m->params, NULL, d_mod1, d_qkv, v->mod1_16, BT, err),
            "block %d qkv backward", l);
-    KB_TRY(kb_ln_modulate_bwd(ctx, a->d_res, a->d_ada, a->d_ada + d, d_mod1, v->x_in, v->ln1_mean, v->ln1_rstd,
-                              v->ada + d, ld, B, T, d, err), "block %d norm1 and modulate1 backward", l);
+    KB_TRY(kb_ln_modulate_bwd_x16(ctx, a->d_res, a->d_ada, a->d_ada + d, d_mod1, v->x_in, v->ln1_mean, v->ln1_rstd,
+                                  v->ada + d, ld, B, T, d, err),
+           "block %d norm1 and modulate1 backward", l);
     return 0;
 }
 

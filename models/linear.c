@@ -113,11 +113,11 @@ static int linear_wgrad_x16(kb_ctx *ctx, const kb_linear *l, kb_params *ps, cons
     return 0;
 }
 
-int kb_linear_bwd_x16(kb_ctx *ctx, const kb_linear *l, kb_params *ps, const kb_linear_cond *cond, float *dx,
-                      kb_grad_mode dx_mode, const uint16_t *dy16, const uint16_t *x16, int64_t rows, kb_err *err) {
+int kb_linear_bwd_x16_dx16(kb_ctx *ctx, const kb_linear *l, kb_params *ps, const kb_linear_cond *cond,
+                           uint16_t *dx16, const uint16_t *dy16, const uint16_t *x16, int64_t rows, kb_err *err) {
     if (check_dense(l, ps, cond, err)) return -1;
-    if (dx && kb_gemm_dx_x16(ctx, dx, dx_mode, dy16, kb_param_data(ps, l->w), rows, l->in, l->out, err))
-        return kb_fail_wrap(err, "linear %s backward (input, bf16 gradient)", ps->items[l->w].name);
+    if (kb_gemm_dx_x16_y16(ctx, dx16, dy16, kb_param_data(ps, l->w), rows, l->in, l->out, err))
+        return kb_fail_wrap(err, "linear %s backward (input, bf16 gradients)", ps->items[l->w].name);
     return linear_wgrad_x16(ctx, l, ps, dy16, x16, rows, err);
 }
 

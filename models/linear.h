@@ -56,8 +56,9 @@ int kb_linear_bwd_dgelu(kb_ctx *ctx, const kb_linear *l, kb_params *ps, const kb
 
 /* The same layer on bf16 activations (nn/ops.h "*_x16": uint16_t bits of
  * bf16 values, weights and gradients fp32): the input x16, the GELU's input
- * pre16 and output act16 and, backward, the output gradient dy16 and the
- * GELU's input gradient dpre16 are bf16; y and dx are fp32. */
+ * pre16 and output act16 and, backward, the output gradient dy16, the
+ * input gradient dx16 and the GELU's input gradient dpre16 are bf16;
+ * kb_linear_fwd_x16's y is fp32. */
 int kb_linear_fwd_x16(kb_ctx *ctx, const kb_linear *l, const kb_params *ps, const kb_linear_cond *cond, float *y,
                       const uint16_t *x16, int64_t rows, kb_err *err);
 /* y16 = bf16 of kb_linear_fwd_x16's y (for a consumer that rounds y to bf16 anyway) */
@@ -65,8 +66,9 @@ int kb_linear_fwd_x16_y16(kb_ctx *ctx, const kb_linear *l, const kb_params *ps, 
                           uint16_t *y16, const uint16_t *x16, int64_t rows, kb_err *err);
 int kb_linear_fwd_gelu_x16(kb_ctx *ctx, const kb_linear *l, const kb_params *ps, const kb_linear_cond *cond,
                            uint16_t *pre16, uint16_t *act16, const uint16_t *x16, int64_t rows, kb_err *err);
-int kb_linear_bwd_x16(kb_ctx *ctx, const kb_linear *l, kb_params *ps, const kb_linear_cond *cond, float *dx,
-                      kb_grad_mode dx_mode, const uint16_t *dy16, const uint16_t *x16, int64_t rows, kb_err *err);
+/* the input's gradient written as bf16 (KB_GRAD_SET, rounded): dx16 = bf16(dy16 W) */
+int kb_linear_bwd_x16_dx16(kb_ctx *ctx, const kb_linear *l, kb_params *ps, const kb_linear_cond *cond,
+                           uint16_t *dx16, const uint16_t *dy16, const uint16_t *x16, int64_t rows, kb_err *err);
 int kb_linear_bwd_dgelu_x16(kb_ctx *ctx, const kb_linear *l, kb_params *ps, const kb_linear_cond *cond,
                             uint16_t *dpre16, const uint16_t *pre16, const uint16_t *dy16, const uint16_t *x16,
                             int64_t rows, kb_err *err);

@@ -68,17 +68,18 @@ static int fwd_x16_cpu(uint16_t *out16, float *lse, const uint16_t *qkv16, int64
     return 0;
 }
 
-static int bwd_x16_cpu(uint16_t *dqkv16, float *delta, const float *dout, const uint16_t *out16, const uint16_t *qkv16,
-                       const float *lse, int64_t B, int64_t T, int64_t d, int64_t H, kb_err *err) {
+static int bwd_x16_cpu(uint16_t *dqkv16, float *delta, const uint16_t *dout16, const uint16_t *out16,
+                       const uint16_t *qkv16, const float *lse, int64_t B, int64_t T, int64_t d, int64_t H, kb_err *err) {
     int64_t n = B * T * d;
     float *out = widen16(out16, n), *qkv = widen16(qkv16, 3 * n), *dqkv = malloc((size_t)(3 * n) * sizeof(float));
-    if (!out || !qkv || !dqkv) {
-        free(out), free(qkv), free(dqkv);
-        return kb_fail(err, "kb_attn_fused_bwd_x16: out of memory for fp32 copies of %lld values", (long long)(7 * n));
+    float *dout = widen16(dout16, n);
+    if (!out || !qkv || !dqkv || !dout) {
+        free(out), free(qkv), free(dqkv), free(dout);
+        return kb_fail(err, "kb_attn_fused_bwd_x16: out of memory for fp32 copies of %lld values", (long long)(8 * n));
     }
     kb_attn_fused_bwd_ref(dqkv, delta, dout, out, qkv, lse, B, T, d, H);
     for (int64_t i = 0; i < 3 * n; i++) dqkv16[i] = kb_sc_f32_to_bf16(dqkv[i]);
-    free(out), free(qkv), free(dqkv);
+    free(out), free(qkv), free(dqkv), free(dout);
     return 0;
 }
 
@@ -91,13 +92,13 @@ int kb_attn_fused_fwd_x16(kb_ctx *ctx, uint16_t *out16, float *lse, const uint16
                      kb_rc_ = fwd_x16_cpu(out16, lse, qkv16, B, T, d, H, err));
 }
 
-int kb_attn_fused_bwd_x16(kb_ctx *ctx, uint16_t *dqkv16, float *delta, const float *dout, const uint16_t *out16,
+int kb_attn_fused_bwd_x16(kb_ctx *ctx, uint16_t *dqkv16, float *delta, const uint16_t *dout16, const uint16_t *out16,
                           const uint16_t *qkv16, const float *lse, int64_t B, int64_t T, int64_t d, int64_t H,
                           kb_err *err) {
     if (check_shape("kb_attn_fused_bwd_x16", ctx, B, T, d, H, err)) return -1;
     if (B == 0 || T == 0) return 0;
-    if (!dqkv16 || !delta || !dout || !out16 || !qkv16 || !lse)
+    if (!dqkv16 || !delta || !dout16 || !out16 || !qkv16 || !lse)
         return kb_fail(err, "kb_attn_fused_bwd_x16: every buffer is required");
-    KB_PROF_DISPATCH(ctx, kb_attn_fused_bwd_x16_cuda(ctx, dqkv16, delta, dout, out16, qkv16, lse, B, T, d, H, err),
-                     kb_rc_ = bwd_x16_cpu(dqkv16, delta, dout, out16, qkv16, lse, B, T, d, H, err));
+    KB_PROF_DISPATCH(ctx, kb_attn_fused_bwd_x16_cuda(ctx, dqkv16, delta, dout16, out16, qkv16, lse, B, T, d, H, err),
+                     kb_rc_ = bwd_x16_cpu(dqkv16, delta, dout16, out16, qkv16, lse, B, T, d, H, err));
 }

@@ -58,14 +58,15 @@ int kb_attn_fused_bwd(kb_ctx *ctx, float *dqkv, float *delta, const float *dout,
                       const float *lse, int64_t B, int64_t T, int64_t d, int64_t H, kb_err *err);
 
 /* The same with the tensors the linear layers around the attention read or
- * write stored as bf16 (uint16_t bits, nn/ops.h "*_x16"): qkv16 in, out16 =
- * bf16(out) and dqkv16 = bf16(dqkv) out. Given qkv16 = bf16(qkv) they equal
- * bf16 of kb_attn_fused_fwd/bwd's results bit for bit (q, k, v are rounded to
- * bf16 on load anyway), except that the backward forms D from out16 (D_i =
- * sum_c dout_ic * out16_ic, widened). On the CPU: the reference on fp32 copies. */
+ * write stored as bf16 (uint16_t bits, nn/ops.h "*_x16"): qkv16 and dout16
+ * in, out16 = bf16(out) and dqkv16 = bf16(dqkv) out. Given qkv16 = bf16(qkv)
+ * and dout16 = bf16(dout) they equal bf16 of kb_attn_fused_fwd/bwd's results
+ * bit for bit (q, k, v and dout are rounded to bf16 on load anyway), except
+ * that the backward forms D from dout16 and out16 (D_i = sum_c dout16_ic *
+ * out16_ic, widened). On the CPU: the reference on fp32 copies. */
 int kb_attn_fused_fwd_x16(kb_ctx *ctx, uint16_t *out16, float *lse, const uint16_t *qkv16, int64_t B, int64_t T,
                           int64_t d, int64_t H, kb_err *err);
-int kb_attn_fused_bwd_x16(kb_ctx *ctx, uint16_t *dqkv16, float *delta, const float *dout, const uint16_t *out16,
+int kb_attn_fused_bwd_x16(kb_ctx *ctx, uint16_t *dqkv16, float *delta, const uint16_t *dout16, const uint16_t *out16,
                           const uint16_t *qkv16, const float *lse, int64_t B, int64_t T, int64_t d, int64_t H,
                           kb_err *err);
 
@@ -83,7 +84,7 @@ int kb_attn_fused_bwd_cuda(kb_ctx *ctx, float *dqkv, float *delta, const float *
                            const float *qkv, const float *lse, int64_t B, int64_t T, int64_t d, int64_t H, kb_err *err);
 int kb_attn_fused_fwd_x16_cuda(kb_ctx *ctx, uint16_t *out16, float *lse, const uint16_t *qkv16, int64_t B, int64_t T,
                                int64_t d, int64_t H, kb_err *err);
-int kb_attn_fused_bwd_x16_cuda(kb_ctx *ctx, uint16_t *dqkv16, float *delta, const float *dout, const uint16_t *out16,
+int kb_attn_fused_bwd_x16_cuda(kb_ctx *ctx, uint16_t *dqkv16, float *delta, const uint16_t *dout16, const uint16_t *out16,
                                const uint16_t *qkv16, const float *lse, int64_t B, int64_t T, int64_t d, int64_t H,
                                kb_err *err);
 /* 1 when the CUDA context's GPU runs the fused kernels for heads of head_dim

@@ -233,6 +233,7 @@ struct attn_args {
     const float *qkv;  /* [B, T, 3d] */
     const uint16_t *qkv16; /* the same as bf16 (the *_x16 entry points): read instead of qkv when set */
     const float *dout; /* [B, T, d] */
+    const uint16_t *dout16; /* the same as bf16 (kb_attn_fused_bwd_x16, with qkv16): read instead of dout when set */
     const float *out;  /* [B, T, d] */
     const uint16_t *out16; /* the same as bf16 (kb_attn_fused_bwd_x16): read instead of out when set */
     float *res;        /* out (forward) or dqkv (backward) */
@@ -256,6 +257,10 @@ __device__ void store_result(const float (&acc)[HD / 8][4], float mul, const att
 template <typename Q> __device__ const Q *qkv_of(const attn_args &a);
 template <> __device__ const float *qkv_of<float>(const attn_args &a) { return a.qkv; }
 template <> __device__ const uint16_t *qkv_of<uint16_t>(const attn_args &a) { return a.qkv16; }
+/* dout likewise: bf16 (dout16) exactly when qkv is (the *_x16 entry point). */
+template <typename Q> __device__ const Q *dout_of(const attn_args &a);
+template <> __device__ const float *dout_of<float>(const attn_args &a) { return a.dout; }
+template <> __device__ const uint16_t *dout_of<uint16_t>(const attn_args &a) { return a.dout16; }
 
 /* ---------------------------------------------------------------- forward */
 
@@ -325,9 +330,11 @@ __device__ __forceinline__ float4 widen4(const uint16_t *p) {
 }
 
 /* D[b, h, i] = sum_c dout * out over head h's columns of row i, in column
- * order. With hd and d multiples of 4 (every row start 16-byte aligned for
- * dout, 8 for a bf16 out) four columns per load, the same sum. */
+ * order; dout and out both fp32 or both bf16 (widened). With hd and d
+ * multiples of 4 (every row start 16-byte aligned for fp32, 8 for bf16)
+ * four columns per load, the same sum. */
 template <typename O> __global__ void attn_delta_kernel(attn_args a, const O *out, int64_t B, int vec4) {
+    const O *dout = dout_of<O>(a);
     int64_t n = B * a.H * a.T;
     KB_GRID_STRIDE(i, n) {
         int64_t q = i % a.T, h = (i / a.T) % a.H, b = i / ((int64_t)a.T * a.H);
@@ -335,8 +342,8 @@ template <typename O> __global__ void attn_delta_kernel(attn_args a, const O *ou
         float s = 0.0f;
         int c = 0;
         if (vec4)
-            for (; c < a.hd; c += 4) s = dot4(s, widen4(a.dout + at + c), widen4(out + at + c));
-        for (; c < a.hd; c++) s = __fadd_rn(s, __fmul_rn(a.dout[at + c], kb_elem_f32(out[at + c])));
+            for (; c < a.hd; c += 4) s = dot4(s, widen4(dout + at + c), widen4(out + at + c));
+        for (; c < a.hd; c++) s = __fadd_rn(s, __fmul_rn(kb_elem_f32(dout[at + c]), kb_elem_f32(out[at + c])));
         a.delta[i] = s;
     }
 }
@@ -362,7 +369,7 @@ __global__ void __launch_bounds__(kThreads, HD <= 80 ? 3 : 1) attn_dkv_kernel(at
     float *lse_s = (float *)(smem + 4 * g::rows), *D_s = lse_s + kTile;
     int warp = threadIdx.x / 32, b = blockIdx.z, h = blockIdx.y, k0 = blockIdx.x * kTile, T = a.T, d = a.d;
     const Q *base = qkv_of<Q>(a) + (int64_t)b * T * 3 * d + h * a.hd;
-    const float *gout = a.dout + (int64_t)b * T * d + h * a.hd;
+    const Q *gout = dout_of<Q>(a) + (int64_t)b * T * d + h * a.hd;
     const float *lse = a.lse + ((int64_t)b * a.H + h) * T, *delta = a.delta + ((int64_t)b * a.H + h) * T;
 
     load_rows<HD>(Ks, base + d, 3 * d, k0, T, a.hd);
@@ -412,7 +419,7 @@ __global__ void __launch_bounds__(kThreads) attn_dq_kernel(attn_args a) {
     uint32_t *Vs = (uint32_t *)(smem + 3 * g::rows);
     int warp = threadIdx.x / 32, b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * kTile, T = a.T, d = a.d;
     const Q *base = qkv_of<Q>(a) + (int64_t)b * T * 3 * d + h * a.hd;
-    const float *gout = a.dout + (int64_t)b * T * d + h * a.hd;
+    const Q *gout = dout_of<Q>(a) + (int64_t)b * T * d + h * a.hd;
     float lse[2], D[2];
     for (int i = 0; i < 2; i++) {
         int q = q0 + warp * 16 + lane_g() + 8 * i;
@@ -530,20 +537,22 @@ int fwd_any(kb_ctx *ctx, const char *op, float *out, uint16_t *out16, float *lse
     }
 }
 
+/* fp32 (dqkv, dout, out, qkv) or bf16 (dqkv16, dout16, out16, qkv16) throughout. */
 int bwd_any(kb_ctx *ctx, const char *op, float *dqkv, uint16_t *dqkv16, float *delta, const float *dout,
-            const float *out, const uint16_t *out16, const float *qkv, const uint16_t *qkv16, const float *lse,
-            int64_t B, int64_t T, int64_t d, int64_t H, kb_err *err) {
+            const uint16_t *dout16, const float *out, const uint16_t *out16, const float *qkv, const uint16_t *qkv16,
+            const float *lse, int64_t B, int64_t T, int64_t d, int64_t H, kb_err *err) {
     kb_cuda_state *st;
     if (state_of(ctx, op, d, H, &st, err)) return -1;
     if ((int64_t)T * 3 * d > INT32_MAX)
         return kb_fail(err, "%s: T=%lld x 3d=%lld too large", op, (long long)T, (long long)(3 * d));
     attn_args a = make_args(qkv, T, d, H);
-    a.dout = dout, a.out = out, a.out16 = out16, a.qkv16 = qkv16, a.res = dqkv, a.res16 = dqkv16;
+    a.dout = dout, a.dout16 = dout16, a.out = out, a.out16 = out16, a.qkv16 = qkv16, a.res = dqkv, a.res16 = dqkv16;
     a.lse = (float *)lse;
     a.delta = delta;
     /* four columns per load where every row start is aligned for it */
-    int vec4 = a.hd % 4 == 0 && a.d % 4 == 0 && (uintptr_t)dout % 16 == 0 &&
-               (out16 ? (uintptr_t)out16 % 8 == 0 : (uintptr_t)out % 16 == 0);
+    int vec4 = a.hd % 4 == 0 && a.d % 4 == 0 &&
+               (out16 ? (uintptr_t)dout16 % 8 == 0 && (uintptr_t)out16 % 8 == 0
+                      : (uintptr_t)dout % 16 == 0 && (uintptr_t)out % 16 == 0);
     if (out16) attn_delta_kernel<uint16_t><<<kb_grid_1d(B * H * T), KB_CUDA_BLOCK, 0, st->stream>>>(a, out16, B, vec4);
     else attn_delta_kernel<float><<<kb_grid_1d(B * H * T), KB_CUDA_BLOCK, 0, st->stream>>>(a, out, B, vec4);
     KB_LAUNCH_CHECK(op, "attn_delta_kernel");
@@ -570,14 +579,15 @@ extern "C" int kb_attn_fused_fwd_x16_cuda(kb_ctx *ctx, uint16_t *out16, float *l
 extern "C" int kb_attn_fused_bwd_cuda(kb_ctx *ctx, float *dqkv, float *delta, const float *dout, const float *out,
                                       const float *qkv, const float *lse, int64_t B, int64_t T, int64_t d, int64_t H,
                                       kb_err *err) {
-    return bwd_any(ctx, "kb_attn_fused_bwd", dqkv, NULL, delta, dout, out, NULL, qkv, NULL, lse, B, T, d, H, err);
+    return bwd_any(ctx, "kb_attn_fused_bwd", dqkv, NULL, delta, dout, NULL, out, NULL, qkv, NULL, lse, B, T, d, H,
+                   err);
 }
 
-extern "C" int kb_attn_fused_bwd_x16_cuda(kb_ctx *ctx, uint16_t *dqkv16, float *delta, const float *dout,
+extern "C" int kb_attn_fused_bwd_x16_cuda(kb_ctx *ctx, uint16_t *dqkv16, float *delta, const uint16_t *dout16,
                                           const uint16_t *out16, const uint16_t *qkv16, const float *lse, int64_t B,
                                           int64_t T, int64_t d, int64_t H, kb_err *err) {
-    return bwd_any(ctx, "kb_attn_fused_bwd_x16", NULL, dqkv16, delta, dout, NULL, out16, NULL, qkv16, lse, B, T, d,
-                   H, err);
+    return bwd_any(ctx, "kb_attn_fused_bwd_x16", NULL, dqkv16, delta, NULL, dout16, NULL, out16, NULL, qkv16, lse, B,
+                   T, d, H, err);
 }
 
 extern "C" int kb_attn_fused_cuda_allowed(const kb_ctx *ctx, int64_t head_dim) {

@@ -17,7 +17,7 @@ int kb_attn_fused_fwd_x16_cuda(kb_ctx *ctx, uint16_t *out16, float *lse, const u
     return kb_fail(err, "kb_attn_fused_fwd_x16: this kindbench was built without CUDA");
 }
 
-int kb_attn_fused_bwd_x16_cuda(kb_ctx *ctx, uint16_t *dqkv16, float *delta, const float *dout, const uint16_t *out16,
+int kb_attn_fused_bwd_x16_cuda(kb_ctx *ctx, uint16_t *dqkv16, float *delta, const uint16_t *dout16, const uint16_t *out16,
                                const uint16_t *qkv16, const float *lse, int64_t B, int64_t T, int64_t d, int64_t H,
                                kb_err *err) {
     return kb_fail(err, "kb_attn_fused_bwd_x16: this kindbench was built without CUDA");

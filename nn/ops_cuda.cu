@@ -199,6 +199,23 @@ static int gemm_common(kb_cuda_state *st, const char *op, bool transA, bool tran
     return 0;
 }
 
+/* cublasGemmEx on bf16 A and B, fp32 accumulation, C of type ct (fp32 or bf16). */
+static int gemm16_any(kb_cuda_state *st, const char *op, bool transA, bool transB, int64_t M, int64_t N, int64_t K,
+                      float alpha, const void *A16, int64_t lda, const void *B16, int64_t ldb, float beta, void *C,
+                      cudaDataType_t ct, int64_t ldc, kb_err *err) {
+    cublasOperation_t opA = transA ? CUBLAS_OP_T : CUBLAS_OP_N, opB = transB ? CUBLAS_OP_T : CUBLAS_OP_N;
+    /* row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: B first (see gemm_common) */
+    cublasStatus_t s = cublasGemmEx_64(st->cublas, opB, opA, N, M, K, &alpha, B16, CUDA_R_16BF, ldb, A16, CUDA_R_16BF,
+                                       lda, &beta, C, ct, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    if (s != CUBLAS_STATUS_SUCCESS)
+        return kb_fail(err, "%s: cublasGemmEx_64 (bf16 operands, %s C) failed: %s (%d) for M=%lld N=%lld K=%lld "
+                            "transA=%d transB=%d lda=%lld ldb=%lld ldc=%lld",
+                       op, ct == CUDA_R_16BF ? "bf16" : "fp32", cublasGetStatusString(s), (int)s, (long long)M,
+                       (long long)N, (long long)K, (int)transA, (int)transB, (long long)lda, (long long)ldb,
+                       (long long)ldc);
+    return 0;
+}
+
 int kb_cuda_gemm16(kb_cuda_state *st, const char *op, bool transA, bool transB, int64_t M, int64_t N, int64_t K,
                    float alpha, const void *A16, int64_t lda, const void *B16, int64_t ldb, float beta, float *C,
                    int64_t ldc, kb_err *err) {
@@ -208,16 +225,15 @@ int kb_cuda_gemm16(kb_cuda_state *st, const char *op, bool transA, bool transB, 
         KB_LAUNCH_CHECK(op, "gemm_scale_c_kernel");
         return 0;
     }
-    cublasOperation_t opA = transA ? CUBLAS_OP_T : CUBLAS_OP_N, opB = transB ? CUBLAS_OP_T : CUBLAS_OP_N;
-    /* row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: B first (see gemm_common) */
-    cublasStatus_t s = cublasGemmEx_64(st->cublas, opB, opA, N, M, K, &alpha, B16, CUDA_R_16BF, ldb, A16, CUDA_R_16BF,
-                                       lda, &beta, C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-    if (s != CUBLAS_STATUS_SUCCESS)
-        return kb_fail(err, "%s: cublasGemmEx_64 (bf16 operands) failed: %s (%d) for M=%lld N=%lld K=%lld transA=%d "
-                            "transB=%d lda=%lld ldb=%lld ldc=%lld",
-                       op, cublasGetStatusString(s), (int)s, (long long)M, (long long)N, (long long)K, (int)transA,
-                       (int)transB, (long long)lda, (long long)ldb, (long long)ldc);
-    return 0;
+    return gemm16_any(st, op, transA, transB, M, N, K, alpha, A16, lda, B16, ldb, beta, C, CUDA_R_32F, ldc, err);
+}
+
+int kb_cuda_gemm16_c16(kb_cuda_state *st, const char *op, bool transA, bool transB, int64_t M, int64_t N, int64_t K,
+                       const void *A16, int64_t lda, const void *B16, int64_t ldb, uint16_t *C16, int64_t ldc,
+                       kb_err *err) {
+    if (M == 0 || N == 0) return 0;
+    if (K == 0) return kb_fail(err, "%s: a bf16-output product needs K > 0 (the caller zeroes C itself)", op);
+    return gemm16_any(st, op, transA, transB, M, N, K, 1.0f, A16, lda, B16, ldb, 0.0f, C16, CUDA_R_16BF, ldc, err);
 }
 
 extern "C" int kb_gemm_cuda(kb_ctx *ctx, bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,

@@ -51,6 +51,15 @@ int kb_ln_modulate_bwd(kb_ctx *ctx, float *dx, float *dshift, float *dscale, con
              kb_ln_modulate_bwd_cuda(ctx, dx, dshift, dscale, dout, x, mean, rstd, scale, ld, B, T, D, err));
 }
 
+int kb_ln_modulate_bwd_x16(kb_ctx *ctx, float *dx, float *dshift, float *dscale, const uint16_t *dout16, const float *x,
+                           const float *mean, const float *rstd, const float *scale, int64_t ld, int64_t B, int64_t T,
+                           int64_t D, kb_err *err) {
+    if (check_btd("kb_ln_modulate_bwd_x16", ld, B, T, D, err)) return -1;
+    DISPATCH(kb_rc_ = kb_ln_modulate_bwd_x16_cpu(ctx->threads, dx, dshift, dscale, dout16, x, mean, rstd, scale, ld, B,
+                                                 T, D, err),
+             kb_ln_modulate_bwd_x16_cuda(ctx, dx, dshift, dscale, dout16, x, mean, rstd, scale, ld, B, T, D, err));
+}
+
 int kb_ln_modulate_fwd_x16(kb_ctx *ctx, uint16_t *out16, float *mean, float *rstd, const float *x, const float *shift,
                            const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D, float eps, kb_err *err) {
     if (check_btd("kb_ln_modulate_fwd_x16", ld, B, T, D, err)) return -1;

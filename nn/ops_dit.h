@@ -56,6 +56,12 @@ int kb_ln_modulate_bwd(kb_ctx *ctx, float *dx, float *dshift, float *dscale, con
  * output of the linear layer, read widened. */
 int kb_ln_modulate_fwd_x16(kb_ctx *ctx, uint16_t *out16, float *mean, float *rstd, const float *x, const float *shift,
                            const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D, float eps, kb_err *err);
+/* kb_ln_modulate_bwd with dout given as bf16 (the bf16 input gradient of the
+ * linear layer that reads the modulated output), widened: bit for bit
+ * kb_ln_modulate_bwd on an fp32 copy of it, on each backend. */
+int kb_ln_modulate_bwd_x16(kb_ctx *ctx, float *dx, float *dshift, float *dscale, const uint16_t *dout16, const float *x,
+                           const float *mean, const float *rstd, const float *scale, int64_t ld, int64_t B, int64_t T,
+                           int64_t D, kb_err *err);
 int kb_gated_add_bwd_x16(kb_ctx *ctx, uint16_t *dy16, float *dgate, const float *dx, const float *y,
                          const uint16_t *y16, const float *gate, int64_t ld, int64_t B, int64_t T, int64_t D,
                          kb_err *err);
@@ -130,7 +136,10 @@ void kb_ln_modulate_fwd_cpu(int threads, float *out, float *mean, float *rstd, c
 void kb_ln_modulate_bwd_cpu(int threads, float *dx, float *dshift, float *dscale, const float *dout, const float *x,
                             const float *mean, const float *rstd, const float *scale, int64_t ld, int64_t B, int64_t T,
                             int64_t D);
-/* (these two need per-thread row buffers: -1 with err set when out of memory) */
+/* (these three need per-thread row buffers: -1 with err set when out of memory) */
+int kb_ln_modulate_bwd_x16_cpu(int threads, float *dx, float *dshift, float *dscale, const uint16_t *dout16,
+                               const float *x, const float *mean, const float *rstd, const float *scale, int64_t ld,
+                               int64_t B, int64_t T, int64_t D, kb_err *err);
 int kb_ln_modulate_fwd_x16_cpu(int threads, uint16_t *out16, float *mean, float *rstd, const float *x,
                                const float *shift, const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D,
                                float eps, kb_err *err);
@@ -164,6 +173,9 @@ int kb_ln_modulate_fwd_cuda(kb_ctx *ctx, float *out, float *mean, float *rstd, c
 int kb_ln_modulate_bwd_cuda(kb_ctx *ctx, float *dx, float *dshift, float *dscale, const float *dout, const float *x,
                             const float *mean, const float *rstd, const float *scale, int64_t ld, int64_t B, int64_t T,
                             int64_t D, kb_err *err);
+int kb_ln_modulate_bwd_x16_cuda(kb_ctx *ctx, float *dx, float *dshift, float *dscale, const uint16_t *dout16,
+                                const float *x, const float *mean, const float *rstd, const float *scale, int64_t ld,
+                                int64_t B, int64_t T, int64_t D, kb_err *err);
 int kb_ln_modulate_fwd_x16_cuda(kb_ctx *ctx, uint16_t *out16, float *mean, float *rstd, const float *x,
                                 const float *shift, const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D,
                                 float eps, kb_err *err);

@@ -101,29 +101,27 @@ KB_SIMD_CLONES void kb_ln_modulate_fwd_cpu(int threads, float *out, float *mean,
 /* Per sample (one thread each): for every row, g = dout*(1+scale) into a row
  * buffer, the shift/scale sums over t in the order of kb_modulate_bwd_cpu,
  * then kb_layernorm_bwd_cpu's row kernel on g. Bit for bit the two separate
- * ops, without writing g (or reading LN(x)) through memory. */
-KB_SIMD_CLONES void kb_ln_modulate_bwd_cpu(int threads, float *dx, float *dshift, float *dscale, const float *dout,
-                                           const float *x, const float *mean, const float *rstd, const float *scale,
-                                           int64_t ld, int64_t B, int64_t T, int64_t D) {
-    if (D == 0 || B == 0) return;
-    int nt;
-    kb_err err = {{0}};
-    float *bufs = team_buffers(threads, B, 3 * D, &nt, "kb_ln_modulate_bwd", &err);
-    if (!bufs) { /* out of memory: the reference needs none (same sums up to SIMD order) */
-        kb_ln_modulate_bwd_ref(dx, dshift, dscale, dout, x, mean, rstd, scale, ld, B, T, D);
-        return;
-    }
+ * ops, without writing g (or reading LN(x)) through memory. dout is fp32, or
+ * (dout16, bf16 bits) widened a row at a time into the thread's 4th buffer.
+ * bufs: 3 (fp32 dout) or 4 (bf16) row buffers of D floats per thread. */
+KB_SIMD_CLONES static void ln_modulate_bwd_samples(int nt, float *bufs, float *dx, float *dshift, float *dscale,
+                                                   const float *dout, const uint16_t *dout16, const float *x,
+                                                   const float *mean, const float *rstd, const float *scale,
+                                                   int64_t ld, int64_t B, int64_t T, int64_t D) {
+    size_t per = (dout16 ? 4 : 3) * (size_t)D;
 #pragma omp parallel num_threads(nt)
     {
-        float *acc = bufs + (size_t)omp_get_thread_num() * 3 * (size_t)D;
+        float *acc = bufs + (size_t)omp_get_thread_num() * per;
 #pragma omp for schedule(static)
         for (int64_t b = 0; b < B; b++) {
-            float *s_shift = acc, *s_scale = acc + D, *g = acc + 2 * D;
+            float *s_shift = acc, *s_scale = acc + D, *g = acc + 2 * D, *wide = acc + 3 * D;
             memset(acc, 0, 2 * (size_t)D * sizeof(float));
             const float *sc = scale + b * ld;
             for (int64_t t = 0; t < T; t++) {
                 int64_t r = b * T + t;
-                const float *dy = dout + r * D, *xr = x + r * D;
+                const float *dy = dout16 ? wide : dout + r * D, *xr = x + r * D;
+                if (dout16)
+                    for (int64_t d = 0; d < D; d++) wide[d] = kb_sc_bf16_to_f32(dout16[r * D + d]);
                 float m = mean[r], rs = rstd[r];
                 for (int64_t d = 0; d < D; d++) {
                     g[d] = dy[d] * (1.0f + sc[d]);
@@ -138,7 +136,33 @@ KB_SIMD_CLONES void kb_ln_modulate_bwd_cpu(int threads, float *dx, float *dshift
             }
         }
     }
+}
+
+void kb_ln_modulate_bwd_cpu(int threads, float *dx, float *dshift, float *dscale, const float *dout, const float *x,
+                            const float *mean, const float *rstd, const float *scale, int64_t ld, int64_t B, int64_t T,
+                            int64_t D) {
+    if (D == 0 || B == 0) return;
+    int nt;
+    kb_err err = {{0}};
+    float *bufs = team_buffers(threads, B, 3 * D, &nt, "kb_ln_modulate_bwd", &err);
+    if (!bufs) { /* out of memory: the reference needs none (same sums up to SIMD order) */
+        kb_ln_modulate_bwd_ref(dx, dshift, dscale, dout, x, mean, rstd, scale, ld, B, T, D);
+        return;
+    }
+    ln_modulate_bwd_samples(nt, bufs, dx, dshift, dscale, dout, NULL, x, mean, rstd, scale, ld, B, T, D);
     free(bufs);
+}
+
+int kb_ln_modulate_bwd_x16_cpu(int threads, float *dx, float *dshift, float *dscale, const uint16_t *dout16,
+                               const float *x, const float *mean, const float *rstd, const float *scale, int64_t ld,
+                               int64_t B, int64_t T, int64_t D, kb_err *err) {
+    if (D == 0 || B == 0) return 0;
+    int nt;
+    float *bufs = team_buffers(threads, B, 4 * D, &nt, "kb_ln_modulate_bwd_x16", err);
+    if (!bufs) return -1;
+    ln_modulate_bwd_samples(nt, bufs, dx, dshift, dscale, NULL, dout16, x, mean, rstd, scale, ld, B, T, D);
+    free(bufs);
+    return 0;
 }
 
 /* ln_modulate_row through a row buffer, rounded to bf16 on the way out. */

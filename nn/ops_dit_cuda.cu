@@ -166,7 +166,8 @@ __global__ void gated_add_ln_modulate_fwd_kernel(float *res, O *out, float *mean
  * layernorm_bwd); meanwhile every thread sums dout and dout*xhat over the
  * chunk's rows for its own columns (shared memory, 2*D floats: no other
  * thread touches them, so no barrier), written to part[chunk][2][D]. */
-__global__ void ln_modulate_bwd_kernel(float *dx, float *part, const float *dout, const float *x, const float *mean,
+template <typename E> /* dout's element: float, or uint16_t (bf16 bits, widened) */
+__global__ void ln_modulate_bwd_kernel(float *dx, float *part, const E *dout, const float *x, const float *mean,
                                        const float *rstd, const float *scale, int64_t ld, int64_t B, int64_t T,
                                        int64_t D, int64_t nch) {
     extern __shared__ float colsum[];
@@ -178,12 +179,13 @@ __global__ void ln_modulate_bwd_kernel(float *dx, float *part, const float *dout
         for (int64_t c = threadIdx.x; c < D; c += blockDim.x) colsum[c] = 0.0f, colsum[D + c] = 0.0f;
         for (int64_t t = t0; t < t1; t++) {
             int64_t r = b * T + t;
-            const float *dy = dout + r * D;
+            const E *dy = dout + r * D;
             kb_ln_bwd_row(dx + r * D, x + r * D, mean[r], rstd[r], D, shm,
-                          [&](int64_t c) { return __fmul_rn(dy[c], __fadd_rn(1.0f, sc[c])); },
+                          [&](int64_t c) { return __fmul_rn(kb_elem_f32(dy[c]), __fadd_rn(1.0f, sc[c])); },
                           [&](int64_t c, float xhat) {
-                              colsum[c] = __fadd_rn(colsum[c], dy[c]);
-                              colsum[D + c] = __fadd_rn(colsum[D + c], __fmul_rn(dy[c], xhat));
+                              float g = kb_elem_f32(dy[c]);
+                              colsum[c] = __fadd_rn(colsum[c], g);
+                              colsum[D + c] = __fadd_rn(colsum[D + c], __fmul_rn(g, xhat));
                           });
         }
         float *p = part + blk * 2 * D;
@@ -224,6 +226,31 @@ static void gated_add_ln_modulate_launch(kb_cuda_state *st, float *res, O *out, 
                                          int64_t D, float eps) {
     gated_add_ln_modulate_fwd_kernel<O, Y><<<kb_grid_rows(B * T), kb_row_block(D), 0, st->stream>>>(
         res, out, mean, rstd, x, gate, y, gate_ld, shift, scale, ld, T, B * T, D, eps);
+}
+
+template <typename E>
+static int ln_modulate_bwd_any(kb_ctx *ctx, const char *op, float *dx, float *dshift, float *dscale, const E *dout,
+                               const float *x, const float *mean, const float *rstd, const float *scale, int64_t ld,
+                               int64_t B, int64_t T, int64_t D, kb_err *err) {
+    kb_cuda_state *st = NULL;
+    if (kb_cuda_op_state(ctx, op, &st, err)) return -1;
+    if (B * T == 0 || D == 0) return 0;
+    /* 48 KiB per block without an opt-in, less the kernel's own 32 doubles: width <= 6112 */
+    size_t smem = 2 * (size_t)D * sizeof(float), limit = 48 * 1024 - 32 * sizeof(double);
+    if (smem > limit)
+        return kb_fail(err, "%s: width %lld needs %zu bytes of shared memory per block (at most %zu: width <= %zu)", op,
+                       (long long)D, smem, limit, limit / (2 * sizeof(float)));
+    int64_t nch = (T + KB_LNMOD_ROWS - 1) / KB_LNMOD_ROWS;
+    float *part = (float *)kb_cuda_scratch(st, (size_t)(B * nch) * smem, op, err);
+    if (!part) return -1;
+    ln_modulate_bwd_kernel<E><<<kb_grid_rows(B * nch), kb_row_block(D), smem, st->stream>>>(dx, part, dout, x, mean,
+                                                                                           rstd, scale, ld, B, T, D,
+                                                                                           nch);
+    KB_LAUNCH_CHECK(op, "ln_modulate_bwd_kernel");
+    ln_modulate_bwd_finish_kernel<<<kb_grid_1d(B * D), KB_CUDA_BLOCK, 0, st->stream>>>(dshift, dscale, part, ld, B, D,
+                                                                                       nch);
+    KB_LAUNCH_CHECK(op, "ln_modulate_bwd_finish_kernel");
+    return 0;
 }
 
 extern "C" {
@@ -305,25 +332,15 @@ int kb_gated_add_bwd_x16_cuda(kb_ctx *ctx, uint16_t *dy16, float *dgate, const f
 int kb_ln_modulate_bwd_cuda(kb_ctx *ctx, float *dx, float *dshift, float *dscale, const float *dout, const float *x,
                             const float *mean, const float *rstd, const float *scale, int64_t ld, int64_t B, int64_t T,
                             int64_t D, kb_err *err) {
-    const char *op = "kb_ln_modulate_bwd";
-    kb_cuda_state *st = NULL;
-    if (kb_cuda_op_state(ctx, op, &st, err)) return -1;
-    if (B * T == 0 || D == 0) return 0;
-    /* 48 KiB per block without an opt-in, less the kernel's own 32 doubles: width <= 6112 */
-    size_t smem = 2 * (size_t)D * sizeof(float), limit = 48 * 1024 - 32 * sizeof(double);
-    if (smem > limit)
-        return kb_fail(err, "%s: width %lld needs %zu bytes of shared memory per block (at most %zu: width <= %zu)", op,
-                       (long long)D, smem, limit, limit / (2 * sizeof(float)));
-    int64_t nch = (T + KB_LNMOD_ROWS - 1) / KB_LNMOD_ROWS;
-    float *part = (float *)kb_cuda_scratch(st, (size_t)(B * nch) * smem, op, err);
-    if (!part) return -1;
-    ln_modulate_bwd_kernel<<<kb_grid_rows(B * nch), kb_row_block(D), smem, st->stream>>>(dx, part, dout, x, mean, rstd,
-                                                                                        scale, ld, B, T, D, nch);
-    KB_LAUNCH_CHECK(op, "ln_modulate_bwd_kernel");
-    ln_modulate_bwd_finish_kernel<<<kb_grid_1d(B * D), KB_CUDA_BLOCK, 0, st->stream>>>(dshift, dscale, part, ld, B, D,
-                                                                                       nch);
-    KB_LAUNCH_CHECK(op, "ln_modulate_bwd_finish_kernel");
-    return 0;
+    return ln_modulate_bwd_any(ctx, "kb_ln_modulate_bwd", dx, dshift, dscale, dout, x, mean, rstd, scale, ld, B, T, D,
+                               err);
+}
+
+int kb_ln_modulate_bwd_x16_cuda(kb_ctx *ctx, float *dx, float *dshift, float *dscale, const uint16_t *dout16,
+                                const float *x, const float *mean, const float *rstd, const float *scale, int64_t ld,
+                                int64_t B, int64_t T, int64_t D, kb_err *err) {
+    return ln_modulate_bwd_any(ctx, "kb_ln_modulate_bwd_x16", dx, dshift, dscale, dout16, x, mean, rstd, scale, ld, B,
+                               T, D, err);
 }
 
 int kb_gated_add_fwd_cuda(kb_ctx *ctx, float *out, const float *x, const float *gate, const float *y, int64_t ld,

@@ -14,6 +14,9 @@ int kb_ln_modulate_fwd_cuda(kb_ctx *ctx, float *out, float *mean, float *rstd, c
 int kb_ln_modulate_bwd_cuda(kb_ctx *ctx, float *dx, float *dshift, float *dscale, const float *dout, const float *x,
                             const float *mean, const float *rstd, const float *scale, int64_t ld, int64_t B, int64_t T,
                             int64_t D, kb_err *err) { NO_CUDA("kb_ln_modulate_bwd"); }
+int kb_ln_modulate_bwd_x16_cuda(kb_ctx *ctx, float *dx, float *dshift, float *dscale, const uint16_t *dout16,
+                                const float *x, const float *mean, const float *rstd, const float *scale, int64_t ld,
+                                int64_t B, int64_t T, int64_t D, kb_err *err) { NO_CUDA("kb_ln_modulate_bwd_x16"); }
 int kb_ln_modulate_fwd_x16_cuda(kb_ctx *ctx, uint16_t *out16, float *mean, float *rstd, const float *x,
                                 const float *shift, const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D,
                                 float eps, kb_err *err) { NO_CUDA("kb_ln_modulate_fwd_x16"); }

@@ -160,6 +160,28 @@ int kb_gemm_dx_x16(kb_ctx *ctx, float *dx, kb_grad_mode mode, const uint16_t *dy
                 kb_rc_ = gemm_dx_x16_cpu(ctx->threads, dx, mode, dy16, W, rows, in, out, err));
 }
 
+static int gemm_dx_x16_y16_cpu(int threads, uint16_t *dx16, const uint16_t *dy16, const float *W, int64_t rows,
+                               int64_t in, int64_t out, kb_err *err) {
+    float *g = product_temp(threads, 0, dy16, W, NULL, rows, in, out, "kb_gemm_dx_x16_y16", err);
+    if (!g) return -1;
+    kb_f32_to_bf16_cpu(threads, dx16, g, rows * in);
+    free(g);
+    return 0;
+}
+
+int kb_gemm_dx_x16_y16(kb_ctx *ctx, uint16_t *dx16, const uint16_t *dy16, const float *W, int64_t rows, int64_t in,
+                       int64_t out, kb_err *err) {
+    const char *op = "kb_gemm_dx_x16_y16";
+    if (check_sizes(op, ctx, rows, in, out, err) || need(op, "dx16", dx16, rows * in, err) ||
+        need(op, "dy16", dy16, in > 0 ? rows * out : 0, err) || need(op, "W", W, rows > 0 ? out * in : 0, err))
+        return -1;
+    int64_t n = rows * in * 2;
+    if (overlap(dx16, n, dy16, rows * out * 2) || overlap(dx16, n, W, out * in * 4))
+        return kb_fail(err, "%s: dx16 must not overlap dy16 or W", op);
+    KB_DISPATCH(kb_gemm_dx_x16_y16_cuda(ctx, dx16, dy16, W, rows, in, out, err),
+                kb_rc_ = gemm_dx_x16_y16_cpu(ctx->threads, dx16, dy16, W, rows, in, out, err));
+}
+
 static int gemm_dgelu_x16_cpu(int threads, uint16_t *dpre16, const uint16_t *dy16, const float *W,
                               const uint16_t *pre16, int64_t rows, int64_t in, int64_t out, kb_err *err) {
     int64_t n = rows * in;

@@ -122,6 +122,20 @@ extern "C" int kb_gemm_dx_x16_cuda(kb_ctx *ctx, float *dx, kb_grad_mode mode, co
     return dx_x16(st, op, dx, mode == KB_GRAD_SET ? 0.0f : 1.0f, dy16, W, rows, in, out, err);
 }
 
+/* dx16 = bf16(dy16 W): the GEMM writes bf16 itself (no fp32 pass). */
+extern "C" int kb_gemm_dx_x16_y16_cuda(kb_ctx *ctx, uint16_t *dx16, const uint16_t *dy16, const float *W,
+                                       int64_t rows, int64_t in, int64_t out, kb_err *err) {
+    KB_X16_BEGIN("gemm_dx_x16_y16");
+    if (rows == 0 || in == 0) return 0;
+    if (out == 0) { /* an empty sum: bf16 zeros are zero bits */
+        KB_CUDA_CHECK(op, cudaMemsetAsync(dx16, 0, (size_t)(rows * in) * sizeof(uint16_t), st->stream));
+        return 0;
+    }
+    void *W16 = NULL;
+    if (kb_cuda_stage1_bf16(st, op, W, out * in, &W16, err)) return -1;
+    return kb_cuda_gemm16_c16(st, op, false, false, rows, in, out, dy16, out, W16, in, dx16, in, err);
+}
+
 /* With cuBLASLt's DGELU epilogue where it has a plan, else the GEMM into
  * scratch and the GELU' kernel. */
 extern "C" int kb_gemm_dgelu_x16_cuda(kb_ctx *ctx, uint16_t *dpre16, const uint16_t *dy16, const float *W,

@@ -144,13 +144,18 @@ static void check_x16(kbt_state *st, kb_ctx *g, const problem *p, kb_err *err) {
              kb_attn_fused_fwd_x16(g, out16, lse2, qkv16, s->B, s->T, s->d, s->H, err);
     float *h_out = rc ? NULL : host_bytes(g, out, no * 4, err);
     uint16_t *h_out16 = rc ? NULL : host_bytes(g, out16, no * 2, err);
-    if (!rc) { /* the fp32 backward gets the bf16 output, widened */
+    uint16_t *dout16 = dev_bytes(g, NULL, no * 2, err);
+    if (!rc) { /* the fp32 backward gets the bf16 output and the bf16 dout, widened */
         float *w = malloc(no * 4);
+        uint16_t *h_dout16 = malloc(no * 2);
         for (size_t i = 0; i < no; i++) w[i] = kb_sc_bf16_to_f32(h_out16[i]);
         kb_copy_to_dev(g, out, w, no * 4, err);
-        free(w);
+        for (size_t i = 0; i < no; i++) h_dout16[i] = kb_sc_f32_to_bf16(p->dout[i]), w[i] = kb_sc_bf16_to_f32(h_dout16[i]);
+        kb_copy_to_dev(g, dout, w, no * 4, err);
+        kb_copy_to_dev(g, dout16, h_dout16, no * 2, err);
+        free(w), free(h_dout16);
         rc = kb_attn_fused_bwd(g, dqkv, delta, dout, out, qkv, lse, s->B, s->T, s->d, s->H, err) ||
-             kb_attn_fused_bwd_x16(g, dqkv16, delta2, dout, out16, qkv16, lse, s->B, s->T, s->d, s->H, err);
+             kb_attn_fused_bwd_x16(g, dqkv16, delta2, dout16, out16, qkv16, lse, s->B, s->T, s->d, s->H, err);
     }
     KBT_CHECK(st, rc == 0, name, "%s", err->msg);
     if (!rc) {
@@ -163,13 +168,13 @@ static void check_x16(kbt_state *st, kb_ctx *g, const problem *p, kb_err *err) {
         for (size_t i = 0; i < nq; i++) want[i] = kb_sc_f32_to_bf16(h_dqkv[i]);
         bwd_ok = !memcmp(want, h_dqkv16, nq * 2);
         KBT_CHECK(st, fwd_ok && !memcmp(a, b, nr * 4), "fwd_x16: out16 = bf16(out), lse the same (bits)", "differ");
-        KBT_CHECK(st, bwd_ok && !memcmp(c, d, nr * 4), "bwd_x16: dqkv16 = bf16(dqkv) given out16, D the same (bits)",
-                  "differ");
+        KBT_CHECK(st, bwd_ok && !memcmp(c, d, nr * 4),
+                  "bwd_x16: dqkv16 = bf16(dqkv) given out16 and dout16, D the same (bits)", "differ");
         free(a), free(b), free(c), free(d), free(h_dqkv), free(h_dqkv16), free(want);
     }
     free(h_out), free(h_out16);
-    void *bufs[] = {qkv, dout, out, lse, lse2, dqkv, delta, delta2, out16, dqkv16, qkv16};
-    for (int i = 0; i < 11; i++) kb_dev_free(g, bufs[i]);
+    void *bufs[] = {qkv, dout, out, lse, lse2, dqkv, delta, delta2, out16, dqkv16, qkv16, dout16};
+    for (int i = 0; i < 12; i++) kb_dev_free(g, bufs[i]);
 }
 
 static int run_cpu(void) {

@@ -178,6 +178,18 @@ static void test_x16_forms(kbt_state *st, int threads, int64_t B, int64_t T, int
     snprintf(name, sizeof name, "gated_add_bwd_x16 threads=%d = bf16(gated_add_bwd) (bits), dgate the same", threads);
     KBT_CHECK(st, rc == 0 && !memcmp(dy16, want, (size_t)n * 2) && same_bits(dc1, dc2, nc), name, "rc %d %s", rc,
               err.msg);
+    /* dout as bf16 bits (dout16): bit for bit the fp32 backward on its widened values */
+    {
+        uint16_t *d16 = malloc((size_t)(n ? n : 1) * 2);
+        float *dw = malloc((size_t)(n ? n : 1) * sizeof(float)), *dxa = randv(n, 46), *dxb = copyv(dxa, n);
+        float *dca = randv(nc, 47), *dcb = copyv(dca, nc);
+        for (int64_t i = 0; i < n; i++) d16[i] = kb_sc_f32_to_bf16(dx[i]), dw[i] = kb_sc_bf16_to_f32(d16[i]);
+        kb_ln_modulate_bwd_cpu(threads, dxa, dca, dca + D, dw, x, s1, s1 + rows, cond + D, ld, B, T, D);
+        rc = kb_ln_modulate_bwd_x16_cpu(threads, dxb, dcb, dcb + D, d16, x, s1, s1 + rows, cond + D, ld, B, T, D, &err);
+        snprintf(name, sizeof name, "ln_modulate_bwd_x16 threads=%d = ln_modulate_bwd on dout16 widened (bits)", threads);
+        KBT_CHECK(st, rc == 0 && same_bits(dxa, dxb, n) && same_bits(dca, dcb, nc), name, "rc %d %s", rc, err.msg);
+        free(d16), free(dw), free(dxa), free(dxb), free(dca), free(dcb);
+    }
     /* y as bf16 bits (y16) = y as the same values widened */
     uint16_t *y16 = malloc((size_t)(n ? n : 1) * 2);
     for (int64_t i = 0; i < n; i++) y16[i] = kb_sc_f32_to_bf16(y[i]), y[i] = kb_sc_bf16_to_f32(y16[i]);

@@ -173,6 +173,24 @@ static void test_ln_modulate(env *e, int64_t B, int64_t T, int64_t D) {
               "differs");
     expect_same(e, "ln_modulate_fwd_x16 statistics (bits)", gsp, h_s, 2 * rows, 0.0);
     kb_dev_free(&e->ctx, go16), free(h16), free(want16);
+    /* dout as bf16 (dout16): bit for bit the fp32 backward on its widened values */
+    {
+        uint16_t *d16 = malloc((size_t)n * 2), *gd16 = kb_dev_alloc(&e->ctx, (size_t)n * 2, &e->err);
+        float *dw = malloc((size_t)n * 4);
+        for (int64_t i = 0; i < n; i++) d16[i] = kb_sc_f32_to_bf16(dout[i]), dw[i] = kb_sc_bf16_to_f32(d16[i]);
+        float *gdw = to_dev(e, dw, n), *gxa = to_dev(e, h_dx, n), *gxb = to_dev(e, h_dx, n);
+        float *gca = to_dev(e, h_dc, nc), *gcb = to_dev(e, h_dc, nc);
+        kb_copy_to_dev(&e->ctx, gd16, d16, (size_t)n * 2, &e->err);
+        kb_ln_modulate_bwd(&e->ctx, gxa, gca, gca + D, gdw, gx, gs, gs + rows, gc + D, ld, B, T, D, &e->err);
+        int rc = kb_ln_modulate_bwd_x16(&e->ctx, gxb, gcb, gcb + D, gd16, gx, gs, gs + rows, gc + D, ld, B, T, D, &e->err);
+        float *h_xa = host_copy(e, gxa, n), *h_ca = host_copy(e, gca, nc);
+        KBT_CHECK(&e->st, rc == 0, "ln_modulate_bwd_x16 runs", "%s", e->err.msg);
+        expect_same(e, "ln_modulate_bwd_x16 dx = ln_modulate_bwd on dout16 widened (bits)", gxb, h_xa, n, 0.0);
+        expect_same(e, "ln_modulate_bwd_x16 dshift/dscale (bits)", gcb, h_ca, nc, 0.0);
+        void *bufs[] = {gd16, gdw, gxa, gxb, gca, gcb};
+        for (int i = 0; i < 6; i++) kb_dev_free(&e->ctx, bufs[i]);
+        free(d16), free(dw), free(h_xa), free(h_ca);
+    }
     /* two more runs, each adding to the first run's results, give the same bits */
     for (int run = 0; run < 2; run++) {
         float *rdx = run ? gdxp : gdx, *rdc = run ? gdcp : gdc;

@@ -213,6 +213,31 @@ static void test_shape(env *e, int64_t rows, int64_t in, int64_t out) {
             free(dx);
         } else KBT_CHECK(&e->st, 0, name, "%s", e->err.msg);
     }
+    /* bf16 output: dx16 = bf16(dy W), within the product's bound plus the bf16 rounding of the reference */
+    uint16_t *gdx16 = dev(e, NULL, (size_t)nx * 2);
+    snprintf(name, sizeof name, "gemm_dx_x16_y16 %lldx%lld <- %lld", (long long)rows, (long long)in, (long long)out);
+    if (!kb_gemm_dx_x16_y16(&e->ctx, gdx16, gdy, gW, rows, in, out, &e->err)) {
+        uint16_t *dx16 = host(e, gdx16, (size_t)nx * 2);
+        int64_t bad = 0;
+        for (int64_t i = 0; i < nx; i++) {
+            double tol = 1e-5 * fdx.scale[i] + 0x1p-8 * fabs(fdx.v[i]) + 1e-30;
+            bad += !(fabs(kb_sc_bf16_to_f32(dx16[i]) - fdx.v[i]) <= tol);
+        }
+        KBT_CHECK(&e->st, bad == 0, name, "%lld of %lld outside the bf16 rounding of the reference", (long long)bad,
+                  (long long)nx);
+        if (!e->cuda) { /* the CPU path: exactly kb_gemm_dx_x16's product, rounded */
+            kb_gemm_dx_x16(&e->ctx, gdx, KB_GRAD_SET, gdy, gW, rows, in, out, &e->err);
+            float *dx = host(e, gdx, (size_t)nx * 4);
+            uint16_t *r16 = to_bf16(dx, nx);
+            check_bits(e, "gemm_dx_x16_y16 (CPU) = bf16 of gemm_dx_x16's product", dx16, r16, (size_t)nx * 2);
+            free(dx), free(r16);
+        }
+        kb_gemm_dx_x16_y16(&e->ctx, gdx16, gdy, gW, rows, in, out, &e->err); /* rerun */
+        uint16_t *again = host(e, gdx16, (size_t)nx * 2);
+        check_bits(e, "gemm_dx_x16_y16 rerun bit-identical", again, dx16, (size_t)nx * 2);
+        free(dx16), free(again);
+    } else KBT_CHECK(&e->st, 0, name, "%s", e->err.msg);
+    kb_dev_free(&e->ctx, gdx16);
     /* through a GELU: dpre16 = bf16((dy W) * gelu'(pre16)), pre16 = bf16(start) here */
     uint16_t *pre16 = to_bf16(start, nx), *gp16 = dev(e, pre16, (size_t)nx * 2), *gdpre = dev(e, NULL, (size_t)nx * 2);
     snprintf(name, sizeof name, "gemm_dgelu_x16 %lldx%lld <- %lld", (long long)rows, (long long)in, (long long)out);
