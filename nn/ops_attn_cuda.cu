@@ -31,6 +31,12 @@ extern "C" {
 #include "nn/ops_attn.h"
 }
 
+#ifdef KB_EMU_DEVICE /* the emulator's host compiler: the GNU spelling */
+#define KB_NOINLINE __attribute__((noinline))
+#else
+#define KB_NOINLINE __noinline__
+#endif
+
 namespace {
 
 constexpr int kTile = 64;          /* rows per block and per tile of the other side */
@@ -52,11 +58,50 @@ template <int HD> struct geom {
 __device__ __forceinline__ int lane_g() { return (threadIdx.x % 32) / 4; }
 __device__ __forceinline__ int lane_t() { return threadIdx.x % 4; }
 
+/* A vector load (the caller checked the alignment; the emulator checks it again). */
+template <class V, class T> __device__ __forceinline__ V load_vec(const T *p) {
+#ifdef KB_EMU_DEVICE
+    if ((uintptr_t)p % sizeof(V)) kb_emu::trap("misaligned vector load (a GPU faults)");
+    V v;
+    memcpy(&v, p, sizeof v);
+    return v;
+#else
+    return *reinterpret_cast<const V *>(p);
+#endif
+}
+/* 16 bytes of a row (4 fp32 or 8 bf16 values, or zeros when !in) to the
+ * tile's words w: fp32 rounded to bf16 pairs, bf16 stored as it is. */
+__device__ __forceinline__ void copy16(uint32_t *w, const float *p, bool in) {
+    float4 f = in ? load_vec<float4>(p) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    *reinterpret_cast<uint2 *>(w) = make_uint2(kb_pack_bf16x2(f.x, f.y), kb_pack_bf16x2(f.z, f.w));
+}
+__device__ __forceinline__ void copy16(uint32_t *w, const uint16_t *p, bool in) {
+    *reinterpret_cast<uint4 *>(w) = in ? load_vec<uint4>(p) : make_uint4(0u, 0u, 0u, 0u);
+}
+
 /* Rows row0 .. row0+63 of one head (columns 0 .. hd-1 of rows `stride`
  * elements apart; fp32 or bf16 bits) into a rows tile, zero past T and hd
- * (a bf16 source keeps its values: widened, then rounded). */
+ * (a bf16 source keeps its values: widened, then rounded, or copied). With
+ * vec (the host's rows_vec: 16-byte aligned rows, hd a multiple of 16
+ * bytes) 16 bytes per load, the same words. */
 template <int HD, typename S>
-__device__ void load_rows(uint32_t *dst, const S *src, int64_t stride, int row0, int T, int hd) {
+__device__ KB_NOINLINE void load_rows_pairs(uint32_t *dst, const S *src, int64_t stride, int row0, int T, int hd);
+
+template <int HD, typename S>
+__device__ void load_rows(uint32_t *dst, const S *src, int64_t stride, int row0, int T, int hd, bool vec) {
+    if (!vec) return load_rows_pairs<HD>(dst, src, stride, row0, T, hd);
+    constexpr int V = 16 / sizeof(S); /* values per load; HD is a multiple of 8 */
+    for (int i = threadIdx.x; i < kTile * HD / V; i += kThreads) {
+        int r = i / (HD / V), c = V * (i % (HD / V)), t = row0 + r;
+        bool in = t < T && c < hd; /* t * stride + c < T * 3d fits an int (the entry points check) */
+        copy16(dst + r * geom<HD>::ldr + c / 2, src + (in ? t * (int)stride + c : 0), in);
+    }
+}
+
+/* The same two values at a time, any alignment and head dimension (a call:
+ * the rare path keeps its registers out of the kernels' budget). */
+template <int HD, typename S>
+__device__ KB_NOINLINE void load_rows_pairs(uint32_t *dst, const S *src, int64_t stride, int row0, int T, int hd) {
     for (int i = threadIdx.x; i < kTile * HD / 2; i += kThreads) {
         int r = i / (HD / 2), c = 2 * (i % (HD / 2)), t = row0 + r;
         float lo = t < T && c < hd ? kb_elem_f32(src[(int64_t)t * stride + c]) : 0.0f;
@@ -242,6 +287,7 @@ struct attn_args {
     float *delta;      /* [B, H, T]: D, written by attn_delta_kernel */
     int T, d, H, hd;
     float scale;
+    int qkv_vec, dout_vec; /* 1: qkv's (dout's) head rows load 16 bytes at a time (rows_vec) */
 };
 
 /* A warp's result to the kernel's output at element offset `at`: res16
@@ -273,7 +319,7 @@ __global__ void __launch_bounds__(kThreads) attn_fwd_kernel(attn_args a) {
     int warp = threadIdx.x / 32, b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * kTile, T = a.T, d = a.d;
     const Q *base = qkv_of<Q>(a) + (int64_t)b * T * 3 * d + h * a.hd;
 
-    load_rows<HD>(Qs, base, 3 * d, q0, T, a.hd);
+    load_rows<HD>(Qs, base, 3 * d, q0, T, a.hd, a.qkv_vec);
     __syncthreads();
     uint32_t qa[HD / 16][4]; /* the warp's 16 queries as A fragments, for every key tile */
 #pragma unroll
@@ -283,8 +329,8 @@ __global__ void __launch_bounds__(kThreads) attn_fwd_kernel(attn_args a) {
     zero_frags(o);
     for (int k0 = 0; k0 < T; k0 += kTile) {
         __syncthreads(); /* the last tile's readers done */
-        load_rows<HD>(Ks, base + d, 3 * d, k0, T, a.hd);
-        load_rows<HD>(Vs, base + 2 * d, 3 * d, k0, T, a.hd);
+        load_rows<HD>(Ks, base + d, 3 * d, k0, T, a.hd, a.qkv_vec);
+        load_rows<HD>(Vs, base + 2 * d, 3 * d, k0, T, a.hd, a.qkv_vec);
         __syncthreads();
         float s[kTile / 8][4];
         warp_scores<HD, kTile / 8>(s, qa, Ks, 0);
@@ -310,17 +356,6 @@ __device__ __forceinline__ float dot4(float s, float4 g, float4 o) {
     s = __fadd_rn(s, __fmul_rn(g.x, o.x)), s = __fadd_rn(s, __fmul_rn(g.y, o.y));
     s = __fadd_rn(s, __fmul_rn(g.z, o.z));
     return __fadd_rn(s, __fmul_rn(g.w, o.w));
-}
-/* A vector load (the caller checked the alignment; the emulator checks it again). */
-template <class V, class T> __device__ __forceinline__ V load_vec(const T *p) {
-#ifdef KB_EMU_DEVICE
-    if ((uintptr_t)p % sizeof(V)) kb_emu::trap("misaligned vector load (a GPU faults)");
-    V v;
-    memcpy(&v, p, sizeof v);
-    return v;
-#else
-    return *reinterpret_cast<const V *>(p);
-#endif
 }
 __device__ __forceinline__ float4 widen4(const float *p) { return load_vec<float4>(p); }
 __device__ __forceinline__ float4 widen4(const uint16_t *p) {
@@ -369,18 +404,21 @@ __global__ void __launch_bounds__(kThreads, HD <= 80 ? 3 : 1) attn_dkv_kernel(at
     float *lse_s = (float *)(smem + 4 * g::rows), *D_s = lse_s + kTile;
     int warp = threadIdx.x / 32, b = blockIdx.z, h = blockIdx.y, k0 = blockIdx.x * kTile, T = a.T, d = a.d;
     const Q *base = qkv_of<Q>(a) + (int64_t)b * T * 3 * d + h * a.hd;
+    /* at HD 80 the kernel is at its 168-register cap (3 blocks per SM): the
+     * 16-byte loads would spill a word there, so it loads value pairs */
+    const bool qkv_vec = HD != 80 && a.qkv_vec, dout_vec = HD != 80 && a.dout_vec;
     const Q *gout = dout_of<Q>(a) + (int64_t)b * T * d + h * a.hd;
     const float *lse = a.lse + ((int64_t)b * a.H + h) * T, *delta = a.delta + ((int64_t)b * a.H + h) * T;
 
-    load_rows<HD>(Ks, base + d, 3 * d, k0, T, a.hd);
-    load_rows<HD>(Vs, base + 2 * d, 3 * d, k0, T, a.hd);
+    load_rows<HD>(Ks, base + d, 3 * d, k0, T, a.hd, qkv_vec);
+    load_rows<HD>(Vs, base + 2 * d, 3 * d, k0, T, a.hd, qkv_vec);
     float dk[HD / 8][4], dv[HD / 8][4];
     zero_frags(dk);
     zero_frags(dv);
     for (int q0 = 0; q0 < T; q0 += kTile) {
         __syncthreads();
-        load_rows<HD>(Qs, base, 3 * d, q0, T, a.hd);
-        load_rows<HD>(dOs, gout, d, q0, T, a.hd);
+        load_rows<HD>(Qs, base, 3 * d, q0, T, a.hd, qkv_vec);
+        load_rows<HD>(dOs, gout, d, q0, T, a.hd, dout_vec);
         for (int i = threadIdx.x; i < kTile; i += kThreads) {
             lse_s[i] = q0 + i < T ? lse[q0 + i] : 0.0f;
             D_s[i] = q0 + i < T ? delta[q0 + i] : 0.0f;
@@ -427,14 +465,14 @@ __global__ void __launch_bounds__(kThreads) attn_dq_kernel(attn_args a) {
         lse[i] = q < T ? a.lse[row] : 0.0f, D[i] = q < T ? a.delta[row] : 0.0f;
     }
 
-    load_rows<HD>(Qs, base, 3 * d, q0, T, a.hd);
-    load_rows<HD>(dOs, gout, d, q0, T, a.hd);
+    load_rows<HD>(Qs, base, 3 * d, q0, T, a.hd, a.qkv_vec);
+    load_rows<HD>(dOs, gout, d, q0, T, a.hd, a.dout_vec);
     float dq[HD / 8][4];
     zero_frags(dq);
     for (int k0 = 0; k0 < T; k0 += kTile) {
         __syncthreads();
-        load_rows<HD>(Ks, base + d, 3 * d, k0, T, a.hd);
-        load_rows<HD>(Vs, base + 2 * d, 3 * d, k0, T, a.hd);
+        load_rows<HD>(Ks, base + d, 3 * d, k0, T, a.hd, a.qkv_vec);
+        load_rows<HD>(Vs, base + 2 * d, 3 * d, k0, T, a.hd, a.qkv_vec);
         __syncthreads();
         for (int half = 0; half < kTile; half += kHalf) {
             float p[kHalf / 8][4], ds[kHalf / 8][4];
@@ -498,6 +536,13 @@ attn_args make_args(const float *qkv, int64_t T, int64_t d, int64_t H) {
     return a;
 }
 
+/* 1 when every head row of a [B, T, stride] tensor at p (elem-byte values;
+ * a head's columns start at multiples of hd) starts 16-byte aligned and hd
+ * values fill whole 16-byte loads: load_rows's vec. */
+int rows_vec(const void *p, size_t elem, int64_t stride, int hd) {
+    return p && (uintptr_t)p % 16 == 0 && (stride * (int64_t)elem) % 16 == 0 && (hd * elem) % 16 == 0;
+}
+
 /* Bytes of shared memory the largest of the kernels for head_dim needs. */
 size_t smem_needed(int64_t head_dim) {
     switch (padded_hd((int)head_dim)) {
@@ -529,6 +574,7 @@ int fwd_any(kb_ctx *ctx, const char *op, float *out, uint16_t *out16, float *lse
         return kb_fail(err, "%s: T=%lld x 3d=%lld too large", op, (long long)T, (long long)(3 * d));
     attn_args a = make_args(qkv, T, d, H);
     a.qkv16 = qkv16, a.res = out, a.res16 = out16, a.lse = lse;
+    a.qkv_vec = qkv16 ? rows_vec(qkv16, 2, 3 * d, a.hd) : rows_vec(qkv, 4, 3 * d, a.hd);
     switch (padded_hd(a.hd)) {
     case 32: return fwd_hd<32>(st, op, a, B, err);
     case 64: return fwd_hd<64>(st, op, a, B, err);
@@ -547,6 +593,8 @@ int bwd_any(kb_ctx *ctx, const char *op, float *dqkv, uint16_t *dqkv16, float *d
         return kb_fail(err, "%s: T=%lld x 3d=%lld too large", op, (long long)T, (long long)(3 * d));
     attn_args a = make_args(qkv, T, d, H);
     a.dout = dout, a.dout16 = dout16, a.out = out, a.out16 = out16, a.qkv16 = qkv16, a.res = dqkv, a.res16 = dqkv16;
+    a.qkv_vec = qkv16 ? rows_vec(qkv16, 2, 3 * d, a.hd) : rows_vec(qkv, 4, 3 * d, a.hd);
+    a.dout_vec = dout16 ? rows_vec(dout16, 2, d, a.hd) : rows_vec(dout, 4, d, a.hd);
     a.lse = (float *)lse;
     a.delta = delta;
     /* four columns per load where every row start is aligned for it */
