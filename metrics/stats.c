@@ -112,7 +112,8 @@ static int report_asymmetry(const kb_gstats *s, double maxdiag, const char *what
 /* 1 when some strict-lower entry or its mirror is not finite or they differ
  * by more than tol. Walks 64 x 64 tiles so that the mirrored reads stay in
  * cache: the plain row-major walk reads sigma[j, i] a column at a time, which
- * took 30-50 ms per 2048-d matrix (a cache and TLB miss per entry). */
+ * took 30-90 ms for the two 2048-d matrices of a Frechet distance (a cache
+ * and TLB miss per entry). */
 static int any_asymmetry(const double *sg, int64_t d, double tol) {
     enum { TILE = 64 };
     int64_t tiles = (d + TILE - 1) / TILE;

@@ -103,8 +103,9 @@ int kb_cuda_stage1_bf16(kb_cuda_state *st, const char *op, const float *p, int64
 int kb_cuda_gemm16(kb_cuda_state *st, const char *op, bool transA, bool transB, int64_t M, int64_t N, int64_t K,
                    float alpha, const void *A16, int64_t lda, const void *B16, int64_t ldb, float beta, float *C,
                    int64_t ldc, kb_err *err);
-/* C16 = bf16(op(A) op(B)) (round to nearest even from the fp32 accumulation),
- * the same GEMM with a bf16 C; K must be > 0. */
+/* C16 = bf16(op(A) op(B)): the same GEMM with a bf16 C, which cuBLAS rounds
+ * from its fp32 accumulation itself (its rounding, not kb_sc_f32_to_bf16's);
+ * K must be > 0. */
 int kb_cuda_gemm16_c16(kb_cuda_state *st, const char *op, bool transA, bool transB, int64_t M, int64_t N, int64_t K,
                        const void *A16, int64_t lda, const void *B16, int64_t ldb, uint16_t *C16, int64_t ldc,
                        kb_err *err);

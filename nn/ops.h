@@ -93,8 +93,9 @@ int kb_gemm_bias_gelu_x16(kb_ctx *ctx, uint16_t *act16, uint16_t *pre16, const u
 /* dx[rows, in] = dy16[rows, out] W[out, in] (KB_GRAD_SET) or dx += that (KB_GRAD_ADD) */
 int kb_gemm_dx_x16(kb_ctx *ctx, float *dx, kb_grad_mode mode, const uint16_t *dy16, const float *W, int64_t rows,
                    int64_t in, int64_t out, kb_err *err);
-/* dx16[rows, in] = bf16(dy16[rows, out] W[out, in]): kb_gemm_dx_x16's product
- * (KB_GRAD_SET) rounded to bf16, for a consumer that reads bf16 */
+/* dx16[rows, in] = bf16(dy16[rows, out] W[out, in]), for a consumer that
+ * reads bf16: on the CPU kb_gemm_dx_x16's product (KB_GRAD_SET) rounded, bit
+ * for bit; on a GPU the GEMM writes bf16 itself (cuBLAS's rounding) */
 int kb_gemm_dx_x16_y16(kb_ctx *ctx, uint16_t *dx16, const uint16_t *dy16, const float *W, int64_t rows, int64_t in,
                        int64_t out, kb_err *err);
 /* dpre16 = bf16((dy16 W) * gelu_tanh'(pre16)), the product in fp32 */

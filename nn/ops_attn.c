@@ -53,7 +53,7 @@ static float *widen16(const uint16_t *h, int64_t n) {
     return f;
 }
 
-/* The reference on fp32 copies: qkv16 (and out16) widened in, the results rounded out. */
+/* The reference on fp32 copies: qkv16 (and out16, dout16) widened in, the results rounded out. */
 static int fwd_x16_cpu(uint16_t *out16, float *lse, const uint16_t *qkv16, int64_t B, int64_t T, int64_t d, int64_t H,
                        kb_err *err) {
     int64_t n = B * T * d;

@@ -70,7 +70,9 @@ template <class V, class T> __device__ __forceinline__ V load_vec(const T *p) {
 #endif
 }
 /* 16 bytes of a row (4 fp32 or 8 bf16 values, or zeros when !in) to the
- * tile's words w: fp32 rounded to bf16 pairs, bf16 stored as it is. */
+ * tile's words w: fp32 rounded to bf16 pairs, bf16 stored as it is (the
+ * pairs path's words, but for a NaN's payload, which that path makes the
+ * canonical NaN). */
 __device__ __forceinline__ void copy16(uint32_t *w, const float *p, bool in) {
     float4 f = in ? load_vec<float4>(p) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     *reinterpret_cast<uint2 *>(w) = make_uint2(kb_pack_bf16x2(f.x, f.y), kb_pack_bf16x2(f.z, f.w));

@@ -6,7 +6,9 @@
  * activations it multiplies). Our kernels round to bf16 with nn/ops_scalar.h's
  * kb_sc_f32_to_bf16, the CPU path's own function, applied to the same fp32
  * values the fp32 kernels compute; where cuBLASLt's GELU epilogues run
- * (KINDBENCH_LT_GELU=1), the matmul computes and rounds the GELU itself. */
+ * (KINDBENCH_LT_GELU=1), the matmul computes and rounds the GELU itself, and
+ * the bf16 input gradient (kb_gemm_dx_x16_y16) is a cuBLAS GEMM with a bf16
+ * C, rounded by cuBLAS. */
 #include "nn/cuda_common.cuh"
 
 extern "C" {

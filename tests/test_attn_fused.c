@@ -39,9 +39,10 @@ typedef struct {
 
 /* The shapes: DiT-B/2's head dimension at its 256 tokens, tokens not a
  * multiple of the 64-row tiles, head dimensions padded to 32, 80, 128, and
- * an odd one (33: a bf16 pair half padding, no four-column loads). */
+ * an odd one (33: a bf16 pair half padding, no four-column loads), and 36
+ * (16-byte loads of fp32 rows, value pairs of bf16 ones). */
 static const shape kShapes[] = {{2, 256, 128, 2}, {2, 17, 32, 2}, {1, 100, 144, 2}, {1, 64, 256, 2}, {3, 130, 96, 3},
-                                {1, 70, 66, 2}};
+                                {1, 70, 66, 2}, {1, 40, 72, 2}};
 
 typedef struct {
     shape s;

@@ -296,6 +296,7 @@ int main(int argc, char **argv) {
     test_shape(&e, 37, 24, 40);  /* odd rows: no alignment to lean on */
     test_shape(&e, 256, 128, 384);
     test_shape(&e, 5, 0, 8);     /* in = 0: y = bias, dx = 0 (or the start) */
+    test_shape(&e, 5, 8, 0);     /* out = 0: an empty y, dx = 0 (an empty sum; bf16 zeros) */
     KBT_CHECK(&e.st, kb_ctx_sync(&e.ctx, &e.err) == 0, "no asynchronous errors", "%s", e.err.msg);
     if (e.cuda) { /* which paths ran (cuBLASLt may refuse a combination: then the GEMM + kernel ones did) */
         kb_cuda_gemm_counts c = kb_cuda_gemm_counts_of(e.ctx.cuda);
