@@ -19,6 +19,7 @@
  * for the global pool, which is the reference's exact arithmetic). */
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <cudnn.h>
 
@@ -38,6 +39,26 @@ extern "C" {
             return kb_fail(err, "%s: %s failed: %s", (op), #call, cudnnGetErrorString(kb_s_));                    \
     } while (0)
 
+#define KB_CONV_PLANS 128 /* shapes remembered per engine (Inception-v3 has 94 convolutions) */
+
+/* One algorithm cuDNN's heuristic offered, with the math type it ran under. */
+typedef struct {
+    cudnnConvolutionFwdAlgo_t algo;
+    cudnnMathType_t math;
+    size_t ws;
+} conv_algo;
+
+/* The candidates for one convolution shape, best first, and the one that
+ * ran (the later ones are tried only when cuDNN refuses the earlier at run
+ * time, as PyTorch does; the choice then stays, so reruns are identical). */
+typedef struct {
+    int used;
+    kb_conv2d_desc shape; /* pointers and strides cleared: the key */
+    int tf32;
+    int n, chosen;
+    conv_algo cand[KB_CONV_MAX_ALGOS];
+} conv_plan;
+
 /* The cuDNN state of one engine (kb_conv_engine.cuda). */
 struct kb_conv_cuda {
     cudnnHandle_t handle;
@@ -47,6 +68,8 @@ struct kb_conv_cuda {
     char *buf;        /* device: [cuDNN workspace | packed input | packed output] */
     size_t buf_bytes;
     kb_cuda_state *st;
+    conv_plan plans[KB_CONV_PLANS];
+    int next_plan; /* round-robin victim once every slot is used */
 };
 
 
@@ -113,10 +136,17 @@ __global__ void bias_act_kernel(float *dst, const float *src, const float *bias,
 
 static size_t align256(size_t b) { return (b + 255) / 256 * 256; }
 
-/* Sets the descriptors for d and picks the algorithm (first heuristic choice
- * that respects the FP32/TF32 setting). */
-static int plan_conv(kb_conv_cuda *c, const kb_conv2d_desc *d, cudnnConvolutionFwdAlgo_t *algo, size_t *ws_bytes,
-                     kb_err *err) {
+/* d with what does not change the algorithm choice cleared: a plan's key. */
+static kb_conv2d_desc shape_key(const kb_conv2d_desc *d) {
+    kb_conv2d_desc k;
+    memset(&k, 0, sizeof k);
+    k.n = d->n, k.h = d->h, k.w = d->w, k.c = d->c, k.k = d->k, k.kh = d->kh, k.kw = d->kw;
+    k.sh = d->sh, k.sw = d->sw, k.ph = d->ph, k.pw = d->pw;
+    return k;
+}
+
+/* Sets the engine's descriptors for d. */
+static int set_descriptors(kb_conv_cuda *c, const kb_conv2d_desc *d, kb_err *err) {
     const char *op = "kb_conv2d";
     int64_t oh = kb_conv2d_out_h(d), ow = kb_conv2d_out_w(d);
     if (d->n * d->h * d->w * d->c > INT32_MAX || d->n * oh * ow * d->k > INT32_MAX)
@@ -129,26 +159,109 @@ static int plan_conv(kb_conv_cuda *c, const kb_conv2d_desc *d, cudnnConvolutionF
                                                   d->kh, d->kw));
     KB_CUDNN_CHECK(op, cudnnSetConvolution2dDescriptor(c->conv, d->ph, d->pw, d->sh, d->sw, 1, 1,
                                                        CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
-    int tf32 = c->st->matmul != KB_MATMUL_FP32;
-    KB_CUDNN_CHECK(op, cudnnSetConvolutionMathType(c->conv, tf32 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH));
+    return 0;
+}
+
+/* The candidates of cuDNN's heuristic for the shape the descriptors hold, in
+ * its order, keeping those that respect the FP32/TF32 setting and the
+ * workspace limit. */
+static int heuristic_candidates(kb_conv_cuda *c, const kb_conv2d_desc *d, conv_plan *p, kb_err *err) {
+    const char *op = "kb_conv2d";
+    KB_CUDNN_CHECK(op, cudnnSetConvolutionMathType(c->conv, p->tf32 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH));
     cudnnConvolutionFwdAlgoPerf_t perf[KB_CONV_MAX_ALGOS];
     int got = 0;
     KB_CUDNN_CHECK(op, cudnnGetConvolutionForwardAlgorithm_v7(c->handle, c->x, c->f, c->conv, c->y, KB_CONV_MAX_ALGOS,
                                                               &got, perf));
+    p->n = 0, p->chosen = -1;
     for (int i = 0; i < got; i++) {
         /* FP32 takes only FMA-math results: CUDNN_DEFAULT_MATH would let
          * TF32 back in on Ampere and newer (PyTorch asserts the same). */
-        if (perf[i].status != CUDNN_STATUS_SUCCESS || (!tf32 && perf[i].mathType != CUDNN_FMA_MATH) ||
+        if (perf[i].status != CUDNN_STATUS_SUCCESS || (!p->tf32 && perf[i].mathType != CUDNN_FMA_MATH) ||
             perf[i].memory > KB_CONV_MAX_WS)
             continue;
-        if (tf32) KB_CUDNN_CHECK(op, cudnnSetConvolutionMathType(c->conv, perf[i].mathType));
-        *algo = perf[i].algo;
-        *ws_bytes = perf[i].memory;
-        return 0;
+        p->cand[p->n++] = (conv_algo){perf[i].algo, p->tf32 ? perf[i].mathType : CUDNN_FMA_MATH, perf[i].memory};
     }
-    return kb_fail(err, "%s: cuDNN offers no %s algorithm for %lldx%lldx%lldx%lld * %dx%d -> %lld channels", op,
-                   tf32 ? "" : "FP32 (non-TF32) ", (long long)d->n, (long long)d->h, (long long)d->w, (long long)d->c,
-                   d->kh, d->kw, (long long)d->k);
+    if (p->n == 0)
+        return kb_fail(err, "%s: cuDNN offers no %s algorithm for %lldx%lldx%lldx%lld * %dx%d -> %lld channels", op,
+                       p->tf32 ? "" : "FP32 (non-TF32) ", (long long)d->n, (long long)d->h, (long long)d->w,
+                       (long long)d->c, d->kh, d->kw, (long long)d->k);
+    return 0;
+}
+
+/* Sets the descriptors for d and returns its plan: the cached one for this
+ * shape and precision, or a new one from the heuristic. NULL with err set. */
+static conv_plan *plan_conv(kb_conv_cuda *c, const kb_conv2d_desc *d, kb_err *err) {
+    if (set_descriptors(c, d, err)) return NULL;
+    kb_conv2d_desc key = shape_key(d);
+    int tf32 = c->st->matmul != KB_MATMUL_FP32;
+    for (int i = 0; i < KB_CONV_PLANS; i++) {
+        conv_plan *p = &c->plans[i];
+        if (p->used && p->tf32 == tf32 && !memcmp(&p->shape, &key, sizeof key)) return p;
+    }
+    conv_plan *p = NULL;
+    for (int i = 0; i < KB_CONV_PLANS && !p; i++)
+        if (!c->plans[i].used) p = &c->plans[i];
+    if (!p) p = &c->plans[c->next_plan], c->next_plan = (c->next_plan + 1) % KB_CONV_PLANS;
+    memset(p, 0, sizeof *p);
+    p->shape = key, p->tf32 = tf32;
+    if (heuristic_candidates(c, d, p, err)) return NULL;
+    p->used = 1;
+    return p;
+}
+
+/* cuDNN's answers that mean "not this algorithm here" (the next one may run). */
+static int refused(cudnnStatus_t s) {
+    return s == CUDNN_STATUS_NOT_SUPPORTED || s == CUDNN_STATUS_EXECUTION_FAILED || s == CUDNN_STATUS_BAD_PARAM;
+}
+
+/* The input as cuDNN reads it: in itself, or packed to c channels per pixel
+ * at p (in_bytes of the engine's buffer). */
+static const float *packed_input(kb_ctx *ctx, const kb_conv2d_desc *d, const float *in, char *p, size_t in_bytes,
+                                 kb_err *err) {
+    if (!in_bytes) return in;
+    int64_t in_px = d->n * d->h * d->w;
+    gather_pixels_kernel<<<kb_grid_1d(in_px * d->c), KB_CUDA_BLOCK, 0, ctx->cuda->stream>>>((float *)p, in, in_px,
+                                                                                          d->c, d->ldi);
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess) return kb_fail(err, "kb_conv2d: gather_pixels_kernel: %s", cudaGetErrorString(e)), nullptr;
+    return (const float *)p;
+}
+
+/* Runs the plan's chosen algorithm, or (first call) its candidates in order
+ * until cuDNN accepts one; *y_out is where the raw output went. */
+static int run_conv(kb_ctx *ctx, kb_conv_cuda *c, conv_plan *p, const kb_conv2d_desc *d, const float *in,
+                    const float *w, float *out, float **y_out, kb_err *err) {
+    const char *op = "kb_conv2d";
+    int64_t oh = kb_conv2d_out_h(d), ow = kb_conv2d_out_w(d);
+    size_t in_bytes = d->ldi != d->c ? align256((size_t)(d->n * d->h * d->w * d->c) * 4) : 0;
+    size_t out_bytes = d->ldo != d->k ? align256((size_t)(d->n * oh * ow * d->k) * 4) : 0;
+    cudnnStatus_t last = CUDNN_STATUS_SUCCESS;
+    int tried = 0;
+    for (int i = p->chosen >= 0 ? p->chosen : 0; i < p->n; i++, tried++) {
+        const conv_algo *a = &p->cand[i];
+        if (ensure_buf(c, align256(a->ws) + in_bytes + out_bytes + 256, err)) return -1;
+        char *buf = c->buf + align256(a->ws);
+        const float *x = packed_input(ctx, d, in, buf, in_bytes, err);
+        if (!x) return -1;
+        float *y = out_bytes ? (float *)(buf + in_bytes) : out;
+        KB_CUDNN_CHECK(op, cudnnSetConvolutionMathType(c->conv, a->math));
+        const float one = 1.0f, zero = 0.0f;
+        last = cudnnConvolutionForward(c->handle, &one, c->x, x, c->f, w, c->conv, a->algo, a->ws ? c->buf : NULL,
+                                       a->ws, &zero, c->y, y);
+        if (last == CUDNN_STATUS_SUCCESS) {
+            p->chosen = i, *y_out = y;
+            return 0;
+        }
+        if (p->chosen >= 0 || !refused(last)) { /* a chosen algorithm that fails now is an error */
+            tried++;
+            break;
+        }
+    }
+    return kb_fail(err, "%s: cudnnConvolutionForward failed: %s (%s, %d of cuDNN's %d candidate algorithms tried, for "
+                        "%lldx%lldx%lldx%lld * %dx%d -> %lld channels)",
+                   op, cudnnGetErrorString(last), p->chosen >= 0 ? "the algorithm chosen earlier" : "first use", tried,
+                   p->n, (long long)d->n, (long long)d->h, (long long)d->w, (long long)d->c, d->kh, d->kw,
+                   (long long)d->k);
 }
 
 extern "C" int kb_conv2d_cuda(kb_ctx *ctx, kb_conv_engine *e, const kb_conv2d_desc *d, float *out, const float *in,
@@ -156,30 +269,11 @@ extern "C" int kb_conv2d_cuda(kb_ctx *ctx, kb_conv_engine *e, const kb_conv2d_de
     const char *op = "kb_conv2d";
     kb_conv_cuda *c = (kb_conv_cuda *)e->cuda;
     if (!c || !ctx->cuda) return kb_fail(err, "%s: engine has no cuDNN state", op);
-    cudnnConvolutionFwdAlgo_t algo;
-    size_t ws = 0;
-    if (plan_conv(c, d, &algo, &ws, err)) return -1;
-    int64_t oh = kb_conv2d_out_h(d), ow = kb_conv2d_out_w(d);
-    int64_t in_px = d->n * d->h * d->w, out_px = d->n * oh * ow;
-    size_t in_bytes = d->ldi != d->c ? align256((size_t)(in_px * d->c) * 4) : 0;
-    size_t out_bytes = d->ldo != d->k ? align256((size_t)(out_px * d->k) * 4) : 0;
-    if (ensure_buf(c, align256(ws) + in_bytes + out_bytes + 256, err)) return -1;
-    char *p = c->buf;
-    void *wsp = ws ? p : NULL;
-    p += align256(ws);
-    const float *x = in;
-    if (in_bytes) {
-        float *packed = (float *)p;
-        gather_pixels_kernel<<<kb_grid_1d(in_px * d->c), KB_CUDA_BLOCK, 0, ctx->cuda->stream>>>(packed, in, in_px,
-                                                                                              d->c, d->ldi);
-        KB_LAUNCH_CHECK(op, "gather_pixels_kernel");
-        x = packed;
-        p += in_bytes;
-    }
-    float *y = out_bytes ? (float *)p : out;
-    const float one = 1.0f, zero = 0.0f;
-    KB_CUDNN_CHECK(op, cudnnConvolutionForward(c->handle, &one, c->x, x, c->f, w, c->conv, algo, wsp, ws, &zero, c->y, y));
+    conv_plan *p = plan_conv(c, d, err);
+    float *y = NULL;
+    if (!p || run_conv(ctx, c, p, d, in, w, out, &y, err)) return -1;
     if (!bias && !d->relu && y == out) return 0;
+    int64_t out_px = d->n * kb_conv2d_out_h(d) * kb_conv2d_out_w(d);
     bias_act_kernel<<<kb_grid_1d(out_px * d->k), KB_CUDA_BLOCK, 0, ctx->cuda->stream>>>(out, y, bias, out_px, d->k,
                                                                                        d->ldo, d->relu);
     KB_LAUNCH_CHECK(op, "bias_act_kernel");

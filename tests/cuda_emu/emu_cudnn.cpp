@@ -8,6 +8,8 @@
 
 #include <cblas.h>
 
+#include <cstdlib>
+#include <cstring>
 #include <vector>
 
 struct cudnnContext {
@@ -114,7 +116,15 @@ cudnnStatus_t cudnnSetConvolutionMathType(cudnnConvolutionDescriptor_t d, cudnnM
     return CUDNN_STATUS_SUCCESS;
 }
 
-/* One algorithm, in the descriptor's math type. */
+/* KB_EMU_CUDNN=refuse-first: cudnnConvolutionForward refuses the heuristic's
+ * first algorithm (NOT_SUPPORTED), as cuDNN may at run time, so that
+ * kindbench's move to the next candidate is exercised. */
+bool refuse_first() {
+    const char *v = std::getenv("KB_EMU_CUDNN");
+    return v && !std::strcmp(v, "refuse-first");
+}
+
+/* Two algorithms (both the one product below), in the descriptor's math type. */
 cudnnStatus_t cudnnGetConvolutionForwardAlgorithm_v7(cudnnHandle_t, const cudnnTensorDescriptor_t x,
                                                      const cudnnFilterDescriptor_t f,
                                                      const cudnnConvolutionDescriptor_t cv,
@@ -123,19 +133,24 @@ cudnnStatus_t cudnnGetConvolutionForwardAlgorithm_v7(cudnnHandle_t, const cudnnT
     *got = 0;
     if (requested < 1) return CUDNN_STATUS_BAD_PARAM;
     if (!supported(x, f, cv, y)) return CUDNN_STATUS_NOT_SUPPORTED;
-    std::memset(perf, 0, sizeof *perf);
-    perf[0].algo = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
-    perf[0].status = CUDNN_STATUS_SUCCESS;
-    perf[0].mathType = cv->math == CUDNN_TENSOR_OP_MATH ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH;
-    *got = 1;
+    const cudnnConvolutionFwdAlgo_t algos[2] = {CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM,
+                                                CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM};
+    for (int i = 0; i < 2 && i < requested; i++) {
+        std::memset(&perf[i], 0, sizeof perf[i]);
+        perf[i].algo = algos[i];
+        perf[i].status = CUDNN_STATUS_SUCCESS;
+        perf[i].mathType = cv->math == CUDNN_TENSOR_OP_MATH ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH;
+        *got = i + 1;
+    }
     return CUDNN_STATUS_SUCCESS;
 }
 
 cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t, const void *alpha, const cudnnTensorDescriptor_t xd, const void *xv,
                                       const cudnnFilterDescriptor_t fd, const void *wv,
-                                      const cudnnConvolutionDescriptor_t cv, cudnnConvolutionFwdAlgo_t, void *, size_t,
-                                      const void *beta, const cudnnTensorDescriptor_t yd, void *yv) {
+                                      const cudnnConvolutionDescriptor_t cv, cudnnConvolutionFwdAlgo_t algo, void *,
+                                      size_t, const void *beta, const cudnnTensorDescriptor_t yd, void *yv) {
     if (!supported(xd, fd, cv, yd)) return CUDNN_STATUS_NOT_SUPPORTED;
+    if (algo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM && refuse_first()) return CUDNN_STATUS_NOT_SUPPORTED;
     const float *x = (const float *)xv, *w = (const float *)wv;
     float *y = (float *)yv, a = *(const float *)alpha, b = *(const float *)beta;
     int C = xd->c, H = xd->h, W = xd->w, K = fd->k, R = fd->h, S = fd->w, OH = yd->h, OW = yd->w;

@@ -52,5 +52,7 @@ kb_cuda_checks
 run_test emu_lt_none env KB_EMU_LT=0 KINDBENCH_LT_GELU=1 KINDBENCH_LT_BGRAD=1 "$KB_BIN/test_ops_x16" cuda
 run_test emu_lt_refuse_bf16_d env KB_EMU_LT=refuse-bf16-d KINDBENCH_LT_GELU=1 "$KB_BIN/test_dit_torch" cuda bf16 fused \
   bf16acts
+# cuDNN refusing its heuristic's first convolution algorithm at run time: the next candidate runs
+run_test emu_cudnn_refuse_first env KB_EMU_CUDNN=refuse-first "$KB_BIN/test_inception_cuda"
 echo "== $ran checks, ${#failed[@]} failed${failed:+: ${failed[*]}}"
 [[ ${#failed[@]} == 0 && $ran -gt 0 ]]
