@@ -64,6 +64,13 @@ run_test() { # name, command...
   local rc=$?
   note "$(printf '%-26s rc=%d %3ds  %s' "$name" "$rc" $((SECONDS - t0)) "$(tail -n 1 "$OUT/$name.log")")"
   grep -E '^FAIL' "$OUT/$name.log" | head -n 5
+  # an asynchronous fault is reported by whichever call checks next: once more with every launch
+  # synchronous, so that the first error names the kernel that faulted
+  if [[ $rc != 0 && $rc != 77 ]] && grep -qiE 'illegal|misaligned|launch failure|cudaError|unspecified|trap' \
+    "$OUT/$name.log" && have_time "$name (CUDA_LAUNCH_BLOCKING=1)"; then
+    CUDA_LAUNCH_BLOCKING=1 timeout 240 "$@" > "$OUT/$name.blocking.log" 2>&1
+    note "  $name with CUDA_LAUNCH_BLOCKING=1: rc=$?, first error: $(grep -m1 -iE 'illegal|misaligned|failure|error|FAIL' "$OUT/$name.blocking.log")"
+  fi
 }
 
 if [ "$WHAT" = tests ] || [ "$WHAT" = all ]; then
