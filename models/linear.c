@@ -75,15 +75,6 @@ int kb_linear_bwd_dgelu(kb_ctx *ctx, const kb_linear *l, kb_params *ps, const kb
 
 /* ---- bf16 activations ---- */
 
-int kb_linear_fwd_x16(kb_ctx *ctx, const kb_linear *l, const kb_params *ps, const kb_linear_cond *cond, float *y,
-                      const uint16_t *x16, int64_t rows, kb_err *err) {
-    if (check_dense(l, ps, cond, err)) return -1;
-    const float *bias = l->b >= 0 ? kb_param_data(ps, l->b) : NULL;
-    if (kb_gemm_bias_x16(ctx, y, x16, kb_param_data(ps, l->w), bias, rows, l->in, l->out, err))
-        return kb_fail_wrap(err, "linear %s (bf16 input)", ps->items[l->w].name);
-    return 0;
-}
-
 int kb_linear_fwd_x16_y16(kb_ctx *ctx, const kb_linear *l, const kb_params *ps, const kb_linear_cond *cond,
                           uint16_t *y16, const uint16_t *x16, int64_t rows, kb_err *err) {
     if (check_dense(l, ps, cond, err)) return -1;

@@ -57,11 +57,8 @@ int kb_linear_bwd_dgelu(kb_ctx *ctx, const kb_linear *l, kb_params *ps, const kb
 /* The same layer on bf16 activations (nn/ops.h "*_x16": uint16_t bits of
  * bf16 values, weights and gradients fp32): the input x16, the GELU's input
  * pre16 and output act16 and, backward, the output gradient dy16, the
- * input gradient dx16 and the GELU's input gradient dpre16 are bf16;
- * kb_linear_fwd_x16's y is fp32. */
-int kb_linear_fwd_x16(kb_ctx *ctx, const kb_linear *l, const kb_params *ps, const kb_linear_cond *cond, float *y,
-                      const uint16_t *x16, int64_t rows, kb_err *err);
-/* y16 = bf16 of kb_linear_fwd_x16's y (for a consumer that rounds y to bf16 anyway) */
+ * input gradient dx16 and the GELU's input gradient dpre16 are bf16. */
+/* y16 = bf16(x16 W^T + b), the product accumulated in fp32 */
 int kb_linear_fwd_x16_y16(kb_ctx *ctx, const kb_linear *l, const kb_params *ps, const kb_linear_cond *cond,
                           uint16_t *y16, const uint16_t *x16, int64_t rows, kb_err *err);
 int kb_linear_fwd_gelu_x16(kb_ctx *ctx, const kb_linear *l, const kb_params *ps, const kb_linear_cond *cond,
