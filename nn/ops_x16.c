@@ -85,12 +85,13 @@ static float *product_temp(int threads, int forward, const uint16_t *a16, const 
     return p;
 }
 
-static int gemm_bias_x16_y16_cpu(int threads, uint16_t *y16, const uint16_t *x16, const float *W, const float *bias,
-                                 int64_t rows, int64_t in, int64_t out, kb_err *err) {
-    float *y = product_temp(threads, 1, x16, W, bias, rows, in, out, "kb_gemm_bias_x16_y16", err);
-    if (!y) return -1;
-    kb_f32_to_bf16_cpu(threads, y16, y, rows * out);
-    free(y);
+/* product_temp's product rounded to bf16 into p16 (the y16/dx16 outputs). */
+static int product_bf16(int threads, int forward, uint16_t *p16, const uint16_t *a16, const float *W,
+                        const float *bias, int64_t rows, int64_t in, int64_t out, const char *op, kb_err *err) {
+    float *p = product_temp(threads, forward, a16, W, bias, rows, in, out, op, err);
+    if (!p) return -1;
+    kb_f32_to_bf16_cpu(threads, p16, p, rows * (forward ? out : in));
+    free(p);
     return 0;
 }
 
@@ -105,7 +106,7 @@ int kb_gemm_bias_x16_y16(kb_ctx *ctx, uint16_t *y16, const uint16_t *x16, const 
         (bias && overlap(y16, ny, bias, out * 4)))
         return kb_fail(err, "%s: y16 must not overlap x16, W or bias", op);
     KB_DISPATCH(kb_gemm_bias_x16_y16_cuda(ctx, y16, x16, W, bias, rows, in, out, err),
-                kb_rc_ = gemm_bias_x16_y16_cpu(ctx->threads, y16, x16, W, bias, rows, in, out, err));
+                kb_rc_ = product_bf16(ctx->threads, 1, y16, x16, W, bias, rows, in, out, op, err));
 }
 
 static int gemm_bias_gelu_x16_cpu(int threads, uint16_t *act16, uint16_t *pre16, const uint16_t *x16, const float *W,
@@ -160,15 +161,6 @@ int kb_gemm_dx_x16(kb_ctx *ctx, float *dx, kb_grad_mode mode, const uint16_t *dy
                 kb_rc_ = gemm_dx_x16_cpu(ctx->threads, dx, mode, dy16, W, rows, in, out, err));
 }
 
-static int gemm_dx_x16_y16_cpu(int threads, uint16_t *dx16, const uint16_t *dy16, const float *W, int64_t rows,
-                               int64_t in, int64_t out, kb_err *err) {
-    float *g = product_temp(threads, 0, dy16, W, NULL, rows, in, out, "kb_gemm_dx_x16_y16", err);
-    if (!g) return -1;
-    kb_f32_to_bf16_cpu(threads, dx16, g, rows * in);
-    free(g);
-    return 0;
-}
-
 int kb_gemm_dx_x16_y16(kb_ctx *ctx, uint16_t *dx16, const uint16_t *dy16, const float *W, int64_t rows, int64_t in,
                        int64_t out, kb_err *err) {
     const char *op = "kb_gemm_dx_x16_y16";
@@ -179,7 +171,7 @@ int kb_gemm_dx_x16_y16(kb_ctx *ctx, uint16_t *dx16, const uint16_t *dy16, const 
     if (overlap(dx16, n, dy16, rows * out * 2) || overlap(dx16, n, W, out * in * 4))
         return kb_fail(err, "%s: dx16 must not overlap dy16 or W", op);
     KB_DISPATCH(kb_gemm_dx_x16_y16_cuda(ctx, dx16, dy16, W, rows, in, out, err),
-                kb_rc_ = gemm_dx_x16_y16_cpu(ctx->threads, dx16, dy16, W, rows, in, out, err));
+                kb_rc_ = product_bf16(ctx->threads, 0, dx16, dy16, W, NULL, rows, in, out, op, err));
 }
 
 static int gemm_dgelu_x16_cpu(int threads, uint16_t *dpre16, const uint16_t *dy16, const float *W,
