@@ -8,6 +8,7 @@
 #include <cblas.h>
 #include <lapacke.h>
 
+#include "metrics/congruence.h"
 #include "util/bigalloc.h"
 #include "util/progress.h"
 
@@ -21,10 +22,11 @@ const char *kb_fd_method_name(kb_fd_method m) {
 
 /* Scratch of d x d doubles (on huge pages: their first touch is a
  * measurable part of the run otherwise, see util/bigalloc.h): a and m for
- * every route, t only for the eigh route (allocated there). */
+ * every route, t only for the eigh route, c (kb_congruence_work_size) only
+ * for the Cholesky route (each allocated there). */
 typedef struct {
     int64_t d;
-    double *a, *t, *m, *w;
+    double *a, *t, *m, *w, *c;
 } fd_work;
 
 static void work_free(fd_work *w) {
@@ -32,12 +34,13 @@ static void work_free(fd_work *w) {
     free(w->t);
     free(w->m);
     free(w->w);
+    free(w->c);
 }
 
 static int work_alloc(fd_work *w, int64_t d, kb_err *err) {
     size_t dd = (size_t)(d * d) * sizeof(double);
     w->d = d;
-    w->a = kb_alloc_huge(dd), w->t = NULL, w->m = kb_alloc_huge(dd);
+    w->a = kb_alloc_huge(dd), w->t = NULL, w->c = NULL, w->m = kb_alloc_huge(dd);
     w->w = malloc((size_t)d * sizeof(double));
     if (w->a && w->m && w->w) return 0;
     work_free(w);
@@ -50,6 +53,25 @@ static void copy_lower(double *dst, const double *src, int64_t d) {
     for (int64_t j = 0; j < d; j++) memcpy(dst + j * d + j, src + j * d + j, (size_t)(d - j) * sizeof(double));
 }
 
+/* The eigenvalues of the symmetric r x r matrix m (lower triangle,
+ * column-major; destroyed) into w by dsyevd. The _work form: LAPACKE's own
+ * form would first scan m for NaN, which kb_gstats_check has ruled out for
+ * the inputs (a NaN made on the way is caught by isfinite on the result). */
+static lapack_int syevd_values(double *m, int64_t r, double *w) {
+    double qwork;
+    lapack_int qiwork, n = (lapack_int)r;
+    lapack_int info = LAPACKE_dsyevd_work(LAPACK_COL_MAJOR, 'N', 'L', n, m, n, w, &qwork, -1, &qiwork, -1);
+    if (info != 0) return info;
+    lapack_int lwork = (lapack_int)qwork, liwork = qiwork;
+    double *work = malloc((size_t)lwork * sizeof(double));
+    lapack_int *iwork = malloc((size_t)liwork * sizeof(lapack_int));
+    info = work && iwork ? LAPACKE_dsyevd_work(LAPACK_COL_MAJOR, 'N', 'L', n, m, n, w, work, lwork, iwork, liwork)
+                         : LAPACK_WORK_MEMORY_ERROR;
+    free(work);
+    free(iwork);
+    return info;
+}
+
 /* sum sqrt(max(l, 0)) over the eigenvalues of the symmetric r x r matrix m,
  * of which only the lower triangle in column-major order is read (the upper
  * one in row-major order); m is destroyed. dsyevd is faster on the lower
@@ -57,7 +79,7 @@ static void copy_lower(double *dst, const double *src, int64_t d) {
 static int sqrt_trace(double *m, int64_t r, double *w, double *out, int *clamped, kb_err *err) {
     *out = 0.0;
     if (r == 0) return 0;
-    lapack_int info = LAPACKE_dsyevd(LAPACK_COL_MAJOR, 'N', 'L', (lapack_int)r, m, (lapack_int)r, w);
+    lapack_int info = syevd_values(m, r, w);
     if (info != 0) return kb_fail(err, "Frechet distance: LAPACK dsyevd failed (info %d) on a %lldx%lld matrix", (int)info, (long long)r, (long long)r);
     for (int64_t i = 0; i < r; i++) {
         if (w[i] > 0) *out += sqrt(w[i]);
@@ -94,20 +116,24 @@ static int trace_eigh(const double *s1, const double *s2, fd_work *w, double *tr
     return sqrt_trace(w->a, r, w->w, tr, clamped, err);
 }
 
-/* S1 = L L^T, eigenvalues of L^T S2 L (LAPACK dsygst, itype 2, formed in
- * place of a copy of S2's lower triangle). Returns 1 (no error) when S1 is
- * not positive definite, so that the caller falls back to trace_eigh. The
- * symmetric inputs are the same matrices in row- and column-major order, so
- * everything here is column-major with no transposed copies. */
+/* S1 = L L^T, eigenvalues of L^T S2 L (what LAPACK's dsygst forms with itype
+ * 2, here by halves: metrics/congruence.h; in place of a copy of S2's lower
+ * triangle). Returns 1 (no error) when S1 is not positive definite, so that
+ * the caller falls back to trace_eigh. The symmetric inputs are the same
+ * matrices in row- and column-major order, so everything here is
+ * column-major with no transposed copies. dpotrf's _work form skips
+ * LAPACKE's NaN scan, as in syevd_values. */
 static int trace_cholesky(const double *s1, const double *s2, fd_work *w, double *tr, int *clamped, kb_err *err) {
     int64_t d = w->d;
     copy_lower(w->a, s1, d);
-    lapack_int info = LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', (lapack_int)d, w->a, (lapack_int)d);
+    lapack_int info = LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'L', (lapack_int)d, w->a, (lapack_int)d);
     if (info > 0) return 1;
     if (info < 0) return kb_fail(err, "Frechet distance: LAPACK dpotrf argument %d invalid", (int)-info);
     copy_lower(w->m, s2, d);
-    info = LAPACKE_dsygst(LAPACK_COL_MAJOR, 2, 'L', (lapack_int)d, w->m, (lapack_int)d, w->a, (lapack_int)d);
-    if (info != 0) return kb_fail(err, "Frechet distance: LAPACK dsygst failed (info %d)", (int)info);
+    int64_t scratch = kb_congruence_work_size(d);
+    if (scratch && !w->c && !(w->c = kb_alloc_huge((size_t)scratch * sizeof(double))))
+        return kb_fail(err, "Frechet distance: out of memory for %lld doubles of scratch", (long long)scratch);
+    if (kb_congruence_lower(d, w->m, w->a, d, w->c, err)) return kb_fail_wrap(err, "Frechet distance");
     return sqrt_trace(w->m, d, w->w, tr, clamped, err);
 }
 

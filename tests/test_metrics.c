@@ -2,12 +2,16 @@
  * metrics_ref.py) on synthetic features: Gaussian statistics, Fréchet
  * distance (every route), Inception Score (ADM and torch-fidelity splits),
  * precision/recall and density/coverage, KID, spectral distance, numpy's
- * RandomState. Measured errors are printed on every line. */
+ * RandomState; the Cholesky route's L^T S L against LAPACK's dsygst.
+ * Measured errors are printed on every line. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <lapacke.h>
+
+#include "metrics/congruence.h"
 #include "metrics/fid.h"
 #include "metrics/inception_score.h"
 #include "metrics/kid.h"
@@ -152,6 +156,48 @@ static void test_fid_identical(kbt_state *st) {
     printf("     FD(x, x) = %.3g (trace %.3g)\n", fd, tr);
     kb_gstats_free(&a);
     kb_npy_free(&x);
+}
+
+/* kb_congruence_lower against LAPACK's dsygst (itype 2, lower) on random
+ * data: below, at and above the recursion's base size, odd splits, a leading
+ * dimension larger than n. Rounding differs (other block sums), so the
+ * tolerance is 1e-12 of the largest entry; the strict upper triangle must be
+ * untouched (bit for bit). */
+static void test_congruence(kbt_state *st) {
+    const int64_t sizes[] = {1, 7, KB_CONGRUENCE_BASE, KB_CONGRUENCE_BASE + 1, 600, 1031};
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        int64_t n = sizes[k], ld = n + 3;
+        size_t sz = (size_t)(ld * n);
+        double *l = malloc(sz * sizeof(double)), *s = malloc(sz * sizeof(double)), *ref = malloc(sz * sizeof(double));
+        double *work = malloc((size_t)(kb_congruence_work_size(n) + 1) * sizeof(double));
+        uint64_t seed = 0x9e3779b97f4a7c15ull + (uint64_t)n;
+        for (size_t i = 0; i < sz; i++) {
+            seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+            s[i] = (double)(seed >> 11) / 9007199254740992.0 - 0.5;
+            l[i] = s[i] * 0.3;
+        }
+        for (int64_t j = 0; j < n; j++) l[j * ld + j] = 1.0 + 0.001 * (double)j; /* a well-scaled factor */
+        memcpy(ref, s, sz * sizeof(double));
+        kb_err err = {{0}};
+        int rc = kb_congruence_lower(n, s, l, ld, work, &err);
+        lapack_int info = LAPACKE_dsygst_work(LAPACK_COL_MAJOR, 2, 'L', (lapack_int)n, ref, (lapack_int)ld, l,
+                                              (lapack_int)ld);
+        double worst = 0, big = 0;
+        int upper_same = 1;
+        for (int64_t j = 0; j < n; j++)
+            for (int64_t i = 0; i < n; i++) {
+                double a = s[j * ld + i], b = ref[j * ld + i];
+                if (i < j) upper_same &= memcmp(&a, &b, sizeof a) == 0;
+                else worst = fmax(worst, fabs(a - b)), big = fmax(big, fabs(b));
+            }
+        char name[128];
+        snprintf(name, sizeof name, "L^T S L n=%lld (ld %lld) vs LAPACK dsygst", (long long)n, (long long)ld);
+        KBT_CHECK(st, !rc && !info && upper_same && worst <= 1e-12 * big, name,
+                  "rc %d (%s), dsygst info %d, upper untouched %d, max |d| %.3g > 1e-12 x %.3g", rc, err.msg, (int)info,
+                  upper_same, worst, big);
+        printf("       max |d| = %.3g (%.2g of the largest entry)\n", worst, big > 0 ? worst / big : 0.0);
+        free(l), free(s), free(ref), free(work);
+    }
 }
 
 /* ------------------------------------------------------------------- IS */
@@ -315,6 +361,7 @@ int main(void) {
     test_kid_case(&st, "kid_small.npz");
     test_spectral(&st);
     test_fid_identical(&st);
+    test_congruence(&st);
     const char *fids[4] = {"fid_small.npz", "fid_illcond.npz", "fid_rankdef.npz", "fid_close2048.npz"};
     for (int i = 0; i < 4; i++) test_fid_case(&st, fids[i]);
     kb_ctx_free(&ctx);
