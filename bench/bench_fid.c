@@ -1,7 +1,9 @@
 /* Fréchet distance timing (not a test): 2048-d statistics from synthetic
  * Inception-like features (ReLU of correlated Gaussians, n = 4000, full rank),
- * each route (auto/cholesky, eigh) with 1 and 2 OpenBLAS threads; prints the
- * best and median of `reps` runs.
+ * each route (auto/cholesky, eigh) with 1 and 2 OpenBLAS threads; then
+ * statistics of d/2 images (singular: auto takes the pivoted route) against
+ * eigh on 2 threads. Prints the best and median of `reps` runs (at most 3 for
+ * the singular case).
  *   bench_fid [dim] [reps]      (defaults 2048, 5) */
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,6 +66,16 @@ int main(int argc, char **argv) {
         run("auto", &a, &b, KB_FD_AUTO, th, reps);
         run("eigh", &a, &b, KB_FD_EIGH, th, reps);
     }
+    kb_gstats_free(&a), kb_gstats_free(&b);
+    /* fewer images than dimensions: sigma1 singular, auto takes the pivoted route */
+    int64_t few = d / 2 > 2 ? d / 2 : 2;
+    x1 = features(few, d, 0.1, 3), x2 = features(few, d, 0.12, 4);
+    if (kb_gstats_compute(x1, few, d, "x1", &a, &err) || kb_gstats_compute(x2, few, d, "x2", &b, &err))
+        return fprintf(stderr, "%s\n", err.msg), 1;
+    free(x1), free(x2);
+    printf("%lld images per set (singular covariances):\n", (long long)few);
+    run("auto", &a, &b, KB_FD_AUTO, 2, reps < 3 ? reps : 3);
+    run("eigh", &a, &b, KB_FD_EIGH, 2, reps < 3 ? reps : 3);
     kb_gstats_free(&a), kb_gstats_free(&b);
     return 0;
 }

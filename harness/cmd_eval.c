@@ -87,7 +87,7 @@ static void usage(void) {
         "  --pr-k K, --dc-k K      neighbourhoods (default 3 as ADM, 5 as prdc)\n"
         "  --pr-precision fp32|fp16  distance arithmetic (default fp32; fp16 emulates ADM's GEMM)\n"
         "  --kid-subsets N, --kid-subset-size N   (default 100 x 1000; clamped to the smaller set)\n"
-        "  --fd-method auto|eigh|cholesky  Frechet distance route (default auto)\n"
+        "  --fd-method auto|eigh|cholesky|pivoted  Frechet distance route (default auto)\n"
         "  --features-cache DIR    cache directory (default $KINDBENCH_FEATURES_CACHE or\n"
         "                          ~/.cache/kindbench/features); --no-cache to neither read nor write it\n"
         "  --with-features         eval stats: also store pool and logits features (P/R, KID, IS later)\n"
@@ -150,7 +150,7 @@ static int int_opt(const char *opt, const char *s, long long lo, long long hi, i
 }
 
 static int apply_option(int c, const char *a, eval_opts *o, kb_err *err) {
-    static const char *const prec[] = {"fp32", "fp16"}, *const fdm[] = {"auto", "eigh", "cholesky"};
+    static const char *const prec[] = {"fp32", "fp16"}, *const fdm[] = {"auto", "eigh", "cholesky", "pivoted"};
     int v = 0;
     switch (c) {
     case O_METRICS: o->metrics_given = 1; return parse_metrics(a, &o->metrics, err);
@@ -168,7 +168,7 @@ static int apply_option(int c, const char *a, eval_opts *o, kb_err *err) {
     case O_PR_K: return int_opt("--pr-k", a, 1, 64, &o->pr_k, err);
     case O_DC_K: return int_opt("--dc-k", a, 1, 64, &o->dc_k, err);
     case O_PR_PREC: return parse_choice("--pr-precision", a, prec, 2, &v, err) ? -1 : (o->pr_precision = v, 0);
-    case O_FD_METHOD: return parse_choice("--fd-method", a, fdm, 3, &v, err) ? -1 : (o->fd_method = v, 0);
+    case O_FD_METHOD: return parse_choice("--fd-method", a, fdm, 4, &v, err) ? -1 : (o->fd_method = v, 0);
     case O_KID_SUBSETS: return int_opt("--kid-subsets", a, 1, 100000, &o->kid_subsets, err);
     case O_KID_SIZE: return kb_cli_parse_int("--kid-subset-size", a, 2, 1LL << 30, &o->kid_subset_size, err);
     case O_CACHE: o->cache_dir = a; return 0;
@@ -473,10 +473,12 @@ static int do_fd(results *r, const char *name, int spatial, kb_err *err) {
     double fd;
     kb_fd_info info;
     if (kb_frechet_distance(a, b, r->o->fd_method, &fd, &info, err)) return kb_fail_wrap(err, "%s", name);
-    char ca[64], cb[64];
-    add_row(r, name, fd, 0, 0, "%lld-d %s features, %s vs %s; %s route%s", (long long)a->dim,
+    char ca[64], cb[64], rank[64] = "";
+    if (info.rank1 < a->dim) /* fewer images than dimensions, typically */
+        snprintf(rank, sizeof rank, " (sigma1 of rank %lld)", (long long)info.rank1);
+    add_row(r, name, fd, 0, 0, "%lld-d %s features, %s vs %s; %s route%s%s", (long long)a->dim,
             spatial ? "spatial" : "pool", count_str(r->samp, a, ca, sizeof ca), count_str(r->ref, b, cb, sizeof cb),
-            kb_fd_method_name(info.method), info.eps_retry ? ", eps 1e-6 fallback" : "");
+            kb_fd_method_name(info.method), rank, info.eps_retry ? ", eps 1e-6 fallback" : "");
     return 0;
 }
 

@@ -16,14 +16,16 @@ const char *kb_fd_method_name(kb_fd_method m) {
     switch (m) {
     case KB_FD_EIGH: return "eigh";
     case KB_FD_CHOLESKY: return "cholesky";
+    case KB_FD_PIVOTED: return "pivoted";
     default: return "auto";
     }
 }
 
 /* Scratch of d x d doubles (on huge pages: their first touch is a
  * measurable part of the run otherwise, see util/bigalloc.h): a and m for
- * every route, t only for the eigh route, c (kb_congruence_work_size) only
- * for the Cholesky route (each allocated there). */
+ * every route, t only for the eigh and pivoted routes, c
+ * (kb_congruence_work_size) only for the Cholesky route (each allocated
+ * there). */
 typedef struct {
     int64_t d;
     double *a, *t, *m, *w, *c;
@@ -91,7 +93,8 @@ static int sqrt_trace(double *m, int64_t r, double *w, double *out, int *clamped
 /* The definition: S1 = V diag(l) V^T, Y = V diag(sqrt(max(l,0))), eigenvalues
  * of Y^T S2 Y. Columns of Y with l <= 0 are exactly zero, so they are dropped
  * (their rows and columns of Y^T S2 Y are zero: eigenvalue 0 either way). */
-static int trace_eigh(const double *s1, const double *s2, fd_work *w, double *tr, int *clamped, kb_err *err) {
+static int trace_eigh(const double *s1, const double *s2, fd_work *w, double *tr, int *clamped, int64_t *rank,
+                      kb_err *err) {
     int64_t d = w->d, r = 0;
     if (!w->t && !(w->t = kb_alloc_huge((size_t)(d * d) * sizeof(double))))
         return kb_fail(err, "Frechet distance: out of memory for a %lldx%lld matrix", (long long)d, (long long)d);
@@ -108,6 +111,7 @@ static int trace_eigh(const double *s1, const double *s2, fd_work *w, double *tr
         for (int64_t i = 0; i < d; i++) w->m[i * d + r] = w->a[i * d + k] * s;
         r++;
     }
+    *rank = r;
     if (r == 0) return *tr = 0.0, 0;
     /* T = S2 Y (d x r), M = Y^T T (r x r) */
     cblas_dsymm(CblasRowMajor, CblasLeft, CblasLower, (int)d, (int)r, 1.0, s2, (int)d, w->m, (int)d, 0.0, w->t, (int)r);
@@ -137,6 +141,45 @@ static int trace_cholesky(const double *s1, const double *s2, fd_work *w, double
     return sqrt_trace(w->m, d, w->w, tr, clamped, err);
 }
 
+/* S1 = P L L^T P^T by pivoted Cholesky (dpstrf; it stops at the rank r where
+ * the largest remaining diagonal is below d * eps * max diag), K = P L (d x r),
+ * the eigenvalues of K^T S2 K (r x r), whose nonzero eigenvalues are those of
+ * S1 S2 (S1 = K K^T). For a singular S1 (fewer images than dimensions) this
+ * replaces the eigen-decomposition with vectors of trace_eigh; the directions
+ * it drops have variance below that tolerance (the eigh route keeps them as
+ * eigenvalues of rounding size). */
+static int trace_pivoted(const double *s1, const double *s2, fd_work *w, double *tr, int *clamped, int64_t *rank,
+                         kb_err *err) {
+    int64_t d = w->d;
+    if (!w->t && !(w->t = kb_alloc_huge((size_t)(d * d) * sizeof(double))))
+        return kb_fail(err, "Frechet distance: out of memory for a %lldx%lld matrix", (long long)d, (long long)d);
+    lapack_int *piv = malloc((size_t)d * sizeof(lapack_int));
+    double *work = malloc((size_t)(2 * d) * sizeof(double));
+    if (!piv || !work) {
+        free(piv), free(work);
+        return kb_fail(err, "Frechet distance: out of memory");
+    }
+    copy_lower(w->a, s1, d);
+    lapack_int r = 0;
+    lapack_int info = LAPACKE_dpstrf_work(LAPACK_COL_MAJOR, 'L', (lapack_int)d, w->a, (lapack_int)d, piv, &r, -1.0, work);
+    free(work);
+    if (info < 0) {
+        free(piv);
+        return kb_fail(err, "Frechet distance: LAPACK dpstrf argument %d invalid", (int)-info);
+    }
+    /* K = P L[:, :r] into m (d x r, column-major): row piv[k] of K is row k of L */
+    for (int64_t j = 0; j < r; j++)
+        for (int64_t k = 0; k < d; k++) w->m[j * d + (piv[k] - 1)] = k >= j ? w->a[j * d + k] : 0.0;
+    free(piv);
+    *rank = r;
+    if (r == 0) return *tr = 0.0, 0;
+    /* T = S2 K (d x r), M = K^T T (r x r) */
+    cblas_dsymm(CblasColMajor, CblasLeft, CblasLower, (int)d, (int)r, 1.0, s2, (int)d, w->m, (int)d, 0.0, w->t, (int)d);
+    cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, (int)r, (int)r, (int)d, 1.0, w->m, (int)d, w->t, (int)d, 0.0,
+                w->a, (int)r);
+    return sqrt_trace(w->a, r, w->w, tr, clamped, err);
+}
+
 /* One attempt on the given covariances; info gets the route and terms. */
 static int fd_once(const kb_gstats *a, const double *s1, const double *s2, const kb_gstats *b, kb_fd_method method,
                    fd_work *w, double *fd, kb_fd_info *info, kb_err *err) {
@@ -148,16 +191,20 @@ static int fd_once(const kb_gstats *a, const double *s1, const double *s2, const
         t1 += s1[i * d + i], t2 += s2[i * d + i];
     }
     info->clamped = 0;
+    info->rank1 = d;
     int rc = 1;
     info->method = KB_FD_CHOLESKY;
-    if (method != KB_FD_EIGH) rc = trace_cholesky(s1, s2, w, &tr, &info->clamped, err);
+    if (method == KB_FD_AUTO || method == KB_FD_CHOLESKY) rc = trace_cholesky(s1, s2, w, &tr, &info->clamped, err);
     if (rc < 0) return -1;
     if (rc == 1 && method == KB_FD_CHOLESKY)
         return kb_fail(err, "Frechet distance: sigma1 is not positive definite, the Cholesky route cannot be used "
-                            "(use the eigh or auto method)");
-    if (rc == 1) {
+                            "(use the auto, pivoted or eigh method)");
+    if (rc == 1 && method == KB_FD_EIGH) {
         info->method = KB_FD_EIGH;
-        if (trace_eigh(s1, s2, w, &tr, &info->clamped, err)) return -1;
+        if (trace_eigh(s1, s2, w, &tr, &info->clamped, &info->rank1, err)) return -1;
+    } else if (rc == 1) { /* pivoted, or auto with a singular sigma1 */
+        info->method = KB_FD_PIVOTED;
+        if (trace_pivoted(s1, s2, w, &tr, &info->clamped, &info->rank1, err)) return -1;
     }
     info->mean_term = mean, info->trace1 = t1, info->trace2 = t2, info->trace_sqrt = tr;
     *fd = mean + t1 + t2 - 2.0 * tr;

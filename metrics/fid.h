@@ -17,8 +17,19 @@
  *    with Q orthogonal), so the result is the same up to rounding while one
  *    of the two eigen-decompositions is saved (about 3x faster at 2048-d).
  *    Needs S1 positive definite.
- *  - KB_FD_AUTO (default): Cholesky, falling back to EIGH when dpotrf finds
- *    S1 not positive definite (e.g. fewer images than dimensions).
+ *  - KB_FD_PIVOTED: S1 = P L L^T P^T by pivoted Cholesky (dpstrf), which
+ *    stops at S1's numerical rank r (largest remaining diagonal below
+ *    d * eps * max diag); K = P L (d x r); the eigenvalues of K^T S2 K.
+ *    S1 = K K^T, so these are the nonzero eigenvalues of S1 S2. For a
+ *    singular S1 (fewer images than dimensions) it replaces the
+ *    eigen-decomposition with vectors: 4-5x faster at 2048-d, 1000 images.
+ *  - KB_FD_AUTO (default): Cholesky, falling back to PIVOTED when dpotrf
+ *    finds S1 not positive definite.
+ *
+ * The routes differ only in rounding, and where S1 is singular in the
+ * directions of rounding-size variance that EIGH keeps as tiny eigenvalues
+ * and PIVOTED drops (about 1e-8 relative at 2048-d, rank 999; scipy's sqrtm
+ * differs from both by as much).
  *
  * scipy's fallback is kept: when the result is not finite, 1e-6 is added to
  * both diagonals and the distance recomputed (info->eps_retry says so). */
@@ -30,12 +41,14 @@
 #include "metrics/stats.h"
 #include "util/err.h"
 
-typedef enum { KB_FD_AUTO = 0, KB_FD_EIGH, KB_FD_CHOLESKY } kb_fd_method;
+typedef enum { KB_FD_AUTO = 0, KB_FD_EIGH, KB_FD_CHOLESKY, KB_FD_PIVOTED } kb_fd_method;
 
 typedef struct {
-    kb_fd_method method; /* the route that produced the value (EIGH or CHOLESKY) */
+    kb_fd_method method; /* the route that produced the value (EIGH, CHOLESKY or PIVOTED) */
     int eps_retry;       /* 1 when the 1e-6 I offset was needed */
     int clamped;         /* eigenvalues < 0 that were clamped to 0 (both decompositions) */
+    int64_t rank1;       /* the rank of sigma1 the route used: d for CHOLESKY, r for PIVOTED, the
+                            number of positive eigenvalues for EIGH */
     double mean_term;    /* |mu1 - mu2|^2 */
     double trace1, trace2, trace_sqrt;
     double seconds;      /* the whole call, the input checks included */

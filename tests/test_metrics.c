@@ -110,8 +110,9 @@ static void fid_route(kbt_state *st, const char *file, const kb_gstats *a, const
         KBT_CHECK(st, strstr(err.msg, "not positive definite") != NULL, name, "unexpected error: %s", err.msg);
         return;
     }
-    printf("     %s FD %s: %.12g (route %s, %d eigenvalues clamped, eps retry %d, %.3f s)\n", file,
-           kb_fd_method_name(m), fd, kb_fd_method_name(info.method), info.clamped, info.eps_retry, info.seconds);
+    printf("     %s FD %s: %.12g (route %s, rank of sigma1 %lld of %lld, %d eigenvalues clamped, eps retry %d, %.3f s)\n",
+           file, kb_fd_method_name(m), fd, kb_fd_method_name(info.method), (long long)info.rank1, (long long)a->dim,
+           info.clamped, info.eps_retry, info.seconds);
     for (int k = 0; k < nref; k++) {
         snprintf(name, sizeof name, "%s FD %s vs %s", file, kb_fd_method_name(m), against[k]);
         KBT_CHECK(st, !rc && rel(fd, want[k]) <= tol[k], name, "rc %d (%s): got %.12g want %.12g rel %.3g > %.1g", rc,
@@ -135,8 +136,8 @@ static void test_fid_case(kbt_state *st, const char *file) {
     double want[3] = {scalar(file, "fd_pytorch_fid"), scalar(file, "fd_pytorch_fid_mu64"), scalar(file, "fd_eigh")};
     double tol[3] = {1e-6, 1e-6, 1e-7};
     const char *const against[3] = {"pytorch-fid (float32 means)", "pytorch-fid (float64 means)", "numpy eigh"};
-    kb_fd_method ms[3] = {KB_FD_AUTO, KB_FD_EIGH, KB_FD_CHOLESKY};
-    for (int k = 0; k < 3; k++) fid_route(st, file, &a, &b, ms[k], want, tol, against, 3);
+    kb_fd_method ms[4] = {KB_FD_AUTO, KB_FD_EIGH, KB_FD_CHOLESKY, KB_FD_PIVOTED};
+    for (int k = 0; k < 4; k++) fid_route(st, file, &a, &b, ms[k], want, tol, against, 3);
     printf("     (arguments swapped)\n");
     fid_route(st, file, &b, &a, KB_FD_AUTO, want + 1, tol + 1, against + 1, 2);
     kb_gstats_free(&a), kb_gstats_free(&b);

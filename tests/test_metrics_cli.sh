@@ -62,6 +62,15 @@ run "eval again (reference from the cache)" eval samp ref --metrics all --csv re
 grep -q "features from the cache" err.txt && ok "cache hit reported" || bad "cache hit" "$(cat err.txt)"
 cmp -s res1.csv res2.csv && ok "cached run gives a byte-identical CSV" || bad "cached CSV" "$(diff res1.csv res2.csv)"
 
+# the Frechet distance's routes: these sets have fewer images than dimensions
+# (sigma1 singular), so auto takes the pivoted route; eigh must agree to 1e-6
+grep -q "^FID .*pivoted route" out.txt && ok "FID names its route (pivoted: singular sigma1)" || bad "FID route" "$(grep '^FID' out.txt)"
+run "eval --fd-method eigh" eval samp ref --metrics fid --fd-method eigh --csv res_eigh.csv "${E[@]}"
+fe=$(grep '^"FID"' res_eigh.csv | cut -d, -f2 | tr -d '"'); fa=$(grep '^"FID"' res1.csv | cut -d, -f2 | tr -d '"')
+if awk -v a="$fa" -v b="$fe" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a + 0 > 0 && d <= 1e-6 * b) }'; then
+  ok "FID by the eigh route ($fe) = auto's ($fa) within 1e-6"
+else bad "eigh route FID" "$fe vs $fa"; fi
+
 # ADM sample npz (arr_0) = the same images as the folder
 run "eval npz arr_0 vs folder" eval samp.npz ref --metrics fid,is --csv res3.csv "${E[@]}"
 f1=$(grep '^"FID"' res1.csv | cut -d, -f2); f3=$(grep '^"FID"' res3.csv | cut -d, -f2)
