@@ -159,6 +159,41 @@ static void test_fid_identical(kbt_state *st) {
     kb_npy_free(&x);
 }
 
+/* A set of identical feature vectors has sigma = 0 (rank 0): every route but
+ * cholesky must give |mu1 - mu2|^2 + tr S2 exactly as the formula has it, with
+ * sigma1 of rank 0; cholesky must refuse it by name. */
+static void test_fid_zero_sigma(kbt_state *st) {
+    kb_npy x = load("fid_small.npz", "x1");
+    kb_gstats a, b;
+    kb_err err = {{0}};
+    stats_of(&x, &b);
+    if (kb_gstats_alloc(&a, b.dim, &err)) {
+        KBT_CHECK(st, 0, "FD with a zero sigma1", "alloc: %s", err.msg);
+        return;
+    }
+    a.count = 10;
+    double want = 0;
+    for (int64_t i = 0; i < a.dim; i++) {
+        a.mu[i] = 0.25 * (double)(i % 5);
+        want += (a.mu[i] - b.mu[i]) * (a.mu[i] - b.mu[i]) + b.sigma[i * a.dim + i];
+    }
+    kb_fd_method ms[3] = {KB_FD_AUTO, KB_FD_PIVOTED, KB_FD_EIGH};
+    for (int k = 0; k < 3; k++) {
+        kb_fd_info info;
+        double fd = NAN;
+        int rc = kb_frechet_distance(&a, &b, ms[k], &fd, &info, &err);
+        char name[96];
+        snprintf(name, sizeof name, "FD %s with a zero sigma1 = |mu1-mu2|^2 + tr S2", kb_fd_method_name(ms[k]));
+        KBT_CHECK(st, !rc && info.rank1 == 0 && fabs(fd - want) <= 1e-12 * want, name,
+                  "rc %d (%s), rank %lld, got %.15g want %.15g", rc, err.msg, (long long)info.rank1, fd, want);
+    }
+    int rc = kb_frechet_distance(&a, &b, KB_FD_CHOLESKY, &(double){0}, NULL, &err);
+    KBT_CHECK(st, rc && strstr(err.msg, "not positive definite"), "FD cholesky refuses a zero sigma1", "rc %d: %s", rc,
+              err.msg);
+    kb_gstats_free(&a), kb_gstats_free(&b);
+    kb_npy_free(&x);
+}
+
 /* kb_congruence_lower against LAPACK's dsygst (itype 2, lower) on random
  * data: below, at and above the recursion's base size, odd splits, a leading
  * dimension larger than n. Rounding differs (other block sums), so the
@@ -363,6 +398,7 @@ int main(void) {
     test_spectral(&st);
     test_fid_identical(&st);
     test_congruence(&st);
+    test_fid_zero_sigma(&st);
     const char *fids[4] = {"fid_small.npz", "fid_illcond.npz", "fid_rankdef.npz", "fid_close2048.npz"};
     for (int i = 0; i < 4; i++) test_fid_case(&st, fids[i]);
     kb_ctx_free(&ctx);
