@@ -69,7 +69,7 @@ struct fiber {
     thread_state ts;
     fiber_state state;
     unsigned mask;    /* WAIT_WARP: the lanes of the collective */
-    const char *what; /* WAIT_WARP: which collective */
+    const char *what; /* WAIT_WARP: which collective; WAIT_BLOCK: the __syncthreads' file:line */
 };
 
 constexpr size_t kStack = 256 * 1024;
@@ -226,6 +226,22 @@ void run_warp(block_run &r, int w) {
     }
 }
 
+/* Every thread waiting at the block barrier waits at the same __syncthreads
+ * (different ones mean a barrier in code that diverged within the block). */
+void check_one_barrier(block_run &r) {
+    const fiber *first = nullptr;
+    for (int i = 0; i < r.nthreads; i++) {
+        const fiber &f = r.fibers[i];
+        if (f.state != WAIT_BLOCK) continue;
+        if (!first) first = &f;
+        else if (f.what != first->what && std::strcmp(f.what, first->what) != 0) {
+            r.cur = &r.fibers[i];
+            fail(where() + ": threads of one block wait at different __syncthreads: this one at " + f.what +
+                 ", another at " + first->what);
+        }
+    }
+}
+
 void run_block(block_run &r, uint3 bid) {
     const config &c = *r.cfg;
     if (r.dyn) std::memset(r.dyn, 0xff, c.smem); /* uninitialised shared memory reads as NaN, not as zeros */
@@ -257,6 +273,7 @@ void run_block(block_run &r, uint3 bid) {
             fail(where() + ": deadlock: some threads wait at __syncthreads, others at " +
                  (r.cur ? r.cur->what : "a warp collective"));
         }
+        check_one_barrier(r);
         for (int i = 0; i < r.nthreads; i++) /* returned threads count as arrived (sm_70 and later) */
             if (r.fibers[i].state == WAIT_BLOCK) r.fibers[i].state = READY;
     }
@@ -274,9 +291,10 @@ void *dynamic_smem() {
     return g_run->dyn;
 }
 
-void sync_block() {
+void sync_block(const char *site) {
     current()->tid; /* inside a kernel */
     g_run->cur->state = WAIT_BLOCK;
+    g_run->cur->what = site;
     yield_to_scheduler();
 }
 

@@ -54,7 +54,10 @@ void shared_static(void *p, size_t bytes);
 /* 1 when p .. p+bytes lies in the block's shared memory (dynamic, or a
  * static array already reached). */
 bool in_shared(const void *p, size_t bytes);
-void sync_block();
+/* __syncthreads at `site` (file:line): every thread of the block that has not
+ * returned must wait at the same one (the programming guide: a barrier in
+ * conditional code only if the condition is the same across the block). */
+void sync_block(const char *site);
 /* A warp collective: every lane of mask must reach one with the same `what`. */
 void sync_warp(unsigned mask, const char *what);
 unsigned lane_id();
@@ -216,7 +219,9 @@ template <class T> static inline cudaError_t cudaFuncSetAttribute(T *f, cudaFunc
 #define gridDim (kb_emu::current()->gdim)
 #define warpSize 32
 
-static inline void __syncthreads() { kb_emu::sync_block(); }
+#define KB_EMU_STR2(x) #x
+#define KB_EMU_STR(x) KB_EMU_STR2(x)
+#define __syncthreads() kb_emu::sync_block(__FILE__ ":" KB_EMU_STR(__LINE__))
 static inline void __syncwarp(unsigned mask = 0xffffffffu) { kb_emu::sync_warp(mask, "__syncwarp"); }
 [[noreturn]] static inline void __trap() { kb_emu::trap("__trap() in a kernel"); }
 

@@ -107,6 +107,13 @@ __global__ void deadlock(float *p) {
     p[threadIdx.x] = 0.0f;
 }
 
+/* Warps 0 and 1 wait at two different __syncthreads. */
+__global__ void split_barrier(float *p) {
+    if (threadIdx.x < 32) __syncthreads();
+    else __syncthreads();
+    p[threadIdx.x] = 0.0f;
+}
+
 static void test_block_barriers() {
     float h[512], *in, *out, r[2];
     for (int i = 0; i < 512; i++) h[i] = (float)(i % 7);
@@ -254,6 +261,7 @@ static void expect_abort(void (*launch)(float *), const char *expect, const char
 
 static void launch_diverged(float *p) { diverged<<<1, 32>>>(p); }
 static void launch_deadlock(float *p) { deadlock<<<1, 64>>>(p); }
+static void launch_split_barrier(float *p) { split_barrier<<<1, 64>>>(p); }
 
 int main(void) {
     test_block_barriers();
@@ -263,6 +271,8 @@ int main(void) {
     test_launch_limits();
     expect_abort(launch_diverged, "waits for a lane that has returned", "a collective that lane 0 skips aborts");
     expect_abort(launch_deadlock, "deadlock", "__syncthreads against __syncwarp aborts as a deadlock");
+    expect_abort(launch_split_barrier, "wait at different __syncthreads",
+                 "two warps at two different __syncthreads abort, naming both");
     printf("%d passed, %d failed\n", g_pass, g_fail);
     return g_fail ? 1 : 0;
 }
