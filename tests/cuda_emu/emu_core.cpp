@@ -338,6 +338,14 @@ void sync_warp(unsigned mask, const char *what) {
 
 void trap(const char *what) { fail(where() + ": " + what); }
 
+void launch_bounds(unsigned max, const char *kernel) {
+    const thread_state *t = current();
+    unsigned n = t->bdim.x * t->bdim.y * t->bdim.z;
+    if (n > max)
+        fail(where() + ": launched with " + std::to_string(n) + " threads per block, over " + kernel +
+             "'s __launch_bounds__ of " + std::to_string(max) + " (a GPU refuses the launch)");
+}
+
 void check_kernel_pointer(const config &c, int index, const void *p) {
     if (p && !is_device_range(p, 1))
         fail(std::string("kernel ") + c.name + ": argument " + std::to_string(index) + " (" +

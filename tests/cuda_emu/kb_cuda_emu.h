@@ -58,6 +58,9 @@ bool in_shared(const void *p, size_t bytes);
  * returned must wait at the same one (the programming guide: a barrier in
  * conditional code only if the condition is the same across the block). */
 void sync_block(const char *site);
+/* The first statement of a kernel declared with __launch_bounds__(max, ...)
+ * (rewrite_launches.pl adds it): a block of more than max threads aborts. */
+void launch_bounds(unsigned max, const char *kernel);
 /* A warp collective: every lane of mask must reach one with the same `what`. */
 void sync_warp(unsigned mask, const char *what);
 unsigned lane_id();

@@ -4,7 +4,10 @@
 # `(kb_emu::launch(grid, block[, smem[, stream]], "kernel") % kernel)(`, and
 # `extern __shared__ [__align__(n)] T name[];` a pointer to the launch's
 # dynamic shared memory, and `__shared__ T name[N]...;` is followed by
-# `kb_emu::shared_static(name, sizeof name);` (NaN bits for each new block).
+# `kb_emu::shared_static(name, sizeof name);` (NaN bits for each new block),
+# and a kernel declared `__launch_bounds__(MAX[, ...]) name(...) {` checks
+# its block size first (`kb_emu::launch_bounds(MAX, "name");`: a GPU refuses
+# a launch over MAX threads per block).
 # .cuh headers are rewritten too (cuda_emu.cmake puts the rewritten copies
 # first on the include path). Usage: rewrite_launches.pl IN OUT
 use strict;
@@ -25,6 +28,9 @@ $src =~ s{extern\s+__shared__\s+(?:__align__\(\d+\)\s+)?([A-Za-z_][\w ]*?)\s+(\w
          {$1 *$2 = ($1 *)kb_emu::dynamic_smem();}g;
 $src =~ s{\b__shared__\s+((?:__align__\(\d+\)\s+)?[A-Za-z_][\w: ]*?)\s+(\w+)((?:\[[^\]\n]+\])+)\s*;}
          {__shared__ $1 $2$3; kb_emu::shared_static($2, sizeof $2);}g;
+$src =~ s{__launch_bounds__\(((?:[^()]|\([^()]*\))*)\)(\s*)(\w+)(\s*\((?:[^()]|\([^()]*\))*\)\s*\{)}
+         {my ($b, $sp, $k, $sig) = ($1, $2, $3, $4); my $max = (split /,/, $b)[0];
+          "__launch_bounds__($b)$sp$k$sig kb_emu::launch_bounds($max, \"$k\");"}ge;
 open(my $oh, '>', $out) or die "rewrite_launches: $out: $!\n";
 print $oh "#line 1 \"$in\"\n", $src;
 close $oh;

@@ -107,6 +107,9 @@ __global__ void deadlock(float *p) {
     p[threadIdx.x] = 0.0f;
 }
 
+/* Declared for at most 64 threads per block. */
+__global__ void __launch_bounds__(64, 2) bounded(float *p) { p[threadIdx.x] = 1.0f; }
+
 /* Warps 0 and 1 wait at two different __syncthreads. */
 __global__ void split_barrier(float *p) {
     if (threadIdx.x < 32) __syncthreads();
@@ -262,6 +265,7 @@ static void expect_abort(void (*launch)(float *), const char *expect, const char
 static void launch_diverged(float *p) { diverged<<<1, 32>>>(p); }
 static void launch_deadlock(float *p) { deadlock<<<1, 64>>>(p); }
 static void launch_split_barrier(float *p) { split_barrier<<<1, 64>>>(p); }
+static void launch_over_bounds(float *p) { bounded<<<1, 96>>>(p); }
 
 int main(void) {
     test_block_barriers();
@@ -273,6 +277,8 @@ int main(void) {
     expect_abort(launch_deadlock, "deadlock", "__syncthreads against __syncwarp aborts as a deadlock");
     expect_abort(launch_split_barrier, "wait at different __syncthreads",
                  "two warps at two different __syncthreads abort, naming both");
+    expect_abort(launch_over_bounds, "over bounded's __launch_bounds__ of 64",
+                 "a launch over a kernel's __launch_bounds__ aborts");
     printf("%d passed, %d failed\n", g_pass, g_fail);
     return g_fail ? 1 : 0;
 }
