@@ -9,8 +9,9 @@ B=${KB_BUILD:-build}
 DIM=${1:-2048}
 REPS=${2:-5}
 echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); load: $(cut -d' ' -f1-3 /proc/loadavg)"
-"$B/tests/bench_fid" "$DIM" "$REPS"
-OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 /usr/bin/python3 - "$DIM" <<'PY'
+OURS=$("$B/tests/bench_fid" "$DIM" "$REPS") || { echo "$OURS"; exit 1; }
+echo "$OURS"
+PEER=$(OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 /usr/bin/python3 - "$DIM" <<'PY'
 import sys, time
 import numpy as np, scipy.linalg
 d = int(sys.argv[1]); n = max(4000, 2 * d)
@@ -22,3 +23,9 @@ s1, s2 = np.cov(x1, rowvar=False), np.cov(x2, rowvar=False)
 t = time.time(); covmean, _ = scipy.linalg.sqrtm(s1.dot(s2), disp=False); t = time.time() - t
 print(f"pytorch-fid (scipy sqrtm) {d}-d, 2 threads: {t:.3f} s")
 PY
+) || { echo "$PEER"; exit 1; }
+echo "$PEER"
+# the ratio and the goal, from the full-rank auto route on 2 threads (best of REPS)
+best=$(grep -m1 'FD auto .*2 threads' <<< "$OURS" | sed -E 's/.*best ([0-9.]+) s.*/\1/')
+peer=$(sed -E 's/.*: ([0-9.]+) s$/\1/' <<< "$PEER")
+awk -v k="$best" -v p="$peer" 'BEGIN { printf "ratio (scipy sqrtm / kindbench auto, 2 threads): %.1fx; goal <= 0.5 s: %s (best %.3f s)\n", p / k, k <= 0.5 ? "met" : "NOT met", k }'
