@@ -23,7 +23,7 @@ const char *kb_fd_method_name(kb_fd_method m) {
 
 /* Scratch of d x d doubles (on huge pages: their first touch is a
  * measurable part of the run otherwise, see util/bigalloc.h): a and m for
- * every route, t only for the eigh and pivoted routes, c
+ * every route, t only for the eigh and pivoted routes (sqrt_trace_of_factor), c
  * (kb_congruence_work_size) only for the Cholesky route (each allocated
  * there). */
 typedef struct {
@@ -90,14 +90,27 @@ static int sqrt_trace(double *m, int64_t r, double *w, double *out, int *clamped
     return 0;
 }
 
+/* X = w->m (d x r, row-major, leading dimension d), a factor S1 = X X^T: sum
+ * sqrt(max(l, 0)) over the eigenvalues of X^T S2 X (r x r), whose nonzero
+ * ones are those of S1 S2. Uses w->t (allocated here) and w->a. */
+static int sqrt_trace_of_factor(const double *s2, fd_work *w, int64_t r, double *tr, int *clamped, kb_err *err) {
+    int64_t d = w->d;
+    if (r == 0) return *tr = 0.0, 0;
+    if (!w->t && !(w->t = kb_alloc_huge((size_t)(d * d) * sizeof(double))))
+        return kb_fail(err, "Frechet distance: out of memory for a %lldx%lld matrix", (long long)d, (long long)d);
+    /* T = S2 X (d x r), M = X^T T (r x r) */
+    cblas_dsymm(CblasRowMajor, CblasLeft, CblasLower, (int)d, (int)r, 1.0, s2, (int)d, w->m, (int)d, 0.0, w->t, (int)r);
+    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)r, (int)r, (int)d, 1.0, w->m, (int)d, w->t, (int)r, 0.0,
+                w->a, (int)r);
+    return sqrt_trace(w->a, r, w->w, tr, clamped, err);
+}
+
 /* The definition: S1 = V diag(l) V^T, Y = V diag(sqrt(max(l,0))), eigenvalues
  * of Y^T S2 Y. Columns of Y with l <= 0 are exactly zero, so they are dropped
  * (their rows and columns of Y^T S2 Y are zero: eigenvalue 0 either way). */
 static int trace_eigh(const double *s1, const double *s2, fd_work *w, double *tr, int *clamped, int64_t *rank,
                       kb_err *err) {
     int64_t d = w->d, r = 0;
-    if (!w->t && !(w->t = kb_alloc_huge((size_t)(d * d) * sizeof(double))))
-        return kb_fail(err, "Frechet distance: out of memory for a %lldx%lld matrix", (long long)d, (long long)d);
     memcpy(w->a, s1, (size_t)(d * d) * sizeof(double));
     lapack_int info = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'L', (lapack_int)d, w->a, (lapack_int)d, w->w);
     if (info != 0) return kb_fail(err, "Frechet distance: LAPACK dsyevd failed (info %d) on sigma1 (%lldx%lld)", (int)info, (long long)d, (long long)d);
@@ -112,12 +125,7 @@ static int trace_eigh(const double *s1, const double *s2, fd_work *w, double *tr
         r++;
     }
     *rank = r;
-    if (r == 0) return *tr = 0.0, 0;
-    /* T = S2 Y (d x r), M = Y^T T (r x r) */
-    cblas_dsymm(CblasRowMajor, CblasLeft, CblasLower, (int)d, (int)r, 1.0, s2, (int)d, w->m, (int)d, 0.0, w->t, (int)r);
-    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)r, (int)r, (int)d, 1.0, w->m, (int)d, w->t, (int)r, 0.0,
-                w->a, (int)r);
-    return sqrt_trace(w->a, r, w->w, tr, clamped, err);
+    return sqrt_trace_of_factor(s2, w, r, tr, clamped, err);
 }
 
 /* S1 = L L^T, eigenvalues of L^T S2 L (what LAPACK's dsygst forms with itype
@@ -151,8 +159,6 @@ static int trace_cholesky(const double *s1, const double *s2, fd_work *w, double
 static int trace_pivoted(const double *s1, const double *s2, fd_work *w, double *tr, int *clamped, int64_t *rank,
                          kb_err *err) {
     int64_t d = w->d;
-    if (!w->t && !(w->t = kb_alloc_huge((size_t)(d * d) * sizeof(double))))
-        return kb_fail(err, "Frechet distance: out of memory for a %lldx%lld matrix", (long long)d, (long long)d);
     lapack_int *piv = malloc((size_t)d * sizeof(lapack_int));
     double *work = malloc((size_t)(2 * d) * sizeof(double));
     if (!piv || !work) {
@@ -167,17 +173,12 @@ static int trace_pivoted(const double *s1, const double *s2, fd_work *w, double 
         free(piv);
         return kb_fail(err, "Frechet distance: LAPACK dpstrf argument %d invalid", (int)-info);
     }
-    /* K = P L[:, :r] into m (d x r, column-major): row piv[k] of K is row k of L */
-    for (int64_t j = 0; j < r; j++)
-        for (int64_t k = 0; k < d; k++) w->m[j * d + (piv[k] - 1)] = k >= j ? w->a[j * d + k] : 0.0;
+    /* K = P L[:, :r] into m (d x r, row-major, leading dimension d): row piv[k] of K is row k of L */
+    for (int64_t k = 0; k < d; k++)
+        for (int64_t j = 0; j < r; j++) w->m[(piv[k] - 1) * d + j] = k >= j ? w->a[j * d + k] : 0.0;
     free(piv);
     *rank = r;
-    if (r == 0) return *tr = 0.0, 0;
-    /* T = S2 K (d x r), M = K^T T (r x r) */
-    cblas_dsymm(CblasColMajor, CblasLeft, CblasLower, (int)d, (int)r, 1.0, s2, (int)d, w->m, (int)d, 0.0, w->t, (int)d);
-    cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, (int)r, (int)r, (int)d, 1.0, w->m, (int)d, w->t, (int)d, 0.0,
-                w->a, (int)r);
-    return sqrt_trace(w->a, r, w->w, tr, clamped, err);
+    return sqrt_trace_of_factor(s2, w, r, tr, clamped, err);
 }
 
 /* One attempt on the given covariances; info gets the route and terms. */
