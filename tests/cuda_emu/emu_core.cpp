@@ -180,6 +180,10 @@ void yield_to_scheduler() { out_of_fiber(*g_run, *g_run->cur, false); }
 
 int linear_tid(const thread_state &t) { return (int)(t.tid.x + t.bdim.x * (t.tid.y + t.bdim.y * t.tid.z)); }
 
+/* Two waiting fibers are at the same collective or barrier (what: a literal
+ * name or a file:line, compared by address first). */
+bool same_what(const fiber &a, const fiber &b) { return a.what == b.what || std::strcmp(a.what, b.what) == 0; }
+
 /* Releases warp w when all the lanes in its collective's mask wait at it. */
 bool release_warp(block_run &r, int w) {
     fiber *first = nullptr;
@@ -196,7 +200,7 @@ bool release_warp(block_run &r, int w) {
             fail(where() + ": warp collective " + first->what + " waits for a lane that has returned");
         }
         if (f.state != WAIT_WARP) return false;
-        if (f.mask != first->mask || (f.what != first->what && std::strcmp(f.what, first->what) != 0)) {
+        if (f.mask != first->mask || !same_what(f, *first)) {
             r.cur = &f;
             fail(where() + ": diverged warp: this lane is at " + f.what + ", another at " + first->what);
         }
@@ -234,7 +238,7 @@ void check_one_barrier(block_run &r) {
         const fiber &f = r.fibers[i];
         if (f.state != WAIT_BLOCK) continue;
         if (!first) first = &f;
-        else if (f.what != first->what && std::strcmp(f.what, first->what) != 0) {
+        else if (!same_what(f, *first)) {
             r.cur = &r.fibers[i];
             fail(where() + ": threads of one block wait at different __syncthreads: this one at " + f.what +
                  ", another at " + first->what);
