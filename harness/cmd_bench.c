@@ -207,45 +207,79 @@ static int profile_steps(const bench_opts *o, kb_ctx *ctx, kb_dit *m, kb_optim *
     return kb_profile_report(ctx, stdout, o->steps, kb_now() - t0, err);
 }
 
-static int run_bench(const bench_opts *o, kb_err *err) {
+/* Everything one bench run owns, zeroed first so that one teardown frees
+ * whatever setup got as far as making. */
+typedef struct {
     kb_ctx ctx;
-    kb_ctx_opts co = {.threads = o->threads, .matmul = o->precision};
     kb_dit m;
     kb_optim opt;
     kb_diffusion diff;
     kb_train_bufs b;
+    batch_pool pool;
+} bench_state;
+
+static int bench_setup(const bench_opts *o, bench_state *s, kb_err *err) {
+    kb_ctx_opts co = {.threads = o->threads, .matmul = o->precision};
     kb_optim_config oc = kb_optim_config_default();
-    if (kb_ctx_init(&ctx, o->device, &co, err) || kb_dit_create(&m, &ctx, &o->cfg, 1, 0, err) ||
-        kb_optim_init(&opt, &m.params, &oc, err) || kb_diffusion_init(&diff, 1000, "", err) ||
-        kb_train_bufs_alloc(&b, &ctx, &o->cfg, o->batch, err))
+    if (kb_ctx_init(&s->ctx, o->device, &co, err) || kb_dit_create(&s->m, &s->ctx, &o->cfg, 1, 0, err) ||
+        kb_optim_init(&s->opt, &s->m.params, &oc, err) || kb_diffusion_init(&s->diff, 1000, "", err) ||
+        kb_train_bufs_alloc(&s->b, &s->ctx, &o->cfg, o->batch, err))
         return -1;
-    batch_pool pool = {0};
-    if (pool_make(o, &pool, err)) return pool_free(&pool), -1;
-    float loss = 0.0f;
+    return pool_make(o, &s->pool, err);
+}
+
+static void bench_teardown(bench_state *s) {
+    pool_free(&s->pool);
+    kb_train_bufs_free(&s->b, &s->ctx);
+    kb_diffusion_free(&s->diff);
+    kb_optim_free(&s->opt);
+    kb_dit_free(&s->m);
+    kb_ctx_free(&s->ctx);
+}
+
+/* o->warmup untimed steps, then o->steps timed ones: steps per second. */
+static int timed_steps(const bench_opts *o, bench_state *s, double *sps, float *loss, kb_err *err) {
     double t0 = 0.0;
     for (int k = 0; k < o->warmup + o->steps; k++) {
         if (k == o->warmup) {
-            if (kb_ctx_sync(&ctx, err)) return -1;
+            if (kb_ctx_sync(&s->ctx, err)) return -1;
             t0 = kb_now();
         }
-        pool_take(o, &pool, k, &b);
-        if (train_step(&m, &opt, &diff, &b, o->batch, &loss, err)) return pool_free(&pool), -1;
+        pool_take(o, &s->pool, k, &s->b);
+        if (train_step(&s->m, &s->opt, &s->diff, &s->b, o->batch, loss, err)) return -1;
     }
-    if (kb_ctx_sync(&ctx, err)) return pool_free(&pool), -1;
-    double dt = kb_now() - t0, sps = o->steps / dt;
+    if (kb_ctx_sync(&s->ctx, err)) return -1;
+    *sps = o->steps / (kb_now() - t0);
+    return 0;
+}
+
+static void print_figures(const bench_opts *o, const bench_state *s, double sps, float loss) {
     double flops = 6.0 * kb_dit_forward_macs(&o->cfg) * o->batch;
     printf("kindbench train: depth %d width %d heads %d patch %d image %d channels %d batch %d, %zu params, %s x%d\n",
            o->cfg.depth, o->cfg.hidden_size, o->cfg.num_heads, o->cfg.patch_size, o->cfg.input_size,
-           o->cfg.in_channels, o->batch, kb_params_trainable_count(&m.params), kb_device_name(o->device), ctx.threads);
+           o->cfg.in_channels, o->batch, kb_params_trainable_count(&s->m.params), kb_device_name(o->device),
+           s->ctx.threads);
     printf("kindbench train: %.3f steps/s, %.1f images/s, %.1f ms/step, %.2f GFLOP/s (6 x %.3f GMAC/image), "
            "last loss %.5f\n", sps, sps * o->batch, 1000.0 / sps, flops * sps / 1e9,
            kb_dit_forward_macs(&o->cfg) / 1e9, loss);
     printf("kindbench train: attention %s; activations %s\n",
-           m.acts.attn_fused ? "fused bf16 kernels (nn/ops_attn.h)" : "unfused (batched GEMMs + softmax, T x T scores kept)",
-           m.acts.bf16 ? "bf16 around the linear layers (KINDBENCH_BF16_ACTS)" : "fp32");
-    print_mfu(o, &ctx, flops * sps);
-    int rc = o->profile ? profile_steps(o, &ctx, &m, &opt, &diff, &b, &pool, err) : 0;
-    pool_free(&pool);
+           s->m.acts.attn_fused ? "fused bf16 kernels (nn/ops_attn.h)"
+                                : "unfused (batched GEMMs + softmax, T x T scores kept)",
+           s->m.acts.bf16 ? "bf16 around the linear layers (KINDBENCH_BF16_ACTS)" : "fp32");
+    print_mfu(o, &s->ctx, flops * sps);
+}
+
+static int run_bench(const bench_opts *o, kb_err *err) {
+    bench_state s;
+    memset(&s, 0, sizeof s);
+    double sps = 0.0;
+    float loss = 0.0f;
+    int rc = bench_setup(o, &s, err) || timed_steps(o, &s, &sps, &loss, err);
+    if (!rc) {
+        print_figures(o, &s, sps, loss);
+        rc = o->profile ? profile_steps(o, &s.ctx, &s.m, &s.opt, &s.diff, &s.b, &s.pool, err) : 0;
+    }
+    bench_teardown(&s);
     if (rc) return -1;
     printf("steps_per_sec=%.6f\n", sps);
     return 0;
