@@ -11,6 +11,7 @@
  *   - insertion of a random opcode byte (with 0-8 random argument bytes);
  *   - deletion of a random run of bytes;
  *   - duplication of a random run (spliced back in);
+ *   - a 2-, 4- or 8-byte field set to an extreme value (tests/kbfuzz.h);
  *   - targeted: known opcodes' argument bytes set to extremes (lengths, memo
  *     indices) at random opcode positions.
  * Each mutant is parsed both normally and in header-only mode. */
@@ -18,17 +19,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kbfuzz.h"
 #include "kbtest.h"
 #include "metrics/torch_pickle.h"
 #include "test_torch_pickle.h"
 #include "util/fileio.h"
 
-static uint64_t g_state = 0x2545F4914F6CDD1DULL;
+static kbf_rng g_rng = {0x2545F4914F6CDD1DULL};
 
-static uint32_t rnd(uint32_t n) {
-    g_state ^= g_state << 13, g_state ^= g_state >> 7, g_state ^= g_state << 17;
-    return n ? (uint32_t)((g_state >> 11) % n) : 0;
-}
+static uint32_t rnd(uint32_t n) { return kbf_rnd(&g_rng, n); }
 
 typedef struct {
     long runs, ok, errors, bad_messages, tensors_read;
@@ -66,13 +65,11 @@ static const uint8_t kOpcodes[] = {'(', '.', 'J', 'K', 'M', 'N', 'Q', 'R', 'T', 
                                    '1', '2', 'I', 'L', 'S', 'V', 'F', 'i', 'o', 'p', 'g', 0x81, 0x8c, 0x8e, 0x93, 0x94, 0x95};
 
 static uint8_t *mutate(const uint8_t *src, size_t n, size_t *out_n) {
-    uint8_t *m = malloc(n + 64);
+    uint8_t *m = malloc(n + KBF_SLACK);
     memcpy(m, src, n);
     size_t len = n;
-    switch (rnd(5)) {
-    case 0: /* overwrite 1-4 bytes */
-        for (int k = 1 + (int)rnd(4); k > 0 && len; k--) m[rnd((uint32_t)len)] = (uint8_t)rnd(256);
-        break;
+    switch (rnd(6)) {
+    case 0: kbf_overwrite(&g_rng, m, &len, 0); break;
     case 1: { /* insert an opcode and 0-8 argument bytes */
         size_t at = rnd((uint32_t)len + 1), add = 1 + rnd(9);
         memmove(m + at + add, m + at, len - at);
@@ -81,21 +78,9 @@ static uint8_t *mutate(const uint8_t *src, size_t n, size_t *out_n) {
         len += add;
         break;
     }
-    case 2: { /* delete a run */
-        size_t at = rnd((uint32_t)len), k = 1 + rnd(16);
-        if (at + k > len) k = len - at;
-        memmove(m + at, m + at + k, len - at - k);
-        len -= k;
-        break;
-    }
-    case 3: { /* duplicate a run */
-        size_t at = rnd((uint32_t)len), k = 1 + rnd(32);
-        if (at + k > len) k = len - at;
-        if (k > 64) k = 64;
-        memmove(m + at + k, m + at, len - at);
-        len += k;
-        break;
-    }
+    case 2: kbf_delete_run(&g_rng, m, &len, 0); break;
+    case 3: kbf_duplicate_run(&g_rng, m, &len, 0); break;
+    case 4: kbf_extreme_field(&g_rng, m, &len, 0); break;
     default: { /* extreme argument after a random 'X', 'j', 'r', 'K', 'M', 'J' */
         for (int tries = 0; tries < 64; tries++) {
             size_t at = rnd((uint32_t)len);

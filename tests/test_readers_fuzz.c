@@ -1,0 +1,401 @@
+/* Fuzzing the binary readers that take files from users, in-process: every
+ * truncation and thousands of mutants (tests/kbfuzz.h, fixed seed) of small
+ * valid files written here must each give a clean error (a non-empty
+ * message) or a result whose every byte can be read — never a crash, a hang,
+ * or (under ASan, which CI runs: scripts/sanitize.sh) an out-of-bounds read
+ * or a leak.
+ *
+ * Readers: .npy (in memory), .npz entries and the ADM/pytorch-fid statistics
+ * reader on top of it, safetensors (checkpoints), dataset caches (.kbd),
+ * PNG, JPEG (baseline and progressive) and GIF (interlaced, two frames, a
+ * transparent index). PNG mutants get their chunk CRCs recomputed so that
+ * libpng parses the damaged chunk instead of stopping at its checksum.
+ *
+ * Usage: test_readers_fuzz [MUTANTS per file, default 1500] */
+#include <gif_lib.h>
+#include <stdio.h> /* before jpeglib.h, which uses FILE */
+#include <jpeglib.h>
+#include <png.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "datasets/cache.h"
+#include "datasets/dataset.h"
+#include "datasets/image_io.h"
+#include "kbfuzz.h"
+#include "kbtest.h"
+#include "metrics/refstats.h"
+#include "nn/safetensors.h"
+#include "util/fileio.h"
+#include "util/npy.h"
+
+typedef struct {
+    long runs, ok, errors, bad_messages;
+    uint64_t checksum; /* of every byte an accepted result exposes: makes ASan see them read */
+} tally;
+
+static void touch(tally *t, const void *p, size_t n) {
+    const uint8_t *b = p;
+    for (size_t i = 0; i < n; i++) t->checksum = t->checksum * 31 + b[i];
+}
+
+static void count_result(tally *t, int rc, const kb_err *err) {
+    t->runs++;
+    if (rc == 0) t->ok++;
+    else if (t->errors++, !err->msg[0]) t->bad_messages++;
+}
+
+static int write_bytes(const char *path, const uint8_t *data, size_t n) {
+    FILE *fp = fopen(path, "wb");
+    if (!fp) return -1;
+    size_t w = n ? fwrite(data, 1, n, fp) : 0;
+    return (fclose(fp) || w != n) ? -1 : 0;
+}
+
+/* ---- one parse per reader: rc 0 only when the whole result was readable ---- */
+
+static int parse_npy(const uint8_t *d, size_t n, tally *t, kb_err *err) {
+    kb_npy a;
+    if (kb_npy_parse(d, n, "mutant.npy", &a, err)) return -1;
+    touch(t, a.data, (size_t)a.numel * kb_dtype_size(a.dtype));
+    kb_npy_free(&a);
+    return 0;
+}
+
+static int parse_npz(const uint8_t *d, size_t n, tally *t, kb_err *err) {
+    if (write_bytes("fuzz.npz", d, n)) return kb_fail(err, "cannot write fuzz.npz");
+    char **names;
+    int count, rc = 0;
+    if (kb_npz_names("fuzz.npz", &names, &count, err)) return -1;
+    for (int i = 0; i < count && rc == 0; i++) {
+        kb_npy a;
+        if ((rc = kb_npz_read("fuzz.npz", names[i], &a, err)) == 0) {
+            touch(t, a.data, (size_t)a.numel * kb_dtype_size(a.dtype));
+            kb_npy_free(&a);
+        }
+    }
+    kb_npz_names_free(names, count);
+    return rc;
+}
+
+static int parse_stats(const uint8_t *d, size_t n, tally *t, kb_err *err) {
+    if (write_bytes("fuzz_stats.npz", d, n)) return kb_fail(err, "cannot write fuzz_stats.npz");
+    kb_evalset s;
+    kb_evalset_init(&s, "reference", "fuzz_stats.npz");
+    int rc = kb_evalset_read_npz("fuzz_stats.npz", 1, &s, err);
+    if (rc == 0 && s.has_pool_stats) {
+        touch(t, s.pool_stats.mu, (size_t)(size_t)s.pool_stats.dim * sizeof(double));
+        touch(t, s.pool_stats.sigma, (size_t)s.pool_stats.dim * (size_t)(size_t)s.pool_stats.dim * sizeof(double));
+    }
+    kb_evalset_free(&s);
+    return rc;
+}
+
+static int parse_safetensors(const uint8_t *d, size_t n, tally *t, kb_err *err) {
+    if (write_bytes("fuzz.safetensors", d, n)) return kb_fail(err, "cannot write fuzz.safetensors");
+    kb_st_file *f = kb_st_open("fuzz.safetensors", err);
+    if (!f) return -1;
+    int rc = 0;
+    for (int i = 0; i < kb_st_count(f) && rc == 0; i++) {
+        const kb_st_tensor *info = kb_st_at(f, i);
+        void *data = NULL;
+        if ((rc = kb_st_read_alloc(f, info->name, info->dtype, &info, &data, err)) == 0)
+            touch(t, data, (size_t)info->numel * kb_dtype_size(info->dtype));
+        free(data);
+    }
+    for (int i = 0; i < kb_st_meta_count(f); i++) {
+        const char *k, *v;
+        kb_st_meta_at(f, i, &k, &v);
+        touch(t, k, strlen(k)), touch(t, v, strlen(v));
+    }
+    kb_st_close(f);
+    return rc;
+}
+
+static int parse_cache(const uint8_t *d, size_t n, tally *t, kb_err *err) {
+    if (write_bytes("fuzz.kbd", d, n)) return kb_fail(err, "cannot write fuzz.kbd");
+    kb_dataset ds;
+    if (kb_dataset_open(&ds, "fuzz.kbd", err)) return -1;
+    for (int64_t i = 0; i < ds.count; i++) {
+        touch(t, kb_dataset_image(&ds, i), kb_dataset_image_bytes(&ds));
+        int32_t y = kb_dataset_label(&ds, i);
+        touch(t, &y, sizeof y);
+        kb_split sp = kb_dataset_split(&ds, i);
+        touch(t, &sp, sizeof sp);
+    }
+    for (int c = 0; c < ds.nclasses; c++) touch(t, ds.class_names[c], strlen(ds.class_names[c]));
+    kb_dataset_close(&ds);
+    return 0;
+}
+
+/* PNG, JPEG and GIF through the one entry point that picks the decoder by
+ * content; the path's extension is what users' folders have. */
+static int parse_image_as(const char *path, const uint8_t *d, size_t n, tally *t, kb_err *err) {
+    if (write_bytes(path, d, n)) return kb_fail(err, "cannot write %s", path);
+    kb_image img;
+    if (kb_image_read(path, &img, err)) return -1;
+    touch(t, img.px, (size_t)img.width * img.height * img.channels);
+    kb_image_free(&img);
+    return 0;
+}
+static int parse_png(const uint8_t *d, size_t n, tally *t, kb_err *err) { return parse_image_as("fuzz.png", d, n, t, err); }
+static int parse_jpeg(const uint8_t *d, size_t n, tally *t, kb_err *err) { return parse_image_as("fuzz.jpg", d, n, t, err); }
+static int parse_gif(const uint8_t *d, size_t n, tally *t, kb_err *err) { return parse_image_as("fuzz.gif", d, n, t, err); }
+
+/* ---- valid files ---- */
+
+typedef struct {
+    uint8_t *p;
+    size_t n;
+} blob;
+
+static blob slurp(const char *path) {
+    blob b = {0};
+    kb_err err = {{0}};
+    if (kb_read_file(path, &b.p, &b.n, &err)) printf("FAIL reading back %s: %s\n", path, err.msg), b.p = NULL;
+    return b;
+}
+
+static double g_sigma[16] = {4, 1, 0, 0, 1, 3, 0.5, 0, 0, 0.5, 2, 0.25, 0, 0, 0.25, 1};
+static double g_mu[4] = {0.5, -1, 2, 0};
+static uint8_t g_pixels[2 * 8 * 8 * 3];
+
+static blob make_npy(void) {
+    int64_t shape[2] = {4, 4};
+    kb_npy a = kb_npy_view(KB_F64, 2, shape, g_sigma);
+    kb_err err = {{0}};
+    blob b = {0};
+    if (kb_npy_write("base.npy", &a, &err) == 0) b = slurp("base.npy");
+    return b;
+}
+
+/* mu, sigma and arr_0 as an ADM reference batch holds them. */
+static blob make_stats_npz(const char *path) {
+    int64_t s_mu[1] = {4}, s_sigma[2] = {4, 4}, s_img[4] = {2, 8, 8, 3};
+    kb_npz_entry e[3] = {{"arr_0", kb_npy_view(KB_U8, 4, s_img, g_pixels)},
+                         {"mu", kb_npy_view(KB_F64, 1, s_mu, g_mu)},
+                         {"sigma", kb_npy_view(KB_F64, 2, s_sigma, g_sigma)}};
+    kb_err err = {{0}};
+    blob b = {0};
+    if (kb_npz_write(path, e, 3, &err) == 0) b = slurp(path);
+    return b;
+}
+
+static blob make_safetensors(void) {
+    static const float w[6] = {1, -2, 3.5f, 0, 1e-3f, 7};
+    static const uint16_t h[4] = {0x3f80, 0xbf80, 0x0000, 0x7f80};
+    static const int64_t steps = 12345;
+    int64_t s_w[2] = {2, 3}, s_h[1] = {4};
+    kb_err err = {{0}};
+    kb_st_writer *wr = kb_st_writer_new(&err);
+    blob b = {0};
+    if (wr && kb_st_writer_add(wr, "blocks.0.weight", KB_F32, 2, s_w, w, &err) == 0 &&
+        kb_st_writer_add(wr, "ema.bias", KB_BF16, 1, s_h, h, &err) == 0 &&
+        kb_st_writer_add(wr, "step", KB_I64, 0, NULL, &steps, &err) == 0 &&
+        kb_st_writer_meta(wr, "config", "{\"depth\": 2}", &err) == 0 &&
+        kb_st_writer_write(wr, "base.safetensors", &err) == 0)
+        b = slurp("base.safetensors");
+    kb_st_writer_free(wr);
+    return b;
+}
+
+static blob make_cache(void) {
+    enum { RES = 4, CH = 3, COUNT = 4 };
+    static const int32_t labels[COUNT] = {0, 1, 1, 0};
+    static const uint8_t split[COUNT] = {0, 1, 0, 0};
+    cJSON *meta = kb_cache_meta_new();
+    cJSON_AddStringToObject(meta, "name", "fuzz");
+    cJSON_AddNumberToObject(meta, "resolution", RES);
+    cJSON_AddNumberToObject(meta, "channels", CH);
+    cJSON_AddNumberToObject(meta, "count", COUNT);
+    cJSON_AddStringToObject(cJSON_AddObjectToObject(meta, "source"), "kind", "test");
+    cJSON *cls = cJSON_AddArrayToObject(meta, "classes");
+    for (int c = 0; c < 2; c++) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "name", c ? "dog" : "cat");
+        cJSON_AddStringToObject(o, "role", c ? "novel" : "pretrain");
+        cJSON_AddItemToArray(cls, o);
+    }
+    kb_cache_writer w;
+    kb_err err = {{0}};
+    uint8_t img[RES * RES * CH];
+    int rc = kb_cache_writer_open(&w, "base.kbd", meta, COUNT, RES, CH, labels, split, &err);
+    for (int i = 0; i < COUNT && rc == 0; i++) {
+        for (int k = 0; k < RES * RES * CH; k++) img[k] = (uint8_t)(i * 50 + k);
+        rc = kb_cache_writer_add(&w, img, &err);
+    }
+    if (rc == 0) rc = kb_cache_writer_commit(&w, &err);
+    else kb_cache_writer_abort(&w);
+    cJSON_Delete(meta);
+    blob b = {0};
+    if (rc == 0) b = slurp("base.kbd");
+    else printf("FAIL writing base.kbd: %s\n", err.msg);
+    return b;
+}
+
+/* RGB 8-bit (our writer), a 16-bit grey+alpha image and an RGBA palette
+ * image (libpng's simplified writer): the conversions kb_png_read makes. */
+static blob make_png(int kind) {
+    uint8_t px[6 * 5 * 4];
+    uint16_t px16[6 * 5 * 2];
+    for (size_t i = 0; i < sizeof px; i++) px[i] = (uint8_t)(i * 7);
+    for (size_t i = 0; i < sizeof px16 / 2; i++) px16[i] = (uint16_t)(i * 2111);
+    kb_err err = {{0}};
+    blob b = {0};
+    if (kind == 0) {
+        kb_image img = {6, 5, 3, px};
+        if (kb_png_write("base.png", &img, &err) == 0) b = slurp("base.png");
+        return b;
+    }
+    png_image im;
+    memset(&im, 0, sizeof im);
+    im.version = PNG_IMAGE_VERSION, im.width = 6, im.height = 5;
+    im.format = kind == 1 ? PNG_FORMAT_LINEAR_Y_ALPHA : PNG_FORMAT_RGBA_COLORMAP;
+    uint8_t index[6 * 5], cmap[4 * 4] = {0, 0, 0, 0, 255, 0, 0, 128, 0, 255, 0, 255, 9, 9, 9, 255};
+    for (size_t i = 0; i < sizeof index; i++) index[i] = (uint8_t)(i % 4);
+    im.colormap_entries = 4;
+    int ok = kind == 1 ? png_image_write_to_file(&im, "base.png", 0, px16, 0, NULL)
+                       : png_image_write_to_file(&im, "base.png", 0, index, 0, cmap);
+    png_image_free(&im);
+    if (ok) b = slurp("base.png");
+    return b;
+}
+
+static blob make_jpeg(int progressive) {
+    enum { W = 16, H = 12 };
+    uint8_t row[W * 3];
+    struct jpeg_compress_struct c;
+    struct jpeg_error_mgr jerr;
+    unsigned char *mem = NULL;
+    unsigned long size = 0;
+    c.err = jpeg_std_error(&jerr);
+    jpeg_create_compress(&c);
+    jpeg_mem_dest(&c, &mem, &size);
+    c.image_width = W, c.image_height = H, c.input_components = 3, c.in_color_space = JCS_RGB;
+    jpeg_set_defaults(&c);
+    jpeg_set_quality(&c, 85, TRUE);
+    if (progressive) jpeg_simple_progression(&c);
+    jpeg_start_compress(&c, TRUE);
+    for (int y = 0; y < H; y++) {
+        for (int x = 0; x < W * 3; x++) row[x] = (uint8_t)(x * 5 + y * 17);
+        JSAMPROW r = row;
+        jpeg_write_scanlines(&c, &r, 1);
+    }
+    jpeg_finish_compress(&c);
+    jpeg_destroy_compress(&c);
+    blob b = {malloc(size), size};
+    memcpy(b.p, mem, size);
+    free(mem);
+    return b;
+}
+
+/* Two 7x5 frames on an 8x6 screen, the first interlaced, with a graphics
+ * control block naming a transparent index. */
+static blob make_gif(void) {
+    int gerr = 0;
+    GifFileType *g = EGifOpenFileName("base.gif", 0, &gerr);
+    blob b = {0};
+    if (!g) return b;
+    GifColorType colors[4] = {{0, 0, 0}, {255, 0, 0}, {0, 255, 0}, {0, 0, 255}};
+    ColorMapObject *cmap = GifMakeMapObject(4, colors);
+    GifByteType line[7];
+    GraphicsControlBlock gcb = {.DisposalMode = DISPOSE_BACKGROUND, .TransparentColor = 0};
+    GifByteType ext[4];
+    size_t extlen = EGifGCBToExtension(&gcb, ext);
+    int ok = EGifPutScreenDesc(g, 8, 6, 2, 0, cmap) == GIF_OK;
+    for (int f = 0; f < 2 && ok; f++) {
+        ok = EGifPutExtension(g, GRAPHICS_EXT_FUNC_CODE, (int)extlen, ext) == GIF_OK &&
+             EGifPutImageDesc(g, f, 1, 7, 5, f == 0, NULL) == GIF_OK;
+        for (int y = 0; y < 5 && ok; y++) {
+            for (int x = 0; x < 7; x++) line[x] = (GifByteType)((x + y + f) % 4);
+            ok = EGifPutLine(g, line, 7) == GIF_OK;
+        }
+    }
+    ok = EGifCloseFile(g, &gerr) == GIF_OK && ok;
+    GifFreeMapObject(cmap);
+    if (ok) b = slurp("base.gif");
+    return b;
+}
+
+/* ---- mutation and the run ---- */
+
+/* Recomputes every chunk's CRC (length, type, data, CRC after the 8-byte
+ * signature) so that the damage reaches the chunk's parser. */
+static void png_fix_crcs(uint8_t *m, size_t n) {
+    size_t at = 8;
+    while (at + 12 <= n) {
+        uint32_t len = (uint32_t)m[at] << 24 | (uint32_t)m[at + 1] << 16 | (uint32_t)m[at + 2] << 8 | m[at + 3];
+        if (len > n - at - 12) return;
+        uint32_t crc = (uint32_t)crc32(0L, m + at + 4, len + 4);
+        uint8_t *p = m + at + 8 + len;
+        p[0] = (uint8_t)(crc >> 24), p[1] = (uint8_t)(crc >> 16), p[2] = (uint8_t)(crc >> 8), p[3] = (uint8_t)crc;
+        at += 12 + len;
+    }
+}
+
+typedef struct {
+    const char *label;
+    int (*parse)(const uint8_t *d, size_t n, tally *t, kb_err *err);
+    size_t focus; /* header bytes most mutations aim at; 0: anywhere */
+    int fix_png_crcs;
+} reader;
+
+static void run_one(const reader *r, const uint8_t *d, size_t n, tally *t) {
+    kb_err err = {{0}};
+    count_result(t, r->parse(d, n, t, &err), &err);
+}
+
+static void fuzz_reader(kbt_state *st, kbf_rng *rng, const reader *r, blob base, int mutants) {
+    tally t = {0};
+    KBT_CHECK(st, base.p != NULL, r->label, "could not write the valid file");
+    if (!base.p) return;
+    run_one(r, base.p, base.n, &t);
+    KBT_CHECK(st, t.ok == 1, r->label, "the valid file itself was refused");
+    for (size_t len = 0; len < base.n; len++) run_one(r, base.p, len, &t);
+    for (int i = 0; i < mutants; i++) {
+        size_t mn;
+        uint8_t *m = kbf_mutate(rng, base.p, base.n, r->focus, &mn);
+        if (kbf_rnd(rng, 4) == 0) { /* twice */
+            size_t m2n;
+            uint8_t *m2 = kbf_mutate(rng, m, mn, r->focus, &m2n);
+            free(m), m = m2, mn = m2n;
+        }
+        if (r->fix_png_crcs) png_fix_crcs(m, mn);
+        run_one(r, m, mn, &t);
+        free(m);
+    }
+    char name[200];
+    snprintf(name, sizeof name, "%s: %zu truncations + %d mutants: no crash, every error has a message", r->label,
+             base.n, mutants);
+    KBT_CHECK(st, t.bad_messages == 0, name, "%ld errors without a message", t.bad_messages);
+    printf("     %s: %zu-byte file, %ld parses, %ld accepted, %ld refused (checksum %016llx)\n", r->label, base.n,
+           t.runs, t.ok, t.errors, (unsigned long long)t.checksum);
+    free(base.p);
+}
+
+int main(int argc, char **argv) {
+    kbt_state st = {0};
+    int mutants = argc > 1 ? atoi(argv[1]) : 1500;
+    kbf_rng rng = {0x9E3779B97F4A7C15ULL};
+    for (size_t i = 0; i < sizeof g_pixels; i++) g_pixels[i] = (uint8_t)(i * 13);
+    const reader npy = {".npy (in memory)", parse_npy, 128, 0}, npz = {".npz entries", parse_npz, 0, 0},
+                 stats = {"ADM/pytorch-fid statistics .npz", parse_stats, 0, 0},
+                 st_file = {"safetensors", parse_safetensors, 256, 0}, kbd = {"dataset cache .kbd", parse_cache, 2048, 0},
+                 png = {"PNG RGB (CRCs fixed up)", parse_png, 64, 1},
+                 png16 = {"PNG 16-bit grey+alpha (CRCs fixed up)", parse_png, 64, 1},
+                 pngp = {"PNG RGBA palette (CRCs fixed up)", parse_png, 96, 1}, jpg = {"JPEG baseline", parse_jpeg, 0, 0},
+                 jpg_p = {"JPEG progressive", parse_jpeg, 0, 0}, gif = {"GIF", parse_gif, 0, 0};
+    fuzz_reader(&st, &rng, &npy, make_npy(), mutants);
+    fuzz_reader(&st, &rng, &npz, make_stats_npz("base.npz"), mutants);
+    fuzz_reader(&st, &rng, &stats, make_stats_npz("base_stats.npz"), mutants);
+    fuzz_reader(&st, &rng, &st_file, make_safetensors(), mutants);
+    fuzz_reader(&st, &rng, &kbd, make_cache(), mutants);
+    fuzz_reader(&st, &rng, &png, make_png(0), mutants);
+    fuzz_reader(&st, &rng, &png16, make_png(1), mutants);
+    fuzz_reader(&st, &rng, &pngp, make_png(2), mutants);
+    fuzz_reader(&st, &rng, &jpg, make_jpeg(0), mutants);
+    fuzz_reader(&st, &rng, &jpg_p, make_jpeg(1), mutants);
+    fuzz_reader(&st, &rng, &gif, make_gif(), mutants);
+    return kbt_finish(&st);
+}
