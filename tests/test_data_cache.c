@@ -15,43 +15,12 @@
 #include "datasets/image_io.h"
 #include "datasets/split.h"
 #include "tests/kbtest.h"
+#include "tests/test_cache_small.h"
 #include "util/fileio.h"
 
-#define RES 4
-#define CH 3
-#define COUNT 5
-
-static const char *const class_names[3] = {"cat", "dog", "Ankle boot"};
-
-static int write_small_cache(const char *path, kb_err *err) {
-    static const int32_t labels[COUNT] = {0, 1, 2, 1, 0};
-    static const uint8_t split[COUNT] = {0, 0, 1, 1, 0};
-    static const char *const roles[3] = {"pretrain", "novel", "unused"};
-    cJSON *meta = kb_cache_meta_new();
-    cJSON_AddStringToObject(meta, "name", "tiny");
-    cJSON_AddNumberToObject(meta, "resolution", RES);
-    cJSON_AddNumberToObject(meta, "channels", CH);
-    cJSON_AddNumberToObject(meta, "count", COUNT);
-    cJSON_AddStringToObject(cJSON_AddObjectToObject(meta, "source"), "kind", "test");
-    cJSON *cls = cJSON_AddArrayToObject(meta, "classes");
-    for (int c = 0; c < 3; c++) {
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "name", class_names[c]);
-        cJSON_AddStringToObject(o, "role", roles[c]);
-        cJSON_AddItemToArray(cls, o);
-    }
-    kb_cache_writer w;
-    int rc = kb_cache_writer_open(&w, path, meta, COUNT, RES, CH, labels, split, err);
-    uint8_t img[RES * RES * CH];
-    for (int i = 0; i < COUNT && rc == 0; i++) {
-        for (int k = 0; k < RES * RES * CH; k++) img[k] = (uint8_t)(i * 40 + k);
-        rc = kb_cache_writer_add(&w, img, err);
-    }
-    if (rc == 0) rc = kb_cache_writer_commit(&w, err);
-    else kb_cache_writer_abort(&w);
-    cJSON_Delete(meta);
-    return rc;
-}
+#define RES KBT_SMALL_RES
+#define CH KBT_SMALL_CH
+#define COUNT KBT_SMALL_COUNT
 
 static int no_temp_files(const char *path) {
     char pattern[512];
@@ -64,7 +33,7 @@ static int no_temp_files(const char *path) {
 
 static void check_roundtrip(kbt_state *st) {
     kb_err err = {{0}};
-    KBT_CHECK(st, write_small_cache("cache_rt.kbd", &err) == 0, "writer produces a cache", "%s", err.msg);
+    KBT_CHECK(st, kbt_write_small_cache("cache_rt.kbd", &err) == 0, "writer produces a cache", "%s", err.msg);
     kb_dataset ds;
     int ok = kb_dataset_open(&ds, "cache_rt.kbd", &err) == 0;
     KBT_CHECK(st, ok, "loader opens and verifies it", "%s", err.msg);

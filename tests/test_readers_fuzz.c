@@ -20,11 +20,11 @@
 #include <string.h>
 #include <zlib.h>
 
-#include "datasets/cache.h"
 #include "datasets/dataset.h"
 #include "datasets/image_io.h"
 #include "kbfuzz.h"
 #include "kbtest.h"
+#include "test_cache_small.h"
 #include "metrics/refstats.h"
 #include "nn/safetensors.h"
 #include "util/fileio.h"
@@ -201,35 +201,9 @@ static blob make_safetensors(void) {
 }
 
 static blob make_cache(void) {
-    enum { RES = 4, CH = 3, COUNT = 4 };
-    static const int32_t labels[COUNT] = {0, 1, 1, 0};
-    static const uint8_t split[COUNT] = {0, 1, 0, 0};
-    cJSON *meta = kb_cache_meta_new();
-    cJSON_AddStringToObject(meta, "name", "fuzz");
-    cJSON_AddNumberToObject(meta, "resolution", RES);
-    cJSON_AddNumberToObject(meta, "channels", CH);
-    cJSON_AddNumberToObject(meta, "count", COUNT);
-    cJSON_AddStringToObject(cJSON_AddObjectToObject(meta, "source"), "kind", "test");
-    cJSON *cls = cJSON_AddArrayToObject(meta, "classes");
-    for (int c = 0; c < 2; c++) {
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "name", c ? "dog" : "cat");
-        cJSON_AddStringToObject(o, "role", c ? "novel" : "pretrain");
-        cJSON_AddItemToArray(cls, o);
-    }
-    kb_cache_writer w;
     kb_err err = {{0}};
-    uint8_t img[RES * RES * CH];
-    int rc = kb_cache_writer_open(&w, "base.kbd", meta, COUNT, RES, CH, labels, split, &err);
-    for (int i = 0; i < COUNT && rc == 0; i++) {
-        for (int k = 0; k < RES * RES * CH; k++) img[k] = (uint8_t)(i * 50 + k);
-        rc = kb_cache_writer_add(&w, img, &err);
-    }
-    if (rc == 0) rc = kb_cache_writer_commit(&w, &err);
-    else kb_cache_writer_abort(&w);
-    cJSON_Delete(meta);
     blob b = {0};
-    if (rc == 0) b = slurp("base.kbd");
+    if (kbt_write_small_cache("base.kbd", &err) == 0) b = slurp("base.kbd");
     else printf("FAIL writing base.kbd: %s\n", err.msg);
     return b;
 }
