@@ -5,8 +5,9 @@
  * or (under ASan, which CI runs: scripts/sanitize.sh) an out-of-bounds read
  * or a leak.
  *
- * Readers: .npy (in memory), .npz entries and the ADM/pytorch-fid statistics
- * reader on top of it, safetensors (checkpoints), dataset caches (.kbd),
+ * Readers: .npy (in memory), .npz entries and the statistics reader on top
+ * of it (an ADM reference batch; kindbench's own file with features,
+ * spectrum and meta), safetensors (checkpoints), dataset caches (.kbd),
  * PNG, JPEG (baseline and progressive) and GIF (interlaced, two frames, a
  * transparent index). PNG mutants get their chunk CRCs recomputed so that
  * libpng parses the damaged chunk instead of stopping at its checksum.
@@ -18,6 +19,7 @@
 #include <png.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zip.h>
 #include <zlib.h>
 
 #include "datasets/dataset.h"
@@ -79,17 +81,29 @@ static int parse_npz(const uint8_t *d, size_t n, tally *t, kb_err *err) {
     return rc;
 }
 
-static int parse_stats(const uint8_t *d, size_t n, tally *t, kb_err *err) {
-    if (write_bytes("fuzz_stats.npz", d, n)) return kb_fail(err, "cannot write fuzz_stats.npz");
+static void touch_gstats(tally *t, const kb_gstats *g) {
+    touch(t, g->mu, (size_t)g->dim * sizeof(double));
+    touch(t, g->sigma, (size_t)g->dim * (size_t)g->dim * sizeof(double));
+}
+
+static int parse_stats_at(const char *path, tally *t, kb_err *err) {
     kb_evalset s;
-    kb_evalset_init(&s, "reference", "fuzz_stats.npz");
-    int rc = kb_evalset_read_npz("fuzz_stats.npz", 1, &s, err);
-    if (rc == 0 && s.has_pool_stats) {
-        touch(t, s.pool_stats.mu, (size_t)(size_t)s.pool_stats.dim * sizeof(double));
-        touch(t, s.pool_stats.sigma, (size_t)s.pool_stats.dim * (size_t)(size_t)s.pool_stats.dim * sizeof(double));
+    kb_evalset_init(&s, "reference", path);
+    int rc = kb_evalset_read_npz(path, 1, &s, err);
+    if (rc == 0) {
+        if (s.has_pool_stats) touch_gstats(t, &s.pool_stats);
+        if (s.has_spatial_stats) touch_gstats(t, &s.spatial_stats);
+        if (s.feat.pool) touch(t, s.feat.pool, (size_t)(s.feat.n * s.feat.pool_dim) * sizeof(float));
+        if (s.feat.logits) touch(t, s.feat.logits, (size_t)(s.feat.n * s.feat.logits_dim) * sizeof(float));
+        if (s.spectrum) touch(t, s.spectrum, (size_t)s.spectrum_bins * sizeof(double));
     }
     kb_evalset_free(&s);
     return rc;
+}
+
+static int parse_stats(const uint8_t *d, size_t n, tally *t, kb_err *err) {
+    if (write_bytes("fuzz_stats.npz", d, n)) return kb_fail(err, "cannot write fuzz_stats.npz");
+    return parse_stats_at("fuzz_stats.npz", t, err);
 }
 
 static int parse_safetensors(const uint8_t *d, size_t n, tally *t, kb_err *err) {
@@ -170,16 +184,43 @@ static blob make_npy(void) {
     return b;
 }
 
-/* mu, sigma and arr_0 as an ADM reference batch holds them. */
+/* arr_0, mu, sigma, mu_s and sigma_s as an ADM reference batch holds them. */
 static blob make_stats_npz(const char *path) {
     int64_t s_mu[1] = {4}, s_sigma[2] = {4, 4}, s_img[4] = {2, 8, 8, 3};
-    kb_npz_entry e[3] = {{"arr_0", kb_npy_view(KB_U8, 4, s_img, g_pixels)},
+    kb_npz_entry e[5] = {{"arr_0", kb_npy_view(KB_U8, 4, s_img, g_pixels)},
                          {"mu", kb_npy_view(KB_F64, 1, s_mu, g_mu)},
-                         {"sigma", kb_npy_view(KB_F64, 2, s_sigma, g_sigma)}};
+                         {"sigma", kb_npy_view(KB_F64, 2, s_sigma, g_sigma)},
+                         {"mu_s", kb_npy_view(KB_F64, 1, s_mu, g_mu)},
+                         {"sigma_s", kb_npy_view(KB_F64, 2, s_sigma, g_sigma)}};
     kb_err err = {{0}};
     blob b = {0};
-    if (kb_npz_write(path, e, 3, &err) == 0) b = slurp(path);
+    if (kb_npz_write(path, e, 5, &err) == 0) b = slurp(path);
     return b;
+}
+
+/* kindbench's own statistics file: pool and spatial statistics, features,
+ * a spectrum and the kb_meta record, as `kindbench eval stats` writes it. */
+static blob make_own_stats(void) {
+    static float pool[3 * 4], logits[3 * 5];
+    static double spectrum[6] = {1, 0.5, 0.25, 0.125, -1, 3};
+    for (int i = 0; i < 12; i++) pool[i] = (float)i * 0.25f;
+    for (int i = 0; i < 15; i++) logits[i] = (float)i - 7.0f;
+    kb_evalset s;
+    kb_evalset_init(&s, "reference", "base_own.npz");
+    s.has_pool_stats = s.has_spatial_stats = 1;
+    s.pool_stats = (kb_gstats){4, 3, g_mu, g_sigma};
+    s.spatial_stats = (kb_gstats){4, 3, g_mu, g_sigma};
+    s.feat = (kb_features){3, 4, 0, 5, pool, NULL, logits};
+    s.spectrum_bins = 6, s.spectrum_h = s.spectrum_w = 8, s.spectrum = spectrum;
+    snprintf(s.meta.mode, sizeof s.meta.mode, "adm");
+    snprintf(s.meta.featurizer, sizeof s.meta.featurizer, "inception-2015-12-05");
+    snprintf(s.meta.source, sizeof s.meta.source, "samples/");
+    s.meta.count = 3;
+    kb_err err = {{0}};
+    blob b = {0};
+    if (kb_evalset_write_npz("base_own.npz", &s, 1, NULL, &err) == 0) b = slurp("base_own.npz");
+    else printf("FAIL writing base_own.npz: %s\n", err.msg);
+    return b; /* s points at static arrays: nothing to free */
 }
 
 static blob make_safetensors(void) {
@@ -348,13 +389,103 @@ static void fuzz_reader(kbt_state *st, kbf_rng *rng, const reader *r, blob base,
     free(base.p);
 }
 
+/* ---- statistics files whose entries are damaged inside a valid zip ----
+ * The zip's CRCs stop most byte mutants of an .npz before the statistics
+ * reader sees them; here each mutant rebuilds the archive (libzip, stored)
+ * from .npy entries of which one or two are mutated, renamed or dropped, so
+ * that wrong shapes, dtypes, values and kb_meta records reach the reader. */
+
+typedef struct {
+    char name[64];
+    blob npy;
+} npz_part;
+
+/* The entries of a valid .npz as .npy images; returns how many. */
+static int npz_parts(const char *path, npz_part *parts, int cap) {
+    char **names;
+    int count, n = 0;
+    kb_err err = {{0}};
+    if (kb_npz_names(path, &names, &count, &err)) return printf("FAIL %s\n", err.msg), 0;
+    for (int i = 0; i < count && n < cap; i++) {
+        kb_npy a;
+        char head[4096];
+        size_t hl;
+        if (kb_npz_read(path, names[i], &a, &err) || kb_npy_header(&a, head, sizeof head, &hl, &err)) continue;
+        size_t bytes = (size_t)a.numel * kb_dtype_size(a.dtype);
+        npz_part *p = &parts[n++];
+        snprintf(p->name, sizeof p->name, "%s.npy", names[i]);
+        p->npy.n = hl + bytes, p->npy.p = malloc(p->npy.n + 1);
+        memcpy(p->npy.p, head, hl), memcpy(p->npy.p + hl, a.data, bytes);
+        kb_npy_free(&a);
+    }
+    kb_npz_names_free(names, count);
+    return n;
+}
+
+static int zip_parts(const char *path, npz_part *parts, int n) {
+    int zerr = 0;
+    zip_t *z = zip_open(path, ZIP_CREATE | ZIP_TRUNCATE, &zerr);
+    if (!z) return -1;
+    for (int i = 0; i < n; i++) {
+        if (!parts[i].npy.p) continue; /* dropped */
+        zip_source_t *src = zip_source_buffer(z, parts[i].npy.p, parts[i].npy.n, 0);
+        zip_int64_t at = src ? zip_file_add(z, parts[i].name, src, ZIP_FL_OVERWRITE) : -1;
+        if (at < 0) zip_source_free(src);
+        else zip_set_file_compression(z, (zip_uint64_t)at, ZIP_CM_STORE, 0);
+    }
+    return zip_close(z) ? (zip_discard(z), -1) : 0;
+}
+
+static void mutate_part(kbf_rng *rng, npz_part *parts, int n, npz_part *out) {
+    static const char *const names[] = {"mu.npy", "sigma.npy", "mu_s.npy", "sigma_s.npy", "pool.npy", "kb_meta.npy"};
+    int k = (int)kbf_rnd(rng, (uint32_t)n);
+    free(out[k].npy.p), out[k].npy.p = NULL;
+    switch (kbf_rnd(rng, 8)) {
+    case 0: break; /* dropped */
+    case 1: /* another entry's name: duplicates and swaps */
+        snprintf(out[k].name, sizeof out[k].name, "%s", names[kbf_rnd(rng, 6)]);
+        out[k].npy.n = parts[k].npy.n, out[k].npy.p = malloc(parts[k].npy.n);
+        memcpy(out[k].npy.p, parts[k].npy.p, parts[k].npy.n);
+        break;
+    default: out[k].npy.p = kbf_mutate(rng, parts[k].npy.p, parts[k].npy.n, 128, &out[k].npy.n);
+    }
+}
+
+static void fuzz_stats_entries(kbt_state *st, kbf_rng *rng, const char *label, const char *base_path, int mutants) {
+    npz_part parts[16], work[16];
+    int n = npz_parts(base_path, parts, 16);
+    tally t = {0};
+    for (int i = 0; i < mutants && n > 0; i++) {
+        for (int j = 0; j < n; j++) work[j] = parts[j], work[j].npy.p = NULL;
+        for (int j = 0; j < n; j++) { /* copies, so that mutate_part may free them */
+            work[j].npy.p = malloc(parts[j].npy.n + 1);
+            memcpy(work[j].npy.p, parts[j].npy.p, parts[j].npy.n);
+        }
+        mutate_part(rng, parts, n, work);
+        if (kbf_rnd(rng, 3) == 0) mutate_part(rng, parts, n, work);
+        kb_err err = {{0}};
+        int rc = zip_parts("fuzz_entries.npz", work, n) ? kb_fail(&err, "cannot write fuzz_entries.npz") : 0;
+        if (rc == 0) rc = parse_stats_at("fuzz_entries.npz", &t, &err);
+        count_result(&t, rc, &err);
+        for (int j = 0; j < n; j++) free(work[j].npy.p);
+    }
+    char name[200];
+    snprintf(name, sizeof name, "%s: %d archives with damaged entries: no crash, every error has a message", label,
+             mutants);
+    KBT_CHECK(st, n > 0 && t.bad_messages == 0, name, "%d entries, %ld errors without a message", n, t.bad_messages);
+    printf("     %s: %d entries, %ld parses, %ld accepted, %ld refused (checksum %016llx)\n", label, n, t.runs, t.ok,
+           t.errors, (unsigned long long)t.checksum);
+    for (int j = 0; j < n; j++) free(parts[j].npy.p);
+}
+
 int main(int argc, char **argv) {
     kbt_state st = {0};
     int mutants = argc > 1 ? atoi(argv[1]) : 1500;
     kbf_rng rng = {0x9E3779B97F4A7C15ULL};
     for (size_t i = 0; i < sizeof g_pixels; i++) g_pixels[i] = (uint8_t)(i * 13);
     const reader npy = {".npy (in memory)", parse_npy, 128, 0}, npz = {".npz entries", parse_npz, 0, 0},
-                 stats = {"ADM/pytorch-fid statistics .npz", parse_stats, 0, 0},
+                 stats = {"ADM reference batch .npz", parse_stats, 0, 0},
+                 own = {"kindbench statistics .npz", parse_stats, 0, 0},
                  st_file = {"safetensors", parse_safetensors, 256, 0}, kbd = {"dataset cache .kbd", parse_cache, 2048, 0},
                  png = {"PNG RGB (CRCs fixed up)", parse_png, 64, 1},
                  png16 = {"PNG 16-bit grey+alpha (CRCs fixed up)", parse_png, 64, 1},
@@ -363,6 +494,9 @@ int main(int argc, char **argv) {
     fuzz_reader(&st, &rng, &npy, make_npy(), mutants);
     fuzz_reader(&st, &rng, &npz, make_stats_npz("base.npz"), mutants);
     fuzz_reader(&st, &rng, &stats, make_stats_npz("base_stats.npz"), mutants);
+    fuzz_reader(&st, &rng, &own, make_own_stats(), mutants);
+    fuzz_stats_entries(&st, &rng, "ADM reference batch, entries damaged", "base_stats.npz", mutants);
+    fuzz_stats_entries(&st, &rng, "kindbench statistics, entries damaged", "base_own.npz", mutants);
     fuzz_reader(&st, &rng, &st_file, make_safetensors(), mutants);
     fuzz_reader(&st, &rng, &kbd, make_cache(), mutants);
     fuzz_reader(&st, &rng, &png, make_png(0), mutants);
