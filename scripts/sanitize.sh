@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole CPU test suite under AddressSanitizer (with LeakSanitizer) and
-# UndefinedBehaviorSanitizer: a CPU-only build in ./build-san (or
-# $KB_SAN_BUILD_DIR), then ctest. Any invalid access, leak or undefined
+# UndefinedBehaviorSanitizer (with float-cast-overflow: a NaN or out-of-range
+# double cast to an integer, e.g. from a hostile file's JSON, is undefined in
+# C): a CPU-only build in ./build-san (or $KB_SAN_BUILD_DIR), then ctest. Any invalid access, leak or undefined
 # operation fails the test that hit it. CI runs it after the normal suite;
 # the CUDA kernels get the same treatment on the CPU emulator
 # (KB_EMU_ASAN=1 bash tests/cuda_emu/run_checks.sh).
@@ -10,10 +11,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${KB_SAN_BUILD_DIR:-build-san}
 JOBS=${KB_JOBS:-$(nproc)}
-SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
+SAN="-fsanitize=address,undefined,float-cast-overflow -fno-omit-frame-pointer -fno-sanitize-recover=undefined,float-cast-overflow"
 mkdir -p "$BUILD_DIR"
 cmake -S . -B "$BUILD_DIR" -DKB_WITH_CUDA=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_C_FLAGS=$SAN" \
-  "-DCMAKE_EXE_LINKER_FLAGS=-fsanitize=address,undefined" >"$BUILD_DIR/configure.log" 2>&1 ||
+  "-DCMAKE_EXE_LINKER_FLAGS=-fsanitize=address,undefined,float-cast-overflow" >"$BUILD_DIR/configure.log" 2>&1 ||
   { cat "$BUILD_DIR/configure.log"; exit 1; }
 cmake --build "$BUILD_DIR" -j "$JOBS"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1}

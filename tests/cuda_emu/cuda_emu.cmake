@@ -58,9 +58,13 @@ target_compile_options(test_cuda_emu PRIVATE -std=c++17 -O2 -Wno-attributes)
 target_link_libraries(test_cuda_emu PRIVATE kbcore)
 
 # KB_EMU_ASAN=ON: everything with AddressSanitizer, so that a kernel reading or
-# writing past a cudaMalloc'd buffer (allocated to its exact size) aborts.
-option(KB_EMU_ASAN "With KB_CUDA_EMU: build with AddressSanitizer" OFF)
+# writing past a cudaMalloc'd buffer (allocated to its exact size) aborts, and
+# UBSan, so that a float4/uint4 access through a pointer that is not 16-byte
+# aligned (a misaligned-address fault on a GPU; x86 does not mind), a shift
+# past the width or a signed index overflow aborts too.
+option(KB_EMU_ASAN "With KB_CUDA_EMU: build with AddressSanitizer and UBSan" OFF)
 if(KB_EMU_ASAN)
-  target_compile_options(kbcore PUBLIC -fsanitize=address -fno-omit-frame-pointer)
-  target_link_options(kbcore PUBLIC -fsanitize=address)
+  target_compile_options(kbcore PUBLIC -fsanitize=address,undefined -fno-sanitize-recover=undefined
+                         -fno-omit-frame-pointer)
+  target_link_options(kbcore PUBLIC -fsanitize=address,undefined)
 endif()
