@@ -2,8 +2,9 @@
 # The whole CPU test suite under AddressSanitizer (with LeakSanitizer) and
 # UndefinedBehaviorSanitizer (with float-cast-overflow: a NaN or out-of-range
 # double cast to an integer, e.g. from a hostile file's JSON, is undefined in
-# C): a CPU-only build in ./build-san (or $KB_SAN_BUILD_DIR), then ctest. Any invalid access, leak or undefined
-# operation fails the test that hit it. CI runs it after the normal suite;
+# C): a CPU-only build in ./build-san (or $KB_SAN_BUILD_DIR), then ctest.
+# Any invalid access, leak or undefined operation fails the test that hit
+# it. CI runs it after the normal suite;
 # the CUDA kernels get the same treatment on the CPU emulator
 # (KB_EMU_ASAN=1 bash tests/cuda_emu/run_checks.sh).
 # Extra ctest arguments pass through: bash scripts/sanitize.sh -R fuzz
