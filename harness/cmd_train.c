@@ -8,9 +8,6 @@
 #include "harness/cli.h"
 #include "models/train.h"
 
-/* Largest seed stored exactly in the JSON metadata (a double). */
-#define KB_TRAIN_MAX_SEED 9007199254740991LL
-
 static void usage(void) {
     printf(
         "Usage: kindbench train --data CACHE.kbd --out DIR --steps N [--model NAME | --depth N --width N --heads N\n"
@@ -110,7 +107,7 @@ static int model_option(int c, const char *arg, kb_train_opts *o, kb_err *err) {
     double r;
     switch (c) {
     case O_MLP:
-        if (real_opt("--mlp-ratio", arg, 0.01, 64, &r, err)) return -1;
+        if (real_opt("--mlp-ratio", arg, 0.01, 16, &r, err)) return -1;
         o->cfg.mlp_ratio_x100 = (int)lround(r * 100.0), o->set |= KB_TSET_MLP;
         return 0;
     case O_DROPOUT:
@@ -142,9 +139,12 @@ static const struct {
     long long lo, hi;
     unsigned bit;
 } count_specs[] = {
-    {O_STEPS, "--steps", 1, 1LL << 40, KB_TSET_STEPS},      {O_BATCH, "--batch", 1, 1 << 20, KB_TSET_BATCH},
-    {O_SEED, "--seed", 0, KB_TRAIN_MAX_SEED, KB_TSET_SEED}, {O_CKPT, "--ckpt-every", 0, 1LL << 40, KB_TSET_CKPT},
-    {O_LOG, "--log-every", 1, 1LL << 40, KB_TSET_LOG},      {O_THREADS, "--threads", 1, 4096, KB_TSET_THREADS},
+    {O_STEPS, "--steps", 1, KB_TRAIN_MAX_STEPS, KB_TSET_STEPS},
+    {O_BATCH, "--batch", 1, KB_TRAIN_MAX_BATCH, KB_TSET_BATCH},
+    {O_SEED, "--seed", 0, KB_TRAIN_MAX_SEED, KB_TSET_SEED},
+    {O_CKPT, "--ckpt-every", 0, KB_TRAIN_MAX_STEPS, KB_TSET_CKPT},
+    {O_LOG, "--log-every", 1, KB_TRAIN_MAX_STEPS, KB_TSET_LOG},
+    {O_THREADS, "--threads", 1, KB_TRAIN_MAX_THREADS, KB_TSET_THREADS},
     {O_IMAGE, "--image-size", 1, 1 << 16, KB_TSET_IMAGE},   {O_CHANNELS, "--channels", 1, 64, KB_TSET_CHANNELS},
 };
 

@@ -1,5 +1,7 @@
 #include "models/checkpoint.h"
 
+#include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,17 +24,26 @@ static char *optim_json(const kb_optim_config *c) {
     return s;
 }
 
+/* The optimiser settings, each within the range the command line accepts
+ * (a file's lr of -1 or beta1 of 5 would train, silently, into nonsense). */
 static int parse_optim_json(const char *path, const char *s, kb_optim_config *c, kb_err *err) {
     cJSON *o = cJSON_Parse(s);
-    const char *keys[] = {"lr", "beta1", "beta2", "eps", "weight_decay", "clip_norm", "ema_decay"};
-    double *dst[] = {&c->lr, &c->beta1, &c->beta2, &c->eps, &c->weight_decay, &c->clip_norm, &c->ema_decay};
-    for (int i = 0; o && i < 7; i++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, keys[i]);
-        if (!cJSON_IsNumber(v)) {
-            cJSON_Delete(o);
-            return kb_fail(err, "%s: optimiser metadata lacks '%s'", path, keys[i]);
-        }
-        *dst[i] = v->valuedouble;
+    const struct {
+        const char *key;
+        double *dst, lo, hi;
+    } f[] = {{"lr", &c->lr, 1e-300, 1e300},           {"beta1", &c->beta1, 0, 0.999999999},
+             {"beta2", &c->beta2, 0, 0.999999999},    {"eps", &c->eps, 1e-300, 1},
+             {"weight_decay", &c->weight_decay, 0, 1e6}, {"clip_norm", &c->clip_norm, 0, 1e300},
+             {"ema_decay", &c->ema_decay, 0, 0.999999999}};
+    for (size_t i = 0; o && i < sizeof f / sizeof f[0]; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, f[i].key);
+        double x = cJSON_IsNumber(v) ? v->valuedouble : NAN;
+        int bad = !(x >= f[i].lo && x <= f[i].hi);
+        if (bad && !cJSON_IsNumber(v)) kb_fail(err, "%s: optimiser metadata lacks '%s'", path, f[i].key);
+        else if (bad) kb_fail(err, "%s: optimiser metadata: '%s' is %g, outside [%.10g, %.10g]", path, f[i].key, x, f[i].lo,
+                              f[i].hi);
+        if (bad) return cJSON_Delete(o), -1;
+        *f[i].dst = x;
     }
     if (!o) return kb_fail(err, "%s: optimiser metadata is not JSON", path);
     cJSON_Delete(o);
@@ -97,7 +108,11 @@ static int inspect_open(kb_st_file *f, const char *path, kb_checkpoint_info *inf
                        KB_CHECKPOINT_FORMAT);
     if (!cfg || !step) return kb_fail(err, "%s: checkpoint metadata lacks config or step", path);
     if (kb_dit_config_from_json(cfg, &info->cfg, err)) return kb_fail_wrap(err, "%s", path);
-    info->step = strtoll(step, NULL, 10);
+    char *end;
+    errno = 0;
+    info->step = strtoll(step, &end, 10);
+    if (errno || end == step || *end || info->step < 0)
+        return kb_fail(err, "%s: checkpoint step '%s' is not a non-negative integer", path, step);
     info->has_ema = kb_st_find(f, "ema.pos_embed") != NULL;
     info->optim = kb_optim_config_default();
     const char *ocfg = kb_st_meta(f, "optim"), *train = kb_st_meta(f, "train");

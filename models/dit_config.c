@@ -1,5 +1,7 @@
 #include "models/dit_config.h"
 
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,12 +46,33 @@ int kb_dit_config_preset(const char *name, kb_dit_config *cfg, kb_err *err) {
     return kb_fail(err, "unknown DiT preset '%s' (expected S|B|L|XL followed by /2, /4 or /8, e.g. B/4)", name);
 }
 
+/* Upper limits, far beyond DiT-XL (width 1152, 28 blocks, 1000 classes, 256
+ * tokens), chosen so that every product of sizes that the layers form in int
+ * (width x MLP hidden, tokens^2, (classes+1) x width, patch dim x width)
+ * stays below 2^31: a checkpoint's or a command line's absurd size is an
+ * error here, not an overflow later. */
+static int check_limits(const kb_dit_config *c, kb_err *err) {
+    const struct {
+        const char *what;
+        int value, max;
+    } lim[] = {{"image side", c->input_size, 4096},        {"channels", c->in_channels, 64},
+               {"patch size", c->patch_size, 32},          {"width", c->hidden_size, 8192},
+               {"depth", c->depth, 1024},                  {"classes", c->num_classes, 100000},
+               {"mlp ratio x 100", c->mlp_ratio_x100, 1600}, {"frequency embedding size", c->freq_dim, 8192},
+               {"tokens per side (image / patch)", c->input_size / c->patch_size, 128}};
+    for (size_t i = 0; i < sizeof lim / sizeof lim[0]; i++)
+        if (lim[i].value > lim[i].max)
+            return kb_fail(err, "DiT config: %s %d is above the supported %d", lim[i].what, lim[i].value, lim[i].max);
+    return 0;
+}
+
 int kb_dit_config_validate(const kb_dit_config *c, kb_err *err) {
     if (c->input_size <= 0 || c->in_channels <= 0 || c->patch_size <= 0 || c->hidden_size <= 0 || c->depth <= 0 ||
         c->num_heads <= 0 || c->num_classes <= 0 || c->mlp_ratio_x100 <= 0 || c->freq_dim <= 0)
         return kb_fail(err, "DiT config: every size must be positive (image %d, channels %d, patch %d, width %d, "
                             "depth %d, heads %d, classes %d)", c->input_size, c->in_channels, c->patch_size,
                        c->hidden_size, c->depth, c->num_heads, c->num_classes);
+    if (check_limits(c, err)) return -1;
     if (c->hidden_size % c->num_heads)
         return kb_fail(err, "DiT config: %d heads do not divide width %d", c->num_heads, c->hidden_size);
     if (c->input_size % c->patch_size)
@@ -92,10 +115,15 @@ char *kb_dit_config_to_json(const kb_dit_config *c) {
     return s;
 }
 
+/* An integer field; a fraction, or a value outside int (which the cast
+ * would make undefined), is refused. */
 static int get_int(const cJSON *o, const char *key, int *out, kb_err *err) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     if (!cJSON_IsNumber(v)) return kb_fail(err, "DiT config JSON: missing number '%s'", key);
-    *out = (int)v->valuedouble;
+    double x = v->valuedouble;
+    if (!(x >= INT_MIN && x <= INT_MAX) || x != floor(x))
+        return kb_fail(err, "DiT config JSON: '%s' is %g: expected an integer in int range", key, x);
+    *out = (int)x;
     return 0;
 }
 
@@ -113,6 +141,10 @@ int kb_dit_config_from_json(const char *json, kb_dit_config *c, kb_err *err) {
     const cJSON *sigma = cJSON_GetObjectItemCaseSensitive(o, "learn_sigma");
     if (!rc && (!cJSON_IsNumber(ratio) || !cJSON_IsNumber(drop) || !cJSON_IsBool(sigma)))
         rc = kb_fail(err, "DiT config JSON: missing mlp_ratio, class_dropout_prob or learn_sigma");
+    if (!rc && (!(ratio->valuedouble > 0 && ratio->valuedouble <= 16) ||
+                !(drop->valuedouble >= 0 && drop->valuedouble < 1)))
+        rc = kb_fail(err, "DiT config JSON: mlp_ratio %g outside (0, 16] or class_dropout_prob %g outside [0, 1)",
+                     ratio->valuedouble, drop->valuedouble);
     if (!rc) {
         c->mlp_ratio_x100 = (int)(ratio->valuedouble * 100.0 + 0.5);
         c->class_dropout = (float)drop->valuedouble;

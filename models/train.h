@@ -80,6 +80,14 @@ int kb_train_data_noise(const kb_train_data *d, kb_ctx *ctx, int64_t step, int64
 
 /* ---- the trainer (models/train.c) ---- */
 
+/* The ranges of the run's counts, for the command line and for the values a
+ * checkpoint's training record brings back on --resume. The seed's limit is
+ * the largest integer the JSON metadata (a double) stores exactly. */
+#define KB_TRAIN_MAX_SEED 9007199254740991LL
+#define KB_TRAIN_MAX_STEPS (1LL << 40)
+#define KB_TRAIN_MAX_BATCH (1 << 20)
+#define KB_TRAIN_MAX_THREADS 4096
+
 /* Options given explicitly (on --resume the others come from the checkpoint). */
 enum {
     KB_TSET_DATA = 1 << 0, KB_TSET_OUT = 1 << 1, KB_TSET_STEPS = 1 << 2, KB_TSET_BATCH = 1 << 3,

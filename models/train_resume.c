@@ -54,12 +54,26 @@ static void merge_double(const kb_train_opts *o, unsigned bit, const char *name,
     }
 }
 
-static void merge_int(const kb_train_opts *o, unsigned bit, const char *name, int64_t *v, double recorded) {
+/* A count from the training record: an integer in [lo, hi] (a cast of
+ * anything else would be undefined or nonsense), else an error naming it. */
+static int recorded_count(const kb_train_opts *o, const cJSON *j, const char *key, double dflt, double lo, double hi,
+                          int64_t *out, kb_err *err) {
+    double x = num(j, key, dflt);
+    if (!(x >= lo && x <= hi) || x != floor(x))
+        return kb_fail(err, "--resume %s: training metadata: %s is %g, not an integer in [%.0f, %.0f]", o->resume, key,
+                       x, lo, hi);
+    *out = (int64_t)x;
+    return 0;
+}
+
+/* One count: the checkpoint's unless given (then warn if it differs, when
+ * name is set). */
+static void merge_int(const kb_train_opts *o, unsigned bit, const char *name, int64_t *v, int64_t recorded) {
     if (!(o->set & bit)) {
-        *v = (int64_t)recorded;
-    } else if (name && (double)*v != recorded) {
+        *v = recorded;
+    } else if (name && *v != recorded) {
         char a[32], b[32];
-        snprintf(a, sizeof a, "%lld", (long long)*v), snprintf(b, sizeof b, "%.0f", recorded);
+        snprintf(a, sizeof a, "%lld", (long long)*v), snprintf(b, sizeof b, "%lld", (long long)recorded);
         warn_differs(o->resume, name, a, b);
     }
 }
@@ -75,15 +89,28 @@ static void merge_optim(kb_train_opts *o, const kb_optim_config *f) {
     merge_double(o, KB_TSET_EMA, "--ema-decay", &c->ema_decay, f->ema_decay);
 }
 
+/* The run's counts: recorded values unless given. */
+static int merge_counts(kb_train_opts *o, const cJSON *j, kb_err *err) {
+    int64_t steps, log, ckpt, seed, batch, threads, v;
+    if (recorded_count(o, j, "steps", 0, 0, KB_TRAIN_MAX_STEPS, &steps, err) ||
+        recorded_count(o, j, "log_every", 10, 1, KB_TRAIN_MAX_STEPS, &log, err) ||
+        recorded_count(o, j, "ckpt_every", 1000, 0, KB_TRAIN_MAX_STEPS, &ckpt, err) ||
+        recorded_count(o, j, "seed", 0, 0, KB_TRAIN_MAX_SEED, &seed, err) ||
+        recorded_count(o, j, "batch", 32, 1, KB_TRAIN_MAX_BATCH, &batch, err) ||
+        recorded_count(o, j, "threads", 0, 0, KB_TRAIN_MAX_THREADS, &threads, err))
+        return -1;
+    merge_int(o, KB_TSET_STEPS, NULL, &o->steps, steps);
+    merge_int(o, KB_TSET_LOG, NULL, &o->log_every, log);
+    merge_int(o, KB_TSET_CKPT, NULL, &o->ckpt_every, ckpt);
+    v = (int64_t)o->seed, merge_int(o, KB_TSET_SEED, "--seed", &v, seed), o->seed = (uint64_t)v;
+    v = o->batch, merge_int(o, KB_TSET_BATCH, "--batch", &v, batch), o->batch = (int)v;
+    v = o->threads, merge_int(o, KB_TSET_THREADS, "--threads", &v, threads), o->threads = (int)v;
+    return 0;
+}
+
 /* Run settings: recorded values unless given. */
 static int merge_run(kb_train_opts *o, const cJSON *j, kb_err *err) {
-    int64_t v;
-    merge_int(o, KB_TSET_STEPS, NULL, &o->steps, num(j, "steps", 0));
-    merge_int(o, KB_TSET_LOG, NULL, &o->log_every, num(j, "log_every", 10));
-    merge_int(o, KB_TSET_CKPT, NULL, &o->ckpt_every, num(j, "ckpt_every", 1000));
-    v = o->seed, merge_int(o, KB_TSET_SEED, "--seed", &v, num(j, "seed", 0)), o->seed = (uint64_t)v;
-    v = o->batch, merge_int(o, KB_TSET_BATCH, "--batch", &v, num(j, "batch", 32)), o->batch = (int)v;
-    v = o->threads, merge_int(o, KB_TSET_THREADS, "--threads", &v, num(j, "threads", 0)), o->threads = (int)v;
+    if (merge_counts(o, j, err)) return -1;
     if (!(o->set & KB_TSET_FLIP)) o->flip = cJSON_IsTrue(item(j, "flip"));
     else if (o->flip != cJSON_IsTrue(item(j, "flip"))) warn_differs(o->resume, "flip", o->flip ? "on" : "off",
                                                                    o->flip ? "off" : "on");
@@ -160,7 +187,9 @@ int kb_train_resume_state(kb_trainer *tr, const cJSON *j, kb_err *err) {
     if (!cJSON_IsObject(acc) || step != (double)tr->opt.step)
         return kb_fail(err, "--resume %s: training state (step %.0f) does not match the checkpoint's step %lld",
                        tr->o->resume, step, (long long)tr->opt.step);
-    tr->acc.n = (int64_t)num(acc, "n", 0);
+    int64_t n;
+    if (recorded_count(tr->o, acc, "n", 0, 0, KB_TRAIN_MAX_STEPS, &n, err)) return -1;
+    tr->acc.n = n;
     tr->acc.loss = num(acc, "loss", 0), tr->acc.mse = num(acc, "mse", 0);
     tr->acc.vb = num(acc, "vb", 0), tr->acc.grad_norm = num(acc, "grad_norm", 0);
     return 0;

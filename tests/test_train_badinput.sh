@@ -20,6 +20,7 @@ T=(train --data data.kbd --batch 4 --steps 2 --threads 1 --quiet)
 expect_fail "heads do not divide width" "3 heads do not divide width 64" "${T[@]}" --out b --depth 1 --width 64 --heads 3 --patch 4
 expect_fail "image not divisible by patch" "image side 16 is not divisible by patch size 5" "${T[@]}" --out b --depth 1 --width 64 --heads 2 --patch 5
 expect_fail "width not a multiple of 4" "width 66 must be a multiple of 4" "${T[@]}" --out b --depth 1 --width 66 --heads 2 --patch 4
+expect_fail "width beyond the limits" "width 16384 is above the supported 8192" "${T[@]}" --out b --depth 1 --width 16384 --heads 2 --patch 4
 expect_fail "no model shape" "give --model NAME .* or all of --depth, --width, --heads, --patch" "${T[@]}" --out b --depth 2
 expect_fail "unknown preset" "unknown DiT preset 'Q/4'" "${T[@]}" --out b --model Q/4
 expect_fail "bad --classes" "--classes: expected pretrain, novel or all, got 'some'" "${T[@]}" --out b --model S/4 --classes some
@@ -51,6 +52,28 @@ import json, struct
 h = json.dumps({'w': {'dtype': 'F32', 'shape': [2], 'data_offsets': [0, 8]}, '__metadata__': {'format': 'pt'}}).encode()
 open('foreign.safetensors', 'wb').write(struct.pack('<Q', len(h)) + h + bytes(8))"
 expect_fail "foreign safetensors as checkpoint" "foreign.safetensors: not a kindbench checkpoint \(format 'pt'" train --resume foreign.safetensors --steps 4
+# The checkpoint's config metadata edited to a size no int holds (a cast that
+# was undefined before it was checked) and to one past the limits; its
+# training record to a batch no int holds, its optimiser record to a beta1
+# of 5 and its step to -3.
+"$PY" -c "
+import json, struct, sys
+b = open('good/last.safetensors', 'rb').read(); n = struct.unpack('<Q', b[:8])[0]
+for out, key, val in (('huge.safetensors', 'input_size', 1e12), ('wide.safetensors', 'hidden_size', 16384)):
+    h = json.loads(b[8:8 + n]); c = json.loads(h['__metadata__']['config']); c[key] = val
+    h['__metadata__']['config'] = json.dumps(c); hb = json.dumps(h).encode()
+    open(out, 'wb').write(struct.pack('<Q', len(hb)) + hb + b[8 + n:])
+def edit(out, key, fn):
+    h = json.loads(b[8:8 + n]); h['__metadata__'][key] = fn(h['__metadata__'][key]); hb = json.dumps(h).encode()
+    open(out, 'wb').write(struct.pack('<Q', len(hb)) + hb + b[8 + n:])
+edit('batch.safetensors', 'train', lambda t: json.dumps(dict(json.loads(t), batch=1e30)))
+edit('beta.safetensors', 'optim', lambda t: json.dumps(dict(json.loads(t), beta1=5)))
+edit('step.safetensors', 'step', lambda t: '-3')"
+expect_fail "checkpoint config size beyond int" "huge.safetensors: .*'input_size' is 1e\+12: expected an integer in int range" train --resume huge.safetensors --steps 4
+expect_fail "training record with an absurd batch" "batch.safetensors: training metadata: batch is 1e\+30, not an integer in \[1, 1048576\]" train --resume batch.safetensors --steps 4
+expect_fail "optimiser record out of range" "beta.safetensors: optimiser metadata: 'beta1' is 5, outside \[0, 0.999999999\]" train --resume beta.safetensors --steps 4
+expect_fail "negative checkpoint step" "step.safetensors: checkpoint step '-3' is not a non-negative integer" train --resume step.safetensors --steps 4
+expect_fail "checkpoint config beyond the limits" "wide.safetensors: .*width 16384 is above the supported 8192" train --resume wide.safetensors --steps 4
 expect_fail "checkpoint of another config" "checkpoint of another config: it has depth 2, width 32.*ask for depth 3, width 32" train --resume good/last.safetensors --depth 3 --steps 4
 
 # ---- divergence: the NaN step is named, nothing non-finite is saved
