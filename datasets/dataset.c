@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -49,9 +50,13 @@ static int map_file(kb_dataset *ds, const char *path, kb_err *err) {
     return 0;
 }
 
+/* An integer field, or fallback when absent or not an integer that a double
+ * holds exactly (|x| <= 2^53; casting a larger one could be undefined). */
 static int64_t json_int(const cJSON *obj, const char *key, int64_t fallback) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : fallback;
+    if (!cJSON_IsNumber(v)) return fallback;
+    double x = v->valuedouble;
+    return (x >= -9007199254740992.0 && x <= 9007199254740992.0 && x == floor(x)) ? (int64_t)x : fallback;
 }
 
 static const char *json_string(const cJSON *obj, const char *key) {
@@ -99,17 +104,19 @@ static int parse_meta(kb_dataset *ds, kb_err *err) {
     if (version != KB_DSET_FORMAT_VERSION)
         return kb_fail(err, "%s: cache format version %lld, this build reads %d", ds->path, (long long)version,
                        KB_DSET_FORMAT_VERSION);
-    ds->resolution = (int)json_int(ds->meta, "resolution", -1);
-    ds->channels = (int)json_int(ds->meta, "channels", -1);
+    int64_t resolution = json_int(ds->meta, "resolution", -1), channels = json_int(ds->meta, "channels", -1);
     ds->count = json_int(ds->meta, "count", -1);
     ds->name = json_string(ds->meta, "name");
     const char *sha = json_string(ds->meta, "payload_sha256");
     const cJSON *source = cJSON_GetObjectItemCaseSensitive(ds->meta, "source");
     ds->source_kind = json_string(source, "kind");
-    if (ds->resolution < 1 || ds->resolution > 65535 || (ds->channels != 1 && ds->channels != 3) || ds->count < 0 ||
-        !ds->name || !ds->source_kind || !sha || strlen(sha) != 64)
+    /* count is bounded by the file's size (5 bytes of label and split per
+     * image at least), so that the payload size below cannot overflow. */
+    if (resolution < 1 || resolution > 65535 || (channels != 1 && channels != 3) || ds->count < 0 ||
+        (uint64_t)ds->count > ds->map_size / 5 || !ds->name || !ds->source_kind || !sha || strlen(sha) != 64)
         return kb_fail(err, "%s: corrupt cache: metadata lacks or garbles resolution/channels/count/name/source/"
                             "payload_sha256", ds->path);
+    ds->resolution = (int)resolution, ds->channels = (int)channels;
     memcpy(ds->payload_sha256, sha, 65);
     return parse_classes(ds, err);
 }
@@ -117,8 +124,10 @@ static int parse_meta(kb_dataset *ds, kb_err *err) {
 /* Sizes first (a truncated file is the common failure), then the digest. */
 static int check_payload(kb_dataset *ds, uint64_t json_len, kb_err *err) {
     uint64_t start = kb_cache_align(16 + json_len);
-    uint64_t images_off = kb_cache_align((uint64_t)ds->count * 5);
-    uint64_t need = images_off + (uint64_t)ds->count * kb_dataset_image_bytes(ds);
+    uint64_t images_off = kb_cache_align((uint64_t)ds->count * 5), image_bytes, need;
+    if (__builtin_mul_overflow((uint64_t)ds->count, (uint64_t)kb_dataset_image_bytes(ds), &image_bytes) ||
+        __builtin_add_overflow(images_off, image_bytes, &need))
+        need = UINT64_MAX; /* sizes that overflow: no file holds them */
     uint64_t have = ds->map_size > start ? ds->map_size - start : 0;
     if (have != need)
         return kb_fail(err, "%s: %s cache: header says %lld images of %dx%dx%d (%llu payload bytes), file holds %llu",

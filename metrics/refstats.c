@@ -111,7 +111,10 @@ static int read_meta(const char *path, kb_stats_meta *m, char *note, size_t note
     json_str(o, "source_sha256", m->source_sha256, sizeof m->source_sha256);
     json_str(o, "spectrum_note", note, note_sz);
     const cJSON *c = cJSON_GetObjectItemCaseSensitive(o, "count");
-    if (cJSON_IsNumber(c)) m->count = (int64_t)c->valuedouble;
+    /* A count a double holds exactly, else unknown (casting a larger or
+     * negative one would be undefined or meaningless). */
+    if (cJSON_IsNumber(c) && c->valuedouble >= 0 && c->valuedouble <= 9007199254740992.0)
+        m->count = (int64_t)c->valuedouble;
     cJSON_Delete(o);
     return 0;
 }
