@@ -9,8 +9,12 @@
  * of it (an ADM reference batch; kindbench's own file with features,
  * spectrum and meta), safetensors (checkpoints), dataset caches (.kbd),
  * PNG, JPEG (baseline and progressive) and GIF (interlaced, two frames, a
- * transparent index). PNG mutants get their chunk CRCs recomputed so that
- * libpng parses the damaged chunk instead of stopping at its checksum.
+ * transparent index), DiT checkpoints (inspect, the training record that
+ * --resume reads, weights, EMA and moments). PNG mutants get their chunk
+ * CRCs recomputed so that libpng parses the damaged chunk instead of
+ * stopping at its checksum; half the safetensors and cache mutants damage
+ * only the JSON header and get its length rewritten, so that the metadata
+ * reaches the readers.
  *
  * Usage: test_readers_fuzz [MUTANTS per file, default 1500] */
 #include <gif_lib.h>
@@ -28,6 +32,9 @@
 #include "kbtest.h"
 #include "test_cache_small.h"
 #include "metrics/refstats.h"
+#include "models/checkpoint.h"
+#include "models/train.h"
+#include "models/train_internal.h"
 #include "nn/safetensors.h"
 #include "util/fileio.h"
 #include "util/npy.h"
@@ -143,6 +150,33 @@ static int parse_cache(const uint8_t *d, size_t n, tally *t, kb_err *err) {
     return 0;
 }
 
+/* A checkpoint as `kindbench sample` and `train --resume` read it: the
+ * header and metadata (inspect), the training record (resume options), then
+ * the weights, EMA and AdamW moments into a model of the tiny config below. */
+typedef struct {
+    kb_ctx ctx;
+    kb_dit m;
+    kb_optim opt;
+} tiny_model;
+static tiny_model g_tiny;
+
+static int parse_checkpoint(const uint8_t *d, size_t n, tally *t, kb_err *err) {
+    if (write_bytes("fuzz_ckpt.safetensors", d, n)) return kb_fail(err, "cannot write fuzz_ckpt.safetensors");
+    kb_checkpoint_info info;
+    if (kb_checkpoint_inspect("fuzz_ckpt.safetensors", &info, err)) return -1;
+    kb_train_opts o;
+    kb_train_opts_default(&o);
+    o.resume = "fuzz_ckpt.safetensors";
+    cJSON *train = NULL;
+    int rc = kb_train_resume_options(&o, &info, &train, err);
+    if (rc == 0) touch(t, &o.cfg, sizeof o.cfg), touch(t, o.data_path, strlen(o.data_path));
+    cJSON_Delete(train);
+    kb_checkpoint_info_free(&info);
+    if (rc == 0) rc = kb_checkpoint_load("fuzz_ckpt.safetensors", &g_tiny.m, &g_tiny.opt, 0, err);
+    if (rc == 0) rc = kb_checkpoint_load("fuzz_ckpt.safetensors", &g_tiny.m, NULL, 1, err);
+    return rc;
+}
+
 /* PNG, JPEG and GIF through the one entry point that picks the decoder by
  * content; the path's extension is what users' folders have. */
 static int parse_image_as(const char *path, const uint8_t *d, size_t n, tally *t, kb_err *err) {
@@ -249,6 +283,43 @@ static blob make_cache(void) {
     return b;
 }
 
+/* The training record `kindbench train` writes (abridged: the resume path
+ * reads these fields). */
+static const char kTrainJson[] =
+    "{\"format\":\"kindbench-train-1\",\"model\":\"custom\",\"config\":{\"input_size\":8,\"in_channels\":1,"
+    "\"patch_size\":4,\"hidden_size\":8,\"depth\":1,\"num_heads\":2,\"mlp_ratio\":4,\"num_classes\":3,"
+    "\"class_dropout_prob\":0.1,\"learn_sigma\":true,\"frequency_embedding_size\":16},\"optim\":{\"lr\":0.0001,"
+    "\"beta1\":0.9,\"beta2\":0.999,\"eps\":1e-08,\"weight_decay\":0,\"clip_norm\":0,\"ema_decay\":0.9999},"
+    "\"data\":{\"path\":\"data.kbd\",\"payload_sha256\":\"a8879456817b9b6d9d1dd6246930829c72455da1d644f82d6100825136175bf3\","
+    "\"classes\":\"pretrain\",\"split\":\"train\",\"class_map\":[{\"id\":0,\"dataset_class\":0},{\"id\":1,"
+    "\"dataset_class\":2},{\"id\":2,\"dataset_class\":5}]},\"seed\":7,\"batch\":2,\"steps\":4,\"flip\":true,"
+    "\"log_every\":10,\"ckpt_every\":2,\"keep_checkpoints\":false,\"device\":\"cpu\",\"precision\":\"fp32\","
+    "\"threads\":1,\"out\":\"run\",\"state\":{\"step\":2,\"images_seen\":4,\"log_acc\":{\"n\":2,\"loss\":2.0,"
+    "\"mse\":1.9,\"vb\":0.1,\"grad_norm\":0.3}}}";
+
+/* The tiny model (its weights, EMA and moments) saved with that record. */
+static blob make_checkpoint(void) {
+    kb_dit_config cfg = kb_dit_config_default();
+    cfg.input_size = 8, cfg.in_channels = 1, cfg.patch_size = 4, cfg.hidden_size = 8, cfg.depth = 1;
+    cfg.num_heads = 2, cfg.num_classes = 3, cfg.freq_dim = 16;
+    kb_ctx_opts co = {.threads = 1};
+    kb_optim_config oc = kb_optim_config_default();
+    kb_err err = {{0}};
+    blob b = {0};
+    if (kb_ctx_init(&g_tiny.ctx, KB_DEV_CPU, &co, &err) || kb_dit_create(&g_tiny.m, &g_tiny.ctx, &cfg, 1, 3, &err) ||
+        kb_optim_init(&g_tiny.opt, &g_tiny.m.params, &oc, &err) ||
+        kb_checkpoint_save("base_ckpt.safetensors", &g_tiny.m, &g_tiny.opt, kTrainJson, &err))
+        printf("FAIL writing base_ckpt.safetensors: %s\n", err.msg);
+    else b = slurp("base_ckpt.safetensors");
+    return b;
+}
+
+static void free_tiny_model(void) {
+    kb_optim_free(&g_tiny.opt);
+    kb_dit_free(&g_tiny.m);
+    kb_ctx_free(&g_tiny.ctx);
+}
+
 /* RGB 8-bit (our writer), a 16-bit grey+alpha image and an RGBA palette
  * image (libpng's simplified writer): the conversions kb_png_read makes. */
 static blob make_png(int kind) {
@@ -349,11 +420,42 @@ static void png_fix_crcs(uint8_t *m, size_t n) {
     }
 }
 
+/* Files that frame a JSON header with its length: safetensors (u64 length
+ * at 0, JSON from 8, data right after) and dataset caches (magic, u64 length
+ * at 8, JSON from 16, payload at the next multiple of 64). Half their
+ * mutants damage only the JSON and get the length (and the payload's
+ * padding) rewritten, so that the damaged metadata is parsed instead of
+ * failing the framing. */
+typedef struct {
+    size_t len_at, json_at, align;
+} framing;
+static const framing kSafetensorsFrame = {0, 8, 1}, kCacheFrame = {8, 16, 64};
+
+static size_t align_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
+
+static uint8_t *mutate_framed(kbf_rng *rng, const framing *fr, const uint8_t *src, size_t n, size_t *out_n) {
+    uint64_t hl = 0;
+    for (int i = 7; i >= 0 && n >= fr->json_at; i--) hl = hl << 8 | src[fr->len_at + (size_t)i];
+    if (n < fr->json_at || hl > n - fr->json_at || align_up(fr->json_at + hl, fr->align) > n)
+        return kbf_mutate(rng, src, n, 0, out_n);
+    size_t mh_n, payload_at = align_up(fr->json_at + (size_t)hl, fr->align);
+    uint8_t *mh = kbf_mutate(rng, src + fr->json_at, (size_t)hl, 0, &mh_n);
+    size_t new_at = align_up(fr->json_at + mh_n, fr->align), rest = n - payload_at;
+    uint8_t *m = calloc(new_at + rest + 1, 1);
+    memcpy(m, src, fr->json_at);
+    for (int i = 0; i < 8; i++) m[fr->len_at + (size_t)i] = (uint8_t)((uint64_t)mh_n >> (8 * i));
+    memcpy(m + fr->json_at, mh, mh_n), memcpy(m + new_at, src + payload_at, rest);
+    free(mh);
+    *out_n = new_at + rest;
+    return m;
+}
+
 typedef struct {
     const char *label;
     int (*parse)(const uint8_t *d, size_t n, tally *t, kb_err *err);
     size_t focus; /* header bytes most mutations aim at; 0: anywhere */
     int fix_png_crcs;
+    const framing *frame; /* half the mutants: mutate_framed (NULL: none) */
 } reader;
 
 static void run_one(const reader *r, const uint8_t *d, size_t n, tally *t) {
@@ -367,10 +469,16 @@ static void fuzz_reader(kbt_state *st, kbf_rng *rng, const reader *r, blob base,
     if (!base.p) return;
     run_one(r, base.p, base.n, &t);
     KBT_CHECK(st, t.ok == 1, r->label, "the valid file itself was refused");
-    for (size_t len = 0; len < base.n; len++) run_one(r, base.p, len, &t);
+    /* Every truncation of a small file; of a large one (a checkpoint's
+     * tensor data), every one inside the first 4 KiB and 256 more. */
+    size_t every = base.n < 4096 ? base.n : 4096, truncations = every;
+    for (size_t len = 0; len < every; len++) run_one(r, base.p, len, &t);
+    for (int k = 0; k < 256 && every < base.n; k++, truncations++)
+        run_one(r, base.p, every + kbf_rnd(rng, (uint32_t)(base.n - every)), &t);
     for (int i = 0; i < mutants; i++) {
         size_t mn;
-        uint8_t *m = kbf_mutate(rng, base.p, base.n, r->focus, &mn);
+        uint8_t *m = r->frame && kbf_rnd(rng, 2) ? mutate_framed(rng, r->frame, base.p, base.n, &mn)
+                                                  : kbf_mutate(rng, base.p, base.n, r->focus, &mn);
         if (kbf_rnd(rng, 4) == 0) { /* twice */
             size_t m2n;
             uint8_t *m2 = kbf_mutate(rng, m, mn, r->focus, &m2n);
@@ -382,7 +490,7 @@ static void fuzz_reader(kbt_state *st, kbf_rng *rng, const reader *r, blob base,
     }
     char name[200];
     snprintf(name, sizeof name, "%s: %zu truncations + %d mutants: no crash, every error has a message", r->label,
-             base.n, mutants);
+             truncations, mutants);
     KBT_CHECK(st, t.bad_messages == 0, name, "%ld errors without a message", t.bad_messages);
     printf("     %s: %zu-byte file, %ld parses, %ld accepted, %ld refused (checksum %016llx)\n", r->label, base.n,
            t.runs, t.ok, t.errors, (unsigned long long)t.checksum);
@@ -483,14 +591,16 @@ int main(int argc, char **argv) {
     int mutants = argc > 1 ? atoi(argv[1]) : 1500;
     kbf_rng rng = {0x9E3779B97F4A7C15ULL};
     for (size_t i = 0; i < sizeof g_pixels; i++) g_pixels[i] = (uint8_t)(i * 13);
-    const reader npy = {".npy (in memory)", parse_npy, 128, 0}, npz = {".npz entries", parse_npz, 0, 0},
-                 stats = {"ADM reference batch .npz", parse_stats, 0, 0},
-                 own = {"kindbench statistics .npz", parse_stats, 0, 0},
-                 st_file = {"safetensors", parse_safetensors, 256, 0}, kbd = {"dataset cache .kbd", parse_cache, 2048, 0},
-                 png = {"PNG RGB (CRCs fixed up)", parse_png, 64, 1},
-                 png16 = {"PNG 16-bit grey+alpha (CRCs fixed up)", parse_png, 64, 1},
-                 pngp = {"PNG RGBA palette (CRCs fixed up)", parse_png, 96, 1}, jpg = {"JPEG baseline", parse_jpeg, 0, 0},
-                 jpg_p = {"JPEG progressive", parse_jpeg, 0, 0}, gif = {"GIF", parse_gif, 0, 0};
+    reader ckpt = {"DiT checkpoint (inspect, resume record, load)", parse_checkpoint, 0, 0, &kSafetensorsFrame};
+    const reader npy = {".npy (in memory)", parse_npy, 128, 0, NULL}, npz = {".npz entries", parse_npz, 0, 0, NULL},
+                 stats = {"ADM reference batch .npz", parse_stats, 0, 0, NULL},
+                 own = {"kindbench statistics .npz", parse_stats, 0, 0, NULL},
+                 st_file = {"safetensors", parse_safetensors, 256, 0, &kSafetensorsFrame},
+                 kbd = {"dataset cache .kbd", parse_cache, 2048, 0, &kCacheFrame},
+                 png = {"PNG RGB (CRCs fixed up)", parse_png, 64, 1, NULL},
+                 png16 = {"PNG 16-bit grey+alpha (CRCs fixed up)", parse_png, 64, 1, NULL},
+                 pngp = {"PNG RGBA palette (CRCs fixed up)", parse_png, 96, 1, NULL}, jpg = {"JPEG baseline", parse_jpeg, 0, 0, NULL},
+                 jpg_p = {"JPEG progressive", parse_jpeg, 0, 0, NULL}, gif = {"GIF", parse_gif, 0, 0, NULL};
     fuzz_reader(&st, &rng, &npy, make_npy(), mutants);
     fuzz_reader(&st, &rng, &npz, make_stats_npz("base.npz"), mutants);
     fuzz_reader(&st, &rng, &stats, make_stats_npz("base_stats.npz"), mutants);
@@ -498,6 +608,10 @@ int main(int argc, char **argv) {
     fuzz_stats_entries(&st, &rng, "ADM reference batch, entries damaged", "base_stats.npz", mutants);
     fuzz_stats_entries(&st, &rng, "kindbench statistics, entries damaged", "base_own.npz", mutants);
     fuzz_reader(&st, &rng, &st_file, make_safetensors(), mutants);
+    blob ck = make_checkpoint();
+    ckpt.focus = ck.n > 8 ? 8 + ((size_t)ck.p[0] | (size_t)ck.p[1] << 8 | (size_t)ck.p[2] << 16) : 0; /* the header */
+    fuzz_reader(&st, &rng, &ckpt, ck, mutants);
+    free_tiny_model();
     fuzz_reader(&st, &rng, &kbd, make_cache(), mutants);
     fuzz_reader(&st, &rng, &png, make_png(0), mutants);
     fuzz_reader(&st, &rng, &png16, make_png(1), mutants);
