@@ -7,8 +7,9 @@
 # collectives, launch limits, library call arguments) against the CPU
 # reference and PyTorch. What it cannot show: GPU speed, or bugs that only
 # the hardware's memory model or tensor-core rounding would expose.
-# With KB_EMU_ASAN=1 everything is built with AddressSanitizer (build-emu-asan):
-# a kernel that reads or writes past a device buffer aborts.
+# With KB_EMU_ASAN=1 everything is built with AddressSanitizer and UBSan
+# (build-emu-asan): a kernel that reads or writes past a device buffer, or
+# loads a float4 from an address that is not 16-byte aligned, aborts.
 #   bash tests/cuda_emu/run_checks.sh [NAME_REGEX]     (only the checks whose names match)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
