@@ -40,8 +40,9 @@ static int parse_optim_json(const char *path, const char *s, kb_optim_config *c,
         double x = cJSON_IsNumber(v) ? v->valuedouble : NAN;
         int bad = !(x >= f[i].lo && x <= f[i].hi);
         if (bad && !cJSON_IsNumber(v)) kb_fail(err, "%s: optimiser metadata lacks '%s'", path, f[i].key);
-        else if (bad) kb_fail(err, "%s: optimiser metadata: '%s' is %g, outside [%.10g, %.10g]", path, f[i].key, x, f[i].lo,
-                              f[i].hi);
+        else if (bad)
+            kb_fail(err, "%s: optimiser metadata: '%s' is %g, outside [%.10g, %.10g]", path, f[i].key, x, f[i].lo,
+                    f[i].hi);
         if (bad) return cJSON_Delete(o), -1;
         *f[i].dst = x;
     }

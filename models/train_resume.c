@@ -163,8 +163,8 @@ int kb_train_resume_options(kb_train_opts *o, const kb_checkpoint_info *info, cJ
 static int check_class_map(const kb_trainer *tr, const cJSON *map, kb_err *err) {
     const kb_train_data *d = &tr->data;
     int n = cJSON_GetArraySize(map), same = cJSON_IsArray(map) && n == d->nclasses;
-    for (int k = 0; same && k < n; k++)
-        same = num(cJSON_GetArrayItem(map, k), "dataset_class", -1) == (double)d->classes[k]; /* no cast of the file's number */
+    for (int k = 0; same && k < n; k++) /* compared as doubles: the file's number is never cast */
+        same = num(cJSON_GetArrayItem(map, k), "dataset_class", -1) == (double)d->classes[k];
     if (same) return 0;
     return kb_fail(err, "--resume %s: the checkpoint's model classes (%d, data.class_map) are not the %d '%s' "
                         "classes selected from %s", tr->o->resume, n, d->nclasses,

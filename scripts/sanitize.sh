@@ -12,10 +12,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${KB_SAN_BUILD_DIR:-build-san}
 JOBS=${KB_JOBS:-$(nproc)}
-SAN="-fsanitize=address,undefined,float-cast-overflow -fno-omit-frame-pointer -fno-sanitize-recover=undefined,float-cast-overflow"
+CHECKS=address,undefined,float-cast-overflow
+SAN="-fsanitize=$CHECKS -fno-omit-frame-pointer -fno-sanitize-recover=undefined,float-cast-overflow"
 mkdir -p "$BUILD_DIR"
 cmake -S . -B "$BUILD_DIR" -DKB_WITH_CUDA=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_C_FLAGS=$SAN" \
-  "-DCMAKE_EXE_LINKER_FLAGS=-fsanitize=address,undefined,float-cast-overflow" >"$BUILD_DIR/configure.log" 2>&1 ||
+  "-DCMAKE_EXE_LINKER_FLAGS=-fsanitize=$CHECKS" >"$BUILD_DIR/configure.log" 2>&1 ||
   { cat "$BUILD_DIR/configure.log"; exit 1; }
 cmake --build "$BUILD_DIR" -j "$JOBS"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1}

@@ -187,9 +187,15 @@ static int parse_image_as(const char *path, const uint8_t *d, size_t n, tally *t
     kb_image_free(&img);
     return 0;
 }
-static int parse_png(const uint8_t *d, size_t n, tally *t, kb_err *err) { return parse_image_as("fuzz.png", d, n, t, err); }
-static int parse_jpeg(const uint8_t *d, size_t n, tally *t, kb_err *err) { return parse_image_as("fuzz.jpg", d, n, t, err); }
-static int parse_gif(const uint8_t *d, size_t n, tally *t, kb_err *err) { return parse_image_as("fuzz.gif", d, n, t, err); }
+static int parse_png(const uint8_t *d, size_t n, tally *t, kb_err *err) {
+    return parse_image_as("fuzz.png", d, n, t, err);
+}
+static int parse_jpeg(const uint8_t *d, size_t n, tally *t, kb_err *err) {
+    return parse_image_as("fuzz.jpg", d, n, t, err);
+}
+static int parse_gif(const uint8_t *d, size_t n, tally *t, kb_err *err) {
+    return parse_image_as("fuzz.gif", d, n, t, err);
+}
 
 /* ---- valid files ---- */
 
@@ -290,7 +296,8 @@ static const char kTrainJson[] =
     "\"patch_size\":4,\"hidden_size\":8,\"depth\":1,\"num_heads\":2,\"mlp_ratio\":4,\"num_classes\":3,"
     "\"class_dropout_prob\":0.1,\"learn_sigma\":true,\"frequency_embedding_size\":16},\"optim\":{\"lr\":0.0001,"
     "\"beta1\":0.9,\"beta2\":0.999,\"eps\":1e-08,\"weight_decay\":0,\"clip_norm\":0,\"ema_decay\":0.9999},"
-    "\"data\":{\"path\":\"data.kbd\",\"payload_sha256\":\"a8879456817b9b6d9d1dd6246930829c72455da1d644f82d6100825136175bf3\","
+    "\"data\":{\"path\":\"data.kbd\","
+    "\"payload_sha256\":\"a8879456817b9b6d9d1dd6246930829c72455da1d644f82d6100825136175bf3\","
     "\"classes\":\"pretrain\",\"split\":\"train\",\"class_map\":[{\"id\":0,\"dataset_class\":0},{\"id\":1,"
     "\"dataset_class\":2},{\"id\":2,\"dataset_class\":5}]},\"seed\":7,\"batch\":2,\"steps\":4,\"flip\":true,"
     "\"log_every\":10,\"ckpt_every\":2,\"keep_checkpoints\":false,\"device\":\"cpu\",\"precision\":\"fp32\","
@@ -599,7 +606,8 @@ int main(int argc, char **argv) {
                  kbd = {"dataset cache .kbd", parse_cache, 2048, 0, &kCacheFrame},
                  png = {"PNG RGB (CRCs fixed up)", parse_png, 64, 1, NULL},
                  png16 = {"PNG 16-bit grey+alpha (CRCs fixed up)", parse_png, 64, 1, NULL},
-                 pngp = {"PNG RGBA palette (CRCs fixed up)", parse_png, 96, 1, NULL}, jpg = {"JPEG baseline", parse_jpeg, 0, 0, NULL},
+                 pngp = {"PNG RGBA palette (CRCs fixed up)", parse_png, 96, 1, NULL},
+                 jpg = {"JPEG baseline", parse_jpeg, 0, 0, NULL},
                  jpg_p = {"JPEG progressive", parse_jpeg, 0, 0, NULL}, gif = {"GIF", parse_gif, 0, 0, NULL};
     fuzz_reader(&st, &rng, &npy, make_npy(), mutants);
     fuzz_reader(&st, &rng, &npz, make_stats_npz("base.npz"), mutants);
