@@ -10,9 +10,13 @@
 #include "nn/cuda_backend.h"
 #include "nn/profile.h"
 
+/* $KINDBENCH_THREADS when it is a count in [1, 4096] (strtol: atoi's
+ * overflow is undefined), else the online CPUs. */
 static int default_threads(void) {
     const char *env = getenv("KINDBENCH_THREADS");
-    if (env && atoi(env) > 0) return atoi(env);
+    char *end = NULL;
+    long t = env ? strtol(env, &end, 10) : 0;
+    if (env && end != env && !*end && t >= 1 && t <= 4096) return (int)t;
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (int)n : 1;
 }
