@@ -61,6 +61,15 @@ done
 run "eval again (reference from the cache)" eval samp ref --metrics all --csv res2.csv --featurizer pixels
 grep -q "features from the cache" err.txt && ok "cache hit reported" || bad "cache hit" "$(cat err.txt)"
 cmp -s res1.csv res2.csv && ok "cached run gives a byte-identical CSV" || bad "cached CSV" "$(diff res1.csv res2.csv)"
+# a damaged cache file (cut short, as a full disk or a bad copy leaves it) is
+# not used: the features are computed again, the results are the same, and
+# the file is rewritten whole
+cfile=$(ls cache/*.npz | head -1); csize=$(stat -c %s "$cfile")
+head -c $((csize / 2)) "$cfile" > cut.npz && mv cut.npz "$cfile"
+run "eval with a damaged cache file" eval samp ref --metrics all --csv res3.csv --featurizer pixels
+if ! grep -q "features from the cache" err.txt && grep -q "cached the features" err.txt && cmp -s res1.csv res3.csv &&
+   [[ $(stat -c %s "$cfile") -eq $csize ]]; then ok "damaged cache file recomputed and rewritten, same CSV"
+else bad "damaged cache file" "$(cat err.txt) / size $(stat -c %s "$cfile") vs $csize"; fi
 
 # the Frechet distance's routes: these sets have fewer images than dimensions
 # (sigma1 singular), so auto takes the pivoted route; eigh must agree to 1e-6
