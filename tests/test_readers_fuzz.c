@@ -8,8 +8,8 @@
  * Readers: .npy (in memory), .npz entries and the statistics reader on top
  * of it (an ADM reference batch; kindbench's own file with features,
  * spectrum and meta), safetensors (checkpoints), dataset caches (.kbd),
- * PNG, JPEG (baseline and progressive) and GIF (interlaced, two frames, a
- * transparent index), DiT checkpoints (inspect, the training record that
+ * PNG, JPEG (baseline, progressive, greyscale, CMYK) and GIF (interlaced,
+ * two frames, a transparent index), DiT checkpoints (inspect, the training record that
  * --resume reads, weights, EMA and moments). PNG mutants get their chunk
  * CRCs recomputed so that libpng parses the damaged chunk instead of
  * stopping at its checksum; half the safetensors and cache mutants damage
@@ -355,9 +355,14 @@ static blob make_png(int kind) {
     return b;
 }
 
-static blob make_jpeg(int progressive) {
+/* A 16x12 JPEG: RGB baseline, RGB progressive, greyscale, or CMYK (with
+ * libjpeg's Adobe marker, as ImageNet's few CMYK files have). */
+enum { JPEG_RGB, JPEG_PROGRESSIVE, JPEG_GREY, JPEG_CMYK };
+static blob make_jpeg(int kind) {
     enum { W = 16, H = 12 };
-    uint8_t row[W * 3];
+    static const int comps[] = {3, 3, 1, 4};
+    static const J_COLOR_SPACE spaces[] = {JCS_RGB, JCS_RGB, JCS_GRAYSCALE, JCS_CMYK};
+    uint8_t row[W * 4];
     struct jpeg_compress_struct c;
     struct jpeg_error_mgr jerr;
     unsigned char *mem = NULL;
@@ -365,13 +370,13 @@ static blob make_jpeg(int progressive) {
     c.err = jpeg_std_error(&jerr);
     jpeg_create_compress(&c);
     jpeg_mem_dest(&c, &mem, &size);
-    c.image_width = W, c.image_height = H, c.input_components = 3, c.in_color_space = JCS_RGB;
+    c.image_width = W, c.image_height = H, c.input_components = comps[kind], c.in_color_space = spaces[kind];
     jpeg_set_defaults(&c);
     jpeg_set_quality(&c, 85, TRUE);
-    if (progressive) jpeg_simple_progression(&c);
+    if (kind == JPEG_PROGRESSIVE) jpeg_simple_progression(&c);
     jpeg_start_compress(&c, TRUE);
     for (int y = 0; y < H; y++) {
-        for (int x = 0; x < W * 3; x++) row[x] = (uint8_t)(x * 5 + y * 17);
+        for (int x = 0; x < W * comps[kind]; x++) row[x] = (uint8_t)(x * 5 + y * 17);
         JSAMPROW r = row;
         jpeg_write_scanlines(&c, &r, 1);
     }
@@ -608,7 +613,9 @@ int main(int argc, char **argv) {
                  png16 = {"PNG 16-bit grey+alpha (CRCs fixed up)", parse_png, 64, 1, NULL},
                  pngp = {"PNG RGBA palette (CRCs fixed up)", parse_png, 96, 1, NULL},
                  jpg = {"JPEG baseline", parse_jpeg, 0, 0, NULL},
-                 jpg_p = {"JPEG progressive", parse_jpeg, 0, 0, NULL}, gif = {"GIF", parse_gif, 0, 0, NULL};
+                 jpg_p = {"JPEG progressive", parse_jpeg, 0, 0, NULL},
+                 jpg_g = {"JPEG greyscale", parse_jpeg, 0, 0, NULL},
+                 jpg_c = {"JPEG CMYK", parse_jpeg, 0, 0, NULL}, gif = {"GIF", parse_gif, 0, 0, NULL};
     fuzz_reader(&st, &rng, &npy, make_npy(), mutants);
     fuzz_reader(&st, &rng, &npz, make_stats_npz("base.npz"), mutants);
     fuzz_reader(&st, &rng, &stats, make_stats_npz("base_stats.npz"), mutants);
@@ -624,8 +631,10 @@ int main(int argc, char **argv) {
     fuzz_reader(&st, &rng, &png, make_png(0), mutants);
     fuzz_reader(&st, &rng, &png16, make_png(1), mutants);
     fuzz_reader(&st, &rng, &pngp, make_png(2), mutants);
-    fuzz_reader(&st, &rng, &jpg, make_jpeg(0), mutants);
-    fuzz_reader(&st, &rng, &jpg_p, make_jpeg(1), mutants);
+    fuzz_reader(&st, &rng, &jpg, make_jpeg(JPEG_RGB), mutants);
+    fuzz_reader(&st, &rng, &jpg_p, make_jpeg(JPEG_PROGRESSIVE), mutants);
+    fuzz_reader(&st, &rng, &jpg_g, make_jpeg(JPEG_GREY), mutants);
+    fuzz_reader(&st, &rng, &jpg_c, make_jpeg(JPEG_CMYK), mutants);
     fuzz_reader(&st, &rng, &gif, make_gif(), mutants);
     return kbt_finish(&st);
 }
