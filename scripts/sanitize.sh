@@ -8,6 +8,8 @@
 # the CUDA kernels get the same treatment on the CPU emulator
 # (KB_EMU_ASAN=1 bash tests/cuda_emu/run_checks.sh).
 # Extra ctest arguments pass through: bash scripts/sanitize.sh -R fuzz
+# (with KB_SAN_FIXTURES set, an -E of your own replaces the one that skips
+# the fixture scripts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${KB_SAN_BUILD_DIR:-build-san}
@@ -21,5 +23,16 @@ cmake -S . -B "$BUILD_DIR" -DKB_WITH_CUDA=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo 
 cmake --build "$BUILD_DIR" -j "$JOBS"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
-ctest --test-dir "$BUILD_DIR" -j "$JOBS" --output-on-failure "$@"
+# KB_SAN_FIXTURES=DIR reuses the PyTorch fixtures another build of this same
+# checkout has made (CI: build/tests/fixtures, made by the suite just run)
+# instead of running the Python reference scripts again (about 2 minutes);
+# they run no C code, so the sanitizers lose nothing.
+SKIP_SETUP=()
+if [[ -n ${KB_SAN_FIXTURES:-} ]]; then
+  [[ -d $KB_SAN_FIXTURES && -n "$(ls -A "$KB_SAN_FIXTURES")" ]] ||
+    { echo "sanitize: KB_SAN_FIXTURES=$KB_SAN_FIXTURES is not a directory of fixtures" >&2; exit 1; }
+  rm -rf "$BUILD_DIR/tests/fixtures" && ln -s "$(realpath "$KB_SAN_FIXTURES")" "$BUILD_DIR/tests/fixtures"
+  SKIP_SETUP=(--exclude-regex '^fixture_' --fixture-exclude-setup '.*')
+fi
+ctest --test-dir "$BUILD_DIR" -j "$JOBS" --output-on-failure "${SKIP_SETUP[@]}" "$@"
 echo "sanitize: every test passed under ASan, LSan and UBSan ($BUILD_DIR)"
