@@ -193,20 +193,6 @@ static void pool_take(const bench_opts *o, const batch_pool *p, int k, kb_train_
 
 static void pool_free(batch_pool *p) { free(p->x0), free(p->noise), free(p->t), free(p->y); }
 
-/* --profile: o->steps more steps with every op timed, then the table. */
-static int profile_steps(const bench_opts *o, kb_ctx *ctx, kb_dit *m, kb_optim *opt, const kb_diffusion *diff,
-                         kb_train_bufs *b, const batch_pool *pool, kb_err *err) {
-    float loss = 0.0f;
-    if (kb_profile_start(ctx, err)) return -1;
-    double t0 = kb_now();
-    for (int k = 0; k < o->steps; k++) {
-        pool_take(o, pool, k, b);
-        if (train_step(m, opt, diff, b, o->batch, &loss, err)) return -1;
-    }
-    if (kb_ctx_sync(ctx, err)) return -1;
-    return kb_profile_report(ctx, stdout, o->steps, kb_now() - t0, err);
-}
-
 /* Everything one bench run owns, zeroed first so that one teardown frees
  * whatever setup got as far as making. */
 typedef struct {
@@ -253,6 +239,19 @@ static int timed_steps(const bench_opts *o, bench_state *s, double *sps, float *
     return 0;
 }
 
+/* --profile: o->steps more steps with every op timed, then the table. */
+static int profile_steps(const bench_opts *o, bench_state *s, kb_err *err) {
+    float loss = 0.0f;
+    if (kb_profile_start(&s->ctx, err)) return -1;
+    double t0 = kb_now();
+    for (int k = 0; k < o->steps; k++) {
+        pool_take(o, &s->pool, k, &s->b);
+        if (train_step(&s->m, &s->opt, &s->diff, &s->b, o->batch, &loss, err)) return -1;
+    }
+    if (kb_ctx_sync(&s->ctx, err)) return -1;
+    return kb_profile_report(&s->ctx, stdout, o->steps, kb_now() - t0, err);
+}
+
 static void print_figures(const bench_opts *o, const bench_state *s, double sps, float loss) {
     double flops = 6.0 * kb_dit_forward_macs(&o->cfg) * o->batch;
     printf("kindbench train: depth %d width %d heads %d patch %d image %d channels %d batch %d, %zu params, %s x%d\n",
@@ -277,7 +276,7 @@ static int run_bench(const bench_opts *o, kb_err *err) {
     int rc = bench_setup(o, &s, err) || timed_steps(o, &s, &sps, &loss, err);
     if (!rc) {
         print_figures(o, &s, sps, loss);
-        rc = o->profile ? profile_steps(o, &s.ctx, &s.m, &s.opt, &s.diff, &s.b, &s.pool, err) : 0;
+        rc = o->profile ? profile_steps(o, &s, err) : 0;
     }
     bench_teardown(&s);
     if (rc) return -1;
