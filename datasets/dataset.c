@@ -2,7 +2,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -10,6 +9,7 @@
 #include <unistd.h>
 
 #include "datasets/cache.h"
+#include "util/exact_int.h"
 #include "util/sha256.h"
 
 /* Labels are read in place as int32: the format is little-endian. */
@@ -56,7 +56,7 @@ static int64_t json_int(const cJSON *obj, const char *key, int64_t fallback) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
     if (!cJSON_IsNumber(v)) return fallback;
     double x = v->valuedouble;
-    return (x >= -9007199254740992.0 && x <= 9007199254740992.0 && x == floor(x)) ? (int64_t)x : fallback;
+    return kb_double_is_int_in(x, -9007199254740992.0, 9007199254740992.0) ? (int64_t)x : fallback;
 }
 
 static const char *json_string(const cJSON *obj, const char *key) {

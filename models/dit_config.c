@@ -1,12 +1,13 @@
 #include "models/dit_config.h"
 
 #include <limits.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cjson/cJSON.h>
+
+#include "util/exact_int.h"
 
 kb_dit_config kb_dit_config_default(void) {
     kb_dit_config c;
@@ -121,7 +122,7 @@ static int get_int(const cJSON *o, const char *key, int *out, kb_err *err) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     if (!cJSON_IsNumber(v)) return kb_fail(err, "DiT config JSON: missing number '%s'", key);
     double x = v->valuedouble;
-    if (!(x >= INT_MIN && x <= INT_MAX) || x != floor(x))
+    if (!kb_double_is_int_in(x, INT_MIN, INT_MAX))
         return kb_fail(err, "DiT config JSON: '%s' is %g: expected an integer in int range", key, x);
     *out = (int)x;
     return 0;

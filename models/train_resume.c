@@ -2,11 +2,11 @@
  * metadata unless given again; what would change the model's shape or its
  * data is refused, what would only change the trajectory is warned about
  * (the run then no longer equals an unbroken one). */
-#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "models/train_internal.h"
+#include "util/exact_int.h"
 
 static const cJSON *item(const cJSON *j, const char *key) { return cJSON_GetObjectItemCaseSensitive(j, key); }
 
@@ -59,7 +59,7 @@ static void merge_double(const kb_train_opts *o, unsigned bit, const char *name,
 static int recorded_count(const kb_train_opts *o, const cJSON *j, const char *key, double dflt, double lo, double hi,
                           int64_t *out, kb_err *err) {
     double x = num(j, key, dflt);
-    if (!(x >= lo && x <= hi) || x != floor(x))
+    if (!kb_double_is_int_in(x, lo, hi))
         return kb_fail(err, "--resume %s: training metadata: %s is %g, not an integer in [%.0f, %.0f]", o->resume, key,
                        x, lo, hi);
     *out = (int64_t)x;

@@ -2,13 +2,13 @@
 #include "nn/safetensors.h"
 
 #include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cjson/cJSON.h>
 
+#include "util/exact_int.h"
 #include "util/fileio.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -77,7 +77,7 @@ struct kb_st_file {
 static int json_uint(const cJSON *j, uint64_t *out) {
     if (!cJSON_IsNumber(j)) return -1;
     double v = j->valuedouble;
-    if (!(v >= 0.0 && v <= 9007199254740992.0) || v != floor(v)) return -1;
+    if (!kb_double_is_int_in(v, 0.0, 9007199254740992.0)) return -1;
     *out = (uint64_t)v;
     return 0;
 }
