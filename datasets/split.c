@@ -48,14 +48,16 @@ static void describe_classes(const kb_source *src, char *out, size_t n) {
 }
 
 /* Marks every class named in path (one per line, '#' comments, blank lines
- * skipped) with role; seen[] catches repeats within and across files. */
+ * skipped) with role; seen[] catches repeats within and across files. Lines
+ * are read whole (getline), so a long line is one line in the messages. */
 static int read_class_file(const kb_source *src, const char *path, uint8_t role, uint8_t *roles, char *seen,
                            kb_err *err) {
     FILE *fp = fopen(path, "r");
     if (!fp) return kb_fail(err, "%s: cannot open class list: %s", path, strerror(errno));
-    char line[1024];
+    char *line = NULL;
+    size_t cap = 0;
     int lineno = 0, rc = 0;
-    while (rc == 0 && fgets(line, sizeof line, fp)) {
+    while (rc == 0 && getline(&line, &cap, fp) >= 0) {
         lineno++;
         char *name = trim(line);
         if (!name[0] || name[0] == '#') continue;
@@ -63,7 +65,10 @@ static int read_class_file(const kb_source *src, const char *path, uint8_t role,
         if (c < 0) {
             char known[512];
             describe_classes(src, known, sizeof known);
-            rc = kb_fail(err, "%s:%d: unknown class '%s' (the %s source has %s)", path, lineno, name, src->kind, known);
+            /* a name longer than any folder name is shown cut, with its length */
+            int shown = strlen(name) > 200 ? 200 : (int)strlen(name);
+            rc = kb_fail(err, "%s:%d: unknown class '%.*s'%s (the %s source has %s)", path, lineno, shown, name,
+                         shown < (int)strlen(name) ? "... (a name of over 200 bytes)" : "", src->kind, known);
         }
         else if (seen[c])
             rc = kb_fail(err, "%s:%d: class '%s' is listed twice (or in both class files)", path, lineno, name);
@@ -73,6 +78,7 @@ static int read_class_file(const kb_source *src, const char *path, uint8_t role,
         }
     }
     if (rc == 0 && ferror(fp)) rc = kb_fail(err, "%s: read error", path);
+    free(line);
     fclose(fp);
     return rc;
 }

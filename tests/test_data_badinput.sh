@@ -105,6 +105,11 @@ expect_fail "pokemon package missing" "nowhere: not a directory" data prepare --
 # ---- class split options
 printf 'cats\nwolves\n' > novel.txt
 expect_fail "unknown class in --novel-classes" "novel.txt:2: unknown class 'wolves'" "${P[@]}" --input good --novel-classes novel.txt
+# a comment line longer than any buffer is one line: the next lines keep their numbers
+{ printf '#%.0s' {1..3000}; printf '\ncats\nwolves\n'; } > novel_long.txt
+expect_fail "long comment line in a class list" "novel_long.txt:3: unknown class 'wolves'" "${P[@]}" --input good --novel-classes novel_long.txt
+{ printf 'z%.0s' {1..3000}; printf '\n'; } > novel_longname.txt
+expect_fail "3000-byte class name" "novel_longname.txt:1: unknown class 'z{200}'\\.\\.\\. \\(a name of over 200 bytes\\)" "${P[@]}" --input good --novel-classes novel_longname.txt
 expect_fail "--novel-fraction out of range" "--novel-fraction: expected a fraction in \[0, 1\]" "${P[@]}" --input good --novel-fraction 1.5
 expect_fail "bad --background" "--background: expected R,G,B" "${P[@]}" --input good --background 1,2
 
