@@ -13,6 +13,14 @@ typedef struct {
     uint64_t state;
 } kbf_rng;
 
+/* A test's default stream (seed 0) or another one, so that a longer hunt than
+ * ctest's can take other seeds: `test_..._fuzz MUTANTS SEED`. */
+static inline kbf_rng kbf_rng_seeded(uint64_t base, unsigned long long seed) {
+    kbf_rng r = {base ^ (uint64_t)seed * 0xD1B54A32D192ED03ULL};
+    if (!r.state) r.state = base; /* xorshift's one fixed point */
+    return r;
+}
+
 /* Uniform in [0, n); 0 when n is 0. */
 static inline uint32_t kbf_rnd(kbf_rng *r, uint32_t n) {
     r->state ^= r->state << 13, r->state ^= r->state >> 7, r->state ^= r->state << 17;

@@ -135,7 +135,9 @@ static uint8_t *load(const char *name, size_t *n) {
 
 int main(int argc, char **argv) {
     kbt_state st = {0};
+    /* test_torch_pickle_fuzz [mutants [seed]] (see kbf_rng_seeded) */
     int mutants = argc > 1 ? atoi(argv[1]) : 3000;
+    g_rng = kbf_rng_seeded(g_rng.state, argc > 2 ? strtoull(argv[2], NULL, 0) : 0);
     size_t n;
     uint8_t *legacy = load("tp_small_legacy.pth", &n);
     if (legacy) fuzz_base(&st, "torch 1.13 legacy file", legacy, n, mutants);
