@@ -65,10 +65,10 @@ static int read_class_file(const kb_source *src, const char *path, uint8_t role,
         if (c < 0) {
             char known[512];
             describe_classes(src, known, sizeof known);
-            /* a name longer than any folder name is shown cut, with its length */
-            int shown = strlen(name) > 200 ? 200 : (int)strlen(name);
-            rc = kb_fail(err, "%s:%d: unknown class '%.*s'%s (the %s source has %s)", path, lineno, shown, name,
-                         shown < (int)strlen(name) ? "... (a name of over 200 bytes)" : "", src->kind, known);
+            /* a name longer than any folder name is shown cut at 200 bytes */
+            int cut = strlen(name) > 200;
+            rc = kb_fail(err, "%s:%d: unknown class '%.200s'%s (the %s source has %s)", path, lineno, name,
+                         cut ? "... (a name of over 200 bytes)" : "", src->kind, known);
         }
         else if (seen[c])
             rc = kb_fail(err, "%s:%d: class '%s' is listed twice (or in both class files)", path, lineno, name);
@@ -77,7 +77,8 @@ static int read_class_file(const kb_source *src, const char *path, uint8_t role,
             roles[c] = role;
         }
     }
-    if (rc == 0 && ferror(fp)) rc = kb_fail(err, "%s: read error", path);
+    /* getline also stops (without the error flag) when it cannot grow the line */
+    if (rc == 0 && (ferror(fp) || !feof(fp))) rc = kb_fail(err, "%s: read error: %s", path, strerror(errno));
     free(line);
     fclose(fp);
     return rc;
