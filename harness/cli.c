@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/exact_int.h"
+
 static void print_list(const char *prog, const kb_subcommand *cmds) {
     printf("Usage: %s COMMAND [OPTIONS]\n\nCommands:\n", prog);
     for (const kb_subcommand *c = cmds; c->name; c++) printf("  %-10s %s\n", c->name, c->summary);
@@ -28,12 +30,8 @@ int kb_cli_dispatch(const char *prog, const kb_subcommand *cmds, int argc, char 
 }
 
 int kb_cli_parse_int(const char *opt, const char *s, long long min, long long max, long long *out, kb_err *err) {
-    char *end = NULL;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || !end || *end || end == s || v < min || v > max)
+    if (!kb_text_is_int_in(s, min, max, out))
         return kb_fail(err, "%s: expected an integer in [%lld, %lld], got '%s'", opt, min, max, s);
-    *out = v;
     return 0;
 }
 

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "metrics/inception_impl.h"
+#include "util/exact_int.h"
 #include "util/fileio.h"
 #include "util/sha256.h"
 
@@ -78,9 +79,8 @@ static int worker_batch(const kb_ctx *ctx, int *batch, kb_err *err) {
     *batch = ctx->device == KB_DEV_CUDA ? KB_INCEP_BATCH_CUDA : KB_INCEP_BATCH_CPU;
     const char *env = getenv("KINDBENCH_INCEPTION_BATCH");
     if (!env || !*env) return 0;
-    char *end;
-    long b = strtol(env, &end, 10);
-    if (*end || b < 1 || b > 4096) return kb_fail(err, "$KINDBENCH_INCEPTION_BATCH=%s: expected 1..4096", env);
+    long long b;
+    if (!kb_text_is_int_in(env, 1, 4096, &b)) return kb_fail(err, "$KINDBENCH_INCEPTION_BATCH=%s: expected 1..4096", env);
     *batch = (int)b;
     return 0;
 }

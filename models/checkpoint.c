@@ -1,6 +1,6 @@
 #include "models/checkpoint.h"
 
-#include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +9,7 @@
 #include <cjson/cJSON.h>
 
 #include "nn/safetensors.h"
+#include "util/exact_int.h"
 
 static char *optim_json(const kb_optim_config *c) {
     cJSON *o = cJSON_CreateObject();
@@ -109,11 +110,10 @@ static int inspect_open(kb_st_file *f, const char *path, kb_checkpoint_info *inf
                        KB_CHECKPOINT_FORMAT);
     if (!cfg || !step) return kb_fail(err, "%s: checkpoint metadata lacks config or step", path);
     if (kb_dit_config_from_json(cfg, &info->cfg, err)) return kb_fail_wrap(err, "%s", path);
-    char *end;
-    errno = 0;
-    info->step = strtoll(step, &end, 10);
-    if (errno || end == step || *end || info->step < 0)
+    long long st;
+    if (!kb_text_is_int_in(step, 0, LLONG_MAX, &st))
         return kb_fail(err, "%s: checkpoint step '%s' is not a non-negative integer", path, step);
+    info->step = st;
     info->has_ema = kb_st_find(f, "ema.pos_embed") != NULL;
     info->optim = kb_optim_config_default();
     const char *ocfg = kb_st_meta(f, "optim"), *train = kb_st_meta(f, "train");

@@ -9,14 +9,13 @@
 
 #include "nn/cuda_backend.h"
 #include "nn/profile.h"
+#include "util/exact_int.h"
 
-/* $KINDBENCH_THREADS when it is a count in [1, 4096] (strtol: atoi's
- * overflow is undefined), else the online CPUs. */
+/* $KINDBENCH_THREADS when it is a count in [1, 4096], else the online CPUs. */
 static int default_threads(void) {
     const char *env = getenv("KINDBENCH_THREADS");
-    char *end = NULL;
-    long t = env ? strtol(env, &end, 10) : 0;
-    if (env && end != env && !*end && t >= 1 && t <= 4096) return (int)t;
+    long long t;
+    if (env && kb_text_is_int_in(env, 1, 4096, &t)) return (int)t;
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (int)n : 1;
 }
