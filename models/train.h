@@ -86,7 +86,7 @@ int kb_train_data_noise(const kb_train_data *d, kb_ctx *ctx, int64_t step, int64
 #define KB_TRAIN_MAX_SEED 9007199254740991LL
 #define KB_TRAIN_MAX_STEPS (1LL << 40)
 #define KB_TRAIN_MAX_BATCH (1 << 20)
-#define KB_TRAIN_MAX_THREADS 4096
+#define KB_TRAIN_MAX_THREADS KB_CTX_MAX_THREADS
 
 /* Options given explicitly (on --resume the others come from the checkpoint). */
 enum {

@@ -11,11 +11,11 @@
 #include "nn/profile.h"
 #include "util/exact_int.h"
 
-/* $KINDBENCH_THREADS when it is a count in [1, 4096], else the online CPUs. */
+/* $KINDBENCH_THREADS when it is a count in [1, KB_CTX_MAX_THREADS], else the online CPUs. */
 static int default_threads(void) {
     const char *env = getenv("KINDBENCH_THREADS");
     long long t;
-    if (env && kb_text_is_int_in(env, 1, 4096, &t)) return (int)t;
+    if (env && kb_text_is_int_in(env, 1, KB_CTX_MAX_THREADS, &t)) return (int)t;
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (int)n : 1;
 }

@@ -67,6 +67,10 @@ typedef struct {
     struct kb_profile *prof; /* per-op times (nn/profile.h); NULL unless profiling */
 } kb_ctx;
 
+/* The most CPU threads a context takes (options, $KINDBENCH_THREADS, a
+ * training record's thread count). */
+#define KB_CTX_MAX_THREADS 4096
+
 /* Options for kb_ctx_init; zero means "default". */
 typedef struct {
     int threads;     /* default: $KINDBENCH_THREADS, else number of online CPUs */
