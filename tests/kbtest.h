@@ -67,6 +67,15 @@ static inline float kbt_max_abs(const float *x, int64_t n) {
     return m;
 }
 
+/* Writes n bytes to path (made or replaced): 0, or -1 when it cannot be
+ * opened or written whole. Test files written with chosen bytes. */
+static inline int kbt_write_file(const char *path, const void *data, size_t n) {
+    FILE *fp = fopen(path, "wb");
+    if (!fp) return -1;
+    size_t w = n ? fwrite(data, 1, n, fp) : 0;
+    return (fclose(fp) || w != n) ? -1 : 0;
+}
+
 /* Prints "N passed, N failed" and returns the process exit code. */
 static inline int kbt_finish(kbt_state *s) {
     printf("%d passed, %d failed\n", s->passed, s->failed);

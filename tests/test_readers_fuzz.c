@@ -55,13 +55,6 @@ static void count_result(tally *t, int rc, const kb_err *err) {
     else if (t->errors++, !err->msg[0]) t->bad_messages++;
 }
 
-static int write_bytes(const char *path, const uint8_t *data, size_t n) {
-    FILE *fp = fopen(path, "wb");
-    if (!fp) return -1;
-    size_t w = n ? fwrite(data, 1, n, fp) : 0;
-    return (fclose(fp) || w != n) ? -1 : 0;
-}
-
 /* ---- one parse per reader: rc 0 only when the whole result was readable ---- */
 
 static int parse_npy(const uint8_t *d, size_t n, tally *t, kb_err *err) {
@@ -73,7 +66,7 @@ static int parse_npy(const uint8_t *d, size_t n, tally *t, kb_err *err) {
 }
 
 static int parse_npz(const uint8_t *d, size_t n, tally *t, kb_err *err) {
-    if (write_bytes("fuzz.npz", d, n)) return kb_fail(err, "cannot write fuzz.npz");
+    if (kbt_write_file("fuzz.npz", d, n)) return kb_fail(err, "cannot write fuzz.npz");
     char **names;
     int count, rc = 0;
     if (kb_npz_names("fuzz.npz", &names, &count, err)) return -1;
@@ -109,12 +102,12 @@ static int parse_stats_at(const char *path, tally *t, kb_err *err) {
 }
 
 static int parse_stats(const uint8_t *d, size_t n, tally *t, kb_err *err) {
-    if (write_bytes("fuzz_stats.npz", d, n)) return kb_fail(err, "cannot write fuzz_stats.npz");
+    if (kbt_write_file("fuzz_stats.npz", d, n)) return kb_fail(err, "cannot write fuzz_stats.npz");
     return parse_stats_at("fuzz_stats.npz", t, err);
 }
 
 static int parse_safetensors(const uint8_t *d, size_t n, tally *t, kb_err *err) {
-    if (write_bytes("fuzz.safetensors", d, n)) return kb_fail(err, "cannot write fuzz.safetensors");
+    if (kbt_write_file("fuzz.safetensors", d, n)) return kb_fail(err, "cannot write fuzz.safetensors");
     kb_st_file *f = kb_st_open("fuzz.safetensors", err);
     if (!f) return -1;
     int rc = 0;
@@ -135,7 +128,7 @@ static int parse_safetensors(const uint8_t *d, size_t n, tally *t, kb_err *err) 
 }
 
 static int parse_cache(const uint8_t *d, size_t n, tally *t, kb_err *err) {
-    if (write_bytes("fuzz.kbd", d, n)) return kb_fail(err, "cannot write fuzz.kbd");
+    if (kbt_write_file("fuzz.kbd", d, n)) return kb_fail(err, "cannot write fuzz.kbd");
     kb_dataset ds;
     if (kb_dataset_open(&ds, "fuzz.kbd", err)) return -1;
     for (int64_t i = 0; i < ds.count; i++) {
@@ -161,7 +154,7 @@ typedef struct {
 static tiny_model g_tiny;
 
 static int parse_checkpoint(const uint8_t *d, size_t n, tally *t, kb_err *err) {
-    if (write_bytes("fuzz_ckpt.safetensors", d, n)) return kb_fail(err, "cannot write fuzz_ckpt.safetensors");
+    if (kbt_write_file("fuzz_ckpt.safetensors", d, n)) return kb_fail(err, "cannot write fuzz_ckpt.safetensors");
     kb_checkpoint_info info;
     if (kb_checkpoint_inspect("fuzz_ckpt.safetensors", &info, err)) return -1;
     kb_train_opts o;
@@ -180,7 +173,7 @@ static int parse_checkpoint(const uint8_t *d, size_t n, tally *t, kb_err *err) {
 /* PNG, JPEG and GIF through the one entry point that picks the decoder by
  * content; the path's extension is what users' folders have. */
 static int parse_image_as(const char *path, const uint8_t *d, size_t n, tally *t, kb_err *err) {
-    if (write_bytes(path, d, n)) return kb_fail(err, "cannot write %s", path);
+    if (kbt_write_file(path, d, n)) return kb_fail(err, "cannot write %s", path);
     kb_image img;
     if (kb_image_read(path, &img, err)) return -1;
     touch(t, img.px, (size_t)img.width * img.height * img.channels);

@@ -110,13 +110,6 @@ static void check_numpy(kbt_state *st, const char *dir) {
     KBT_CHECK(st, system(cmd) == 0, "numpy reads the npz; .npy bytes equal np.save's", "python check failed");
 }
 
-static int write_bytes(const char *path, const void *b, size_t n) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return -1;
-    fwrite(b, 1, n, f);
-    return fclose(f);
-}
-
 /* Reading `path` (as .npy, or entry name of an .npz) fails mentioning `needle`. */
 static void expect_fail(kbt_state *st, const char *name, const char *path, const char *entry, const char *needle) {
     kb_err err = {{0}};
@@ -146,13 +139,13 @@ static void check_errors(kbt_state *st, const char *dir, arrays *a) {
     expect_fail(st, "missing npz", p, "arr_0", "missing.npz");
     expect_fail(st, "missing entry", npz, "arr_0", "no array 'arr_0'");
     snprintf(p, sizeof p, "%s/foreign.npz", dir);
-    write_bytes(p, "hello, not a zip at all", 23);
+    kbt_write_file(p, "hello, not a zip at all", 23);
     expect_fail(st, "foreign file", p, "u8", "cannot open as npz");
     uint8_t *b = NULL;
     size_t n = 0;
     kb_read_file(npz, &b, &n, &err);
     snprintf(p, sizeof p, "%s/trunc.npz", dir);
-    write_bytes(p, b, n / 2);
+    kbt_write_file(p, b, n / 2);
     expect_fail(st, "truncated npz", p, "u8", "trunc.npz");
     free(b);
     /* hand-patched headers: big-endian, Fortran order, short data, bad magic */
@@ -166,7 +159,7 @@ static void check_errors(kbt_state *st, const char *dir, arrays *a) {
         memset(buf + hl, 0, 8);
         if (cases[i][0]) patch(buf, hl, cases[i][0], cases[i][1]);
         snprintf(p, sizeof p, "%s/bad%d.npy", dir, i);
-        write_bytes(p, buf, hl + (cases[i][0] ? 8 : 5));
+        kbt_write_file(p, buf, hl + (cases[i][0] ? 8 : 5));
         expect_fail(st, cases[i][2], p, NULL, cases[i][2]);
     }
     /* a write into a missing directory fails and leaves nothing */
