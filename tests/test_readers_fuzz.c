@@ -16,7 +16,7 @@
  * only the JSON header and get its length rewritten, so that the metadata
  * reaches the readers.
  *
- * Usage: test_readers_fuzz [MUTANTS per file, default 1500] */
+ * Usage: test_readers_fuzz [MUTANTS per file, default 1500 [SEED, default 0]] */
 #include <gif_lib.h>
 #include <stdio.h> /* before jpeglib.h, which uses FILE */
 #include <jpeglib.h>
@@ -569,9 +569,8 @@ static void fuzz_stats_entries(kbt_state *st, kbf_rng *rng, const char *label, c
     int n = npz_parts(base_path, parts, 16);
     tally t = {0};
     for (int i = 0; i < mutants && n > 0; i++) {
-        for (int j = 0; j < n; j++) work[j] = parts[j], work[j].npy.p = NULL;
         for (int j = 0; j < n; j++) { /* copies, so that mutate_part may free them */
-            work[j].npy.p = malloc(parts[j].npy.n + 1);
+            work[j] = parts[j], work[j].npy.p = malloc(parts[j].npy.n + 1);
             memcpy(work[j].npy.p, parts[j].npy.p, parts[j].npy.n);
         }
         mutate_part(rng, parts, n, work);
@@ -593,8 +592,6 @@ static void fuzz_stats_entries(kbt_state *st, kbf_rng *rng, const char *label, c
 
 int main(int argc, char **argv) {
     kbt_state st = {0};
-    /* test_readers_fuzz [mutants per reader [seed]]: ctest runs the defaults; a longer
-     * hunt takes more mutants and other seeds (seed 0 is the default stream) */
     int mutants = argc > 1 ? atoi(argv[1]) : 1500;
     unsigned long long seed = argc > 2 ? strtoull(argv[2], NULL, 0) : 0;
     kbf_rng rng = kbf_rng_seeded(0x9E3779B97F4A7C15ULL, seed);
