@@ -59,13 +59,11 @@ expect_fail "foreign safetensors as checkpoint" "foreign.safetensors: not a kind
 "$PY" -c "
 import json, struct, sys
 b = open('good/last.safetensors', 'rb').read(); n = struct.unpack('<Q', b[:8])[0]
-for out, key, val in (('huge.safetensors', 'input_size', 1e12), ('wide.safetensors', 'hidden_size', 16384)):
-    h = json.loads(b[8:8 + n]); c = json.loads(h['__metadata__']['config']); c[key] = val
-    h['__metadata__']['config'] = json.dumps(c); hb = json.dumps(h).encode()
-    open(out, 'wb').write(struct.pack('<Q', len(hb)) + hb + b[8 + n:])
 def edit(out, key, fn):
     h = json.loads(b[8:8 + n]); h['__metadata__'][key] = fn(h['__metadata__'][key]); hb = json.dumps(h).encode()
     open(out, 'wb').write(struct.pack('<Q', len(hb)) + hb + b[8 + n:])
+edit('huge.safetensors', 'config', lambda t: json.dumps(dict(json.loads(t), input_size=1e12)))
+edit('wide.safetensors', 'config', lambda t: json.dumps(dict(json.loads(t), hidden_size=16384)))
 edit('batch.safetensors', 'train', lambda t: json.dumps(dict(json.loads(t), batch=1e30)))
 edit('beta.safetensors', 'optim', lambda t: json.dumps(dict(json.loads(t), beta1=5)))
 edit('step.safetensors', 'step', lambda t: '-3')"
