@@ -41,12 +41,15 @@ int kb_st_dtype_parse(const char *s, kb_dtype *out) {
 
 static int dtype_valid(kb_dtype dt) { return strcmp(kb_st_dtype_name(dt), "?") != 0; }
 
-/* numel of a shape, or -1 on overflow past 2^62. */
-static int64_t shape_numel(int ndim, const int64_t *shape) {
+/* Element count of a shape, or -1 when an entry is negative or the tensor's
+ * bytes (count * elem_size) would exceed 2^62: a bound on the count alone let
+ * an 8-byte dtype's byte size wrap past 2^64 and pass the size check. */
+static int64_t shape_numel(int ndim, const int64_t *shape, size_t elem_size) {
+    const int64_t limit = ((int64_t)1 << 62) / (int64_t)elem_size;
     int64_t n = 1;
     for (int i = 0; i < ndim; i++) {
         if (shape[i] < 0) return -1;
-        if (shape[i] > 0 && n > ((int64_t)1 << 62) / shape[i]) return -1;
+        if (shape[i] > 0 && n > limit / shape[i]) return -1;
         n *= shape[i];
     }
     return n;
@@ -107,8 +110,8 @@ static int parse_entry(const kb_st_file *f, const cJSON *e, kb_st_tensor *t, kb_
             return kb_fail(err, "%s: tensor '%s': shape entry %d is not a non-negative integer", f->path, nm, i);
         t->shape[i++] = (int64_t)v;
     }
-    t->numel = shape_numel(nd, t->shape);
-    if (t->numel < 0) return kb_fail(err, "%s: tensor '%s': element count overflows", f->path, nm);
+    t->numel = shape_numel(nd, t->shape, kb_dtype_size(t->dtype));
+    if (t->numel < 0) return kb_fail(err, "%s: tensor '%s': byte size of the shape overflows", f->path, nm);
     if (!cJSON_IsArray(off) || cJSON_GetArraySize(off) != 2 || json_uint(off->child, &t->begin) ||
         json_uint(off->child->next, &t->end))
         return kb_fail(err, "%s: tensor '%s': \"data_offsets\" must be [begin, end] non-negative integers", f->path,
@@ -498,7 +501,7 @@ int kb_st_writer_add(kb_st_writer *w, const char *name, kb_dtype dtype, int ndim
     if (!dtype_valid(dtype)) return kb_fail(err, "safetensors writer: tensor '%s': unsupported dtype %d", name, dtype);
     if (ndim < 0 || ndim > KB_MAX_DIMS)
         return kb_fail(err, "safetensors writer: tensor '%s': rank %d outside 0..%d", name, ndim, KB_MAX_DIMS);
-    int64_t numel = shape_numel(ndim, shape);
+    int64_t numel = shape_numel(ndim, shape, kb_dtype_size(dtype));
     if (numel < 0) return kb_fail(err, "safetensors writer: tensor '%s': negative or overflowing shape", name);
     if (numel > 0 && !data) return kb_fail(err, "safetensors writer: tensor '%s': data is NULL", name);
     for (int i = 0; i < w->n; i++)

@@ -158,6 +158,8 @@ static void test_misuse(kbt_state *st, const char *path) {
                "rank 7 outside 0..6", "writer rejects rank 7");
     expect_err(st, kb_st_writer_add(w, "n", KB_F32, 1, (int64_t[]){-2}, x, &err) != 0, &err, "negative",
                "writer rejects a negative dimension");
+    expect_err(st, kb_st_writer_add(w, "big", KB_F64, 2, (int64_t[]){(int64_t)1 << 31, (int64_t)1 << 31}, x, &err) != 0,
+               &err, "overflowing shape", "writer rejects a shape whose byte size wraps past 2^64");
     expect_err(st, kb_st_writer_write(w, DIR "/no/such/dir/x.safetensors", &err) != 0, &err, "no/such/dir",
                "writing into a missing directory fails");
     /* atomic replace: an existing file is replaced whole */
@@ -232,6 +234,11 @@ static void test_corrupt(kbt_state *st, const char *good) {
                  "negative dimension");
     corrupt_case(st, T1("F32", "[2.5]", "[0,8]"), -1, 8, "shape entry 0", "fractional dimension");
     corrupt_case(st, T1("F32", "[1,1,1,1,1,1,1]", "[0,4]"), -1, 4, "rank 7 exceeds", "rank 7");
+    /* 2^62 elements pass a bound on the count alone; times 4 bytes they wrap to 0 */
+    corrupt_case(st, T1("F32", "[2147483648,2147483648]", "[0,0]"), -1, 0, "byte size of the shape overflows",
+                 "F32 shape whose byte size wraps past 2^64");
+    corrupt_case(st, T1("I64", "[2147483648,1073741824]", "[0,0]"), -1, 0, "byte size of the shape overflows",
+                 "I64 shape whose byte size wraps past 2^64");
     corrupt_case(st, T1("F32", "[2]", "[0]"), -1, 8, "must be [begin, end]", "data_offsets with one entry");
     corrupt_case(st, T1("F32", "[2]", "[8,0]"), -1, 8, "end before begin", "data_offsets reversed");
     corrupt_case(st, T1("F32", "[2]", "[16,24]"), -1, 24, "gap of 16 bytes", "gap before the first tensor");
