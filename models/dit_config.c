@@ -159,7 +159,8 @@ int kb_dit_config_same_shape(const kb_dit_config *a, const kb_dit_config *b) {
     return a->input_size == b->input_size && a->in_channels == b->in_channels && a->patch_size == b->patch_size &&
            a->hidden_size == b->hidden_size && a->depth == b->depth && a->num_heads == b->num_heads &&
            a->mlp_ratio_x100 == b->mlp_ratio_x100 && a->num_classes == b->num_classes &&
-           a->learn_sigma == b->learn_sigma && a->freq_dim == b->freq_dim;
+           a->learn_sigma == b->learn_sigma && a->freq_dim == b->freq_dim &&
+           (a->class_dropout > 0) == (b->class_dropout > 0); /* the null class's embedding row */
 }
 
 double kb_dit_forward_macs(const kb_dit_config *c) {

@@ -44,7 +44,8 @@ double kb_dit_forward_macs(const kb_dit_config *cfg);
  * parses it back; used in checkpoint metadata. */
 char *kb_dit_config_to_json(const kb_dit_config *cfg);
 int kb_dit_config_from_json(const char *json, kb_dit_config *cfg, kb_err *err);
-/* 1 if the two configs describe the same network shape. */
+/* 1 if the two configs describe the same network shape (the same tensors:
+ * a class dropout > 0 adds the null class's embedding row). */
 int kb_dit_config_same_shape(const kb_dit_config *a, const kb_dit_config *b);
 
 #endif

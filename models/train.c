@@ -125,16 +125,21 @@ static int save_checkpoint(kb_trainer *tr, kb_err *err) {
 
 /* ---- set-up ---- */
 
+/* A stated image shape (0 = not stated) must be the data's. */
+static int check_image_shape(const kb_dataset *ds, int r, int c, const char *who, kb_err *err) {
+    if ((!r || r == ds->resolution) && (!c || c == ds->channels)) return 0;
+    return kb_fail(err, "%s: images are %dx%d with %d channel(s), but %s %dx%d with %d channel(s)", ds->path,
+                   ds->resolution, ds->resolution, ds->channels, who, r ? r : ds->resolution, r ? r : ds->resolution,
+                   c ? c : ds->channels);
+}
+
 /* The image shape comes from the data; a stated or resumed shape must match. */
 static int fit_config(kb_trainer *tr, int resumed, kb_err *err) {
     kb_train_opts *o = tr->o;
     const kb_dataset *ds = &tr->ds;
-    int want_r = resumed ? o->cfg.input_size : o->image_size, want_c = resumed ? o->cfg.in_channels : o->channels;
-    const char *who = resumed ? "the checkpoint's model takes" : "the options state";
-    if ((want_r && want_r != ds->resolution) || (want_c && want_c != ds->channels))
-        return kb_fail(err, "%s: images are %dx%d with %d channel(s), but %s %dx%d with %d channel(s)", ds->path,
-                       ds->resolution, ds->resolution, ds->channels, who, want_r ? want_r : ds->resolution,
-                       want_r ? want_r : ds->resolution, want_c ? want_c : ds->channels);
+    if (check_image_shape(ds, o->image_size, o->channels, "the options state", err) ||
+        (resumed && check_image_shape(ds, o->cfg.input_size, o->cfg.in_channels, "the checkpoint's model takes", err)))
+        return -1;
     o->cfg.input_size = ds->resolution;
     o->cfg.in_channels = ds->channels;
     if (resumed && o->cfg.num_classes != tr->data.nclasses)
@@ -158,9 +163,22 @@ static int write_train_json(kb_trainer *tr, kb_err *err) {
     return rc ? -1 : 0;
 }
 
-/* A fresh run must not silently overwrite another run's checkpoints. */
+/* 1 when `file` lies directly in the directory whose real path is dir_abs. */
+static int lies_in(const char *file, const char *dir_abs) {
+    char copy[4096], dir_real[4096];
+    snprintf(copy, sizeof copy, "%s", file);
+    char *slash = strrchr(copy, '/');
+    const char *dir = slash ? (slash == copy ? "/" : (*slash = 0, copy)) : ".";
+    return realpath(dir, dir_real) && strcmp(dir_real, dir_abs) == 0;
+}
+
+/* A run must not silently overwrite another run's checkpoints: a fresh run
+ * needs an --out without last.safetensors, and a resumed one continues into
+ * such an --out only from that run's own checkpoint (OUT/last.safetensors or
+ * OUT/checkpoints/); otherwise the checkpoint it resumed from would be
+ * judged by name to be that run's own, and deleted. */
 static int prepare_out(kb_trainer *tr, int resumed, kb_err *err) {
-    char last[4096];
+    char last[4096], ckpt_abs[4096];
     if (kb_mkdir_p(tr->o->out_dir, err) || kb_path_join(tr->ckpt_dir, sizeof tr->ckpt_dir, tr->o->out_dir,
                                                         "checkpoints", err) ||
         kb_mkdir_p(tr->ckpt_dir, err) || kb_path_join(last, sizeof last, tr->o->out_dir, "last.safetensors", err))
@@ -169,13 +187,22 @@ static int prepare_out(kb_trainer *tr, int resumed, kb_err *err) {
     if (!resumed && kb_is_file(last))
         return kb_fail(err, "%s already holds a training run (%s); continue it with --resume %s or choose another "
                             "--out", tr->o->out_dir, last, last);
-    if (resumed) { /* the checkpoint resumed from is the newest one in this directory, if it lives here */
-        char name[64];
-        snprintf(name, sizeof name, "step-%lld.safetensors", (long long)tr->opt.step);
-        if (kb_path_join(tr->prev_ckpt, sizeof tr->prev_ckpt, tr->ckpt_dir, name, err)) return -1;
-        tr->prev_owned = kb_is_file(tr->prev_ckpt); /* never delete a file outside this run's directory */
-        if (!tr->prev_owned) snprintf(tr->prev_ckpt, sizeof tr->prev_ckpt, "%s", tr->o->resume);
+    if (!resumed) return 0;
+    int own = lies_in(tr->o->resume, tr->out_abs) ||
+              (realpath(tr->ckpt_dir, ckpt_abs) && lies_in(tr->o->resume, ckpt_abs));
+    if (!own) {
+        if (kb_is_file(last))
+            return kb_fail(err, "--resume %s: --out %s already holds another training run (%s); resume into a new "
+                                "directory, or into that one from one of its own checkpoints",
+                           tr->o->resume, tr->o->out_dir, last);
+        snprintf(tr->prev_ckpt, sizeof tr->prev_ckpt, "%s", tr->o->resume); /* never deleted: not ours */
+        return 0;
     }
+    char name[64]; /* the checkpoint resumed from is the newest one in this directory */
+    snprintf(name, sizeof name, "step-%lld.safetensors", (long long)tr->opt.step);
+    if (kb_path_join(tr->prev_ckpt, sizeof tr->prev_ckpt, tr->ckpt_dir, name, err)) return -1;
+    tr->prev_owned = kb_is_file(tr->prev_ckpt);
+    if (!tr->prev_owned) snprintf(tr->prev_ckpt, sizeof tr->prev_ckpt, "%s", tr->o->resume);
     return 0;
 }
 
@@ -231,8 +258,15 @@ static int setup(kb_trainer *tr, cJSON **resume_json, kb_err *err) {
                       kb_train_resume_state(tr, *resume_json, err)))
         return -1;
     tr->start_step = tr->opt.step;
-    return prepare_out(tr, o->resume != NULL, err) || write_train_json(tr, err) ||
-           kb_train_csv_open(tr, o->resume != NULL, tr->start_step, err);
+    return 0;
+}
+
+/* The run's directory, train.json and loss.csv: touched only once there is a
+ * step to take (a resume at its target step changes no file). */
+static int open_outputs(kb_trainer *tr, kb_err *err) {
+    int resumed = tr->o->resume != NULL;
+    return prepare_out(tr, resumed, err) || write_train_json(tr, err) ||
+           kb_train_csv_open(tr, resumed, tr->start_step, err);
 }
 
 /* ---- the loop ---- */
@@ -301,7 +335,7 @@ int kb_train_run(kb_train_opts *o, kb_err *err) {
         if (!o->quiet) printf("%s is at step %lld, --steps is %lld: nothing to do\n", o->resume,
                               (long long)tr.opt.step, (long long)o->steps);
     } else if (!rc) {
-        rc = loop(&tr, err);
+        rc = open_outputs(&tr, err) || loop(&tr, err);
     }
     teardown(&tr);
     cJSON_Delete(resume_json);

@@ -35,12 +35,15 @@ static int check_shape(const kb_train_opts *o, const kb_dit_config *file, kb_err
     if (o->set & KB_TSET_PATCH) want.patch_size = c->patch_size;
     if (o->set & KB_TSET_MLP) want.mlp_ratio_x100 = c->mlp_ratio_x100;
     if (o->set & KB_TSET_SIGMA) want.learn_sigma = c->learn_sigma;
+    if (o->set & KB_TSET_DROPOUT) want.class_dropout = c->class_dropout;
     if (kb_dit_config_same_shape(&want, file)) return 0;
     return kb_fail(err, "--resume %s: checkpoint of another config: it has depth %d, width %d, heads %d, patch %d, "
-                        "mlp ratio %.2f, learn sigma %d; the options ask for depth %d, width %d, heads %d, patch %d, "
-                        "mlp ratio %.2f, learn sigma %d", o->resume, file->depth, file->hidden_size, file->num_heads,
-                   file->patch_size, file->mlp_ratio_x100 / 100.0, file->learn_sigma, want.depth, want.hidden_size,
-                   want.num_heads, want.patch_size, want.mlp_ratio_x100 / 100.0, want.learn_sigma);
+                        "mlp ratio %.2f, learn sigma %d, null class %d; the options ask for depth %d, width %d, "
+                        "heads %d, patch %d, mlp ratio %.2f, learn sigma %d, null class %d (class dropout > 0)",
+                   o->resume, file->depth, file->hidden_size, file->num_heads, file->patch_size,
+                   file->mlp_ratio_x100 / 100.0, file->learn_sigma, file->class_dropout > 0, want.depth,
+                   want.hidden_size, want.num_heads, want.patch_size, want.mlp_ratio_x100 / 100.0, want.learn_sigma,
+                   want.class_dropout > 0);
 }
 
 /* One optimiser setting: the checkpoint's unless given (then warn if it differs). */
@@ -120,6 +123,9 @@ static int merge_run(kb_train_opts *o, const cJSON *j, kb_err *err) {
     if ((!(o->set & KB_TSET_CLASSES) && (!classes || kb_train_classes_parse(classes, &o->classes))) ||
         (!(o->set & KB_TSET_SPLIT) && (!split || kb_train_split_parse(split, &o->split))))
         return kb_fail(err, "--resume %s: training metadata lacks data.classes or data.split", o->resume);
+    if ((o->set & KB_TSET_SPLIT) && split && strcmp(split, kb_train_split_name(o->split)))
+        return kb_fail(err, "--resume %s: --split %s is not the checkpoint's split '%s' (other images); train on it "
+                            "in a new run", o->resume, kb_train_split_name(o->split), split);
     if (!(o->set & KB_TSET_DEVICE) && dev && kb_device_parse(dev, &o->device, err)) return -1;
     if ((o->set & KB_TSET_DEVICE) && dev && strcmp(dev, kb_device_name(o->device)))
         warn_differs(o->resume, "--device", kb_device_name(o->device), dev);

@@ -73,6 +73,19 @@ expect_fail "optimiser record out of range" "beta.safetensors: optimiser metadat
 expect_fail "negative checkpoint step" "step.safetensors: checkpoint step '-3' is not a non-negative integer" train --resume step.safetensors --steps 4
 expect_fail "checkpoint config beyond the limits" "wide.safetensors: .*width 16384 is above the supported 8192" train --resume wide.safetensors --steps 4
 expect_fail "checkpoint of another config" "checkpoint of another config: it has depth 2, width 32.*ask for depth 3, width 32" train --resume good/last.safetensors --depth 3 --steps 4
+expect_fail "resume without the null class" "checkpoint of another config: .*null class 1; .*null class 0" train --resume good/last.safetensors --class-dropout 0 --steps 4
+expect_fail "resume with --image-size other than the data" "data.kbd: images are 16x16 .* but the options state 32x32" train --resume good/last.safetensors --image-size 32 --steps 4
+expect_fail "resume with --channels other than the data" "data.kbd: images are 16x16 with 3 channel\(s\), but the options state 16x16 with 1 channel" train --resume good/last.safetensors --channels 1 --steps 4
+"$KB" "${T[@]}" "${S[@]}" --data split.kbd --out onsplit || bad "a 2-step run on split.kbd" "exit $?"
+expect_fail "resume on another split" "--split test is not the checkpoint's split 'train'" train --resume onsplit/last.safetensors --split test --steps 4
+
+# ---- resuming into the --out of another run: refused, that run untouched
+"$KB" "${T[@]}" "${S[@]}" --seed 5 --out other || bad "a second 2-step run" "exit $?"
+before=$(sha256sum other/last.safetensors other/checkpoints/* other/train.json other/loss.csv)
+expect_fail "resume into another run's --out" "--out other already holds another training run \(other/last.safetensors\)" train --resume good/last.safetensors --out other --steps 4
+if [[ "$(sha256sum other/last.safetensors other/checkpoints/* other/train.json other/loss.csv)" == "$before" ]]; then
+  ok "the other run's checkpoint, train.json and loss.csv are unchanged"
+else bad "the other run after a refused resume" "$(ls other other/checkpoints)"; fi
 
 # ---- divergence: the NaN step is named, nothing non-finite is saved
 expect_fail "NaN loss stops the run" "step [0-9]+: the loss is (NaN|inf|-inf): training diverged .*last good checkpoint is nan/checkpoints/step-1.safetensors" "${T[@]}" "${S[@]}" --out nan --steps 6 --ckpt-every 1 --lr 1e30

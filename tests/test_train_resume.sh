@@ -64,9 +64,14 @@ if [[ "$(sha256sum < full/last.safetensors)" == "$before" && -f full/checkpoints
   ok "resume into another --out: source checkpoints untouched, branch/step-12 written"
 else bad "resume into another --out" "$(ls full full/checkpoints branch/checkpoints)"; fi
 
-# Resuming a finished run does nothing; another thread count is warned about.
-if "$KB" train --resume full/last.safetensors --steps 10 | grep -q "nothing to do"; then ok "resume at the target step: nothing to do"
-else bad "resume at the target step" "no 'nothing to do'"; fi
+# Resuming a finished run does nothing and changes no file, also from an
+# earlier checkpoint of the run; another thread count is warned about.
+before=$(cd keep && sha256sum last.safetensors checkpoints/* train.json loss.csv)
+if "$KB" train --resume full/last.safetensors --steps 10 | grep -q "nothing to do" &&
+   "$KB" train --resume keep/checkpoints/step-5.safetensors --steps 5 | grep -q "nothing to do" &&
+   [[ "$(cd keep && sha256sum last.safetensors checkpoints/* train.json loss.csv)" == "$before" ]]; then
+  ok "resume at the target step: nothing to do, no file changed (loss.csv keeps its rows past step 5)"
+else bad "resume at the target step" "no 'nothing to do', or keep/ changed"; fi
 cp -r split threads && "$KB" train --resume threads/last.safetensors --out threads --steps 11 --threads 2 --quiet 2> warn.txt
 if grep -q "warning: .*--threads 2 differs from the checkpoint's 1" warn.txt; then ok "another --threads on resume warns"
 else bad "--threads warning" "$(cat warn.txt)"; fi
