@@ -127,6 +127,38 @@ expect_fail "spectra of images of different sizes" "spectral: mixed: image 1 is 
 expect_fail "bad --pr-precision" "--pr-precision: unknown value 'fp8'" eval samp ref --pr-precision fp8 "${E[@]}"
 "$PY" -c "import numpy as np; s = np.eye(192); s[0, 0] = np.nan; np.savez('nan.npz', mu=np.zeros(192), sigma=s)"
 expect_fail "NaN in reference statistics" "sigma\[0, 0\] = nan" eval samp nan.npz "${E[@]}"
+# npz members as numpy reads them: of a duplicated name (an archive appended
+# to) the last; a member whose bytes fail its CRC-32 is refused; an npy
+# shape whose byte size wraps past 2^64 to the payload's size is refused
+"$PY" - << 'EOF'
+import io, struct, warnings, zipfile
+import numpy as np
+warnings.simplefilter("ignore")  # zipfile warns about the duplicate names it writes
+def npy(a):
+    b = io.BytesIO(); np.save(b, a); return b.getvalue()
+f = np.load("ptfid.npz")
+np.savez("dup.npz", mu=np.zeros_like(f["mu"]), sigma=np.eye(len(f["mu"])))
+with zipfile.ZipFile("dup.npz", "a") as z:
+    z.writestr("mu.npy", npy(f["mu"])), z.writestr("sigma.npy", npy(f["sigma"]))
+assert (np.load("dup.npz")["mu"] == f["mu"]).all()  # numpy reads the last of each name
+b = bytearray(open("ptfid.npz", "rb").read())
+info = zipfile.ZipFile("ptfid.npz").getinfo("mu.npy")
+name_len, extra_len = struct.unpack("<HH", b[info.header_offset + 26:info.header_offset + 30])
+b[info.header_offset + 30 + name_len + extra_len + info.file_size - 3] ^= 0x10  # a mantissa bit of mu[-1]
+open("crc.npz", "wb").write(b)
+d = "{'descr': '<f8', 'fortran_order': False, 'shape': (2305843009213693953,), }"
+h = d + " " * ((64 - (10 + len(d) + 1) % 64) % 64) + "\n"
+with zipfile.ZipFile("huge_spectrum.npz", "w") as z:
+    z.writestr("arr_0.npy", npy(np.zeros((4, 16, 16, 3), np.uint8)))
+    z.writestr("spectrum_hw.npy", npy(np.array([16, 16], np.int64)))
+    z.writestr("spectrum.npy", b"\x93NUMPY\x01\x00" + struct.pack("<H", len(h)) + h.encode() + bytes(8))
+EOF
+run "eval vs an npz with duplicated members" eval samp dup.npz --metrics fid --csv res6.csv "${E[@]}"
+f6=$(grep '^"FID"' res6.csv | cut -d, -f2)
+[[ -n "$f1" && "$f1" == "$f6" ]] && ok "duplicated npz members: the last is read, as numpy does (FID $f6)" \
+  || bad "duplicated npz members" "$f1 vs $f6"
+expect_fail "npz member with a bad CRC-32" "crc.npz:mu.npy: CRC error" eval samp crc.npz --metrics fid "${E[@]}"
+expect_fail "npy shape whose byte size wraps" "huge_spectrum.npz:spectrum.npy: .*array is too big" eval samp huge_spectrum.npz --metrics spectral "${E[@]}"
 mkdir -p ro && chmod 555 ro
 if [[ $(id -u) -ne 0 ]]; then
   "$KB" eval samp ref --csv ro/x.csv "${E[@]}" > /dev/null 2> stderr.txt && bad "unwritable CSV" "exit 0" \

@@ -196,8 +196,12 @@ static int parse_descr(const char *v, const char *what, kb_dtype *dt, kb_err *er
     return kb_fail(err, "%s: unsupported npy dtype '%s' (supported: |u1 <i4 <i8 <f2 <f4 <f8, little-endian)", what, s);
 }
 
+/* The shape tuple, after the dtype: the array's bytes (numel * item size)
+ * must stay below 2^63, or a huge shape could wrap to the size of a small
+ * payload and pass the size check. */
 static int parse_shape(const char *v, const char *what, kb_npy *a, kb_err *err) {
     if (!v || *v++ != '(') return kb_fail(err, "%s: npy header has no 'shape' tuple", what);
+    const int64_t max_numel = INT64_MAX / (int64_t)kb_dtype_size(a->dtype);
     a->ndim = 0, a->numel = 1;
     for (;;) {
         while (*v == ' ') v++;
@@ -207,7 +211,8 @@ static int parse_shape(const char *v, const char *what, kb_npy *a, kb_err *err) 
         long long d = strtoll(v, &end, 10);
         if (end == v || errno || d < 0 || a->ndim == KB_MAX_DIMS)
             return kb_fail(err, "%s: npy shape is not a tuple of at most %d sizes", what, KB_MAX_DIMS);
-        if (d && a->numel > INT64_MAX / d) return kb_fail(err, "%s: npy shape overflows", what);
+        if (d && a->numel > max_numel / d)
+            return kb_fail(err, "%s: npy shape: the array's byte size overflows (array is too big)", what);
         a->shape[a->ndim++] = d, a->numel *= d;
         v = end;
         while (*v == ' ') v++;
@@ -297,12 +302,32 @@ static int read_entry(zip_t *za, zip_uint64_t idx, const char *what, uint8_t **b
     }
     zip_int64_t got = zip_fread(zf, *buf, st.size);
     int bad = got < 0 || (zip_uint64_t)got != st.size;
-    const char *msg = bad ? zip_file_strerror(zf) : "";
-    if (bad) kb_fail(err, "%s: read %lld of %llu bytes: %s", what, (long long)got, (unsigned long long)st.size, msg);
+    if (bad) kb_fail(err, "%s: read %lld of %llu bytes: %s", what, (long long)got, (unsigned long long)st.size,
+                     zip_file_strerror(zf));
+    /* libzip checks the entry's CRC-32 only on a read that reaches its end:
+     * without this one, a flipped bit in a stored member went unnoticed
+     * (numpy's zipfile raises "Bad CRC-32"). */
+    uint8_t extra;
+    zip_int64_t more = bad ? 0 : zip_fread(zf, &extra, 1);
+    if (more != 0) {
+        bad = 1;
+        kb_fail(err, "%s: %s", what, more < 0 ? zip_file_strerror(zf) : "member holds more bytes than its stated size");
+    }
     zip_fclose(zf);
     if (bad) free(*buf);
     *n = st.size;
     return bad ? -1 : 0;
+}
+
+/* The index of the last member named `name`, or -1: numpy (Python's zipfile)
+ * reads the last of duplicated names, as left by appending to an archive. */
+static zip_int64_t locate_last(zip_t *za, const char *name) {
+    zip_int64_t n = zip_get_num_entries(za, 0), found = -1;
+    for (zip_int64_t i = 0; i < n; i++) {
+        const char *s = zip_get_name(za, (zip_uint64_t)i, 0);
+        if (s && strcmp(s, name) == 0) found = i;
+    }
+    return found;
 }
 
 int kb_npz_read(const char *path, const char *name, kb_npy *out, kb_err *err) {
@@ -312,7 +337,7 @@ int kb_npz_read(const char *path, const char *name, kb_npy *out, kb_err *err) {
     snprintf(what, sizeof what, "%s:%s", path, fname);
     zip_t *za = npz_open(path, err);
     if (!za) return -1;
-    zip_int64_t idx = zip_name_locate(za, fname, 0);
+    zip_int64_t idx = locate_last(za, fname);
     uint8_t *buf = NULL;
     size_t n = 0;
     int rc = idx < 0 ? kb_fail(err, "%s: no array '%s' in the npz", path, name) : read_entry(za, (zip_uint64_t)idx, what, &buf, &n, err);
