@@ -1,6 +1,8 @@
 #include "harness/cli.h"
 
+#include <ctype.h>
 #include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,4 +44,16 @@ int kb_cli_parse_double(const char *opt, const char *s, double *out, kb_err *err
     if (errno || !end || *end || end == s) return kb_fail(err, "%s: expected a number, got '%s'", opt, s);
     *out = v;
     return 0;
+}
+
+const char *kb_cli_bad_option(int argc, char **argv, char *buf) {
+    int c = optopt;
+    for (int i = optind - 1; c > 0 && c < 128 && isgraph(c) && i <= optind && i < argc; i++) {
+        const char *w = i >= 1 ? argv[i] : "";
+        if (w[0] == '-' && w[1] && w[1] != '-' && strchr(w + 1, c)) {
+            buf[0] = '-', buf[1] = (char)c, buf[2] = '\0';
+            return buf;
+        }
+    }
+    return optind >= 1 && optind - 1 < argc ? argv[optind - 1] : "?";
 }

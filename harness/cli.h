@@ -29,6 +29,12 @@ int kb_cli_dispatch(const char *prog, const kb_subcommand *cmds, int argc, char 
 int kb_cli_parse_int(const char *opt, const char *s, long long min, long long max, long long *out, kb_err *err);
 int kb_cli_parse_double(const char *opt, const char *s, double *out, kb_err *err);
 
+/* Names the argument getopt_long rejected with '?' (buf holds at least 3
+ * bytes): "-x" for a short option, also inside a cluster such as -qx where
+ * optind has not moved past the word; otherwise the word before optind (an
+ * unknown long option, or one missing its value). */
+const char *kb_cli_bad_option(int argc, char **argv, char *buf);
+
 /* The subcommands (harness/cmd_*.c). */
 int kb_cmd_data(int argc, char **argv, kb_err *err);
 int kb_cmd_eval(int argc, char **argv, kb_err *err);

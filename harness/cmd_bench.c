@@ -60,10 +60,12 @@ static int parse(int argc, char **argv, bench_opts *o, kb_err *err) {
     o->cfg.input_size = 32, o->cfg.in_channels = 1, o->cfg.num_classes = 10;
     o->batch = 32, o->steps = 20, o->warmup = 3, o->threads = 0, o->pool = 4, o->device = KB_DEV_CPU;
     o->precision = KB_MATMUL_FP32, o->peak_tflops = 0.0, o->profile = 0;
-    int c;
+    int c, li = -1;
     long long v;
+    char bad[3], name[40];
     optind = 0;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "h", opts, &li)) != -1) {
         if (c == 'h') {
             usage();
             return 1;
@@ -91,8 +93,10 @@ static int parse(int argc, char **argv, bench_opts *o, kb_err *err) {
                 return kb_fail(err, "--peak-tflops: expected a positive number, got '%s'", optarg);
             continue;
         }
-        if (c == '?' ) return kb_fail(err, "bench train: unknown option (see --help)");
-        if (kb_cli_parse_int(argv[optind - 1], optarg, c == 'W' ? 0 : 1, 1 << 20, &v, err)) return -1;
+        if (c == '?')
+            return kb_fail(err, "bench train: unknown option or missing value: '%s'", kb_cli_bad_option(argc, argv, bad));
+        snprintf(name, sizeof name, "--%s", opts[li].name); /* every option but --help is a long one */
+        if (kb_cli_parse_int(name, optarg, c == 'W' ? 0 : 1, 1 << 20, &v, err)) return -1;
         switch (c) {
         case 'd': o->cfg.depth = (int)v; break;
         case 'w': o->cfg.hidden_size = (int)v; break;

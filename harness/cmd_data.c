@@ -130,6 +130,7 @@ static int cmd_prepare(int argc, char **argv, kb_err *err) {
     kb_prepare_opts o;
     kb_prepare_opts_init(&o);
     int c, split_seed_given = 0;
+    char bad[3];
     optind = 0; /* GNU getopt: 0 re-initialises its internal state */
     opterr = 0;
     while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
@@ -138,7 +139,7 @@ static int cmd_prepare(int argc, char **argv, kb_err *err) {
             return KB_EXIT_OK;
         }
         if (c == '?') {
-            kb_fail(err, "prepare: unknown option or missing value: '%s'", argv[optind - 1]);
+            kb_fail(err, "prepare: unknown option or missing value: '%s'", kb_cli_bad_option(argc, argv, bad));
             return KB_EXIT_USAGE;
         }
         if (prepare_option(c, optarg, &o, &split_seed_given, err)) return KB_EXIT_USAGE;
@@ -201,6 +202,7 @@ static void print_info(const kb_dataset *ds) {
 static int cmd_info(int argc, char **argv, kb_err *err) {
     static const struct option opts[] = {{"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     int c;
+    char bad[3];
     optind = 0;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -208,7 +210,7 @@ static int cmd_info(int argc, char **argv, kb_err *err) {
             info_usage();
             return KB_EXIT_OK;
         }
-        kb_fail(err, "info: unknown option '%s'", argv[optind - 1]);
+        kb_fail(err, "info: unknown option '%s'", kb_cli_bad_option(argc, argv, bad));
         return KB_EXIT_USAGE;
     }
     if (optind >= argc) {
@@ -278,6 +280,7 @@ static int cmd_grid(int argc, char **argv, kb_err *err) {
         {"gap", required_argument, 0, OPT_GAP}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     grid_opts g = {NULL, 8, 2, KB_SPLIT_ANY, KB_ROLE_ANY};
     int c;
+    char bad[3];
     optind = 0;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
@@ -286,7 +289,7 @@ static int cmd_grid(int argc, char **argv, kb_err *err) {
             return KB_EXIT_OK;
         }
         if (c == '?' || grid_option(c, optarg, &g, err)) {
-            if (c == '?') kb_fail(err, "grid: unknown option or missing value: '%s'", argv[optind - 1]);
+            if (c == '?') kb_fail(err, "grid: unknown option or missing value: '%s'", kb_cli_bad_option(argc, argv, bad));
             return KB_EXIT_USAGE;
         }
     }

@@ -17,13 +17,15 @@ static void usage(void) {
 int kb_cmd_device(int argc, char **argv, kb_err *err) {
     static const struct option opts[] = {{"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     int c;
-    optind = 1;
+    char bad[3];
+    optind = 0; /* GNU getopt: 0 re-initialises its internal state */
+    opterr = 0;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         if (c == 'h') {
             usage();
             return KB_EXIT_OK;
         }
-        kb_fail(err, "device: unknown option");
+        kb_fail(err, "device: unknown option '%s'", kb_cli_bad_option(argc, argv, bad));
         return KB_EXIT_USAGE;
     }
     kb_ctx ctx;

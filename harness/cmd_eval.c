@@ -201,11 +201,13 @@ static int parse_opts(int argc, char **argv, eval_opts *o, kb_err *err) {
         {"featurizer", 1, 0, O_FEATURIZER}, {"allow-unverified-weights", 0, 0, O_UNVERIFIED},
         {"quiet", 0, 0, O_QUIET}, {"output", 1, 0, 'o'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     int c;
+    char bad[3];
     optind = 0;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "ho:", lo, NULL)) != -1) {
         if (c == 'h') return usage(), 1;
-        if (c == '?') return kb_fail(err, "eval: unknown option or missing value: '%s'", argv[optind - 1]);
+        if (c == '?')
+            return kb_fail(err, "eval: unknown option or missing value: '%s'", kb_cli_bad_option(argc, argv, bad));
         if (apply_option(c, optarg, o, err)) return -1;
     }
     return 0;

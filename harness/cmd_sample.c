@@ -190,11 +190,14 @@ static int parse(int argc, char **argv, sample_opts *o, kb_err *err) {
     o->s = kb_sample_cfg_default();
     o->classes = "all", o->steps = "250", o->use_ema = 1, o->device = KB_DEV_CPU;
     int c;
+    char bad[3];
     optind = 0; /* GNU getopt: 0 re-initialises its internal state */
     opterr = 0;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         if (c == 'h') return usage(), -1;
-        if (c == '?') return kb_fail(err, "sample: unknown option or missing value: '%s'", argv[optind - 1]), KB_EXIT_USAGE;
+        if (c == '?')
+            return kb_fail(err, "sample: unknown option or missing value: '%s'", kb_cli_bad_option(argc, argv, bad)),
+                   KB_EXIT_USAGE;
         if (apply_option(c, optarg, o, err)) return KB_EXIT_USAGE;
     }
     if (optind < argc) return kb_fail(err, "sample: unexpected argument '%s'", argv[optind]), KB_EXIT_USAGE;

@@ -227,6 +227,7 @@ static int apply_shape(kb_train_opts *o, const shape_opts *sh, kb_err *err) {
 static int parse(int argc, char **argv, kb_train_opts *o, kb_err *err) {
     shape_opts sh = {0};
     int c;
+    char bad[3];
     kb_train_opts_default(o);
     optind = 0; /* GNU getopt: 0 re-initialises its internal state */
     opterr = 0;
@@ -235,7 +236,8 @@ static int parse(int argc, char **argv, kb_train_opts *o, kb_err *err) {
             usage();
             return 1;
         }
-        if (c == '?') return kb_fail(err, "train: unknown option or missing value: '%s'", argv[optind - 1]);
+        if (c == '?')
+            return kb_fail(err, "train: unknown option or missing value: '%s'", kb_cli_bad_option(argc, argv, bad));
         if (apply_option(c, optarg, o, &sh, err)) return -1;
     }
     if (optind < argc) return kb_fail(err, "train: unexpected argument '%s'", argv[optind]);

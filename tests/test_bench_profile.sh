@@ -33,4 +33,12 @@ if msg=$(awk '/^profile: [0-9]+ steps? on/ { for (i = 1; i <= NF; i++) { if ($i 
                END { if (op == "") exit 1 }' "$out"); then
   ok "op time within wall time ($msg)"
 else bad "op time within wall time" "$msg"; fi
+# option errors name the option
+"$KB" bench train --depth x > /dev/null 2> stderr.txt
+if grep -q "error: --depth: expected an integer .*got 'x'" stderr.txt; then ok "bad --depth value names --depth"
+else bad "bad --depth value" "$(head -n 1 stderr.txt)"; fi
+"$KB" bench train --steps 2 -zq > /dev/null 2> stderr.txt
+if grep -q "error: bench train: unknown option or missing value: '-z'" stderr.txt && [[ $(grep -c . stderr.txt) -eq 2 ]]; then
+  ok "unknown option named once, by kindbench"
+else bad "unknown bench option" "$(cat stderr.txt)"; fi
 finish

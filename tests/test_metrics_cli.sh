@@ -120,6 +120,7 @@ expect_fail "P/R against mu/sigma only" "pr: ptfid.npz holds statistics only" ev
 expect_fail "statistics of another mode" "computed in mode adm, but this evaluation uses --mode clean" \
   eval samp ref_stats.npz --mode clean "${E[@]}"
 expect_fail "unknown metric" "--metrics: unknown metric 'fdi'" eval samp ref --metrics fdi "${E[@]}"
+expect_fail "unknown short options in a cluster" "unknown option or missing value: '-z'" eval samp ref -zq "${E[@]}"
 expect_fail "one positional argument" "expected SAMPLES and REFERENCE, got 1" eval samp "${E[@]}"
 expect_fail "split filter on a folder" "filters apply to .kbd" eval samp ref --ref-split test "${E[@]}"
 expect_fail "filter selecting nothing" "samp.kbd: no images match" eval samp samp.kbd --ref-classes novel "${E[@]}"
