@@ -36,7 +36,7 @@ typedef struct {
     int metrics_given;
     kb_preproc_mode mode;
     const char *csv, *weights, *cache_dir, *featurizer, *out;
-    int allow_unverified, no_cache, quiet, threads, batch, with_features, with_images;
+    int allow_unverified, no_cache, quiet, threads, batch, with_features, with_images, samples_filter_given;
     kb_device device;
     kb_is_mode is_mode;
     kb_input_filter ref_filter, samples_filter;
@@ -83,7 +83,8 @@ static void usage(void) {
         "  --is-splits adm|fidelity  IS splits: ADM's contiguous 5000-image chunks (default), or\n"
         "                          torch-fidelity's 10 shuffled splits (mean +- std)\n"
         "  --ref-split train|test|all, --ref-classes pretrain|novel|unused|all\n"
-        "                          select images of a .kbd REFERENCE (--samples-split/--samples-classes: SAMPLES)\n"
+        "                          select images of a .kbd REFERENCE or eval stats INPUT\n"
+        "                          (--samples-split/--samples-classes: of SAMPLES)\n"
         "  --pr-k K, --dc-k K      neighbourhoods (default 3 as ADM, 5 as prdc)\n"
         "  --pr-precision fp32|fp16  distance arithmetic (default fp32; fp16 emulates ADM's GEMM)\n"
         "  --kid-subsets N, --kid-subset-size N   (default 100 x 1000; clamped to the smaller set)\n"
@@ -163,8 +164,12 @@ static int apply_option(int c, const char *a, eval_opts *o, kb_err *err) {
     case O_IS_SPLITS: return kb_is_mode_parse(a, &o->is_mode, err);
     case O_REF_SPLIT: return parse_split("--ref-split", a, &o->ref_filter.split, err);
     case O_REF_CLASSES: return parse_role("--ref-classes", a, &o->ref_filter.role, err);
-    case O_SAMP_SPLIT: return parse_split("--samples-split", a, &o->samples_filter.split, err);
-    case O_SAMP_CLASSES: return parse_role("--samples-classes", a, &o->samples_filter.role, err);
+    case O_SAMP_SPLIT:
+        o->samples_filter_given = 1;
+        return parse_split("--samples-split", a, &o->samples_filter.split, err);
+    case O_SAMP_CLASSES:
+        o->samples_filter_given = 1;
+        return parse_role("--samples-classes", a, &o->samples_filter.role, err);
     case O_PR_K: return int_opt("--pr-k", a, 1, 64, &o->pr_k, err);
     case O_DC_K: return int_opt("--dc-k", a, 1, 64, &o->dc_k, err);
     case O_PR_PREC: return parse_choice("--pr-precision", a, prec, 2, &v, err) ? -1 : (o->pr_precision = v, 0);
@@ -582,10 +587,27 @@ static void lack(const kb_evalset *s, unsigned bit, char *out, size_t n) {
                  "`eval stats --with-features`)", s->path, bit == M_IS ? "IS" : "this metric", bit == M_IS ? "logits" : "features");
 }
 
+/* What a set with features lacks in count for a neighbourhood metric or KID
+ * ("" when it has enough); so a default P/R on 3 images is skipped with a
+ * note, as the docs promise, and a named one fails with this reason. */
+static void too_few(const results *r, const kb_evalset *s, int is_ref, unsigned bit, char *out, size_t n) {
+    const eval_opts *o = r->o;
+    int need = bit == M_PR ? o->pr_k + 1 : bit == M_DC ? (is_ref ? o->dc_k + 1 : 1) : bit == M_KID ? 2 : 0;
+    const char *what = bit == M_PR ? "precision/recall" : bit == M_DC ? "density/coverage" : "KID";
+    int k = bit == M_PR ? o->pr_k : o->dc_k;
+    out[0] = '\0';
+    if (s->feat.n >= need) return;
+    if (bit == M_KID) snprintf(out, n, "%.900s has %lld image(s): KID needs at least 2", s->path, (long long)s->feat.n);
+    else snprintf(out, n, "%.900s has %lld image(s): %s with k=%d needs at least %d", s->path, (long long)s->feat.n,
+                  what, k, need);
+}
+
 /* Empty reason when both sides (only the samples for IS) can serve bit. */
 static void unavailable(const results *r, unsigned bit, char *out, size_t n) {
     lack(r->samp, bit, out, n);
     if (!out[0] && bit != M_IS) lack(r->ref, bit, out, n);
+    if (!out[0]) too_few(r, r->samp, 0, bit, out, n);
+    if (!out[0]) too_few(r, r->ref, 1, bit, out, n);
 }
 
 static int run_metric(results *r, unsigned bit, kb_err *err) {
@@ -781,6 +803,15 @@ int kb_cmd_eval(int argc, char **argv, kb_err *err) {
     char **pos = argv + stats + optind;
     if (stats && (npos != 1 || !o.out)) {
         kb_fail(err, "eval stats: expected one INPUT and -o OUT.npz");
+        return KB_EXIT_USAGE;
+    }
+    if (stats && o.samples_filter_given) { /* they were dropped without a word */
+        kb_fail(err, "eval stats: INPUT's images are selected with --ref-split/--ref-classes; --samples-split and "
+                     "--samples-classes select the SAMPLES of a comparison");
+        return KB_EXIT_USAGE;
+    }
+    if (!stats && npos >= 1 && !strcmp(pos[0], "stats") && !kb_is_file(pos[0]) && !kb_is_dir(pos[0])) {
+        kb_fail(err, "eval: 'stats' must come right after 'eval': kindbench eval stats INPUT -o OUT.npz [options]");
         return KB_EXIT_USAGE;
     }
     if (!stats && npos != 2) {

@@ -2,6 +2,7 @@
 #include "metrics/refstats.h"
 
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,9 +83,9 @@ static int read_gstats(const char *path, const char *mu_key, const char *sigma_k
 static int read_features(const char *path, const char *key, float **x, int64_t *n, int64_t *d, kb_err *err) {
     kb_npy a;
     if (kb_npz_read(path, key, &a, err)) return -1;
-    if (a.dtype != KB_F32 || a.ndim != 2) {
+    if (a.dtype != KB_F32 || a.ndim != 2 || a.shape[1] < 1) {
         kb_npy_free(&a);
-        return kb_fail(err, "%s: '%s' must be float32 [N, D] features", path, key);
+        return kb_fail(err, "%s: '%s' must be float32 [N, D] features with D >= 1", path, key);
     }
     *x = a.data, *n = a.shape[0], *d = a.shape[1];
     return 0;
@@ -125,12 +126,18 @@ static int read_spectrum(const char *path, kb_evalset *s, kb_err *err) {
     if (kb_npz_read(path, "spectrum_hw", &hw, err)) return kb_npy_free(&a), -1;
     int rc = 0;
     if (hw.dtype != KB_I64 || hw.numel != 2) rc = kb_fail(err, "%s: 'spectrum_hw' must be int64 [2]", path);
-    s->spectrum = rc ? NULL : malloc((size_t)(a.numel ? a.numel : 1) * sizeof(double));
+    const int64_t *h_w = hw.data;
+    if (!rc && (h_w[0] < 1 || h_w[0] > INT_MAX || h_w[1] < 1 || h_w[1] > INT_MAX))
+        rc = kb_fail(err, "%s: 'spectrum_hw' is [%lld, %lld], not an image size", path, (long long)h_w[0],
+                     (long long)h_w[1]);
+    if (!rc && (a.numel < 1 || a.numel > INT_MAX)) /* the bins of a radial spectrum: at least 1 */
+        rc = kb_fail(err, "%s: 'spectrum' has %lld bins (expected 1 to %d)", path, (long long)a.numel, INT_MAX);
+    s->spectrum = rc ? NULL : malloc((size_t)a.numel * sizeof(double));
     if (!rc && !s->spectrum) rc = kb_fail(err, "%s: out of memory", path);
     if (!rc) {
         to_f64(&a, s->spectrum);
         s->spectrum_bins = (int)a.numel;
-        s->spectrum_h = (int)((int64_t *)hw.data)[0], s->spectrum_w = (int)((int64_t *)hw.data)[1];
+        s->spectrum_h = (int)h_w[0], s->spectrum_w = (int)h_w[1];
     }
     kb_npy_free(&a);
     kb_npy_free(&hw);

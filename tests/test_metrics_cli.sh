@@ -116,6 +116,11 @@ expect_fail "npz without images or statistics" "labels_only.npz: neither statist
 expect_fail "missing path" "nowhere: no such file or directory" eval samp nowhere "${E[@]}"
 expect_fail "one image, FID asked for" "fid: one.*1 image: a covariance needs at least 2" eval one ref --metrics fid "${E[@]}"
 expect_fail "one image, P/R asked for" "k=3 needs at least 4" eval one ref --metrics pr "${E[@]}"
+run "default metrics against a 1-image reference" eval samp one "${E[@]}"
+if grep -q "^pr .*skipped: one has 1 image(s): precision/recall with k=3 needs at least 4" out.txt &&
+   grep -q "^fid .*skipped: one has 1 image" out.txt && grep -q "^IS " out.txt; then
+  ok "default metrics the reference is too small for are skipped with a note (IS still computed)"
+else bad "default metrics on a 1-image reference" "$(cat out.txt)"; fi
 expect_fail "P/R against mu/sigma only" "pr: ptfid.npz holds statistics only" eval samp ptfid.npz --metrics pr "${E[@]}"
 expect_fail "statistics of another mode" "computed in mode adm, but this evaluation uses --mode clean" \
   eval samp ref_stats.npz --mode clean "${E[@]}"
@@ -160,6 +165,15 @@ f6=$(grep '^"FID"' res6.csv | cut -d, -f2)
   || bad "duplicated npz members" "$f1 vs $f6"
 expect_fail "npz member with a bad CRC-32" "crc.npz:mu.npy: CRC error" eval samp crc.npz --metrics fid "${E[@]}"
 expect_fail "npy shape whose byte size wraps" "huge_spectrum.npz:spectrum.npy: .*array is too big" eval samp huge_spectrum.npz --metrics spectral "${E[@]}"
+expect_fail "eval stats with a samples filter" "eval stats: INPUT's images are selected with --ref-split" eval stats samp.kbd -o s.npz --samples-split test "${E[@]}"
+expect_fail "'stats' after an option" "'stats' must come right after 'eval'" eval --featurizer pixels stats samp -o s.npz --quiet
+"$PY" -c "
+import numpy as np
+f = np.load('ref_stats.npz')
+np.savez('spec0.npz', arr_0=np.zeros((4, 16, 16, 3), np.uint8), spectrum=np.zeros(0), spectrum_hw=np.array([16, 16]))
+np.savez('pooldim0.npz', pool=np.zeros((10, 0), np.float32))"
+expect_fail "reference spectrum with no bins" "spec0.npz: 'spectrum' has 0 bins" eval samp spec0.npz --metrics spectral "${E[@]}"
+expect_fail "features of dimension 0" "pooldim0.npz: 'pool' must be float32 \[N, D\] features with D >= 1" eval samp pooldim0.npz --metrics kid "${E[@]}"
 mkdir -p ro && chmod 555 ro
 if [[ $(id -u) -ne 0 ]]; then
   "$KB" eval samp ref --csv ro/x.csv "${E[@]}" > /dev/null 2> stderr.txt && bad "unwritable CSV" "exit 0" \
