@@ -3,7 +3,10 @@
  * free guidance, uint8 quantisation; written as PNGs, a grid, and an ADM-style
  * .npz batch (arr_0 [N,H,W,C] uint8, arr_1 [N] int64 labels). Everything that
  * can be wrong with the inputs is checked before any output is written. */
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
+#include <float.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -84,7 +87,8 @@ static int parse_choice(const char *opt, const char *arg, const char *a, const c
 static int parse_float_opt(const char *opt, const char *arg, double lo, float *out, kb_err *err) {
     double v;
     if (kb_cli_parse_double(opt, arg, &v, err)) return -1;
-    if (!isfinite(v) || v < lo) return kb_fail(err, "%s: expected a number >= %g, got '%s'", opt, lo, arg);
+    if (!(v >= lo && v <= FLT_MAX)) /* the sampler holds it as a float: 1e39 was infinity */
+        return kb_fail(err, "%s: expected a number in [%g, %g], got '%s'", opt, lo, FLT_MAX, arg);
     *out = (float)v;
     return 0;
 }
@@ -280,6 +284,11 @@ typedef struct {
 static int sink_fn(void *user, int64_t first, int B, const int32_t *labels, const float *x0, kb_err *err) {
     sink_ctx *s = user;
     int64_t hw = (int64_t)s->H * s->H, per = hw * s->C;
+    for (int64_t i = 0; i < B * per; i++) /* quantised, a NaN would pass as a plausible pixel */
+        if (!isfinite(x0[i]))
+            return kb_fail(err, "sample %lld: the sampler produced a non-finite value (%g); a guidance scale or eta "
+                                "this large, or a diverged checkpoint, gives no image", (long long)(first + i / per),
+                           x0[i]);
     kb_quantize_nhwc(x0, B, s->C, hw, s->u8 + first * per);
     for (int b = 0; s->png && b < B; b++) {
         char name[64], path[4200];
@@ -451,6 +460,39 @@ static int write_outputs(const sample_opts *o, const kb_checkpoint_info *info, r
     return rc;
 }
 
+/* 1 when name is a sample PNG's ("%06lld_class%d.png"), with its index and class. */
+static int sample_png_name(const char *name, long long *idx, long long *cls) {
+    char *end;
+    if (!isdigit((unsigned char)name[0])) return 0;
+    *idx = strtoll(name, &end, 10);
+    if (end - name < 6 || strncmp(end, "_class", 6) || !isdigit((unsigned char)end[6])) return 0;
+    *cls = strtoll(end + 6, &end, 10);
+    return strcmp(end, ".png") == 0;
+}
+
+/* After a successful run, DIR/png holds exactly its samples: the sample PNGs
+ * of an earlier run into the same --out that this one did not overwrite
+ * (more samples, other classes, or --no-png now) are removed, so a folder
+ * that eval reads is never a mix of two runs. Other files are left alone. */
+static int remove_stale_pngs(const sample_opts *o, const run_state *r, kb_err *err) {
+    DIR *d = opendir(r->paths.png);
+    if (!d) return errno == ENOENT ? 0 : kb_fail(err, "%s: cannot list: %s", r->paths.png, strerror(errno));
+    long long removed = 0, idx, cls;
+    char path[4400];
+    int rc = 0;
+    for (struct dirent *e; !rc && (e = readdir(d));) {
+        if (!sample_png_name(e->d_name, &idx, &cls)) continue;
+        if (!o->no_png && idx < r->n && r->labels[idx] == cls) continue; /* this run's */
+        snprintf(path, sizeof path, "%s/%s", r->paths.png, e->d_name);
+        if (unlink(path) != 0) rc = kb_fail(err, "%s: cannot remove a sample of an earlier run: %s", path, strerror(errno));
+        else removed++;
+    }
+    closedir(d);
+    if (!rc && removed)
+        printf("removed %lld sample PNG%s of an earlier run from %s\n", removed, removed == 1 ? "" : "s", r->paths.png);
+    return rc;
+}
+
 int kb_cmd_sample(int argc, char **argv, kb_err *err) {
     sample_opts o;
     int prc = parse(argc, argv, &o, err);
@@ -462,7 +504,8 @@ int kb_cmd_sample(int argc, char **argv, kb_err *err) {
     sink_ctx sk;
     double t0 = kb_now();
     int rc = check_request(&o, &info, &r, err) || prepare_outputs(&o, &r.paths, err) || load_model(&o, &info, &r, err) ||
-             sample_all(&o, &r, &sk, err) || write_outputs(&o, &info, &r, &sk, kb_now() - t0, err);
+             sample_all(&o, &r, &sk, err) || write_outputs(&o, &info, &r, &sk, kb_now() - t0, err) ||
+             remove_stale_pngs(&o, &r, err);
     run_free(&r);
     kb_checkpoint_info_free(&info);
     return rc ? KB_EXIT_FAIL : KB_EXIT_OK;

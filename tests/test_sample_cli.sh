@@ -52,6 +52,15 @@ print("numpy: arr_0 uint8 [6,8,8,3], arr_1 int64 labels; PNGs equal arr_0; grid 
 EOF
 then ok "npz/PNG/grid/json contents (numpy, PIL)"; else bad "npz/PNG/grid/json contents (numpy, PIL)"; fi
 
+# ---- a second run into the same --out replaces the first's PNGs
+mkdir -p "$T/re" && cp -r "$T/a/png" "$T/re/" && touch "$T/re/png/notes.txt"
+run --out "$T/re" --classes 4 --per-class 2 --steps 10 --seed 5 --batch 4 > "$T/re.log" 2>&1
+check "rerun into the same --out: png/ holds its 2 samples only (other files kept)" test "$(ls "$T/re/png" | tr '\n' ' ')" = \
+  "000000_class4.png 000001_class4.png notes.txt "
+check "the removal is reported" grep -q "removed 6 sample PNGs of an earlier run" "$T/re.log"
+run --out "$T/re" --classes 4 --per-class 2 --steps 10 --seed 5 --no-png > /dev/null 2>&1
+check "rerun with --no-png removes the earlier PNGs" test "$(ls "$T/re/png" | tr '\n' ' ')" = "notes.txt "
+
 # ---- determinism
 run --out "$T/b" --classes 0,3 --per-class 3 --steps 10 --seed 5 --batch 4 --no-png > /dev/null 2>&1
 run --out "$T/c" --classes 0,3 --per-class 3 --steps 10 --seed 5 --batch 1 --no-png > /dev/null 2>&1
@@ -101,6 +110,8 @@ expect_fail "--precision bf16 on the CPU" 1 "needs --device cuda" --ckpt "$T/ck.
 expect_fail "--count 0" 2 "--count" --ckpt "$T/ck.safetensors" --out "$T/out" --count 0
 expect_fail "--per-class and --count" 2 "not both" --ckpt "$T/ck.safetensors" --out "$T/out" --count 3 --per-class 2
 expect_fail "--cfg-scale 0.5" 2 "--cfg-scale" --ckpt "$T/ck.safetensors" --out "$T/out" --cfg-scale 0.5
+expect_fail "--cfg-scale beyond float" 2 "--cfg-scale: expected a number in \[1, 3.40282e+38\]" --ckpt "$T/ck.safetensors" --out "$T/out" --cfg-scale 1e39
+expect_fail "guidance so large the samples overflow" 1 "non-finite value" --ckpt "$T/ck.safetensors" --out "$T/out" --cfg-scale 1e38 --steps 5
 expect_fail "--cfg-mode bad" 2 "--cfg-mode" --ckpt "$T/ck.safetensors" --out "$T/out" --cfg-mode some
 expect_fail "--eta with ddpm" 2 "--eta" --ckpt "$T/ck.safetensors" --out "$T/out" --eta 0.5
 expect_fail "no EMA in checkpoint" 1 "no EMA weights" --ckpt "$T/noema.safetensors" --out "$T/out"
