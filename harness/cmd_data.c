@@ -8,6 +8,7 @@
 #include "datasets/grid.h"
 #include "datasets/prepare.h"
 #include "harness/cli.h"
+#include "util/exact_int.h"
 
 /* Largest seed stored exactly in the JSON metadata (a double). */
 #define KB_MAX_SEED 9007199254740991LL
@@ -54,15 +55,22 @@ enum {
     OPT_PER_CLASS, OPT_SPLIT, OPT_ROLE, OPT_GAP
 };
 
+/* "R,G,B", each a whole integer 0..255 (sscanf's %d overflowed: 4294967551
+ * was read as 255). */
 static int parse_background(const char *s, kb_background *bg, kb_err *err) {
-    int v[3], used = 0;
-    if (sscanf(s, "%d,%d,%d%n", &v[0], &v[1], &v[2], &used) != 3 || s[used] != '\0')
-        return kb_fail(err, "--background: expected R,G,B with each 0..255, got '%s'", s);
+    const char *p = s;
     for (int k = 0; k < 3; k++) {
-        if (v[k] < 0 || v[k] > 255) return kb_fail(err, "--background: expected R,G,B with each 0..255, got '%s'", s);
-        bg->rgb[k] = (uint8_t)v[k];
+        size_t len = k < 2 ? strcspn(p, ",") : strlen(p);
+        char part[16];
+        long long v;
+        if (len >= sizeof part || (k < 2 && p[len] != ',')) break;
+        memcpy(part, p, len), part[len] = '\0';
+        if (!kb_text_is_int_in(part, 0, 255, &v)) break;
+        bg->rgb[k] = (uint8_t)v;
+        p += len + (k < 2);
+        if (k == 2) return 0;
     }
-    return 0;
+    return kb_fail(err, "--background: expected R,G,B with each 0..255, got '%s'", s);
 }
 
 static int parse_fraction(const char *opt, const char *s, double *out, kb_err *err) {

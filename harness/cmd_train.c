@@ -1,5 +1,6 @@
 /* `kindbench train`: trains (or resumes) a class-conditional DiT on a dataset
  * cache with DiT's recipe; see models/train.h and docs/training.md. */
+#include <float.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -126,7 +127,9 @@ static int optim_option(int c, const char *arg, kb_train_opts *o, kb_err *err) {
     case O_WD: o->set |= KB_TSET_WD; return real_opt("--weight-decay", arg, 0, 1e6, &q->weight_decay, err);
     case O_BETA1: o->set |= KB_TSET_BETA1; return real_opt("--beta1", arg, 0, 0.999999999, &q->beta1, err);
     case O_BETA2: o->set |= KB_TSET_BETA2; return real_opt("--beta2", arg, 0, 0.999999999, &q->beta2, err);
-    case O_EPS: o->set |= KB_TSET_EPS; return real_opt("--eps", arg, 1e-300, 1, &q->eps, err);
+    case O_EPS: /* AdamW adds eps in float32: below FLT_MIN it is a denormal or 0 */
+        o->set |= KB_TSET_EPS;
+        return real_opt("--eps", arg, FLT_MIN, 1, &q->eps, err);
     case O_CLIP: o->set |= KB_TSET_CLIP; return real_opt("--clip-norm", arg, 0, 1e300, &q->clip_norm, err);
     case O_EMA: o->set |= KB_TSET_EMA; return real_opt("--ema-decay", arg, 0, 0.999999999, &q->ema_decay, err);
     }

@@ -1,5 +1,6 @@
 #include "models/checkpoint.h"
 
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -33,7 +34,7 @@ static int parse_optim_json(const char *path, const char *s, kb_optim_config *c,
         const char *key;
         double *dst, lo, hi;
     } f[] = {{"lr", &c->lr, 1e-300, 1e300},           {"beta1", &c->beta1, 0, 0.999999999},
-             {"beta2", &c->beta2, 0, 0.999999999},    {"eps", &c->eps, 1e-300, 1},
+             {"beta2", &c->beta2, 0, 0.999999999},    {"eps", &c->eps, FLT_MIN, 1},
              {"weight_decay", &c->weight_decay, 0, 1e6}, {"clip_norm", &c->clip_norm, 0, 1e300},
              {"ema_decay", &c->ema_decay, 0, 0.999999999}};
     for (size_t i = 0; o && i < sizeof f / sizeof f[0]; i++) {

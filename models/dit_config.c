@@ -33,7 +33,8 @@ static const preset presets[] = {
 int kb_dit_config_preset(const char *name, kb_dit_config *cfg, kb_err *err) {
     if (!strncmp(name, "DiT-", 4)) name += 4;
     const char *slash = strchr(name, '/');
-    int patch = slash ? atoi(slash + 1) : 0;
+    long long patch = 0; /* the whole text after '/': "S/4garbage" is no preset */
+    if (slash && !kb_text_is_int_in(slash + 1, 1, 64, &patch)) patch = 0;
     size_t len = slash ? (size_t)(slash - name) : strlen(name);
     for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++) {
         if (strlen(presets[i].size) != len || strncmp(presets[i].size, name, len)) continue;
@@ -41,7 +42,7 @@ int kb_dit_config_preset(const char *name, kb_dit_config *cfg, kb_err *err) {
         cfg->depth = presets[i].depth;
         cfg->hidden_size = presets[i].hidden;
         cfg->num_heads = presets[i].heads;
-        cfg->patch_size = patch;
+        cfg->patch_size = (int)patch;
         return 0;
     }
     return kb_fail(err, "unknown DiT preset '%s' (expected S|B|L|XL followed by /2, /4 or /8, e.g. B/4)", name);

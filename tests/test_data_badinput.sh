@@ -112,6 +112,7 @@ expect_fail "long comment line in a class list" "novel_long.txt:3: unknown class
 expect_fail "3000-byte class name" "novel_longname.txt:1: unknown class 'z{200}'\\.\\.\\. \\(a name of over 200 bytes\\)" "${P[@]}" --input good --novel-classes novel_longname.txt
 expect_fail "--novel-fraction out of range" "--novel-fraction: expected a fraction in \[0, 1\]" "${P[@]}" --input good --novel-fraction 1.5
 expect_fail "bad --background" "--background: expected R,G,B" "${P[@]}" --input good --background 1,2
+expect_fail "--background past int" "--background: expected R,G,B with each 0..255, got '4294967551,0,0'" "${P[@]}" --input good --background 4294967551,0,0
 
 # ---- determinism, then corrupt caches for `data info`
 "$KB" "${P[@]/out.kbd/d1.kbd}" --input good --test-fraction 0.5 --seed 3 --novel-fraction 0.5 > /dev/null 2>&1
