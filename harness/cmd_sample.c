@@ -3,8 +3,6 @@
  * free guidance, uint8 quantisation; written as PNGs, a grid, and an ADM-style
  * .npz batch (arr_0 [N,H,W,C] uint8, arr_1 [N] int64 labels). Everything that
  * can be wrong with the inputs is checked before any output is written. */
-#include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
 #include <float.h>
 #include <getopt.h>
@@ -19,6 +17,7 @@
 #include "datasets/grid.h"
 #include "datasets/image_io.h"
 #include "harness/cli.h"
+#include "harness/sample_pngs.h"
 #include "models/checkpoint.h"
 #include "models/sampler.h"
 #include "util/fileio.h"
@@ -257,8 +256,10 @@ static int probe_writable(const char *path, kb_err *err) {
     return 0;
 }
 
-static int prepare_outputs(const sample_opts *o, out_paths *p, kb_err *err) {
-    char probe[4200];
+/* Output paths, and writability checked before the sampling starts; the
+ * PNGs go to a staging folder that replaces DIR/png only at the end. */
+static int prepare_outputs(const sample_opts *o, out_paths *p, kb_png_set *pngs, kb_err *err) {
+    char probe[4300];
     if (kb_path_join(p->npz, sizeof p->npz, o->out, "samples.npz", err) ||
         kb_path_join(p->grid, sizeof p->grid, o->out, "grid.png", err) ||
         kb_path_join(p->json, sizeof p->json, o->out, "sample.json", err) ||
@@ -266,8 +267,9 @@ static int prepare_outputs(const sample_opts *o, out_paths *p, kb_err *err) {
         return -1;
     if (o->npz) snprintf(p->npz, sizeof p->npz, "%s", o->npz);
     if (o->grid) snprintf(p->grid, sizeof p->grid, "%s", o->grid);
-    if (kb_mkdir_p(o->out, err) || (!o->no_png && kb_mkdir_p(p->png, err))) return kb_fail_wrap(err, "--out");
-    snprintf(probe, sizeof probe, "%s/probe.png", p->png);
+    if (kb_mkdir_p(o->out, err) || (!o->no_png && kb_png_set_begin(pngs, o->out, err)))
+        return kb_fail_wrap(err, "--out");
+    snprintf(probe, sizeof probe, "%s/probe.png", pngs->staging);
     return probe_writable(p->npz, err) || probe_writable(p->grid, err) || probe_writable(p->json, err) ||
                    (!o->no_png && probe_writable(probe, err))
                ? -1
@@ -387,6 +389,7 @@ typedef struct {
     int64_t n;
     uint8_t *u8;
     out_paths paths;
+    kb_png_set pngs;
 } run_state;
 
 static void run_free(run_state *r) {
@@ -422,7 +425,7 @@ static int load_model(const sample_opts *o, const kb_checkpoint_info *info, run_
 static int sample_all(const sample_opts *o, run_state *r, sink_ctx *sk, kb_err *err) {
     const kb_dit_config *c = &r->model.cfg;
     int64_t per = (int64_t)c->input_size * c->input_size * c->in_channels;
-    *sk = (sink_ctx){NULL, c->input_size, c->in_channels, !o->no_png, r->paths.png};
+    *sk = (sink_ctx){NULL, c->input_size, c->in_channels, !o->no_png, r->pngs.staging};
     if (!(sk->u8 = r->u8 = malloc((size_t)(r->n * per))) || !(r->labels64 = malloc((size_t)r->n * sizeof(int64_t))))
         return kb_fail(err, "out of memory for %lld samples of %lld bytes", (long long)r->n, (long long)per);
     for (int64_t i = 0; i < r->n; i++) r->labels64[i] = r->labels[i];
@@ -440,8 +443,10 @@ static int write_outputs(const sample_opts *o, const kb_checkpoint_info *info, r
                          {"arr_1", kb_npy_view(KB_I64, 1, (int64_t[]){r->n}, r->labels64)}};
     uint8_t digest[32];
     char hex[65];
+    long long replaced = 0; /* the earlier run's sample PNGs in DIR/png */
     if (kb_npz_write(r->paths.npz, e, 2, err) || kb_sha256_file(r->paths.npz, digest, err) ||
-        write_grid(r->paths.grid, sk, r->labels, r->n, r->cls, r->k, err))
+        write_grid(r->paths.grid, sk, r->labels, r->n, r->cls, r->k, err) ||
+        (o->no_png ? kb_png_set_clear(o->out, &replaced, err) : kb_png_set_commit(&r->pngs, &replaced, err)))
         return -1;
     kb_sha256_hex(digest, hex);
     cJSON *j = settings_json(o, info, &r->diff, r->cls, r->k, r->n);
@@ -453,43 +458,12 @@ static int write_outputs(const sample_opts *o, const kb_checkpoint_info *info, r
     cJSON_AddNumberToObject(j, "samples_per_second", seconds > 0 ? (double)r->n / seconds : 0.0);
     int rc = write_json(r->paths.json, j, err);
     cJSON_Delete(j);
+    if (!rc && replaced)
+        printf("removed %lld sample PNG%s of an earlier run from %s\n", replaced, replaced == 1 ? "" : "s", r->paths.png);
     if (!rc)
         printf("wrote %lld samples (%dx%dx%d, %d class%s) to %s; %.1f s, %.2f samples/s\n", (long long)r->n,
                c->input_size, c->input_size, c->in_channels, r->k, r->k == 1 ? "" : "es", r->paths.npz, seconds,
                seconds > 0 ? (double)r->n / seconds : 0.0);
-    return rc;
-}
-
-/* 1 when name is a sample PNG's ("%06lld_class%d.png"), with its index and class. */
-static int sample_png_name(const char *name, long long *idx, long long *cls) {
-    char *end;
-    if (!isdigit((unsigned char)name[0])) return 0;
-    *idx = strtoll(name, &end, 10);
-    if (end - name < 6 || strncmp(end, "_class", 6) || !isdigit((unsigned char)end[6])) return 0;
-    *cls = strtoll(end + 6, &end, 10);
-    return strcmp(end, ".png") == 0;
-}
-
-/* After a successful run, DIR/png holds exactly its samples: the sample PNGs
- * of an earlier run into the same --out that this one did not overwrite
- * (more samples, other classes, or --no-png now) are removed, so a folder
- * that eval reads is never a mix of two runs. Other files are left alone. */
-static int remove_stale_pngs(const sample_opts *o, const run_state *r, kb_err *err) {
-    DIR *d = opendir(r->paths.png);
-    if (!d) return errno == ENOENT ? 0 : kb_fail(err, "%s: cannot list: %s", r->paths.png, strerror(errno));
-    long long removed = 0, idx, cls;
-    char path[4400];
-    int rc = 0;
-    for (struct dirent *e; !rc && (e = readdir(d));) {
-        if (!sample_png_name(e->d_name, &idx, &cls)) continue;
-        if (!o->no_png && idx < r->n && r->labels[idx] == cls) continue; /* this run's */
-        snprintf(path, sizeof path, "%s/%s", r->paths.png, e->d_name);
-        if (unlink(path) != 0) rc = kb_fail(err, "%s: cannot remove a sample of an earlier run: %s", path, strerror(errno));
-        else removed++;
-    }
-    closedir(d);
-    if (!rc && removed)
-        printf("removed %lld sample PNG%s of an earlier run from %s\n", removed, removed == 1 ? "" : "s", r->paths.png);
     return rc;
 }
 
@@ -503,9 +477,10 @@ int kb_cmd_sample(int argc, char **argv, kb_err *err) {
     memset(&r, 0, sizeof r);
     sink_ctx sk;
     double t0 = kb_now();
-    int rc = check_request(&o, &info, &r, err) || prepare_outputs(&o, &r.paths, err) || load_model(&o, &info, &r, err) ||
-             sample_all(&o, &r, &sk, err) || write_outputs(&o, &info, &r, &sk, kb_now() - t0, err) ||
-             remove_stale_pngs(&o, &r, err);
+    int rc = check_request(&o, &info, &r, err) || prepare_outputs(&o, &r.paths, &r.pngs, err) ||
+             load_model(&o, &info, &r, err) || sample_all(&o, &r, &sk, err) ||
+             write_outputs(&o, &info, &r, &sk, kb_now() - t0, err);
+    kb_png_set_abort(&r.pngs); /* after a failure: what this run staged; after success: nothing */
     run_free(&r);
     kb_checkpoint_info_free(&info);
     return rc ? KB_EXIT_FAIL : KB_EXIT_OK;

@@ -58,6 +58,15 @@ run --out "$T/re" --classes 4 --per-class 2 --steps 10 --seed 5 --batch 4 > "$T/
 check "rerun into the same --out: png/ holds its 2 samples only (other files kept)" test "$(ls "$T/re/png" | tr '\n' ' ')" = \
   "000000_class4.png 000001_class4.png notes.txt "
 check "the removal is reported" grep -q "removed 6 sample PNGs of an earlier run" "$T/re.log"
+# a run that fails after its PNGs were written (the npz hits a file size
+# limit; SIGXFSZ ignored so write() fails) leaves png/ as it was
+before=$(cd "$T/re/png" && sha256sum *)
+(ulimit -f 1; trap '' XFSZ; exec "$KB" sample --ckpt "$T/ck.safetensors" --quiet --threads 1 --out "$T/re" --classes 1,2 \
+  --per-class 4 --steps 5) > /dev/null 2> "$T/re.err"
+rc=$?
+check "a run failing at its npz exits non-zero ($(head -c 120 "$T/re.err"))" test $rc -ne 0
+check "... and leaves png/ as it was, with no staging folder" test "$(cd "$T/re/png" && sha256sum *)" = "$before" -a \
+  -z "$(find "$T/re" -name '.png.*')"
 run --out "$T/re" --classes 4 --per-class 2 --steps 10 --seed 5 --no-png > /dev/null 2>&1
 check "rerun with --no-png removes the earlier PNGs" test "$(ls "$T/re/png" | tr '\n' ' ')" = "notes.txt "
 
