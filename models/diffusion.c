@@ -24,15 +24,23 @@ void kb_linear_betas(double *betas, int n) {
     betas[n - 1] = stop;
 }
 
-/* Parses a non-negative decimal integer occupying [s, end). */
+#define KB_SPACE_MAX_COUNT 1000000000L
+
+/* Parses a non-negative decimal count in [s, end), blanks around it allowed
+ * as Python's int() (ADM's parser) allows them. A count past 10^9 is held as
+ * 10^9, more steps than any schedule has, so it fails as too many rather
+ * than as malformed. Signs are refused (ADM silently keeps no steps of a
+ * negative section). */
 static int parse_count(const char *s, const char *end, long *out) {
+    while (s < end && isspace((unsigned char)*s)) s++;
+    while (end > s && isspace((unsigned char)end[-1])) end--;
     if (s == end) return -1;
     long v = 0;
     for (const char *p = s; p < end; p++) {
-        if (!isdigit((unsigned char)*p) || v > 100000000L) return -1;
-        v = v * 10 + (*p - '0');
+        if (!isdigit((unsigned char)*p)) return -1;
+        if (v < KB_SPACE_MAX_COUNT) v = v * 10 + (*p - '0');
     }
-    *out = v;
+    *out = v < KB_SPACE_MAX_COUNT ? v : KB_SPACE_MAX_COUNT;
     return 0;
 }
 
@@ -46,8 +54,8 @@ static int space_ddim(int T, const char *spec, unsigned char *keep, kb_err *err)
         for (int i = 0; i < T; i += s) keep[i] = 1;
         return 0;
     }
-    return kb_fail(err, "timestep respacing \"%s\": cannot create exactly %ld steps out of %d with an integer stride",
-                   spec, want, T);
+    return kb_fail(err, "timestep respacing \"%s\": cannot create exactly that many steps out of %d with an integer "
+                        "stride", spec, T);
 }
 
 /* One section of `size` steps starting at `start`, reduced to `count` steps at
@@ -83,8 +91,8 @@ int kb_space_timesteps(int T, const char *spec, unsigned char *keep, int *n_kept
                 return kb_fail(err, "timestep respacing \"%s\": section %d is not a non-negative integer", spec, i);
             int size = size_per + (i < extra ? 1 : 0);
             if (size < count)
-                return kb_fail(err, "timestep respacing \"%s\": cannot divide section %d of %d steps into %ld", spec,
-                               i, size, count);
+                return kb_fail(err, "timestep respacing \"%s\": cannot divide section %d of %d steps into %.*s", spec,
+                               i, size, (int)(e - s), s);
             space_section(start, size, count, keep);
             start += size;
             if (*e == '\0') break;

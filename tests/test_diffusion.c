@@ -222,7 +222,21 @@ static void test_respacing(kbt_state *s) {
     int rc = kb_space_timesteps(1000, "25", keep, &n, &err);
     KBT_CHECK(s, rc == 0 && n == 25 && keep[166] && !keep[167] && keep[500] && !keep[499] && keep[832] && !keep[833],
               "respacing: round half to even", "rc=%d n=%d", rc, n);
-    const char *bad[] = {"ddim3000", "2000", "abc", "250,", "ddim", "10,-5"};
+    /* blanks around a count are allowed, as Python's int() allows them in ADM's space_timesteps */
+    unsigned char keep2[1000];
+    int n2 = 0;
+    rc = kb_space_timesteps(1000, "10,20", keep, &n, &err) || kb_space_timesteps(1000, " 10 , 20 ", keep2, &n2, &err);
+    KBT_CHECK(s, rc == 0 && n == 30 && n2 == 30 && !memcmp(keep, keep2, sizeof keep), "respacing: \" 10 , 20 \" = \"10,20\"",
+              "rc=%d n=%d n2=%d %s", rc, n, n2, err.msg);
+    rc = kb_space_timesteps(1000, "ddim 50", keep2, &n2, &err) || kb_space_timesteps(1000, "ddim50", keep, &n, &err);
+    KBT_CHECK(s, rc == 0 && n == 50 && n2 == 50 && !memcmp(keep, keep2, sizeof keep), "respacing: \"ddim 50\" = \"ddim50\"",
+              "rc=%d %s", rc, err.msg);
+    /* a huge count is too many steps, not malformed */
+    kb_err e3 = {{0}};
+    rc = kb_space_timesteps(1000, "1,100000000000", keep, &n, &e3);
+    KBT_CHECK(s, rc == -1 && strstr(e3.msg, "cannot divide section 1 of 500 steps into 100000000000"),
+              "respacing: a count past 10^9 is reported as too many", "%s", e3.msg);
+    const char *bad[] = {"ddim3000", "2000", "abc", "250,", "ddim", "10,-5", "+250", "ddim100000000000"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         kb_err e2 = {{0}};
         char nm[96];
