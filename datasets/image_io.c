@@ -35,12 +35,16 @@ static void png_error_cb(png_structp png, png_const_charp msg) {
 /* Warnings (e.g. "iCCP: known incorrect sRGB profile") do not change pixels. */
 static void png_warning_cb(png_structp png, png_const_charp msg) {}
 
-/* The transforms that make any PNG 8-bit grey/GA/RGB/RGBA, as Pillow sees it. */
+/* The transforms that make any PNG 8-bit grey/GA/RGB/RGBA, as Pillow sees it.
+ * Pillow keeps a 16-bit image's tRNS key as 16-bit values beside 8-bit
+ * pixels, so it never takes effect (tests/ref/data_ref.py: grey 16 is read
+ * without alpha); libpng would apply it, so it is applied for 8 bits and
+ * fewer only. */
 static void png_set_8bit_transforms(png_structp png, png_infop info) {
     int color_type = png_get_color_type(png, info), depth = png_get_bit_depth(png, info);
     if (color_type == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
     if (color_type == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
-    if (png_get_valid(png, info, PNG_INFO_tRNS)) png_set_tRNS_to_alpha(png);
+    if (depth <= 8 && png_get_valid(png, info, PNG_INFO_tRNS)) png_set_tRNS_to_alpha(png);
     if (depth == 16) png_set_strip_16(png);
     png_set_interlace_handling(png);
     png_read_update_info(png, info);
@@ -205,28 +209,38 @@ int kb_jpeg_read(const char *path, kb_image *img, kb_err *err) {
 #ifdef KB_HAVE_GIF
 int kb_gif_supported(void) { return 1; }
 
-/* Paints a frame (raster of colour indices) onto an RGBA canvas the size of
- * the logical screen; pixels it does not cover stay transparent. */
+/* One canvas pixel from a colour index, as Pillow's "P" image converts: the
+ * palette's colour (an index beyond the table is black, as in Pillow's
+ * zero-padded palette; no table at all reads the index as grey), alpha 0 for
+ * the transparent index and 255 otherwise. */
+static void gif_pixel(uint8_t *p, int idx, const ColorMapObject *cmap, int transparent) {
+    if (!cmap) p[0] = p[1] = p[2] = (uint8_t)idx;
+    else if (idx < cmap->ColorCount) p[0] = cmap->Colors[idx].Red, p[1] = cmap->Colors[idx].Green, p[2] = cmap->Colors[idx].Blue;
+    else p[0] = p[1] = p[2] = 0;
+    p[3] = idx == transparent ? 0 : 255;
+}
+
+/* Paints the first frame (raster of colour indices) as Pillow 9 decodes it:
+ * onto a canvas of the logical screen, widened to the frame where it reaches
+ * past it, filled with the transparent index if there is one and with index
+ * 0 otherwise (so uncovered pixels are palette colour 0, opaque). */
 static void gif_paint(const GifImageDesc *d, const GifByteType *raster, const ColorMapObject *cmap, int transparent,
                       kb_image *img) {
-    memset(img->px, 0, (size_t)img->width * img->height * 4);
+    int fill = transparent == NO_TRANSPARENT_COLOR ? 0 : transparent;
+    for (int64_t i = 0; i < (int64_t)img->width * img->height; i++) gif_pixel(img->px + i * 4, fill, cmap, transparent);
     for (int y = 0; y < d->Height; y++) {
         int cy = d->Top + y;
-        if (cy < 0 || cy >= img->height) continue;
         for (int x = 0; x < d->Width; x++) {
-            int cx = d->Left + x, idx = raster[(size_t)y * d->Width + x];
-            if (cx < 0 || cx >= img->width || idx == transparent) continue;
-            uint8_t *p = img->px + ((size_t)cy * img->width + cx) * 4;
-            /* An index beyond the colour table reads as black, as in Pillow's
-             * zero-padded palette. */
-            if (idx < cmap->ColorCount) {
-                p[0] = cmap->Colors[idx].Red;
-                p[1] = cmap->Colors[idx].Green;
-                p[2] = cmap->Colors[idx].Blue;
-            }
-            p[3] = 255;
+            uint8_t *p = img->px + ((size_t)cy * img->width + d->Left + x) * 4;
+            gif_pixel(p, raster[(size_t)y * d->Width + x], cmap, transparent);
         }
     }
+}
+
+/* giflib leaves the error code 0 (no message) for some truncated headers. */
+static const char *gif_error_text(int code) {
+    const char *s = GifErrorString(code);
+    return s ? s : "truncated or corrupt header";
 }
 
 /* Reads the rows of the current image; interlaced GIFs store them in four
@@ -243,16 +257,17 @@ static int gif_read_raster(GifFileType *gif, GifByteType *raster) {
 /* The image whose descriptor was just read, onto the logical screen. */
 static int gif_read_frame(GifFileType *gif, int transparent, const char *path, kb_image *img, kb_err *err) {
     const GifImageDesc *d = &gif->Image;
-    const ColorMapObject *cmap = d->ColorMap ? d->ColorMap : gif->SColorMap;
-    if (!cmap) return kb_fail(err, "%s: GIF has no colour table", path);
-    if (d->Width < 1 || d->Height < 1 || d->Width > 65535 || d->Height > 65535)
-        return kb_fail(err, "%s: GIF frame of %dx%d", path, d->Width, d->Height);
+    const ColorMapObject *cmap = d->ColorMap ? d->ColorMap : gif->SColorMap; /* NULL: grey, as Pillow's "L" */
+    if (d->Width < 1 || d->Height < 1 || d->Left < 0 || d->Top < 0)
+        return kb_fail(err, "%s: GIF frame of %dx%d at (%d, %d)", path, d->Width, d->Height, d->Left, d->Top);
+    int w = gif->SWidth > d->Left + d->Width ? gif->SWidth : d->Left + d->Width; /* Pillow widens the canvas */
+    int h = gif->SHeight > d->Top + d->Height ? gif->SHeight : d->Top + d->Height;
     GifByteType *raster = malloc((size_t)d->Width * d->Height);
     if (!raster) return kb_fail(err, "%s: out of memory", path);
     int rc = 0;
     if (gif_read_raster(gif, raster))
-        rc = kb_fail(err, "%s: corrupt or truncated GIF: %s", path, GifErrorString(gif->Error));
-    else if (kb_image_alloc(img, gif->SWidth, gif->SHeight, 4, err))
+        rc = kb_fail(err, "%s: corrupt or truncated GIF: %s", path, gif_error_text(gif->Error));
+    else if (kb_image_alloc(img, w, h, 4, err))
         rc = kb_fail_wrap(err, "%s", path);
     else
         gif_paint(d, raster, cmap, transparent, img);
@@ -284,14 +299,14 @@ static int gif_decode_first_frame(GifFileType *gif, const char *path, kb_image *
         }
         if (ext) break; /* DGifGetExtensionNext failed */
     }
-    return kb_fail(err, "%s: corrupt or truncated GIF: %s", path, GifErrorString(gif->Error));
+    return kb_fail(err, "%s: corrupt or truncated GIF: %s", path, gif_error_text(gif->Error));
 }
 
 int kb_gif_read(const char *path, kb_image *img, kb_err *err) {
     img->px = NULL;
     int gerr = 0;
     GifFileType *gif = DGifOpenFileName(path, &gerr);
-    if (!gif) return kb_fail(err, "%s: cannot open GIF: %s", path, GifErrorString(gerr));
+    if (!gif) return kb_fail(err, "%s: corrupt or truncated GIF: %s", path, gif_error_text(gerr));
     int rc = gif_decode_first_frame(gif, path, img, err);
     if (rc) kb_image_free(img);
     DGifCloseFile(gif, &gerr);

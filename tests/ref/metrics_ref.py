@@ -363,7 +363,7 @@ def load_rgb(path):
 
 
 def cli_setup(d):
-    """Image folders for the CLI test: RGB/grey/RGBA/LA PNGs and JPEGs, nested, plus npz inputs."""
+    """Image folders for the CLI test: RGB/grey/RGBA/LA PNGs, JPEGs and a transparent GIF, nested, plus npz inputs."""
     from PIL import Image
     rng = np.random.default_rng(7)
     for sub in ("samp/a", "samp/b", "ref", "mixed/x", "one", "empty", "webp"):
@@ -382,6 +382,10 @@ def cli_setup(d):
             im.convert("RGB").save(f"{d}/mixed/x/j{i:02d}.jpg", quality=90)
         else:
             im.save(f"{d}/mixed/{'x/' if i % 3 == 0 else ''}m{i:02d}.png")
+    # a GIF with a transparent index of a non-black colour: convert("RGB") keeps the palette colour there
+    gif = Image.fromarray(rng.integers(0, 16, (18, 17), dtype=np.uint8), "P")
+    gif.putpalette([int(v) for v in rng.integers(0, 256, 48)])
+    gif.save(f"{d}/mixed/x/z_trns.gif", transparency=5)
     open(f"{d}/mixed/readme.txt", "w").write("not an image\n")
     Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(f"{d}/one/only.png")
     Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(f"{d}/webp/ok.png")

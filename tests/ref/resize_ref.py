@@ -9,7 +9,9 @@ Writes into $KB_FIXTURES/data_resize/:
   folder/<class>/<file>       an ImageFolder with varied files: sizes that
                               trigger the BOX halving loop, upsampling, odd and
                               non-square sizes, grey, 16-bit grey, 1-bit,
-                              RGBA, LA, palette with and without tRNS, JPEG
+                              RGBA, LA, palette with and without tRNS, 16-bit
+                              RGB with a tRNS key, GIFs whose frame does not
+                              cover or overflows the screen, JPEG
                               (RGB, grey, CMYK), an upper-case extension, and
                               a text file that must be ignored
   manifest.txt                one line per image in cache order: key, allowed
@@ -17,7 +19,9 @@ Writes into $KB_FIXTURES/data_resize/:
   expected_<res>.bin          data_ref.prepare() of every image, in cache order
 """
 import os
+import struct
 import sys
+import zlib
 
 import numpy as np
 from PIL import Image
@@ -66,6 +70,39 @@ def save_png16_grey(path, h, w):
     Image.fromarray(arr, mode="I;16").save(path)
 
 
+def png16_rgb_key(path, h, w, key):
+    """A 16-bit RGB PNG with a tRNS colour key (PIL cannot write one): Pillow keeps the key in 16 bits beside
+    8-bit pixels, so it never applies (key values > 255 here); every third pixel of the pattern equals it."""
+    arr = (pattern(h, w, 3).astype(np.uint16) * 257).astype(">u2")
+    arr[::3, ::3] = key
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    raw = b"".join(b"\0" + arr[y].tobytes() for y in range(h))
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)) +
+                chunk(b"tRNS", struct.pack(">HHH", *key)) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def gif_placed(path, h, w, screen, at, transparency=None):
+    """A one-frame GIF of h x w whose frame sits at `at` on a logical screen `screen` (w, h): PIL writes the
+    frame at (0, 0) on a screen of its own size, then both are patched in the file."""
+    im = Image.fromarray((pattern(h, w, 1)[:, :, 0] // 8).astype(np.uint8), "P")
+    im.putpalette([int(v) for v in rng.integers(0, 256, size=96)])
+    im.save(path, format="GIF", **({} if transparency is None else {"transparency": transparency}))
+    b = bytearray(open(path, "rb").read())
+    b[6:10] = struct.pack("<HH", *screen)
+    i = 13 + ((3 << ((b[10] & 7) + 1)) if b[10] & 0x80 else 0)
+    while b[i] == 0x21:  # extensions: introducer, label, data sub-blocks, terminator
+        i += 2
+        while b[i]:
+            i += b[i] + 1
+        i += 1
+    assert b[i] == 0x2C, "image descriptor not found"
+    b[i + 1:i + 5] = struct.pack("<HH", *at)
+    open(path, "wb").write(b)
+
+
 def alpha_pattern(h, w):
     y, x = np.mgrid[0:h, 0:w]
     a = np.clip((x * 255) // max(w - 1, 1) + np.where((y // 6) % 2 == 0, 0, -120), 0, 255)
@@ -100,6 +137,14 @@ def make_folder(root):
     pal.save(os.path.join(root, "c_alpha/palette_trns.png"), transparency=bytes([0, 128, 255] + [255] * 47))
     small = Image.fromarray(pattern(29, 31, 3)).quantize(colors=12)  # 4-bit palette, no tRNS
     small.save(os.path.join(root, "c_alpha/palette4.png"))
+    png16_rgb_key(os.path.join(root, "c_alpha/rgb16_key.png"), 33, 27, (0x1234, 0x5678, 0x9ABC))
+    # GIF first frames as Pillow paints them: uncovered pixels are palette colour 0 (opaque) without a
+    # transparent index and transparent with one; a frame reaching past the screen widens the canvas. The
+    # folder source takes .png/.jpg/.jpeg names (as torchvision's ImageFolder takes no .gif) and decodes by
+    # content, as Pillow does, so these GIFs carry .png names
+    gif_placed(os.path.join(root, "c_alpha/gif_partial.png"), 15, 20, (40, 30), (5, 7))
+    gif_placed(os.path.join(root, "c_alpha/gif_overflow.png"), 20, 20, (20, 20), (5, 5))
+    gif_placed(os.path.join(root, "c_alpha/gif_trns.png"), 15, 20, (30, 24), (3, 4), transparency=5)
     rgb("d_jpeg/photo.jpg", 129, 101, quality=90)
     Image.fromarray(pattern(65, 77, 1)[:, :, 0]).save(os.path.join(root, "d_jpeg/grey.jpg"), quality=85)
     Image.fromarray(pattern(40, 50, 3)).convert("CMYK").save(os.path.join(root, "d_jpeg/cmyk.jpg"), quality=92)
