@@ -325,8 +325,22 @@ static int check_meta(const kb_evalset *s, const feat_state *fs, const eval_opts
     if (s->meta.featurizer[0] && strcmp(s->meta.featurizer, fz))
         return kb_fail(err, "%s: its features come from featuriser '%s', this evaluation uses '%s'", s->path,
                        s->meta.featurizer, fz);
+    /* the weights: known without loading them unless --allow-unverified-weights (then see same_weights) */
+    const char *w = !strcmp(fz, "pixels") ? "none" : o->allow_unverified ? NULL : KB_INCEPTION_SHA256;
+    if (w && s->meta.weights_sha256[0] && strcmp(s->meta.weights_sha256, w))
+        return kb_fail(err, "%s: its features come from weights with sha256 %.16s..., this evaluation's are %.16s...",
+                       s->path, s->meta.weights_sha256, w);
     (void)fs;
     return 0;
+}
+
+/* The two sides' recorded weights agree (either may be unrecorded, as in an
+ * ADM or pytorch-fid file): statistics of two networks are not comparable. */
+static int same_weights(const kb_evalset *a, const kb_evalset *b, kb_err *err) {
+    const char *wa = a->meta.weights_sha256, *wb = b->meta.weights_sha256;
+    if (!wa[0] || !wb[0] || !strcmp(wa, wb)) return 0;
+    return kb_fail(err, "%s and %s were featurised with different weights (sha256 %.16s... and %.16s...): their "
+                        "statistics cannot be compared", a->path, b->path, wa, wb);
 }
 
 /* Moves the parts dst lacks from src (src is freed after). */
@@ -593,11 +607,15 @@ static void lack(const kb_evalset *s, unsigned bit, char *out, size_t n) {
 static void too_few(const results *r, const kb_evalset *s, int is_ref, unsigned bit, char *out, size_t n) {
     const eval_opts *o = r->o;
     int need = bit == M_PR ? o->pr_k + 1 : bit == M_DC ? (is_ref ? o->dc_k + 1 : 1) : bit == M_KID ? 2 : 0;
+    if (bit == M_IS) need = o->is_mode == KB_IS_FIDELITY ? 10 : 1;
     const char *what = bit == M_PR ? "precision/recall" : bit == M_DC ? "density/coverage" : "KID";
     int k = bit == M_PR ? o->pr_k : o->dc_k;
     out[0] = '\0';
     if (s->feat.n >= need) return;
-    if (bit == M_KID) snprintf(out, n, "%.900s has %lld image(s): KID needs at least 2", s->path, (long long)s->feat.n);
+    if (bit == M_IS)
+        snprintf(out, n, "%.900s has %lld image(s): Inception Score with --is-splits %s needs at least %d", s->path,
+                 (long long)s->feat.n, o->is_mode == KB_IS_FIDELITY ? "fidelity" : "adm", need);
+    else if (bit == M_KID) snprintf(out, n, "%.900s has %lld image(s): KID needs at least 2", s->path, (long long)s->feat.n);
     else snprintf(out, n, "%.900s has %lld image(s): %s with k=%d needs at least %d", s->path, (long long)s->feat.n,
                   what, k, need);
 }
@@ -607,7 +625,7 @@ static void unavailable(const results *r, unsigned bit, char *out, size_t n) {
     lack(r->samp, bit, out, n);
     if (!out[0] && bit != M_IS) lack(r->ref, bit, out, n);
     if (!out[0]) too_few(r, r->samp, 0, bit, out, n);
-    if (!out[0]) too_few(r, r->ref, 1, bit, out, n);
+    if (!out[0] && bit != M_IS) too_few(r, r->ref, 1, bit, out, n);
 }
 
 static int run_metric(results *r, unsigned bit, kb_err *err) {
@@ -742,6 +760,7 @@ static int evaluate(const eval_opts *o, const char *samp_path, const char *ref_p
     int rc = load_side(&env, samp_path, "samples", &o->samples_filter, side_wants(o->metrics, 1), 0, &samp, err);
     if (!rc) rc = load_side(&env, ref_path, "reference", &o->ref_filter, side_wants(o->metrics, 0), !o->no_cache, &ref, err);
     results r = {.n = 0, .o = o, .samp = &samp, .ref = &ref, .cpu = &cpu};
+    if (!rc) rc = same_weights(&samp, &ref, err);
     if (!rc) {
         describe_side("samples:", &samp);
         describe_side("reference:", &ref);

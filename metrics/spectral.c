@@ -25,8 +25,10 @@ static void make_bins(kb_spectrum *s) {
 
 int kb_spectrum_init(kb_spectrum *s, int h, int w, kb_err *err) {
     memset(s, 0, sizeof *s);
-    if (h < 2 || w < 2 || h > 16384 || w > 16384)
+    if (h < 2 || w < 2)
         return kb_fail(err, "spectral distance: images of %dx%d have no frequency bins (need at least 2x2)", w, h);
+    if (h > 16384 || w > 16384)
+        return kb_fail(err, "spectral distance: images of %dx%d are past the supported 16384 per side", w, h);
     s->h = h, s->w = w, s->nbins = (h < w ? h : w) / 2;
     size_t wc = (size_t)(w / 2 + 1);
     s->power = calloc((size_t)s->nbins + 1, sizeof(double));

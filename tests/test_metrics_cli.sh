@@ -121,6 +121,12 @@ if grep -q "^pr .*skipped: one has 1 image(s): precision/recall with k=3 needs a
    grep -q "^fid .*skipped: one has 1 image" out.txt && grep -q "^IS " out.txt; then
   ok "default metrics the reference is too small for are skipped with a note (IS still computed)"
 else bad "default metrics on a 1-image reference" "$(cat out.txt)"; fi
+mkdir -p few && cp ref/r0[0-4].png few/
+run "default metrics, fidelity IS on 5 samples" eval few ref --is-splits fidelity --csv res_few.csv "${E[@]}"
+if grep -q "^is .*skipped: few has 5 image(s): Inception Score with --is-splits fidelity needs at least 10" out.txt &&
+   grep -q '^"FID"' res_few.csv && grep -q '^"precision"' res_few.csv; then
+  ok "fidelity IS on too few samples is skipped with a note, the rest computed"
+else bad "fidelity IS on too few samples" "$(cat out.txt)"; fi
 expect_fail "P/R against mu/sigma only" "pr: ptfid.npz holds statistics only" eval samp ptfid.npz --metrics pr "${E[@]}"
 expect_fail "statistics of another mode" "computed in mode adm, but this evaluation uses --mode clean" \
   eval samp ref_stats.npz --mode clean "${E[@]}"
@@ -165,6 +171,18 @@ f6=$(grep '^"FID"' res6.csv | cut -d, -f2)
   || bad "duplicated npz members" "$f1 vs $f6"
 expect_fail "npz member with a bad CRC-32" "crc.npz:mu.npy: CRC error" eval samp crc.npz --metrics fid "${E[@]}"
 expect_fail "npy shape whose byte size wraps" "huge_spectrum.npz:spectrum.npy: .*array is too big" eval samp huge_spectrum.npz --metrics spectral "${E[@]}"
+# statistics of other weights: refused against this evaluation's (pixels: "none"), and between two files
+# when the weights are not known up front (--allow-unverified-weights; no image is featurised here)
+"$PY" -c "
+import json, numpy as np
+f = dict(np.load('ref_stats.npz'))
+for name, fz, w in (('w_other.npz', 'pixels', 'ab' * 32), ('w_a.npz', 'inception-2015-12-05', 'aa' * 32),
+                    ('w_b.npz', 'inception-2015-12-05', 'bb' * 32)):
+    m = json.loads(bytes(f['kb_meta']).decode()); m['featurizer'], m['weights_sha256'] = fz, w
+    np.savez(name, **dict(f, kb_meta=np.frombuffer(json.dumps(m).encode(), np.uint8)))"
+expect_fail "statistics of other weights" "w_other.npz: its features come from weights with sha256 abababab" eval samp w_other.npz "${E[@]}"
+expect_fail "two statistics files of different weights" "w_a.npz and w_b.npz were featurised with different weights" \
+  eval w_a.npz w_b.npz --metrics fid --featurizer inception --allow-unverified-weights --quiet
 expect_fail "eval stats with a samples filter" "eval stats: INPUT's images are selected with --ref-split" eval stats samp.kbd -o s.npz --samples-split test "${E[@]}"
 expect_fail "'stats' after an option" "'stats' must come right after 'eval'" eval --featurizer pixels stats samp -o s.npz --quiet
 "$PY" -c "
