@@ -3,9 +3,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Images larger than this are almost certainly a corrupt header, and keeping
- * w*h*c well inside size_t and int arithmetic avoids overflow checks later. */
-#define KB_IMAGE_MAX_SIDE 65535
+/* The pixel count bounds memory (a corrupt header's size fails here) and
+ * keeps w*h*c inside size_t; a side may be long, as the intermediate of
+ * center_crop_arr is for a thin image (1x2000 at 64 px: 64x128000). */
+#define KB_IMAGE_MAX_SIDE (1 << 24)
 #define KB_IMAGE_MAX_PIXELS ((int64_t)1 << 30)
 
 int kb_image_alloc(kb_image *img, int width, int height, int channels, kb_err *err) {

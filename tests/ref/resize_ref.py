@@ -125,6 +125,7 @@ def make_folder(root):
     rgb("a_rgb/odd.png", 33, 33)          # odd square
     rgb("a_rgb/exact.png", 64, 64)        # halving lands exactly on 32
     rgb("a_rgb/tall.PNG", 41, 130)        # upper-case extension
+    rgb("a_rgb/thin.png", 1, 2100)        # at 32 px the bicubic intermediate is 32x67200: a side past 65535
     open(os.path.join(root, "a_rgb", "notes.txt"), "w").write("not an image\n")
     Image.fromarray(pattern(70, 50, 1)[:, :, 0]).save(os.path.join(root, "b_grey/grey.png"))
     save_png16_grey(os.path.join(root, "b_grey/grey16.png"), 61, 45)
