@@ -38,17 +38,19 @@ int kb_grid_write_png(const char *path, const uint8_t *const *cells, int rows, i
     return rc;
 }
 
-/* Fills one row of cells with class cls's first images of split. */
-static void fill_class_row(const kb_dataset *ds, int cls, kb_split split, int per_class, const uint8_t **row) {
+/* Fills one row of cells with class cls's first images of split; returns how many. */
+static int fill_class_row(const kb_dataset *ds, int cls, kb_split split, int per_class, const uint8_t **row) {
     int k = 0;
     for (int64_t i = 0; i < ds->count && k < per_class; i++)
         if (ds->labels[i] == cls && (split == KB_SPLIT_ANY || ds->split[i] == (uint8_t)split))
             row[k++] = kb_dataset_image(ds, i);
+    return k;
 }
 
 int kb_dataset_grid_png(const kb_dataset *ds, const char *path, int per_class, kb_split split, kb_class_role role,
-                        int gap, kb_err *err) {
+                        int gap, int64_t *shown, kb_err *err) {
     int *classes, n;
+    int64_t total = 0;
     if (per_class < 1) return kb_fail(err, "grid: --per-class must be at least 1, got %d", per_class);
     if (kb_dataset_classes_with_role(ds, role, &classes, &n, err)) return -1;
     if (n == 0) return kb_fail(err, "%s: no class has role '%s'", ds->path, kb_role_name(role));
@@ -57,8 +59,11 @@ int kb_dataset_grid_png(const kb_dataset *ds, const char *path, int per_class, k
         free(classes);
         return kb_fail(err, "grid: out of memory");
     }
-    for (int r = 0; r < n; r++) fill_class_row(ds, classes[r], split, per_class, cells + (size_t)r * per_class);
-    int rc = kb_grid_write_png(path, cells, n, per_class, ds->resolution, ds->channels, gap, err);
+    for (int r = 0; r < n; r++) total += fill_class_row(ds, classes[r], split, per_class, cells + (size_t)r * per_class);
+    int rc = total ? kb_grid_write_png(path, cells, n, per_class, ds->resolution, ds->channels, gap, err)
+                   : kb_fail(err, "%s: no images of split '%s' in the classes of role '%s'", ds->path,
+                             split == KB_SPLIT_ANY ? "any" : kb_split_name(split), kb_role_name(role));
+    if (shown) *shown = total;
     free(cells);
     free(classes);
     return rc;

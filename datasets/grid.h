@@ -20,8 +20,9 @@ int kb_grid_write_png(const char *path, const uint8_t *const *cells, int rows, i
                       int gap, kb_err *err);
 
 /* One row per class with `role` (KB_ROLE_ANY: all), holding that class's
- * first per_class images of `split` (KB_SPLIT_ANY: both) in cache order. */
+ * first per_class images of `split` (KB_SPLIT_ANY: both) in cache order;
+ * *shown (may be NULL) gets how many; no image at all is an error. */
 int kb_dataset_grid_png(const kb_dataset *ds, const char *path, int per_class, kb_split split, kb_class_role role,
-                        int gap, kb_err *err);
+                        int gap, int64_t *shown, kb_err *err);
 
 #endif

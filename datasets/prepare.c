@@ -10,6 +10,7 @@
 
 /* Images decoded in parallel per chunk, then written in order. */
 #define PREPARE_CHUNK 256
+#define PREPARE_CHUNK_BYTES ((size_t)1 << 30)
 
 void kb_prepare_opts_init(kb_prepare_opts *o) {
     memset(o, 0, sizeof *o);
@@ -105,20 +106,31 @@ static int process_chunk(const kb_source *src, const kb_prepare_opts *o, int pad
     return 0;
 }
 
+/* Images per chunk: PREPARE_CHUNK, but no more than there are, and no more
+ * than fit in PREPARE_CHUNK_BYTES (one 4096 px RGB image is 48 MiB: 256 of
+ * them would ask for 12.9 GB even to prepare one). */
+static int chunk_images(size_t bytes, int64_t count) {
+    int64_t n = (int64_t)(PREPARE_CHUNK_BYTES / bytes);
+    if (n > PREPARE_CHUNK) n = PREPARE_CHUNK;
+    if (n > count) n = count;
+    return n < 1 ? 1 : (int)n;
+}
+
 static int write_images(const kb_source *src, const kb_prepare_opts *o, int pad, kb_cache_writer *w, kb_err *err) {
     size_t bytes = (size_t)o->resolution * o->resolution * src->channels;
-    uint8_t *buf = malloc(bytes * PREPARE_CHUNK);
-    kb_err *errs = calloc(PREPARE_CHUNK, sizeof(kb_err));
+    int chunk = chunk_images(bytes, src->count);
+    uint8_t *buf = malloc(bytes * chunk);
+    kb_err *errs = calloc((size_t)chunk, sizeof(kb_err));
     if (!buf || !errs) {
         free(buf);
         free(errs);
-        return kb_fail(err, "out of memory for a chunk of %d images", PREPARE_CHUNK);
+        return kb_fail(err, "out of memory for a chunk of %d images of %zu bytes", chunk, bytes);
     }
     kb_progress p;
     kb_progress_start(&p, "decode+resize", src->count, o->quiet);
     int rc = 0;
-    for (int64_t first = 0; first < src->count && rc == 0; first += PREPARE_CHUNK) {
-        int n = (int)(src->count - first < PREPARE_CHUNK ? src->count - first : PREPARE_CHUNK);
+    for (int64_t first = 0; first < src->count && rc == 0; first += chunk) {
+        int n = (int)(src->count - first < chunk ? src->count - first : chunk);
         rc = process_chunk(src, o, pad, first, n, buf, errs, err);
         for (int k = 0; k < n && rc == 0; k++) rc = kb_cache_writer_add(w, buf + (size_t)k * bytes, err);
         kb_progress_update(&p, first + n);

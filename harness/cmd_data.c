@@ -225,13 +225,21 @@ static int cmd_info(int argc, char **argv, kb_err *err) {
         kb_fail(err, "info: no cache given");
         return KB_EXIT_USAGE;
     }
+    int bad_caches = 0; /* every cache is checked; each failure is reported as it comes */
     for (int i = optind; i < argc; i++) {
         kb_dataset ds;
-        if (kb_dataset_open(&ds, argv[i], err)) return KB_EXIT_FAIL;
+        kb_err e = {{0}};
+        if (kb_dataset_open(&ds, argv[i], &e)) {
+            fprintf(stderr, "kindbench: error: %s\n", e.msg);
+            bad_caches++;
+            continue;
+        }
         print_info(&ds);
         kb_dataset_close(&ds);
     }
-    return KB_EXIT_OK;
+    if (!bad_caches) return KB_EXIT_OK;
+    kb_fail(err, "info: %d of %d cache%s failed (above)", bad_caches, argc - optind, argc - optind == 1 ? "" : "s");
+    return KB_EXIT_FAIL;
 }
 
 /* ---- grid ---------------------------------------------------------------- */
@@ -307,8 +315,9 @@ static int cmd_grid(int argc, char **argv, kb_err *err) {
     }
     kb_dataset ds;
     if (kb_dataset_open(&ds, argv[optind], err)) return KB_EXIT_FAIL;
-    int rc = kb_dataset_grid_png(&ds, g.out, g.per_class, g.split, g.role, g.gap, err);
-    if (rc == 0) printf("wrote %s: %d images per class\n", g.out, g.per_class);
+    int64_t shown = 0;
+    int rc = kb_dataset_grid_png(&ds, g.out, g.per_class, g.split, g.role, g.gap, &shown, err);
+    if (rc == 0) printf("wrote %s: %lld images, at most %d per class\n", g.out, (long long)shown, g.per_class);
     kb_dataset_close(&ds);
     return rc ? KB_EXIT_FAIL : KB_EXIT_OK;
 }

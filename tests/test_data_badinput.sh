@@ -144,6 +144,22 @@ for c in "trunc.kbd:truncated cache" "flipped.kbd:payload SHA-256" "text.kbd:bad
   else bad "data info $f" "exit $rc, $(cat err.txt)"; fi
 done
 
+# every cache named is checked: a bad one first does not hide the good one after it
+"$KB" data info trunc.kbd d1.kbd > info2.txt 2> err.txt; rc=$?
+if [[ $rc -ne 0 ]] && grep -q "trunc.kbd: .*truncated cache" err.txt && grep -q "1 of 2 caches failed" err.txt &&
+   grep -q "images:      4 (train 2, test 2)" info2.txt; then ok "data info goes on past a bad cache, exit $rc"
+else bad "data info past a bad cache" "exit $rc, $(cat err.txt) / $(head -3 info2.txt)"; fi
+"$KB" "${P[@]/out.kbd/train_only.kbd}" --input good > /dev/null 2>&1
+"$KB" data grid train_only.kbd -o empty_grid.png --split test > /dev/null 2> err.txt; rc=$?
+if [[ $rc -ne 0 ]] && grep -q "no images of split 'test'" err.txt && [[ ! -e empty_grid.png ]]; then
+  ok "data grid of no images fails, writes nothing: $(cat err.txt)"
+else bad "data grid of no images" "exit $rc, $(cat err.txt)"; fi
+# one image at 2048 px needs 12 MiB, not a 256-image chunk (3.2 GB); the address space is capped at 1.5 GB
+mkdir -p one_img/c && cp "$FX"/a_rgb/tiny.png one_img/c/
+if (ulimit -v 1500000; "$KB" "${P[@]/out.kbd/big_res.kbd}" --input one_img --resolution 2048) > /dev/null 2> err.txt; then
+  ok "one image at 2048 px within 1.5 GB of address space"
+else bad "one image at 2048 px within 1.5 GB" "$(cat err.txt)"; fi
+
 for sub in prepare info grid; do
   if "$KB" data $sub --help | grep -q "^Usage: kindbench data $sub"; then ok "data $sub --help"; else bad "data $sub --help" "no usage"; fi
 done
