@@ -7,6 +7,7 @@
 #include "datasets/dataset.h"
 #include "datasets/resize.h"
 #include "util/progress.h"
+#include "util/utf8.h"
 
 /* Images decoded in parallel per chunk, then written in order. */
 #define PREPARE_CHUNK 256
@@ -24,6 +25,24 @@ int kb_prepare_image(kb_image *img, int channels, const kb_background *bg, int p
     if (kb_image_flatten(img, channels, bg, err)) return -1;
     if (pad_square && kb_image_pad_square(img, bg, err)) return -1;
     return kb_center_crop_arr(img, resolution, err);
+}
+
+/* The texts the cache's JSON metadata records must be UTF-8 (Python's
+ * json.loads, and so tests/ref/data_ref.py, refuse the whole file otherwise)
+ * and the name must fit the summary: refused here rather than written
+ * broken or cut. */
+static int check_texts(const kb_source *src, const kb_prepare_opts *o, size_t name_cap, kb_err *err) {
+    if (o->name && strlen(o->name) >= name_cap)
+        return kb_fail(err, "--name: %zu bytes, at most %zu", strlen(o->name), name_cap - 1);
+    if (o->name && kb_utf8_invalid_at(o->name) >= 0) return kb_fail(err, "--name: not valid UTF-8");
+    if (kb_utf8_invalid_at(src->input) >= 0)
+        return kb_fail(err, "%s: the input path is not valid UTF-8, which the cache's metadata must be; rename it",
+                       src->input);
+    for (int c = 0; c < src->nclasses; c++)
+        if (kb_utf8_invalid_at(src->class_names[c]) >= 0)
+            return kb_fail(err, "%s: class %d's name is not valid UTF-8 (byte %ld), which the cache's metadata must "
+                                "be; rename it", src->input, c, kb_utf8_invalid_at(src->class_names[c]));
+    return 0;
 }
 
 /* --name, else the source's hint plus the resolution: "emoji-apple-64". */
@@ -194,6 +213,7 @@ int kb_prepare(const kb_prepare_opts *o, kb_prepare_summary *summary, kb_err *er
     if (!o->out_path) return kb_fail(err, "no output path (-o OUT.kbd)");
     kb_source src;
     if (kb_source_open(&src, &o->source, err)) return -1;
+    if (check_texts(&src, o, sizeof summary->name, err)) return kb_source_free(&src), -1;
     default_name(&src, o, summary->name, sizeof summary->name);
     uint8_t *roles = malloc((size_t)src.nclasses), *split = malloc((size_t)src.count + 1);
     int32_t *labels = malloc(sizeof(int32_t) * ((size_t)src.count + 1));
