@@ -49,7 +49,9 @@ static void describe_classes(const kb_source *src, char *out, size_t n) {
 
 /* Marks every class named in path (one per line, '#' comments, blank lines
  * skipped) with role; seen[] catches repeats within and across files. Lines
- * are read whole (getline), so a long line is one line in the messages. */
+ * are read whole (getline), so a long line is one line in the messages. A
+ * leading backslash is dropped, so "\#tag" names the class "#tag"; a comment
+ * that reads as a class's name is an error, not silently skipped. */
 static int read_class_file(const kb_source *src, const char *path, uint8_t role, uint8_t *roles, char *seen,
                            kb_err *err) {
     FILE *fp = fopen(path, "r");
@@ -60,7 +62,13 @@ static int read_class_file(const kb_source *src, const char *path, uint8_t role,
     while (rc == 0 && getline(&line, &cap, fp) >= 0) {
         lineno++;
         char *name = trim(line);
+        if (name[0] == '#' && class_index(src, name) >= 0) {
+            rc = kb_fail(err, "%s:%d: '%s' is a comment here, but a class has that name: write \\%s to list it",
+                         path, lineno, name, name);
+            break;
+        }
         if (!name[0] || name[0] == '#') continue;
+        if (name[0] == '\\') name++;
         int c = class_index(src, name);
         if (c < 0) {
             char known[512];

@@ -109,6 +109,14 @@ expect_fail "unknown class in --novel-classes" "novel.txt:2: unknown class 'wolv
 { printf '#%.0s' {1..3000}; printf '\ncats\nwolves\n'; } > novel_long.txt
 expect_fail "long comment line in a class list" "novel_long.txt:3: unknown class 'wolves'" "${P[@]}" --input good --novel-classes novel_long.txt
 { printf 'z%.0s' {1..3000}; printf '\n'; } > novel_longname.txt
+# a class whose name starts with '#': its comment-looking line is an error, "\#tag" lists it
+mkdir -p hashcls/'#tag' hashcls/plain && cp good/cats/tiny.png hashcls/'#tag'/ && cp good/cats/big.png hashcls/plain/
+printf '#tag\n' > novel_hash.txt
+expect_fail "class list line that is both a comment and a class" "novel_hash.txt:1: '#tag' is a comment here, but a class has that name: write .#tag" "${P[@]}" --input hashcls --novel-classes novel_hash.txt
+printf '# the hash class\n\\#tag\n' > novel_hash2.txt
+if "$KB" "${P[@]/out.kbd/hash.kbd}" --input hashcls --novel-classes novel_hash2.txt > /dev/null 2>&1 &&
+   "$KB" data info hash.kbd | grep -q "classes:     2 (1 pretrain, 1 novel, 0 unused)"; then ok "'\\#tag' lists the class '#tag'"
+else bad "escaped '#' class name" "$("$KB" data info hash.kbd 2>&1 | head -8)"; fi
 expect_fail "3000-byte class name" "novel_longname.txt:1: unknown class 'z{200}'\\.\\.\\. \\(a name of over 200 bytes\\)" "${P[@]}" --input good --novel-classes novel_longname.txt
 expect_fail "--novel-fraction out of range" "--novel-fraction: expected a fraction in \[0, 1\]" "${P[@]}" --input good --novel-fraction 1.5
 expect_fail "bad --background" "--background: expected R,G,B" "${P[@]}" --input good --background 1,2
