@@ -10,16 +10,25 @@
 #include "util/fileio.h"
 
 typedef int (*kb_source_open_fn)(kb_source *, const kb_source_opts *, kb_err *);
+typedef int (*kb_source_check_fn)(const kb_source_opts *, kb_err *);
 
 static const struct {
     const char *kind;
     kb_source_open_fn open;
+    kb_source_check_fn check;
 } source_kinds[] = {
-    {"fashion-mnist", kb_source_fmnist_open},
-    {"emoji", kb_source_emoji_open},
-    {"pokemon", kb_source_pokemon_open},
-    {"folder", kb_source_folder_open},
+    {"fashion-mnist", kb_source_fmnist_open, kb_source_fmnist_check},
+    {"emoji", kb_source_emoji_open, kb_source_emoji_check},
+    {"pokemon", kb_source_pokemon_open, kb_source_pokemon_check},
+    {"folder", kb_source_folder_open, kb_source_folder_check},
 };
+
+int kb_source_opts_check(const kb_source_opts *opts, kb_err *err) {
+    const char *kind = opts->kind ? opts->kind : "";
+    for (size_t i = 0; i < sizeof source_kinds / sizeof source_kinds[0]; i++)
+        if (!strcmp(kind, source_kinds[i].kind)) return source_kinds[i].check(opts, err);
+    return kb_fail(err, "unknown source '%s' (known: fashion-mnist, emoji, pokemon, folder)", kind);
+}
 
 const char *kb_sources_dir(void) {
     const char *env = getenv("KINDBENCH_SOURCES");
@@ -31,6 +40,7 @@ int kb_source_open(kb_source *src, const kb_source_opts *opts, kb_err *err) {
     const char *kind = opts->kind ? opts->kind : "";
     for (size_t i = 0; i < sizeof source_kinds / sizeof source_kinds[0]; i++) {
         if (strcmp(kind, source_kinds[i].kind)) continue;
+        if (source_kinds[i].check(opts, err)) return -1;
         snprintf(src->kind, sizeof src->kind, "%s", kind);
         src->details = cJSON_CreateObject();
         if (source_kinds[i].open(src, opts, err) == 0) return 0;

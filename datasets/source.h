@@ -51,6 +51,9 @@ typedef struct {
 /* Lists the source named opts->kind; an unknown name is an error listing the
  * known ones. On failure src holds nothing to free. */
 int kb_source_open(kb_source *src, const kb_source_opts *opts, kb_err *err);
+/* The options alone, before anything is read: the source's name, and the
+ * --style/--label/--input it takes (a command-line error, not a data one). */
+int kb_source_opts_check(const kb_source_opts *opts, kb_err *err);
 /* Decodes item i (thread-safe: only reads src). */
 int kb_source_load(const kb_source *src, int64_t i, kb_image *img, kb_err *err);
 void kb_source_free(kb_source *src);
@@ -74,5 +77,9 @@ int kb_source_fmnist_open(kb_source *src, const kb_source_opts *opts, kb_err *er
 int kb_source_emoji_open(kb_source *src, const kb_source_opts *opts, kb_err *err);
 int kb_source_pokemon_open(kb_source *src, const kb_source_opts *opts, kb_err *err);
 int kb_source_folder_open(kb_source *src, const kb_source_opts *opts, kb_err *err);
+int kb_source_fmnist_check(const kb_source_opts *opts, kb_err *err);
+int kb_source_emoji_check(const kb_source_opts *opts, kb_err *err);
+int kb_source_pokemon_check(const kb_source_opts *opts, kb_err *err);
+int kb_source_folder_check(const kb_source_opts *opts, kb_err *err);
 
 #endif

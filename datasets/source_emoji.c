@@ -138,6 +138,11 @@ static int check_options(const kb_source_opts *opts, const char **style, const c
     return 0;
 }
 
+int kb_source_emoji_check(const kb_source_opts *opts, kb_err *err) {
+    const char *style, *label;
+    return check_options(opts, &style, &label, err);
+}
+
 int kb_source_emoji_open(kb_source *src, const kb_source_opts *opts, kb_err *err) {
     const char *style, *label;
     if (check_options(opts, &style, &label, err)) return -1;

@@ -192,10 +192,14 @@ done:
     return rc;
 }
 
-int kb_source_fmnist_open(kb_source *src, const kb_source_opts *opts, kb_err *err) {
-    const char *dir = opts->input ? opts->input : FMNIST_DEFAULT_DIR;
+int kb_source_fmnist_check(const kb_source_opts *opts, kb_err *err) {
     if (opts->style || opts->label)
         return kb_fail(err, "fashion-mnist: --style and --label do not apply (its 10 classes are fixed)");
+    return 0;
+}
+
+int kb_source_fmnist_open(kb_source *src, const kb_source_opts *opts, kb_err *err) {
+    const char *dir = opts->input ? opts->input : FMNIST_DEFAULT_DIR;
     if (!kb_is_dir(dir)) return kb_fail(err, "%s: not a directory (install dataset-fashion-mnist or give --input)", dir);
     snprintf(src->input, sizeof src->input, "%s", dir);
     snprintf(src->label_mode, sizeof src->label_mode, "idx-labels");

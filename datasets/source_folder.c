@@ -53,10 +53,14 @@ static void set_name_hint(kb_source *src, const char *root) {
              root + start);
 }
 
-int kb_source_folder_open(kb_source *src, const kb_source_opts *opts, kb_err *err) {
+int kb_source_folder_check(const kb_source_opts *opts, kb_err *err) {
     if (!opts->input) return kb_fail(err, "folder: --input DIR is required (one sub-folder per class)");
     if (opts->style || opts->label)
         return kb_fail(err, "folder: --style and --label do not apply (classes are the sub-folders)");
+    return 0;
+}
+
+int kb_source_folder_open(kb_source *src, const kb_source_opts *opts, kb_err *err) {
     const char *root = opts->input;
     snprintf(src->input, sizeof src->input, "%s", root);
     snprintf(src->label_mode, sizeof src->label_mode, "sub-folder");

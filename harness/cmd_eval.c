@@ -77,7 +77,7 @@ static void usage(void) {
         "  --mode adm|pytorch-fid|clean   pre-processing (default adm: TF1 bilinear, (x-128)/128)\n"
         "  --csv FILE              also write the results as CSV (written atomically)\n"
         "  --inception-weights PATH  the FID Inception weights (default: $KINDBENCH_INCEPTION, then\n"
-        "                          ~/.cache/kindbench/%s)\n"
+        "                          ${XDG_CACHE_HOME:-~/.cache}/kindbench/%s)\n"
         "  --device cpu|cuda       where Inception runs (default cpu); --threads N CPU threads\n"
         "  --batch N               images decoded and featurised per step (default 64)\n"
         "  --is-splits adm|fidelity  IS splits: ADM's contiguous 5000-image chunks (default), or\n"
@@ -90,7 +90,8 @@ static void usage(void) {
         "  --kid-subsets N, --kid-subset-size N   (default 100 x 1000; clamped to the smaller set)\n"
         "  --fd-method auto|eigh|cholesky|pivoted  Frechet distance route (default auto)\n"
         "  --features-cache DIR    cache directory (default $KINDBENCH_FEATURES_CACHE or\n"
-        "                          ~/.cache/kindbench/features); --no-cache to neither read nor write it\n"
+        "                          ${XDG_CACHE_HOME:-~/.cache}/kindbench/features)\n"
+        "  --no-cache              neither read nor write the features cache\n"
         "  --with-features         eval stats: also store pool and logits features (P/R, KID, IS later)\n"
         "  --with-images           eval stats: also store the images as arr_0 (an ADM reference batch)\n"
         "  --featurizer pixels     TESTS ONLY: 8x8 pixel averages instead of Inception (not FID)\n"
@@ -391,6 +392,9 @@ static int featurize_images(const eval_env *env, const char *path, const kb_inpu
                             kb_evalset *out, kb_err *err) {
     kb_image_input in;
     if (featurizer_ready(env->fs, env->o, err) || kb_image_input_open(path, filter, &in, err)) return -1;
+    if (in.ignored) /* a note on the input, not progress: shown with --quiet too */
+        fprintf(stderr, "%s: ignored %lld file%s that are not PNG/JPEG/GIF images\n", path, (long long)in.ignored,
+                in.ignored == 1 ? "" : "s");
     kb_stats_meta want;
     memset(&want, 0, sizeof want);
     snprintf(want.mode, sizeof want.mode, "%s", env->fs->fz.mode);

@@ -139,11 +139,16 @@ static int apply_option(int c, const char *arg, sample_opts *o, kb_err *err) {
     }
 }
 
-/* --steps: a plain count in [2, 1000], or any spec kb_diffusion_init takes. */
+/* --steps: a plain count in [2, 1000] (blanks around it allowed, as the
+ * respacing parser allows them), or any spec kb_diffusion_init takes. */
 static int check_steps(const char *spec, kb_err *err) {
     long long v;
-    if (spec[0] >= '0' && spec[0] <= '9' && !strchr(spec, ',') &&
-        kb_cli_parse_int("--steps", spec, 2, 1000, &v, err))
+    char count[32];
+    size_t lead = strspn(spec, " \t"), len = strlen(spec + lead);
+    while (len && (spec[lead + len - 1] == ' ' || spec[lead + len - 1] == '\t')) len--;
+    snprintf(count, sizeof count, "%.*s", (int)(len < sizeof count ? len : sizeof count - 1), spec + lead);
+    if (count[0] >= '0' && count[0] <= '9' && !strchr(spec, ',') &&
+        kb_cli_parse_int("--steps", count, 2, 1000, &v, err))
         return kb_fail(err, "--steps: expected a step count in [2, 1000] or a respacing spec like ddim50, got '%s'",
                        spec);
     kb_diffusion d;

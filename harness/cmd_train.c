@@ -109,6 +109,9 @@ static int model_option(int c, const char *arg, kb_train_opts *o, kb_err *err) {
     switch (c) {
     case O_MLP:
         if (real_opt("--mlp-ratio", arg, 0.01, 16, &r, err)) return -1;
+        /* held in hundredths: a finer ratio would be rounded into another MLP width than DiT's int(d * r) */
+        if (fabs(r * 100.0 - (double)lround(r * 100.0)) > 1e-9 * r * 100.0)
+            return kb_fail(err, "--mlp-ratio: at most two decimals (e.g. 4 or 2.5), got '%s'", arg);
         o->cfg.mlp_ratio_x100 = (int)lround(r * 100.0), o->set |= KB_TSET_MLP;
         return 0;
     case O_DROPOUT:
@@ -252,5 +255,7 @@ int kb_cmd_train(int argc, char **argv, kb_err *err) {
     int rc = parse(argc, argv, &o, err);
     if (rc > 0) return KB_EXIT_OK;
     if (rc < 0) return KB_EXIT_USAGE;
+    /* a fresh run's required options are a usage error (exit 2); a resumed one takes them from the checkpoint */
+    if (!o.resume && kb_train_opts_check(&o, err)) return KB_EXIT_USAGE;
     return kb_train_run(&o, err) ? KB_EXIT_FAIL : KB_EXIT_OK;
 }

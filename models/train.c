@@ -228,7 +228,7 @@ static int build(kb_trainer *tr, kb_err *err) {
     return 0;
 }
 
-static int check_opts(const kb_train_opts *o, kb_err *err) {
+int kb_train_opts_check(const kb_train_opts *o, kb_err *err) {
     if (!o->data_path || !o->out_dir) return kb_fail(err, "train: --data and --out are required");
     if (o->steps <= 0) return kb_fail(err, "train: --steps N is required (N >= 1)");
     if (o->cfg.depth <= 0 || o->cfg.hidden_size <= 0 || o->cfg.num_heads <= 0 || o->cfg.patch_size <= 0)
@@ -251,7 +251,7 @@ static int setup(kb_trainer *tr, cJSON **resume_json, kb_err *err) {
         kb_checkpoint_info_free(&info);
         if (rc) return -1;
     }
-    if (check_opts(o, err) || open_data(tr, err) || fit_config(tr, o->resume != NULL, err) ||
+    if (kb_train_opts_check(o, err) || open_data(tr, err) || fit_config(tr, o->resume != NULL, err) ||
         (o->resume && kb_train_resume_check_data(tr, *resume_json, err)) || build(tr, err))
         return -1;
     if (o->resume && (kb_checkpoint_load(o->resume, &tr->model, &tr->opt, 0, err) ||

@@ -131,6 +131,9 @@ void kb_train_opts_default(kb_train_opts *o);
 /* Runs (or resumes) training as the options say. Returns 0, or -1 with err
  * set (a bad option value is reported the same way). */
 int kb_train_run(kb_train_opts *o, kb_err *err);
+/* The options a run needs (data, out, steps, a model shape) and their ranges;
+ * kb_train_run checks them too, after a resume has filled them in. */
+int kb_train_opts_check(const kb_train_opts *o, kb_err *err);
 
 /* Names used in train JSON and on the command line. */
 const char *kb_train_classes_name(kb_class_role r); /* "pretrain" | "novel" | "all" */

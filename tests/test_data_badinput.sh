@@ -171,6 +171,13 @@ if (ulimit -v 1500000; "$KB" "${P[@]/out.kbd/big_res.kbd}" --input one_img --res
   ok "one image at 2048 px within 1.5 GB of address space"
 else bad "one image at 2048 px within 1.5 GB" "$(cat err.txt)"; fi
 
+# what the command line alone gets wrong exits 2 (usage), before anything is read
+for args in "--source bogus" "--source emoji --style foo" "--source folder" \
+            "--source folder --input good --novel-classes novel.txt --novel-fraction 0.5"; do
+  "$KB" data prepare $args --resolution 8 -o usage.kbd > /dev/null 2>&1; rc=$?
+  if [[ $rc -eq 2 && ! -e usage.kbd ]]; then ok "data prepare $args: exit 2"; else bad "data prepare $args" "exit $rc"; fi
+done
+
 for sub in prepare info grid; do
   if "$KB" data $sub --help | grep -q "^Usage: kindbench data $sub"; then ok "data $sub --help"; else bad "data $sub --help" "no usage"; fi
 done

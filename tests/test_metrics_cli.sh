@@ -31,7 +31,7 @@ expect_fail() {
   printf precious > res.csv
   "$KB" "$@" --csv res.csv > stdout.txt 2> stderr.txt
   local rc=$?
-  local msg; msg="$(grep -v '^Try ' stderr.txt | tr -d '\r')"
+  local msg; msg="$(grep -v -e '^Try ' -e ': ignored [0-9]* files\? that are not' stderr.txt | tr -d '\r')"
   if [[ $rc -eq 0 ]]; then bad "$name" "exit status 0"
   elif [[ $(printf '%s\n' "$msg" | wc -l) -ne 1 ]]; then bad "$name" "expected one error line, got: $msg"
   elif ! grep -Eq -- "$pattern" <<< "$msg"; then bad "$name" "message '$msg' does not match /$pattern/"
@@ -44,7 +44,8 @@ expect_fail() {
 run "eval stats of a mixed folder (grey, RGBA, LA, JPEG, transparent GIF, nested)" eval stats mixed -o mixed.npz --with-features "${E[@]}"
 if "$PY" "$REF" cli-check-features mixed.npz mixed; then ok "mixed folder features = numpy on PIL-converted images"
 else bad "mixed folder features" "see above"; fi
-grep -q "13 images" out.txt && ok "readme.txt ignored, 13 images" || bad "image count" "$(cat out.txt)"
+grep -q "13 images" out.txt && grep -q "mixed: ignored 1 file that are not PNG/JPEG/GIF images" err.txt &&
+  ok "readme.txt ignored and reported, 13 images" || bad "image count" "$(cat out.txt) / $(cat err.txt)"
 
 # ---- eval: folder vs folder, CSV checked against numpy
 run "eval folder vs folder, all metrics" eval samp ref --metrics all --csv res1.csv "${E[@]}"

@@ -52,6 +52,10 @@ print("numpy: arr_0 uint8 [6,8,8,3], arr_1 int64 labels; PNGs equal arr_0; grid 
 EOF
 then ok "npz/PNG/grid/json contents (numpy, PIL)"; else bad "npz/PNG/grid/json contents (numpy, PIL)"; fi
 
+check "--steps ' 10 ' (blanks around the count) = --steps 10" run --out "$T/blank" --classes 0,3 --per-class 3 --steps " 10 " \
+  --seed 5 --batch 4 --no-png
+check "... byte-identical npz" cmp -s "$T/a/samples.npz" "$T/blank/samples.npz"
+
 # ---- a second run into the same --out replaces the first's PNGs
 mkdir -p "$T/re" && cp -r "$T/a/png" "$T/re/" && touch "$T/re/png/notes.txt"
 run --out "$T/re" --classes 4 --per-class 2 --steps 10 --seed 5 --batch 4 > "$T/re.log" 2>&1
