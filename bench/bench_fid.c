@@ -20,6 +20,7 @@
 
 #include "metrics/congruence.h"
 #include "metrics/fid.h"
+#include "util/npy.h"
 #include "util/progress.h"
 
 static int cmp(const void *a, const void *b) {
@@ -153,6 +154,18 @@ static void parts(const kb_gstats *a, const kb_gstats *b, int reps) {
     free(l), free(m), free(keep), free(c), free(d), free(e), free(tau), free(w);
 }
 
+/* $KB_BENCH_FID_STATS=PATH: the two full-rank statistics as an npz (mu1,
+ * sigma1, mu2, sigma2), so that bench_fid.sh times the peer on the same
+ * matrices. */
+static int save_stats(const kb_gstats *a, const kb_gstats *b, kb_err *err) {
+    const char *path = getenv("KB_BENCH_FID_STATS");
+    if (!path || !path[0]) return 0;
+    int64_t d = a->dim, dd[2] = {d, d};
+    kb_npz_entry e[4] = {{"mu1", kb_npy_view(KB_F64, 1, &d, a->mu)}, {"sigma1", kb_npy_view(KB_F64, 2, dd, a->sigma)},
+                         {"mu2", kb_npy_view(KB_F64, 1, &d, b->mu)}, {"sigma2", kb_npy_view(KB_F64, 2, dd, b->sigma)}};
+    return kb_npz_write(path, e, 4, err);
+}
+
 int main(int argc, char **argv) {
     int with_parts = argc > 1 && !strcmp(argv[argc - 1], "--parts");
     argc -= with_parts;
@@ -167,6 +180,7 @@ int main(int argc, char **argv) {
     if (kb_gstats_compute(x1, n, d, "x1", &a, &err) || kb_gstats_compute(x2, n, d, "x2", &b, &err))
         return fprintf(stderr, "%s\n", err.msg), 1;
     free(x1), free(x2);
+    if (save_stats(&a, &b, &err)) return fprintf(stderr, "%s\n", err.msg), 1;
     if (with_parts) return parts(&a, &b, reps), kb_gstats_free(&a), kb_gstats_free(&b), 0;
     for (int th = 1; th <= 2; th++) {
         run("auto", &a, &b, KB_FD_AUTO, th, reps);

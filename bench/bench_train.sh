@@ -23,6 +23,8 @@ ours=() theirs=() torch_prec=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --torch-precision) torch_prec=$2; shift 2; continue ;;
+    --peak-tflops) ours+=("$1" "$2"); shift 2; continue ;; # kindbench's MFU line; PyTorch's is scaled from it
+    --profile) ours+=("$1"); shift; continue ;;
     --threads) THREADS=$2 ;;
     --precision) [ -n "$torch_prec" ] || torch_prec=$2 ;;
   esac

@@ -8,7 +8,8 @@ same config as `kindbench bench train`. Prints steps_per_sec=<x>.
 fp32 (TF32 off), tf32 (TF32 matmuls), bf16 (torch.autocast to bfloat16: the
 usual mixed-precision recipe, fp32 weights and optimiser) or bf16-pure (the
 model, its gradients and AdamW all in bfloat16). Like kindbench, a pool of
---pool batches is drawn before the clock starts and cycled. --attention sdpa
+--pool batches is drawn on the host before the clock starts and cycled, each
+timed step copying its batch to the device. --attention sdpa
 (the default on CUDA) runs attention through F.scaled_dot_product_attention,
 as timm's Attention does today in DiT (fused_attn); plain is the explicit
 softmax(q k^T) v of the reference (the default on the CPU)."""
@@ -36,19 +37,22 @@ def update_ema(ema, model, decay=0.9999):
 
 def main():
     ap = argparse.ArgumentParser()
-    for k, v in dict(depth=4, width=128, heads=4, patch=4, image=32, channels=1, classes=10, batch=32, steps=20,
-                     warmup=3, threads=0, pool=4).items():
+    for k, v in dict(depth=None, width=None, heads=None, patch=None, image=32, channels=1, classes=10, batch=32,
+                     steps=20, warmup=3, threads=0, pool=4).items():
         ap.add_argument(f"--{k}", type=int, default=v)
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16", "bf16-pure"])
     ap.add_argument("--attention", default=None, choices=["plain", "sdpa"])
     ap.add_argument("--model", default=None, help="a DiT preset, e.g. S/4 (sets depth, width, heads, patch)")
     a = ap.parse_args()
+    # as `kindbench bench train`: the preset (else depth 4, width 128, heads 4, patch 4), then the shape options given
+    shape = (4, 128, 4, 4)
     if a.model:
         presets = {"S": (12, 384, 6), "B": (12, 768, 12), "L": (24, 1024, 16), "XL": (28, 1152, 16)}
         size, patch = a.model.replace("DiT-", "").split("/")
-        a.depth, a.width, a.heads = presets[size]
-        a.patch = int(patch)
+        shape = presets[size] + (int(patch),)
+    a.depth, a.width, a.heads, a.patch = (g if g is not None else s
+                                          for g, s in zip((a.depth, a.width, a.heads, a.patch), shape))
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     dev = torch.device(a.device)
@@ -83,13 +87,13 @@ def main():
     sched, _, _ = dr.spaced_schedule(1000, "")
     gen = torch.Generator().manual_seed(0)
     shape = (a.batch, a.channels, a.image, a.image)
-    pool = []
+    pool = []  # on the host: each timed step copies its batch to the device, as kindbench's does
     for _ in range(a.pool):
         x0 = (torch.randint(0, 256, shape, generator=gen).float() / 127.5) - 1
         noise = torch.randn(shape, generator=gen)
         t = torch.randint(0, 1000, (a.batch,), generator=gen)
         y = torch.randint(0, a.classes, (a.batch,), generator=gen)
-        pool.append(tuple(v.to(dev) for v in (x0, noise, t, y)))
+        pool.append((x0, noise, t, y))
     # DiT's _extract_into_tensor moves the float64 schedule to the timesteps' device on every call
     dr.ext = lambda arr, t: torch.from_numpy(arr).to(t.device)[t].float().view(-1, 1, 1, 1)
     # bf16-pure runs under autocast too: DiT's timestep frequencies are built in float32
@@ -105,7 +109,7 @@ def main():
         if k == a.warmup:
             sync()
             t0 = time.perf_counter()
-        x0, noise, t, y = pool[k % a.pool]
+        x0, noise, t, y = (v.to(dev) for v in pool[k % a.pool])
         x_t = dr.ext(sched.sqrt_ac, t) * x0 + dr.ext(sched.sqrt_1m_ac, t) * noise
         with autocast:
             out = model(x_t.to(torch.bfloat16) if pure else x_t, t, y)
@@ -119,8 +123,10 @@ def main():
     dt = time.perf_counter() - t0
     sps = a.steps / dt
     where = torch.cuda.get_device_name() if a.device == "cuda" else f"{torch.get_num_threads()} threads"
-    print(f"pytorch train: {sps:.3f} steps/s, {sps * a.batch:.1f} images/s, {1000 / sps:.1f} ms/step, "
-          f"torch {torch.__version__}, {where}, {a.precision}, {attention} attention, last loss {loss.item():.5f}")
+    print(f"pytorch train: depth {a.depth} width {a.width} heads {a.heads} patch {a.patch}, {a.image}x{a.image}x"
+          f"{a.channels}, {a.classes} classes, batch {a.batch}: {sps:.3f} steps/s, {sps * a.batch:.1f} images/s, "
+          f"{1000 / sps:.1f} ms/step, torch {torch.__version__}, {where}, {a.precision}, {attention} attention, "
+          f"last loss {loss.item():.5f}")
     print(f"steps_per_sec={sps:.6f}")
 
 

@@ -60,9 +60,10 @@ static int parse(int argc, char **argv, bench_opts *o, kb_err *err) {
     o->cfg.input_size = 32, o->cfg.in_channels = 1, o->cfg.num_classes = 10;
     o->batch = 32, o->steps = 20, o->warmup = 3, o->threads = 0, o->pool = 4, o->device = KB_DEV_CPU;
     o->precision = KB_MATMUL_FP32, o->peak_tflops = 0.0, o->profile = 0;
-    int c, li = -1;
+    int c, li = -1, shape[4] = {0, 0, 0, 0}; /* depth, width, heads, patch as given */
     long long v;
     char bad[3], name[40];
+    const char *preset = NULL;
     optind = 0;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "h", opts, &li)) != -1) {
@@ -75,7 +76,7 @@ static int parse(int argc, char **argv, bench_opts *o, kb_err *err) {
             continue;
         }
         if (c == 'm') {
-            if (kb_dit_config_preset(optarg, &o->cfg, err)) return -1;
+            preset = optarg;
             continue;
         }
         if (c == 'D') {
@@ -98,10 +99,10 @@ static int parse(int argc, char **argv, bench_opts *o, kb_err *err) {
         snprintf(name, sizeof name, "--%s", opts[li].name); /* every option but --help is a long one */
         if (kb_cli_parse_int(name, optarg, c == 'W' ? 0 : 1, 1 << 20, &v, err)) return -1;
         switch (c) {
-        case 'd': o->cfg.depth = (int)v; break;
-        case 'w': o->cfg.hidden_size = (int)v; break;
-        case 'H': o->cfg.num_heads = (int)v; break;
-        case 'p': o->cfg.patch_size = (int)v; break;
+        case 'd': shape[0] = (int)v; break;
+        case 'w': shape[1] = (int)v; break;
+        case 'H': shape[2] = (int)v; break;
+        case 'p': shape[3] = (int)v; break;
         case 'i': o->cfg.input_size = (int)v; break;
         case 'c': o->cfg.in_channels = (int)v; break;
         case 'k': o->cfg.num_classes = (int)v; break;
@@ -112,6 +113,11 @@ static int parse(int argc, char **argv, bench_opts *o, kb_err *err) {
         case 'L': o->pool = (int)v; break;
         }
     }
+    /* as `train` does, and bench/torch_train_bench.py: the preset, then the shape options given, in any order */
+    if (preset && kb_dit_config_preset(preset, &o->cfg, err)) return -1;
+    int *dst[4] = {&o->cfg.depth, &o->cfg.hidden_size, &o->cfg.num_heads, &o->cfg.patch_size};
+    for (int i = 0; i < 4; i++)
+        if (shape[i]) *dst[i] = shape[i];
     return kb_dit_config_validate(&o->cfg, err);
 }
 
