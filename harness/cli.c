@@ -9,20 +9,21 @@
 
 #include "util/exact_int.h"
 
-static void print_list(const char *prog, const kb_subcommand *cmds) {
-    printf("Usage: %s COMMAND [OPTIONS]\n\nCommands:\n", prog);
-    for (const kb_subcommand *c = cmds; c->name; c++) printf("  %-10s %s\n", c->name, c->summary);
-    printf("\nRun '%s COMMAND --help' for the options of a command.\n", prog);
+/* To stdout when asked for (--help), to stderr with a usage error. */
+static void print_list(FILE *out, const char *prog, const kb_subcommand *cmds) {
+    fprintf(out, "Usage: %s COMMAND [OPTIONS]\n\nCommands:\n", prog);
+    for (const kb_subcommand *c = cmds; c->name; c++) fprintf(out, "  %-10s %s\n", c->name, c->summary);
+    fprintf(out, "\nRun '%s COMMAND --help' for the options of a command.\n", prog);
 }
 
 int kb_cli_dispatch(const char *prog, const kb_subcommand *cmds, int argc, char **argv, kb_err *err) {
     if (argc < 2) {
-        print_list(prog, cmds);
+        print_list(stderr, prog, cmds);
         kb_fail(err, "missing command for %s", prog);
         return KB_EXIT_USAGE;
     }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
-        print_list(prog, cmds);
+        print_list(stdout, prog, cmds);
         return KB_EXIT_OK;
     }
     for (const kb_subcommand *c = cmds; c->name; c++)

@@ -1,5 +1,6 @@
 /* kindbench: benchmark and evaluation harness for transfer methods of
  * diffusion transformers. One binary; see `kindbench --help`. */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -18,10 +19,15 @@ static const kb_subcommand commands[] = {
 int main(int argc, char **argv) {
     if (argc == 2 && !strcmp(argv[1], "--version")) {
         printf("kindbench 0.1.0\n");
-        return 0;
+        return fflush(stdout) != 0 || ferror(stdout) ? KB_EXIT_FAIL : 0;
     }
     kb_err err = {{0}};
     int rc = kb_cli_dispatch("kindbench", commands, argc, argv, &err);
+    /* results go to stdout: a failed write there (a full disk) must not exit 0 */
+    if ((fflush(stdout) != 0 || ferror(stdout)) && rc == KB_EXIT_OK) {
+        kb_fail(&err, "cannot write to standard output: %s", strerror(errno));
+        rc = KB_EXIT_FAIL;
+    }
     if (rc != KB_EXIT_OK) {
         fprintf(stderr, "kindbench: error: %s\n", err.msg[0] ? err.msg : "failed");
         if (rc == KB_EXIT_USAGE) fprintf(stderr, "Try 'kindbench --help'.\n");

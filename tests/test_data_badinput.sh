@@ -181,6 +181,16 @@ for args in "--source bogus" "--source emoji --style foo" "--source folder" \
   if [[ $rc -eq 2 && ! -e usage.kbd ]]; then ok "data prepare $args: exit 2"; else bad "data prepare $args" "exit $rc"; fi
 done
 
+# outputs get the umask's mode (atomic writes forced 0644), and a failed write to stdout is an error
+(umask 077; "$KB" "${P[@]/out.kbd/private.kbd}" --input good) > /dev/null 2>&1
+if [[ "$(stat -c %a private.kbd 2> /dev/null)" == 600 ]]; then ok "a cache written under umask 077 is mode 600"
+else bad "cache mode under umask 077" "$(stat -c %a private.kbd 2>&1)"; fi
+if [[ -w /dev/full ]]; then
+  "$KB" data info d1.kbd > /dev/full 2> err.txt; rc=$?
+  if [[ $rc -eq 1 ]] && grep -q "cannot write to standard output" err.txt; then ok "stdout on a full device: exit 1, said"
+  else bad "stdout on a full device" "exit $rc, $(cat err.txt)"; fi
+fi
+
 for sub in prepare info grid; do
   if "$KB" data $sub --help | grep -q "^Usage: kindbench data $sub"; then ok "data $sub --help"; else bad "data $sub --help" "no usage"; fi
 done

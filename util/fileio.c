@@ -2,37 +2,45 @@
 #include "util/fileio.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* Reads to EOF: a regular file's size sizes the buffer, but /proc files and
+ * pipes report 0 (they were read as empty), and a directory is refused (its
+ * seek end on ext4 is 2^63: an 8 EiB allocation was attempted). */
 int kb_read_file(const char *path, uint8_t **data, size_t *size, kb_err *err) {
     *data = NULL;
     *size = 0;
     FILE *fp = fopen(path, "rb");
     if (!fp) return kb_fail(err, "%s: cannot open: %s", path, strerror(errno));
-    if (fseeko(fp, 0, SEEK_END) != 0) {
+    struct stat st;
+    if (fstat(fileno(fp), &st) != 0 || S_ISDIR(st.st_mode)) {
+        int e = S_ISDIR(st.st_mode) ? EISDIR : errno;
         fclose(fp);
-        return kb_fail(err, "%s: cannot seek: %s", path, strerror(errno));
+        return kb_fail(err, "%s: cannot read: %s", path, strerror(e));
     }
-    off_t len = ftello(fp);
-    rewind(fp);
-    uint8_t *buf = malloc((size_t)len + 1);
-    if (!buf) {
-        fclose(fp);
-        return kb_fail(err, "%s: out of memory reading %lld bytes", path, (long long)len);
+    size_t cap = S_ISREG(st.st_mode) ? (size_t)st.st_size + 1 : 65536, len = 0;
+    uint8_t *buf = malloc(cap);
+    while (buf) {
+        len += fread(buf + len, 1, cap - len, fp);
+        if (len < cap) break; /* EOF or a read error; len < cap leaves room for the NUL */
+        uint8_t *grown = cap <= SIZE_MAX / 2 ? realloc(buf, cap * 2) : NULL;
+        if (!grown) free(buf);
+        buf = grown, cap *= 2;
     }
-    size_t got = fread(buf, 1, (size_t)len, fp);
     int rd_err = ferror(fp);
     fclose(fp);
-    if (got != (size_t)len || rd_err) {
+    if (!buf) return kb_fail(err, "%s: out of memory reading %zu bytes", path, len);
+    if (rd_err) {
         free(buf);
-        return kb_fail(err, "%s: read %zu of %lld bytes", path, got, (long long)len);
+        return kb_fail(err, "%s: read error after %zu bytes", path, len);
     }
     buf[len] = 0;
     *data = buf;
-    *size = (size_t)len;
+    *size = len;
     return 0;
 }
 
@@ -43,8 +51,13 @@ int kb_atomic_open(kb_atomic_file *af, const char *path, kb_err *err) {
         return kb_fail(err, "%s: path too long", path);
     int fd = mkstemp(af->tmp_path);
     if (fd < 0) return kb_fail(err, "%s: cannot create temp file: %s", af->tmp_path, strerror(errno));
-    /* mkstemp creates 0600; outputs are ordinary files others may read. */
-    fchmod(fd, 0644);
+    /* mkstemp creates 0600: a replaced file keeps its mode, a new one gets the
+     * umask's (umask can only be read by setting it; the CLI writes outputs
+     * from one thread) */
+    struct stat st;
+    mode_t mask = umask(0);
+    umask(mask);
+    fchmod(fd, stat(path, &st) == 0 ? (st.st_mode & 07777) : (0666 & ~mask));
     af->fp = fdopen(fd, "wb");
     if (!af->fp) {
         close(fd);
@@ -86,6 +99,7 @@ void kb_atomic_abort(kb_atomic_file *af) {
 
 int kb_mkdir_p(const char *path, kb_err *err) {
     char buf[4096];
+    if (!path[0]) return kb_fail(err, "cannot create a directory with an empty name");
     if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) return kb_fail(err, "%s: path too long", path);
     for (char *p = buf + 1; *p; p++) {
         if (*p != '/') continue;
@@ -110,7 +124,7 @@ int kb_is_dir(const char *path) {
 
 int kb_path_join(char *out, size_t outsz, const char *dir, const char *name, kb_err *err) {
     size_t dl = strlen(dir);
-    const char *sep = (dl && dir[dl - 1] == '/') ? "" : "/";
+    const char *sep = (!dl || dir[dl - 1] == '/') ? "" : "/"; /* "" is the current directory, not "/" */
     if (snprintf(out, outsz, "%s%s%s", dir, sep, name) >= (int)outsz) return kb_fail(err, "%s/%s: path too long", dir, name);
     return 0;
 }

@@ -46,7 +46,7 @@ static void print_line(kb_progress *p, double now, int final) {
         for (int i = 0; i < 30; i++) bar[i] = i < filled ? '#' : '.';
         bar[30] = '\0';
         fprintf(stderr, "\r%s [%s] %lld/%lld %.1f/s %s %s %s%s", p->label, bar, (long long)p->done,
-                (long long)p->total, rate, final ? "took" : "eta", eta_s, p->extra, final ? "\n" : "\033[K");
+                (long long)p->total, rate, final ? "took" : "eta", eta_s, p->extra, final ? "\033[K\n" : "\033[K");
     } else {
         fprintf(stderr, "%s: %lld/%lld (%.0f%%) %.1f/s %s %s %s\n", p->label, (long long)p->done,
                 (long long)p->total, 100.0 * frac, rate, final ? "took" : "eta", eta_s, p->extra);
