@@ -17,8 +17,8 @@ int kb_read_file(const char *path, uint8_t **data, size_t *size, kb_err *err) {
     FILE *fp = fopen(path, "rb");
     if (!fp) return kb_fail(err, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
-    if (fstat(fileno(fp), &st) != 0 || S_ISDIR(st.st_mode)) {
-        int e = S_ISDIR(st.st_mode) ? EISDIR : errno;
+    int e = fstat(fileno(fp), &st) != 0 ? errno : S_ISDIR(st.st_mode) ? EISDIR : 0;
+    if (e) {
         fclose(fp);
         return kb_fail(err, "%s: cannot read: %s", path, strerror(e));
     }
