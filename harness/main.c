@@ -17,12 +17,10 @@ static const kb_subcommand commands[] = {
 };
 
 int main(int argc, char **argv) {
-    if (argc == 2 && !strcmp(argv[1], "--version")) {
-        printf("kindbench 0.1.0\n");
-        return fflush(stdout) != 0 || ferror(stdout) ? KB_EXIT_FAIL : 0;
-    }
     kb_err err = {{0}};
-    int rc = kb_cli_dispatch("kindbench", commands, argc, argv, &err);
+    int rc = KB_EXIT_OK;
+    if (argc == 2 && !strcmp(argv[1], "--version")) printf("kindbench 0.1.0\n");
+    else rc = kb_cli_dispatch("kindbench", commands, argc, argv, &err);
     /* results go to stdout: a failed write there (a full disk) must not exit 0 */
     if ((fflush(stdout) != 0 || ferror(stdout)) && rc == KB_EXIT_OK) {
         kb_fail(&err, "cannot write to standard output: %s", strerror(errno));
