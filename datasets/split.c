@@ -128,10 +128,15 @@ static int roles_random(const kb_source *src, const kb_split_opts *o, uint8_t *r
     return 0;
 }
 
+int kb_split_opts_check(const kb_split_opts *o, kb_err *err) {
+    if ((o->pretrain_file || o->novel_file) && o->novel_fraction >= 0.0)
+        return kb_fail(err, "give either class files (--pretrain-classes/--novel-classes) or --novel-fraction, not both");
+    return 0;
+}
+
 int kb_assign_class_roles(const kb_source *src, const kb_split_opts *o, uint8_t *roles, cJSON *meta, kb_err *err) {
     int use_files = o->pretrain_file || o->novel_file, use_random = o->novel_fraction >= 0.0;
-    if (use_files && use_random)
-        return kb_fail(err, "give either class files (--pretrain-classes/--novel-classes) or --novel-fraction, not both");
+    if (kb_split_opts_check(o, err)) return -1;
     cJSON *rec = cJSON_AddObjectToObject(meta, "class_split");
     if (use_files) {
         if (roles_from_files(src, o, roles, err)) return -1;

@@ -31,6 +31,8 @@ void kb_split_opts_init(kb_split_opts *o);
  *    shuffle of the class indices with kb_rng(split_seed, stream "class").
  *  - all-pretrain: the default. */
 int kb_assign_class_roles(const kb_source *src, const kb_split_opts *o, uint8_t *roles, cJSON *meta, kb_err *err);
+/* The options alone: class files and --novel-fraction are not both given. */
+int kb_split_opts_check(const kb_split_opts *o, kb_err *err);
 
 /* Fills split[count] (KB_SPLIT_TRAIN/TEST) and adds an "image_split" record.
  *  - source: the source's own split (Fashion-MNIST); --test-fraction is then

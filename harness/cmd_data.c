@@ -161,11 +161,7 @@ static int cmd_prepare(int argc, char **argv, kb_err *err) {
         return KB_EXIT_USAGE;
     }
     /* what the command line alone gets wrong is a usage error (exit 2), before anything is read */
-    if (kb_source_opts_check(&o.source, err)) return KB_EXIT_USAGE;
-    if ((o.split.pretrain_file || o.split.novel_file) && o.split.novel_fraction >= 0.0) {
-        kb_fail(err, "give either class files (--pretrain-classes/--novel-classes) or --novel-fraction, not both");
-        return KB_EXIT_USAGE;
-    }
+    if (kb_source_opts_check(&o.source, err) || kb_split_opts_check(&o.split, err)) return KB_EXIT_USAGE;
     if (!split_seed_given) o.split.split_seed = o.split.seed;
     kb_prepare_summary s;
     if (kb_prepare(&o, &s, err)) return KB_EXIT_FAIL;
