@@ -38,10 +38,12 @@ static int check_texts(const kb_source *src, const kb_prepare_opts *o, size_t na
     if (kb_utf8_invalid_at(src->input) >= 0)
         return kb_fail(err, "%s: the input path is not valid UTF-8, which the cache's metadata must be; rename it",
                        src->input);
-    for (int c = 0; c < src->nclasses; c++)
-        if (kb_utf8_invalid_at(src->class_names[c]) >= 0)
+    for (int c = 0; c < src->nclasses; c++) {
+        long bad = kb_utf8_invalid_at(src->class_names[c]);
+        if (bad >= 0)
             return kb_fail(err, "%s: class %d's name is not valid UTF-8 (byte %ld), which the cache's metadata must "
-                                "be; rename it", src->input, c, kb_utf8_invalid_at(src->class_names[c]));
+                                "be; rename it", src->input, c, bad);
+    }
     return 0;
 }
 
