@@ -114,10 +114,7 @@ static int parse(int argc, char **argv, bench_opts *o, kb_err *err) {
         }
     }
     /* as `train` does, and bench/torch_train_bench.py: the preset, then the shape options given, in any order */
-    if (preset && kb_dit_config_preset(preset, &o->cfg, err)) return -1;
-    int *dst[4] = {&o->cfg.depth, &o->cfg.hidden_size, &o->cfg.num_heads, &o->cfg.patch_size};
-    for (int i = 0; i < 4; i++)
-        if (shape[i]) *dst[i] = shape[i];
+    if (kb_dit_config_shape(&o->cfg, preset, shape, err)) return -1;
     return kb_dit_config_validate(&o->cfg, err);
 }
 

@@ -216,16 +216,13 @@ static int apply_option(int c, const char *arg, kb_train_opts *o, shape_opts *sh
 }
 
 static int apply_shape(kb_train_opts *o, const shape_opts *sh, kb_err *err) {
-    if (sh->preset) {
-        if (kb_dit_config_preset(sh->preset, &o->cfg, err)) return -1;
-        snprintf(o->model_name, sizeof o->model_name, "%s", sh->preset);
+    const int given[4] = {sh->depth, sh->width, sh->heads, sh->patch};
+    if (kb_dit_config_shape(&o->cfg, sh->preset, given, err)) return -1;
+    if (sh->preset) { /* the name stands for the preset only while no shape option changes it */
+        int changed = sh->depth || sh->width || sh->heads || sh->patch;
+        snprintf(o->model_name, sizeof o->model_name, "%s", changed ? "" : sh->preset);
         o->set |= KB_TSET_DEPTH | KB_TSET_WIDTH | KB_TSET_HEADS | KB_TSET_PATCH;
     }
-    if (sh->depth) o->cfg.depth = sh->depth;
-    if (sh->width) o->cfg.hidden_size = sh->width;
-    if (sh->heads) o->cfg.num_heads = sh->heads;
-    if (sh->patch) o->cfg.patch_size = sh->patch;
-    if (sh->preset && (sh->depth || sh->width || sh->heads || sh->patch)) o->model_name[0] = '\0';
     return 0;
 }
 

@@ -48,6 +48,14 @@ int kb_dit_config_preset(const char *name, kb_dit_config *cfg, kb_err *err) {
     return kb_fail(err, "unknown DiT preset '%s' (expected S|B|L|XL followed by /2, /4 or /8, e.g. B/4)", name);
 }
 
+int kb_dit_config_shape(kb_dit_config *cfg, const char *preset, const int given[4], kb_err *err) {
+    if (preset && kb_dit_config_preset(preset, cfg, err)) return -1;
+    int *dst[4] = {&cfg->depth, &cfg->hidden_size, &cfg->num_heads, &cfg->patch_size};
+    for (int i = 0; i < 4; i++)
+        if (given[i]) *dst[i] = given[i];
+    return 0;
+}
+
 /* Upper limits, far beyond DiT-XL (width 1152, 28 blocks, 1000 classes, 256
  * tokens), chosen so that every product of sizes that the layers form in int
  * (width x MLP hidden, tokens^2, (classes+1) x width, patch dim x width)

@@ -27,6 +27,9 @@ kb_dit_config kb_dit_config_default(void);
 /* Fills the width/depth/heads/patch of a preset name: "S/2", "B/4", "XL/2",
  * also "DiT-B/2"; returns -1 for an unknown name (message lists the names). */
 int kb_dit_config_preset(const char *name, kb_dit_config *cfg, kb_err *err);
+/* The command-line shape: the preset (NULL: none), then each of depth, width,
+ * heads, patch given (0: not given) over it, whatever their order. */
+int kb_dit_config_shape(kb_dit_config *cfg, const char *preset, const int given[4], kb_err *err);
 /* Checks that the config can be built: heads divide width, the image side is
  * divisible by the patch, width even for the sin-cos embeddings, etc. */
 int kb_dit_config_validate(const kb_dit_config *cfg, kb_err *err);
