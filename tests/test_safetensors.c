@@ -296,6 +296,34 @@ static void test_corrupt(kbt_state *st, const char *good) {
     }
 }
 
+/* A file name of 245-255 bytes is legal, but "<name>.tmp.XXXXXX" is not: the
+ * writer must still produce it (the temp name is cut) and leave no temp file.
+ * The second name is 84 three-byte characters and ".st", so the cut at byte
+ * 244 falls inside a character. */
+static void test_long_names(kbt_state *st, const sample_t *s) {
+    for (int k = 0; k < 2; k++) {
+        char name[256] = "", path[512];
+        if (k == 0) {
+            memset(name, 'a', 243);
+            strcpy(name + 243, ".safetensors");
+        } else {
+            for (int i = 0; i < 84; i++) strcat(name, "\xe2\x82\xac");
+            strcat(name, ".st");
+        }
+        mkdir(DIR "/long", 0777);
+        snprintf(path, sizeof path, DIR "/long/%s", name);
+        kb_err err = {{0}};
+        int rc = write_sample(path, s, &err);
+        struct stat sb;
+        KBT_CHECK(st, strlen(name) == 255 && rc == 0 && stat(path, &sb) == 0, "a 255-byte file name is written",
+                  "%s", err.msg);
+        if (rc == 0) check_sample_file(st, path, k ? "255-byte UTF-8 name" : "255-byte name");
+        KBT_CHECK(st, system("test -z \"$(find " DIR "/long -name '*.tmp.*')\"") == 0,
+                  "no temp file left beside a 255-byte name", "%s", DIR "/long");
+        unlink(path);
+    }
+}
+
 int main(void) {
     kbt_state st = {0, 0};
     kb_err err = {{0}};
@@ -328,5 +356,6 @@ int main(void) {
         test_misuse(&st, path);
         test_corrupt(&st, path);
     }
+    test_long_names(&st, &s);
     return kbt_finish(&st);
 }

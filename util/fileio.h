@@ -21,7 +21,8 @@ typedef struct {
     char tmp_path[4096];
 } kb_atomic_file;
 
-/* Creates "<path>.tmp.XXXXXX" beside path and opens it for writing. */
+/* Creates "<path>.tmp.XXXXXX" beside path (the name part cut where the whole
+ * would pass 255 bytes) and opens it for writing. */
 int kb_atomic_open(kb_atomic_file *af, const char *path, kb_err *err);
 /* Writes n bytes; fails with a message naming the file on a short write. */
 int kb_atomic_write(kb_atomic_file *af, const void *buf, size_t n, kb_err *err);
