@@ -47,6 +47,16 @@ static void describe_classes(const kb_source *src, char *out, size_t n) {
     }
 }
 
+/* A line's class name: the line without its end ("\n" or "\r\n") when that
+ * is exactly a class's name, so a folder named " cat " can be listed;
+ * otherwise the line trimmed of surrounding blanks. */
+static char *line_name(const kb_source *src, char *line) {
+    size_t n = strlen(line);
+    if (n && line[n - 1] == '\n') line[--n] = '\0';
+    if (n && line[n - 1] == '\r') line[--n] = '\0';
+    return class_index(src, line) >= 0 ? line : trim(line);
+}
+
 /* Marks every class named in path (one per line, '#' comments, blank lines
  * skipped) with role; seen[] catches repeats within and across files. Lines
  * are read whole (getline), so a long line is one line in the messages. A
@@ -61,7 +71,7 @@ static int read_class_file(const kb_source *src, const char *path, uint8_t role,
     int lineno = 0, rc = 0;
     while (rc == 0 && getline(&line, &cap, fp) >= 0) {
         lineno++;
-        char *name = trim(line);
+        char *name = line_name(src, line);
         if (name[0] == '#' && class_index(src, name) >= 0) {
             rc = kb_fail(err, "%s:%d: '%s' is a comment here, but a class has that name: write \\%s to list it",
                          path, lineno, name, name);

@@ -117,6 +117,16 @@ printf '# the hash class\n\\#tag\n' > novel_hash2.txt
 if "$KB" "${P[@]/out.kbd/hash.kbd}" --input hashcls --novel-classes novel_hash2.txt > /dev/null 2>&1 &&
    "$KB" data info hash.kbd | grep -q "classes:     2 (1 pretrain, 1 novel, 0 unused)"; then ok "'\\#tag' lists the class '#tag'"
 else bad "escaped '#' class name" "$("$KB" data info hash.kbd 2>&1 | head -8)"; fi
+# a folder name with surrounding blanks is listed by the exact line; other lines are trimmed
+mkdir -p blankcls/' cat ' blankcls/dog && cp good/cats/tiny.png blankcls/' cat '/ && cp good/cats/big.png blankcls/dog/
+printf ' cat \r\n' > novel_blank.txt
+printf '  dog\t\n' > novel_blank2.txt
+if "$KB" "${P[@]/out.kbd/blank.kbd}" --input blankcls --novel-classes novel_blank.txt > /dev/null 2>&1 &&
+   "$KB" data info blank.kbd | grep -q "classes:     2 (1 pretrain, 1 novel, 0 unused)" &&
+   "$KB" "${P[@]/out.kbd/blank2.kbd}" --input blankcls --novel-classes novel_blank2.txt > /dev/null 2>&1 &&
+   "$KB" data info blank2.kbd | grep -q "classes:     2 (1 pretrain, 1 novel, 0 unused)"; then
+  ok "' cat ' is listed by its exact line, '  dog<TAB>' trimmed"
+else bad "class names with surrounding blanks" "$("$KB" "${P[@]/out.kbd/blank.kbd}" --input blankcls --novel-classes novel_blank.txt 2>&1 | tail -3)"; fi
 expect_fail "3000-byte class name" "novel_longname.txt:1: unknown class 'z{200}'\\.\\.\\. \\(a name of over 200 bytes\\)" "${P[@]}" --input good --novel-classes novel_longname.txt
 expect_fail "--novel-fraction out of range" "--novel-fraction: expected a fraction in \[0, 1\]" "${P[@]}" --input good --novel-fraction 1.5
 expect_fail "bad --background" "--background: expected R,G,B" "${P[@]}" --input good --background 1,2
