@@ -253,7 +253,7 @@ typedef struct {
 /* Fails unless a file can be created beside path (a temp file, removed again). */
 static int probe_writable(const char *path, kb_err *err) {
     char tmp[4200];
-    if (snprintf(tmp, sizeof tmp, "%s.probe.XXXXXX", path) >= (int)sizeof tmp) return kb_fail(err, "%s: path too long", path);
+    if (kb_temp_name(tmp, sizeof tmp, path, ".probe.XXXXXX", 0)) return kb_fail(err, "%s: path too long", path);
     int fd = mkstemp(tmp);
     if (fd < 0) return kb_fail(err, "%s: cannot write there: %s", path, strerror(errno));
     close(fd);

@@ -167,6 +167,21 @@ static void check_errors(kbt_state *st, const char *dir, arrays *a) {
     KBT_CHECK(st, kb_npz_write(p, a->e, NARR, &err) != 0, "npz into a missing directory fails", "it succeeded");
 }
 
+/* A 255-byte npz name: our temp name is cut, and libzip's own temp file
+ * ("<our temp>.XXXXXX") must fit as well. */
+static void check_long_name(kbt_state *st, const char *dir, arrays *a) {
+    char name[256], p[4400];
+    memset(name, 'n', 251);
+    strcpy(name + 251, ".npz");
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    kb_err err = {{0}};
+    kb_npy got = {0};
+    int r = kb_npz_write(p, a->e, NARR, &err) || kb_npz_read(p, "i64", &got, &err);
+    KBT_CHECK(st, !r && same_array(&got, &a->e[1].array), "npz with a 255-byte file name", "%s", err.msg);
+    kb_npy_free(&got);
+    unlink(p);
+}
+
 static void check_no_temp_files(kbt_state *st, const char *dir) {
     DIR *d = opendir(dir);
     struct dirent *e;
@@ -186,6 +201,7 @@ int main(void) {
     check_roundtrip(&st, dir, &a);
     check_numpy(&st, dir);
     check_errors(&st, dir, &a);
+    check_long_name(&st, dir, &a);
     check_no_temp_files(&st, dir);
     char cmd[4200];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

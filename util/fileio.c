@@ -46,17 +46,12 @@ int kb_read_file(const char *path, uint8_t **data, size_t *size, kb_err *err) {
     return 0;
 }
 
-/* The temp name is "<path>.tmp.XXXXXX"; where that would pass NAME_MAX (a
- * file name of 245-255 bytes, legal itself) the name part is cut to leave room
- * for the suffix, at a UTF-8 character boundary, so such outputs can be
- * written at all. */
-static int temp_name(char *out, size_t cap, const char *path) {
-    static const char suffix[] = ".tmp.XXXXXX";
+int kb_temp_name(char *out, size_t cap, const char *path, const char *suffix, size_t reserve) {
     const char *slash = strrchr(path, '/');
     size_t dir_len = slash ? (size_t)(slash + 1 - path) : 0, name_len = strlen(path) - dir_len;
-    size_t keep = name_len;
-    if (keep > NAME_MAX - (sizeof suffix - 1)) {
-        keep = NAME_MAX - (sizeof suffix - 1);
+    size_t room = NAME_MAX > strlen(suffix) + reserve ? NAME_MAX - strlen(suffix) - reserve : 1, keep = name_len;
+    if (keep > room) {
+        keep = room;
         while (keep > 0 && ((unsigned char)path[dir_len + keep] & 0xC0) == 0x80) keep--;
     }
     return snprintf(out, cap, "%.*s%s", (int)(dir_len + keep), path, suffix) >= (int)cap ? -1 : 0;
@@ -65,7 +60,7 @@ static int temp_name(char *out, size_t cap, const char *path) {
 int kb_atomic_open(kb_atomic_file *af, const char *path, kb_err *err) {
     memset(af, 0, sizeof *af);
     if (snprintf(af->final_path, sizeof af->final_path, "%s", path) >= (int)sizeof af->final_path ||
-        temp_name(af->tmp_path, sizeof af->tmp_path, path))
+        kb_temp_name(af->tmp_path, sizeof af->tmp_path, path, ".tmp.XXXXXX", 0))
         return kb_fail(err, "%s: path too long", path);
     int fd = mkstemp(af->tmp_path);
     if (fd < 0) return kb_fail(err, "%s: cannot create temp file: %s", af->tmp_path, strerror(errno));
@@ -91,11 +86,7 @@ int kb_atomic_write(kb_atomic_file *af, const void *buf, size_t n, kb_err *err) 
     return 0;
 }
 
-/* After a rename the new directory entry is durable only once the directory
- * is synced: without it a power cut can bring back the old file (never a torn
- * one). Best effort: the file is already in place, and some filesystems
- * refuse fsync on a directory, so a failure here is not reported. */
-static void sync_parent_dir(const char *path) {
+void kb_sync_parent_dir(const char *path) {
     char dir[4096];
     const char *slash = strrchr(path, '/');
     if (!slash) snprintf(dir, sizeof dir, ".");
@@ -121,7 +112,7 @@ int kb_atomic_commit(kb_atomic_file *af, kb_err *err) {
         unlink(af->tmp_path);
         return kb_fail(err, "%s: cannot rename temp file into place: %s", af->final_path, strerror(saved));
     }
-    sync_parent_dir(af->final_path);
+    kb_sync_parent_dir(af->final_path);
     return 0;
 }
 

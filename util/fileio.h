@@ -21,6 +21,19 @@ typedef struct {
     char tmp_path[4096];
 } kb_atomic_file;
 
+/* Writes "<path><suffix>" to out, the file name part of path cut (at a UTF-8
+ * character boundary) where the whole would leave fewer than reserve bytes
+ * of the 255 a name may have, so outputs with names of 245-255 bytes (legal
+ * themselves) still get a temp file beside them. reserve: what a library adds
+ * to our temp name for its own (libzip: 7). -1 if out is too small. */
+int kb_temp_name(char *out, size_t cap, const char *path, const char *suffix, size_t reserve);
+
+/* After a rename the new directory entry is durable only once the directory
+ * is synced: without it a power cut can bring back the old file (never a torn
+ * one). Best effort: the file is already in place, and some filesystems
+ * refuse fsync on a directory, so a failure is not reported. */
+void kb_sync_parent_dir(const char *path);
+
 /* Creates "<path>.tmp.XXXXXX" beside path (the name part cut where the whole
  * would pass 255 bytes) and opens it for writing. */
 int kb_atomic_open(kb_atomic_file *af, const char *path, kb_err *err);

@@ -146,7 +146,8 @@ static int fsync_path(const char *path, kb_err *err) {
 int kb_npz_write(const char *path, const kb_npz_entry *entries, int n, kb_err *err) {
     char tmp[4096];
     if (n < 1) return kb_fail(err, "%s: an npz needs at least one array", path);
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path) >= (int)sizeof tmp) return kb_fail(err, "%s: path too long", path);
+    /* libzip writes tmp through its own temp file "<tmp>.XXXXXX" */
+    if (kb_temp_name(tmp, sizeof tmp, path, ".tmp.XXXXXX", 7)) return kb_fail(err, "%s: path too long", path);
     int fd = mkstemp(tmp);
     if (fd < 0) return kb_fail(err, "%s: cannot create temp file: %s", tmp, strerror(errno));
     close(fd);
@@ -162,6 +163,7 @@ int kb_npz_write(const char *path, const kb_npz_entry *entries, int n, kb_err *e
     if (!rc) rc = fsync_path(tmp, err);
     if (!rc && rename(tmp, path) != 0) rc = kb_fail(err, "%s: cannot rename temp file into place: %s", path, strerror(errno));
     if (rc) unlink(tmp);
+    else kb_sync_parent_dir(path);
     return rc;
 }
 
