@@ -87,6 +87,30 @@ extern "C" void kb_cuda_state_destroy(kb_cuda_state *st) {
     free(st);
 }
 
+#ifndef KB_CUDA_ARCHS
+#define KB_CUDA_ARCHS "(unknown)"
+#endif
+
+/* Does nothing: its attributes can be read only where this build holds code
+ * the GPU can run. */
+__global__ void kb_kernel_image_probe(void) {}
+
+/* A build holds machine code and PTX for CMAKE_CUDA_ARCHITECTURES only (90 by
+ * default): on an older GPU (an A100 is 8.0) every kernel launch would fail
+ * later, op by op, with "no kernel image"; this says so at context creation,
+ * with the fix. */
+static int check_kernel_image(const cudaDeviceProp *p, kb_err *err) {
+    cudaFuncAttributes fa;
+    cudaError_t e = cudaFuncGetAttributes(&fa, (const void *)kb_kernel_image_probe);
+    if (e == cudaSuccess) return 0;
+    (void)cudaGetLastError();
+    return kb_fail(err,
+                   "%s (compute capability %d.%d) cannot run this build's kernels (%s): kindbench was built for "
+                   "CUDA architectures %s; rebuild with KB_CMAKE_ARGS=-DCMAKE_CUDA_ARCHITECTURES=%d%d bash "
+                   "scripts/build.sh",
+                   p->name, p->major, p->minor, cudaGetErrorString(e), KB_CUDA_ARCHS, p->major, p->minor);
+}
+
 static int state_init(kb_cuda_state *st, int ordinal, kb_err *err) {
     const char *op = "cuda context";
     st->device = ordinal;
@@ -98,6 +122,7 @@ static int state_init(kb_cuda_state *st, int ordinal, kb_err *err) {
     st->cc_major = p.major;
     st->smem_optin = p.sharedMemPerBlockOptin;
     snprintf(st->name, sizeof st->name, "%s", p.name);
+    if (check_kernel_image(&p, err)) return -1;
     /* A blocking stream: it also orders with anything a caller puts on the legacy default stream. */
     KB_CUDA_CHECK(op, cudaStreamCreateWithFlags(&st->stream, cudaStreamDefault));
     st->workspace_bytes = KB_CUDA_WORKSPACE_BYTES;

@@ -41,6 +41,8 @@ set(KB_EMU_RUNTIME ${KB_EMU_DIR}/emu_core.cpp ${KB_EMU_DIR}/emu_cudart.cpp ${KB_
   ${KB_EMU_DIR}/emu_cudnn.cpp)
 add_library(kbcore STATIC ${KB_C_SOURCES} ${KB_EMU_SOURCES} ${KB_EMU_RUNTIME})
 target_compile_definitions(kbcore PUBLIC KB_HAVE_CUDA=1 KB_CUDA_EMU=1)
+# the architectures the emulated build is "built for" (emu_cudart.cpp's cudaFuncGetAttributes)
+target_compile_definitions(kbcore PRIVATE KB_CUDA_ARCHS="90")
 target_include_directories(kbcore BEFORE PRIVATE ${KB_EMU_GEN}) # the rewritten .cuh headers before the originals
 target_include_directories(kbcore PRIVATE ${KB_EMU_CUDA_INCLUDE} ${KB_EMU_CUDNN_INCLUDE} ${KB_EMU_DIR})
 target_compile_options(kbcore PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-std=c++17 -O2 -g

@@ -33,8 +33,18 @@ double now_ms() {
 }
 } // namespace
 
+/* An H100's, or with KB_EMU_CC=M.N another compute capability (to check
+ * what a GPU the build has no code for gets; see cudaFuncGetAttributes). */
+static emu_limits make_limits() {
+    emu_limits l = {1024, 48 * 1024, 227 * 1024, 132, 9, 0, (size_t)80 << 30};
+    const char *cc = std::getenv("KB_EMU_CC");
+    int major, minor;
+    if (cc && std::sscanf(cc, "%d.%d", &major, &minor) == 2) l.cc_major = major, l.cc_minor = minor;
+    return l;
+}
+
 const emu_limits &limits() {
-    static const emu_limits l = {1024, 48 * 1024, 227 * 1024, 132, 9, 0, (size_t)80 << 30};
+    static const emu_limits l = make_limits();
     return l;
 }
 
@@ -160,6 +170,7 @@ const char *cudaGetErrorString(cudaError_t e) {
     case cudaErrorInvalidConfiguration: return "invalid configuration argument";
     case cudaErrorInvalidDevice: return "invalid device ordinal";
     case cudaErrorNoDevice: return "no CUDA-capable device is detected";
+    case cudaErrorNoKernelImageForDevice: return "no kernel image is available for execution on the device";
     default: return "unknown error (emulator)";
     }
 }
@@ -212,6 +223,18 @@ cudaError_t cudaPointerGetAttributes(cudaPointerAttributes *a, const void *p) {
     a->device = 0;
     a->devicePointer = dev ? (void *)p : nullptr;
     a->hostPointer = dev ? nullptr : (void *)p;
+    return cudaSuccess;
+}
+
+/* The emulated build holds code for compute capability 9.0 (as the default
+ * CMAKE_CUDA_ARCHITECTURES 90: sm_90 code and compute_90 PTX), so a device
+ * below 9.0 has no kernel image, as an A100 under that build. */
+cudaError_t cudaFuncGetAttributes(cudaFuncAttributes *a, const void *f) {
+    (void)f;
+    if (limits().cc_major < 9) return cudaErrorNoKernelImageForDevice;
+    std::memset(a, 0, sizeof *a);
+    a->maxThreadsPerBlock = limits().max_threads;
+    a->maxDynamicSharedSizeBytes = (int)limits().smem_default;
     return cudaSuccess;
 }
 

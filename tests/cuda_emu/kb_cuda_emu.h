@@ -211,9 +211,12 @@ inline void ldmatrix_x4(uint32_t r[4], const void *row, bool trans) {
 
 } // namespace kb_emu
 
-/* The runtime's C++ overload (cuda_runtime.h declares it for nvcc only). */
+/* The runtime's C++ overloads (cuda_runtime.h declares them for nvcc only). */
 template <class T> static inline cudaError_t cudaFuncSetAttribute(T *f, cudaFuncAttribute attr, int value) {
     return cudaFuncSetAttribute((const void *)f, attr, value);
+}
+template <class T> static inline cudaError_t cudaFuncGetAttributes(cudaFuncAttributes *a, T *f) {
+    return cudaFuncGetAttributes(a, (const void *)f);
 }
 
 #define threadIdx (kb_emu::current()->tid)

@@ -55,5 +55,10 @@ run_test emu_lt_refuse_bf16_d env KB_EMU_LT=refuse-bf16-d KINDBENCH_LT_GELU=1 "$
   bf16acts
 # cuDNN refusing its heuristic's first convolution algorithm at run time: the next candidate runs
 run_test emu_cudnn_refuse_first env KB_EMU_CUDNN=refuse-first "$KB_BIN/test_inception_cuda"
+# a GPU the build has no code for (an A100 under the default sm_90 build): a clear error at once
+run_test emu_no_kernel_image bash -c 'out=$(KB_EMU_CC=8.0 "$1" bench train --device cuda --steps 1 --warmup 0 2>&1)
+  rc=$?; echo "$out" | tail -n 2
+  [[ $rc == 1 ]] && grep -q "compute capability 8.0) cannot run this build.s kernels.*built for CUDA architectures 90; rebuild with KB_CMAKE_ARGS=-DCMAKE_CUDA_ARCHITECTURES=80" <<< "$out" && grep -q "no kernel image" <<< "$out"' \
+  _ "$KB_BIN/kindbench"
 echo "== $ran checks, ${#failed[@]} failed${failed:+: ${failed[*]}}"
 [[ ${#failed[@]} == 0 && $ran -gt 0 ]]
