@@ -15,8 +15,14 @@ OUT=results/fmnist-demo
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 mkdir -p cache/datasets
 [ -f cache/datasets/fm32.kbd ] || "$KB" data prepare --source fashion-mnist --resolution 32 -o cache/datasets/fm32.kbd
-"$KB" train --data cache/datasets/fm32.kbd --out "$OUT" --depth 4 --width 128 --heads 4 --patch 4 --batch 32 \
-  --steps 2000 --lr 5e-4 --ema-decay 0.995 --ckpt-every 500 --log-every 10 --seed 0 --threads 2
+# A rerun continues the run already in $OUT (train refuses a fresh run into it): resuming is bit-identical
+# to an unbroken run, and a finished one has nothing to do.
+if [ -f "$OUT/last.safetensors" ]; then
+  "$KB" train --resume "$OUT/last.safetensors" --steps 2000 --threads 2
+else
+  "$KB" train --data cache/datasets/fm32.kbd --out "$OUT" --depth 4 --width 128 --heads 4 --patch 4 --batch 32 \
+    --steps 2000 --lr 5e-4 --ema-decay 0.995 --ckpt-every 500 --log-every 10 --seed 0 --threads 2
+fi
 "$KB" sample --ckpt "$OUT/last.safetensors" --out "$OUT/samples" --per-class 8 --steps 250 --sampler ddpm \
   --cfg-scale 4 --seed 0 --threads 2
 echo "demo: $OUT/samples/grid.png"
