@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${KB_BUILD:-build}
 [ -x /usr/local/cuda/bin/nvcc ] || { echo "device_pack.sh: needs the CUDA toolkit (/usr/local/cuda) to build" >&2; exit 1; }
-bash scripts/setup.sh >/dev/null && bash scripts/build.sh >/dev/null
+bash scripts/setup.sh >/dev/null && KB_BUILD_DIR="$B" bash scripts/build.sh >/dev/null
 bins=(kindbench tests/test_ops_cuda tests/test_ops_dit_cuda tests/test_diffusion_cuda tests/test_dit_torch tests/test_dit_layout
       tests/test_inception_cuda tests/test_attn_fused tests/test_ops_x16 tests/sample_mkckpt tests/bench_inception
       tests/bench_attn)
