@@ -11,6 +11,8 @@
 # Logs go to $OUT (or ./device-out); a summary is printed last and kept in
 # $OUT/summary.txt. Items run most important first while the call's time
 # budget lasts (KB_DEVICE_BUDGET seconds, default 330; see have_time).
+# Exit status 1 when any item failed (a check's rc other than 0 or 77, the
+# fixtures, a benchmark's non-zero exit), else 0.
 #   bash bench/device_check.sh [tests|bench|all]     (default all; run tests and bench as two calls)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -145,3 +147,7 @@ fi
 echo
 echo "==== summary ($(cut -d, -f1 "$OUT/gpu.txt" 2>/dev/null))"
 printf '%s\n' "${summary[@]}"
+# a failed item: a check's rc other than 0 (passed) or 77 (skipped), the fixtures, a benchmark's "(exit N)"
+awk '/^fixtures FAILED|\(exit [0-9]+\)/ { bad++; next }
+     match($0, / rc=[0-9]+/) { rc = substr($0, RSTART + 4, RLENGTH - 4) + 0; if (rc != 0 && rc != 77) bad++ }
+     END { if (bad) { print "device_check.sh: " bad " item(s) failed"; exit 1 } }' "$OUT/summary.txt"
