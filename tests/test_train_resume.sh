@@ -20,6 +20,7 @@ T=(train --data data.kbd --depth 2 --width 32 --heads 2 --patch 4 --batch 8 --lr
    --threads 1 --quiet "${DEV[@]}")
 "$KB" "${T[@]}" --out full --steps 10 || bad "unbroken 10-step run" "exit $?"
 "$KB" "${T[@]}" --out again --steps 10 || bad "second 10-step run" "exit $?"
+r="" c="" # the csv check does not run when the tensors differ: no stale or unset c (set -u)
 if r=$(same_tensors full/last.safetensors again/last.safetensors) && c=$(same_csv full/loss.csv again/loss.csv); then
   ok "same seed twice is bit-identical: $r; $c"
 else bad "same seed twice" "$r $c"; fi
@@ -38,6 +39,7 @@ if [[ ${#DEV[@]} -gt 0 ]]; then echo "(with ${DEV[*]}: the determinism checks on
 "$KB" "${T[@]}" --threads 2 --out full2 --steps 6 || bad "unbroken 6-step run, 2 threads" "exit $?"
 "$KB" "${T[@]}" --threads 2 --out split2 --steps 3 || bad "3-step run, 2 threads" "exit $?"
 "$KB" train --resume split2/last.safetensors --steps 6 --quiet || bad "resume to 6 steps, 2 threads" "exit $?"
+r="" c=""
 if r=$(same_tensors full2/last.safetensors split2/last.safetensors) && c=$(same_csv full2/loss.csv split2/loss.csv); then
   ok "2 threads: 3 + resumed 3 steps = 6 steps: $r; $c"
 else bad "2 threads: resumed run" "$r $c"; fi
