@@ -21,11 +21,12 @@ export KB_PY=${KB_PYTHON:-/usr/bin/python3}
 cmake -S . -B "$B" -DKB_CUDA_EMU=ON -DKB_EMU_ASAN=$([[ $ASAN == 1 ]] && echo ON || echo OFF) > "$B.configure.log" 2>&1 ||
   { cat "$B.configure.log"; exit 1; }
 cmake --build "$B" -j "$(nproc)" > "$B.build.log" 2>&1 || { tail -n 40 "$B.build.log"; exit 1; }
-KB_BIN=$PWD/$B/emu-bin KB_WORK=$PWD/$B/emu-work
+BA=$(cd "$B" && pwd) # the build directory as an absolute path (KB_EMU_BUILD may be relative or absolute)
+KB_BIN=$BA/emu-bin KB_WORK=$BA/emu-work
 rm -rf "$KB_BIN" "$KB_WORK" && mkdir -p "$KB_BIN" "$KB_WORK"
-ln -s "$PWD/$B/kindbench" "$KB_BIN/kindbench"
-for t in "$PWD/$B"/tests/*; do [[ -f $t && -x $t ]] && ln -s "$t" "$KB_BIN/"; done
-export KB_FIXTURES=$PWD/$B/tests/fixtures KB_SOURCE_DIR=$PWD
+ln -s "$BA/kindbench" "$KB_BIN/kindbench"
+for t in "$BA"/tests/*; do [[ -f $t && -x $t ]] && ln -s "$t" "$KB_BIN/"; done
+export KB_FIXTURES=$BA/tests/fixtures KB_SOURCE_DIR=$PWD
 mkdir -p "$KB_FIXTURES"
 { "$KB_PY" tests/ref/dit_ref.py && "$KB_PY" tests/ref/inception_ref.py; } > "$KB_WORK/fixtures.log" 2>&1 ||
   { echo "run_checks.sh: fixtures failed:"; tail -n 5 "$KB_WORK/fixtures.log"; exit 1; }
@@ -46,7 +47,7 @@ run_test() { # name, command...
 }
 echo "== CUDA checks on the CPU emulator ($B; logs in $KB_WORK)"
 # first the emulator itself: barriers, collectives, mma.sync, static shared memory, launch limits, aborts
-run_test cuda_emu_self "$PWD/$B/test_cuda_emu"
+run_test cuda_emu_self "$BA/test_cuda_emu"
 source tests/cuda_checks.sh
 kb_cuda_checks
 # the emulator only: the fallbacks where cuBLASLt offers no algorithm, or refuses a bf16 D at run time
