@@ -10,7 +10,8 @@ OUT=${KB_CACHE_DIR:-cache/datasets}
 RES=${KB_QUICK_RES:-32}
 mkdir -p "$OUT"
 
-bash scripts/fetch-sources.sh
+# into $KINDBENCH_SOURCES when set: kindbench reads the packages from there (else ./sources)
+bash scripts/fetch-sources.sh ${KINDBENCH_SOURCES:+"$KINDBENCH_SOURCES"}
 
 prepare() { # name, then prepare options
   local name=$1; shift
