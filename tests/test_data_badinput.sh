@@ -7,6 +7,9 @@
 set -u
 KB="${KINDBENCH:-./kindbench}"
 FX="${KB_FIXTURES:-fixtures}/data_resize/folder"
+# the script cds into its work directory: relative paths made absolute first
+[[ $KB != */* || $KB == /* ]] || KB="$PWD/$KB"
+[[ $FX == /* ]] || FX="$PWD/$FX"
 W="$PWD/data_badinput.work"
 rm -rf "$W" && mkdir -p "$W" && cd "$W" || exit 1
 passed=0 failed=0

@@ -8,7 +8,7 @@
 set -u
 KB="$(realpath "${KINDBENCH:-./kindbench}")"
 PY="${KB_PYTHON:-/usr/bin/python3}"
-REF="${KB_SOURCE_DIR:-$(dirname "$0")/..}/tests/ref/metrics_ref.py"
+REF="$(realpath "${KB_SOURCE_DIR:-$(dirname "$0")/..}")/tests/ref/metrics_ref.py" # absolute: the script cds below
 W="$PWD/metrics_cli.work"
 rm -rf "$W" && mkdir -p "$W" && cd "$W" || exit 1
 export KINDBENCH_FEATURES_CACHE="$W/cache"

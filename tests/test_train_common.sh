@@ -2,6 +2,7 @@
 # counters, a tiny synthetic dataset cache, and checkpoint/CSV comparisons
 # with /usr/bin/python3 (standard library only).
 KB="${KINDBENCH:-./kindbench}"
+[[ $KB != */* || $KB == /* ]] || KB="$PWD/$KB" # workspace cds away: a relative path made absolute first
 PY="${KB_PYTHON:-/usr/bin/python3}"
 passed=0 failed=0
 ok() { echo "ok   $1"; passed=$((passed + 1)); }
