@@ -11,8 +11,9 @@
 # Weights: the real file when kindbench finds it (KINDBENCH_INCEPTION, the
 # cache directory), else a random-weight file of the same layout written by
 # PyTorch (speed does not depend on the values). kindbench's batch size is
-# $KINDBENCH_INCEPTION_BATCH (default 8 on CPU). Both sides use the same
-# thread count (default: all cores). Timings include pre-processing; the
+# $KINDBENCH_INCEPTION_BATCH (default 4 per CPU worker, 64 on CUDA). Both sides use
+# the same thread count (default: all cores) and time a second pass over the
+# images after an untimed first one (every batch shape warmed up). Timings include pre-processing; the
 # two resizes differ (kindbench: adm's TF1 bilinear, PyTorch: F.interpolate).
 set -euo pipefail
 cd "$(dirname "$0")/.."
