@@ -33,6 +33,9 @@ if [[ -n ${KB_SAN_FIXTURES:-} ]]; then
     { echo "sanitize: KB_SAN_FIXTURES=$KB_SAN_FIXTURES is not a directory of fixtures" >&2; exit 1; }
   rm -rf "$BUILD_DIR/tests/fixtures" && ln -s "$(realpath "$KB_SAN_FIXTURES")" "$BUILD_DIR/tests/fixtures"
   SKIP_SETUP=(--exclude-regex '^fixture_' --fixture-exclude-setup '.*')
+elif [[ -L $BUILD_DIR/tests/fixtures ]]; then
+  # left by a run with KB_SAN_FIXTURES: the fixture scripts would rewrite the other build's fixtures through it
+  rm "$BUILD_DIR/tests/fixtures"
 fi
 ctest --test-dir "$BUILD_DIR" -j "$JOBS" --output-on-failure "${SKIP_SETUP[@]}" "$@"
 echo "sanitize: every test passed under ASan, LSan and UBSan ($BUILD_DIR)"
