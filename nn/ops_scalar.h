@@ -100,19 +100,28 @@ KB_HD float kb_sc_sigmoid(float x) {
     return x < 0.0f ? neg : pos;
 }
 
+/* Below this, kb_sc_exp_nonpos(x) is clamped to e^-87 = 1.6e-38, which is
+ * harmless in a ratio but not times x: silu(-3e38) came out as -4.9. There
+ * x e^x is below 1e-36 in magnitude (torch: -0 from -88.7 on), so the SiLU
+ * functions give x * 0 (-0, and NaN at -inf as torch's -inf / inf). */
+#define KB_SC_SILU_FLOOR (-87.0f)
+
 /* silu(x) = x / (1 + e^-x) (torch's formula); for x < 0 as x e^x / (1 + e^x). */
 KB_HD float kb_sc_silu(float x) {
     float em, e;
     kb_sc_exp_nonpos(-fabsf(x), &em, &e);
     float d = KB_FADD(1.0f, e);
     float neg = KB_FDIV(KB_FMUL(x, e), d), pos = KB_FDIV(x, d);
+    neg = x < KB_SC_SILU_FLOOR ? KB_FMUL(x, 0.0f) : neg; /* a select: keeps loops branch-free */
     return x < 0.0f ? neg : pos;
 }
 
-/* d silu / dx = s (1 + x (1 - s)), s = sigmoid(x), as torch's SiluBackward. */
+/* d silu / dx = s (1 + x (1 - s)), s = sigmoid(x), as torch's SiluBackward;
+ * x * 0 below KB_SC_SILU_FLOOR (s there is the clamped 1.6e-38, not e^x). */
 KB_HD float kb_sc_silu_grad(float x) {
     float s = kb_sc_sigmoid(x);
-    return KB_FMUL(s, KB_FADD(1.0f, KB_FMUL(x, KB_FSUB(1.0f, s))));
+    float g = KB_FMUL(s, KB_FADD(1.0f, KB_FMUL(x, KB_FSUB(1.0f, s))));
+    return x < KB_SC_SILU_FLOOR ? KB_FMUL(x, 0.0f) : g;
 }
 
 /* relu keeps NaN (as torch's clamp_min does); the gradient is 1 where x > 0. */

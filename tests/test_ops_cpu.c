@@ -21,6 +21,7 @@
  * ("(rerun)" rows). Also: the shared scalar kernels (exp, tanh, sigmoid)
  * against libm in double, ops called from inside a parallel region, and the
  * dispatchers' argument checks. */
+#include <float.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -646,6 +647,30 @@ static void test_scalar_accuracy(tctx *t) {
     KBT_CHECK(&t->st, kb_sc_tanh(INFINITY) == 1.0f && kb_sc_tanh(-INFINITY) == -1.0f, "tanh(+-inf) = +-1", "no");
 }
 
+/* SiLU below the exp clamp (x < -87): the true x e^x / (1 + e^x) is below
+ * 1e-36 in magnitude (torch: -0 from x < -88.7), and its gradient too; at
+ * -inf torch gives NaN (-inf / inf). The clamped e^-87 = 1.6e-38 must not be
+ * multiplied by a huge |x| (it gave silu(-3e38) = -4.94). Through the ops
+ * (reference and fast path, which share the scalar kernels). */
+static void test_silu_far_negative(tctx *t) {
+    static const float xs[] = {-87.5f, -88.5f, -100.0f, -1e10f, -1e20f, -1e30f, -1e36f, -3e38f, -FLT_MAX};
+    enum { N = sizeof xs / sizeof xs[0] };
+    float y[N + 1], dy[N + 1], ones[N + 1], in[N + 1];
+    for (int i = 0; i < N; i++) in[i] = xs[i], ones[i] = 1.0f;
+    in[N] = -INFINITY, ones[N] = 1.0f;
+    for (int path = 0; path < 2; path++) {
+        memset(dy, 0, sizeof dy);
+        if (path == 0) kb_silu_fwd_ref(y, in, N + 1), kb_silu_bwd_ref(dy, in, ones, N + 1);
+        else kb_silu_fwd_cpu(2, y, in, N + 1), kb_silu_bwd_cpu(2, dy, in, ones, N + 1);
+        for (int i = 0; i < N; i++)
+            KBT_CHECK(&t->st, fabsf(y[i]) <= 1e-36f && fabsf(dy[i]) <= 1e-36f, "silu far below the exp clamp",
+                      "%s: x=%g silu=%g silu'=%g (want |.| <= 1e-36, as torch)", path ? "cpu" : "ref", (double)in[i],
+                      (double)y[i], (double)dy[i]);
+        KBT_CHECK(&t->st, isnan(y[N]) && isnan(dy[N]), "silu(-inf) is NaN (torch: -inf / inf)",
+                  "%s: silu=%g silu'=%g", path ? "cpu" : "ref", (double)y[N], (double)dy[N]);
+    }
+}
+
 /* Called from inside a parallel region the ops get a team of one thread
  * (nested parallelism is off): every chunk must still be computed. */
 static void test_nested(tctx *t) {
@@ -750,6 +775,7 @@ static void test_dispatch(tctx *t) {
 int main(void) {
     tctx *t = calloc(1, sizeof *t);
     test_scalar_accuracy(t);
+    test_silu_far_negative(t);
     test_elementwise(t);
     test_rows(t);
     test_sum(t);
