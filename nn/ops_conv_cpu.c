@@ -80,20 +80,21 @@ KB_CLONE_INLINE void im2col_row(const kb_conv2d_desc *d, float *col, const float
     }
 }
 
-/* One pixel's k outputs: o = act(o + bias). */
+/* One pixel's k outputs: o = act(o + bias). The ReLU is v < 0 ? 0 : v, as
+ * the reference's and torch's: NaN stays NaN (v > 0 ? v : 0 made it 0). */
 KB_CLONE_INLINE void bias_act_pixel(float *restrict o, const float *restrict bias, int64_t k, int relu) {
     if (bias && relu) {
 #pragma omp simd
         for (int64_t j = 0; j < k; j++) {
             float v = o[j] + bias[j];
-            o[j] = v > 0.0f ? v : 0.0f;
+            o[j] = v < 0.0f ? 0.0f : v;
         }
     } else if (bias) {
 #pragma omp simd
         for (int64_t j = 0; j < k; j++) o[j] += bias[j];
     } else if (relu) {
 #pragma omp simd
-        for (int64_t j = 0; j < k; j++) o[j] = o[j] > 0.0f ? o[j] : 0.0f;
+        for (int64_t j = 0; j < k; j++) o[j] = o[j] < 0.0f ? 0.0f : o[j];
     }
 }
 
@@ -142,14 +143,16 @@ KB_SIMD_CLONES void kb_conv2d_cpu(int threads, const kb_conv2d_desc *d, float *o
 
 /* ------------------------------------------------------------------ pooling */
 
-/* acc = max(acc, px) (mode 0) or acc + px (mode 1) over c channels. */
+/* acc = max(acc, px) (mode 0) or acc + px (mode 1) over c channels. The max
+ * takes a NaN px and then keeps it (torch's max_pool2d): a NaN anywhere in
+ * the window gives NaN, not only as its first element. */
 KB_CLONE_INLINE void pool_accumulate(float *restrict acc, const float *restrict px, int64_t c, int mode) {
     if (mode) {
 #pragma omp simd
         for (int64_t ci = 0; ci < c; ci++) acc[ci] += px[ci];
     } else {
 #pragma omp simd
-        for (int64_t ci = 0; ci < c; ci++) acc[ci] = px[ci] > acc[ci] ? px[ci] : acc[ci];
+        for (int64_t ci = 0; ci < c; ci++) acc[ci] = px[ci] > acc[ci] || px[ci] != px[ci] ? px[ci] : acc[ci];
     }
 }
 

@@ -129,7 +129,7 @@ __global__ void bias_act_kernel(float *dst, const float *src, const float *bias,
         int64_t p = i / k, j = i % k;
         float v = src[i];
         if (bias) v = __fadd_rn(v, bias[j]);
-        if (relu) v = v > 0.0f ? v : 0.0f;
+        if (relu) v = v < 0.0f ? 0.0f : v; /* NaN stays NaN, as the CPU path and torch */
         dst[p * ldo + j] = v;
     }
 }
@@ -295,7 +295,7 @@ __global__ void pool_kernel(float *out, const float *in, kb_pool2d_desc d, int64
             for (int64_t ix = x0; ix < x1; ix++) {
                 if (iy == y0 && ix == x0) continue;
                 float v = in[((b * d.h + iy) * d.w + ix) * d.ldi + ci];
-                acc = mode ? __fadd_rn(acc, v) : (v > acc ? v : acc);
+                acc = mode ? __fadd_rn(acc, v) : (v > acc || v != v ? v : acc); /* NaN wins, as torch */
             }
         if (mode) acc = __fdiv_rn(acc, (float)((y1 - y0) * (x1 - x0)));
         out[px * d.ldo + ci] = acc;

@@ -51,7 +51,8 @@ static void pool_window(const kb_pool2d_desc *d, int64_t y, int64_t x, int64_t *
     if (*x0 < 0) *x0 = 0;
 }
 
-/* mode 0: max, 1: mean over in-image elements. */
+/* mode 0: max, 1: mean over in-image elements. The max takes a NaN and keeps
+ * it, as torch's max_pool2d. */
 static void pool_ref(const kb_pool2d_desc *d, float *out, const float *in, int mode) {
     int64_t oh = kb_pool2d_out_h(d), ow = kb_pool2d_out_w(d);
     for (int64_t b = 0; b < d->n; b++)
@@ -65,7 +66,7 @@ static void pool_ref(const kb_pool2d_desc *d, float *out, const float *in, int m
                     for (int64_t iy = y0; iy < y1; iy++)
                         for (int64_t ix = x0; ix < x1; ix++) {
                             double v = in[((b * d->h + iy) * d->w + ix) * d->ldi + ci];
-                            acc = mode ? acc + v : (v > acc ? v : acc);
+                            acc = mode ? acc + v : (v > acc || v != v ? v : acc);
                         }
                     o[ci] = (float)(mode ? acc / (double)((y1 - y0) * (x1 - x0)) : acc);
                 }

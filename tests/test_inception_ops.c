@@ -170,6 +170,44 @@ static void test_ref_known(kbt_state *st) {
     KBT_CHECK(st, out[0] == 12.5f && out[4] == 45.5f, "conv reference zero-pads", "corner %g centre %g", out[0], out[4]);
 }
 
+/* NaN as PyTorch treats it (F.relu and max_pool2d propagate it), the same in
+ * the reference and the fast path: a NaN pixel anywhere in a max-pool
+ * window makes the output NaN (the fast path used to pass it only when it
+ * was the window's first element, the reference never), and a NaN reaching
+ * a convolution's ReLU stays NaN (the fast path's bias + ReLU made it 0). */
+static void test_nan(kbt_state *st, kb_ctx *ctx, int threads) {
+    float img[9] = {1, 2, 3, 4, 5, 6, 7, 8, NAN}, ref[9], got[9];
+    kb_err err = {{0}};
+    ctx->threads = threads;
+    img[0] = NAN; /* first element of the corner windows, last of the centre one */
+    kb_pool2d_desc d = {1, 3, 3, 1, 1, 1, 3, 1, 1};
+    kb_maxpool2d_ref(&d, ref, img);
+    int rc = kb_maxpool2d_fwd(ctx, &d, got, img, &err);
+    for (int i = 0; i < 9; i++) { /* the 3x3 s1 p1 windows all hold (0,0) or (2,2) but at (0,2) and (2,0) */
+        int y = i / 3, x = i % 3, has_nan = (y <= 1 && x <= 1) || (y >= 1 && x >= 1);
+        float want = y == 0 ? 6.0f : 8.0f; /* max of the window at (0,2): 2,3,5,6; at (2,0): 4,5,7,8 */
+        KBT_CHECK(st, rc == 0 && (has_nan ? isnan(ref[i]) && isnan(got[i]) : ref[i] == want && got[i] == want),
+                  "max pool propagates NaN (as torch)", "output %d: reference %g, fast path %g (%d threads) %s", i,
+                  (double)ref[i], (double)got[i], threads, err.msg);
+    }
+    /* 1x1 conv with ReLU: identity weight, bias 0 (pointwise path) and a 3x3 one (im2col path) */
+    float w1 = 1.0f, b0 = 0.0f, w9[9] = {0, 0, 0, 0, 1, 0, 0, 0, 0};
+    kb_conv2d_desc c1 = {1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1}, c3 = {1, 3, 3, 1, 1, 1, 3, 3, 1, 1, 1, 1, 1, 1};
+    kb_conv_engine *e = kb_conv_engine_create(ctx, 0, &err);
+    for (int k = 0; k < 2; k++) {
+        const kb_conv2d_desc *c = k ? &c3 : &c1;
+        const float *w = k ? w9 : &w1;
+        kb_conv2d_ref(c, ref, img, w, &b0);
+        rc = !e || kb_conv2d_fwd(ctx, e, c, got, img, w, &b0, &err);
+        int same = rc == 0 && isnan(ref[0]) && isnan(ref[8]); /* 1x1: NaN at 0 and 8 only; 3x3: NaN everywhere (0 * NaN) */
+        for (int i = 0; i < 9; i++) same = same && (isnan(ref[i]) ? isnan(got[i]) : got[i] == ref[i]);
+        KBT_CHECK(st, same, "conv + ReLU keeps NaN (as torch)", "%s: reference %g %g %g, fast path %g %g %g (%d threads) %s",
+                  k ? "3x3" : "1x1", (double)ref[0], (double)ref[4], (double)ref[8], (double)got[0], (double)got[4],
+                  (double)got[8], threads, err.msg);
+    }
+    kb_conv_engine_free(e);
+}
+
 static void test_checks(kbt_state *st, kb_ctx *ctx) {
     kb_err err = {{0}};
     kb_conv2d_desc bad = {1, 4, 4, 8, 4, 8, 3, 3, 1, 1, 0, 0, 8, 1};
@@ -196,6 +234,7 @@ int main(void) {
             test_pool(&st, &ctx, &kPool[i], t, 1);
         }
         test_global(&st, &ctx, t);
+        test_nan(&st, &ctx, t);
     }
     kb_ctx_free(&ctx);
     return kbt_finish(&st);
