@@ -20,10 +20,25 @@ void kb_prdc_opts_default(kb_prdc_opts *o) {
     o->precision = KB_DIST_FP32;
 }
 
+/* ADM's ManifoldEstimator works in batches of 10000 rows x 10000 columns
+ * (row_batch_size, col_batch_size), and its DistanceBlock chooses fp16 or
+ * fp32 once per batch pair: when any fp16 distance of the pair is not
+ * finite, the whole pair is recomputed in fp32. Our blocks are walked batch
+ * pair by batch pair so that the fp16 emulation can make the same choice
+ * whatever the block size (it changes which distances are fp16-rounded). */
+#define KB_ADM_BATCH 10000
+
 static int64_t nblocks(int64_t n, int64_t b) { return (n + b - 1) / b; }
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+/* Blocks of b rows covering n rows cut into ADM batches. */
+static int64_t batched_blocks(int64_t n, int64_t b) {
+    int64_t full = n / KB_ADM_BATCH, rest = n % KB_ADM_BATCH;
+    return full * nblocks(KB_ADM_BATCH, b) + nblocks(rest, b);
+}
 
 int64_t kb_prdc_blocks(int64_t n_ref, int64_t n_samp, const kb_prdc_opts *o) {
-    int64_t b = o->block > 0 ? o->block : 2048, r = nblocks(n_ref, b), s = nblocks(n_samp, b);
+    int64_t b = o->block > 0 ? o->block : 2048, r = batched_blocks(n_ref, b), s = batched_blocks(n_samp, b);
     return r * r + (o->pr_k > 0 ? s * s : 0) + r * s;
 }
 
@@ -113,14 +128,31 @@ static int block_fp16(const dist_src *s, int64_t a0, int64_t b0, int64_t ra, int
     return overflow;
 }
 
-static int dist_block(const dist_src *s, int64_t a0, int64_t ra, int64_t b0, int64_t rb, float *d, kb_err *err) {
+/* One block; fp32 = 1 when the fp16 emulation's batch pair overflowed
+ * (batch_overflows), so ADM computes all of it in fp32. */
+static int dist_block(const dist_src *s, int fp32, int64_t a0, int64_t ra, int64_t b0, int64_t rb, float *d,
+                      kb_err *err) {
     if (s->prec == KB_DIST_FP16) {
-        int rc = block_fp16(s, a0, b0, ra, rb, d, err);
+        int rc = fp32 ? 1 : block_fp16(s, a0, b0, ra, rb, d, err);
         if (rc <= 0) return rc;
-        /* ADM: a non-finite fp16 block is recomputed in fp32 */
         return block_fp32(s, s->a + a0 * s->dim, s->b + b0 * s->dim, s->na32 + a0, s->nb32 + b0, ra, rb, d, err);
     }
     return block_fp32(s, s->a + a0 * s->dim, s->b + b0 * s->dim, s->na + a0, s->nb + b0, ra, rb, d, err);
+}
+
+/* fp16 emulation: 1 when some fp16 distance of the ADM batch pair rows
+ * [a0, a0+na) x [b0, b0+nb) is not finite, 0 when none is (or in fp32
+ * mode), -1 on error. A pass of its own, so that no block is used before the
+ * pair's precision is known; d is block scratch. */
+static int batch_overflows(const dist_src *s, int64_t a0, int64_t na, int64_t b0, int64_t nb, int64_t blk, float *d,
+                           kb_err *err) {
+    if (s->prec != KB_DIST_FP16) return 0;
+    for (int64_t r0 = a0; r0 < a0 + na; r0 += blk)
+        for (int64_t c0 = b0; c0 < b0 + nb; c0 += blk) {
+            int rc = block_fp16(s, r0, c0, min64(blk, a0 + na - r0), min64(blk, b0 + nb - c0), d, err);
+            if (rc) return rc;
+        }
+    return 0;
 }
 
 /* Norms (and fp16 copies) of one feature set. */
@@ -186,16 +218,22 @@ static int check_ks(const int *ks, int nk, int64_t n, int *kmax, kb_err *err) {
 static int radii_pass(const dist_src *s, int64_t n, int64_t blk, int m, float *tops, float *d, kb_progress *pg,
                       kb_err *err) {
     for (int64_t i = 0; i < n * m; i++) tops[i] = INFINITY;
-    for (int64_t r0 = 0; r0 < n; r0 += blk) {
-        int64_t ra = n - r0 < blk ? n - r0 : blk;
-        for (int64_t c0 = 0; c0 < n; c0 += blk) {
-            int64_t rb = n - c0 < blk ? n - c0 : blk;
-            if (dist_block(s, r0, ra, c0, rb, d, err)) return -1;
-            for (int64_t i = 0; i < ra; i++)
-                for (int64_t j = 0; j < rb; j++) top_insert(tops + (r0 + i) * m, m, d[i * rb + j]);
-            if (pg) kb_progress_update(pg, pg->done + 1);
+    for (int64_t R0 = 0; R0 < n; R0 += KB_ADM_BATCH)
+        for (int64_t C0 = 0; C0 < n; C0 += KB_ADM_BATCH) {
+            int64_t RA = min64(KB_ADM_BATCH, n - R0), CB = min64(KB_ADM_BATCH, n - C0);
+            int fp32 = batch_overflows(s, R0, RA, C0, CB, blk, d, err);
+            if (fp32 < 0) return -1;
+            for (int64_t r0 = R0; r0 < R0 + RA; r0 += blk) {
+                int64_t ra = min64(blk, R0 + RA - r0);
+                for (int64_t c0 = C0; c0 < C0 + CB; c0 += blk) {
+                    int64_t rb = min64(blk, C0 + CB - c0);
+                    if (dist_block(s, fp32, r0, ra, c0, rb, d, err)) return -1;
+                    for (int64_t i = 0; i < ra; i++)
+                        for (int64_t j = 0; j < rb; j++) top_insert(tops + (r0 + i) * m, m, d[i * rb + j]);
+                    if (pg) kb_progress_update(pg, pg->done + 1);
+                }
+            }
         }
-    }
     return 0;
 }
 
@@ -268,15 +306,21 @@ static int cross_pass(const dist_src *s, int64_t nr, int64_t ns, int64_t blk, cr
                       kb_err *err) {
     float *d = malloc((size_t)(blk * blk) * sizeof(float));
     if (!d) return kb_fail(err, "precision/recall: out of memory for a %lld^2 distance block", (long long)blk);
-    for (int64_t r0 = 0; r0 < nr; r0 += blk) {
-        int64_t ra = nr - r0 < blk ? nr - r0 : blk;
-        for (int64_t s0 = 0; s0 < ns; s0 += blk) {
-            int64_t sb = ns - s0 < blk ? ns - s0 : blk;
-            if (dist_block(s, r0, ra, s0, sb, d, err)) return free(d), -1;
-            cross_update(d, r0, ra, s0, sb, a);
-            if (pg) kb_progress_update(pg, pg->done + 1);
+    for (int64_t R0 = 0; R0 < nr; R0 += KB_ADM_BATCH)
+        for (int64_t S0 = 0; S0 < ns; S0 += KB_ADM_BATCH) {
+            int64_t RA = min64(KB_ADM_BATCH, nr - R0), SB = min64(KB_ADM_BATCH, ns - S0);
+            int fp32 = batch_overflows(s, R0, RA, S0, SB, blk, d, err);
+            if (fp32 < 0) return free(d), -1;
+            for (int64_t r0 = R0; r0 < R0 + RA; r0 += blk) {
+                int64_t ra = min64(blk, R0 + RA - r0);
+                for (int64_t s0 = S0; s0 < S0 + SB; s0 += blk) {
+                    int64_t sb = min64(blk, S0 + SB - s0);
+                    if (dist_block(s, fp32, r0, ra, s0, sb, d, err)) return free(d), -1;
+                    cross_update(d, r0, ra, s0, sb, a);
+                    if (pg) kb_progress_update(pg, pg->done + 1);
+                }
+            }
         }
-    }
     free(d);
     return 0;
 }

@@ -19,15 +19,18 @@
  * on the block size beyond GEMM rounding.
  *
  * Precision of the distances: ADM runs the GEMM in float16 (inputs cast to
- * fp16; fp32 only when a block overflows). KB_DIST_FP32 (default) computes
+ * fp16; fp32 for a whole 10000 x 10000 batch pair when any of its fp16
+ * distances overflows). KB_DIST_FP32 (default) computes
  * u.v in float32 by GEMM and the norms and the sum in double, rounded to
  * float; distances closer to a radius than float16 resolution (about 1e-3
  * relative) can then compare differently from ADM, which moves P/R by a few
  * points in the 4th decimal. KB_DIST_FP16 emulates ADM: inputs rounded to
  * fp16, then norms, products, and each addition rounded to fp16 (the GEMM
- * accumulates in fp32 as GPU fp16 GEMMs do); a block with an fp16 overflow
- * is recomputed in fp32, as ADM does. The emulation is not bit-exact to
- * TensorFlow (its reduction order is unknown). */
+ * accumulates in fp32 as GPU fp16 GEMMs do); a batch pair of ADM's (10000
+ * rows x 10000 columns, whatever `block` is) with an fp16 overflow anywhere
+ * is computed in fp32, as ADM does (found by a first fp16 pass over the
+ * pair, so fp16 mode costs up to twice the GEMMs). The emulation is not
+ * bit-exact to TensorFlow (its reduction order is unknown). */
 #ifndef KB_METRICS_PRDC_H
 #define KB_METRICS_PRDC_H
 
@@ -42,7 +45,7 @@ typedef enum { KB_DIST_FP32 = 0, KB_DIST_FP16 } kb_dist_precision;
 typedef struct {
     int pr_k;                    /* precision/recall neighbourhood (3); 0: skip P/R */
     int dc_k;                    /* density/coverage neighbourhood (5); 0: skip D/C */
-    int64_t block;               /* rows and columns per distance block (default 4096) */
+    int64_t block;               /* rows and columns per distance block (default 2048) */
     kb_dist_precision precision; /* distance arithmetic */
     kb_progress *progress;       /* optional: counts distance blocks */
 } kb_prdc_opts;

@@ -312,6 +312,10 @@ static void test_prdc(kbt_state *st, kb_ctx *ctx) {
     prdc_run(st, ctx, "pr_quant_small.npz", 2, KB_DIST_FP32, "exact", 1);
     prdc_run(st, ctx, "pr_cont.npz", 500, KB_DIST_FP32, "exact", 0);
     prdc_run(st, ctx, "pr_cont.npz", 2048, KB_DIST_FP32, "fp32", 0);
+    /* one reference row overflows fp16: ADM computes each whole 10000 x
+     * 10000 batch pair holding it in fp32, whatever our block size */
+    prdc_run(st, ctx, "pr_overflow.npz", 2048, KB_DIST_FP16, "fp16", 1);
+    prdc_run(st, ctx, "pr_overflow.npz", 333, KB_DIST_FP16, "fp16", 1);
 }
 
 /* ------------------------------------------------------------------ KID */

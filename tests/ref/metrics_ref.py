@@ -209,6 +209,24 @@ def pr_all(ref, samp, dist, batch=700):
     return np.array([p, r, d, c]), rr, rs
 
 
+def adm_fp16_batch(u, v):
+    """ADM DistanceBlock on one batch pair: fp16 (kindbench's emulation), the whole pair in fp32 if any value overflows."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        d = sqdist_fp16(u, v)
+    return d if np.isfinite(d).all() else sqdist(u, v, np.float32)
+
+
+def pr_overflow_case():
+    """fp16 overflow in one ref row: ADM recomputes every 10000 x 10000 batch pair holding it in fp32, not one block."""
+    r2 = np.random.default_rng(11)
+    ref = (np.abs(r2.standard_normal((2600, 64))) * 2).astype(np.float32)
+    samp = (np.abs(r2.standard_normal((2600, 64))) * 2.05 + 0.02).astype(np.float32)
+    ref[2500] *= 40  # |u|^2 ~ 1e6 > 65504
+    v16, _, _ = pr_all(ref, samp, adm_fp16_batch, batch=10000)
+    save("pr_overflow", ref=ref, samp=samp, fp16=v16)
+    print(f"pr_overflow: P R D C = {v16} (ADM fp16 with per-batch fp32 fallback)")
+
+
 def robust_pr(ref, samp, rr, rs, margin=1e-5):
     """True when every precision/recall decision is at least `margin` (relative) from its radius in float64."""
     d = sqdist(ref, samp, np.float64)
@@ -441,6 +459,7 @@ def main():
     rng_cases()
     is_cases(rng)
     pr_cases(rng)
+    pr_overflow_case()
     kid_cases(rng)
     spectral_cases(rng)
     fid_cases(rng)
