@@ -88,6 +88,30 @@ static void test_pools(kbt_state *st, kb_ctx *gpu) {
     kb_dev_free(gpu, gg), kb_dev_free(gpu, go), kb_dev_free(gpu, gin), kb_dev_free(gpu, gout);
 }
 
+/* NaN inputs as torch and the CPU reference treat them: a max pool window
+ * holding a NaN anywhere gives NaN, the conv's fused ReLU keeps NaN (3x3
+ * image, NaN at (0,0) and (2,2); the 1x1 conv is the identity). */
+static void test_nan(kbt_state *st, kb_ctx *gpu, kb_conv_engine *e) {
+    float img[9] = {NAN, 2, 3, 4, 5, 6, 7, 8, NAN}, ref[9], w1 = 1.0f, b0 = 0.0f;
+    kb_err err = {{0}};
+    kb_pool2d_desc d = {1, 3, 3, 1, 1, 1, 3, 1, 1};
+    kb_conv2d_desc c1 = {1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1};
+    float *gin = to_dev(gpu, img, 9), *gout = to_dev(gpu, img, 9), *gw = to_dev(gpu, &w1, 1), *gb = to_dev(gpu, &b0, 1);
+    for (int k = 0; k < 2; k++) {
+        if (k) kb_conv2d_ref(&c1, ref, img, &w1, &b0);
+        else kb_maxpool2d_ref(&d, ref, img);
+        int rc = k ? kb_conv2d_fwd(gpu, e, &c1, gout, gin, gw, gb, &err) : kb_maxpool2d_fwd(gpu, &d, gout, gin, &err);
+        float *got = rc || kb_ctx_sync(gpu, &err) ? NULL : to_host(gpu, gout, 9);
+        int same = got != NULL && isnan(ref[0]) && isnan(ref[8]);
+        for (int i = 0; same && i < 9; i++) same = isnan(ref[i]) ? isnan(got[i]) : got[i] == ref[i];
+        KBT_CHECK(st, same, k ? "cuda conv + ReLU keeps NaN (as torch)" : "cuda max pool propagates NaN (as torch)",
+                  "reference %g %g %g, cuda %g %g %g %s", (double)ref[0], (double)ref[4], (double)ref[8],
+                  got ? (double)got[0] : 0.0, got ? (double)got[4] : 0.0, got ? (double)got[8] : 0.0, err.msg);
+        free(got);
+    }
+    kb_dev_free(gpu, gin), kb_dev_free(gpu, gout), kb_dev_free(gpu, gw), kb_dev_free(gpu, gb);
+}
+
 /* kb_inception_preprocess_cuda against kb_inception_preprocess, bit for bit. */
 static void test_preprocess(kbt_state *st, kb_ctx *gpu, int n, int H, int W, int C, kb_preproc_mode mode) {
     const int64_t per = (int64_t)KB_INCEPTION_SIZE * KB_INCEPTION_SIZE * 3;
@@ -179,6 +203,7 @@ int main(void) {
         test_conv(&st, &gpu, e, "cuda conv 1x7 p(0,3)", (kb_conv2d_desc){2, 17, 17, 160, 160, 160, 1, 7, 1, 1, 0, 3, 160, 1});
         test_conv(&st, &gpu, e, "cuda conv 3x1 slice in", (kb_conv2d_desc){2, 8, 8, 384, 1344, 384, 3, 1, 1, 1, 1, 0, 384, 0});
         test_conv(&st, &gpu, e, "cuda conv 5x5 p2", (kb_conv2d_desc){3, 13, 13, 48, 48, 64, 5, 5, 1, 1, 2, 2, 64, 1});
+        test_nan(&st, &gpu, e);
         kb_conv_engine_free(e);
     }
     test_pools(&st, &gpu);
