@@ -7,13 +7,18 @@
 
 #define GRID_FILL 255 /* white between cells and in empty ones */
 
+int kb_grid_max_cells(int res, int gap) {
+    if (res < 1 || gap < 0 || (int64_t)res + 2 * gap > KB_GRID_MAX_SIDE) return 0;
+    return (int)((KB_GRID_MAX_SIDE - gap) / ((int64_t)res + gap));
+}
+
 int kb_grid_compose(const uint8_t *const *cells, int rows, int cols, int res, int channels, int gap, uint8_t fill,
                     kb_image *out, kb_err *err) {
     if (rows < 1 || cols < 1 || res < 1 || gap < 0 || (channels != 1 && channels != 3))
         return kb_fail(err, "grid: invalid layout %dx%d cells of %dpx, %d channels, gap %d", rows, cols, res,
                        channels, gap);
     int64_t w = (int64_t)cols * (res + gap) + gap, h = (int64_t)rows * (res + gap) + gap;
-    if (w > 65535 || h > 65535) return kb_fail(err, "grid: %lldx%lld pixels is too large for one PNG", (long long)w,
+    if (w > KB_GRID_MAX_SIDE || h > KB_GRID_MAX_SIDE) return kb_fail(err, "grid: %lldx%lld pixels is too large for one PNG", (long long)w,
                                                 (long long)h);
     if (kb_image_alloc(out, (int)w, (int)h, channels, err)) return -1;
     memset(out->px, fill, (size_t)w * h * channels);

@@ -9,6 +9,13 @@
 #include "datasets/image.h"
 #include "util/err.h"
 
+/* A PNG grid's side is at most this many pixels (kb_grid_compose refuses more). */
+#define KB_GRID_MAX_SIDE 65535
+
+/* How many cells of res px with `gap` px between and around them fit along
+ * one side of a grid (0 when not even one does). */
+int kb_grid_max_cells(int res, int gap);
+
 /* Tiles rows x cols cells (cells[r*cols + c], each res x res x channels,
  * NULL for an empty cell) with `gap` pixels of `fill` between and around
  * them, into a new image. */

@@ -33,7 +33,7 @@ static void usage(void) {
         "Samples class-conditional images from a DiT checkpoint as DiT's sample_ddp.py does (respaced DDPM,\n"
         "classifier-free guidance, clamp(127.5x+128, 0, 255) -> uint8) and writes\n"
         "  DIR/samples.npz   arr_0 [N,H,W,C] uint8 and arr_1 [N] int64 labels (ADM evaluation format)\n"
-        "  DIR/png/<index>_class<k>.png, DIR/grid.png (one row per class), DIR/sample.json (settings)\n"
+        "  DIR/png/<index>_class<k>.png, DIR/grid.png (one row per class, as many as fit), DIR/sample.json\n"
         "Sample i's noise comes from its own Philox stream (seed, i): results do not depend on --batch,\n"
         "and a rerun with the same seed writes a byte-identical npz.\n\n"
         "Options:\n"
@@ -306,16 +306,27 @@ static int sink_fn(void *user, int64_t first, int B, const int32_t *labels, cons
     return 0;
 }
 
-/* One row per class (in --classes order), its first samples left to right. */
+/* Classes the grid shows: all k, but no more rows than one PNG can hold
+ * (992 of 64 px): ImageNet's 1000 classes at 64 px made the grid fail after
+ * every sample was drawn, and the run's PNGs were dropped with it. */
+static int grid_rows(int H, int k) {
+    int fit = kb_grid_max_cells(H, 2);
+    return k < fit ? k : fit;
+}
+
+/* One row per class (in --classes order, the first grid_rows of them), its
+ * first samples left to right. */
 static int write_grid(const char *path, const sink_ctx *s, const int32_t *y, int64_t n, const int *cls, int k,
                       kb_err *err) {
     int64_t per = (int64_t)s->H * s->H * s->C, most = 0;
+    k = grid_rows(s->H, k);
     int *filled = calloc((size_t)k, sizeof(int));
     const uint8_t **cells = calloc((size_t)k * GRID_MAX_COLS, sizeof *cells);
     if (!filled || !cells) return free(filled), free(cells), kb_fail(err, "%s: out of memory", path);
     for (int64_t i = 0; i < n; i++) {
         int r = 0;
-        while (cls[r] != y[i]) r++;
+        while (r < k && cls[r] != y[i]) r++;
+        if (r == k) continue; /* a class past the grid's last row */
         if (filled[r] < GRID_MAX_COLS) cells[r * GRID_MAX_COLS + filled[r]++] = s->u8 + i * per;
         if (filled[r] > most) most = filled[r];
     }
@@ -458,11 +469,15 @@ static int write_outputs(const sample_opts *o, const kb_checkpoint_info *info, r
     cJSON_AddStringToObject(j, "npz", r->paths.npz);
     cJSON_AddStringToObject(j, "npz_sha256", hex);
     cJSON_AddStringToObject(j, "grid", r->paths.grid);
+    cJSON_AddNumberToObject(j, "grid_classes", grid_rows(c->input_size, r->k));
     if (!o->no_png) cJSON_AddStringToObject(j, "png_dir", r->paths.png);
     cJSON_AddNumberToObject(j, "seconds", seconds);
     cJSON_AddNumberToObject(j, "samples_per_second", seconds > 0 ? (double)r->n / seconds : 0.0);
     int rc = write_json(r->paths.json, j, err);
     cJSON_Delete(j);
+    if (!rc && grid_rows(c->input_size, r->k) < r->k)
+        printf("%s shows the first %d of the %d classes (a PNG holds at most %d px)\n", r->paths.grid,
+               grid_rows(c->input_size, r->k), r->k, KB_GRID_MAX_SIDE);
     if (!rc && replaced)
         printf("removed %lld sample PNG%s of an earlier run from %s\n", replaced, replaced == 1 ? "" : "s", r->paths.png);
     if (!rc)
