@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "harness/cli.h"
+#include "util/fileio.h"
 
 static const kb_subcommand commands[] = {
     {"data", kb_cmd_data, "prepare, inspect and summarise dataset caches"},
@@ -19,6 +20,7 @@ static const kb_subcommand commands[] = {
 int main(int argc, char **argv) {
     kb_err err = {{0}};
     int rc = KB_EXIT_OK;
+    kb_temp_cleanup_on_signals(); /* an interrupted write leaves no OUT.tmp.* behind */
     if (argc == 2 && !strcmp(argv[1], "--version")) printf("kindbench 0.1.0\n");
     else rc = kb_cli_dispatch("kindbench", commands, argc, argv, &err);
     /* results go to stdout: a failed write there (a full disk) must not exit 0 */

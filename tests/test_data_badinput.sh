@@ -208,5 +208,26 @@ for sub in prepare info grid; do
   if "$KB" data $sub --help | grep -q "^Usage: kindbench data $sub"; then ok "data $sub --help"; else bad "data $sub --help" "no usage"; fi
 done
 
+# ---- a prepare ended by SIGINT (Ctrl-C), SIGTERM or SIGHUP leaves no temp
+# file (for ImageNet it held tens of GB) and dies of the signal. The input is
+# 24 links to one 2400x2400 JPEG, so decoding outlasts the wait for the temp.
+PY="${KB_PYTHON:-/usr/bin/python3}"
+mkdir -p slow/a && "$PY" -c "
+import numpy as np; from PIL import Image
+Image.fromarray((np.random.default_rng(0).random((2400, 2400, 3)) * 255).astype(np.uint8)).save('slow/a/0.jpg')"
+for i in $(seq 1 23); do ln -f slow/a/0.jpg "slow/a/$i.jpg"; done
+for sig in INT TERM HUP; do
+  rm -f sig.kbd sig.kbd.tmp.*
+  # SIG_DFL first: a background job of a script starts with SIGINT ignored
+  "$PY" -c 'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])' \
+    "$KB" data prepare --source folder --input slow --resolution 8 -o sig.kbd --quiet 2> /dev/null &
+  pid=$!
+  for _ in $(seq 100); do compgen -G 'sig.kbd.tmp.*' > /dev/null && break; sleep 0.05; done
+  kill -$sig $pid; wait $pid; rc=$?
+  left=$(compgen -G 'sig.kbd*')
+  if [[ $rc -eq $((128 + $(kill -l $sig))) && -z $left ]]; then ok "prepare killed by SIG$sig: no temp file left"
+  else bad "prepare killed by SIG$sig" "exit $rc, left: $left"; fi
+done
+
 echo "$passed passed, $failed failed"
 [[ $failed -eq 0 ]]

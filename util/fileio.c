@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,50 @@ int kb_read_file(const char *path, uint8_t **data, size_t *size, kb_err *err) {
     return 0;
 }
 
+/* Temp files to remove when a signal ends the process: fixed slots, so that
+ * the handler only reads memory and calls unlink (async-signal-safe). A slot
+ * is written while its `used` flag is 0 and only then marked used. */
+static struct {
+    volatile sig_atomic_t used;
+    char path[4096];
+} temp_slots[KB_TEMP_SLOTS];
+
+void kb_temp_track(const char *tmp_path) {
+    for (int i = 0; i < KB_TEMP_SLOTS; i++)
+        if (!temp_slots[i].used) {
+            snprintf(temp_slots[i].path, sizeof temp_slots[i].path, "%s", tmp_path);
+            temp_slots[i].used = 1;
+            return;
+        }
+}
+
+void kb_temp_forget(const char *tmp_path) {
+    for (int i = 0; i < KB_TEMP_SLOTS; i++)
+        if (temp_slots[i].used && !strcmp(temp_slots[i].path, tmp_path)) {
+            temp_slots[i].used = 0;
+            return;
+        }
+}
+
+static void temp_cleanup_handler(int sig) {
+    for (int i = 0; i < KB_TEMP_SLOTS; i++)
+        if (temp_slots[i].used) unlink(temp_slots[i].path);
+    signal(sig, SIG_DFL); /* then die of the signal, so the exit status says so */
+    raise(sig);
+}
+
+void kb_temp_cleanup_on_signals(void) {
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+        struct sigaction sa, old;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = temp_cleanup_handler;
+        sigemptyset(&sa.sa_mask);
+        /* a signal ignored on entry (nohup, a background job's SIGINT) stays ignored */
+        if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN) sigaction(sigs[i], &sa, NULL);
+    }
+}
+
 int kb_temp_name(char *out, size_t cap, const char *path, const char *suffix, size_t reserve) {
     const char *slash = strrchr(path, '/');
     size_t dir_len = slash ? (size_t)(slash + 1 - path) : 0, name_len = strlen(path) - dir_len;
@@ -77,6 +122,7 @@ int kb_atomic_open(kb_atomic_file *af, const char *path, kb_err *err) {
         unlink(af->tmp_path);
         return kb_fail(err, "%s: fdopen failed: %s", af->tmp_path, strerror(errno));
     }
+    kb_temp_track(af->tmp_path);
     return 0;
 }
 
@@ -99,6 +145,7 @@ void kb_sync_parent_dir(const char *path) {
 }
 
 int kb_atomic_commit(kb_atomic_file *af, kb_err *err) {
+    kb_temp_forget(af->tmp_path); /* renamed or unlinked below either way */
     int bad = fflush(af->fp) != 0 || fsync(fileno(af->fp)) != 0;
     int saved = errno;
     bad |= fclose(af->fp) != 0;
@@ -119,7 +166,10 @@ int kb_atomic_commit(kb_atomic_file *af, kb_err *err) {
 void kb_atomic_abort(kb_atomic_file *af) {
     if (af->fp) fclose(af->fp);
     af->fp = NULL;
-    if (af->tmp_path[0]) unlink(af->tmp_path);
+    if (af->tmp_path[0]) {
+        kb_temp_forget(af->tmp_path);
+        unlink(af->tmp_path);
+    }
     af->tmp_path[0] = '\0';
 }
 

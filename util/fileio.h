@@ -45,6 +45,17 @@ int kb_atomic_commit(kb_atomic_file *af, kb_err *err);
 /* Closes and removes the temp file (safe to call after a failed commit). */
 void kb_atomic_abort(kb_atomic_file *af);
 
+/* On SIGINT, SIGTERM or SIGHUP, removes the temp files of atomic writes still
+ * open (kb_atomic_open's, kb_npz_write's), then dies of the signal as before:
+ * an interrupted `data prepare` of ImageNet left a hidden OUT.tmp.XXXXXX of
+ * tens of GB. Called once by main; writes from other threads are not tracked
+ * beyond the first KB_TEMP_SLOTS at a time. */
+#define KB_TEMP_SLOTS 8
+void kb_temp_cleanup_on_signals(void);
+/* Tracks or forgets a temp file for that cleanup (kb_atomic_* do this). */
+void kb_temp_track(const char *tmp_path);
+void kb_temp_forget(const char *tmp_path);
+
 /* Creates a directory and its parents (like mkdir -p). */
 int kb_mkdir_p(const char *path, kb_err *err);
 

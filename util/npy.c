@@ -151,6 +151,7 @@ int kb_npz_write(const char *path, const kb_npz_entry *entries, int n, kb_err *e
     int fd = mkstemp(tmp);
     if (fd < 0) return kb_fail(err, "%s: cannot create temp file: %s", tmp, strerror(errno));
     close(fd);
+    kb_temp_track(tmp);
     int zerr = 0, rc = 0;
     zip_t *za = zip_open(tmp, ZIP_TRUNCATE, &zerr);
     char(*hdrs)[1024] = calloc((size_t)n, 1024);
@@ -161,6 +162,7 @@ int kb_npz_write(const char *path, const kb_npz_entry *entries, int n, kb_err *e
     if (za) zip_discard(za);
     free(hdrs);
     if (!rc) rc = fsync_path(tmp, err);
+    kb_temp_forget(tmp); /* renamed or unlinked below */
     if (!rc && rename(tmp, path) != 0) rc = kb_fail(err, "%s: cannot rename temp file into place: %s", path, strerror(errno));
     if (rc) unlink(tmp);
     else kb_sync_parent_dir(path);
