@@ -179,8 +179,15 @@ static int lies_in(const char *file, const char *dir_abs) {
  * judged by name to be that run's own, and deleted. */
 static int prepare_out(kb_trainer *tr, int resumed, kb_err *err) {
     char last[4096], ckpt_abs[4096];
-    if (kb_mkdir_p(tr->o->out_dir, err) || kb_path_join(tr->ckpt_dir, sizeof tr->ckpt_dir, tr->o->out_dir,
-                                                        "checkpoints", err) ||
+    /* The lock comes before every check and write below: two runs started
+     * into one DIR (the "holds a run" check sees no last.safetensors until
+     * the first checkpoint) both passed and mixed their loss.csv rows and
+     * checkpoints. */
+    if (kb_mkdir_p(tr->o->out_dir, err) || kb_dir_lock(tr->o->out_dir, ".train.lock", "kindbench train",
+                                                       &tr->lock_fd, err))
+        return -1;
+    tr->locked = 1;
+    if (kb_path_join(tr->ckpt_dir, sizeof tr->ckpt_dir, tr->o->out_dir, "checkpoints", err) ||
         kb_mkdir_p(tr->ckpt_dir, err) || kb_path_join(last, sizeof last, tr->o->out_dir, "last.safetensors", err))
         return -1;
     if (!realpath(tr->o->out_dir, tr->out_abs)) snprintf(tr->out_abs, sizeof tr->out_abs, "%s", tr->o->out_dir);
@@ -316,6 +323,7 @@ static int loop(kb_trainer *tr, kb_err *err) {
 
 static void teardown(kb_trainer *tr) {
     if (tr->csv) fclose(tr->csv);
+    if (tr->locked) kb_dir_unlock(&tr->lock_fd);
     if (tr->have_ctx) kb_train_bufs_free(&tr->b, &tr->ctx);
     kb_optim_free(&tr->opt);
     kb_diffusion_free(&tr->diff);

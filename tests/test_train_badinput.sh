@@ -3,7 +3,8 @@
 # error line (checked against a pattern). Also: a diverging run (--lr 1e30
 # truly produces a NaN loss) stops naming the step and writes no non-finite
 # checkpoint; a full disk while checkpointing (ulimit -f, SIGXFSZ ignored so
-# write() returns EFBIG) keeps the previous checkpoint intact and says so.
+# write() returns EFBIG) keeps the previous checkpoint intact and says so; a
+# second run into a --out that a run is writing is refused.
 set -u
 source "$(dirname "$0")/test_train_common.sh"
 workspace train_badinput
@@ -115,6 +116,19 @@ if [[ $rc -ne 0 ]] && grep -Eq "step 3: could not save a checkpoint \(the previo
    ! compgen -G 'good/checkpoints/*.tmp.*' > /dev/null && [[ "$(ls good/checkpoints)" == "step-2.safetensors" ]]; then
   ok "disk full while checkpointing (exit $rc): step-2 and last.safetensors intact, no temp file: $msg"
 else bad "disk full while checkpointing" "exit $rc, $msg, files: $(ls good/checkpoints)"; fi
+
+# ---- two runs into one --out: the check for last.safetensors alone lets a
+# second run in until the first has checkpointed, and the two then mixed their
+# loss.csv rows and checkpoints; the run's lock (DIR/.train.lock) refuses it.
+"$KB" "${T[@]}" "${S[@]}" --out busy --steps 1000000 --ckpt-every 0 > /dev/null 2>&1 & busy=$!
+for _ in $(seq 200); do [[ -s busy/loss.csv ]] && break; sleep 0.05; done
+expect_fail "a second run into a --out being written" "busy: another kindbench train is writing this directory" \
+  "${T[@]}" "${S[@]}" --out busy --seed 1
+[[ ! -e busy/last.safetensors ]] && ok "the refused run wrote no checkpoint into busy" ||
+  bad "the refused run" "busy/last.safetensors exists"
+kill "$busy" && wait "$busy" 2> /dev/null
+"$KB" "${T[@]}" "${S[@]}" --out busy > /dev/null 2>&1 && ok "once the first run is gone, busy is free (its lock died with it)" ||
+  bad "a run after the first was killed" "exit $?"
 
 if "$KB" train --help | grep -q "^Usage: kindbench train"; then ok "train --help"; else bad "train --help" "no usage"; fi
 finish

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -171,6 +172,29 @@ void kb_atomic_abort(kb_atomic_file *af) {
         unlink(af->tmp_path);
     }
     af->tmp_path[0] = '\0';
+}
+
+int kb_dir_lock(const char *dir, const char *name, const char *who, int *fd, kb_err *err) {
+    char path[4096];
+    *fd = -1;
+    if (kb_path_join(path, sizeof path, dir, name, err)) return -1;
+    int f = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (f < 0) return kb_fail(err, "%s: cannot create the lock file: %s", path, strerror(errno));
+    if (flock(f, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        close(f);
+        if (e == EWOULDBLOCK)
+            return kb_fail(err, "%s: another %s is writing this directory (it holds %s); wait for it to finish or "
+                                "choose another directory", dir, who, path);
+        return kb_fail(err, "%s: cannot lock: %s", path, strerror(e));
+    }
+    *fd = f;
+    return 0;
+}
+
+void kb_dir_unlock(int *fd) {
+    if (*fd >= 0) close(*fd); /* closing the only descriptor releases the flock */
+    *fd = -1;
 }
 
 int kb_mkdir_p(const char *path, kb_err *err) {
