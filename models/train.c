@@ -2,6 +2,8 @@
  * One step is exactly tests/test_dit_torch.c's sequence (checked against
  * PyTorch): q_sample, forward, ADM loss, loss gradient, zero grads,
  * backward, AdamW + EMA. */
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -172,6 +174,39 @@ static int lies_in(const char *file, const char *dir_abs) {
     return realpath(dir, dir_real) && strcmp(dir_real, dir_abs) == 0;
 }
 
+/* 1 when name is the temp file of an atomic write of one of this run's files
+ * ("<file>.tmp.<mkstemp letters or pid>"): in checkpoints/ of
+ * step-<N>.safetensors, in DIR of last.safetensors, loss.csv or train.json. */
+static int is_run_temp(const char *name, int in_ckpt_dir) {
+    const char *t = strstr(name, ".tmp."), *r = t ? t + 5 : NULL;
+    if (!t || !*r) return 0;
+    for (const char *c = r; *c; c++)
+        if (!isalnum((unsigned char)*c)) return 0;
+    size_t n = (size_t)(t - name);
+    if (!in_ckpt_dir)
+        return (n == 16 && !strncmp(name, "last.safetensors", n)) || (n == 8 && !strncmp(name, "loss.csv", n)) ||
+               (n == 10 && !strncmp(name, "train.json", n));
+    size_t d = 5;
+    while (d < n && isdigit((unsigned char)name[d])) d++;
+    return !strncmp(name, "step-", 5) && d > 5 && n - d == 12 && !strncmp(name + d, ".safetensors", 12);
+}
+
+/* Removes the temp files that killed runs left in dir: a SIGKILL mid-write
+ * skips the unlink, and each left a checkpoint-sized file that no later run
+ * removed (40 kills while checkpointing left 13). Called with DIR's lock
+ * held, so no live run is writing them. */
+static void sweep_run_temps(const char *dir, int in_ckpt_dir, int quiet) {
+    char path[4400];
+    DIR *d = opendir(dir);
+    if (!d) return;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (!is_run_temp(e->d_name, in_ckpt_dir)) continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (unlink(path) == 0 && !quiet) fprintf(stderr, "removed %s, left by an interrupted run\n", path);
+    }
+    closedir(d);
+}
+
 /* A run must not silently overwrite another run's checkpoints: a fresh run
  * needs an --out without last.safetensors, and a resumed one continues into
  * such an --out only from that run's own checkpoint (OUT/last.safetensors or
@@ -191,6 +226,8 @@ static int prepare_out(kb_trainer *tr, int resumed, kb_err *err) {
         kb_mkdir_p(tr->ckpt_dir, err) || kb_path_join(last, sizeof last, tr->o->out_dir, "last.safetensors", err))
         return -1;
     if (!realpath(tr->o->out_dir, tr->out_abs)) snprintf(tr->out_abs, sizeof tr->out_abs, "%s", tr->o->out_dir);
+    sweep_run_temps(tr->o->out_dir, 0, tr->o->quiet);
+    sweep_run_temps(tr->ckpt_dir, 1, tr->o->quiet);
     if (!resumed && kb_is_file(last))
         return kb_fail(err, "%s already holds a training run (%s); continue it with --resume %s or choose another "
                             "--out", tr->o->out_dir, last, last);

@@ -4,7 +4,8 @@
 # truly produces a NaN loss) stops naming the step and writes no non-finite
 # checkpoint; a full disk while checkpointing (ulimit -f, SIGXFSZ ignored so
 # write() returns EFBIG) keeps the previous checkpoint intact and says so; a
-# second run into a --out that a run is writing is refused.
+# second run into a --out that a run is writing is refused; temp files left
+# by killed runs are removed by the next run.
 set -u
 source "$(dirname "$0")/test_train_common.sh"
 workspace train_badinput
@@ -129,6 +130,16 @@ expect_fail "a second run into a --out being written" "busy: another kindbench t
 kill "$busy" && wait "$busy" 2> /dev/null
 "$KB" "${T[@]}" "${S[@]}" --out busy > /dev/null 2>&1 && ok "once the first run is gone, busy is free (its lock died with it)" ||
   bad "a run after the first was killed" "exit $?"
+
+# ---- temp files of killed runs: a SIGKILL mid-checkpoint leaves
+# step-N.safetensors.tmp.XXXXXX (a whole checkpoint's size), and every kill
+# added one; the next run into DIR removes them (not other files).
+touch good/checkpoints/step-3.safetensors.tmp.AbC123 good/last.safetensors.tmp.4242 good/loss.csv.tmp.Xy12Zq \
+  good/checkpoints/notes.tmp.keep
+"$KB" train --resume good/last.safetensors --steps 3 --quiet 2> stderr.txt || bad "resume over stale temp files" "exit $?"
+left="$(cd good && ls checkpoints/*.tmp.* *.tmp.* 2> /dev/null | tr '\n' ' ')"
+if [[ $left == "checkpoints/notes.tmp.keep " ]]; then ok "the next run removed the stale temp files, kept other files"
+else bad "stale temp files" "left: $left"; fi
 
 if "$KB" train --help | grep -q "^Usage: kindbench train"; then ok "train --help"; else bad "train --help" "no usage"; fi
 finish
