@@ -3,6 +3,8 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -50,6 +52,28 @@ static int sweep_dir(const char *dir, sweep *s, kb_err *err) {
     return rc;
 }
 
+/* Removes the staging folders DIR/.png.new.<pid> of runs that are gone: a
+ * killed run (Ctrl-C or SIGKILL) leaves its folder of PNGs, and every kill
+ * added one (20 kills of `sample --count 200` left 18 folders of up to 200
+ * PNGs). A folder whose pid is alive (kill(pid, 0) does not say ESRCH) is
+ * another run's at work and is left alone. */
+static void sweep_dead_staging(const char *out_dir) {
+    char path[4400];
+    DIR *d = opendir(out_dir);
+    if (!d) return;
+    for (struct dirent *e; (e = readdir(d));) {
+        char *end;
+        if (strncmp(e->d_name, ".png.new.", 9) || !isdigit((unsigned char)e->d_name[9])) continue;
+        long pid = strtol(e->d_name + 9, &end, 10);
+        if (*end || pid <= 0 || pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+        kb_err ignored = {{0}};
+        sweep all = {1, NULL, 0};
+        snprintf(path, sizeof path, "%s/%s", out_dir, e->d_name);
+        if (!sweep_dir(path, &all, &ignored)) rmdir(path);
+    }
+    closedir(d);
+}
+
 int kb_png_set_begin(kb_png_set *s, const char *out_dir, kb_err *err) {
     char name[64];
     memset(s, 0, sizeof *s);
@@ -59,6 +83,7 @@ int kb_png_set_begin(kb_png_set *s, const char *out_dir, kb_err *err) {
         return -1;
     snprintf(name, sizeof name, ".png.old.%ld", (long)getpid());
     if (kb_path_join(s->old, sizeof s->old, out_dir, name, err)) return -1;
+    sweep_dead_staging(out_dir);
     sweep all = {1, NULL, 0};
     if (kb_is_dir(s->staging) && sweep_dir(s->staging, &all, err)) return -1;
     if (kb_mkdir_p(s->staging, err)) return -1;

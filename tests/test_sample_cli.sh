@@ -150,5 +150,15 @@ assert (w, h) == (68, 2 + 992 * 66), (w, h)
 assert json.load(open(d + '/sample.json'))['grid_classes'] == 992
 assert 'first 992 of the 1000 classes' in open(sys.argv[2]).read()" "$T/in1k" "$T/in1k.log"
 
+# Staging folders of killed runs (DIR/.png.new.<pid>, full of PNGs) piled up,
+# one per kill: a run removes those whose pid is gone, not a live run's.
+sh -c 'exit 0' & dead=$!; wait "$dead"
+mkdir -p "$T/st/.png.new.$dead" "$T/st/.png.new.$$"
+touch "$T/st/.png.new.$dead/000000_class0.png" "$T/st/.png.new.$$/000000_class0.png"
+run --out "$T/st" --count 2 --steps 5 || bad "sample over stale staging folders" "exit $?"
+if [[ ! -e "$T/st/.png.new.$dead" && -e "$T/st/.png.new.$$/000000_class0.png" ]]; then
+  ok "a dead run's staging folder is removed, a live one's kept"
+else bad "stale staging folders" "$(ls -A "$T/st")"; fi
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
