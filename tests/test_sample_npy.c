@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "kbtest.h"
@@ -182,6 +183,25 @@ static void check_long_name(kbt_state *st, const char *dir, arrays *a) {
     unlink(p);
 }
 
+/* An npz gets the mode any output gets: 0666 & ~umask when new (it was
+ * mkstemp's 0600, which libzip's temp file copies), a replaced file's own. */
+static void check_mode(kbt_state *st, const char *dir, arrays *a) {
+    char p[4200];
+    snprintf(p, sizeof p, "%s/mode.npz", dir);
+    kb_err err = {{0}};
+    struct stat sb;
+    mode_t old = umask(022);
+    int rc = kb_npz_write(p, a->e, NARR, &err);
+    KBT_CHECK(st, !rc && stat(p, &sb) == 0 && (sb.st_mode & 0777) == 0644, "a new npz is 0666 & ~umask (0644)",
+              "%s mode %o", err.msg, rc ? 0 : (unsigned)(sb.st_mode & 0777));
+    chmod(p, 0640);
+    rc = kb_npz_write(p, a->e, NARR, &err);
+    KBT_CHECK(st, !rc && stat(p, &sb) == 0 && (sb.st_mode & 0777) == 0640, "a replaced npz keeps its mode (0640)",
+              "%s mode %o", err.msg, rc ? 0 : (unsigned)(sb.st_mode & 0777));
+    umask(old);
+    unlink(p);
+}
+
 static void check_no_temp_files(kbt_state *st, const char *dir) {
     DIR *d = opendir(dir);
     struct dirent *e;
@@ -202,6 +222,7 @@ int main(void) {
     check_numpy(&st, dir);
     check_errors(&st, dir, &a);
     check_long_name(&st, dir, &a);
+    check_mode(&st, dir, &a);
     check_no_temp_files(&st, dir);
     char cmd[4200];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

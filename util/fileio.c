@@ -103,6 +103,14 @@ int kb_temp_name(char *out, size_t cap, const char *path, const char *suffix, si
     return snprintf(out, cap, "%.*s%s", (int)(dir_len + keep), path, suffix) >= (int)cap ? -1 : 0;
 }
 
+mode_t kb_output_mode(const char *path) {
+    /* umask can only be read by setting it; the CLI writes outputs from one thread */
+    struct stat st;
+    mode_t mask = umask(0);
+    umask(mask);
+    return stat(path, &st) == 0 ? (st.st_mode & 07777) : (0666 & ~mask);
+}
+
 int kb_atomic_open(kb_atomic_file *af, const char *path, kb_err *err) {
     memset(af, 0, sizeof *af);
     if (snprintf(af->final_path, sizeof af->final_path, "%s", path) >= (int)sizeof af->final_path ||
@@ -110,13 +118,7 @@ int kb_atomic_open(kb_atomic_file *af, const char *path, kb_err *err) {
         return kb_fail(err, "%s: path too long", path);
     int fd = mkstemp(af->tmp_path);
     if (fd < 0) return kb_fail(err, "%s: cannot create temp file: %s", af->tmp_path, strerror(errno));
-    /* mkstemp creates 0600: a replaced file keeps its mode, a new one gets the
-     * umask's (umask can only be read by setting it; the CLI writes outputs
-     * from one thread) */
-    struct stat st;
-    mode_t mask = umask(0);
-    umask(mask);
-    fchmod(fd, stat(path, &st) == 0 ? (st.st_mode & 07777) : (0666 & ~mask));
+    fchmod(fd, kb_output_mode(path));
     af->fp = fdopen(fd, "wb");
     if (!af->fp) {
         close(fd);

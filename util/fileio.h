@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #include "util/err.h"
 
@@ -33,6 +34,11 @@ int kb_temp_name(char *out, size_t cap, const char *path, const char *suffix, si
  * one). Best effort: the file is already in place, and some filesystems
  * refuse fsync on a directory, so a failure is not reported. */
 void kb_sync_parent_dir(const char *path);
+
+/* The mode a file written in place of path gets: a replaced file keeps its
+ * mode, a new one gets the umask's (0666 & ~umask), as open(2) would give it;
+ * for temp files, which mkstemp creates 0600. */
+mode_t kb_output_mode(const char *path);
 
 /* Creates "<path>.tmp.XXXXXX" beside path (the name part cut where the whole
  * would pass 255 bytes) and opens it for writing. */

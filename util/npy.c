@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <zip.h>
@@ -150,6 +151,7 @@ int kb_npz_write(const char *path, const kb_npz_entry *entries, int n, kb_err *e
     if (kb_temp_name(tmp, sizeof tmp, path, ".tmp.XXXXXX", 7)) return kb_fail(err, "%s: path too long", path);
     int fd = mkstemp(tmp);
     if (fd < 0) return kb_fail(err, "%s: cannot create temp file: %s", tmp, strerror(errno));
+    fchmod(fd, kb_output_mode(path)); /* libzip's own temp file copies this mode; mkstemp's is 0600 */
     close(fd);
     kb_temp_track(tmp);
     int zerr = 0, rc = 0;
