@@ -52,23 +52,49 @@ static int sweep_dir(const char *dir, sweep *s, kb_err *err) {
     return rc;
 }
 
-/* Removes the staging folders DIR/.png.new.<pid> of runs that are gone: a
- * killed run (Ctrl-C or SIGKILL) leaves its folder of PNGs, and every kill
- * added one (20 kills of `sample --count 200` left 18 folders of up to 200
- * PNGs). A folder whose pid is alive (kill(pid, 0) does not say ESRCH) is
- * another run's at work and is left alone. */
-static void sweep_dead_staging(const char *out_dir) {
+/* The pid in NAME = PREFIX<pid> of a run that is gone, else 0: a folder whose
+ * pid is alive (kill(pid, 0) does not say ESRCH) is another run's at work. */
+static long dead_run_pid(const char *name, const char *prefix) {
+    size_t n = strlen(prefix);
+    char *end;
+    if (strncmp(name, prefix, n) || !isdigit((unsigned char)name[n])) return 0;
+    long pid = strtol(name + n, &end, 10);
+    if (*end || pid <= 0 || pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH) return 0;
+    return pid;
+}
+
+/* A dead run's DIR/.png.old.<pid>: the earlier set it was replacing. Killed
+ * between its two renames, DIR/png is missing and this is put back;
+ * otherwise the new set is in place and this goes as kb_png_set_commit would
+ * have removed it (its sample PNGs removed, other files into DIR/png). */
+static void recover_old_set(const char *old, const char *png_dir) {
+    kb_err ignored = {{0}};
+    if (!kb_is_dir(png_dir)) {
+        rename(old, png_dir);
+        return;
+    }
+    sweep carry = {0, png_dir, 0};
+    if (!sweep_dir(old, &carry, &ignored)) rmdir(old);
+}
+
+/* Clears what killed runs (Ctrl-C or SIGKILL) left in out_dir: their staging
+ * folders DIR/.png.new.<pid> of PNGs (every kill added one: 20 kills of
+ * `sample --count 200` left 18 folders of up to 200 PNGs) and their
+ * DIR/.png.old.<pid> (recover_old_set). A live run's are left alone. */
+static void sweep_dead_runs(const char *out_dir, const char *png_dir) {
     char path[4400];
     DIR *d = opendir(out_dir);
     if (!d) return;
     for (struct dirent *e; (e = readdir(d));) {
-        char *end;
-        if (strncmp(e->d_name, ".png.new.", 9) || !isdigit((unsigned char)e->d_name[9])) continue;
-        long pid = strtol(e->d_name + 9, &end, 10);
-        if (*end || pid <= 0 || pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+        int staging = dead_run_pid(e->d_name, ".png.new.") != 0, old = dead_run_pid(e->d_name, ".png.old.") != 0;
+        if (!staging && !old) continue;
+        snprintf(path, sizeof path, "%s/%s", out_dir, e->d_name);
+        if (old) {
+            recover_old_set(path, png_dir);
+            continue;
+        }
         kb_err ignored = {{0}};
         sweep all = {1, NULL, 0};
-        snprintf(path, sizeof path, "%s/%s", out_dir, e->d_name);
         if (!sweep_dir(path, &all, &ignored)) rmdir(path);
     }
     closedir(d);
@@ -83,7 +109,7 @@ int kb_png_set_begin(kb_png_set *s, const char *out_dir, kb_err *err) {
         return -1;
     snprintf(name, sizeof name, ".png.old.%ld", (long)getpid());
     if (kb_path_join(s->old, sizeof s->old, out_dir, name, err)) return -1;
-    sweep_dead_staging(out_dir);
+    sweep_dead_runs(out_dir, s->dir);
     sweep all = {1, NULL, 0};
     if (kb_is_dir(s->staging) && sweep_dir(s->staging, &all, err)) return -1;
     if (kb_mkdir_p(s->staging, err)) return -1;

@@ -159,6 +159,14 @@ run --out "$T/st" --count 2 --steps 5 || bad "sample over stale staging folders"
 if [[ ! -e "$T/st/.png.new.$dead" && -e "$T/st/.png.new.$$/000000_class0.png" ]]; then
   ok "a dead run's staging folder is removed, a live one's kept"
 else bad "stale staging folders" "$(ls -A "$T/st")"; fi
+# A run killed between its two renames left DIR/png missing and the earlier
+# set in DIR/.png.old.<pid>: the next run takes it back (its non-sample files
+# stay in png/ as a replaced set's do) and no .png.old.<pid> is left.
+mkdir -p "$T/st2/.png.old.$dead" && touch "$T/st2/.png.old.$dead/000000_class0.png" "$T/st2/.png.old.$dead/keep.txt"
+run --out "$T/st2" --count 2 --steps 5 || bad "sample over a dead run's earlier set" "exit $?"
+if [[ ! -e "$T/st2/.png.old.$dead" && -e "$T/st2/png/keep.txt" && "$(ls "$T/st2/png" | grep -c '_class')" == 2 ]]; then
+  ok "a dead run's .png.old folder is taken back, its other files kept"
+else bad "a dead run's .png.old folder" "$(ls -A "$T/st2" "$T/st2/png" 2>&1)"; fi
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
