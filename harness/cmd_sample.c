@@ -263,7 +263,7 @@ static int probe_writable(const char *path, kb_err *err) {
 
 /* Output paths, and writability checked before the sampling starts; the
  * PNGs go to a staging folder that replaces DIR/png only at the end. */
-static int prepare_outputs(const sample_opts *o, out_paths *p, kb_png_set *pngs, kb_err *err) {
+static int prepare_outputs(const sample_opts *o, out_paths *p, kb_png_set *pngs, int *lock_fd, kb_err *err) {
     char probe[4300];
     if (kb_path_join(p->npz, sizeof p->npz, o->out, "samples.npz", err) ||
         kb_path_join(p->grid, sizeof p->grid, o->out, "grid.png", err) ||
@@ -272,7 +272,9 @@ static int prepare_outputs(const sample_opts *o, out_paths *p, kb_png_set *pngs,
         return -1;
     if (o->npz) snprintf(p->npz, sizeof p->npz, "%s", o->npz);
     if (o->grid) snprintf(p->grid, sizeof p->grid, "%s", o->grid);
-    if (kb_mkdir_p(o->out, err) || (!o->no_png && kb_png_set_begin(pngs, o->out, err)))
+    /* the lock first: two runs into one DIR could leave one's npz beside the other's PNGs */
+    if (kb_mkdir_p(o->out, err) || kb_dir_lock(o->out, ".sample.lock", "kindbench sample", lock_fd, err) ||
+        (!o->no_png && kb_png_set_begin(pngs, o->out, err)))
         return kb_fail_wrap(err, "--out");
     snprintf(probe, sizeof probe, "%s/probe.png", pngs->staging);
     return probe_writable(p->npz, err) || probe_writable(p->grid, err) || probe_writable(p->json, err) ||
@@ -406,6 +408,7 @@ typedef struct {
     uint8_t *u8;
     out_paths paths;
     kb_png_set pngs;
+    int lock_fd; /* DIR/.sample.lock, held for the run (kb_dir_lock) */
 } run_state;
 
 static void run_free(run_state *r) {
@@ -413,6 +416,7 @@ static void run_free(run_state *r) {
     if (r->have_ctx) kb_ctx_free(&r->ctx);
     kb_diffusion_free(&r->diff);
     free(r->cls), free(r->labels), free(r->labels64), free(r->u8);
+    kb_dir_unlock(&r->lock_fd);
 }
 
 /* Checks the request against the checkpoint; nothing is written yet. */
@@ -495,9 +499,10 @@ int kb_cmd_sample(int argc, char **argv, kb_err *err) {
     if (kb_checkpoint_inspect(o.ckpt, &info, err)) return KB_EXIT_FAIL;
     run_state r;
     memset(&r, 0, sizeof r);
+    r.lock_fd = -1;
     sink_ctx sk;
     double t0 = kb_now();
-    int rc = check_request(&o, &info, &r, err) || prepare_outputs(&o, &r.paths, &r.pngs, err) ||
+    int rc = check_request(&o, &info, &r, err) || prepare_outputs(&o, &r.paths, &r.pngs, &r.lock_fd, err) ||
              load_model(&o, &info, &r, err) || sample_all(&o, &r, &sk, err) ||
              write_outputs(&o, &info, &r, &sk, kb_now() - t0, err);
     kb_png_set_abort(&r.pngs); /* after a failure: what this run staged; after success: nothing */

@@ -168,5 +168,17 @@ if [[ ! -e "$T/st2/.png.old.$dead" && -e "$T/st2/png/keep.txt" && "$(ls "$T/st2/
   ok "a dead run's .png.old folder is taken back, its other files kept"
 else bad "a dead run's .png.old folder" "$(ls -A "$T/st2" "$T/st2/png" 2>&1)"; fi
 
+# Two runs into one DIR: the second is refused while the first holds DIR/.sample.lock
+"$KB" sample --ckpt "$T/ck.safetensors" --quiet --threads 1 --out "$T/two" --count 64 --steps 1000 > /dev/null 2>&1 &
+first=$! # kindbench itself (a backgrounded `run` would be a subshell: killing it would leave kindbench running)
+for _ in $(seq 400); do compgen -G "$T/two/.png.new.*/*.png" > /dev/null && break; sleep 0.05; done
+out=$(run --out "$T/two" --count 2 --steps 5 2>&1); rc=$?
+kill "$first" 2> /dev/null; wait "$first" 2> /dev/null
+if [[ $rc == 1 && $out == *"another kindbench sample is writing this directory"* && ! -e "$T/two/samples.npz" ]]; then
+  ok "a second sample into a DIR being written is refused"
+else bad "two samples into one DIR" "exit $rc: $out"; fi
+out=$(run --out "$T/two" --count 2 --steps 5 2>&1) && ok "once the first run is gone, DIR is free" ||
+  bad "a run after the first was killed" "exit $?: $out"
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
