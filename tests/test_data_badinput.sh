@@ -220,13 +220,14 @@ for sig in INT TERM HUP; do
   rm -f sig.kbd sig.kbd.tmp.*
   # SIG_DFL first: a background job of a script starts with SIGINT ignored
   "$PY" -c 'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])' \
-    "$KB" data prepare --source folder --input slow --resolution 8 -o sig.kbd --quiet 2> /dev/null &
+    "$KB" data prepare --source folder --input slow --resolution 8 -o sig.kbd --quiet 2> sig.err &
   pid=$!
   for _ in $(seq 100); do compgen -G 'sig.kbd.tmp.*' > /dev/null && break; sleep 0.05; done
   kill -$sig $pid; wait $pid; rc=$?
   left=$(compgen -G 'sig.kbd*')
-  if [[ $rc -eq $((128 + $(kill -l $sig))) && -z $left ]]; then ok "prepare killed by SIG$sig: no temp file left"
-  else bad "prepare killed by SIG$sig" "exit $rc, left: $left"; fi
+  if [[ $rc -eq $((128 + $(kill -l $sig))) && -z $left ]] && grep -q "kindbench: interrupted; files being written were removed" sig.err
+  then ok "prepare killed by SIG$sig: no temp file left, said so"
+  else bad "prepare killed by SIG$sig" "exit $rc, left: $left, stderr: $(cat sig.err)"; fi
 done
 
 echo "$passed passed, $failed failed"

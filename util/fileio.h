@@ -51,7 +51,7 @@ int kb_atomic_commit(kb_atomic_file *af, kb_err *err);
 /* Closes and removes the temp file (safe to call after a failed commit). */
 void kb_atomic_abort(kb_atomic_file *af);
 
-/* On SIGINT, SIGTERM or SIGHUP, removes the temp files of atomic writes still
+/* On SIGINT, SIGTERM or SIGHUP, says so on stderr and removes the temp files of atomic writes still
  * open (kb_atomic_open's, kb_npz_write's), then dies of the signal as before:
  * an interrupted `data prepare` of ImageNet left a hidden OUT.tmp.XXXXXX of
  * tens of GB. Called once by main; writes from other threads are not tracked
