@@ -153,21 +153,23 @@ void kb_sync_parent_dir(const char *path) {
     close(fd);
 }
 
+/* The temp file stays tracked until it is renamed or removed: the fsync of a
+ * large cache takes a while, and a Ctrl-C during it must still remove it. */
 int kb_atomic_commit(kb_atomic_file *af, kb_err *err) {
-    kb_temp_forget(af->tmp_path); /* renamed or unlinked below either way */
     int bad = fflush(af->fp) != 0 || fsync(fileno(af->fp)) != 0;
     int saved = errno;
     bad |= fclose(af->fp) != 0;
     af->fp = NULL;
     if (bad) {
         unlink(af->tmp_path);
+        kb_temp_forget(af->tmp_path);
         return kb_fail(err, "%s: cannot finish writing: %s", af->final_path, strerror(saved ? saved : errno));
     }
-    if (rename(af->tmp_path, af->final_path) != 0) {
-        saved = errno;
-        unlink(af->tmp_path);
-        return kb_fail(err, "%s: cannot rename temp file into place: %s", af->final_path, strerror(saved));
-    }
+    int moved = rename(af->tmp_path, af->final_path) == 0;
+    saved = errno;
+    if (!moved) unlink(af->tmp_path);
+    kb_temp_forget(af->tmp_path);
+    if (!moved) return kb_fail(err, "%s: cannot rename temp file into place: %s", af->final_path, strerror(saved));
     kb_sync_parent_dir(af->final_path);
     return 0;
 }
@@ -176,8 +178,8 @@ void kb_atomic_abort(kb_atomic_file *af) {
     if (af->fp) fclose(af->fp);
     af->fp = NULL;
     if (af->tmp_path[0]) {
-        kb_temp_forget(af->tmp_path);
         unlink(af->tmp_path);
+        kb_temp_forget(af->tmp_path);
     }
     af->tmp_path[0] = '\0';
 }

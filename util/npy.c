@@ -164,10 +164,10 @@ int kb_npz_write(const char *path, const kb_npz_entry *entries, int n, kb_err *e
     if (za) zip_discard(za);
     free(hdrs);
     if (!rc) rc = fsync_path(tmp, err);
-    kb_temp_forget(tmp); /* renamed or unlinked below */
     if (!rc && rename(tmp, path) != 0) rc = kb_fail(err, "%s: cannot rename temp file into place: %s", path, strerror(errno));
     if (rc) unlink(tmp);
-    else kb_sync_parent_dir(path);
+    kb_temp_forget(tmp); /* only now: a signal until the rename must still remove it */
+    if (!rc) kb_sync_parent_dir(path);
     return rc;
 }
 
