@@ -221,13 +221,14 @@ static int prepare_out(kb_trainer *tr, int resumed, kb_err *err) {
     if (kb_mkdir_p(tr->o->out_dir, err) || kb_dir_lock(tr->o->out_dir, ".train.lock", "kindbench train",
                                                        &tr->lock_fd, err))
         return -1;
-    tr->locked = 1;
     if (kb_path_join(tr->ckpt_dir, sizeof tr->ckpt_dir, tr->o->out_dir, "checkpoints", err) ||
         kb_mkdir_p(tr->ckpt_dir, err) || kb_path_join(last, sizeof last, tr->o->out_dir, "last.safetensors", err))
         return -1;
     if (!realpath(tr->o->out_dir, tr->out_abs)) snprintf(tr->out_abs, sizeof tr->out_abs, "%s", tr->o->out_dir);
-    sweep_run_temps(tr->o->out_dir, 0, tr->o->quiet);
-    sweep_run_temps(tr->ckpt_dir, 1, tr->o->quiet);
+    if (tr->lock_fd >= 0) { /* unlocked (no flock there), a live run's temp files may be among them */
+        sweep_run_temps(tr->o->out_dir, 0, tr->o->quiet);
+        sweep_run_temps(tr->ckpt_dir, 1, tr->o->quiet);
+    }
     if (!resumed && kb_is_file(last))
         return kb_fail(err, "%s already holds a training run (%s); continue it with --resume %s or choose another "
                             "--out", tr->o->out_dir, last, last);
@@ -360,7 +361,7 @@ static int loop(kb_trainer *tr, kb_err *err) {
 
 static void teardown(kb_trainer *tr) {
     if (tr->csv) fclose(tr->csv);
-    if (tr->locked) kb_dir_unlock(&tr->lock_fd);
+    kb_dir_unlock(&tr->lock_fd);
     if (tr->have_ctx) kb_train_bufs_free(&tr->b, &tr->ctx);
     kb_optim_free(&tr->opt);
     kb_diffusion_free(&tr->diff);
@@ -373,6 +374,7 @@ static void teardown(kb_trainer *tr) {
 int kb_train_run(kb_train_opts *o, kb_err *err) {
     kb_trainer tr;
     memset(&tr, 0, sizeof tr);
+    tr.lock_fd = -1;
     tr.o = o;
     cJSON *resume_json = NULL;
     int rc = setup(&tr, &resume_json, err);

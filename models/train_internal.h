@@ -34,7 +34,7 @@ typedef struct {
     kb_train_bufs b;
     kb_log_acc acc;
     FILE *csv;
-    int lock_fd, locked;       /* DIR/.train.lock (kb_dir_lock), held while this run writes DIR */
+    int lock_fd;               /* DIR/.train.lock (kb_dir_lock), held while this run writes DIR; -1 if not */
     int64_t start_step;
     double t_row;              /* time of the last CSV row */
     char data_abs[4096];       /* absolute paths, as recorded in train JSON */

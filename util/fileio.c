@@ -201,7 +201,6 @@ int kb_dir_lock(const char *dir, const char *name, const char *who, int *fd, kb_
         if (e == ENOLCK || e == EOPNOTSUPP || e == ENOSYS || e == EINVAL) {
             fprintf(stderr, "kindbench: warning: %s: cannot lock (%s); not guarded against a second %s there\n", path,
                     strerror(e), who);
-            *fd = -1;
             return 0;
         }
         return kb_fail(err, "%s: cannot lock: %s", path, strerror(e));

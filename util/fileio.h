@@ -65,8 +65,9 @@ void kb_temp_forget(const char *tmp_path);
 /* Takes an exclusive advisory lock (flock) on DIR/NAME, created if needed, so
  * that two processes never write one output directory at once. The kernel
  * drops the lock with the process (also on SIGKILL), so no stale lock is ever
- * left to clear. On success *fd holds the lock until kb_dir_unlock; when
- * another process holds it, -1 with a message naming the lock file. */
+ * left to clear. On success *fd holds the lock until kb_dir_unlock (or is -1,
+ * with a warning, on a filesystem without flock); when another process holds
+ * it, -1 with a message naming the lock file. */
 int kb_dir_lock(const char *dir, const char *name, const char *who, int *fd, kb_err *err);
 /* Releases a lock of kb_dir_lock (the file stays; *fd becomes -1). */
 void kb_dir_unlock(int *fd);
