@@ -153,6 +153,13 @@ void kb_sync_parent_dir(const char *path) {
     close(fd);
 }
 
+/* Removes a temp file, then stops tracking it (in that order: a signal in
+ * between still removes it). */
+static void drop_temp(const char *tmp_path) {
+    unlink(tmp_path);
+    kb_temp_forget(tmp_path);
+}
+
 /* The temp file stays tracked until it is renamed or removed: the fsync of a
  * large cache takes a while, and a Ctrl-C during it must still remove it. */
 int kb_atomic_commit(kb_atomic_file *af, kb_err *err) {
@@ -161,15 +168,15 @@ int kb_atomic_commit(kb_atomic_file *af, kb_err *err) {
     bad |= fclose(af->fp) != 0;
     af->fp = NULL;
     if (bad) {
-        unlink(af->tmp_path);
-        kb_temp_forget(af->tmp_path);
+        drop_temp(af->tmp_path);
         return kb_fail(err, "%s: cannot finish writing: %s", af->final_path, strerror(saved ? saved : errno));
     }
-    int moved = rename(af->tmp_path, af->final_path) == 0;
-    saved = errno;
-    if (!moved) unlink(af->tmp_path);
+    if (rename(af->tmp_path, af->final_path) != 0) {
+        saved = errno;
+        drop_temp(af->tmp_path);
+        return kb_fail(err, "%s: cannot rename temp file into place: %s", af->final_path, strerror(saved));
+    }
     kb_temp_forget(af->tmp_path);
-    if (!moved) return kb_fail(err, "%s: cannot rename temp file into place: %s", af->final_path, strerror(saved));
     kb_sync_parent_dir(af->final_path);
     return 0;
 }
@@ -177,10 +184,7 @@ int kb_atomic_commit(kb_atomic_file *af, kb_err *err) {
 void kb_atomic_abort(kb_atomic_file *af) {
     if (af->fp) fclose(af->fp);
     af->fp = NULL;
-    if (af->tmp_path[0]) {
-        unlink(af->tmp_path);
-        kb_temp_forget(af->tmp_path);
-    }
+    if (af->tmp_path[0]) drop_temp(af->tmp_path);
     af->tmp_path[0] = '\0';
 }
 
