@@ -215,26 +215,48 @@ static int check_ks(const int *ks, int nk, int64_t n, int *kmax, kb_err *err) {
     return 0;
 }
 
+/* A block's distances d [ra x rb] of rows [r0, r0+ra) x [c0, c0+rb), to a pass. */
+typedef void (*block_fn)(void *acc, const float *d, int64_t r0, int64_t ra, int64_t c0, int64_t rb);
+
+/* Every distance of rows [0, na) x [0, nb), in blocks of blk, walked ADM
+ * batch pair by batch pair (each pair's fp16/fp32 choice made first, as ADM
+ * makes it; batch_overflows), each block handed to visit; d is blk^2 scratch. */
+static int walk_blocks(const dist_src *s, int64_t na, int64_t nb, int64_t blk, float *d, block_fn visit, void *acc,
+                       kb_progress *pg, kb_err *err) {
+    for (int64_t R0 = 0; R0 < na; R0 += KB_ADM_BATCH)
+        for (int64_t C0 = 0; C0 < nb; C0 += KB_ADM_BATCH) {
+            int64_t RA = min64(KB_ADM_BATCH, na - R0), CB = min64(KB_ADM_BATCH, nb - C0);
+            int fp32 = batch_overflows(s, R0, RA, C0, CB, blk, d, err);
+            if (fp32 < 0) return -1;
+            for (int64_t r0 = R0; r0 < R0 + RA; r0 += blk)
+                for (int64_t c0 = C0; c0 < C0 + CB; c0 += blk) {
+                    int64_t ra = min64(blk, R0 + RA - r0), rb = min64(blk, C0 + CB - c0);
+                    if (dist_block(s, fp32, r0, ra, c0, rb, d, err)) return -1;
+                    visit(acc, d, r0, ra, c0, rb);
+                    if (pg) kb_progress_update(pg, pg->done + 1);
+                }
+        }
+    return 0;
+}
+
+/* The k smallest distances of each row so far (tops [n x m], ascending). */
+typedef struct {
+    float *tops;
+    int m;
+} radii_acc;
+
+static void radii_update(void *acc, const float *d, int64_t r0, int64_t ra, int64_t c0, int64_t rb) {
+    radii_acc *a = acc;
+    (void)c0;
+    for (int64_t i = 0; i < ra; i++)
+        for (int64_t j = 0; j < rb; j++) top_insert(a->tops + (r0 + i) * a->m, a->m, d[i * rb + j]);
+}
+
 static int radii_pass(const dist_src *s, int64_t n, int64_t blk, int m, float *tops, float *d, kb_progress *pg,
                       kb_err *err) {
     for (int64_t i = 0; i < n * m; i++) tops[i] = INFINITY;
-    for (int64_t R0 = 0; R0 < n; R0 += KB_ADM_BATCH)
-        for (int64_t C0 = 0; C0 < n; C0 += KB_ADM_BATCH) {
-            int64_t RA = min64(KB_ADM_BATCH, n - R0), CB = min64(KB_ADM_BATCH, n - C0);
-            int fp32 = batch_overflows(s, R0, RA, C0, CB, blk, d, err);
-            if (fp32 < 0) return -1;
-            for (int64_t r0 = R0; r0 < R0 + RA; r0 += blk) {
-                int64_t ra = min64(blk, R0 + RA - r0);
-                for (int64_t c0 = C0; c0 < C0 + CB; c0 += blk) {
-                    int64_t rb = min64(blk, C0 + CB - c0);
-                    if (dist_block(s, fp32, r0, ra, c0, rb, d, err)) return -1;
-                    for (int64_t i = 0; i < ra; i++)
-                        for (int64_t j = 0; j < rb; j++) top_insert(tops + (r0 + i) * m, m, d[i * rb + j]);
-                    if (pg) kb_progress_update(pg, pg->done + 1);
-                }
-            }
-        }
-    return 0;
+    radii_acc a = {tops, m};
+    return walk_blocks(s, n, n, blk, d, radii_update, &a, pg, err);
 }
 
 /* Radii of a prepared set (the set against itself). */
@@ -284,7 +306,8 @@ typedef struct {
     float *cov_min;                     /* [n_ref] */
 } cross_acc;
 
-static void cross_update(const float *d, int64_t r0, int64_t ra, int64_t s0, int64_t sb, cross_acc *a) {
+static void cross_update(void *acc, const float *d, int64_t r0, int64_t ra, int64_t s0, int64_t sb) {
+    cross_acc *a = acc;
     for (int64_t i = 0; i < ra; i++) {
         const float *row = d + i * sb;
         int64_t ri = r0 + i;
@@ -306,23 +329,9 @@ static int cross_pass(const dist_src *s, int64_t nr, int64_t ns, int64_t blk, cr
                       kb_err *err) {
     float *d = malloc((size_t)(blk * blk) * sizeof(float));
     if (!d) return kb_fail(err, "precision/recall: out of memory for a %lld^2 distance block", (long long)blk);
-    for (int64_t R0 = 0; R0 < nr; R0 += KB_ADM_BATCH)
-        for (int64_t S0 = 0; S0 < ns; S0 += KB_ADM_BATCH) {
-            int64_t RA = min64(KB_ADM_BATCH, nr - R0), SB = min64(KB_ADM_BATCH, ns - S0);
-            int fp32 = batch_overflows(s, R0, RA, S0, SB, blk, d, err);
-            if (fp32 < 0) return free(d), -1;
-            for (int64_t r0 = R0; r0 < R0 + RA; r0 += blk) {
-                int64_t ra = min64(blk, R0 + RA - r0);
-                for (int64_t s0 = S0; s0 < S0 + SB; s0 += blk) {
-                    int64_t sb = min64(blk, S0 + SB - s0);
-                    if (dist_block(s, fp32, r0, ra, s0, sb, d, err)) return free(d), -1;
-                    cross_update(d, r0, ra, s0, sb, a);
-                    if (pg) kb_progress_update(pg, pg->done + 1);
-                }
-            }
-        }
+    int rc = walk_blocks(s, nr, ns, blk, d, cross_update, a, pg, err);
     free(d);
-    return 0;
+    return rc;
 }
 
 /* --------------------------------------------------------------- driver */
