@@ -473,15 +473,16 @@ static int write_outputs(const sample_opts *o, const kb_checkpoint_info *info, r
     cJSON_AddStringToObject(j, "npz", r->paths.npz);
     cJSON_AddStringToObject(j, "npz_sha256", hex);
     cJSON_AddStringToObject(j, "grid", r->paths.grid);
-    cJSON_AddNumberToObject(j, "grid_classes", grid_rows(c->input_size, r->k));
+    int shown = grid_rows(c->input_size, r->k); /* as write_grid shows them */
+    cJSON_AddNumberToObject(j, "grid_classes", shown);
     if (!o->no_png) cJSON_AddStringToObject(j, "png_dir", r->paths.png);
     cJSON_AddNumberToObject(j, "seconds", seconds);
     cJSON_AddNumberToObject(j, "samples_per_second", seconds > 0 ? (double)r->n / seconds : 0.0);
     int rc = write_json(r->paths.json, j, err);
     cJSON_Delete(j);
-    if (!rc && grid_rows(c->input_size, r->k) < r->k)
-        printf("%s shows the first %d of the %d classes (a PNG holds at most %d px)\n", r->paths.grid,
-               grid_rows(c->input_size, r->k), r->k, KB_GRID_MAX_SIDE);
+    if (!rc && shown < r->k)
+        printf("%s shows the first %d of the %d classes (a PNG holds at most %d px)\n", r->paths.grid, shown, r->k,
+               KB_GRID_MAX_SIDE);
     if (!rc && replaced)
         printf("removed %lld sample PNG%s of an earlier run from %s\n", replaced, replaced == 1 ? "" : "s", r->paths.png);
     if (!rc)
