@@ -52,15 +52,14 @@ static int sweep_dir(const char *dir, sweep *s, kb_err *err) {
     return rc;
 }
 
-/* The pid in NAME = PREFIX<pid> of a run that is gone, else 0: a folder whose
- * pid is alive (kill(pid, 0) does not say ESRCH) is another run's at work. */
-static long dead_run_pid(const char *name, const char *prefix) {
+/* 1 when NAME is PREFIX<pid> of a run that is gone: a folder whose pid is
+ * alive (kill(pid, 0) does not say ESRCH) is another run's at work. */
+static int is_dead_run(const char *name, const char *prefix) {
     size_t n = strlen(prefix);
     char *end;
     if (strncmp(name, prefix, n) || !isdigit((unsigned char)name[n])) return 0;
     long pid = strtol(name + n, &end, 10);
-    if (*end || pid <= 0 || pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH) return 0;
-    return pid;
+    return !*end && pid > 0 && pid != (long)getpid() && kill((pid_t)pid, 0) != 0 && errno == ESRCH;
 }
 
 /* A dead run's DIR/.png.old.<pid>: the earlier set it was replacing. Killed
@@ -86,8 +85,8 @@ static void sweep_dead_runs(const char *out_dir, const char *png_dir) {
     DIR *d = opendir(out_dir);
     if (!d) return;
     for (struct dirent *e; (e = readdir(d));) {
-        int staging = dead_run_pid(e->d_name, ".png.new.") != 0, old = dead_run_pid(e->d_name, ".png.old.") != 0;
-        if (!staging && !old) continue;
+        int old = is_dead_run(e->d_name, ".png.old.");
+        if (!old && !is_dead_run(e->d_name, ".png.new.")) continue;
         snprintf(path, sizeof path, "%s/%s", out_dir, e->d_name);
         if (old) {
             recover_old_set(path, png_dir);
