@@ -23,18 +23,16 @@ static const struct {
     {"folder", kb_source_folder_open, kb_source_folder_check},
 };
 
-/* The source_kinds entry named opts->kind, or -1 with the error set. */
-static int find_kind(const kb_source_opts *opts, kb_err *err) {
+/* The source_kinds entry named opts->kind once its options pass that
+ * source's check, or -1 with the error set. */
+static int checked_kind(const kb_source_opts *opts, kb_err *err) {
     const char *kind = opts->kind ? opts->kind : "";
     for (size_t i = 0; i < sizeof source_kinds / sizeof source_kinds[0]; i++)
-        if (!strcmp(kind, source_kinds[i].kind)) return (int)i;
+        if (!strcmp(kind, source_kinds[i].kind)) return source_kinds[i].check(opts, err) ? -1 : (int)i;
     return kb_fail(err, "unknown source '%s' (known: fashion-mnist, emoji, pokemon, folder)", kind);
 }
 
-int kb_source_opts_check(const kb_source_opts *opts, kb_err *err) {
-    int i = find_kind(opts, err);
-    return i < 0 ? -1 : source_kinds[i].check(opts, err);
-}
+int kb_source_opts_check(const kb_source_opts *opts, kb_err *err) { return checked_kind(opts, err) < 0 ? -1 : 0; }
 
 const char *kb_sources_dir(void) {
     const char *env = getenv("KINDBENCH_SOURCES");
@@ -43,8 +41,8 @@ const char *kb_sources_dir(void) {
 
 int kb_source_open(kb_source *src, const kb_source_opts *opts, kb_err *err) {
     memset(src, 0, sizeof *src);
-    if (kb_source_opts_check(opts, err)) return -1;
-    int i = find_kind(opts, err);
+    int i = checked_kind(opts, err);
+    if (i < 0) return -1;
     snprintf(src->kind, sizeof src->kind, "%s", source_kinds[i].kind);
     src->details = cJSON_CreateObject();
     if (source_kinds[i].open(src, opts, err) == 0) return 0;
