@@ -1,6 +1,7 @@
 /* Fréchet distance through symmetric eigenvalue problems (see fid.h). */
 #include "metrics/fid.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -212,9 +213,10 @@ static int fd_once(const kb_gstats *a, const double *s1, const double *s2, const
     return 0;
 }
 
-/* Copies of both covariances with eps added to the diagonals (scipy fallback). */
-static int fd_retry_eps(const kb_gstats *a, const kb_gstats *b, kb_fd_method method, fd_work *w, double *fd,
-                        kb_fd_info *info, kb_err *err) {
+/* Copies of both covariances with eps added to the diagonals (scipy's
+ * fallback adds 1e-6; the caller passes it in the statistics' scale). */
+static int fd_retry_eps(const kb_gstats *a, const kb_gstats *b, double eps, kb_fd_method method, fd_work *w,
+                        double *fd, kb_fd_info *info, kb_err *err) {
     int64_t d = a->dim;
     size_t dd = (size_t)(d * d) * sizeof(double);
     double *s1 = kb_alloc_huge(dd), *s2 = kb_alloc_huge(dd);
@@ -222,11 +224,60 @@ static int fd_retry_eps(const kb_gstats *a, const kb_gstats *b, kb_fd_method met
     if (!s1 || !s2) kb_fail(err, "Frechet distance: out of memory");
     else {
         memcpy(s1, a->sigma, dd), memcpy(s2, b->sigma, dd);
-        for (int64_t i = 0; i < d; i++) s1[i * d + i] += 1e-6, s2[i * d + i] += 1e-6;
+        for (int64_t i = 0; i < d; i++) s1[i * d + i] += eps, s2[i * d + i] += eps;
         rc = fd_once(a, s1, s2, b, method, w, fd, info, err);
     }
     free(s1);
     free(s2);
+    return rc;
+}
+
+/* The even power-of-two exponent k that brings statistics of extreme scale
+ * near 1, or 0 for any ordinary ones. Covariances of scale 2^e make products
+ * of scale 2^2e on the way (S2 X, X^T S2 X), which overflow double beyond
+ * e ~ 511 (LAPACK then fails on infinities) and underflow to zero below
+ * e ~ -511 (a wrong FD of 0, silently). FD is homogeneous of degree 2 in the
+ * features and scaling by a power of two is exact, so the FD of the scaled
+ * statistics times 2^-k is the same number. The mean term counts with the
+ * scale of |mu1 - mu2|^2 (halves first: the difference itself may overflow). */
+static int fd_scale_exponent(const kb_gstats *a, const kb_gstats *b) {
+    int64_t d = a->dim;
+    double maxdiag = 0.0, maxdiff = 0.0;
+    for (int64_t i = 0; i < d; i++) {
+        maxdiag = fmax(maxdiag, fmax(a->sigma[i * d + i], b->sigma[i * d + i]));
+        maxdiff = fmax(maxdiff, fabs(0.5 * a->mu[i] - 0.5 * b->mu[i]));
+    }
+    int e = INT_MIN;
+    if (maxdiag > 0.0) e = ilogb(maxdiag);
+    if (maxdiff > 0.0 && 2 * (ilogb(maxdiff) + 1) > e) e = 2 * (ilogb(maxdiff) + 1);
+    if (e == INT_MIN || (e >= -256 && e <= 256)) return 0;
+    return -(e - (e & 1)); /* even, so that the means scale by the exact 2^(k/2) */
+}
+
+/* Copies of a and b scaled by 2^(k/2) (means) and 2^k (covariances). */
+static int scaled_copies(const kb_gstats *a, const kb_gstats *b, int k, kb_gstats *sa, kb_gstats *sb, kb_err *err) {
+    int64_t d = a->dim;
+    memset(sa, 0, sizeof *sa), memset(sb, 0, sizeof *sb);
+    if (kb_gstats_alloc(sa, d, err) || kb_gstats_alloc(sb, d, err))
+        return kb_fail_wrap(err, "Frechet distance: scaled copies of %lld-d statistics", (long long)d);
+    sa->count = a->count, sb->count = b->count;
+    for (int64_t i = 0; i < d; i++) sa->mu[i] = ldexp(a->mu[i], k / 2), sb->mu[i] = ldexp(b->mu[i], k / 2);
+    for (int64_t i = 0; i < d * d; i++) sa->sigma[i] = ldexp(a->sigma[i], k), sb->sigma[i] = ldexp(b->sigma[i], k);
+    return 0;
+}
+
+/* The FD with the eps retry; a and b already checked and in range. */
+static int fd_checked(const kb_gstats *a, const kb_gstats *b, int k, kb_fd_method method, double *fd,
+                      kb_fd_info *info, kb_err *err) {
+    fd_work w;
+    if (work_alloc(&w, a->dim, err)) return -1;
+    int rc = fd_once(a, a->sigma, b->sigma, b, method, &w, fd, info, err);
+    if (!rc && !isfinite(*fd)) {
+        info->eps_retry = 1;
+        rc = fd_retry_eps(a, b, ldexp(1e-6, k), method, &w, fd, info, err);
+        if (!rc && !isfinite(*fd)) rc = kb_fail(err, "Frechet distance is not finite even with 1e-6 added to the diagonals");
+    }
+    work_free(&w);
     return rc;
 }
 
@@ -243,15 +294,19 @@ int kb_frechet_distance(const kb_gstats *a, const kb_gstats *b, kb_fd_method met
     if (kb_gstats_check(a, "Frechet distance: first statistics", err) ||
         kb_gstats_check(b, "Frechet distance: second statistics", err))
         return -1;
-    fd_work w;
-    if (work_alloc(&w, a->dim, err)) return -1;
-    int rc = fd_once(a, a->sigma, b->sigma, b, method, &w, fd, info, err);
-    if (!rc && !isfinite(*fd)) {
-        info->eps_retry = 1;
-        rc = fd_retry_eps(a, b, method, &w, fd, info, err);
-        if (!rc && !isfinite(*fd)) rc = kb_fail(err, "Frechet distance is not finite even with 1e-6 added to the diagonals");
+    int k = fd_scale_exponent(a, b), rc;
+    if (k == 0) rc = fd_checked(a, b, 0, method, fd, info, err);
+    else {
+        kb_gstats sa, sb;
+        rc = scaled_copies(a, b, k, &sa, &sb, err);
+        if (rc == 0) rc = fd_checked(&sa, &sb, k, method, fd, info, err);
+        kb_gstats_free(&sa), kb_gstats_free(&sb);
+        if (rc == 0) {
+            *fd = ldexp(*fd, -k);
+            info->mean_term = ldexp(info->mean_term, -k), info->trace1 = ldexp(info->trace1, -k);
+            info->trace2 = ldexp(info->trace2, -k), info->trace_sqrt = ldexp(info->trace_sqrt, -k);
+        }
     }
-    work_free(&w);
     info->seconds = kb_now() - t0;
     return rc;
 }

@@ -57,7 +57,10 @@ typedef struct {
 const char *kb_fd_method_name(kb_fd_method m);
 
 /* FD of two statistics of equal dimension. info may be NULL. Fails on a
- * dimension mismatch, non-finite input, or a LAPACK failure (named). */
+ * dimension mismatch, non-finite input, or a LAPACK failure (named).
+ * Statistics of extreme scale (covariances beyond 2^+-256) are computed
+ * scaled by an exact power of two, so products of covariances neither
+ * overflow nor underflow double; the result is unchanged otherwise. */
 int kb_frechet_distance(const kb_gstats *a, const kb_gstats *b, kb_fd_method method, double *fd, kb_fd_info *info,
                         kb_err *err);
 

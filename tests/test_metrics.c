@@ -194,6 +194,42 @@ static void test_fid_zero_sigma(kbt_state *st) {
     kb_npy_free(&x);
 }
 
+/* Statistics of extreme scale (features times 2^j): FD is homogeneous of
+ * degree 2, so FD(2^j x) must be 2^2j FD(x). At j = +-300 the covariance
+ * products leave double's range (an overflow made LAPACK fail, an underflow
+ * gave 0); kb_frechet_distance scales by a power of two, which is exact, so
+ * the result must equal ldexp(FD(x), 2j) bit for bit, by every route. */
+static void test_fid_extreme_scale(kbt_state *st) {
+    kb_npy x1 = load("fid_small.npz", "x1"), x2 = load("fid_small.npz", "x2");
+    kb_gstats a, b, sa, sb;
+    kb_err err = {{0}};
+    if (stats_of(&x1, &a) || stats_of(&x2, &b) || kb_gstats_alloc(&sa, a.dim, &err) ||
+        kb_gstats_alloc(&sb, a.dim, &err)) {
+        KBT_CHECK(st, 0, "FD at extreme scales", "statistics failed: %s", err.msg);
+        return;
+    }
+    int64_t d = a.dim;
+    const int js[3] = {300, -300, 500};
+    kb_fd_method ms[3] = {KB_FD_AUTO, KB_FD_EIGH, KB_FD_PIVOTED};
+    for (int m = 0; m < 3; m++) {
+        double fd = NAN;
+        int rc0 = kb_frechet_distance(&a, &b, ms[m], &fd, NULL, &err);
+        for (int t = 0; t < 3; t++) {
+            int j = js[t];
+            for (int64_t i = 0; i < d; i++) sa.mu[i] = ldexp(a.mu[i], j), sb.mu[i] = ldexp(b.mu[i], j);
+            for (int64_t i = 0; i < d * d; i++) sa.sigma[i] = ldexp(a.sigma[i], 2 * j), sb.sigma[i] = ldexp(b.sigma[i], 2 * j);
+            double got = NAN;
+            int rc = kb_frechet_distance(&sa, &sb, ms[m], &got, NULL, &err);
+            char name[96];
+            snprintf(name, sizeof name, "FD %s of features x 2^%d = 2^%d FD", kb_fd_method_name(ms[m]), j, 2 * j);
+            KBT_CHECK(st, !rc0 && !rc && got == ldexp(fd, 2 * j), name, "rc %d/%d (%s): got %.17g want %.17g", rc0, rc,
+                      err.msg, got, ldexp(fd, 2 * j));
+        }
+    }
+    kb_gstats_free(&a), kb_gstats_free(&b), kb_gstats_free(&sa), kb_gstats_free(&sb);
+    kb_npy_free(&x1), kb_npy_free(&x2);
+}
+
 /* kb_congruence_lower against LAPACK's dsygst (itype 2, lower) on random
  * data: below, at and above the recursion's base size, odd splits, a leading
  * dimension larger than n. Rounding differs (other block sums), so the
@@ -403,6 +439,7 @@ int main(void) {
     test_fid_identical(&st);
     test_congruence(&st);
     test_fid_zero_sigma(&st);
+    test_fid_extreme_scale(&st);
     const char *fids[4] = {"fid_small.npz", "fid_illcond.npz", "fid_rankdef.npz", "fid_close2048.npz"};
     for (int i = 0; i < 4; i++) test_fid_case(&st, fids[i]);
     kb_ctx_free(&ctx);
