@@ -3,6 +3,7 @@
  * free guidance, uint8 quantisation; written as PNGs, a grid, and an ADM-style
  * .npz batch (arr_0 [N,H,W,C] uint8, arr_1 [N] int64 labels). Everything that
  * can be wrong with the inputs is checked before any output is written. */
+#include <dirent.h>
 #include <errno.h>
 #include <float.h>
 #include <getopt.h>
@@ -246,8 +247,12 @@ static int32_t *make_labels(const sample_opts *o, const int *cls, int k, int64_t
 
 /* ---------------------------------------------------------------- outputs */
 
+/* The final paths, and the npz, grid and JSON staged beside them
+ * (kb_staged_file): each is written in full to its temp file, and only
+ * when all are does commit_outputs rename them into place. */
 typedef struct {
     char npz[4096], grid[4096], json[4096], png[4096];
+    kb_staged_file npz_s, grid_s, json_s;
 } out_paths;
 
 /* Fails unless a file can be created beside path (a temp file, removed again). */
@@ -261,7 +266,25 @@ static int probe_writable(const char *path, kb_err *err) {
     return 0;
 }
 
-/* Output paths, and writability checked before the sampling starts; the
+/* Removes the temp files of DIR's own outputs that killed runs left (a
+ * SIGKILL skips the unlink; each staged npz is as large as the samples).
+ * Called with DIR's lock held, so no live run is writing them. */
+static void sweep_stale_temps(const char *dir, int quiet) {
+    static const char *const names[3] = {"samples.npz", "grid.png", "sample.json"};
+    char path[4400];
+    DIR *d = opendir(dir);
+    if (!d) return;
+    for (struct dirent *e; (e = readdir(d));)
+        for (int i = 0; i < 3; i++) {
+            if (!kb_is_temp_of(e->d_name, names[i])) continue;
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            if (unlink(path) == 0 && !quiet) fprintf(stderr, "removed %s, left by an interrupted run\n", path);
+        }
+    closedir(d);
+}
+
+/* Output paths; the npz, grid and JSON temp files are created now, before
+ * the sampling starts (so an unwritable location fails at once), and the
  * PNGs go to a staging folder that replaces DIR/png only at the end. */
 static int prepare_outputs(const sample_opts *o, out_paths *p, kb_png_set *pngs, int *lock_fd, kb_err *err) {
     char probe[4300];
@@ -276,11 +299,31 @@ static int prepare_outputs(const sample_opts *o, out_paths *p, kb_png_set *pngs,
     if (kb_mkdir_p(o->out, err) || kb_dir_lock(o->out, ".sample.lock", "kindbench sample", lock_fd, err) ||
         (!o->no_png && kb_png_set_begin(pngs, o->out, err)))
         return kb_fail_wrap(err, "--out");
+    if (*lock_fd >= 0) sweep_stale_temps(o->out, o->quiet); /* unlocked (no flock there): a live run's may be among them */
     snprintf(probe, sizeof probe, "%s/probe.png", pngs->staging);
-    return probe_writable(p->npz, err) || probe_writable(p->grid, err) || probe_writable(p->json, err) ||
-                   (!o->no_png && probe_writable(probe, err))
+    return kb_staged_begin(&p->npz_s, p->npz, err) || kb_staged_begin(&p->grid_s, p->grid, err) ||
+                   kb_staged_begin(&p->json_s, p->json, err) || (!o->no_png && probe_writable(probe, err))
                ? -1
                : 0;
+}
+
+/* Replaces the outputs of an earlier run with this run's, all written by
+ * now: the earlier sample.json goes first, the new one comes last, so that
+ * a sample.json in DIR always describes the npz, grid and PNGs beside it (a
+ * kill in between leaves none). Before this nothing of the earlier run's
+ * was touched. */
+static int commit_outputs(const sample_opts *o, out_paths *p, kb_png_set *pngs, long long *replaced, kb_err *err) {
+    if (unlink(p->json) != 0 && errno != ENOENT)
+        return kb_fail(err, "%s: cannot replace the earlier run's file: %s", p->json, strerror(errno));
+    return kb_staged_commit(&p->npz_s, err) || kb_staged_commit(&p->grid_s, err) ||
+                   (o->no_png ? kb_png_set_clear(o->out, replaced, err) : kb_png_set_commit(pngs, replaced, err)) ||
+                   kb_staged_commit(&p->json_s, err)
+               ? -1
+               : 0;
+}
+
+static void drop_staged_outputs(out_paths *p) {
+    kb_staged_drop(&p->npz_s), kb_staged_drop(&p->grid_s), kb_staged_drop(&p->json_s);
 }
 
 /* Each finished batch: quantised into the NHWC buffer, and one PNG per sample. */
@@ -459,37 +502,39 @@ static int sample_all(const sample_opts *o, run_state *r, sink_ctx *sk, kb_err *
 static int write_outputs(const sample_opts *o, const kb_checkpoint_info *info, run_state *r, const sink_ctx *sk,
                          double seconds, kb_err *err) {
     const kb_dit_config *c = &r->model.cfg;
+    out_paths *p = &r->paths;
     kb_npz_entry e[2] = {{"arr_0", kb_npy_view(KB_U8, 4, (int64_t[]){r->n, c->input_size, c->input_size, c->in_channels}, r->u8)},
                          {"arr_1", kb_npy_view(KB_I64, 1, (int64_t[]){r->n}, r->labels64)}};
     uint8_t digest[32];
     char hex[65];
     long long replaced = 0; /* the earlier run's sample PNGs in DIR/png */
-    if (kb_npz_write(r->paths.npz, e, 2, err) || kb_sha256_file(r->paths.npz, digest, err) ||
-        write_grid(r->paths.grid, sk, r->labels, r->n, r->cls, r->k, err) ||
-        (o->no_png ? kb_png_set_clear(o->out, &replaced, err) : kb_png_set_commit(&r->pngs, &replaced, err)))
-        return -1;
+    /* the writers' errors name the temp files; the wraps say which output */
+    if (kb_npz_write(p->npz_s.tmp, e, 2, err) || kb_sha256_file(p->npz_s.tmp, digest, err))
+        return kb_fail_wrap(err, "%s", p->npz);
+    if (write_grid(p->grid_s.tmp, sk, r->labels, r->n, r->cls, r->k, err)) return kb_fail_wrap(err, "%s", p->grid);
     kb_sha256_hex(digest, hex);
     cJSON *j = settings_json(o, info, &r->diff, r->cls, r->k, r->n);
-    cJSON_AddStringToObject(j, "npz", r->paths.npz);
+    cJSON_AddStringToObject(j, "npz", p->npz);
     cJSON_AddStringToObject(j, "npz_sha256", hex);
-    cJSON_AddStringToObject(j, "grid", r->paths.grid);
+    cJSON_AddStringToObject(j, "grid", p->grid);
     int shown = grid_rows(c->input_size, r->k); /* as write_grid shows them */
     cJSON_AddNumberToObject(j, "grid_classes", shown);
-    if (!o->no_png) cJSON_AddStringToObject(j, "png_dir", r->paths.png);
+    if (!o->no_png) cJSON_AddStringToObject(j, "png_dir", p->png);
     cJSON_AddNumberToObject(j, "seconds", seconds);
     cJSON_AddNumberToObject(j, "samples_per_second", seconds > 0 ? (double)r->n / seconds : 0.0);
-    int rc = write_json(r->paths.json, j, err);
+    int rc = write_json(p->json_s.tmp, j, err) ? kb_fail_wrap(err, "%s", p->json)
+                                                : commit_outputs(o, p, &r->pngs, &replaced, err);
     cJSON_Delete(j);
     if (!rc && shown < r->k)
-        printf("%s shows the first %d of the %d classes (a PNG holds at most %d px)\n", r->paths.grid, shown, r->k,
+        printf("%s shows the first %d of the %d classes (a PNG holds at most %d px)\n", p->grid, shown, r->k,
                KB_GRID_MAX_SIDE);
     if (!rc && replaced)
-        printf("removed %lld sample PNG%s of an earlier run from %s\n", replaced, replaced == 1 ? "" : "s", r->paths.png);
+        printf("removed %lld sample PNG%s of an earlier run from %s\n", replaced, replaced == 1 ? "" : "s", p->png);
     if (!rc)
         printf("wrote %lld samples (%dx%dx%d, %d class%s) to %s; %.1f s, %.2f samples/s\n", (long long)r->n,
-               c->input_size, c->input_size, c->in_channels, r->k, r->k == 1 ? "" : "es", r->paths.npz, seconds,
+               c->input_size, c->input_size, c->in_channels, r->k, r->k == 1 ? "" : "es", p->npz, seconds,
                seconds > 0 ? (double)r->n / seconds : 0.0);
-    return rc;
+    return rc ? -1 : 0;
 }
 
 int kb_cmd_sample(int argc, char **argv, kb_err *err) {
@@ -507,6 +552,7 @@ int kb_cmd_sample(int argc, char **argv, kb_err *err) {
              load_model(&o, &info, &r, err) || sample_all(&o, &r, &sk, err) ||
              write_outputs(&o, &info, &r, &sk, kb_now() - t0, err);
     kb_png_set_abort(&r.pngs); /* after a failure: what this run staged; after success: nothing */
+    drop_staged_outputs(&r.paths);
     run_free(&r);
     kb_checkpoint_info_free(&info);
     return rc ? KB_EXIT_FAIL : KB_EXIT_OK;

@@ -178,15 +178,14 @@ static int lies_in(const char *file, const char *dir_abs) {
  * ("<file>.tmp.<mkstemp letters or pid>"): in checkpoints/ of
  * step-<N>.safetensors, in DIR of last.safetensors, loss.csv or train.json. */
 static int is_run_temp(const char *name, int in_ckpt_dir) {
+    if (!in_ckpt_dir)
+        return kb_is_temp_of(name, "last.safetensors") || kb_is_temp_of(name, "loss.csv") ||
+               kb_is_temp_of(name, "train.json");
     const char *t = strstr(name, ".tmp."), *r = t ? t + 5 : NULL;
     if (!t || !*r) return 0;
     for (const char *c = r; *c; c++)
         if (!isalnum((unsigned char)*c)) return 0;
-    size_t n = (size_t)(t - name);
-    if (!in_ckpt_dir)
-        return (n == 16 && !strncmp(name, "last.safetensors", n)) || (n == 8 && !strncmp(name, "loss.csv", n)) ||
-               (n == 10 && !strncmp(name, "train.json", n));
-    size_t d = 5;
+    size_t n = (size_t)(t - name), d = 5;
     while (d < n && isdigit((unsigned char)name[d])) d++;
     return !strncmp(name, "step-", 5) && d > 5 && n - d == 12 && !strncmp(name + d, ".safetensors", 12);
 }

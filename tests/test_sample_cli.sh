@@ -72,6 +72,32 @@ check "a run failing at its npz exits non-zero ($(head -c 120 "$T/re.err"))" tes
 check "... and leaves png/ as it was, with no staging folder" test "$(cd "$T/re/png" && sha256sum *)" = "$before" -a \
   -z "$(find "$T/re" -name '.png.*')"
 run --out "$T/re" --classes 4 --per-class 2 --steps 10 --seed 5 --no-png > /dev/null 2>&1
+# A run that fails after its npz and grid are written (its sample.json, 1.2 KB,
+# passes a 1 KB file size limit that the npz of 2 samples, 0.9 KB, does not)
+# replaced the earlier npz, grid and PNGs and kept the earlier sample.json,
+# which then described another run's npz. Now everything is written to temp
+# files first and renamed together: the earlier run's outputs stay as they were.
+run --out "$T/cm" --classes 1 --count 2 --steps 5 --seed 1 > /dev/null 2>&1 || bad "sample into cm" "exit $?"
+digest() { (cd "$1" && sha256sum samples.npz grid.png sample.json png/*); }
+before=$(digest "$T/cm")
+check "(the setting: npz under 1 KB, sample.json over)" test "$(stat -c %s "$T/cm/samples.npz")" -lt 1024 -a \
+  "$(stat -c %s "$T/cm/sample.json")" -gt 1024
+(ulimit -f 1; trap '' XFSZ; exec "$KB" sample --ckpt "$T/ck.safetensors" --quiet --threads 1 --out "$T/cm" --classes 1 \
+  --count 2 --steps 5 --seed 2) > /dev/null 2> "$T/cm.err"
+rc=$?
+check "a run failing at its sample.json exits non-zero, naming it ($(head -c 150 "$T/cm.err"))" test $rc -ne 0 -a \
+  -n "$(grep -F "$T/cm/sample.json" "$T/cm.err")"
+check "... and leaves the earlier npz, grid, json and PNGs as they were, no temp file" test "$(digest "$T/cm")" = \
+  "$before" -a -z "$(find "$T/cm" -name '*.tmp.*' -o -name '.png.*')"
+# Temp files of DIR's outputs that a killed run left (each as large as the
+# npz) are removed; other files are not.
+mkdir -p "$T/sw" && touch "$T/sw/samples.npz.tmp.AbC123" "$T/sw/samples.npz.tmp.AbC123.tmp.XyZ789.Qw1234" \
+  "$T/sw/grid.png.tmp.k9k9k9" "$T/sw/sample.json.tmp.zzzzzz" "$T/sw/notes.tmp.AbC123" "$T/sw/samples.npz.tmp."
+"$KB" sample --ckpt "$T/ck.safetensors" --threads 1 --out "$T/sw" --count 2 --steps 5 2> "$T/sw.err" > /dev/null ||
+  bad "sample over stale temp files" "exit $?"
+check "stale temp files of samples.npz, grid.png, sample.json are removed (said), others kept" test \
+  "$(ls -A "$T/sw" | grep tmp | tr '\n' ' ')" = "notes.tmp.AbC123 samples.npz.tmp. " -a \
+  "$(grep -c 'left by an interrupted run' "$T/sw.err")" = 4
 check "rerun with --no-png removes the earlier PNGs" test "$(ls "$T/re/png" | tr '\n' ' ')" = "notes.txt "
 
 # ---- determinism

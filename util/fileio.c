@@ -1,6 +1,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "util/fileio.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -179,6 +180,48 @@ int kb_atomic_commit(kb_atomic_file *af, kb_err *err) {
     kb_temp_forget(af->tmp_path);
     kb_sync_parent_dir(af->final_path);
     return 0;
+}
+
+int kb_staged_begin(kb_staged_file *s, const char *path, kb_err *err) {
+    memset(s, 0, sizeof *s);
+    if (snprintf(s->path, sizeof s->path, "%s", path) >= (int)sizeof s->path ||
+        kb_temp_name(s->tmp, sizeof s->tmp, path, ".tmp.XXXXXX", 0))
+        return kb_fail(err, "%s: path too long", path);
+    int fd = mkstemp(s->tmp);
+    if (fd < 0) {
+        int saved = errno;
+        s->tmp[0] = 0;
+        return kb_fail(err, "%s: cannot create temp file: %s", path, strerror(saved));
+    }
+    fchmod(fd, kb_output_mode(path)); /* the writers keep the mode of the file they replace: this one */
+    close(fd);
+    kb_temp_track(s->tmp);
+    return 0;
+}
+
+int kb_staged_commit(kb_staged_file *s, kb_err *err) {
+    if (rename(s->tmp, s->path) != 0) {
+        int saved = errno;
+        kb_staged_drop(s);
+        return kb_fail(err, "%s: cannot rename temp file into place: %s", s->path, strerror(saved));
+    }
+    kb_temp_forget(s->tmp);
+    s->tmp[0] = 0;
+    kb_sync_parent_dir(s->path);
+    return 0;
+}
+
+void kb_staged_drop(kb_staged_file *s) {
+    if (s->tmp[0]) drop_temp(s->tmp);
+    s->tmp[0] = 0;
+}
+
+int kb_is_temp_of(const char *name, const char *final_name) {
+    size_t n = strlen(final_name);
+    if (strncmp(name, final_name, n) || strncmp(name + n, ".tmp.", 5) || !name[n + 5]) return 0;
+    for (const char *c = name + n + 5; *c; c++)
+        if (!isalnum((unsigned char)*c) && *c != '.') return 0;
+    return 1;
 }
 
 void kb_atomic_abort(kb_atomic_file *af) {

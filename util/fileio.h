@@ -51,6 +51,26 @@ int kb_atomic_commit(kb_atomic_file *af, kb_err *err);
 /* Closes and removes the temp file (safe to call after a failed commit). */
 void kb_atomic_abort(kb_atomic_file *af);
 
+/* A file written in full beside its final path and renamed into place
+ * later, with others (`sample` replaces its npz, grid and JSON as near
+ * together as it can). kb_staged_begin creates "<path>.tmp.XXXXXX" (the
+ * atomic writers' temp name family) with the mode path's output would get,
+ * tracked for the signal cleanup; a writer then fills s->tmp (e.g. an atomic
+ * write onto it); kb_staged_commit renames it onto path, kb_staged_drop
+ * removes it (safe to call after a commit, or on a zeroed struct). */
+typedef struct {
+    char path[4096];
+    char tmp[4096];
+} kb_staged_file;
+int kb_staged_begin(kb_staged_file *s, const char *path, kb_err *err);
+int kb_staged_commit(kb_staged_file *s, kb_err *err);
+void kb_staged_drop(kb_staged_file *s);
+
+/* 1 when name is a temp file that an atomic write of final_name (a bare
+ * file name) leaves when killed: "<final_name>.tmp.<letters, digits, dots>"
+ * (the dots for a temp of a temp: kb_npz_write's, libzip's). */
+int kb_is_temp_of(const char *name, const char *final_name);
+
 /* On SIGINT, SIGTERM or SIGHUP, says so on stderr and removes the temp files of atomic writes still
  * open (kb_atomic_open's, kb_npz_write's), then dies of the signal as before:
  * an interrupted `data prepare` of ImageNet left a hidden OUT.tmp.XXXXXX of
