@@ -1,17 +1,24 @@
 #include "datasets/prepare.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "datasets/cache.h"
 #include "datasets/dataset.h"
 #include "datasets/resize.h"
+#include "util/fileio.h"
 #include "util/progress.h"
 #include "util/utf8.h"
 
 /* Images decoded in parallel per chunk, then written in order. */
 #define PREPARE_CHUNK 256
 #define PREPARE_CHUNK_BYTES ((size_t)1 << 30)
+/* --skip-unreadable: files listed one by one on stderr and in the metadata */
+#define UNREADABLE_SHOWN 20
+#define UNREADABLE_RECORDED 1000
 
 void kb_prepare_opts_init(kb_prepare_opts *o) {
     memset(o, 0, sizeof *o);
@@ -114,16 +121,17 @@ static int load_and_prepare(const kb_source *src, const kb_prepare_opts *o, int 
     return 0;
 }
 
-/* Items [first, first+n) into out, in parallel. The error reported is the
- * first failing item's in item order, so it does not depend on timing. */
+/* Items [first, first+n) into out, in parallel; failed[k] says which
+ * failed (errs[k] why). The error reported is the first failing item's in
+ * item order, so it does not depend on timing. */
 static int process_chunk(const kb_source *src, const kb_prepare_opts *o, int pad, int64_t first, int n,
-                         uint8_t *out, kb_err *errs, kb_err *err) {
+                         uint8_t *out, int *failed, kb_err *errs, kb_err *err) {
     size_t bytes = (size_t)o->resolution * o->resolution * src->channels;
-    int failed[PREPARE_CHUNK] = {0};
 #pragma omp parallel for schedule(dynamic, 4)
     for (int k = 0; k < n; k++) failed[k] = load_and_prepare(src, o, pad, first + k, out + (size_t)k * bytes, &errs[k]);
     for (int k = 0; k < n; k++)
-        if (failed[k]) return kb_fail(err, "%s", errs[k].msg);
+        if (failed[k])
+            return kb_fail(err, "%s (--skip-unreadable leaves such images out and lists them)", errs[k].msg);
     return 0;
 }
 
@@ -137,29 +145,135 @@ static int chunk_images(size_t bytes, int64_t count) {
     return n < 1 ? 1 : (int)n;
 }
 
-static int write_images(const kb_source *src, const kb_prepare_opts *o, int pad, kb_cache_writer *w, kb_err *err) {
-    size_t bytes = (size_t)o->resolution * o->resolution * src->channels;
-    int chunk = chunk_images(bytes, src->count);
-    uint8_t *buf = malloc(bytes * chunk);
-    kb_err *errs = calloc((size_t)chunk, sizeof(kb_err));
-    if (!buf || !errs) {
-        free(buf);
-        free(errs);
-        return kb_fail(err, "out of memory for a chunk of %d images of %zu bytes", chunk, bytes);
-    }
+/* A chunk buffer and its per-image error slots. */
+typedef struct {
+    uint8_t *buf;
+    kb_err *errs;
+    int failed[PREPARE_CHUNK];
+    int chunk;
+    size_t bytes;
+} chunk_buf;
+
+static int chunk_buf_alloc(chunk_buf *c, const kb_source *src, const kb_prepare_opts *o, kb_err *err) {
+    memset(c, 0, sizeof *c);
+    c->bytes = (size_t)o->resolution * o->resolution * src->channels;
+    c->chunk = chunk_images(c->bytes, src->count);
+    c->buf = malloc(c->bytes * c->chunk);
+    c->errs = calloc((size_t)c->chunk, sizeof(kb_err));
+    if (c->buf && c->errs) return 0;
+    free(c->buf), free(c->errs);
+    return kb_fail(err, "out of memory for a chunk of %d images of %zu bytes", c->chunk, c->bytes);
+}
+
+static void chunk_buf_free(chunk_buf *c) { free(c->buf), free(c->errs); }
+
+/* The images into the cache: decoded here, or (spill) read back from
+ * decode_to_spill's file. */
+static int write_images(const kb_source *src, const kb_prepare_opts *o, int pad, FILE *spill, kb_cache_writer *w,
+                        kb_err *err) {
+    chunk_buf c;
+    if (chunk_buf_alloc(&c, src, o, err)) return -1;
     kb_progress p;
-    kb_progress_start(&p, "decode+resize", src->count, o->quiet);
-    int rc = 0;
-    for (int64_t first = 0; first < src->count && rc == 0; first += chunk) {
-        int n = (int)(src->count - first < chunk ? src->count - first : chunk);
-        rc = process_chunk(src, o, pad, first, n, buf, errs, err);
-        for (int k = 0; k < n && rc == 0; k++) rc = kb_cache_writer_add(w, buf + (size_t)k * bytes, err);
+    kb_progress_start(&p, spill ? "write" : "decode+resize", src->count, o->quiet);
+    int rc = spill && fseeko(spill, 0, SEEK_SET) ? kb_fail(err, "cannot rewind the decoded images' temp file") : 0;
+    for (int64_t first = 0; first < src->count && rc == 0; first += c.chunk) {
+        int n = (int)(src->count - first < c.chunk ? src->count - first : c.chunk);
+        if (!spill) rc = process_chunk(src, o, pad, first, n, c.buf, c.failed, c.errs, err);
+        else if (fread(c.buf, c.bytes, (size_t)n, spill) != (size_t)n)
+            rc = kb_fail(err, "cannot read back the decoded images' temp file: %s", ferror(spill) ? strerror(errno) : "short file");
+        for (int k = 0; k < n && rc == 0; k++) rc = kb_cache_writer_add(w, c.buf + (size_t)k * c.bytes, err);
         kb_progress_update(&p, first + n);
     }
     if (rc == 0) kb_progress_finish(&p);
     else if (!o->quiet && p.is_tty) fprintf(stderr, "\n"); /* end the bar line before the error */
-    free(buf);
-    free(errs);
+    chunk_buf_free(&c);
+    return rc;
+}
+
+/* An unlinked temp file beside out_path for the decoded images: it goes
+ * with the process however that ends, and is on the output's filesystem,
+ * which has to hold the cache anyway. */
+static FILE *open_spill(const char *out_path, kb_err *err) {
+    char tmp[4200];
+    if (kb_temp_name(tmp, sizeof tmp, out_path, ".decoded.XXXXXX", 0)) return kb_fail(err, "%s: path too long", out_path), NULL;
+    int fd = mkstemp(tmp);
+    if (fd < 0) return kb_fail(err, "%s: cannot create a temp file for the decoded images: %s", tmp, strerror(errno)), NULL;
+    unlink(tmp);
+    FILE *f = fdopen(fd, "w+b");
+    if (!f) close(fd), kb_fail(err, "%s: fdopen failed: %s", tmp, strerror(errno));
+    return f;
+}
+
+/* One unreadable image: said on stderr (the first UNREADABLE_SHOWN; on a
+ * TTY over the progress bar's line, which the next update redraws) and
+ * recorded for the metadata (the first UNREADABLE_RECORDED). */
+static void note_unreadable(const kb_prepare_opts *o, const kb_progress *p, const kb_err *why, int64_t nth,
+                            cJSON *list) {
+    const char *clear = p->is_tty ? "\r\033[K" : "";
+    if (!o->quiet && nth < UNREADABLE_SHOWN) fprintf(stderr, "%sskipped (unreadable): %s\n", clear, why->msg);
+    if (!o->quiet && nth == UNREADABLE_SHOWN)
+        fprintf(stderr, "%sskipped (unreadable): more; the summary counts them all\n", clear);
+    if (nth < UNREADABLE_RECORDED) cJSON_AddItemToArray(list, cJSON_CreateString(why->msg));
+}
+
+/* Drops the items whose keep[i] is 0 (freeing their strings). A class left
+ * without images is an error, as an empty class folder is. In-memory items
+ * are loaded by index, so after this src's images come from the spill only. */
+static int drop_items(kb_source *src, const uint8_t *keep, int64_t dropped, kb_err *err) {
+    int64_t *per_class = calloc((size_t)src->nclasses, sizeof(int64_t)), j = 0;
+    if (!per_class) return kb_fail(err, "out of memory");
+    for (int64_t i = 0; i < src->count; i++) {
+        if (!keep[i]) {
+            free(src->items[i].key), free(src->items[i].path);
+            continue;
+        }
+        per_class[src->items[i].label]++;
+        src->items[j++] = src->items[i];
+    }
+    src->count = j;
+    int empty = -1;
+    for (int c = 0; c < src->nclasses && empty < 0; c++)
+        if (!per_class[c]) empty = c;
+    free(per_class);
+    if (empty >= 0)
+        return kb_fail(err, "class '%s' has no readable image (%lld unreadable images skipped in all)",
+                       src->class_names[empty], (long long)dropped);
+    return src->count ? 0 : kb_fail(err, "no readable image (%lld skipped)", (long long)dropped);
+}
+
+/* --skip-unreadable: every item is decoded once, the readable ones into
+ * spill (in order), the others dropped from src, each named in the list.
+ * The split and labels are then drawn over what is left, exactly as for a
+ * source without those files. */
+static int decode_to_spill(kb_source *src, const kb_prepare_opts *o, int pad, FILE *spill, cJSON *list,
+                           int64_t *dropped, kb_err *err) {
+    chunk_buf c;
+    uint8_t *keep = malloc((size_t)src->count + 1);
+    if (!keep) return kb_fail(err, "out of memory for %lld flags", (long long)src->count);
+    if (chunk_buf_alloc(&c, src, o, err)) return free(keep), -1;
+    kb_progress p;
+    kb_progress_start(&p, "decode+resize", src->count, o->quiet);
+    int rc = 0;
+    *dropped = 0;
+    for (int64_t first = 0; first < src->count && rc == 0; first += c.chunk) {
+        int n = (int)(src->count - first < c.chunk ? src->count - first : c.chunk);
+        kb_err ignored;
+        process_chunk(src, o, pad, first, n, c.buf, c.failed, c.errs, &ignored);
+        for (int k = 0; k < n && rc == 0; k++) {
+            keep[first + k] = !c.failed[k];
+            if (c.failed[k]) note_unreadable(o, &p, &c.errs[k], (*dropped)++, list);
+            else if (fwrite(c.buf + (size_t)k * c.bytes, c.bytes, 1, spill) != 1)
+                rc = kb_fail(err, "cannot write the decoded images' temp file beside %s: %s", o->out_path, strerror(errno));
+        }
+        kb_progress_update(&p, first + n);
+    }
+    if (rc == 0 && fflush(spill) != 0)
+        rc = kb_fail(err, "cannot write the decoded images' temp file beside %s: %s", o->out_path, strerror(errno));
+    if (rc == 0) kb_progress_finish(&p);
+    else if (!o->quiet && p.is_tty) fprintf(stderr, "\n");
+    if (rc == 0 && *dropped) rc = drop_items(src, keep, *dropped, err);
+    chunk_buf_free(&c);
+    free(keep);
     return rc;
 }
 
@@ -177,10 +291,18 @@ static void fill_summary(kb_prepare_summary *s, const kb_source *src, const uint
     s->ignored = cJSON_IsNumber(ign) ? (int64_t)ign->valuedouble : 0;
 }
 
-/* Everything after the source is listed: splits, metadata, images, commit. */
-static int build_cache(kb_source *src, const kb_prepare_opts *o, kb_prepare_summary *s, uint8_t *roles,
-                       uint8_t *split, int32_t *labels, kb_err *err) {
-    int pad = o->pad_square >= 0 ? o->pad_square : src->pad_square;
+/* What --skip-unreadable left out: the count and the first files, with why. */
+static void add_unreadable_record(cJSON *meta, int64_t count, cJSON *list) {
+    cJSON *u = cJSON_AddObjectToObject(meta, "unreadable_skipped");
+    cJSON_AddNumberToObject(u, "count", (double)count);
+    cJSON_AddNumberToObject(u, "listed", cJSON_GetArraySize(list));
+    cJSON_AddItemReferenceToObject(u, "files", list);
+}
+
+/* Everything after the source is listed (and, with --skip-unreadable,
+ * decoded into spill): splits, metadata, images, commit. */
+static int build_cache(kb_source *src, const kb_prepare_opts *o, int pad, FILE *spill, cJSON *unreadable,
+                       kb_prepare_summary *s, uint8_t *roles, uint8_t *split, int32_t *labels, kb_err *err) {
     cJSON *meta = kb_cache_meta_new();
     cJSON_AddStringToObject(meta, "name", s->name);
     cJSON_AddNumberToObject(meta, "resolution", o->resolution);
@@ -193,12 +315,13 @@ static int build_cache(kb_source *src, const kb_prepare_opts *o, kb_prepare_summ
         add_classes_record(meta, src, roles, split);
         add_recipe_record(meta, o, pad);
         add_source_record(meta, src);
+        if (spill) add_unreadable_record(meta, s->unreadable, unreadable);
         for (int64_t i = 0; i < src->count; i++) labels[i] = src->items[i].label;
     }
     kb_cache_writer w;
     if (rc == 0) rc = kb_cache_writer_open(&w, o->out_path, meta, src->count, o->resolution, src->channels, labels,
                                            split, err);
-    if (rc == 0 && write_images(src, o, pad, &w, err)) {
+    if (rc == 0 && write_images(src, o, pad, spill, &w, err)) {
         kb_cache_writer_abort(&w);
         rc = -1;
     }
@@ -217,10 +340,22 @@ int kb_prepare(const kb_prepare_opts *o, kb_prepare_summary *summary, kb_err *er
     if (kb_source_open(&src, &o->source, err)) return -1;
     if (check_texts(&src, o, sizeof summary->name, err)) return kb_source_free(&src), -1;
     default_name(&src, o, summary->name, sizeof summary->name);
+    int pad = o->pad_square >= 0 ? o->pad_square : src.pad_square;
+    FILE *spill = NULL;
+    cJSON *unreadable = cJSON_CreateArray();
+    int rc = 0;
+    if (o->skip_unreadable) {
+        rc = (spill = open_spill(o->out_path, err)) ? 0 : -1;
+        if (rc == 0) rc = decode_to_spill(&src, o, pad, spill, unreadable, &summary->unreadable, err);
+    }
     uint8_t *roles = malloc((size_t)src.nclasses), *split = malloc((size_t)src.count + 1);
     int32_t *labels = malloc(sizeof(int32_t) * ((size_t)src.count + 1));
-    int rc = roles && split && labels ? build_cache(&src, o, summary, roles, split, labels, err)
-                                      : kb_fail(err, "out of memory for %lld labels", (long long)src.count);
+    if (rc == 0)
+        rc = roles && split && labels
+                 ? build_cache(&src, o, pad, spill, unreadable, summary, roles, split, labels, err)
+                 : kb_fail(err, "out of memory for %lld labels", (long long)src.count);
+    if (spill) fclose(spill);
+    cJSON_Delete(unreadable);
     free(roles);
     free(split);
     free(labels);

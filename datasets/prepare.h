@@ -22,6 +22,7 @@ typedef struct {
     int pad_square;            /* -1: the source's default; 0 or 1 to force */
     kb_split_opts split;
     int quiet;                 /* no progress output */
+    int skip_unreadable;       /* drop images that fail to decode (listed) instead of stopping */
 } kb_prepare_opts;
 
 void kb_prepare_opts_init(kb_prepare_opts *o);
@@ -30,6 +31,7 @@ typedef struct {
     int64_t count, train, test;
     int nclasses, pretrain, novel, unused;
     int64_t ignored;           /* source entries skipped (folder: non-image files) */
+    int64_t unreadable;        /* images dropped by skip_unreadable */
     char name[256];
     double seconds;
 } kb_prepare_summary;

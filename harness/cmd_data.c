@@ -44,6 +44,10 @@ static void prepare_usage(void) {
         "  --test-fraction F         per class, round(F * n) images go to the test split (default 0;\n"
         "                            fashion-mnist keeps its own split)\n"
         "  --seed S                  seed of the test split draw (default 0)\n"
+        "  --skip-unreadable         leave out images that fail to decode (corrupt, truncated), naming\n"
+        "                            each (the first 1000 are also listed in the cache's metadata),\n"
+        "                            instead of stopping at the first; decodes into a temp file beside\n"
+        "                            OUT first, which needs the cache's size again in free space\n"
         "  --quiet                   no progress output\n"
         "  -h, --help                this text\n",
         KB_MAX_RESOLUTION);
@@ -52,7 +56,7 @@ static void prepare_usage(void) {
 enum {
     OPT_SOURCE = 256, OPT_INPUT, OPT_RESOLUTION, OPT_NAME, OPT_STYLE, OPT_LABEL, OPT_BACKGROUND, OPT_PAD,
     OPT_NO_PAD, OPT_PRETRAIN, OPT_NOVEL, OPT_NOVEL_FRACTION, OPT_SPLIT_SEED, OPT_TEST_FRACTION, OPT_SEED, OPT_QUIET,
-    OPT_PER_CLASS, OPT_SPLIT, OPT_ROLE, OPT_GAP
+    OPT_SKIP_UNREADABLE, OPT_PER_CLASS, OPT_SPLIT, OPT_ROLE, OPT_GAP
 };
 
 /* "R,G,B", each a whole integer 0..255 (sscanf's %d overflowed: 4294967551
@@ -110,6 +114,7 @@ static int prepare_option(int c, const char *arg, kb_prepare_opts *o, int *split
         }
         return 0;
     case OPT_QUIET: o->quiet = 1; return 0;
+    case OPT_SKIP_UNREADABLE: o->skip_unreadable = 1; return 0;
     default: return kb_fail(err, "prepare: unknown option (see 'kindbench data prepare --help')");
     }
 }
@@ -120,6 +125,9 @@ static void print_prepare_summary(const kb_prepare_opts *o, const kb_prepare_sum
            o->out_path, s->name, (long long)s->count, o->resolution, o->resolution, (long long)s->train,
            (long long)s->test, s->nclasses, s->pretrain, s->novel, s->unused, s->seconds);
     if (s->ignored) printf("ignored %lld entries that are not PNG/JPEG images or class folders\n", (long long)s->ignored);
+    if (s->unreadable)
+        printf("skipped %lld unreadable image%s (the cache's metadata lists them: unreadable_skipped)\n",
+               (long long)s->unreadable, s->unreadable == 1 ? "" : "s");
 }
 
 static int cmd_prepare(int argc, char **argv, kb_err *err) {
@@ -134,7 +142,7 @@ static int cmd_prepare(int argc, char **argv, kb_err *err) {
         {"split-seed", required_argument, 0, OPT_SPLIT_SEED},
         {"test-fraction", required_argument, 0, OPT_TEST_FRACTION}, {"seed", required_argument, 0, OPT_SEED},
         {"quiet", no_argument, 0, OPT_QUIET},             {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+        {"skip-unreadable", no_argument, 0, OPT_SKIP_UNREADABLE}, {0, 0, 0, 0}};
     kb_prepare_opts o;
     kb_prepare_opts_init(&o);
     int c, split_seed_given = 0;
@@ -201,6 +209,11 @@ static void print_info(const kb_dataset *ds) {
            ds->channels == 1 ? "" : "s");
     printf("  images:      %lld (train %lld, test %lld)\n", (long long)ds->count, (long long)train, (long long)test);
     printf("  classes:     %d (%d pretrain, %d novel, %d unused)\n", ds->nclasses, roles[0], roles[1], roles[2]);
+    const cJSON *skipped = cJSON_GetObjectItemCaseSensitive(ds->meta, "unreadable_skipped");
+    const cJSON *nskip = cJSON_GetObjectItemCaseSensitive(skipped, "count");
+    if (cJSON_IsNumber(nskip) && nskip->valuedouble > 0)
+        printf("  skipped:     %.0f unreadable source images (--skip-unreadable; listed in the metadata)\n",
+               nskip->valuedouble);
     printf("  checksum:    sha256 %s (verified)\n", ds->payload_sha256);
     printf("  %5s  %-8s  %7s  %7s  %s\n", "class", "role", "train", "test", "name");
     for (int c = 0; c < ds->nclasses; c++)

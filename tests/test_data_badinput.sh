@@ -78,6 +78,40 @@ expect_fail "text file named .png" "zz/text.png: not a PNG, JPEG or GIF image" "
 mk_broken empty_file && : > empty_file/zz/empty.jpg
 expect_fail "empty image file" "zz/empty.jpg: empty file" "${P[@]}" --input empty_file
 
+# ---- --skip-unreadable: the broken files above are left out and named (one
+# run instead of a rerun per bad file of an ImageNet-sized folder). The cache
+# must equal, payload bit for bit, one prepared from the folder without them,
+# splits included (so the split is drawn over what is left).
+rm -rf skip && cp -r good skip && mkdir -p skip/zz && cp corrupt_png/zz/bad.png truncated_jpeg/zz/cut.jpg skip/zz/ &&
+  cp "$FX"/a_rgb/odd.png skip/zz/ && cp empty_file/zz/empty.jpg skip/cats/
+rm -rf skip_clean && cp -r skip skip_clean && rm skip_clean/zz/bad.png skip_clean/zz/cut.jpg skip_clean/cats/empty.jpg
+S=(data prepare --source folder --resolution 16 --test-fraction 0.5)
+"$KB" "${S[@]}" --input skip -o skip.kbd --skip-unreadable > skip.out 2> skip.err; rc=$?
+"$KB" "${S[@]}" --input skip_clean -o skip_clean.kbd --quiet > /dev/null 2>&1
+if [[ $rc -eq 0 ]] && "${KB_PYTHON:-/usr/bin/python3}" - skip.kbd skip_clean.kbd <<'PY'
+import json, struct, sys
+def meta(p):
+    b = open(p, 'rb').read(); n = struct.unpack('<Q', b[8:16])[0]
+    return json.loads(b[16:16 + n])
+a, b = meta(sys.argv[1]), meta(sys.argv[2])
+assert a['payload_sha256'] == b['payload_sha256'] and a['count'] == b['count'] == 5, (a['count'], b['count'])
+u = a['unreadable_skipped']
+assert u['count'] == 3 and u['listed'] == 3, u
+assert [f.split(':')[0] for f in u['files']] == ['skip/cats/empty.jpg', 'skip/zz/bad.png', 'skip/zz/cut.jpg'], u
+assert 'unreadable_skipped' not in b
+PY
+then
+  if [[ $(grep -c '^skipped (unreadable): skip/' skip.err) == 3 ]] && grep -q "skipped 3 unreadable images" skip.out &&
+     "$KB" data info skip.kbd | grep -q "skipped:     3 unreadable"; then
+    ok "--skip-unreadable: 3 bad files named and listed; payload = the folder without them"
+  else bad "--skip-unreadable messages" "$(cat skip.out skip.err)"; fi
+else bad "--skip-unreadable" "exit $rc: $(cat skip.err)"; fi
+expect_fail "without --skip-unreadable the error says it exists" "cats/empty.jpg: empty file.*--skip-unreadable" \
+  "${P[@]}" --input skip
+mkdir -p skip/bad_only && cp corrupt_png/zz/bad.png skip/bad_only/
+expect_fail "--skip-unreadable: a class left without images" "class 'bad_only' has no readable image \(4 unreadable" \
+  "${P[@]}" --input skip --skip-unreadable
+
 # ---- Fashion-MNIST idx files: built here, tiny (3 images of 2x2)
 be32() { printf "\\x$(printf %02x $(($1 >> 24 & 255)))\\x$(printf %02x $(($1 >> 16 & 255)))\\x$(printf %02x $(($1 >> 8 & 255)))\\x$(printf %02x $(($1 & 255)))"; }
 mk_idx() { # dir prefix n_images n_pixel_bytes_written n_labels
