@@ -111,6 +111,59 @@ static void check_numpy(kbt_state *st, const char *dir) {
     KBT_CHECK(st, system(cmd) == 0, "numpy reads the npz; .npy bytes equal np.save's", "python check failed");
 }
 
+/* np.load reads Fortran-order and big-endian arrays (np.save writes them
+ * for F-contiguous arrays, e.g. a transposed matrix, and for '>' dtypes):
+ * each such file, written by numpy, must read as the C-order native array
+ * numpy returns, which numpy also writes as <name>_C.npy. */
+static void check_numpy_layouts(kbt_state *st, const char *dir) {
+    const char *py = getenv("KB_PYTHON");
+    if (!py) return (void)printf("skip numpy layout check: KB_PYTHON not set\n");
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd,
+             "%s -c \"\n"
+             "import sys, numpy as np\n"
+             "d, r = sys.argv[1], np.random.default_rng(3)\n"
+             "cases = dict(u8=r.integers(0, 256, (2, 3, 4, 5)).astype(np.uint8), f32=r.random((3, 7), np.float32),\n"
+             "  f64=r.random((2, 3, 4)), i64=r.integers(-2**40, 2**40, (5, 2, 3)), i32=r.integers(-9, 9, (4, 1, 3)).astype(np.int32),\n"
+             "  f16=r.random((4, 4)).astype(np.float16), v1=r.random(5))\n"
+             "for k, v in cases.items():\n"
+             "    np.save(d + '/L_' + k + '_C.npy', v)\n"
+             "    f = np.asfortranarray(v); np.save(d + '/L_' + k + '_F.npy', f)\n"
+             "    b = v.astype(v.dtype.newbyteorder('>')); np.save(d + '/L_' + k + '_B.npy', b)\n"
+             "    np.save(d + '/L_' + k + '_FB.npy', np.asfortranarray(b))\n"
+             "    assert v.ndim < 2 or open(d + '/L_' + k + '_F.npy', 'rb').read(128).find(b'True') > 0\n"
+             "np.savez_compressed(d + '/L.npz', f64=np.asfortranarray(cases['f64']))\n"
+             "\" '%s'",
+             py, dir);
+    if (system(cmd) != 0) {
+        KBT_CHECK(st, 0, "numpy writes Fortran/big-endian files", "python failed");
+        return;
+    }
+    const char *names[7] = {"u8", "f32", "f64", "i64", "i32", "f16", "v1"}, *kinds[3] = {"F", "B", "FB"};
+    const char *labels[3] = {"Fortran-order", "big-endian", "Fortran-order big-endian"};
+    char p[4400], name[64];
+    for (int i = 0; i < 7; i++)
+        for (int k = 0; k < 3; k++) {
+            kb_err err = {{0}};
+            kb_npy want = {0}, got = {0};
+            snprintf(p, sizeof p, "%s/L_%s_C.npy", dir, names[i]);
+            int r = kb_npy_read(p, &want, &err);
+            snprintf(p, sizeof p, "%s/L_%s_%s.npy", dir, names[i], kinds[k]);
+            r = r || kb_npy_read(p, &got, &err);
+            snprintf(name, sizeof name, "%s %s as np.load reads it", labels[k], names[i]);
+            KBT_CHECK(st, !r && same_array(&got, &want), name, "%s", r ? err.msg : "values differ");
+            kb_npy_free(&want), kb_npy_free(&got);
+        }
+    kb_err err = {{0}};
+    kb_npy want = {0}, got = {0};
+    snprintf(p, sizeof p, "%s/L_f64_C.npy", dir);
+    int r = kb_npy_read(p, &want, &err);
+    snprintf(p, sizeof p, "%s/L.npz", dir);
+    r = r || kb_npz_read(p, "f64", &got, &err);
+    KBT_CHECK(st, !r && same_array(&got, &want), "Fortran-order array in a compressed npz", "%s", r ? err.msg : "values differ");
+    kb_npy_free(&want), kb_npy_free(&got);
+}
+
 /* Reading `path` (as .npy, or entry name of an .npz) fails mentioning `needle`. */
 static void expect_fail(kbt_state *st, const char *name, const char *path, const char *entry, const char *needle) {
     kb_err err = {{0}};
@@ -149,11 +202,12 @@ static void check_errors(kbt_state *st, const char *dir, arrays *a) {
     kbt_write_file(p, b, n / 2);
     expect_fail(st, "truncated npz", p, "u8", "trunc.npz");
     free(b);
-    /* hand-patched headers: big-endian, Fortran order, short data, bad magic */
+    /* hand-patched headers: a dtype we do not take, a fortran_order that is
+     * no Python bool, short data, bad magic */
     kb_npy v = kb_npy_view(KB_F32, 1, (int64_t[]){2}, a->f64);
     kb_npy_header(&v, hdr, sizeof hdr, &hl, &err);
     char buf[1100];
-    const char *cases[4][3] = {{"'<f4'", "'>f4'", "unsupported npy dtype"}, {"False", "True ", "Fortran"},
+    const char *cases[4][3] = {{"'<f4'", "'<c8'", "unsupported npy dtype"}, {"False", "Fals0", "fortran_order"},
                                {NULL, NULL, "need 8"}, {"NUMPY", "NUMPX", "bad magic"}};
     for (int i = 0; i < 4; i++) {
         memcpy(buf, hdr, hl);
@@ -220,6 +274,7 @@ int main(void) {
     make_arrays(&a);
     check_roundtrip(&st, dir, &a);
     check_numpy(&st, dir);
+    check_numpy_layouts(&st, dir);
     check_errors(&st, dir, &a);
     check_long_name(&st, dir, &a);
     check_mode(&st, dir, &a);

@@ -190,16 +190,20 @@ static const char *dict_value(const char *d, const char *key) {
     return NULL;
 }
 
-static int parse_descr(const char *v, const char *what, kb_dtype *dt, kb_err *err) {
+/* The dtype; *swap = 1 for big-endian data ('>f8': numpy writes it for an
+ * array of that byte order, and np.load reads it), byte-swapped after reading. */
+static int parse_descr(const char *v, const char *what, kb_dtype *dt, int *swap, kb_err *err) {
     if (!v || (*v != '\'' && *v != '"')) return kb_fail(err, "%s: npy header has no 'descr' string", what);
     char s[16] = "";
     const char *end = strchr(v + 1, *v);
     if (!end || end - v - 1 >= (long)sizeof s) return kb_fail(err, "%s: npy header has a bad 'descr'", what);
     memcpy(s, v + 1, (size_t)(end - v - 1));
+    *swap = s[0] == '>';
+    if (s[0] == '>' || s[0] == '=') s[0] = '<'; /* '=': native, little-endian on every machine we build for */
     if (!strcmp(s, "<u1")) strcpy(s, "|u1");
     for (size_t i = 0; i < sizeof descrs / sizeof descrs[0]; i++)
         if (!strcmp(s, descrs[i].descr)) return *dt = descrs[i].dt, 0;
-    return kb_fail(err, "%s: unsupported npy dtype '%s' (supported: |u1 <i4 <i8 <f2 <f4 <f8, little-endian)", what, s);
+    return kb_fail(err, "%s: unsupported npy dtype '%s' (supported: u1 i4 i8 f2 f4 f8, either byte order)", what, s);
 }
 
 /* The shape tuple, after the dtype: the array's bytes (numel * item size)
@@ -227,8 +231,14 @@ static int parse_shape(const char *v, const char *what, kb_npy *a, kb_err *err) 
     }
 }
 
+/* How the stored data differs from kindbench's C-order little-endian. */
+typedef struct {
+    int fortran, swap;
+} npy_layout;
+
 /* Header checks; *data_off gets where the data starts. */
-static int parse_header(const uint8_t *buf, size_t n, const char *what, kb_npy *a, size_t *data_off, kb_err *err) {
+static int parse_header(const uint8_t *buf, size_t n, const char *what, kb_npy *a, size_t *data_off, npy_layout *lay,
+                        kb_err *err) {
     if (n < 10 || memcmp(buf, NPY_MAGIC, 6)) return kb_fail(err, "%s: not an npy array (bad magic)", what);
     int major = buf[6];
     if (major < 1 || major > 3) return kb_fail(err, "%s: npy format version %d.%d not supported", what, major, buf[7]);
@@ -243,10 +253,11 @@ static int parse_header(const uint8_t *buf, size_t n, const char *what, kb_npy *
     d[hlen] = '\0';
     memset(a, 0, sizeof *a);
     const char *fo = dict_value(d, "fortran_order");
-    int rc = parse_descr(dict_value(d, "descr"), what, &a->dtype, err) ||
+    int rc = parse_descr(dict_value(d, "descr"), what, &a->dtype, &lay->swap, err) ||
              parse_shape(dict_value(d, "shape"), what, a, err);
-    if (!rc && (!fo || strncmp(fo, "False", 5)))
-        rc = kb_fail(err, "%s: Fortran-order npy arrays are not supported", what);
+    if (!rc && fo && !strncmp(fo, "True", 4)) lay->fortran = 1;
+    else if (!rc && (!fo || strncmp(fo, "False", 5)))
+        rc = kb_fail(err, "%s: npy header's 'fortran_order' is neither True nor False", what);
     free(d);
     *data_off = prefix + hlen;
     if (!rc && npy_data_bytes(a) != n - *data_off)
@@ -255,24 +266,70 @@ static int parse_header(const uint8_t *buf, size_t n, const char *what, kb_npy *
     return rc ? -1 : 0;
 }
 
+static void swap_bytes(uint8_t *p, int64_t numel, size_t size) {
+    for (int64_t i = 0; i < numel; i++, p += size)
+        for (size_t a = 0, b = size - 1; a < b; a++, b--) {
+            uint8_t t = p[a];
+            p[a] = p[b], p[b] = t;
+        }
+}
+
+/* Fortran order (first index fastest) into C order, as np.load returns it:
+ * the source is walked in its own order with the multi-index counted up,
+ * and each element goes to its C-order offset. */
+static int fortran_to_c(kb_npy *a, const char *what, kb_err *err) {
+    size_t size = kb_dtype_size(a->dtype);
+    if (a->ndim < 2 || a->numel == 0) return 0;
+    uint8_t *c = malloc((size_t)a->numel * size), *f = a->data;
+    if (!c) return kb_fail(err, "%s: out of memory to reorder a Fortran-order array", what);
+    int64_t idx[KB_MAX_DIMS] = {0}, stride[KB_MAX_DIMS];
+    stride[a->ndim - 1] = 1;
+    for (int d = a->ndim - 2; d >= 0; d--) stride[d] = stride[d + 1] * a->shape[d + 1];
+    int64_t off = 0; /* C offset of idx */
+    for (int64_t i = 0; i < a->numel; i++) {
+        memcpy(c + (size_t)off * size, f + (size_t)i * size, size);
+        for (int d = 0; d < a->ndim; d++) { /* idx++ with index 0 fastest */
+            if (++idx[d] < a->shape[d]) {
+                off += stride[d];
+                break;
+            }
+            off -= (idx[d] - 1) * stride[d];
+            idx[d] = 0;
+        }
+    }
+    free(a->data);
+    a->data = c;
+    return 0;
+}
+
+/* The data as stored into C order, native byte order. */
+static int normalise(kb_npy *a, const npy_layout *lay, const char *what, kb_err *err) {
+    if (lay->swap) swap_bytes(a->data, a->numel, kb_dtype_size(a->dtype));
+    return lay->fortran ? fortran_to_c(a, what, err) : 0;
+}
+
 int kb_npy_parse(const uint8_t *buf, size_t n, const char *what, kb_npy *out, kb_err *err) {
     size_t off;
-    if (parse_header(buf, n, what, out, &off, err)) return -1;
+    npy_layout lay = {0, 0};
+    if (parse_header(buf, n, what, out, &off, &lay, err)) return -1;
     out->data = malloc(n - off ? n - off : 1);
     if (!out->data) return kb_fail(err, "%s: out of memory for %zu bytes", what, n - off);
     memcpy(out->data, buf + off, n - off);
+    if (normalise(out, &lay, what, err)) return kb_npy_free(out), -1;
     return 0;
 }
 
 /* Parses buf and keeps it as the array's storage (data moved to the front). */
 static int parse_take(uint8_t *buf, size_t n, const char *what, kb_npy *out, kb_err *err) {
     size_t off;
-    if (parse_header(buf, n, what, out, &off, err)) {
+    npy_layout lay = {0, 0};
+    if (parse_header(buf, n, what, out, &off, &lay, err)) {
         free(buf);
         return -1;
     }
     memmove(buf, buf + off, n - off);
     out->data = buf;
+    if (normalise(out, &lay, what, err)) return kb_npy_free(out), -1;
     return 0;
 }
 
