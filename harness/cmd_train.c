@@ -8,6 +8,7 @@
 
 #include "harness/cli.h"
 #include "models/train.h"
+#include "util/fileio.h"
 
 static void usage(void) {
     printf(
@@ -254,5 +255,8 @@ int kb_cmd_train(int argc, char **argv, kb_err *err) {
     if (rc < 0) return KB_EXIT_USAGE;
     /* a fresh run's required options are a usage error (exit 2); a resumed one takes them from the checkpoint */
     if (!o.resume && kb_train_opts_check(&o, err)) return KB_EXIT_USAGE;
-    return kb_train_run(&o, err) ? KB_EXIT_FAIL : KB_EXIT_OK;
+    rc = kb_train_run(&o, err);
+    /* a run stopped by a signal (after its checkpoint) ends of that signal, as it would have at once */
+    if (!rc && kb_stop_requested()) kb_die_of_signal(kb_stop_requested());
+    return rc ? KB_EXIT_FAIL : KB_EXIT_OK;
 }

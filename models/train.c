@@ -337,6 +337,20 @@ static int after_step(kb_trainer *tr, const kb_step_stats *s, kb_err *err) {
     return 0;
 }
 
+/* A stop asked for by SIGINT/SIGTERM/SIGHUP (kb_signals_defer): a
+ * checkpoint of the step just finished, unless after_step saved one, so
+ * that --resume loses nothing (a cluster's preemption sends SIGTERM first). */
+static int stop_here(kb_trainer *tr, kb_err *err) {
+    char want[64];
+    snprintf(want, sizeof want, "/step-%lld.safetensors", (long long)tr->opt.step);
+    size_t n = strlen(tr->prev_ckpt), w = strlen(want);
+    int saved = tr->prev_owned && n >= w && !strcmp(tr->prev_ckpt + n - w, want);
+    if (!saved && save_checkpoint(tr, err)) return -1;
+    fprintf(stderr, "stopped at step %lld: checkpoint %s; continue with --resume %s/last.safetensors\n",
+            (long long)tr->opt.step, tr->prev_ckpt, tr->o->out_dir);
+    return 0;
+}
+
 static int loop(kb_trainer *tr, kb_err *err) {
     kb_train_opts *o = tr->o;
     kb_progress p;
@@ -344,10 +358,14 @@ static int loop(kb_trainer *tr, kb_err *err) {
     kb_progress_start(&p, "train", o->steps - tr->start_step, o->quiet);
     double t0 = kb_now();
     tr->t_row = t0;
+    kb_signals_defer(1); /* from here a Ctrl-C ends after a step, with a checkpoint */
     while (tr->opt.step < o->steps) {
-        if (train_step(tr, &s, err) || after_step(tr, &s, err)) return -1;
-        show_progress(tr, &p, &s);
+        int rc = train_step(tr, &s, err) || after_step(tr, &s, err);
+        if (!rc) show_progress(tr, &p, &s);
+        if (!rc && kb_stop_requested()) rc = stop_here(tr, err);
+        if (rc || kb_stop_requested()) return kb_signals_defer(0), rc ? -1 : 0;
     }
+    kb_signals_defer(0);
     kb_progress_finish(&p);
     double dt = kb_now() - t0;
     if (!o->quiet)

@@ -127,7 +127,7 @@ expect_fail "a second run into a --out being written" "busy: another kindbench t
   "${T[@]}" "${S[@]}" --out busy --seed 1
 [[ ! -e busy/last.safetensors ]] && ok "the refused run wrote no checkpoint into busy" ||
   bad "the refused run" "busy/last.safetensors exists"
-kill "$busy" && wait "$busy" 2> /dev/null
+kill -KILL "$busy" && wait "$busy" 2> /dev/null # (SIGTERM would leave a checkpoint: the run stops gracefully)
 "$KB" "${T[@]}" "${S[@]}" --out busy > /dev/null 2>&1 && ok "once the first run is gone, busy is free (its lock died with it)" ||
   bad "a run after the first was killed" "exit $?"
 

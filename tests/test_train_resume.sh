@@ -5,7 +5,8 @@
 # loss.csv column but steps_per_sec), also when the log interval (3) does not
 # divide the checkpoint step (the log accumulators travel in the checkpoint)
 # and when the killed run left rows past its checkpoint and a half-written row;
-# the same with two threads. Also: checkpoint retention, last.safetensors,
+# the same with two threads; a run stopped by SIGINT/SIGTERM checkpoints its
+# step and resumes bit for bit. Also: checkpoint retention, last.safetensors,
 # resuming into another directory, warnings, train.json contents.
 # With KB_TRAIN_DEVICE_ARGS (e.g. "--device cuda --precision bf16", as
 # bench/device_check.sh runs it on a GPU) only the determinism checks run,
@@ -43,6 +44,33 @@ r="" c=""
 if r=$(same_tensors full2/last.safetensors split2/last.safetensors) && c=$(same_csv full2/loss.csv split2/loss.csv); then
   ok "2 threads: 3 + resumed 3 steps = 6 steps: $r; $c"
 else bad "2 threads: resumed run" "$r $c"; fi
+
+# Ctrl-C or SIGTERM (a cluster's preemption) while training: the run finishes
+# its step, checkpoints it (here with --ckpt-every 0, which saved nothing
+# before the end), says so and dies of the signal; --resume from there to two
+# steps further equals an unbroken run of that length bit for bit.
+for sig in INT TERM; do
+  # SIG_DFL first: a background job of a script starts with SIGINT ignored
+  "$PY" -c 'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])' \
+    "$KB" "${T[@]}" --out "stop$sig" --steps 1000000 --ckpt-every 0 2> "stop$sig.err" &
+  pid=$!
+  for _ in $(seq 400); do [[ $(wc -l < "stop$sig/loss.csv" 2> /dev/null) -ge 2 ]] && break; sleep 0.05; done
+  kill -"$sig" "$pid"; wait "$pid"; rc=$?
+  k=$(sed -n 's/^stopped at step \([0-9]*\): checkpoint .*/\1/p' "stop$sig.err")
+  if [[ $rc -eq $((128 + $(kill -l "$sig"))) && -n $k && -f "stop$sig/checkpoints/step-$k.safetensors" ]] &&
+     grep -q "stopping after this step with a checkpoint" "stop$sig.err" &&
+     cmp -s "stop$sig/last.safetensors" "stop$sig/checkpoints/step-$k.safetensors" &&
+     ! compgen -G "stop$sig/checkpoints/*.tmp.*" > /dev/null; then
+    ok "SIG$sig while training: step $k checkpointed, said, exit $rc"
+    "$KB" train --resume "stop$sig/last.safetensors" --steps $((k + 2)) --quiet || bad "resume after SIG$sig" "exit $?"
+    "$KB" "${T[@]}" --out "unbroken$sig" --steps $((k + 2)) --ckpt-every 0 || bad "unbroken $((k + 2))-step run" "exit $?"
+    r="" c=""
+    if r=$(same_tensors "unbroken$sig/last.safetensors" "stop$sig/last.safetensors") &&
+       c=$(same_csv "unbroken$sig/loss.csv" "stop$sig/loss.csv"); then
+      ok "... resumed to step $((k + 2)) = unbroken run: $r; $c"
+    else bad "resume after SIG$sig" "$r $c"; fi
+  else bad "SIG$sig while training" "exit $rc, step '$k', stderr: $(cat "stop$sig.err"), files: $(ls "stop$sig" "stop$sig/checkpoints" 2>&1)"; fi
+done
 
 "$KB" "${T[@]}" --out seed1 --steps 10 --seed 1 || bad "seed-1 run" "exit $?"
 if ! same_tensors full/last.safetensors seed1/last.safetensors > /dev/null 2>&1; then ok "another seed gives other weights"

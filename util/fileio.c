@@ -76,15 +76,35 @@ void kb_temp_forget(const char *tmp_path) {
         }
 }
 
+/* kb_signals_defer's state: read and written by the handler, so
+ * sig_atomic_t; process-wide by nature, as signal dispositions are. */
+static volatile sig_atomic_t stop_deferred, stop_signal;
+
+void kb_signals_defer(int on) { stop_deferred = on; }
+
+int kb_stop_requested(void) { return stop_signal; }
+
+void kb_die_of_signal(int sig) {
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
 static void temp_cleanup_handler(int sig) {
     /* write(2) and unlink(2) only: both are async-signal-safe */
     static const char msg[] = "\nkindbench: interrupted; files being written were removed, finished ones are intact\n";
+    static const char later[] = "\nkindbench: interrupted; stopping after this step with a checkpoint (interrupt "
+                                "again to stop at once)\n";
+    if (stop_deferred && !stop_signal) {
+        stop_signal = sig;
+        ssize_t w = write(STDERR_FILENO, later, sizeof later - 1);
+        (void)w;
+        return;
+    }
     for (int i = 0; i < KB_TEMP_SLOTS; i++)
         if (temp_slots[i].used) unlink(temp_slots[i].path);
     ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
     (void)w;
-    signal(sig, SIG_DFL); /* then die of the signal, so the exit status says so */
-    raise(sig);
+    kb_die_of_signal(sig); /* signal() and raise() are async-signal-safe too */
 }
 
 void kb_temp_cleanup_on_signals(void) {

@@ -78,6 +78,15 @@ int kb_is_temp_of(const char *name, const char *final_name);
  * beyond the first KB_TEMP_SLOTS at a time. */
 #define KB_TEMP_SLOTS 8
 void kb_temp_cleanup_on_signals(void);
+/* A stop at a safe point (train: after a step, with a checkpoint). While
+ * deferred, the first of those signals only records itself and says so on
+ * stderr; kb_stop_requested then returns it (0 while none came), and the
+ * caller ends when it can. A second signal ends the process at once, as
+ * without deferral. kb_die_of_signal ends the process of that signal with
+ * the default action, so the exit status says so (130 for SIGINT). */
+void kb_signals_defer(int on);
+int kb_stop_requested(void);
+void kb_die_of_signal(int sig);
 /* Tracks or forgets a temp file for that cleanup (kb_atomic_* do this). */
 void kb_temp_track(const char *tmp_path);
 void kb_temp_forget(const char *tmp_path);
