@@ -62,7 +62,7 @@ run_test() { # name, command...
   local name=$1; shift
   have_time "$name" || return 0
   local t0=$SECONDS
-  timeout 240 "$@" > "$OUT/$name.log" 2>&1 # a hang costs minutes, not the whole lease
+  timeout -k 10 240 "$@" > "$OUT/$name.log" 2>&1 # a hang costs minutes, not the whole lease
   local rc=$?
   note "$(printf '%-26s rc=%d %3ds  %s' "$name" "$rc" $((SECONDS - t0)) "$(tail -n 1 "$OUT/$name.log")")"
   grep -E '^FAIL' "$OUT/$name.log" | head -n 5
@@ -70,7 +70,7 @@ run_test() { # name, command...
   # synchronous, so that the first error names the kernel that faulted
   if [[ $rc != 0 && $rc != 77 ]] && grep -qiE 'illegal|misaligned|launch failure|cudaError|unspecified|trap' \
     "$OUT/$name.log" && have_time "$name (CUDA_LAUNCH_BLOCKING=1)"; then
-    CUDA_LAUNCH_BLOCKING=1 timeout 240 "$@" > "$OUT/$name.blocking.log" 2>&1
+    CUDA_LAUNCH_BLOCKING=1 timeout -k 10 240 "$@" > "$OUT/$name.blocking.log" 2>&1
     note "  $name with CUDA_LAUNCH_BLOCKING=1: rc=$?, first error: $(grep -m1 -iE 'illegal|misaligned|failure|error|FAIL' "$OUT/$name.blocking.log")"
   fi
 }
@@ -94,21 +94,21 @@ if [ "$WHAT" = bench ] || [ "$WHAT" = all ]; then
     local log=$1; shift
     have_time "$log" > /dev/null || { echo "(not run: time budget)"; return 0; }
     local t0=$SECONDS
-    timeout 300 bash "$@" > "$OUT/$log.log" 2>&1 || echo "(exit $?)" >> "$OUT/$log.log"
+    timeout -k 10 300 bash "$@" > "$OUT/$log.log" 2>&1 || echo "(exit $?)" >> "$OUT/$log.log"
     echo "$(grep -E '^ratio|^MFU|^\(exit|rror' "$OUT/$log.log" | tr '\n' ' ') [$((SECONDS - t0)) s]"
   }
   # our bf16 step under switches (log name, label, VAR=value...): where each fusion pays
   ours_with() {
     local log=$1 label=$2; shift 2
     have_time "$log" || return 0
-    env "$@" timeout 200 "$KINDBENCH" bench train "${dit[@]}" --precision bf16 > "$OUT/$log.log" 2>&1 ||
+    env "$@" timeout -k 10 200 "$KINDBENCH" bench train "${dit[@]}" --precision bf16 > "$OUT/$log.log" 2>&1 ||
       echo "(exit $?)" >> "$OUT/$log.log"
     note "  ours bf16, $label $(grep -E 'steps/s|rror|^\(exit' "$OUT/$log.log" | head -2 | tr '\n' ' ')"
   }
   profiled() { # log name, VAR=value...: per-op CUDA event times after the timed steps
     local log=$1; shift
     have_time "$log" || return 0
-    env "$@" timeout 200 "$KINDBENCH" bench train "${dit[@]}" --precision bf16 --profile > "$OUT/$log.log" 2>&1 ||
+    env "$@" timeout -k 10 200 "$KINDBENCH" bench train "${dit[@]}" --precision bf16 --profile > "$OUT/$log.log" 2>&1 ||
       echo "(exit $?)" >> "$OUT/$log.log"
     note "  $log: $(grep -E '^profile: [0-9]+ step|rror|^\(exit' "$OUT/$log.log" | head -2 | tr '\n' ' ')"
     grep -E '^profile: ' "$OUT/$log.log" | sed -n '3,10p'
