@@ -366,7 +366,7 @@ void run_grid(const config &c, const void *kernel, void (*body)(void *), void *a
     const emu_limits &lim = limits();
     long long threads = (long long)c.block.x * c.block.y * c.block.z;
     if (threads < 1 || threads > lim.max_threads || c.block.z > 64 || c.grid.x < 1 || c.grid.y < 1 || c.grid.z < 1 ||
-        c.grid.y > 65535 || c.grid.z > 65535)
+        c.grid.x > 2147483647u || c.grid.y > 65535 || c.grid.z > 65535)
         return set_launch_error(cudaErrorInvalidConfiguration, c.name);
     auto opt = g_smem_optin.find(kernel);
     size_t allowed = opt == g_smem_optin.end() ? lim.smem_default : (size_t)opt->second;
@@ -387,9 +387,15 @@ void run_grid(const config &c, const void *kernel, void (*body)(void *), void *a
     /* exactly the launch's bytes, so that tools like ASan see overruns */
     if (c.smem && posix_memalign(&r.dyn, 128, c.smem)) fail(std::string(c.name) + ": no memory for shared memory");
     g_run = &r;
-    for (unsigned z = 0; z < c.grid.z; z++)
-        for (unsigned y = 0; y < c.grid.y; y++)
-            for (unsigned x = 0; x < c.grid.x; x++) run_block(r, uint3{x, y, z});
+    /* blocks one after another; with KB_EMU_ORDER=reverse the last first, so
+     * that a block reading what a later block of the same launch writes (no
+     * order between blocks on a GPU) reads poison instead of the value */
+    unsigned long long nblocks = (unsigned long long)c.grid.x * c.grid.y * c.grid.z;
+    for (unsigned long long j = 0; j < nblocks; j++) {
+        unsigned long long b = g_reverse ? nblocks - 1 - j : j;
+        run_block(r, uint3{(unsigned)(b % c.grid.x), (unsigned)(b / c.grid.x % c.grid.y),
+                           (unsigned)(b / ((unsigned long long)c.grid.x * c.grid.y))});
+    }
     g_run = nullptr;
     std::free(r.dyn);
     count_launch();

@@ -48,6 +48,7 @@ run_test() { # name, command...
 echo "== CUDA checks on the CPU emulator ($B; logs in $KB_WORK)"
 # first the emulator itself: barriers, collectives, mma.sync, static shared memory, launch limits, aborts
 run_test cuda_emu_self "$BA/test_cuda_emu"
+run_test cuda_emu_self_reverse env KB_EMU_ORDER=reverse "$BA/test_cuda_emu"
 source tests/cuda_checks.sh
 kb_cuda_checks
 # the emulator only: the fallbacks where cuBLASLt offers no algorithm, or refuses a bf16 D at run time

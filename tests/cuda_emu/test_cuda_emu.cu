@@ -10,6 +10,7 @@
 
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -91,6 +92,14 @@ __global__ void touch_smem(float *p) {
     dyn[threadIdx.x] = (float)threadIdx.x;
     __syncthreads();
     p[threadIdx.x] = dyn[255 - threadIdx.x];
+}
+
+/* Block 0 publishes a value that block 1 reads in the same launch: no
+ * order between blocks on a GPU, so with KB_EMU_ORDER=reverse (blocks last
+ * first) block 1 reads the poison of a fresh allocation. */
+__global__ void across_blocks(float *flag, float *out) {
+    if (blockIdx.x == 0) flag[0] = 1.0f;
+    else out[0] = flag[0];
 }
 
 /* Lane 0 skips a warp collective that the others reach. */
@@ -215,6 +224,21 @@ static void test_mma() {
     cudaFree(d);
 }
 
+static void test_block_order() {
+    float *flag, *out, h = 0.0f;
+    cudaMalloc((void **)&flag, sizeof h);
+    cudaMalloc((void **)&out, sizeof h);
+    across_blocks<<<2, 1>>>(flag, out);
+    cudaMemcpy(&h, out, sizeof h, cudaMemcpyDeviceToHost);
+    const char *o = getenv("KB_EMU_ORDER");
+    if (o && !strcmp(o, "reverse"))
+        check(std::isnan(h), "KB_EMU_ORDER=reverse: a block reading a later block's write reads poison");
+    else
+        check(h == 1.0f, "blocks run in order (block 1 sees block 0's write; KB_EMU_ORDER=reverse undoes it)");
+    cudaFree(flag);
+    cudaFree(out);
+}
+
 static void test_launch_limits() {
     float *p, h[256];
     cudaMalloc((void **)&p, 2048 * sizeof(float));
@@ -272,6 +296,7 @@ int main(void) {
     test_warp_barriers();
     test_mma();
     test_static_smem();
+    test_block_order();
     test_launch_limits();
     expect_abort(launch_diverged, "waits for a lane that has returned", "a collective that lane 0 skips aborts");
     expect_abort(launch_deadlock, "deadlock", "__syncthreads against __syncwarp aborts as a deadlock");
