@@ -90,6 +90,7 @@ struct block_run {
     size_t sched_size = 0;
     unsigned char slots[kMaxThreads / 32][32 * 16];
     void *dyn = nullptr;
+    long long optin = -1; /* the kernel's cudaFuncSetAttribute(MaxDynamicSharedMemorySize), -1: none */
     std::vector<std::pair<void *, size_t>> statics; /* static __shared__ arrays this block has reached */
 };
 
@@ -249,6 +250,7 @@ void check_one_barrier(block_run &r) {
 void run_block(block_run &r, uint3 bid) {
     const config &c = *r.cfg;
     if (r.dyn) std::memset(r.dyn, 0xff, c.smem); /* uninitialised shared memory reads as NaN, not as zeros */
+    std::memset(r.slots, 0xff, sizeof r.slots);  /* a shuffle's slot of a lane that never wrote: NaN bits */
     r.statics.clear();                           /* and so do static arrays (shared_static) */
     for (int i = 0; i < r.nthreads; i++) {
         fiber &f = r.fibers[i];
@@ -321,7 +323,17 @@ void shared_static(void *p, size_t bytes) {
     /* the first thread of the block to reach the declaration: none has used it yet */
     if (total > limits().smem_default)
         fail(where() + ": static __shared__ arrays of " + std::to_string(total) + " bytes (over 48 KiB)");
-    if (total + g_run->cfg->smem > limits().smem_optin_max)
+    /* Without the opt-in a block has 48 KiB in all, static and dynamic together (the
+     * function's maxDynamicSharedSizeBytes is 48 KiB less its static arrays; a GPU
+     * refuses a launch over it); with it, the opted-in size plus the static arrays
+     * must fit the device's per-block maximum (cudaFuncSetAttribute refuses more). */
+    size_t dyn = g_run->cfg->smem;
+    if (g_run->optin < 0 && total + dyn > limits().smem_default)
+        fail(where() + ": static (" + std::to_string(total) + " bytes) and dynamic (" + std::to_string(dyn) +
+             " bytes) shared memory together over 48 KiB without cudaFuncSetAttribute("
+             "MaxDynamicSharedMemorySize) (a GPU refuses the launch)");
+    if (g_run->optin >= 0 && (size_t)g_run->optin > dyn) dyn = (size_t)g_run->optin;
+    if (total + dyn > limits().smem_optin_max)
         fail(where() + ": static and dynamic shared memory together over the device's " +
              std::to_string(limits().smem_optin_max) + " bytes");
     std::memset(p, 0xff, bytes);
@@ -383,6 +395,7 @@ void run_grid(const config &c, const void *kernel, void (*body)(void *), void *a
     block_run r;
     r.cfg = &c, r.body = body, r.arg = arg;
     r.nthreads = (int)threads;
+    r.optin = opt == g_smem_optin.end() ? -1 : opt->second;
     r.fibers.resize((size_t)threads);
     /* exactly the launch's bytes, so that tools like ASan see overruns */
     if (c.smem && posix_memalign(&r.dyn, 128, c.smem)) fail(std::string(c.name) + ": no memory for shared memory");

@@ -113,7 +113,9 @@ inline config launch(dim3 grid, dim3 block, size_t smem, const char *name) { ret
 
 template <class... P> kernel_launch<P...> operator%(const config &c, void (*k)(P...)) { return kernel_launch<P...>{c, k}; }
 
-/* Shuffle: every lane deposits v, then reads lane src's. */
+/* Shuffle: every lane deposits v, then reads lane src's. A src outside the
+ * mask gives NaN bits (the programming guide: a value read from a thread not
+ * taking part in the shuffle is undefined), not whatever that lane last left. */
 template <class T> T shuffle_from(unsigned mask, T v, unsigned src, const char *what) {
     static_assert(sizeof(T) <= 16, "shuffle of a value wider than 16 bytes");
     unsigned char *slots = warp_slots();
@@ -121,6 +123,7 @@ template <class T> T shuffle_from(unsigned mask, T v, unsigned src, const char *
     sync_warp(mask, what);
     T r;
     std::memcpy(&r, slots + 16 * (src & 31), sizeof r);
+    if (!(mask >> (src & 31) & 1u)) std::memset(&r, 0xff, sizeof r);
     sync_warp(mask, what); /* nobody overwrites a slot before every lane has read */
     std::memset(slots + 16 * lane_id(), 0xff, 16); /* a later read of a lane outside the mask gets NaN bits */
     return r;

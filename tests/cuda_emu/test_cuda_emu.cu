@@ -102,6 +102,26 @@ __global__ void across_blocks(float *flag, float *out) {
     else out[0] = flag[0];
 }
 
+/* Two half-warp shuffles: lanes 0-15 (mask 0x0000ffff) ask lane l ^ 16,
+ * outside their mask (undefined on a GPU: NaN bits here), lanes 16-31 their
+ * neighbour l ^ 1, inside theirs. */
+__global__ void half_shuffles(float *out) {
+    unsigned l = threadIdx.x;
+    float v = (float)l;
+    if (l < 16) v = __shfl_xor_sync(0x0000ffffu, v, 16);
+    else v = __shfl_xor_sync(0xffff0000u, v, 1);
+    out[l] = v;
+}
+
+/* 2 KiB of static shared memory and the launch's dynamic part. */
+__global__ void static_and_dynamic(float *p) {
+    __shared__ float s[512];
+    extern __shared__ float dyn[];
+    s[threadIdx.x] = dyn[threadIdx.x] = 1.0f;
+    __syncthreads();
+    p[threadIdx.x] = s[threadIdx.x] + dyn[threadIdx.x];
+}
+
 /* Lane 0 skips a warp collective that the others reach. */
 __global__ void diverged(float *p) {
     float v = p[threadIdx.x];
@@ -172,6 +192,19 @@ static void test_warp_barriers() {
     check(right < 32, "without __syncwarp some lanes read stale shared memory");
     cudaFree(out);
     cudaFree(sh);
+}
+
+static void test_half_shuffles() {
+    float *d, h[32];
+    cudaMalloc((void **)&d, sizeof h);
+    half_shuffles<<<1, 32>>>(d);
+    cudaMemcpy(h, d, sizeof h, cudaMemcpyDeviceToHost);
+    bool outside = true, inside = true;
+    for (int l = 0; l < 16; l++) outside = outside && std::isnan(h[l]);
+    for (int l = 16; l < 32; l++) inside = inside && h[l] == (float)(l ^ 1);
+    check(outside, "a shuffle from a lane outside the mask reads NaN bits (undefined on a GPU)");
+    check(inside, "a half-warp shuffle inside its mask reads its neighbour");
+    cudaFree(d);
 }
 
 static void test_static_smem() {
@@ -253,6 +286,10 @@ static void test_launch_limits() {
     cudaError_t e = cudaGetLastError();
     cudaMemcpy(h, p, sizeof h, cudaMemcpyDeviceToHost);
     check(e == cudaSuccess && h[0] == 255.0f && h[255] == 0.0f, "with the opt-in it runs (dynamic shared memory)");
+    static_and_dynamic<<<1, 32, 46 * 1024>>>(p); /* 2 + 46 KiB: exactly the 48 without the opt-in */
+    e = cudaGetLastError();
+    cudaMemcpy(h, p, 32 * sizeof(float), cudaMemcpyDeviceToHost);
+    check(e == cudaSuccess && h[0] == 2.0f && h[31] == 2.0f, "2 KiB static and 46 KiB dynamic shared memory run");
     cudaPointerAttributes at;
     cudaPointerGetAttributes(&at, p + 100);
     check(at.type == cudaMemoryTypeDevice, "cudaPointerGetAttributes: inside a cudaMalloc block is device memory");
@@ -290,12 +327,14 @@ static void launch_diverged(float *p) { diverged<<<1, 32>>>(p); }
 static void launch_deadlock(float *p) { deadlock<<<1, 64>>>(p); }
 static void launch_split_barrier(float *p) { split_barrier<<<1, 64>>>(p); }
 static void launch_over_bounds(float *p) { bounded<<<1, 96>>>(p); }
+static void launch_static_dyn_over_48k(float *p) { static_and_dynamic<<<1, 32, 47 * 1024>>>(p); }
 
 int main(void) {
     test_block_barriers();
     test_warp_barriers();
     test_mma();
     test_static_smem();
+    test_half_shuffles();
     test_block_order();
     test_launch_limits();
     expect_abort(launch_diverged, "waits for a lane that has returned", "a collective that lane 0 skips aborts");
@@ -304,6 +343,8 @@ int main(void) {
                  "two warps at two different __syncthreads abort, naming both");
     expect_abort(launch_over_bounds, "over bounded's __launch_bounds__ of 64",
                  "a launch over a kernel's __launch_bounds__ aborts");
+    expect_abort(launch_static_dyn_over_48k, "together over 48 KiB without cudaFuncSetAttribute",
+                 "2 KiB static and 47 KiB dynamic shared memory without the opt-in abort (a GPU refuses the launch)");
     printf("%d passed, %d failed\n", g_pass, g_fail);
     return g_fail ? 1 : 0;
 }
