@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <vector>
 
 struct CUstream_st {
     int id;
@@ -26,6 +27,23 @@ std::map<const char *, size_t> g_allocs; /* device allocations: start -> bytes *
 cudaError_t g_last_error = cudaSuccess;
 const char *g_last_error_kernel = "";
 long long g_launches = 0;
+
+/* Device-to-host cudaMemcpyAsync copies not yet "done": the device bytes as
+ * they were when the copy was queued (stream order), landing in host memory
+ * at the next synchronisation. */
+struct pending_copy {
+    void *dst;
+    std::vector<char> bytes;
+};
+std::vector<pending_copy> g_pending;
+
+/* What a synchronisation (stream, device, event, or a call that implies one)
+ * completes: every queued device-to-host copy lands. */
+void land_copies() {
+    std::lock_guard<std::mutex> lock(g_mem_mutex);
+    for (pending_copy &c : g_pending) std::memcpy(c.dst, c.bytes.data(), c.bytes.size());
+    g_pending.clear();
+}
 
 double now_ms() {
     using namespace std::chrono;
@@ -83,6 +101,7 @@ cudaError_t cudaMalloc(void **p, size_t bytes) {
 
 cudaError_t cudaFree(void *p) {
     if (!p) return cudaSuccess;
+    land_copies(); /* cudaFree waits for the device */
     std::lock_guard<std::mutex> lock(g_mem_mutex);
     auto it = g_allocs.find((const char *)p);
     if (it == g_allocs.end()) {
@@ -94,15 +113,27 @@ cudaError_t cudaFree(void *p) {
     return cudaSuccess;
 }
 
-cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind) {
-    (void)kind;
+} // extern "C"
+
+namespace {
+/* A copy carried out now (overlapping ranges abort: memmove here, undefined on a GPU). */
+cudaError_t copy_now(void *dst, const void *src, size_t bytes) {
     const char *d = (const char *)dst, *sp = (const char *)src;
-    if (bytes && d != sp && d < sp + bytes && sp < d + bytes) { /* memmove here, undefined on a GPU */
+    if (bytes && d != sp && d < sp + bytes && sp < d + bytes) {
         std::fprintf(stderr, "kindbench CUDA emulator: cudaMemcpy of %zu bytes between overlapping ranges\n", bytes);
         std::abort();
     }
     if (bytes) std::memmove(dst, src, bytes);
     return cudaSuccess;
+}
+} // namespace
+
+extern "C" {
+
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind) {
+    (void)kind;
+    land_copies(); /* a plain cudaMemcpy waits for the work queued before it */
+    return copy_now(dst, src, bytes);
 }
 
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, cudaStream_t s) {
@@ -114,7 +145,19 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpy
                      bytes, (int)kind);
         std::abort();
     }
-    return cudaMemcpy(dst, src, bytes, kind);
+    /* Device to host: asynchronous with respect to the host (a GPU may return
+     * before the copy is done; from pageable memory it "might be synchronous",
+     * which nothing may rely on). The host bytes read as NaN until the stream
+     * is synchronised, so that a result read before cudaStreamSynchronize
+     * shows; the device bytes are taken now, as the stream's order has it. */
+    if (kind == cudaMemcpyDeviceToHost && bytes && !is_device_range(dst, 1)) {
+        pending_copy c{dst, std::vector<char>((const char *)src, (const char *)src + bytes)};
+        std::memset(dst, 0xff, bytes);
+        std::lock_guard<std::mutex> lock(g_mem_mutex);
+        g_pending.push_back(std::move(c));
+        return cudaSuccess;
+    }
+    return copy_now(dst, src, bytes); /* host to device: a pageable source is staged before the return */
 }
 
 cudaError_t cudaMemset(void *p, int v, size_t bytes) {
@@ -140,9 +183,13 @@ cudaError_t cudaStreamDestroy(cudaStream_t s) {
 }
 cudaError_t cudaStreamSynchronize(cudaStream_t s) {
     (void)s;
+    land_copies();
     return cudaSuccess;
 }
-cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+cudaError_t cudaDeviceSynchronize(void) {
+    land_copies();
+    return cudaSuccess;
+}
 
 cudaError_t cudaGetLastError(void) {
     cudaError_t e = g_last_error;
@@ -263,7 +310,11 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
     e->recorded = true;
     return cudaSuccess;
 }
-cudaError_t cudaEventSynchronize(cudaEvent_t e) { return e->recorded ? cudaSuccess : cudaErrorInvalidResourceHandle; }
+cudaError_t cudaEventSynchronize(cudaEvent_t e) {
+    if (!e->recorded) return cudaErrorInvalidResourceHandle;
+    land_copies(); /* one stream: everything before the event, copies included */
+    return cudaSuccess;
+}
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b) {
     if (!a->recorded || !b->recorded) return cudaErrorInvalidResourceHandle;
     *ms = (float)(b->ms - a->ms);

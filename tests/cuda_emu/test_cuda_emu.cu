@@ -257,6 +257,22 @@ static void test_mma() {
     cudaFree(d);
 }
 
+static void test_async_copy() {
+    float *d, h[4] = {0.0f, 0.0f, 0.0f, 0.0f}, v[4] = {1.0f, 2.0f, 3.0f, 4.0f};
+    cudaMalloc((void **)&d, sizeof h);
+    cudaMemcpy(d, v, sizeof v, cudaMemcpyHostToDevice);
+    cudaStream_t s;
+    cudaStreamCreate(&s);
+    cudaMemcpyAsync(h, d, sizeof h, cudaMemcpyDeviceToHost, s);
+    bool early = std::isnan(h[0]) && std::isnan(h[3]);
+    touch<<<1, 4, 0, s>>>(d); /* queued after the copy: the copy keeps the values before it */
+    cudaStreamSynchronize(s);
+    check(early, "a device-to-host cudaMemcpyAsync's host bytes read NaN before the stream is synchronised");
+    check(h[0] == 1.0f && h[3] == 4.0f, "... and after it, the device's bytes as of the copy's place in the stream");
+    cudaStreamDestroy(s);
+    cudaFree(d);
+}
+
 static void test_block_order() {
     float *flag, *out, h = 0.0f;
     cudaMalloc((void **)&flag, sizeof h);
@@ -335,6 +351,7 @@ int main(void) {
     test_mma();
     test_static_smem();
     test_half_shuffles();
+    test_async_copy();
     test_block_order();
     test_launch_limits();
     expect_abort(launch_diverged, "waits for a lane that has returned", "a collective that lane 0 skips aborts");
