@@ -60,7 +60,10 @@ float load(const void *p, cudaDataType t, int64_t i) {
 void store(void *p, cudaDataType t, int64_t i, float v) {
     switch (t) {
     case CUDA_R_32F: ((float *)p)[i] = v; break;
-    case CUDA_R_16BF: ((uint16_t *)p)[i] = (uint16_t)(float_to_bits(round_mantissa(v, 7)) >> 16); break;
+    case CUDA_R_16BF: /* NaN: the canonical bf16 NaN, as the GPU's cvt.rn.bf16.f32 (not its top half: a NaN
+                         whose payload is all in the low bits would become infinity) */
+        ((uint16_t *)p)[i] = v != v ? (uint16_t)0x7fffu : (uint16_t)(float_to_bits(round_mantissa(v, 7)) >> 16);
+        break;
     case CUDA_R_16F: ((__half *)p)[i] = __float2half_rn(v); break;
     default: std::fprintf(stderr, "kindbench CUDA emulator: data type %d not emulated\n", (int)t), std::abort();
     }
@@ -126,12 +129,32 @@ rounding rounding_of(cublasComputeType_t ct, cublasMath_t math, cudaDataType at)
     return ROUND_NONE;
 }
 
+/* The type combinations cublasGemmEx and cublasGemmStridedBatchedEx accept (the
+ * cuBLAS guide's table for those calls, the ones with 32-bit float compute):
+ * COMPUTE_32F with bf16 or fp16 A and B and C of their type or fp32, or all
+ * fp32; the FAST_* compute types only with fp32 A, B and C. Others return
+ * CUBLAS_STATUS_NOT_SUPPORTED, as the library does. */
+bool ex_types_ok(cudaDataType at, cudaDataType bt, cudaDataType ct, cublasComputeType_t compute) {
+    if (at != bt) return false;
+    switch (compute) {
+    case CUBLAS_COMPUTE_32F:
+    case CUBLAS_COMPUTE_32F_PEDANTIC:
+        if (at == CUDA_R_16BF || at == CUDA_R_16F) return ct == at || ct == CUDA_R_32F;
+        return at == CUDA_R_32F && ct == CUDA_R_32F;
+    case CUBLAS_COMPUTE_32F_FAST_16F:
+    case CUBLAS_COMPUTE_32F_FAST_16BF:
+    case CUBLAS_COMPUTE_32F_FAST_TF32: return at == CUDA_R_32F && ct == CUDA_R_32F;
+    default: return false;
+    }
+}
+
 cublasStatus_t gemm(cublasHandle_t h, const char *api, cublasOperation_t ta, cublasOperation_t tb, int64_t m, int64_t n,
                     int64_t k, const float *alpha, const void *A, cudaDataType at, int64_t lda, int64_t sa, const void *B,
                     cudaDataType bt, int64_t ldb, int64_t sb, const float *beta, void *C, cudaDataType ct, int64_t ldc,
                     int64_t sc, int64_t batch, cublasComputeType_t compute) {
     if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
     if (m < 0 || n < 0 || k < 0 || batch < 0) return CUBLAS_STATUS_INVALID_VALUE;
+    if (!ex_types_ok(at, bt, ct, compute)) return CUBLAS_STATUS_NOT_SUPPORTED;
     if (m == 0 || n == 0 || batch == 0) return CUBLAS_STATUS_SUCCESS;
     bool tA = ta != CUBLAS_OP_N, tB = tb != CUBLAS_OP_N;
     int64_t ar = tA ? k : m, ac = tA ? m : k, br = tB ? n : k, bc = tB ? k : n;
@@ -174,11 +197,54 @@ struct lt_layout {
     uint64_t rows, cols;
     int64_t ld;
 };
+/* A preference: the workspace the caller offers and the alignments (bytes) it
+ * promises for A, B, C and D (cublasLt.h: 0 and 256 unless set). */
+struct lt_pref {
+    uint64_t max_ws;
+    uint32_t align[4];
+};
+/* What the heuristic's algorithm was chosen for, kept in its opaque data: the
+ * workspace it needs and the alignments of the operands, bias and aux it may
+ * assume (the preference's, and the bias/aux pointers' values then: cublasLt.h
+ * says the heuristic reads those). A call with less is not guaranteed to run:
+ * a GPU may refuse it or fault. */
+struct lt_algo {
+    uint64_t ws;
+    uint32_t align[4];
+    uint32_t bias_align, aux_align;
+    uint32_t magic;
+};
+constexpr uint32_t kAlgoMagic = 0x6b62656du;
+/* The workspace a heuristic's algorithm asks for (split-K partials), at most
+ * the preference's: so that a cublasLtMatmul offered less is refused here too. */
+constexpr uint64_t kAlgoWorkspace = (uint64_t)1 << 20;
 static_assert(sizeof(lt_desc) <= sizeof(cublasLtMatmulDescOpaque_t), "cuBLASLt descriptor too large");
+static_assert(sizeof(lt_pref) <= sizeof(cublasLtMatmulPreferenceOpaque_t), "cuBLASLt preference too large");
+static_assert(sizeof(lt_algo) <= sizeof(cublasLtMatmulAlgo_t), "cuBLASLt algorithm too large");
 static_assert(sizeof(lt_layout) <= sizeof(cublasLtMatrixLayoutOpaque_t), "cuBLASLt layout too large");
 
 lt_desc *desc_of(cublasLtMatmulDesc_t d) { return (lt_desc *)d->data; }
 lt_layout *layout_of(cublasLtMatrixLayout_t l) { return (lt_layout *)l->data; }
+lt_pref *pref_of(cublasLtMatmulPreference_t p) { return (lt_pref *)p->data; }
+
+/* A pointer's alignment in bytes, up to 256 (null: 256, nothing to read). */
+uint32_t alignment_of(const void *p) {
+    uint32_t a = 256;
+    while (a > 1 && (uintptr_t)p % a) a /= 2;
+    return a;
+}
+
+/* Aborts when p is less aligned than the algorithm was chosen for. */
+void check_alignment(const char *what, const void *p, uint32_t promised) {
+    if (p && alignment_of(p) < promised) {
+        std::fprintf(stderr,
+                     "kindbench CUDA emulator: cublasLtMatmul: %s (%p) is %u-byte aligned, but the algorithm was "
+                     "chosen for %u (the preference's CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_*_BYTES, or the pointer "
+                     "the descriptor held at the heuristic): a GPU may refuse or fault\n",
+                     what, p, alignment_of(p), promised);
+        std::abort();
+    }
+}
 
 float gelu_tanh(float x) {
     const float k = 0.7978845608028654f; /* sqrt(2/pi) */
@@ -217,7 +283,13 @@ cublasStatus_t cublasDestroy_v2(cublasHandle_t h) {
     return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasSetStream_v2(cublasHandle_t, cudaStream_t) { return CUBLAS_STATUS_SUCCESS; }
-cublasStatus_t cublasSetWorkspace_v2(cublasHandle_t, void *, size_t) { return CUBLAS_STATUS_SUCCESS; }
+/* The cuBLAS guide: the workspace must be aligned to at least 256 bytes (else
+ * CUBLAS_STATUS_INVALID_VALUE); it is device memory. */
+cublasStatus_t cublasSetWorkspace_v2(cublasHandle_t h, void *w, size_t bytes) {
+    if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
+    if (bytes && ((uintptr_t)w % 256 || !is_device_range(w, bytes))) return CUBLAS_STATUS_INVALID_VALUE;
+    return CUBLAS_STATUS_SUCCESS;
+}
 cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t mode) {
     h->math = mode;
     return CUBLAS_STATUS_SUCCESS;
@@ -323,15 +395,25 @@ cublasStatus_t cublasLtMatrixLayoutDestroy(cublasLtMatrixLayout_t l) {
 
 cublasStatus_t cublasLtMatmulPreferenceCreate(cublasLtMatmulPreference_t *p) {
     *p = new cublasLtMatmulPreferenceOpaque_t();
+    *pref_of(*p) = lt_pref{0, {256, 256, 256, 256}};
     return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasLtMatmulPreferenceDestroy(cublasLtMatmulPreference_t p) {
     delete p;
     return CUBLAS_STATUS_SUCCESS;
 }
-cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t, cublasLtMatmulPreferenceAttributes_t,
-                                                    const void *, size_t) {
-    return CUBLAS_STATUS_SUCCESS;
+cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t p,
+                                                    cublasLtMatmulPreferenceAttributes_t attr, const void *buf,
+                                                    size_t n) {
+    lt_pref *x = pref_of(p);
+    switch (attr) {
+    case CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES: return read_attr(&x->max_ws, buf, n);
+    case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES: return read_attr(&x->align[0], buf, n);
+    case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES: return read_attr(&x->align[1], buf, n);
+    case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES: return read_attr(&x->align[2], buf, n);
+    case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES: return read_attr(&x->align[3], buf, n);
+    default: return CUBLAS_STATUS_SUCCESS; /* others only narrow the search */
+    }
 }
 
 /* One "algorithm" for every shape whose epilogue the emulator knows;
@@ -339,14 +421,21 @@ cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t, 
  * KB_EMU_LT=refuse-bf16-d makes cublasLtMatmul refuse a bf16 D (below). */
 cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t h, cublasLtMatmulDesc_t d, cublasLtMatrixLayout_t a,
                                               cublasLtMatrixLayout_t b, cublasLtMatrixLayout_t c,
-                                              cublasLtMatrixLayout_t dl, cublasLtMatmulPreference_t, int requested,
-                                              cublasLtMatmulHeuristicResult_t *res, int *returned) {
+                                              cublasLtMatrixLayout_t dl, cublasLtMatmulPreference_t pref,
+                                              int requested, cublasLtMatmulHeuristicResult_t *res, int *returned) {
     (void)a, (void)b, (void)c, (void)dl;
     *returned = 0;
-    if (!h || requested < 1) return CUBLAS_STATUS_INVALID_VALUE;
+    if (!h || !pref || requested < 1) return CUBLAS_STATUS_INVALID_VALUE;
     const char *off = std::getenv("KB_EMU_LT");
     if ((off && off[0] == '0') || !epilogue_known(desc_of(d)->epilogue)) return CUBLAS_STATUS_NOT_SUPPORTED;
+    const lt_pref &p = *pref_of(pref);
+    const lt_desc &x = *desc_of(d);
     std::memset(&res[0], 0, sizeof res[0]);
+    lt_algo al{p.max_ws < kAlgoWorkspace ? p.max_ws : kAlgoWorkspace,
+               {p.align[0], p.align[1], p.align[2], p.align[3]},
+               x.bias ? alignment_of(x.bias) : 1, x.aux ? alignment_of(x.aux) : 1, kAlgoMagic};
+    std::memcpy(res[0].algo.data, &al, sizeof al);
+    res[0].workspaceSize = al.ws;
     res[0].state = CUBLAS_STATUS_SUCCESS;
     res[0].wavesCount = 1.0f;
     *returned = 1;
@@ -356,7 +445,7 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t h, cublasLtMatmul
 cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t desc, const void *alpha, const void *A,
                               cublasLtMatrixLayout_t al, const void *B, cublasLtMatrixLayout_t bl, const void *beta,
                               const void *C, cublasLtMatrixLayout_t cl, void *D, cublasLtMatrixLayout_t dl,
-                              const cublasLtMatmulAlgo_t *, void *, size_t, cudaStream_t) {
+                              const cublasLtMatmulAlgo_t *algo, void *ws, size_t ws_bytes, cudaStream_t) {
     if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
     const lt_desc &x = *desc_of(desc);
     const lt_layout &la = *layout_of(al), &lb = *layout_of(bl), &lc = *layout_of(cl), &ld = *layout_of(dl);
@@ -371,6 +460,28 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t desc, con
     const char *lt = std::getenv("KB_EMU_LT");
     if (lt && !std::strcmp(lt, "refuse-bf16-d") && ld.type == CUDA_R_16BF) return CUBLAS_STATUS_NOT_SUPPORTED;
     const char *api = "cublasLtMatmul";
+    size_t scratch = 0; /* the part of the workspace the algorithm uses */
+    if (algo) { /* the heuristic's: its workspace (cublasLt.h: less is CUBLAS_STATUS_INVALID_VALUE) and alignments */
+        lt_algo al;
+        std::memcpy(&al, algo->data, sizeof al);
+        if (al.magic != kAlgoMagic) return CUBLAS_STATUS_INVALID_VALUE;
+        if (ws_bytes < al.ws) return CUBLAS_STATUS_INVALID_VALUE;
+        scratch = (size_t)al.ws;
+        const char *names[4] = {"A", "B", "C", "D"};
+        const void *ptrs[4] = {A, B, C, D};
+        for (int i = 0; i < 4; i++) check_alignment(names[i], ptrs[i], al.align[i]);
+        bool bias_used = x.epilogue == CUBLASLT_EPILOGUE_BIAS || x.epilogue == CUBLASLT_EPILOGUE_GELU_AUX_BIAS ||
+                         x.epilogue == CUBLASLT_EPILOGUE_BGRADB;
+        bool aux_used = x.epilogue == CUBLASLT_EPILOGUE_GELU_AUX_BIAS || x.epilogue == CUBLASLT_EPILOGUE_DGELU;
+        if (bias_used) check_alignment("the bias", x.bias, al.bias_align);
+        if (aux_used) check_alignment("the aux matrix", x.aux, al.aux_align);
+    }
+    if (ws_bytes && !is_device_range(ws, ws_bytes)) {
+        std::fprintf(stderr, "kindbench CUDA emulator: cublasLtMatmul: workspace %p (%zu bytes) is not device memory\n",
+                     ws, ws_bytes);
+        std::abort();
+    }
+    if (scratch) std::memset(ws, 0xff, scratch); /* the library's scratch: what the caller kept there is gone */
     float al_v = *(const float *)alpha, be_v = *(const float *)beta;
     check_device(api, "A", A, (int64_t)la.rows, (int64_t)la.cols, la.ld, la.type);
     check_device(api, "B", B, (int64_t)lb.rows, (int64_t)lb.cols, lb.ld, lb.type);

@@ -5,6 +5,8 @@
  * barriers allow); mma.sync products and shuffles give the right values; launch
  * limits fail as on a GPU; a diverged warp or a deadlock aborts with the
  * kernel's name. */
+#include <cublasLt.h>
+#include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -314,6 +316,86 @@ static void test_launch_limits() {
     cudaFree(p);
 }
 
+/* The libraries refuse what the real ones refuse: a cublasGemmEx type
+ * combination outside cuBLAS's table, a cublasLtMatmul given less workspace
+ * than its algorithm asked for; a bf16 output NaN is the canonical NaN. */
+static void test_library_checks() {
+    cublasHandle_t h;
+    cublasCreate(&h);
+    float *A, *B, *C;
+    cudaMalloc((void **)&A, 64 * sizeof(float));
+    cudaMalloc((void **)&B, 64 * sizeof(float));
+    cudaMalloc((void **)&C, 64 * sizeof(float));
+    float one = 1.0f, zero = 0.0f;
+    cublasStatus_t s = cublasGemmEx_64(h, CUBLAS_OP_N, CUBLAS_OP_N, 4, 4, 4, &one, A, CUDA_R_16BF, 4, B, CUDA_R_32F, 4,
+                                    &zero, C, CUDA_R_32F, 4, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    check(s == CUBLAS_STATUS_NOT_SUPPORTED, "cublasGemmEx with bf16 A and fp32 B: not supported");
+    s = cublasGemmEx_64(h, CUBLAS_OP_N, CUBLAS_OP_N, 4, 4, 4, &one, A, CUDA_R_16BF, 4, B, CUDA_R_16BF, 4, &zero, C,
+                     CUDA_R_16BF, 4, CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT);
+    check(s == CUBLAS_STATUS_NOT_SUPPORTED, "cublasGemmEx with bf16 operands and a FAST_TF32 compute type: not supported");
+    check(cublasSetWorkspace(h, (char *)C + 16, 128) == CUBLAS_STATUS_INVALID_VALUE,
+          "cublasSetWorkspace with a workspace not 256-byte aligned: invalid value");
+    uint32_t nan_lo = 0x7f800001u; /* a NaN whose payload is all in the low half */
+    float a_nan;
+    memcpy(&a_nan, &nan_lo, 4);
+    float hA[16], hB[16]; /* D = A B: row 0 NaN, the other rows 4 x 0.25 = 1 */
+    for (int i = 0; i < 16; i++) hA[i] = i == 0 ? a_nan : 0.25f, hB[i] = 1.0f;
+    cudaMemcpy(A, hA, sizeof hA, cudaMemcpyHostToDevice);
+    cudaMemcpy(B, hB, sizeof hB, cudaMemcpyHostToDevice);
+    cublasLtHandle_t lt;
+    cublasLtCreate(&lt);
+    cublasLtMatmulDesc_t d;
+    cublasLtMatmulDescCreate(&d, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+    cublasLtMatrixLayout_t la, ld16;
+    cublasLtMatrixLayoutCreate(&la, CUDA_R_32F, 4, 4, 4);
+    cublasLtMatrixLayoutCreate(&ld16, CUDA_R_16BF, 4, 4, 4);
+    cublasLtMatmulPreference_t pref;
+    cublasLtMatmulPreferenceCreate(&pref);
+    uint64_t ws_max = 1 << 20;
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_max, sizeof ws_max);
+    cublasLtMatmulHeuristicResult_t res;
+    int found = 0;
+    cublasLtMatmulAlgoGetHeuristic(lt, d, la, la, ld16, ld16, pref, 1, &res, &found);
+    void *ws;
+    cudaMalloc(&ws, res.workspaceSize);
+    s = found ? cublasLtMatmul(lt, d, &one, A, la, B, la, &zero, C, ld16, C, ld16, &res.algo, ws, 0, 0)
+              : CUBLAS_STATUS_SUCCESS;
+    check(found && res.workspaceSize > 0 && s == CUBLAS_STATUS_INVALID_VALUE,
+          "cublasLtMatmul given less workspace than its algorithm asked for: invalid value");
+    s = cublasLtMatmul(lt, d, &one, A, la, B, la, &zero, C, ld16, C, ld16, &res.algo, ws, res.workspaceSize, 0);
+    uint16_t out[16];
+    cudaMemcpy(out, C, sizeof out, cudaMemcpyDeviceToHost);
+    check(s == CUBLAS_STATUS_SUCCESS && out[0] == 0x7fffu && out[1] == 0x3f80u,
+          "a bf16 D: NaN as the canonical NaN (0x7fff), 1.0 as 0x3f80");
+    cudaFree(ws);
+    cublasLtMatmulPreferenceDestroy(pref);
+    cublasLtMatrixLayoutDestroy(la);
+    cublasLtMatrixLayoutDestroy(ld16);
+    cublasLtMatmulDescDestroy(d);
+    cublasLtDestroy(lt);
+    cublasDestroy(h);
+    cudaFree(A);
+    cudaFree(B);
+    cudaFree(C);
+}
+
+/* A cublasLtMatmul whose A is less aligned than the preference promised the heuristic. */
+static void lt_misaligned(float *p) {
+    cublasLtHandle_t lt;
+    cublasLtCreate(&lt);
+    cublasLtMatmulDesc_t d;
+    cublasLtMatmulDescCreate(&d, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+    cublasLtMatrixLayout_t l;
+    cublasLtMatrixLayoutCreate(&l, CUDA_R_32F, 4, 4, 4);
+    cublasLtMatmulPreference_t pref;
+    cublasLtMatmulPreferenceCreate(&pref); /* alignments not set: 256 bytes promised */
+    cublasLtMatmulHeuristicResult_t res;
+    int found = 0;
+    cublasLtMatmulAlgoGetHeuristic(lt, d, l, l, l, l, pref, 1, &res, &found);
+    float one = 1.0f, zero = 0.0f;
+    cublasLtMatmul(lt, d, &one, p + 4, l, p + 32, l, &zero, p + 32, l, p + 32, l, &res.algo, NULL, 0, 0);
+}
+
 /* Runs kernel k in a child process: it must abort, saying `expect`. */
 static void expect_abort(void (*launch)(float *), const char *expect, const char *what) {
     int fds[2];
@@ -352,6 +434,7 @@ int main(void) {
     test_static_smem();
     test_half_shuffles();
     test_async_copy();
+    test_library_checks();
     test_block_order();
     test_launch_limits();
     expect_abort(launch_diverged, "waits for a lane that has returned", "a collective that lane 0 skips aborts");
@@ -360,6 +443,8 @@ int main(void) {
                  "two warps at two different __syncthreads abort, naming both");
     expect_abort(launch_over_bounds, "over bounded's __launch_bounds__ of 64",
                  "a launch over a kernel's __launch_bounds__ aborts");
+    expect_abort(lt_misaligned, "chosen for 256",
+                 "a cublasLtMatmul operand less aligned than the heuristic was promised aborts (a GPU may refuse or fault)");
     expect_abort(launch_static_dyn_over_48k, "together over 48 KiB without cudaFuncSetAttribute",
                  "2 KiB static and 47 KiB dynamic shared memory without the opt-in abort (a GPU refuses the launch)");
     printf("%d passed, %d failed\n", g_pass, g_fail);
