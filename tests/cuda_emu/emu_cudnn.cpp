@@ -8,6 +8,7 @@
 
 #include <cblas.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -38,6 +39,21 @@ float tf32(float v) {
     if ((u & 0x7f800000u) != 0x7f800000u) u = (u + 0xfffu + ((u >> 13) & 1u)) & ~0x1fffu;
     std::memcpy(&v, &u, 4);
     return v;
+}
+
+/* The workspace an algorithm needs: none for IMPLICIT_GEMM; IMPLICIT_PRECOMP_GEMM
+ * precomputes indices (on a GPU some bytes per filter tap and channel), so that
+ * the caller's workspace path runs here too. */
+size_t workspace_of(cudnnConvolutionFwdAlgo_t algo, const cudnnFilterStruct *f) {
+    return algo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM ? 4096 + (size_t)16 * f->h * f->w * f->c : 0;
+}
+
+/* Whether the convolution's fp32 operands go through TF32 tensor cores: with
+ * TENSOR_OP_MATH, and with DEFAULT_MATH on compute capability 8.0 and newer
+ * (the cuDNN guide: there TF32 is permitted unless FMA_MATH is asked for). */
+bool uses_tf32(cudnnMathType_t m) {
+    return m == CUDNN_TENSOR_OP_MATH || m == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION ||
+           (m == CUDNN_DEFAULT_MATH && kb_emu::limits().cc_major >= 8);
 }
 
 bool supported(const cudnnTensorStruct *x, const cudnnFilterStruct *f, const cudnnConvolutionStruct *cv,
@@ -133,13 +149,15 @@ cudnnStatus_t cudnnGetConvolutionForwardAlgorithm_v7(cudnnHandle_t, const cudnnT
     *got = 0;
     if (requested < 1) return CUDNN_STATUS_BAD_PARAM;
     if (!supported(x, f, cv, y)) return CUDNN_STATUS_NOT_SUPPORTED;
-    const cudnnConvolutionFwdAlgo_t algos[2] = {CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM,
-                                                CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM};
+    /* the one with a workspace first, as a GPU's heuristic often has it: the caller's workspace path runs */
+    const cudnnConvolutionFwdAlgo_t algos[2] = {CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM,
+                                                CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM};
     for (int i = 0; i < 2 && i < requested; i++) {
         std::memset(&perf[i], 0, sizeof perf[i]);
         perf[i].algo = algos[i];
         perf[i].status = CUDNN_STATUS_SUCCESS;
         perf[i].mathType = cv->math == CUDNN_TENSOR_OP_MATH ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH;
+        perf[i].memory = workspace_of(algos[i], f);
         *got = i + 1;
     }
     return CUDNN_STATUS_SUCCESS;
@@ -147,10 +165,21 @@ cudnnStatus_t cudnnGetConvolutionForwardAlgorithm_v7(cudnnHandle_t, const cudnnT
 
 cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t, const void *alpha, const cudnnTensorDescriptor_t xd, const void *xv,
                                       const cudnnFilterDescriptor_t fd, const void *wv,
-                                      const cudnnConvolutionDescriptor_t cv, cudnnConvolutionFwdAlgo_t algo, void *,
-                                      size_t, const void *beta, const cudnnTensorDescriptor_t yd, void *yv) {
+                                      const cudnnConvolutionDescriptor_t cv, cudnnConvolutionFwdAlgo_t algo, void *work,
+                                      size_t ws_bytes, const void *beta, const cudnnTensorDescriptor_t yd, void *yv) {
     if (!supported(xd, fd, cv, yd)) return CUDNN_STATUS_NOT_SUPPORTED;
-    if (algo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM && refuse_first()) return CUDNN_STATUS_NOT_SUPPORTED;
+    if (algo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM && refuse_first()) return CUDNN_STATUS_NOT_SUPPORTED;
+    /* the algorithm's workspace: device memory of at least its size (less is an
+     * error, not a refusal to try the next algorithm), and cuDNN's scratch */
+    size_t need = workspace_of(algo, fd);
+    if (need && (ws_bytes < need || !work || !kb_emu::is_device_range(work, ws_bytes))) {
+        std::fprintf(stderr,
+                     "kindbench CUDA emulator: cudnnConvolutionForward: algorithm %d needs %zu bytes of device "
+                     "workspace, given %p (%zu bytes)\n",
+                     (int)algo, need, work, ws_bytes);
+        std::abort();
+    }
+    if (need) std::memset(work, 0xff, need);
     const float *x = (const float *)xv, *w = (const float *)wv;
     float *y = (float *)yv, a = *(const float *)alpha, b = *(const float *)beta;
     int C = xd->c, H = xd->h, W = xd->w, K = fd->k, R = fd->h, S = fd->w, OH = yd->h, OW = yd->w;
@@ -158,7 +187,7 @@ cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t, const void *alpha, const cu
     if (!kb_emu::is_device_range(x, xs * 4) || !kb_emu::is_device_range(w, ws * 4) ||
         !kb_emu::is_device_range(y, ys * 4))
         return CUDNN_STATUS_BAD_PARAM;
-    bool round = cv->math == CUDNN_TENSOR_OP_MATH || cv->math == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
+    bool round = uses_tf32(cv->math);
     std::vector<float> wf(w, w + ws), col((size_t)OH * OW * R * S * C), out((size_t)OH * OW * K);
     if (round)
         for (float &v : wf) v = tf32(v);

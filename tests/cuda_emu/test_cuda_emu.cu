@@ -9,6 +9,7 @@
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
+#include <cudnn.h>
 
 #include <signal.h>
 #include <stdio.h>
@@ -396,6 +397,30 @@ static void lt_misaligned(float *p) {
     cublasLtMatmul(lt, d, &one, p + 4, l, p + 32, l, &zero, p + 32, l, p + 32, l, &res.algo, NULL, 0, 0);
 }
 
+/* A convolution whose algorithm needs a workspace, run without one. */
+static void cudnn_no_workspace(float *p) {
+    cudnnHandle_t h;
+    cudnnCreate(&h);
+    cudnnTensorDescriptor_t x, y;
+    cudnnFilterDescriptor_t f;
+    cudnnConvolutionDescriptor_t cv;
+    cudnnCreateTensorDescriptor(&x), cudnnCreateTensorDescriptor(&y);
+    cudnnCreateFilterDescriptor(&f), cudnnCreateConvolutionDescriptor(&cv);
+    cudnnSetTensor4dDescriptor(x, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, 1, 1, 4, 4);
+    cudnnSetTensor4dDescriptor(y, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, 1, 1, 4, 4);
+    cudnnSetFilter4dDescriptor(f, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NHWC, 1, 1, 1, 1);
+    cudnnSetConvolution2dDescriptor(cv, 0, 0, 1, 1, 1, 1, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT);
+    cudnnSetConvolutionMathType(cv, CUDNN_FMA_MATH);
+    cudnnConvolutionFwdAlgoPerf_t perf[2];
+    int got = 0;
+    cudnnGetConvolutionForwardAlgorithm_v7(h, x, f, cv, y, 2, &got, perf);
+    for (int i = 0; i < got; i++)
+        if (perf[i].memory > 0) {
+            float one = 1.0f, zero = 0.0f;
+            cudnnConvolutionForward(h, &one, x, p, f, p + 16, cv, perf[i].algo, NULL, 0, &zero, y, p + 32);
+        }
+}
+
 /* Runs kernel k in a child process: it must abort, saying `expect`. */
 static void expect_abort(void (*launch)(float *), const char *expect, const char *what) {
     int fds[2];
@@ -445,6 +470,8 @@ int main(void) {
                  "a launch over a kernel's __launch_bounds__ aborts");
     expect_abort(lt_misaligned, "chosen for 256",
                  "a cublasLtMatmul operand less aligned than the heuristic was promised aborts (a GPU may refuse or fault)");
+    expect_abort(cudnn_no_workspace, "needs",
+                 "a cuDNN algorithm that needs a workspace, run without one, aborts");
     expect_abort(launch_static_dyn_over_48k, "together over 48 KiB without cudaFuncSetAttribute",
                  "2 KiB static and 47 KiB dynamic shared memory without the opt-in abort (a GPU refuses the launch)");
     printf("%d passed, %d failed\n", g_pass, g_fail);
