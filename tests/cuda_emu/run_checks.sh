@@ -36,7 +36,7 @@ run_test() { # name, command...
   local name=$1; shift
   [[ $name =~ $ONLY ]] || return 0
   local t0=$SECONDS rc
-  timeout 1200 "$@" > "$KB_WORK/$name.log" 2>&1
+  timeout -k 10 1200 "$@" > "$KB_WORK/$name.log" 2>&1
   rc=$?
   ran=$((ran + 1))
   printf '%-34s rc=%d %4ds  %s\n' "$name" "$rc" $((SECONDS - t0)) "$(tail -n 1 "$KB_WORK/$name.log")"
