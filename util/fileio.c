@@ -138,14 +138,27 @@ mode_t kb_output_mode(const char *path) {
     return stat(path, &st) == 0 ? (st.st_mode & 07777) : (0666 & ~mask);
 }
 
+/* Copies path into final (cap bytes each), creates "<path>.tmp.XXXXXX" in
+ * tmp with the mode path's output gets (mkstemp's is 0600), and returns its
+ * descriptor; on failure -1 with tmp emptied. */
+static int create_temp(char *final, char *tmp, size_t cap, const char *path, kb_err *err) {
+    tmp[0] = 0;
+    if (snprintf(final, cap, "%s", path) >= (int)cap || kb_temp_name(tmp, cap, path, ".tmp.XXXXXX", 0))
+        return tmp[0] = 0, kb_fail(err, "%s: path too long", path);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        int saved = errno;
+        tmp[0] = 0;
+        return kb_fail(err, "%s: cannot create temp file: %s", path, strerror(saved));
+    }
+    fchmod(fd, kb_output_mode(path));
+    return fd;
+}
+
 int kb_atomic_open(kb_atomic_file *af, const char *path, kb_err *err) {
     memset(af, 0, sizeof *af);
-    if (snprintf(af->final_path, sizeof af->final_path, "%s", path) >= (int)sizeof af->final_path ||
-        kb_temp_name(af->tmp_path, sizeof af->tmp_path, path, ".tmp.XXXXXX", 0))
-        return kb_fail(err, "%s: path too long", path);
-    int fd = mkstemp(af->tmp_path);
-    if (fd < 0) return kb_fail(err, "%s: cannot create temp file: %s", af->tmp_path, strerror(errno));
-    fchmod(fd, kb_output_mode(path));
+    int fd = create_temp(af->final_path, af->tmp_path, sizeof af->tmp_path, path, err);
+    if (fd < 0) return -1;
     af->fp = fdopen(fd, "wb");
     if (!af->fp) {
         close(fd);
@@ -204,17 +217,9 @@ int kb_atomic_commit(kb_atomic_file *af, kb_err *err) {
 
 int kb_staged_begin(kb_staged_file *s, const char *path, kb_err *err) {
     memset(s, 0, sizeof *s);
-    if (snprintf(s->path, sizeof s->path, "%s", path) >= (int)sizeof s->path ||
-        kb_temp_name(s->tmp, sizeof s->tmp, path, ".tmp.XXXXXX", 0))
-        return kb_fail(err, "%s: path too long", path);
-    int fd = mkstemp(s->tmp);
-    if (fd < 0) {
-        int saved = errno;
-        s->tmp[0] = 0;
-        return kb_fail(err, "%s: cannot create temp file: %s", path, strerror(saved));
-    }
-    fchmod(fd, kb_output_mode(path)); /* the writers keep the mode of the file they replace: this one */
-    close(fd);
+    int fd = create_temp(s->path, s->tmp, sizeof s->tmp, path, err);
+    if (fd < 0) return -1;
+    close(fd); /* the writers keep the mode of the file they replace: this one's */
     kb_temp_track(s->tmp);
     return 0;
 }
