@@ -387,7 +387,18 @@ typedef struct {
     feat_state *fs;
 } eval_env;
 
-/* Featurises the images of path (through the cache when use_cache). */
+/* The partial-features file beside the cache file cpath ("<key>.npz" ->
+ * "<key>.partial"), and the tag of what else the rows depend on. */
+static void resume_names(const feat_state *fs, const char *cpath, char *part, size_t cap, char *tag, size_t tagcap) {
+    size_t n = strlen(cpath);
+    snprintf(part, cap, "%.*s.partial", (int)(n > 4 ? n - 4 : n), cpath);
+    snprintf(tag, tagcap, "device=%s cuda_device=%d threads=%d", kb_device_name(fs->ctx->device),
+             fs->ctx->cuda_device, fs->ctx->threads);
+}
+
+/* Featurises the images of path (through the cache when use_cache). Unless
+ * --no-cache, the features so far are kept in the cache directory while it
+ * runs, so that a stopped run resumes (samples too, which are not cached). */
 static int featurize_images(const eval_env *env, const char *path, const kb_input_filter *filter, int use_cache,
                             kb_evalset *out, kb_err *err) {
     kb_image_input in;
@@ -400,14 +411,19 @@ static int featurize_images(const eval_env *env, const char *path, const kb_inpu
     snprintf(want.mode, sizeof want.mode, "%s", env->fs->fz.mode);
     snprintf(want.featurizer, sizeof want.featurizer, "%s", env->fs->fz.id);
     snprintf(want.weights_sha256, sizeof want.weights_sha256, "%s", env->fs->fz.weights_sha256);
-    char dir[4096], cpath[4300];
-    int rc = 0, cached = 0;
+    char dir[4096], cpath[4300], part[4400], tag[128];
+    int rc = 0, cached = 0, keep = !env->o->no_cache;
+    kb_featurize_opts fo = {env->o->quiet, NULL, NULL};
     rc = kb_image_input_hash(&in, want.source_sha256, err); /* recorded in kb_meta even without the cache */
-    if (!rc && use_cache) rc = kb_features_cache_dir(env->o->cache_dir, dir, sizeof dir, err) ||
-                               kb_features_cache_path(dir, &want, cpath, sizeof cpath, err);
+    if (!rc && keep) rc = kb_features_cache_dir(env->o->cache_dir, dir, sizeof dir, err) ||
+                          kb_features_cache_path(dir, &want, cpath, sizeof cpath, err);
     if (!rc && use_cache) want.count = in.count, cached = cache_lookup(cpath, &want, out);
     if (!rc && cached && !env->o->quiet) fprintf(stderr, "%s: features from the cache (%s)\n", path, cpath);
-    if (!rc && !cached) rc = kb_featurize_input(&in, &env->fs->fz, env->o->quiet, out, err);
+    if (!rc && !cached && keep && kb_mkdir_p(dir, err) == 0) {
+        resume_names(env->fs, cpath, part, sizeof part, tag, sizeof tag);
+        fo.resume_path = part, fo.resume_tag = tag;
+    }
+    if (!rc && !cached) rc = kb_featurize_input(&in, &env->fs->fz, &fo, out, err);
     if (!rc && !cached) snprintf(out->meta.source_sha256, sizeof out->meta.source_sha256, "%s", want.source_sha256);
     if (!rc && !cached && use_cache) cache_store(dir, cpath, out, env->o->quiet);
     kb_image_input_close(&in);

@@ -8,6 +8,7 @@
 
 #include "datasets/image_io.h"
 #include "datasets/source.h"
+#include "metrics/features_partial.h"
 #include "metrics/spectral.h"
 #include "util/fileio.h"
 #include "util/progress.h"
@@ -246,6 +247,7 @@ typedef struct {
     kb_spectrum spec;
     int spec_state;  /* 0: not started, 1: accumulating, -1: off (spectrum_note says why) */
     char note[256];
+    kb_fpartial part; /* the features so far, on file (part.fp NULL: not kept) */
 } fz_pass;
 
 static float *row_of(float *base, int64_t row, int64_t dim) { return base && dim ? base + row * dim : NULL; }
@@ -304,11 +306,14 @@ static int run_featurizer(fz_pass *p, kb_image *imgs, int64_t a, int64_t b, int6
     return 0;
 }
 
-/* One chunk: decode, spectrum, featurise runs of equal size. */
-static int do_chunk(fz_pass *p, int64_t first, int64_t n, kb_image *imgs, kb_err *err) {
+/* One chunk: decode, spectrum, featurise runs of equal size (not when
+ * its features came from the partial file: then the images are decoded for
+ * the spectrum only, which adds them in image order either way). */
+static int do_chunk(fz_pass *p, int64_t first, int64_t n, kb_image *imgs, int featurize, kb_err *err) {
+    if (!featurize && p->spec_state == -1) return 0;
     int rc = decode_chunk(p->in, first, n, imgs, err);
     for (int64_t i = 0; !rc && i < n; i++) spectrum_add(p, &imgs[i], first + i);
-    for (int64_t a = 0; !rc && a < n;) {
+    for (int64_t a = 0; !rc && featurize && a < n;) {
         int64_t b = a + 1;
         while (b < n && imgs[b].height == imgs[a].height && imgs[b].width == imgs[a].width) b++;
         rc = run_featurizer(p, imgs, a, b, first, err);
@@ -330,18 +335,32 @@ static int alloc_outputs(fz_pass *p, int64_t n, kb_err *err) {
     return 0;
 }
 
+/* Keeps a chunk's features on file; a failure to (a full disk) only ends
+ * the keeping, with a warning: the featurisation itself goes on. */
+static void keep_chunk(fz_pass *p, int64_t first, int64_t k) {
+    kb_err e;
+    if (!p->part.fp || !kb_fpartial_append(&p->part, first, k, p->f->pool, p->spatial, p->f->logits, &e)) return;
+    fprintf(stderr, "kindbench: warning: %s; this featurisation cannot be resumed\n", e.msg);
+    kb_fpartial_close(&p->part, 1);
+}
+
 static int run_pass(fz_pass *p, const char *what, int quiet, kb_err *err) {
-    int64_t n = p->in->count, batch = p->fz->batch > 0 ? p->fz->batch : 64;
+    int64_t n = p->in->count, batch = p->fz->batch > 0 ? p->fz->batch : 64, start = p->part.done;
     kb_image *imgs = calloc((size_t)batch, sizeof *imgs);
     if (!imgs) return kb_fail(err, "out of memory");
     kb_progress pg;
     char label[64];
     snprintf(label, sizeof label, "features of %s", what);
+    if (start && !quiet)
+        fprintf(stderr, "%s: resuming at image %lld of %lld (features so far in %s)\n", p->in->path, (long long)start,
+                (long long)n, p->part.path);
     kb_progress_start(&pg, label, n, quiet);
     int rc = 0;
     for (int64_t first = 0; !rc && first < n; first += batch) {
-        rc = do_chunk(p, first, first + batch < n ? batch : n - first, imgs, err);
-        kb_progress_update(&pg, first + batch < n ? first + batch : n);
+        int64_t k = first + batch < n ? batch : n - first;
+        rc = do_chunk(p, first, k, imgs, first >= start, err);
+        if (!rc && first >= start) keep_chunk(p, first, k);
+        kb_progress_update(&pg, first + k);
     }
     kb_progress_finish(&pg); /* ends the bar's line before any error message */
     free(imgs);
@@ -387,12 +406,28 @@ static void record_meta(const kb_image_input *in, const kb_featurizer *fz, kb_ev
     m->count = in->count;
 }
 
-int kb_featurize_input(const kb_image_input *in, const kb_featurizer *fz, int quiet, kb_evalset *out, kb_err *err) {
+/* Opens the partial file, loading the rows a stopped run left; a failure
+ * is a warning (the featurisation runs without it). */
+static void open_partial(fz_pass *p, const kb_featurize_opts *fo) {
+    const kb_featurizer *fz = p->fz;
+    kb_err e;
+    int64_t dims[3] = {fz->pool_dim, fz->spatial_dim, fz->logits_dim};
+    int batch = fz->batch > 0 ? fz->batch : 64;
+    if (!fo->resume_path) return;
+    if (kb_fpartial_open(&p->part, fo->resume_path, fo->resume_tag ? fo->resume_tag : "", p->in->count, batch, dims,
+                         p->f->pool, p->spatial, p->f->logits, &e))
+        fprintf(stderr, "kindbench: warning: %s; this featurisation cannot be resumed\n", e.msg);
+}
+
+int kb_featurize_input(const kb_image_input *in, const kb_featurizer *fz, const kb_featurize_opts *fo, kb_evalset *out,
+                       kb_err *err) {
     fz_pass p;
     memset(&p, 0, sizeof p);
     p.in = in, p.fz = fz, p.f = &out->feat;
     int rc = alloc_outputs(&p, in->count, err);
-    if (!rc) rc = run_pass(&p, out->label, quiet, err);
+    if (!rc) open_partial(&p, fo);
+    if (!rc) rc = run_pass(&p, out->label, fo->quiet, err);
+    kb_fpartial_close(&p.part, rc == 0); /* kept after a failure, for the rerun */
     if (!rc) rc = summarise(&p, out, err);
     if (!rc) record_meta(in, fz, out);
     if (p.spec_state == 1) kb_spectrum_free(&p.spec);

@@ -82,10 +82,21 @@ typedef struct {
     int batch;               /* images per call */
 } kb_featurizer;
 
+/* How a featurisation runs: quiet = no progress output; resume_path, when
+ * set, is a file of the features so far (metrics/features_partial.h), read
+ * to continue a stopped run and deleted once all images are done;
+ * resume_tag names what else the rows depend on (device, threads). */
+typedef struct {
+    int quiet;
+    const char *resume_path;
+    const char *resume_tag;
+} kb_featurize_opts;
+
 /* Featurises every image of in: out->feat gets pool and logits, out gets
  * pool and spatial statistics (when count >= 2; spatial features are freed
  * once summarised) and the spectrum (when all images share one size of at
  * least 2x2), and out->meta the featuriser's identity, count and source. */
-int kb_featurize_input(const kb_image_input *in, const kb_featurizer *fz, int quiet, kb_evalset *out, kb_err *err);
+int kb_featurize_input(const kb_image_input *in, const kb_featurizer *fz, const kb_featurize_opts *fo, kb_evalset *out,
+                       kb_err *err);
 
 #endif

@@ -10,6 +10,7 @@
 #                           three resizes, weight look-up and hash errors
 #   test_inception_cuda     cuDNN path vs CPU (skipped without a GPU)
 #   test_inception_real     the real weights when ../shared/weights has them (else skipped)
+#   test_eval_resume        eval stats stopped part way resumes from its partial features
 kb_py_fixture(inception_ref ref/inception_ref.py)
 set_tests_properties(fixture_inception_ref PROPERTIES LABELS inception)
 
@@ -22,6 +23,10 @@ kb_c_test(test_inception_real SOURCES test_inception_real.c FIXTURES inception_r
 foreach(t test_inception_ops test_torch_pickle test_torch_pickle_fuzz test_inception test_inception_cuda test_inception_real)
   target_compile_options(${t} PRIVATE -Wno-format-truncation)
 endforeach()
+
+# `eval stats` stopped by Ctrl-C resumes from its partial features, equal to an unbroken run
+kb_sh_test(test_eval_resume test_eval_resume.sh)
+set_tests_properties(test_eval_resume PROPERTIES FIXTURES_REQUIRED inception_ref LABELS inception)
 
 # Speed comparison with PyTorch (not a test): bench/bench_inception.sh
 add_executable(bench_inception ${CMAKE_CURRENT_LIST_DIR}/../bench/bench_inception.c)

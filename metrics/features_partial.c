@@ -1,0 +1,90 @@
+/* Resumable featurisation files (see features_partial.h). */
+#define _POSIX_C_SOURCE 200809L
+#include "metrics/features_partial.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define PARTIAL_MAGIC "KBFPART1"
+#define PARTIAL_HEADER 512
+
+static size_t row_floats(const kb_fpartial *pf) { return (size_t)(pf->dims[0] + pf->dims[1] + pf->dims[2]); }
+
+/* The header: magic, then the text line, NUL-padded. */
+static void make_header(char out[PARTIAL_HEADER], const char *tag, int64_t n, int batch, const int64_t dims[3]) {
+    memset(out, 0, PARTIAL_HEADER);
+    memcpy(out, PARTIAL_MAGIC, 8);
+    snprintf(out + 8, PARTIAL_HEADER - 8, "n=%lld batch=%d pool=%lld spatial=%lld logits=%lld tag=%.400s\n",
+             (long long)n, batch, (long long)dims[0], (long long)dims[1], (long long)dims[2], tag);
+}
+
+/* Reads the whole batches of an existing file of this header into the
+ * arrays; returns the rows read (0 when the file is not of this header). */
+static int64_t read_rows(kb_fpartial *pf, const char *header, int64_t n, int batch, float *out[3]) {
+    char have[PARTIAL_HEADER];
+    struct stat st;
+    if (fread(have, 1, PARTIAL_HEADER, pf->fp) != PARTIAL_HEADER || memcmp(have, header, PARTIAL_HEADER) ||
+        fstat(fileno(pf->fp), &st) != 0)
+        return 0;
+    size_t row = row_floats(pf) * sizeof(float);
+    int64_t rows = row ? (int64_t)(((uint64_t)st.st_size - PARTIAL_HEADER) / row) : 0;
+    if (rows > n) rows = n;
+    if (rows < n) rows -= rows % batch; /* a batch cut short by a kill is done again */
+    float *rec = malloc(row ? row : 1);
+    if (!rec) return 0;
+    for (int64_t i = 0; i < rows; i++) {
+        if (fread(rec, 1, row, pf->fp) != row) return free(rec), 0;
+        for (int d = 0, at = 0; d < 3; at += (int)pf->dims[d], d++)
+            if (pf->dims[d]) memcpy(out[d] + i * pf->dims[d], rec + at, (size_t)pf->dims[d] * sizeof(float));
+    }
+    free(rec);
+    return rows;
+}
+
+int kb_fpartial_open(kb_fpartial *pf, const char *path, const char *tag, int64_t n, int batch, const int64_t dims[3],
+                     float *pool, float *spatial, float *logits, kb_err *err) {
+    memset(pf, 0, sizeof *pf);
+    snprintf(pf->path, sizeof pf->path, "%s", path);
+    memcpy(pf->dims, dims, sizeof pf->dims);
+    char header[PARTIAL_HEADER];
+    make_header(header, tag, n, batch, dims);
+    float *out[3] = {pool, spatial, logits};
+    if ((pf->fp = fopen(path, "r+b"))) pf->done = read_rows(pf, header, n, batch, out);
+    if (pf->fp && pf->done > 0) { /* keep its rows, drop what follows them */
+        off_t keep = PARTIAL_HEADER + (off_t)pf->done * (off_t)(row_floats(pf) * sizeof(float));
+        if (fflush(pf->fp) == 0 && ftruncate(fileno(pf->fp), keep) == 0 && fseeko(pf->fp, keep, SEEK_SET) == 0) return 0;
+        pf->done = 0;
+    }
+    if (pf->fp) fclose(pf->fp);
+    pf->fp = fopen(path, "w+b");
+    if (!pf->fp) return kb_fail(err, "%s: cannot create: %s", path, strerror(errno));
+    if (fwrite(header, 1, PARTIAL_HEADER, pf->fp) != PARTIAL_HEADER || fflush(pf->fp) != 0) {
+        int e = errno;
+        kb_fpartial_close(pf, 1);
+        return kb_fail(err, "%s: cannot write: %s", path, strerror(e));
+    }
+    return 0;
+}
+
+int kb_fpartial_append(kb_fpartial *pf, int64_t first, int64_t k, const float *pool, const float *spatial,
+                       const float *logits, kb_err *err) {
+    if (first != pf->done) return kb_fail(err, "%s: rows %lld.. appended after %lld", pf->path, (long long)first, (long long)pf->done);
+    const float *in[3] = {pool, spatial, logits};
+    int bad = 0;
+    for (int64_t i = first; i < first + k && !bad; i++)
+        for (int d = 0; d < 3 && !bad; d++)
+            if (pf->dims[d]) bad = fwrite(in[d] + i * pf->dims[d], sizeof(float), (size_t)pf->dims[d], pf->fp) != (size_t)pf->dims[d];
+    /* flushed per batch: a killed process leaves whole batches in the kernel's hands */
+    if (bad || fflush(pf->fp) != 0) return kb_fail(err, "%s: cannot write: %s", pf->path, strerror(errno));
+    pf->done += k;
+    return 0;
+}
+
+void kb_fpartial_close(kb_fpartial *pf, int remove) {
+    if (pf->fp) fclose(pf->fp);
+    pf->fp = NULL;
+    if (remove && pf->path[0]) unlink(pf->path);
+}
