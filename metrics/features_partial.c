@@ -3,8 +3,10 @@
 #include "metrics/features_partial.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -44,6 +46,24 @@ static int64_t read_rows(kb_fpartial *pf, const char *header, int64_t n, int bat
     return rows;
 }
 
+/* Opens path for reading and writing, created if missing, holding an
+ * exclusive lock: two evals of one reference at once must not write one
+ * file (with other settings one would truncate the other's rows). NULL
+ * with *busy = 1 when another process holds it. */
+static FILE *open_locked(const char *path, int *busy) {
+    *busy = 0;
+    int fd = open(path, O_RDWR | O_CREAT, 0666);
+    if (fd < 0) return NULL;
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        *busy = errno == EWOULDBLOCK;
+        close(fd);
+        return NULL;
+    }
+    FILE *f = fdopen(fd, "r+b");
+    if (!f) close(fd);
+    return f;
+}
+
 int kb_fpartial_open(kb_fpartial *pf, const char *path, const char *tag, int64_t n, int batch, const int64_t dims[3],
                      float *pool, float *spatial, float *logits, kb_err *err) {
     memset(pf, 0, sizeof *pf);
@@ -52,16 +72,18 @@ int kb_fpartial_open(kb_fpartial *pf, const char *path, const char *tag, int64_t
     char header[PARTIAL_HEADER];
     make_header(header, tag, n, batch, dims);
     float *out[3] = {pool, spatial, logits};
-    if ((pf->fp = fopen(path, "r+b"))) pf->done = read_rows(pf, header, n, batch, out);
-    if (pf->fp && pf->done > 0) { /* keep its rows, drop what follows them */
-        off_t keep = PARTIAL_HEADER + (off_t)pf->done * (off_t)(row_floats(pf) * sizeof(float));
-        if (fflush(pf->fp) == 0 && ftruncate(fileno(pf->fp), keep) == 0 && fseeko(pf->fp, keep, SEEK_SET) == 0) return 0;
-        pf->done = 0;
+    int busy;
+    if (!(pf->fp = open_locked(path, &busy))) {
+        pf->path[0] = 0; /* not ours to delete */
+        return busy ? kb_fail(err, "%s is being written by another run", path)
+                    : kb_fail(err, "%s: cannot open: %s", path, strerror(errno));
     }
-    if (pf->fp) fclose(pf->fp);
-    pf->fp = fopen(path, "w+b");
-    if (!pf->fp) return kb_fail(err, "%s: cannot create: %s", path, strerror(errno));
-    if (fwrite(header, 1, PARTIAL_HEADER, pf->fp) != PARTIAL_HEADER || fflush(pf->fp) != 0) {
+    pf->done = read_rows(pf, header, n, batch, out);
+    /* keep the rows read, drop what follows them (or everything, header and all, for another header) */
+    off_t keep = pf->done ? PARTIAL_HEADER + (off_t)pf->done * (off_t)(row_floats(pf) * sizeof(float)) : 0;
+    int bad = fflush(pf->fp) != 0 || ftruncate(fileno(pf->fp), keep) != 0 || fseeko(pf->fp, keep, SEEK_SET) != 0;
+    if (!bad && !keep) bad = fwrite(header, 1, PARTIAL_HEADER, pf->fp) != PARTIAL_HEADER || fflush(pf->fp) != 0;
+    if (bad) {
         int e = errno;
         kb_fpartial_close(pf, 1);
         return kb_fail(err, "%s: cannot write: %s", path, strerror(e));
@@ -84,7 +106,7 @@ int kb_fpartial_append(kb_fpartial *pf, int64_t first, int64_t k, const float *p
 }
 
 void kb_fpartial_close(kb_fpartial *pf, int remove) {
+    if (remove && pf->fp && pf->path[0]) unlink(pf->path); /* while locked: no other run has it open for writing */
     if (pf->fp) fclose(pf->fp);
     pf->fp = NULL;
-    if (remove && pf->path[0]) unlink(pf->path);
 }

@@ -6,7 +6,8 @@
 # resumes, and its statistics (mu, sigma, mu_s, sigma_s, spectrum) equal an
 # unbroken run's bit for bit; the partial file is gone afterwards. Also: a
 # partial file of another batch size is not used (the run starts over and
-# still equals the unbroken one), and --no-cache keeps no partial file.
+# still equals the unbroken one), one locked by another run is left to it,
+# and --no-cache keeps no partial file.
 set -u
 KB="$(realpath "${KINDBENCH:-./kindbench}")"
 PY="${KB_PYTHON:-/usr/bin/python3}"
@@ -71,15 +72,31 @@ if ! grep -q "resuming" other.err && r=$(same_stats full.npz other.npz) && ! com
   ok "a partial file of batch 2 is not used by a batch-4 run; statistics equal the unbroken run's"
 else bad "foreign partial" "${r:-} $(grep resuming other.err)"; fi
 
-# --no-cache writes nothing into the cache directory, a partial file neither
-# (looked for while the run featurises, and after it is stopped)
+# Two runs on one set of images at once: the second finds the partial file
+# locked (flock) by the first, says so, featurises without one, and leaves
+# the first's file alone (with other settings it would have truncated it).
+mkdir -p fc3 && : > "fc3/$key.partial"
+# one process holds the lock (a killed `flock` command would leave its child holding it)
+"$PY" -c 'import fcntl, sys, time; f = open(sys.argv[1], "a"); fcntl.flock(f, fcntl.LOCK_EX); time.sleep(600)' \
+  "fc3/$key.partial" > /dev/null 2>&1 & holder=$!
+sleep 0.5
+"$KB" "${A[@]}" --quiet --batch 4 --features-cache fc3 -o locked.npz 2> locked.err || bad "run beside a locked partial" "exit $?"
+if grep -q "is being written by another run" locked.err && r=$(same_stats full.npz locked.npz) &&
+   [[ -e "fc3/$key.partial" ]]; then
+  ok "a partial file locked by another run is left to it; statistics equal the unbroken run's"
+else bad "locked partial" "${r:-} $(cat locked.err) $(ls fc3)"; fi
+kill "$holder" 2> /dev/null; wait "$holder" 2> /dev/null
+
+# --no-cache writes nothing into the cache directory (the default one here),
+# a partial file neither (looked for while the run featurises, and after it
+# is stopped)
 "$PY" -c 'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])' \
   "$KB" "${A[@]}" --quiet --batch 4 --no-cache -o nocache.npz 2> /dev/null &
 pid=$!
 left=""
-for _ in $(seq 160); do left+=$(find . -name '*.partial' -newer resumed.npz); sleep 0.05; done
+for _ in $(seq 160); do left+=$(find "$KINDBENCH_FEATURES_CACHE" -name '*.partial' 2> /dev/null); sleep 0.05; done
 kill -INT "$pid"; wait "$pid"
-left+=$(find . -name '*.partial' -newer resumed.npz)
+left+=$(find "$KINDBENCH_FEATURES_CACHE" -name '*.partial' 2> /dev/null)
 [[ -z $left ]] && ok "--no-cache keeps no partial file" || bad "--no-cache" "$left"
 
 echo "$passed passed, $failed failed"
