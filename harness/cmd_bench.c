@@ -97,7 +97,9 @@ static int parse(int argc, char **argv, bench_opts *o, kb_err *err) {
         if (c == '?')
             return kb_fail(err, "bench train: unknown option or missing value: '%s'", kb_cli_bad_option(argc, argv, bad));
         snprintf(name, sizeof name, "--%s", opts[li].name); /* every option but --help is a long one */
-        if (kb_cli_parse_int(name, optarg, c == 'W' ? 0 : 1, 1 << 20, &v, err)) return -1;
+        /* --threads as train and sample take it: OpenBLAS was handed 100000 threads and crashed */
+        if (kb_cli_parse_int(name, optarg, c == 'W' ? 0 : 1, c == 't' ? KB_CTX_MAX_THREADS : 1 << 20, &v, err))
+            return -1;
         switch (c) {
         case 'd': shape[0] = (int)v; break;
         case 'w': shape[1] = (int)v; break;

@@ -7,3 +7,6 @@ set_tests_properties(test_train_resume test_train_badinput test_train_learns PRO
 # `kindbench bench train --profile`: the per-op table (nn/profile.h) on the CPU.
 kb_sh_test(test_bench_profile test_bench_profile.sh)
 set_tests_properties(test_bench_profile PROPERTIES LABELS train TIMEOUT 120)
+# `kindbench bench train` and `kindbench device`: bad options and stray arguments are usage errors.
+kb_sh_test(test_bench_cli test_bench_cli.sh)
+set_tests_properties(test_bench_cli PROPERTIES LABELS train TIMEOUT 120)

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# `kindbench bench train` and `kindbench device` option handling: every bad
+# option value or stray argument is a usage error (exit 2) with one line
+# naming what was wrong, never a crash and never a run that ignores it.
+set -u
+source "$(dirname "$0")/test_train_common.sh"
+workspace bench_cli
+TINY=(--depth 1 --width 16 --heads 1 --patch 4 --image 8 --batch 2 --steps 1 --warmup 0)
+
+# expect_usage NAME PATTERN ARGS...: exit status 2 and one error line matching PATTERN
+expect_usage() {
+  local name="$1" pattern="$2"; shift 2
+  timeout 60 "$KB" "$@" > stdout.txt 2> stderr.txt
+  local rc=$?
+  local msg; msg="$(grep -v '^Try ' stderr.txt | tr -d '\r')"
+  if [[ $rc -ne 2 ]]; then bad "$name" "exit $rc, wanted 2: $(head -c 300 stderr.txt)"
+  elif [[ $(printf '%s\n' "$msg" | wc -l) -ne 1 ]]; then bad "$name" "expected one error line, got: $msg"
+  elif ! grep -Eq -- "$pattern" <<< "$msg"; then bad "$name" "message '$msg' does not match /$pattern/"
+  else ok "$name: $msg"; fi
+}
+
+# OpenBLAS was handed any count up to 2^20: 100000 threads crashed (SIGSEGV), 20000 hung
+expect_usage "--threads past the context's limit" "--threads: expected an integer in \[1, 4096\], got '100000'" \
+  bench train "${TINY[@]}" --threads 100000
+expect_usage "--threads 0" "--threads: .*got '0'" bench train "${TINY[@]}" --threads 0
+
+finish
