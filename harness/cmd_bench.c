@@ -115,6 +115,8 @@ static int parse(int argc, char **argv, bench_opts *o, kb_err *err) {
         case 'L': o->pool = (int)v; break;
         }
     }
+    if (optind < argc) /* a stray word was ignored, and the run timed something else than asked */
+        return kb_fail(err, "bench train: unexpected argument '%s'", argv[optind]);
     /* as `train` does, and bench/torch_train_bench.py: the preset, then the shape options given, in any order */
     if (kb_dit_config_shape(&o->cfg, preset, shape, err)) return -1;
     return kb_dit_config_validate(&o->cfg, err);

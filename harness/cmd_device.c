@@ -28,6 +28,10 @@ int kb_cmd_device(int argc, char **argv, kb_err *err) {
         kb_fail(err, "device: unknown option '%s'", kb_cli_bad_option(argc, argv, bad));
         return KB_EXIT_USAGE;
     }
+    if (optind < argc) { /* it takes none: a word after it was ignored */
+        kb_fail(err, "device: unexpected argument '%s'", argv[optind]);
+        return KB_EXIT_USAGE;
+    }
     kb_ctx ctx;
     if (kb_ctx_init(&ctx, KB_DEV_CPU, NULL, err)) return KB_EXIT_FAIL;
     printf("cpu: %d threads, OpenBLAS kernels %s\n", ctx.threads, openblas_get_corename());

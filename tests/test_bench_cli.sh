@@ -24,4 +24,10 @@ expect_usage "--threads past the context's limit" "--threads: expected an intege
   bench train "${TINY[@]}" --threads 100000
 expect_usage "--threads 0" "--threads: .*got '0'" bench train "${TINY[@]}" --threads 0
 
+# words that are no option were ignored: the run went ahead, exit 0
+expect_usage "bench train: a stray argument" "bench train: unexpected argument 'B/4'" bench train "${TINY[@]}" B/4
+expect_usage "device: a stray argument" "device: unexpected argument 'cuda'" device cuda
+if "$KB" device > stdout.txt 2> stderr.txt && grep -q '^cpu: ' stdout.txt; then ok "device runs"
+else bad "device runs" "$(cat stderr.txt)"; fi
+
 finish
