@@ -3,6 +3,7 @@
  * prints steps/s, images/s and achieved GFLOP/s. bench/bench_train.sh runs it
  * beside the PyTorch reference of the same config and prints the ratio. */
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,11 +88,11 @@ static int parse(int argc, char **argv, bench_opts *o, kb_err *err) {
             if (kb_matmul_precision_parse(optarg, &o->precision, err)) return -1;
             continue;
         }
-        if (c == 'F') {
-            char *end;
-            o->peak_tflops = strtod(optarg, &end);
-            if (*end || !(o->peak_tflops > 0))
+        if (c == 'F') { /* inf and 1e999 (inf after overflow) passed and printed an MFU of 0.0% */
+            double tf = 0.0;
+            if (kb_cli_parse_double("--peak-tflops", optarg, &tf, err) || !(tf > 0 && isfinite(tf)))
                 return kb_fail(err, "--peak-tflops: expected a positive number, got '%s'", optarg);
+            o->peak_tflops = tf;
             continue;
         }
         if (c == '?')

@@ -24,6 +24,12 @@ expect_usage "--threads past the context's limit" "--threads: expected an intege
   bench train "${TINY[@]}" --threads 100000
 expect_usage "--threads 0" "--threads: .*got '0'" bench train "${TINY[@]}" --threads 0
 
+# an infinite peak made every MFU 0.0%
+expect_usage "--peak-tflops inf" "--peak-tflops: expected a positive number, got 'inf'" bench train "${TINY[@]}" --peak-tflops inf
+expect_usage "--peak-tflops overflowing to inf" "--peak-tflops: expected a positive number, got '1e999'" \
+  bench train "${TINY[@]}" --peak-tflops 1e999
+expect_usage "--peak-tflops 0" "--peak-tflops: expected a positive number, got '0'" bench train "${TINY[@]}" --peak-tflops 0
+
 # words that are no option were ignored: the run went ahead, exit 0
 expect_usage "bench train: a stray argument" "bench train: unexpected argument 'B/4'" bench train "${TINY[@]}" B/4
 expect_usage "device: a stray argument" "device: unexpected argument 'cuda'" device cuda
