@@ -171,6 +171,12 @@ expect_fail "--name longer than 255 bytes" "--name: 260 bytes, at most 255" "${P
 mkdir -p latin1/$'caf\xe9' && cp good/cats/tiny.png latin1/$'caf\xe9'/
 expect_fail "class folder name not UTF-8" "latin1: class 0's name is not valid UTF-8 \(byte 3\)" "${P[@]}" --input latin1
 expect_fail "--background past int" "--background: expected R,G,B with each 0..255, got '4294967551,0,0'" "${P[@]}" --input good --background 4294967551,0,0
+# -o naming a directory: refused before any image is decoded (every image was decoded, then the rename failed)
+mkdir -p out_dir && touch out_dir/keep
+expect_fail "-o names a directory" "out_dir: is a directory" "${P[@]}" --input good -o out_dir
+"$KB" data prepare --source folder --input good --resolution 16 -o out_dir > /dev/null 2> err.txt
+if ! grep -q "decode+resize" err.txt && [[ -e out_dir/keep ]]; then ok "-o DIR fails before decoding, DIR kept"
+else bad "-o DIR before decoding" "$(tr '\r' '\n' < err.txt | tail -2)"; fi
 
 # ---- determinism, then corrupt caches for `data info`
 "$KB" "${P[@]/out.kbd/d1.kbd}" --input good --test-fraction 0.5 --seed 3 --novel-fraction 0.5 > /dev/null 2>&1
@@ -207,6 +213,9 @@ done
 if [[ $rc -ne 0 ]] && grep -q "trunc.kbd: .*truncated cache" err.txt && grep -q "1 of 2 caches failed" err.txt &&
    grep -q "images:      4 (train 2, test 2)" info2.txt; then ok "data info goes on past a bad cache, exit $rc"
 else bad "data info past a bad cache" "exit $rc, $(cat err.txt) / $(head -3 info2.txt)"; fi
+"$KB" data grid d1.kbd -o out_dir > /dev/null 2> err.txt; rc=$?
+if [[ $rc -eq 1 ]] && grep -q "out_dir: is a directory" err.txt && [[ -e out_dir/keep ]]; then ok "data grid -o DIR: $(cat err.txt)"
+else bad "data grid -o DIR" "exit $rc, $(cat err.txt)"; fi
 "$KB" "${P[@]/out.kbd/train_only.kbd}" --input good > /dev/null 2>&1
 "$KB" data grid train_only.kbd -o empty_grid.png --split test > /dev/null 2> err.txt; rc=$?
 if [[ $rc -ne 0 ]] && grep -q "no images of split 'test'" err.txt && [[ ! -e empty_grid.png ]]; then

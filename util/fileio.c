@@ -145,6 +145,8 @@ static int create_temp(char *final, char *tmp, size_t cap, const char *path, kb_
     tmp[0] = 0;
     if (snprintf(final, cap, "%s", path) >= (int)cap || kb_temp_name(tmp, cap, path, ".tmp.XXXXXX", 0))
         return tmp[0] = 0, kb_fail(err, "%s: path too long", path);
+    /* now, not at the rename: `data prepare -o DIR` decoded every image before failing */
+    if (kb_is_dir(path)) return tmp[0] = 0, kb_fail(err, "%s: is a directory (a file name is needed here)", path);
     int fd = mkstemp(tmp);
     if (fd < 0) {
         int saved = errno;
