@@ -255,15 +255,17 @@ typedef struct {
     kb_staged_file npz_s, grid_s, json_s;
 } out_paths;
 
-/* Fails unless a file can be created beside path (a temp file, removed again). */
-static int probe_writable(const char *path, kb_err *err) {
-    char tmp[4200];
-    if (kb_temp_name(tmp, sizeof tmp, path, ".probe.XXXXXX", 0)) return kb_fail(err, "%s: path too long", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) return kb_fail(err, "%s: cannot write there: %s", path, strerror(errno));
-    close(fd);
-    unlink(tmp);
-    return 0;
+/* Fails unless a file can be written at path, naming the option that chose
+ * it: --npz DIR passed this check (a temp file fits beside it) and failed
+ * only at its rename, after the sampling. */
+static int probe_writable(const char *opt, const char *path, kb_err *err) {
+    return kb_probe_writable(path, err) ? kb_fail_wrap(err, "%s", opt) : 0;
+}
+
+/* Creates an output's temp file (kb_staged_begin), naming the option that
+ * chose the path when it cannot be (a directory, a missing folder). */
+static int stage_output(const char *opt, kb_staged_file *s, const char *path, kb_err *err) {
+    return kb_staged_begin(s, path, err) ? kb_fail_wrap(err, "%s", opt) : 0;
 }
 
 /* Removes the temp files of DIR's own outputs that killed runs left (a
@@ -301,8 +303,9 @@ static int prepare_outputs(const sample_opts *o, out_paths *p, kb_png_set *pngs,
         return kb_fail_wrap(err, "--out");
     if (*lock_fd >= 0) sweep_stale_temps(o->out, o->quiet); /* unlocked (no flock there): a live run's may be among them */
     snprintf(probe, sizeof probe, "%s/probe.png", pngs->staging);
-    return kb_staged_begin(&p->npz_s, p->npz, err) || kb_staged_begin(&p->grid_s, p->grid, err) ||
-                   kb_staged_begin(&p->json_s, p->json, err) || (!o->no_png && probe_writable(probe, err))
+    return stage_output(o->npz ? "--npz" : "--out", &p->npz_s, p->npz, err) ||
+                   stage_output(o->grid ? "--grid" : "--out", &p->grid_s, p->grid, err) ||
+                   stage_output("--out", &p->json_s, p->json, err) || (!o->no_png && probe_writable("--out", probe, err))
                ? -1
                : 0;
 }

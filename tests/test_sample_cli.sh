@@ -158,6 +158,12 @@ expect_fail "4-channel (latent) model" 1 "4 channels" --ckpt "$T/latent.safetens
 touch "$T/afile"
 expect_fail "unwritable output dir" 1 "afile" --ckpt "$T/ck.safetensors" --out "$T/afile/out"
 expect_fail "unwritable --npz" 1 "missing-dir" --ckpt "$T/ck.safetensors" --out "$T/out" --npz "$T/missing-dir/x.npz"
+# --npz/--grid naming a directory: refused before sampling (the sampling ran, then the rename failed)
+mkdir -p "$T/adir"
+expect_fail "--npz names a directory" 1 "--npz: .*adir: is a directory" --ckpt "$T/ck.safetensors" --out "$T/out" --npz "$T/adir"
+expect_fail "--grid names a directory" 1 "--grid: .*adir: is a directory" --ckpt "$T/ck.safetensors" --out "$T/out" --grid "$T/adir"
+"$KB" sample --ckpt "$T/ck.safetensors" --threads 1 --out "$T/out" --count 2 --steps 5 --npz "$T/adir" > /dev/null 2> "$T/e.log"
+check "... before any sample is drawn (no progress line)" bash -c "! grep -q '^sample: ' <(tr '\r' '\n' < '$T/e.log')"
 expect_fail "missing --out" 2 "required" --ckpt "$T/ck.safetensors"
 check "no EMA + --weights raw works" "$KB" sample --quiet --threads 1 --ckpt "$T/noema.safetensors" --weights raw --out "$T/g" --count 2 --steps 5 --no-png
 

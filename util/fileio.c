@@ -308,6 +308,17 @@ int kb_is_file(const char *path) {
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
+int kb_probe_writable(const char *path, kb_err *err) {
+    char tmp[4200];
+    if (kb_is_dir(path)) return kb_fail(err, "%s: is a directory (a file name is needed here)", path);
+    if (kb_temp_name(tmp, sizeof tmp, path, ".probe.XXXXXX", 0)) return kb_fail(err, "%s: path too long", path);
+    int fd = mkstemp(tmp);
+    if (fd < 0) return kb_fail(err, "%s: cannot write there: %s", path, strerror(errno));
+    close(fd);
+    unlink(tmp);
+    return 0;
+}
+
 int kb_is_dir(const char *path) {
     struct stat st;
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);

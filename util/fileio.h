@@ -101,6 +101,11 @@ int kb_dir_lock(const char *dir, const char *name, const char *who, int *fd, kb_
 /* Releases a lock of kb_dir_lock (the file stays; *fd becomes -1). */
 void kb_dir_unlock(int *fd);
 
+/* Fails unless a file can be written at path: path is no directory, and a
+ * temp file can be created beside it (and is removed again). For outputs
+ * written at the end of long work, checked before the work starts. */
+int kb_probe_writable(const char *path, kb_err *err);
+
 /* Creates a directory and its parents (like mkdir -p). */
 int kb_mkdir_p(const char *path, kb_err *err);
 
