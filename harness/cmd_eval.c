@@ -832,6 +832,15 @@ static int write_stats(const eval_opts *o, const char *in_path, kb_err *err) {
     return rc;
 }
 
+/* The files written at the end, checked before any image is featurised: a
+ * --csv or -o that was a directory or in a missing folder failed only after
+ * the whole evaluation (hours of Inception on 50k images). */
+static int check_outputs(const eval_opts *o, int stats, kb_err *err) {
+    if (o->csv && kb_probe_writable(o->csv, err)) return kb_fail_wrap(err, "--csv");
+    if (stats && kb_probe_writable(o->out, err)) return kb_fail_wrap(err, "-o");
+    return 0;
+}
+
 int kb_cmd_eval(int argc, char **argv, kb_err *err) {
     eval_opts o;
     opts_init(&o);
@@ -857,6 +866,7 @@ int kb_cmd_eval(int argc, char **argv, kb_err *err) {
         kb_fail(err, "eval: expected SAMPLES and REFERENCE, got %d argument%s", npos, npos == 1 ? "" : "s");
         return KB_EXIT_USAGE;
     }
+    if (check_outputs(&o, stats, err)) return KB_EXIT_FAIL;
     rc = stats ? write_stats(&o, pos[0], err) : evaluate(&o, pos[0], pos[1], err);
     return rc ? KB_EXIT_FAIL : KB_EXIT_OK;
 }

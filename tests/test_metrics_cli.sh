@@ -193,6 +193,17 @@ np.savez('spec0.npz', arr_0=np.zeros((4, 16, 16, 3), np.uint8), spectrum=np.zero
 np.savez('pooldim0.npz', pool=np.zeros((10, 0), np.float32))"
 expect_fail "reference spectrum with no bins" "spec0.npz: 'spectrum' has 0 bins" eval samp spec0.npz --metrics spectral "${E[@]}"
 expect_fail "features of dimension 0" "pooldim0.npz: 'pool' must be float32 \[N, D\] features with D >= 1" eval samp pooldim0.npz --metrics kid "${E[@]}"
+# outputs written at the end are checked before any image is featurised (they failed after the whole evaluation)
+mkdir -p adir
+for c in "csv-dir:eval samp ref --csv adir:--csv: adir: is a directory" \
+         "csv-missing-folder:eval samp ref --csv nowhere/r.csv:--csv: nowhere/r.csv: cannot write there" \
+         "stats-o-dir:eval stats ref -o adir:-o: adir: is a directory"; do
+  IFS=: read -r name args want <<< "$c"
+  "$KB" $args "${E[@]}" > stdout.txt 2> stderr.txt; rc=$?
+  if [[ $rc -eq 1 ]] && grep -q -- "error: $want" stderr.txt && [[ ! -s stdout.txt && -d adir ]]; then
+    ok "$name: before any work ($(cat stderr.txt))"
+  else bad "$name" "exit $rc, $(cat stderr.txt) / stdout: $(head -2 stdout.txt)"; fi
+done
 mkdir -p ro && chmod 555 ro
 if [[ $(id -u) -ne 0 ]]; then
   "$KB" eval samp ref --csv ro/x.csv "${E[@]}" > /dev/null 2> stderr.txt && bad "unwritable CSV" "exit 0" \
