@@ -44,6 +44,7 @@ typedef struct {
     int pr_k, dc_k, kid_subsets;
     long long kid_subset_size;
     kb_fd_method fd_method;
+    char compare_opt[40], stats_opt[40]; /* the first option given that applies to one form only ("" if none) */
 } eval_opts;
 
 static void opts_init(eval_opts *o) {
@@ -92,11 +93,15 @@ static void usage(void) {
         "  --features-cache DIR    cache directory (default $KINDBENCH_FEATURES_CACHE or\n"
         "                          ${XDG_CACHE_HOME:-~/.cache}/kindbench/features)\n"
         "  --no-cache              neither read nor write the features cache\n"
+        "  -o, --output OUT.npz    eval stats: the file to write (required there)\n"
         "  --with-features         eval stats: also store pool and logits features (P/R, KID, IS later)\n"
         "  --with-images           eval stats: also store the images as arr_0 (an ADM reference batch)\n"
         "  --featurizer pixels     TESTS ONLY: 8x8 pixel averages instead of Inception (not FID)\n"
         "  --quiet                 no progress output\n"
-        "  -h, --help              this text\n",
+        "  -h, --help              this text\n"
+        "--metrics, --csv, --is-splits, --pr-k, --dc-k, --pr-precision, --kid-subsets, --kid-subset-size,\n"
+        "--fd-method and --samples-split/--samples-classes apply to a comparison only; -o, --with-features and\n"
+        "--with-images to eval stats only: given to the other form, they are an error.\n",
         KB_INCEPTION_FILENAME);
 }
 
@@ -193,6 +198,19 @@ static int apply_option(int c, const char *a, eval_opts *o, kb_err *err) {
     }
 }
 
+/* Options of one form only: eval stats dropped a comparison's without a word
+ * (--csv wrote no file, exit 0), and a comparison eval stats' (-o). */
+static int compare_only(int c) {
+    return c == O_METRICS || c == O_CSV || c == O_IS_SPLITS || c == O_PR_K || c == O_DC_K || c == O_PR_PREC ||
+           c == O_KID_SUBSETS || c == O_KID_SIZE || c == O_FD_METHOD;
+}
+static int stats_only(int c) { return c == 'o' || c == O_WITH_FEATURES || c == O_WITH_IMAGES; }
+
+static void note_form(int c, const char *name, eval_opts *o) {
+    if (compare_only(c) && !o->compare_opt[0]) snprintf(o->compare_opt, sizeof o->compare_opt, "%s", name);
+    if (stats_only(c) && !o->stats_opt[0]) snprintf(o->stats_opt, sizeof o->stats_opt, "%s", name);
+}
+
 /* Parses argv; positional arguments are left in argv[optind..argc). 1 = --help shown. */
 static int parse_opts(int argc, char **argv, eval_opts *o, kb_err *err) {
     static const struct option lo[] = {
@@ -206,15 +224,19 @@ static int parse_opts(int argc, char **argv, eval_opts *o, kb_err *err) {
         {"with-features", 0, 0, O_WITH_FEATURES}, {"with-images", 0, 0, O_WITH_IMAGES},
         {"featurizer", 1, 0, O_FEATURIZER}, {"allow-unverified-weights", 0, 0, O_UNVERIFIED},
         {"quiet", 0, 0, O_QUIET}, {"output", 1, 0, 'o'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
-    int c;
-    char bad[3];
+    int c, li = -1;
+    char bad[3], name[40];
     optind = 0;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "ho:", lo, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "ho:", lo, &li)) != -1) {
         if (c == 'h') return usage(), 1;
         if (c == '?')
             return kb_fail(err, "eval: unknown option or missing value: '%s'", kb_cli_bad_option(argc, argv, bad));
         if (apply_option(c, optarg, o, err)) return -1;
+        if (li >= 0) snprintf(name, sizeof name, "--%s", lo[li].name);
+        else snprintf(name, sizeof name, "-%c", c); /* -o, the one short option with a value */
+        note_form(c, name, o);
+        li = -1;
     }
     return 0;
 }
@@ -858,12 +880,21 @@ int kb_cmd_eval(int argc, char **argv, kb_err *err) {
                      "--samples-classes select the SAMPLES of a comparison");
         return KB_EXIT_USAGE;
     }
+    if (stats && o.compare_opt[0]) {
+        kb_fail(err, "eval stats: %s applies to a comparison (kindbench eval SAMPLES REFERENCE), not to eval stats",
+                o.compare_opt);
+        return KB_EXIT_USAGE;
+    }
     if (!stats && npos >= 1 && !strcmp(pos[0], "stats") && !kb_is_file(pos[0]) && !kb_is_dir(pos[0])) {
         kb_fail(err, "eval: 'stats' must come right after 'eval': kindbench eval stats INPUT -o OUT.npz [options]");
         return KB_EXIT_USAGE;
     }
     if (!stats && npos != 2) {
         kb_fail(err, "eval: expected SAMPLES and REFERENCE, got %d argument%s", npos, npos == 1 ? "" : "s");
+        return KB_EXIT_USAGE;
+    }
+    if (!stats && o.stats_opt[0]) {
+        kb_fail(err, "eval: %s applies to eval stats only (kindbench eval stats INPUT -o OUT.npz)", o.stats_opt);
         return KB_EXIT_USAGE;
     }
     if (check_outputs(&o, stats, err)) return KB_EXIT_FAIL;

@@ -185,6 +185,12 @@ expect_fail "statistics of other weights" "w_other.npz: its features come from w
 expect_fail "two statistics files of different weights" "w_a.npz and w_b.npz were featurised with different weights" \
   eval w_a.npz w_b.npz --metrics fid --featurizer inception --allow-unverified-weights --quiet
 expect_fail "eval stats with a samples filter" "eval stats: INPUT's images are selected with --ref-split" eval stats samp.kbd -o s.npz --samples-split test "${E[@]}"
+# options of the other form were dropped without a word (eval stats --csv wrote no CSV and exited 0)
+expect_fail "eval stats with --csv" "eval stats: --csv applies to a comparison" eval stats samp -o s.npz "${E[@]}"
+expect_fail "eval stats with --metrics" "eval stats: --metrics applies to a comparison" eval stats samp -o s.npz --metrics fid "${E[@]}"
+expect_fail "a comparison with -o" "eval: -o applies to eval stats only" eval samp ref -o s.npz "${E[@]}"
+expect_fail "a comparison with --with-features" "eval: --with-features applies to eval stats only" eval samp ref --with-features "${E[@]}"
+[[ ! -e s.npz ]] && ok "... and no s.npz written" || bad "options of the other form" "s.npz written"
 expect_fail "'stats' after an option" "'stats' must come right after 'eval'" eval --featurizer pixels stats samp -o s.npz --quiet
 "$PY" -c "
 import numpy as np
