@@ -177,6 +177,8 @@ expect_fail "-o names a directory" "out_dir: is a directory" "${P[@]}" --input g
 "$KB" data prepare --source folder --input good --resolution 16 -o out_dir > /dev/null 2> err.txt
 if ! grep -q "decode+resize" err.txt && [[ -e out_dir/keep ]]; then ok "-o DIR fails before decoding, DIR kept"
 else bad "-o DIR before decoding" "$(tr '\r' '\n' < err.txt | tail -2)"; fi
+# -o in a missing folder: the message names OUT (it named the random temp file OUT.tmp.XXXXXX)
+expect_fail "-o in a missing folder" "^kindbench: error: no_folder/out.kbd: cannot write there: No such file or directory$" "${P[@]}" --input good -o no_folder/out.kbd
 
 # ---- determinism, then corrupt caches for `data info`
 "$KB" "${P[@]/out.kbd/d1.kbd}" --input good --test-fraction 0.5 --seed 3 --novel-fraction 0.5 > /dev/null 2>&1

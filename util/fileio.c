@@ -151,7 +151,8 @@ static int create_temp(char *final, char *tmp, size_t cap, const char *path, kb_
     if (fd < 0) {
         int saved = errno;
         tmp[0] = 0;
-        return kb_fail(err, "%s: cannot create temp file: %s", path, strerror(saved));
+        /* named by the output, not the temp name: "cache/x.kbd.tmp.FngAnw: cannot create temp file" hid which option */
+        return kb_fail(err, "%s: cannot write there: %s", path, strerror(saved));
     }
     fchmod(fd, kb_output_mode(path));
     return fd;

@@ -151,7 +151,7 @@ int kb_npz_write(const char *path, const kb_npz_entry *entries, int n, kb_err *e
     if (kb_temp_name(tmp, sizeof tmp, path, ".tmp.XXXXXX", 7)) return kb_fail(err, "%s: path too long", path);
     if (kb_is_dir(path)) return kb_fail(err, "%s: is a directory (a file name is needed here)", path); /* as kb_atomic_open */
     int fd = mkstemp(tmp);
-    if (fd < 0) return kb_fail(err, "%s: cannot create temp file: %s", tmp, strerror(errno));
+    if (fd < 0) return kb_fail(err, "%s: cannot write there: %s", path, strerror(errno)); /* as kb_atomic_open */
     fchmod(fd, kb_output_mode(path)); /* libzip's own temp file copies this mode; mkstemp's is 0600 */
     close(fd);
     kb_temp_track(tmp);
