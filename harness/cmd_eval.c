@@ -97,6 +97,7 @@ static void usage(void) {
         "  --with-features         eval stats: also store pool and logits features (P/R, KID, IS later)\n"
         "  --with-images           eval stats: also store the images as arr_0 (an ADM reference batch)\n"
         "  --featurizer pixels     TESTS ONLY: 8x8 pixel averages instead of Inception (not FID)\n"
+        "  --allow-unverified-weights  TESTS ONLY: load Inception weights whose SHA-256 is not the FID file's\n"
         "  --quiet                 no progress output\n"
         "  -h, --help              this text\n"
         "--metrics, --csv, --is-splits, --pr-k, --dc-k, --pr-precision, --kid-subsets, --kid-subset-size,\n"
