@@ -81,7 +81,7 @@ static int parse(int argc, char **argv, bench_opts *o, kb_err *err) {
             continue;
         }
         if (c == 'D') {
-            if (kb_device_parse(optarg, &o->device, err)) return -1;
+            if (kb_device_parse(optarg, &o->device, err)) return kb_fail_wrap(err, "--device");
             continue;
         }
         if (c == 'P') {

@@ -162,10 +162,10 @@ static int apply_option(int c, const char *a, eval_opts *o, kb_err *err) {
     int v = 0;
     switch (c) {
     case O_METRICS: o->metrics_given = 1; return parse_metrics(a, &o->metrics, err);
-    case O_MODE: return kb_preproc_parse(a, &o->mode, err);
+    case O_MODE: return kb_preproc_parse(a, &o->mode, err) ? kb_fail_wrap(err, "--mode") : 0; /* names the value only */
     case O_CSV: o->csv = a; return 0;
     case O_WEIGHTS: o->weights = a; return 0;
-    case O_DEVICE: return kb_device_parse(a, &o->device, err);
+    case O_DEVICE: return kb_device_parse(a, &o->device, err) ? kb_fail_wrap(err, "--device") : 0;
     case O_BATCH: return int_opt("--batch", a, 1, 4096, &o->batch, err);
     case O_THREADS: return int_opt("--threads", a, 1, 1024, &o->threads, err);
     case O_IS_SPLITS: return kb_is_mode_parse(a, &o->is_mode, err);

@@ -129,7 +129,7 @@ static int apply_option(int c, const char *arg, sample_opts *o, kb_err *err) {
     case OPT_GRID: o->grid = arg; return 0;
     case OPT_NPZ: o->npz = arg; return 0;
     case OPT_NO_PNG: o->no_png = 1; return 0;
-    case OPT_DEVICE: return kb_device_parse(arg, &o->device, err);
+    case OPT_DEVICE: return kb_device_parse(arg, &o->device, err) ? kb_fail_wrap(err, "--device") : 0;
     case OPT_PRECISION: return kb_matmul_precision_parse(arg, &o->precision, err);
     case OPT_THREADS:
         if (kb_cli_parse_int("--threads", arg, 1, KB_CTX_MAX_THREADS, &v, err)) return -1;

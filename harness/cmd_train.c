@@ -188,7 +188,9 @@ static int run_option(int c, const char *arg, kb_train_opts *o, kb_err *err) {
     case O_KEEP: o->keep_checkpoints = 1, o->set |= KB_TSET_KEEP; return 0;
     case O_FLIP: case O_NO_FLIP: o->flip = c == O_FLIP, o->set |= KB_TSET_FLIP; return 0;
     case O_QUIET: o->quiet = 1; return 0;
-    case O_DEVICE: o->set |= KB_TSET_DEVICE; return kb_device_parse(arg, &o->device, err);
+    case O_DEVICE: /* the library's message names the value only */
+        o->set |= KB_TSET_DEVICE;
+        return kb_device_parse(arg, &o->device, err) ? kb_fail_wrap(err, "--device") : 0;
     case O_PRECISION: o->set |= KB_TSET_PRECISION; return kb_matmul_precision_parse(arg, &o->precision, err);
     case O_CLASSES:
         o->set |= KB_TSET_CLASSES;

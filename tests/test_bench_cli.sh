@@ -23,6 +23,7 @@ expect_usage() {
 expect_usage "--threads past the context's limit" "--threads: expected an integer in \[1, 4096\], got '100000'" \
   bench train "${TINY[@]}" --threads 100000
 expect_usage "--threads 0" "--threads: .*got '0'" bench train "${TINY[@]}" --threads 0
+expect_usage "--device gpu names --device" "--device: unknown device 'gpu'" bench train "${TINY[@]}" --device gpu
 
 # an infinite peak made every MFU 0.0%
 expect_usage "--peak-tflops inf" "--peak-tflops: expected a positive number, got 'inf'" bench train "${TINY[@]}" --peak-tflops inf

@@ -137,6 +137,8 @@ expect_fail "one positional argument" "expected SAMPLES and REFERENCE, got 1" ev
 expect_fail "split filter on a folder" "filters apply to .kbd" eval samp ref --ref-split test "${E[@]}"
 expect_fail "filter selecting nothing" "samp.kbd: no images match" eval samp samp.kbd --ref-classes novel "${E[@]}"
 expect_fail "spectra of images of different sizes" "spectral: mixed: image 1 is 17x22, the first 17x21: the spectrum needs one size" eval samp mixed --metrics spectral "${E[@]}"
+expect_fail "bad --mode names --mode" "--mode: unknown pre-processing mode 'tf'" eval samp ref --mode tf "${E[@]}"
+expect_fail "bad --device names --device" "--device: unknown device 'gpu'" eval samp ref --device gpu "${E[@]}"
 expect_fail "bad --pr-precision" "--pr-precision: unknown value 'fp8'" eval samp ref --pr-precision fp8 "${E[@]}"
 "$PY" -c "import numpy as np; s = np.eye(192); s[0, 0] = np.nan; np.savez('nan.npz', mu=np.zeros(192), sigma=s)"
 expect_fail "NaN in reference statistics" "sigma\[0, 0\] = nan" eval samp nan.npz "${E[@]}"

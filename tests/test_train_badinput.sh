@@ -36,6 +36,7 @@ expect_fail "missing --steps" "--steps N is required" train --data data.kbd --ou
 expect_fail "non-numeric --lr" "--lr: expected a number, got 'fast'" "${T[@]}" --out b --model S/4 --lr fast
 expect_fail "unknown option" "unknown option or missing value: '--bogus'" "${T[@]}" --out b --model S/4 --bogus
 expect_fail "unknown short option in a cluster" "unknown option or missing value: '-x'" "${T[@]}" --out b --model S/4 -xy
+expect_fail "bad --device names --device" "--device: unknown device 'gpu'" "${T[@]}" --out b --model S/4 --device gpu
 expect_fail "bad --precision" "--precision: expected fp32, tf32 or bf16, got 'fp8'" "${T[@]}" --out b --model S/4 --precision fp8
 expect_fail "--precision bf16 on the CPU" "--precision bf16 needs --device cuda: the CPU path computes in fp32 only" "${T[@]}" "${S[@]}" --out b --precision bf16
 expect_fail "missing dataset" "nothere.kbd: cannot open" train --data nothere.kbd --out b --model S/4 --steps 2
