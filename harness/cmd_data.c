@@ -9,6 +9,7 @@
 #include "datasets/prepare.h"
 #include "harness/cli.h"
 #include "util/exact_int.h"
+#include "util/fileio.h"
 
 /* Largest seed stored exactly in the JSON metadata (a double). */
 #define KB_MAX_SEED 9007199254740991LL
@@ -337,6 +338,10 @@ static int cmd_grid(int argc, char **argv, kb_err *err) {
     if (optind != argc - 1 || !g.out) {
         kb_fail(err, "grid: expected one CACHE and -o GRID.png");
         return KB_EXIT_USAGE;
+    }
+    if (kb_same_file(argv[optind], g.out)) { /* the PNG replaced the cache */
+        kb_fail(err, "grid: -o %s is the cache itself: writing the grid there would replace it", g.out);
+        return KB_EXIT_FAIL;
     }
     kb_dataset ds;
     if (kb_dataset_open(&ds, argv[optind], err)) return KB_EXIT_FAIL;

@@ -262,6 +262,12 @@ static int probe_writable(const char *opt, const char *path, kb_err *err) {
     return kb_probe_writable(path, err) ? kb_fail_wrap(err, "%s", opt) : 0;
 }
 
+/* --npz or --grid naming the checkpoint replaced it with the samples. */
+static int not_the_ckpt(const char *opt, const char *path, const char *ckpt, kb_err *err) {
+    if (!kb_same_file(path, ckpt)) return 0;
+    return kb_fail(err, "%s %s is the checkpoint itself (--ckpt): writing there would replace it", opt, path);
+}
+
 /* Creates an output's temp file (kb_staged_begin), naming the option that
  * chose the path when it cannot be (a directory, a missing folder). */
 static int stage_output(const char *opt, kb_staged_file *s, const char *path, kb_err *err) {
@@ -297,6 +303,9 @@ static int prepare_outputs(const sample_opts *o, out_paths *p, kb_png_set *pngs,
         return -1;
     if (o->npz) snprintf(p->npz, sizeof p->npz, "%s", o->npz);
     if (o->grid) snprintf(p->grid, sizeof p->grid, "%s", o->grid);
+    if (not_the_ckpt(o->npz ? "--npz" : "--out", p->npz, o->ckpt, err) ||
+        not_the_ckpt(o->grid ? "--grid" : "--out", p->grid, o->ckpt, err) || not_the_ckpt("--out", p->json, o->ckpt, err))
+        return -1;
     /* the lock first: two runs into one DIR could leave one's npz beside the other's PNGs */
     if (kb_mkdir_p(o->out, err) || kb_dir_lock(o->out, ".sample.lock", "kindbench sample", lock_fd, err) ||
         (!o->no_png && kb_png_set_begin(pngs, o->out, err)))

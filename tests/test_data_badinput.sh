@@ -215,6 +215,12 @@ done
 if [[ $rc -ne 0 ]] && grep -q "trunc.kbd: .*truncated cache" err.txt && grep -q "1 of 2 caches failed" err.txt &&
    grep -q "images:      4 (train 2, test 2)" info2.txt; then ok "data info goes on past a bad cache, exit $rc"
 else bad "data info past a bad cache" "exit $rc, $(cat err.txt) / $(head -3 info2.txt)"; fi
+# -o naming the cache itself (another spelling of it, too): the PNG replaced the cache
+cp d1.kbd self.kbd
+"$KB" data grid self.kbd -o ./self.kbd > /dev/null 2> err.txt; rc=$?
+if [[ $rc -eq 1 ]] && grep -q "grid: -o ./self.kbd is the cache itself" err.txt && cmp -s d1.kbd self.kbd; then
+  ok "data grid -o CACHE refused, cache kept: $(cat err.txt)"
+else bad "data grid -o CACHE" "exit $rc, $(cat err.txt); cache $(cmp -s d1.kbd self.kbd && echo kept || echo replaced)"; fi
 "$KB" data grid d1.kbd -o out_dir > /dev/null 2> err.txt; rc=$?
 if [[ $rc -eq 1 ]] && grep -q "out_dir: is a directory" err.txt && [[ -e out_dir/keep ]]; then ok "data grid -o DIR: $(cat err.txt)"
 else bad "data grid -o DIR" "exit $rc, $(cat err.txt)"; fi

@@ -164,6 +164,13 @@ expect_fail "--npz names a directory" 1 "--npz: .*adir: is a directory" --ckpt "
 expect_fail "--grid names a directory" 1 "--grid: .*adir: is a directory" --ckpt "$T/ck.safetensors" --out "$T/out" --grid "$T/adir"
 "$KB" sample --ckpt "$T/ck.safetensors" --threads 1 --out "$T/out" --count 2 --steps 5 --npz "$T/adir" > /dev/null 2> "$T/e.log"
 check "... before any sample is drawn (no progress line)" bash -c "! grep -q '^sample: ' <(tr '\r' '\n' < '$T/e.log')"
+# --npz or --grid naming the checkpoint itself: the samples replaced it
+cp "$T/ck.safetensors" "$T/self.safetensors"
+expect_fail "--npz names the checkpoint" 1 "--npz .*self.safetensors is the checkpoint itself" --ckpt "$T/self.safetensors" \
+  --out "$T/out" --count 2 --steps 5 --npz "$T/../$(basename "$T")/self.safetensors"
+expect_fail "--grid names the checkpoint" 1 "--grid .*self.safetensors is the checkpoint itself" --ckpt "$T/self.safetensors" \
+  --out "$T/out" --count 2 --steps 5 --grid "$T/self.safetensors"
+check "... the checkpoint is kept" cmp -s "$T/ck.safetensors" "$T/self.safetensors"
 expect_fail "missing --out" 2 "required" --ckpt "$T/ck.safetensors"
 check "no EMA + --weights raw works" "$KB" sample --quiet --threads 1 --ckpt "$T/noema.safetensors" --weights raw --out "$T/g" --count 2 --steps 5 --no-png
 

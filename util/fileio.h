@@ -106,6 +106,11 @@ void kb_dir_unlock(int *fd);
  * written at the end of long work, checked before the work starts. */
 int kb_probe_writable(const char *path, kb_err *err);
 
+/* 1 when both paths exist and name the same file (device and inode: links
+ * and other spellings of one path count), 0 otherwise. An output that is one
+ * of the command's inputs would be replaced by the write. */
+int kb_same_file(const char *a, const char *b);
+
 /* Creates a directory and its parents (like mkdir -p). */
 int kb_mkdir_p(const char *path, kb_err *err);
 
