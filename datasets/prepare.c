@@ -42,6 +42,8 @@ static int check_texts(const kb_source *src, const kb_prepare_opts *o, size_t na
     if (o->name && strlen(o->name) >= name_cap)
         return kb_fail(err, "--name: %zu bytes, at most %zu", strlen(o->name), name_cap - 1);
     if (o->name && kb_utf8_invalid_at(o->name) >= 0) return kb_fail(err, "--name: not valid UTF-8");
+    if (o->name && !o->name[0]) /* `--name ""` or `--name=` wrote a cache with no name */
+        return kb_fail(err, "--name: empty (leave it out for the default name)");
     if (kb_utf8_invalid_at(src->input) >= 0)
         return kb_fail(err, "%s: the input path is not valid UTF-8, which the cache's metadata must be; rename it",
                        src->input);

@@ -167,6 +167,7 @@ else bad "class names with surrounding blanks" "$("$KB" "${P[@]/out.kbd/blank.kb
 expect_fail "3000-byte class name" "novel_longname.txt:1: unknown class 'z{200}'\\.\\.\\. \\(a name of over 200 bytes\\)" "${P[@]}" --input good --novel-classes novel_longname.txt
 expect_fail "--novel-fraction out of range" "--novel-fraction: expected a fraction in \[0, 1\]" "${P[@]}" --input good --novel-fraction 1.5
 expect_fail "bad --background" "--background: expected R,G,B" "${P[@]}" --input good --background 1,2
+expect_fail "empty --name" "--name: empty" "${P[@]}" --input good --name ""
 expect_fail "--name longer than 255 bytes" "--name: 260 bytes, at most 255" "${P[@]}" --input good --name "$(printf 'é%.0s' $(seq 130))"
 mkdir -p latin1/$'caf\xe9' && cp good/cats/tiny.png latin1/$'caf\xe9'/
 expect_fail "class folder name not UTF-8" "latin1: class 0's name is not valid UTF-8 \(byte 3\)" "${P[@]}" --input latin1
