@@ -305,6 +305,10 @@ int kb_frechet_distance(const kb_gstats *a, const kb_gstats *b, kb_fd_method met
             *fd = ldexp(*fd, -k);
             info->mean_term = ldexp(info->mean_term, -k), info->trace1 = ldexp(info->trace1, -k);
             info->trace2 = ldexp(info->trace2, -k), info->trace_sqrt = ldexp(info->trace_sqrt, -k);
+            /* finite while scaled, the distance itself may pass double's range (means 1e200 apart):
+             * unscaled it would have been infinite and failed, so it fails here too (never inf) */
+            if (!isfinite(*fd))
+                rc = kb_fail(err, "Frechet distance: beyond double's range (statistics of scale 2^%d)", -k);
         }
     }
     info->seconds = kb_now() - t0;

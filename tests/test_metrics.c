@@ -230,6 +230,31 @@ static void test_fid_extreme_scale(kbt_state *st) {
     kb_npy_free(&x1), kb_npy_free(&x2);
 }
 
+/* A distance beyond double's range (means 2^520 apart: |mu1 - mu2|^2 ~
+ * 2^1040) is an error, as it was before the scaling: the scaled distance is
+ * finite, and scaled back it became +inf, returned as a success. */
+static void test_fid_out_of_range(kbt_state *st) {
+    kb_npy x1 = load("fid_small.npz", "x1"), x2 = load("fid_small.npz", "x2");
+    kb_gstats a, b;
+    kb_err err = {{0}};
+    if (stats_of(&x1, &a) || stats_of(&x2, &b)) {
+        KBT_CHECK(st, 0, "FD beyond double's range", "statistics failed: %s", err.msg);
+        return;
+    }
+    for (int64_t i = 0; i < a.dim; i++) a.mu[i] = ldexp(a.mu[i], 520), b.mu[i] = ldexp(b.mu[i], 520);
+    kb_fd_method ms[3] = {KB_FD_AUTO, KB_FD_EIGH, KB_FD_PIVOTED};
+    for (int m = 0; m < 3; m++) {
+        double fd = 0.0;
+        err.msg[0] = 0;
+        int rc = kb_frechet_distance(&a, &b, ms[m], &fd, NULL, &err);
+        char name[96];
+        snprintf(name, sizeof name, "FD %s beyond double's range is an error, not inf", kb_fd_method_name(ms[m]));
+        KBT_CHECK(st, rc != 0 && strstr(err.msg, "range"), name, "rc %d, fd %g, '%s'", rc, fd, err.msg);
+    }
+    kb_gstats_free(&a), kb_gstats_free(&b);
+    kb_npy_free(&x1), kb_npy_free(&x2);
+}
+
 /* kb_congruence_lower against LAPACK's dsygst (itype 2, lower) on random
  * data: below, at and above the recursion's base size, odd splits, a leading
  * dimension larger than n. Rounding differs (other block sums), so the
@@ -440,6 +465,7 @@ int main(void) {
     test_congruence(&st);
     test_fid_zero_sigma(&st);
     test_fid_extreme_scale(&st);
+    test_fid_out_of_range(&st);
     const char *fids[4] = {"fid_small.npz", "fid_illcond.npz", "fid_rankdef.npz", "fid_close2048.npz"};
     for (int i = 0; i < 4; i++) test_fid_case(&st, fids[i]);
     kb_ctx_free(&ctx);
