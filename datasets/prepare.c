@@ -243,6 +243,23 @@ static int drop_items(kb_source *src, const uint8_t *keep, int64_t dropped, kb_e
     return src->count ? 0 : kb_fail(err, "no readable image (%lld skipped)", (long long)dropped);
 }
 
+/* The class and split options on the full listing, before
+ * --skip-unreadable's decoding pass (an hour for an ImageNet-sized folder):
+ * their errors (an unknown class in a class list, --test-fraction on a source
+ * with its own split) do not depend on which images decode, and without the
+ * option they come before any decoding. build_cache assigns both again over
+ * what is left. */
+static int check_split_options(const kb_source *src, const kb_prepare_opts *o, kb_err *err) {
+    uint8_t *roles = malloc((size_t)src->nclasses + 1), *split = malloc((size_t)src->count + 1);
+    cJSON *scratch = cJSON_CreateObject();
+    int rc = roles && split && scratch ? 0 : kb_fail(err, "out of memory for %lld labels", (long long)src->count);
+    if (rc == 0 && kb_assign_class_roles(src, &o->split, roles, scratch, err)) rc = -1;
+    if (rc == 0) rc = kb_assign_image_split(src, &o->split, split, scratch, err);
+    cJSON_Delete(scratch);
+    free(roles), free(split);
+    return rc ? -1 : 0;
+}
+
 /* --skip-unreadable: every item is decoded once, the readable ones into
  * spill (in order), the others dropped from src, each named in the list.
  * The split and labels are then drawn over what is left, exactly as for a
@@ -347,7 +364,8 @@ int kb_prepare(const kb_prepare_opts *o, kb_prepare_summary *summary, kb_err *er
     cJSON *unreadable = cJSON_CreateArray();
     int rc = 0;
     if (o->skip_unreadable) {
-        rc = (spill = open_spill(o->out_path, err)) ? 0 : -1;
+        rc = check_split_options(&src, o, err);
+        if (rc == 0) rc = (spill = open_spill(o->out_path, err)) ? 0 : -1;
         if (rc == 0) rc = decode_to_spill(&src, o, pad, spill, unreadable, &summary->unreadable, err);
     }
     uint8_t *roles = malloc((size_t)src.nclasses), *split = malloc((size_t)src.count + 1);

@@ -142,6 +142,10 @@ expect_fail "pokemon package missing" "nowhere: not a directory" data prepare --
 # ---- class split options
 printf 'cats\nwolves\n' > novel.txt
 expect_fail "unknown class in --novel-classes" "novel.txt:2: unknown class 'wolves'" "${P[@]}" --input good --novel-classes novel.txt
+# with --skip-unreadable too, before the decoding pass (an hour for an
+# ImageNet-sized folder): no image is decoded, none named as skipped
+expect_fail "unknown class in --novel-classes, --skip-unreadable: before decoding" "novel.txt:2: unknown class 'wolves'" \
+  data prepare --source folder --resolution 16 -o out.kbd --input skip --skip-unreadable --novel-classes novel.txt
 # a comment line longer than any buffer is one line: the next lines keep their numbers
 { printf '#%.0s' {1..3000}; printf '\ncats\nwolves\n'; } > novel_long.txt
 expect_fail "long comment line in a class list" "novel_long.txt:3: unknown class 'wolves'" "${P[@]}" --input good --novel-classes novel_long.txt
