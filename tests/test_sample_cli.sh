@@ -89,6 +89,15 @@ check "a run failing at its sample.json exits non-zero, naming it ($(head -c 150
   -n "$(grep -F "$T/cm/sample.json" "$T/cm.err")"
 check "... and leaves the earlier npz, grid, json and PNGs as they were, no temp file" test "$(digest "$T/cm")" = \
   "$before" -a -z "$(find "$T/cm" -name '*.tmp.*' -o -name '.png.*')"
+# An output path naming a directory (--grid DIR/png, a typo) failed only at
+# its rename, after the sampling, with the earlier sample.json removed and the
+# npz already replaced: it is refused before anything is written.
+run --out "$T/cm" --classes 1 --count 2 --steps 5 --seed 3 --grid "$T/cm/png" > /dev/null 2> "$T/cmdir.err"
+rc=$?
+check "--grid naming a directory fails, naming it ($(head -c 150 "$T/cmdir.err"))" test $rc -ne 0 -a \
+  -n "$(grep -F "$T/cm/png: is a directory" "$T/cmdir.err")"
+check "... and leaves the earlier npz, grid, json and PNGs as they were, no temp file" test "$(digest "$T/cm")" = \
+  "$before" -a -z "$(find "$T/cm" -name '*.tmp.*' -o -name '.png.*')"
 # Temp files of DIR's outputs that a killed run left (each as large as the
 # npz) are removed; other files are not.
 mkdir -p "$T/sw" && touch "$T/sw/samples.npz.tmp.AbC123" "$T/sw/samples.npz.tmp.AbC123.tmp.XyZ789.Qw1234" \
