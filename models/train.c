@@ -359,13 +359,16 @@ static int loop(kb_trainer *tr, kb_err *err) {
     double t0 = kb_now();
     tr->t_row = t0;
     kb_signals_defer(1); /* from here a Ctrl-C ends after a step, with a checkpoint */
-    while (tr->opt.step < o->steps) {
-        int rc = train_step(tr, &s, err) || after_step(tr, &s, err);
-        if (!rc) show_progress(tr, &p, &s);
-        if (!rc && kb_stop_requested()) rc = stop_here(tr, err);
-        if (rc || kb_stop_requested()) return kb_signals_defer(0), rc ? -1 : 0;
+    int rc = 0;
+    while (rc == 0 && tr->opt.step < o->steps) {
+        rc = train_step(tr, &s, err) || after_step(tr, &s, err) ? -1 : 0;
+        if (rc == 0) show_progress(tr, &p, &s);
+        /* a signal during the last step lets the run finish as it would have */
+        if (rc == 0 && kb_stop_requested() && tr->opt.step < o->steps) rc = 1;
     }
-    kb_signals_defer(0);
+    kb_signals_defer(0); /* a signal from now on (while stop_here saves, say) ends the process at once */
+    if (rc == 1) return stop_here(tr, err) ? -1 : 1;
+    if (rc) return -1;
     kb_progress_finish(&p);
     double dt = kb_now() - t0;
     if (!o->quiet)
@@ -399,9 +402,9 @@ int kb_train_run(kb_train_opts *o, kb_err *err) {
         if (!o->quiet) printf("%s is at step %lld, --steps is %lld: nothing to do\n", o->resume,
                               (long long)tr.opt.step, (long long)o->steps);
     } else if (!rc) {
-        rc = open_outputs(&tr, err) || loop(&tr, err);
+        rc = open_outputs(&tr, err) ? -1 : loop(&tr, err);
     }
     teardown(&tr);
     cJSON_Delete(resume_json);
-    return rc ? -1 : 0;
+    return rc < 0 || rc > 1 ? -1 : rc;
 }

@@ -128,8 +128,10 @@ typedef struct {
  * train split, seed 0, batch 32, log every 10, checkpoint every 1000. */
 void kb_train_opts_default(kb_train_opts *o);
 
-/* Runs (or resumes) training as the options say. Returns 0, or -1 with err
- * set (a bad option value is reported the same way). */
+/* Runs (or resumes) training as the options say. Returns 0 when it reached
+ * --steps, 1 when a signal stopped it before (after a checkpoint of the
+ * step it was at: kb_signals_defer), or -1 with err set (a bad option value
+ * is reported the same way). */
 int kb_train_run(kb_train_opts *o, kb_err *err);
 /* The options a run needs (data, out, steps, a model shape) and their ranges;
  * kb_train_run checks them too, after a resume has filled them in. */

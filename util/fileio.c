@@ -114,6 +114,7 @@ void kb_temp_cleanup_on_signals(void) {
         memset(&sa, 0, sizeof sa);
         sa.sa_handler = temp_cleanup_handler;
         sigemptyset(&sa.sa_mask);
+        sa.sa_flags = SA_RESTART; /* the handler may return (kb_signals_defer): reads and writes then go on */
         /* a signal ignored on entry (nohup, a background job's SIGINT) stays ignored */
         if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN) sigaction(sigs[i], &sa, NULL);
     }
