@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <float.h>
 #include <getopt.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -268,6 +269,25 @@ static int not_the_ckpt(const char *opt, const char *path, const char *ckpt, kb_
     return kb_fail(err, "%s %s is the checkpoint itself (--ckpt): writing there would replace it", opt, path);
 }
 
+/* 1 when two output paths name one file, existing or not (same parent
+ * directory, same name): --npz X --grid X made one output replace the other. */
+static int same_output(const char *a, const char *b) {
+    if (!strcmp(a, b) || kb_same_file(a, b)) return 1;
+    char da[4096], db[4096], ra[PATH_MAX], rb[PATH_MAX];
+    const char *na = strrchr(a, '/'), *nb = strrchr(b, '/');
+    snprintf(da, sizeof da, "%.*s", na ? (int)(na - a) + 1 : 1, na ? a : ".");
+    snprintf(db, sizeof db, "%.*s", nb ? (int)(nb - b) + 1 : 1, nb ? b : ".");
+    return !strcmp(na ? na + 1 : a, nb ? nb + 1 : b) && realpath(da, ra) && realpath(db, rb) && !strcmp(ra, rb);
+}
+
+static int distinct_outputs(const sample_opts *o, const out_paths *p, kb_err *err) {
+    const char *n = o->npz ? "--npz" : "--out", *g = o->grid ? "--grid" : "--out";
+    if (same_output(p->npz, p->grid)) return kb_fail(err, "%s and %s name one file (%s): each output needs its own", n, g, p->npz);
+    if (same_output(p->npz, p->json)) return kb_fail(err, "%s %s is the run's sample.json", n, p->npz);
+    if (same_output(p->grid, p->json)) return kb_fail(err, "%s %s is the run's sample.json", g, p->grid);
+    return 0;
+}
+
 /* Creates an output's temp file (kb_staged_begin), naming the option that
  * chose the path when it cannot be (a directory, a missing folder). */
 static int stage_output(const char *opt, kb_staged_file *s, const char *path, kb_err *err) {
@@ -304,7 +324,8 @@ static int prepare_outputs(const sample_opts *o, out_paths *p, kb_png_set *pngs,
     if (o->npz) snprintf(p->npz, sizeof p->npz, "%s", o->npz);
     if (o->grid) snprintf(p->grid, sizeof p->grid, "%s", o->grid);
     if (not_the_ckpt(o->npz ? "--npz" : "--out", p->npz, o->ckpt, err) ||
-        not_the_ckpt(o->grid ? "--grid" : "--out", p->grid, o->ckpt, err) || not_the_ckpt("--out", p->json, o->ckpt, err))
+        not_the_ckpt(o->grid ? "--grid" : "--out", p->grid, o->ckpt, err) || not_the_ckpt("--out", p->json, o->ckpt, err) ||
+        distinct_outputs(o, p, err))
         return -1;
     /* the lock first: two runs into one DIR could leave one's npz beside the other's PNGs */
     if (kb_mkdir_p(o->out, err) || kb_dir_lock(o->out, ".sample.lock", "kindbench sample", lock_fd, err) ||

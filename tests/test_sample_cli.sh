@@ -98,6 +98,15 @@ check "--grid naming a directory fails, naming it ($(head -c 150 "$T/cmdir.err")
   -n "$(grep -F "$T/cm/png: is a directory" "$T/cmdir.err")"
 check "... and leaves the earlier npz, grid, json and PNGs as they were, no temp file" test "$(digest "$T/cm")" = \
   "$before" -a -z "$(find "$T/cm" -name '*.tmp.*' -o -name '.png.*')"
+# Two outputs on one path (--npz X --grid X, or --npz DIR/sample.json) made
+# one replace the other silently: refused before sampling, outputs kept.
+run --out "$T/cm" --count 2 --steps 5 --npz "$T/one.out" --grid "$T/./one.out" > /dev/null 2> "$T/same.err"
+rc=$?
+run --out "$T/cm" --count 2 --steps 5 --npz "$T/cm/sample.json" > /dev/null 2> "$T/same2.err"
+rc2=$?
+check "--npz and --grid on one file, and --npz DIR/sample.json, are refused ($(head -c 100 "$T/same.err"))" test \
+  $rc -ne 0 -a $rc2 -ne 0 -a -n "$(grep "name one file" "$T/same.err")" -a -n "$(grep "is the run's sample.json" "$T/same2.err")" \
+  -a ! -e "$T/one.out" -a "$(digest "$T/cm")" = "$before"
 # Temp files of DIR's outputs that a killed run left (each as large as the
 # npz) are removed; other files are not.
 mkdir -p "$T/sw" && touch "$T/sw/samples.npz.tmp.AbC123" "$T/sw/samples.npz.tmp.AbC123.tmp.XyZ789.Qw1234" \
