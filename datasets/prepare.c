@@ -199,7 +199,7 @@ static FILE *open_spill(const char *out_path, kb_err *err) {
     char tmp[4200];
     if (kb_temp_name(tmp, sizeof tmp, out_path, ".decoded.XXXXXX", 0)) return kb_fail(err, "%s: path too long", out_path), NULL;
     int fd = mkstemp(tmp);
-    if (fd < 0) return kb_fail(err, "%s: cannot create a temp file for the decoded images: %s", tmp, strerror(errno)), NULL;
+    if (fd < 0) return kb_fail(err, "%s: cannot create a temp file beside it for the decoded images: %s", out_path, strerror(errno)), NULL;
     unlink(tmp);
     FILE *f = fdopen(fd, "w+b");
     if (!f) close(fd), kb_fail(err, "%s: fdopen failed: %s", tmp, strerror(errno));
