@@ -182,7 +182,8 @@ static int write_images(const kb_source *src, const kb_prepare_opts *o, int pad,
         int n = (int)(src->count - first < c.chunk ? src->count - first : c.chunk);
         if (!spill) rc = process_chunk(src, o, pad, first, n, c.buf, c.failed, c.errs, err);
         else if (fread(c.buf, c.bytes, (size_t)n, spill) != (size_t)n)
-            rc = kb_fail(err, "cannot read back the decoded images' temp file: %s", ferror(spill) ? strerror(errno) : "short file");
+            rc = kb_fail(err, "cannot read back the decoded images' temp file: %s",
+                         ferror(spill) ? strerror(errno) : "short file");
         for (int k = 0; k < n && rc == 0; k++) rc = kb_cache_writer_add(w, c.buf + (size_t)k * c.bytes, err);
         kb_progress_update(&p, first + n);
     }
@@ -197,9 +198,12 @@ static int write_images(const kb_source *src, const kb_prepare_opts *o, int pad,
  * which has to hold the cache anyway. */
 static FILE *open_spill(const char *out_path, kb_err *err) {
     char tmp[4200];
-    if (kb_temp_name(tmp, sizeof tmp, out_path, ".decoded.XXXXXX", 0)) return kb_fail(err, "%s: path too long", out_path), NULL;
+    if (kb_temp_name(tmp, sizeof tmp, out_path, ".decoded.XXXXXX", 0))
+        return kb_fail(err, "%s: path too long", out_path), NULL;
     int fd = mkstemp(tmp);
-    if (fd < 0) return kb_fail(err, "%s: cannot create a temp file beside it for the decoded images: %s", out_path, strerror(errno)), NULL;
+    if (fd < 0)
+        return kb_fail(err, "%s: cannot create a temp file beside it for the decoded images: %s", out_path,
+                       strerror(errno)), NULL;
     unlink(tmp);
     FILE *f = fdopen(fd, "w+b");
     if (!f) close(fd), kb_fail(err, "%s: fdopen failed: %s", tmp, strerror(errno));

@@ -282,7 +282,8 @@ static int same_output(const char *a, const char *b) {
 
 static int distinct_outputs(const sample_opts *o, const out_paths *p, kb_err *err) {
     const char *n = o->npz ? "--npz" : "--out", *g = o->grid ? "--grid" : "--out";
-    if (same_output(p->npz, p->grid)) return kb_fail(err, "%s and %s name one file (%s): each output needs its own", n, g, p->npz);
+    if (same_output(p->npz, p->grid))
+        return kb_fail(err, "%s and %s name one file (%s): each output needs its own", n, g, p->npz);
     if (same_output(p->npz, p->json)) return kb_fail(err, "%s %s is the run's sample.json", n, p->npz);
     if (same_output(p->grid, p->json)) return kb_fail(err, "%s %s is the run's sample.json", g, p->grid);
     return 0;

@@ -93,12 +93,14 @@ int kb_fpartial_open(kb_fpartial *pf, const char *path, const char *tag, int64_t
 
 int kb_fpartial_append(kb_fpartial *pf, int64_t first, int64_t k, const float *pool, const float *spatial,
                        const float *logits, kb_err *err) {
-    if (first != pf->done) return kb_fail(err, "%s: rows %lld.. appended after %lld", pf->path, (long long)first, (long long)pf->done);
+    if (first != pf->done)
+        return kb_fail(err, "%s: rows %lld.. appended after %lld", pf->path, (long long)first, (long long)pf->done);
     const float *in[3] = {pool, spatial, logits};
     int bad = 0;
     for (int64_t i = first; i < first + k && !bad; i++)
         for (int d = 0; d < 3 && !bad; d++)
-            if (pf->dims[d]) bad = fwrite(in[d] + i * pf->dims[d], sizeof(float), (size_t)pf->dims[d], pf->fp) != (size_t)pf->dims[d];
+            if (pf->dims[d])
+                bad = fwrite(in[d] + i * pf->dims[d], sizeof(float), (size_t)pf->dims[d], pf->fp) != (size_t)pf->dims[d];
     /* flushed per batch: a killed process leaves whole batches in the kernel's hands */
     if (bad || fflush(pf->fp) != 0) return kb_fail(err, "%s: cannot write: %s", pf->path, strerror(errno));
     pf->done += k;
