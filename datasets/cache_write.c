@@ -1,5 +1,7 @@
 #include "datasets/cache.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -107,7 +109,9 @@ int kb_cache_writer_commit(kb_cache_writer *w, kb_err *err) {
     kb_sha256_final(w->hash, digest);
     w->hash = NULL;
     kb_sha256_hex(digest, hex);
-    int rc = fseek(w->af.fp, w->sha_pos, SEEK_SET) != 0
+    /* the buffered tail first: its write error (a full disk) would otherwise show as a failed seek */
+    int rc = fflush(w->af.fp) != 0 ? kb_fail(err, "%s: write failed: %s", w->af.final_path, strerror(errno))
+             : fseek(w->af.fp, w->sha_pos, SEEK_SET) != 0
                  ? kb_fail(err, "%s: cannot seek back to fill in the checksum", w->af.final_path)
                  : kb_atomic_write(&w->af, hex, 64, err);
     if (rc) {

@@ -112,6 +112,19 @@ mkdir -p skip/bad_only && cp corrupt_png/zz/bad.png skip/bad_only/
 expect_fail "--skip-unreadable: a class left without images" "class 'bad_only' has no readable image \(4 unreadable" \
   "${P[@]}" --input skip --skip-unreadable
 
+# ---- a full disk at the very end (the checksum's seek flushes the buffered
+# tail): the error said "cannot seek back to fill in the checksum"; it names
+# the write failure now. The limit is the cache's size less its last bytes.
+"$KB" data prepare --source folder --input good --resolution 40 -o sized.kbd --quiet > /dev/null 2>&1
+limit=$((($(stat -c %s sized.kbd) - 1) / 1024))
+printf precious > out.kbd
+(ulimit -f "$limit"; trap '' XFSZ; exec "$KB" data prepare --source folder --input good --resolution 40 -o out.kbd --quiet) \
+  > /dev/null 2> full.err
+rc=$?
+if [[ $rc -ne 0 ]] && grep -q "out.kbd: write failed: File too large" full.err && [[ "$(cat out.kbd)" == precious ]] &&
+   ! compgen -G 'out.kbd.tmp.*' > /dev/null; then ok "disk full at the end of a prepare: $(cat full.err)"
+else bad "disk full at the end of a prepare" "exit $rc: $(cat full.err)"; fi
+
 # ---- Fashion-MNIST idx files: built here, tiny (3 images of 2x2)
 be32() { printf "\\x$(printf %02x $(($1 >> 24 & 255)))\\x$(printf %02x $(($1 >> 16 & 255)))\\x$(printf %02x $(($1 >> 8 & 255)))\\x$(printf %02x $(($1 & 255)))"; }
 mk_idx() { # dir prefix n_images n_pixel_bytes_written n_labels
