@@ -167,7 +167,7 @@ static int apply_option(int c, const char *a, eval_opts *o, kb_err *err) {
     case O_WEIGHTS: o->weights = a; return 0;
     case O_DEVICE: return kb_device_parse(a, &o->device, err) ? kb_fail_wrap(err, "--device") : 0;
     case O_BATCH: return int_opt("--batch", a, 1, 4096, &o->batch, err);
-    case O_THREADS: return int_opt("--threads", a, 1, 1024, &o->threads, err);
+    case O_THREADS: return int_opt("--threads", a, 1, KB_CTX_MAX_THREADS, &o->threads, err);
     case O_IS_SPLITS: return kb_is_mode_parse(a, &o->is_mode, err);
     case O_REF_SPLIT: return parse_split("--ref-split", a, &o->ref_filter.split, err);
     case O_REF_CLASSES: return parse_role("--ref-classes", a, &o->ref_filter.role, err);
