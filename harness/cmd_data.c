@@ -172,6 +172,13 @@ static int cmd_prepare(int argc, char **argv, kb_err *err) {
     /* what the command line alone gets wrong is a usage error (exit 2), before anything is read */
     if (kb_source_opts_check(&o.source, err) || kb_split_opts_check(&o.split, err)) return KB_EXIT_USAGE;
     if (!split_seed_given) o.split.split_seed = o.split.seed;
+    /* -o on a class list (a slip of the argument order) replaced the list with the cache */
+    const char *lists[2][2] = {{"--pretrain-classes", o.split.pretrain_file}, {"--novel-classes", o.split.novel_file}};
+    for (int i = 0; i < 2; i++)
+        if (lists[i][1] && kb_same_file(lists[i][1], o.out_path)) {
+            kb_fail(err, "prepare: -o %s is the %s file: writing the cache there would replace it", o.out_path, lists[i][0]);
+            return KB_EXIT_USAGE;
+        }
     kb_prepare_summary s;
     if (kb_prepare(&o, &s, err)) return KB_EXIT_FAIL;
     print_prepare_summary(&o, &s);

@@ -148,6 +148,8 @@ static int check_steps(const char *spec, kb_err *err) {
     char count[32];
     size_t lead = strspn(spec, " \t"), len = strlen(spec + lead);
     while (len && (spec[lead + len - 1] == ' ' || spec[lead + len - 1] == '\t')) len--;
+    /* ADM reads "" as no respacing (1000 steps): here it is far likelier an unset $STEPS in a script */
+    if (len == 0) return kb_fail(err, "--steps: empty (a step count such as 250, 1000 for every step, or a spec like ddim50)");
     snprintf(count, sizeof count, "%.*s", (int)(len < sizeof count ? len : sizeof count - 1), spec + lead);
     if (count[0] >= '0' && count[0] <= '9' && !strchr(spec, ',') &&
         kb_cli_parse_int("--steps", count, 2, 1000, &v, err))

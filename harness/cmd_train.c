@@ -48,7 +48,7 @@ static void usage(void) {
         "Compute:\n"
         "  --device cpu|cuda     (default cpu)    --threads N   CPU threads (default: all; recorded)\n"
         "  --precision fp32|tf32|bf16  GEMM arithmetic on CUDA (default fp32; recorded)\n"
-        "  --quiet               no progress output\n"
+        "  --quiet               no progress output, no summary lines (errors and warnings still)\n"
         "  -h, --help            this text\n");
 }
 

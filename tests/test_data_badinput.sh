@@ -155,6 +155,13 @@ expect_fail "pokemon package missing" "nowhere: not a directory" data prepare --
 # ---- class split options
 printf 'cats\nwolves\n' > novel.txt
 expect_fail "unknown class in --novel-classes" "novel.txt:2: unknown class 'wolves'" "${P[@]}" --input good --novel-classes novel.txt
+# -o naming a class list (arguments swapped) replaced the list with the cache, exit 0
+printf 'cats\n' > list.txt
+"$KB" data prepare --source folder --input good --resolution 16 --quiet --novel-classes list.txt -o list.txt 2> list.err
+rc=$?
+if [[ $rc -eq 2 && "$(cat list.txt)" == cats ]] && grep -q -- "-o list.txt is the --novel-classes file" list.err; then
+  ok "-o naming the --novel-classes file is refused, the list kept: $(cat list.err)"
+else bad "-o naming a class list" "exit $rc, list now $(head -c 20 list.txt | od -c | head -1), $(cat list.err)"; fi
 # with --skip-unreadable too, before the decoding pass (an hour for an
 # ImageNet-sized folder): no image is decoded, none named as skipped
 expect_fail "unknown class in --novel-classes, --skip-unreadable: before decoding" "novel.txt:2: unknown class 'wolves'" \

@@ -158,6 +158,8 @@ expect_fail "safetensors that is no checkpoint" 1 "not a kindbench checkpoint" \
 expect_fail "class out of range" 1 "class 5 outside \[0, 5)" --ckpt "$T/ck.safetensors" --out "$T/out" --classes 0,5
 expect_fail "class list syntax" 2 "--classes" --ckpt "$T/ck.safetensors" --out "$T/out" --classes 0,x
 expect_fail "--steps 0" 2 "--steps" --ckpt "$T/ck.safetensors" --out "$T/out" --steps 0
+expect_fail "--steps '' (an unset \$STEPS: ADM would take 1000 steps)" 2 "--steps: empty" --ckpt "$T/ck.safetensors" \
+  --out "$T/out" --steps ""
 expect_fail "--steps 1" 2 "--steps" --ckpt "$T/ck.safetensors" --out "$T/out" --steps 1
 expect_fail "--steps 1001" 2 "--steps" --ckpt "$T/ck.safetensors" --out "$T/out" --steps 1001
 expect_fail "--steps ddim999" 2 "ddim999" --ckpt "$T/ck.safetensors" --out "$T/out" --steps ddim999
