@@ -17,6 +17,24 @@ static const kb_subcommand commands[] = {
     {NULL, NULL, NULL},
 };
 
+/* The command a usage error belongs to, for its --help hint: "kindbench
+ * data prepare", "kindbench eval" ... or "kindbench" before a command. */
+static void help_hint(int argc, char **argv, char *out, size_t cap) {
+    static const char *const subs[][2] = {{"data", "prepare"}, {"data", "info"}, {"data", "grid"}, {"eval", "stats"},
+                                          {"bench", "train"}};
+    snprintf(out, cap, "kindbench");
+    int known = 0;
+    for (const kb_subcommand *c = commands; argc > 1 && c->name && !known; c++) known = !strcmp(argv[1], c->name);
+    if (!known) return;
+    size_t n = strlen(out);
+    snprintf(out + n, cap - n, " %s", argv[1]);
+    for (size_t i = 0; argc > 2 && i < sizeof subs / sizeof subs[0]; i++)
+        if (!strcmp(argv[1], subs[i][0]) && !strcmp(argv[2], subs[i][1])) {
+            n = strlen(out);
+            snprintf(out + n, cap - n, " %s", argv[2]);
+        }
+}
+
 int main(int argc, char **argv) {
     kb_err err = {{0}};
     int rc = KB_EXIT_OK;
@@ -30,7 +48,9 @@ int main(int argc, char **argv) {
     }
     if (rc != KB_EXIT_OK) {
         fprintf(stderr, "kindbench: error: %s\n", err.msg[0] ? err.msg : "failed");
-        if (rc == KB_EXIT_USAGE) fprintf(stderr, "Try 'kindbench --help'.\n");
+        char hint[64];
+        help_hint(argc, argv, hint, sizeof hint);
+        if (rc == KB_EXIT_USAGE) fprintf(stderr, "Try '%s --help'.\n", hint);
     }
     return rc;
 }

@@ -37,4 +37,14 @@ expect_usage "device: a stray argument" "device: unexpected argument 'cuda'" dev
 if "$KB" device > stdout.txt 2> stderr.txt && grep -q '^cpu: ' stdout.txt; then ok "device runs"
 else bad "device runs" "$(cat stderr.txt)"; fi
 
+# a usage error points at the help of the command it belongs to (it said "Try 'kindbench --help'" for all)
+hints=""
+for cmd in "data prepare" "data info" "eval stats" "eval" "bench train" "train" "sample" ""; do
+  read -r -a words <<< "$cmd"
+  "$KB" "${words[@]}" --no-such-option > /dev/null 2> stderr.txt
+  want="Try 'kindbench${cmd:+ $cmd} --help'."
+  [[ "$(tail -n 1 stderr.txt)" == "$want" ]] || hints+="[$cmd: $(tail -n 1 stderr.txt)] "
+done
+[[ -z $hints ]] && ok "usage errors name their command's --help" || bad "--help hints" "$hints"
+
 finish
