@@ -29,7 +29,7 @@ static int checked_kind(const kb_source_opts *opts, kb_err *err) {
     const char *kind = opts->kind ? opts->kind : "";
     for (size_t i = 0; i < sizeof source_kinds / sizeof source_kinds[0]; i++)
         if (!strcmp(kind, source_kinds[i].kind)) return source_kinds[i].check(opts, err) ? -1 : (int)i;
-    return kb_fail(err, "unknown source '%s' (known: fashion-mnist, emoji, pokemon, folder)", kind);
+    return kb_fail(err, "unknown --source '%s' (known: fashion-mnist, emoji, pokemon, folder)", kind);
 }
 
 int kb_source_opts_check(const kb_source_opts *opts, kb_err *err) { return checked_kind(opts, err) < 0 ? -1 : 0; }

@@ -45,7 +45,7 @@ int kb_dit_config_preset(const char *name, kb_dit_config *cfg, kb_err *err) {
         cfg->patch_size = (int)patch;
         return 0;
     }
-    return kb_fail(err, "unknown DiT preset '%s' (expected S|B|L|XL followed by /2, /4 or /8, e.g. B/4)", name);
+    return kb_fail(err, "unknown --model '%s': not a DiT preset (expected S|B|L|XL followed by /2, /4 or /8, e.g. B/4)", name);
 }
 
 int kb_dit_config_shape(kb_dit_config *cfg, const char *preset, const int given[4], kb_err *err) {

@@ -41,7 +41,7 @@ cp "$FX"/a_rgb/big.png "$FX"/a_rgb/tiny.png good/cats/
 cp "$FX"/d_jpeg/photo.jpg "$FX"/c_alpha/rgba.png good/dogs/
 P=(data prepare --source folder --resolution 16 -o out.kbd --quiet)
 
-expect_fail "unknown source name" "unknown source 'imagenet'" data prepare --source imagenet --resolution 16 -o out.kbd
+expect_fail "unknown source name" "unknown --source 'imagenet'" data prepare --source imagenet --resolution 16 -o out.kbd
 expect_fail "resolution 0" "--resolution: .*got '0'" "${P[@]}" --input good --resolution 0
 expect_fail "negative resolution" "--resolution: .*got '-3'" "${P[@]}" --input good --resolution -3
 expect_fail "non-numeric resolution" "--resolution: .*got 'abc'" "${P[@]}" --input good --resolution abc

@@ -24,11 +24,11 @@ expect_fail "image not divisible by patch" "image side 16 is not divisible by pa
 expect_fail "width not a multiple of 4" "width 66 must be a multiple of 4" "${T[@]}" --out b --depth 1 --width 66 --heads 2 --patch 4
 expect_fail "width beyond the limits" "width 16384 is above the supported 8192" "${T[@]}" --out b --depth 1 --width 16384 --heads 2 --patch 4
 expect_fail "no model shape" "give --model NAME .* or all of --depth, --width, --heads, --patch" "${T[@]}" --out b --depth 2
-expect_fail "unknown preset" "unknown DiT preset 'Q/4'" "${T[@]}" --out b --model Q/4
+expect_fail "unknown preset" "unknown --model 'Q/4': not a DiT preset" "${T[@]}" --out b --model Q/4
 expect_fail "--mlp-ratio finer than hundredths" "--mlp-ratio: at most two decimals \(e.g. 4 or 2.5\), got '2.999'" "${T[@]}" "${S[@]}" --out b --mlp-ratio 2.999
 "$KB" train --data data.kbd --out b --model S/4 > /dev/null 2>&1; rc=$?
 if [[ $rc -eq 2 ]]; then ok "a fresh run without --steps is a usage error (exit 2)"; else bad "missing --steps" "exit $rc"; fi
-expect_fail "preset with trailing text" "unknown DiT preset 'S/4garbage'" "${T[@]}" --out b --model S/4garbage
+expect_fail "preset with trailing text" "unknown --model 'S/4garbage': not a DiT preset" "${T[@]}" --out b --model S/4garbage
 expect_fail "--eps that float32 holds as 0" "--eps: expected a number in \[1.17549e-38, 1\], got '1e-50'" "${T[@]}" "${S[@]}" --out b --eps 1e-50
 expect_fail "bad --classes" "--classes: expected pretrain, novel or all, got 'some'" "${T[@]}" --out b --model S/4 --classes some
 expect_fail "no novel classes in the cache" "data.kbd: no classes with role 'novel'" "${T[@]}" --out b --model S/4 --classes novel
