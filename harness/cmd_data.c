@@ -85,7 +85,7 @@ static int parse_fraction(const char *opt, const char *s, double *out, kb_err *e
 }
 
 /* Applies one option to o; returns 0, or -1 with err set (a usage error). */
-static int prepare_option(int c, const char *arg, kb_prepare_opts *o, int *split_seed_given, kb_err *err) {
+static int prepare_option(int c, const char *arg, kb_prepare_opts *o, kb_err *err) {
     long long v;
     switch (c) {
     case OPT_SOURCE: o->source.kind = arg; return 0;
@@ -109,10 +109,7 @@ static int prepare_option(int c, const char *arg, kb_prepare_opts *o, int *split
     case OPT_SEED:
         if (kb_cli_parse_int(c == OPT_SEED ? "--seed" : "--split-seed", arg, 0, KB_MAX_SEED, &v, err)) return -1;
         if (c == OPT_SEED) o->split.seed = (uint64_t)v;
-        else {
-            o->split.split_seed = (uint64_t)v;
-            *split_seed_given = 1;
-        }
+        else o->split.split_seed = (uint64_t)v;
         return 0;
     case OPT_QUIET: o->quiet = 1; return 0;
     case OPT_SKIP_UNREADABLE: o->skip_unreadable = 1; return 0;
@@ -131,6 +128,38 @@ static void print_prepare_summary(const kb_prepare_opts *o, const kb_prepare_sum
                (long long)s->unreadable, s->unreadable == 1 ? "" : "s");
 }
 
+/* The option bit of a long option's code (OPT_SOURCE ... ), for "was it given". */
+#define GIVEN(c) (1u << ((c) - OPT_SOURCE))
+
+/* Options that the rest of the command line makes pointless are said, not
+ * silently dropped: a user who set them expected an effect. */
+static void warn_ineffective(const kb_prepare_opts *o, unsigned given) {
+    int fmnist = !strcmp(o->source.kind, "fashion-mnist");
+    if ((given & GIVEN(OPT_SPLIT_SEED)) && !(o->split.novel_fraction > 0.0)) /* < 0: not given */
+        fprintf(stderr, "kindbench: warning: --split-seed has no effect without --novel-fraction\n");
+    if ((given & GIVEN(OPT_SEED)) && !(o->split.test_fraction > 0.0) && !(o->split.novel_fraction > 0.0))
+        fprintf(stderr, "kindbench: warning: --seed has no effect without --test-fraction or --novel-fraction\n");
+    if (fmnist && (given & (GIVEN(OPT_BACKGROUND) | GIVEN(OPT_PAD) | GIVEN(OPT_NO_PAD))))
+        fprintf(stderr, "kindbench: warning: --background and --pad-square have no effect on fashion-mnist "
+                        "(square, opaque grey images)\n");
+}
+
+/* What the command line alone gets wrong is a usage error (exit 2), before anything is read. */
+static int check_prepare(kb_prepare_opts *o, unsigned given, kb_err *err) {
+    if (!o->source.kind || !o->resolution || !o->out_path)
+        return kb_fail(err, "prepare: --source, --resolution and -o are required");
+    if (kb_source_opts_check(&o->source, err) || kb_split_opts_check(&o->split, err)) return -1;
+    if (!(given & GIVEN(OPT_SPLIT_SEED))) o->split.split_seed = o->split.seed;
+    /* -o on a class list (a slip of the argument order) replaced the list with the cache */
+    const char *lists[2][2] = {{"--pretrain-classes", o->split.pretrain_file}, {"--novel-classes", o->split.novel_file}};
+    for (int i = 0; i < 2; i++)
+        if (lists[i][1] && kb_same_file(lists[i][1], o->out_path))
+            return kb_fail(err, "prepare: -o %s is the %s file: writing the cache there would replace it", o->out_path,
+                           lists[i][0]);
+    warn_ineffective(o, given);
+    return 0;
+}
+
 static int cmd_prepare(int argc, char **argv, kb_err *err) {
     static const struct option opts[] = {
         {"source", required_argument, 0, OPT_SOURCE},     {"input", required_argument, 0, OPT_INPUT},
@@ -146,7 +175,8 @@ static int cmd_prepare(int argc, char **argv, kb_err *err) {
         {"skip-unreadable", no_argument, 0, OPT_SKIP_UNREADABLE}, {0, 0, 0, 0}};
     kb_prepare_opts o;
     kb_prepare_opts_init(&o);
-    int c, split_seed_given = 0;
+    int c;
+    unsigned given = 0;
     char bad[3];
     optind = 0; /* GNU getopt: 0 re-initialises its internal state */
     opterr = 0;
@@ -159,26 +189,14 @@ static int cmd_prepare(int argc, char **argv, kb_err *err) {
             kb_fail(err, "prepare: unknown option or missing value: '%s'", kb_cli_bad_option(argc, argv, bad));
             return KB_EXIT_USAGE;
         }
-        if (prepare_option(c, optarg, &o, &split_seed_given, err)) return KB_EXIT_USAGE;
+        if (prepare_option(c, optarg, &o, err)) return KB_EXIT_USAGE;
+        if (c >= OPT_SOURCE) given |= GIVEN(c);
     }
     if (optind < argc) {
         kb_fail(err, "prepare: unexpected argument '%s'", argv[optind]);
         return KB_EXIT_USAGE;
     }
-    if (!o.source.kind || !o.resolution || !o.out_path) {
-        kb_fail(err, "prepare: --source, --resolution and -o are required");
-        return KB_EXIT_USAGE;
-    }
-    /* what the command line alone gets wrong is a usage error (exit 2), before anything is read */
-    if (kb_source_opts_check(&o.source, err) || kb_split_opts_check(&o.split, err)) return KB_EXIT_USAGE;
-    if (!split_seed_given) o.split.split_seed = o.split.seed;
-    /* -o on a class list (a slip of the argument order) replaced the list with the cache */
-    const char *lists[2][2] = {{"--pretrain-classes", o.split.pretrain_file}, {"--novel-classes", o.split.novel_file}};
-    for (int i = 0; i < 2; i++)
-        if (lists[i][1] && kb_same_file(lists[i][1], o.out_path)) {
-            kb_fail(err, "prepare: -o %s is the %s file: writing the cache there would replace it", o.out_path, lists[i][0]);
-            return KB_EXIT_USAGE;
-        }
+    if (check_prepare(&o, given, err)) return KB_EXIT_USAGE;
     kb_prepare_summary s;
     if (kb_prepare(&o, &s, err)) return KB_EXIT_FAIL;
     print_prepare_summary(&o, &s);

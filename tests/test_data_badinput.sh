@@ -135,6 +135,16 @@ mkdir -p fm_ok && mk_idx fm_ok train 3 12 3 && mk_idx fm_ok t10k 2 8 2
 if "$KB" data prepare --source fashion-mnist --input fm_ok --resolution 4 -o fm_ok.kbd --quiet > /dev/null 2>&1; then
   ok "synthetic idx files prepare"; else bad "synthetic idx files prepare" "failed"; fi
 F=(data prepare --source fashion-mnist --resolution 8 -o out.kbd --quiet)
+# options that the rest of the command line makes pointless were dropped silently: now said
+"$KB" data prepare --source fashion-mnist --input fm_ok --resolution 4 -o fm_w.kbd --quiet --background 0,0,0 2> w1.err &&
+  "$KB" data prepare --source folder --input good --resolution 8 -o w2.kbd --quiet --split-seed 5 --seed 2 2> w2.err
+rc=$?
+if [[ $rc -eq 0 ]] && grep -q "warning: --background and --pad-square have no effect on fashion-mnist" w1.err &&
+   grep -q "warning: --split-seed has no effect without --novel-fraction" w2.err &&
+   grep -q "warning: --seed has no effect without --test-fraction or --novel-fraction" w2.err; then
+  ok "ineffective --background (fashion-mnist), --split-seed and --seed are warned about; the runs succeed"
+else bad "ineffective options" "exit $rc: $(cat w1.err w2.err)"; fi
+
 mkdir -p fm_trunc && mk_idx fm_trunc train 3 7 3 && mk_idx fm_trunc t10k 2 8 2
 expect_fail "truncated idx file" "train-images-idx3-ubyte.gz: truncated idx file: header says 3 images of 2x2, file holds 23 bytes" "${F[@]}" --input fm_trunc
 mkdir -p fm_corrupt && cp fm_ok/* fm_corrupt/ && { head -c 20 fm_ok/t10k-images-idx3-ubyte.gz; head -c 40 /dev/urandom; } > fm_corrupt/t10k-images-idx3-ubyte.gz
