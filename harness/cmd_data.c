@@ -300,8 +300,8 @@ static void grid_usage(void) {
            "Writes a PNG with one row per class: the class's first images in cache order.\n\n"
            "  -o, --output GRID.png   PNG to write (atomically)\n"
            "  --per-class N           images per row (default 8)\n"
-           "  --split train|test|any  which images (default any)\n"
-           "  --role pretrain|novel|unused|any   which classes (default any)\n"
+           "  --split train|test|all  which images (default all; 'any' works too)\n"
+           "  --role pretrain|novel|unused|all   which classes (default all; 'any' works too)\n"
            "  --gap N                 white pixels between cells (default 2)\n"
            "  -h, --help              this text\n");
 }
@@ -326,15 +326,16 @@ static int grid_option(int c, const char *arg, grid_opts *g, kb_err *err) {
         g->gap = (int)v;
         return 0;
     case OPT_SPLIT:
-        if (!strcmp(arg, "any")) g->split = KB_SPLIT_ANY;
+        /* "all" as eval's --ref-split says it; "any" as this command said it first */
+        if (!strcmp(arg, "all") || !strcmp(arg, "any")) g->split = KB_SPLIT_ANY;
         else if (!strcmp(arg, "train")) g->split = KB_SPLIT_TRAIN;
         else if (!strcmp(arg, "test")) g->split = KB_SPLIT_TEST;
-        else return kb_fail(err, "--split: expected train, test or any, got '%s'", arg);
+        else return kb_fail(err, "--split: expected train, test or all, got '%s'", arg);
         return 0;
     case OPT_ROLE:
-        if (!strcmp(arg, "any")) g->role = KB_ROLE_ANY;
+        if (!strcmp(arg, "all") || !strcmp(arg, "any")) g->role = KB_ROLE_ANY;
         else if ((g->role = (kb_class_role)kb_role_parse(arg)) == (kb_class_role)-1)
-            return kb_fail(err, "--role: expected pretrain, novel, unused or any, got '%s'", arg);
+            return kb_fail(err, "--role: expected pretrain, novel, unused or all, got '%s'", arg);
         return 0;
     default: return kb_fail(err, "grid: unknown option (see 'kindbench data grid --help')");
     }

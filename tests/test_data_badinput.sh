@@ -225,6 +225,10 @@ if "$KB" data info d1.kbd > info.txt && grep -q "images:      4 (train 2, test 2
 else bad "data info summary" "$(cat info.txt)"; fi
 if "$KB" data grid d1.kbd -o grid.png --per-class 3 > /dev/null && [[ "$(head -c 4 grid.png | tail -c 3)" == PNG ]]; then
   ok "data grid writes a PNG"; else bad "data grid" "no PNG"; fi
+# "all" as eval's --ref-split/--ref-classes say it (only "any" was taken), "any" still
+if "$KB" data grid d1.kbd -o g_all.png --split all --role all > /dev/null && "$KB" data grid d1.kbd -o g_any.png --split any \
+   --role any > /dev/null && cmp -s g_all.png g_any.png; then ok "data grid --split/--role all = any"
+else bad "data grid --split all" "failed or differs"; fi
 size=$(stat -c %s d1.kbd)
 head -c $((size - 100)) d1.kbd > trunc.kbd
 cp d1.kbd flipped.kbd && printf '\x00\x01\x02' | dd of=flipped.kbd bs=1 seek=$((size - 40)) conv=notrunc 2> /dev/null
