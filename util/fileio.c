@@ -139,13 +139,9 @@ mode_t kb_output_mode(const char *path) {
     return stat(path, &st) == 0 ? (st.st_mode & 07777) : (0666 & ~mask);
 }
 
-/* Copies path into final (cap bytes each), creates "<path>.tmp.XXXXXX" in
- * tmp with the mode path's output gets (mkstemp's is 0600), and returns its
- * descriptor; on failure -1 with tmp emptied. */
-static int create_temp(char *final, char *tmp, size_t cap, const char *path, kb_err *err) {
+int kb_temp_create(char *tmp, size_t cap, const char *path, const char *suffix, size_t reserve, kb_err *err) {
     tmp[0] = 0;
-    if (snprintf(final, cap, "%s", path) >= (int)cap || kb_temp_name(tmp, cap, path, ".tmp.XXXXXX", 0))
-        return tmp[0] = 0, kb_fail(err, "%s: path too long", path);
+    if (kb_temp_name(tmp, cap, path, suffix, reserve)) return tmp[0] = 0, kb_fail(err, "%s: path too long", path);
     /* now, not at the rename: `data prepare -o DIR` decoded every image before failing */
     if (kb_is_dir(path)) return tmp[0] = 0, kb_fail(err, "%s: is a directory (a file name is needed here)", path);
     int fd = mkstemp(tmp);
@@ -157,6 +153,12 @@ static int create_temp(char *final, char *tmp, size_t cap, const char *path, kb_
     }
     fchmod(fd, kb_output_mode(path));
     return fd;
+}
+
+/* Copies path into final (cap bytes each) and creates its "<path>.tmp.XXXXXX". */
+static int create_temp(char *final, char *tmp, size_t cap, const char *path, kb_err *err) {
+    if (snprintf(final, cap, "%s", path) >= (int)cap) return tmp[0] = 0, kb_fail(err, "%s: path too long", path);
+    return kb_temp_create(tmp, cap, path, ".tmp.XXXXXX", 0, err);
 }
 
 int kb_atomic_open(kb_atomic_file *af, const char *path, kb_err *err) {
@@ -312,10 +314,8 @@ int kb_is_file(const char *path) {
 
 int kb_probe_writable(const char *path, kb_err *err) {
     char tmp[4200];
-    if (kb_is_dir(path)) return kb_fail(err, "%s: is a directory (a file name is needed here)", path);
-    if (kb_temp_name(tmp, sizeof tmp, path, ".probe.XXXXXX", 0)) return kb_fail(err, "%s: path too long", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) return kb_fail(err, "%s: cannot write there: %s", path, strerror(errno));
+    int fd = kb_temp_create(tmp, sizeof tmp, path, ".probe.XXXXXX", 0, err);
+    if (fd < 0) return -1;
     close(fd);
     unlink(tmp);
     return 0;

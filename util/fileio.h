@@ -40,6 +40,12 @@ void kb_sync_parent_dir(const char *path);
  * for temp files, which mkstemp creates 0600. */
 mode_t kb_output_mode(const char *path);
 
+/* Creates the temp file "<path><suffix>" (suffix ending in XXXXXX; the name
+ * cut as kb_temp_name does, reserve as there) with the mode path's output
+ * gets, and returns its descriptor. Fails, naming path, when path is a
+ * directory or nothing can be created beside it; tmp is then "". */
+int kb_temp_create(char *tmp, size_t cap, const char *path, const char *suffix, size_t reserve, kb_err *err);
+
 /* Creates "<path>.tmp.XXXXXX" beside path (the name part cut where the whole
  * would pass 255 bytes) and opens it for writing. */
 int kb_atomic_open(kb_atomic_file *af, const char *path, kb_err *err);

@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <zip.h>
@@ -148,11 +147,8 @@ int kb_npz_write(const char *path, const kb_npz_entry *entries, int n, kb_err *e
     char tmp[4096];
     if (n < 1) return kb_fail(err, "%s: an npz needs at least one array", path);
     /* libzip writes tmp through its own temp file "<tmp>.XXXXXX" */
-    if (kb_temp_name(tmp, sizeof tmp, path, ".tmp.XXXXXX", 7)) return kb_fail(err, "%s: path too long", path);
-    if (kb_is_dir(path)) return kb_fail(err, "%s: is a directory (a file name is needed here)", path); /* as kb_atomic_open */
-    int fd = mkstemp(tmp);
-    if (fd < 0) return kb_fail(err, "%s: cannot write there: %s", path, strerror(errno)); /* as kb_atomic_open */
-    fchmod(fd, kb_output_mode(path)); /* libzip's own temp file copies this mode; mkstemp's is 0600 */
+    int fd = kb_temp_create(tmp, sizeof tmp, path, ".tmp.XXXXXX", 7, err); /* its mode: libzip's temp copies it */
+    if (fd < 0) return -1;
     close(fd);
     kb_temp_track(tmp);
     int zerr = 0, rc = 0;
