@@ -3,7 +3,6 @@
  * free guidance, uint8 quantisation; written as PNGs, a grid, and an ADM-style
  * .npz batch (arr_0 [N,H,W,C] uint8, arr_1 [N] int64 labels). Everything that
  * can be wrong with the inputs is checked before any output is written. */
-#include <dirent.h>
 #include <errno.h>
 #include <float.h>
 #include <getopt.h>
@@ -297,21 +296,11 @@ static int stage_output(const char *opt, kb_staged_file *s, const char *path, kb
     return kb_staged_begin(s, path, err) ? kb_fail_wrap(err, "%s", opt) : 0;
 }
 
-/* Removes the temp files of DIR's own outputs that killed runs left (a
- * SIGKILL skips the unlink; each staged npz is as large as the samples).
- * Called with DIR's lock held, so no live run is writing them. */
-static void sweep_stale_temps(const char *dir, int quiet) {
-    static const char *const names[3] = {"samples.npz", "grid.png", "sample.json"};
-    char path[4400];
-    DIR *d = opendir(dir);
-    if (!d) return;
-    for (struct dirent *e; (e = readdir(d));)
-        for (int i = 0; i < 3; i++) {
-            if (!kb_is_temp_of(e->d_name, names[i])) continue;
-            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-            if (unlink(path) == 0 && !quiet) fprintf(stderr, "removed %s, left by an interrupted run\n", path);
-        }
-    closedir(d);
+/* A temp file of DIR's own outputs (each staged npz is as large as the
+ * samples), for kb_sweep_stale. */
+static int is_output_temp(const char *name, const void *unused) {
+    (void)unused;
+    return kb_is_temp_of(name, "samples.npz") || kb_is_temp_of(name, "grid.png") || kb_is_temp_of(name, "sample.json");
 }
 
 /* Output paths; the npz, grid and JSON temp files are created now, before
@@ -334,7 +323,8 @@ static int prepare_outputs(const sample_opts *o, out_paths *p, kb_png_set *pngs,
     if (kb_mkdir_p(o->out, err) || kb_dir_lock(o->out, ".sample.lock", "kindbench sample", lock_fd, err) ||
         (!o->no_png && kb_png_set_begin(pngs, o->out, err)))
         return kb_fail_wrap(err, "--out");
-    if (*lock_fd >= 0) sweep_stale_temps(o->out, o->quiet); /* unlocked (no flock there): a live run's may be among them */
+    /* unlocked (no flock there): a live run's may be among them */
+    if (*lock_fd >= 0) kb_sweep_stale(o->out, is_output_temp, NULL, o->quiet);
     snprintf(probe, sizeof probe, "%s/probe.png", pngs->staging);
     return stage_output(o->npz ? "--npz" : "--out", &p->npz_s, p->npz, err) ||
                    stage_output(o->grid ? "--grid" : "--out", &p->grid_s, p->grid, err) ||

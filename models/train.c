@@ -3,7 +3,6 @@
  * PyTorch): q_sample, forward, ADM loss, loss gradient, zero grads,
  * backward, AdamW + EMA. */
 #include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -177,7 +176,8 @@ static int lies_in(const char *file, const char *dir_abs) {
 /* 1 when name is the temp file of an atomic write of one of this run's files
  * ("<file>.tmp.<mkstemp letters or pid>"): in checkpoints/ of
  * step-<N>.safetensors, in DIR of last.safetensors, loss.csv or train.json. */
-static int is_run_temp(const char *name, int in_ckpt_dir) {
+static int is_run_temp(const char *name, const void *ckpt_dir_flag) {
+    int in_ckpt_dir = *(const int *)ckpt_dir_flag;
     if (!in_ckpt_dir)
         return kb_is_temp_of(name, "last.safetensors") || kb_is_temp_of(name, "loss.csv") ||
                kb_is_temp_of(name, "train.json");
@@ -190,20 +190,11 @@ static int is_run_temp(const char *name, int in_ckpt_dir) {
     return !strncmp(name, "step-", 5) && d > 5 && n - d == 12 && !strncmp(name + d, ".safetensors", 12);
 }
 
-/* Removes the temp files that killed runs left in dir: a SIGKILL mid-write
- * skips the unlink, and each left a checkpoint-sized file that no later run
- * removed (40 kills while checkpointing left 13). Called with DIR's lock
- * held, so no live run is writing them. */
+/* Removes the temp files that killed runs left in dir: each was
+ * checkpoint-sized, and no later run removed them (40 kills while
+ * checkpointing left 13). Called with DIR's lock held. */
 static void sweep_run_temps(const char *dir, int in_ckpt_dir, int quiet) {
-    char path[4400];
-    DIR *d = opendir(dir);
-    if (!d) return;
-    for (struct dirent *e; (e = readdir(d));) {
-        if (!is_run_temp(e->d_name, in_ckpt_dir)) continue;
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        if (unlink(path) == 0 && !quiet) fprintf(stderr, "removed %s, left by an interrupted run\n", path);
-    }
-    closedir(d);
+    kb_sweep_stale(dir, is_run_temp, &in_ckpt_dir, quiet);
 }
 
 /* A run must not silently overwrite another run's checkpoints: a fresh run

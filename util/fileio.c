@@ -2,6 +2,7 @@
 #include "util/fileio.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -253,6 +254,19 @@ int kb_is_temp_of(const char *name, const char *final_name) {
     for (const char *c = name + n + 5; *c; c++)
         if (!isalnum((unsigned char)*c) && *c != '.') return 0;
     return 1;
+}
+
+void kb_sweep_stale(const char *dir, int (*is_stale)(const char *name, const void *user), const void *user,
+                    int quiet) {
+    char path[4400];
+    DIR *d = opendir(dir);
+    if (!d) return;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (!is_stale(e->d_name, user)) continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (unlink(path) == 0 && !quiet) fprintf(stderr, "removed %s, left by an interrupted run\n", path);
+    }
+    closedir(d);
 }
 
 void kb_atomic_abort(kb_atomic_file *af) {

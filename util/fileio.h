@@ -77,6 +77,12 @@ void kb_staged_drop(kb_staged_file *s);
  * (the dots for a temp of a temp: kb_npz_write's, libzip's). */
 int kb_is_temp_of(const char *name, const char *final_name);
 
+/* Removes the entries of dir that is_stale(name, user) picks, each said on
+ * stderr unless quiet ("removed DIR/NAME, left by an interrupted run"): the
+ * temp files killed runs left (a SIGKILL skips the unlink). The caller holds
+ * dir's lock (kb_dir_lock), so no live run is writing them. */
+void kb_sweep_stale(const char *dir, int (*is_stale)(const char *name, const void *user), const void *user, int quiet);
+
 /* On SIGINT, SIGTERM or SIGHUP, says so on stderr and removes the temp files of atomic writes still
  * open (kb_atomic_open's, kb_npz_write's), then dies of the signal as before:
  * an interrupted `data prepare` of ImageNet left a hidden OUT.tmp.XXXXXX of
