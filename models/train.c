@@ -313,6 +313,11 @@ static void show_progress(kb_trainer *tr, kb_progress *p, const kb_step_stats *s
     kb_progress_update(p, tr->opt.step - tr->start_step);
 }
 
+/* Whether step k ends with a checkpoint: the last step and every --ckpt-every. */
+static int checkpoint_due(const kb_trainer *tr, int64_t k) {
+    return k == tr->o->steps || (tr->o->ckpt_every > 0 && k % tr->o->ckpt_every == 0);
+}
+
 static int after_step(kb_trainer *tr, const kb_step_stats *s, kb_err *err) {
     int64_t k = tr->opt.step;
     tr->acc.n++;
@@ -324,7 +329,7 @@ static int after_step(kb_trainer *tr, const kb_step_stats *s, kb_err *err) {
         tr->t_row = now;
         if (kb_train_csv_row(tr, k, sps, err)) return -1;
     }
-    if (k == tr->o->steps || (tr->o->ckpt_every > 0 && k % tr->o->ckpt_every == 0)) return save_checkpoint(tr, err);
+    if (checkpoint_due(tr, k)) return save_checkpoint(tr, err);
     return 0;
 }
 
@@ -332,11 +337,7 @@ static int after_step(kb_trainer *tr, const kb_step_stats *s, kb_err *err) {
  * checkpoint of the step just finished, unless after_step saved one, so
  * that --resume loses nothing (a cluster's preemption sends SIGTERM first). */
 static int stop_here(kb_trainer *tr, kb_err *err) {
-    char want[64];
-    snprintf(want, sizeof want, "/step-%lld.safetensors", (long long)tr->opt.step);
-    size_t n = strlen(tr->prev_ckpt), w = strlen(want);
-    int saved = tr->prev_owned && n >= w && !strcmp(tr->prev_ckpt + n - w, want);
-    if (!saved && save_checkpoint(tr, err)) return -1;
+    if (!checkpoint_due(tr, tr->opt.step) && save_checkpoint(tr, err)) return -1;
     fprintf(stderr, "stopped at step %lld: checkpoint %s; continue with --resume %s/last.safetensors\n",
             (long long)tr->opt.step, tr->prev_ckpt, tr->o->out_dir);
     return 0;
