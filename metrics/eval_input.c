@@ -250,6 +250,9 @@ typedef struct {
     kb_fpartial part; /* the features so far, on file (part.fp NULL: not kept) */
 } fz_pass;
 
+/* Images per featuriser call, which is also the partial file's batch. */
+static int pass_batch(const kb_featurizer *fz) { return fz->batch > 0 ? fz->batch : 64; }
+
 static float *row_of(float *base, int64_t row, int64_t dim) { return base && dim ? base + row * dim : NULL; }
 
 /* Decodes images [first, first+n) in parallel; the first failure (in index order) is reported. */
@@ -345,7 +348,7 @@ static void keep_chunk(fz_pass *p, int64_t first, int64_t k) {
 }
 
 static int run_pass(fz_pass *p, const char *what, int quiet, kb_err *err) {
-    int64_t n = p->in->count, batch = p->fz->batch > 0 ? p->fz->batch : 64, start = p->part.done;
+    int64_t n = p->in->count, batch = pass_batch(p->fz), start = p->part.done;
     kb_image *imgs = calloc((size_t)batch, sizeof *imgs);
     if (!imgs) return kb_fail(err, "out of memory");
     kb_progress pg;
@@ -412,7 +415,7 @@ static void open_partial(fz_pass *p, const kb_featurize_opts *fo) {
     const kb_featurizer *fz = p->fz;
     kb_err e;
     int64_t dims[3] = {fz->pool_dim, fz->spatial_dim, fz->logits_dim};
-    int batch = fz->batch > 0 ? fz->batch : 64;
+    int batch = pass_batch(fz);
     if (!fo->resume_path) return;
     if (kb_fpartial_open(&p->part, fo->resume_path, fo->resume_tag ? fo->resume_tag : "", p->in->count, batch, dims,
                          p->f->pool, p->spatial, p->f->logits, &e))
