@@ -198,12 +198,8 @@ static int write_images(const kb_source *src, const kb_prepare_opts *o, int pad,
  * which has to hold the cache anyway. */
 static FILE *open_spill(const char *out_path, kb_err *err) {
     char tmp[4200];
-    if (kb_temp_name(tmp, sizeof tmp, out_path, ".decoded.XXXXXX", 0))
-        return kb_fail(err, "%s: path too long", out_path), NULL;
-    int fd = mkstemp(tmp);
-    if (fd < 0)
-        return kb_fail(err, "%s: cannot create a temp file beside it for the decoded images: %s", out_path,
-                       strerror(errno)), NULL;
+    int fd = kb_temp_create(tmp, sizeof tmp, out_path, ".decoded.XXXXXX", 0, err);
+    if (fd < 0) return kb_fail_wrap(err, "the decoded images' temp file"), NULL;
     unlink(tmp);
     FILE *f = fdopen(fd, "w+b");
     if (!f) close(fd), kb_fail(err, "%s: fdopen failed: %s", tmp, strerror(errno));
