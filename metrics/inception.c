@@ -43,10 +43,11 @@ int kb_inception_find_weights(const char *explicit_path, char *out, size_t outsz
         return missing_weights(where, err);
     }
     char dir[4096];
-    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-    if (xdg && *xdg) snprintf(dir, sizeof dir, "%s/kindbench", xdg);
-    else if (home && *home) snprintf(dir, sizeof dir, "%s/.cache/kindbench", home);
-    else return missing_weights(" (no $XDG_CACHE_HOME or $HOME for the cache directory)", err);
+    kb_err why = {{0}};
+    if (kb_user_cache_dir(NULL, NULL, dir, sizeof dir, &why)) {
+        snprintf(where, sizeof where, " (no cache directory: %s)", why.msg);
+        return missing_weights(where, err);
+    }
     char path[4200];
     snprintf(path, sizeof path, "%s/%s", dir, KB_INCEPTION_FILENAME);
     if (kb_is_file(path)) return copy_path(out, outsz, path, err);

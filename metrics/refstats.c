@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/fileio.h"
 #include "util/npy.h"
 #include "util/sha256.h"
 
@@ -273,14 +274,13 @@ int kb_evalset_write_npz(const char *path, const kb_evalset *s, int with_feature
 /* ---------------------------------------------------------------- cache */
 
 int kb_features_cache_dir(const char *explicit_dir, char *out, size_t outsz, kb_err *err) {
-    const char *env = getenv("KINDBENCH_FEATURES_CACHE"), *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-    int n;
-    if (explicit_dir && explicit_dir[0]) n = snprintf(out, outsz, "%s", explicit_dir);
-    else if (env && env[0]) n = snprintf(out, outsz, "%s", env);
-    else if (xdg && xdg[0]) n = snprintf(out, outsz, "%s/kindbench/features", xdg);
-    else if (home && home[0]) n = snprintf(out, outsz, "%s/.cache/kindbench/features", home);
-    else return kb_fail(err, "features cache: neither $XDG_CACHE_HOME nor $HOME is set (use --features-cache DIR)");
-    if (n < 0 || (size_t)n >= outsz) return kb_fail(err, "features cache: directory path too long");
+    if (explicit_dir && explicit_dir[0]) {
+        if (snprintf(out, outsz, "%s", explicit_dir) >= (int)outsz) return kb_fail(err, "features cache: directory path too long");
+        return 0;
+    }
+    kb_err why = {{0}};
+    if (kb_user_cache_dir("KINDBENCH_FEATURES_CACHE", "features", out, outsz, &why))
+        return kb_fail(err, "features cache: %s (use --features-cache DIR)", why.msg);
     return 0;
 }
 

@@ -345,6 +345,18 @@ int kb_is_dir(const char *path) {
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+int kb_user_cache_dir(const char *env_override, const char *sub, char *out, size_t outsz, kb_err *err) {
+    const char *env = env_override ? getenv(env_override) : NULL;
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME"), *sep = sub ? "/" : "";
+    int n;
+    if (env && env[0]) n = snprintf(out, outsz, "%s", env);
+    else if (xdg && xdg[0]) n = snprintf(out, outsz, "%s/kindbench%s%s", xdg, sep, sub ? sub : "");
+    else if (home && home[0]) n = snprintf(out, outsz, "%s/.cache/kindbench%s%s", home, sep, sub ? sub : "");
+    else return kb_fail(err, "neither $XDG_CACHE_HOME nor $HOME is set");
+    if (n < 0 || (size_t)n >= outsz) return kb_fail(err, "cache directory path too long");
+    return 0;
+}
+
 int kb_path_join(char *out, size_t outsz, const char *dir, const char *name, kb_err *err) {
     size_t dl = strlen(dir);
     const char *sep = (!dl || dir[dl - 1] == '/') ? "" : "/"; /* "" is the current directory, not "/" */

@@ -131,6 +131,13 @@ int kb_is_file(const char *path);
 /* 1 if path exists as a directory, 0 otherwise. */
 int kb_is_dir(const char *path);
 
+/* kindbench's directory under the user's cache, sub appended when not NULL:
+ * $<env_override> when that variable is named and set (used as is), else
+ * $XDG_CACHE_HOME/kindbench[/sub], else $HOME/.cache/kindbench[/sub]. The one
+ * place that finds it (weights, the features cache, verification stamps). Fails
+ * when neither variable is set or the path does not fit. */
+int kb_user_cache_dir(const char *env_override, const char *sub, char *out, size_t outsz, kb_err *err);
+
 /* Joins a directory and a name into out (size outsz); fails if too long. */
 int kb_path_join(char *out, size_t outsz, const char *dir, const char *name, kb_err *err);
 
