@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -10,7 +11,13 @@
 
 #include "datasets/cache.h"
 #include "util/exact_int.h"
+#include "util/progress.h"
 #include "util/sha256.h"
+#include "util/verified.h"
+
+/* Payloads this large show progress while they are hashed (a GiB takes a
+ * few seconds; below it, a bar would only flicker). */
+#define KB_VERIFY_PROGRESS_BYTES (1ULL << 30)
 
 /* Labels are read in place as int32: the format is little-endian. */
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -29,24 +36,27 @@ int kb_role_parse(const char *s) {
     return -1;
 }
 
-static int map_file(kb_dataset *ds, const char *path, kb_err *err) {
+static int map_file(kb_dataset *ds, const char *path, kb_file_version *v, kb_err *err) {
     int fd = open(path, O_RDONLY);
     if (fd < 0) return kb_fail(err, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (kb_file_version_of(fd, path, v, err)) {
+        close(fd);
+        return -1;
+    }
+    if (!S_ISREG(v->st.st_mode)) {
         close(fd);
         return kb_fail(err, "%s: not a regular file", path);
     }
-    if (st.st_size < 16) {
+    if (v->st.st_size < 16) {
         close(fd);
         return kb_fail(err, "%s: truncated cache: %lld bytes, shorter than the 16-byte header", path,
-                       (long long)st.st_size);
+                       (long long)v->st.st_size);
     }
-    void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    void *map = mmap(NULL, (size_t)v->st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
     if (map == MAP_FAILED) return kb_fail(err, "%s: cannot map: %s", path, strerror(errno));
     ds->map = map;
-    ds->map_size = (size_t)st.st_size;
+    ds->map_size = (size_t)v->st.st_size;
     return 0;
 }
 
@@ -121,8 +131,9 @@ static int parse_meta(kb_dataset *ds, kb_err *err) {
     return parse_classes(ds, err);
 }
 
-/* Sizes first (a truncated file is the common failure), then the digest. */
-static int check_payload(kb_dataset *ds, uint64_t json_len, kb_err *err) {
+/* The payload's place: its size must be what the header says (a truncated
+ * file is the common failure), checked before anything is hashed. */
+static int check_sizes(kb_dataset *ds, uint64_t json_len, const uint8_t **payload, uint64_t *bytes, kb_err *err) {
     uint64_t start = kb_cache_align(16 + json_len);
     uint64_t images_off = kb_cache_align((uint64_t)ds->count * 5), image_bytes, need;
     if (__builtin_mul_overflow((uint64_t)ds->count, (uint64_t)kb_dataset_image_bytes(ds), &image_bytes) ||
@@ -133,19 +144,70 @@ static int check_payload(kb_dataset *ds, uint64_t json_len, kb_err *err) {
         return kb_fail(err, "%s: %s cache: header says %lld images of %dx%dx%d (%llu payload bytes), file holds %llu",
                        ds->path, have < need ? "truncated" : "corrupt", (long long)ds->count, ds->resolution,
                        ds->resolution, ds->channels, (unsigned long long)need, (unsigned long long)have);
-    const uint8_t *payload = ds->map + start;
+    *payload = ds->map + start;
+    *bytes = need;
+    ds->labels = (const int32_t *)*payload;
+    ds->split = *payload + (size_t)ds->count * 4;
+    ds->images = *payload + images_off;
+    return 0;
+}
+
+/* SHA-256 of the payload into hex, in chunks so that a large one (an
+ * ImageNet cache is ~250 GB) shows progress. Returns 1 when it did. */
+static int hash_payload(const kb_dataset *ds, const uint8_t *payload, uint64_t bytes, int quiet, char hex[65]) {
+    const uint64_t chunk = 64ULL << 20;
+    const char *base = strrchr(ds->path, '/');
+    char label[64];
+    snprintf(label, sizeof label, "SHA-256 of %.40s, MiB", base ? base + 1 : ds->path);
+    int shown = bytes >= KB_VERIFY_PROGRESS_BYTES && !quiet;
+    kb_progress pg;
+    kb_progress_start(&pg, label, (int64_t)(bytes >> 20), !shown);
     uint8_t digest[32];
-    char hex[65];
     kb_sha256 *h = kb_sha256_new();
-    kb_sha256_update(h, payload, (size_t)need);
+    for (uint64_t done = 0; done < bytes;) {
+        uint64_t step = bytes - done < chunk ? bytes - done : chunk;
+        kb_sha256_update(h, payload + done, (size_t)step);
+        done += step;
+        kb_progress_update(&pg, (int64_t)(done >> 20));
+    }
     kb_sha256_final(h, digest);
     kb_sha256_hex(digest, hex);
+    kb_progress_finish(&pg);
+    return shown;
+}
+
+/* $KINDBENCH_VERIFY: "always" hashes at every open and uses no stamps;
+ * "once" or unset is the default. */
+static int stamps_wanted(int *wanted, kb_err *err) {
+    const char *env = getenv("KINDBENCH_VERIFY");
+    *wanted = !env || !env[0] || !strcmp(env, "once");
+    if (*wanted || !strcmp(env, "always")) return 0;
+    return kb_fail(err, "$KINDBENCH_VERIFY=%s: expected 'always' (hash every cache at every open) or 'once' "
+                        "(the default: hash each version of a cache once)", env);
+}
+
+/* The digest, from a stamp of this file version or computed (and then
+ * stamped). A stamp that cannot be written costs the next open a hash, not
+ * this one an error; that is said only where the hash was long enough to
+ * show progress, to keep small runs' output clean. */
+static int check_digest(kb_dataset *ds, const kb_file_version *v, const uint8_t *payload, uint64_t bytes,
+                        const kb_dataset_open_opts *o, kb_err *err) {
+    int use_stamps;
+    if (stamps_wanted(&use_stamps, err)) return -1;
+    char dir[4096], hex[65];
+    kb_err why = {{0}};
+    int have_dir = use_stamps && kb_verified_dir(dir, sizeof dir, &why) == 0;
+    if (have_dir && o->verify == KB_VERIFY_ONCE && kb_stamp_found(dir, v, ds->payload_sha256)) {
+        ds->digest_from_stamp = 1;
+        return 0;
+    }
+    int shown = hash_payload(ds, payload, bytes, o->quiet, hex);
     if (strcmp(hex, ds->payload_sha256))
         return kb_fail(err, "%s: corrupt cache: payload SHA-256 is %s, metadata says %s", ds->path, hex,
                        ds->payload_sha256);
-    ds->labels = (const int32_t *)payload;
-    ds->split = payload + (size_t)ds->count * 4;
-    ds->images = payload + images_off;
+    if (use_stamps && (!have_dir || kb_stamp_write(dir, v, hex, &why)) && shown)
+        fprintf(stderr, "kindbench: note: cannot record that %s was verified (%s), so its next open hashes it again\n",
+                ds->path, why.msg);
     return 0;
 }
 
@@ -160,18 +222,24 @@ static int check_labels(const kb_dataset *ds, kb_err *err) {
     return 0;
 }
 
-int kb_dataset_open(kb_dataset *ds, const char *path, kb_err *err) {
+int kb_dataset_open_with(kb_dataset *ds, const char *path, const kb_dataset_open_opts *o, kb_err *err) {
+    static const kb_dataset_open_opts defaults = {KB_VERIFY_ONCE, 0};
     memset(ds, 0, sizeof *ds);
     if (snprintf(ds->path, sizeof ds->path, "%s", path) >= (int)sizeof ds->path)
         return kb_fail(err, "%s: path too long", path);
-    uint64_t json_len = 0;
-    if (map_file(ds, path, err) || parse_header(ds, &json_len, err) || parse_meta(ds, err) ||
-        check_payload(ds, json_len, err) || check_labels(ds, err)) {
+    kb_file_version v;
+    uint64_t json_len = 0, payload_bytes = 0;
+    const uint8_t *payload = NULL;
+    if (map_file(ds, path, &v, err) || parse_header(ds, &json_len, err) || parse_meta(ds, err) ||
+        check_sizes(ds, json_len, &payload, &payload_bytes, err) ||
+        check_digest(ds, &v, payload, payload_bytes, o ? o : &defaults, err) || check_labels(ds, err)) {
         kb_dataset_close(ds);
         return -1;
     }
     return 0;
 }
+
+int kb_dataset_open(kb_dataset *ds, const char *path, kb_err *err) { return kb_dataset_open_with(ds, path, NULL, err); }
 
 void kb_dataset_close(kb_dataset *ds) {
     if (ds->map) munmap(ds->map, ds->map_size);

@@ -208,7 +208,10 @@ static int cmd_prepare(int argc, char **argv, kb_err *err) {
 static void info_usage(void) {
     printf("Usage: kindbench data info CACHE.kbd...\n\n"
            "Verifies each cache (magic, sizes, SHA-256 of the payload) and prints a summary: name, source,\n"
-           "resolution, channels, image counts per split, class roles and images per class.\n");
+           "resolution, channels, image counts per split, class roles and images per class.\n"
+           "The whole payload is hashed every time, even where a verification stamp would let `train`,\n"
+           "`eval` or `data grid` skip it (docs/datasets.md, \"Verification stamps\"); a match renews the\n"
+           "stamp. $KINDBENCH_VERIFY=always makes every command hash every cache in full.\n");
 }
 
 static const char *meta_str(const cJSON *obj, const char *key) {
@@ -277,10 +280,12 @@ static int cmd_info(int argc, char **argv, kb_err *err) {
         return KB_EXIT_USAGE;
     }
     int bad_caches = 0; /* every cache is checked; each failure is reported as it comes */
+    /* the explicit check: a stamp is no proof for a user who asks for one */
+    const kb_dataset_open_opts full = {.verify = KB_VERIFY_ALWAYS};
     for (int i = optind; i < argc; i++) {
         kb_dataset ds;
         kb_err e = {{0}};
-        if (kb_dataset_open(&ds, argv[i], &e)) {
+        if (kb_dataset_open_with(&ds, argv[i], &full, &e)) {
             fprintf(stderr, "kindbench: error: %s\n", e.msg);
             bad_caches++;
             continue;

@@ -425,7 +425,8 @@ static void resume_names(const feat_state *fs, const char *cpath, char *part, si
 static int featurize_images(const eval_env *env, const char *path, const kb_input_filter *filter, int use_cache,
                             kb_evalset *out, kb_err *err) {
     kb_image_input in;
-    if (featurizer_ready(env->fs, env->o, err) || kb_image_input_open(path, filter, &in, err)) return -1;
+    if (featurizer_ready(env->fs, env->o, err) || kb_image_input_open(path, filter, env->o->quiet, &in, err))
+        return -1;
     if (in.ignored) /* a note on the input, not progress: shown with --quiet too */
         fprintf(stderr, "%s: ignored %lld file%s that are not PNG/JPEG/GIF images\n", path, (long long)in.ignored,
                 in.ignored == 1 ? "" : "s");
@@ -835,7 +836,7 @@ static int write_stats(const eval_opts *o, const char *in_path, kb_err *err) {
     uint8_t *px = NULL;
     int rc = featurize_images(&env, in_path, &o->ref_filter, !o->no_cache, &s, err);
     if (!rc && !s.has_pool_stats) rc = kb_fail(err, "%s: statistics need at least 2 images", in_path);
-    if (!rc && o->with_images && !(rc = kb_image_input_open(in_path, &o->ref_filter, &in, err))) {
+    if (!rc && o->with_images && !(rc = kb_image_input_open(in_path, &o->ref_filter, o->quiet, &in, err))) {
         a0.n = in.count, a0.c = 3;
         rc = kb_image_input_pack(&in, &px, &a0.h, &a0.w, err);
         a0.data = px;

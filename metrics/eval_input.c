@@ -92,8 +92,9 @@ static int open_npz(kb_image_input *in, kb_err *err) {
     return 0;
 }
 
-static int open_kbd(kb_image_input *in, kb_err *err) {
-    if (kb_dataset_open(&in->ds, in->path, err)) return -1;
+static int open_kbd(kb_image_input *in, int quiet, kb_err *err) {
+    const kb_dataset_open_opts o = {.verify = KB_VERIFY_ONCE, .quiet = quiet};
+    if (kb_dataset_open_with(&in->ds, in->path, &o, err)) return -1;
     in->ds_open = 1;
     in->h = in->w = in->ds.resolution, in->c = in->ds.channels;
     return kb_dataset_select(&in->ds, in->filter.role, in->filter.split, &in->index, &in->count, err);
@@ -104,7 +105,7 @@ static int has_suffix(const char *s, const char *suf) {
     return a >= b && !strcmp(s + a - b, suf);
 }
 
-int kb_image_input_open(const char *path, const kb_input_filter *f, kb_image_input *in, kb_err *err) {
+int kb_image_input_open(const char *path, const kb_input_filter *f, int quiet, kb_image_input *in, kb_err *err) {
     memset(in, 0, sizeof *in);
     if (f) in->filter = *f;
     else kb_input_filter_all(&in->filter);
@@ -112,7 +113,7 @@ int kb_image_input_open(const char *path, const kb_input_filter *f, kb_image_inp
     int rc;
     if (kb_is_dir(path)) in->kind = KB_INPUT_FOLDER, rc = scan_dir(in, path, 0, err);
     else if (!kb_is_file(path)) return kb_fail(err, "%s: no such file or directory", path);
-    else if (has_suffix(path, ".kbd")) in->kind = KB_INPUT_KBD, rc = open_kbd(in, err);
+    else if (has_suffix(path, ".kbd")) in->kind = KB_INPUT_KBD, rc = open_kbd(in, quiet, err);
     else in->kind = KB_INPUT_NPZ, rc = open_npz(in, err);
     if (!rc && in->kind != KB_INPUT_KBD && (in->filter.split != KB_SPLIT_ANY || in->filter.role != KB_ROLE_ANY))
         rc = kb_fail(err, "%s: split and class filters apply to .kbd dataset caches only", path);

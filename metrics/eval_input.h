@@ -50,9 +50,10 @@ typedef struct {
 } kb_image_input;
 
 void kb_input_filter_all(kb_input_filter *f);
-/* Opens a folder, an npz (reads arr_0 wholly) or a .kbd (verified). Fails
- * on an empty set, naming the path. */
-int kb_image_input_open(const char *path, const kb_input_filter *f, kb_image_input *in, kb_err *err);
+/* Opens a folder, an npz (reads arr_0 wholly) or a .kbd (verified; quiet:
+ * no progress while its payload is hashed). Fails on an empty set, naming
+ * the path. */
+int kb_image_input_open(const char *path, const kb_input_filter *f, int quiet, kb_image_input *in, kb_err *err);
 void kb_image_input_close(kb_image_input *in);
 const char *kb_input_kind_name(kb_input_kind k);
 

@@ -243,7 +243,8 @@ static int prepare_out(kb_trainer *tr, int resumed, kb_err *err) {
 
 static int open_data(kb_trainer *tr, kb_err *err) {
     kb_train_opts *o = tr->o;
-    if (kb_dataset_open(&tr->ds, o->data_path, err)) return -1;
+    const kb_dataset_open_opts oo = {.verify = KB_VERIFY_ONCE, .quiet = o->quiet};
+    if (kb_dataset_open_with(&tr->ds, o->data_path, &oo, err)) return -1;
     tr->have_ds = 1;
     if (!realpath(o->data_path, tr->data_abs)) snprintf(tr->data_abs, sizeof tr->data_abs, "%s", o->data_path);
     return kb_train_data_init(&tr->data, &tr->ds, o->classes, o->split, o->seed, o->flip, o->cfg.class_dropout, err);

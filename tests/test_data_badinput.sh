@@ -249,6 +249,39 @@ for c in "trunc.kbd:truncated cache" "flipped.kbd:payload SHA-256" "text.kbd:bad
   else bad "data info $f" "exit $rc, $(cat err.txt)"; fi
 done
 
+# ---- verification stamps: `data grid` (any open but `data info`) trusts a
+# stamp for this very file version; `data info` and $KINDBENCH_VERIFY=always
+# hash anyway. Proved with a stamp forged for a corrupted file, which also
+# pins the stamp format the README documents. (The rest of the script keeps
+# this directory: ctest's is shared, the user's ~/.cache never written.)
+export KINDBENCH_VERIFIED_DIR="$W/verified"
+cp d1.kbd forged.kbd && printf '\x00\x01\x02' | dd of=forged.kbd bs=1 seek=$((size - 40)) conv=notrunc 2> /dev/null
+sha=$("${KB_PYTHON:-/usr/bin/python3}" -c "
+import json, struct, sys
+b = open(sys.argv[1], 'rb').read(); print(json.loads(b[16:16 + struct.unpack('<Q', b[8:16])[0]])['payload_sha256'])" forged.kbd)
+real=$(realpath forged.kbd)
+read -r dev ino bytes mtime ctime <<< "$(stat -c '%d %i %s %.9Y %.9Z' forged.kbd)"
+mkdir -p "$KINDBENCH_VERIFIED_DIR"
+printf 'kindbench verification stamp v1\npath %s\ndevice %s\ninode %s\nsize %s\nmtime %s\nctime %s\npayload_sha256 %s\n' \
+  "$real" "$dev" "$ino" "$bytes" "$mtime" "$ctime" "$sha" \
+  > "$KINDBENCH_VERIFIED_DIR/$(printf 'kindbench-verified-v1\n%s' "$real" | sha256sum | cut -c1-64).stamp"
+if "$KB" data grid forged.kbd -o forged.png > /dev/null 2> err.txt; then ok "data grid trusts a stamp of this file version"
+else bad "data grid with a stamp" "$(cat err.txt)"; fi
+"$KB" data info forged.kbd > /dev/null 2> err.txt; rc=$?
+if [[ $rc -eq 1 ]] && grep -q "forged.kbd: corrupt cache: payload SHA-256" err.txt; then ok "data info hashes despite a stamp"
+else bad "data info with a stamp" "exit $rc, $(cat err.txt)"; fi
+KINDBENCH_VERIFY=always "$KB" data grid forged.kbd -o forged.png > /dev/null 2> err.txt; rc=$?
+if [[ $rc -eq 1 ]] && grep -q "payload SHA-256" err.txt; then ok "KINDBENCH_VERIFY=always: data grid hashes despite a stamp"
+else bad "KINDBENCH_VERIFY=always" "exit $rc, $(cat err.txt)"; fi
+KINDBENCH_VERIFY=never "$KB" data grid d1.kbd -o forged.png > /dev/null 2> err.txt; rc=$?
+if [[ $rc -eq 1 ]] && grep -q "^kindbench: error: \$KINDBENCH_VERIFY=never: expected 'always'" err.txt; then
+  ok "KINDBENCH_VERIFY=never refused: $(cat err.txt)"
+else bad "KINDBENCH_VERIFY=never" "exit $rc, $(cat err.txt)"; fi
+# a stamp directory that cannot be made: the cache still opens, with nothing said
+KINDBENCH_VERIFIED_DIR="$W/d1.kbd/verified" "$KB" data grid d1.kbd -o unstamped.png > out.txt 2> err.txt; rc=$?
+if [[ $rc -eq 0 && ! -s err.txt ]]; then ok "unwritable stamp directory: data grid works, stderr clean"
+else bad "unwritable stamp directory" "exit $rc, $(cat err.txt)"; fi
+
 # every cache named is checked: a bad one first does not hide the good one after it
 "$KB" data info trunc.kbd d1.kbd > info2.txt 2> err.txt; rc=$?
 if [[ $rc -ne 0 ]] && grep -q "trunc.kbd: .*truncated cache" err.txt && grep -q "1 of 2 caches failed" err.txt &&

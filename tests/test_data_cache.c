@@ -2,11 +2,16 @@
  * round trip and accessors; the loader refusing corrupt, truncated and foreign
  * files; no file left after an aborted or short write; class roles from files
  * (errors name file:line) and from a seed; the keyed test split; grids; PNG
- * write/read round trip. */
+ * write/read round trip; verification stamps (a cache hashed once per
+ * version of its file, never trusted for a changed or replaced file). */
+#include <dirent.h>
+#include <fcntl.h>
 #include <glob.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "datasets/cache.h"
@@ -17,6 +22,7 @@
 #include "tests/kbtest.h"
 #include "tests/test_cache_small.h"
 #include "util/fileio.h"
+#include "util/verified.h"
 
 #define RES KBT_SMALL_RES
 #define CH KBT_SMALL_CH
@@ -220,6 +226,159 @@ static void check_grid_and_png(kbt_state *st) {
     kb_image_free(&g);
 }
 
+/* ---- verification stamps ---- */
+
+#define STAMPS "stamps.work"
+
+static int count_stamps(void) {
+    DIR *d = opendir(STAMPS);
+    int n = 0;
+    for (struct dirent *e; d && (e = readdir(d));) n += strstr(e->d_name, ".stamp") != NULL;
+    if (d) closedir(d);
+    return n;
+}
+
+static void clear_stamps(void) {
+    DIR *d = opendir(STAMPS);
+    char path[600];
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (e->d_name[0] == '.') continue;
+        snprintf(path, sizeof path, STAMPS "/%s", e->d_name);
+        unlink(path);
+    }
+    if (d) closedir(d);
+}
+
+/* Opens path with the given mode: -1 on failure (message in err), else 1
+ * when the digest came from a stamp and 0 when it was computed. */
+static int open_how(const char *path, kb_verify_mode mode, kb_err *err) {
+    kb_dataset ds;
+    kb_dataset_open_opts o = {.verify = mode, .quiet = 1};
+    kb_err_clear(err); /* a message in a failure report is this open's */
+    if (kb_dataset_open_with(&ds, path, &o, err)) return -1;
+    int from_stamp = ds.digest_from_stamp;
+    kb_dataset_close(&ds);
+    return from_stamp;
+}
+
+/* Stamps are only written for files whose ctime is KB_STAMP_SETTLED_S old. */
+static void wait_until_settled(const char *path) {
+    struct stat st;
+    struct timespec now;
+    for (int i = 0; i < 100 && stat(path, &st) == 0; i++) {
+        clock_gettime(CLOCK_REALTIME, &now);
+        double age = (double)(now.tv_sec - st.st_ctim.tv_sec) + 1e-9 * (double)(now.tv_nsec - st.st_ctim.tv_nsec);
+        if (age > KB_STAMP_SETTLED_S + 0.05) return;
+        usleep(100000);
+    }
+}
+
+/* Flips one payload byte of path in place and sets mtime back, as a tool
+ * that "preserves timestamps" would: only ctime can tell. */
+static int flip_in_place(const char *path, long from_end) {
+    struct stat before;
+    if (stat(path, &before)) return -1;
+    FILE *fp = fopen(path, "r+b");
+    if (!fp || fseek(fp, -from_end, SEEK_END)) return fp ? fclose(fp), -1 : -1;
+    int c = fgetc(fp);
+    fseek(fp, -from_end, SEEK_END);
+    fputc(c ^ 0x5a, fp);
+    fclose(fp);
+    struct timespec times[2] = {before.st_atim, before.st_mtim};
+    return utimensat(AT_FDCWD, path, times, 0);
+}
+
+/* path replaced (a new file renamed over it, as cp/rsync/an atomic writer do)
+ * by one of the same size, one payload byte different, the old mtime set. */
+static int replace_same_size(const char *path, long from_end) {
+    uint8_t *data;
+    size_t size;
+    kb_err err = {{0}};
+    struct stat before;
+    if (stat(path, &before) || kb_read_file(path, &data, &size, &err)) return -1;
+    data[size - (size_t)from_end] ^= 0x5a;
+    FILE *fp = fopen("cache_stamp_new.kbd", "wb");
+    size_t put = fp ? fwrite(data, 1, size, fp) : 0;
+    if (fp) fclose(fp);
+    free(data);
+    struct timespec times[2] = {before.st_atim, before.st_mtim};
+    if (put != size || utimensat(AT_FDCWD, "cache_stamp_new.kbd", times, 0)) return -1;
+    return rename("cache_stamp_new.kbd", path);
+}
+
+static void check_stamps_fresh(kbt_state *st) {
+    kb_err err = {{0}};
+    int rc = open_how("cache_stamp.kbd", KB_VERIFY_ONCE, &err);
+    KBT_CHECK(st, rc == 0 && count_stamps() == 0,
+              "a cache written just now is hashed and not stamped (a write in the same clock tick would keep its ctime)",
+              "rc %d, %d stamps: %s", rc, count_stamps(), err.msg);
+}
+
+static void check_stamps_kept(kbt_state *st) {
+    kb_err err = {{0}};
+    int first = open_how("cache_stamp.kbd", KB_VERIFY_ONCE, &err);
+    KBT_CHECK(st, first == 0 && count_stamps() == 1, "first open of a settled cache hashes it and writes a stamp",
+              "rc %d, %d stamps: %s", first, count_stamps(), err.msg);
+    int second = open_how("cache_stamp.kbd", KB_VERIFY_ONCE, &err);
+    KBT_CHECK(st, second == 1, "second open takes the digest from the stamp", "rc %d: %s", second, err.msg);
+    int full = open_how("cache_stamp.kbd", KB_VERIFY_ALWAYS, &err);
+    KBT_CHECK(st, full == 0, "KB_VERIFY_ALWAYS (data info) hashes despite the stamp", "rc %d: %s", full, err.msg);
+    setenv("KINDBENCH_VERIFY", "always", 1);
+    int env = open_how("cache_stamp.kbd", KB_VERIFY_ONCE, &err);
+    KBT_CHECK(st, env == 0, "$KINDBENCH_VERIFY=always hashes despite the stamp", "rc %d: %s", env, err.msg);
+    setenv("KINDBENCH_VERIFY", "sometimes", 1);
+    int bad = open_how("cache_stamp.kbd", KB_VERIFY_ONCE, &err);
+    KBT_CHECK(st, bad == -1 && strstr(err.msg, "KINDBENCH_VERIFY=sometimes") && strstr(err.msg, "'always'"),
+              "$KINDBENCH_VERIFY=sometimes: an error naming it and the values", "rc %d: %s", bad, err.msg);
+    setenv("KINDBENCH_VERIFY", "once", 1);
+    int once = open_how("cache_stamp.kbd", KB_VERIFY_ONCE, &err);
+    KBT_CHECK(st, once == 1, "$KINDBENCH_VERIFY=once is the default", "rc %d: %s", once, err.msg);
+    unsetenv("KINDBENCH_VERIFY");
+}
+
+static void check_stamps_distrusted(kbt_state *st) {
+    kb_err err = {{0}};
+    int rc = flip_in_place("cache_stamp.kbd", 3);
+    int after = rc ? -2 : open_how("cache_stamp.kbd", KB_VERIFY_ONCE, &err);
+    KBT_CHECK(st, after == -1 && strstr(err.msg, "payload SHA-256"),
+              "a byte changed in place, mtime set back: the stamp is not trusted (ctime moved)", "rc %d: %s", after,
+              err.msg);
+    int stamped = open_how("cache_stamp_b.kbd", KB_VERIFY_ONCE, &err);
+    int trusted = open_how("cache_stamp_b.kbd", KB_VERIFY_ONCE, &err);
+    rc = stamped == 0 && trusted == 1 ? replace_same_size("cache_stamp_b.kbd", 3) : -1;
+    after = rc ? -2 : open_how("cache_stamp_b.kbd", KB_VERIFY_ONCE, &err);
+    KBT_CHECK(st, after == -1 && strstr(err.msg, "payload SHA-256"),
+              "a file replaced by another of the same size and mtime: the stale stamp is not trusted",
+              "stamped %d trusted %d replaced %d, then %d: %s", stamped, trusted, rc, after, err.msg);
+}
+
+static void check_stamps_unwritable(kbt_state *st) {
+    kb_err err = {{0}};
+    /* a regular file where a directory should be: fails for root too */
+    setenv("KINDBENCH_VERIFIED_DIR", "cache_rt.kbd/stamps", 1);
+    int a = open_how("cache_rt.kbd", KB_VERIFY_ONCE, &err), b = open_how("cache_rt.kbd", KB_VERIFY_ONCE, &err);
+    KBT_CHECK(st, a == 0 && b == 0, "stamp directory that cannot be made: caches open, hashed every time",
+              "rc %d then %d: %s", a, b, err.msg);
+}
+
+/* The stamps go to a directory of this test's own (never the user's
+ * ~/.cache), emptied first. Two caches written now; each version is checked
+ * once it has settled. */
+static void check_stamps(kbt_state *st) {
+    kb_err err = {{0}};
+    setenv("KINDBENCH_VERIFIED_DIR", STAMPS, 1);
+    unsetenv("KINDBENCH_VERIFY");
+    clear_stamps();
+    int rc = kbt_write_small_cache("cache_stamp.kbd", &err) || kbt_write_small_cache("cache_stamp_b.kbd", &err);
+    KBT_CHECK(st, rc == 0, "caches for the stamp checks", "%s", err.msg);
+    if (rc) return;
+    check_stamps_fresh(st);
+    wait_until_settled("cache_stamp_b.kbd");
+    check_stamps_kept(st);
+    check_stamps_distrusted(st);
+    check_stamps_unwritable(st);
+}
+
 int main(void) {
     kbt_state st = {0, 0};
     check_roundtrip(&st);
@@ -227,5 +386,6 @@ int main(void) {
     check_class_roles(&st);
     check_image_split(&st);
     check_grid_and_png(&st);
+    check_stamps(&st);
     return kbt_finish(&st);
 }

@@ -205,14 +205,14 @@ static void test_npz_bad(kbt_state *st) {
     kb_npy a6[1] = {kb_npy_view(KB_F32, 4, img, pix)};
     write_npz(TMP "/float_arr0.npz", n6, a6, 1);
     kb_image_input in;
-    expect_fail(st, "arr_0 of floats", kb_image_input_open(TMP "/float_arr0.npz", NULL, &in, &err), &err,
+    expect_fail(st, "arr_0 of floats", kb_image_input_open(TMP "/float_arr0.npz", NULL, 1, &in, &err), &err,
                 "arr_0 must be uint8 images");
     FILE *f = fopen(TMP "/text.npz", "w");
     fputs("not a zip\n", f);
     fclose(f);
     expect_fail(st, "text file named .npz", kb_evalset_read_npz(TMP "/text.npz", 1, &s, &err), &err, "cannot open as npz");
     expect_fail(st, "missing npz", kb_evalset_read_npz(TMP "/missing.npz", 1, &s, &err), &err, "missing.npz");
-    expect_fail(st, "missing input", kb_image_input_open(TMP "/nothing_here", NULL, &in, &err), &err,
+    expect_fail(st, "missing input", kb_image_input_open(TMP "/nothing_here", NULL, 1, &in, &err), &err,
                 "no such file or directory");
 }
 
