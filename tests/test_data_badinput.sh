@@ -12,6 +12,8 @@ FX="${KB_FIXTURES:-fixtures}/data_resize/folder"
 [[ $FX == /* ]] || FX="$PWD/$FX"
 W="$PWD/data_badinput.work"
 rm -rf "$W" && mkdir -p "$W" && cd "$W" || exit 1
+# verification stamps of the caches opened here: this test's own, never ~/.cache
+export KINDBENCH_VERIFIED_DIR="$W/verified"
 passed=0 failed=0
 ok() { echo "ok   $1"; passed=$((passed + 1)); }
 bad() { echo "FAIL $1: $2"; failed=$((failed + 1)); }
@@ -252,9 +254,7 @@ done
 # ---- verification stamps: `data grid` (any open but `data info`) trusts a
 # stamp for this very file version; `data info` and $KINDBENCH_VERIFY=always
 # hash anyway. Proved with a stamp forged for a corrupted file, which also
-# pins the stamp format the README documents. (The rest of the script keeps
-# this directory: ctest's is shared, the user's ~/.cache never written.)
-export KINDBENCH_VERIFIED_DIR="$W/verified"
+# pins the stamp format docs/datasets.md documents.
 cp d1.kbd forged.kbd && printf '\x00\x01\x02' | dd of=forged.kbd bs=1 seek=$((size - 40)) conv=notrunc 2> /dev/null
 sha=$("${KB_PYTHON:-/usr/bin/python3}" -c "
 import json, struct, sys

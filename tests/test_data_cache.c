@@ -359,14 +359,13 @@ static void check_stamps_unwritable(kbt_state *st) {
     int a = open_how("cache_rt.kbd", KB_VERIFY_ONCE, &err), b = open_how("cache_rt.kbd", KB_VERIFY_ONCE, &err);
     KBT_CHECK(st, a == 0 && b == 0, "stamp directory that cannot be made: caches open, hashed every time",
               "rc %d then %d: %s", a, b, err.msg);
+    setenv("KINDBENCH_VERIFIED_DIR", STAMPS, 1);
 }
 
-/* The stamps go to a directory of this test's own (never the user's
- * ~/.cache), emptied first. Two caches written now; each version is checked
- * once it has settled. */
+/* The stamps go to this test's own directory (set in main), emptied first.
+ * Two caches written now; each version is checked once it has settled. */
 static void check_stamps(kbt_state *st) {
     kb_err err = {{0}};
-    setenv("KINDBENCH_VERIFIED_DIR", STAMPS, 1);
     unsetenv("KINDBENCH_VERIFY");
     clear_stamps();
     int rc = kbt_write_small_cache("cache_stamp.kbd", &err) || kbt_write_small_cache("cache_stamp_b.kbd", &err);
@@ -381,6 +380,8 @@ static void check_stamps(kbt_state *st) {
 
 int main(void) {
     kbt_state st = {0, 0};
+    /* every open of this test stamps into its own directory, never ~/.cache */
+    setenv("KINDBENCH_VERIFIED_DIR", STAMPS, 1);
     check_roundtrip(&st);
     check_failures(&st);
     check_class_roles(&st);
