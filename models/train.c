@@ -174,20 +174,20 @@ static int lies_in(const char *file, const char *dir_abs) {
 }
 
 /* 1 when name is the temp file of an atomic write of one of this run's files
- * ("<file>.tmp.<mkstemp letters or pid>"): in checkpoints/ of
+ * ("<file>.tmp.<pid>.<mkstemp letters>", "<file>.tmp.<pid>", or an older
+ * kindbench's "<file>.tmp.<letters>"): in checkpoints/ of
  * step-<N>.safetensors, in DIR of last.safetensors, loss.csv or train.json. */
 static int is_run_temp(const char *name, const void *ckpt_dir_flag) {
     int in_ckpt_dir = *(const int *)ckpt_dir_flag;
     if (!in_ckpt_dir)
         return kb_is_temp_of(name, "last.safetensors") || kb_is_temp_of(name, "loss.csv") ||
                kb_is_temp_of(name, "train.json");
-    const char *t = strstr(name, ".tmp."), *r = t ? t + 5 : NULL;
-    if (!t || !*r) return 0;
-    for (const char *c = r; *c; c++)
-        if (!isalnum((unsigned char)*c)) return 0;
-    size_t n = (size_t)(t - name), d = 5;
-    while (d < n && isdigit((unsigned char)name[d])) d++;
-    return !strncmp(name, "step-", 5) && d > 5 && n - d == 12 && !strncmp(name + d, ".safetensors", 12);
+    char ckpt[64];
+    size_t d = 5;
+    while (d < 25 && isdigit((unsigned char)name[d])) d++;
+    if (strncmp(name, "step-", 5) || d == 5 || d == 25) return 0;
+    snprintf(ckpt, sizeof ckpt, "%.*s.safetensors", (int)d, name);
+    return kb_is_temp_of(name, ckpt);
 }
 
 /* Removes the temp files that killed runs left in dir: each was

@@ -239,5 +239,25 @@ else bad "two samples into one DIR" "exit $rc: $out"; fi
 out=$(run --out "$T/two" --count 2 --steps 5 2>&1) && ok "once the first run is gone, DIR is free" ||
   bad "a run after the first was killed" "exit $?: $out"
 
+# A run whose --npz lies in another run's DIR: the other run's sweep of the
+# temp files killed runs left took this live run's staged npz for one (it said
+# "left by an interrupted run" and removed it; mid-write, the live run would
+# then fail after sampling everything). Temp names carry their creator's pid,
+# and the sweep leaves those of live processes alone; a dead one's still go.
+mkdir -p "$T/shared"
+"$KB" sample --ckpt "$T/ck.safetensors" --quiet --threads 1 --out "$T/own" --npz "$T/shared/samples.npz" --count 64 \
+  --steps 1000 --no-png > /dev/null 2>&1 &
+first=$!
+for _ in $(seq 400); do compgen -G "$T/shared/samples.npz.tmp.*" > /dev/null && break; sleep 0.05; done
+live=$(cd "$T/shared" && ls samples.npz.tmp.* 2> /dev/null)
+touch "$T/shared/samples.npz.tmp.99999999.AbC123" "$T/shared/grid.png.tmp.$$.AbC123" # a dead pid's, a live one's
+out=$(run --out "$T/shared" --count 2 --steps 5 --no-png 2>&1); rc=$?
+still=$(cd "$T/shared" && ls "$live" 2> /dev/null)
+kill "$first" 2> /dev/null; wait "$first" 2> /dev/null
+if [[ $rc == 0 && -n $live && $still == "$live" && $out != *"$live"* && -e "$T/shared/grid.png.tmp.$$.AbC123" &&
+      ! -e "$T/shared/samples.npz.tmp.99999999.AbC123" ]]; then
+  ok "a run's sweep leaves a live run's temp file in its DIR alone ($live), removes a dead one's"
+else bad "sweep beside a live run" "exit $rc, live '$live', after '$still': $out; $(ls -A "$T/shared" | tr '\n' ' ')"; fi
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -135,8 +135,9 @@ kill -KILL "$busy" && wait "$busy" 2> /dev/null # (SIGTERM would leave a checkpo
 # ---- temp files of killed runs: a SIGKILL mid-checkpoint leaves
 # step-N.safetensors.tmp.XXXXXX (a whole checkpoint's size), and every kill
 # added one; the next run into DIR removes them (not other files).
-touch good/checkpoints/step-3.safetensors.tmp.AbC123 good/last.safetensors.tmp.4242 good/loss.csv.tmp.Xy12Zq \
-  good/checkpoints/notes.tmp.keep
+# (pid 99999999 is beyond any pid_max: a dead run's)
+touch good/checkpoints/step-3.safetensors.tmp.AbC123 good/checkpoints/step-4.safetensors.tmp.99999999.Qw12Er \
+  good/last.safetensors.tmp.99999999 good/loss.csv.tmp.Xy12Zq good/checkpoints/notes.tmp.keep
 "$KB" train --resume good/last.safetensors --steps 3 --quiet 2> stderr.txt || bad "resume over stale temp files" "exit $?"
 left="$(cd good && ls checkpoints/*.tmp.* *.tmp.* 2> /dev/null | tr '\n' ' ')"
 if [[ $left == "checkpoints/notes.tmp.keep " ]]; then ok "the next run removed the stale temp files, kept other files"

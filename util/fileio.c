@@ -140,9 +140,18 @@ mode_t kb_output_mode(const char *path) {
     return stat(path, &st) == 0 ? (st.st_mode & 07777) : (0666 & ~mask);
 }
 
+/* suffix ("....XXXXXX") with the creator's pid before the X's: "....<pid>.XXXXXX". */
+static int suffix_with_pid(char *out, size_t cap, const char *suffix) {
+    size_t n = strlen(suffix);
+    if (n < 6 || strcmp(suffix + n - 6, "XXXXXX")) return -1;
+    return snprintf(out, cap, "%.*s%ld.XXXXXX", (int)(n - 6), suffix, (long)getpid()) >= (int)cap ? -1 : 0;
+}
+
 int kb_temp_create(char *tmp, size_t cap, const char *path, const char *suffix, size_t reserve, kb_err *err) {
+    char sfx[96];
     tmp[0] = 0;
-    if (kb_temp_name(tmp, cap, path, suffix, reserve)) return tmp[0] = 0, kb_fail(err, "%s: path too long", path);
+    if (suffix_with_pid(sfx, sizeof sfx, suffix)) return kb_fail(err, "%s: bad temp suffix '%s'", path, suffix);
+    if (kb_temp_name(tmp, cap, path, sfx, reserve)) return tmp[0] = 0, kb_fail(err, "%s: path too long", path);
     /* now, not at the rename: `data prepare -o DIR` decoded every image before failing */
     if (kb_is_dir(path)) return tmp[0] = 0, kb_fail(err, "%s: is a directory (a file name is needed here)", path);
     int fd = mkstemp(tmp);
@@ -156,7 +165,7 @@ int kb_temp_create(char *tmp, size_t cap, const char *path, const char *suffix, 
     return fd;
 }
 
-/* Copies path into final (cap bytes each) and creates its "<path>.tmp.XXXXXX". */
+/* Copies path into final (cap bytes each) and creates its "<path>.tmp.<pid>.XXXXXX". */
 static int create_temp(char *final, char *tmp, size_t cap, const char *path, kb_err *err) {
     if (snprintf(final, cap, "%s", path) >= (int)cap) return tmp[0] = 0, kb_fail(err, "%s: path too long", path);
     return kb_temp_create(tmp, cap, path, ".tmp.XXXXXX", 0, err);
@@ -256,13 +265,32 @@ int kb_is_temp_of(const char *name, const char *final_name) {
     return 1;
 }
 
+/* The pid after the last ".tmp." of name ("<pid>." or "<pid>" at the end),
+ * or 0 when none is there (a temp of an older kindbench: mkstemp letters). */
+static long temp_creator(const char *name) {
+    const char *t = NULL;
+    for (const char *p = strstr(name, ".tmp."); p; p = strstr(p + 1, ".tmp.")) t = p + 5;
+    if (!t || !isdigit((unsigned char)*t)) return 0;
+    char *end;
+    errno = 0;
+    long pid = strtol(t, &end, 10);
+    return errno == 0 && pid > 0 && pid <= INT_MAX && (*end == '.' || !*end) ? pid : 0;
+}
+
+int kb_temp_is_live(const char *name) {
+    long pid = temp_creator(name);
+    if (!pid) return 0;
+    /* our own counts as live: a temp this run has open; EPERM is another user's live process */
+    return pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH;
+}
+
 void kb_sweep_stale(const char *dir, int (*is_stale)(const char *name, const void *user), const void *user,
                     int quiet) {
     char path[4400];
     DIR *d = opendir(dir);
     if (!d) return;
     for (struct dirent *e; (e = readdir(d));) {
-        if (!is_stale(e->d_name, user)) continue;
+        if (!is_stale(e->d_name, user) || kb_temp_is_live(e->d_name)) continue;
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
         if (unlink(path) == 0 && !quiet) fprintf(stderr, "removed %s, left by an interrupted run\n", path);
     }

@@ -40,14 +40,16 @@ void kb_sync_parent_dir(const char *path);
  * for temp files, which mkstemp creates 0600. */
 mode_t kb_output_mode(const char *path);
 
-/* Creates the temp file "<path><suffix>" (suffix ending in XXXXXX; the name
- * cut as kb_temp_name does, reserve as there) with the mode path's output
- * gets, and returns its descriptor. Fails, naming path, when path is a
- * directory or nothing can be created beside it; tmp is then "". */
+/* Creates the temp file "<path><suffix>" (suffix ending in XXXXXX, which
+ * becomes "<pid>.XXXXXX": the name says which process writes it, so that a
+ * sweep of killed runs' temp files can tell a live one's; the name cut as
+ * kb_temp_name does, reserve as there) with the mode path's output gets, and
+ * returns its descriptor. Fails, naming path, when path is a directory or
+ * nothing can be created beside it; tmp is then "". */
 int kb_temp_create(char *tmp, size_t cap, const char *path, const char *suffix, size_t reserve, kb_err *err);
 
-/* Creates "<path>.tmp.XXXXXX" beside path (the name part cut where the whole
- * would pass 255 bytes) and opens it for writing. */
+/* Creates "<path>.tmp.<pid>.XXXXXX" beside path (the name part cut where the
+ * whole would pass 255 bytes) and opens it for writing. */
 int kb_atomic_open(kb_atomic_file *af, const char *path, kb_err *err);
 /* Writes n bytes; fails with a message naming the file on a short write. */
 int kb_atomic_write(kb_atomic_file *af, const void *buf, size_t n, kb_err *err);
@@ -59,7 +61,7 @@ void kb_atomic_abort(kb_atomic_file *af);
 
 /* A file written in full beside its final path and renamed into place
  * later, with others (`sample` replaces its npz, grid and JSON as near
- * together as it can). kb_staged_begin creates "<path>.tmp.XXXXXX" (the
+ * together as it can). kb_staged_begin creates "<path>.tmp.<pid>.XXXXXX" (the
  * atomic writers' temp name family) with the mode path's output would get,
  * tracked for the signal cleanup; a writer then fills s->tmp (e.g. an atomic
  * write onto it); kb_staged_commit renames it onto path, kb_staged_drop
@@ -77,10 +79,19 @@ void kb_staged_drop(kb_staged_file *s);
  * (the dots for a temp of a temp: kb_npz_write's, libzip's). */
 int kb_is_temp_of(const char *name, const char *final_name);
 
+/* 1 when the temp file name (kb_temp_create's "<...>.tmp.<pid>.XXXXXX", or
+ * "<...>.tmp.<pid>") names a process that is alive: this one, or another
+ * (kill(pid, 0) does not say ESRCH). 0 for a dead one, or no pid in the name. */
+int kb_temp_is_live(const char *name);
+
 /* Removes the entries of dir that is_stale(name, user) picks, each said on
  * stderr unless quiet ("removed DIR/NAME, left by an interrupted run"): the
  * temp files killed runs left (a SIGKILL skips the unlink). The caller holds
- * dir's lock (kb_dir_lock), so no live run is writing them. */
+ * dir's lock (kb_dir_lock), so no run of its own kind writes dir; a file
+ * whose creator is alive (kb_temp_is_live) is left alone all the same: it
+ * may be another command's output there (sample --npz into another run's
+ * DIR: the sweep removed that run's file as it was being written). Pids are
+ * this machine's: a run on another host sharing dir is not seen. */
 void kb_sweep_stale(const char *dir, int (*is_stale)(const char *name, const void *user), const void *user, int quiet);
 
 /* On SIGINT, SIGTERM or SIGHUP, says so on stderr and removes the temp files of atomic writes still
