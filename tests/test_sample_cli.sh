@@ -233,8 +233,8 @@ first=$! # kindbench itself (a backgrounded `run` would be a subshell: killing i
 for _ in $(seq 400); do compgen -G "$T/two/.png.new.*/*.png" > /dev/null && break; sleep 0.05; done
 out=$(run --out "$T/two" --count 2 --steps 5 2>&1); rc=$?
 kill "$first" 2> /dev/null; wait "$first" 2> /dev/null
-if [[ $rc == 1 && $out == *"another kindbench sample is writing this directory"* && ! -e "$T/two/samples.npz" ]]; then
-  ok "a second sample into a DIR being written is refused"
+if [[ $rc == 1 && $out == *"$T/two is in use by another kindbench sample (pid $first)"* && ! -e "$T/two/samples.npz" ]]; then
+  ok "a second sample into a DIR being written is refused, naming the first"
 else bad "two samples into one DIR" "exit $rc: $out"; fi
 out=$(run --out "$T/two" --count 2 --steps 5 2>&1) && ok "once the first run is gone, DIR is free" ||
   bad "a run after the first was killed" "exit $?: $out"

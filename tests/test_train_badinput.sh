@@ -124,13 +124,24 @@ else bad "disk full while checkpointing" "exit $rc, $msg, files: $(ls good/check
 # loss.csv rows and checkpoints; the run's lock (DIR/.train.lock) refuses it.
 "$KB" "${T[@]}" "${S[@]}" --out busy --steps 1000000 --ckpt-every 0 > /dev/null 2>&1 & busy=$!
 for _ in $(seq 200); do [[ -s busy/loss.csv ]] && break; sleep 0.05; done
-expect_fail "a second run into a --out being written" "busy: another kindbench train is writing this directory" \
+expect_fail "a second run into a --out being written, naming the first" \
+  "busy is in use by another kindbench train \(pid $busy\); wait for it to finish .*busy/.train.lock" \
   "${T[@]}" "${S[@]}" --out busy --seed 1
 [[ ! -e busy/last.safetensors ]] && ok "the refused run wrote no checkpoint into busy" ||
   bad "the refused run" "busy/last.safetensors exists"
 kill -KILL "$busy" && wait "$busy" 2> /dev/null # (SIGTERM would leave a checkpoint: the run stops gracefully)
 "$KB" "${T[@]}" "${S[@]}" --out busy > /dev/null 2>&1 && ok "once the first run is gone, busy is free (its lock died with it)" ||
   bad "a run after the first was killed" "exit $?"
+# A resume from DIR/last.safetensors while a run (itself resumed there) writes
+# DIR is refused the same way, and leaves that run's files alone.
+"$KB" train --resume busy/last.safetensors --steps 1000000 --ckpt-every 0 --quiet > /dev/null 2>&1 & busy=$!
+for _ in $(seq 200); do [[ $(wc -l < busy/loss.csv) -gt 1 ]] && break; sleep 0.05; done
+before=$(sha256sum < busy/last.safetensors)
+expect_fail "a resume from busy/last.safetensors while a run writes busy" \
+  "busy is in use by another kindbench train \(pid $busy\)" train --resume busy/last.safetensors --steps 4 --quiet
+[[ $(sha256sum < busy/last.safetensors) == "$before" ]] && kill -0 "$busy" && ok "the running run kept busy" ||
+  bad "the resume beside a running run" "last.safetensors changed or the run died"
+kill -KILL "$busy" && wait "$busy" 2> /dev/null
 
 # ---- temp files of killed runs: a SIGKILL mid-checkpoint leaves
 # step-N.safetensors.tmp.XXXXXX (a whole checkpoint's size), and every kill

@@ -304,18 +304,40 @@ void kb_atomic_abort(kb_atomic_file *af) {
     af->tmp_path[0] = '\0';
 }
 
+/* The holder writes its pid into the lock file, for the message of the run
+ * it refuses. Written over the old one, then cut to length: a reader sees a
+ * whole pid (the old holder's at worst, just after the lock changed hands). */
+static void lock_note_pid(int fd) {
+    char line[32];
+    int n = snprintf(line, sizeof line, "%ld\n", (long)getpid());
+    if (pwrite(fd, line, (size_t)n, 0) == n) (void)ftruncate(fd, n);
+}
+
+/* The pid the lock file's holder wrote, 0 if none can be read. */
+static long lock_holder_pid(int fd) {
+    char line[32];
+    ssize_t n = pread(fd, line, sizeof line - 1, 0);
+    if (n <= 0) return 0;
+    line[n] = 0;
+    char *end;
+    long pid = strtol(line, &end, 10);
+    return pid > 0 && *end == '\n' ? pid : 0;
+}
+
 int kb_dir_lock(const char *dir, const char *name, const char *who, int *fd, kb_err *err) {
-    char path[4096];
+    char path[4096], holder[48] = "";
     *fd = -1;
     if (kb_path_join(path, sizeof path, dir, name, err)) return -1;
     int f = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
     if (f < 0) return kb_fail(err, "%s: cannot create the lock file: %s", path, strerror(errno));
     if (flock(f, LOCK_EX | LOCK_NB) != 0) {
         int e = errno;
+        long pid = e == EWOULDBLOCK ? lock_holder_pid(f) : 0;
         close(f);
+        if (pid) snprintf(holder, sizeof holder, " (pid %ld)", pid);
         if (e == EWOULDBLOCK)
-            return kb_fail(err, "%s: another %s is writing this directory (it holds %s); wait for it to finish or "
-                                "choose another directory", dir, who, path);
+            return kb_fail(err, "%s is in use by another %s%s; wait for it to finish or choose another directory "
+                                "(the lock: %s)", dir, who, holder, path);
         /* a filesystem without flock (some NFS and FUSE mounts): the guard is
          * lost there, not the run */
         if (e == ENOLCK || e == EOPNOTSUPP || e == ENOSYS || e == EINVAL) {
@@ -325,6 +347,7 @@ int kb_dir_lock(const char *dir, const char *name, const char *who, int *fd, kb_
         }
         return kb_fail(err, "%s: cannot lock: %s", path, strerror(e));
     }
+    lock_note_pid(f);
     *fd = f;
     return 0;
 }
