@@ -41,8 +41,8 @@ static int has_key(const name_list *l, const char *key) {
 }
 
 /* Reads key, which must be a float32/float64 array of ndim dimensions. */
-static int read_float(const char *path, const char *key, int ndim, kb_npy *a, kb_err *err) {
-    if (kb_npz_read(path, key, a, err)) return -1;
+static int read_float(kb_npz *z, const char *path, const char *key, int ndim, kb_npy *a, kb_err *err) {
+    if (kb_npz_get(z, key, a, err)) return -1;
     if ((a->dtype != KB_F64 && a->dtype != KB_F32) || a->ndim != ndim) {
         kb_npy_free(a);
         return kb_fail(err, "%s: '%s' must be a %d-d float32/float64 array, got %s with %d dimensions", path, key, ndim,
@@ -57,10 +57,10 @@ static void to_f64(const kb_npy *a, double *out) {
 }
 
 /* mu_key/sigma_key into g. */
-static int read_gstats(const char *path, const char *mu_key, const char *sigma_key, kb_gstats *g, kb_err *err) {
+static int read_gstats(kb_npz *z, const char *path, const char *mu_key, const char *sigma_key, kb_gstats *g, kb_err *err) {
     kb_npy mu, sigma;
-    if (read_float(path, mu_key, 1, &mu, err)) return -1;
-    if (read_float(path, sigma_key, 2, &sigma, err)) return kb_npy_free(&mu), -1;
+    if (read_float(z, path, mu_key, 1, &mu, err)) return -1;
+    if (read_float(z, path, sigma_key, 2, &sigma, err)) return kb_npy_free(&mu), -1;
     int64_t d = mu.shape[0];
     int rc = 0;
     if (sigma.shape[0] != d || sigma.shape[1] != d)
@@ -81,9 +81,9 @@ static int read_gstats(const char *path, const char *mu_key, const char *sigma_k
 }
 
 /* A float32 [n, d] array (pool or logits) into *x, with its n and d. */
-static int read_features(const char *path, const char *key, float **x, int64_t *n, int64_t *d, kb_err *err) {
+static int read_features(kb_npz *z, const char *path, const char *key, float **x, int64_t *n, int64_t *d, kb_err *err) {
     kb_npy a;
-    if (kb_npz_read(path, key, &a, err)) return -1;
+    if (kb_npz_get(z, key, &a, err)) return -1;
     if (a.dtype != KB_F32 || a.ndim != 2 || a.shape[1] < 1) {
         kb_npy_free(&a);
         return kb_fail(err, "%s: '%s' must be float32 [N, D] features with D >= 1", path, key);
@@ -97,9 +97,9 @@ static void json_str(const cJSON *o, const char *key, char *out, size_t n) {
     if (cJSON_IsString(v)) snprintf(out, n, "%s", v->valuestring);
 }
 
-static int read_meta(const char *path, kb_stats_meta *m, char *note, size_t note_sz, kb_err *err) {
+static int read_meta(kb_npz *z, const char *path, kb_stats_meta *m, char *note, size_t note_sz, kb_err *err) {
     kb_npy a;
-    if (kb_npz_read(path, "kb_meta", &a, err)) return -1;
+    if (kb_npz_get(z, "kb_meta", &a, err)) return -1;
     cJSON *o = a.dtype == KB_U8 && a.ndim == 1 ? cJSON_ParseWithLength(a.data, (size_t)a.numel) : NULL;
     kb_npy_free(&a);
     if (!cJSON_IsObject(o)) {
@@ -121,10 +121,10 @@ static int read_meta(const char *path, kb_stats_meta *m, char *note, size_t note
     return 0;
 }
 
-static int read_spectrum(const char *path, kb_evalset *s, kb_err *err) {
+static int read_spectrum(kb_npz *z, const char *path, kb_evalset *s, kb_err *err) {
     kb_npy a, hw;
-    if (read_float(path, "spectrum", 1, &a, err)) return -1;
-    if (kb_npz_read(path, "spectrum_hw", &hw, err)) return kb_npy_free(&a), -1;
+    if (read_float(z, path, "spectrum", 1, &a, err)) return -1;
+    if (kb_npz_get(z, "spectrum_hw", &hw, err)) return kb_npy_free(&a), -1;
     int rc = 0;
     if (hw.dtype != KB_I64 || hw.numel != 2) rc = kb_fail(err, "%s: 'spectrum_hw' must be int64 [2]", path);
     const int64_t *h_w = hw.data;
@@ -161,11 +161,11 @@ static int check_pairs(const char *path, const name_list *l, kb_err *err) {
                    path, l->n ? keys : "none");
 }
 
-static int read_feature_parts(const char *path, const name_list *l, kb_evalset *s, kb_err *err) {
+static int read_feature_parts(kb_npz *z, const char *path, const name_list *l, kb_evalset *s, kb_err *err) {
     kb_features *f = &s->feat;
     int64_t n2 = 0;
-    if (has_key(l, "pool") && read_features(path, "pool", &f->pool, &f->n, &f->pool_dim, err)) return -1;
-    if (has_key(l, "logits") && read_features(path, "logits", &f->logits, &n2, &f->logits_dim, err)) return -1;
+    if (has_key(l, "pool") && read_features(z, path, "pool", &f->pool, &f->n, &f->pool_dim, err)) return -1;
+    if (has_key(l, "logits") && read_features(z, path, "logits", &f->logits, &n2, &f->logits_dim, err)) return -1;
     if (f->pool && f->logits && n2 != f->n)
         return kb_fail(err, "%s: 'pool' has %lld rows but 'logits' %lld", path, (long long)f->n, (long long)n2);
     if (!f->pool) f->n = n2;
@@ -175,27 +175,34 @@ static int read_feature_parts(const char *path, const name_list *l, kb_evalset *
     return 0;
 }
 
-static int read_parts(const char *path, const name_list *l, int want_features, kb_evalset *s, kb_err *err) {
+static int read_parts(kb_npz *z, const char *path, const name_list *l, int want_features, kb_evalset *s, kb_err *err) {
     if (check_pairs(path, l, err)) return -1;
     if (has_key(l, "mu")) {
-        if (read_gstats(path, "mu", "sigma", &s->pool_stats, err)) return -1;
+        if (read_gstats(z, path, "mu", "sigma", &s->pool_stats, err)) return -1;
         s->has_pool_stats = s->stats_from_file = 1;
     }
     if (has_key(l, "mu_s")) {
-        if (read_gstats(path, "mu_s", "sigma_s", &s->spatial_stats, err)) return -1;
+        if (read_gstats(z, path, "mu_s", "sigma_s", &s->spatial_stats, err)) return -1;
         s->has_spatial_stats = s->stats_from_file = 1;
     }
-    if (want_features && read_feature_parts(path, l, s, err)) return -1;
-    if (has_key(l, "spectrum") && read_spectrum(path, s, err)) return -1;
-    if (has_key(l, "kb_meta") && read_meta(path, &s->meta, s->spectrum_note, sizeof s->spectrum_note, err)) return -1;
+    if (want_features && read_feature_parts(z, path, l, s, err)) return -1;
+    if (has_key(l, "spectrum") && read_spectrum(z, path, s, err)) return -1;
+    if (has_key(l, "kb_meta") && read_meta(z, path, &s->meta, s->spectrum_note, sizeof s->spectrum_note, err)) return -1;
     s->has_images = has_key(l, "arr_0");
     return 0;
 }
 
+/* Every array from one open file (kb_npz_open): the features cache's entry
+ * is replaced by any eval that featurises the same images, and read by path
+ * array by array, mu could come from one entry and sigma or pool from the
+ * next (other threads or batch: other low bits). */
 int kb_evalset_read_npz(const char *path, int want_features, kb_evalset *out, kb_err *err) {
     name_list l;
-    if (kb_npz_names(path, &l.names, &l.n, err)) return -1;
-    int rc = read_parts(path, &l, want_features, out, err);
+    kb_npz *z = kb_npz_open(path, err);
+    if (!z) return -1;
+    if (kb_npz_list(z, &l.names, &l.n, err)) return kb_npz_close(z), -1;
+    int rc = read_parts(z, path, &l, want_features, out, err);
+    kb_npz_close(z);
     kb_npz_names_free(l.names, l.n);
     if (rc) kb_evalset_free(out);
     return rc;

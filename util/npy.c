@@ -390,41 +390,70 @@ static zip_int64_t locate_last(zip_t *za, const char *name) {
     return found;
 }
 
-int kb_npz_read(const char *path, const char *name, kb_npy *out, kb_err *err) {
+struct kb_npz {
+    zip_t *za; /* libzip keeps the file open from zip_open to zip_discard */
+    char path[4096];
+};
+
+kb_npz *kb_npz_open(const char *path, kb_err *err) {
+    kb_npz *z = calloc(1, sizeof *z);
+    if (!z) return kb_fail(err, "%s: out of memory", path), NULL;
+    snprintf(z->path, sizeof z->path, "%s", path);
+    if (!(z->za = npz_open(path, err))) return free(z), NULL;
+    return z;
+}
+
+void kb_npz_close(kb_npz *z) {
+    if (!z) return;
+    zip_discard(z->za);
+    free(z);
+}
+
+int kb_npz_get(kb_npz *z, const char *name, kb_npy *out, kb_err *err) {
     char fname[256], what[4400];
     size_t l = strlen(name);
     snprintf(fname, sizeof fname, "%s%s", name, l > 4 && !strcmp(name + l - 4, ".npy") ? "" : ".npy");
-    snprintf(what, sizeof what, "%s:%s", path, fname);
-    zip_t *za = npz_open(path, err);
-    if (!za) return -1;
-    zip_int64_t idx = locate_last(za, fname);
+    snprintf(what, sizeof what, "%s:%s", z->path, fname);
+    zip_int64_t idx = locate_last(z->za, fname);
     uint8_t *buf = NULL;
     size_t n = 0;
-    int rc = idx < 0 ? kb_fail(err, "%s: no array '%s' in the npz", path, name) : read_entry(za, (zip_uint64_t)idx, what, &buf, &n, err);
-    zip_discard(za);
-    return rc ? -1 : parse_take(buf, n, what, out, err);
+    if (idx < 0) return kb_fail(err, "%s: no array '%s' in the npz", z->path, name);
+    if (read_entry(z->za, (zip_uint64_t)idx, what, &buf, &n, err)) return -1;
+    return parse_take(buf, n, what, out, err);
 }
 
-int kb_npz_names(const char *path, char ***names, int *count, kb_err *err) {
+int kb_npz_list(kb_npz *z, char ***names, int *count, kb_err *err) {
     *names = NULL, *count = 0;
-    zip_t *za = npz_open(path, err);
-    if (!za) return -1;
-    zip_int64_t n = zip_get_num_entries(za, 0);
+    zip_int64_t n = zip_get_num_entries(z->za, 0);
     char **out = calloc((size_t)(n > 0 ? n : 1), sizeof *out);
     int k = 0, oom = !out;
     for (zip_int64_t i = 0; !oom && i < n; i++) {
-        const char *s = zip_get_name(za, (zip_uint64_t)i, 0);
+        const char *s = zip_get_name(z->za, (zip_uint64_t)i, 0);
         size_t l = s ? strlen(s) : 0;
         if (l < 4 || strcmp(s + l - 4, ".npy")) continue; /* numpy lists only the .npy members */
         oom = !(out[k++] = strndup(s, l - 4));
     }
-    zip_discard(za);
     if (oom) {
         kb_npz_names_free(out, k);
-        return kb_fail(err, "%s: out of memory listing the npz", path);
+        return kb_fail(err, "%s: out of memory listing the npz", z->path);
     }
     *names = out, *count = k;
     return 0;
+}
+
+int kb_npz_read(const char *path, const char *name, kb_npy *out, kb_err *err) {
+    kb_npz *z = kb_npz_open(path, err);
+    int rc = z ? kb_npz_get(z, name, out, err) : -1;
+    kb_npz_close(z);
+    return rc;
+}
+
+int kb_npz_names(const char *path, char ***names, int *count, kb_err *err) {
+    *names = NULL, *count = 0;
+    kb_npz *z = kb_npz_open(path, err);
+    int rc = z ? kb_npz_list(z, names, count, err) : -1;
+    kb_npz_close(z);
+    return rc;
 }
 
 void kb_npz_names_free(char **names, int count) {

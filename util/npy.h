@@ -67,6 +67,16 @@ int kb_npz_read(const char *path, const char *name, kb_npy *out, kb_err *err);
 int kb_npz_names(const char *path, char ***names, int *count, kb_err *err);
 void kb_npz_names_free(char **names, int count);
 
+/* An .npz held open, to read several arrays of one file: the file opened
+ * once, so a writer that renames a new file onto path meanwhile (an atomic
+ * write: the features cache of two evals at once) is not seen; reading each
+ * array by path could mix two files' arrays. NULL with err set on failure. */
+typedef struct kb_npz kb_npz;
+kb_npz *kb_npz_open(const char *path, kb_err *err);
+int kb_npz_get(kb_npz *z, const char *name, kb_npy *out, kb_err *err);
+int kb_npz_list(kb_npz *z, char ***names, int *count, kb_err *err);
+void kb_npz_close(kb_npz *z);
+
 void kb_npy_free(kb_npy *a);
 
 #endif
