@@ -120,7 +120,7 @@ static int parse(int argc, char **argv, bench_opts *o, kb_err *err) {
         return kb_fail(err, "bench train: unexpected argument '%s'", argv[optind]);
     /* as `train` does, and bench/torch_train_bench.py: the preset, then the shape options given, in any order */
     if (kb_dit_config_shape(&o->cfg, preset, shape, err)) return -1;
-    return kb_dit_config_validate(&o->cfg, err);
+    return kb_dit_config_validate(&o->cfg, err) || kb_matmul_precision_check(o->device, o->precision, err) ? -1 : 0;
 }
 
 /* Synthetic batch k: x0 on ADM's 8-bit grid, noise, t, labels. */

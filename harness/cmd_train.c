@@ -259,6 +259,8 @@ int kb_cmd_train(int argc, char **argv, kb_err *err) {
     /* a fresh run's required options are a usage error (exit 2); a resumed one takes them from the checkpoint */
     if (!o.resume && kb_train_opts_check(&o, err)) return KB_EXIT_USAGE;
     rc = kb_train_run(&o, err);
+    /* options that do not fit the data or checkpoint they name are bad options too: nothing has run */
+    if (rc == KB_TRAIN_MISFIT) return KB_EXIT_USAGE;
     if (rc == 1) { /* stopped by a signal, after its checkpoint: ends of that signal, as it would have at once */
         fflush(NULL); /* what was printed to a redirected stdout; raise() ends without exit()'s flush */
         kb_die_of_signal(kb_stop_requested());

@@ -274,22 +274,28 @@ int kb_train_opts_check(const kb_train_opts *o, kb_err *err) {
         return kb_fail(err, "train: optimiser settings out of range (lr %g > 0, eps %g > 0, betas %g %g in [0, 1), "
                             "weight decay %g >= 0, EMA decay %g < 1)", o->optim.lr, o->optim.eps, o->optim.beta1,
                        o->optim.beta2, o->optim.weight_decay, o->optim.ema_decay);
-    return 0;
+    return kb_matmul_precision_check(o->device, o->precision, err);
 }
 
+/* 0, -1 with err set, or KB_TRAIN_MISFIT: the options (a resume's merged
+ * with the checkpoint's record) do not fit the data or the checkpoint they
+ * name; known before any step or output. */
 static int setup(kb_trainer *tr, cJSON **resume_json, kb_err *err) {
     kb_train_opts *o = tr->o;
     kb_checkpoint_info info = {0};
+    int rc;
     if (o->resume) {
         if (kb_checkpoint_inspect(o->resume, &info, err))
             return kb_fail_wrap(err, "--resume %s: not a usable kindbench checkpoint", o->resume);
-        int rc = kb_train_resume_options(o, &info, resume_json, err);
+        rc = kb_train_resume_options(o, &info, resume_json, err);
         kb_checkpoint_info_free(&info);
-        if (rc) return -1;
+        if (rc) return rc;
+        if (kb_train_opts_check(o, err)) return kb_fail_wrap(err, "--resume %s", o->resume), KB_TRAIN_MISFIT;
     }
-    if (kb_train_opts_check(o, err) || open_data(tr, err) || fit_config(tr, o->resume != NULL, err) ||
-        (o->resume && kb_train_resume_check_data(tr, *resume_json, err)) || build(tr, err))
-        return -1;
+    if ((rc = open_data(tr, err))) return rc;
+    if (fit_config(tr, o->resume != NULL, err)) return KB_TRAIN_MISFIT;
+    if (o->resume && (rc = kb_train_resume_check_data(tr, *resume_json, err))) return rc;
+    if (build(tr, err)) return -1;
     if (o->resume && (kb_checkpoint_load(o->resume, &tr->model, &tr->opt, 0, err) ||
                       kb_train_resume_state(tr, *resume_json, err)))
         return -1;
@@ -399,5 +405,6 @@ int kb_train_run(kb_train_opts *o, kb_err *err) {
     }
     teardown(&tr);
     cJSON_Delete(resume_json);
+    if (rc == KB_TRAIN_MISFIT) return rc; /* from setup: nothing ran */
     return rc < 0 || rc > 1 ? -1 : rc;
 }

@@ -58,7 +58,8 @@ typedef struct {
 } kb_train_data;
 
 /* Selects the images of the classes with `role` (KB_ROLE_ANY: all) in `split`
- * (KB_SPLIT_ANY: both); fails naming the cache when nothing is selected. */
+ * (KB_SPLIT_ANY: both). Returns KB_TRAIN_MISFIT naming the cache when
+ * nothing is selected (the options select no image), -1 on other failures. */
 int kb_train_data_init(kb_train_data *d, const kb_dataset *ds, kb_class_role role, kb_split split, uint64_t seed,
                        int flip, float class_dropout, kb_err *err);
 void kb_train_data_free(kb_train_data *d);
@@ -128,13 +129,22 @@ typedef struct {
  * train split, seed 0, batch 32, log every 10, checkpoint every 1000. */
 void kb_train_opts_default(kb_train_opts *o);
 
+/* What kb_train_run (and the set-up steps below that say so) return when the
+ * options do not fit the data or checkpoint they name: a model shape the
+ * image size does not allow, a stated image size other than the data's,
+ * classes or a split that select no image, a resume with another shape,
+ * split, dataset or classes, --precision bf16 on the CPU. Known before any
+ * step or output: the CLI makes it a usage error (exit 2). */
+#define KB_TRAIN_MISFIT 2
+
 /* Runs (or resumes) training as the options say. Returns 0 when it reached
  * --steps, 1 when a signal stopped it before (after a checkpoint of the
- * step it was at: kb_signals_defer), or -1 with err set (a bad option value
- * is reported the same way). */
+ * step it was at: kb_signals_defer), KB_TRAIN_MISFIT with err set, or -1
+ * with err set (an unreadable or corrupt file, a divergence, a full disk). */
 int kb_train_run(kb_train_opts *o, kb_err *err);
-/* The options a run needs (data, out, steps, a model shape) and their ranges;
- * kb_train_run checks them too, after a resume has filled them in. */
+/* The options a run needs (data, out, steps, a model shape), their ranges
+ * and --precision on --device; kb_train_run checks them too, after a resume
+ * has filled them in. */
 int kb_train_opts_check(const kb_train_opts *o, kb_err *err);
 
 /* Names used in train JSON and on the command line. */

@@ -14,7 +14,8 @@ static int select_classes(kb_train_data *d, kb_class_role role, kb_err *err) {
     if (kb_dataset_classes_with_role(ds, role, &d->classes, &d->nclasses, err)) return -1;
     if (d->nclasses == 0)
         return kb_fail(err, "%s: no classes with role '%s' (of %d classes); choose another --classes", ds->path,
-                       kb_train_classes_name(role), ds->nclasses);
+                       kb_train_classes_name(role), ds->nclasses),
+               KB_TRAIN_MISFIT;
     d->model_id = malloc(sizeof(int) * (size_t)ds->nclasses);
     if (!d->model_id) return kb_fail(err, "out of memory for the class map");
     for (int c = 0; c < ds->nclasses; c++) d->model_id[c] = -1;
@@ -28,15 +29,17 @@ int kb_train_data_init(kb_train_data *d, const kb_dataset *ds, kb_class_role rol
     d->ds = ds, d->seed = seed, d->flip = flip, d->class_dropout = class_dropout;
     d->num_timesteps = 1000;
     d->perm_epoch = -1;
-    if (select_classes(d, role, err) || kb_dataset_select(ds, role, split, &d->items, &d->n, err)) {
+    int rc = select_classes(d, role, err);
+    if (rc || kb_dataset_select(ds, role, split, &d->items, &d->n, err)) {
         kb_train_data_free(d);
-        return -1;
+        return rc ? rc : -1;
     }
     if (d->n == 0 || d->n > (int64_t)UINT32_MAX) {
+        int none = d->n == 0;
         kb_fail(err, "%s: %lld images of '%s' classes in split '%s' (need 1 .. 2^32-1)", ds->path, (long long)d->n,
                 kb_train_classes_name(role), kb_train_split_name(split));
         kb_train_data_free(d);
-        return -1;
+        return none ? KB_TRAIN_MISFIT : -1;
     }
     d->perm = malloc(sizeof(int64_t) * (size_t)d->n);
     if (!d->perm) {

@@ -59,10 +59,12 @@ int kb_train_csv_row(kb_trainer *tr, int64_t step, double steps_per_sec, kb_err 
 
 /* ---- models/train_resume.c ---- */
 /* Fills the options not given on the command line from a checkpoint's
- * metadata, and refuses what cannot continue (another model shape). */
+ * metadata, and refuses what cannot continue: KB_TRAIN_MISFIT for options
+ * that ask for another model shape or split, -1 for unusable metadata. */
 int kb_train_resume_options(kb_train_opts *o, const kb_checkpoint_info *info, cJSON **train_json, kb_err *err);
 /* After the dataset is open: the checkpoint's dataset checksum, image shape
- * and class map must be the ones we are about to train on. */
+ * and class map must be the ones we are about to train on (KB_TRAIN_MISFIT
+ * when they are not; -1 when the metadata lacks the checksum). */
 int kb_train_resume_check_data(const kb_trainer *tr, const cJSON *train_json, kb_err *err);
 /* The log accumulators saved in the checkpoint. */
 int kb_train_resume_state(kb_trainer *tr, const cJSON *train_json, kb_err *err);

@@ -37,13 +37,14 @@ static int check_shape(const kb_train_opts *o, const kb_dit_config *file, kb_err
     if (o->set & KB_TSET_SIGMA) want.learn_sigma = c->learn_sigma;
     if (o->set & KB_TSET_DROPOUT) want.class_dropout = c->class_dropout;
     if (kb_dit_config_same_shape(&want, file)) return 0;
-    return kb_fail(err, "--resume %s: checkpoint of another config: it has depth %d, width %d, heads %d, patch %d, "
+    kb_fail(err, "--resume %s: checkpoint of another config: it has depth %d, width %d, heads %d, patch %d, "
                         "mlp ratio %.2f, learn sigma %d, null class %d; the options ask for depth %d, width %d, "
                         "heads %d, patch %d, mlp ratio %.2f, learn sigma %d, null class %d (class dropout > 0)",
                    o->resume, file->depth, file->hidden_size, file->num_heads, file->patch_size,
                    file->mlp_ratio_x100 / 100.0, file->learn_sigma, file->class_dropout > 0, want.depth,
                    want.hidden_size, want.num_heads, want.patch_size, want.mlp_ratio_x100 / 100.0, want.learn_sigma,
                    want.class_dropout > 0);
+    return KB_TRAIN_MISFIT;
 }
 
 /* One optimiser setting: the checkpoint's unless given (then warn if it differs). */
@@ -125,7 +126,8 @@ static int merge_run(kb_train_opts *o, const cJSON *j, kb_err *err) {
         return kb_fail(err, "--resume %s: training metadata lacks data.classes or data.split", o->resume);
     if ((o->set & KB_TSET_SPLIT) && split && strcmp(split, kb_train_split_name(o->split)))
         return kb_fail(err, "--resume %s: --split %s is not the checkpoint's split '%s' (other images); train on it "
-                            "in a new run", o->resume, kb_train_split_name(o->split), split);
+                            "in a new run", o->resume, kb_train_split_name(o->split), split),
+               KB_TRAIN_MISFIT;
     if (!(o->set & KB_TSET_DEVICE) && dev && kb_device_parse(dev, &o->device, err)) return -1;
     if ((o->set & KB_TSET_DEVICE) && dev && strcmp(dev, kb_device_name(o->device)))
         warn_differs(o->resume, "--device", kb_device_name(o->device), dev);
@@ -148,7 +150,8 @@ int kb_train_resume_options(kb_train_opts *o, const kb_checkpoint_info *info, cJ
         return kb_fail(err, "--resume %s: a model checkpoint without training metadata ('%s'); it cannot be resumed",
                        o->resume, KB_TRAIN_FORMAT);
     if (!info->has_optim) return kb_fail(err, "--resume %s: checkpoint has no optimiser state", o->resume);
-    if (check_shape(o, &info->cfg, err)) return -1;
+    int rc = check_shape(o, &info->cfg, err);
+    if (rc) return rc;
     float dropout = o->cfg.class_dropout;
     o->cfg = info->cfg;
     if (o->set & KB_TSET_DROPOUT) {
@@ -180,11 +183,13 @@ static int check_class_map(const kb_trainer *tr, const cJSON *map, kb_err *err) 
 int kb_train_resume_check_data(const kb_trainer *tr, const cJSON *j, kb_err *err) {
     const cJSON *data = item(j, "data");
     const char *sha = str(data, "payload_sha256"), *path = str(data, "path");
-    if (!sha || strcmp(sha, tr->ds.payload_sha256))
+    if (!sha) return kb_fail(err, "--resume %s: training metadata lacks data.payload_sha256", tr->o->resume);
+    if (strcmp(sha, tr->ds.payload_sha256))
         return kb_fail(err, "--resume %s: dataset %s (payload sha256 %.16s...) is not the one the checkpoint was "
                             "trained on (%s, sha256 %.16s...)", tr->o->resume, tr->ds.path, tr->ds.payload_sha256,
-                       path ? path : "?", sha ? sha : "?");
-    return check_class_map(tr, item(data, "class_map"), err);
+                       path ? path : "?", sha),
+               KB_TRAIN_MISFIT;
+    return check_class_map(tr, item(data, "class_map"), err) ? KB_TRAIN_MISFIT : 0;
 }
 
 int kb_train_resume_state(kb_trainer *tr, const cJSON *j, kb_err *err) {

@@ -37,12 +37,8 @@ int kb_ctx_init(kb_ctx *ctx, kb_device dev, const kb_ctx_opts *opts, kb_err *err
         int on = ba && !strcmp(ba, "1") && dev == KB_DEV_CUDA && ctx->matmul == KB_MATMUL_BF16;
         ctx->activations = on ? KB_ACTS_BF16 : KB_ACTS_F32;
     }
-    if (dev == KB_DEV_CPU) {
-        if (ctx->matmul != KB_MATMUL_FP32)
-            return kb_fail(err, "--precision %s needs --device cuda: the CPU path computes in fp32 only",
-                           kb_matmul_precision_name(ctx->matmul));
-        return 0;
-    }
+    if (kb_matmul_precision_check(dev, ctx->matmul, err)) return -1;
+    if (dev == KB_DEV_CPU) return 0;
     if (!kb_cuda_compiled()) return kb_fail(err, "--device cuda: this kindbench was built without CUDA (nvcc not found at configure time)");
     if (kb_cuda_device_count() <= ctx->cuda_device)
         return kb_fail(err, "--device cuda: no CUDA GPU %d on this machine (%d found)", ctx->cuda_device, kb_cuda_device_count());
@@ -67,6 +63,12 @@ int kb_matmul_precision_parse(const char *s, kb_matmul_precision *out, kb_err *e
     for (int i = 0; i < 3; i++)
         if (s && !strcmp(s, kb_matmul_precision_name(all[i]))) return *out = all[i], 0;
     return kb_fail(err, "--precision: expected fp32, tf32 or bf16, got '%s'", s ? s : "(none)");
+}
+
+int kb_matmul_precision_check(kb_device dev, kb_matmul_precision p, kb_err *err) {
+    if (dev == KB_DEV_CUDA || p == KB_MATMUL_FP32) return 0;
+    return kb_fail(err, "--precision %s needs --device cuda: the CPU path computes in fp32 only",
+                   kb_matmul_precision_name(p));
 }
 
 void kb_ctx_free(kb_ctx *ctx) {

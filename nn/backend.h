@@ -55,6 +55,10 @@ typedef enum { KB_ACTS_AUTO = 0, KB_ACTS_F32, KB_ACTS_BF16 } kb_act_storage;
 const char *kb_matmul_precision_name(kb_matmul_precision p);
 /* "fp32" | "tf32" | "bf16". */
 int kb_matmul_precision_parse(const char *s, kb_matmul_precision *out, kb_err *err);
+/* Fails unless precision p can run on dev (anything but fp32 needs CUDA):
+ * the commands call it with their options before any work, so that the
+ * combination is a usage error; kb_ctx_init checks it again. */
+int kb_matmul_precision_check(kb_device dev, kb_matmul_precision p, kb_err *err);
 
 typedef struct {
     kb_device device;

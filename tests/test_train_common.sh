@@ -85,15 +85,20 @@ print("%d rows identical" % (len(a) - 1))
 EOF
 }
 
-# expect_fail NAME PATTERN ARGS...: kindbench ARGS must exit non-zero with one
-# error line (besides warnings and the --help hint) matching PATTERN.
-expect_fail() {
-  local name="$1" pattern="$2"; shift 2
-  "$KB" "$@" > stdout.txt 2> stderr.txt
+# expect_status WANT NAME PATTERN ARGS...: kindbench ARGS must exit with status
+# WANT (1: a runtime failure, 2: bad options) and one error line (besides
+# warnings and the --help hint) matching PATTERN.
+expect_status() {
+  local want="$1" name="$2" pattern="$3"; shift 3
+  timeout 120 "$KB" "$@" > stdout.txt 2> stderr.txt
   local rc=$?
   local msg; msg="$(grep -v -e '^Try ' -e '^train: ' -e 'warning: ' stderr.txt | tr -d '\r')"
-  if [[ $rc -eq 0 ]]; then bad "$name" "exit status 0"
+  if [[ $rc -ne $want ]]; then bad "$name" "exit $rc, wanted $want: $(head -c 300 stderr.txt)"
   elif [[ $(printf '%s\n' "$msg" | wc -l) -ne 1 ]]; then bad "$name" "expected one error line, got: $msg"
   elif ! grep -Eq -- "$pattern" <<< "$msg"; then bad "$name" "message '$msg' does not match /$pattern/"
   else ok "$name (exit $rc): $msg"; fi
 }
+# expect_fail NAME PATTERN ARGS...: a runtime failure (exit 1).
+expect_fail() { expect_status 1 "$@"; }
+# expect_usage NAME PATTERN ARGS...: bad options (exit 2).
+expect_usage() { expect_status 2 "$@"; }
