@@ -179,6 +179,7 @@ static int check_required(const sample_opts *o, kb_err *err) {
     if (o->count && o->per_class) return kb_fail(err, "sample: give --per-class or --count, not both");
     if (o->eta_given && o->s.eta != 0.0f && o->s.sampler != KB_SAMPLER_DDIM)
         return kb_fail(err, "--eta: applies to --sampler ddim only");
+    if (kb_matmul_precision_check(o->device, o->precision, err)) return -1;
     return check_classes(o->classes, err) || check_steps(o->steps, err) ? -1 : 0;
 }
 
@@ -219,7 +220,8 @@ static int parse(int argc, char **argv, sample_opts *o, kb_err *err) {
 
 /* ---------------------------------------------------------------- labels */
 
-/* The class list of --classes, checked against the model's classes. */
+/* The class list of --classes, checked against the model's classes:
+ * KB_EXIT_USAGE for a class the model lacks or one listed twice. */
 static int class_list(const char *spec, const char *ckpt, int num_classes, int **out, int *k, kb_err *err) {
     int all = !strcmp(spec, "all"), cap = all ? num_classes : 1;
     for (const char *p = spec; !all && *p; p++) cap += *p == ',';
@@ -232,9 +234,9 @@ static int class_list(const char *spec, const char *ckpt, int num_classes, int *
         for (int j = 0; j < i; j++) p = strchr(p, ',') + 1;
         cls[i] = atoi(p);
         if (cls[i] >= num_classes)
-            return kb_fail(err, "--classes: class %d outside [0, %d) of %s", cls[i], num_classes, ckpt);
+            return kb_fail(err, "--classes: class %d outside [0, %d) of %s", cls[i], num_classes, ckpt), KB_EXIT_USAGE;
         for (int j = 0; j < i; j++)
-            if (cls[j] == cls[i]) return kb_fail(err, "--classes: class %d listed twice", cls[i]);
+            if (cls[j] == cls[i]) return kb_fail(err, "--classes: class %d listed twice", cls[i]), KB_EXIT_USAGE;
     }
     return 0;
 }
@@ -303,11 +305,9 @@ static int is_output_temp(const char *name, const void *unused) {
     return kb_is_temp_of(name, "samples.npz") || kb_is_temp_of(name, "grid.png") || kb_is_temp_of(name, "sample.json");
 }
 
-/* Output paths; the npz, grid and JSON temp files are created now, before
- * the sampling starts (so an unwritable location fails at once), and the
- * PNGs go to a staging folder that replaces DIR/png only at the end. */
-static int prepare_outputs(const sample_opts *o, out_paths *p, kb_png_set *pngs, int *lock_fd, kb_err *err) {
-    char probe[4300];
+/* The output paths, which must not name the checkpoint or each other:
+ * KB_EXIT_USAGE when they do (options that cannot work together). */
+static int plan_outputs(const sample_opts *o, out_paths *p, kb_err *err) {
     if (kb_path_join(p->npz, sizeof p->npz, o->out, "samples.npz", err) ||
         kb_path_join(p->grid, sizeof p->grid, o->out, "grid.png", err) ||
         kb_path_join(p->json, sizeof p->json, o->out, "sample.json", err) ||
@@ -318,7 +318,15 @@ static int prepare_outputs(const sample_opts *o, out_paths *p, kb_png_set *pngs,
     if (not_the_ckpt(o->npz ? "--npz" : "--out", p->npz, o->ckpt, err) ||
         not_the_ckpt(o->grid ? "--grid" : "--out", p->grid, o->ckpt, err) || not_the_ckpt("--out", p->json, o->ckpt, err) ||
         distinct_outputs(o, p, err))
-        return -1;
+        return KB_EXIT_USAGE;
+    return 0;
+}
+
+/* The npz, grid and JSON temp files of plan_outputs's paths are created now,
+ * before the sampling starts (so an unwritable location fails at once), and
+ * the PNGs go to a staging folder that replaces DIR/png only at the end. */
+static int prepare_outputs(const sample_opts *o, out_paths *p, kb_png_set *pngs, int *lock_fd, kb_err *err) {
+    char probe[4300];
     /* the lock first: two runs into one DIR could leave one's npz beside the other's PNGs */
     if (kb_mkdir_p(o->out, err) || kb_dir_lock(o->out, ".sample.lock", "kindbench sample", lock_fd, err) ||
         (!o->no_png && kb_png_set_begin(pngs, o->out, err)))
@@ -488,15 +496,22 @@ static void run_free(run_state *r) {
     kb_dir_unlock(&r->lock_fd);
 }
 
-/* Checks the request against the checkpoint; nothing is written yet. */
+/* Checks the request against the checkpoint; nothing is written yet.
+ * KB_EXIT_USAGE when the options do not fit the checkpoint (--weights,
+ * --classes, --cfg-scale): bad options, though found only once it is read;
+ * -1 when the checkpoint cannot be sampled at all. */
 static int check_request(const sample_opts *o, const kb_checkpoint_info *info, run_state *r, kb_err *err) {
     const kb_dit_config *c = &info->cfg;
     if (c->in_channels != 1 && c->in_channels != 3)
         return kb_fail(err, "%s: a model of %d channels (latents?) needs a decoder to make images; only 1 (grey) and "
                             "3 (RGB) channel pixel models can be sampled", o->ckpt, c->in_channels);
     if (o->use_ema && !info->has_ema)
-        return kb_fail(err, "%s: checkpoint has no EMA weights (use --weights raw)", o->ckpt);
-    if (class_list(o->classes, o->ckpt, c->num_classes, &r->cls, &r->k, err)) return -1;
+        return kb_fail(err, "%s: checkpoint has no EMA weights (use --weights raw)", o->ckpt), KB_EXIT_USAGE;
+    if (o->s.cfg_scale > 1.0f && !(c->class_dropout > 0) && c->learn_sigma) /* kb_sample_check's, naming the option */
+        return kb_fail(err, "--cfg-scale %g: guidance needs the null class, but %s was trained without label dropout; "
+                            "use --cfg-scale 1", o->s.cfg_scale, o->ckpt), KB_EXIT_USAGE;
+    int rc = class_list(o->classes, o->ckpt, c->num_classes, &r->cls, &r->k, err);
+    if (rc) return rc;
     if (!(r->labels = make_labels(o, r->cls, r->k, &r->n))) return kb_fail(err, "out of memory for %lld labels", (long long)r->n);
     if (kb_sample_check(c, &o->s, r->labels, r->n, err)) return kb_fail_wrap(err, "%s", o->ckpt);
     return kb_diffusion_init(&r->diff, 1000, o->steps, err) ? kb_fail_wrap(err, "--steps") : 0;
@@ -574,12 +589,14 @@ int kb_cmd_sample(int argc, char **argv, kb_err *err) {
     r.lock_fd = -1;
     sink_ctx sk;
     double t0 = kb_now();
-    int rc = check_request(&o, &info, &r, err) || prepare_outputs(&o, &r.paths, &r.pngs, &r.lock_fd, err) ||
-             load_model(&o, &info, &r, err) || sample_all(&o, &r, &sk, err) ||
-             write_outputs(&o, &info, &r, &sk, kb_now() - t0, err);
+    int rc = check_request(&o, &info, &r, err);
+    if (!rc) rc = plan_outputs(&o, &r.paths, err);
+    if (!rc && (prepare_outputs(&o, &r.paths, &r.pngs, &r.lock_fd, err) || load_model(&o, &info, &r, err) ||
+                sample_all(&o, &r, &sk, err) || write_outputs(&o, &info, &r, &sk, kb_now() - t0, err)))
+        rc = -1;
     kb_png_set_abort(&r.pngs); /* after a failure: what this run staged; after success: nothing */
     drop_staged_outputs(&r.paths);
     run_free(&r);
     kb_checkpoint_info_free(&info);
-    return rc ? KB_EXIT_FAIL : KB_EXIT_OK;
+    return rc == KB_EXIT_USAGE ? KB_EXIT_USAGE : rc ? KB_EXIT_FAIL : KB_EXIT_OK;
 }

@@ -17,6 +17,7 @@ check() { local name=$1; shift; if "$@"; then ok "$name"; else bad "$name"; fi; 
 ./sample_mkckpt "$T/ck.safetensors" || { echo "FAIL cannot make a checkpoint"; exit 1; }
 ./sample_mkckpt "$T/noema.safetensors" --no-ema || exit 1
 ./sample_mkckpt "$T/latent.safetensors" --channels 4 || exit 1
+./sample_mkckpt "$T/nonull.safetensors" --channels 3 --no-dropout || exit 1
 
 # one thread: these 8x8 models are far too small to gain from more, and a busy
 # 2-core machine makes OpenMP teams wait on each other
@@ -155,7 +156,9 @@ expect_fail "truncated checkpoint" 1 "trunc.safetensors" --ckpt "$T/trunc.safete
 expect_fail "foreign file" 1 "foreign.bin" --ckpt "$T/foreign.bin" --out "$T/out"
 expect_fail "safetensors that is no checkpoint" 1 "not a kindbench checkpoint" \
   --ckpt "$KB_FIXTURES/dit_ref.safetensors" --out "$T/out"
-expect_fail "class out of range" 1 "class 5 outside \[0, 5)" --ckpt "$T/ck.safetensors" --out "$T/out" --classes 0,5
+# exit 2: options that do not fit the checkpoint are bad options, though found once it is read (exit 1 before)
+expect_fail "class out of range" 2 "class 5 outside \[0, 5)" --ckpt "$T/ck.safetensors" --out "$T/out" --classes 0,5
+expect_fail "class listed twice" 2 "--classes: class 3 listed twice" --ckpt "$T/ck.safetensors" --out "$T/out" --classes 3,1,3
 expect_fail "class list syntax" 2 "--classes" --ckpt "$T/ck.safetensors" --out "$T/out" --classes 0,x
 expect_fail "--steps 0" 2 "--steps" --ckpt "$T/ck.safetensors" --out "$T/out" --steps 0
 expect_fail "--steps '' (an unset \$STEPS: ADM would take 1000 steps)" 2 "--steps: empty" --ckpt "$T/ck.safetensors" \
@@ -165,7 +168,10 @@ expect_fail "--steps 1001" 2 "--steps" --ckpt "$T/ck.safetensors" --out "$T/out"
 expect_fail "--steps ddim999" 2 "ddim999" --ckpt "$T/ck.safetensors" --out "$T/out" --steps ddim999
 expect_fail "--steps abc" 2 "abc" --ckpt "$T/ck.safetensors" --out "$T/out" --steps abc
 expect_fail "bad --precision" 2 "expected fp32, tf32 or bf16" --ckpt "$T/ck.safetensors" --out "$T/out" --precision fp16
-expect_fail "--precision bf16 on the CPU" 1 "needs --device cuda" --ckpt "$T/ck.safetensors" --out "$T/out" --precision bf16
+# options that cannot work together: exit 2 (it was 1, found only when the context was made)
+expect_fail "--precision bf16 on the CPU" 2 "--precision bf16 needs --device cuda" --ckpt "$T/ck.safetensors" --out "$T/out" --precision bf16
+expect_fail "--precision tf32 --device cpu" 2 "--precision tf32 needs --device cuda" --ckpt "$T/ck.safetensors" --out "$T/out" \
+  --precision tf32 --device cpu
 expect_fail "--count 0" 2 "--count" --ckpt "$T/ck.safetensors" --out "$T/out" --count 0
 expect_fail "--per-class and --count" 2 "not both" --ckpt "$T/ck.safetensors" --out "$T/out" --count 3 --per-class 2
 expect_fail "--cfg-scale 0.5" 2 "--cfg-scale" --ckpt "$T/ck.safetensors" --out "$T/out" --cfg-scale 0.5
@@ -173,7 +179,11 @@ expect_fail "--cfg-scale beyond float" 2 "--cfg-scale: expected a number in \[1,
 expect_fail "guidance so large the samples overflow" 1 "non-finite value" --ckpt "$T/ck.safetensors" --out "$T/out" --cfg-scale 1e38 --steps 5
 expect_fail "--cfg-mode bad" 2 "--cfg-mode" --ckpt "$T/ck.safetensors" --out "$T/out" --cfg-mode some
 expect_fail "--eta with ddpm" 2 "--eta" --ckpt "$T/ck.safetensors" --out "$T/out" --eta 0.5
-expect_fail "no EMA in checkpoint" 1 "no EMA weights" --ckpt "$T/noema.safetensors" --out "$T/out"
+expect_fail "no EMA in checkpoint (--weights ema, the default)" 2 "no EMA weights" --ckpt "$T/noema.safetensors" --out "$T/out"
+expect_fail "guidance on a model without the null class" 2 "--cfg-scale 1.5: guidance needs the null class" \
+  --ckpt "$T/nonull.safetensors" --out "$T/out"
+check "... and without guidance it samples" "$KB" sample --quiet --threads 1 --ckpt "$T/nonull.safetensors" --cfg-scale 1 \
+  --out "$T/nonull" --count 2 --steps 5 --no-png
 expect_fail "4-channel (latent) model" 1 "4 channels" --ckpt "$T/latent.safetensors" --out "$T/out"
 touch "$T/afile"
 expect_fail "unwritable output dir" 1 "afile" --ckpt "$T/ck.safetensors" --out "$T/afile/out"
@@ -186,11 +196,13 @@ expect_fail "--grid names a directory" 1 "--grid: .*adir: is a directory" --ckpt
 check "... before any sample is drawn (no progress line)" bash -c "! grep -q '^sample: ' <(tr '\r' '\n' < '$T/e.log')"
 # --npz or --grid naming the checkpoint itself: the samples replaced it
 cp "$T/ck.safetensors" "$T/self.safetensors"
-expect_fail "--npz names the checkpoint" 1 "--npz .*self.safetensors is the checkpoint itself" --ckpt "$T/self.safetensors" \
+expect_fail "--npz names the checkpoint" 2 "--npz .*self.safetensors is the checkpoint itself" --ckpt "$T/self.safetensors" \
   --out "$T/out" --count 2 --steps 5 --npz "$T/../$(basename "$T")/self.safetensors"
-expect_fail "--grid names the checkpoint" 1 "--grid .*self.safetensors is the checkpoint itself" --ckpt "$T/self.safetensors" \
+expect_fail "--grid names the checkpoint" 2 "--grid .*self.safetensors is the checkpoint itself" --ckpt "$T/self.safetensors" \
   --out "$T/out" --count 2 --steps 5 --grid "$T/self.safetensors"
 check "... the checkpoint is kept" cmp -s "$T/ck.safetensors" "$T/self.safetensors"
+expect_fail "--npz and --grid name one file" 2 "--npz and --grid name one file" --ckpt "$T/ck.safetensors" --out "$T/out" \
+  --npz "$T/same" --grid "$T/same"
 expect_fail "missing --out" 2 "required" --ckpt "$T/ck.safetensors"
 check "no EMA + --weights raw works" "$KB" sample --quiet --threads 1 --ckpt "$T/noema.safetensors" --weights raw --out "$T/g" --count 2 --steps 5 --no-png
 

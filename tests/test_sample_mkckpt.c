@@ -1,10 +1,11 @@
 /* Writes small DiT checkpoints for tests/test_sample_cli.sh (not a test):
- *   sample_mkckpt OUT [--no-ema] [--channels N [--classes K] [--size S]]
+ *   sample_mkckpt OUT [--no-ema] [--channels N [--classes K] [--size S] [--no-dropout]]
  * Default: the dit_ref fixture's model ($KB_FIXTURES/dit_ref.safetensors,
  * 3 channels, 8x8, 5 classes) with its weights as the raw weights and its
  * weights after 10 AdamW steps as the EMA, so that --weights ema and raw
  * differ. --channels N: a freshly initialised model of N channels instead
- * (5 classes of 8x8 unless --classes/--size say otherwise). */
+ * (5 classes of 8x8 unless --classes/--size say otherwise); --no-dropout:
+ * built without label dropout, so with no null class for guidance. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +24,7 @@ static int load_group(kb_st_file *f, kb_params *ps, const char *prefix, float *d
     return 0;
 }
 
-static int make(const char *out, int ema, int channels, int classes, int size, kb_err *err) {
+static int make(const char *out, int ema, int channels, int classes, int size, int dropout, kb_err *err) {
     char path[4096];
     snprintf(path, sizeof path, "%s/dit_ref.safetensors", getenv("KB_FIXTURES") ? getenv("KB_FIXTURES") : ".");
     kb_ctx ctx;
@@ -36,6 +37,7 @@ static int make(const char *out, int ema, int channels, int classes, int size, k
     if (channels) {
         cfg.input_size = size, cfg.patch_size = size / 4, cfg.hidden_size = 32, cfg.depth = 1, cfg.num_heads = 2;
         cfg.num_classes = classes, cfg.in_channels = channels;
+        if (!dropout) cfg.class_dropout = 0.0f;
     }
     kb_optim_config oc = kb_optim_config_default();
     int have_opt = 0, rc = kb_ctx_init(&ctx, KB_DEV_CPU, NULL, err) || kb_dit_create(&m, &ctx, &cfg, 0, 1, err);
@@ -52,14 +54,15 @@ static int make(const char *out, int ema, int channels, int classes, int size, k
 
 int main(int argc, char **argv) {
     kb_err err = {{0}};
-    int ema = 1, channels = 0, classes = 5, size = 8;
+    int ema = 1, channels = 0, classes = 5, size = 8, dropout = 1;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--no-ema")) ema = 0;
         else if (!strcmp(argv[i], "--channels") && i + 1 < argc) channels = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--classes") && i + 1 < argc) classes = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--size") && i + 1 < argc) size = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--no-dropout")) dropout = 0;
     }
     if (argc < 2) return fprintf(stderr, "usage: sample_mkckpt OUT [--no-ema] [--channels N]\n"), 2;
-    if (make(argv[1], ema, channels, classes, size, &err)) return fprintf(stderr, "sample_mkckpt: %s\n", err.msg), 1;
+    if (make(argv[1], ema, channels, classes, size, dropout, &err)) return fprintf(stderr, "sample_mkckpt: %s\n", err.msg), 1;
     return 0;
 }
