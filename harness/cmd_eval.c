@@ -858,12 +858,15 @@ static int write_stats(const eval_opts *o, const char *in_path, kb_err *err) {
 
 /* The files written at the end, checked before any image is featurised: a
  * --csv or -o that was a directory or in a missing folder failed only after
- * the whole evaluation (hours of Inception on 50k images). */
+ * the whole evaluation (hours of Inception on 50k images). KB_EXIT_USAGE
+ * when the output is an input (arguments that cannot work together), -1
+ * when it cannot be written. */
 static int check_outputs(const eval_opts *o, int stats, char **pos, int npos, kb_err *err) {
     const char *opt = stats ? "-o" : "--csv", *out = stats ? o->out : o->csv;
     for (int i = 0; out && i < npos; i++) /* eval stats X.npz -o X.npz replaced its input, images and all */
         if (kb_same_file(out, pos[i]))
-            return kb_fail(err, "%s %s is an input of this evaluation: writing there would replace it", opt, out);
+            return kb_fail(err, "%s %s is an input of this evaluation: writing there would replace it", opt, out),
+                   KB_EXIT_USAGE;
     if (o->csv && kb_probe_writable(o->csv, err)) return kb_fail_wrap(err, "--csv");
     if (stats && kb_probe_writable(o->out, err)) return kb_fail_wrap(err, "-o");
     return 0;
@@ -903,7 +906,7 @@ int kb_cmd_eval(int argc, char **argv, kb_err *err) {
         kb_fail(err, "eval: %s applies to eval stats only (kindbench eval stats INPUT -o OUT.npz)", o.stats_opt);
         return KB_EXIT_USAGE;
     }
-    if (check_outputs(&o, stats, pos, npos, err)) return KB_EXIT_FAIL;
+    if ((rc = check_outputs(&o, stats, pos, npos, err))) return rc == KB_EXIT_USAGE ? rc : KB_EXIT_FAIL;
     rc = stats ? write_stats(&o, pos[0], err) : evaluate(&o, pos[0], pos[1], err);
     return rc ? KB_EXIT_FAIL : KB_EXIT_OK;
 }

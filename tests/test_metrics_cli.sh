@@ -212,14 +212,15 @@ for c in "csv-dir:eval samp ref --csv adir:--csv: adir: is a directory" \
     ok "$name: before any work ($(cat stderr.txt))"
   else bad "$name" "exit $rc, $(cat stderr.txt) / stdout: $(head -2 stdout.txt)"; fi
 done
-# an output naming an input: eval stats X.npz -o X.npz replaced the input, its images with it
+# an output naming an input: eval stats X.npz -o X.npz replaced the input, its images with it; arguments that
+# cannot work together are a usage error (exit 2; it was 1)
 cp samp.npz self.npz
 "$KB" eval stats self.npz -o ./self.npz "${E[@]}" > /dev/null 2> stderr.txt; rc=$?
-if [[ $rc -eq 1 ]] && grep -q -- "-o ./self.npz is an input of this evaluation" stderr.txt && cmp -s samp.npz self.npz; then
+if [[ $rc -eq 2 ]] && grep -q -- "-o ./self.npz is an input of this evaluation" stderr.txt && cmp -s samp.npz self.npz; then
   ok "eval stats -o INPUT refused, input kept"
 else bad "eval stats -o INPUT" "exit $rc, $(cat stderr.txt)"; fi
 "$KB" eval samp self.npz --csv self.npz "${E[@]}" > /dev/null 2> stderr.txt; rc=$?
-if [[ $rc -eq 1 ]] && grep -q -- "--csv self.npz is an input of this evaluation" stderr.txt && cmp -s samp.npz self.npz; then
+if [[ $rc -eq 2 ]] && grep -q -- "--csv self.npz is an input of this evaluation" stderr.txt && cmp -s samp.npz self.npz; then
   ok "eval --csv REFERENCE refused, reference kept"
 else bad "eval --csv REFERENCE" "exit $rc, $(cat stderr.txt)"; fi
 mkdir -p ro && chmod 555 ro
