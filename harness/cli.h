@@ -3,7 +3,10 @@
  * Each subcommand is `int cmd(int argc, char **argv, kb_err *err)` with argv[0]
  * its own name. It returns KB_EXIT_OK, or KB_EXIT_FAIL with err->msg set (main
  * prints "kindbench: error: <msg>" as one line and exits 1), or KB_EXIT_USAGE
- * with err->msg set for bad options (exit 2, with a hint to use --help).
+ * with err->msg set for bad options (exit 2, with a hint to use --help): wrong
+ * alone or together, or not fitting the data or checkpoint they name, found
+ * before any work starts (README, "Errors end the program ..."). --device cuda
+ * on a machine without a GPU is a runtime failure (1): the options are right.
  * Options are parsed with getopt_long (GNU style: --name=value or --name value). */
 #ifndef KB_CLI_H
 #define KB_CLI_H
