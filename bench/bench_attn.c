@@ -95,7 +95,7 @@ static double time_mean(int (*f)(kb_ctx *, const options *, buffers *, kb_err *)
 int main(int argc, char **argv) {
     options o;
     if (parse(argc, argv, &o)) return 2;
-    kb_err err = {{0}};
+    kb_err err = {0};
     kb_ctx ctx;
     kb_device dev;
     kb_ctx_opts copts = {0};

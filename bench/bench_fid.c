@@ -45,7 +45,7 @@ static float *features(int64_t n, int64_t d, double shift, uint32_t seed) {
 static void run(const char *what, const kb_gstats *a, const kb_gstats *b, kb_fd_method m, int threads, int reps) {
     double t[64], fd = 0;
     kb_fd_info info;
-    kb_err err = {{0}};
+    kb_err err = {0};
     openblas_set_num_threads(threads);
     for (int r = 0; r < reps; r++) {
         if (kb_frechet_distance(a, b, m, &fd, &info, &err)) {
@@ -121,7 +121,7 @@ static void parts(const kb_gstats *a, const kb_gstats *b, int reps) {
     double *l = malloc(dd * 8), *m = malloc(dd * 8), *keep = malloc(dd * 8);
     double *c = malloc((size_t)kb_congruence_work_size(n) * 8 + 8), *w = malloc((size_t)n * nb * 8);
     double *d = malloc((size_t)n * 8), *e = malloc((size_t)n * 8), *tau = malloc((size_t)n * 8);
-    kb_err err = {{0}};
+    kb_err err = {0};
     openblas_set_num_threads(2);
     printf("Cholesky route, one step at a time (%d-d, 2 threads, the full-rank statistics above):\n", n);
     for (int r = 0; r < reps; r++) {
@@ -174,7 +174,7 @@ int main(int argc, char **argv) {
     if (d < 2 || reps < 1 || reps > 64) return fprintf(stderr, "usage: bench_fid [dim] [reps <= 64] [--parts]\n"), 2;
     printf("OpenBLAS kernels: %s%s\n", openblas_get_corename(),
            getenv("OPENBLAS_CORETYPE") ? " (set by $OPENBLAS_CORETYPE)" : " (OpenBLAS's choice for this CPU)");
-    kb_err err = {{0}};
+    kb_err err = {0};
     kb_gstats a, b;
     float *x1 = features(n, d, 0.1, 1), *x2 = features(n, d, 0.12, 2);
     if (kb_gstats_compute(x1, n, d, "x1", &a, &err) || kb_gstats_compute(x2, n, d, "x2", &b, &err))

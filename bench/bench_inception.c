@@ -44,7 +44,7 @@ static int parse(int argc, char **argv, options *o) {
 int main(int argc, char **argv) {
     options o;
     if (parse(argc, argv, &o)) return 2;
-    kb_err err = {{0}};
+    kb_err err = {0};
     kb_ctx ctx;
     kb_device dev;
     kb_preproc_mode mode;

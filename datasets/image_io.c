@@ -93,7 +93,7 @@ int kb_png_read(const char *path, kb_image *img, kb_err *err) {
         kb_image_free(img);
         kb_fail(err, "%s: corrupt or truncated PNG: %s%s", path, st->msg, feof(fp) ? " (file ends early)" : "");
     } else {
-        kb_err derr = {{0}};
+        kb_err derr = {0};
         rc = png_decode(fp, png, info, st, img, &derr);
         if (rc) {
             kb_image_free(img);
@@ -191,7 +191,7 @@ int kb_jpeg_read(const char *path, kb_image *img, kb_err *err) {
         kb_fail(err, "%s: corrupt or truncated JPEG: %s", path, st->msg);
     } else {
         jpeg_create_decompress(&st->cinfo);
-        kb_err derr = {{0}};
+        kb_err derr = {0};
         rc = jpeg_decode(&st->cinfo, fp, img, &derr);
         if (rc) {
             kb_image_free(img);

@@ -165,7 +165,7 @@ static double datasheet_peak_tflops(const char *gpu, kb_matmul_precision p) {
 static void print_mfu(const bench_opts *o, const kb_ctx *ctx, double flops_per_s) {
     if (o->device != KB_DEV_CUDA) return;
     char gpu[512] = "";
-    kb_err e = {{0}};
+    kb_err e = {0};
     if (kb_cuda_describe(ctx->cuda_device, gpu, sizeof gpu, &e)) snprintf(gpu, sizeof gpu, "unknown GPU");
     double peak = o->peak_tflops > 0 ? o->peak_tflops : datasheet_peak_tflops(gpu, o->precision);
     printf("kindbench train: %s, %s GEMMs\n", gpu, kb_matmul_precision_name(o->precision));

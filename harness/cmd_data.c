@@ -284,7 +284,7 @@ static int cmd_info(int argc, char **argv, kb_err *err) {
     const kb_dataset_open_opts full = {.verify = KB_VERIFY_ALWAYS};
     for (int i = optind; i < argc; i++) {
         kb_dataset ds;
-        kb_err e = {{0}};
+        kb_err e = {0};
         if (kb_dataset_open_with(&ds, argv[i], &full, &e)) {
             fprintf(stderr, "kindbench: error: %s\n", e.msg);
             bad_caches++;

@@ -36,7 +36,7 @@ static void help_hint(int argc, char **argv, char *out, size_t cap) {
 }
 
 int main(int argc, char **argv) {
-    kb_err err = {{0}};
+    kb_err err = {0};
     int rc = KB_EXIT_OK;
     kb_temp_cleanup_on_signals(); /* an interrupted write leaves no OUT.tmp.* behind */
     if (argc == 2 && !strcmp(argv[1], "--version")) printf("kindbench 0.1.0\n");

@@ -67,7 +67,7 @@ static int is_dead_run(const char *name, const char *prefix) {
  * otherwise the new set is in place and this goes as kb_png_set_commit would
  * have removed it (its sample PNGs removed, other files into DIR/png). */
 static void recover_old_set(const char *old, const char *png_dir) {
-    kb_err ignored = {{0}};
+    kb_err ignored = {0};
     if (!kb_is_dir(png_dir)) {
         rename(old, png_dir);
         return;
@@ -92,7 +92,7 @@ static void sweep_dead_runs(const char *out_dir, const char *png_dir) {
             recover_old_set(path, png_dir);
             continue;
         }
-        kb_err ignored = {{0}};
+        kb_err ignored = {0};
         sweep all = {1, NULL, 0};
         if (!sweep_dir(path, &all, &ignored)) rmdir(path);
     }
@@ -140,7 +140,7 @@ int kb_png_set_commit(kb_png_set *s, long long *replaced, kb_err *err) {
 
 void kb_png_set_abort(kb_png_set *s) {
     if (!s->staged) return;
-    kb_err ignored = {{0}};
+    kb_err ignored = {0};
     sweep all = {1, NULL, 0};
     sweep_dir(s->staging, &all, &ignored);
     rmdir(s->staging);

@@ -168,11 +168,11 @@ int kb_inception_features(kb_inception *net, const uint8_t *images, int64_t n, i
     }
     for (int64_t i = 0; i < n; i += net->batch) {
         int nb = (int)(n - i < net->batch ? n - i : net->batch), bad = 0;
-        kb_err perr = {{0}};
+        kb_err perr = {0};
         /* Images are independent: pre-process them in parallel (each call is single-threaded). */
 #pragma omp parallel for num_threads(net->ctx->threads > 0 ? net->ctx->threads : 1) schedule(dynamic) reduction(|| : bad)
         for (int j = 0; j < nb; j++) {
-            kb_err e = {{0}};
+            kb_err e = {0};
             if (kb_inception_preprocess(images + (i + j) * img, H, W, C, mode, net->host_in + j * per, &e)) {
                 bad = 1;
 #pragma omp critical

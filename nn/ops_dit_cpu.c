@@ -40,7 +40,7 @@ KB_SIMD_CLONES void kb_modulate_bwd_cpu(int threads, float *dx, float *dshift, f
                          const float *scale, int64_t ld, int64_t B, int64_t T, int64_t D, kb_grad_mode dx_mode) {
     int set = dx_mode == KB_GRAD_SET, nt;
     if (B == 0 || D == 0) return;
-    kb_err err = {{0}};
+    kb_err err = {0};
     float *bufs = team_buffers(threads, B, 2 * D, &nt, "kb_modulate_bwd", &err);
     if (!bufs) { /* out of memory: the reference needs none and sums in the same order */
         kb_modulate_bwd_ref(dx, dshift, dscale, dout, x, scale, ld, B, T, D, dx_mode);
@@ -143,7 +143,7 @@ void kb_ln_modulate_bwd_cpu(int threads, float *dx, float *dshift, float *dscale
                             int64_t D) {
     if (D == 0 || B == 0) return;
     int nt;
-    kb_err err = {{0}};
+    kb_err err = {0};
     float *bufs = team_buffers(threads, B, 3 * D, &nt, "kb_ln_modulate_bwd", &err);
     if (!bufs) { /* out of memory: the reference needs none (same sums up to SIMD order) */
         kb_ln_modulate_bwd_ref(dx, dshift, dscale, dout, x, mean, rstd, scale, ld, B, T, D);
@@ -272,7 +272,7 @@ KB_CLONE_INLINE int gated_add_bwd_any(int threads, float *dy, uint16_t *dy16, in
 
 KB_SIMD_CLONES void kb_gated_add_bwd_cpu(int threads, float *dy, float *dgate, const float *dx, const float *y, const float *gate,
                           int64_t ld, int64_t B, int64_t T, int64_t D, kb_grad_mode dy_mode) {
-    kb_err err = {{0}};
+    kb_err err = {0};
     if (gated_add_bwd_any(threads, dy, NULL, dy_mode == KB_GRAD_SET, dgate, dx, y, NULL, gate, ld, B, T, D, &err))
         kb_gated_add_bwd_ref(dy, dgate, dx, y, gate, ld, B, T, D, dy_mode); /* out of memory: the same sums, slowly */
 }

@@ -38,7 +38,7 @@ static int no_temp_files(const char *path) {
 }
 
 static void check_roundtrip(kbt_state *st) {
-    kb_err err = {{0}};
+    kb_err err = {0};
     KBT_CHECK(st, kbt_write_small_cache("cache_rt.kbd", &err) == 0, "writer produces a cache", "%s", err.msg);
     kb_dataset ds;
     int ok = kb_dataset_open(&ds, "cache_rt.kbd", &err) == 0;
@@ -73,7 +73,7 @@ static void check_roundtrip(kbt_state *st) {
 static void check_damaged(kbt_state *st, const char *what, long offset, int flip, long truncate_by, const char *want) {
     uint8_t *data;
     size_t size;
-    kb_err err = {{0}};
+    kb_err err = {0};
     kb_read_file("cache_rt.kbd", &data, &size, &err);
     if (offset < 0) offset += (long)size;
     if (flip) data[offset] ^= 0x5a;
@@ -92,7 +92,7 @@ static void check_failures(kbt_state *st) {
     check_damaged(st, "flipped image byte -> checksum error", -3, 1, 0, "SHA-256");
     check_damaged(st, "truncated file -> truncated error", 0, 0, 7, "truncated cache");
     check_damaged(st, "bad magic -> not a cache", 2, 1, 0, "bad magic");
-    kb_err err = {{0}};
+    kb_err err = {0};
     kb_dataset ds;
     int rc = kb_dataset_open(&ds, "no_such_cache.kbd", &err);
     KBT_CHECK(st, rc != 0 && strstr(err.msg, "no_such_cache.kbd"), "missing file -> error naming it", "%s", err.msg);
@@ -131,7 +131,7 @@ static void write_text(const char *path, const char *text) {
 
 static void check_class_roles(kbt_state *st) {
     kb_source src;
-    kb_err err = {{0}};
+    kb_err err = {0};
     make_source(&src, &err);
     uint8_t roles[10], again[10];
     kb_split_opts o;
@@ -175,7 +175,7 @@ static void check_class_roles(kbt_state *st) {
 /* The test split depends on item keys, not on listing order or neighbours. */
 static void check_image_split(kbt_state *st) {
     kb_source a, b;
-    kb_err err = {{0}};
+    kb_err err = {0};
     make_source(&a, &err);
     make_source(&b, &err);
     char key[32];
@@ -211,7 +211,7 @@ static void check_grid_and_png(kbt_state *st) {
     memset(c1, 200, sizeof c1);
     const uint8_t *cells[4] = {c0, NULL, NULL, c1};
     kb_image g;
-    kb_err err = {{0}};
+    kb_err err = {0};
     int rc = kb_grid_compose(cells, 2, 2, 2, 3, 1, 255, &g, &err);
     KBT_CHECK(st, rc == 0 && g.width == 7 && g.height == 7 && g.px[(1 * 7 + 1) * 3] == 10 &&
                       g.px[(4 * 7 + 4) * 3] == 200 && g.px[(1 * 7 + 4) * 3] == 255 && g.px[0] == 255,

@@ -39,7 +39,7 @@ static void check_pixels(kbt_state *st, const kb_dataset *ds, const char *fx) {
     FILE *fp = fopen(path, "r");
     uint8_t *want = NULL;
     size_t size = 0;
-    kb_err err = {{0}};
+    kb_err err = {0};
     snprintf(path, sizeof path, "%s/expected_32.bin", fx);
     if (!fp || kb_read_file(path, &want, &size, &err)) {
         KBT_CHECK(st, 0, "reference images present", "%s", err.msg[0] ? err.msg : "no indices.txt");
@@ -72,7 +72,7 @@ int main(void) {
                      kbt_env("KINDBENCH", "./kindbench"));
     KBT_CHECK(&st, rc == 0, "data prepare --source fashion-mnist --resolution 32", "exit status %d", rc);
     kb_dataset ds;
-    kb_err err = {{0}};
+    kb_err err = {0};
     int ok = kb_dataset_open(&ds, "data_fmnist_32.kbd", &err) == 0;
     KBT_CHECK(&st, ok, "cache opens and verifies", "%s", err.msg);
     if (ok) {

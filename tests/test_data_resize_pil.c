@@ -37,7 +37,7 @@ static void check_resample_cases(kbt_state *st, const char *dir) {
     char filter[16];
     while (fscanf(txt, "%d %d %d %d %d %15s", &iw, &ih, &ch, &ow, &oh, filter) == 6) {
         kb_image in, out;
-        kb_err err = {{0}};
+        kb_err err = {0};
         kb_image_alloc(&in, iw, ih, ch, &err);
         uint8_t *want = malloc((size_t)ow * oh * ch);
         size_t got = fread(in.px, 1, (size_t)iw * ih * ch, bin) + fread(want, 1, (size_t)ow * oh * ch, bin);
@@ -82,7 +82,7 @@ static void check_cache_against_pil(kbt_state *st, const kb_dataset *ds, const c
     snprintf(path, sizeof path, "%s/expected_%d.bin", dir, res);
     uint8_t *want;
     size_t size;
-    kb_err err = {{0}};
+    kb_err err = {0};
     size_t per = (size_t)res * res * 3;
     if (kb_read_file(path, &want, &size, &err) || size != per * n) {
         KBT_CHECK(st, 0, "expected images present", "%s (%zu bytes)", err.msg, size);
@@ -111,7 +111,7 @@ static void check_folder(kbt_state *st, const char *kindbench, const char *dir, 
     snprintf(name, sizeof name, "res %d: data prepare --source folder succeeds", res);
     KBT_CHECK(st, rc == 0, name, "exit status %d", rc);
     kb_dataset ds;
-    kb_err err = {{0}};
+    kb_err err = {0};
     snprintf(name, sizeof name, "res %d: cache opens and verifies", res);
     int ok = kb_dataset_open(&ds, out, &err) == 0;
     KBT_CHECK(st, ok, name, "%s", err.msg);

@@ -36,7 +36,7 @@ static void check_pixels(kbt_state *st, const char *name, const kb_dataset *ds, 
     snprintf(path, sizeof path, "%s/%s", fixture_dir(), cJSON_GetObjectItem(c, "bin")->valuestring);
     uint8_t *want;
     size_t size, per = kb_dataset_image_bytes(ds);
-    kb_err err = {{0}};
+    kb_err err = {0};
     snprintf(label, sizeof label, "%s: %d images, every pixel equal to PIL", name,
              cJSON_GetObjectItem(c, "images")->valueint);
     if (kb_read_file(path, &want, &size, &err)) {
@@ -85,7 +85,7 @@ static int run_case(kbt_state *st, const cJSON *c, int res, kb_dataset *ds) {
                      cJSON_GetObjectItem(c, "args")->valuestring, res, out);
     snprintf(label, sizeof label, "%s: data prepare succeeds", name);
     KBT_CHECK(st, rc == 0, label, "exit status %d", rc);
-    kb_err err = {{0}};
+    kb_err err = {0};
     if (rc || kb_dataset_open(ds, out, &err)) {
         KBT_CHECK(st, 0, name, "cannot open %s: %s", out, err.msg);
         return -1;
@@ -103,7 +103,7 @@ static void check_truncated_gif(kbt_state *st) {
              "animated/1.gif", fixture_dir());
     uint8_t *data;
     size_t size;
-    kb_err err = {{0}};
+    kb_err err = {0};
     if (kb_read_file(path, &data, &size, &err)) {
         KBT_CHECK(st, 0, "sprite fixture present", "%s", err.msg);
         return;
@@ -134,7 +134,7 @@ int main(void) {
     snprintf(path, sizeof path, "%s/expected.json", fixture_dir());
     uint8_t *text;
     size_t size;
-    kb_err err = {{0}};
+    kb_err err = {0};
     if (kb_read_file(path, &text, &size, &err)) {
         KBT_CHECK(&st, 0, "fixture present", "%s", err.msg);
         return kbt_finish(&st);

@@ -143,7 +143,7 @@ static void check_bits(kbt_state *s, const char *name, const float *a, const flo
 
 /* ------------------------------------------------------------ schedule */
 static void test_schedule(kbt_state *s) {
-    kb_err err = {{0}};
+    kb_err err = {0};
     kb_diffusion d;
     int rc = kb_diffusion_init(&d, 1000, "", &err);
     KBT_CHECK(s, rc == 0 && d.num_steps == 1000, "schedule: init 1000 steps", "%.300s", err.msg);
@@ -191,7 +191,7 @@ static void test_respacing(kbt_state *s) {
     const char *specs[][2] = {{"250", "250"}, {"25", "25"},         {"ddim50", "ddim50"},
                               {"ddim25", "ddim25"}, {"10,15,20", "multi"}, {"100,1,7", "multi2"}};
     for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
-        kb_err err = {{0}};
+        kb_err err = {0};
         kb_diffusion d;
         char nm[128], fxn[64];
         int rc = kb_diffusion_init(&d, 1000, specs[i][0], &err);
@@ -218,7 +218,7 @@ static void test_respacing(kbt_state *s) {
     /* Python's round() is half-to-even: "25" strides by 41.625 and keeps 166 (166.5), 500 (499.5), 832 (832.5) */
     unsigned char keep[1000];
     int n = 0;
-    kb_err err = {{0}};
+    kb_err err = {0};
     int rc = kb_space_timesteps(1000, "25", keep, &n, &err);
     KBT_CHECK(s, rc == 0 && n == 25 && keep[166] && !keep[167] && keep[500] && !keep[499] && keep[832] && !keep[833],
               "respacing: round half to even", "rc=%d n=%d", rc, n);
@@ -232,13 +232,13 @@ static void test_respacing(kbt_state *s) {
     KBT_CHECK(s, rc == 0 && n == 50 && n2 == 50 && !memcmp(keep, keep2, sizeof keep), "respacing: \"ddim 50\" = \"ddim50\"",
               "rc=%d %s", rc, err.msg);
     /* a huge count is too many steps, not malformed */
-    kb_err e3 = {{0}};
+    kb_err e3 = {0};
     rc = kb_space_timesteps(1000, "1,100000000000", keep, &n, &e3);
     KBT_CHECK(s, rc == -1 && strstr(e3.msg, "cannot divide section 1 of 500 steps into 100000000000"),
               "respacing: a count past 10^9 is reported as too many", "%s", e3.msg);
     const char *bad[] = {"ddim3000", "2000", "abc", "250,", "ddim", "10,-5", "+250", "ddim100000000000"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        kb_err e2 = {{0}};
+        kb_err e2 = {0};
         char nm[96];
         snprintf(nm, sizeof nm, "respacing: \"%s\" rejected", bad[i]);
         rc = kb_space_timesteps(1000, bad[i], keep, &n, &e2);
@@ -267,7 +267,7 @@ static void test_loss_case(kbt_state *s, const kb_diffusion *d, const char *tag)
     int64_t HW = x0.dims[2] * x0.dims[3], n = (int64_t)B * C * HW;
     float *xt = malloc(n * sizeof(float)), *grad = malloc(2 * n * sizeof(float));
     float *mse = malloc(B * sizeof(float)), *vb = malloc(B * sizeof(float)), loss = 0.0f;
-    kb_err err = {{0}};
+    kb_err err = {0};
     int rc = kb_diffusion_q_sample(d, F32(x0), F32(noise), I32(tt), B, C, HW, xt, &err);
     snprintf(nm, sizeof nm, "%s [B=%d C=%d HW=%lld]: q_sample", tag, B, C, (long long)HW);
     KBT_CHECK(s, rc == 0, nm, "%.300s", err.msg);
@@ -354,7 +354,7 @@ static void test_loss_analytic(kbt_state *s, const kb_diffusion *d) {
         x0[i] = (float)((i * 37) % 256) / 127.5f - 1.0f;
         noise[i] = sinf(0.7f * (float)i) * 1.5f;
     }
-    kb_err err = {{0}};
+    kb_err err = {0};
     kb_diffusion_q_sample(d, x0, noise, t, B, C, HW, xt, &err);
     for (int b = 0; b < B; b++)
         for (int i = 0; i < C * HW; i++) {
@@ -389,7 +389,7 @@ static void test_loss_analytic(kbt_state *s, const kb_diffusion *d) {
 
 /* ------------------------------------------------------------ samplers */
 static void test_ddpm(kbt_state *s, const char *tag, int clip) {
-    kb_err err = {{0}};
+    kb_err err = {0};
     kb_diffusion d;
     kb_diffusion_init(&d, 1000, "250", &err);
     char nm[128];
@@ -432,7 +432,7 @@ static void test_ddpm(kbt_state *s, const char *tag, int clip) {
 }
 
 static void test_ddim(kbt_state *s, const char *tag, float eta, int clip) {
-    kb_err err = {{0}};
+    kb_err err = {0};
     kb_diffusion d;
     kb_diffusion_init(&d, 1000, "ddim50", &err);
     char nm[128];
@@ -485,7 +485,7 @@ static void test_cfg(kbt_state *s) {
             snprintf(nm, sizeof nm, "cfg_%s_%s", mtags[m], stags[k]);
             fx_tensor ref = fx(nm, "f32");
             int g = kb_cfg_guided_channels(modes[m], C2 / 2);
-            kb_err err = {{0}};
+            kb_err err = {0};
             int rc = kb_cfg_combine(cond, uncond, scales[k], g, B, C2, HW, o, &err);
             snprintf(nm, sizeof nm, "cfg %s (guided %d of %d channels) scale %g: exact", mtags[m], g, C2, scales[k]);
             KBT_CHECK(s, rc == 0, nm, "%.300s", err.msg);
@@ -533,7 +533,7 @@ static int fixture_noise(void *user, int step, float *noise, int64_t n, kb_err *
 }
 
 static void test_loop(kbt_state *s, const char *tag, const char *spec, kb_sampler sampler, float eta) {
-    kb_err err = {{0}};
+    kb_err err = {0};
     kb_diffusion d;
     kb_diffusion_init(&d, 1000, spec, &err);
     char nm[128];
@@ -563,7 +563,7 @@ static void test_loop(kbt_state *s, const char *tag, const char *spec, kb_sample
 
 /* The default noise (Philox) is a pure function of (seed, stream): reruns match bit for bit. */
 static void test_loop_philox(kbt_state *s) {
-    kb_err err = {{0}};
+    kb_err err = {0};
     kb_diffusion d;
     kb_diffusion_init(&d, 1000, "ddim10", &err);
     enum { B = 2, C = 3, HW = 16, N = B * C * HW };
@@ -587,7 +587,7 @@ static void test_loop_philox(kbt_state *s) {
 /* The OpenMP element loops and the noise give the same bits at any thread
  * count: a batch large enough to run in parallel, with 1 and 3 threads. */
 static void test_threads_invariance(kbt_state *s) {
-    kb_err err = {{0}};
+    kb_err err = {0};
     kb_diffusion d;
     kb_diffusion_init(&d, 1000, "ddim10", &err);
     enum { B = 5, C = 4, HW = 32 * 32, N = B * C * HW };
@@ -621,7 +621,7 @@ int main(void) {
     kbt_state s = {0, 0};
     test_schedule(&s);
     test_respacing(&s);
-    kb_err err = {{0}};
+    kb_err err = {0};
     kb_diffusion train;
     if (kb_diffusion_init(&train, 1000, NULL, &err) != 0) {
         fprintf(stderr, "%s\n", err.msg);

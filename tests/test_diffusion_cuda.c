@@ -55,7 +55,7 @@ static int run(kb_ctx *ctx, const kb_diffusion *d, const batch *in, int learn, b
 
 static void compare(kbt_state *st, kb_ctx *cpu, kb_ctx *gpu, const kb_diffusion *d, const batch *in, int learn) {
     static batch want, got, again;
-    kb_err err = {{0}};
+    kb_err err = {0};
     const char *what = learn ? "learned range" : "mse only";
     char label[160];
     if (run(cpu, d, in, learn, &want, &err) || run(gpu, d, in, learn, &got, &err) ||
@@ -86,7 +86,7 @@ int main(void) {
         return KBT_SKIP_CODE;
     }
     kbt_state st = {0, 0};
-    kb_err err = {{0}};
+    kb_err err = {0};
     kb_ctx cpu, gpu;
     kb_diffusion d;
     static batch in;

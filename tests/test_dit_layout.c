@@ -64,7 +64,7 @@ static int forward(kb_dit *m, batch *b, int B, float *host, size_t n, size_t *ac
 
 /* Returns the kept layout's size in floats (0 when the models could not run). */
 static size_t check_depth(kbt_state *st, kb_ctx *ctx, int depth, const char *route, int want_bf16) {
-    kb_err err = {{0}};
+    kb_err err = {0};
     kb_dit_config c = kb_dit_config_default();
     c.input_size = 8, c.patch_size = 2, c.in_channels = 3, c.hidden_size = 32, c.num_heads = 4, c.depth = depth;
     c.num_classes = 5;
@@ -86,7 +86,7 @@ static size_t check_depth(kbt_state *st, kb_ctx *ctx, int depth, const char *rou
         KBT_CHECK(st, depth < 2 || fwd_floats * 2 < keep_floats, name, "%zu floats vs %zu kept", fwd_floats, keep_floats);
         printf("     depth %d: activations %zu floats forward-only, %zu kept for backward\n", depth, fwd_floats,
                keep_floats);
-        kb_err e2 = {{0}};
+        kb_err e2 = {0};
         snprintf(name, sizeof name, "%s, depth %d: bf16 activations %s", route, depth, want_bf16 ? "on" : "off");
         KBT_CHECK(st, keep.acts.bf16 == want_bf16 && fwd.acts.bf16 == want_bf16, name, "acts.bf16 = %d / %d",
                   keep.acts.bf16, fwd.acts.bf16);
@@ -112,7 +112,7 @@ int main(int argc, char **argv) {
     const char *names[] = {"default attention", "fused attention", "fused attention, bf16 activations"};
     size_t kept[3][5] = {{0}};
     for (int r = 0; r < 3; r++) {
-        kb_err err = {{0}};
+        kb_err err = {0};
         kb_ctx ctx;
         kb_ctx_opts o = {.attention = routes[r], .activations = acts[r]};
         if (kb_ctx_init(&ctx, dev, &o, &err)) return fprintf(stderr, "%s\n", err.msg), 1;

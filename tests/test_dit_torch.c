@@ -135,7 +135,7 @@ static int run_batch(fixture *fx, kb_train_bufs *b, int backward, float *loss, k
 }
 
 static void check_tensor(kbt_state *st, fixture *fx, const char *name, const float *got, int64_t n, double rel) {
-    kb_err err = {{0}};
+    kb_err err = {0};
     float *want = malloc((size_t)n * 4);
     if (kb_st_read_f32(fx->f, name, -1, NULL, want, (size_t)n, &err)) {
         KBT_CHECK(st, 0, name, "%s", err.msg);
@@ -148,7 +148,7 @@ static void check_tensor(kbt_state *st, fixture *fx, const char *name, const flo
 }
 
 static void test_gradients(kbt_state *st, fixture *fx, kb_train_bufs *b) {
-    kb_err err = {{0}};
+    kb_err err = {0};
     int64_t n_out = (int64_t)fx->B * kb_dit_out_channels(&fx->model.cfg) * fx->HW;
     float loss = 0.0f;
     kb_params *ps = &fx->model.params;
@@ -194,7 +194,7 @@ static int adamw_run(fixture *fx, kb_train_bufs *b, float *losses, kb_err *err) 
 }
 
 static void test_adamw(kbt_state *st, fixture *fx, kb_train_bufs *b) {
-    kb_err err = {{0}};
+    kb_err err = {0};
     float losses[10], want[10], again[10];
     kb_params *ps = &fx->model.params;
     size_t bytes = ps->total * sizeof(float);
@@ -224,7 +224,7 @@ static void test_adamw(kbt_state *st, fixture *fx, kb_train_bufs *b) {
 
 int main(int argc, char **argv) {
     kbt_state st = {0, 0};
-    kb_err err = {{0}};
+    kb_err err = {0};
     kb_device dev = KB_DEV_CPU;
     kb_matmul_precision prec = KB_MATMUL_FP32;
     kb_attention_route route = KB_ATTN_AUTO;

@@ -71,7 +71,7 @@ static void test_resizes(kbt_state *st, kb_st_file *ref, int nimg) {
     float *got = malloc(sizeof(float) * NPIX);
     for (int i = 0; i < nimg; i++) {
         image im;
-        kb_err err = {{0}};
+        kb_err err = {0};
         if (read_image(ref, i, &im, &err)) {
             KBT_CHECK(st, 0, "read test image", "%s", err.msg);
             continue;
@@ -122,7 +122,7 @@ static void feats_free(feats *f) { free(f->pool), free(f->spatial), free(f->logi
 
 /* The network alone on PyTorch's pytorch-fid inputs; batch 2 splits 5 images 2+2+1. */
 static void test_network(kbt_state *st, kb_ctx *ctx, kb_st_file *ref, int nimg) {
-    kb_err err = {{0}};
+    kb_err err = {0};
     setenv("KINDBENCH_INCEPTION_BATCH", "2", 1);
     kb_inception *net = kb_inception_load(ctx, fx("inception_rand_legacy.pth"), 1, &err);
     unsetenv("KINDBENCH_INCEPTION_BATCH");
@@ -158,7 +158,7 @@ static void test_network(kbt_state *st, kb_ctx *ctx, kb_st_file *ref, int nimg) 
 
 /* The zip-format copy of the same weights, end to end in pytorch-fid mode. */
 static void test_zip(kbt_state *st, kb_ctx *ctx, kb_st_file *ref) {
-    kb_err err = {{0}};
+    kb_err err = {0};
     kb_inception *net = kb_inception_load(ctx, fx("inception_rand_zip.pth"), 1, &err);
     KBT_CHECK(st, net != NULL, "load random weights (zip format)", "%s", err.msg);
     image im;
@@ -179,7 +179,7 @@ static int has(const char *msg, const char *part) { return strstr(msg, part) != 
 
 static void test_lookup(kbt_state *st, kb_ctx *ctx) {
     char out[4096], dir[4096], path[4300];
-    kb_err err = {{0}};
+    kb_err err = {0};
     const char *legacy = strdup(fx("inception_rand_legacy.pth"));
     unsetenv("KINDBENCH_INCEPTION");
     setenv("XDG_CACHE_HOME", "/nonexistent/kb-xdg", 1);
@@ -227,7 +227,7 @@ static void test_lookup(kbt_state *st, kb_ctx *ctx) {
 
 int main(void) {
     kbt_state st = {0};
-    kb_err err = {{0}};
+    kb_err err = {0};
     kb_ctx ctx;
     kb_st_file *ref = kb_st_open(fx("inception_ref.safetensors"), &err);
     if (!ref || kb_ctx_init(&ctx, KB_DEV_CPU, NULL, &err)) {

@@ -53,7 +53,7 @@ static void test_conv(kbt_state *st, kb_ctx *gpu, kb_conv_engine *e, const char 
     float *in = rand_host(nin), *w = rand_host(d.k * taps), *b = rand_host(d.k), *ref = calloc((size_t)nout, 4);
     kb_conv2d_ref(&d, ref, in, w, b);
     float *gin = to_dev(gpu, in, nin), *gw = to_dev(gpu, w, d.k * taps), *gb = to_dev(gpu, b, d.k), *gout = to_dev(gpu, ref, nout);
-    kb_err err = {{0}};
+    kb_err err = {0};
     int rc = kb_conv2d_fwd(gpu, e, &d, gout, gin, gw, gb, &err) || kb_ctx_sync(gpu, &err);
     KBT_CHECK(st, rc == 0, name, "%s", err.msg);
     if (!rc) {
@@ -69,7 +69,7 @@ static void test_pools(kbt_state *st, kb_ctx *gpu) {
     kb_pool2d_desc d = {2, 35, 35, 96, 100, 96, 3, 1, 1};
     int64_t nin = d.n * d.h * d.w * d.ldi, nout = d.n * kb_pool2d_out_h(&d) * kb_pool2d_out_w(&d) * d.ldo;
     float *in = rand_host(nin), *ref = calloc((size_t)nout, 4), *gin = to_dev(gpu, in, nin), *gout = to_dev(gpu, ref, nout);
-    kb_err err = {{0}};
+    kb_err err = {0};
     for (int avg = 0; avg < 2; avg++) {
         if (avg) kb_avgpool2d_ref(&d, ref, in);
         else kb_maxpool2d_ref(&d, ref, in);
@@ -93,7 +93,7 @@ static void test_pools(kbt_state *st, kb_ctx *gpu) {
  * image, NaN at (0,0) and (2,2); the 1x1 conv is the identity). */
 static void test_nan(kbt_state *st, kb_ctx *gpu, kb_conv_engine *e) {
     float img[9] = {NAN, 2, 3, 4, 5, 6, 7, 8, NAN}, ref[9], w1 = 1.0f, b0 = 0.0f;
-    kb_err err = {{0}};
+    kb_err err = {0};
     kb_pool2d_desc d = {1, 3, 3, 1, 1, 1, 3, 1, 1};
     kb_conv2d_desc c1 = {1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1};
     float *gin = to_dev(gpu, img, 9), *gout = to_dev(gpu, img, 9), *gw = to_dev(gpu, &w1, 1), *gb = to_dev(gpu, &b0, 1);
@@ -122,7 +122,7 @@ static void test_preprocess(kbt_state *st, kb_ctx *gpu, int n, int H, int W, int
         g_rng ^= g_rng << 13, g_rng ^= g_rng >> 7, g_rng ^= g_rng << 17;
         images[i] = (uint8_t)(g_rng >> 56);
     }
-    kb_err err = {{0}};
+    kb_err err = {0};
     kb_lerp_tap taps[2 * KB_INCEPTION_SIZE];
     int rc = kb_inception_taps(mode, W, taps) || kb_inception_taps(mode, H, taps + KB_INCEPTION_SIZE);
     for (int b = 0; b < n && !rc; b++) rc = kb_inception_preprocess(images + b * img, H, W, C, mode, want + b * per, &err);
@@ -151,7 +151,7 @@ static const char *fx(const char *name, char *buf, size_t n) {
 
 static void test_network(kbt_state *st, kb_ctx *cpu, kb_ctx *gpu) {
     char path[4096], refp[4096];
-    kb_err err = {{0}};
+    kb_err err = {0};
     kb_inception *nc = kb_inception_load(cpu, fx("inception_rand_legacy.pth", path, sizeof path), 1, &err);
     kb_inception *ng = nc ? kb_inception_load(gpu, path, 1, &err) : NULL;
     kb_st_file *ref = ng ? kb_st_open(fx("inception_ref.safetensors", refp, sizeof refp), &err) : NULL;
@@ -190,7 +190,7 @@ int main(void) {
     }
     kbt_state st = {0};
     kb_ctx cpu, gpu;
-    kb_err err = {{0}};
+    kb_err err = {0};
     if (kb_ctx_init(&cpu, KB_DEV_CPU, NULL, &err) || kb_ctx_init(&gpu, KB_DEV_CUDA, NULL, &err)) {
         printf("FAIL contexts: %s\n", err.msg);
         return 1;

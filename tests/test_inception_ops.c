@@ -77,7 +77,7 @@ static void test_conv(kbt_state *st, kb_ctx *ctx, const conv_case *cc, int threa
     float *in = rand_buf(d.n * d.h * d.w * d.ldi), *w = rand_buf(d.k * taps), *b = cc->bias ? rand_buf(d.k) : NULL;
     float *ref = sentinel_buf(opx * d.ldo), *got = sentinel_buf(opx * d.ldo), *again = sentinel_buf(opx * d.ldo);
     kb_conv2d_ref(&d, ref + cc->c0_out, in + cc->c0_in, w, b);
-    kb_err err = {{0}};
+    kb_err err = {0};
     ctx->threads = threads;
     kb_conv_engine *e = kb_conv_engine_create(ctx, cc->ws_cap_bytes, &err);
     int rc = !e || kb_conv2d_fwd(ctx, e, &d, got + cc->c0_out, in + cc->c0_in, w, b, &err) ||
@@ -127,7 +127,7 @@ static void test_pool(kbt_state *st, kb_ctx *ctx, const pool_case *pc, int threa
     kb_pool2d_desc d = pc->d;
     int64_t opx = d.n * kb_pool2d_out_h(&d) * kb_pool2d_out_w(&d);
     float *in = rand_buf(d.n * d.h * d.w * d.ldi), *ref = sentinel_buf(opx * d.ldo), *got = sentinel_buf(opx * d.ldo);
-    kb_err err = {{0}};
+    kb_err err = {0};
     ctx->threads = threads;
     if (avg) kb_avgpool2d_ref(&d, ref + pc->c0_out, in + pc->c0_in);
     else kb_maxpool2d_ref(&d, ref + pc->c0_out, in + pc->c0_in);
@@ -143,7 +143,7 @@ static void test_pool(kbt_state *st, kb_ctx *ctx, const pool_case *pc, int threa
 static void test_global(kbt_state *st, kb_ctx *ctx, int threads) {
     int64_t n = 3, hw = 64, c = 2048, ldi = 2100;
     float *in = rand_buf(n * hw * ldi), *ref = malloc(sizeof(float) * n * c), *got = malloc(sizeof(float) * n * c);
-    kb_err err = {{0}};
+    kb_err err = {0};
     ctx->threads = threads;
     kb_global_avgpool_ref(ref, in, n, hw, c, ldi);
     int rc = kb_global_avgpool_fwd(ctx, got, in, n, hw, c, ldi, &err);
@@ -177,7 +177,7 @@ static void test_ref_known(kbt_state *st) {
  * a convolution's ReLU stays NaN (the fast path's bias + ReLU made it 0). */
 static void test_nan(kbt_state *st, kb_ctx *ctx, int threads) {
     float img[9] = {1, 2, 3, 4, 5, 6, 7, 8, NAN}, ref[9], got[9];
-    kb_err err = {{0}};
+    kb_err err = {0};
     ctx->threads = threads;
     img[0] = NAN; /* first element of the corner windows, last of the centre one */
     kb_pool2d_desc d = {1, 3, 3, 1, 1, 1, 3, 1, 1};
@@ -209,7 +209,7 @@ static void test_nan(kbt_state *st, kb_ctx *ctx, int threads) {
 }
 
 static void test_checks(kbt_state *st, kb_ctx *ctx) {
-    kb_err err = {{0}};
+    kb_err err = {0};
     kb_conv2d_desc bad = {1, 4, 4, 8, 4, 8, 3, 3, 1, 1, 0, 0, 8, 1};
     KBT_CHECK(st, kb_conv2d_check(&bad, &err) != 0 && strstr(err.msg, "ldi"), "conv rejects ldi < c", "%s", err.msg);
     kb_pool2d_desc badp = {1, 4, 4, 8, 8, 8, 3, 1, 2};
@@ -220,7 +220,7 @@ static void test_checks(kbt_state *st, kb_ctx *ctx) {
 int main(void) {
     kbt_state st = {0};
     kb_ctx ctx;
-    kb_err err = {{0}};
+    kb_err err = {0};
     if (kb_ctx_init(&ctx, KB_DEV_CPU, NULL, &err)) {
         printf("ctx: %s\n", err.msg);
         return 1;

@@ -22,7 +22,7 @@ int main(void) {
         return KBT_SKIP_CODE;
     }
     kbt_state st = {0};
-    kb_err err = {{0}};
+    kb_err err = {0};
     kb_ctx ctx;
     snprintf(refp, sizeof refp, "%s/inception_real_ref.safetensors", fxd ? fxd : ".");
     snprintf(imgp, sizeof imgp, "%s/inception_ref.safetensors", fxd ? fxd : ".");

@@ -27,7 +27,7 @@ static char g_dir[4096];
 static kb_npy load(const char *file, const char *key) {
     char path[4200];
     kb_npy a;
-    kb_err err = {{0}};
+    kb_err err = {0};
     snprintf(path, sizeof path, "%s/%s", g_dir, file);
     if (kb_npz_read(path, key, &a, &err)) {
         printf("FAIL fixture: %s\n", err.msg);
@@ -76,7 +76,7 @@ static void test_rng(kbt_state *st) {
 /* ------------------------------------------------------------ stats/FID */
 
 static int stats_of(const kb_npy *x, kb_gstats *g) {
-    kb_err err = {{0}};
+    kb_err err = {0};
     int rc = kb_gstats_compute(x->data, x->shape[0], x->shape[1], "fixture", g, &err);
     if (rc) printf("     %s\n", err.msg);
     return rc;
@@ -100,7 +100,7 @@ static void check_stats(kbt_state *st, const char *name, const kb_gstats *g, con
 /* One FD computation with `m`, compared with each of the references. */
 static void fid_route(kbt_state *st, const char *file, const kb_gstats *a, const kb_gstats *b, kb_fd_method m,
                       const double *want, const double *tol, const char *const *against, int nref) {
-    kb_err err = {{0}};
+    kb_err err = {0};
     kb_fd_info info;
     double fd = NAN;
     char name[256];
@@ -147,7 +147,7 @@ static void test_fid_case(kbt_state *st, const char *file) {
 static void test_fid_identical(kbt_state *st) {
     kb_npy x = load("fid_small.npz", "x1");
     kb_gstats a;
-    kb_err err = {{0}};
+    kb_err err = {0};
     double fd = NAN;
     stats_of(&x, &a);
     int rc = kb_frechet_distance(&a, &a, KB_FD_AUTO, &fd, NULL, &err);
@@ -165,7 +165,7 @@ static void test_fid_identical(kbt_state *st) {
 static void test_fid_zero_sigma(kbt_state *st) {
     kb_npy x = load("fid_small.npz", "x1");
     kb_gstats a, b;
-    kb_err err = {{0}};
+    kb_err err = {0};
     stats_of(&x, &b);
     if (kb_gstats_alloc(&a, b.dim, &err)) {
         KBT_CHECK(st, 0, "FD with a zero sigma1", "alloc: %s", err.msg);
@@ -202,7 +202,7 @@ static void test_fid_zero_sigma(kbt_state *st) {
 static void test_fid_extreme_scale(kbt_state *st) {
     kb_npy x1 = load("fid_small.npz", "x1"), x2 = load("fid_small.npz", "x2");
     kb_gstats a, b, sa, sb;
-    kb_err err = {{0}};
+    kb_err err = {0};
     if (stats_of(&x1, &a) || stats_of(&x2, &b) || kb_gstats_alloc(&sa, a.dim, &err) ||
         kb_gstats_alloc(&sb, a.dim, &err)) {
         KBT_CHECK(st, 0, "FD at extreme scales", "statistics failed: %s", err.msg);
@@ -236,7 +236,7 @@ static void test_fid_extreme_scale(kbt_state *st) {
 static void test_fid_out_of_range(kbt_state *st) {
     kb_npy x1 = load("fid_small.npz", "x1"), x2 = load("fid_small.npz", "x2");
     kb_gstats a, b;
-    kb_err err = {{0}};
+    kb_err err = {0};
     if (stats_of(&x1, &a) || stats_of(&x2, &b)) {
         KBT_CHECK(st, 0, "FD beyond double's range", "statistics failed: %s", err.msg);
         return;
@@ -275,7 +275,7 @@ static void test_congruence(kbt_state *st) {
         }
         for (int64_t j = 0; j < n; j++) l[j * ld + j] = 1.0 + 0.001 * (double)j; /* a well-scaled factor */
         memcpy(ref, s, sz * sizeof(double));
-        kb_err err = {{0}};
+        kb_err err = {0};
         int rc = kb_congruence_lower(n, s, l, ld, work, &err);
         lapack_int info = LAPACKE_dsygst_work(LAPACK_COL_MAJOR, 2, 'L', (lapack_int)n, ref, (lapack_int)ld, l,
                                               (lapack_int)ld);
@@ -304,7 +304,7 @@ static void test_is_case(kbt_state *st, const char *file) {
     int64_t n = lg.shape[0], c = lg.shape[1];
     kb_is_opts o;
     kb_is_result r;
-    kb_err err = {{0}};
+    kb_err err = {0};
     kb_is_opts_default(&o, KB_IS_ADM);
     int rc = kb_inception_score(lg.data, n, c, &o, &r, &err);
     double want = scalar(file, "adm"), w32 = scalar(file, "adm_f32");
@@ -332,7 +332,7 @@ static void prdc_run(kbt_state *st, kb_ctx *ctx, const char *file, int64_t block
     kb_npy ref = load(file, "ref"), samp = load(file, "samp"), want = load(file, key);
     kb_prdc_opts o;
     kb_prdc_result r;
-    kb_err err = {{0}};
+    kb_err err = {0};
     kb_prdc_opts_default(&o);
     o.block = block, o.precision = prec;
     int rc = kb_prdc(ctx, ref.data, ref.shape[0], samp.data, samp.shape[0], ref.shape[1], &o, &r, &err);
@@ -352,7 +352,7 @@ static void prdc_run(kbt_state *st, kb_ctx *ctx, const char *file, int64_t block
 static void test_radii(kbt_state *st, kb_ctx *ctx, const char *file) {
     kb_npy ref = load(file, "ref"), want = load(file, "radii_ref");
     kb_prdc_opts o;
-    kb_err err = {{0}};
+    kb_err err = {0};
     kb_prdc_opts_default(&o);
     o.block = 100;
     int k = 3;
@@ -385,7 +385,7 @@ static void test_kid_case(kbt_state *st, const char *file) {
     kb_npy s = load(file, "samp"), r = load(file, "ref");
     kb_kid_opts o;
     kb_kid_result res;
-    kb_err err = {{0}};
+    kb_err err = {0};
     kb_kid_opts_default(&o);
     o.subsets = (int)scalar(file, "subsets");
     int rc = kb_kid(s.data, s.shape[0], r.data, r.shape[0], s.shape[1], &o, &res, &err);
@@ -419,7 +419,7 @@ static void test_spectral(kbt_state *st) {
         char key[64];
         double ca[64], cb[64], d = NAN;
         int na = 0, nb = 0;
-        kb_err err = {{0}};
+        kb_err err = {0};
         snprintf(key, sizeof key, "%s_a", cases[k]);
         kb_npy a = load("spectral.npz", key);
         snprintf(key, sizeof key, "%s_b", cases[k]);
@@ -446,7 +446,7 @@ int main(void) {
     const char *fx = getenv("KB_FIXTURES");
     snprintf(g_dir, sizeof g_dir, "%s/metrics", fx ? fx : "fixtures");
     kb_ctx ctx;
-    kb_err err = {{0}};
+    kb_err err = {0};
     /* one BLAS thread: on a shared 2-core machine OpenMP threads that wait
      * for a busy core make LAPACK's eigensolvers 10x slower, never faster */
     kb_ctx_opts co = {.threads = 1};

@@ -33,7 +33,7 @@ static float *randf(int64_t n, unsigned seed) {
 }
 
 static void test_stats_fid(kbt_state *st) {
-    kb_err err = {{0}};
+    kb_err err = {0};
     kb_gstats a, b;
     float *x = randf(50 * 8, 1), *y = randf(50 * 6, 2);
     expect_fail(st, "covariance of 1 image", kb_gstats_compute(x, 1, 8, "one.npz", &a, &err), &err, "at least 2 images");
@@ -64,7 +64,7 @@ static void test_stats_fid(kbt_state *st) {
  * across threads, then names the first bad entry in row-major order). */
 static void test_sigma_check_tiles(kbt_state *st) {
     enum { D = 200 };
-    kb_err err = {{0}};
+    kb_err err = {0};
     kb_gstats s;
     if (kb_gstats_alloc(&s, D, &err)) {
         KBT_CHECK(st, 0, "sigma check: alloc", "%s", err.msg);
@@ -89,7 +89,7 @@ static void test_sigma_check_tiles(kbt_state *st) {
 }
 
 static void test_is(kbt_state *st) {
-    kb_err err = {{0}};
+    kb_err err = {0};
     kb_is_opts o;
     kb_is_result r;
     float *lg = randf(7 * 20, 3);
@@ -111,7 +111,7 @@ static void test_is(kbt_state *st) {
 }
 
 static void test_prdc_kid(kbt_state *st, kb_ctx *ctx) {
-    kb_err err = {{0}};
+    kb_err err = {0};
     kb_prdc_opts o;
     kb_prdc_result r;
     kb_prdc_opts_default(&o);
@@ -143,7 +143,7 @@ static void test_prdc_kid(kbt_state *st, kb_ctx *ctx) {
 }
 
 static void test_spectral(kbt_state *st) {
-    kb_err err = {{0}};
+    kb_err err = {0};
     kb_spectrum s;
     uint8_t img[8 * 8 * 3];
     memset(img, 77, sizeof img);
@@ -164,13 +164,13 @@ static void test_spectral(kbt_state *st) {
 
 static void write_npz(const char *path, const char *const *names, const kb_npy *arrays, int n) {
     kb_npz_entry e[8];
-    kb_err err = {{0}};
+    kb_err err = {0};
     for (int i = 0; i < n; i++) e[i].name = names[i], e[i].array = arrays[i];
     if (kb_npz_write(path, e, n, &err)) printf("FAIL writing %s: %s\n", path, err.msg);
 }
 
 static void test_npz_bad(kbt_state *st) {
-    kb_err err = {{0}};
+    kb_err err = {0};
     kb_evalset s;
     double mu[4] = {0, 1, 2, 3}, sg[16] = {0}, sg3[9] = {0};
     float f32[4] = {0};
@@ -218,7 +218,7 @@ static void test_npz_bad(kbt_state *st) {
 
 /* Writes an evalset, reads it back here and with numpy. */
 static void test_roundtrip(kbt_state *st) {
-    kb_err err = {{0}};
+    kb_err err = {0};
     kb_evalset s, r;
     kb_evalset_init(&s, "reference", "roundtrip");
     s.feat.n = 40, s.feat.pool_dim = 6, s.feat.logits_dim = 3;
@@ -260,7 +260,7 @@ static void test_roundtrip(kbt_state *st) {
 int main(void) {
     kbt_state st = {0, 0};
     kb_ctx ctx;
-    kb_err err = {{0}};
+    kb_err err = {0};
     kb_ctx_opts co = {.threads = 1};
     if (kb_ctx_init(&ctx, KB_DEV_CPU, &co, &err) || system("rm -rf " TMP " && mkdir -p " TMP) != 0) {
         printf("FAIL setup: %s\n", err.msg);

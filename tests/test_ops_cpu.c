@@ -256,7 +256,7 @@ static void test_gemm_bias(tctx *t) {
     static const int64_t shapes[][3] = {{1, 1, 1}, {0, 4, 3}, {5, 0, 3}, {7, 13, 5}, {300, 257, 129}, {64, 128, 384}};
     op_stat *s = stat_for(t, "gemm_bias", "|d| <= 1e-5 * (|x||W^T| + |b|)", 1e-5);
     kb_ctx ctx;
-    kb_err err = {{0}};
+    kb_err err = {0};
     kb_ctx_opts co = {.threads = 2};
     if (kb_ctx_init(&ctx, KB_DEV_CPU, &co, &err)) {
         KBT_CHECK(&t->st, 0, "gemm_bias: cpu context", "%s", err.msg);
@@ -297,7 +297,7 @@ static void test_gemm_bias(tctx *t) {
 static void test_gemm_wgrad(tctx *t) {
     static const int64_t shapes[][3] = {{1, 1, 1}, {0, 4, 3}, {5, 0, 3}, {7, 13, 5}, {300, 257, 129}};
     kb_ctx ctx;
-    kb_err err = {{0}};
+    kb_err err = {0};
     kb_ctx_opts co = {.threads = 2};
     if (kb_ctx_init(&ctx, KB_DEV_CPU, &co, &err)) {
         KBT_CHECK(&t->st, 0, "gemm_wgrad: cpu context", "%s", err.msg);
@@ -714,7 +714,7 @@ static void expect_fail(tctx *t, int rc, const kb_err *err, const char *needle, 
 
 static void test_dispatch(tctx *t) {
     kb_ctx ctx;
-    kb_err err = {{0}};
+    kb_err err = {0};
     kb_ctx_opts o = {.threads = 2};
     if (kb_ctx_init(&ctx, KB_DEV_CPU, &o, &err)) {
         KBT_CHECK(&t->st, 0, "kb_ctx_init cpu", "%s", err.msg);

@@ -1149,7 +1149,7 @@ static void test_dispatch(env *e) {
         KBT_CHECK(&e->t, fabs(gotd - want) <= 1e-12 * 3 * (double)n, "kb_sum (dispatcher) on cuda", "got %.17g want %.17g",
                   gotd, want);
     }
-    kb_err err = {{0}};
+    kb_err err = {0};
     int rc = kb_gemm(&e->ctx, false, false, 10, 10, 10, 1.0f, da, 5, db, 10, 0.0f, dout, 10, &err);
     KBT_CHECK(&e->t, rc != 0 && strstr(err.msg, "lda"), "kb_gemm (dispatcher) rejects lda < K on cuda",
               "rc %d, message '%.400s'", rc, err.msg);
@@ -1171,7 +1171,7 @@ static void test_context(env *e) {
     KBT_CHECK(&e->t, kb_cuda_describe(0, desc, sizeof desc, &e->err) == 0 && desc[0], "describe gpu 0", "%.400s",
               e->err.msg);
     printf("     gpu 0: %s\n", desc);
-    kb_err err = {{0}};
+    kb_err err = {0};
     KBT_CHECK(&e->t, kb_cuda_describe(count, desc, sizeof desc, &err) != 0 && strstr(err.msg, "out of range"),
               "describe out-of-range ordinal fails", "message: '%.400s'", err.msg);
 
@@ -1254,7 +1254,7 @@ static void test_context(env *e) {
  * cuda without a GPU, fail with a message instead of crashing. */
 static void test_error_paths(env *e, int have_gpu) {
     kb_ctx cpu;
-    kb_err err = {{0}};
+    kb_err err = {0};
     if (kb_ctx_init(&cpu, KB_DEV_CPU, NULL, &err)) {
         kbt_report(&e->t, 0, "cpu ctx init", err.msg);
         return;

@@ -164,7 +164,7 @@ static void test_x16_forms(kbt_state *st, int threads, int64_t B, int64_t T, int
     uint16_t *o16 = malloc((size_t)(n ? n : 1) * 2), *dy16 = malloc((size_t)(n ? n : 1) * 2);
     uint16_t *want = malloc((size_t)(n ? n : 1) * 2);
     float *dc1 = randv(nc, 45), *dc2 = copyv(dc1, nc);
-    kb_err err = {{0}};
+    kb_err err = {0};
     char name[128];
     kb_ln_modulate_fwd_cpu(threads, o, s1, s1 + rows, x, cond, cond + D, ld, B, T, D, 1e-6f);
     int rc = kb_ln_modulate_fwd_x16_cpu(threads, o16, s2, s2 + rows, x, cond, cond + D, ld, B, T, D, 1e-6f, &err);
@@ -217,7 +217,7 @@ static void test_gated_ln_modulate(kbt_state *st, int threads, int64_t B, int64_
     float *res_r = malloc((size_t)n * 4), *o_r = malloc((size_t)n * 4), *s_r = malloc(2 * (size_t)rows * 4);
     float *res_in = copyv(x, n);
     uint16_t *o16 = malloc((size_t)n * 2), *want16 = malloc((size_t)n * 2);
-    kb_err err = {{0}};
+    kb_err err = {0};
     char name[160];
     const float *gate = gcond + 5 * D, *shift = mcond, *scale = mcond + D;
     kb_gated_add_fwd_cpu(threads, res_p, x, gate, y, gl, B, T, D);
@@ -260,7 +260,7 @@ static void test_gated_ln_modulate(kbt_state *st, int threads, int64_t B, int64_
 /* The dispatcher refuses both outputs or neither. */
 static void test_gated_ln_modulate_args(kbt_state *st) {
     kb_ctx ctx;
-    kb_err err = {{0}};
+    kb_err err = {0};
     float v[8] = {0}, s[2];
     uint16_t h[8];
     if (kb_ctx_init(&ctx, KB_DEV_CPU, NULL, &err)) {

@@ -35,7 +35,7 @@ typedef struct {
 
 /* A float tensor from the fixture (malloc'd), its element count in *n. */
 static float *load(tctx *t, const char *name, int64_t *n) {
-    kb_err err = {{0}};
+    kb_err err = {0};
     const kb_st_tensor *info = kb_st_get(t->f, name, &err);
     float *p = info ? malloc((size_t)(info->numel > 0 ? info->numel : 1) * sizeof(float)) : NULL;
     if (!p || kb_st_read_f32(t->f, name, -1, NULL, p, (size_t)info->numel, &err)) {
@@ -282,7 +282,7 @@ static void test_sums(tctx *t) {
     int64_t n;
     float *x = load(t, "sum.x", &n);
     double got, want, absum = 0;
-    kb_err err = {{0}};
+    kb_err err = {0};
     int rc = kb_st_read(t->f, "sum.y", KB_F64, 1, (int64_t[]){1}, &want, 8, &err);
     kb_sum_ref(&got, x, n);
     for (int64_t i = 0; i < n; i++) absum += fabs(x[i]);
@@ -297,7 +297,7 @@ static void test_bf16(tctx *t) {
     int64_t n, m;
     float *x = load(t, "bf16.x", &n), *back = load(t, "bf16.back", &m);
     uint16_t *want = malloc(n * 2), *got = malloc(n * 2);
-    kb_err err = {{0}};
+    kb_err err = {0};
     int rc = kb_st_read(t->f, "bf16.bits", KB_BF16, 1, (int64_t[]){n}, want, (size_t)n * 2, &err);
     kb_f32_to_bf16_ref(got, x, n);
     int64_t bad = 0, first = -1;
@@ -324,7 +324,7 @@ int main(void) {
     }
     char path[4096];
     snprintf(path, sizeof path, "%s/ops_torch.safetensors", fx);
-    kb_err err = {{0}};
+    kb_err err = {0};
     t.f = kb_st_open(path, &err);
     if (!t.f) {
         printf("FAIL %s\n", err.msg);

@@ -199,7 +199,7 @@ typedef struct {
 
 static blob slurp(const char *path) {
     blob b = {0};
-    kb_err err = {{0}};
+    kb_err err = {0};
     if (kb_read_file(path, &b.p, &b.n, &err)) printf("FAIL reading back %s: %s\n", path, err.msg), b.p = NULL;
     return b;
 }
@@ -211,7 +211,7 @@ static uint8_t g_pixels[2 * 8 * 8 * 3];
 static blob make_npy(void) {
     int64_t shape[2] = {4, 4};
     kb_npy a = kb_npy_view(KB_F64, 2, shape, g_sigma);
-    kb_err err = {{0}};
+    kb_err err = {0};
     blob b = {0};
     if (kb_npy_write("base.npy", &a, &err) == 0) b = slurp("base.npy");
     return b;
@@ -225,7 +225,7 @@ static blob make_stats_npz(const char *path) {
                          {"sigma", kb_npy_view(KB_F64, 2, s_sigma, g_sigma)},
                          {"mu_s", kb_npy_view(KB_F64, 1, s_mu, g_mu)},
                          {"sigma_s", kb_npy_view(KB_F64, 2, s_sigma, g_sigma)}};
-    kb_err err = {{0}};
+    kb_err err = {0};
     blob b = {0};
     if (kb_npz_write(path, e, 5, &err) == 0) b = slurp(path);
     return b;
@@ -249,7 +249,7 @@ static blob make_own_stats(void) {
     snprintf(s.meta.featurizer, sizeof s.meta.featurizer, "inception-2015-12-05");
     snprintf(s.meta.source, sizeof s.meta.source, "samples/");
     s.meta.count = 3;
-    kb_err err = {{0}};
+    kb_err err = {0};
     blob b = {0};
     if (kb_evalset_write_npz("base_own.npz", &s, 1, NULL, &err) == 0) b = slurp("base_own.npz");
     else printf("FAIL writing base_own.npz: %s\n", err.msg);
@@ -261,7 +261,7 @@ static blob make_safetensors(void) {
     static const uint16_t h[4] = {0x3f80, 0xbf80, 0x0000, 0x7f80};
     static const int64_t steps = 12345;
     int64_t s_w[2] = {2, 3}, s_h[1] = {4};
-    kb_err err = {{0}};
+    kb_err err = {0};
     kb_st_writer *wr = kb_st_writer_new(&err);
     blob b = {0};
     if (wr && kb_st_writer_add(wr, "blocks.0.weight", KB_F32, 2, s_w, w, &err) == 0 &&
@@ -275,7 +275,7 @@ static blob make_safetensors(void) {
 }
 
 static blob make_cache(void) {
-    kb_err err = {{0}};
+    kb_err err = {0};
     blob b = {0};
     if (kbt_write_small_cache("base.kbd", &err) == 0) b = slurp("base.kbd");
     else printf("FAIL writing base.kbd: %s\n", err.msg);
@@ -304,7 +304,7 @@ static blob make_checkpoint(void) {
     cfg.num_heads = 2, cfg.num_classes = 3, cfg.freq_dim = 16;
     kb_ctx_opts co = {.threads = 1};
     kb_optim_config oc = kb_optim_config_default();
-    kb_err err = {{0}};
+    kb_err err = {0};
     blob b = {0};
     if (kb_ctx_init(&g_tiny.ctx, KB_DEV_CPU, &co, &err) || kb_dit_create(&g_tiny.m, &g_tiny.ctx, &cfg, 1, 3, &err) ||
         kb_optim_init(&g_tiny.opt, &g_tiny.m.params, &oc, &err) ||
@@ -327,7 +327,7 @@ static blob make_png(int kind) {
     uint16_t px16[6 * 5 * 2];
     for (size_t i = 0; i < sizeof px; i++) px[i] = (uint8_t)(i * 7);
     for (size_t i = 0; i < sizeof px16 / 2; i++) px16[i] = (uint16_t)(i * 2111);
-    kb_err err = {{0}};
+    kb_err err = {0};
     blob b = {0};
     if (kind == 0) {
         kb_image img = {6, 5, 3, px};
@@ -464,7 +464,7 @@ typedef struct {
 } reader;
 
 static void run_one(const reader *r, const uint8_t *d, size_t n, tally *t) {
-    kb_err err = {{0}};
+    kb_err err = {0};
     count_result(t, r->parse(d, n, t, &err), &err);
 }
 
@@ -517,7 +517,7 @@ typedef struct {
 static int npz_parts(const char *path, npz_part *parts, int cap) {
     char **names;
     int count, n = 0;
-    kb_err err = {{0}};
+    kb_err err = {0};
     if (kb_npz_names(path, &names, &count, &err)) return printf("FAIL %s\n", err.msg), 0;
     for (int i = 0; i < count && n < cap; i++) {
         kb_npy a;
@@ -575,7 +575,7 @@ static void fuzz_stats_entries(kbt_state *st, kbf_rng *rng, const char *label, c
         }
         mutate_part(rng, parts, n, work);
         if (kbf_rnd(rng, 3) == 0) mutate_part(rng, parts, n, work);
-        kb_err err = {{0}};
+        kb_err err = {0};
         int rc = zip_parts("fuzz_entries.npz", work, n) ? kb_fail(&err, "cannot write fuzz_entries.npz") : 0;
         if (rc == 0) rc = parse_stats_at("fuzz_entries.npz", &t, &err);
         count_result(&t, rc, &err);

@@ -165,7 +165,7 @@ static void test_repeat_and_threads(kbt_state *st) {
     KBT_CHECK(st, memcmp(a, b, 1001 * sizeof(float)) == 0, "fill of n=1001 is the prefix of a longer fill", "no");
     for (int threads = 1; threads <= 3; threads++) {
         kb_ctx ctx;
-        kb_err err = {{0}};
+        kb_err err = {0};
         kb_ctx_opts o = {.threads = threads};
         if (kb_ctx_init(&ctx, KB_DEV_CPU, &o, &err) || kb_rand_normal(&ctx, c, n, 99, 3, 0.0f, 1.0f, &err)) {
             KBT_CHECK(st, 0, "kb_rand_normal on cpu", "%s", err.msg);

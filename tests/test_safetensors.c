@@ -65,7 +65,7 @@ static int write_sample(const char *path, const sample_t *s, kb_err *err) {
 
 /* Reads every sample tensor from path and compares bits and shapes. */
 static void check_sample_file(kbt_state *st, const char *path, const char *label) {
-    kb_err err = {{0}};
+    kb_err err = {0};
     char name[160];
     kb_st_file *f = kb_st_open(path, &err);
     snprintf(name, sizeof name, "%s: opens", label);
@@ -123,7 +123,7 @@ static void expect_err(kbt_state *st, int failed, const kb_err *err, const char 
 }
 
 static void test_misuse(kbt_state *st, const char *path) {
-    kb_err err = {{0}};
+    kb_err err = {0};
     kb_st_file *f = kb_st_open(path, &err);
     if (!f) return;
     float buf[32];
@@ -198,7 +198,7 @@ static void corrupt_case(kbt_state *st, const char *header, long long hl, size_t
     char path[128];
     snprintf(path, sizeof path, DIR "/corrupt.safetensors");
     write_raw(path, header, hl, data);
-    kb_err err = {{0}};
+    kb_err err = {0};
     kb_st_file *f = kb_st_open(path, &err);
     char name[160];
     snprintf(name, sizeof name, "corrupt: %s", what);
@@ -211,7 +211,7 @@ static void corrupt_case(kbt_state *st, const char *header, long long hl, size_t
 #define T1(dt, shape, off) "{\"a\":{\"dtype\":\"" dt "\",\"shape\":" shape ",\"data_offsets\":" off "}}"
 
 static void test_corrupt(kbt_state *st, const char *good) {
-    kb_err err = {{0}};
+    kb_err err = {0};
     FILE *fp = fopen(DIR "/short.safetensors", "wb");
     fwrite("abc", 1, 3, fp);
     fclose(fp);
@@ -313,7 +313,7 @@ static void test_long_names(kbt_state *st, const sample_t *s) {
         }
         mkdir(DIR "/long", 0777);
         snprintf(path, sizeof path, DIR "/long/%s", name);
-        kb_err err = {{0}};
+        kb_err err = {0};
         int rc = write_sample(path, s, &err);
         struct stat sb;
         KBT_CHECK(st, strlen(name) == 255 && rc == 0 && stat(path, &sb) == 0, "a 255-byte file name is written",
@@ -327,7 +327,7 @@ static void test_long_names(kbt_state *st, const sample_t *s) {
 
 int main(void) {
     kbt_state st = {0, 0};
-    kb_err err = {{0}};
+    kb_err err = {0};
     mkdir(DIR, 0777);
     sample_t s;
     make_sample(&s);

@@ -109,7 +109,7 @@ static int cfg_from_case(const cJSON *c, kb_sample_cfg *s) {
 
 /* Runs one reference case; returns the samples (malloc'd) for the mode checks. */
 static float *run_case(kbt_state *st, fixture *fx, const cJSON *c, int64_t *count) {
-    kb_err err = {{0}};
+    kb_err err = {0};
     const char *tag = cJSON_GetObjectItem(c, "tag")->valuestring;
     kb_dit *m = model_of(fx, cJSON_GetObjectItem(c, "model")->valuestring, &err);
     kb_diffusion d = {0};
@@ -169,7 +169,7 @@ static void check_torch(kbt_state *st, fixture *fx) {
 }
 
 static void check_quant(kbt_state *st, fixture *fx) {
-    kb_err err = {{0}};
+    kb_err err = {0};
     const kb_st_tensor *t = kb_st_get(fx->f, "quant.x", &err);
     if (!t) {
         KBT_CHECK(st, 0, "quant fixture", "%s", err.msg);
@@ -211,7 +211,7 @@ static double max_diff(const float *a, const float *b, int64_t n) {
  * bits: measured up to 1e-6 of max |x| after 10 steps); reruns are
  * bit-identical. */
 static void check_batching(kbt_state *st, fixture *fx) {
-    kb_err err = {{0}};
+    kb_err err = {0};
     kb_dit *m = model_of(fx, "m3", &err);
     kb_diffusion d;
     if (!m || kb_diffusion_init(&d, 1000, "10", &err)) {
@@ -240,7 +240,7 @@ static void check_batching(kbt_state *st, fixture *fx) {
 }
 
 static void check_refusals(kbt_state *st, fixture *fx) {
-    kb_err err = {{0}};
+    kb_err err = {0};
     kb_dit *m = model_of(fx, "m3", &err);
     if (!m) return;
     kb_sample_cfg s = kb_sample_cfg_default();
@@ -263,7 +263,7 @@ static void check_refusals(kbt_state *st, fixture *fx) {
 
 int main(void) {
     kbt_state st = {0, 0};
-    kb_err err = {{0}};
+    kb_err err = {0};
     char path[4096];
     snprintf(path, sizeof path, "%s/sample_ref.safetensors", getenv("KB_FIXTURES") ? getenv("KB_FIXTURES") : ".");
     fixture fx;

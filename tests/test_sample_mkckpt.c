@@ -53,7 +53,7 @@ static int make(const char *out, int ema, int channels, int classes, int size, i
 }
 
 int main(int argc, char **argv) {
-    kb_err err = {{0}};
+    kb_err err = {0};
     int ema = 1, channels = 0, classes = 5, size = 8, dropout = 1;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--no-ema")) ema = 0;

@@ -52,7 +52,7 @@ static int same_array(const kb_npy *got, const kb_npy *want) {
 
 static void check_roundtrip(kbt_state *st, const char *dir, arrays *a) {
     char npz[4200], npz2[4200];
-    kb_err err = {{0}};
+    kb_err err = {0};
     snprintf(npz, sizeof npz, "%s/t.npz", dir);
     snprintf(npz2, sizeof npz2, "%s/t2.npz", dir);
     int ok = !kb_npz_write(npz, a->e, NARR, &err) && !kb_npz_write(npz2, a->e, NARR, &err);
@@ -144,7 +144,7 @@ static void check_numpy_layouts(kbt_state *st, const char *dir) {
     char p[4400], name[64];
     for (int i = 0; i < 7; i++)
         for (int k = 0; k < 3; k++) {
-            kb_err err = {{0}};
+            kb_err err = {0};
             kb_npy want = {0}, got = {0};
             snprintf(p, sizeof p, "%s/L_%s_C.npy", dir, names[i]);
             int r = kb_npy_read(p, &want, &err);
@@ -154,7 +154,7 @@ static void check_numpy_layouts(kbt_state *st, const char *dir) {
             KBT_CHECK(st, !r && same_array(&got, &want), name, "%s", r ? err.msg : "values differ");
             kb_npy_free(&want), kb_npy_free(&got);
         }
-    kb_err err = {{0}};
+    kb_err err = {0};
     kb_npy want = {0}, got = {0};
     snprintf(p, sizeof p, "%s/L_f64_C.npy", dir);
     int r = kb_npy_read(p, &want, &err);
@@ -166,7 +166,7 @@ static void check_numpy_layouts(kbt_state *st, const char *dir) {
 
 /* Reading `path` (as .npy, or entry name of an .npz) fails mentioning `needle`. */
 static void expect_fail(kbt_state *st, const char *name, const char *path, const char *entry, const char *needle) {
-    kb_err err = {{0}};
+    kb_err err = {0};
     kb_npy a = {0};
     int r = entry ? kb_npz_read(path, entry, &a, &err) : kb_npy_read(path, &a, &err);
     kb_npy_free(&a);
@@ -187,7 +187,7 @@ static void patch(char *buf, size_t n, const char *from, const char *to) {
 static void check_errors(kbt_state *st, const char *dir, arrays *a) {
     char p[4200], npz[4200], hdr[1024];
     size_t hl;
-    kb_err err = {{0}};
+    kb_err err = {0};
     snprintf(npz, sizeof npz, "%s/t.npz", dir);
     snprintf(p, sizeof p, "%s/missing.npz", dir);
     expect_fail(st, "missing npz", p, "arr_0", "missing.npz");
@@ -229,7 +229,7 @@ static void check_long_name(kbt_state *st, const char *dir, arrays *a) {
     memset(name, 'n', 251);
     strcpy(name + 251, ".npz");
     snprintf(p, sizeof p, "%s/%s", dir, name);
-    kb_err err = {{0}};
+    kb_err err = {0};
     kb_npy got = {0};
     int r = kb_npz_write(p, a->e, NARR, &err) || kb_npz_read(p, "i64", &got, &err);
     KBT_CHECK(st, !r && same_array(&got, &a->e[1].array), "npz with a 255-byte file name", "%s", err.msg);
@@ -242,7 +242,7 @@ static void check_long_name(kbt_state *st, const char *dir, arrays *a) {
 static void check_mode(kbt_state *st, const char *dir, arrays *a) {
     char p[4200];
     snprintf(p, sizeof p, "%s/mode.npz", dir);
-    kb_err err = {{0}};
+    kb_err err = {0};
     struct stat sb;
     mode_t old = umask(022);
     int rc = kb_npz_write(p, a->e, NARR, &err);

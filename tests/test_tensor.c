@@ -26,7 +26,7 @@ static void test_tensor(kbt_state *st) {
     char d[128];
     kb_tensor_describe(&t, d, sizeof d);
     KBT_CHECK(st, strcmp(d, "[2, 3, 4] f32 cpu") == 0, "describe", "'%s'", d);
-    kb_err err = {{0}};
+    kb_err err = {0};
     KBT_CHECK(st, kb_tensor_expect(&t, KB_F32, 3, (int64_t[]){2, -1, 4}, "x", &err) == 0, "expect with a wildcard",
               "%s", err.msg);
     int rc = kb_tensor_expect(&t, KB_F32, 3, (int64_t[]){2, 5, 4}, "attn.qkv", &err);
@@ -45,7 +45,7 @@ static void test_tensor(kbt_state *st) {
 
 static void test_ctx_and_arena(kbt_state *st) {
     kb_ctx ctx;
-    kb_err err = {{0}};
+    kb_err err = {0};
     kb_ctx_opts o = {.threads = 3};
     int rc = kb_ctx_init(&ctx, KB_DEV_CPU, &o, &err);
     KBT_CHECK(st, rc == 0 && ctx.device == KB_DEV_CPU && ctx.threads == 3 && ctx.cuda == NULL, "cpu ctx", "%s",
@@ -103,7 +103,7 @@ static void test_ctx_and_arena(kbt_state *st) {
 
 static void test_cuda_request(kbt_state *st) {
     kb_ctx ctx;
-    kb_err err = {{0}};
+    kb_err err = {0};
     int rc = kb_ctx_init(&ctx, KB_DEV_CUDA, NULL, &err);
     if (!kb_cuda_compiled()) {
         KBT_CHECK(st, rc == -1 && strstr(err.msg, "built without CUDA"),

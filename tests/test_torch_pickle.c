@@ -30,7 +30,7 @@ static const char *fx(const char *name) {
 static void test_small(kbt_state *st, const char *file, const char *label) {
     static const char *names[] = {"a.weight", "b.num_batches_tracked", "c.transposed", "d.offset", "e.double", "f.param", "g.scalar"};
     static const kb_dtype dtypes[] = {KB_F32, KB_I64, KB_F32, KB_F32, KB_F64, KB_F32, KB_F32};
-    kb_err err = {{0}};
+    kb_err err = {0};
     char name[160];
     kb_tp_file *f = kb_tp_open(fx(file), 0, &err);
     snprintf(name, sizeof name, "%s: opens", label);
@@ -113,7 +113,7 @@ static void test_real_header(kbt_state *st) {
         printf("skip real header: %s is absent\n", path);
         return;
     }
-    kb_err err = {{0}};
+    kb_err err = {0};
     kb_tp_file *f = kb_tp_open(path, 0, &err);
     KBT_CHECK(st, !f && strstr(err.msg, "truncated") && strstr(err.msg, path) && strstr(err.msg, "94809988 bytes"),
               "real header: 'truncated' error naming the file and the 94,809,988 missing bytes", "%s", err.msg);
@@ -159,7 +159,7 @@ static void test_real_header(kbt_state *st) {
 /* ---- hostile pickles ---- */
 
 static void expect_error(kbt_state *st, const char *what, tp_buf *b, const char *part) {
-    kb_err err = {{0}};
+    kb_err err = {0};
     kb_tp_file *f = kb_tp_open_mem(b->p, b->n, "hostile", 0, &err);
     KBT_CHECK(st, !f && strstr(err.msg, part), what, "want an error with '%s', got %s", part, f ? "success" : err.msg);
     if (!f) printf("     message: %s\n", err.msg);
@@ -180,7 +180,7 @@ static tp_buf with_state(const char *pickle, size_t n) {
 
 static void test_hostile(kbt_state *st) {
     tp_buf b = tb_valid_file();
-    kb_err err = {{0}};
+    kb_err err = {0};
     kb_tp_file *f = kb_tp_open_mem(b.p, b.n, "handmade", 0, &err);
     float v[6];
     int64_t shape[2] = {3, 2};

@@ -35,7 +35,7 @@ typedef struct {
 
 /* Parses one mutant; a success must have readable float tensors. */
 static void run_one(const uint8_t *data, size_t n, int flags, tally *t) {
-    kb_err err = {{0}};
+    kb_err err = {0};
     t->runs++;
     kb_tp_file *f = kb_tp_open_mem(data, n, "mutant", flags, &err);
     if (!f) {

@@ -3,11 +3,25 @@
 #include <stdio.h>
 #include <string.h>
 
-int kb_fail(kb_err *err, const char *fmt, ...) {
+static int fail_v(kb_err *err, kb_err_kind kind, const char *fmt, va_list ap) {
     if (!err) return -1;
+    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    err->kind = kind;
+    return -1;
+}
+
+int kb_fail(kb_err *err, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    fail_v(err, KB_ERR_OTHER, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+int kb_fail_as(kb_err *err, kb_err_kind kind, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fail_v(err, kind, fmt, ap);
     va_end(ap);
     return -1;
 }
@@ -25,5 +39,7 @@ int kb_fail_wrap(kb_err *err, const char *fmt, ...) {
 }
 
 void kb_err_clear(kb_err *err) {
-    if (err) err->msg[0] = '\0';
+    if (!err) return;
+    err->msg[0] = '\0';
+    err->kind = KB_ERR_OTHER;
 }
