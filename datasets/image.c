@@ -16,7 +16,8 @@ int kb_image_alloc(kb_image *img, int width, int height, int channels, kb_err *e
     img->channels = channels;
     if (width < 1 || height < 1 || width > KB_IMAGE_MAX_SIDE || height > KB_IMAGE_MAX_SIDE ||
         (int64_t)width * height > KB_IMAGE_MAX_PIXELS || channels < 1 || channels > 4)
-        return kb_fail(err, "unsupported image size %dx%d with %d channels", width, height, channels);
+        return kb_fail_as(err, KB_ERR_BAD_DATA, "unsupported image size %dx%d with %d channels", width, height,
+                          channels);
     img->px = malloc((size_t)width * height * channels);
     if (!img->px) return kb_fail(err, "out of memory for a %dx%d image", width, height);
     return 0;

@@ -15,15 +15,25 @@
 
 #include "util/fileio.h"
 
+/* A failed read of a file being decoded: the machine's failure (EIO, say),
+ * not the file's content, so an error of kind KB_ERR_OTHER. */
+static int read_failed(const char *path, int errnum, kb_err *err) {
+    return kb_fail(err, "%s: read failed: %s", path, strerror(errnum ? errnum : EIO));
+}
+
 /* ---- PNG ------------------------------------------------------------- */
 
 /* libpng reports errors by calling back and longjmp'ing. Everything the
- * error path needs (the message, the row pointers to free) lives in this heap
- * object, whose address never changes after setjmp: C11 7.13.2.1 leaves
- * automatic variables changed after setjmp indeterminate after the jump. */
+ * error path needs (the message, the row pointers to free, what failed)
+ * lives in this heap object, whose address never changes after setjmp: C11
+ * 7.13.2.1 leaves automatic variables changed after setjmp indeterminate
+ * after the jump. */
 typedef struct {
     char msg[256];
     png_bytep *rows;
+    FILE *fp;
+    int read_errno;    /* a read failed (not: the file ended) */
+    int out_of_memory; /* an allocation libpng asked for failed */
 } png_state;
 
 static void png_error_cb(png_structp png, png_const_charp msg) {
@@ -34,6 +44,31 @@ static void png_error_cb(png_structp png, png_const_charp msg) {
 
 /* Warnings (e.g. "iCCP: known incorrect sRGB profile") do not change pixels. */
 static void png_warning_cb(png_structp png, png_const_charp msg) {}
+
+/* libpng's reads and allocations come through these two so that a failure of
+ * the machine is told from a corrupt file: libpng reports both the same way. */
+static void png_read_cb(png_structp png, png_bytep data, size_t n) {
+    png_state *st = png_get_io_ptr(png);
+    if (fread(data, 1, n, st->fp) == n) return;
+    if (ferror(st->fp)) st->read_errno = errno ? errno : EIO;
+    png_error(png, "Read Error"); /* libpng's own words for a short read */
+}
+
+static png_voidp png_malloc_cb(png_structp png, png_alloc_size_t size) {
+    void *p = malloc(size);
+    if (!p) ((png_state *)png_get_mem_ptr(png))->out_of_memory = 1;
+    return p;
+}
+
+static void png_free_cb(png_structp png, png_voidp p) { free(p); }
+
+/* The error libpng jumped out with: the machine's, or the file's content. */
+static int png_decode_error(const png_state *st, const char *path, kb_err *err) {
+    if (st->read_errno) return read_failed(path, st->read_errno, err);
+    if (st->out_of_memory) return kb_fail(err, "%s: out of memory decoding the PNG (%s)", path, st->msg);
+    return kb_fail_as(err, KB_ERR_BAD_DATA, "%s: corrupt or truncated PNG: %s%s", path, st->msg,
+                      feof(st->fp) ? " (file ends early)" : "");
+}
 
 /* The transforms that make any PNG 8-bit grey/GA/RGB/RGBA, as Pillow sees it.
  * Pillow keeps a 16-bit image's tRNS key as 16-bit values beside 8-bit
@@ -50,8 +85,8 @@ static void png_set_8bit_transforms(png_structp png, png_infop info) {
     png_read_update_info(png, info);
 }
 
-static int png_decode(FILE *fp, png_structp png, png_infop info, png_state *st, kb_image *img, kb_err *err) {
-    png_init_io(png, fp);
+static int png_decode(png_structp png, png_infop info, png_state *st, kb_image *img, kb_err *err) {
+    png_set_read_fn(png, st, png_read_cb);
     png_set_sig_bytes(png, 8);
     png_read_info(png, info);
     png_set_8bit_transforms(png, info);
@@ -68,8 +103,10 @@ static int png_decode(FILE *fp, png_structp png, png_infop info, png_state *st, 
 
 static int png_check_signature(FILE *fp, const char *path, kb_err *err) {
     unsigned char sig[8];
-    if (fread(sig, 1, 8, fp) != 8 || png_sig_cmp(sig, 0, 8))
-        return kb_fail(err, "%s: not a PNG file (bad signature)", path);
+    size_t n = fread(sig, 1, 8, fp);
+    if (n != 8 && ferror(fp)) return read_failed(path, errno, err);
+    if (n != 8 || png_sig_cmp(sig, 0, 8))
+        return kb_fail_as(err, KB_ERR_BAD_DATA, "%s: not a PNG file (bad signature)", path);
     return 0;
 }
 
@@ -84,20 +121,22 @@ int kb_png_read(const char *path, kb_image *img, kb_err *err) {
         fclose(fp);
         return -1;
     }
-    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, st, png_error_cb, png_warning_cb);
+    st->fp = fp;
+    png_structp png = png_create_read_struct_2(PNG_LIBPNG_VER_STRING, st, png_error_cb, png_warning_cb, st,
+                                               png_malloc_cb, png_free_cb);
     png_infop info = png ? png_create_info_struct(png) : NULL;
     int rc = -1;
     if (!png || !info) {
         kb_fail(err, "%s: out of memory starting the PNG decoder", path);
     } else if (setjmp(png_jmpbuf(png))) {
         kb_image_free(img);
-        kb_fail(err, "%s: corrupt or truncated PNG: %s%s", path, st->msg, feof(fp) ? " (file ends early)" : "");
+        png_decode_error(st, path, err);
     } else {
         kb_err derr = {0};
-        rc = png_decode(fp, png, info, st, img, &derr);
+        rc = png_decode(png, info, st, img, &derr);
         if (rc) {
             kb_image_free(img);
-            kb_fail(err, "%s: %s", path, derr.msg);
+            kb_fail_as(err, derr.kind, "%s: %s", path, derr.msg);
         }
     }
     png_destroy_read_struct(png ? &png : NULL, info ? &info : NULL, NULL);
@@ -116,10 +155,21 @@ typedef struct {
     jmp_buf jump;
     char msg[JMSG_LENGTH_MAX + 32];
     struct jpeg_decompress_struct cinfo;
+    FILE *fp;
+    int read_errno; /* a read failed (not: the file ended) */
 } jpeg_state;
+
+/* libjpeg's stdio source takes a failed read for the end of the file (it
+ * never looks at ferror): noted at the error or warning that follows, while
+ * errno is still the read's, so that an I/O error is not taken for a
+ * truncated file. */
+static void jpeg_note_read_error(jpeg_state *st) {
+    if (!st->read_errno && ferror(st->fp)) st->read_errno = errno ? errno : EIO;
+}
 
 static void jpeg_error_exit_cb(j_common_ptr cinfo) {
     jpeg_state *st = (jpeg_state *)cinfo->err;
+    jpeg_note_read_error(st);
     (*cinfo->err->format_message)(cinfo, st->msg);
     longjmp(st->jump, 1);
 }
@@ -130,6 +180,7 @@ static void jpeg_error_exit_cb(j_common_ptr cinfo) {
 static void jpeg_emit_message_cb(j_common_ptr cinfo, int level) {
     jpeg_state *st = (jpeg_state *)cinfo->err;
     if (level < 0 && cinfo->err->msg_code == JWRN_JPEG_EOF) {
+        jpeg_note_read_error(st);
         snprintf(st->msg, sizeof st->msg, "file ends early");
         longjmp(st->jump, 1);
     }
@@ -152,6 +203,14 @@ static void cmyk_to_rgb(kb_image *img) {
         memcpy(img->px + i * 3, rgb, 3);
     }
     img->channels = 3;
+}
+
+/* The error libjpeg jumped out with: the machine's, or the file's content. */
+static int jpeg_decode_error(const jpeg_state *st, const char *path, kb_err *err) {
+    if (st->read_errno) return read_failed(path, st->read_errno, err);
+    if (st->pub.msg_code == JERR_OUT_OF_MEMORY)
+        return kb_fail(err, "%s: out of memory decoding the JPEG (%s)", path, st->msg);
+    return kb_fail_as(err, KB_ERR_BAD_DATA, "%s: corrupt or truncated JPEG: %s", path, st->msg);
 }
 
 static int jpeg_decode(struct jpeg_decompress_struct *cinfo, FILE *fp, kb_image *img, kb_err *err) {
@@ -182,20 +241,21 @@ int kb_jpeg_read(const char *path, kb_image *img, kb_err *err) {
         fclose(fp);
         return kb_fail(err, "%s: out of memory", path);
     }
+    st->fp = fp;
     st->cinfo.err = jpeg_std_error(&st->pub);
     st->pub.error_exit = jpeg_error_exit_cb;
     st->pub.emit_message = jpeg_emit_message_cb;
     int rc = -1;
     if (setjmp(st->jump)) {
         kb_image_free(img);
-        kb_fail(err, "%s: corrupt or truncated JPEG: %s", path, st->msg);
+        jpeg_decode_error(st, path, err);
     } else {
         jpeg_create_decompress(&st->cinfo);
         kb_err derr = {0};
         rc = jpeg_decode(&st->cinfo, fp, img, &derr);
         if (rc) {
             kb_image_free(img);
-            kb_fail(err, "%s: %s", path, derr.msg);
+            kb_fail_as(err, derr.kind, "%s: %s", path, derr.msg);
         }
     }
     jpeg_destroy_decompress(&st->cinfo);
@@ -243,6 +303,27 @@ static const char *gif_error_text(int code) {
     return s ? s : "truncated or corrupt header";
 }
 
+/* giflib reads through gif_read_cb so that a failed read is told from the
+ * file's end: giflib says D_GIF_ERR_READ_FAILED for both. */
+typedef struct {
+    FILE *fp;
+    int read_errno;
+} gif_input;
+
+static int gif_read_cb(GifFileType *gif, GifByteType *buf, int n) {
+    gif_input *in = gif->UserData;
+    size_t got = fread(buf, 1, (size_t)n, in->fp);
+    if (got < (size_t)n && ferror(in->fp) && !in->read_errno) in->read_errno = errno ? errno : EIO;
+    return (int)got;
+}
+
+/* A giflib error: the machine's, or the file's content. */
+static int gif_decode_error(const gif_input *in, int code, const char *path, kb_err *err) {
+    if (in->read_errno) return read_failed(path, in->read_errno, err);
+    if (code == D_GIF_ERR_NOT_ENOUGH_MEM) return kb_fail(err, "%s: out of memory decoding the GIF", path);
+    return kb_fail_as(err, KB_ERR_BAD_DATA, "%s: corrupt or truncated GIF: %s", path, gif_error_text(code));
+}
+
 /* Reads the rows of the current image; interlaced GIFs store them in four
  * passes (rows 0,8,16.. then 4,12.. then 2,6.. then 1,3..). */
 static int gif_read_raster(GifFileType *gif, GifByteType *raster) {
@@ -259,14 +340,15 @@ static int gif_read_frame(GifFileType *gif, int transparent, const char *path, k
     const GifImageDesc *d = &gif->Image;
     const ColorMapObject *cmap = d->ColorMap ? d->ColorMap : gif->SColorMap; /* NULL: grey, as Pillow's "L" */
     if (d->Width < 1 || d->Height < 1 || d->Left < 0 || d->Top < 0)
-        return kb_fail(err, "%s: GIF frame of %dx%d at (%d, %d)", path, d->Width, d->Height, d->Left, d->Top);
+        return kb_fail_as(err, KB_ERR_BAD_DATA, "%s: GIF frame of %dx%d at (%d, %d)", path, d->Width, d->Height,
+                          d->Left, d->Top);
     int w = gif->SWidth > d->Left + d->Width ? gif->SWidth : d->Left + d->Width; /* Pillow widens the canvas */
     int h = gif->SHeight > d->Top + d->Height ? gif->SHeight : d->Top + d->Height;
     GifByteType *raster = malloc((size_t)d->Width * d->Height);
     if (!raster) return kb_fail(err, "%s: out of memory", path);
     int rc = 0;
     if (gif_read_raster(gif, raster))
-        rc = kb_fail(err, "%s: corrupt or truncated GIF: %s", path, gif_error_text(gif->Error));
+        rc = gif_decode_error(gif->UserData, gif->Error, path, err);
     else if (kb_image_alloc(img, w, h, 4, err))
         rc = kb_fail_wrap(err, "%s", path);
     else
@@ -283,7 +365,7 @@ static int gif_decode_first_frame(GifFileType *gif, const char *path, kb_image *
     int transparent = NO_TRANSPARENT_COLOR;
     GifRecordType type;
     while (DGifGetRecordType(gif, &type) != GIF_ERROR) {
-        if (type == TERMINATE_RECORD_TYPE) return kb_fail(err, "%s: GIF holds no image", path);
+        if (type == TERMINATE_RECORD_TYPE) return kb_fail_as(err, KB_ERR_BAD_DATA, "%s: GIF holds no image", path);
         if (type == IMAGE_DESC_RECORD_TYPE) {
             if (DGifGetImageDesc(gif) == GIF_ERROR) break;
             return gif_read_frame(gif, transparent, path, img, err);
@@ -299,17 +381,19 @@ static int gif_decode_first_frame(GifFileType *gif, const char *path, kb_image *
         }
         if (ext) break; /* DGifGetExtensionNext failed */
     }
-    return kb_fail(err, "%s: corrupt or truncated GIF: %s", path, gif_error_text(gif->Error));
+    return gif_decode_error(gif->UserData, gif->Error, path, err);
 }
 
 int kb_gif_read(const char *path, kb_image *img, kb_err *err) {
     img->px = NULL;
+    gif_input in = {fopen(path, "rb"), 0};
+    if (!in.fp) return kb_fail(err, "%s: cannot open: %s", path, strerror(errno));
     int gerr = 0;
-    GifFileType *gif = DGifOpenFileName(path, &gerr);
-    if (!gif) return kb_fail(err, "%s: corrupt or truncated GIF: %s", path, gif_error_text(gerr));
-    int rc = gif_decode_first_frame(gif, path, img, err);
+    GifFileType *gif = DGifOpen(&in, gif_read_cb, &gerr);
+    int rc = gif ? gif_decode_first_frame(gif, path, img, err) : gif_decode_error(&in, gerr, path, err);
     if (rc) kb_image_free(img);
-    DGifCloseFile(gif, &gerr);
+    if (gif) DGifCloseFile(gif, &gerr); /* giflib does not close a stream it was given */
+    fclose(in.fp);
     return rc;
 }
 #else
@@ -329,13 +413,16 @@ int kb_image_read(const char *path, kb_image *img, kb_err *err) {
     if (!fp) return kb_fail(err, "%s: cannot open: %s", path, strerror(errno));
     unsigned char head[8] = {0};
     size_t n = fread(head, 1, sizeof head, fp);
+    int read_errno = ferror(fp) ? errno : 0;
     fclose(fp);
+    if (n < sizeof head && read_errno) return read_failed(path, read_errno, err);
     if (n >= 8 && !png_sig_cmp(head, 0, 8)) return kb_png_read(path, img, err);
     if (n >= 3 && head[0] == 0xFF && head[1] == 0xD8 && head[2] == 0xFF) return kb_jpeg_read(path, img, err);
     if (n >= 6 && (!memcmp(head, "GIF87a", 6) || !memcmp(head, "GIF89a", 6))) return kb_gif_read(path, img, err);
-    if (n == 0) return kb_fail(err, "%s: empty file, expected a PNG, JPEG or GIF image", path);
-    return kb_fail(err, "%s: not a PNG, JPEG or GIF image (unrecognised first bytes %02x %02x %02x %02x)", path,
-                   head[0], head[1], head[2], head[3]);
+    if (n == 0) return kb_fail_as(err, KB_ERR_BAD_DATA, "%s: empty file, expected a PNG, JPEG or GIF image", path);
+    return kb_fail_as(err, KB_ERR_BAD_DATA,
+                      "%s: not a PNG, JPEG or GIF image (unrecognised first bytes %02x %02x %02x %02x)", path, head[0],
+                      head[1], head[2], head[3]);
 }
 
 /* ---- PNG writer -------------------------------------------------------- */

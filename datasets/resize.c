@@ -189,8 +189,9 @@ int kb_center_crop_arr(kb_image *img, int size, kb_err *err) {
     /* nearbyint rounds ties to even under the default rounding mode: Python's round(). */
     double wd = nearbyint((double)img->width * scale), hd = nearbyint((double)img->height * scale);
     if (wd * hd > (double)(1 << 30)) /* before the cast: a thin image at a large size overflows int */
-        return kb_fail(err, "center_crop_arr: a %dx%d image scaled so its short side is %d would be %.0fx%.0f pixels, "
-                            "past the supported 2^30", img->width, img->height, size, wd, hd);
+        return kb_fail_as(err, KB_ERR_BAD_DATA,
+                          "center_crop_arr: a %dx%d image scaled so its short side is %d would be %.0fx%.0f pixels, "
+                          "past the supported 2^30", img->width, img->height, size, wd, hd);
     int w = (int)wd, h = (int)hd;
     if (replace_by_resample(img, w, h, KB_FILTER_BICUBIC, err))
         return kb_fail_wrap(err, "center_crop_arr: %dx%d scaled to %dx%d", img->width, img->height, w, h);

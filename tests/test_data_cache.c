@@ -3,7 +3,9 @@
  * files; no file left after an aborted or short write; class roles from files
  * (errors name file:line) and from a seed; the keyed test split; grids; PNG
  * write/read round trip; verification stamps (a cache hashed once per
- * version of its file, never trusted for a changed or replaced file). */
+ * version of its file, never trusted for a changed or replaced file); the
+ * kind of a decoder's error (the file's content, which
+ * `prepare --skip-unreadable` skips, or a read failure, which it must not). */
 #include <dirent.h>
 #include <fcntl.h>
 #include <glob.h>
@@ -293,7 +295,7 @@ static int flip_in_place(const char *path, long from_end) {
 static int replace_same_size(const char *path, long from_end) {
     uint8_t *data;
     size_t size;
-    kb_err err = {{0}};
+    kb_err err = {0};
     struct stat before;
     if (stat(path, &before) || kb_read_file(path, &data, &size, &err)) return -1;
     data[size - (size_t)from_end] ^= 0x5a;
@@ -307,7 +309,7 @@ static int replace_same_size(const char *path, long from_end) {
 }
 
 static void check_stamps_fresh(kbt_state *st) {
-    kb_err err = {{0}};
+    kb_err err = {0};
     int rc = open_how("cache_stamp.kbd", KB_VERIFY_ONCE, &err);
     KBT_CHECK(st, rc == 0 && count_stamps() == 0,
               "a cache written just now is hashed and not stamped (a write in the same clock tick would keep its ctime)",
@@ -315,7 +317,7 @@ static void check_stamps_fresh(kbt_state *st) {
 }
 
 static void check_stamps_kept(kbt_state *st) {
-    kb_err err = {{0}};
+    kb_err err = {0};
     int first = open_how("cache_stamp.kbd", KB_VERIFY_ONCE, &err);
     KBT_CHECK(st, first == 0 && count_stamps() == 1, "first open of a settled cache hashes it and writes a stamp",
               "rc %d, %d stamps: %s", first, count_stamps(), err.msg);
@@ -337,7 +339,7 @@ static void check_stamps_kept(kbt_state *st) {
 }
 
 static void check_stamps_distrusted(kbt_state *st) {
-    kb_err err = {{0}};
+    kb_err err = {0};
     int rc = flip_in_place("cache_stamp.kbd", 3);
     int after = rc ? -2 : open_how("cache_stamp.kbd", KB_VERIFY_ONCE, &err);
     KBT_CHECK(st, after == -1 && strstr(err.msg, "payload SHA-256"),
@@ -353,7 +355,7 @@ static void check_stamps_distrusted(kbt_state *st) {
 }
 
 static void check_stamps_unwritable(kbt_state *st) {
-    kb_err err = {{0}};
+    kb_err err = {0};
     /* a regular file where a directory should be: fails for root too */
     setenv("KINDBENCH_VERIFIED_DIR", "cache_rt.kbd/stamps", 1);
     int a = open_how("cache_rt.kbd", KB_VERIFY_ONCE, &err), b = open_how("cache_rt.kbd", KB_VERIFY_ONCE, &err);
@@ -365,7 +367,7 @@ static void check_stamps_unwritable(kbt_state *st) {
 /* The stamps go to this test's own directory (set in main), emptied first.
  * Two caches written now; each version is checked once it has settled. */
 static void check_stamps(kbt_state *st) {
-    kb_err err = {{0}};
+    kb_err err = {0};
     unsetenv("KINDBENCH_VERIFY");
     clear_stamps();
     int rc = kbt_write_small_cache("cache_stamp.kbd", &err) || kbt_write_small_cache("cache_stamp_b.kbd", &err);
@@ -378,6 +380,56 @@ static void check_stamps(kbt_state *st) {
     check_stamps_unwritable(st);
 }
 
+/* Writes n bytes of text to path (a file the decoders are to refuse). */
+static void write_bytes(const char *path, const char *bytes, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (f) fwrite(bytes, 1, n, f), fclose(f);
+}
+
+/* decode(path) fails with an error of kind want whose message holds text. */
+static void check_kind(kbt_state *st, int (*decode)(const char *, kb_image *, kb_err *), const char *path,
+                       kb_err_kind want, const char *text, const char *name) {
+    kb_err err = {0};
+    kb_image img;
+    int rc = decode(path, &img, &err);
+    if (rc == 0) kb_image_free(&img);
+    KBT_CHECK(st, rc == -1 && err.kind == want && strstr(err.msg, text), name, "rc %d, kind %d (want %d): %s", rc,
+              (int)err.kind, (int)want, err.msg);
+}
+
+/* The content's faults are KB_ERR_BAD_DATA; a read that fails is not. A read
+ * of /proc/self/mem at offset 0 (never mapped) fails with EIO in every process. */
+static void check_error_kinds(kbt_state *st) {
+    kb_err err = {0};
+    kb_fail_as(&err, KB_ERR_BAD_DATA, "x");
+    kb_fail_wrap(&err, "f.png");
+    int wrapped = err.kind;
+    kb_fail(&err, "y");
+    KBT_CHECK(st, wrapped == KB_ERR_BAD_DATA && err.kind == KB_ERR_OTHER,
+              "kb_fail_wrap keeps the kind, kb_fail resets it", "%d, %d", wrapped, (int)err.kind);
+    write_bytes("kind_empty.png", "", 0);
+    write_bytes("kind_text.png", "hello\n", 6);
+    write_bytes("kind_cut.jpg", "\xff\xd8\xff\xe0\x00\x10JFIF", 10);
+    write_bytes("kind_cut.gif", "GIF89a\x10\x00", 8);
+    write_bytes("kind_cut.png", "\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR", 16);
+    check_kind(st, kb_image_read, "kind_empty.png", KB_ERR_BAD_DATA, "empty file", "empty file: bad data");
+    check_kind(st, kb_image_read, "kind_text.png", KB_ERR_BAD_DATA, "not a PNG, JPEG or GIF", "text: bad data");
+    check_kind(st, kb_image_read, "kind_cut.png", KB_ERR_BAD_DATA, "corrupt or truncated PNG", "cut PNG: bad data");
+    check_kind(st, kb_image_read, "kind_cut.jpg", KB_ERR_BAD_DATA, "corrupt or truncated JPEG", "cut JPEG: bad data");
+    check_kind(st, kb_image_read, "kind_cut.gif", KB_ERR_BAD_DATA, "corrupt or truncated GIF", "cut GIF: bad data");
+    check_kind(st, kb_image_read, "kind_missing.png", KB_ERR_OTHER, "cannot open", "missing file: not bad data");
+    check_kind(st, kb_image_read, "/proc/self/mem", KB_ERR_OTHER, "read failed: Input/output error",
+               "EIO while sniffing the format: not bad data");
+    check_kind(st, kb_png_read, "/proc/self/mem", KB_ERR_OTHER, "read failed: Input/output error", "PNG reader, EIO");
+    check_kind(st, kb_jpeg_read, "/proc/self/mem", KB_ERR_OTHER, "read failed: Input/output error", "JPEG reader, EIO");
+    if (kb_gif_supported())
+        check_kind(st, kb_gif_read, "/proc/self/mem", KB_ERR_OTHER, "read failed: Input/output error",
+                   "GIF reader, EIO");
+    kb_image img;
+    int rc = kb_image_alloc(&img, 40000, 40000, 3, &err);
+    KBT_CHECK(st, rc == -1 && err.kind == KB_ERR_BAD_DATA, "an image past 2^30 pixels: bad data", "%s", err.msg);
+}
+
 int main(void) {
     kbt_state st = {0, 0};
     /* every open of this test stamps into its own directory, never ~/.cache */
@@ -388,5 +440,6 @@ int main(void) {
     check_image_split(&st);
     check_grid_and_png(&st);
     check_stamps(&st);
+    check_error_kinds(&st);
     return kbt_finish(&st);
 }
