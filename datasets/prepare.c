@@ -123,6 +123,20 @@ static int load_and_prepare(const kb_source *src, const kb_prepare_opts *o, int 
     return 0;
 }
 
+/* The error an image stops the run with. Only an image whose own content
+ * does not decode (KB_ERR_BAD_DATA: corrupt, truncated, empty, not an image,
+ * impossible dimensions) may be skipped; a failure to open or read the file
+ * or to allocate memory is the machine's, and skipping it would turn a
+ * machine problem into a silently smaller dataset. */
+static int item_error(const kb_err *why, int skipping, kb_err *err) {
+    if (why->kind == KB_ERR_BAD_DATA)
+        return kb_fail_as(err, why->kind, "%s (--skip-unreadable leaves such images out and lists them)", why->msg);
+    if (skipping)
+        return kb_fail(err, "%s (not the image's content: --skip-unreadable leaves out only images that do not decode)",
+                       why->msg);
+    return kb_fail(err, "%s", why->msg);
+}
+
 /* Items [first, first+n) into out, in parallel; failed[k] says which
  * failed (errs[k] why). The error reported is the first failing item's in
  * item order, so it does not depend on timing. */
@@ -132,8 +146,7 @@ static int process_chunk(const kb_source *src, const kb_prepare_opts *o, int pad
 #pragma omp parallel for schedule(dynamic, 4)
     for (int k = 0; k < n; k++) failed[k] = load_and_prepare(src, o, pad, first + k, out + (size_t)k * bytes, &errs[k]);
     for (int k = 0; k < n; k++)
-        if (failed[k])
-            return kb_fail(err, "%s (--skip-unreadable leaves such images out and lists them)", errs[k].msg);
+        if (failed[k]) return item_error(&errs[k], 0, err);
     return 0;
 }
 
@@ -261,7 +274,8 @@ static int check_split_options(const kb_source *src, const kb_prepare_opts *o, k
 }
 
 /* --skip-unreadable: every item is decoded once, the readable ones into
- * spill (in order), the others dropped from src, each named in the list.
+ * spill (in order), the ones whose content does not decode dropped from src,
+ * each named in the list; any other failure (item_error) stops the run.
  * The split and labels are then drawn over what is left, exactly as for a
  * source without those files. */
 static int decode_to_spill(kb_source *src, const kb_prepare_opts *o, int pad, FILE *spill, cJSON *list,
@@ -280,7 +294,8 @@ static int decode_to_spill(kb_source *src, const kb_prepare_opts *o, int pad, FI
         process_chunk(src, o, pad, first, n, c.buf, c.failed, c.errs, &ignored);
         for (int k = 0; k < n && rc == 0; k++) {
             keep[first + k] = !c.failed[k];
-            if (c.failed[k]) note_unreadable(o, &p, &c.errs[k], (*dropped)++, list);
+            if (c.failed[k] && c.errs[k].kind != KB_ERR_BAD_DATA) rc = item_error(&c.errs[k], 1, err);
+            else if (c.failed[k]) note_unreadable(o, &p, &c.errs[k], (*dropped)++, list);
             else if (fwrite(c.buf + (size_t)k * c.bytes, c.bytes, 1, spill) != 1)
                 rc = kb_fail(err, "cannot write the decoded images' temp file beside %s: %s", o->out_path, strerror(errno));
         }

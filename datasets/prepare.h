@@ -22,7 +22,8 @@ typedef struct {
     int pad_square;            /* -1: the source's default; 0 or 1 to force */
     kb_split_opts split;
     int quiet;                 /* no progress output */
-    int skip_unreadable;       /* drop images that fail to decode (listed) instead of stopping */
+    int skip_unreadable;       /* drop images whose content does not decode (KB_ERR_BAD_DATA; listed)
+                                  instead of stopping; other load failures still stop */
 } kb_prepare_opts;
 
 void kb_prepare_opts_init(kb_prepare_opts *o);

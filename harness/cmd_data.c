@@ -45,10 +45,14 @@ static void prepare_usage(void) {
         "  --test-fraction F         per class, round(F * n) images go to the test split (default 0;\n"
         "                            fashion-mnist keeps its own split)\n"
         "  --seed S                  seed of the test split draw (default 0)\n"
-        "  --skip-unreadable         leave out images that fail to decode (corrupt, truncated), naming\n"
-        "                            each (the first 1000 are also listed in the cache's metadata),\n"
-        "                            instead of stopping at the first; decodes into a temp file beside\n"
-        "                            OUT first, which needs the cache's size again in free space\n"
+        "  --skip-unreadable         leave out images whose content does not decode (corrupt or truncated\n"
+        "                            PNG/JPEG/GIF, empty file, not an image, impossible dimensions),\n"
+        "                            naming each (the first 1000 are also listed in the cache's metadata),\n"
+        "                            instead of stopping at the first. Failures that are not the image's\n"
+        "                            content still stop the run: a file that cannot be opened or read\n"
+        "                            (I/O error, too many open files, permission denied) and out of memory.\n"
+        "                            Decodes into a temp file beside OUT first, which needs the cache's\n"
+        "                            size again in free space\n"
         "  --quiet                   no progress output\n"
         "  -h, --help                this text\n",
         KB_MAX_RESOLUTION);

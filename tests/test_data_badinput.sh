@@ -79,14 +79,26 @@ mk_broken not_image && echo "hello" > not_image/zz/text.png
 expect_fail "text file named .png" "zz/text.png: not a PNG, JPEG or GIF image" "${P[@]}" --input not_image
 mk_broken empty_file && : > empty_file/zz/empty.jpg
 expect_fail "empty image file" "zz/empty.jpg: empty file" "${P[@]}" --input empty_file
+# PNG headers written here (the pixel data after them cut short): WxH RGBA
+png_header() {
+  "${KB_PYTHON:-/usr/bin/python3}" -c "
+import struct, sys, zlib
+def chunk(t, d): return struct.pack('>I', len(d)) + t + d + struct.pack('>I', zlib.crc32(t + d))
+w, h = int(sys.argv[2]), int(sys.argv[3])
+open(sys.argv[1], 'wb').write(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', w, h, 8, 6, 0, 0, 0)) +
+                             chunk(b'IDAT', zlib.compress(bytes(1 + 4 * w))))" "$@"
+}
+mk_broken huge_png && png_header huge_png/zz/huge.png 40000 40000
+expect_fail "PNG of 40000x40000 (past 2^30 pixels)" "zz/huge.png: unsupported image size 40000x40000" "${P[@]}" --input huge_png
 
 # ---- --skip-unreadable: the broken files above are left out and named (one
 # run instead of a rerun per bad file of an ImageNet-sized folder). The cache
 # must equal, payload bit for bit, one prepared from the folder without them,
 # splits included (so the split is drawn over what is left).
 rm -rf skip && cp -r good skip && mkdir -p skip/zz && cp corrupt_png/zz/bad.png truncated_jpeg/zz/cut.jpg skip/zz/ &&
-  cp "$FX"/a_rgb/odd.png skip/zz/ && cp empty_file/zz/empty.jpg skip/cats/
-rm -rf skip_clean && cp -r skip skip_clean && rm skip_clean/zz/bad.png skip_clean/zz/cut.jpg skip_clean/cats/empty.jpg
+  cp not_image/zz/text.png huge_png/zz/huge.png "$FX"/a_rgb/odd.png skip/zz/ && cp empty_file/zz/empty.jpg skip/cats/
+rm -rf skip_clean && cp -r skip skip_clean &&
+  rm skip_clean/zz/{bad.png,cut.jpg,text.png,huge.png} skip_clean/cats/empty.jpg
 S=(data prepare --source folder --resolution 16 --test-fraction 0.5)
 "$KB" "${S[@]}" --input skip -o skip.kbd --skip-unreadable > skip.out 2> skip.err; rc=$?
 "$KB" "${S[@]}" --input skip_clean -o skip_clean.kbd --quiet > /dev/null 2>&1
@@ -98,21 +110,52 @@ def meta(p):
 a, b = meta(sys.argv[1]), meta(sys.argv[2])
 assert a['payload_sha256'] == b['payload_sha256'] and a['count'] == b['count'] == 5, (a['count'], b['count'])
 u = a['unreadable_skipped']
-assert u['count'] == 3 and u['listed'] == 3, u
-assert [f.split(':')[0] for f in u['files']] == ['skip/cats/empty.jpg', 'skip/zz/bad.png', 'skip/zz/cut.jpg'], u
+assert u['count'] == 5 and u['listed'] == 5, u
+assert [f.split(':')[0] for f in u['files']] == ['skip/cats/empty.jpg', 'skip/zz/bad.png', 'skip/zz/cut.jpg',
+                                                 'skip/zz/huge.png', 'skip/zz/text.png'], u
 assert 'unreadable_skipped' not in b
 PY
 then
-  if [[ $(grep -c '^skipped (unreadable): skip/' skip.err) == 3 ]] && grep -q "skipped 3 unreadable images" skip.out &&
-     "$KB" data info skip.kbd | grep -q "skipped:     3 unreadable"; then
-    ok "--skip-unreadable: 3 bad files named and listed; payload = the folder without them"
+  if [[ $(grep -c '^skipped (unreadable): skip/' skip.err) == 5 ]] && grep -q "skipped 5 unreadable images" skip.out &&
+     "$KB" data info skip.kbd | grep -q "skipped:     5 unreadable"; then
+    ok "--skip-unreadable: 5 bad files (corrupt, truncated, empty, not an image, 40000x40000) named and listed; payload = the folder without them"
   else bad "--skip-unreadable messages" "$(cat skip.out skip.err)"; fi
 else bad "--skip-unreadable" "exit $rc: $(cat skip.err)"; fi
 expect_fail "without --skip-unreadable the error says it exists" "cats/empty.jpg: empty file.*--skip-unreadable" \
   "${P[@]}" --input skip
 mkdir -p skip/bad_only && cp corrupt_png/zz/bad.png skip/bad_only/
-expect_fail "--skip-unreadable: a class left without images" "class 'bad_only' has no readable image \(4 unreadable" \
+expect_fail "--skip-unreadable: a class left without images" "class 'bad_only' has no readable image \(6 unreadable" \
   "${P[@]}" --input skip --skip-unreadable
+rm -r skip/bad_only
+
+# ---- --skip-unreadable skips only what an image's own bytes get wrong; a
+# failure of the machine stops the run, naming the file, as it does without
+# the option (it was skipped: a machine problem became a smaller dataset).
+# An I/O error: a read of /proc/self/mem at offset 0 (never mapped) fails
+# with EIO in every process, and a link to it is listed as a regular file.
+rm -rf skip_eio && cp -r skip skip_eio && ln -s /proc/self/mem skip_eio/cats/eio.png
+expect_fail "--skip-unreadable: a read failing with EIO stops the run" \
+  "cats/eio.png: read failed: Input/output error \(not the image's content: --skip-unreadable leaves out only" \
+  "${P[@]}" --input skip_eio --skip-unreadable
+expect_fail "a read failing with EIO, without --skip-unreadable: no hint to skip it" "cats/eio.png: read failed: Input/output error$" \
+  "${P[@]}" --input skip_eio
+# Out of memory: a PNG of 32000x32000 RGBA (4 GiB of pixels) under a 2 GB
+# address-space cap, which the same folder without it prepares within (not
+# under AddressSanitizer, whose shadow memory alone needs terabytes of it).
+rm -rf skip_mem && cp -r skip skip_mem && png_header skip_mem/cats/mem.png 32000 32000
+if ldd "$KB" 2> /dev/null | grep -q libasan; then
+  echo "skip out of memory under --skip-unreadable (AddressSanitizer build)"
+else
+  (ulimit -v 2000000; exec "$KB" "${P[@]/out.kbd/mem_ok.kbd}" --input skip --skip-unreadable) > /dev/null 2> ok.err
+  rc_ok=$?
+  (ulimit -v 2000000; exec "$KB" "${P[@]/out.kbd/mem.kbd}" --input skip_mem --skip-unreadable) > /dev/null 2> mem.err
+  rc=$?
+  if [[ $rc_ok -ne 0 ]]; then bad "--skip-unreadable within a 2 GB cap" "exit $rc_ok: $(cat ok.err)"
+  elif [[ $rc -eq 1 ]] && ! compgen -G 'mem.kbd*' > /dev/null &&
+       grep -q "^kindbench: error: skip_mem/cats/mem.png: out of memory for a 32000x32000 image (not the image's content" mem.err
+  then ok "--skip-unreadable: out of memory for one image stops the run: $(cat mem.err)"
+  else bad "--skip-unreadable, out of memory for one image" "exit $rc: $(cat mem.err)"; fi
+fi
 
 # ---- a full disk at the very end (the checksum's seek flushes the buffered
 # tail): the error said "cannot seek back to fill in the checksum"; it names
