@@ -195,7 +195,7 @@ static int check_digest(kb_dataset *ds, const kb_file_version *v, const uint8_t 
     int use_stamps;
     if (stamps_wanted(&use_stamps, err)) return -1;
     char dir[4096], hex[65];
-    kb_err why = {{0}};
+    kb_err why = {0};
     int have_dir = use_stamps && kb_verified_dir(dir, sizeof dir, &why) == 0;
     if (have_dir && o->verify == KB_VERIFY_ONCE && kb_stamp_found(dir, v, ds->payload_sha256)) {
         ds->digest_from_stamp = 1;

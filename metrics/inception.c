@@ -43,7 +43,7 @@ int kb_inception_find_weights(const char *explicit_path, char *out, size_t outsz
         return missing_weights(where, err);
     }
     char dir[4096];
-    kb_err why = {{0}};
+    kb_err why = {0};
     if (kb_user_cache_dir(NULL, NULL, dir, sizeof dir, &why)) {
         snprintf(where, sizeof where, " (no cache directory: %s)", why.msg);
         return missing_weights(where, err);

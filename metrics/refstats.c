@@ -285,7 +285,7 @@ int kb_features_cache_dir(const char *explicit_dir, char *out, size_t outsz, kb_
         if (snprintf(out, outsz, "%s", explicit_dir) >= (int)outsz) return kb_fail(err, "features cache: directory path too long");
         return 0;
     }
-    kb_err why = {{0}};
+    kb_err why = {0};
     if (kb_user_cache_dir("KINDBENCH_FEATURES_CACHE", "features", out, outsz, &why))
         return kb_fail(err, "features cache: %s (use --features-cache DIR)", why.msg);
     return 0;

@@ -66,7 +66,7 @@ static int one_entry(const kb_evalset *s) {
 
 int main(void) {
     kbt_state st = {0, 0};
-    kb_err err = {{0}};
+    kb_err err = {0};
     char dir[] = "/tmp/kb_npz_replaced.XXXXXX", a[64], b[64], path[64], tmp[64];
     if (!mkdtemp(dir)) return perror("mkdtemp"), 1;
     snprintf(a, sizeof a, "%s/a.npz", dir), snprintf(b, sizeof b, "%s/b.npz", dir);
