@@ -56,37 +56,49 @@ int kb_dit_config_shape(kb_dit_config *cfg, const char *preset, const int given[
     return 0;
 }
 
-/* Upper limits, far beyond DiT-XL (width 1152, 28 blocks, 1000 classes, 256
- * tokens), chosen so that every product of sizes that the layers form in int
- * (width x MLP hidden, tokens^2, (classes+1) x width, patch dim x width)
- * stays below 2^31: a checkpoint's or a command line's absurd size is an
- * error here, not an overflow later. */
-static int check_limits(const kb_dit_config *c, kb_err *err) {
-    const struct {
-        const char *what;
-        int value, max;
-    } lim[] = {{"image side", c->input_size, 4096},        {"channels", c->in_channels, 64},
-               {"patch size", c->patch_size, 32},          {"width", c->hidden_size, 8192},
-               {"depth", c->depth, 1024},                  {"classes", c->num_classes, 100000},
-               {"mlp ratio x 100", c->mlp_ratio_x100, 1600}, {"frequency embedding size", c->freq_dim, 8192},
-               {"tokens per side (image / patch)", c->input_size / c->patch_size, 128}};
-    for (size_t i = 0; i < sizeof lim / sizeof lim[0]; i++)
+/* A size above its limit, or -1 with err set. */
+typedef struct {
+    const char *what;
+    int value, max;
+} size_limit;
+
+static int check_limits(const size_limit *lim, size_t n, kb_err *err) {
+    for (size_t i = 0; i < n; i++)
         if (lim[i].value > lim[i].max)
             return kb_fail(err, "DiT config: %s %d is above the supported %d", lim[i].what, lim[i].value, lim[i].max);
     return 0;
 }
 
-int kb_dit_config_validate(const kb_dit_config *c, kb_err *err) {
-    if (c->input_size <= 0 || c->in_channels <= 0 || c->patch_size <= 0 || c->hidden_size <= 0 || c->depth <= 0 ||
-        c->num_heads <= 0 || c->num_classes <= 0 || c->mlp_ratio_x100 <= 0 || c->freq_dim <= 0)
-        return kb_fail(err, "DiT config: every size must be positive (image %d, channels %d, patch %d, width %d, "
-                            "depth %d, heads %d, classes %d)", c->input_size, c->in_channels, c->patch_size,
-                       c->hidden_size, c->depth, c->num_heads, c->num_classes);
-    if (check_limits(c, err)) return -1;
+/* Upper limits, far beyond DiT-XL (width 1152, 28 blocks, 1000 classes, 256
+ * tokens), chosen so that every product of sizes that the layers form in int
+ * (width x MLP hidden, tokens^2, (classes+1) x width, patch dim x width)
+ * stays below 2^31: a checkpoint's or a command line's absurd size is an
+ * error here, not an overflow later. These are the network's own sizes; the
+ * data's follow in check_data_limits. */
+static int check_model_limits(const kb_dit_config *c, kb_err *err) {
+    const size_limit lim[] = {{"patch size", c->patch_size, 32},          {"width", c->hidden_size, 8192},
+                              {"depth", c->depth, 1024},                  {"mlp ratio x 100", c->mlp_ratio_x100, 1600},
+                              {"frequency embedding size", c->freq_dim, 8192}};
+    return check_limits(lim, sizeof lim / sizeof lim[0], err);
+}
+
+static int check_data_limits(const kb_dit_config *c, kb_err *err) {
+    const size_limit lim[] = {{"image side", c->input_size, 4096},
+                              {"channels", c->in_channels, 64},
+                              {"classes", c->num_classes, 100000},
+                              {"tokens per side (image / patch)", c->input_size / c->patch_size, 128}};
+    return check_limits(lim, sizeof lim / sizeof lim[0], err);
+}
+
+int kb_dit_config_validate_model(const kb_dit_config *c, kb_err *err) {
+    if (c->patch_size <= 0 || c->hidden_size <= 0 || c->depth <= 0 || c->num_heads <= 0 || c->mlp_ratio_x100 <= 0 ||
+        c->freq_dim <= 0)
+        return kb_fail(err, "DiT config: every size must be positive (patch %d, width %d, depth %d, heads %d, mlp "
+                            "ratio %.2f, frequency embedding size %d)", c->patch_size, c->hidden_size, c->depth,
+                       c->num_heads, c->mlp_ratio_x100 / 100.0, c->freq_dim);
+    if (check_model_limits(c, err)) return -1;
     if (c->hidden_size % c->num_heads)
         return kb_fail(err, "DiT config: %d heads do not divide width %d", c->num_heads, c->hidden_size);
-    if (c->input_size % c->patch_size)
-        return kb_fail(err, "DiT config: image side %d is not divisible by patch size %d", c->input_size, c->patch_size);
     if (c->hidden_size % 4)
         return kb_fail(err, "DiT config: width %d must be a multiple of 4 for the 2-D sin-cos position embedding",
                        c->hidden_size);
@@ -96,6 +108,17 @@ int kb_dit_config_validate(const kb_dit_config *c, kb_err *err) {
     if ((c->hidden_size * c->mlp_ratio_x100) % 100)
         return kb_fail(err, "DiT config: width %d x mlp ratio %.2f is not an integer", c->hidden_size,
                        c->mlp_ratio_x100 / 100.0);
+    return 0;
+}
+
+int kb_dit_config_validate(const kb_dit_config *c, kb_err *err) {
+    if (kb_dit_config_validate_model(c, err)) return -1;
+    if (c->input_size <= 0 || c->in_channels <= 0 || c->num_classes <= 0)
+        return kb_fail(err, "DiT config: every size must be positive (image %d, channels %d, classes %d)",
+                       c->input_size, c->in_channels, c->num_classes);
+    if (check_data_limits(c, err)) return -1;
+    if (c->input_size % c->patch_size)
+        return kb_fail(err, "DiT config: image side %d is not divisible by patch size %d", c->input_size, c->patch_size);
     return 0;
 }
 

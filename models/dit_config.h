@@ -33,6 +33,12 @@ int kb_dit_config_shape(kb_dit_config *cfg, const char *preset, const int given[
 /* Checks that the config can be built: heads divide width, the image side is
  * divisible by the patch, width even for the sin-cos embeddings, etc. */
 int kb_dit_config_validate(const kb_dit_config *cfg, kb_err *err);
+/* The part of kb_dit_config_validate that needs no data: the network's own
+ * sizes (width, depth, heads, patch, MLP ratio, frequencies, class dropout)
+ * and their limits, not the image side, channels or classes, which a trainer
+ * learns only from its dataset. Lets a bad shape be refused before a
+ * dataset is opened (and perhaps hashed). */
+int kb_dit_config_validate_model(const kb_dit_config *cfg, kb_err *err);
 
 int kb_dit_tokens(const kb_dit_config *cfg);       /* T = (input/p)^2 */
 int kb_dit_out_channels(const kb_dit_config *cfg); /* 2C with learned sigma, else C */

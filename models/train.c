@@ -269,6 +269,9 @@ int kb_train_opts_check(const kb_train_opts *o, kb_err *err) {
     if (o->steps <= 0) return kb_fail(err, "train: --steps N is required (N >= 1)");
     if (o->cfg.depth <= 0 || o->cfg.hidden_size <= 0 || o->cfg.num_heads <= 0 || o->cfg.patch_size <= 0)
         return kb_fail(err, "train: give --model NAME (e.g. S/4) or all of --depth, --width, --heads, --patch");
+    /* the shape alone, before the data are opened: a large cache's first open hashes it for minutes, and heads
+     * that do not divide the width would be just as wrong after; what needs the data is fit_config's */
+    if (kb_dit_config_validate_model(&o->cfg, err)) return -1;
     if (!(o->optim.lr > 0) || !(o->optim.eps > 0) || !(o->optim.beta1 >= 0 && o->optim.beta1 < 1) ||
         !(o->optim.beta2 >= 0 && o->optim.beta2 < 1) || !(o->optim.weight_decay >= 0) || !(o->optim.ema_decay < 1))
         return kb_fail(err, "train: optimiser settings out of range (lr %g > 0, eps %g > 0, betas %g %g in [0, 1), "

@@ -142,9 +142,10 @@ void kb_train_opts_default(kb_train_opts *o);
  * step it was at: kb_signals_defer), KB_TRAIN_MISFIT with err set, or -1
  * with err set (an unreadable or corrupt file, a divergence, a full disk). */
 int kb_train_run(kb_train_opts *o, kb_err *err);
-/* The options a run needs (data, out, steps, a model shape), their ranges
- * and --precision on --device; kb_train_run checks them too, after a resume
- * has filled them in. */
+/* The options a run needs (data, out, steps, a model shape), their ranges,
+ * the model shape's own checks (kb_dit_config_validate_model: those that need
+ * no data) and --precision on --device; kb_train_run checks them too, after a
+ * resume has filled them in. Opens no file. */
 int kb_train_opts_check(const kb_train_opts *o, kb_err *err);
 
 /* Names used in train JSON and on the command line. */

@@ -24,6 +24,15 @@ expect_usage "heads do not divide width" "3 heads do not divide width 64" "${T[@
 expect_usage "image not divisible by patch" "image side 16 is not divisible by patch size 5" "${T[@]}" --out b --depth 1 --width 64 --heads 2 --patch 5
 expect_usage "width not a multiple of 4" "width 66 must be a multiple of 4" "${T[@]}" --out b --depth 1 --width 66 --heads 2 --patch 4
 expect_usage "width beyond the limits" "width 16384 is above the supported 8192" "${T[@]}" --out b --depth 1 --width 16384 --heads 2 --patch 4
+# The model's own shape is checked before the cache is opened (a large cache's first open hashes it for
+# minutes): with a missing or corrupt --data the shape's fault is reported, exit 2, not the cache's (exit 1).
+head -c 4000 data.kbd > corrupt.kbd && printf 'garbage' >> corrupt.kbd
+expect_usage "heads checked before a missing cache is opened" "3 heads do not divide width 64" train --data nothere.kbd --out b --steps 2 --depth 1 --width 64 --heads 3 --patch 4
+expect_usage "heads checked before a corrupt cache is opened" "3 heads do not divide width 64" train --data corrupt.kbd --out b --steps 2 --depth 1 --width 64 --heads 3 --patch 4
+expect_usage "width limit checked before the cache is opened" "width 16384 is above the supported 8192" train --data nothere.kbd --out b --steps 2 --depth 1 --width 16384 --heads 2 --patch 4
+expect_usage "depth limit checked before the cache is opened" "depth 2000 is above the supported 1024" train --data corrupt.kbd --out b --steps 2 --model S/4 --depth 2000
+expect_usage "width x mlp ratio checked before the cache is opened" "width 36 x mlp ratio 2.33 is not an integer" train --data nothere.kbd --out b --steps 2 --depth 1 --width 36 --heads 2 --patch 4 --mlp-ratio 2.33
+[[ ! -e b ]] && ok "a shape refused before the data were opened made no --out" || bad "--out after a refused shape" "b exists"
 expect_usage "no model shape" "give --model NAME .* or all of --depth, --width, --heads, --patch" "${T[@]}" --out b --depth 2
 expect_usage "unknown preset" "unknown --model 'Q/4': not a DiT preset" "${T[@]}" --out b --model Q/4
 expect_usage "--mlp-ratio finer than hundredths" "--mlp-ratio: at most two decimals \(e.g. 4 or 2.5\), got '2.999'" "${T[@]}" "${S[@]}" --out b --mlp-ratio 2.999
