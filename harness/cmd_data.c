@@ -148,11 +148,14 @@ static void warn_ineffective(const kb_prepare_opts *o, unsigned given) {
                         "(square, opaque grey images)\n");
 }
 
-/* What the command line alone gets wrong is a usage error (exit 2), before anything is read. */
+/* What the command line alone gets wrong is a usage error (exit 2), before anything is read. A --source given
+ * is checked (its name, then its own options) before the required options: "unknown --source 'bogus'" says
+ * what to fix, where "--resolution ... required" would hide it until that was given. */
 static int check_prepare(kb_prepare_opts *o, unsigned given, kb_err *err) {
+    if (o->source.kind && kb_source_opts_check(&o->source, err)) return -1;
     if (!o->source.kind || !o->resolution || !o->out_path)
         return kb_fail(err, "prepare: --source, --resolution and -o are required");
-    if (kb_source_opts_check(&o->source, err) || kb_split_opts_check(&o->split, err)) return -1;
+    if (kb_split_opts_check(&o->split, err)) return -1;
     if (!(given & GIVEN(OPT_SPLIT_SEED))) o->split.split_seed = o->split.seed;
     /* -o on a class list (a slip of the argument order) replaced the list with the cache */
     const char *lists[2][2] = {{"--pretrain-classes", o->split.pretrain_file}, {"--novel-classes", o->split.novel_file}};

@@ -359,6 +359,16 @@ for args in "--source bogus" "--source emoji --style foo" "--source folder" \
   "$KB" data prepare $args --resolution 8 -o usage.kbd > /dev/null 2>&1; rc=$?
   if [[ $rc -eq 2 && ! -e usage.kbd ]]; then ok "data prepare $args: exit 2"; else bad "data prepare $args" "exit $rc"; fi
 done
+# the more specific fault first: an unknown --source is named even while --resolution and -o are missing too
+"$KB" data prepare --source bogus > /dev/null 2> err.txt; rc=$?
+if [[ $rc -eq 2 ]] && [[ $(grep -vc '^Try ' err.txt) -eq 1 ]] &&
+   grep -q "^kindbench: error: unknown --source 'bogus' (known: fashion-mnist, emoji, pokemon, folder)$" err.txt; then
+  ok "data prepare --source bogus without --resolution and -o: exit 2, $(head -1 err.txt)"
+else bad "data prepare --source bogus without --resolution and -o" "exit $rc, $(cat err.txt)"; fi
+"$KB" data prepare --resolution 8 > /dev/null 2> err.txt; rc=$?
+if [[ $rc -eq 2 ]] && grep -q "prepare: --source, --resolution and -o are required" err.txt; then
+  ok "data prepare without --source: exit 2, the required options named"
+else bad "data prepare without --source" "exit $rc, $(cat err.txt)"; fi
 
 # outputs get the umask's mode (atomic writes forced 0644), and a failed write to stdout is an error
 (umask 077; "$KB" "${P[@]/out.kbd/private.kbd}" --input good) > /dev/null 2>&1
