@@ -3,7 +3,8 @@
  * files; no file left after an aborted or short write; class roles from files
  * (errors name file:line) and from a seed; the keyed test split; grids; PNG
  * write/read round trip; verification stamps (a cache hashed once per
- * version of its file, never trusted for a changed or replaced file); the
+ * version of its file, never trusted for a changed or replaced file; the
+ * temp files of killed stamp writes removed by the next); the
  * kind of a decoder's error (the file's content, which
  * `prepare --skip-unreadable` skips, or a read failure, which it must not). */
 #include <dirent.h>
@@ -386,6 +387,38 @@ static void write_bytes(const char *path, const char *bytes, size_t n) {
     if (f) fwrite(bytes, 1, n, f), fclose(f);
 }
 
+/* A run killed (SIGKILL) while writing a stamp left "<hash>.stamp.tmp.<pid>.XXXXXX" in the stamps dir for
+ * good; the next stamp written removes those of dead pids (99999999 is past any pid_max), and leaves a live
+ * writer's (this process's), a temp that names no writer and files that are not stamp temps. */
+#define SWEEP_DIR "stamps_sweep.work"
+#define HASH_A "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+#define HASH_B "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210"
+
+static void check_stamp_temps_swept(kbt_state *st) {
+    kb_err err = {0};
+    char live[200], path[300];
+    snprintf(live, sizeof live, HASH_B ".stamp.tmp.%ld.Lv12Ab", (long)getpid());
+    const char *dead[] = {HASH_A ".stamp.tmp.99999999.Qw12Er", HASH_B ".stamp.tmp.99999999"};
+    const char *kept[] = {live, HASH_A ".stamp.tmp.AbC123", "notes.stamp.tmp.99999999", HASH_A ".stamp"};
+    mkdir(SWEEP_DIR, 0755);
+    for (size_t i = 0; i < 2; i++) snprintf(path, sizeof path, SWEEP_DIR "/%s", dead[i]), write_bytes(path, "x", 1);
+    for (size_t i = 0; i < 4; i++) snprintf(path, sizeof path, SWEEP_DIR "/%s", kept[i]), write_bytes(path, "x", 1);
+    /* a version settled long ago: the stamp is written (no file behind it is needed) */
+    kb_file_version v;
+    memset(&v, 0, sizeof v);
+    snprintf(v.real_path, sizeof v.real_path, "/nowhere/swept.kbd");
+    clock_gettime(CLOCK_REALTIME, &v.seen);
+    int rc = kb_stamp_write(SWEEP_DIR, &v, HASH_A, &err);
+    int gone = 0, stayed = 0;
+    for (size_t i = 0; i < 2; i++) snprintf(path, sizeof path, SWEEP_DIR "/%s", dead[i]), gone += !kb_is_file(path);
+    for (size_t i = 0; i < 4; i++) snprintf(path, sizeof path, SWEEP_DIR "/%s", kept[i]), stayed += kb_is_file(path);
+    KBT_CHECK(st, rc == 0 && kb_stamp_found(SWEEP_DIR, &v, HASH_A), "a stamp is written beside stale temp files",
+              "rc %d: %s", rc, err.msg);
+    KBT_CHECK(st, gone == 2, "writing a stamp removes the stamp temp files of dead writers", "%d of 2 removed", gone);
+    KBT_CHECK(st, stayed == 4, "a live writer's stamp temp, one naming no writer and other files are kept",
+              "%d of 4 kept", stayed);
+}
+
 /* decode(path) fails with an error of kind want whose message holds text. */
 static void check_kind(kbt_state *st, int (*decode)(const char *, kb_image *, kb_err *), const char *path,
                        kb_err_kind want, const char *text, const char *name) {
@@ -440,6 +473,7 @@ int main(void) {
     check_image_split(&st);
     check_grid_and_png(&st);
     check_stamps(&st);
+    check_stamp_temps_swept(&st);
     check_error_kinds(&st);
     return kbt_finish(&st);
 }

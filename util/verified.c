@@ -74,13 +74,37 @@ static int settled(const kb_file_version *v) {
     return age_ns >= KB_STAMP_SETTLED_S * 1000000000LL;
 }
 
+/* 1 when name is the temp file of a stamp's atomic write that names its
+ * writer: "<64 hex>.stamp.tmp.<pid>[.<letters>]". Without a pid it is not
+ * ours (stamps came after kb_atomic_open put the pid in), and whether its
+ * writer is alive could not be told: it stays. */
+static int is_stamp_temp(const char *name, const void *unused) {
+    (void)unused;
+    static const char ext[] = ".stamp";
+    const size_t hex = 64, stem = hex + sizeof ext - 1;
+    char final_name[80];
+    if (strlen(name) <= stem + 5 || strspn(name, "0123456789abcdef") != hex || strncmp(name + hex, ext, sizeof ext - 1))
+        return 0;
+    snprintf(final_name, sizeof final_name, "%.*s", (int)stem, name);
+    return kb_is_temp_of(name, final_name) && name[stem + 5] >= '0' && name[stem + 5] <= '9';
+}
+
+/* A run killed (SIGKILL) while writing a stamp leaves its temp file in dir
+ * for good: one for each kill, as no later write has its name. The stamps
+ * dir has no lock (every kindbench on the machine writes there), so
+ * kb_sweep_stale leaves the temps of live writers alone. Quietly: a few
+ * bytes of a cache, not the user's files. */
+static void sweep_stamp_temps(const char *dir) { kb_sweep_stale(dir, is_stamp_temp, NULL, 1); }
+
 int kb_stamp_write(const char *dir, const kb_file_version *v, const char *sha256_hex, kb_err *err) {
     char path[4200], text[KB_STAMP_MAX];
     int n = stamp_text(v, sha256_hex, text, sizeof text);
     if (!v->real_path[0] || n < 0 || !settled(v)) return 0;
     if (stamp_path(dir, v, path, sizeof path)) return kb_fail(err, "%s: stamp path too long", dir);
     kb_atomic_file af;
-    if (kb_mkdir_p(dir, err) || kb_atomic_open(&af, path, err)) return -1;
+    if (kb_mkdir_p(dir, err)) return -1;
+    sweep_stamp_temps(dir);
+    if (kb_atomic_open(&af, path, err)) return -1;
     if (kb_atomic_write(&af, text, (size_t)n, err) || kb_atomic_commit(&af, err)) {
         kb_atomic_abort(&af);
         return -1;

@@ -40,7 +40,9 @@ int kb_verified_dir(char *out, size_t outsz, kb_err *err);
 int kb_stamp_found(const char *dir, const kb_file_version *v, const char *sha256_hex);
 
 /* Records that v's content has digest sha256_hex, atomically, replacing the
- * stamp of an older version of the same path (one stamp per path). Does
+ * stamp of an older version of the same path (one stamp per path); first
+ * removes from dir the temp files of stamp writes whose process is dead (a
+ * run killed while writing one). Does
  * nothing and returns 0 when v is not settled (see above) or has no real
  * path; -1 with err when the stamp cannot be written. */
 int kb_stamp_write(const char *dir, const kb_file_version *v, const char *sha256_hex, kb_err *err);
