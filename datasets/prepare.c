@@ -213,7 +213,7 @@ static FILE *open_spill(const char *out_path, kb_err *err) {
     char tmp[4200];
     int fd = kb_temp_create(tmp, sizeof tmp, out_path, ".decoded.XXXXXX", 0, err);
     if (fd < 0) return kb_fail_wrap(err, "the decoded images' temp file"), NULL;
-    unlink(tmp);
+    kb_temp_drop(tmp); /* the name; the open file stays */
     FILE *f = fdopen(fd, "w+b");
     if (!f) close(fd), kb_fail(err, "%s: fdopen failed: %s", tmp, strerror(errno));
     return f;

@@ -25,3 +25,5 @@ set_tests_properties(fixture_data_resize fixture_data_fmnist fixture_data_source
 foreach(t test_data_resize_pil test_data_fmnist test_data_sources test_data_cache)
   target_compile_options(${t} PRIVATE -Wno-format-truncation)
 endforeach()
+# a signal during temp file creation leaves no temp file (util/fileio.c)
+kb_c_test(test_fileio_signals SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_fileio_signals.c LABELS datasets)

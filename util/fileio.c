@@ -51,6 +51,9 @@ int kb_read_file(const char *path, uint8_t **data, size_t *size, kb_err *err) {
     return 0;
 }
 
+/* The signals whose handler removes the tracked temp files. */
+static const int kb_cleanup_signals[] = {SIGINT, SIGTERM, SIGHUP};
+
 /* Temp files to remove when a signal ends the process: fixed slots, so that
  * the handler only reads memory and calls unlink (async-signal-safe). A slot
  * is written while its `used` flag is 0 and only then marked used. */
@@ -108,9 +111,19 @@ static void temp_cleanup_handler(int sig) {
     kb_die_of_signal(sig); /* signal() and raise() are async-signal-safe too */
 }
 
+void kb_signals_hold(sigset_t *old) {
+    sigset_t cleanup_sigs;
+    sigemptyset(&cleanup_sigs);
+    for (size_t i = 0; i < sizeof kb_cleanup_signals / sizeof kb_cleanup_signals[0]; i++)
+        sigaddset(&cleanup_sigs, kb_cleanup_signals[i]);
+    pthread_sigmask(SIG_BLOCK, &cleanup_sigs, old);
+}
+
+void kb_signals_release(const sigset_t *old) { pthread_sigmask(SIG_SETMASK, old, NULL); }
+
 void kb_temp_cleanup_on_signals(void) {
-    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
-    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+    const int *sigs = kb_cleanup_signals;
+    for (size_t i = 0; i < sizeof kb_cleanup_signals / sizeof kb_cleanup_signals[0]; i++) {
         struct sigaction sa, old;
         memset(&sa, 0, sizeof sa);
         sa.sa_handler = temp_cleanup_handler;
@@ -154,9 +167,15 @@ int kb_temp_create(char *tmp, size_t cap, const char *path, const char *suffix, 
     if (kb_temp_name(tmp, cap, path, sfx, reserve)) return tmp[0] = 0, kb_fail(err, "%s: path too long", path);
     /* now, not at the rename: `data prepare -o DIR` decoded every image before failing */
     if (kb_is_dir(path)) return tmp[0] = 0, kb_fail(err, "%s: is a directory (a file name is needed here)", path);
+    /* created and tracked with the cleanup's signals held back: one arriving
+     * between the two left the file behind (a kill soon after a run starts) */
+    sigset_t old;
+    kb_signals_hold(&old);
     int fd = mkstemp(tmp);
+    int saved = errno;
+    if (fd >= 0) kb_temp_track(tmp);
+    kb_signals_release(&old);
     if (fd < 0) {
-        int saved = errno;
         tmp[0] = 0;
         /* named by the output, not the temp name: "cache/x.kbd.tmp.FngAnw: cannot create temp file" hid which option */
         return kb_fail(err, "%s: cannot write there: %s", path, strerror(saved));
@@ -177,11 +196,11 @@ int kb_atomic_open(kb_atomic_file *af, const char *path, kb_err *err) {
     if (fd < 0) return -1;
     af->fp = fdopen(fd, "wb");
     if (!af->fp) {
+        int saved = errno;
         close(fd);
-        unlink(af->tmp_path);
-        return kb_fail(err, "%s: fdopen failed: %s", af->tmp_path, strerror(errno));
+        kb_temp_drop(af->tmp_path);
+        return kb_fail(err, "%s: fdopen failed: %s", af->tmp_path, strerror(saved));
     }
-    kb_temp_track(af->tmp_path);
     return 0;
 }
 
@@ -205,7 +224,7 @@ void kb_sync_parent_dir(const char *path) {
 
 /* Removes a temp file, then stops tracking it (in that order: a signal in
  * between still removes it). */
-static void drop_temp(const char *tmp_path) {
+void kb_temp_drop(const char *tmp_path) {
     unlink(tmp_path);
     kb_temp_forget(tmp_path);
 }
@@ -218,12 +237,12 @@ int kb_atomic_commit(kb_atomic_file *af, kb_err *err) {
     bad |= fclose(af->fp) != 0;
     af->fp = NULL;
     if (bad) {
-        drop_temp(af->tmp_path);
+        kb_temp_drop(af->tmp_path);
         return kb_fail(err, "%s: cannot finish writing: %s", af->final_path, strerror(saved ? saved : errno));
     }
     if (rename(af->tmp_path, af->final_path) != 0) {
         saved = errno;
-        drop_temp(af->tmp_path);
+        kb_temp_drop(af->tmp_path);
         return kb_fail(err, "%s: cannot rename temp file into place: %s", af->final_path, strerror(saved));
     }
     kb_temp_forget(af->tmp_path);
@@ -236,7 +255,6 @@ int kb_staged_begin(kb_staged_file *s, const char *path, kb_err *err) {
     int fd = create_temp(s->path, s->tmp, sizeof s->tmp, path, err);
     if (fd < 0) return -1;
     close(fd); /* the writers keep the mode of the file they replace: this one's */
-    kb_temp_track(s->tmp);
     return 0;
 }
 
@@ -253,7 +271,7 @@ int kb_staged_commit(kb_staged_file *s, kb_err *err) {
 }
 
 void kb_staged_drop(kb_staged_file *s) {
-    if (s->tmp[0]) drop_temp(s->tmp);
+    if (s->tmp[0]) kb_temp_drop(s->tmp);
     s->tmp[0] = 0;
 }
 
@@ -300,7 +318,7 @@ void kb_sweep_stale(const char *dir, int (*is_stale)(const char *name, const voi
 void kb_atomic_abort(kb_atomic_file *af) {
     if (af->fp) fclose(af->fp);
     af->fp = NULL;
-    if (af->tmp_path[0]) drop_temp(af->tmp_path);
+    if (af->tmp_path[0]) kb_temp_drop(af->tmp_path);
     af->tmp_path[0] = '\0';
 }
 
@@ -382,7 +400,7 @@ int kb_probe_writable(const char *path, kb_err *err) {
     int fd = kb_temp_create(tmp, sizeof tmp, path, ".probe.XXXXXX", 0, err);
     if (fd < 0) return -1;
     close(fd);
-    unlink(tmp);
+    kb_temp_drop(tmp);
     return 0;
 }
 

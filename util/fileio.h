@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <signal.h>
 #include <stdio.h>
 #include <sys/types.h>
 
@@ -44,8 +45,11 @@ mode_t kb_output_mode(const char *path);
  * becomes "<pid>.XXXXXX": the name says which process writes it, so that a
  * sweep of killed runs' temp files can tell a live one's; the name cut as
  * kb_temp_name does, reserve as there) with the mode path's output gets, and
- * returns its descriptor. Fails, naming path, when path is a directory or
- * nothing can be created beside it; tmp is then "". */
+ * returns its descriptor. The file is tracked for the signal cleanup from
+ * its creation on (kb_temp_cleanup_on_signals): the caller ends that with
+ * kb_temp_drop (removed) or kb_temp_forget (after renaming it). Fails,
+ * naming path, when path is a directory or nothing can be created beside
+ * it; tmp is then "". */
 int kb_temp_create(char *tmp, size_t cap, const char *path, const char *suffix, size_t reserve, kb_err *err);
 
 /* Creates "<path>.tmp.<pid>.XXXXXX" beside path (the name part cut where the
@@ -110,9 +114,16 @@ void kb_temp_cleanup_on_signals(void);
 void kb_signals_defer(int on);
 int kb_stop_requested(void);
 void kb_die_of_signal(int sig);
-/* Tracks or forgets a temp file for that cleanup (kb_atomic_* do this). */
+/* Tracks or forgets a temp file for that cleanup (kb_temp_create tracks its files). */
 void kb_temp_track(const char *tmp_path);
 void kb_temp_forget(const char *tmp_path);
+/* Removes a tracked temp file, then forgets it. */
+void kb_temp_drop(const char *tmp_path);
+/* Hold back the cleanup's signals (SIGINT, SIGTERM, SIGHUP) in this thread
+ * while a file the cleanup cannot know of exists (made and tracked in two
+ * steps; a library's own temp file); release delivers any that came. */
+void kb_signals_hold(sigset_t *old);
+void kb_signals_release(const sigset_t *old);
 
 /* Takes an exclusive advisory lock (flock) on DIR/NAME, created if needed, so
  * that two processes never write one output directory at once. The kernel

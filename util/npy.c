@@ -149,16 +149,21 @@ int kb_npz_write(const char *path, const kb_npz_entry *entries, int n, kb_err *e
     /* libzip writes tmp through its own temp file "<tmp>.XXXXXX" */
     int fd = kb_temp_create(tmp, sizeof tmp, path, ".tmp.XXXXXX", 7, err); /* its mode: libzip's temp copies it */
     if (fd < 0) return -1;
-    close(fd);
-    kb_temp_track(tmp);
+    close(fd); /* tracked for the signal cleanup since its creation */
     int zerr = 0, rc = 0;
     zip_t *za = zip_open(tmp, ZIP_TRUNCATE, &zerr);
     char(*hdrs)[1024] = calloc((size_t)n, 1024);
     if (!za || !hdrs) rc = kb_fail(err, "%s: cannot start the archive (libzip error %d)", path, zerr);
     for (int i = 0; !rc && i < n; i++) rc = npz_add(za, path, &entries[i], hdrs[i], err);
+    /* zip_close writes "<tmp>.XXXXXX" and renames it onto tmp: a name the
+     * signal cleanup cannot know, so its signals wait until it is done (a
+     * Ctrl-C meanwhile then removes tmp; an archive is written in seconds) */
+    sigset_t old_mask;
+    kb_signals_hold(&old_mask);
     if (!rc && zip_close(za) != 0) rc = zip_fail(err, path, "cannot write the archive", za);
     else if (!rc) za = NULL;
-    if (za) zip_discard(za);
+    if (za) zip_discard(za), za = NULL; /* removes libzip's temp file, if any, before a signal may end us */
+    kb_signals_release(&old_mask);
     free(hdrs);
     if (!rc) rc = fsync_path(tmp, err);
     if (!rc && rename(tmp, path) != 0) rc = kb_fail(err, "%s: cannot rename temp file into place: %s", path, strerror(errno));
