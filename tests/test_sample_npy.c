@@ -222,6 +222,39 @@ static void check_errors(kbt_state *st, const char *dir, arrays *a) {
     KBT_CHECK(st, kb_npz_write(p, a->e, NARR, &err) != 0, "npz into a missing directory fails", "it succeeded");
 }
 
+/* kb_npz_peek: each member's dtype and shape from its header alone (no data),
+ * and the header's checks: a missing member, a shape the stored bytes do not
+ * fill (the header patched in place, so only its size check can tell). */
+static void check_peek(kbt_state *st, const char *dir, arrays *a) {
+    char npz[4200];
+    kb_err err = {0};
+    snprintf(npz, sizeof npz, "%s/t.npz", dir);
+    kb_npz *z = kb_npz_open(npz, &err);
+    for (int i = 0; z && i < NARR; i++) {
+        kb_npy got = {0}, want = a->e[i].array;
+        int r = kb_npz_peek(z, a->e[i].name, &got, &err), same = !r && got.dtype == want.dtype && got.ndim == want.ndim;
+        for (int d = 0; same && d < want.ndim; d++) same = got.shape[d] == want.shape[d];
+        KBT_CHECK(st, same && got.numel == want.numel && !got.data, "npz peek gives the header", "%s: %s", a->e[i].name,
+                  r ? err.msg : "differs, or data read");
+    }
+    kb_npy h = {0};
+    KBT_CHECK(st, z && kb_npz_peek(z, "nothing", &h, &err) && strstr(err.msg, "no array 'nothing'"), "npz peek of a missing member",
+              "%s", err.msg);
+    kb_npz_close(z);
+    uint8_t x[8] = {0}, *b = NULL;
+    size_t n = 0;
+    char p[4200];
+    snprintf(p, sizeof p, "%s/short.npz", dir);
+    kb_npz_entry e = {"x", kb_npy_view(KB_U8, 1, (int64_t[]){8}, x)};
+    int r = kb_npz_write(p, &e, 1, &err) || kb_read_file(p, &b, &n, &err);
+    if (!r) patch((char *)b, n, "(8,)", "(9,)"), kbt_write_file(p, b, n);
+    free(b);
+    z = r ? NULL : kb_npz_open(p, &err);
+    r = z ? kb_npz_peek(z, "x", &h, &err) : 0;
+    KBT_CHECK(st, r && strstr(err.msg, "need 9"), "npz peek: a shape the data does not fill", "rc %d: %s", r, err.msg);
+    kb_npz_close(z);
+}
+
 /* A 255-byte npz name: our temp name is cut, and libzip's own temp file
  * ("<our temp>.XXXXXX") must fit as well. */
 static void check_long_name(kbt_state *st, const char *dir, arrays *a) {
@@ -276,6 +309,7 @@ int main(void) {
     check_numpy(&st, dir);
     check_numpy_layouts(&st, dir);
     check_errors(&st, dir, &a);
+    check_peek(&st, dir, &a);
     check_long_name(&st, dir, &a);
     check_mode(&st, dir, &a);
     check_no_temp_files(&st, dir);

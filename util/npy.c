@@ -238,9 +238,10 @@ typedef struct {
     int fortran, swap;
 } npy_layout;
 
-/* Header checks; *data_off gets where the data starts. */
-static int parse_header(const uint8_t *buf, size_t n, const char *what, kb_npy *a, size_t *data_off, npy_layout *lay,
-                        kb_err *err) {
+/* Header checks on buf[n] (at least the header) of an npy image of `total`
+ * bytes; *data_off gets where the data starts. */
+static int parse_header(const uint8_t *buf, size_t n, size_t total, const char *what, kb_npy *a, size_t *data_off,
+                        npy_layout *lay, kb_err *err) {
     if (n < 10 || memcmp(buf, NPY_MAGIC, 6)) return kb_fail(err, "%s: not an npy array (bad magic)", what);
     int major = buf[6];
     if (major < 1 || major > 3) return kb_fail(err, "%s: npy format version %d.%d not supported", what, major, buf[7]);
@@ -262,8 +263,8 @@ static int parse_header(const uint8_t *buf, size_t n, const char *what, kb_npy *
         rc = kb_fail(err, "%s: npy header's 'fortran_order' is neither True nor False", what);
     free(d);
     *data_off = prefix + hlen;
-    if (!rc && npy_data_bytes(a) != n - *data_off)
-        rc = kb_fail(err, "%s: npy data is %zu bytes, the header's shape and dtype need %zu", what, n - *data_off,
+    if (!rc && npy_data_bytes(a) != total - *data_off)
+        rc = kb_fail(err, "%s: npy data is %zu bytes, the header's shape and dtype need %zu", what, total - *data_off,
                      npy_data_bytes(a));
     return rc ? -1 : 0;
 }
@@ -313,7 +314,7 @@ static int normalise(kb_npy *a, const npy_layout *lay, const char *what, kb_err 
 int kb_npy_parse(const uint8_t *buf, size_t n, const char *what, kb_npy *out, kb_err *err) {
     size_t off;
     npy_layout lay = {0, 0};
-    if (parse_header(buf, n, what, out, &off, &lay, err)) return -1;
+    if (parse_header(buf, n, n, what, out, &off, &lay, err)) return -1;
     out->data = malloc(n - off ? n - off : 1);
     if (!out->data) return kb_fail(err, "%s: out of memory for %zu bytes", what, n - off);
     memcpy(out->data, buf + off, n - off);
@@ -325,7 +326,7 @@ int kb_npy_parse(const uint8_t *buf, size_t n, const char *what, kb_npy *out, kb
 static int parse_take(uint8_t *buf, size_t n, const char *what, kb_npy *out, kb_err *err) {
     size_t off;
     npy_layout lay = {0, 0};
-    if (parse_header(buf, n, what, out, &off, &lay, err)) {
+    if (parse_header(buf, n, n, what, out, &off, &lay, err)) {
         free(buf);
         return -1;
     }
@@ -425,6 +426,46 @@ int kb_npz_get(kb_npz *z, const char *name, kb_npy *out, kb_err *err) {
     if (idx < 0) return kb_fail(err, "%s: no array '%s' in the npz", z->path, name);
     if (read_entry(z->za, (zip_uint64_t)idx, what, &buf, &n, err)) return -1;
     return parse_take(buf, n, what, out, err);
+}
+
+/* The first n bytes of entry idx (its size in *total) into buf. */
+static int read_prefix(zip_t *za, zip_uint64_t idx, const char *what, uint8_t *buf, size_t n, size_t *total,
+                       kb_err *err) {
+    zip_stat_t st;
+    if (zip_stat_index(za, idx, 0, &st) || !(st.valid & ZIP_STAT_SIZE)) return kb_fail(err, "%s: %s", what, zip_strerror(za));
+    zip_file_t *zf = zip_fopen_index(za, idx, 0);
+    if (!zf) return kb_fail(err, "%s: cannot read: %s", what, zip_strerror(za));
+    *total = st.size;
+    if (n > st.size) n = st.size;
+    zip_int64_t got = zip_fread(zf, buf, n);
+    if (got < 0 || (zip_uint64_t)got != n)
+        kb_fail(err, "%s: read %lld of %zu bytes: %s", what, (long long)got, n, zip_file_strerror(zf));
+    zip_fclose(zf);
+    return got < 0 || (zip_uint64_t)got != n ? -1 : 0;
+}
+
+int kb_npz_peek(kb_npz *z, const char *name, kb_npy *out, kb_err *err) {
+    char fname[256], what[4400];
+    size_t l = strlen(name), total = 0, off;
+    snprintf(fname, sizeof fname, "%s%s", name, l > 4 && !strcmp(name + l - 4, ".npy") ? "" : ".npy");
+    snprintf(what, sizeof what, "%s:%s", z->path, fname);
+    zip_int64_t idx = locate_last(z->za, fname);
+    if (idx < 0) return kb_fail(err, "%s: no array '%s' in the npz", z->path, name);
+    uint8_t pre[12] = {0};
+    if (read_prefix(z->za, (zip_uint64_t)idx, what, pre, sizeof pre, &total, err)) return -1;
+    /* the header's length, as parse_header reads it; then the whole header */
+    size_t hlen = total < 10 ? 0 : pre[8] | (size_t)pre[9] << 8;
+    if (total >= 12 && pre[6] > 1) hlen |= (size_t)pre[10] << 16 | (size_t)pre[11] << 24;
+    size_t n = (pre[6] > 1 ? 12 : 10) + hlen;
+    if (n > total) n = total; /* parse_header names the short header */
+    uint8_t *buf = malloc(n ? n : 1);
+    if (!buf) return kb_fail(err, "%s: out of memory for an npy header of %zu bytes", what, n);
+    npy_layout lay = {0, 0};
+    int rc = read_prefix(z->za, (zip_uint64_t)idx, what, buf, n, &total, err) ||
+             parse_header(buf, n, total, what, out, &off, &lay, err);
+    free(buf);
+    out->data = NULL;
+    return rc ? -1 : 0;
 }
 
 int kb_npz_list(kb_npz *z, char ***names, int *count, kb_err *err) {
