@@ -79,8 +79,12 @@ static int scan_dir(kb_image_input *in, const char *dir, int depth, kb_err *err)
 
 /* --------------------------------------------------------- npz and kbd */
 
+/* arr_0 described from its header (not read: kb_image_input_load_data). */
 static int open_npz(kb_image_input *in, kb_err *err) {
-    if (kb_npz_read(in->path, "arr_0", &in->arr, err)) return -1;
+    kb_npz *z = kb_npz_open(in->path, err);
+    int rc = z ? kb_npz_peek(z, "arr_0", &in->arr, err) : -1;
+    kb_npz_close(z);
+    if (rc) return -1;
     kb_npy *a = &in->arr;
     if (a->dtype != KB_U8 || (a->ndim != 4 && a->ndim != 3))
         return kb_fail(err, "%s: arr_0 must be uint8 images [N, H, W, C] (an ADM batch), got %s with %d dimensions",
@@ -89,6 +93,21 @@ static int open_npz(kb_image_input *in, kb_err *err) {
     in->c = a->ndim == 4 ? (int)a->shape[3] : 1;
     if (in->c < 1 || in->c > 4) return kb_fail(err, "%s: arr_0 has %d channels (expected 1, 3 or 4)", in->path, in->c);
     if (in->count > 0 && (in->h < 1 || in->w < 1)) return kb_fail(err, "%s: arr_0 images are %dx%d", in->path, in->w, in->h);
+    return 0;
+}
+
+int kb_image_input_load_data(kb_image_input *in, kb_err *err) {
+    if (in->kind != KB_INPUT_NPZ || in->arr.data) return 0;
+    kb_npy a;
+    if (kb_npz_read(in->path, "arr_0", &a, err)) return -1;
+    int same = a.dtype == in->arr.dtype && a.ndim == in->arr.ndim;
+    for (int d = 0; same && d < a.ndim; d++) same = a.shape[d] == in->arr.shape[d];
+    if (!same) { /* replaced since it was probed: the plan's counts would be wrong */
+        kb_npy_free(&a);
+        return kb_fail(err, "%s: arr_0 changed while this evaluation ran (its shape is no longer the one opened)",
+                       in->path);
+    }
+    in->arr = a;
     return 0;
 }
 
@@ -105,24 +124,33 @@ static int has_suffix(const char *s, const char *suf) {
     return a >= b && !strcmp(s + a - b, suf);
 }
 
-int kb_image_input_open(const char *path, const kb_input_filter *f, int quiet, kb_image_input *in, kb_err *err) {
+int kb_image_input_probe(const char *path, const kb_input_filter *f, int quiet, kb_image_input *in, kb_err *err) {
     memset(in, 0, sizeof *in);
     if (f) in->filter = *f;
     else kb_input_filter_all(&in->filter);
+    int filtered = in->filter.split != KB_SPLIT_ANY || in->filter.role != KB_ROLE_ANY;
     if (snprintf(in->path, sizeof in->path, "%s", path) >= (int)sizeof in->path) return kb_fail(err, "%s: path too long", path);
     int rc;
     if (kb_is_dir(path)) in->kind = KB_INPUT_FOLDER, rc = scan_dir(in, path, 0, err);
     else if (!kb_is_file(path)) return kb_fail(err, "%s: no such file or directory", path);
     else if (has_suffix(path, ".kbd")) in->kind = KB_INPUT_KBD, rc = open_kbd(in, quiet, err);
     else in->kind = KB_INPUT_NPZ, rc = open_npz(in, err);
-    if (!rc && in->kind != KB_INPUT_KBD && (in->filter.split != KB_SPLIT_ANY || in->filter.role != KB_ROLE_ANY))
-        rc = kb_fail(err, "%s: split and class filters apply to .kbd dataset caches only", path);
-    if (!rc && in->count == 0)
+    if (!rc && in->kind != KB_INPUT_KBD && filtered)
+        rc = (kb_fail(err, "%s: split and class filters apply to .kbd dataset caches only", path), KB_INPUT_MISFIT);
+    else if (!rc && in->count == 0 && in->kind == KB_INPUT_KBD && filtered)
+        rc = (kb_fail(err, "%s: no images match the split/class filter", path), KB_INPUT_MISFIT);
+    else if (!rc && in->count == 0)
         rc = kb_fail(err, "%s: no images%s", path,
                      in->kind == KB_INPUT_FOLDER ? " (PNG, JPEG or GIF files, searched recursively)"
-                     : in->kind == KB_INPUT_KBD  ? " match the split/class filter"
+                     : in->kind == KB_INPUT_KBD  ? " in the cache"
                                                  : " in arr_0");
     if (rc) kb_image_input_close(in);
+    return rc;
+}
+
+int kb_image_input_open(const char *path, const kb_input_filter *f, int quiet, kb_image_input *in, kb_err *err) {
+    int rc = kb_image_input_probe(path, f, quiet, in, err);
+    if (!rc && (rc = kb_image_input_load_data(in, err))) kb_image_input_close(in);
     return rc;
 }
 

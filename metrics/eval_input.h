@@ -50,10 +50,22 @@ typedef struct {
 } kb_image_input;
 
 void kb_input_filter_all(kb_input_filter *f);
+
+/* What kb_image_input_open/probe return, besides 0 and -1, when the filter
+ * does not fit the input (given for a folder or npz, or selecting no image
+ * of the cache): the options are wrong for it, not the file. */
+#define KB_INPUT_MISFIT 2
+
 /* Opens a folder, an npz (reads arr_0 wholly) or a .kbd (verified; quiet:
  * no progress while its payload is hashed). Fails on an empty set, naming
- * the path. */
+ * the path: -1, or KB_INPUT_MISFIT. */
 int kb_image_input_open(const char *path, const kb_input_filter *f, int quiet, kb_image_input *in, kb_err *err);
+/* kb_image_input_open with an npz's arr_0 described (count, size, dtype
+ * checked) but not read, so that an evaluation can check both its inputs
+ * before it holds either's images; kb_image_input_load_data reads it
+ * (nothing to do for a folder or cache), which loading images needs. */
+int kb_image_input_probe(const char *path, const kb_input_filter *f, int quiet, kb_image_input *in, kb_err *err);
+int kb_image_input_load_data(kb_image_input *in, kb_err *err);
 void kb_image_input_close(kb_image_input *in);
 const char *kb_input_kind_name(kb_input_kind k);
 
