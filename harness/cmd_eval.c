@@ -68,7 +68,8 @@ static void usage(void) {
         "ADM batch .npz (arr_0 uint8 NHWC, with or without precomputed mu/sigma/mu_s/sigma_s), a pytorch-fid\n"
         "statistics .npz (mu, sigma), a kindbench statistics .npz, or a .kbd dataset cache. Precomputed\n"
         "statistics are used as they are (as the ADM evaluator does); images are featurised with the FID\n"
-        "Inception-v3, and a reference's features are cached so that it is featurised once.\n"
+        "Inception-v3, and a reference's features are cached so that it is featurised once. Both inputs are\n"
+        "checked against the options and each other before any image is featurised.\n"
         "`eval stats` writes mu, sigma, mu_s, sigma_s, the spectrum and kb_meta for INPUT (readable by the ADM\n"
         "evaluator, pytorch-fid and numpy); arr_0 and the features only when asked.\n\n"
         "Options:\n"
@@ -276,6 +277,7 @@ static void cell_means(const uint8_t *img, int h, int w, int g, float *out) {
 }
 
 /* TESTS ONLY: pool = 8x8x3 cell means, spatial = 4x4x3, logits = 8 * pool[0..16). */
+enum { PIXELS_POOL_DIM = 192, PIXELS_SPATIAL_DIM = 48 };
 static int pixels_fn(void *user, const uint8_t *rgb, int64_t n, int h, int w, float *pool, float *spatial,
                      float *logits, kb_err *err) {
     for (int64_t i = 0; i < n; i++) {
@@ -307,6 +309,14 @@ static int setup_inception(feat_state *s, const eval_opts *o, kb_err *err) {
     return 0;
 }
 
+/* The sizes of the featuriser's pool and spatial features, known without
+ * loading it (the plan compares them with statistics files'). */
+static void featurizer_dims(const eval_opts *o, int64_t *pool, int64_t *spatial) {
+    int pixels = !strcmp(o->featurizer, "pixels");
+    *pool = pixels ? PIXELS_POOL_DIM : KB_INCEPTION_POOL_DIM;
+    *spatial = pixels ? PIXELS_SPATIAL_DIM : KB_INCEPTION_SPATIAL_DIM;
+}
+
 /* Loads the featuriser on first use (the Inception weights only when images need it). */
 static int featurizer_ready(feat_state *s, const eval_opts *o, kb_err *err) {
     if (s->ready) return 0;
@@ -316,7 +326,7 @@ static int featurizer_ready(feat_state *s, const eval_opts *o, kb_err *err) {
     snprintf(s->fz.mode, sizeof s->fz.mode, "%s", kb_preproc_name(o->mode));
     if (!strcmp(o->featurizer, "pixels")) {
         s->fz.fn = pixels_fn;
-        s->fz.pool_dim = 192, s->fz.spatial_dim = 48, s->fz.logits_dim = 16;
+        s->fz.pool_dim = PIXELS_POOL_DIM, s->fz.spatial_dim = PIXELS_SPATIAL_DIM, s->fz.logits_dim = 16;
         snprintf(s->fz.id, sizeof s->fz.id, "pixels");
         snprintf(s->fz.weights_sha256, sizeof s->fz.weights_sha256, "none");
     } else if (setup_inception(s, o, err)) {
@@ -340,7 +350,7 @@ static unsigned satisfied(const kb_evalset *s) {
 }
 
 /* Statistics written with another mode or featuriser must not be mixed in. */
-static int check_meta(const kb_evalset *s, const feat_state *fs, const eval_opts *o, kb_err *err) {
+static int check_meta(const kb_evalset *s, const eval_opts *o, kb_err *err) {
     const char *mode = kb_preproc_name(o->mode);
     if (s->meta.mode[0] && strcmp(s->meta.mode, mode))
         return kb_fail(err, "%s: its statistics were computed in mode %s, but this evaluation uses --mode %s", s->path,
@@ -354,7 +364,6 @@ static int check_meta(const kb_evalset *s, const feat_state *fs, const eval_opts
     if (w && s->meta.weights_sha256[0] && strcmp(s->meta.weights_sha256, w))
         return kb_fail(err, "%s: its features come from weights with sha256 %.16s..., this evaluation's are %.16s...",
                        s->path, s->meta.weights_sha256, w);
-    (void)fs;
     return 0;
 }
 
@@ -419,17 +428,20 @@ static void resume_names(const feat_state *fs, const char *cpath, char *part, si
              fs->ctx->cuda_device, fs->ctx->threads);
 }
 
-/* Featurises the images of path (through the cache when use_cache). Unless
- * --no-cache, the features so far are kept in the cache directory while it
- * runs, so that a stopped run resumes (samples too, which are not cached). */
-static int featurize_images(const eval_env *env, const char *path, const kb_input_filter *filter, int use_cache,
-                            kb_evalset *out, kb_err *err) {
-    kb_image_input in;
-    if (featurizer_ready(env->fs, env->o, err) || kb_image_input_open(path, filter, env->o->quiet, &in, err))
-        return -1;
-    if (in.ignored) /* a note on the input, not progress: shown with --quiet too */
-        fprintf(stderr, "%s: ignored %lld file%s that are not PNG/JPEG/GIF images\n", path, (long long)in.ignored,
-                in.ignored == 1 ? "" : "s");
+/* A note on the input, not progress: shown with --quiet too. */
+static void note_ignored(const kb_image_input *in) {
+    if (in->ignored)
+        fprintf(stderr, "%s: ignored %lld file%s that are not PNG/JPEG/GIF images\n", in->path, (long long)in->ignored,
+                in->ignored == 1 ? "" : "s");
+}
+
+/* Featurises the images of in, which the plan probed (through the cache
+ * when use_cache; an npz's arr_0 is read only when the cache misses).
+ * Unless --no-cache, the features so far are kept in the cache directory
+ * while it runs, so that a stopped run resumes (samples too, which are not
+ * cached). */
+static int featurize_images(const eval_env *env, kb_image_input *in, int use_cache, kb_evalset *out, kb_err *err) {
+    if (featurizer_ready(env->fs, env->o, err)) return -1;
     kb_stats_meta want;
     memset(&want, 0, sizeof want);
     snprintf(want.mode, sizeof want.mode, "%s", env->fs->fz.mode);
@@ -438,49 +450,20 @@ static int featurize_images(const eval_env *env, const char *path, const kb_inpu
     char dir[4096], cpath[4300], part[4400], tag[128];
     int rc = 0, cached = 0, keep = !env->o->no_cache;
     kb_featurize_opts fo = {env->o->quiet, NULL, NULL};
-    rc = kb_image_input_hash(&in, want.source_sha256, err); /* recorded in kb_meta even without the cache */
+    rc = kb_image_input_hash(in, want.source_sha256, err); /* recorded in kb_meta even without the cache */
     if (!rc && keep) rc = kb_features_cache_dir(env->o->cache_dir, dir, sizeof dir, err) ||
                           kb_features_cache_path(dir, &want, cpath, sizeof cpath, err);
-    if (!rc && use_cache) want.count = in.count, cached = cache_lookup(cpath, &want, out);
-    if (!rc && cached && !env->o->quiet) fprintf(stderr, "%s: features from the cache (%s)\n", path, cpath);
+    if (!rc && use_cache) want.count = in->count, cached = cache_lookup(cpath, &want, out);
+    if (!rc && cached && !env->o->quiet) fprintf(stderr, "%s: features from the cache (%s)\n", in->path, cpath);
     if (!rc && !cached && keep && kb_mkdir_p(dir, err) == 0) {
         resume_names(env->fs, cpath, part, sizeof part, tag, sizeof tag);
         fo.resume_path = part, fo.resume_tag = tag;
     }
-    if (!rc && !cached) rc = kb_featurize_input(&in, &env->fs->fz, &fo, out, err);
+    if (!rc && !cached) rc = kb_image_input_load_data(in, err);
+    if (!rc && !cached) rc = kb_featurize_input(in, &env->fs->fz, &fo, out, err);
     if (!rc && !cached) snprintf(out->meta.source_sha256, sizeof out->meta.source_sha256, "%s", want.source_sha256);
     if (!rc && !cached && use_cache) cache_store(dir, cpath, out, env->o->quiet);
-    kb_image_input_close(&in);
     return rc;
-}
-
-static int is_npz_path(const char *path) {
-    size_t n = strlen(path);
-    return kb_is_file(path) && !(n >= 4 && !strcmp(path + n - 4, ".kbd"));
-}
-
-/* One side of the evaluation: statistics from an npz where it has them,
- * images featurised for whatever is still wanted. */
-static int load_side(const eval_env *env, const char *path, const char *label, const kb_input_filter *filter,
-                     unsigned want, int use_cache, kb_evalset *out, kb_err *err) {
-    kb_evalset_init(out, label, path);
-    int has_images = 1;
-    if (is_npz_path(path)) {
-        if (kb_evalset_read_npz(path, (want & (M_PR | M_DC | M_KID | M_IS)) != 0, out, err)) return -1;
-        if (check_meta(out, env->fs, env->o, err)) return kb_evalset_free(out), -1;
-        has_images = out->has_images;
-        if (out->has_pool_stats || out->feat.pool) {
-            if (filter->split != KB_SPLIT_ANY || filter->role != KB_ROLE_ANY)
-                return kb_evalset_free(out), kb_fail(err, "%s: split/class filters apply to .kbd caches only", path);
-        }
-    }
-    if (!(want & ~satisfied(out)) || !has_images) return 0;
-    kb_evalset fresh;
-    kb_evalset_init(&fresh, label, path);
-    if (featurize_images(env, path, filter, use_cache, &fresh, err)) return kb_evalset_free(out), -1;
-    take_missing(out, &fresh);
-    kb_evalset_free(&fresh);
-    return 0;
 }
 
 /* ------------------------------------------------------------- results */
@@ -626,12 +609,27 @@ static int do_spectral(results *r, kb_err *err) {
     return 0;
 }
 
-/* What a set lacks for a metric, as a phrase ("" when it has it). */
-static void lack(const kb_evalset *s, unsigned bit, char *out, size_t n) {
+/* What one side can give the metrics: as the plan foresees it, before any
+ * image is featurised, or as loaded; the reasons a metric cannot be had come
+ * from this alone, so the plan and the results give the same ones. */
+typedef struct {
+    const char *path;
+    unsigned serves;           /* the metric bits it can serve */
+    int64_t n_feat;            /* images with features (0: none) */
+    int64_t count;             /* images behind it (0: unknown) */
+    const char *spectrum_note; /* why there is no spectrum, when known */
+} side_caps;
+
+static side_caps caps_of_set(const kb_evalset *s) {
+    side_caps c = {s->path, satisfied(s), s->feat.n, s->feat.n ? s->feat.n : s->meta.count, s->spectrum_note};
+    return c;
+}
+
+/* What a side lacks for a metric, as a phrase ("" when it has it). */
+static void lack(const side_caps *s, unsigned bit, char *out, size_t n) {
     out[0] = '\0';
-    if (satisfied(s) & bit) return;
-    int64_t cnt = s->feat.n ? s->feat.n : s->meta.count;
-    if ((bit & (M_FID | M_SFID)) && cnt == 1)
+    if (s->serves & bit) return;
+    if ((bit & (M_FID | M_SFID)) && s->count == 1)
         snprintf(out, n, "%.900s has 1 image: a covariance needs at least 2", s->path);
     else if (bit & (M_FID | M_SFID))
         snprintf(out, n, "%.900s has no %s statistics (%s) and no images to compute them from", s->path,
@@ -645,31 +643,31 @@ static void lack(const kb_evalset *s, unsigned bit, char *out, size_t n) {
                  "`eval stats --with-features`)", s->path, bit == M_IS ? "IS" : "this metric", bit == M_IS ? "logits" : "features");
 }
 
-/* What a set with features lacks in count for a neighbourhood metric or KID
- * ("" when it has enough); so a default P/R on 3 images is skipped with a
- * note, as the docs promise, and a named one fails with this reason. */
-static void too_few(const results *r, const kb_evalset *s, int is_ref, unsigned bit, char *out, size_t n) {
-    const eval_opts *o = r->o;
+/* What a side with features lacks in count for a neighbourhood metric or
+ * KID ("" when it has enough); so a default P/R on 3 images is skipped with
+ * a note, as the docs promise, and a named one fails with this reason. */
+static void too_few(const eval_opts *o, const side_caps *s, int is_ref, unsigned bit, char *out, size_t n) {
     int need = bit == M_PR ? o->pr_k + 1 : bit == M_DC ? (is_ref ? o->dc_k + 1 : 1) : bit == M_KID ? 2 : 0;
     if (bit == M_IS) need = o->is_mode == KB_IS_FIDELITY ? 10 : 1;
     const char *what = bit == M_PR ? "precision/recall" : bit == M_DC ? "density/coverage" : "KID";
     int k = bit == M_PR ? o->pr_k : o->dc_k;
     out[0] = '\0';
-    if (s->feat.n >= need) return;
+    if (s->n_feat >= need) return;
     if (bit == M_IS)
         snprintf(out, n, "%.900s has %lld image(s): Inception Score with --is-splits %s needs at least %d", s->path,
-                 (long long)s->feat.n, o->is_mode == KB_IS_FIDELITY ? "fidelity" : "adm", need);
-    else if (bit == M_KID) snprintf(out, n, "%.900s has %lld image(s): KID needs at least 2", s->path, (long long)s->feat.n);
-    else snprintf(out, n, "%.900s has %lld image(s): %s with k=%d needs at least %d", s->path, (long long)s->feat.n,
+                 (long long)s->n_feat, o->is_mode == KB_IS_FIDELITY ? "fidelity" : "adm", need);
+    else if (bit == M_KID) snprintf(out, n, "%.900s has %lld image(s): KID needs at least 2", s->path, (long long)s->n_feat);
+    else snprintf(out, n, "%.900s has %lld image(s): %s with k=%d needs at least %d", s->path, (long long)s->n_feat,
                   what, k, need);
 }
 
 /* Empty reason when both sides (only the samples for IS) can serve bit. */
-static void unavailable(const results *r, unsigned bit, char *out, size_t n) {
-    lack(r->samp, bit, out, n);
-    if (!out[0] && bit != M_IS) lack(r->ref, bit, out, n);
-    if (!out[0]) too_few(r, r->samp, 0, bit, out, n);
-    if (!out[0] && bit != M_IS) too_few(r, r->ref, 1, bit, out, n);
+static void unavailable(const eval_opts *o, const side_caps *samp, const side_caps *ref, unsigned bit, char *out,
+                        size_t n) {
+    lack(samp, bit, out, n);
+    if (!out[0] && bit != M_IS) lack(ref, bit, out, n);
+    if (!out[0]) too_few(o, samp, 0, bit, out, n);
+    if (!out[0] && bit != M_IS) too_few(o, ref, 1, bit, out, n);
 }
 
 static int run_metric(results *r, unsigned bit, kb_err *err) {
@@ -689,14 +687,32 @@ static const char *metric_name(unsigned bit) {
     return "?";
 }
 
-static int run_all(results *r, kb_err *err) {
-    const unsigned order[] = {M_FID, M_SFID, M_IS, M_PR, M_DC, M_KID, M_SPECTRAL};
+static const unsigned metric_order[] = {M_FID, M_SFID, M_IS, M_PR, M_DC, M_KID, M_SPECTRAL};
+#define N_METRICS (sizeof metric_order / sizeof metric_order[0])
+
+static size_t metric_index(unsigned bit) {
+    size_t i = 0;
+    while (i + 1 < N_METRICS && metric_order[i] != bit) i++;
+    return i;
+}
+
+/* Why a requested metric is not computed: the plan's reason, or one only
+ * the loaded sets show (a folder's images of two sizes have no spectrum). */
+static void not_computed(const results *r, unsigned run, const char (*skip)[1200], unsigned bit, char *why, size_t n) {
+    side_caps cs = caps_of_set(r->samp), cr = caps_of_set(r->ref);
+    if (!(run & bit)) snprintf(why, n, "%s", skip[metric_index(bit)]);
+    else unavailable(r->o, &cs, &cr, bit, why, n);
+}
+
+/* Computes the metrics of run, in order; the other requested ones are
+ * skipped with their reason from skip[] (indexed as metric_order). */
+static int run_all(results *r, unsigned run, const char (*skip)[1200], kb_err *err) {
     unsigned knn = 0;
     char why[1200];
-    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
-        unsigned bit = order[i];
+    for (size_t i = 0; i < N_METRICS; i++) {
+        unsigned bit = metric_order[i];
         if (!(r->o->metrics & bit)) continue;
-        unavailable(r, bit, why, sizeof why);
+        not_computed(r, run, skip, bit, why, sizeof why);
         if (why[0] && r->o->metrics_given) return kb_fail(err, "%s: %s", metric_name(bit), why);
         if (why[0]) {
             printf("%-10s %14s    %-10s  skipped: %s\n", metric_name(bit), "-", "", why);
@@ -704,7 +720,7 @@ static int run_all(results *r, kb_err *err) {
         }
         if (bit == M_PR) { /* P/R and D/C share one pass over the distances */
             char dc_why[1200];
-            unavailable(r, M_DC, dc_why, sizeof dc_why);
+            not_computed(r, run, skip, M_DC, dc_why, sizeof dc_why);
             knn = M_PR;
             if ((r->o->metrics & M_DC) && !dc_why[0]) continue;
         }
@@ -762,7 +778,15 @@ static int write_csv(const results *r, const char *path, kb_err *err) {
     return kb_atomic_commit(&af, err);
 }
 
-/* ------------------------------------------------------------ commands */
+/* ---------------------------------------------------------------- plan */
+
+/* Everything that decides whether a comparison can run is found here,
+ * before any image is featurised (an hour of Inception for 50k images on a
+ * CPU): both inputs opened (an npz's statistics, features and meta read; the
+ * images counted, an npz's arr_0 by its header), their modes, featurisers,
+ * weights and dimensions, and what each requested metric needs of them.
+ * Errors are -1 (an input that cannot be read) or KB_EXIT_USAGE (options
+ * or inputs that do not fit together, README "Errors end the program"). */
 
 /* What each side must provide for the chosen metrics. */
 static unsigned side_wants(unsigned metrics, int samples) {
@@ -770,6 +794,162 @@ static unsigned side_wants(unsigned metrics, int samples) {
     if (samples) w |= metrics & M_IS;
     return w;
 }
+
+/* One side before any image is featurised: what its npz holds, and its
+ * images, probed (in_open), when they are to be featurised. */
+typedef struct {
+    const char *label;
+    const kb_input_filter *filter;
+    int use_cache;
+    kb_evalset set;
+    kb_image_input in;
+    int in_open;
+} side_plan;
+
+typedef struct {
+    side_plan samp, ref;
+    unsigned run;            /* the requested metrics that will be computed */
+    char skip[N_METRICS][1200]; /* why each other requested one is not (indexed as metric_order) */
+} eval_plan;
+
+static int has_suffix(const char *s, const char *suf) {
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && !strcmp(s + a - b, suf);
+}
+
+static int is_npz_path(const char *path) { return kb_is_file(path) && !has_suffix(path, ".kbd"); }
+
+static int filtered(const kb_input_filter *f) { return f->split != KB_SPLIT_ANY || f->role != KB_ROLE_ANY; }
+
+static void side_plan_init(side_plan *p, const char *label, const char *path, const kb_input_filter *f, int use_cache) {
+    memset(p, 0, sizeof *p);
+    p->label = label, p->filter = f, p->use_cache = use_cache;
+    kb_evalset_init(&p->set, label, path);
+}
+
+static void side_plan_free(side_plan *p) {
+    kb_evalset_free(&p->set);
+    if (p->in_open) kb_image_input_close(&p->in);
+    p->in_open = 0;
+}
+
+/* Opens one side: an npz's statistics, features (when a wanted metric
+ * needs them) and meta, checked against the options; then its images,
+ * probed, when the file does not hold all that is wanted. */
+static int plan_side(const eval_opts *o, const char *path, unsigned want, side_plan *p, kb_err *err) {
+    int has_images = 1;
+    if (is_npz_path(path)) {
+        if (filtered(p->filter))
+            return kb_fail(err, "%s: split and class filters apply to .kbd dataset caches only", path), KB_EXIT_USAGE;
+        if (kb_evalset_read_npz(path, (want & (M_PR | M_DC | M_KID | M_IS)) != 0, &p->set, err)) return -1;
+        if (check_meta(&p->set, o, err)) return KB_EXIT_USAGE;
+        has_images = p->set.has_images;
+    }
+    if (!(want & ~satisfied(&p->set)) || !has_images) return 0;
+    int rc = kb_image_input_probe(path, p->filter, o->quiet, &p->in, err);
+    if (rc) return rc == KB_INPUT_MISFIT ? KB_EXIT_USAGE : -1;
+    p->in_open = 1;
+    note_ignored(&p->in);
+    return 0;
+}
+
+/* The side's images will be featurised and give its features (take_missing). */
+static int features_from_images(const side_plan *p) {
+    return p->in_open && (!p->set.feat.pool || !p->set.feat.logits);
+}
+
+/* What the side will serve once loaded: its file's parts, and what its
+ * images give (features of each; statistics of two or more; a spectrum,
+ * unless the pass finds images of two sizes or without power). */
+static side_caps plan_caps(const side_plan *p) {
+    side_caps c = caps_of_set(&p->set);
+    if (!p->in_open) return c;
+    c.serves |= M_PR | M_DC | M_KID | M_IS | M_SPECTRAL;
+    if (p->in.count >= 2) c.serves |= M_FID | M_SFID;
+    if (features_from_images(p)) c.n_feat = p->in.count;
+    c.count = p->in.count;
+    return c;
+}
+
+/* The sizes a side's pool statistics, spatial statistics, features and
+ * spectrum will have (0: none, or not known before the pass). */
+typedef struct {
+    int64_t pool, spatial, feat;
+    int spec_h, spec_w;
+} side_dims;
+
+static side_dims plan_dims(const eval_opts *o, const side_plan *p) {
+    side_dims d = {0, 0, 0, 0, 0};
+    int64_t fpool, fspatial;
+    featurizer_dims(o, &fpool, &fspatial);
+    d.pool = p->set.has_pool_stats ? p->set.pool_stats.dim : p->in_open ? fpool : 0;
+    d.spatial = p->set.has_spatial_stats ? p->set.spatial_stats.dim : p->in_open ? fspatial : 0;
+    d.feat = features_from_images(p) ? fpool : p->set.feat.pool_dim;
+    if (p->set.spectrum_bins) d.spec_h = p->set.spectrum_h, d.spec_w = p->set.spectrum_w;
+    else if (p->in_open && p->in.kind != KB_INPUT_FOLDER) d.spec_h = p->in.h, d.spec_w = p->in.w; /* one size */
+    return d;
+}
+
+static int dims_differ(const char *metric, const char *what, int64_t a, int64_t b, const eval_plan *pl, kb_err *err) {
+    if (!a || !b || a == b) return 0;
+    return kb_fail(err, "%s: %s gives %lld-d %s, %s %lld-d: dimensions differ (%lld vs %lld), so they come from "
+                        "different feature extractors and cannot be compared", metric, pl->samp.set.path, (long long)a,
+                   what, pl->ref.set.path, (long long)b, (long long)a, (long long)b),
+           KB_EXIT_USAGE;
+}
+
+/* The two sides' sizes agree for each metric that will run. */
+static int plan_dims_fit(const eval_opts *o, const eval_plan *pl, kb_err *err) {
+    side_dims s = plan_dims(o, &pl->samp), r = plan_dims(o, &pl->ref);
+    if ((pl->run & M_FID) && dims_differ("fid", "pool statistics", s.pool, r.pool, pl, err)) return KB_EXIT_USAGE;
+    if ((pl->run & M_SFID) && dims_differ("sfid", "spatial statistics", s.spatial, r.spatial, pl, err)) return KB_EXIT_USAGE;
+    for (size_t i = 0; i < N_METRICS; i++) {
+        unsigned bit = metric_order[i];
+        if ((pl->run & bit & (M_PR | M_DC | M_KID)) && dims_differ(metric_name(bit), "features", s.feat, r.feat, pl, err))
+            return KB_EXIT_USAGE;
+    }
+    if ((pl->run & M_SPECTRAL) && s.spec_h && r.spec_h && (s.spec_h != r.spec_h || s.spec_w != r.spec_w))
+        return kb_fail(err, "spectral: %s are %dx%d images but %s %dx%d (the spectra need one size)", pl->samp.set.path,
+                       s.spec_w, s.spec_h, pl->ref.set.path, r.spec_w, r.spec_h),
+               KB_EXIT_USAGE;
+    return 0;
+}
+
+/* Decides which requested metrics run: one named that the inputs cannot
+ * give is an error, a default one is skipped with its reason. */
+static int plan_metrics(const eval_opts *o, eval_plan *pl, kb_err *err) {
+    side_caps cs = plan_caps(&pl->samp), cr = plan_caps(&pl->ref);
+    pl->run = 0;
+    for (size_t i = 0; i < N_METRICS; i++) {
+        unsigned bit = metric_order[i];
+        if (!(o->metrics & bit)) continue;
+        unavailable(o, &cs, &cr, bit, pl->skip[i], sizeof pl->skip[i]);
+        if (pl->skip[i][0] && o->metrics_given)
+            return kb_fail(err, "%s: %s", metric_name(bit), pl->skip[i]), KB_EXIT_USAGE;
+        if (!pl->skip[i][0]) pl->run |= bit;
+    }
+    return 0;
+}
+
+/* Images no metric that runs needs are not featurised (a default metric
+ * skipped may have been the only reason to). */
+static void drop_unneeded(side_plan *p, unsigned want) {
+    if (p->in_open && !(want & ~satisfied(&p->set))) kb_image_input_close(&p->in), p->in_open = 0;
+}
+
+static int make_plan(const eval_opts *o, const char *samp_path, const char *ref_path, eval_plan *pl, kb_err *err) {
+    side_plan_init(&pl->samp, "samples", samp_path, &o->samples_filter, 0);
+    side_plan_init(&pl->ref, "reference", ref_path, &o->ref_filter, !o->no_cache);
+    int rc = plan_side(o, samp_path, side_wants(o->metrics, 1), &pl->samp, err);
+    if (!rc) rc = plan_side(o, ref_path, side_wants(o->metrics, 0), &pl->ref, err);
+    if (!rc && same_weights(&pl->samp.set, &pl->ref.set, err)) rc = KB_EXIT_USAGE;
+    if (!rc) rc = plan_metrics(o, pl, err);
+    if (!rc) rc = plan_dims_fit(o, pl, err);
+    if (!rc) drop_unneeded(&pl->samp, side_wants(pl->run, 1)), drop_unneeded(&pl->ref, side_wants(pl->run, 0));
+    return rc;
+}
+
+/* ------------------------------------------------------------ commands */
 
 static void describe_side(const char *label, const kb_evalset *s) {
     char have[160] = "";
@@ -792,56 +972,110 @@ static int contexts(const eval_opts *o, kb_ctx *dev, kb_ctx *cpu, kb_err *err) {
     return kb_ctx_init(dev, o->device, &co, err);
 }
 
-static int evaluate(const eval_opts *o, const char *samp_path, const char *ref_path, kb_err *err) {
+/* A file's recorded weights against the featuriser's, once loaded: before
+ * that, check_meta knows the FID weights' hash, not that of weights taken
+ * with --allow-unverified-weights. */
+static int weights_fit(const side_plan *p, const feat_state *fs, kb_err *err) {
+    const char *w = p->set.meta.weights_sha256, *mine = fs->fz.weights_sha256;
+    if (!w[0] || !strcmp(w, mine)) return 0;
+    return kb_fail(err, "%s: its features come from weights with sha256 %.16s..., this evaluation's are %.16s...",
+                   p->set.path, w, mine),
+           KB_EXIT_USAGE;
+}
+
+/* Featurises a side's probed images and fills in what its file lacked; the
+ * images (an npz's arr_0) are let go at once. */
+static int load_images(const eval_env *env, side_plan *p, kb_err *err) {
+    if (!p->in_open) return 0;
+    kb_evalset fresh;
+    kb_evalset_init(&fresh, p->label, p->set.path);
+    int rc = featurize_images(env, &p->in, p->use_cache, &fresh, err);
+    if (!rc) take_missing(&p->set, &fresh);
+    kb_evalset_free(&fresh);
+    kb_image_input_close(&p->in), p->in_open = 0;
+    return rc;
+}
+
+/* The work of a plan: the featuriser (only when images are to be
+ * featurised), each side's images, the metrics, the CSV. */
+static int run_plan(const eval_opts *o, eval_plan *pl, kb_err *err) {
     kb_ctx dev, cpu;
     if (contexts(o, &dev, &cpu, err)) return -1;
     feat_state fs;
     memset(&fs, 0, sizeof fs);
     fs.ctx = &dev;
     eval_env env = {o, &fs};
-    kb_evalset samp, ref;
-    kb_evalset_init(&samp, "samples", samp_path), kb_evalset_init(&ref, "reference", ref_path);
-    int rc = load_side(&env, samp_path, "samples", &o->samples_filter, side_wants(o->metrics, 1), 0, &samp, err);
-    if (!rc) rc = load_side(&env, ref_path, "reference", &o->ref_filter, side_wants(o->metrics, 0), !o->no_cache, &ref, err);
-    results r = {.n = 0, .o = o, .samp = &samp, .ref = &ref, .cpu = &cpu};
-    if (!rc) rc = same_weights(&samp, &ref, err);
+    int rc = 0;
+    if (pl->samp.in_open || pl->ref.in_open) {
+        rc = featurizer_ready(&fs, o, err);
+        if (!rc) rc = weights_fit(&pl->samp, &fs, err);
+        if (!rc) rc = weights_fit(&pl->ref, &fs, err);
+    }
+    if (!rc) rc = load_images(&env, &pl->samp, err);
+    if (!rc) rc = load_images(&env, &pl->ref, err);
+    results r = {.n = 0, .o = o, .samp = &pl->samp.set, .ref = &pl->ref.set, .cpu = &cpu};
+    if (!rc) rc = same_weights(r.samp, r.ref, err);
     if (!rc) {
-        describe_side("samples:", &samp);
-        describe_side("reference:", &ref);
+        describe_side("samples:", r.samp);
+        describe_side("reference:", r.ref);
         printf("mode %s, featuriser %s\n", kb_preproc_name(o->mode),
                strcmp(o->featurizer, "pixels") ? "inception-2015-12-05" : "pixels (TEST ONLY: not Inception)");
-        rc = run_all(&r, err);
+        rc = run_all(&r, pl->run, pl->skip, err);
     }
     if (!rc && o->csv) rc = write_csv(&r, o->csv, err);
     if (!rc && o->csv) printf("wrote %s\n", o->csv);
-    kb_evalset_free(&samp), kb_evalset_free(&ref);
     if (fs.net) kb_inception_free(fs.net);
     if (o->device != KB_DEV_CPU) kb_ctx_free(&dev);
     kb_ctx_free(&cpu);
     return rc;
 }
 
+/* 0, -1, or KB_EXIT_USAGE (found by the plan, before any work). */
+static int evaluate(const eval_opts *o, const char *samp_path, const char *ref_path, kb_err *err) {
+    eval_plan pl;
+    int rc = make_plan(o, samp_path, ref_path, &pl, err);
+    if (!rc) rc = run_plan(o, &pl, err);
+    side_plan_free(&pl.samp), side_plan_free(&pl.ref);
+    return rc;
+}
+
+/* eval stats' plan: its input probed and able to give statistics, and the
+ * images for --with-images packed (a folder of two image sizes fails here,
+ * not after the featurisation). 0, -1 or KB_EXIT_USAGE. */
+static int plan_stats(const eval_opts *o, const char *in_path, kb_image_input *in, kb_arr0 *a0, uint8_t **px,
+                      kb_err *err) {
+    int rc = kb_image_input_probe(in_path, &o->ref_filter, o->quiet, in, err);
+    if (rc) return rc == KB_INPUT_MISFIT ? KB_EXIT_USAGE : -1;
+    note_ignored(in);
+    if (in->count < 2)
+        rc = kb_fail(err, "%s: statistics need at least 2 images, it has %lld", in_path, (long long)in->count);
+    if (!rc && o->with_images) {
+        a0->n = in->count, a0->c = 3;
+        rc = kb_image_input_load_data(in, err) || kb_image_input_pack(in, px, &a0->h, &a0->w, err) ? -1 : 0;
+        a0->data = *px;
+    }
+    if (rc) kb_image_input_close(in);
+    return rc;
+}
+
 /* `eval stats INPUT -o OUT.npz`: statistics (and optionally features and images) of INPUT. */
 static int write_stats(const eval_opts *o, const char *in_path, kb_err *err) {
+    kb_image_input in;
+    kb_arr0 a0 = {0};
+    uint8_t *px = NULL;
+    int rc = plan_stats(o, in_path, &in, &a0, &px, err);
+    if (rc) return free(px), rc;
     kb_ctx dev, cpu;
-    if (contexts(o, &dev, &cpu, err)) return -1;
+    if (contexts(o, &dev, &cpu, err)) return kb_image_input_close(&in), free(px), -1;
     feat_state fs;
     memset(&fs, 0, sizeof fs);
     fs.ctx = &dev;
     eval_env env = {o, &fs};
     kb_evalset s;
     kb_evalset_init(&s, "input", in_path);
-    kb_image_input in;
-    kb_arr0 a0 = {0};
-    uint8_t *px = NULL;
-    int rc = featurize_images(&env, in_path, &o->ref_filter, !o->no_cache, &s, err);
+    rc = featurize_images(&env, &in, !o->no_cache, &s, err);
+    kb_image_input_close(&in);
     if (!rc && !s.has_pool_stats) rc = kb_fail(err, "%s: statistics need at least 2 images", in_path);
-    if (!rc && o->with_images && !(rc = kb_image_input_open(in_path, &o->ref_filter, o->quiet, &in, err))) {
-        a0.n = in.count, a0.c = 3;
-        rc = kb_image_input_pack(&in, &px, &a0.h, &a0.w, err);
-        a0.data = px;
-        kb_image_input_close(&in);
-    }
     if (!rc) rc = kb_evalset_write_npz(o->out, &s, o->with_features, o->with_images ? &a0 : NULL, err);
     if (!rc)
         printf("wrote %s: %lld images, mode %s, featuriser %s; mu/sigma %lld-d, mu_s/sigma_s %lld-d%s%s%s\n", o->out,
@@ -908,5 +1142,5 @@ int kb_cmd_eval(int argc, char **argv, kb_err *err) {
     }
     if ((rc = check_outputs(&o, stats, pos, npos, err))) return rc == KB_EXIT_USAGE ? rc : KB_EXIT_FAIL;
     rc = stats ? write_stats(&o, pos[0], err) : evaluate(&o, pos[0], pos[1], err);
-    return rc ? KB_EXIT_FAIL : KB_EXIT_OK;
+    return rc == KB_EXIT_USAGE ? KB_EXIT_USAGE : rc ? KB_EXIT_FAIL : KB_EXIT_OK;
 }

@@ -4,7 +4,8 @@
 # ADM-style npz, pytorch-fid statistics, .kbd caches, eval stats, the CSV,
 # the features cache; numbers checked with numpy (tests/ref/metrics_ref.py);
 # then bad input: each must fail with one clear error line, exit non-zero,
-# and leave a pre-existing CSV untouched.
+# and leave a pre-existing CSV untouched; inputs that cannot serve the run
+# must be refused before any image is featurised, with exit 2 or 1.
 set -u
 KB="$(realpath "${KINDBENCH:-./kindbench}")"
 PY="${KB_PYTHON:-/usr/bin/python3}"
@@ -201,6 +202,73 @@ np.savez('spec0.npz', arr_0=np.zeros((4, 16, 16, 3), np.uint8), spectrum=np.zero
 np.savez('pooldim0.npz', pool=np.zeros((10, 0), np.float32))"
 expect_fail "reference spectrum with no bins" "spec0.npz: 'spectrum' has 0 bins" eval samp spec0.npz --metrics spectral "${E[@]}"
 expect_fail "features of dimension 0" "pooldim0.npz: 'pool' must be float32 \[N, D\] features with D >= 1" eval samp pooldim0.npz --metrics kid "${E[@]}"
+# ---- inputs that cannot serve the run are refused before any image is featurised (the samples were featurised
+# first, up to an hour for 50k, and then the reference was read): exit 2 where the options or the two inputs do not
+# fit together, 1 where a file is bad. Run without --quiet and with a fresh features cache each: featurising would
+# print its "features of ..." progress and create the cache directory (for its resumable partial file).
+expect_early() { # NAME STATUS PATTERN ARGS...
+  local name="$1" want="$2" pattern="$3"; shift 3
+  local cache="$W/early_cache" msg rc
+  rm -rf "$cache"
+  KINDBENCH_FEATURES_CACHE="$cache" "$KB" "$@" > stdout.txt 2> stderr.txt; rc=$?
+  msg="$(grep -v -e '^Try ' -e ': ignored [0-9]* files\? that are not' stderr.txt)"
+  if [[ $rc -ne $want ]]; then bad "$name" "exit $rc, expected $want: $(cat stderr.txt)"
+  elif [[ $(printf '%s\n' "$msg" | wc -l) -ne 1 ]]; then bad "$name" "expected one error line, got: $msg"
+  elif ! grep -Eq -- "$pattern" <<< "$msg"; then bad "$name" "message '$msg' does not match /$pattern/"
+  elif [[ -s stdout.txt ]]; then bad "$name" "work started: $(head -3 stdout.txt)"
+  elif [[ -e $cache ]]; then bad "$name" "images were featurised ($cache was created)"
+  else ok "$name (exit $rc, nothing featurised): $msg"; fi
+}
+P=(--featurizer pixels)
+"$PY" -c "
+import numpy as np
+f = dict(np.load('ref_stats.npz')); f['spectrum_hw'] = np.array([32, 32]); np.savez('spec32.npz', **f)"
+printf 'not a zip' > notzip.npz
+expect_early "reference statistics of another mode" 2 "ref_stats.npz: its statistics were computed in mode adm, but this evaluation uses --mode clean" \
+  eval samp ref_stats.npz --mode clean "${P[@]}"
+expect_early "P/R against mu/sigma only" 2 "^kindbench: error: pr: ptfid.npz holds statistics only" eval samp ptfid.npz --metrics pr "${P[@]}"
+expect_early "sFID against a reference without mu_s/sigma_s" 2 "sfid: ptfid.npz has no spatial statistics \(mu_s, sigma_s\)" \
+  eval samp ptfid.npz --metrics fid,sfid "${P[@]}"
+expect_early "reference filter selecting nothing" 2 "samp.kbd: no images match the split/class filter" \
+  eval samp samp.kbd --ref-classes novel "${P[@]}"
+expect_early "filter on a reference statistics file" 2 "ptfid.npz: split and class filters apply to .kbd" \
+  eval samp ptfid.npz --ref-split test "${P[@]}"
+expect_early "corrupt reference npz (bad CRC-32)" 1 "crc.npz:mu.npy: CRC error" eval samp crc.npz --metrics fid "${P[@]}"
+expect_early "reference npz that is no zip" 1 "notzip.npz: cannot open as npz" eval samp notzip.npz "${P[@]}"
+expect_early "reference statistics of other dimensions" 2 "fid: samp gives 192-d pool statistics, big_stats.npz 2048-d: dimensions differ \(192 vs 2048\)" \
+  eval samp big_stats.npz --metrics fid "${P[@]}"
+expect_early "reference statistics of other weights" 2 "w_other.npz: its features come from weights with sha256 abababab" \
+  eval samp w_other.npz "${P[@]}"
+expect_early "two statistics files of different weights" 2 "w_a.npz and w_b.npz were featurised with different weights" \
+  eval w_a.npz w_b.npz --metrics fid --featurizer inception --allow-unverified-weights
+expect_early "FID against a 1-image reference" 2 "fid: one has 1 image: a covariance needs at least 2" eval samp one --metrics fid "${P[@]}"
+expect_early "P/R with k beyond the reference's images" 2 "pr: samp has 24 image\(s\): precision/recall with k=24 needs at least 25" \
+  eval ref samp --metrics pr --pr-k 24 "${P[@]}"
+expect_early "spectra of two known sizes" 2 "spectral: samp.npz are 16x16 images but spec32.npz 32x32" \
+  eval samp.npz spec32.npz --metrics spectral "${P[@]}"
+# the symmetric case: SAMPLES a statistics file, REFERENCE a folder (the reference was featurised, then refused)
+expect_early "samples statistics only, P/R asked for" 2 "pr: ptfid.npz holds statistics only" eval ptfid.npz ref --metrics pr "${P[@]}"
+expect_early "samples statistics of other dimensions" 2 "fid: big_stats.npz gives 2048-d pool statistics, ref 192-d: dimensions differ" \
+  eval big_stats.npz ref --metrics fid "${P[@]}"
+expect_early "samples statistics of another mode" 2 "ref_stats.npz: its statistics were computed in mode adm" \
+  eval ref_stats.npz ref --mode clean "${P[@]}"
+# eval stats: its input checked, and --with-images' images packed, before the featurisation
+expect_early "eval stats of one image" 1 "one: statistics need at least 2 images, it has 1" eval stats one -o st.npz "${P[@]}"
+expect_early "eval stats --with-images of two image sizes" 1 "mixed: image 1 is 17x22, the first 17x21: arr_0 needs one size" \
+  eval stats mixed -o st.npz --with-images "${P[@]}"
+expect_early "eval stats, filter selecting nothing" 2 "samp.kbd: no images match the split/class filter" \
+  eval stats samp.kbd --ref-classes novel -o st.npz "${P[@]}"
+[[ ! -e st.npz ]] && ok "... and no st.npz written" || bad "eval stats refused" "st.npz written"
+# a default metric the inputs cannot give is skipped, and images only it needed are not featurised: against
+# pytorch-fid samples statistics, an ADM reference batch's arr_0 served only P/R (skipped: the samples have no
+# features), and was featurised all the same
+rm -rf "$W/early_cache"
+KINDBENCH_FEATURES_CACHE="$W/early_cache" "$KB" eval ptfid.npz adm_ref.npz "${P[@]}" > out.txt 2> err.txt; rc=$?
+if [[ $rc -eq 0 ]] && grep -q "^FID " out.txt && grep -q "^pr .*skipped: ptfid.npz holds statistics only" out.txt &&
+   ! grep -q "features of" err.txt && [[ ! -e $W/early_cache ]]; then
+  ok "default P/R skipped: the reference's images, needed by nothing else, are not featurised"
+else bad "images needed only by a skipped metric" "exit $rc, $(cat out.txt err.txt), cache: $(ls "$W/early_cache" 2>&1)"; fi
+
 # outputs written at the end are checked before any image is featurised (they failed after the whole evaluation)
 mkdir -p adir
 for c in "csv-dir:eval samp ref --csv adir:--csv: adir: is a directory" \
