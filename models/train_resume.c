@@ -189,7 +189,10 @@ int kb_train_resume_check_data(const kb_trainer *tr, const cJSON *j, kb_err *err
                             "trained on (%s, sha256 %.16s...)", tr->o->resume, tr->ds.path, tr->ds.payload_sha256,
                        path ? path : "?", sha),
                KB_TRAIN_MISFIT;
-    return check_class_map(tr, item(data, "class_map"), err) ? KB_TRAIN_MISFIT : 0;
+    /* a record without the map is a damaged checkpoint (1), not classes that do not fit (2) */
+    const cJSON *map = item(data, "class_map");
+    if (!cJSON_IsArray(map)) return kb_fail(err, "--resume %s: training metadata lacks data.class_map", tr->o->resume);
+    return check_class_map(tr, map, err) ? KB_TRAIN_MISFIT : 0;
 }
 
 int kb_train_resume_state(kb_trainer *tr, const cJSON *j, kb_err *err) {

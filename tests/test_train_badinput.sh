@@ -86,7 +86,13 @@ edit('wide.safetensors', 'config', lambda t: json.dumps(dict(json.loads(t), hidd
 edit('batch.safetensors', 'train', lambda t: json.dumps(dict(json.loads(t), batch=1e30)))
 edit('beta.safetensors', 'optim', lambda t: json.dumps(dict(json.loads(t), beta1=5)))
 edit('step.safetensors', 'step', lambda t: '-3')
-edit('gpu.safetensors', 'train', lambda t: json.dumps(dict(json.loads(t), device='cuda', precision='bf16')))"
+edit('gpu.safetensors', 'train', lambda t: json.dumps(dict(json.loads(t), device='cuda', precision='bf16')))
+def drop_map(t):
+    j = json.loads(t); del j['data']['class_map']; return json.dumps(j)
+edit('nomap.safetensors', 'train', drop_map)"
+# a training record without data.class_map is a damaged checkpoint (exit 1), not classes that do not fit (2)
+expect_fail "training record without data.class_map" "--resume nomap.safetensors: training metadata lacks data.class_map" \
+  train --resume nomap.safetensors --steps 4
 expect_fail "checkpoint config size beyond int" "huge.safetensors: .*'input_size' is 1e\+12: expected an integer in int range" train --resume huge.safetensors --steps 4
 expect_fail "training record with an absurd batch" "batch.safetensors: training metadata: batch is 1e\+30, not an integer in \[1, 1048576\]" train --resume batch.safetensors --steps 4
 expect_fail "optimiser record out of range" "beta.safetensors: optimiser metadata: 'beta1' is 5, outside \[0, 0.999999999\]" train --resume beta.safetensors --steps 4
