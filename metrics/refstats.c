@@ -295,14 +295,9 @@ int kb_features_cache_path(const char *dir, const kb_stats_meta *m, char *out, s
     if (!m->source_sha256[0] || !m->mode[0] || !m->featurizer[0])
         return kb_fail(err, "features cache: the key needs the content hash, mode and featuriser");
     char key[512], hex[65];
-    uint8_t dg[32];
     snprintf(key, sizeof key, "kindbench-features-v%d\n%s\n%s\n%s\n%s", KB_STATS_VERSION, m->source_sha256, m->mode,
              m->featurizer, m->weights_sha256);
-    kb_sha256 *h = kb_sha256_new();
-    if (!h) return kb_fail(err, "features cache: cannot hash the key");
-    kb_sha256_update(h, key, strlen(key));
-    kb_sha256_final(h, dg);
-    kb_sha256_hex(dg, hex);
+    if (kb_sha256_hex_of(key, strlen(key), hex)) return kb_fail(err, "features cache: cannot hash the key");
     int n = snprintf(out, outsz, "%s/%s.npz", dir, hex);
     return n < 0 || (size_t)n >= outsz ? kb_fail(err, "features cache: path too long") : 0;
 }

@@ -26,6 +26,16 @@ void kb_sha256_final(kb_sha256 *h, uint8_t digest[32]) {
     OPENSSL_free(h);
 }
 
+int kb_sha256_hex_of(const void *data, size_t n, char out[65]) {
+    uint8_t digest[32];
+    kb_sha256 *h = kb_sha256_new();
+    if (!h) return -1;
+    kb_sha256_update(h, data, n);
+    kb_sha256_final(h, digest);
+    kb_sha256_hex(digest, out);
+    return 0;
+}
+
 void kb_sha256_hex(const uint8_t digest[32], char out[65]) {
     for (int i = 0; i < 32; i++) snprintf(out + 2 * i, 3, "%02x", digest[i]);
 }

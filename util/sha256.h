@@ -16,6 +16,9 @@ void kb_sha256_update(kb_sha256 *h, const void *data, size_t n);
 void kb_sha256_final(kb_sha256 *h, uint8_t digest[32]);
 /* Lower-case hex of a 32-byte digest into out[65]. */
 void kb_sha256_hex(const uint8_t digest[32], char out[65]);
+/* Lower-case hex digest of n bytes into out[65] (cache keys, stamp names);
+ * -1 when no hash could be started (out of memory). */
+int kb_sha256_hex_of(const void *data, size_t n, char out[65]);
 /* Digest of a whole file, streamed. */
 int kb_sha256_file(const char *path, uint8_t digest[32], kb_err *err);
 

@@ -42,15 +42,9 @@ static int stamp_text(const kb_file_version *v, const char *sha256_hex, char *ou
 /* DIR/<sha256 of the real path>.stamp: one stamp per path, so that a cache
  * rewritten many times does not leave a stamp per version behind. */
 static int stamp_path(const char *dir, const kb_file_version *v, char *out, size_t outsz) {
-    static const char key_prefix[] = "kindbench-verified-v1\n";
-    uint8_t digest[32];
-    char hex[65], name[80];
-    kb_sha256 *h = kb_sha256_new();
-    if (!h) return -1;
-    kb_sha256_update(h, key_prefix, sizeof key_prefix - 1);
-    kb_sha256_update(h, v->real_path, strlen(v->real_path));
-    kb_sha256_final(h, digest);
-    kb_sha256_hex(digest, hex);
+    char key[sizeof v->real_path + 32], hex[65], name[80];
+    snprintf(key, sizeof key, "kindbench-verified-v1\n%s", v->real_path);
+    if (kb_sha256_hex_of(key, strlen(key), hex)) return -1;
     snprintf(name, sizeof name, "%s.stamp", hex);
     return kb_path_join(out, outsz, dir, name, NULL);
 }
