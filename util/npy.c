@@ -415,15 +415,24 @@ void kb_npz_close(kb_npz *z) {
     free(z);
 }
 
-int kb_npz_get(kb_npz *z, const char *name, kb_npy *out, kb_err *err) {
-    char fname[256], what[4400];
+/* The index of array `name`'s member ("<name>.npy"; the last of that name,
+ * as numpy reads it), and "<path>:<member>" into what[4400] for messages. */
+static zip_int64_t locate_array(const kb_npz *z, const char *name, char *what, kb_err *err) {
+    char fname[256];
     size_t l = strlen(name);
     snprintf(fname, sizeof fname, "%s%s", name, l > 4 && !strcmp(name + l - 4, ".npy") ? "" : ".npy");
-    snprintf(what, sizeof what, "%s:%s", z->path, fname);
+    snprintf(what, 4400, "%s:%s", z->path, fname);
     zip_int64_t idx = locate_last(z->za, fname);
+    if (idx < 0) kb_fail(err, "%s: no array '%s' in the npz", z->path, name);
+    return idx;
+}
+
+int kb_npz_get(kb_npz *z, const char *name, kb_npy *out, kb_err *err) {
+    char what[4400];
+    zip_int64_t idx = locate_array(z, name, what, err);
     uint8_t *buf = NULL;
     size_t n = 0;
-    if (idx < 0) return kb_fail(err, "%s: no array '%s' in the npz", z->path, name);
+    if (idx < 0) return -1;
     if (read_entry(z->za, (zip_uint64_t)idx, what, &buf, &n, err)) return -1;
     return parse_take(buf, n, what, out, err);
 }
@@ -445,12 +454,10 @@ static int read_prefix(zip_t *za, zip_uint64_t idx, const char *what, uint8_t *b
 }
 
 int kb_npz_peek(kb_npz *z, const char *name, kb_npy *out, kb_err *err) {
-    char fname[256], what[4400];
-    size_t l = strlen(name), total = 0, off;
-    snprintf(fname, sizeof fname, "%s%s", name, l > 4 && !strcmp(name + l - 4, ".npy") ? "" : ".npy");
-    snprintf(what, sizeof what, "%s:%s", z->path, fname);
-    zip_int64_t idx = locate_last(z->za, fname);
-    if (idx < 0) return kb_fail(err, "%s: no array '%s' in the npz", z->path, name);
+    char what[4400];
+    size_t total = 0, off;
+    zip_int64_t idx = locate_array(z, name, what, err);
+    if (idx < 0) return -1;
     uint8_t pre[12] = {0};
     if (read_prefix(z->za, (zip_uint64_t)idx, what, pre, sizeof pre, &total, err)) return -1;
     /* the header's length, as parse_header reads it; then the whole header */
