@@ -16,7 +16,10 @@
 typedef struct {
     kb_atomic_file af;
     kb_sha256 *hash;
-    long sha_pos; /* file offset of the 64 hex digits to fill in at commit */
+    long sha_pos;      /* file offset of the payload's 64 hex digits, filled in at commit */
+    long meta_sha_pos; /* and of the header's own digest's */
+    uint8_t *header;   /* the header as written (magic to payload start), to hash at commit */
+    size_t header_len;
     int64_t count;
     int64_t written;
     size_t image_bytes;
@@ -26,15 +29,16 @@ typedef struct {
  * rest (name, source, classes, ...) before kb_cache_writer_open. */
 cJSON *kb_cache_meta_new(void);
 
-/* Writes the header (meta plus the "payload" layout and a placeholder for
- * "payload_sha256", both added to meta here), the labels and the splits.
+/* Writes the header (meta plus the "payload" layout and placeholders for
+ * "payload_sha256" and "metadata_sha256", all added to meta here), the labels
+ * and the splits.
  * meta must already hold "count", "resolution" and "channels" matching the
  * arguments. Then call kb_cache_writer_add count times and commit. */
 int kb_cache_writer_open(kb_cache_writer *w, const char *path, cJSON *meta, int64_t count, int resolution,
                          int channels, const int32_t *labels, const uint8_t *split, kb_err *err);
 /* Appends the next image (resolution*resolution*channels bytes, HWC). */
 int kb_cache_writer_add(kb_cache_writer *w, const uint8_t *image, kb_err *err);
-/* Fills in the checksum, fsyncs and renames into place. */
+/* Fills in the checksums, fsyncs and renames into place. */
 int kb_cache_writer_commit(kb_cache_writer *w, kb_err *err);
 /* Drops the temp file (safe after a failed add/commit). */
 void kb_cache_writer_abort(kb_cache_writer *w);

@@ -42,24 +42,37 @@ static void add_layout(cJSON *meta, int64_t count, size_t image_bytes) {
     cJSON_AddNumberToObject(p, "bytes", (double)(images_offset + (uint64_t)count * image_bytes));
 }
 
-/* Magic, JSON length, JSON, padding; records where the digest goes. */
+/* Offset in json of the last quoted placeholder before `before`: the
+ * digests are added to meta last, so the last ones printed are theirs. */
+static long placeholder_before(const char *json, const char *before) {
+    const char *mark = NULL;
+    for (const char *p = strstr(json, "\"" SHA_PLACEHOLDER "\""); p && p < before;
+         p = strstr(p + 1, "\"" SHA_PLACEHOLDER "\""))
+        mark = p;
+    return mark ? (long)(mark - json) + 1 : -1;
+}
+
+/* Magic, JSON length, JSON, padding, kept in w->header to be hashed at
+ * commit; records where the two digests go. */
 static int write_header(kb_cache_writer *w, cJSON *meta, kb_err *err) {
     cJSON_AddStringToObject(meta, "payload_sha256", SHA_PLACEHOLDER);
+    cJSON_AddStringToObject(meta, "metadata_sha256", SHA_PLACEHOLDER);
     char *json = cJSON_Print(meta);
     if (!json) return kb_fail(err, "%s: cannot format metadata", w->af.final_path);
     size_t len = strlen(json);
-    const char *mark = NULL;
-    for (const char *p = strstr(json, "\"" SHA_PLACEHOLDER "\""); p; p = strstr(p + 1, "\"" SHA_PLACEHOLDER "\""))
-        mark = p; /* the last one is ours: it was added last */
-    w->sha_pos = 16 + (long)(mark - json) + 1;
-    uint8_t head[16];
-    memcpy(head, KB_DSET_MAGIC, 8);
-    for (int i = 0; i < 8; i++) head[8 + i] = (uint8_t)((uint64_t)len >> (8 * i));
-    int rc = kb_atomic_write(&w->af, head, 16, err);
-    if (rc == 0) rc = kb_atomic_write(&w->af, json, len, err);
-    if (rc == 0) rc = write_zeros(&w->af, NULL, kb_cache_align(16 + len) - (16 + len), err);
+    long meta_at = placeholder_before(json, json + len), sha_at = placeholder_before(json, json + meta_at - 1);
+    w->header_len = (size_t)kb_cache_align(16 + len);
+    w->header = calloc(1, w->header_len);
+    if (!w->header) {
+        free(json);
+        return kb_fail(err, "%s: out of memory for the header (%zu bytes)", w->af.final_path, w->header_len);
+    }
+    w->sha_pos = 16 + sha_at, w->meta_sha_pos = 16 + meta_at;
+    memcpy(w->header, KB_DSET_MAGIC, 8);
+    for (int i = 0; i < 8; i++) w->header[8 + i] = (uint8_t)((uint64_t)len >> (8 * i));
+    memcpy(w->header + 16, json, len);
     free(json);
-    return rc;
+    return kb_atomic_write(&w->af, w->header, w->header_len, err);
 }
 
 static int write_labels_and_split(kb_cache_writer *w, const int32_t *labels, const uint8_t *split, kb_err *err) {
@@ -98,6 +111,14 @@ int kb_cache_writer_add(kb_cache_writer *w, const uint8_t *image, kb_err *err) {
     return 0;
 }
 
+/* Writes the 64 hex digits at pos, in the file and in the kept header. */
+static int fill_digest(kb_cache_writer *w, long pos, const char hex[65], kb_err *err) {
+    memcpy(w->header + pos, hex, 64);
+    if (fseek(w->af.fp, pos, SEEK_SET) != 0)
+        return kb_fail(err, "%s: cannot seek back to fill in a checksum", w->af.final_path);
+    return kb_atomic_write(&w->af, hex, 64, err);
+}
+
 int kb_cache_writer_commit(kb_cache_writer *w, kb_err *err) {
     if (w->written != w->count) {
         kb_fail(err, "%s: %lld of %lld images written", w->af.final_path, (long long)w->written, (long long)w->count);
@@ -105,19 +126,22 @@ int kb_cache_writer_commit(kb_cache_writer *w, kb_err *err) {
         return -1;
     }
     uint8_t digest[32];
-    char hex[65];
+    char hex[65], meta_hex[65];
     kb_sha256_final(w->hash, digest);
     w->hash = NULL;
     kb_sha256_hex(digest, hex);
     /* the buffered tail first: its write error (a full disk) would otherwise show as a failed seek */
     int rc = fflush(w->af.fp) != 0 ? kb_fail(err, "%s: write failed: %s", w->af.final_path, strerror(errno))
-             : fseek(w->af.fp, w->sha_pos, SEEK_SET) != 0
-                 ? kb_fail(err, "%s: cannot seek back to fill in the checksum", w->af.final_path)
-                 : kb_atomic_write(&w->af, hex, 64, err);
+                                   : fill_digest(w, w->sha_pos, hex, err);
+    /* the header's digest covers the payload's digest, filled in above */
+    if (!rc && kb_cache_header_digest(w->header, w->header_len, (size_t)w->meta_sha_pos, meta_hex))
+        rc = kb_fail(err, "%s: out of memory hashing the header", w->af.final_path);
+    if (!rc) rc = fill_digest(w, w->meta_sha_pos, meta_hex, err);
     if (rc) {
         kb_cache_writer_abort(w);
         return -1;
     }
+    free(w->header), w->header = NULL;
     return kb_atomic_commit(&w->af, err);
 }
 
@@ -127,5 +151,6 @@ void kb_cache_writer_abort(kb_cache_writer *w) {
         kb_sha256_final(w->hash, discard);
         w->hash = NULL;
     }
+    free(w->header), w->header = NULL;
     kb_atomic_abort(&w->af);
 }

@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* memmem */
 #include "datasets/dataset.h"
 
 #include <errno.h>
@@ -86,6 +87,42 @@ static int parse_header(kb_dataset *ds, uint64_t *json_len, kb_err *err) {
     ds->meta = cJSON_ParseWithLength((const char *)ds->map + 16, (size_t)len);
     if (!cJSON_IsObject(ds->meta)) return kb_fail(err, "%s: corrupt cache: metadata is not valid JSON", ds->path);
     *json_len = len;
+    return 0;
+}
+
+int kb_cache_header_digest(const uint8_t *header, size_t header_len, size_t hex_pos, char hex[65]) {
+    static const char zeros[64] = "0000000000000000000000000000000000000000000000000000000000000000";
+    kb_sha256 *h = kb_sha256_new();
+    if (!h) return -1;
+    uint8_t digest[32];
+    kb_sha256_update(h, header, hex_pos);
+    kb_sha256_update(h, zeros, sizeof zeros);
+    kb_sha256_update(h, header + hex_pos + 64, header_len - hex_pos - 64);
+    kb_sha256_final(h, digest);
+    kb_sha256_hex(digest, hex);
+    return 0;
+}
+
+/* The header's own digest, when it has one (caches written before it was
+ * added do not; their metadata is checked for sense only). Its value is
+ * found as the last quoted copy of itself in the JSON: the writer prints it
+ * last. Checked before the metadata is believed, so a flipped class name or
+ * role is reported as corruption, not used. */
+static int check_header_digest(kb_dataset *ds, uint64_t json_len, kb_err *err) {
+    const char *want = json_string(ds->meta, "metadata_sha256");
+    if (!want) return 0;
+    uint64_t header_len = kb_cache_align(16 + json_len);
+    char quoted[67], hex[65];
+    snprintf(quoted, sizeof quoted, "\"%.64s\"", want);
+    const uint8_t *at = NULL, *end = ds->map + 16 + json_len;
+    for (const uint8_t *p = ds->map + 16; (p = memmem(p, (size_t)(end - p), quoted, 66)); p++) at = p;
+    if (strlen(want) != 64 || !at || header_len > ds->map_size)
+        return kb_fail(err, "%s: corrupt cache: metadata_sha256 is garbled or the header is cut short", ds->path);
+    if (kb_cache_header_digest(ds->map, header_len, (size_t)(at + 1 - ds->map), hex))
+        return kb_fail(err, "%s: out of memory hashing the header", ds->path);
+    if (strcmp(hex, want))
+        return kb_fail(err, "%s: corrupt cache: header (metadata) SHA-256 is %s, metadata_sha256 says %s", ds->path,
+                       hex, want);
     return 0;
 }
 
@@ -230,7 +267,8 @@ int kb_dataset_open_with(kb_dataset *ds, const char *path, const kb_dataset_open
     kb_file_version v;
     uint64_t json_len = 0, payload_bytes = 0;
     const uint8_t *payload = NULL;
-    if (map_file(ds, path, &v, err) || parse_header(ds, &json_len, err) || parse_meta(ds, err) ||
+    if (map_file(ds, path, &v, err) || parse_header(ds, &json_len, err) ||
+        check_header_digest(ds, json_len, err) || parse_meta(ds, err) ||
         check_sizes(ds, json_len, &payload, &payload_bytes, err) ||
         check_digest(ds, &v, payload, payload_bytes, o ? o : &defaults, err) || check_labels(ds, err)) {
         kb_dataset_close(ds);

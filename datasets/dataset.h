@@ -5,7 +5,8 @@
  *   u64 L                      length of the JSON metadata
  *   L bytes of UTF-8 JSON      format_version, name, source, resolution,
  *                              channels, count, classes (names, roles, counts),
- *                              splits, resize recipe, background, payload_sha256
+ *                              splits, resize recipe, background, payload_sha256,
+ *                              metadata_sha256 (of the header, magic to payload)
  *   zero padding               to a multiple of 64 bytes from the file start
  *   payload (sha256 covers all of it, padding included):
  *     int32 labels[count]
@@ -33,6 +34,11 @@
 #define KB_DSET_MAGIC "KBDSET01"
 #define KB_DSET_FORMAT_VERSION 1
 #define KB_DSET_ALIGN 64
+
+/* The header's digest ("metadata_sha256"): SHA-256 of the file's first
+ * header_len bytes (magic, length, JSON, padding) with the 64 hex digits of
+ * that digest itself, at hex_pos, read as '0's. -1 when out of memory. */
+int kb_cache_header_digest(const uint8_t *header, size_t header_len, size_t hex_pos, char hex[65]);
 
 typedef enum { KB_SPLIT_TRAIN = 0, KB_SPLIT_TEST = 1, KB_SPLIT_ANY = -1 } kb_split;
 

@@ -265,6 +265,11 @@ static void print_info(const kb_dataset *ds) {
         printf("  skipped:     %.0f unreadable source images (--skip-unreadable; listed in the metadata)\n",
                nskip->valuedouble);
     printf("  checksum:    sha256 %s (verified)\n", ds->payload_sha256);
+    const cJSON *meta_sha = cJSON_GetObjectItemCaseSensitive(ds->meta, "metadata_sha256");
+    if (cJSON_IsString(meta_sha))
+        printf("  header:      sha256 %s (verified)\n", meta_sha->valuestring);
+    else
+        printf("  header:      no digest (cache written before kindbench added one)\n");
     print_class_table(ds);
 }
 

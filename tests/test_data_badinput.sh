@@ -279,15 +279,23 @@ head -c $((size - 100)) d1.kbd > trunc.kbd
 cp d1.kbd flipped.kbd && printf '\x00\x01\x02' | dd of=flipped.kbd bs=1 seek=$((size - 40)) conv=notrunc 2> /dev/null
 printf 'not a cache at all, just text' > text.kbd
 # The metadata edited (length and padding rewritten, payload kept): a count no
-# int64 holds, and a resolution that an int cast would have wrapped to 4.
+# int64 holds, and a resolution that an int cast would have wrapped to 4. These
+# drop metadata_sha256, as a cache written before it existed lacks it, so that
+# the checks of the values themselves are reached; a class renamed with the
+# header's digest kept is caught by that digest.
 "${KB_PYTHON:-/usr/bin/python3}" -c "
 import json, struct
 b = open('d1.kbd', 'rb').read(); n = struct.unpack('<Q', b[8:16])[0]; p = (16 + n + 63) // 64 * 64
-for out, key, val in (('count.kbd', 'count', 1e300), ('wrapres.kbd', 'resolution', 2**32 + 4)):
-    m = json.loads(b[16:16 + n]); m[key] = val; j = json.dumps(m).encode(); q = (16 + len(j) + 63) // 64 * 64
+def classes_renamed(m): m['classes'][0]['name'] += 'x'; return m
+for out, edit in (('count.kbd', lambda m: dict(m, count=1e300)), ('wrapres.kbd', lambda m: dict(m, resolution=2**32 + 4)),
+                  ('renamed.kbd', classes_renamed)):
+    m = edit(json.loads(b[16:16 + n]))
+    if out != 'renamed.kbd': del m['metadata_sha256']
+    j = json.dumps(m).encode(); q = (16 + len(j) + 63) // 64 * 64
     open(out, 'wb').write(b[:8] + struct.pack('<Q', len(j)) + j + bytes(q - 16 - len(j)) + b[p:])"
 for c in "trunc.kbd:truncated cache" "flipped.kbd:payload SHA-256" "text.kbd:bad magic" "absent.kbd:cannot open" \
-         "count.kbd:garbles resolution/channels/count" "wrapres.kbd:garbles resolution/channels/count"; do
+         "count.kbd:garbles resolution/channels/count" "wrapres.kbd:garbles resolution/channels/count" \
+         "renamed.kbd:header (metadata) SHA-256"; do
   f="${c%%:*}" want="${c#*:}"
   "$KB" data info "$f" > /dev/null 2> err.txt; rc=$?
   if [[ $rc -ne 0 ]] && grep -q "$f: .*$want" err.txt; then ok "data info $f fails: $(cat err.txt)"

@@ -1,6 +1,7 @@
 /* The dataset cache and its pieces, without sources on disk: writer/loader
  * round trip and accessors; the loader refusing corrupt, truncated and foreign
- * files; no file left after an aborted or short write; class roles from files
+ * files (a renamed class caught by the header digest); no file left after an
+ * aborted or short write; class roles from files
  * (errors name file:line) and from a seed; the keyed test split; grids; PNG
  * write/read round trip; verification stamps (a cache hashed once per
  * version of its file, never trusted for a changed or replaced file; the
@@ -91,8 +92,33 @@ static void check_damaged(kbt_state *st, const char *what, long offset, int flip
               err.msg);
 }
 
+/* Offset of the first `needle` in cache_rt.kbd's header, -1 if absent. */
+static long header_offset_of(const char *needle) {
+    uint8_t *data;
+    size_t size;
+    kb_err err = {0};
+    if (kb_read_file("cache_rt.kbd", &data, &size, &err)) return -1;
+    long at = -1;
+    for (size_t i = 0; i + strlen(needle) <= size && i < 4096 && at < 0; i++)
+        if (!memcmp(data + i, needle, strlen(needle))) at = (long)i;
+    free(data);
+    return at;
+}
+
+/* The header's own digest: a class renamed in the JSON (still valid JSON,
+ * payload digest untouched) was accepted before metadata_sha256 existed. */
+static void check_header_damage(kbt_state *st) {
+    long dog = header_offset_of("\"dog\""), digest = header_offset_of("\"metadata_sha256\":\t\"");
+    KBT_CHECK(st, dog > 0 && digest > 0, "header holds the class name and metadata_sha256", "dog %ld digest %ld", dog,
+              digest);
+    if (dog <= 0 || digest <= 0) return;
+    check_damaged(st, "renamed class -> header digest error", dog + 1, 1, 0, "header (metadata) SHA-256");
+    check_damaged(st, "flipped header digest -> header digest error", digest + 22, 1, 0, "header (metadata) SHA-256");
+}
+
 static void check_failures(kbt_state *st) {
     check_damaged(st, "flipped image byte -> checksum error", -3, 1, 0, "SHA-256");
+    check_header_damage(st);
     check_damaged(st, "truncated file -> truncated error", 0, 0, 7, "truncated cache");
     check_damaged(st, "bad magic -> not a cache", 2, 1, 0, "bad magic");
     kb_err err = {0};
