@@ -169,6 +169,19 @@ int kb_train_resume_options(kb_train_opts *o, const kb_checkpoint_info *info, cJ
     return merge_run(o, *train_json, err);
 }
 
+/* A record without the map, or with an entry lacking its numeric
+ * dataset_class, is a damaged checkpoint (exit 1), not classes that do not
+ * fit the selection (exit 2). */
+static int class_map_damaged(const char *resume, const cJSON *map, kb_err *err) {
+    if (!cJSON_IsArray(map)) return kb_fail(err, "--resume %s: training metadata lacks data.class_map", resume);
+    int k = 0;
+    for (const cJSON *e = map->child; e; e = e->next, k++)
+        if (!cJSON_IsNumber(item(e, "dataset_class")))
+            return kb_fail(err, "--resume %s: training metadata: data.class_map[%d] lacks a numeric dataset_class",
+                           resume, k);
+    return 0;
+}
+
 static int check_class_map(const kb_trainer *tr, const cJSON *map, kb_err *err) {
     const kb_train_data *d = &tr->data;
     int n = cJSON_GetArraySize(map), same = cJSON_IsArray(map) && n == d->nclasses;
@@ -189,9 +202,8 @@ int kb_train_resume_check_data(const kb_trainer *tr, const cJSON *j, kb_err *err
                             "trained on (%s, sha256 %.16s...)", tr->o->resume, tr->ds.path, tr->ds.payload_sha256,
                        path ? path : "?", sha),
                KB_TRAIN_MISFIT;
-    /* a record without the map is a damaged checkpoint (1), not classes that do not fit (2) */
     const cJSON *map = item(data, "class_map");
-    if (!cJSON_IsArray(map)) return kb_fail(err, "--resume %s: training metadata lacks data.class_map", tr->o->resume);
+    if (class_map_damaged(tr->o->resume, map, err)) return -1;
     return check_class_map(tr, map, err) ? KB_TRAIN_MISFIT : 0;
 }
 

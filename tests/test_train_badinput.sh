@@ -89,10 +89,17 @@ edit('step.safetensors', 'step', lambda t: '-3')
 edit('gpu.safetensors', 'train', lambda t: json.dumps(dict(json.loads(t), device='cuda', precision='bf16')))
 def drop_map(t):
     j = json.loads(t); del j['data']['class_map']; return json.dumps(j)
-edit('nomap.safetensors', 'train', drop_map)"
+edit('nomap.safetensors', 'train', drop_map)
+def text_class(t):
+    j = json.loads(t); j['data']['class_map'][0]['dataset_class'] = 'zero'; return json.dumps(j)
+edit('textclass.safetensors', 'train', text_class)"
 # a training record without data.class_map is a damaged checkpoint (exit 1), not classes that do not fit (2)
 expect_fail "training record without data.class_map" "--resume nomap.safetensors: training metadata lacks data.class_map" \
   train --resume nomap.safetensors --steps 4
+# and so is an entry whose dataset_class is not a number (the old code compared it as -1: exit 2, blaming --classes)
+expect_fail "class_map entry without a numeric dataset_class" \
+  "--resume textclass.safetensors: training metadata: data.class_map\[0\] lacks a numeric dataset_class" \
+  train --resume textclass.safetensors --steps 4
 expect_fail "checkpoint config size beyond int" "huge.safetensors: .*'input_size' is 1e\+12: expected an integer in int range" train --resume huge.safetensors --steps 4
 expect_fail "training record with an absurd batch" "batch.safetensors: training metadata: batch is 1e\+30, not an integer in \[1, 1048576\]" train --resume batch.safetensors --steps 4
 expect_fail "optimiser record out of range" "beta.safetensors: optimiser metadata: 'beta1' is 5, outside \[0, 0.999999999\]" train --resume beta.safetensors --steps 4
