@@ -2,9 +2,12 @@
 #include "metrics/eval_input.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "datasets/image_io.h"
 #include "datasets/source.h"
@@ -79,12 +82,18 @@ static int scan_dir(kb_image_input *in, const char *dir, int depth, kb_err *err)
 
 /* --------------------------------------------------------- npz and kbd */
 
-/* arr_0 described from its header (not read: kb_image_input_load_data). */
+/* arr_0 described from its header (not read: kb_image_input_load_data).
+ * The file is opened once and held until kb_image_input_close, so its hash
+ * (the features cache key), its shape (the plan) and its images come from
+ * one file even when a writer renames another onto the path meanwhile
+ * (`sample` writing there again): opening it by path for each, a cache entry
+ * could be stored under the other file's hash. */
 static int open_npz(kb_image_input *in, kb_err *err) {
-    kb_npz *z = kb_npz_open(in->path, err);
-    int rc = z ? kb_npz_peek(z, "arr_0", &in->arr, err) : -1;
-    kb_npz_close(z);
-    if (rc) return -1;
+    int fd = open(in->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return kb_fail(err, "%s: cannot open: %s", in->path, strerror(errno));
+    if (!(in->npz = kb_npz_fdopen(fd, in->path, err))) return close(fd), -1;
+    in->npz_fd = fd;
+    if (kb_npz_peek(in->npz, "arr_0", &in->arr, err)) return -1;
     kb_npy *a = &in->arr;
     if (a->dtype != KB_U8 || (a->ndim != 4 && a->ndim != 3))
         return kb_fail(err, "%s: arr_0 must be uint8 images [N, H, W, C] (an ADM batch), got %s with %d dimensions",
@@ -99,10 +108,10 @@ static int open_npz(kb_image_input *in, kb_err *err) {
 int kb_image_input_load_data(kb_image_input *in, kb_err *err) {
     if (in->kind != KB_INPUT_NPZ || in->arr.data) return 0;
     kb_npy a;
-    if (kb_npz_read(in->path, "arr_0", &a, err)) return -1;
+    if (kb_npz_get(in->npz, "arr_0", &a, err)) return -1;
     int same = a.dtype == in->arr.dtype && a.ndim == in->arr.ndim;
     for (int d = 0; same && d < a.ndim; d++) same = a.shape[d] == in->arr.shape[d];
-    if (!same) { /* replaced since it was probed: the plan's counts would be wrong */
+    if (!same) { /* written over in place since it was probed: the plan's counts would be wrong */
         kb_npy_free(&a);
         return kb_fail(err, "%s: arr_0 changed while this evaluation ran (its shape is no longer the one opened)",
                        in->path);
@@ -158,6 +167,7 @@ void kb_image_input_close(kb_image_input *in) {
     for (int64_t i = 0; i < in->count && in->files; i++) free(in->files[i]);
     free(in->files);
     kb_npy_free(&in->arr);
+    if (in->npz) kb_npz_close(in->npz), close(in->npz_fd);
     if (in->ds_open) kb_dataset_close(&in->ds);
     free(in->index);
     memset(in, 0, sizeof *in);
@@ -222,7 +232,7 @@ static int hash_folder(const kb_image_input *in, kb_sha256 *h, kb_err *err) {
 int kb_image_input_hash(const kb_image_input *in, char out[65], kb_err *err) {
     uint8_t dg[32];
     if (in->kind == KB_INPUT_NPZ) {
-        if (kb_sha256_file(in->path, dg, err)) return -1;
+        if (kb_sha256_fd(in->npz_fd, in->path, dg, err)) return -1;
         kb_sha256_hex(dg, out);
         return 0;
     }

@@ -42,6 +42,8 @@ typedef struct {
     char **files;          /* folder: [count] paths */
     int64_t files_cap;
     kb_npy arr;            /* npz: arr_0 */
+    struct kb_npz *npz;    /* npz: the archive, held open from probe to close */
+    int npz_fd;            /* npz: its file (valid while npz is set) */
     int h, w, c;           /* npz and kbd: the fixed image size */
     kb_dataset ds;         /* kbd */
     int ds_open;

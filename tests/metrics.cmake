@@ -3,7 +3,7 @@
 #                          references on synthetic features (fixture: ref/metrics_ref.py)
 #   test_metrics_badinput  bad input to the metric functions and the npz interop
 #   test_metrics_cli       `kindbench eval` end to end with the test-only pixels featuriser
-#   test_npz_replaced      an npz read while another process renames a new one onto it
+#   test_npz_replaced      an npz (features cache entry, eval input) read while another process renames a new one onto it
 kb_py_fixture(metrics ref/metrics_ref.py)
 kb_c_test(test_metrics SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_metrics.c FIXTURES metrics LABELS metrics)
 set_tests_properties(fixture_metrics PROPERTIES LABELS metrics)

@@ -343,9 +343,20 @@ int kb_npy_read(const char *path, kb_npy *out, kb_err *err) {
     return parse_take(buf, n, path, out, err);
 }
 
-static zip_t *npz_open(const char *path, kb_err *err) {
+/* zip_fdopen takes ownership of the fd it is given (closing it at once on
+ * success: it reads through its own dup) and leaves it open on failure. */
+static zip_t *zip_fdopen_dup(int fd, int *code) {
+    int mine = dup(fd);
+    if (mine < 0) return *code = ZIP_ER_OPEN, NULL;
+    zip_t *za = zip_fdopen(mine, 0, code); /* 0: libzip 1.7 takes ZIP_CHECKCONS only; we never write */
+    if (!za) close(mine);
+    return za;
+}
+
+/* From path, or from fd (>= 0; libzip reads a dup of it, fd stays ours). */
+static zip_t *npz_open(const char *path, int fd, kb_err *err) {
     int code = 0;
-    zip_t *za = zip_open(path, ZIP_RDONLY, &code);
+    zip_t *za = fd >= 0 ? zip_fdopen_dup(fd, &code) : zip_open(path, ZIP_RDONLY, &code);
     if (!za) {
         zip_error_t ze;
         zip_error_init_with_code(&ze, code);
@@ -401,13 +412,17 @@ struct kb_npz {
     char path[4096];
 };
 
-kb_npz *kb_npz_open(const char *path, kb_err *err) {
+static kb_npz *npz_hold(const char *path, int fd, kb_err *err) {
     kb_npz *z = calloc(1, sizeof *z);
     if (!z) return kb_fail(err, "%s: out of memory", path), NULL;
     snprintf(z->path, sizeof z->path, "%s", path);
-    if (!(z->za = npz_open(path, err))) return free(z), NULL;
+    if (!(z->za = npz_open(path, fd, err))) return free(z), NULL;
     return z;
 }
+
+kb_npz *kb_npz_open(const char *path, kb_err *err) { return npz_hold(path, -1, err); }
+
+kb_npz *kb_npz_fdopen(int fd, const char *path, kb_err *err) { return npz_hold(path, fd, err); }
 
 void kb_npz_close(kb_npz *z) {
     if (!z) return;

@@ -73,6 +73,10 @@ void kb_npz_names_free(char **names, int count);
  * array by path could mix two files' arrays. NULL with err set on failure. */
 typedef struct kb_npz kb_npz;
 kb_npz *kb_npz_open(const char *path, kb_err *err);
+/* The same from a file the caller has open (read through a dup; fd stays the
+ * caller's): what is read is the file fd names, whatever path names later.
+ * path is for messages. */
+kb_npz *kb_npz_fdopen(int fd, const char *path, kb_err *err);
 int kb_npz_get(kb_npz *z, const char *name, kb_npy *out, kb_err *err);
 /* The dtype, ndim, shape and numel of entry `name` (data NULL), from its npy
  * header alone: an arr_0 of 50 000 images is described without reading it.

@@ -1,9 +1,11 @@
 #include "util/sha256.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 struct kb_sha256 {
     EVP_MD_CTX *md;
@@ -40,16 +42,24 @@ void kb_sha256_hex(const uint8_t digest[32], char out[65]) {
     for (int i = 0; i < 32; i++) snprintf(out + 2 * i, 3, "%02x", digest[i]);
 }
 
-int kb_sha256_file(const char *path, uint8_t digest[32], kb_err *err) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return kb_fail(err, "%s: cannot open: %s", path, strerror(errno));
+int kb_sha256_fd(int fd, const char *what, uint8_t digest[32], kb_err *err) {
     kb_sha256 *h = kb_sha256_new();
+    if (!h) return kb_fail(err, "%s: cannot start a SHA-256", what);
     unsigned char buf[1 << 16];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, fp)) > 0) kb_sha256_update(h, buf, n);
-    int bad = ferror(fp);
-    fclose(fp);
+    ssize_t n;
+    off_t at = 0;
+    while ((n = pread(fd, buf, sizeof buf, at)) > 0 || (n < 0 && errno == EINTR))
+        if (n > 0) kb_sha256_update(h, buf, (size_t)n), at += n;
+    int e = errno;
     kb_sha256_final(h, digest);
-    if (bad) return kb_fail(err, "%s: read error while hashing", path);
+    if (n < 0) return kb_fail(err, "%s: read error while hashing: %s", what, strerror(e));
     return 0;
+}
+
+int kb_sha256_file(const char *path, uint8_t digest[32], kb_err *err) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return kb_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    int rc = kb_sha256_fd(fd, path, digest, err);
+    close(fd);
+    return rc;
 }

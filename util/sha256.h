@@ -21,5 +21,8 @@ void kb_sha256_hex(const uint8_t digest[32], char out[65]);
 int kb_sha256_hex_of(const void *data, size_t n, char out[65]);
 /* Digest of a whole file, streamed. */
 int kb_sha256_file(const char *path, uint8_t digest[32], kb_err *err);
+/* The same of the file fd names, from offset 0 (pread: fd's offset is left
+ * alone); `what` names it in messages. */
+int kb_sha256_fd(int fd, const char *what, uint8_t digest[32], kb_err *err);
 
 #endif
