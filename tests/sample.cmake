@@ -5,6 +5,8 @@ kb_py_fixture(sample_ref ref/sample_ref.py)
 set_tests_properties(fixture_sample_ref PROPERTIES FIXTURES_REQUIRED dit_ref)
 kb_c_test(test_sample SOURCES test_sample.c FIXTURES dit_ref sample_ref)
 kb_c_test(test_sample_npy SOURCES test_sample_npy.c)
+# an npz write of 512 MiB interrupted (SIGINT) and failing (RLIMIT_FSIZE): prompt exit, nothing left behind
+kb_c_test(test_npz_interrupt SOURCES test_npz_interrupt.c)
 # helper for the CLI test: writes small checkpoints (not a test itself)
 add_executable(sample_mkckpt test_sample_mkckpt.c)
 target_link_libraries(sample_mkckpt PRIVATE kbcore)

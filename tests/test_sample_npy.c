@@ -267,8 +267,7 @@ static void check_peek(kbt_state *st, const char *dir, arrays *a) {
     kb_npz_close(z);
 }
 
-/* A 255-byte npz name: our temp name is cut, and libzip's own temp file
- * ("<our temp>.XXXXXX") must fit as well. */
+/* A 255-byte npz name: our temp name, the only file written, is cut to fit. */
 static void check_long_name(kbt_state *st, const char *dir, arrays *a) {
     char name[256], p[4400];
     memset(name, 'n', 251);
@@ -283,7 +282,7 @@ static void check_long_name(kbt_state *st, const char *dir, arrays *a) {
 }
 
 /* An npz gets the mode any output gets: 0666 & ~umask when new (it was
- * mkstemp's 0600, which libzip's temp file copies), a replaced file's own. */
+ * mkstemp's 0600, which libzip's own temp file copied), a replaced file's own. */
 static void check_mode(kbt_state *st, const char *dir, arrays *a) {
     char p[4200];
     snprintf(p, sizeof p, "%s/mode.npz", dir);

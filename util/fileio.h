@@ -26,8 +26,9 @@ typedef struct {
 /* Writes "<path><suffix>" to out, the file name part of path cut (at a UTF-8
  * character boundary) where the whole would leave fewer than reserve bytes
  * of the 255 a name may have, so outputs with names of 245-255 bytes (legal
- * themselves) still get a temp file beside them. reserve: what a library adds
- * to our temp name for its own (libzip: 7). -1 if out is too small. */
+ * themselves) still get a temp file beside them. reserve: room kept for a
+ * name a library would make of ours (0: none does now). -1 if out is
+ * too small. */
 int kb_temp_name(char *out, size_t cap, const char *path, const char *suffix, size_t reserve);
 
 /* After a rename the new directory entry is durable only once the directory
@@ -80,7 +81,8 @@ void kb_staged_drop(kb_staged_file *s);
 
 /* 1 when name is a temp file that an atomic write of final_name (a bare
  * file name) leaves when killed: "<final_name>.tmp.<letters, digits, dots>"
- * (the dots for a temp of a temp: kb_npz_write's, libzip's). */
+ * (the dots: "<pid>.XXXXXX", and a temp of a temp, "<...>.XXXXXX.XXXXXX", as
+ * libzip made of kb_npz_write's before it wrote onto kb_npz_write's own). */
 int kb_is_temp_of(const char *name, const char *final_name);
 
 /* 1 when the temp file name (kb_temp_create's "<...>.tmp.<pid>.XXXXXX", or
@@ -120,8 +122,9 @@ void kb_temp_forget(const char *tmp_path);
 /* Removes a tracked temp file, then forgets it. */
 void kb_temp_drop(const char *tmp_path);
 /* Hold back the cleanup's signals (SIGINT, SIGTERM, SIGHUP) in this thread
- * while a file the cleanup cannot know of exists (made and tracked in two
- * steps; a library's own temp file); release delivers any that came. */
+ * while a file the cleanup cannot know of exists (kb_temp_create: made and
+ * tracked in two steps); release delivers any that came. Only for a moment:
+ * a held Ctrl-C is a Ctrl-C ignored meanwhile. */
 void kb_signals_hold(sigset_t *old);
 void kb_signals_release(const sigset_t *old);
 

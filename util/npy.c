@@ -3,7 +3,6 @@
 #include "util/npy.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,43 +129,112 @@ static int npz_add(zip_t *za, const char *path, const kb_npz_entry *e, char *hdr
     return 0;
 }
 
-static int fsync_path(const char *path, kb_err *err) {
-    int fd = open(path, O_RDONLY);
-    if (fd < 0 || fsync(fd) != 0) {
-        int e = errno;
-        if (fd >= 0) close(fd);
-        return kb_fail(err, "%s: cannot sync: %s", path, strerror(e));
-    }
-    close(fd);
-    return 0;
+/* Where libzip writes the archive: our temp file's descriptor, in place.
+ * libzip's own file source (zip_open(tmp)) wrote "<tmp>.XXXXXX" and renamed
+ * it, a name the signal cleanup could not know: the signals were held for
+ * all of zip_close, and Ctrl-C waited minutes for a 10 GB npz. */
+typedef struct {
+    int fd;
+    zip_error_t error; /* the last command's, for ZIP_SOURCE_ERROR */
+} npz_sink;
+
+static zip_int64_t sink_fail(npz_sink *s, int zip_code) {
+    zip_error_set(&s->error, zip_code, errno);
+    return -1;
 }
 
-/* libzip writes the archive (itself via a temp file) to tmp; tmp is then
- * synced and renamed onto path, so path only ever holds a whole archive. */
+/* All n bytes: write(2) may take fewer (a full disk: the next one says why). */
+static zip_int64_t sink_write(npz_sink *s, const void *data, zip_uint64_t n) {
+    const char *p = data;
+    for (zip_uint64_t left = n; left > 0;) {
+        ssize_t w = write(s->fd, p, left);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) return sink_fail(s, ZIP_ER_WRITE);
+        p += w, left -= (zip_uint64_t)w;
+    }
+    return (zip_int64_t)n;
+}
+
+/* libzip's whence is SEEK_SET, SEEK_CUR or SEEK_END, as lseek takes them
+ * (its own file source hands them to fseeko the same way). */
+static zip_int64_t sink_seek(npz_sink *s, void *data, zip_uint64_t len) {
+    zip_source_args_seek_t *args = ZIP_SOURCE_GET_ARGS(zip_source_args_seek_t, data, len, &s->error);
+    if (!args) return -1;
+    return lseek(s->fd, (off_t)args->offset, args->whence) < 0 ? sink_fail(s, ZIP_ER_SEEK) : 0;
+}
+
+/* Empties the file: a write begins, or one is abandoned. */
+static zip_int64_t sink_empty(npz_sink *s) {
+    return ftruncate(s->fd, 0) != 0 || lseek(s->fd, 0, SEEK_SET) != 0 ? sink_fail(s, ZIP_ER_WRITE) : 0;
+}
+
+/* The source's commands (zip_source_function(3)) for a new archive. */
+static zip_int64_t sink_command(void *user, void *data, zip_uint64_t len, zip_source_cmd_t cmd) {
+    npz_sink *s = user;
+    off_t at;
+    switch (cmd) {
+    case ZIP_SOURCE_SUPPORTS: /* libzip writes only to a source that says it can be read and seeked too */
+        return ZIP_SOURCE_SUPPORTS_WRITABLE;
+    case ZIP_SOURCE_STAT: /* zip_open_from_source reads ZIP_ER_READ + ENOENT as "no archive yet": reads nothing */
+        zip_error_set(&s->error, ZIP_ER_READ, ENOENT);
+        return -1;
+    case ZIP_SOURCE_BEGIN_WRITE:
+    case ZIP_SOURCE_ROLLBACK_WRITE:
+    case ZIP_SOURCE_REMOVE: /* an archive of no entries; kb_npz_write never makes one */
+        return sink_empty(s);
+    case ZIP_SOURCE_WRITE: return sink_write(s, data, len);
+    case ZIP_SOURCE_SEEK_WRITE: return sink_seek(s, data, len);
+    case ZIP_SOURCE_TELL_WRITE:
+        at = lseek(s->fd, 0, SEEK_CUR);
+        return at < 0 ? sink_fail(s, ZIP_ER_TELL) : (zip_int64_t)at;
+    case ZIP_SOURCE_COMMIT_WRITE: /* whole on disk before kb_npz_write renames it into place */
+        return fsync(s->fd) != 0 ? sink_fail(s, ZIP_ER_WRITE) : 0;
+    case ZIP_SOURCE_ERROR: return zip_error_to_data(&s->error, data, len);
+    case ZIP_SOURCE_FREE: return 0; /* the descriptor is kb_npz_write's to close */
+    default: /* OPEN, READ, SEEK, TELL, CLOSE: a new archive is never read */
+        zip_error_set(&s->error, ZIP_ER_OPNOTSUPP, 0);
+        return -1;
+    }
+}
+
+/* A new, empty archive whose bytes go to sink; NULL with a message naming path. */
+static zip_t *npz_create(npz_sink *sink, const char *path, kb_err *err) {
+    zip_error_t ze;
+    zip_error_init(&ze);
+    zip_source_t *src = zip_source_function_create(sink_command, sink, &ze);
+    zip_t *za = src ? zip_open_from_source(src, ZIP_CREATE | ZIP_TRUNCATE, &ze) : NULL;
+    if (!za) {
+        kb_fail(err, "%s: cannot start the archive: %s", path, zip_error_strerror(&ze));
+        if (src) zip_source_free(src);
+    }
+    zip_error_fini(&ze);
+    return za;
+}
+
+/* libzip writes the archive through npz_sink onto tmp, the only file made,
+ * tracked for the signal cleanup from its creation to its rename: a signal
+ * meanwhile removes it and ends the process at once. tmp is synced (the
+ * sink's commit), then renamed onto path, so path only ever holds a whole
+ * archive. */
 int kb_npz_write(const char *path, const kb_npz_entry *entries, int n, kb_err *err) {
     char tmp[4096];
     if (n < 1) return kb_fail(err, "%s: an npz needs at least one array", path);
-    /* libzip writes tmp through its own temp file "<tmp>.XXXXXX" */
-    int fd = kb_temp_create(tmp, sizeof tmp, path, ".tmp.XXXXXX", 7, err); /* its mode: libzip's temp copies it */
-    if (fd < 0) return -1;
-    close(fd); /* tracked for the signal cleanup since its creation */
-    int zerr = 0, rc = 0;
-    zip_t *za = zip_open(tmp, ZIP_TRUNCATE, &zerr);
+    npz_sink sink = {.fd = kb_temp_create(tmp, sizeof tmp, path, ".tmp.XXXXXX", 0, err)};
+    if (sink.fd < 0) return -1;
+    zip_error_init(&sink.error);
     char(*hdrs)[1024] = calloc((size_t)n, 1024);
-    if (!za || !hdrs) rc = kb_fail(err, "%s: cannot start the archive (libzip error %d)", path, zerr);
+    int rc = hdrs ? 0 : kb_fail(err, "%s: out of memory", path);
+    zip_t *za = rc ? NULL : npz_create(&sink, path, err);
+    if (!za) rc = -1;
     for (int i = 0; !rc && i < n; i++) rc = npz_add(za, path, &entries[i], hdrs[i], err);
-    /* zip_close writes "<tmp>.XXXXXX" and renames it onto tmp: a name the
-     * signal cleanup cannot know, so its signals wait until it is done (a
-     * Ctrl-C meanwhile then removes tmp; an archive is written in seconds) */
-    sigset_t old_mask;
-    kb_signals_hold(&old_mask);
     if (!rc && zip_close(za) != 0) rc = zip_fail(err, path, "cannot write the archive", za);
     else if (!rc) za = NULL;
-    if (za) zip_discard(za), za = NULL; /* removes libzip's temp file, if any, before a signal may end us */
-    kb_signals_release(&old_mask);
+    if (za) zip_discard(za); /* after a failure: nothing more is written */
     free(hdrs);
-    if (!rc) rc = fsync_path(tmp, err);
-    if (!rc && rename(tmp, path) != 0) rc = kb_fail(err, "%s: cannot rename temp file into place: %s", path, strerror(errno));
+    zip_error_fini(&sink.error);
+    if (close(sink.fd) != 0 && !rc) rc = kb_fail(err, "%s: cannot write the archive: %s", path, strerror(errno));
+    if (!rc && rename(tmp, path) != 0)
+        rc = kb_fail(err, "%s: cannot rename temp file into place: %s", path, strerror(errno));
     if (rc) unlink(tmp);
     kb_temp_forget(tmp); /* only now: a signal until the rename must still remove it */
     if (!rc) kb_sync_parent_dir(path);

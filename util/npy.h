@@ -51,8 +51,11 @@ int kb_npy_write(const char *path, const kb_npy *a, kb_err *err);
 
 /* Writes an .npz atomically (temp file beside path, fsync, rename): on any
  * failure nothing is left at path (nor a temp file), and a previous file
- * there is untouched. Entries are stored uncompressed, in the given order,
- * with a fixed 1980-01-01 timestamp so that reruns are byte-identical. */
+ * there is untouched. The temp file is the only file made (libzip writes
+ * onto it), so the signal cleanup (kb_temp_cleanup_on_signals) removes it
+ * and ends the process at once, however large the archive. Entries are
+ * stored uncompressed, in the given order, with a fixed 1980-01-01
+ * timestamp so that reruns are byte-identical. */
 int kb_npz_write(const char *path, const kb_npz_entry *entries, int n, kb_err *err);
 
 /* Parses a whole .npy image in memory (a copy of the data is made). `what`
