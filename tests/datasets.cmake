@@ -27,3 +27,6 @@ foreach(t test_data_resize_pil test_data_fmnist test_data_sources test_data_cach
 endforeach()
 # a signal during temp file creation leaves no temp file (util/fileio.c)
 kb_c_test(test_fileio_signals SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_fileio_signals.c LABELS datasets)
+# the lock of an output directory names its live holder only (util/fileio.c)
+kb_c_test(test_dir_lock SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_dir_lock.c LABELS datasets)
+target_compile_options(test_dir_lock PRIVATE -Wno-format-truncation)

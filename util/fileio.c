@@ -331,7 +331,9 @@ static void lock_note_pid(int fd) {
     if (pwrite(fd, line, (size_t)n, 0) == n) (void)ftruncate(fd, n);
 }
 
-/* The pid the lock file's holder wrote, 0 if none can be read. */
+/* The pid the lock file's holder wrote, 0 if none can be read or that
+ * process is gone: a holder between its flock and its note, or a forked
+ * child holding its parent's lock, leaves an earlier holder's pid there. */
 static long lock_holder_pid(int fd) {
     char line[32];
     ssize_t n = pread(fd, line, sizeof line - 1, 0);
@@ -339,7 +341,8 @@ static long lock_holder_pid(int fd) {
     line[n] = 0;
     char *end;
     long pid = strtol(line, &end, 10);
-    return pid > 0 && *end == '\n' ? pid : 0;
+    if (pid <= 0 || *end != '\n') return 0;
+    return kill((pid_t)pid, 0) == 0 || errno == EPERM ? pid : 0;
 }
 
 int kb_dir_lock(const char *dir, const char *name, const char *who, int *fd, kb_err *err) {
@@ -371,7 +374,8 @@ int kb_dir_lock(const char *dir, const char *name, const char *who, int *fd, kb_
 }
 
 void kb_dir_unlock(int *fd) {
-    if (*fd >= 0) close(*fd); /* closing the only descriptor releases the flock */
+    /* the pid goes with the lock; closing the only descriptor releases the flock */
+    if (*fd >= 0) (void)!ftruncate(*fd, 0), close(*fd);
     *fd = -1;
 }
 

@@ -134,7 +134,8 @@ void kb_signals_release(const sigset_t *old);
  * left to clear. On success *fd holds the lock until kb_dir_unlock (or is -1,
  * with a warning, on a filesystem without flock); when another process holds
  * it, -1 with a message naming that process (the holder writes its pid into
- * the lock file) and the lock file: "DIR is in use by another WHO (pid N)". */
+ * the lock file, and empties it at release; a pid no longer running is not
+ * named) and the lock file: "DIR is in use by another WHO (pid N)". */
 int kb_dir_lock(const char *dir, const char *name, const char *who, int *fd, kb_err *err);
 /* Releases a lock of kb_dir_lock (the file stays; *fd becomes -1). */
 void kb_dir_unlock(int *fd);
