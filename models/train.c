@@ -184,8 +184,9 @@ static int is_run_temp(const char *name, const void *ckpt_dir_flag) {
                kb_is_temp_of(name, "train.json");
     char ckpt[64];
     size_t d = 5;
+    if (strncmp(name, "step-", 5)) return 0; /* first: a shorter name ends before name[5] */
     while (d < 25 && isdigit((unsigned char)name[d])) d++;
-    if (strncmp(name, "step-", 5) || d == 5 || d == 25) return 0;
+    if (d == 5 || d == 25) return 0;
     snprintf(ckpt, sizeof ckpt, "%.*s.safetensors", (int)d, name);
     return kb_is_temp_of(name, ckpt);
 }
