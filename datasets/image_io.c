@@ -31,6 +31,7 @@ static int read_failed(const char *path, int errnum, kb_err *err) {
 typedef struct {
     char msg[256];
     png_bytep *rows;
+    uint8_t *wide; /* a 16-bit grey image's samples, before GREY16_CLIP */
     FILE *fp;
     int read_errno;    /* a read failed (not: the file ended) */
     int out_of_memory; /* an allocation libpng asked for failed */
@@ -70,34 +71,57 @@ static int png_decode_error(const png_state *st, const char *path, kb_err *err) 
                       feof(st->fp) ? " (file ends early)" : "");
 }
 
-/* The transforms that make any PNG 8-bit grey/GA/RGB/RGBA, as Pillow sees it.
+/* How a 16-bit grey PNG becomes 8 bits. Pillow opens it as mode "I" (32-bit
+ * integers) and its convert('RGB') clips at 255, so most pixels turn white:
+ * that is the image pytorch-fid, torch-fidelity and clean-fid measure, so the
+ * eval path clips too. The dataset recipe keeps the high byte instead, the
+ * image a person sees (docs/datasets.md). Other 16-bit PNGs keep the high
+ * byte either way: Pillow reads them with its ;16B raw modes, which do that. */
+typedef enum { GREY16_HIGH_BYTE, GREY16_CLIP } grey16_rule;
+
+/* The transforms that make any PNG 8-bit grey/GA/RGB/RGBA, as Pillow sees it
+ * (16-bit grey under GREY16_CLIP stays 16-bit: png_clip_grey16 finishes it).
  * Pillow keeps a 16-bit image's tRNS key as 16-bit values beside 8-bit
  * pixels, so it never takes effect (tests/ref/data_ref.py: grey 16 is read
  * without alpha); libpng would apply it, so it is applied for 8 bits and
  * fewer only. */
-static void png_set_8bit_transforms(png_structp png, png_infop info) {
+static void png_set_8bit_transforms(png_structp png, png_infop info, grey16_rule grey16) {
     int color_type = png_get_color_type(png, info), depth = png_get_bit_depth(png, info);
+    int keep_16 = grey16 == GREY16_CLIP && color_type == PNG_COLOR_TYPE_GRAY;
     if (color_type == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
     if (color_type == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
     if (depth <= 8 && png_get_valid(png, info, PNG_INFO_tRNS)) png_set_tRNS_to_alpha(png);
-    if (depth == 16) png_set_strip_16(png);
+    if (depth == 16 && !keep_16) png_set_strip_16(png);
     png_set_interlace_handling(png);
     png_read_update_info(png, info);
 }
 
-static int png_decode(png_structp png, png_infop info, png_state *st, kb_image *img, kb_err *err) {
+/* Pillow's convert('RGB') of mode "I": each (big-endian) sample clipped at 255. */
+static void png_clip_grey16(const uint8_t *wide, kb_image *img) {
+    size_t n = (size_t)img->width * img->height;
+    for (size_t i = 0; i < n; i++) {
+        unsigned v = (unsigned)wide[2 * i] << 8 | wide[2 * i + 1];
+        img->px[i] = (uint8_t)(v > 255 ? 255 : v);
+    }
+}
+
+static int png_decode(png_structp png, png_infop info, png_state *st, grey16_rule grey16, kb_image *img,
+                      kb_err *err) {
     png_set_read_fn(png, st, png_read_cb);
     png_set_sig_bytes(png, 8);
     png_read_info(png, info);
-    png_set_8bit_transforms(png, info);
+    png_set_8bit_transforms(png, info, grey16);
     int w = (int)png_get_image_width(png, info), h = (int)png_get_image_height(png, info);
-    int ch = png_get_channels(png, info);
+    int ch = png_get_channels(png, info), wide = png_get_bit_depth(png, info) == 16;
     if (kb_image_alloc(img, w, h, ch, err)) return -1;
     st->rows = malloc(sizeof(png_bytep) * (size_t)h);
-    if (!st->rows) return kb_fail(err, "out of memory for %d PNG rows", h);
-    for (int y = 0; y < h; y++) st->rows[y] = img->px + (size_t)y * w * ch;
+    if (wide) st->wide = malloc((size_t)w * h * 2);
+    if (!st->rows || (wide && !st->wide)) return kb_fail(err, "out of memory for %d PNG rows", h);
+    size_t stride = (size_t)w * ch * (wide ? 2 : 1);
+    for (int y = 0; y < h; y++) st->rows[y] = (wide ? st->wide : img->px) + (size_t)y * stride;
     png_read_image(png, st->rows);
     png_read_end(png, NULL);
+    if (wide) png_clip_grey16(st->wide, img);
     return 0;
 }
 
@@ -110,7 +134,7 @@ static int png_check_signature(FILE *fp, const char *path, kb_err *err) {
     return 0;
 }
 
-int kb_png_read(const char *path, kb_image *img, kb_err *err) {
+static int png_read_with(const char *path, grey16_rule grey16, kb_image *img, kb_err *err) {
     img->px = NULL;
     FILE *fp = fopen(path, "rb");
     if (!fp) return kb_fail(err, "%s: cannot open: %s", path, strerror(errno));
@@ -133,7 +157,7 @@ int kb_png_read(const char *path, kb_image *img, kb_err *err) {
         png_decode_error(st, path, err);
     } else {
         kb_err derr = {0};
-        rc = png_decode(png, info, st, img, &derr);
+        rc = png_decode(png, info, st, grey16, img, &derr);
         if (rc) {
             kb_image_free(img);
             kb_fail_as(err, derr.kind, "%s: %s", path, derr.msg);
@@ -141,9 +165,14 @@ int kb_png_read(const char *path, kb_image *img, kb_err *err) {
     }
     png_destroy_read_struct(png ? &png : NULL, info ? &info : NULL, NULL);
     free(st->rows);
+    free(st->wide);
     free(st);
     fclose(fp);
     return rc;
+}
+
+int kb_png_read(const char *path, kb_image *img, kb_err *err) {
+    return png_read_with(path, GREY16_HIGH_BYTE, img, err);
 }
 
 /* ---- JPEG ------------------------------------------------------------ */
@@ -407,7 +436,7 @@ int kb_gif_read(const char *path, kb_image *img, kb_err *err) {
 
 /* ---- by content ------------------------------------------------------ */
 
-int kb_image_read(const char *path, kb_image *img, kb_err *err) {
+static int image_read_with(const char *path, grey16_rule grey16, kb_image *img, kb_err *err) {
     img->px = NULL;
     FILE *fp = fopen(path, "rb");
     if (!fp) return kb_fail(err, "%s: cannot open: %s", path, strerror(errno));
@@ -416,13 +445,21 @@ int kb_image_read(const char *path, kb_image *img, kb_err *err) {
     int read_errno = ferror(fp) ? errno : 0;
     fclose(fp);
     if (n < sizeof head && read_errno) return read_failed(path, read_errno, err);
-    if (n >= 8 && !png_sig_cmp(head, 0, 8)) return kb_png_read(path, img, err);
+    if (n >= 8 && !png_sig_cmp(head, 0, 8)) return png_read_with(path, grey16, img, err);
     if (n >= 3 && head[0] == 0xFF && head[1] == 0xD8 && head[2] == 0xFF) return kb_jpeg_read(path, img, err);
     if (n >= 6 && (!memcmp(head, "GIF87a", 6) || !memcmp(head, "GIF89a", 6))) return kb_gif_read(path, img, err);
     if (n == 0) return kb_fail_as(err, KB_ERR_BAD_DATA, "%s: empty file, expected a PNG, JPEG or GIF image", path);
     return kb_fail_as(err, KB_ERR_BAD_DATA,
                       "%s: not a PNG, JPEG or GIF image (unrecognised first bytes %02x %02x %02x %02x)", path, head[0],
                       head[1], head[2], head[3]);
+}
+
+int kb_image_read(const char *path, kb_image *img, kb_err *err) {
+    return image_read_with(path, GREY16_HIGH_BYTE, img, err);
+}
+
+int kb_image_read_as_pil(const char *path, kb_image *img, kb_err *err) {
+    return image_read_with(path, GREY16_CLIP, img, err);
 }
 
 /* ---- PNG writer -------------------------------------------------------- */

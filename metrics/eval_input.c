@@ -197,7 +197,7 @@ static int load_fixed(const uint8_t *src, int h, int w, int c, kb_image *img, kb
 int kb_image_input_load(const kb_image_input *in, int64_t i, kb_image *img, kb_err *err) {
     memset(img, 0, sizeof *img);
     int rc;
-    if (in->kind == KB_INPUT_FOLDER) rc = kb_image_read(in->files[i], img, err);
+    if (in->kind == KB_INPUT_FOLDER) rc = kb_image_read_as_pil(in->files[i], img, err); /* pytorch-fid's pixels */
     else if (in->kind == KB_INPUT_NPZ)
         rc = load_fixed((const uint8_t *)in->arr.data + (size_t)i * in->h * in->w * in->c, in->h, in->w, in->c, img, err);
     else rc = load_fixed(kb_dataset_image(&in->ds, in->index[i]), in->h, in->w, in->c, img, err);

@@ -12,7 +12,9 @@
  *  - an .npz with arr_0 [N, H, W, C] (or [N, H, W]) uint8: an ADM batch;
  *  - a .kbd dataset cache, optionally filtered by split and class role.
  * Each image reaches the featuriser as RGB: grey replicated, alpha dropped,
- * which is what pytorch-fid's PIL .convert('RGB') does.
+ * which is what pytorch-fid's PIL .convert('RGB') does; a folder's files are
+ * decoded to PIL's bytes exactly (kb_image_read_as_pil: a 16-bit grey PNG is
+ * clipped at 255, as Pillow's mode "I" converts).
  *
  * The featuriser is a callback so that the pass is testable without the
  * Inception weights (`kindbench eval --featurizer pixels`, tests only). */
