@@ -79,6 +79,20 @@ static int png_decode_error(const png_state *st, const char *path, kb_err *err) 
  * byte either way: Pillow reads them with its ;16B raw modes, which do that. */
 typedef enum { GREY16_HIGH_BYTE, GREY16_CLIP } grey16_rule;
 
+/* An index past a short palette breaks the PNG spec, but such files exist.
+ * libpng reads those indices as black; Pillow as grey (i, i, i), its
+ * palettes starting as a grey ramp that PLTE's colours overwrite. So the
+ * palette is padded with that ramp to 2^depth entries. */
+static void png_pad_palette_with_grey(png_structp png, png_infop info) {
+    png_colorp plte;
+    int n, full = 1 << png_get_bit_depth(png, info);
+    if (!png_get_PLTE(png, info, &plte, &n) || n >= full) return;
+    png_color padded[256];
+    memcpy(padded, plte, (size_t)n * sizeof *padded); /* png_set_PLTE frees plte */
+    for (int i = n; i < full; i++) padded[i].red = padded[i].green = padded[i].blue = (png_byte)i;
+    png_set_PLTE(png, info, padded, full);
+}
+
 /* The transforms that make any PNG 8-bit grey/GA/RGB/RGBA, as Pillow sees it
  * (16-bit grey under GREY16_CLIP stays 16-bit: png_clip_grey16 finishes it).
  * Pillow keeps a 16-bit image's tRNS key as 16-bit values beside 8-bit
@@ -88,7 +102,10 @@ typedef enum { GREY16_HIGH_BYTE, GREY16_CLIP } grey16_rule;
 static void png_set_8bit_transforms(png_structp png, png_infop info, grey16_rule grey16) {
     int color_type = png_get_color_type(png, info), depth = png_get_bit_depth(png, info);
     int keep_16 = grey16 == GREY16_CLIP && color_type == PNG_COLOR_TYPE_GRAY;
-    if (color_type == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
+    if (color_type == PNG_COLOR_TYPE_PALETTE) {
+        png_pad_palette_with_grey(png, info);
+        png_set_palette_to_rgb(png);
+    }
     if (color_type == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
     if (depth <= 8 && png_get_valid(png, info, PNG_INFO_tRNS)) png_set_tRNS_to_alpha(png);
     if (depth == 16 && !keep_16) png_set_strip_16(png);

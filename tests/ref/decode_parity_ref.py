@@ -25,6 +25,9 @@ except ImportError as e:
     print(f"skipped: {sys.executable} lacks PIL/numpy ({e})")
     sys.exit(77)
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import resize_ref  # noqa: E402  (its GIF writer: a frame placed on a larger or smaller screen)
+
 rng = np.random.default_rng(20261202)
 
 GREY, RGB, PALETTE, GREY_ALPHA, RGBA = 0, 2, 3, 4, 6
@@ -132,6 +135,10 @@ def png_corpus(out):
     png_write(f"{out}/gama_rgb8.png", samples(H, W, 3, 8), 8, RGB, extra=[(b"gAMA", struct.pack(">I", 20000))])
     png_write(f"{out}/sbit_rgb8.png", samples(H, W, 3, 8), 8, RGB, extra=[(b"sBIT", bytes([5, 6, 5]))])
     png_write(f"{out}/sbit_grey16.png", samples(H, W, 1, 16), 16, GREY, extra=[(b"sBIT", bytes([12]))])
+    # indices past a short palette (against the spec, but such files exist): Pillow shows them as grey
+    for depth, colours in ((8, 4), (2, 2)):
+        chunks = [(b"PLTE", rng.integers(0, 256, size=3 * colours).astype(np.uint8).tobytes())]
+        png_write(f"{out}/pal{depth}_short.png", samples(H, W, 1, depth), depth, PALETTE, extra=chunks)
     # 1x1
     png_write(f"{out}/one_rgb8.png", samples(1, 1, 3, 8), 8, RGB)
     png_write(f"{out}/one_grey16.png", np.full((1, 1, 1), 300), 16, GREY)
@@ -194,6 +201,11 @@ def gif_corpus(out):
     im = Image.fromarray(idx, "P")
     im.putpalette(rng.integers(0, 256, size=48).astype(np.uint8).tobytes())
     im.save(f"{out}/trns.gif", transparency=3)
+    # frames that leave part of the logical screen uncovered (filled with index 0, or the transparent index,
+    # whose palette colour is what convert('RGB') shows) or reach past it (the canvas widens)
+    resize_ref.gif_placed(f"{out}/gif_partial.gif", 15, 20, (40, 30), (5, 7))
+    resize_ref.gif_placed(f"{out}/gif_partial_trns.gif", 15, 20, (30, 24), (3, 4), transparency=5)
+    resize_ref.gif_placed(f"{out}/gif_overflow.gif", 20, 20, (20, 20), (5, 5))
 
 
 def main():
