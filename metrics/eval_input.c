@@ -34,7 +34,13 @@ const char *kb_input_kind_name(kb_input_kind k) {
 
 /* ------------------------------------------------------------- folders */
 
-/* 1: an image we decode, 2: an image format we cannot decode, 0: other. */
+/* 1: an image we decode, 2: an image format we cannot decode, 0: other.
+ * Together the two lists hold pytorch-fid's IMAGE_EXTENSIONS (bmp jpg jpeg
+ * pgm png ppm tif tiff webp) plus gif, which we decode and it does not: a
+ * file pytorch-fid would measure is never silently left out here, and one
+ * we cannot decode is an error naming it. Unlike pytorch-fid (lower-case
+ * names, top level only, hidden files too) any case is taken, folders are
+ * scanned recursively and hidden entries skipped (docs/metrics.md). */
 static int image_kind(const char *name) {
     static const char *ok[] = {"png", "jpg", "jpeg", "gif"};
     static const char *no[] = {"bmp", "tif", "tiff", "webp", "pgm", "ppm"};

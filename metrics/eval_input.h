@@ -8,7 +8,9 @@
  *    order; hidden entries (".name") skipped; other files are ignored and
  *    counted, except image formats we cannot decode (bmp, tif(f), webp, pgm,
  *    ppm), which are an error rather than silently dropped images. A flat
- *    folder (pytorch-fid's layout) and an ImageFolder tree both work.
+ *    folder (pytorch-fid's layout) and an ImageFolder tree both work; where
+ *    pytorch-fid lists other files (subfolders, case, hidden files, GIF),
+ *    see docs/metrics.md.
  *  - an .npz with arr_0 [N, H, W, C] (or [N, H, W]) uint8: an ADM batch;
  *  - a .kbd dataset cache, optionally filtered by split and class role.
  * Each image reaches the featuriser as RGB: grey replicated, alpha dropped,
