@@ -259,6 +259,9 @@ static int jpeg_decode_error(const jpeg_state *st, const char *path, kb_err *err
     return kb_fail_as(err, KB_ERR_BAD_DATA, "%s: corrupt or truncated JPEG: %s", path, st->msg);
 }
 
+/* dct_method and do_fancy_upsampling stay libjpeg's defaults (JDCT_ISLOW,
+ * TRUE): Pillow changes them only in draft mode, which Image.open does not
+ * use, so the same libjpeg-turbo gives the same bytes (test_decode_parity). */
 static int jpeg_decode(struct jpeg_decompress_struct *cinfo, FILE *fp, kb_image *img, kb_err *err) {
     jpeg_stdio_src(cinfo, fp);
     jpeg_read_header(cinfo, TRUE);

@@ -206,6 +206,11 @@ def gif_corpus(out):
     resize_ref.gif_placed(f"{out}/gif_partial.gif", 15, 20, (40, 30), (5, 7))
     resize_ref.gif_placed(f"{out}/gif_partial_trns.gif", 15, 20, (30, 24), (3, 4), transparency=5)
     resize_ref.gif_placed(f"{out}/gif_overflow.gif", 20, 20, (20, 20), (5, 5))
+    # animations: Image.open gives the first frame, and so does kindbench (a PNG's later APNG frames are
+    # chunks libpng skips)
+    frames = [Image.fromarray(photo(13, 11)) for _ in range(3)]
+    frames[0].save(f"{out}/anim.png", save_all=True, append_images=frames[1:], duration=40)
+    frames[0].save(f"{out}/anim.gif", save_all=True, append_images=frames[1:], duration=40)
 
 
 def main():
