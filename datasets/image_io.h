@@ -17,6 +17,12 @@
 #include "datasets/image.h"
 #include "util/err.h"
 
+/* Raised whenever a decoder gives some file other pixels than before, so that
+ * features cached from the old pixels are not reused (it is part of the
+ * features cache key, metrics/refstats.h). 2: kb_image_read_as_pil clips
+ * 16-bit grey; an index past a short PNG palette is grey, not black. */
+#define KB_DECODE_VERSION 2
+
 int kb_png_read(const char *path, kb_image *img, kb_err *err);
 int kb_jpeg_read(const char *path, kb_image *img, kb_err *err);
 int kb_gif_read(const char *path, kb_image *img, kb_err *err);

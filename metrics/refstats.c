@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "datasets/image_io.h"
 #include "util/fileio.h"
 #include "util/npy.h"
 #include "util/sha256.h"
@@ -295,8 +296,10 @@ int kb_features_cache_path(const char *dir, const kb_stats_meta *m, char *out, s
     if (!m->source_sha256[0] || !m->mode[0] || !m->featurizer[0])
         return kb_fail(err, "features cache: the key needs the content hash, mode and featuriser");
     char key[512], hex[65];
-    snprintf(key, sizeof key, "kindbench-features-v%d\n%s\n%s\n%s\n%s", KB_STATS_VERSION, m->source_sha256, m->mode,
-             m->featurizer, m->weights_sha256);
+    /* the decoder's version too: a folder's content hash is of its files, and
+     * a decoder that changed would give the same files other features */
+    snprintf(key, sizeof key, "kindbench-features-v%d-decode-v%d\n%s\n%s\n%s\n%s", KB_STATS_VERSION, KB_DECODE_VERSION,
+             m->source_sha256, m->mode, m->featurizer, m->weights_sha256);
     if (kb_sha256_hex_of(key, strlen(key), hex)) return kb_fail(err, "features cache: cannot hash the key");
     int n = snprintf(out, outsz, "%s/%s.npz", dir, hex);
     return n < 0 || (size_t)n >= outsz ? kb_fail(err, "features cache: path too long") : 0;

@@ -87,7 +87,7 @@ int kb_evalset_write_npz(const char *path, const kb_evalset *s, int with_feature
 /* The cache directory: explicit, else $KINDBENCH_FEATURES_CACHE, else
  * $XDG_CACHE_HOME/kindbench/features, else ~/.cache/kindbench/features. */
 int kb_features_cache_dir(const char *explicit_dir, char *out, size_t outsz, kb_err *err);
-/* The file for a set: DIR/<sha256 of the key fields>.npz. */
+/* The file for a set: DIR/<sha256 of the key fields and KB_DECODE_VERSION>.npz. */
 int kb_features_cache_path(const char *dir, const kb_stats_meta *m, char *out, size_t outsz, kb_err *err);
 /* 1 if m and the file's meta agree on what the cached features depend on. */
 int kb_stats_meta_same_features(const kb_stats_meta *a, const kb_stats_meta *b);
