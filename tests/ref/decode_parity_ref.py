@@ -95,8 +95,8 @@ def palette_size(depth):
 
 
 def palette_chunks(depth, alphas):
-    """A random palette and, when alphas > 0, a tRNS of that many entries (fewer than the palette:
-    the rest are opaque)."""
+    """A random palette and, when alphas > 0, a tRNS of that many entries (when fewer than the
+    palette's, the rest are opaque)."""
     n = palette_size(depth)
     out = [(b"PLTE", rng.integers(0, 256, size=(n, 3)).astype(np.uint8).tobytes())]
     if alphas:
