@@ -170,6 +170,16 @@ def with_adobe_transform(data, transform):
     return data[:i + 15] + bytes([transform]) + data[i + 16:]
 
 
+def with_damaged_scan(data):
+    """The JPEG with 5 bytes in the middle of its scan changed (never into 0xFF: no marker is made)."""
+    b = bytearray(data)
+    mid = (data.find(b"\xff\xda") + len(b)) // 2
+    for k in range(mid, mid + 5):
+        if b[k] != 0xFF and b[k] ^ 0x5A != 0xFF:
+            b[k] ^= 0x5A
+    return bytes(b)
+
+
 def jpeg_corpus(out):
     H, W = 37, 29  # not multiples of 8 or 16: edge blocks, odd chroma columns
     rgb = photo(H, W)
@@ -190,6 +200,14 @@ def jpeg_corpus(out):
     open(f"{out}/cmyk_adobe.jpg", "wb").write(data)
     open(f"{out}/cmyk_plain.jpg", "wb").write(without_adobe_marker(data))
     open(f"{out}/cmyk_ycck_flag.jpg", "wb").write(with_adobe_transform(data, 2))
+    # larger, for libjpeg-turbo's SIMD paths: 4:2:0 progressive, and one whose entropy-coded data is damaged
+    # mid-scan (libjpeg decodes on, half the pixels changed; Pillow reads it, so kindbench must too, the same)
+    big = io.BytesIO()
+    Image.fromarray(photo(120, 160)).save(big, "JPEG", quality=90, progressive=True)
+    open(f"{out}/big_progressive.jpg", "wb").write(big.getvalue())
+    big = io.BytesIO()
+    Image.fromarray(photo(120, 160)).save(big, "JPEG", quality=90)
+    open(f"{out}/corrupt_entropy.jpg", "wb").write(with_damaged_scan(big.getvalue()))
     # lying extensions: the content decides, in Pillow and in kindbench
     Image.fromarray(photo(H, W)).save(f"{out}/png_named.jpg", format="PNG")
     Image.fromarray(photo(H, W)).save(f"{out}/jpeg_named.png", format="JPEG", quality=80)
