@@ -9,7 +9,8 @@ Writes into $KB_FIXTURES/data_resize/:
   folder/<class>/<file>       an ImageFolder with varied files: sizes that
                               trigger the BOX halving loop, upsampling, odd and
                               non-square sizes, grey, 16-bit grey, 1-bit,
-                              RGBA, LA, palette with and without tRNS, 16-bit
+                              RGBA, LA, palette with and without tRNS, a
+                              palette shorter than its indices, 16-bit
                               RGB with a tRNS key, GIFs whose frame does not
                               cover or overflows the screen, JPEG
                               (RGB, grey, CMYK), an upper-case extension, and
@@ -70,18 +71,30 @@ def save_png16_grey(path, h, w):
     Image.fromarray(arr, mode="I;16").save(path)
 
 
+def chunk(kind, data):
+    """A PNG chunk: length, type, data, CRC."""
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
 def png16_rgb_key(path, h, w, key):
     """A 16-bit RGB PNG with a tRNS colour key (PIL cannot write one): Pillow keeps the key in 16 bits beside
     8-bit pixels, so it never applies (key values > 255 here); every third pixel of the pattern equals it."""
     arr = (pattern(h, w, 3).astype(np.uint16) * 257).astype(">u2")
     arr[::3, ::3] = key
-
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
     raw = b"".join(b"\0" + arr[y].tobytes() for y in range(h))
     with open(path, "wb") as f:
         f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)) +
                 chunk(b"tRNS", struct.pack(">HHH", *key)) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def png_short_palette(path, h, w, colours):
+    """An 8-bit palette PNG whose indices (the grey pattern) reach past its PLTE of `colours` entries: against
+    the spec, but such files exist; Pillow shows index i past the palette as grey (i, i, i)."""
+    raw = b"".join(b"\0" + pattern(h, w, 1)[y, :, 0].tobytes() for y in range(h))
+    plte = rng.integers(0, 256, size=3 * colours).astype(np.uint8).tobytes()
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 3, 0, 0, 0)) +
+                chunk(b"PLTE", plte) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 
 def gif_placed(path, h, w, screen, at, transparency=None):
@@ -139,6 +152,7 @@ def make_folder(root):
     small = Image.fromarray(pattern(29, 31, 3)).quantize(colors=12)  # 4-bit palette, no tRNS
     small.save(os.path.join(root, "c_alpha/palette4.png"))
     png16_rgb_key(os.path.join(root, "c_alpha/rgb16_key.png"), 33, 27, (0x1234, 0x5678, 0x9ABC))
+    png_short_palette(os.path.join(root, "c_alpha/palette_short.png"), 37, 43, 6)
     # GIF first frames as Pillow paints them: uncovered pixels are palette colour 0 (opaque) without a
     # transparent index and transparent with one; a frame reaching past the screen widens the canvas. The
     # folder source takes .png/.jpg/.jpeg names (as torchvision's ImageFolder takes no .gif) and decodes by
