@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "harness/eval.h"
+#include "metrics/features_partial.h"
 #include "util/fileio.h"
 #include "util/sha256.h"
 
@@ -21,6 +22,7 @@ typedef struct {
     kb_inception *net;
     kb_preproc_mode mode;
     int ready;
+    int stale_noted; /* note_stale_partials has looked */
 } feat_state;
 
 static int inception_fn(void *user, const uint8_t *rgb, int64_t n, int h, int w, float *pool, float *spatial,
@@ -160,6 +162,19 @@ static void resume_names(const feat_state *fs, const char *cpath, char *part, si
              fs->ctx->cuda_device, fs->ctx->threads);
 }
 
+/* Once a run, unless --quiet: the partial files of stopped runs other than
+ * this one's stay until a rerun resumes them, possibly forever, so where
+ * they are and what they take is said. */
+static void note_stale_partials(feat_state *fs, const char *dir, const char *part, int quiet) {
+    if (fs->stale_noted || quiet) return;
+    fs->stale_noted = 1;
+    int64_t bytes, n = kb_fpartial_stale(dir, part, &bytes);
+    if (n)
+        fprintf(stderr, "note: %s holds %lld partial featurisation%s of stopped runs (%.1f MB), kept to resume them; "
+                        "delete the .partial files of runs that will not be repeated\n",
+                dir, (long long)n, n == 1 ? "" : "s", (double)bytes / 1e6);
+}
+
 /* Featurises the images of in, which the plan probed (through the cache
  * when use_cache; an npz's arr_0 is read only when the cache misses).
  * Unless --no-cache, the features so far are kept in the cache directory
@@ -183,6 +198,7 @@ static int featurize_images(const eval_env *env, kb_image_input *in, int use_cac
     if (!rc && !cached && keep && kb_mkdir_p(dir, err) == 0) {
         resume_names(env->fs, cpath, part, sizeof part, tag, sizeof tag);
         fo.resume_path = part, fo.resume_tag = tag;
+        note_stale_partials(env->fs, dir, part, env->o->quiet);
     }
     if (!rc && !cached) rc = kb_image_input_load_data(in, err);
     if (!rc && !cached) rc = kb_featurize_input(in, &env->fs->fz, &fo, out, err);

@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "datasets/source.h" /* kb_list_dir */
+
 #define PARTIAL_MAGIC "KBFPART1"
 #define PARTIAL_HEADER 512
 
@@ -111,4 +113,34 @@ void kb_fpartial_close(kb_fpartial *pf, int remove) {
     if (remove && pf->fp && pf->path[0]) unlink(pf->path); /* while locked: no other run has it open for writing */
     if (pf->fp) fclose(pf->fp);
     pf->fp = NULL;
+}
+
+/* 1 when another process holds path's lock (a run featurising into it). */
+static int held_by_a_run(const char *path) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    int held = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+    close(fd); /* also drops the shared lock, if it was taken */
+    return held;
+}
+
+int64_t kb_fpartial_stale(const char *dir, const char *except, int64_t *bytes) {
+    char **names, path[4400];
+    int n;
+    kb_err e;
+    int64_t count = 0;
+    *bytes = 0;
+    if (kb_list_dir(dir, &names, &n, &e)) return 0;
+    const char *skip = except ? strrchr(except, '/') : NULL;
+    skip = skip ? skip + 1 : except;
+    for (int i = 0; i < n; i++) {
+        size_t len = strlen(names[i]);
+        struct stat st;
+        if (len <= 8 || strcmp(names[i] + len - 8, ".partial") || (skip && !strcmp(names[i], skip))) continue;
+        if (snprintf(path, sizeof path, "%s/%s", dir, names[i]) >= (int)sizeof path) continue;
+        if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) || held_by_a_run(path)) continue;
+        count++, *bytes += (int64_t)st.st_size;
+    }
+    kb_names_free(names, n);
+    return count;
 }

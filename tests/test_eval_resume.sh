@@ -7,7 +7,8 @@
 # unbroken run's bit for bit; the partial file is gone afterwards. Also: a
 # partial file of another batch size is not used (the run starts over and
 # still equals the unbroken one), one locked by another run is left to it,
-# and --no-cache keeps no partial file.
+# stopped runs' partial files are pointed out, and --no-cache keeps no
+# partial file.
 set -u
 KB="$(realpath "${KINDBENCH:-./kindbench}")"
 PY="${KB_PYTHON:-/usr/bin/python3}"
@@ -86,6 +87,23 @@ if grep -q "is being written by another run" locked.err && r=$(same_stats full.n
   ok "a partial file locked by another run is left to it; statistics equal the unbroken run's"
 else bad "locked partial" "${r:-} $(cat locked.err) $(ls fc3)"; fi
 kill "$holder" 2> /dev/null; wait "$holder" 2> /dev/null
+
+# Stopped runs' partial files stay until a rerun resumes them (possibly
+# forever): a run says how many there are and what they take, counting
+# neither its own (the resumed run above said nothing) nor one a live run
+# holds; --quiet says nothing.
+mkdir -p fc4 && head -c 1000000 /dev/zero > fc4/stopped.partial && : > fc4/live.partial
+"$PY" -c 'import fcntl, sys, time; f = open(sys.argv[1], "a"); fcntl.flock(f, fcntl.LOCK_EX); time.sleep(600)' \
+  fc4/live.partial > /dev/null 2>&1 & holder=$!
+sleep 0.5
+"$KB" "${A[@]}" --batch 4 --features-cache fc4 -o stale.npz > /dev/null 2> stale.err || bad "run beside stale partials" "exit $?"
+mkdir -p fc5 && cp fc4/stopped.partial fc5/
+"$KB" "${A[@]}" --batch 4 --quiet --features-cache fc5 -o quiet.npz > /dev/null 2> quiet.err
+kill "$holder" 2> /dev/null; wait "$holder" 2> /dev/null
+if grep -q "note: fc4 holds 1 partial featurisation of stopped runs (1.0 MB), kept to resume them" stale.err &&
+   ! grep -q "note:" resume.err quiet.err; then
+  ok "a run names the stopped runs' partial files (not its own, not a live run's; not with --quiet)"
+else bad "stale partial note" "$(grep note: stale.err resume.err quiet.err)"; fi
 
 # --no-cache writes nothing into the cache directory (the default one here),
 # a partial file neither (looked for while the run featurises, and after it
