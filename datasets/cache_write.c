@@ -94,7 +94,10 @@ int kb_cache_writer_open(kb_cache_writer *w, const char *path, cJSON *meta, int6
     w->count = count;
     w->image_bytes = (size_t)resolution * resolution * channels;
     if (kb_atomic_open(&w->af, path, err)) return -1;
-    w->hash = kb_sha256_new();
+    if (!(w->hash = kb_sha256_new())) {
+        kb_atomic_abort(&w->af);
+        return kb_fail(err, "%s: out of memory starting a SHA-256", path);
+    }
     add_layout(meta, count, w->image_bytes);
     if (write_header(w, meta, err) || write_labels_and_split(w, labels, split, err)) {
         kb_cache_writer_abort(w);

@@ -190,17 +190,19 @@ static int check_sizes(kb_dataset *ds, uint64_t json_len, const uint8_t **payloa
 }
 
 /* SHA-256 of the payload into hex, in chunks so that a large one (an
- * ImageNet cache is ~250 GB) shows progress. Returns 1 when it did. */
+ * ImageNet cache is ~250 GB) shows progress. Returns 1 when it did, -1
+ * when no hash could be started. */
 static int hash_payload(const kb_dataset *ds, const uint8_t *payload, uint64_t bytes, int quiet, char hex[65]) {
     const uint64_t chunk = 64ULL << 20;
     const char *base = strrchr(ds->path, '/');
     char label[64];
     snprintf(label, sizeof label, "SHA-256 of %.40s, MiB", base ? base + 1 : ds->path);
     int shown = bytes >= KB_VERIFY_PROGRESS_BYTES && !quiet;
+    kb_sha256 *h = kb_sha256_new();
+    if (!h) return -1;
     kb_progress pg;
     kb_progress_start(&pg, label, (int64_t)(bytes >> 20), !shown);
     uint8_t digest[32];
-    kb_sha256 *h = kb_sha256_new();
     for (uint64_t done = 0; done < bytes;) {
         uint64_t step = bytes - done < chunk ? bytes - done : chunk;
         kb_sha256_update(h, payload + done, (size_t)step);
@@ -239,6 +241,7 @@ static int check_digest(kb_dataset *ds, const kb_file_version *v, const uint8_t 
         return 0;
     }
     int shown = hash_payload(ds, payload, bytes, o->quiet, hex);
+    if (shown < 0) return kb_fail(err, "%s: out of memory starting a SHA-256", ds->path);
     if (strcmp(hex, ds->payload_sha256))
         return kb_fail(err, "%s: corrupt cache: payload SHA-256 is %s, metadata says %s", ds->path, hex,
                        ds->payload_sha256);

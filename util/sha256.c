@@ -14,8 +14,12 @@ struct kb_sha256 {
 kb_sha256 *kb_sha256_new(void) {
     static const size_t sz = sizeof(kb_sha256);
     kb_sha256 *h = (kb_sha256 *)OPENSSL_zalloc(sz);
-    h->md = EVP_MD_CTX_new();
-    EVP_DigestInit_ex(h->md, EVP_sha256(), NULL);
+    if (!h) return NULL;
+    if (!(h->md = EVP_MD_CTX_new()) || EVP_DigestInit_ex(h->md, EVP_sha256(), NULL) != 1) {
+        EVP_MD_CTX_free(h->md); /* NULL is fine */
+        OPENSSL_free(h);
+        return NULL;
+    }
     return h;
 }
 

@@ -10,6 +10,7 @@
 
 typedef struct kb_sha256 kb_sha256;
 
+/* NULL when out of memory. */
 kb_sha256 *kb_sha256_new(void);
 void kb_sha256_update(kb_sha256 *h, const void *data, size_t n);
 /* Writes the 32-byte digest and frees h. */
