@@ -211,7 +211,7 @@ static int write_images(const kb_source *src, const kb_prepare_opts *o, int pad,
  * which has to hold the cache anyway. */
 static FILE *open_spill(const char *out_path, kb_err *err) {
     char tmp[4200];
-    int fd = kb_temp_create(tmp, sizeof tmp, out_path, ".decoded.XXXXXX", 0, err);
+    int fd = kb_temp_create(tmp, sizeof tmp, out_path, ".decoded.XXXXXX", err);
     if (fd < 0) return kb_fail_wrap(err, "the decoded images' temp file"), NULL;
     kb_temp_drop(tmp); /* the name; the open file stays */
     FILE *f = fdopen(fd, "w+b");

@@ -134,10 +134,10 @@ void kb_temp_cleanup_on_signals(void) {
     }
 }
 
-int kb_temp_name(char *out, size_t cap, const char *path, const char *suffix, size_t reserve) {
+int kb_temp_name(char *out, size_t cap, const char *path, const char *suffix) {
     const char *slash = strrchr(path, '/');
     size_t dir_len = slash ? (size_t)(slash + 1 - path) : 0, name_len = strlen(path) - dir_len;
-    size_t room = NAME_MAX > strlen(suffix) + reserve ? NAME_MAX - strlen(suffix) - reserve : 1, keep = name_len;
+    size_t room = NAME_MAX > strlen(suffix) ? NAME_MAX - strlen(suffix) : 1, keep = name_len;
     if (keep > room) {
         keep = room;
         while (keep > 0 && ((unsigned char)path[dir_len + keep] & 0xC0) == 0x80) keep--;
@@ -160,11 +160,11 @@ static int suffix_with_pid(char *out, size_t cap, const char *suffix) {
     return snprintf(out, cap, "%.*s%ld.XXXXXX", (int)(n - 6), suffix, (long)getpid()) >= (int)cap ? -1 : 0;
 }
 
-int kb_temp_create(char *tmp, size_t cap, const char *path, const char *suffix, size_t reserve, kb_err *err) {
+int kb_temp_create(char *tmp, size_t cap, const char *path, const char *suffix, kb_err *err) {
     char sfx[96];
     tmp[0] = 0;
     if (suffix_with_pid(sfx, sizeof sfx, suffix)) return kb_fail(err, "%s: bad temp suffix '%s'", path, suffix);
-    if (kb_temp_name(tmp, cap, path, sfx, reserve)) return tmp[0] = 0, kb_fail(err, "%s: path too long", path);
+    if (kb_temp_name(tmp, cap, path, sfx)) return tmp[0] = 0, kb_fail(err, "%s: path too long", path);
     /* now, not at the rename: `data prepare -o DIR` decoded every image before failing */
     if (kb_is_dir(path)) return tmp[0] = 0, kb_fail(err, "%s: is a directory (a file name is needed here)", path);
     /* created and tracked with the cleanup's signals held back: one arriving
@@ -187,7 +187,7 @@ int kb_temp_create(char *tmp, size_t cap, const char *path, const char *suffix, 
 /* Copies path into final (cap bytes each) and creates its "<path>.tmp.<pid>.XXXXXX". */
 static int create_temp(char *final, char *tmp, size_t cap, const char *path, kb_err *err) {
     if (snprintf(final, cap, "%s", path) >= (int)cap) return tmp[0] = 0, kb_fail(err, "%s: path too long", path);
-    return kb_temp_create(tmp, cap, path, ".tmp.XXXXXX", 0, err);
+    return kb_temp_create(tmp, cap, path, ".tmp.XXXXXX", err);
 }
 
 int kb_atomic_open(kb_atomic_file *af, const char *path, kb_err *err) {
@@ -401,7 +401,7 @@ int kb_is_file(const char *path) {
 
 int kb_probe_writable(const char *path, kb_err *err) {
     char tmp[4200];
-    int fd = kb_temp_create(tmp, sizeof tmp, path, ".probe.XXXXXX", 0, err);
+    int fd = kb_temp_create(tmp, sizeof tmp, path, ".probe.XXXXXX", err);
     if (fd < 0) return -1;
     close(fd);
     kb_temp_drop(tmp);

@@ -24,12 +24,10 @@ typedef struct {
 } kb_atomic_file;
 
 /* Writes "<path><suffix>" to out, the file name part of path cut (at a UTF-8
- * character boundary) where the whole would leave fewer than reserve bytes
- * of the 255 a name may have, so outputs with names of 245-255 bytes (legal
- * themselves) still get a temp file beside them. reserve: room kept for a
- * name a library would make of ours (0: none does now). -1 if out is
- * too small. */
-int kb_temp_name(char *out, size_t cap, const char *path, const char *suffix, size_t reserve);
+ * character boundary) where the whole would pass the 255 bytes a name may
+ * have, so outputs with names of 245-255 bytes (legal themselves) still get
+ * a temp file beside them. -1 if out is too small. */
+int kb_temp_name(char *out, size_t cap, const char *path, const char *suffix);
 
 /* After a rename the new directory entry is durable only once the directory
  * is synced: without it a power cut can bring back the old file (never a torn
@@ -45,13 +43,13 @@ mode_t kb_output_mode(const char *path);
 /* Creates the temp file "<path><suffix>" (suffix ending in XXXXXX, which
  * becomes "<pid>.XXXXXX": the name says which process writes it, so that a
  * sweep of killed runs' temp files can tell a live one's; the name cut as
- * kb_temp_name does, reserve as there) with the mode path's output gets, and
+ * kb_temp_name does) with the mode path's output gets, and
  * returns its descriptor. The file is tracked for the signal cleanup from
  * its creation on (kb_temp_cleanup_on_signals): the caller ends that with
  * kb_temp_drop (removed) or kb_temp_forget (after renaming it). Fails,
  * naming path, when path is a directory or nothing can be created beside
  * it; tmp is then "". */
-int kb_temp_create(char *tmp, size_t cap, const char *path, const char *suffix, size_t reserve, kb_err *err);
+int kb_temp_create(char *tmp, size_t cap, const char *path, const char *suffix, kb_err *err);
 
 /* Creates "<path>.tmp.<pid>.XXXXXX" beside path (the name part cut where the
  * whole would pass 255 bytes) and opens it for writing. */

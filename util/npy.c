@@ -219,7 +219,7 @@ static zip_t *npz_create(npz_sink *sink, const char *path, kb_err *err) {
 int kb_npz_write(const char *path, const kb_npz_entry *entries, int n, kb_err *err) {
     char tmp[4096];
     if (n < 1) return kb_fail(err, "%s: an npz needs at least one array", path);
-    npz_sink sink = {.fd = kb_temp_create(tmp, sizeof tmp, path, ".tmp.XXXXXX", 0, err)};
+    npz_sink sink = {.fd = kb_temp_create(tmp, sizeof tmp, path, ".tmp.XXXXXX", err)};
     if (sink.fd < 0) return -1;
     zip_error_init(&sink.error);
     char(*hdrs)[1024] = calloc((size_t)n, 1024);
