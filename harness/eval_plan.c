@@ -52,12 +52,7 @@ static unsigned side_wants(unsigned metrics, int samples) {
     return w;
 }
 
-static int has_suffix(const char *s, const char *suf) {
-    size_t a = strlen(s), b = strlen(suf);
-    return a >= b && !strcmp(s + a - b, suf);
-}
-
-static int is_npz_path(const char *path) { return kb_is_file(path) && !has_suffix(path, ".kbd"); }
+static int is_npz_path(const char *path) { return kb_is_file(path) && !kb_has_suffix(path, ".kbd"); }
 
 static int filtered(const kb_input_filter *f) { return f->split != KB_SPLIT_ANY || f->role != KB_ROLE_ANY; }
 

@@ -134,11 +134,6 @@ static int open_kbd(kb_image_input *in, int quiet, kb_err *err) {
     return kb_dataset_select(&in->ds, in->filter.role, in->filter.split, &in->index, &in->count, err);
 }
 
-static int has_suffix(const char *s, const char *suf) {
-    size_t a = strlen(s), b = strlen(suf);
-    return a >= b && !strcmp(s + a - b, suf);
-}
-
 int kb_image_input_probe(const char *path, const kb_input_filter *f, int quiet, kb_image_input *in, kb_err *err) {
     memset(in, 0, sizeof *in);
     if (f) in->filter = *f;
@@ -148,7 +143,7 @@ int kb_image_input_probe(const char *path, const kb_input_filter *f, int quiet, 
     int rc;
     if (kb_is_dir(path)) in->kind = KB_INPUT_FOLDER, rc = scan_dir(in, path, 0, err);
     else if (!kb_is_file(path)) return kb_fail(err, "%s: no such file or directory", path);
-    else if (has_suffix(path, ".kbd")) in->kind = KB_INPUT_KBD, rc = open_kbd(in, quiet, err);
+    else if (kb_has_suffix(path, ".kbd")) in->kind = KB_INPUT_KBD, rc = open_kbd(in, quiet, err);
     else in->kind = KB_INPUT_NPZ, rc = open_npz(in, err);
     if (!rc && in->kind != KB_INPUT_KBD && filtered)
         rc = (kb_fail(err, "%s: split and class filters apply to .kbd dataset caches only", path), KB_INPUT_MISFIT);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "datasets/source.h" /* kb_list_dir */
+#include "util/fileio.h"
 
 #define PARTIAL_MAGIC "KBFPART1"
 #define PARTIAL_HEADER 512
@@ -136,8 +137,8 @@ int64_t kb_fpartial_stale(const char *dir, const char *except, int64_t *bytes) {
     for (int i = 0; i < n; i++) {
         size_t len = strlen(names[i]);
         struct stat st;
-        if (len <= 8 || strcmp(names[i] + len - 8, ".partial") || (skip && !strcmp(names[i], skip))) continue;
-        if (snprintf(path, sizeof path, "%s/%s", dir, names[i]) >= (int)sizeof path) continue;
+        if (len <= 8 || !kb_has_suffix(names[i], ".partial") || (skip && !strcmp(names[i], skip))) continue;
+        if (kb_path_join(path, sizeof path, dir, names[i], &e)) continue;
         if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) || held_by_a_run(path)) continue;
         count++, *bytes += (int64_t)st.st_size;
     }

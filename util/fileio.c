@@ -436,3 +436,8 @@ int kb_path_join(char *out, size_t outsz, const char *dir, const char *name, kb_
     if (snprintf(out, outsz, "%s%s%s", dir, sep, name) >= (int)outsz) return kb_fail(err, "%s/%s: path too long", dir, name);
     return 0;
 }
+
+int kb_has_suffix(const char *s, const char *suffix) {
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && !strcmp(s + a - b, suffix);
+}

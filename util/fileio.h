@@ -165,5 +165,7 @@ int kb_user_cache_dir(const char *env_override, const char *sub, char *out, size
 
 /* Joins a directory and a name into out (size outsz); fails if too long. */
 int kb_path_join(char *out, size_t outsz, const char *dir, const char *name, kb_err *err);
+/* 1 when s ends with suffix (".kbd", ".partial"). */
+int kb_has_suffix(const char *s, const char *suffix);
 
 #endif
