@@ -328,56 +328,83 @@ static void test_gemm_precision(env *e) {
     free(A), free(B), free(absA), free(absB), free(ref), free(sc), free(got), free(scale);
 }
 
+/* One kb_gemm_bias case: inputs on the host and the device, the reference
+ * and its scale (the same product of absolute values). */
+typedef struct {
+    int64_t rows, in, out;
+    int variant; /* 0 no bias, 1 bias, 2 bias at an odd address */
+    float *want, *got, *again;
+    double *scale;
+    float *dx, *dW, *db, *dy;
+} gemm_bias_case;
+
+static void gemm_bias_case_make(env *e, gemm_bias_case *c) {
+    int64_t rows = c->rows, in = c->in, out = c->out;
+    size_t nx = (size_t)(rows * in), nw = (size_t)(out * in), ny = (size_t)(rows * out);
+    float *x = host_uniform((int64_t)nx, 90, -1, 1), *W = host_uniform((int64_t)nw, 91, -1, 1);
+    float *b = host_uniform(out + 1, 92, -1, 1), *bias = c->variant == 2 ? b + 1 : b;
+    float *ax = xmalloc(nx * 4 + 4), *aW = xmalloc(nw * 4 + 4), *ab = xmalloc((size_t)out * 4 + 4);
+    float *sc = xmalloc(ny * 4 + 4);
+    c->want = xmalloc(ny * 4 + 4), c->got = xmalloc(ny * 4 + 4), c->again = xmalloc(ny * 4 + 4);
+    c->scale = xmalloc(ny * sizeof(double) + 8);
+    for (size_t i = 0; i < nx; i++) ax[i] = fabsf(x[i]);
+    for (size_t i = 0; i < nw; i++) aW[i] = fabsf(W[i]);
+    for (int64_t i = 0; i < out; i++) ab[i] = fabsf(bias[i]);
+    kb_gemm_bias_ref(c->want, x, W, c->variant ? bias : NULL, rows, in, out);
+    kb_gemm_bias_ref(sc, ax, aW, c->variant ? ab : NULL, rows, in, out);
+    for (size_t i = 0; i < ny; i++) c->scale[i] = sc[i] > 0 ? sc[i] : 1e-30;
+    c->dx = to_dev(e, x, nx * 4), c->dW = to_dev(e, W, nw * 4);
+    c->db = to_dev(e, b, (size_t)(out + 1) * 4), c->dy = dalloc(e, ny * 4);
+    free(x), free(W), free(b), free(ax), free(aW), free(ab), free(sc);
+}
+
+static void gemm_bias_case_free(env *e, gemm_bias_case *c) {
+    dfree(e, c->dx), dfree(e, c->dW), dfree(e, c->db), dfree(e, c->dy);
+    free(c->want), free(c->got), free(c->again), free(c->scale);
+}
+
+/* The case in the context's current matmul precision p, then rerun. */
+static void gemm_bias_case_run(env *e, gemm_bias_case *c, kb_matmul_precision p, double rtol) {
+    size_t ny = (size_t)(c->rows * c->out);
+    const float *dbias = c->variant == 0 ? NULL : c->variant == 2 ? c->db + 1 : c->db;
+    char name[160];
+    snprintf(name, sizeof name, "%sgemm_bias %s %lldx%lld -> %lld%s", e->tag, kb_matmul_precision_name(p),
+             (long long)c->rows, (long long)c->in, (long long)c->out,
+             c->variant == 0 ? "" : c->variant == 1 ? " + bias" : " + bias (4-byte aligned)");
+    if (!op_ok(e, kb_gemm_bias_cuda(&e->ctx, c->dy, c->dx, c->dW, dbias, c->rows, c->in, c->out, &e->err), name))
+        return;
+    to_host(e, c->got, c->dy, ny * 4);
+    check_scaled(e, name, c->got, c->want, c->scale, (int64_t)ny, rtol);
+    snprintf(name + strlen(name), sizeof name - strlen(name), ": rerun bit-identical");
+    if (op_ok(e, kb_gemm_bias_cuda(&e->ctx, c->dy, c->dx, c->dW, dbias, c->rows, c->in, c->out, &e->err), name)) {
+        to_host(e, c->again, c->dy, ny * 4);
+        check_bits(e, name, c->again, c->got, ny * 4, 4);
+    }
+}
+
 /* kb_gemm_bias (cuBLASLt, bias in the epilogue; the plain GEMM + bias kernel
  * where cuBLASLt has no algorithm) against the reference in each matmul
  * precision, with and without a bias, reruns bit-identical (plans are cached
- * per shape), and a bias pointer that is not 16-byte aligned (fallback). */
+ * per shape), and a bias pointer that is not 16-byte aligned (fallback).
+ * Each case's reference is computed once for all precisions (the plain
+ * reference GEMM is most of this test's time on a GPU machine). */
 static void test_gemm_bias(env *e) {
     static const int64_t shapes[][3] = {{1, 1, 1}, {7, 13, 5}, {300, 257, 129}, {1024, 768, 2304}, {5, 0, 3}, {0, 4, 3}};
     static const struct {
         kb_matmul_precision p;
         double rtol;
     } modes[] = {{KB_MATMUL_FP32, 1e-5}, {KB_MATMUL_TF32, 0x1p-9}, {KB_MATMUL_BF16, 0x1p-6}};
-    for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
-        if (e->tag[0] && modes[m].p != KB_MATMUL_BF16) continue; /* staging only changes the BF16 mode */
-        if (!op_ok(e, kb_cuda_set_matmul(e->ctx.cuda, modes[m].p, &e->err), "kb_cuda_set_matmul")) return;
-        for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
-            for (int variant = 0; variant < 3; variant++) { /* no bias, bias, bias at an odd address */
-                int64_t rows = shapes[si][0], in = shapes[si][1], out = shapes[si][2];
-                size_t nx = (size_t)(rows * in), nw = (size_t)(out * in), ny = (size_t)(rows * out);
-                float *x = host_uniform((int64_t)nx, 90, -1, 1), *W = host_uniform((int64_t)nw, 91, -1, 1);
-                float *b = host_uniform(out + 1, 92, -1, 1), *bias = variant == 2 ? b + 1 : b;
-                float *ax = xmalloc(nx * 4 + 4), *aW = xmalloc(nw * 4 + 4), *ab = xmalloc((size_t)out * 4 + 4);
-                float *want = xmalloc(ny * 4 + 4), *sc = xmalloc(ny * 4 + 4), *got = xmalloc(ny * 4 + 4);
-                float *again = xmalloc(ny * 4 + 4);
-                double *scale = xmalloc(ny * sizeof(double) + 8);
-                for (size_t i = 0; i < nx; i++) ax[i] = fabsf(x[i]);
-                for (size_t i = 0; i < nw; i++) aW[i] = fabsf(W[i]);
-                for (int64_t i = 0; i < out; i++) ab[i] = fabsf(bias[i]);
-                kb_gemm_bias_ref(want, x, W, variant ? bias : NULL, rows, in, out);
-                kb_gemm_bias_ref(sc, ax, aW, variant ? ab : NULL, rows, in, out);
-                for (size_t i = 0; i < ny; i++) scale[i] = sc[i] > 0 ? sc[i] : 1e-30;
-                float *dx = to_dev(e, x, nx * 4), *dW = to_dev(e, W, nw * 4);
-                float *db = to_dev(e, b, (size_t)(out + 1) * 4), *dy = dalloc(e, ny * 4);
-                const float *dbias = variant == 0 ? NULL : variant == 2 ? db + 1 : db;
-                char name[160];
-                snprintf(name, sizeof name, "%sgemm_bias %s %lldx%lld -> %lld%s", e->tag, kb_matmul_precision_name(modes[m].p),
-                         (long long)rows, (long long)in, (long long)out,
-                         variant == 0 ? "" : variant == 1 ? " + bias" : " + bias (4-byte aligned)");
-                if (op_ok(e, kb_gemm_bias_cuda(&e->ctx, dy, dx, dW, dbias, rows, in, out, &e->err), name)) {
-                    to_host(e, got, dy, ny * 4);
-                    check_scaled(e, name, got, want, scale, (int64_t)ny, modes[m].rtol);
-                    snprintf(name + strlen(name), sizeof name - strlen(name), ": rerun bit-identical");
-                    if (op_ok(e, kb_gemm_bias_cuda(&e->ctx, dy, dx, dW, dbias, rows, in, out, &e->err), name)) {
-                        to_host(e, again, dy, ny * 4);
-                        check_bits(e, name, again, got, ny * 4, 4);
-                    }
-                }
-                dfree(e, dx), dfree(e, dW), dfree(e, db), dfree(e, dy);
-                free(x), free(W), free(b), free(ax), free(aW), free(ab), free(want), free(sc), free(got), free(again);
-                free(scale);
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+        for (int variant = 0; variant < 3; variant++) {
+            gemm_bias_case c = {.rows = shapes[si][0], .in = shapes[si][1], .out = shapes[si][2], .variant = variant};
+            gemm_bias_case_make(e, &c);
+            for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
+                if (e->tag[0] && modes[m].p != KB_MATMUL_BF16) continue; /* staging only changes the BF16 mode */
+                if (!op_ok(e, kb_cuda_set_matmul(e->ctx.cuda, modes[m].p, &e->err), "kb_cuda_set_matmul")) break;
+                gemm_bias_case_run(e, &c, modes[m].p, modes[m].rtol);
             }
-    }
+            gemm_bias_case_free(e, &c);
+        }
     op_ok(e, kb_cuda_set_matmul(e->ctx.cuda, KB_MATMUL_FP32, &e->err), "kb_cuda_set_matmul back to fp32");
 }
 
