@@ -58,21 +58,37 @@ have_time() { # what
   return 1
 }
 
-run_test() { # name, command...
+# The checks run KB_DEVICE_LANES at a time (tests/lanes.sh; default 4 when the GPU's compute mode
+# lets several processes share it, else 1), so that their CPU references and start-ups overlap.
+LANES_DIR=$(mktemp -d /tmp/kb_lanes.XXXXXX)
+trap 'rm -rf "$LANES_DIR"' EXIT
+source tests/lanes.sh
+# the check; on an asynchronous fault once more with every launch synchronous (while the budget
+# lasts), so that the first error names the kernel that faulted: an asynchronous fault is reported
+# by whichever call checks next
+device_one() { # name, command...
   local name=$1; shift
-  have_time "$name" || return 0
-  local t0=$SECONDS
+  rm -f "$OUT/$name.blocking.log" "$OUT/$name.blocking.rc"
   timeout -k 10 240 "$@" > "$OUT/$name.log" 2>&1 # a hang costs minutes, not the whole lease
   local rc=$?
-  note "$(printf '%-26s rc=%d %3ds  %s' "$name" "$rc" $((SECONDS - t0)) "$(tail -n 1 "$OUT/$name.log")")"
-  grep -E '^FAIL' "$OUT/$name.log" | head -n 5
-  # an asynchronous fault is reported by whichever call checks next: once more with every launch
-  # synchronous, so that the first error names the kernel that faulted
   if [[ $rc != 0 && $rc != 77 ]] && grep -qiE 'illegal|misaligned|launch failure|cudaError|unspecified|trap' \
-    "$OUT/$name.log" && have_time "$name (CUDA_LAUNCH_BLOCKING=1)"; then
+    "$OUT/$name.log" && (( SECONDS - T_START < BUDGET )); then
     CUDA_LAUNCH_BLOCKING=1 timeout -k 10 240 "$@" > "$OUT/$name.blocking.log" 2>&1
-    note "  $name with CUDA_LAUNCH_BLOCKING=1: rc=$?, first error: $(grep -m1 -iE 'illegal|misaligned|failure|error|FAIL' "$OUT/$name.blocking.log")"
+    echo $? > "$OUT/$name.blocking.rc"
   fi
+  return $rc
+}
+lane_done() { # name, rc, seconds
+  local name=$1 rc=$2 secs=$3
+  note "$(printf '%-26s rc=%d %3ds  %s' "$name" "$rc" "$secs" "$(tail -n 1 "$OUT/$name.log")")"
+  grep -E '^FAIL' "$OUT/$name.log" | head -n 5
+  [[ -f $OUT/$name.blocking.rc ]] &&
+    note "  $name with CUDA_LAUNCH_BLOCKING=1: rc=$(cat "$OUT/$name.blocking.rc"), first error: $(grep -m1 -iE 'illegal|misaligned|failure|error|FAIL' "$OUT/$name.blocking.log")"
+  return 0
+}
+run_test() { # name, command...
+  have_time "$1" || return 0
+  lanes_run "$1" device_one "$@"
 }
 
 if [ "$WHAT" = tests ] || [ "$WHAT" = all ]; then
@@ -82,8 +98,11 @@ if [ "$WHAT" = tests ] || [ "$WHAT" = all ]; then
   { python3 tests/ref/dit_ref.py && python3 tests/ref/inception_ref.py; } > "$OUT/fixtures.log" 2>&1 ||
     note "fixtures FAILED (see fixtures.log): $(tail -n 2 "$OUT/fixtures.log" | tr '\n' ' ')"
   KB_BIN=$KB/bin KB_WORK=/tmp/kbwork KB_PY=python3
+  LANES=${KB_DEVICE_LANES:-$([[ $(nvidia-smi --query-gpu=compute_mode --format=csv,noheader 2>/dev/null | head -n 1) == Default ]] && echo 4 || echo 1)}
+  note "checks $LANES at a time ($(lanes_threads) CPU threads each)"
   source tests/cuda_checks.sh
   kb_cuda_checks
+  lanes_wait
 fi
 
 if [ "$WHAT" = bench ] || [ "$WHAT" = all ]; then

@@ -34,39 +34,28 @@ mkdir -p "$KB_FIXTURES"
   { echo "run_checks.sh: fixtures failed:"; tail -n 5 "$KB_WORK/fixtures.log"; exit 1; }
 
 # The checks are independent (each has its own log, scratch directory or
-# mktemp), and the emulated GPU of each runs on one core, so they run $KB_EMU_JOBS at a time
-# (KB_EMU_JOBS, default: the number of cores); each line is printed as its
-# check ends.
-failed=() ran=0 pending=()
-report() { # name: its result line, and the first failure lines of its log
-  local name=$1 rc secs
-  read -r rc secs < "$KB_WORK/$name.result"
+# mktemp), and the emulated GPU of each runs on one core, so they run
+# KB_EMU_JOBS at a time (default: one per core; tests/lanes.sh); each line is
+# printed as its check ends.
+LANES=$JOBS LANES_DIR=$KB_WORK
+source tests/lanes.sh
+failed=() ran=0
+lane_done() { # name, rc, seconds: its result line, and the first failure lines of its log
+  local name=$1 rc=$2 secs=$3
   printf '%-34s rc=%d %4ds  %s\n' "$name" "$rc" "$secs" "$(tail -n 1 "$KB_WORK/$name.log")"
   if [[ $rc != 0 ]]; then
     failed+=("$name")
     grep -E '^FAIL|emulator' "$KB_WORK/$name.log" | head -n 5
   fi
 }
-report_finished() { # the checks whose result files exist, in the order they were started
-  local name left=()
-  for name in ${pending[@]+"${pending[@]}"}; do
-    if [[ -f $KB_WORK/$name.result ]]; then report "$name"; else left+=("$name"); fi
-  done
-  pending=(${left[@]+"${left[@]}"})
+run_one() { # name, command...
+  local name=$1; shift
+  timeout -k 10 1200 "$@" > "$KB_WORK/$name.log" 2>&1
 }
 run_test() { # name, command...
-  local name=$1; shift
-  [[ $name =~ $ONLY ]] || return 0
+  [[ $1 =~ $ONLY ]] || return 0
   ran=$((ran + 1))
-  rm -f "$KB_WORK/$name.result"
-  ( t0=$SECONDS
-    timeout -k 10 1200 "$@" > "$KB_WORK/$name.log" 2>&1
-    echo "$? $((SECONDS - t0))" > "$KB_WORK/$name.result.tmp" && mv "$KB_WORK/$name.result.tmp" "$KB_WORK/$name.result" ) &
-  pending+=("$name")
-  while (( $(jobs -rp | wc -l) >= JOBS )); do
-    wait -n || true
-    report_finished
-  done
+  lanes_run "$1" run_one "$@"
 }
 echo "== CUDA checks on the CPU emulator ($B; logs in $KB_WORK)"
 # first the emulator itself: barriers, collectives, mma.sync, static shared memory, launch limits, aborts
@@ -85,7 +74,6 @@ run_test emu_no_kernel_image bash -c 'out=$(KB_EMU_CC=8.0 "$1" bench train --dev
   rc=$?; echo "$out" | tail -n 2
   [[ $rc == 1 ]] && grep -q "compute capability 8.0) cannot run this build.s kernels.*built for CUDA architectures 90; rebuild with KB_CMAKE_ARGS=-DCMAKE_CUDA_ARCHITECTURES=80" <<< "$out" && grep -q "no kernel image" <<< "$out"' \
   _ "$KB_BIN/kindbench"
-wait
-report_finished
+lanes_wait
 echo "== $ran checks, ${#failed[@]} failed${failed:+: ${failed[*]}}"
 [[ ${#failed[@]} == 0 && $ran -gt 0 ]]
