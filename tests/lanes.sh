@@ -15,8 +15,12 @@
 # that LANES checks together do not oversubscribe the machine.
 lanes_pending=()
 
+lanes_cores() { # the cores this process may use (nproc itself would answer $OMP_NUM_THREADS when it is set)
+  env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc
+}
+
 lanes_threads() { # the cores per lane, at least 1
-  local per=$(($(nproc) / LANES))
+  local per=$(($(lanes_cores) / LANES))
   echo $((per > 0 ? per : 1))
 }
 

@@ -16,7 +16,7 @@ cd "$(dirname "$0")/../.."
 ASAN=${KB_EMU_ASAN:-0}
 B=${KB_EMU_BUILD:-build-emu$([[ $ASAN == 1 ]] && echo -asan)}
 ONLY=${1:-.}
-JOBS=${KB_EMU_JOBS:-$(nproc)}
+JOBS=${KB_EMU_JOBS:-$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)} # nproc alone answers $OMP_NUM_THREADS
 [[ $JOBS =~ ^[1-9][0-9]*$ ]] || { echo "run_checks.sh: KB_EMU_JOBS=$JOBS is not a positive integer" >&2; exit 2; }
 export KB_PY=${KB_PYTHON:-/usr/bin/python3}
 [[ $ASAN == 1 ]] && export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=1:allocator_may_return_null=1}
