@@ -70,3 +70,23 @@ if(KB_EMU_ASAN)
                          -fno-omit-frame-pointer)
   target_link_options(kbcore PUBLIC -fsanitize=address,undefined)
 endif()
+
+# KB_EMU_TSAN=ON: the kernels (and everything else) with ThreadSanitizer, so
+# that two accesses from different emulated GPU threads, one a write, with no
+# __syncthreads, warp collective or launch boundary between them, are reported
+# as a data race (in shared or global memory, within a block or between the
+# blocks of a launch). emu_core.cpp itself is not instrumented: it tells TSan
+# which fiber runs and which happens-before the GPU gives (KB_EMU_TSAN there).
+option(KB_EMU_TSAN "With KB_CUDA_EMU: build with ThreadSanitizer (GPU threads' data races)" OFF)
+if(KB_EMU_TSAN AND KB_EMU_ASAN)
+  message(FATAL_ERROR "KB_EMU_TSAN and KB_EMU_ASAN cannot be combined (one sanitizer runtime at a time)")
+endif()
+# The C sources (host code, which runs between launches on one thread in these
+# checks) stay uninstrumented: their target_clones resolvers run before TSan has
+# started, and crash when instrumented.
+if(KB_EMU_TSAN)
+  target_compile_options(kbcore PUBLIC $<$<COMPILE_LANGUAGE:CXX>:-fsanitize=thread -fno-omit-frame-pointer>)
+  target_link_options(kbcore PUBLIC -fsanitize=thread)
+  set_source_files_properties(${KB_EMU_DIR}/emu_core.cpp PROPERTIES
+    COMPILE_OPTIONS "-fcf-protection=none;-fno-sanitize=thread" COMPILE_DEFINITIONS "KB_EMU_TSAN=1")
+endif()

@@ -17,6 +17,17 @@
 #else
 #define KB_EMU_ASAN 0
 #endif
+/* KB_EMU_TSAN=1 (cmake -DKB_EMU_TSAN=ON): the kernels are built with
+ * ThreadSanitizer, this file without it (the scheduler's own bookkeeping is
+ * shared by all fibers and ordered by the scheduler, not by the kernels'
+ * barriers); it tells TSan which fiber runs and the happens-before a GPU
+ * gives, and nothing more (see tsan_* below). */
+#ifndef KB_EMU_TSAN
+#define KB_EMU_TSAN 0
+#endif
+#if KB_EMU_TSAN
+#include <sanitizer/tsan_interface.h>
+#endif
 
 #include <cstdio>
 #include <algorithm>
@@ -66,6 +77,9 @@ struct fiber {
     void *sp;              /* saved stack pointer while not running */
     unsigned char *stack;  /* its stack's lowest byte (kStack bytes) */
     void *asan_fake;       /* AddressSanitizer's fake stack while switched out */
+    void *tsan;            /* ThreadSanitizer's fiber (KB_EMU_TSAN) */
+    unsigned barriers;     /* TSan: __syncthreads passed, and collectives passed per mask slot: */
+    unsigned char collectives[4]; /* (kMasks) their parity picks the episode's sync object */
     thread_state ts;
     fiber_state state;
     unsigned mask;    /* WAIT_WARP: the lanes of the collective */
@@ -76,6 +90,28 @@ constexpr size_t kStack = 256 * 1024;
 constexpr size_t kGuard = 4096;          /* a PROT_NONE page below each stack: an overflow faults */
 constexpr size_t kAsanTop = 16 * 1024;   /* ASan: the part of a reused stack to unpoison */
 constexpr int kMaxThreads = 1024;
+/* TSan: the blocks of a launch run in kSets "slots" (block j in slot j % sets),
+ * each slot with its own TSan fibers, stacks and block memory (an arena: the
+ * warps' shuffle slots, sync objects, copies of the static __shared__
+ * arrays, the dynamic shared memory). TSan thus takes the blocks of one slot
+ * as ordered (the same fibers run them in turn, as one SM's resources run
+ * blocks one after another; a GPU promises no such order, so races between
+ * them go unseen) and blocks of different slots as concurrent: their
+ * accesses to the same global memory without a launch between are races,
+ * while each has its own shared memory and stacks, as on a GPU. At most
+ * kTsanFibers fibers (TSan's cost grows with their number). */
+constexpr int kMasks = 4;                      /* distinct collective masks per warp (fiber::collectives) */
+constexpr size_t kSlotBytes = kMaxThreads / 32 * 32 * 16;
+constexpr size_t kTokenBytes = 4096;           /* start, 2 block barrier, done, 32 x kMasks x 2 warp objects */
+constexpr size_t kStaticBytes = 64 * 1024;     /* 48 KiB of static arrays, each 128-byte aligned */
+constexpr size_t kArenaFixed = kSlotBytes + kTokenBytes + kStaticBytes;
+constexpr int kSets = 8;
+constexpr int kTsanFibers = 2048;
+#if KB_EMU_TSAN
+constexpr int kStacks = kTsanFibers; /* one per TSan fiber: a stack is only ever one fiber's */
+#else
+constexpr int kStacks = kMaxThreads;
+#endif
 
 struct block_run {
     const config *cfg;
@@ -88,15 +124,31 @@ struct block_run {
     void *sched_fake = nullptr;             /* AddressSanitizer: the scheduler's fake stack, */
     const void *sched_bottom = nullptr;     /* and its stack, learnt from the first switch */
     size_t sched_size = 0;
-    unsigned char slots[kMaxThreads / 32][32 * 16];
+    unsigned char slot_storage[kMaxThreads / 32][32 * 16];
+    unsigned char *slots = &slot_storage[0][0]; /* the warps' shuffle slots (TSan: in the arena) */
     void *dyn = nullptr;
     long long optin = -1; /* the kernel's cudaFuncSetAttribute(MaxDynamicSharedMemorySize), -1: none */
-    std::vector<std::pair<void *, size_t>> statics; /* static __shared__ arrays this block has reached */
+    struct static_array {
+        const void *decl; /* the function static */
+        void *at;         /* this block's copy (the static itself, but under TSan) */
+        size_t bytes;
+    };
+    std::vector<static_array> statics; /* static __shared__ arrays this block has reached */
+    unsigned char *arenas = nullptr;   /* TSan: each slot's block memory, kArenaFixed + the dynamic part */
+    unsigned char *arena = nullptr;    /* TSan: the running block's */
+    size_t arena_bytes = 0, static_used = 0;
+    int sets = 1;                      /* TSan: the launch's slots */
+    unsigned masks[kMaxThreads / 32][kMasks]; /* TSan: each warp's collective masks, by slot */
+    int nmasks[kMaxThreads / 32];
+    void *sched_tsan = nullptr;   /* TSan: the scheduler's (the host thread's) fiber */
 };
 
 std::mutex g_launch_mutex;
 block_run *g_run = nullptr;         /* the block being run, during a launch */
-unsigned char *g_stacks = nullptr;  /* kMaxThreads stacks, mapped once */
+unsigned char *g_stacks = nullptr;  /* kStacks stacks, mapped once */
+#if KB_EMU_TSAN
+std::vector<void *> g_tsan_fibers;  /* TSan's fibers, made as needed, one per stack; reused by every launch */
+#endif
 std::map<const void *, int> g_smem_optin; /* cudaFuncSetAttribute(MaxDynamicSharedMemorySize) */
 /* KB_EMU_ORDER=reverse: warps and lanes run last first, for the missing
  * barriers that the usual order happens to hide. */
@@ -104,6 +156,19 @@ const bool g_reverse = [] {
     const char *o = std::getenv("KB_EMU_ORDER");
     return o && std::strcmp(o, "reverse") == 0;
 }();
+
+/* Fills p with NaN bits, as a new block's shared memory or a shuffle slot
+ * starts. Under TSan out of its sight (rep stosb, not the intercepted
+ * memset): the poison is the emulator's, not an access by the kernel's
+ * threads, so it must not race with them (a static array is poisoned by the
+ * first thread to reach it), and it saves TSan's shadow work per block. */
+void poison(void *p, size_t n) {
+#if KB_EMU_TSAN
+    asm volatile("rep stosb" : "+D"(p), "+c"(n) : "a"(0xff) : "memory");
+#else
+    std::memset(p, 0xff, n);
+#endif
+}
 
 [[noreturn]] void fail(const std::string &msg) {
     std::fprintf(stderr, "kindbench CUDA emulator: %s\n", msg.c_str());
@@ -120,10 +185,15 @@ std::string where() {
 }
 
 /* Stack switches, told to AddressSanitizer when it is on (it must know
- * which stack is current, or it reports the fibers' frames as overflows). */
+ * which stack is current, or it reports the fibers' frames as overflows),
+ * and to ThreadSanitizer, without synchronising: the scheduler's order of
+ * the fibers is not an order a GPU promises. */
 void into_fiber(block_run &r, fiber &f) {
 #if KB_EMU_ASAN
     __sanitizer_start_switch_fiber(&r.sched_fake, f.stack, kStack);
+#endif
+#if KB_EMU_TSAN
+    __tsan_switch_to_fiber(f.tsan, __tsan_switch_to_fiber_no_sync);
 #endif
     kb_emu_switch(&r.sched_sp, f.sp);
 #if KB_EMU_ASAN
@@ -147,15 +217,46 @@ void out_of_fiber(block_run &r, fiber &f, bool done) {
 #else
     (void)done;
 #endif
+#if KB_EMU_TSAN
+    __tsan_switch_to_fiber(r.sched_tsan, __tsan_switch_to_fiber_no_sync);
+#endif
     kb_emu_switch(&f.sp, r.sched_sp);
     arrived_in_fiber(r, f);
 }
+
+#if KB_EMU_TSAN
+/* ThreadSanitizer's view of a launch: the happens-before a GPU gives and
+ * nothing more. The host's work before the launch (and the scheduler's
+ * filling of a block's memory) comes before each thread of the block (the
+ * arena's start object); every thread comes before the host's work after
+ * the grid (its slot's done object, which the host acquires: one object for
+ * the grid would make each release merge every fiber's clock); a __syncthreads or a warp
+ * collective orders what its participants did before it before what they do
+ * after it: each releases the episode's sync object on arrival and acquires
+ * it when the barrier opens. Episodes alternate between two objects, so that
+ * a thread that has run on to the next episode (while others are still to
+ * resume from this one) releases into the other object, not into the one
+ * they are about to acquire. The sync objects lie in the block slot's arena,
+ * used by that slot's fibers only. */
+unsigned char *tsan_objects(block_run &r) { return r.arena + kSlotBytes; }
+void *start_object(block_run &r) { return tsan_objects(r); }
+void *barrier_object(block_run &r, const fiber &f) { return tsan_objects(r) + 1 + (f.barriers & 1); }
+void *done_object(block_run &r) { return tsan_objects(r) + 3; }
+/* The warp's next collective over `mask`, and the fiber's count of them. */
+void *collective_object(block_run &r, fiber &f, unsigned mask, unsigned char **count);
+#endif
 
 /* A fiber's first frame: runs the thread, then hands back for good. */
 [[noreturn]] void fiber_entry() {
     block_run *r = g_run;
     arrived_in_fiber(*r, *r->cur);
+#if KB_EMU_TSAN
+    __tsan_acquire(start_object(*r));
+#endif
     r->body(r->arg);
+#if KB_EMU_TSAN
+    __tsan_release(done_object(*r));
+#endif
     r->cur->state = DONE;
     out_of_fiber(*r, *r->cur, true);
     std::abort(); /* a finished fiber is never resumed */
@@ -184,6 +285,38 @@ int linear_tid(const thread_state &t) { return (int)(t.tid.x + t.bdim.x * (t.tid
 /* Two waiting fibers are at the same collective or barrier (what: a literal
  * name or a file:line, compared by address first). */
 bool same_what(const fiber &a, const fiber &b) { return a.what == b.what || std::strcmp(a.what, b.what) == 0; }
+
+#if KB_EMU_TSAN
+void *collective_object(block_run &r, fiber &f, unsigned mask, unsigned char **count) {
+    int w = linear_tid(f.ts) / 32, m = 0;
+    while (m < r.nmasks[w] && r.masks[w][m] != mask) m++;
+    if (m == r.nmasks[w]) {
+        if (m == kMasks)
+            fail(where() + ": more than " + std::to_string(kMasks) +
+                 " different collective masks in one warp (the ThreadSanitizer mode's limit)");
+        r.masks[w][r.nmasks[w]++] = mask;
+    }
+    *count = &f.collectives[m];
+    return tsan_objects(r) + 4 + (w * kMasks + m) * 2 + (**count & 1);
+}
+
+/* A new block in slot `set`: its fibers, stacks and memory are the slot's. */
+void tsan_new_block(block_run &r, int set) {
+    r.arena = r.arenas + (size_t)set * r.arena_bytes;
+    r.slots = r.arena;
+    r.dyn = r.cfg->smem ? r.arena + kArenaFixed : nullptr;
+    for (int i = 0; i < r.nthreads; i++) {
+        size_t k = (size_t)set * (size_t)r.nthreads + (size_t)i;
+        while (g_tsan_fibers.size() <= k) g_tsan_fibers.push_back(__tsan_create_fiber(0));
+        fiber &f = r.fibers[i];
+        f.tsan = g_tsan_fibers[k];
+        f.barriers = 0;
+        std::memset(f.collectives, 0, sizeof f.collectives);
+    }
+    std::memset(r.nmasks, 0, sizeof r.nmasks);
+    r.static_used = 0;
+}
+#endif
 
 /* Releases warp w when all the lanes in its collective's mask wait at it. */
 bool release_warp(block_run &r, int w) {
@@ -247,10 +380,13 @@ void check_one_barrier(block_run &r) {
     }
 }
 
-void run_block(block_run &r, uint3 bid) {
+void run_block(block_run &r, uint3 bid, int set) {
     const config &c = *r.cfg;
-    if (r.dyn) std::memset(r.dyn, 0xff, c.smem); /* uninitialised shared memory reads as NaN, not as zeros */
-    std::memset(r.slots, 0xff, sizeof r.slots);  /* a shuffle's slot of a lane that never wrote: NaN bits */
+#if KB_EMU_TSAN
+    tsan_new_block(r, set);
+#endif
+    if (r.dyn) poison(r.dyn, c.smem); /* uninitialised shared memory reads as NaN, not as zeros */
+    poison(r.slots, kSlotBytes);      /* a shuffle's slot of a lane that never wrote: NaN bits */
     r.statics.clear();                           /* and so do static arrays (shared_static) */
     for (int i = 0; i < r.nthreads; i++) {
         fiber &f = r.fibers[i];
@@ -260,10 +396,13 @@ void run_block(block_run &r, uint3 bid) {
         f.ts.tid = uint3{(unsigned)(i % c.block.x), (unsigned)(i / c.block.x % c.block.y),
                          (unsigned)(i / (c.block.x * c.block.y))};
         f.state = READY;
-        f.stack = g_stacks + (size_t)i * (kStack + kGuard) + kGuard;
+        f.stack = g_stacks + ((size_t)set * (size_t)r.nthreads + (size_t)i) * (kStack + kGuard) + kGuard;
         f.sp = fresh_stack(f.stack);
         f.asan_fake = nullptr;
     }
+#if KB_EMU_TSAN
+    __tsan_release(start_object(r)); /* after the fills: they come before every thread's first access */
+#endif
     int nwarps = (r.nthreads + 31) / 32;
     for (;;) {
         for (int w = 0; w < nwarps; w++) run_warp(r, g_reverse ? nwarps - 1 - w : w);
@@ -299,9 +438,18 @@ void *dynamic_smem() {
 
 void sync_block(const char *site) {
     current()->tid; /* inside a kernel */
-    g_run->cur->state = WAIT_BLOCK;
-    g_run->cur->what = site;
+    fiber &f = *g_run->cur;
+#if KB_EMU_TSAN
+    void *object = barrier_object(*g_run, f);
+    __tsan_release(object);
+#endif
+    f.state = WAIT_BLOCK;
+    f.what = site;
     yield_to_scheduler();
+#if KB_EMU_TSAN
+    __tsan_acquire(object);
+    f.barriers++;
+#endif
 }
 
 bool in_shared(const void *p, size_t bytes) {
@@ -309,16 +457,32 @@ bool in_shared(const void *p, size_t bytes) {
     const unsigned char *q = (const unsigned char *)p, *dyn = (const unsigned char *)g_run->dyn;
     if (dyn && q >= dyn && q + bytes <= dyn + g_run->cfg->smem) return true;
     for (const auto &s : g_run->statics)
-        if (q >= (const unsigned char *)s.first && q + bytes <= (const unsigned char *)s.first + s.second) return true;
+        if (q >= (const unsigned char *)s.at && q + bytes <= (const unsigned char *)s.at + s.bytes) return true;
     return false;
 }
 
-void shared_static(void *p, size_t bytes) {
+namespace {
+/* Where the block keeps static array p (first reached now), NaN bits:
+ * the array itself, or under TSan its copy in the block's arena. */
+void *static_home(void *p, size_t bytes) {
+#if KB_EMU_TSAN
+    size_t at = (g_run->static_used + 127) & ~(size_t)127;
+    if (at + bytes > kStaticBytes) fail(where() + ": static __shared__ arrays over the TSan mode's 64 KiB arena");
+    g_run->static_used = at + bytes;
+    p = g_run->arena + kSlotBytes + kTokenBytes + at; /* poisoned out of TSan's sight: no race with the slot's last block */
+#endif
+    poison(p, bytes);
+    return p;
+}
+
+} // namespace
+
+void *shared_static_at(void *p, size_t bytes) {
     current();
     size_t total = bytes;
     for (const auto &s : g_run->statics) {
-        if (s.first == p) return;
-        total += s.second;
+        if (s.decl == p) return s.at;
+        total += s.bytes;
     }
     /* the first thread of the block to reach the declaration: none has used it yet */
     if (total > limits().smem_default)
@@ -336,20 +500,33 @@ void shared_static(void *p, size_t bytes) {
     if (total + dyn > limits().smem_optin_max)
         fail(where() + ": static and dynamic shared memory together over the device's " +
              std::to_string(limits().smem_optin_max) + " bytes");
-    std::memset(p, 0xff, bytes);
-    g_run->statics.emplace_back(p, bytes);
+    void *at = static_home(p, bytes);
+    g_run->statics.push_back(block_run::static_array{p, at, bytes});
+    return at;
 }
+
+void shared_static(void *p, size_t bytes) { shared_static_at(p, bytes); }
 
 unsigned lane_id() { return (unsigned)linear_tid(*current()) & 31u; }
 
-unsigned char *warp_slots() { return g_run->slots[linear_tid(*current()) / 32]; }
+unsigned char *warp_slots() { return g_run->slots + linear_tid(*current()) / 32 * (32 * 16); }
 
 void sync_warp(unsigned mask, const char *what) {
     if (!(mask >> lane_id() & 1u)) fail(where() + ": " + what + " with a mask that leaves out the calling lane");
-    g_run->cur->state = WAIT_WARP;
-    g_run->cur->mask = mask;
-    g_run->cur->what = what;
+    fiber &f = *g_run->cur;
+#if KB_EMU_TSAN
+    unsigned char *count;
+    void *object = collective_object(*g_run, f, mask, &count);
+    __tsan_release(object);
+#endif
+    f.state = WAIT_WARP;
+    f.mask = mask;
+    f.what = what;
     yield_to_scheduler();
+#if KB_EMU_TSAN
+    __tsan_acquire(object);
+    ++*count;
+#endif
 }
 
 void trap(const char *what) { fail(where() + ": " + what); }
@@ -373,6 +550,32 @@ void set_smem_optin(const void *kernel, int bytes) {
     g_smem_optin[kernel] = bytes;
 }
 
+#if KB_EMU_TSAN
+namespace {
+/* The launch's block slots (as many as kTsanFibers allow, up to kSets and
+ * the grid's blocks) and their arenas, and the host's fiber. */
+void tsan_launch(block_run &r, unsigned long long nblocks) {
+    r.sets = (int)std::min<unsigned long long>(nblocks, (unsigned long long)std::max(1, std::min(kSets, kTsanFibers / r.nthreads)));
+    r.arena_bytes = kArenaFixed + ((r.cfg->smem + 4095) & ~(size_t)4095);
+    size_t bytes = r.arena_bytes * (size_t)r.sets;
+    void *p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) fail(std::string(r.cfg->name) + ": no memory for shared memory");
+    r.arenas = (unsigned char *)p;
+    r.sched_tsan = __tsan_get_current_fiber();
+}
+
+/* After the grid: every thread's work comes before the host's next step.
+ * Unmapped, the arenas' accesses and sync objects are forgotten by TSan. */
+void tsan_launch_done(block_run &r) {
+    for (int k = 0; k < r.sets; k++) {
+        r.arena = r.arenas + (size_t)k * r.arena_bytes;
+        __tsan_acquire(done_object(r));
+    }
+    munmap(r.arenas, r.arena_bytes * (size_t)r.sets);
+}
+} // namespace
+#endif
+
 void run_grid(const config &c, const void *kernel, void (*body)(void *), void *arg) {
     std::lock_guard<std::mutex> lock(g_launch_mutex);
     const emu_limits &lim = limits();
@@ -384,10 +587,10 @@ void run_grid(const config &c, const void *kernel, void (*body)(void *), void *a
     size_t allowed = opt == g_smem_optin.end() ? lim.smem_default : (size_t)opt->second;
     if (c.smem > allowed) return set_launch_error(cudaErrorInvalidValue, c.name);
     if (!g_stacks) {
-        size_t span = (kStack + kGuard) * kMaxThreads;
+        size_t span = (kStack + kGuard) * kStacks;
         void *p = mmap(nullptr, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (p == MAP_FAILED) fail(std::string(c.name) + ": no memory for the fibers' stacks");
-        for (int i = 0; i < kMaxThreads; i++) /* each stack's guard page lies below it */
+        for (int i = 0; i < kStacks; i++) /* each stack's guard page lies below it */
             if (mprotect((unsigned char *)p + i * (kStack + kGuard), kGuard, PROT_NONE))
                 fail(std::string(c.name) + ": cannot protect the fibers' guard pages");
         g_stacks = (unsigned char *)p;
@@ -397,20 +600,28 @@ void run_grid(const config &c, const void *kernel, void (*body)(void *), void *a
     r.nthreads = (int)threads;
     r.optin = opt == g_smem_optin.end() ? -1 : opt->second;
     r.fibers.resize((size_t)threads);
+    unsigned long long nblocks = (unsigned long long)c.grid.x * c.grid.y * c.grid.z;
+#if KB_EMU_TSAN
+    tsan_launch(r, nblocks);
+#else
     /* exactly the launch's bytes, so that tools like ASan see overruns */
     if (c.smem && posix_memalign(&r.dyn, 128, c.smem)) fail(std::string(c.name) + ": no memory for shared memory");
+#endif
     g_run = &r;
     /* blocks one after another; with KB_EMU_ORDER=reverse the last first, so
      * that a block reading what a later block of the same launch writes (no
      * order between blocks on a GPU) reads poison instead of the value */
-    unsigned long long nblocks = (unsigned long long)c.grid.x * c.grid.y * c.grid.z;
     for (unsigned long long j = 0; j < nblocks; j++) {
         unsigned long long b = g_reverse ? nblocks - 1 - j : j;
         run_block(r, uint3{(unsigned)(b % c.grid.x), (unsigned)(b / c.grid.x % c.grid.y),
-                           (unsigned)(b / ((unsigned long long)c.grid.x * c.grid.y))});
+                           (unsigned)(b / ((unsigned long long)c.grid.x * c.grid.y))}, (int)(j % (unsigned long long)r.sets));
     }
     g_run = nullptr;
+#if KB_EMU_TSAN
+    tsan_launch_done(r);
+#else
     std::free(r.dyn);
+#endif
     count_launch();
 }
 

@@ -51,6 +51,11 @@ void *dynamic_smem();
  * the call): the block's first thread there fills it with NaN bits, as a new
  * block's shared memory holds garbage on a GPU, not the last block's values. */
 void shared_static(void *p, size_t bytes);
+/* The same, giving the block's copy of the array: under ThreadSanitizer each
+ * block gets its own (as on a GPU), so that TSan does not take two blocks'
+ * use of one function static for a race. */
+void *shared_static_at(void *p, size_t bytes);
+template <class T> T *block_copy(T *decl) { return (T *)shared_static_at(decl, sizeof(T)); }
 /* 1 when p .. p+bytes lies in the block's shared memory (dynamic, or a
  * static array already reached). */
 bool in_shared(const void *p, size_t bytes);
@@ -121,9 +126,9 @@ template <class T> T shuffle_from(unsigned mask, T v, unsigned src, const char *
     unsigned char *slots = warp_slots();
     std::memcpy(slots + 16 * lane_id(), &v, sizeof v);
     sync_warp(mask, what);
-    T r;
-    std::memcpy(&r, slots + 16 * (src & 31), sizeof r);
-    if (!(mask >> (src & 31) & 1u)) std::memset(&r, 0xff, sizeof r);
+    T r; /* a lane outside the mask: its slot is not read (under TSan that would be a race with its writer) */
+    if (mask >> (src & 31) & 1u) std::memcpy(&r, slots + 16 * (src & 31), sizeof r);
+    else std::memset(&r, 0xff, sizeof r);
     sync_warp(mask, what); /* nobody overwrites a slot before every lane has read */
     std::memset(slots + 16 * lane_id(), 0xff, 16); /* a later read of a lane outside the mask gets NaN bits */
     return r;
@@ -230,6 +235,17 @@ template <class T> static inline cudaError_t cudaFuncGetAttributes(cudaFuncAttri
 
 #define KB_EMU_STR2(x) #x
 #define KB_EMU_STR(x) KB_EMU_STR2(x)
+/* rewrite_launches.pl turns `__shared__ T name[N];` into
+ * `__shared__ T KB_EMU_SHARED_NAME(name)[N]; KB_EMU_SHARED_STATIC(name)`: the
+ * function static itself, or under ThreadSanitizer a reference `name` to the
+ * block's copy of it. */
+#if defined(__SANITIZE_THREAD__)
+#define KB_EMU_SHARED_NAME(n) n##_kb_emu_decl
+#define KB_EMU_SHARED_STATIC(n) auto &n = *kb_emu::block_copy(&n##_kb_emu_decl);
+#else
+#define KB_EMU_SHARED_NAME(n) n
+#define KB_EMU_SHARED_STATIC(n) kb_emu::shared_static(n, sizeof n);
+#endif
 #define __syncthreads() kb_emu::sync_block(__FILE__ ":" KB_EMU_STR(__LINE__))
 static inline void __syncwarp(unsigned mask = 0xffffffffu) { kb_emu::sync_warp(mask, "__syncwarp"); }
 [[noreturn]] static inline void __trap() { kb_emu::trap("__trap() in a kernel"); }

@@ -10,17 +10,31 @@
 # With KB_EMU_ASAN=1 everything is built with AddressSanitizer and UBSan
 # (build-emu-asan): a kernel that reads or writes past a device buffer, or
 # loads a float4 from an address that is not 16-byte aligned, aborts.
+# With KB_EMU_TSAN=1 everything is built with ThreadSanitizer
+# (build-emu-tsan): two emulated GPU threads' accesses to one address, one a
+# write, with no barrier, warp collective or launch between them, are a data
+# race, which fails the check (exit status 66) with TSan's report in its log.
 #   bash tests/cuda_emu/run_checks.sh [NAME_REGEX]     (only the checks whose names match)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-ASAN=${KB_EMU_ASAN:-0}
-B=${KB_EMU_BUILD:-build-emu$([[ $ASAN == 1 ]] && echo -asan)}
+ASAN=${KB_EMU_ASAN:-0} TSAN=${KB_EMU_TSAN:-0}
+[[ $ASAN == 1 && $TSAN == 1 ]] && { echo "run_checks.sh: KB_EMU_ASAN=1 and KB_EMU_TSAN=1 do not combine" >&2; exit 2; }
+B=${KB_EMU_BUILD:-build-emu$([[ $ASAN == 1 ]] && echo -asan)$([[ $TSAN == 1 ]] && echo -tsan)}
 ONLY=${1:-.}
 JOBS=${KB_EMU_JOBS:-$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)} # nproc alone answers $OMP_NUM_THREADS
 [[ $JOBS =~ ^[1-9][0-9]*$ ]] || { echo "run_checks.sh: KB_EMU_JOBS=$JOBS is not a positive integer" >&2; exit 2; }
 export KB_PY=${KB_PYTHON:-/usr/bin/python3}
 [[ $ASAN == 1 ]] && export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=1:allocator_may_return_null=1}
-cmake -S . -B "$B" -DKB_CUDA_EMU=ON -DKB_EMU_ASAN=$([[ $ASAN == 1 ]] && echo ON || echo OFF) > "$B.configure.log" 2>&1 ||
+LIMIT=1200 # seconds per check
+if [[ $TSAN == 1 ]]; then
+  # a race ends the check with status 66; OpenMP and OpenBLAS (not instrumented: TSan
+  # cannot see their synchronisation) get one thread, and kindbench's own CPU threads too
+  export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:exitcode=66:allocator_may_return_null=1:suppressions=$PWD/tests/cuda_emu/tsan.supp}
+  export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 KINDBENCH_THREADS=1
+  LIMIT=3600
+fi
+cmake -S . -B "$B" -DKB_CUDA_EMU=ON -DKB_EMU_ASAN=$([[ $ASAN == 1 ]] && echo ON || echo OFF) \
+  -DKB_EMU_TSAN=$([[ $TSAN == 1 ]] && echo ON || echo OFF) > "$B.configure.log" 2>&1 ||
   { cat "$B.configure.log"; exit 1; }
 cmake --build "$B" -j "$(nproc)" > "$B.build.log" 2>&1 || { tail -n 40 "$B.build.log"; exit 1; }
 BA=$(cd "$B" && pwd) # the build directory as an absolute path (KB_EMU_BUILD may be relative or absolute)
@@ -45,12 +59,14 @@ lane_done() { # name, rc, seconds: its result line, and the first failure lines 
   printf '%-34s rc=%d %4ds  %s\n' "$name" "$rc" "$secs" "$(tail -n 1 "$KB_WORK/$name.log")"
   if [[ $rc != 0 ]]; then
     failed+=("$name")
-    grep -E '^FAIL|emulator' "$KB_WORK/$name.log" | head -n 5
+    # with TSan: its warning, the two accesses and their innermost frames, its summary
+    grep -E '^FAIL|emulator|^WARNING: ThreadSanitizer|^  (Write|Read|Previous|Atomic) .* (by|of size)|^    #0 |^SUMMARY: ThreadSanitizer' \
+      "$KB_WORK/$name.log" | head -n $([[ $TSAN == 1 ]] && echo 8 || echo 5)
   fi
 }
 run_one() { # name, command...
   local name=$1; shift
-  timeout -k 10 1200 "$@" > "$KB_WORK/$name.log" 2>&1
+  timeout -k 10 "$LIMIT" "$@" > "$KB_WORK/$name.log" 2>&1
 }
 run_test() { # name, command...
   [[ $1 =~ $ONLY ]] || return 0
@@ -61,6 +77,20 @@ echo "== CUDA checks on the CPU emulator ($B; logs in $KB_WORK)"
 # first the emulator itself: barriers, collectives, mma.sync, static shared memory, launch limits, aborts
 run_test cuda_emu_self "$BA/test_cuda_emu"
 run_test cuda_emu_self_reverse env KB_EMU_ORDER=reverse "$BA/test_cuda_emu"
+if [[ $TSAN == 1 ]]; then
+  # the race detector itself: each racy kernel of test_cuda_emu.cu reported (exit status 66, its name in
+  # the report), among them a missing __syncthreads that neither order of the threads shows, and their
+  # correct versions not
+  for race in shared warp blocks; do
+    kernel=$(case $race in shared) echo overwrite;; warp) echo warp_sums;; blocks) echo flag_across_barrier;; esac)
+    run_test "tsan_catches_$race" bash -c 'out=$(KB_EMU_SELFTEST_RACE=$2 "$1" 2>&1); rc=$?
+      grep -m 1 "^SUMMARY: ThreadSanitizer" <<< "$out"
+      [[ $rc == 66 ]] && grep -q "^WARNING: ThreadSanitizer: data race" <<< "$out" &&
+        grep -q "^SUMMARY: ThreadSanitizer: data race .* in $3(" <<< "$out" && echo "caught: $3"' \
+      _ "$BA/test_cuda_emu" "$race" "$kernel"
+  done
+  run_test tsan_barriers_race_free env KB_EMU_SELFTEST_RACE=none "$BA/test_cuda_emu"
+fi
 source tests/cuda_checks.sh
 kb_cuda_checks
 # the emulator only: the fallbacks where cuBLASLt offers no algorithm, or refuses a bf16 D at run time

@@ -20,6 +20,15 @@
 
 #include <cmath>
 
+/* Built with ThreadSanitizer (KB_EMU_TSAN): the kernels that race on
+ * purpose run only when KB_EMU_SELFTEST_RACE names one (a race report ends
+ * the process), so that run_checks.sh can show each is caught. */
+#if defined(__SANITIZE_THREAD__)
+static const bool g_tsan = true;
+#else
+static const bool g_tsan = false;
+#endif
+
 static int g_pass = 0, g_fail = 0;
 static void check(bool ok, const char *what) {
     printf("%s %s\n", ok ? "ok  " : "FAIL", what);
@@ -78,6 +87,30 @@ __global__ void mma_product(float *D, const uint16_t *A, const uint16_t *Bt) {
     float c[4] = {0.5f, 0.5f, 0.5f, 0.5f}, d[4];
     kb_emu::mma_m16n8k16_bf16(d, a, b, c);
     for (int i = 0; i < 4; i++) D[(g + 8 * (i / 2)) * 8 + 2 * t + i % 2] = d[i];
+}
+
+/* Thread 0 overwrites s[0] while the others read it, with or without a
+ * __syncthreads between: without it each reader gets the old value or the
+ * new one, and when the two are equal (in[0] == in[32]) every order of the
+ * threads, forward or reverse, gives the same output. A race nonetheless,
+ * which only the ThreadSanitizer mode sees. */
+__global__ void overwrite(float *out, const float *in, int barrier) {
+    __shared__ float s[32];
+    int t = threadIdx.x;
+    s[t] = in[t];
+    __syncthreads();
+    if (t == 0) s[0] = in[32];
+    if (barrier) __syncthreads();
+    out[t] = s[0];
+}
+
+/* Thread 0 of block 0 writes a flag before a __syncthreads, thread 32 of
+ * the last block reads it after: in one block the barrier orders the two; in
+ * two it does not (a barrier orders one block's threads, not the blocks). */
+__global__ void flag_across_barrier(float *flag, float *out) {
+    if (blockIdx.x == 0 && threadIdx.x == 0) flag[0] = 1.0f;
+    __syncthreads();
+    if (blockIdx.x == gridDim.x - 1 && threadIdx.x == 32) out[0] = flag[0];
 }
 
 __global__ void touch(float *p) { p[threadIdx.x] = 1.0f; }
@@ -167,6 +200,7 @@ static void test_block_barriers() {
     int right = 0;
     for (int t = 0; t < 256; t++) right += hn[t] == (t > 0 ? h[t - 1] : 0.0f) + (t < 255 ? h[t + 1] : 0.0f);
     check(right == 256, "neighbours' shared-memory writes seen after __syncthreads");
+    if (g_tsan) return cudaFree(nb), cudaFree(in), cudaFree(out), (void)0; /* the racy launch: KB_EMU_SELFTEST_RACE */
     neighbours<<<1, 256>>>(nb, in, 0, 1000.0f); /* other values than the last launch left */
     cudaMemcpy(hn, nb, sizeof hn, cudaMemcpyDeviceToHost);
     right = 0;
@@ -188,6 +222,7 @@ static void test_warp_barriers() {
     for (int i = 0; i < 32; i++) right += h[i] == 528.0f, shfl_right += hs[i] == 528.0f;
     check(right == 32, "lanes' shared-memory writes seen after __syncwarp");
     check(shfl_right == 32, "__shfl_xor_sync butterfly sum in every lane");
+    if (g_tsan) return cudaFree(out), cudaFree(sh), (void)0; /* the racy launch: KB_EMU_SELFTEST_RACE */
     warp_sums<<<1, 32>>>(out, sh, 0, 100);
     cudaMemcpy(h, out, sizeof h, cudaMemcpyDeviceToHost);
     right = 0;
@@ -452,7 +487,41 @@ static void launch_split_barrier(float *p) { split_barrier<<<1, 64>>>(p); }
 static void launch_over_bounds(float *p) { bounded<<<1, 96>>>(p); }
 static void launch_static_dyn_over_48k(float *p) { static_and_dynamic<<<1, 32, 47 * 1024>>>(p); }
 
+/* KB_EMU_SELFTEST_RACE=shared|warp|blocks: one racy kernel (ThreadSanitizer
+ * must report it; run_checks.sh expects its exit status 66); =none: their
+ * correct versions, which must run without a report. 1 for an unknown name. */
+static int race_selftest(const char *which) {
+    float h[64], *in, *out, *flag;
+    for (int i = 0; i < 64; i++) h[i] = i == 32 ? 5.0f : (float)i;
+    h[0] = 5.0f; /* in[0] == in[32]: the race does not change the output */
+    cudaMalloc((void **)&in, sizeof h);
+    cudaMalloc((void **)&out, sizeof h);
+    cudaMalloc((void **)&flag, sizeof h);
+    cudaMemcpy(in, h, sizeof h, cudaMemcpyHostToDevice);
+    bool none = !strcmp(which, "none");
+    if (none || !strcmp(which, "shared")) {
+        overwrite<<<1, 32>>>(out, in, none);
+        cudaMemcpy(h, out, 32 * sizeof(float), cudaMemcpyDeviceToHost);
+        check(h[0] == 5.0f && h[31] == 5.0f, "overwrite: every thread reads 5 (in any order)");
+    }
+    if (none || !strcmp(which, "warp")) warp_sums<<<1, 32>>>(out, out + 32, none, 0);
+    if (none) {
+        flag_across_barrier<<<1, 64>>>(flag, out); /* one block: the barrier orders the write and the read */
+        cudaMemcpy(h, out, sizeof(float), cudaMemcpyDeviceToHost);
+        check(h[0] == 1.0f, "one block: the flag written before __syncthreads is read after it");
+    } else if (!strcmp(which, "blocks")) {
+        flag_across_barrier<<<2, 64>>>(flag, out);
+    } else if (strcmp(which, "shared") && strcmp(which, "warp")) {
+        fprintf(stderr, "KB_EMU_SELFTEST_RACE=%s: not shared, warp, blocks or none\n", which);
+        return 1;
+    }
+    cudaDeviceSynchronize();
+    printf("%d passed, %d failed\n", g_pass, g_fail);
+    return g_fail ? 1 : 0;
+}
+
 int main(void) {
+    if (getenv("KB_EMU_SELFTEST_RACE")) return race_selftest(getenv("KB_EMU_SELFTEST_RACE"));
     test_block_barriers();
     test_warp_barriers();
     test_mma();
@@ -460,7 +529,7 @@ int main(void) {
     test_half_shuffles();
     test_async_copy();
     test_library_checks();
-    test_block_order();
+    if (!g_tsan) test_block_order(); /* a race between blocks on purpose: KB_EMU_SELFTEST_RACE=blocks */
     test_launch_limits();
     expect_abort(launch_diverged, "waits for a lane that has returned", "a collective that lane 0 skips aborts");
     expect_abort(launch_deadlock, "deadlock", "__syncthreads against __syncwarp aborts as a deadlock");
