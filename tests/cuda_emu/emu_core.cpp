@@ -99,7 +99,9 @@ constexpr int kMaxThreads = 1024;
  * them go unseen) and blocks of different slots as concurrent: their
  * accesses to the same global memory without a launch between are races,
  * while each has its own shared memory and stacks, as on a GPU. At most
- * kTsanFibers fibers (TSan's cost grows with their number). */
+ * kTsanFibers fibers (TSan's cost grows with their number). A block's
+ * threads start after every thread of the slot's block before (its done
+ * object): they reuse its shared memory, which on a GPU would be their own. */
 constexpr int kMasks = 4;                      /* distinct collective masks per warp (fiber::collectives) */
 constexpr size_t kSlotBytes = kMaxThreads / 32 * 32 * 16;
 constexpr size_t kTokenBytes = 4096;           /* start, 2 block barrier, done, 32 x kMasks x 2 warp objects */
@@ -229,8 +231,9 @@ void out_of_fiber(block_run &r, fiber &f, bool done) {
  * nothing more. The host's work before the launch (and the scheduler's
  * filling of a block's memory) comes before each thread of the block (the
  * arena's start object); every thread comes before the host's work after
- * the grid (its slot's done object, which the host acquires: one object for
- * the grid would make each release merge every fiber's clock); a __syncthreads or a warp
+ * the grid and before the next block of its slot (its slot's done object,
+ * which the host and that block's threads acquire: one object for the grid
+ * would make each release merge every fiber's clock); a __syncthreads or a warp
  * collective orders what its participants did before it before what they do
  * after it: each releases the episode's sync object on arrival and acquires
  * it when the barrier opens. Episodes alternate between two objects, so that
@@ -252,6 +255,7 @@ void *collective_object(block_run &r, fiber &f, unsigned mask, unsigned char **c
     arrived_in_fiber(*r, *r->cur);
 #if KB_EMU_TSAN
     __tsan_acquire(start_object(*r));
+    __tsan_acquire(done_object(*r)); /* the slot's blocks before: they used the same shared memory */
 #endif
     r->body(r->arg);
 #if KB_EMU_TSAN
