@@ -4,7 +4,8 @@
  * stale data here (the emulator runs warps and lanes as far apart as the
  * barriers allow); mma.sync products and shuffles give the right values; launch
  * limits fail as on a GPU; a diverged warp or a deadlock aborts with the
- * kernel's name. */
+ * kernel's name. Built with ThreadSanitizer (KB_EMU_TSAN) the kernels that
+ * race on purpose run only under KB_EMU_SELFTEST_RACE (race_selftest). */
 #include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
