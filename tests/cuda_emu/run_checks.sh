@@ -21,7 +21,8 @@ ASAN=${KB_EMU_ASAN:-0} TSAN=${KB_EMU_TSAN:-0}
 [[ $ASAN == 1 && $TSAN == 1 ]] && { echo "run_checks.sh: KB_EMU_ASAN=1 and KB_EMU_TSAN=1 do not combine" >&2; exit 2; }
 B=${KB_EMU_BUILD:-build-emu$([[ $ASAN == 1 ]] && echo -asan)$([[ $TSAN == 1 ]] && echo -tsan)}
 ONLY=${1:-.}
-JOBS=${KB_EMU_JOBS:-$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)} # nproc alone answers $OMP_NUM_THREADS
+source tests/lanes.sh
+JOBS=${KB_EMU_JOBS:-$(lanes_cores)}
 [[ $JOBS =~ ^[1-9][0-9]*$ ]] || { echo "run_checks.sh: KB_EMU_JOBS=$JOBS is not a positive integer" >&2; exit 2; }
 export KB_PY=${KB_PYTHON:-/usr/bin/python3}
 [[ $ASAN == 1 ]] && export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=1:allocator_may_return_null=1}
@@ -52,7 +53,6 @@ mkdir -p "$KB_FIXTURES"
 # KB_EMU_JOBS at a time (default: one per core; tests/lanes.sh); each line is
 # printed as its check ends.
 LANES=$JOBS LANES_DIR=$KB_WORK
-source tests/lanes.sh
 failed=() ran=0
 lane_done() { # name, rc, seconds: its result line, and the first failure lines of its log
   local name=$1 rc=$2 secs=$3
