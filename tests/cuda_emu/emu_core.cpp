@@ -90,7 +90,7 @@ constexpr size_t kStack = 256 * 1024;
 constexpr size_t kGuard = 4096;          /* a PROT_NONE page below each stack: an overflow faults */
 constexpr size_t kAsanTop = 16 * 1024;   /* ASan: the part of a reused stack to unpoison */
 constexpr int kMaxThreads = 1024;
-/* TSan: the blocks of a launch run in kSets "slots" (block j in slot j % sets),
+/* TSan: the blocks of a launch run in up to kSets "slots" (block_slot),
  * each slot with its own TSan fibers, stacks and block memory (an arena: the
  * warps' shuffle slots, sync objects, copies of the static __shared__
  * arrays, the dynamic shared memory). TSan thus takes the blocks of one slot
@@ -99,7 +99,7 @@ constexpr int kMaxThreads = 1024;
  * them go unseen) and blocks of different slots as concurrent: their
  * accesses to the same global memory without a launch between are races,
  * while each has its own shared memory and stacks, as on a GPU. At most
- * kTsanFibers fibers (TSan's cost grows with their number). A block's
+ * KB_EMU_TSAN_FIBERS fibers (TSan's cost grows with their number). A block's
  * threads start after every thread of the slot's block before (its done
  * object): they reuse its shared memory, which on a GPU would be their own. */
 constexpr int kMasks = 4;                      /* distinct collective masks per warp (fiber::collectives) */
@@ -108,7 +108,8 @@ constexpr size_t kTokenBytes = 4096;           /* start, 2 block barrier, done, 
 constexpr size_t kStaticBytes = 64 * 1024;     /* 48 KiB of static arrays, each 128-byte aligned */
 constexpr size_t kArenaFixed = kSlotBytes + kTokenBytes + kStaticBytes;
 constexpr int kSets = 8;
-constexpr int kTsanFibers = 2048;
+constexpr int kTsanFibers = 2048;       /* the most KB_EMU_TSAN_FIBERS may allow */
+constexpr int kTsanFibersDefault = 512; /* two slots of the project's largest blocks (256 threads) */
 #if KB_EMU_TSAN
 constexpr int kStacks = kTsanFibers; /* one per TSan fiber: a stack is only ever one fiber's */
 #else
@@ -158,6 +159,28 @@ const bool g_reverse = [] {
     const char *o = std::getenv("KB_EMU_ORDER");
     return o && std::strcmp(o, "reverse") == 0;
 }();
+#if KB_EMU_TSAN
+/* KB_EMU_TSAN_FIBERS (32 to kTsanFibers, default kTsanFibersDefault): the
+ * fibers a launch's slots may use. GCC's TSan gives every vector clock an
+ * entry per fiber the process ever made, and each barrier costs a few of
+ * those clocks: fewer fibers make big grids of small blocks faster (a
+ * layernorm launch over 70000 rows of test_ops_cuda: over 10 minutes with
+ * 2048, 3.5 with 512, 2 with 256), at the price of fewer slots. Two slots already see races between
+ * blocks at any distance (block_slot). A block larger than the budget still
+ * runs, in one slot (then no two of its launch's blocks are checked). */
+const int g_tsan_fibers_max = [] {
+    const char *v = std::getenv("KB_EMU_TSAN_FIBERS");
+    if (!v) return kTsanFibersDefault;
+    char *end;
+    long n = std::strtol(v, &end, 10);
+    if (end == v || *end || n < 32 || n > kTsanFibers) {
+        std::fprintf(stderr, "kindbench CUDA emulator: KB_EMU_TSAN_FIBERS=%s is not a whole number from 32 to %d\n", v,
+                     kTsanFibers);
+        std::abort();
+    }
+    return (int)n;
+}();
+#endif
 
 /* Fills p with NaN bits, as a new block's shared memory or a shuffle slot
  * starts. Under TSan out of its sight (rep stosb, not the intercepted
@@ -556,10 +579,10 @@ void set_smem_optin(const void *kernel, int bytes) {
 
 #if KB_EMU_TSAN
 namespace {
-/* The launch's block slots (as many as kTsanFibers allow, up to kSets and
+/* The launch's block slots (as many as KB_EMU_TSAN_FIBERS allows, up to kSets and
  * the grid's blocks) and their arenas, and the host's fiber. */
 void tsan_launch(block_run &r, unsigned long long nblocks) {
-    r.sets = (int)std::min<unsigned long long>(nblocks, (unsigned long long)std::max(1, std::min(kSets, kTsanFibers / r.nthreads)));
+    r.sets = (int)std::min<unsigned long long>(nblocks, (unsigned long long)std::max(1, std::min(kSets, g_tsan_fibers_max / r.nthreads)));
     r.arena_bytes = kArenaFixed + ((r.cfg->smem + 4095) & ~(size_t)4095);
     size_t bytes = r.arena_bytes * (size_t)r.sets;
     void *p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -579,6 +602,19 @@ void tsan_launch_done(block_run &r) {
 }
 } // namespace
 #endif
+
+/* Block b's slot, of `sets`: the sum of b's digits in base `sets`, modulo
+ * `sets` (a generalised Thue-Morse sequence). With b % sets, blocks b and
+ * b + sets would always share a slot, and a race between blocks that far
+ * apart would never be seen; this sequence has no period, so for every
+ * distance some pairs of blocks that far apart (in a grid large enough) lie
+ * in different slots. */
+int block_slot(unsigned long long b, int sets) {
+    if (sets < 2) return 0;
+    unsigned long long sum = 0;
+    for (; b; b /= (unsigned)sets) sum += b % (unsigned)sets;
+    return (int)(sum % (unsigned)sets);
+}
 
 void run_grid(const config &c, const void *kernel, void (*body)(void *), void *arg) {
     std::lock_guard<std::mutex> lock(g_launch_mutex);
@@ -618,7 +654,7 @@ void run_grid(const config &c, const void *kernel, void (*body)(void *), void *a
     for (unsigned long long j = 0; j < nblocks; j++) {
         unsigned long long b = g_reverse ? nblocks - 1 - j : j;
         run_block(r, uint3{(unsigned)(b % c.grid.x), (unsigned)(b / c.grid.x % c.grid.y),
-                           (unsigned)(b / ((unsigned long long)c.grid.x * c.grid.y))}, (int)(j % (unsigned long long)r.sets));
+                           (unsigned)(b / ((unsigned long long)c.grid.x * c.grid.y))}, block_slot(b, r.sets));
     }
     g_run = nullptr;
 #if KB_EMU_TSAN

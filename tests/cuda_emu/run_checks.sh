@@ -81,8 +81,8 @@ if [[ $TSAN == 1 ]]; then
   # the race detector itself: each racy kernel of test_cuda_emu.cu reported (exit status 66, its name in
   # the report), among them a missing __syncthreads that neither order of the threads shows, and their
   # correct versions not
-  for race in shared warp blocks; do
-    kernel=$(case $race in shared) echo overwrite;; warp) echo warp_sums;; blocks) echo flag_across_barrier;; esac)
+  for race in shared warp blocks blocks_far; do
+    kernel=$(case $race in shared) echo overwrite;; warp) echo warp_sums;; blocks*) echo flag_across_barrier;; esac)
     run_test "tsan_catches_$race" bash -c 'out=$(KB_EMU_SELFTEST_RACE=$2 "$1" 2>&1); rc=$?
       grep -m 1 "^SUMMARY: ThreadSanitizer" <<< "$out"
       [[ $rc == 66 ]] && grep -q "^WARNING: ThreadSanitizer: data race" <<< "$out" &&

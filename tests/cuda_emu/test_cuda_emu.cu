@@ -488,7 +488,7 @@ static void launch_split_barrier(float *p) { split_barrier<<<1, 64>>>(p); }
 static void launch_over_bounds(float *p) { bounded<<<1, 96>>>(p); }
 static void launch_static_dyn_over_48k(float *p) { static_and_dynamic<<<1, 32, 47 * 1024>>>(p); }
 
-/* KB_EMU_SELFTEST_RACE=shared|warp|blocks: one racy kernel (ThreadSanitizer
+/* KB_EMU_SELFTEST_RACE=shared|warp|blocks|blocks_far: one racy kernel (ThreadSanitizer
  * must report it; run_checks.sh expects its exit status 66); =none: their
  * correct versions, which must run without a report. 1 for an unknown name. */
 static int race_selftest(const char *which) {
@@ -512,8 +512,11 @@ static int race_selftest(const char *which) {
         check(h[0] == 1.0f, "one block: the flag written before __syncthreads is read after it");
     } else if (!strcmp(which, "blocks")) {
         flag_across_barrier<<<2, 64>>>(flag, out);
+    } else if (!strcmp(which, "blocks_far")) {
+        /* blocks 0 and 8: as far apart as the emulator's 8 slots (b % 8 put them in one slot, ordered) */
+        flag_across_barrier<<<9, 64>>>(flag, out);
     } else if (strcmp(which, "shared") && strcmp(which, "warp")) {
-        fprintf(stderr, "KB_EMU_SELFTEST_RACE=%s: not shared, warp, blocks or none\n", which);
+        fprintf(stderr, "KB_EMU_SELFTEST_RACE=%s: not shared, warp, blocks, blocks_far or none\n", which);
         return 1;
     }
     cudaDeviceSynchronize();
