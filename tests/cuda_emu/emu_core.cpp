@@ -463,19 +463,32 @@ void *dynamic_smem() {
     return g_run->dyn;
 }
 
+/* The running fiber waits at a __syncthreads or a warp collective until the
+ * scheduler opens it. Under TSan, what each participant did before comes
+ * before what each does after: it releases the episode's sync object on
+ * arrival and acquires it once the barrier opens (nullptr without TSan). */
+static void wait_at(fiber &f, fiber_state state, const char *what, void *object) {
+#if KB_EMU_TSAN
+    __tsan_release(object);
+#else
+    (void)object;
+#endif
+    f.state = state;
+    f.what = what;
+    yield_to_scheduler();
+#if KB_EMU_TSAN
+    __tsan_acquire(object);
+#endif
+}
+
 void sync_block(const char *site) {
     current()->tid; /* inside a kernel */
     fiber &f = *g_run->cur;
 #if KB_EMU_TSAN
-    void *object = barrier_object(*g_run, f);
-    __tsan_release(object);
-#endif
-    f.state = WAIT_BLOCK;
-    f.what = site;
-    yield_to_scheduler();
-#if KB_EMU_TSAN
-    __tsan_acquire(object);
+    wait_at(f, WAIT_BLOCK, site, barrier_object(*g_run, f));
     f.barriers++;
+#else
+    wait_at(f, WAIT_BLOCK, site, nullptr);
 #endif
 }
 
@@ -541,18 +554,13 @@ unsigned char *warp_slots() { return g_run->slots + linear_tid(*current()) / 32 
 void sync_warp(unsigned mask, const char *what) {
     if (!(mask >> lane_id() & 1u)) fail(where() + ": " + what + " with a mask that leaves out the calling lane");
     fiber &f = *g_run->cur;
+    f.mask = mask;
 #if KB_EMU_TSAN
     unsigned char *count;
-    void *object = collective_object(*g_run, f, mask, &count);
-    __tsan_release(object);
-#endif
-    f.state = WAIT_WARP;
-    f.mask = mask;
-    f.what = what;
-    yield_to_scheduler();
-#if KB_EMU_TSAN
-    __tsan_acquire(object);
+    wait_at(f, WAIT_WARP, what, collective_object(*g_run, f, mask, &count));
     ++*count;
+#else
+    wait_at(f, WAIT_WARP, what, nullptr);
 #endif
 }
 
