@@ -72,6 +72,7 @@ namespace kb_emu {
 namespace {
 
 enum fiber_state { READY, WAIT_BLOCK, WAIT_WARP, DONE };
+constexpr int kMasks = 4; /* TSan: distinct collective masks per warp (fiber::collectives) */
 
 struct fiber {
     void *sp;              /* saved stack pointer while not running */
@@ -79,7 +80,7 @@ struct fiber {
     void *asan_fake;       /* AddressSanitizer's fake stack while switched out */
     void *tsan;            /* ThreadSanitizer's fiber (KB_EMU_TSAN) */
     unsigned barriers;     /* TSan: __syncthreads passed, and collectives passed per mask slot: */
-    unsigned char collectives[4]; /* (kMasks) their parity picks the episode's sync object */
+    unsigned char collectives[kMasks]; /* their parity picks the episode's sync object */
     thread_state ts;
     fiber_state state;
     unsigned mask;    /* WAIT_WARP: the lanes of the collective */
@@ -102,7 +103,6 @@ constexpr int kMaxThreads = 1024;
  * KB_EMU_TSAN_FIBERS fibers (TSan's cost grows with their number). A block's
  * threads start after every thread of the slot's block before (its done
  * object): they reuse its shared memory, which on a GPU would be their own. */
-constexpr int kMasks = 4;                      /* distinct collective masks per warp (fiber::collectives) */
 constexpr size_t kSlotBytes = kMaxThreads / 32 * 32 * 16;
 constexpr size_t kTokenBytes = 4096;           /* start, 2 block barrier, done, 32 x kMasks x 2 warp objects */
 constexpr size_t kStaticBytes = 64 * 1024;     /* 48 KiB of static arrays, each 128-byte aligned */
@@ -327,13 +327,19 @@ void *collective_object(block_run &r, fiber &f, unsigned mask, unsigned char **c
     return tsan_objects(r) + 4 + (w * kMasks + m) * 2 + (**count & 1);
 }
 
+#endif
+
+/* Thread i of a block in slot `set`: its stack (and under TSan its fiber) among the slots'. */
+size_t slot_fiber(const block_run &r, int set, int i) { return (size_t)set * (size_t)r.nthreads + (size_t)i; }
+
+#if KB_EMU_TSAN
 /* A new block in slot `set`: its fibers, stacks and memory are the slot's. */
 void tsan_new_block(block_run &r, int set) {
     r.arena = r.arenas + (size_t)set * r.arena_bytes;
     r.slots = r.arena;
     r.dyn = r.cfg->smem ? r.arena + kArenaFixed : nullptr;
     for (int i = 0; i < r.nthreads; i++) {
-        size_t k = (size_t)set * (size_t)r.nthreads + (size_t)i;
+        size_t k = slot_fiber(r, set, i);
         while (g_tsan_fibers.size() <= k) g_tsan_fibers.push_back(__tsan_create_fiber(0));
         fiber &f = r.fibers[i];
         f.tsan = g_tsan_fibers[k];
@@ -423,7 +429,7 @@ void run_block(block_run &r, uint3 bid, int set) {
         f.ts.tid = uint3{(unsigned)(i % c.block.x), (unsigned)(i / c.block.x % c.block.y),
                          (unsigned)(i / (c.block.x * c.block.y))};
         f.state = READY;
-        f.stack = g_stacks + ((size_t)set * (size_t)r.nthreads + (size_t)i) * (kStack + kGuard) + kGuard;
+        f.stack = g_stacks + slot_fiber(r, set, i) * (kStack + kGuard) + kGuard;
         f.sp = fresh_stack(f.stack);
         f.asan_fake = nullptr;
     }
