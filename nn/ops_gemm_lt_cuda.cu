@@ -263,15 +263,24 @@ static int lt_exec(kb_cuda_state *st, const char *op, lt_plan *p, void *D, const
     return 0;
 }
 
+/* The CUDA state of op's context, and whether the product has anything to
+ * do: -1 on an error (no CUDA context, a negative size), 1 when it is empty
+ * (rows or out 0: the outputs are left as they are), 0 otherwise. */
+static int lt_op_begin(kb_ctx *ctx, const char *op, int64_t rows, int64_t in, int64_t out, kb_cuda_state **st,
+                       kb_err *err) {
+    if (kb_cuda_op_state(ctx, op, st, err)) return -1;
+    if (rows < 0 || in < 0 || out < 0)
+        return kb_fail(err, "%s: negative size rows=%lld in=%lld out=%lld", op, (long long)rows, (long long)in,
+                       (long long)out);
+    return rows == 0 || out == 0;
+}
+
 extern "C" int kb_gemm_bias_cuda(kb_ctx *ctx, float *y, const float *x, const float *W, const float *bias,
                                  int64_t rows, int64_t in, int64_t out, kb_err *err) {
     const char *op = "gemm_bias";
     kb_cuda_state *st;
-    if (kb_cuda_op_state(ctx, op, &st, err)) return -1;
-    if (rows < 0 || in < 0 || out < 0)
-        return kb_fail(err, "%s: negative size rows=%lld in=%lld out=%lld", op, (long long)rows, (long long)in,
-                       (long long)out);
-    if (rows == 0 || out == 0) return 0;
+    int empty = lt_op_begin(ctx, op, rows, in, out, &st, err);
+    if (empty) return empty < 0 ? -1 : 0;
     lt_plan *p = NULL;
     if (bias && in > 0 && !st->lt_off) {
         /* staged operands are 256-byte aligned copies: then only y and bias count */
@@ -392,11 +401,8 @@ extern "C" int kb_gemm_wgrad_cuda(kb_ctx *ctx, float *dW, float *db, const float
                                   int64_t in, int64_t out, kb_err *err) {
     const char *op = "gemm_wgrad";
     kb_cuda_state *st;
-    if (kb_cuda_op_state(ctx, op, &st, err)) return -1;
-    if (rows < 0 || in < 0 || out < 0)
-        return kb_fail(err, "%s: negative size rows=%lld in=%lld out=%lld", op, (long long)rows, (long long)in,
-                       (long long)out);
-    if (rows == 0 || out == 0) return 0;
+    int empty = lt_op_begin(ctx, op, rows, in, out, &st, err);
+    if (empty) return empty < 0 ? -1 : 0;
     int done = 0;
     if (db && in > 0 && lt_bgrad_on(st)) {
         /* the sums' buffer is the context's (256-byte aligned): only dW, x and dy count */
