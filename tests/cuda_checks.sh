@@ -4,7 +4,7 @@
 # and sets:
 #   KB_BIN        a directory with kindbench, sample_mkckpt and the test programs
 #   KB_WORK       a scratch directory (the train runs' workspaces)
-#   KB_PY         the Python with torch (fixtures, test_sample_cuda.sh)
+#   KB_PY         the Python with torch and PIL (fixtures, test_sample_cuda.sh, test_eval_cuda.sh)
 #   KB_FIXTURES, KB_SOURCE_DIR exported, the fixtures made (tests/ref/*.py)
 # Most important first (a GPU call may run out of time part way).
 kb_cuda_checks() {
@@ -15,6 +15,7 @@ kb_cuda_checks() {
   run_test dit_torch_cuda_bf16 "$KB_BIN/test_dit_torch" cuda bf16
   run_test attn_fused_cuda "$KB_BIN/test_attn_fused" cuda
   run_test inception_cuda "$KB_BIN/test_inception_cuda"
+  run_test eval_cuda env KINDBENCH="$KB_BIN/kindbench" KB_PYTHON="$KB_PY" bash "$KB_SOURCE_DIR/tests/test_eval_cuda.sh"
   run_test ops_x16_cuda "$KB_BIN/test_ops_x16" cuda
   run_test ops_x16_cuda_ltgelu env KINDBENCH_LT_GELU=1 "$KB_BIN/test_ops_x16" cuda
   run_test ops_x16_cuda_ltbgrad env KINDBENCH_LT_BGRAD=1 "$KB_BIN/test_ops_x16" cuda

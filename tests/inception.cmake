@@ -11,6 +11,7 @@
 #   test_inception_cuda     cuDNN path vs CPU (skipped without a GPU)
 #   test_inception_real     the real weights when ../shared/weights has them (else skipped)
 #   test_eval_resume        eval stats stopped part way resumes from its partial features
+#   test_eval_cuda          `eval --device cuda` against `--device cpu`, every metric (skipped without a GPU)
 kb_py_fixture(inception_ref ref/inception_ref.py)
 set_tests_properties(fixture_inception_ref PROPERTIES LABELS inception)
 
@@ -27,6 +28,8 @@ endforeach()
 # `eval stats` stopped by Ctrl-C resumes from its partial features, equal to an unbroken run
 kb_sh_test(test_eval_resume test_eval_resume.sh)
 set_tests_properties(test_eval_resume PROPERTIES FIXTURES_REQUIRED inception_ref LABELS inception)
+kb_sh_test(test_eval_cuda test_eval_cuda.sh)
+set_tests_properties(test_eval_cuda PROPERTIES FIXTURES_REQUIRED inception_ref LABELS "inception;cuda")
 
 # Speed comparison with PyTorch (not a test): bench/bench_inception.sh
 add_executable(bench_inception ${CMAKE_CURRENT_LIST_DIR}/../bench/bench_inception.c)
